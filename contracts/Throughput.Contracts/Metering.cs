@@ -1,0 +1,50 @@
+namespace Throughput.Contracts;
+
+/// <summary>
+/// What a serving node publishes: one batch of metering records, raw JSON (camelCase) on the
+/// <see cref="MeteringTopology.Exchange"/> exchange. Schema: contracts/schemas/metering-batch.v1.json.
+/// </summary>
+/// <param name="Version">Wire format version; this is version 1.</param>
+/// <param name="ProducerId">The serving node's stable identity, one per publishing process.</param>
+/// <param name="Sequence">Grows by one with every batch the producer publishes; a repeat is a duplicate.</param>
+/// <param name="SentAt">When the producer sealed the batch (UTC).</param>
+public sealed record MeteringBatch(
+    int Version,
+    string ProducerId,
+    long Sequence,
+    DateTimeOffset SentAt,
+    IReadOnlyList<MeteringRecord> Records);
+
+/// <summary>One served request's actual token use.</summary>
+/// <param name="EstimatedTokens">The weighted cost admitted for the request before it ran (0 when admission was not tracked).</param>
+/// <param name="Spilled">True when the request was served by the spillover deployment and is billed per token.</param>
+public sealed record MeteringRecord(
+    string RecordId,
+    string DeploymentId,
+    string RequestId,
+    long PromptTokens,
+    long CachedTokens,
+    long OutputTokens,
+    bool Spilled,
+    long EstimatedTokens,
+    DateTimeOffset StartedAt,
+    DateTimeOffset FinishedAt);
+
+/// <summary>Where metering batches travel. Serving nodes in any language use the same names.</summary>
+public static class MeteringTopology
+{
+    public const int CurrentVersion = 1;
+
+    /// <summary>Consistent-hash exchange: the routing key is the deployment id, so one partition queue owns a deployment.</summary>
+    public const string Exchange = "throughput.metering";
+
+    public const string ExchangeType = "x-consistent-hash";
+
+    /// <summary>Partition queues are named <c>throughput.metering.p{n}</c>.</summary>
+    public const string PartitionQueuePrefix = "throughput.metering.p";
+
+    public const string ContentType = "application/json";
+
+    /// <summary>AMQP header carrying <see cref="MeteringBatch.Version"/> so a consumer can refuse a format it does not know before parsing.</summary>
+    public const string VersionHeader = "throughput-version";
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The main job: starts PostgreSQL and RabbitMQ, builds and starts the platform host, drives the demo
+# load against it, prints what the platform measured, and stops the host it started.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+bash infra/services.sh start
+. infra/env.sh
+bash infra/nuget/pack.sh
+dotnet build Throughput.sln --nologo -v quiet -c Release
+port=${THROUGHPUT_DEMO_PORT:-5080}
+log=$(mktemp -t throughput-host.XXXX.log)
+dotnet src/Throughput.Platform/bin/Release/net10.0/Throughput.Platform.dll --urls "http://127.0.0.1:$port" >"$log" 2>&1 &
+host=$!
+trap 'kill "$host" 2>/dev/null || true; wait "$host" 2>/dev/null || true' EXIT
+for _ in $(seq 1 120); do
+  curl -fsS "http://127.0.0.1:$port/health/ready" >/dev/null 2>&1 && break
+  kill -0 "$host" 2>/dev/null || { echo "platform host exited; log: $log" >&2; cat "$log" >&2; exit 1; }
+  sleep 0.5
+done
+echo "platform host ready on http://127.0.0.1:$port (log: $log)"
+dotnet src/Throughput.Flywheel/bin/Release/net10.0/Throughput.Flywheel.dll "http://127.0.0.1:$port" "$@"

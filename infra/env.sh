@@ -1,0 +1,15 @@
+# Connection settings for the local services: the one place the scripts, the host and the tests read.
+# Every value can be overridden from the environment; the C# side reads the same variables with the
+# same defaults (tests/Throughput.Tests checks they agree).
+: "${THROUGHPUT_PG_HOST:=127.0.0.1}"
+: "${THROUGHPUT_PG_PORT:=5432}"
+: "${THROUGHPUT_PG_DATABASE:=throughput}"
+: "${THROUGHPUT_PG_USER:=throughput}"
+: "${THROUGHPUT_PG_PASSWORD:=throughput}"
+: "${THROUGHPUT_RABBIT_HOST:=127.0.0.1}"
+: "${THROUGHPUT_RABBIT_PORT:=5672}"
+: "${THROUGHPUT_RABBIT_VHOST:=throughput}"
+: "${THROUGHPUT_RABBIT_USER:=throughput}"
+: "${THROUGHPUT_RABBIT_PASSWORD:=throughput}"
+export THROUGHPUT_PG_HOST THROUGHPUT_PG_PORT THROUGHPUT_PG_DATABASE THROUGHPUT_PG_USER THROUGHPUT_PG_PASSWORD
+export THROUGHPUT_RABBIT_HOST THROUGHPUT_RABBIT_PORT THROUGHPUT_RABBIT_VHOST THROUGHPUT_RABBIT_USER THROUGHPUT_RABBIT_PASSWORD

@@ -1,0 +1,58 @@
+using MassTransit;
+using Throughput.Contracts;
+using Throughput.Metering;
+
+namespace Throughput.Hosting;
+
+public sealed class MeteringOptions
+{
+    public string Exchange { get; set; } = MeteringTopology.Exchange;
+    public string QueuePrefix { get; set; } = MeteringTopology.PartitionQueuePrefix;
+
+    /// <summary>Partition queues behind the consistent-hash exchange; each has one active consumer, so one writer per deployment.</summary>
+    public int Partitions { get; set; } = 4;
+
+    /// <summary>Messages folded into one PostgreSQL transaction.</summary>
+    public int BatchMessageLimit { get; set; } = 100;
+
+    public TimeSpan BatchTimeLimit { get; set; } = TimeSpan.FromMilliseconds(20);
+}
+
+public static class Messaging
+{
+    public static IServiceCollection AddThroughputMessaging(this IServiceCollection services, ServiceSettings settings, IConfiguration configuration)
+    {
+        var metering = configuration.GetSection("Metering").Get<MeteringOptions>() ?? new MeteringOptions();
+        services.AddSingleton(metering);
+
+        services.AddMassTransit(bus =>
+        {
+            bus.AddConsumer<MeteringConsumer>(c => c.Options<BatchOptions>(o => o
+                .SetMessageLimit(metering.BatchMessageLimit)
+                .SetTimeLimit(metering.BatchTimeLimit)
+                .SetConcurrencyLimit(1)));
+
+            bus.UsingRabbitMq((context, rabbit) =>
+            {
+                rabbit.Host(settings.RabbitUri);
+                for (var partition = 0; partition < metering.Partitions; partition++)
+                {
+                    rabbit.ReceiveEndpoint(metering.QueuePrefix + partition, endpoint =>
+                    {
+                        endpoint.ConfigureConsumeTopology = false;
+                        endpoint.SingleActiveConsumer = true;
+                        endpoint.PrefetchCount = metering.BatchMessageLimit * 2;
+                        endpoint.UseRawJsonDeserializer(RawSerializerOptions.AnyMessageType, isDefault: true);
+                        endpoint.Bind(metering.Exchange, exchange =>
+                        {
+                            exchange.ExchangeType = MeteringTopology.ExchangeType;
+                            exchange.RoutingKey = "1"; // equal weight per partition
+                        });
+                        endpoint.ConfigureConsumer<MeteringConsumer>(context);
+                    });
+                }
+            });
+        });
+        return services;
+    }
+}

@@ -1,0 +1,30 @@
+namespace Throughput.Hosting;
+
+/// <summary>
+/// Connection settings for PostgreSQL and RabbitMQ. The variables and their local defaults are the
+/// ones infra/env.sh defines, so scripts, host and tests agree without a config file.
+/// </summary>
+public sealed record ServiceSettings(
+    string PgHost, int PgPort, string PgDatabase, string PgUser, string PgPassword,
+    string RabbitHost, int RabbitPort, string RabbitVirtualHost, string RabbitUser, string RabbitPassword)
+{
+    public static ServiceSettings FromEnvironment() => new(
+        Env("THROUGHPUT_PG_HOST", "127.0.0.1"),
+        int.Parse(Env("THROUGHPUT_PG_PORT", "5432"), System.Globalization.CultureInfo.InvariantCulture),
+        Env("THROUGHPUT_PG_DATABASE", "throughput"),
+        Env("THROUGHPUT_PG_USER", "throughput"),
+        Env("THROUGHPUT_PG_PASSWORD", "throughput"),
+        Env("THROUGHPUT_RABBIT_HOST", "127.0.0.1"),
+        int.Parse(Env("THROUGHPUT_RABBIT_PORT", "5672"), System.Globalization.CultureInfo.InvariantCulture),
+        Env("THROUGHPUT_RABBIT_VHOST", "throughput"),
+        Env("THROUGHPUT_RABBIT_USER", "throughput"),
+        Env("THROUGHPUT_RABBIT_PASSWORD", "throughput"));
+
+    public string PostgresConnectionString(string? database = null) =>
+        $"Host={PgHost};Port={PgPort};Database={database ?? PgDatabase};Username={PgUser};Password={PgPassword};Maximum Pool Size=64";
+
+    public Uri RabbitUri => new($"amqp://{Uri.EscapeDataString(RabbitUser)}:{Uri.EscapeDataString(RabbitPassword)}@{RabbitHost}:{RabbitPort}/{Uri.EscapeDataString(RabbitVirtualHost)}");
+
+    static string Env(string name, string fallback) =>
+        Environment.GetEnvironmentVariable(name) is { Length: > 0 } value ? value : fallback;
+}

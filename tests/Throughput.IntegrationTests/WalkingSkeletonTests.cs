@@ -1,0 +1,44 @@
+using System.Net;
+using System.Net.Http.Json;
+using Throughput.Contracts;
+using Throughput.Metering;
+
+namespace Throughput.IntegrationTests;
+
+[Collection(PlatformCollection.Name)]
+public sealed class WalkingSkeletonTests(PlatformFixture platform)
+{
+    [Fact]
+    public async Task A_metering_batch_published_as_raw_json_shows_in_the_deployment_totals()
+    {
+        var deploymentId = "dep-skeleton-" + Guid.NewGuid().ToString("N");
+        var now = DateTimeOffset.UtcNow;
+        var batch = new MeteringBatch(1, "node-skeleton", 1, now,
+        [
+            new MeteringRecord("r1", deploymentId, "q1", 200, 50, 1000, false, 0, now.AddSeconds(-2), now),
+            new MeteringRecord("r2", deploymentId, "q2", 300, 0, 20, false, 0, now.AddSeconds(-1), now),
+        ]);
+
+        await platform.PublishAsync(batch);
+
+        var http = platform.CreateClient();
+        var totals = await Eventually.Until(
+            async () =>
+            {
+                var response = await http.GetAsync($"/v1/deployments/{deploymentId}/usage/totals");
+                return response.StatusCode == HttpStatusCode.OK ? await response.Content.ReadFromJsonAsync<Usage.UsageTotals>() : null;
+            },
+            t => t is not null);
+
+        Assert.Equal(new Usage.UsageTotals(deploymentId, 2, 500, 50, 1020), totals);
+    }
+
+    [Fact]
+    public async Task Readiness_checks_postgres_and_rabbitmq()
+    {
+        var http = platform.CreateClient();
+        var ready = await http.GetAsync("/health/ready");
+        Assert.Equal(HttpStatusCode.OK, ready.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("/health/live")).StatusCode);
+    }
+}
