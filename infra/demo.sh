@@ -9,6 +9,10 @@ bash infra/services.sh start
 bash infra/nuget/pack.sh
 dotnet build Throughput.sln --nologo -v quiet -c Release
 port=${THROUGHPUT_DEMO_PORT:-5080}
+# The demo's operator key: generated per run, handed to the host as its bootstrap key, stored there hashed.
+THROUGHPUT_OPERATOR_KEY=${THROUGHPUT_OPERATOR_KEY:-tpk_kdemoop.$(head -c 24 /dev/urandom | base64 | tr -d '/+=')}
+export THROUGHPUT_OPERATOR_KEY
+export Access__BootstrapOperatorKey=$THROUGHPUT_OPERATOR_KEY
 log=$(mktemp -t throughput-host.XXXX.log)
 dotnet src/Throughput.Platform/bin/Release/net10.0/Throughput.Platform.dll --urls "http://127.0.0.1:$port" >"$log" 2>&1 &
 host=$!

@@ -19,7 +19,20 @@ await using var connection = await factory.CreateConnectionAsync("flywheel-skele
 await using var channel = await connection.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true));
 
 var run = Guid.NewGuid().ToString("N")[..8];
-var deployments = new[] { $"dep-docs-{run}", $"dep-summary-{run}", $"dep-chat-{run}" };
+using var http = new HttpClient { BaseAddress = platform };
+var operatorKey = Env("THROUGHPUT_OPERATOR_KEY", "");
+http.DefaultRequestHeaders.Authorization = new("Bearer", operatorKey);
+var tenantId = $"demo-{run}";
+(await http.PostAsJsonAsync("/v1/operator/tenants", new { tenantId, name = "Demo customer", currency = "USD" })).EnsureSuccessStatusCode();
+(await http.PutAsJsonAsync($"/v1/operator/pools/gpt-4o/eastus", new { capacityPtu = 1000 })).EnsureSuccessStatusCode();
+var issued = await (await http.PostAsync(new Uri($"/v1/operator/tenants/{tenantId}/keys", UriKind.Relative), null)).Content.ReadFromJsonAsync<JsonElement>();
+http.DefaultRequestHeaders.Authorization = new("Bearer", issued.GetProperty("apiKey").GetString());
+var deployments = new List<string>();
+foreach (var name in new[] { "docs", "summary", "chat" })
+{
+    var created = await http.PostAsJsonAsync("/v1/deployments", new { name, model = "gpt-4o", region = "eastus", type = "Global", ptu = 1.5 });
+    deployments.Add((await created.EnsureSuccessStatusCode().Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!);
+}
 var json = new JsonSerializerOptions(JsonSerializerDefaults.Web);
 var sequence = 0L;
 for (var round = 0; round < 10; round++)
@@ -35,9 +48,8 @@ for (var round = 0; round < 10; round++)
         await channel.BasicPublishAsync(MeteringTopology.Exchange, deployment, mandatory: true, properties, JsonSerializer.SerializeToUtf8Bytes(batch, json));
     }
 }
-Console.WriteLine($"published {sequence} batches of 50 records for {deployments.Length} deployments");
+Console.WriteLine($"published {sequence} batches of 50 records for {deployments.Count} deployments of tenant {tenantId}");
 
-using var http = new HttpClient { BaseAddress = platform };
 foreach (var deployment in deployments)
 {
     for (var attempt = 0; ; attempt++)

@@ -1,4 +1,8 @@
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
 using System.Text.Json;
+using System.Text.Json.Serialization;
+using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using RabbitMQ.Client;
 using Throughput.Contracts;
@@ -9,17 +13,49 @@ namespace Throughput.IntegrationTests;
 /// <summary>The real platform host on the real PostgreSQL and RabbitMQ that infra/services.sh started.</summary>
 public sealed class PlatformFixture : WebApplicationFactory<Program>, IAsyncLifetime
 {
-    public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+    public const string OperatorKey = "tpk_kitoperator.integration-tests-operator-secret";
+
+    public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { Converters = { new JsonStringEnumConverter() } };
 
     public ServiceSettings Settings { get; } = ServiceSettings.FromEnvironment();
 
     IConnection? _rabbit;
+
+    protected override void ConfigureWebHost(IWebHostBuilder builder) =>
+        builder.UseSetting("Access:BootstrapOperatorKey", OperatorKey);
 
     public async Task InitializeAsync()
     {
         _ = Server; // starts the host: schema migration, bus, consumers
         var factory = new ConnectionFactory { Uri = Settings.RabbitUri };
         _rabbit = await factory.CreateConnectionAsync("throughput-tests");
+    }
+
+    public HttpClient Client(string? apiKey)
+    {
+        var client = CreateClient();
+        if (apiKey is not null) client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", apiKey);
+        return client;
+    }
+
+    public HttpClient Operator() => Client(OperatorKey);
+
+    /// <summary>A fresh tenant with its own key, so tests never see each other's data.</summary>
+    public async Task<(string TenantId, HttpClient Client)> NewTenantAsync(string currency = "USD")
+    {
+        var tenantId = "t-" + Guid.NewGuid().ToString("N")[..12];
+        var op = Operator();
+        (await op.PostAsJsonAsync("/v1/operator/tenants", new { tenantId, name = "Tenant " + tenantId, currency })).EnsureSuccessStatusCode();
+        var issued = await (await op.PostAsync($"/v1/operator/tenants/{tenantId}/keys", null)).Content.ReadFromJsonAsync<JsonElement>();
+        return (tenantId, Client(issued.GetProperty("apiKey").GetString()));
+    }
+
+    /// <summary>A pool in a region no other test uses.</summary>
+    public async Task<string> NewPoolAsync(string model, decimal capacityPtu)
+    {
+        var region = "r" + Guid.NewGuid().ToString("N")[..10];
+        (await Operator().PutAsJsonAsync($"/v1/operator/pools/{model}/{region}", new { capacityPtu })).EnsureSuccessStatusCode();
+        return region;
     }
 
     /// <summary>Publishes raw JSON as a serving node written in any language would, with publisher confirms.</summary>

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Http.Json;
+using System.Text.Json;
 using Throughput.Contracts;
 using Throughput.Metering;
 
@@ -11,7 +12,11 @@ public sealed class WalkingSkeletonTests(PlatformFixture platform)
     [Fact]
     public async Task A_metering_batch_published_as_raw_json_shows_in_the_deployment_totals()
     {
-        var deploymentId = "dep-skeleton-" + Guid.NewGuid().ToString("N");
+        var (_, customer) = await platform.NewTenantAsync();
+        var region = await platform.NewPoolAsync("gpt-4o", 5);
+        var created = await (await customer.PostAsJsonAsync("/v1/deployments", new { name = "skeleton", model = "gpt-4o", region, type = "Global", ptu = 1 }))
+            .Content.ReadFromJsonAsync<JsonElement>();
+        var deploymentId = created.GetProperty("id").GetString()!;
         var now = DateTimeOffset.UtcNow;
         var batch = new MeteringBatch(1, "node-skeleton", 1, now,
         [
@@ -21,14 +26,13 @@ public sealed class WalkingSkeletonTests(PlatformFixture platform)
 
         await platform.PublishAsync(batch);
 
-        var http = platform.CreateClient();
         var totals = await Eventually.Until(
             async () =>
             {
-                var response = await http.GetAsync($"/v1/deployments/{deploymentId}/usage/totals");
+                var response = await customer.GetAsync($"/v1/deployments/{deploymentId}/usage/totals");
                 return response.StatusCode == HttpStatusCode.OK ? await response.Content.ReadFromJsonAsync<Usage.UsageTotals>() : null;
             },
-            t => t is not null);
+            t => t is { Records: > 0 });
 
         Assert.Equal(new Usage.UsageTotals(deploymentId, 2, 500, 50, 1020), totals);
     }
@@ -36,9 +40,8 @@ public sealed class WalkingSkeletonTests(PlatformFixture platform)
     [Fact]
     public async Task Readiness_checks_postgres_and_rabbitmq()
     {
-        var http = platform.CreateClient();
-        var ready = await http.GetAsync("/health/ready");
-        Assert.Equal(HttpStatusCode.OK, ready.StatusCode);
+        var http = platform.Client(null);
+        Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("/health/ready")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("/health/live")).StatusCode);
     }
 }

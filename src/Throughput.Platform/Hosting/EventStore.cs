@@ -3,7 +3,11 @@ using JasperFx.Events;
 using JasperFx.Events.Daemon;
 using JasperFx.Events.Projections;
 using Marten;
+using Throughput.Access;
+using Throughput.Capacity;
 using Throughput.Deployments;
+using Throughput.Reservations;
+using Throughput.Tenants;
 using Weasel.Core;
 
 namespace Throughput.Hosting;
@@ -27,14 +31,46 @@ public static class EventStore
                 // on Npgsql multiplexing data sources; a transaction-scoped advisory lock avoids that code path.
                 opts.Events.UseAdvisoryLockTransaction = true;
 
-                // Stored event names are part of the data: they never follow a class rename.
-                opts.Events.MapEventType<UsageMetered>("usage_metered");
+                MapEventNames(opts.Events);
 
+                // Write-side aggregates are inline snapshots: read in O(1), updated in the transaction that appends.
                 opts.Projections.Snapshot<Deployment>(SnapshotLifecycle.Inline);
+                opts.Projections.Snapshot<Tenant>(SnapshotLifecycle.Inline);
+                opts.Projections.Snapshot<CapacityPool>(SnapshotLifecycle.Inline);
+                opts.Projections.Snapshot<Reservation>(SnapshotLifecycle.Inline);
+                opts.Projections.Snapshot<Staff>(SnapshotLifecycle.Inline);
+                opts.Projections.Add<ApiKeyProjection>(ProjectionLifecycle.Inline);
+                opts.Schema.For<Deployment>().Index(d => d.TenantId);
+                opts.Schema.For<Reservation>().Index(r => r.TenantId);
             })
             .UseLightweightSessions()
             .AddAsyncDaemon(DaemonMode.HotCold)
             .ApplyAllDatabaseChangesOnStartup();
         return services;
+    }
+
+    /// <summary>Stored event names are part of the data: they never follow a class rename.</summary>
+    static void MapEventNames(Marten.Events.IEventStoreOptions events)
+    {
+        events.MapEventType<TenantCreated>("tenant_created");
+        events.MapEventType<ApiKeyIssued>("api_key_issued");
+        events.MapEventType<ApiKeyRevoked>("api_key_revoked");
+        events.MapEventType<TenantSuspended>("tenant_suspended");
+        events.MapEventType<TenantReinstated>("tenant_reinstated");
+        events.MapEventType<StaffKeyIssued>("staff_key_issued");
+        events.MapEventType<StaffKeyRevoked>("staff_key_revoked");
+        events.MapEventType<PoolOpened>("pool_opened");
+        events.MapEventType<CapacityAdded>("pool_capacity_added");
+        events.MapEventType<CapacityRemoved>("pool_capacity_removed");
+        events.MapEventType<PtusAllocated>("pool_ptus_allocated");
+        events.MapEventType<PtusFreed>("pool_ptus_freed");
+        events.MapEventType<DeploymentCreated>("deployment_created");
+        events.MapEventType<DeploymentResized>("deployment_resized");
+        events.MapEventType<SpilloverEnabled>("deployment_spillover_enabled");
+        events.MapEventType<SpilloverDisabled>("deployment_spillover_disabled");
+        events.MapEventType<DeploymentReleased>("deployment_released");
+        events.MapEventType<UsageMetered>("usage_metered");
+        events.MapEventType<ReservationPurchased>("reservation_purchased");
+        events.MapEventType<ReservationCancelled>("reservation_cancelled");
     }
 }

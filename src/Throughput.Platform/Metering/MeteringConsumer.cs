@@ -22,6 +22,7 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock) :
                 .Select(p => new ProducerRange(p.Key, p.Min(x => x.Sequence), p.Max(x => x.Sequence)))
                 .ToList();
             var stream = await session.Events.FetchForWriting<Deployment>(group.Key, context.CancellationToken);
+            if (stream.Aggregate is null) continue;
             stream.AppendOne(new UsageMetered(group.Key, producers, group.LongCount(),
                 group.Sum(x => x.Record.PromptTokens), group.Sum(x => x.Record.CachedTokens), group.Sum(x => x.Record.OutputTokens), now));
         }

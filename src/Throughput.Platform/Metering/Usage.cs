@@ -1,4 +1,5 @@
 using Marten;
+using Throughput.Access;
 using Throughput.Deployments;
 
 namespace Throughput.Metering;
@@ -9,10 +10,13 @@ public static class Usage
 
     public static IEndpointRouteBuilder MapUsage(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/v1/deployments/{deploymentId}/usage/totals", async (string deploymentId, IQuerySession session, CancellationToken ct) =>
-            await session.LoadAsync<Deployment>(deploymentId, ct) is { } d
-                ? Results.Ok(new UsageTotals(d.Id, d.Records, d.PromptTokens, d.CachedTokens, d.OutputTokens))
-                : Results.NotFound());
+        app.MapGet("/v1/deployments/{deploymentId}/usage/totals", async (string deploymentId, HttpContext http, IQuerySession session, CancellationToken ct) =>
+            {
+                var d = await session.LoadOwnedAsync(deploymentId, http.User.TenantId()!, ct);
+                return Results.Ok(new UsageTotals(d.Id, d.Records, d.PromptTokens, d.CachedTokens, d.OutputTokens));
+            })
+            .RequireAuthorization(Policies.Tenant).WithTags("Usage").WithName("GetUsageTotals")
+            .Produces<UsageTotals>().ProducesProblem(404);
         return app;
     }
 }

@@ -1,0 +1,112 @@
+using System.Security.Cryptography;
+using System.Text;
+using JasperFx.Events;
+using Marten;
+using Marten.Events.Projections;
+using Throughput.Http;
+using Throughput.Tenants;
+
+namespace Throughput.Access;
+
+public enum Role
+{
+    Operator,
+    Finance,
+    Tenant,
+    ServingNode,
+}
+
+/// <summary>A key as the authentication handler reads it: only the SHA-256 of the secret is stored.</summary>
+public sealed record ApiKey(string Id, string? TenantId, Role Role, string SecretHash, bool Revoked);
+
+/// <summary>Keys for platform staff and serving nodes (not of any tenant), on the one stream <see cref="StreamId"/>.</summary>
+public sealed record StaffKeyIssued(string KeyId, Role Role, string Name, string SecretHash, DateTimeOffset IssuedAt);
+
+public sealed record StaffKeyRevoked(string KeyId, DateTimeOffset RevokedAt);
+
+public sealed record Staff(string Id, System.Collections.Immutable.ImmutableSortedSet<string> ActiveKeys, long Version)
+{
+    public const string StreamId = "staff";
+
+    public static Staff Create(StaffKeyIssued e) => new(StreamId, [e.KeyId], 0);
+
+    public Staff Apply(StaffKeyIssued e) => this with { ActiveKeys = ActiveKeys.Add(e.KeyId) };
+
+    public Staff Apply(StaffKeyRevoked e) => this with { ActiveKeys = ActiveKeys.Remove(e.KeyId) };
+
+    public static object[] Issue(Staff? staff, string keyId, Role role, string name, string secretHash, DateTimeOffset now)
+    {
+        if (role == Role.Tenant) throw RuleViolation.Unprocessable("Tenant keys are issued on the tenant.");
+        if (staff?.ActiveKeys.Contains(keyId) == true)
+            throw RuleViolation.Conflict($"API key '{keyId}' was already issued; its secret is shown only once.");
+        return [new StaffKeyIssued(keyId, role, name, secretHash, now)];
+    }
+
+    public static object[] Revoke(Staff? staff, string keyId, DateTimeOffset now) =>
+        staff?.ActiveKeys.Contains(keyId) == true
+            ? [new StaffKeyRevoked(keyId, now)]
+            : throw RuleViolation.NotFound($"No active staff API key '{keyId}'.");
+}
+
+/// <summary>Keeps <see cref="ApiKey"/> documents in step with key events, in the same transaction (keys are rare, auth needs them at once).</summary>
+public sealed partial class ApiKeyProjection : EventProjection
+{
+    public override async ValueTask ApplyAsync(IDocumentOperations operations, IEvent e, CancellationToken cancellation)
+    {
+        switch (e.Data)
+        {
+            case ApiKeyIssued k:
+                operations.Store(new ApiKey(k.KeyId, k.TenantId, k.Role, k.SecretHash, false));
+                break;
+            case StaffKeyIssued k:
+                operations.Store(new ApiKey(k.KeyId, null, k.Role, k.SecretHash, false));
+                break;
+            case ApiKeyRevoked k:
+                await Revoke(operations, k.KeyId, cancellation);
+                break;
+            case StaffKeyRevoked k:
+                await Revoke(operations, k.KeyId, cancellation);
+                break;
+        }
+    }
+
+    static async Task Revoke(IDocumentOperations operations, string keyId, CancellationToken ct)
+    {
+        if (await operations.LoadAsync<ApiKey>(keyId, ct) is { } key) operations.Store(key with { Revoked = true });
+    }
+}
+
+/// <summary>Bearer tokens look like <c>tpk_{keyId}.{secret}</c>; the key id is public, the secret is 256 random bits.</summary>
+public static class ApiKeySecrets
+{
+    public const string Prefix = "tpk_";
+
+    public static string NewKeyId() => "k" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
+
+    /// <summary>A key id that a retried request with the same Idempotency-Key maps to again.</summary>
+    public static string KeyIdFor(string scope, string idempotencyKey) =>
+        "k" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(scope + "\n" + idempotencyKey)))[..16];
+
+    public static string NewSecret() => Base64Url(RandomNumberGenerator.GetBytes(32));
+
+    public static string Token(string keyId, string secret) => $"{Prefix}{keyId}.{secret}";
+
+    // A fast hash is right here: the secret is random and long, there is nothing to brute-force.
+    public static string Hash(string secret) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(secret)));
+
+    public static bool TryParse(string token, out string keyId, out string secret)
+    {
+        keyId = secret = "";
+        if (!token.StartsWith(Prefix, StringComparison.Ordinal)) return false;
+        var dot = token.IndexOf('.', Prefix.Length);
+        if (dot <= Prefix.Length || dot == token.Length - 1 || token.Length > 256) return false;
+        keyId = token[Prefix.Length..dot];
+        secret = token[(dot + 1)..];
+        return true;
+    }
+
+    public static bool Matches(string secret, string storedHash) =>
+        CryptographicOperations.FixedTimeEquals(Encoding.ASCII.GetBytes(Hash(secret)), Encoding.ASCII.GetBytes(storedHash));
+
+    static string Base64Url(byte[] bytes) => Convert.ToBase64String(bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+}

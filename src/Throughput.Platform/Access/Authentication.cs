@@ -1,0 +1,127 @@
+using System.Security.Claims;
+using System.Text.Encodings.Web;
+using Marten;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Authorization;
+using Microsoft.Extensions.Caching.Memory;
+using Microsoft.Extensions.Options;
+
+namespace Throughput.Access;
+
+public static class Policies
+{
+    public const string Operator = nameof(Role.Operator);
+    public const string Finance = nameof(Role.Finance);
+    public const string Tenant = nameof(Role.Tenant);
+    public const string ServingNode = nameof(Role.ServingNode);
+}
+
+public static class PrincipalExtensions
+{
+    public const string TenantClaim = "throughput:tenant";
+
+    /// <summary>The tenant a tenant key belongs to; staff keys have none.</summary>
+    public static string? TenantId(this ClaimsPrincipal user) => user.FindFirstValue(TenantClaim);
+
+    public static string KeyId(this ClaimsPrincipal user) => user.FindFirstValue(ClaimTypes.NameIdentifier) ?? "";
+}
+
+/// <summary>Authenticates <c>Authorization: Bearer tpk_{keyId}.{secret}</c> against the hashed key documents.</summary>
+public sealed class ApiKeyAuthenticationHandler(
+    IOptionsMonitor<AuthenticationSchemeOptions> options,
+    ILoggerFactory logger,
+    UrlEncoder encoder,
+    IQuerySession session,
+    IMemoryCache cache) : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
+{
+    public const string SchemeName = "ApiKey";
+
+    // Revocation takes effect within this time on every host; the price of not reading PostgreSQL per request.
+    static readonly TimeSpan CacheFor = TimeSpan.FromSeconds(5);
+
+    protected override async Task<AuthenticateResult> HandleAuthenticateAsync()
+    {
+        string? header = Request.Headers.Authorization;
+        if (string.IsNullOrEmpty(header)) return AuthenticateResult.NoResult();
+        if (!header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)
+            || !ApiKeySecrets.TryParse(header["Bearer ".Length..].Trim(), out var keyId, out var secret))
+            return AuthenticateResult.Fail("Malformed API key.");
+
+        var key = await cache.GetOrCreateAsync("apikey:" + keyId, async entry =>
+        {
+            entry.AbsoluteExpirationRelativeToNow = CacheFor;
+            return await session.LoadAsync<ApiKey>(keyId, Context.RequestAborted);
+        });
+        if (key is null || key.Revoked || !ApiKeySecrets.Matches(secret, key.SecretHash))
+            return AuthenticateResult.Fail("Unknown or revoked API key.");
+
+        List<Claim> claims = [new(ClaimTypes.NameIdentifier, key.Id), new(ClaimTypes.Role, key.Role.ToString())];
+        if (key.TenantId is not null) claims.Add(new(PrincipalExtensions.TenantClaim, key.TenantId));
+        var principal = new ClaimsPrincipal(new ClaimsIdentity(claims, SchemeName));
+        return AuthenticateResult.Success(new AuthenticationTicket(principal, SchemeName));
+    }
+
+    protected override async Task HandleChallengeAsync(AuthenticationProperties properties)
+    {
+        Response.StatusCode = StatusCodes.Status401Unauthorized;
+        Response.Headers.WWWAuthenticate = "Bearer";
+        await Results.Problem(statusCode: 401, title: "Unauthorized",
+            detail: "Send an API key as 'Authorization: Bearer tpk_…'.").ExecuteAsync(Context);
+    }
+
+    protected override async Task HandleForbiddenAsync(AuthenticationProperties properties)
+    {
+        Response.StatusCode = StatusCodes.Status403Forbidden;
+        await Results.Problem(statusCode: 403, title: "Forbidden",
+            detail: "This API key's role may not call this endpoint.").ExecuteAsync(Context);
+    }
+}
+
+public static class AccessRegistration
+{
+    public static IServiceCollection AddThroughputAccess(this IServiceCollection services)
+    {
+        services.AddMemoryCache();
+        services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
+            .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
+        services.AddAuthorizationBuilder()
+            .SetFallbackPolicy(new AuthorizationPolicyBuilder().RequireAuthenticatedUser().Build())
+            .AddPolicy(Policies.Operator, p => p.RequireRole(nameof(Role.Operator)))
+            .AddPolicy(Policies.Finance, p => p.RequireRole(nameof(Role.Finance)))
+            .AddPolicy(Policies.Tenant, p => p.RequireRole(nameof(Role.Tenant)).RequireClaim(PrincipalExtensions.TenantClaim))
+            .AddPolicy(Policies.ServingNode, p => p.RequireRole(nameof(Role.ServingNode), nameof(Role.Operator)));
+        services.AddHostedService<BootstrapOperatorKey>();
+        return services;
+    }
+}
+
+/// <summary>
+/// The first operator key comes from configuration (<c>Access:BootstrapOperatorKey</c>, a full <c>tpk_…</c> token);
+/// it is stored hashed like any other key, and every other key is issued through the API.
+/// </summary>
+public sealed class BootstrapOperatorKey(IConfiguration configuration, IDocumentStore store, TimeProvider clock, ILogger<BootstrapOperatorKey> log) : IHostedService
+{
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        var token = configuration["Access:BootstrapOperatorKey"];
+        if (string.IsNullOrEmpty(token)) return;
+        if (!ApiKeySecrets.TryParse(token, out var keyId, out var secret))
+            throw new InvalidOperationException("Access:BootstrapOperatorKey must look like tpk_{keyId}.{secret}");
+
+        await using var session = store.LightweightSession();
+        if (await session.LoadAsync<ApiKey>(keyId, cancellationToken) is not null) return;
+        var staff = await session.Events.FetchForWriting<Staff>(Staff.StreamId, cancellationToken);
+        staff.AppendMany(Staff.Issue(staff.Aggregate, keyId, Role.Operator, "bootstrap operator", ApiKeySecrets.Hash(secret), clock.GetUtcNow()));
+        try
+        {
+            await session.SaveChangesAsync(cancellationToken);
+            log.LogInformation("Bootstrap operator key {KeyId} registered", keyId);
+        }
+        catch (Exception e) when (e is JasperFx.ConcurrencyException or Marten.Exceptions.ExistingStreamIdCollisionException)
+        {
+            // Another host registered it at the same moment.
+        }
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+}

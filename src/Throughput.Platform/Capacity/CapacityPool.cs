@@ -1,0 +1,61 @@
+using Throughput.Http;
+
+namespace Throughput.Capacity;
+
+public sealed record PoolOpened(string PoolId, string Model, string Region, DateTimeOffset OpenedAt);
+
+public sealed record CapacityAdded(string PoolId, decimal Ptu, DateTimeOffset At);
+
+public sealed record CapacityRemoved(string PoolId, decimal Ptu, DateTimeOffset At);
+
+public sealed record PtusAllocated(string PoolId, string DeploymentId, decimal Ptu, DateTimeOffset At);
+
+public sealed record PtusFreed(string PoolId, string DeploymentId, decimal Ptu, DateTimeOffset At);
+
+/// <summary>GPU capacity of one model in one region, in PTUs. It never sells more than it has.</summary>
+public sealed record CapacityPool(string Id, string Model, string Region, decimal Capacity, decimal Sold, long Version)
+{
+    public decimal Free => Capacity - Sold;
+
+    public static string StreamId(string model, string region) => $"pool:{model}:{region}";
+
+    public static CapacityPool Create(PoolOpened e) => new(e.PoolId, e.Model, e.Region, 0, 0, 0);
+
+    public CapacityPool Apply(CapacityAdded e) => this with { Capacity = Capacity + e.Ptu };
+
+    public CapacityPool Apply(CapacityRemoved e) => this with { Capacity = Capacity - e.Ptu };
+
+    public CapacityPool Apply(PtusAllocated e) => this with { Sold = Sold + e.Ptu };
+
+    public CapacityPool Apply(PtusFreed e) => this with { Sold = Sold - e.Ptu };
+}
+
+/// <summary>Pool decisions; allocation and freeing are called by the deployment slices that buy and give back PTUs.</summary>
+public static class PoolDecisions
+{
+    /// <summary>Operators state the capacity they have; the difference becomes an add or a remove.</summary>
+    public static object[] SetCapacity(CapacityPool? pool, string model, string region, decimal capacity, DateTimeOffset now)
+    {
+        var id = CapacityPool.StreamId(model, region);
+        var current = pool?.Capacity ?? 0;
+        if (capacity < (pool?.Sold ?? 0))
+            throw RuleViolation.Conflict($"Pool {id} has {pool!.Sold} PTU sold; capacity cannot go below that.");
+        List<object> events = [];
+        if (pool is null) events.Add(new PoolOpened(id, model, region, now));
+        if (capacity > current) events.Add(new CapacityAdded(id, capacity - current, now));
+        if (capacity < current) events.Add(new CapacityRemoved(id, current - capacity, now));
+        return [.. events];
+    }
+
+    public static object[] Allocate(CapacityPool? pool, string model, string region, string deploymentId, decimal ptu, DateTimeOffset now)
+    {
+        if (pool is null)
+            throw RuleViolation.Conflict($"No capacity is registered for {model} in {region}.");
+        if (ptu > pool.Free)
+            throw RuleViolation.Conflict($"Pool {pool.Id} is exhausted: {pool.Free} PTU free, {ptu} PTU requested.");
+        return [new PtusAllocated(pool.Id, deploymentId, ptu, now)];
+    }
+
+    public static object[] Free(CapacityPool pool, string deploymentId, decimal ptu, DateTimeOffset now) =>
+        [new PtusFreed(pool.Id, deploymentId, ptu, now)];
+}

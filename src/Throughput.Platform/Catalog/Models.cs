@@ -1,0 +1,13 @@
+namespace Throughput.Catalog;
+
+public static class Models
+{
+    public static IEndpointRouteBuilder MapModels(this IEndpointRouteBuilder app, ModelCatalog catalog)
+    {
+        app.MapGet("/v1/models", () => Results.Ok(catalog.Models))
+            .WithTags("Catalog").WithName("ListModels")
+            .WithSummary("Models for sale with their rates per PTU, sellable amounts and prices.")
+            .Produces<IReadOnlyList<ModelEntry>>();
+        return app;
+    }
+}

@@ -1,0 +1,97 @@
+using System.Security.Cryptography;
+using System.Text;
+using FluentValidation;
+using Marten;
+using Throughput.Access;
+using Throughput.Capacity;
+using Throughput.Catalog;
+using Throughput.Http;
+using Throughput.Tenants;
+
+namespace Throughput.Deployments;
+
+public sealed record PurchaseDeployment(string Name, string Model, string Region, DeploymentType Type, decimal Ptu, bool Spillover = false);
+
+public static class Purchase
+{
+    public sealed class Validator : AbstractValidator<PurchaseDeployment>
+    {
+        public Validator(ModelCatalog catalog)
+        {
+            RuleFor(x => x.Name).NotEmpty().MaximumLength(100);
+            RuleFor(x => x.Model).NotEmpty().Must(m => catalog.Find(m) is not null).WithMessage("Unknown model; GET /v1/models lists them.");
+            RuleFor(x => x.Region).NotEmpty().Matches("^[a-z][a-z0-9-]{1,31}$").WithMessage("Region must look like 'eastus' or 'sweden-central'.");
+            RuleFor(x => x.Type).IsInEnum();
+            RuleFor(x => x.Ptu).GreaterThan(0).LessThanOrEqualTo(100_000).PrecisionScale(12, 4, ignoreTrailingZeros: true);
+        }
+    }
+
+    public static DeploymentCreated Decide(Tenant tenant, ModelEntry model, PurchaseDeployment command, string deploymentId, int burstSeconds, DateTimeOffset now)
+    {
+        tenant.EnsureActive();
+        if (!model.IsValidAmount(command.Ptu))
+            throw RuleViolation.Unprocessable($"{command.Ptu} PTU is not sellable for {model.Name}: the minimum is {model.MinimumPtu} PTU in steps of {model.PtuIncrement}.");
+        if (!model.Prices.ContainsKey(tenant.Currency))
+            throw RuleViolation.Unprocessable($"{model.Name} has no price in {tenant.Currency}, the tenant's currency.");
+        return new DeploymentCreated(deploymentId, tenant.Id, command.Name, model.Name, command.Region, command.Type, command.Ptu,
+            model.InputTokensPerMinutePerPtu, model.OutputWeight, model.CachedDeduction, burstSeconds, command.Spillover, tenant.Currency, now);
+    }
+
+    /// <summary>A retried purchase with the same Idempotency-Key maps to the same stream id, so the event store refuses a second one.</summary>
+    public static string DeploymentIdFor(string tenantId, string? idempotencyKey) => idempotencyKey is null
+        ? "dep-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(10))
+        : "dep-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(tenantId + "\n" + idempotencyKey)))[..20];
+
+    static bool SameRequest(Deployment d, PurchaseDeployment c) =>
+        d.Name == c.Name && d.Model == c.Model && d.Region == c.Region && d.Type == c.Type && d.Ptu == c.Ptu;
+
+    public static RouteGroupBuilder MapPurchase(this RouteGroupBuilder group, ModelCatalog catalog)
+    {
+        group.MapPost("/", async (PurchaseDeployment command, HttpContext http, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
+            {
+                var tenantId = http.User.TenantId()!;
+                string? key = http.Request.Headers["Idempotency-Key"];
+                if (key is { Length: > 128 })
+                    return Results.ValidationProblem(new Dictionary<string, string[]> { ["Idempotency-Key"] = ["At most 128 characters."] });
+                var deploymentId = DeploymentIdFor(tenantId, key);
+
+                if (key is not null && await session.LoadAsync<Deployment>(deploymentId, ct) is { } earlier)
+                    return Replay(http, earlier, command);
+
+                var tenant = await session.LoadAsync<Tenant>(tenantId, ct) ?? throw RuleViolation.NotFound($"No tenant '{tenantId}'.");
+                var model = catalog.Find(command.Model)!;
+                var created = Decide(tenant, model, command, deploymentId, catalog.BurstSecondsFor(command.Type), clock.GetUtcNow());
+
+                // The row lock on the pool stream serialises concurrent purchases: no retry storm, no overselling.
+                var pool = await session.Events.FetchForExclusiveWriting<CapacityPool>(CapacityPool.StreamId(command.Model, command.Region), ct);
+                pool.AppendMany(PoolDecisions.Allocate(pool.Aggregate, command.Model, command.Region, deploymentId, command.Ptu, created.CreatedAt));
+                session.Events.StartStream<Deployment>(deploymentId, created);
+                try
+                {
+                    await session.SaveChangesAsync(ct);
+                }
+                catch (Marten.Exceptions.ExistingStreamIdCollisionException) when (key is not null)
+                {
+                    await using var fresh = session.DocumentStore.QuerySession();
+                    return Replay(http, (await fresh.LoadAsync<Deployment>(deploymentId, ct))!, command);
+                }
+                var deployment = Deployment.Create(created) with { Version = 1 };
+                ETags.Set(http, deployment.Version);
+                return Results.Created($"/v1/deployments/{deploymentId}", DeploymentView.Of(deployment));
+            })
+            .ValidateWith(new Validator(catalog))
+            .WithName("PurchaseDeployment")
+            .WithSummary("Buy PTUs for a new deployment. Send Idempotency-Key so that a retry never buys twice.")
+            .Produces<DeploymentView>(201).ProducesProblem(409).ProducesProblem(422);
+        return group;
+
+        static IResult Replay(HttpContext http, Deployment earlier, PurchaseDeployment command)
+        {
+            if (!SameRequest(earlier, command))
+                return Results.Problem(statusCode: 422, title: "Idempotency-Key reused",
+                    detail: "This Idempotency-Key was used for a different purchase.");
+            ETags.Set(http, earlier.Version);
+            return Results.Created($"/v1/deployments/{earlier.Id}", DeploymentView.Of(earlier));
+        }
+    }
+}

@@ -1,0 +1,60 @@
+using Marten;
+using Throughput.Access;
+using Throughput.Catalog;
+using Throughput.Http;
+
+namespace Throughput.Deployments;
+
+public sealed record DeploymentView(
+    string Id,
+    string Name,
+    string Model,
+    string Region,
+    DeploymentType Type,
+    decimal Ptu,
+    bool Spillover,
+    DeploymentStatus Status,
+    DateTimeOffset CreatedAt,
+    AdmissionLimit Admission,
+    long Version)
+{
+    public static DeploymentView Of(Deployment d) =>
+        new(d.Id, d.Name, d.Model, d.Region, d.Type, d.Ptu, d.Spillover, d.Status, d.CreatedAt, d.Limit, d.Version);
+}
+
+public static class ReadDeployments
+{
+    /// <summary>A tenant's deployment, or 404 alike for one that does not exist and one of another tenant.</summary>
+    public static async Task<Deployment> LoadOwnedAsync(this IQuerySession session, string deploymentId, string tenantId, CancellationToken ct) =>
+        await session.LoadAsync<Deployment>(deploymentId, ct) is { } d && d.TenantId == tenantId
+            ? d
+            : throw RuleViolation.NotFound($"No deployment '{deploymentId}'.");
+
+    public static void EnsureOwnedBy(this Deployment? deployment, string deploymentId, string tenantId)
+    {
+        if (deployment is null || deployment.TenantId != tenantId)
+            throw RuleViolation.NotFound($"No deployment '{deploymentId}'.");
+    }
+
+    public static IResult Ok(HttpContext http, Deployment d)
+    {
+        ETags.Set(http, d.Version);
+        return Results.Ok(DeploymentView.Of(d));
+    }
+
+    public static RouteGroupBuilder MapReadDeployments(this RouteGroupBuilder group)
+    {
+        group.MapGet("/", async (HttpContext http, IQuerySession session, CancellationToken ct) =>
+        {
+            var tenantId = http.User.TenantId()!;
+            var deployments = await session.Query<Deployment>().Where(d => d.TenantId == tenantId).OrderBy(d => d.CreatedAt).ToListAsync(ct);
+            return Results.Ok(deployments.Select(DeploymentView.Of));
+        }).WithName("ListDeployments").WithSummary("List the caller's deployments.");
+
+        group.MapGet("/{deploymentId}", async (string deploymentId, HttpContext http, IQuerySession session, CancellationToken ct) =>
+                Ok(http, await session.LoadOwnedAsync(deploymentId, http.User.TenantId()!, ct)))
+            .WithName("GetDeployment").WithSummary("One deployment with its admission limit; the ETag is its version.")
+            .Produces<DeploymentView>().ProducesProblem(404);
+        return group;
+    }
+}

@@ -1,0 +1,42 @@
+using FluentValidation;
+using Marten;
+using Throughput.Access;
+using Throughput.Http;
+
+namespace Throughput.Deployments;
+
+public sealed record SetSpillover(bool Enabled);
+
+public static class Spillover
+{
+    public static object[] Decide(Deployment deployment, bool enabled, DateTimeOffset now)
+    {
+        if (deployment.Status == DeploymentStatus.Released)
+            throw RuleViolation.Conflict($"Deployment '{deployment.Id}' is released.");
+        if (deployment.Spillover == enabled) return [];
+        return enabled ? [new SpilloverEnabled(deployment.Id, now)] : [new SpilloverDisabled(deployment.Id, now)];
+    }
+
+    public static RouteGroupBuilder MapSpillover(this RouteGroupBuilder group)
+    {
+        group.MapPut("/{deploymentId}/spillover", async (string deploymentId, SetSpillover command, HttpContext http, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
+            {
+                var stream = await session.Events.FetchForWriting<Deployment>(deploymentId, ct);
+                stream.Aggregate.EnsureOwnedBy(deploymentId, http.User.TenantId()!);
+                var deployment = stream.Aggregate!;
+                var events = Decide(deployment, command.Enabled, clock.GetUtcNow());
+                if (events.Length > 0)
+                {
+                    stream.AppendMany(events);
+                    await session.SaveChangesAsync(ct);
+                    deployment = deployment with { Spillover = command.Enabled, Version = deployment.Version + 1 };
+                }
+                return ReadDeployments.Ok(http, deployment);
+            })
+            .ValidateWith(new InlineValidator<SetSpillover>())
+            .WithName("SetSpillover")
+            .WithSummary("Serve requests above the purchased rate on the pay-per-token spillover deployment, billed per token.")
+            .Produces<DeploymentView>().ProducesProblem(404).ProducesProblem(409);
+        return group;
+    }
+}

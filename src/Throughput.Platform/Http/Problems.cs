@@ -1,0 +1,76 @@
+using System.Text.Json;
+using FluentValidation;
+using Microsoft.AspNetCore.Diagnostics;
+
+namespace Throughput.Http;
+
+/// <summary>Every refusal leaves as RFC 7807 problem details; bad input never becomes a 500.</summary>
+public sealed class ProblemMapper(ILogger<ProblemMapper> log) : IExceptionHandler
+{
+    public async ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
+    {
+        var http = httpContext;
+        var result = exception switch
+        {
+            RuleViolation { Kind: RuleKind.NotFound } v => Results.Problem(statusCode: 404, title: "Not found", detail: v.Message),
+            RuleViolation { Kind: RuleKind.Conflict } v => Results.Problem(statusCode: 409, title: "Conflict", detail: v.Message),
+            RuleViolation v => Results.Problem(statusCode: 422, title: "Rule violated", detail: v.Message),
+            BadHttpRequestException { InnerException: JsonException json } => Results.ValidationProblem(
+                new Dictionary<string, string[]> { [FieldOf(json.Path)] = ["The value is missing, malformed or of the wrong type."] },
+                title: "The request body is not valid JSON for this endpoint."),
+            BadHttpRequestException bad => Results.Problem(statusCode: bad.StatusCode, title: "Bad request", detail: bad.Message),
+            JasperFx.ConcurrencyException or Marten.Exceptions.ExistingStreamIdCollisionException when http.Request.Headers.IfMatch.Count > 0 =>
+                Results.Problem(statusCode: 412, title: "Precondition failed", detail: "The resource changed since the ETag you sent; read it again."),
+            JasperFx.ConcurrencyException or Marten.Exceptions.ExistingStreamIdCollisionException or Marten.Exceptions.StreamLockedException =>
+                Results.Problem(statusCode: 409, title: "Conflict", detail: "Another change to the same resource won; retry the request."),
+            _ => null,
+        };
+        if (result is null)
+        {
+            log.LogError(exception, "Unhandled exception on {Path}", http.Request.Path);
+            return false;
+        }
+        await result.ExecuteAsync(http);
+        return true;
+    }
+
+    static string FieldOf(string? path) => string.IsNullOrEmpty(path) || path == "$" ? "body" : path.TrimStart('$', '.');
+}
+
+public static class Validation
+{
+    /// <summary>Runs the request's FluentValidation validator before the handler; failures are 400 problem details per field.</summary>
+    public static RouteHandlerBuilder ValidateWith<T>(this RouteHandlerBuilder builder, IValidator<T> validator) =>
+        builder.AddEndpointFilter(async (context, next) =>
+        {
+            var request = context.Arguments.OfType<T>().FirstOrDefault();
+            if (request is null)
+                return Results.ValidationProblem(new Dictionary<string, string[]> { ["body"] = ["A JSON request body is required."] });
+            var outcome = await validator.ValidateAsync(request, context.HttpContext.RequestAborted);
+            return outcome.IsValid ? await next(context) : Results.ValidationProblem(outcome.ToDictionary());
+        }).ProducesValidationProblem();
+}
+
+/// <summary>Stream versions as ETags; writes that need the reader's view send it back in If-Match.</summary>
+public static class ETags
+{
+    public static string For(long version) => $"\"{version}\"";
+
+    public static void Set(HttpContext http, long version) => http.Response.Headers.ETag = For(version);
+
+    /// <summary>The version the client says it saw, or a problem result to return instead.</summary>
+    public static (long Version, IResult? Problem) RequireIfMatch(HttpContext http)
+    {
+        string? header = http.Request.Headers.IfMatch;
+        if (string.IsNullOrEmpty(header))
+            return (0, Results.Problem(statusCode: 428, title: "Precondition required", detail: "Send the resource's ETag in If-Match."));
+        var text = header.Trim();
+        if (text.StartsWith("W/", StringComparison.Ordinal)) text = text[2..];
+        return long.TryParse(text.Trim('"'), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var version)
+            ? (version, null)
+            : (0, Results.Problem(statusCode: 412, title: "Precondition failed", detail: "If-Match is not an ETag this API issued."));
+    }
+
+    public static IResult Stale() =>
+        Results.Problem(statusCode: 412, title: "Precondition failed", detail: "The resource changed since the ETag you sent; read it again.");
+}

@@ -1,0 +1,117 @@
+using FluentValidation;
+using Marten;
+using Throughput.Access;
+using Throughput.Catalog;
+using Throughput.Http;
+
+namespace Throughput.Tenants;
+
+public sealed record CreateTenant(string TenantId, string Name, string Currency);
+
+public sealed record SuspendTenant(string Reason);
+
+public sealed record TenantView(string Id, string Name, string Currency, TenantStatus Status, IReadOnlyList<string> ActiveKeys, DateTimeOffset CreatedAt, long Version)
+{
+    public static TenantView Of(Tenant t) => new(t.Id, t.Name, t.Currency, t.Status, [.. t.ActiveKeys], t.CreatedAt, t.Version);
+}
+
+/// <summary>The secret appears in this response only; the platform keeps its hash.</summary>
+public sealed record IssuedApiKey(string KeyId, Role Role, string ApiKey);
+
+/// <summary>Operator slices: tenants, their keys, suspension.</summary>
+public static class ManageTenants
+{
+    public sealed class CreateValidator : AbstractValidator<CreateTenant>
+    {
+        public CreateValidator(ModelCatalog catalog)
+        {
+            var currencies = catalog.Models.SelectMany(m => m.Prices.Keys).ToHashSet();
+            RuleFor(x => x.TenantId).NotEmpty().Matches("^[a-z][a-z0-9-]{2,39}$").WithMessage("Tenant id: 3–40 lower-case letters, digits or '-', starting with a letter.");
+            RuleFor(x => x.Name).NotEmpty().MaximumLength(200);
+            RuleFor(x => x.Currency).NotEmpty().Must(currencies.Contains).WithMessage($"Currency must be one the catalog prices in: {string.Join(", ", currencies.Order())}.");
+        }
+    }
+
+    public sealed class SuspendValidator : AbstractValidator<SuspendTenant>
+    {
+        public SuspendValidator() => RuleFor(x => x.Reason).NotEmpty().MaximumLength(500);
+    }
+
+    static async Task<Tenant> LoadAsync(IQuerySession session, string tenantId, CancellationToken ct) =>
+        await session.LoadAsync<Tenant>(tenantId, ct) ?? throw RuleViolation.NotFound($"No tenant '{tenantId}'.");
+
+    public static IEndpointRouteBuilder MapManageTenants(this IEndpointRouteBuilder app, ModelCatalog catalog)
+    {
+        var group = app.MapGroup("/v1/operator/tenants").RequireAuthorization(Policies.Operator).WithTags("Operator: tenants");
+
+        group.MapPost("/", async (CreateTenant command, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
+            {
+                var existing = await session.LoadAsync<Tenant>(command.TenantId, ct);
+                var events = TenantDecisions.Create(existing, command.TenantId, command.Name, command.Currency, clock.GetUtcNow());
+                if (events.Length == 0) return Results.Ok(TenantView.Of(existing!));
+                session.Events.StartStream<Tenant>(Tenant.StreamId(command.TenantId), events);
+                await session.SaveChangesAsync(ct);
+                return Results.Created($"/v1/operator/tenants/{command.TenantId}", TenantView.Of(Tenant.Create((TenantCreated)events[0]) with { Version = 1 }));
+            })
+            .ValidateWith(new CreateValidator(catalog))
+            .WithName("CreateTenant").WithSummary("Create a customer account. Repeating the same request is harmless (the tenant id is the idempotency key).")
+            .Produces<TenantView>(201).ProducesProblem(409);
+
+        group.MapGet("/", async (IQuerySession session, CancellationToken ct) =>
+                Results.Ok((await session.Query<Tenant>().OrderBy(t => t.Id).ToListAsync(ct)).Select(TenantView.Of)))
+            .WithName("ListTenants").Produces<IReadOnlyList<TenantView>>();
+
+        group.MapGet("/{tenantId}", async (string tenantId, IQuerySession session, CancellationToken ct) =>
+                Results.Ok(TenantView.Of(await LoadAsync(session, tenantId, ct))))
+            .WithName("GetTenant").Produces<TenantView>().ProducesProblem(404);
+
+        group.MapPost("/{tenantId}/keys", async (string tenantId, HttpContext http, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
+            {
+                var tenant = await LoadAsync(session, tenantId, ct);
+                string? idempotencyKey = http.Request.Headers["Idempotency-Key"];
+                var keyId = idempotencyKey is null ? ApiKeySecrets.NewKeyId() : ApiKeySecrets.KeyIdFor(tenantId, idempotencyKey);
+                var secret = ApiKeySecrets.NewSecret();
+                session.Events.Append(tenant.Id, tenant.Version + 1, TenantDecisions.IssueKey(tenant, keyId, ApiKeySecrets.Hash(secret), clock.GetUtcNow()));
+                await session.SaveChangesAsync(ct);
+                return Results.Created($"/v1/operator/tenants/{tenantId}/keys/{keyId}", new IssuedApiKey(keyId, Role.Tenant, ApiKeySecrets.Token(keyId, secret)));
+            })
+            .WithName("IssueTenantKey").WithSummary("Issue an API key for the tenant. The secret is returned once; a retry with the same Idempotency-Key is refused rather than shown again.")
+            .Produces<IssuedApiKey>(201).ProducesProblem(404).ProducesProblem(409);
+
+        group.MapDelete("/{tenantId}/keys/{keyId}", async (string tenantId, string keyId, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
+            {
+                var tenant = await LoadAsync(session, tenantId, ct);
+                session.Events.Append(tenant.Id, tenant.Version + 1, TenantDecisions.RevokeKey(tenant, keyId, clock.GetUtcNow()));
+                await session.SaveChangesAsync(ct);
+                return Results.NoContent();
+            })
+            .WithName("RevokeTenantKey").Produces(204).ProducesProblem(404);
+
+        group.MapPost("/{tenantId}/suspend", async (string tenantId, SuspendTenant command, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
+                await Change(session, tenantId, t => TenantDecisions.Suspend(t, command.Reason, clock.GetUtcNow()), ct))
+            .ValidateWith(new SuspendValidator())
+            .WithName("SuspendTenant").WithSummary("Stop the tenant buying; its deployments' admission state becomes suspended.")
+            .Produces<TenantView>().ProducesProblem(404);
+
+        group.MapPost("/{tenantId}/reinstate", async (string tenantId, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
+                await Change(session, tenantId, t => TenantDecisions.Reinstate(t, clock.GetUtcNow()), ct))
+            .WithName("ReinstateTenant").Produces<TenantView>().ProducesProblem(404);
+        return app;
+    }
+
+    static async Task<IResult> Change(IDocumentSession session, string tenantId, Func<Tenant, object[]> decide, CancellationToken ct)
+    {
+        var stream = await session.Events.FetchForWriting<Tenant>(tenantId, ct);
+        if (stream.Aggregate is null) throw RuleViolation.NotFound($"No tenant '{tenantId}'.");
+        var events = decide(stream.Aggregate);
+        stream.AppendMany(events);
+        await session.SaveChangesAsync(ct);
+        var tenant = events.Aggregate(stream.Aggregate, (t, e) => e switch
+        {
+            TenantSuspended s => t.Apply(s),
+            TenantReinstated r => t.Apply(r),
+            _ => t,
+        });
+        return Results.Ok(TenantView.Of(tenant with { Version = stream.Aggregate.Version + events.Length }));
+    }
+}

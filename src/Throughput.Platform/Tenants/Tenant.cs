@@ -1,0 +1,80 @@
+using System.Collections.Immutable;
+using Throughput.Access;
+using Throughput.Http;
+
+namespace Throughput.Tenants;
+
+public sealed record TenantCreated(string TenantId, string Name, string Currency, DateTimeOffset CreatedAt);
+
+public sealed record ApiKeyIssued(string TenantId, string KeyId, Role Role, string SecretHash, DateTimeOffset IssuedAt);
+
+public sealed record ApiKeyRevoked(string TenantId, string KeyId, DateTimeOffset RevokedAt);
+
+public sealed record TenantSuspended(string TenantId, string Reason, DateTimeOffset SuspendedAt);
+
+public sealed record TenantReinstated(string TenantId, DateTimeOffset ReinstatedAt);
+
+public enum TenantStatus
+{
+    Active,
+    Suspended,
+}
+
+/// <summary>A customer account: its currency, its API keys, whether it may buy and be served.</summary>
+public sealed record Tenant(
+    string Id,
+    string Name,
+    string Currency,
+    TenantStatus Status,
+    ImmutableSortedSet<string> ActiveKeys,
+    DateTimeOffset CreatedAt,
+    long Version)
+{
+    public static Tenant Create(TenantCreated e) =>
+        new(e.TenantId, e.Name, e.Currency, TenantStatus.Active, [], e.CreatedAt, 0);
+
+    public Tenant Apply(ApiKeyIssued e) => this with { ActiveKeys = ActiveKeys.Add(e.KeyId) };
+
+    public Tenant Apply(ApiKeyRevoked e) => this with { ActiveKeys = ActiveKeys.Remove(e.KeyId) };
+
+    public Tenant Apply(TenantSuspended e) => this with { Status = TenantStatus.Suspended };
+
+    public Tenant Apply(TenantReinstated e) => this with { Status = TenantStatus.Active };
+
+    public static string StreamId(string tenantId) => tenantId;
+
+    public void EnsureActive()
+    {
+        if (Status == TenantStatus.Suspended)
+            throw RuleViolation.Conflict($"Tenant '{Id}' is suspended.");
+    }
+}
+
+/// <summary>The tenant decisions: state + command → events. An idempotent repeat yields no events.</summary>
+public static class TenantDecisions
+{
+    public static object[] Create(Tenant? existing, string tenantId, string name, string currency, DateTimeOffset now)
+    {
+        if (existing is null) return [new TenantCreated(tenantId, name, currency, now)];
+        if (existing.Name == name && existing.Currency == currency) return [];
+        throw RuleViolation.Conflict($"Tenant '{tenantId}' already exists with other details.");
+    }
+
+    public static object[] IssueKey(Tenant tenant, string keyId, string secretHash, DateTimeOffset now)
+    {
+        if (tenant.ActiveKeys.Contains(keyId))
+            throw RuleViolation.Conflict($"API key '{keyId}' was already issued; its secret is shown only once.");
+        return [new ApiKeyIssued(tenant.Id, keyId, Role.Tenant, secretHash, now)];
+    }
+
+    public static object[] RevokeKey(Tenant tenant, string keyId, DateTimeOffset now) =>
+        tenant.ActiveKeys.Contains(keyId)
+            ? [new ApiKeyRevoked(tenant.Id, keyId, now)]
+            : throw RuleViolation.NotFound($"Tenant '{tenant.Id}' has no active API key '{keyId}'.");
+
+    public static object[] Suspend(Tenant tenant, string reason, DateTimeOffset now) =>
+        tenant.Status == TenantStatus.Suspended ? [] : [new TenantSuspended(tenant.Id, reason, now)];
+
+    public static object[] Reinstate(Tenant tenant, DateTimeOffset now) =>
+        tenant.Status == TenantStatus.Active ? [] : [new TenantReinstated(tenant.Id, now)];
+}

@@ -1,0 +1,338 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text.Json;
+
+namespace Throughput.IntegrationTests;
+
+/// <summary>A customer's story through the real host on real PostgreSQL: buy, read, resize, release, reserve.</summary>
+[Collection(PlatformCollection.Name)]
+public sealed class CustomerApiTests(PlatformFixture platform)
+{
+    static object Purchase(string region, decimal ptu, string name = "docs") => new { name, model = "gpt-4o", region, type = "Global", ptu };
+
+    static async Task<JsonElement> Body(HttpResponseMessage response) => await response.Content.ReadFromJsonAsync<JsonElement>();
+
+    static HttpRequestMessage WithIfMatch(HttpMethod method, string url, string? etag, object? body = null)
+    {
+        var request = new HttpRequestMessage(method, url) { Content = body is null ? null : JsonContent.Create(body) };
+        if (etag is not null) request.Headers.IfMatch.Add(EntityTagHeaderValue.Parse(etag));
+        return request;
+    }
+
+    [Fact]
+    public async Task A_customer_buys_a_fractional_deployment_and_reads_its_admission_limit()
+    {
+        var (_, customer) = await platform.NewTenantAsync();
+        var region = await platform.NewPoolAsync("gpt-4o", 10);
+
+        var created = await customer.PostAsJsonAsync("/v1/deployments", Purchase(region, 0.5m));
+
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        var id = (await Body(created)).GetProperty("id").GetString()!;
+        var read = await customer.GetAsync($"/v1/deployments/{id}");
+        Assert.Equal(HttpStatusCode.OK, read.StatusCode);
+        Assert.Equal("\"1\"", read.Headers.ETag!.Tag);
+        var deployment = await Body(read);
+        Assert.Equal(0.5m, deployment.GetProperty("ptu").GetDecimal());
+        Assert.Equal(1250, deployment.GetProperty("admission").GetProperty("tokensPerMinute").GetInt64()); // 0.5 × 2,500
+        Assert.Equal(1250, deployment.GetProperty("admission").GetProperty("burstTokens").GetInt64());
+        var listed = await Body(await customer.GetAsync("/v1/deployments"));
+        Assert.Equal([id], listed.EnumerateArray().Select(d => d.GetProperty("id").GetString()));
+        var pools = await Body(await platform.Operator().GetAsync("/v1/operator/pools"));
+        var pool = pools.EnumerateArray().Single(p => p.GetProperty("region").GetString() == region);
+        Assert.Equal(0.5m, pool.GetProperty("soldPtu").GetDecimal());
+        Assert.Equal(9.5m, pool.GetProperty("freePtu").GetDecimal());
+    }
+
+    [Fact]
+    public async Task Resize_and_release_require_the_current_ETag_and_move_the_pool()
+    {
+        var (_, customer) = await platform.NewTenantAsync();
+        var region = await platform.NewPoolAsync("gpt-4o", 10);
+        var id = (await Body(await customer.PostAsJsonAsync("/v1/deployments", Purchase(region, 1)))).GetProperty("id").GetString()!;
+
+        var missing = await customer.SendAsync(WithIfMatch(HttpMethod.Post, $"/v1/deployments/{id}/resize", null, new { ptu = 2 }));
+        Assert.Equal((HttpStatusCode)428, missing.StatusCode);
+        var stale = await customer.SendAsync(WithIfMatch(HttpMethod.Post, $"/v1/deployments/{id}/resize", "\"7\"", new { ptu = 2 }));
+        Assert.Equal(HttpStatusCode.PreconditionFailed, stale.StatusCode);
+        Assert.Equal("application/problem+json", stale.Content.Headers.ContentType!.MediaType);
+
+        var resized = await customer.SendAsync(WithIfMatch(HttpMethod.Post, $"/v1/deployments/{id}/resize", "\"1\"", new { ptu = 2.5m }));
+        Assert.Equal(HttpStatusCode.OK, resized.StatusCode);
+        Assert.Equal("\"2\"", resized.Headers.ETag!.Tag);
+        Assert.Equal(6250, (await Body(resized)).GetProperty("admission").GetProperty("tokensPerMinute").GetInt64());
+
+        var reusedEtag = await customer.SendAsync(WithIfMatch(HttpMethod.Post, $"/v1/deployments/{id}/release", "\"1\""));
+        Assert.Equal(HttpStatusCode.PreconditionFailed, reusedEtag.StatusCode);
+        var released = await customer.SendAsync(WithIfMatch(HttpMethod.Post, $"/v1/deployments/{id}/release", "\"2\""));
+        Assert.Equal(HttpStatusCode.OK, released.StatusCode);
+        Assert.Equal("Released", (await Body(released)).GetProperty("status").GetString());
+
+        var resizeReleased = await customer.SendAsync(WithIfMatch(HttpMethod.Post, $"/v1/deployments/{id}/resize", "\"3\"", new { ptu = 1 }));
+        Assert.Equal(HttpStatusCode.Conflict, resizeReleased.StatusCode);
+        Assert.Contains("released", (await Body(resizeReleased)).GetProperty("detail").GetString());
+
+        var pool = (await Body(await platform.Operator().GetAsync("/v1/operator/pools"))).EnumerateArray().Single(p => p.GetProperty("region").GetString() == region);
+        Assert.Equal(0m, pool.GetProperty("soldPtu").GetDecimal());
+    }
+
+    [Fact]
+    public async Task Fifty_parallel_purchases_fill_the_pool_exactly_and_the_rest_get_409()
+    {
+        var (_, customer) = await platform.NewTenantAsync();
+        var region = await platform.NewPoolAsync("gpt-4o", 12.5m);
+
+        var responses = await Task.WhenAll(Enumerable.Range(0, 50).Select(i => customer.PostAsJsonAsync("/v1/deployments", Purchase(region, 0.5m, $"d{i}"))));
+
+        Assert.Equal(25, responses.Count(r => r.StatusCode == HttpStatusCode.Created));
+        var refused = responses.Where(r => r.StatusCode != HttpStatusCode.Created).ToList();
+        Assert.Equal(25, refused.Count);
+        foreach (var r in refused)
+        {
+            Assert.Equal(HttpStatusCode.Conflict, r.StatusCode);
+            Assert.Contains("exhausted", (await Body(r)).GetProperty("detail").GetString());
+        }
+        var pool = (await Body(await platform.Operator().GetAsync("/v1/operator/pools"))).EnumerateArray().Single(p => p.GetProperty("region").GetString() == region);
+        Assert.Equal(12.5m, pool.GetProperty("soldPtu").GetDecimal());
+        Assert.Equal(0m, pool.GetProperty("freePtu").GetDecimal());
+        Assert.Equal(25, (await Body(await customer.GetAsync("/v1/deployments"))).GetArrayLength());
+    }
+
+    [Fact]
+    public async Task A_retried_purchase_with_the_same_Idempotency_Key_buys_once()
+    {
+        var (_, customer) = await platform.NewTenantAsync();
+        var region = await platform.NewPoolAsync("gpt-4o", 10);
+        HttpRequestMessage Post(decimal ptu)
+        {
+            var request = new HttpRequestMessage(HttpMethod.Post, "/v1/deployments") { Content = JsonContent.Create(Purchase(region, ptu)) };
+            request.Headers.Add("Idempotency-Key", "purchase-42");
+            return request;
+        }
+
+        var attempts = await Task.WhenAll(Enumerable.Range(0, 5).Select(_ => customer.SendAsync(Post(2))));
+        var again = await customer.SendAsync(Post(2));
+        var different = await customer.SendAsync(Post(3));
+
+        Assert.All(attempts.Append(again), r => Assert.Equal(HttpStatusCode.Created, r.StatusCode));
+        Assert.Single((await Task.WhenAll(attempts.Append(again).Select(async r => (await Body(r)).GetProperty("id").GetString()))).Distinct());
+        Assert.Equal(1, (await Body(await customer.GetAsync("/v1/deployments"))).GetArrayLength());
+        Assert.Equal((HttpStatusCode)422, different.StatusCode);
+        var pool = (await Body(await platform.Operator().GetAsync("/v1/operator/pools"))).EnumerateArray().Single(p => p.GetProperty("region").GetString() == region);
+        Assert.Equal(2m, pool.GetProperty("soldPtu").GetDecimal());
+    }
+
+    [Fact]
+    public async Task Bad_requests_get_problem_details_naming_the_field()
+    {
+        var (_, customer) = await platform.NewTenantAsync();
+        var region = await platform.NewPoolAsync("gpt-4o", 10);
+
+        var invalid = await customer.PostAsJsonAsync("/v1/deployments", new { name = "", model = "no-such-model", region = "Bad Region!", type = "Global", ptu = -1 });
+        Assert.Equal(HttpStatusCode.BadRequest, invalid.StatusCode);
+        Assert.Equal("application/problem+json", invalid.Content.Headers.ContentType!.MediaType);
+        var errors = (await Body(invalid)).GetProperty("errors");
+        foreach (var field in new[] { "name", "model", "region", "ptu" }) Assert.True(errors.TryGetProperty(field, out _), field);
+
+        var wrongType = await customer.PostAsync("/v1/deployments", new StringContent("""{"name":"x","model":"gpt-4o","region":"eastus","type":"Global","ptu":"lots"}""", System.Text.Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.BadRequest, wrongType.StatusCode);
+        Assert.True((await Body(wrongType)).GetProperty("errors").TryGetProperty("ptu", out _));
+
+        var brokenJson = await customer.PostAsync("/v1/deployments", new StringContent("{\"name\":", System.Text.Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.BadRequest, brokenJson.StatusCode);
+        Assert.Equal("application/problem+json", brokenJson.Content.Headers.ContentType!.MediaType);
+
+        var belowIncrement = await customer.PostAsJsonAsync("/v1/deployments", Purchase(region, 0.25m));
+        Assert.Equal((HttpStatusCode)422, belowIncrement.StatusCode);
+        Assert.Contains("minimum is 0.1 PTU in steps of 0.1", (await Body(belowIncrement)).GetProperty("detail").GetString());
+
+        var noPool = await customer.PostAsJsonAsync("/v1/deployments", Purchase("nowhere", 1));
+        Assert.Equal(HttpStatusCode.Conflict, noPool.StatusCode);
+    }
+
+    [Fact]
+    public async Task Every_call_is_authenticated_and_roles_are_separate()
+    {
+        var (_, customer) = await platform.NewTenantAsync();
+        var anonymous = platform.Client(null);
+        var forged = platform.Client("tpk_kitoperator.not-the-secret");
+        var malformed = platform.Client("hello");
+
+        foreach (var client in new[] { anonymous, forged, malformed })
+        {
+            var response = await client.GetAsync("/v1/deployments");
+            Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+            Assert.Equal("application/problem+json", response.Content.Headers.ContentType!.MediaType);
+        }
+        Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.GetAsync("/v1/models")).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await customer.GetAsync("/v1/operator/tenants")).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await platform.Operator().GetAsync("/v1/deployments")).StatusCode);
+
+        var finance = await IssueStaffKey("Finance");
+        Assert.Equal(HttpStatusCode.Forbidden, (await platform.Client(finance).GetAsync("/v1/operator/pools")).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await platform.Client(finance).GetAsync("/v1/deployments")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await platform.Client(finance).GetAsync("/v1/models")).StatusCode);
+    }
+
+    [Fact]
+    public async Task A_revoked_key_stops_working()
+    {
+        var key = await IssueStaffKey("Operator");
+        var client = platform.Client(key);
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/v1/operator/pools")).StatusCode);
+        var keyId = key["tpk_".Length..key.IndexOf('.', StringComparison.Ordinal)];
+
+        Assert.Equal(HttpStatusCode.NoContent, (await platform.Operator().DeleteAsync($"/v1/operator/keys/{keyId}")).StatusCode);
+
+        await Eventually.Until(async () => (await client.GetAsync("/v1/operator/pools")).StatusCode, s => s == HttpStatusCode.Unauthorized, TimeSpan.FromSeconds(15));
+    }
+
+    [Fact]
+    public async Task A_tenant_sees_and_changes_only_its_own_deployments()
+    {
+        var (_, alice) = await platform.NewTenantAsync();
+        var (_, bob) = await platform.NewTenantAsync();
+        var region = await platform.NewPoolAsync("gpt-4o", 10);
+        var id = (await Body(await alice.PostAsJsonAsync("/v1/deployments", Purchase(region, 1)))).GetProperty("id").GetString()!;
+
+        Assert.Equal(HttpStatusCode.NotFound, (await bob.GetAsync($"/v1/deployments/{id}")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await bob.SendAsync(WithIfMatch(HttpMethod.Post, $"/v1/deployments/{id}/resize", "\"1\"", new { ptu = 2 }))).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await bob.SendAsync(WithIfMatch(HttpMethod.Post, $"/v1/deployments/{id}/release", "\"1\""))).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await bob.PutAsJsonAsync($"/v1/deployments/{id}/spillover", new { enabled = true })).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await bob.GetAsync($"/v1/deployments/{id}/usage/totals")).StatusCode);
+        Assert.Equal(0, (await Body(await bob.GetAsync("/v1/deployments"))).GetArrayLength());
+        Assert.Equal(HttpStatusCode.OK, (await alice.GetAsync($"/v1/deployments/{id}")).StatusCode);
+    }
+
+    [Fact]
+    public async Task Spillover_can_be_switched_on_and_off()
+    {
+        var (_, customer) = await platform.NewTenantAsync();
+        var region = await platform.NewPoolAsync("gpt-4o", 10);
+        var id = (await Body(await customer.PostAsJsonAsync("/v1/deployments", Purchase(region, 1)))).GetProperty("id").GetString()!;
+
+        var on = await customer.PutAsJsonAsync($"/v1/deployments/{id}/spillover", new { enabled = true });
+        var again = await customer.PutAsJsonAsync($"/v1/deployments/{id}/spillover", new { enabled = true });
+
+        Assert.True((await Body(on)).GetProperty("spillover").GetBoolean());
+        Assert.Equal("\"2\"", again.Headers.ETag!.Tag); // the repeat appended nothing
+        Assert.False((await Body(await customer.PutAsJsonAsync($"/v1/deployments/{id}/spillover", new { enabled = false }))).GetProperty("spillover").GetBoolean());
+    }
+
+    [Fact]
+    public async Task A_suspended_tenant_cannot_buy_until_reinstated()
+    {
+        var (tenantId, customer) = await platform.NewTenantAsync();
+        var region = await platform.NewPoolAsync("gpt-4o", 10);
+        var op = platform.Operator();
+
+        Assert.Equal(HttpStatusCode.OK, (await op.PostAsJsonAsync($"/v1/operator/tenants/{tenantId}/suspend", new { reason = "unpaid invoices" })).StatusCode);
+        Assert.Equal(HttpStatusCode.Conflict, (await customer.PostAsJsonAsync("/v1/deployments", Purchase(region, 1))).StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, (await op.PostAsJsonAsync($"/v1/operator/tenants/{tenantId}/suspend", new { reason = "" })).StatusCode);
+        Assert.Equal("Active", (await Body(await op.PostAsync($"/v1/operator/tenants/{tenantId}/reinstate", null))).GetProperty("status").GetString());
+        Assert.Equal(HttpStatusCode.Created, (await customer.PostAsJsonAsync("/v1/deployments", Purchase(region, 1))).StatusCode);
+    }
+
+    [Fact]
+    public async Task Operators_manage_tenants_keys_and_pools()
+    {
+        var op = platform.Operator();
+        var tenantId = "t-" + Guid.NewGuid().ToString("N")[..10];
+        Assert.Equal(HttpStatusCode.Created, (await op.PostAsJsonAsync("/v1/operator/tenants", new { tenantId, name = "Initech", currency = "EUR" })).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await op.PostAsJsonAsync("/v1/operator/tenants", new { tenantId, name = "Initech", currency = "EUR" })).StatusCode);
+        Assert.Equal(HttpStatusCode.Conflict, (await op.PostAsJsonAsync("/v1/operator/tenants", new { tenantId, name = "Other", currency = "EUR" })).StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, (await op.PostAsJsonAsync("/v1/operator/tenants", new { tenantId = "X", name = "x", currency = "XYZ" })).StatusCode);
+
+        var keyed = new HttpRequestMessage(HttpMethod.Post, $"/v1/operator/tenants/{tenantId}/keys");
+        keyed.Headers.Add("Idempotency-Key", "first-key");
+        var issued = await op.SendAsync(keyed);
+        Assert.Equal(HttpStatusCode.Created, issued.StatusCode);
+        var retried = new HttpRequestMessage(HttpMethod.Post, $"/v1/operator/tenants/{tenantId}/keys");
+        retried.Headers.Add("Idempotency-Key", "first-key");
+        Assert.Equal(HttpStatusCode.Conflict, (await op.SendAsync(retried)).StatusCode);
+        var keyId = (await Body(issued)).GetProperty("keyId").GetString();
+        var tenant = await Body(await op.GetAsync($"/v1/operator/tenants/{tenantId}"));
+        Assert.Equal([keyId], tenant.GetProperty("activeKeys").EnumerateArray().Select(k => k.GetString()));
+        Assert.Equal(HttpStatusCode.NoContent, (await op.DeleteAsync($"/v1/operator/tenants/{tenantId}/keys/{keyId}")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await op.DeleteAsync($"/v1/operator/tenants/{tenantId}/keys/{keyId}")).StatusCode);
+        Assert.Contains((await Body(await op.GetAsync("/v1/operator/tenants"))).EnumerateArray(), t => t.GetProperty("id").GetString() == tenantId);
+
+        var region = await platform.NewPoolAsync("gpt-4.1", 4);
+        var (_, customer) = await platform.NewTenantAsync();
+        Assert.Equal(HttpStatusCode.Created, (await customer.PostAsJsonAsync("/v1/deployments", new { name = "x", model = "gpt-4.1", region, type = "Global", ptu = 3 })).StatusCode);
+        Assert.Equal(HttpStatusCode.Conflict, (await op.PutAsJsonAsync($"/v1/operator/pools/gpt-4.1/{region}", new { capacityPtu = 2 })).StatusCode);
+        var grown = await Body(await op.PutAsJsonAsync($"/v1/operator/pools/gpt-4.1/{region}", new { capacityPtu = 8 }));
+        Assert.Equal(5m, grown.GetProperty("freePtu").GetDecimal());
+        Assert.Equal(HttpStatusCode.BadRequest, (await op.PutAsJsonAsync($"/v1/operator/pools/nope/{region}", new { capacityPtu = 8 })).StatusCode);
+    }
+
+    [Fact]
+    public async Task Reservations_are_bought_listed_and_cannot_be_cancelled_early()
+    {
+        var (_, customer) = await platform.NewTenantAsync("EUR");
+        var request = new HttpRequestMessage(HttpMethod.Post, "/v1/reservations") { Content = JsonContent.Create(new { model = "gpt-4o", region = "westeurope", type = "DataZone", ptu = 5, term = "Year" }) };
+        request.Headers.Add("Idempotency-Key", "res-1");
+        var created = await customer.SendAsync(request);
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        var reservation = await Body(created);
+        Assert.Equal("EUR", reservation.GetProperty("currency").GetString());
+        Assert.Equal(2439.84m, reservation.GetProperty("pricePerPtu").GetDecimal());
+        var id = reservation.GetProperty("id").GetString()!;
+
+        var retry = new HttpRequestMessage(HttpMethod.Post, "/v1/reservations") { Content = JsonContent.Create(new { model = "gpt-4o", region = "westeurope", type = "DataZone", ptu = 5, term = "Year" }) };
+        retry.Headers.Add("Idempotency-Key", "res-1");
+        Assert.Equal(id, (await Body(await customer.SendAsync(retry))).GetProperty("id").GetString());
+        Assert.Equal(1, (await Body(await customer.GetAsync("/v1/reservations"))).GetArrayLength());
+
+        var cancel = await customer.PostAsync($"/v1/reservations/{id}/cancel", null);
+        Assert.Equal(HttpStatusCode.Conflict, cancel.StatusCode);
+        Assert.Contains("before its term ends", (await Body(cancel)).GetProperty("detail").GetString());
+        var (_, other) = await platform.NewTenantAsync();
+        Assert.Equal(HttpStatusCode.NotFound, (await other.GetAsync($"/v1/reservations/{id}")).StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, (await customer.PostAsJsonAsync("/v1/reservations", new { model = "gpt-4o", region = "westeurope", type = "DataZone", ptu = 5, term = "Decade" })).StatusCode);
+    }
+
+    [Fact]
+    public async Task The_catalog_and_the_capacity_calculator()
+    {
+        var (_, customer) = await platform.NewTenantAsync();
+        var models = await Body(await customer.GetAsync("/v1/models"));
+        var gpt4o = models.EnumerateArray().Single(m => m.GetProperty("name").GetString() == "gpt-4o");
+        Assert.Equal(2500, gpt4o.GetProperty("inputTokensPerMinutePerPtu").GetInt64());
+
+        // 10 rpm × (1,000 prompt × (1 − 0.2) + 4 × 100 output) = 12,000 weighted/min = 4.8 PTU of gpt-4o
+        var estimate = await Body(await customer.PostAsJsonAsync("/v1/capacity/estimate", new { model = "gpt-4o", requestsPerMinute = 10, promptTokens = 1000, outputTokens = 100, cacheHitRate = 0.2 }));
+        Assert.Equal(12000m, estimate.GetProperty("weightedTokensPerMinute").GetDecimal());
+        Assert.Equal(4.8m, estimate.GetProperty("ptu").GetDecimal());
+
+        var bad = await customer.PostAsJsonAsync("/v1/capacity/estimate", new { model = "gpt-4o", requestsPerMinute = 10, promptTokens = 1000, outputTokens = 100, cacheHitRate = 1.5 });
+        Assert.True((await Body(bad)).GetProperty("errors").TryGetProperty("cacheHitRate", out _));
+    }
+
+    [Fact]
+    public async Task The_OpenAPI_document_describes_every_endpoint_and_the_reference_page_renders()
+    {
+        var anonymous = platform.Client(null);
+        var document = await Body(await anonymous.GetAsync("/openapi/v1.json"));
+        var paths = document.GetProperty("paths").EnumerateObject().Select(p => p.Name).ToHashSet();
+        foreach (var path in new[]
+                 {
+                     "/v1/models", "/v1/capacity/estimate", "/v1/deployments", "/v1/deployments/{deploymentId}", "/v1/deployments/{deploymentId}/resize",
+                     "/v1/deployments/{deploymentId}/release", "/v1/deployments/{deploymentId}/spillover", "/v1/reservations", "/v1/operator/tenants",
+                     "/v1/operator/tenants/{tenantId}/keys", "/v1/operator/keys", "/v1/operator/pools", "/v1/operator/pools/{model}/{region}",
+                 })
+            Assert.Contains(path, paths);
+        Assert.True(document.GetProperty("components").GetProperty("securitySchemes").TryGetProperty("ApiKey", out _));
+        var page = await anonymous.GetAsync("/docs");
+        Assert.Equal(HttpStatusCode.OK, page.StatusCode);
+        Assert.Contains("text/html", page.Content.Headers.ContentType!.MediaType);
+    }
+
+    async Task<string> IssueStaffKey(string role)
+    {
+        var issued = await platform.Operator().PostAsJsonAsync("/v1/operator/keys", new { role, name = role + " test" });
+        issued.EnsureSuccessStatusCode();
+        return (await Body(issued)).GetProperty("apiKey").GetString()!;
+    }
+}

@@ -1,0 +1,83 @@
+using Throughput.Catalog;
+using Throughput.Deployments;
+using Throughput.Http;
+using Throughput.Tenants;
+using static Throughput.Tests.Domain.Fixtures;
+
+namespace Throughput.Tests.Domain;
+
+public sealed class DeploymentSpecs
+{
+    static PurchaseDeployment Buy(decimal ptu) => new("docs", "gpt-4o", "eastus", DeploymentType.Global, ptu);
+
+    [Fact]
+    public void Given_an_active_tenant_when_buying_a_fractional_amount_then_DeploymentCreated_with_the_model_rates() =>
+        Assert.Equal(Created(0.5m), Purchase.Decide(ActiveTenant(), Gpt4o, Buy(0.5m), "dep-1", 60, Now));
+
+    [Theory]
+    [InlineData(0.05)]
+    [InlineData(0.25)]
+    [InlineData(1.05)]
+    public void Given_an_amount_off_the_minimum_or_increment_when_buying_then_unprocessable(double ptu) =>
+        Assert.Equal(RuleKind.Unprocessable, Assert.Throws<RuleViolation>(() => Purchase.Decide(ActiveTenant(), Gpt4o, Buy((decimal)ptu), "dep-1", 60, Now)).Kind);
+
+    [Fact]
+    public void Given_a_suspended_tenant_when_buying_then_conflict() =>
+        Assert.Equal(RuleKind.Conflict, Assert.Throws<RuleViolation>(() =>
+            Purchase.Decide(ActiveTenant().Apply(new TenantSuspended("acme", "x", Now)), Gpt4o, Buy(1), "dep-1", 60, Now)).Kind);
+
+    [Fact]
+    public void Given_a_tenant_in_a_currency_the_model_is_not_priced_in_when_buying_then_unprocessable() =>
+        Assert.Equal(RuleKind.Unprocessable, Assert.Throws<RuleViolation>(() => Purchase.Decide(ActiveTenant("JPY"), Gpt4o, Buy(1), "dep-1", 60, Now)).Kind);
+
+    [Fact]
+    public void Idempotency_keys_map_to_the_same_deployment_per_tenant_only()
+    {
+        Assert.Equal(Purchase.DeploymentIdFor("acme", "k"), Purchase.DeploymentIdFor("acme", "k"));
+        Assert.NotEqual(Purchase.DeploymentIdFor("acme", "k"), Purchase.DeploymentIdFor("globex", "k"));
+        Assert.NotEqual(Purchase.DeploymentIdFor("acme", null), Purchase.DeploymentIdFor("acme", null));
+    }
+
+    [Fact]
+    public void The_admission_limit_follows_the_ptus_and_the_burst()
+    {
+        var deployment = ActiveDeployment(0.5m);
+        Assert.Equal(new AdmissionLimit(1250, 1250), deployment.Limit);
+        Assert.Equal(new AdmissionLimit(0, 0), deployment.Apply(new DeploymentReleased("dep-1", 0.5m, Now)).Limit);
+        Assert.Equal(new AdmissionLimit(3750, 1875), (deployment with { BurstSeconds = 30 }).Apply(new DeploymentResized("dep-1", 0.5m, 1.5m, Now)).Limit);
+    }
+
+    [Fact]
+    public void Given_a_deployment_when_resized_then_DeploymentResized_and_the_same_size_is_a_no_op()
+    {
+        Assert.Equal([new DeploymentResized("dep-1", 1, 2.3m, Now)], Resize.Decide(ActiveDeployment(), Gpt4o, new ResizeDeployment(2.3m), Now));
+        Assert.Equal([new DeploymentResized("dep-1", 1, 0.1m, Now)], Resize.Decide(ActiveDeployment(), Gpt4o, new ResizeDeployment(0.1m), Now));
+        Assert.Empty(Resize.Decide(ActiveDeployment(), Gpt4o, new ResizeDeployment(1), Now));
+    }
+
+    [Fact]
+    public void Given_a_released_deployment_when_resized_then_conflict() =>
+        Assert.Equal(RuleKind.Conflict, Assert.Throws<RuleViolation>(() =>
+            Resize.Decide(ActiveDeployment().Apply(new DeploymentReleased("dep-1", 1, Now)), Gpt4o, new ResizeDeployment(2), Now)).Kind);
+
+    [Fact]
+    public void Given_a_deployment_when_resized_off_the_increment_then_unprocessable() =>
+        Assert.Equal(RuleKind.Unprocessable, Assert.Throws<RuleViolation>(() => Resize.Decide(ActiveDeployment(), Gpt4o, new ResizeDeployment(1.01m), Now)).Kind);
+
+    [Fact]
+    public void Given_a_deployment_when_released_then_DeploymentReleased_with_its_ptus_and_again_nothing()
+    {
+        var events = Release.Decide(ActiveDeployment(2), Now);
+        Assert.Equal([new DeploymentReleased("dep-1", 2, Now)], events);
+        Assert.Empty(Release.Decide(ActiveDeployment(2).Apply((DeploymentReleased)events[0]), Now));
+    }
+
+    [Fact]
+    public void Spillover_toggles_only_on_change_and_not_after_release()
+    {
+        Assert.Equal([new SpilloverEnabled("dep-1", Now)], Spillover.Decide(ActiveDeployment(), true, Now));
+        Assert.Empty(Spillover.Decide(ActiveDeployment(), false, Now));
+        Assert.Equal([new SpilloverDisabled("dep-1", Now)], Spillover.Decide(ActiveDeployment().Apply(new SpilloverEnabled("dep-1", Now)), false, Now));
+        Assert.Throws<RuleViolation>(() => Spillover.Decide(ActiveDeployment().Apply(new DeploymentReleased("dep-1", 1, Now)), true, Now));
+    }
+}
