@@ -18,6 +18,7 @@ builder.Services.AddThroughputMessaging(settings, builder.Configuration);
 builder.Services.AddThroughputHealth(settings);
 builder.Services.AddThroughputAccess();
 builder.Services.AddThroughputApi();
+builder.Services.AddHostedService<ThrottleLifter>();
 
 var app = builder.Build();
 app.UseThroughputApi();
@@ -27,6 +28,9 @@ app.MapEstimate(catalog);
 app.MapDeployments(catalog);
 app.MapReservations(catalog);
 app.MapUsage();
+app.MapUsageSeries();
+app.MapQuarantine();
+app.MapServingNodes();
 app.MapManageTenants(catalog);
 app.MapStaffKeys();
 app.MapPools(catalog);

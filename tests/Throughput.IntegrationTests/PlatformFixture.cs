@@ -58,6 +58,21 @@ public sealed class PlatformFixture : WebApplicationFactory<Program>, IAsyncLife
         return region;
     }
 
+    public static async Task<string> BuyAsync(HttpClient customer, string region, decimal ptu, string model = "gpt-4o", string name = "d")
+    {
+        var created = await customer.PostAsJsonAsync("/v1/deployments", new { name, model, region, type = "Global", ptu });
+        created.EnsureSuccessStatusCode();
+        return (await created.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!;
+    }
+
+    /// <summary>Registers a serving node that may serve the given regions (none: all).</summary>
+    public async Task<string> NewServingNodeAsync(params string[] regions)
+    {
+        var producerId = "node-" + Guid.NewGuid().ToString("N")[..10];
+        (await Operator().PutAsJsonAsync($"/v1/operator/serving-nodes/{producerId}", new { regions, tenants = Array.Empty<string>() })).EnsureSuccessStatusCode();
+        return producerId;
+    }
+
     /// <summary>Publishes raw JSON as a serving node written in any language would, with publisher confirms.</summary>
     public async Task PublishRawAsync(string routingKey, ReadOnlyMemory<byte> body)
     {

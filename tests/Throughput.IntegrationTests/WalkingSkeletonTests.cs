@@ -14,11 +14,12 @@ public sealed class WalkingSkeletonTests(PlatformFixture platform)
     {
         var (_, customer) = await platform.NewTenantAsync();
         var region = await platform.NewPoolAsync("gpt-4o", 5);
+        var producer = await platform.NewServingNodeAsync(region);
         var created = await (await customer.PostAsJsonAsync("/v1/deployments", new { name = "skeleton", model = "gpt-4o", region, type = "Global", ptu = 1 }))
             .Content.ReadFromJsonAsync<JsonElement>();
         var deploymentId = created.GetProperty("id").GetString()!;
         var now = DateTimeOffset.UtcNow;
-        var batch = new MeteringBatch(1, "node-skeleton", 1, now,
+        var batch = new MeteringBatch(1, producer, 1, now,
         [
             new MeteringRecord("r1", deploymentId, "q1", 200, 50, 1000, false, 0, now.AddSeconds(-2), now),
             new MeteringRecord("r2", deploymentId, "q2", 300, 0, 20, false, 0, now.AddSeconds(-1), now),

@@ -1,3 +1,4 @@
+using System.Collections.Immutable;
 using Throughput.Catalog;
 
 namespace Throughput.Deployments;
@@ -29,7 +30,10 @@ public sealed record DeploymentReleased(string DeploymentId, decimal Ptu, DateTi
 /// <summary>The sequences of one producer's batches that a usage event folded.</summary>
 public sealed record ProducerRange(string ProducerId, long FirstSequence, long LastSequence);
 
-/// <summary>Usage folded from one consumer batch of metering records for one deployment.</summary>
+/// <summary>
+/// Usage folded from one consumer batch of metering records for one deployment: sums, the producer sequences it
+/// covers (the dedupe high-water marks), and the bucket after it. Spilled tokens are counted apart, for per-token billing.
+/// </summary>
 public sealed record UsageMetered(
     string DeploymentId,
     IReadOnlyList<ProducerRange> Producers,
@@ -37,7 +41,23 @@ public sealed record UsageMetered(
     long PromptTokens,
     long CachedTokens,
     long OutputTokens,
+    decimal WeightedTokens,
+    long SpilledRecords,
+    long SpilledPromptTokens,
+    long SpilledCachedTokens,
+    long SpilledOutputTokens,
+    DateTimeOffset FirstStartedAt,
+    DateTimeOffset LastFinishedAt,
+    decimal BucketLevel,
+    decimal Utilization,
+    long TokensPerMinute,
     DateTimeOffset MeteredAt);
+
+/// <summary>The bucket reached 100%: serving nodes must refuse (or spill) until <see cref="RetryAfterMs"/> has passed.</summary>
+public sealed record DeploymentThrottled(string DeploymentId, decimal Utilization, long RetryAfterMs, DateTimeOffset ThrottledAt);
+
+/// <summary>The bucket drained below the release threshold; the level is settled at <see cref="LiftedAt"/>.</summary>
+public sealed record ThrottleLifted(string DeploymentId, decimal BucketLevel, decimal Utilization, DateTimeOffset LiftedAt);
 
 public enum DeploymentStatus
 {
@@ -69,8 +89,38 @@ public sealed record Deployment(
     long PromptTokens,
     long CachedTokens,
     long OutputTokens,
+    decimal WeightedTokens,
+    long SpilledRecords,
+    long SpilledTokens,
+    decimal BucketLevel,
+    DateTimeOffset BucketAt,
+    bool Throttled,
+    ImmutableDictionary<string, long> Watermarks,
     long Version)
 {
+    /// <summary>A throttled deployment is released once utilization falls below this, so it does not flap at 100%.</summary>
+    public const decimal ReleaseThreshold = 0.95m;
+
+    public decimal TokensPerSecond => Limit.TokensPerMinute / 60m;
+
+    /// <summary>The bucket level at a moment: it drains continuously at the purchased rate and never goes below zero.</summary>
+    public decimal LevelAt(DateTimeOffset at)
+    {
+        var seconds = at <= BucketAt ? 0 : (decimal)(at - BucketAt).TotalSeconds;
+        return Math.Max(0, BucketLevel - TokensPerSecond * seconds);
+    }
+
+    public decimal UtilizationOf(decimal level) => Limit.BurstTokens == 0 ? 0 : decimal.Round(level / Limit.BurstTokens, 6);
+
+    /// <summary>Milliseconds until the level drains under the release threshold.</summary>
+    public long RetryAfterMs(decimal level)
+    {
+        var excess = level - ReleaseThreshold * Limit.BurstTokens;
+        return excess <= 0 || TokensPerSecond == 0 ? 0 : (long)decimal.Ceiling(excess / TokensPerSecond * 1000);
+    }
+
+    public long WatermarkOf(string producerId) => Watermarks.TryGetValue(producerId, out var seq) ? seq : 0;
+
     public AdmissionLimit Limit
     {
         get
@@ -82,9 +132,11 @@ public sealed record Deployment(
 
     public static Deployment Create(DeploymentCreated e) => new(
         e.DeploymentId, e.TenantId, e.Name, e.Model, e.Region, e.Type, e.Ptu, e.InputTokensPerMinutePerPtu, e.OutputWeight,
-        e.CachedDeduction, e.BurstSeconds, e.Spillover, e.Currency, DeploymentStatus.Active, e.CreatedAt, 0, 0, 0, 0, 0);
+        e.CachedDeduction, e.BurstSeconds, e.Spillover, e.Currency, DeploymentStatus.Active, e.CreatedAt,
+        0, 0, 0, 0, 0, 0, 0, 0, e.CreatedAt, false, ImmutableDictionary<string, long>.Empty, 0);
 
-    public Deployment Apply(DeploymentResized e) => this with { Ptu = e.ToPtu };
+    // The level drained at the old rate until the resize; from then on it drains at the new one.
+    public Deployment Apply(DeploymentResized e) => this with { BucketLevel = LevelAt(e.ResizedAt), BucketAt = Max(BucketAt, e.ResizedAt), Ptu = e.ToPtu };
 
     public Deployment Apply(SpilloverEnabled e) => this with { Spillover = true };
 
@@ -98,5 +150,17 @@ public sealed record Deployment(
         PromptTokens = PromptTokens + e.PromptTokens,
         CachedTokens = CachedTokens + e.CachedTokens,
         OutputTokens = OutputTokens + e.OutputTokens,
+        WeightedTokens = WeightedTokens + e.WeightedTokens,
+        SpilledRecords = SpilledRecords + e.SpilledRecords,
+        SpilledTokens = SpilledTokens + e.SpilledPromptTokens + e.SpilledOutputTokens,
+        BucketLevel = e.BucketLevel,
+        BucketAt = Max(BucketAt, e.MeteredAt),
+        Watermarks = e.Producers.Aggregate(Watermarks, (marks, p) => marks.SetItem(p.ProducerId, Math.Max(p.LastSequence, marks.GetValueOrDefault(p.ProducerId)))),
     };
+
+    public Deployment Apply(DeploymentThrottled e) => this with { Throttled = true };
+
+    public Deployment Apply(ThrottleLifted e) => this with { Throttled = false, BucketLevel = e.BucketLevel, BucketAt = Max(BucketAt, e.LiftedAt) };
+
+    static DateTimeOffset Max(DateTimeOffset a, DateTimeOffset b) => a > b ? a : b;
 }

@@ -77,7 +77,7 @@ public static class Purchase
                 }
                 var deployment = Deployment.Create(created) with { Version = 1 };
                 ETags.Set(http, deployment.Version);
-                return Results.Created($"/v1/deployments/{deploymentId}", DeploymentView.Of(deployment));
+                return Results.Created($"/v1/deployments/{deploymentId}", DeploymentView.Of(deployment, created.CreatedAt));
             })
             .ValidateWith(new Validator(catalog))
             .WithName("PurchaseDeployment")
@@ -91,7 +91,7 @@ public static class Purchase
                 return Results.Problem(statusCode: 422, title: "Idempotency-Key reused",
                     detail: "This Idempotency-Key was used for a different purchase.");
             ETags.Set(http, earlier.Version);
-            return Results.Created($"/v1/deployments/{earlier.Id}", DeploymentView.Of(earlier));
+            return Results.Created($"/v1/deployments/{earlier.Id}", DeploymentView.Of(earlier, earlier.BucketAt));
         }
     }
 }

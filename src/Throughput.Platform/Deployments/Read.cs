@@ -16,11 +16,21 @@ public sealed record DeploymentView(
     DeploymentStatus Status,
     DateTimeOffset CreatedAt,
     AdmissionLimit Admission,
+    BucketView Bucket,
     long Version)
 {
-    public static DeploymentView Of(Deployment d) =>
-        new(d.Id, d.Name, d.Model, d.Region, d.Type, d.Ptu, d.Spillover, d.Status, d.CreatedAt, d.Limit, d.Version);
+    public static DeploymentView Of(Deployment d, DateTimeOffset now)
+    {
+        var level = d.LevelAt(now);
+        return new(d.Id, d.Name, d.Model, d.Region, d.Type, d.Ptu, d.Spillover, d.Status, d.CreatedAt, d.Limit,
+            new BucketView(decimal.Round(level, 2), d.UtilizationOf(level), d.Throttled, d.Throttled ? d.RetryAfterMs(level) : 0,
+                d.Records, d.WeightedTokens, d.SpilledRecords),
+            d.Version);
+    }
 }
+
+/// <summary>The leaky bucket now: level in weighted tokens, utilization (1 = 100%), throttle state, and what has been metered.</summary>
+public sealed record BucketView(decimal Level, decimal Utilization, bool Throttled, long RetryAfterMs, long MeteredRecords, decimal WeightedTokens, long SpilledRecords);
 
 public static class ReadDeployments
 {
@@ -39,8 +49,10 @@ public static class ReadDeployments
     public static IResult Ok(HttpContext http, Deployment d)
     {
         ETags.Set(http, d.Version);
-        return Results.Ok(DeploymentView.Of(d));
+        return Results.Ok(DeploymentView.Of(d, Now(http)));
     }
+
+    static DateTimeOffset Now(HttpContext http) => http.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow();
 
     public static RouteGroupBuilder MapReadDeployments(this RouteGroupBuilder group)
     {
@@ -48,7 +60,8 @@ public static class ReadDeployments
         {
             var tenantId = http.User.TenantId()!;
             var deployments = await session.Query<Deployment>().Where(d => d.TenantId == tenantId).OrderBy(d => d.CreatedAt).ToListAsync(ct);
-            return Results.Ok(deployments.Select(DeploymentView.Of));
+            var now = Now(http);
+            return Results.Ok(deployments.Select(d => DeploymentView.Of(d, now)));
         }).WithName("ListDeployments").WithSummary("List the caller's deployments.");
 
         group.MapGet("/{deploymentId}", async (string deploymentId, HttpContext http, IQuerySession session, CancellationToken ct) =>

@@ -6,6 +6,7 @@ using Marten;
 using Throughput.Access;
 using Throughput.Capacity;
 using Throughput.Deployments;
+using Throughput.Metering;
 using Throughput.Reservations;
 using Throughput.Tenants;
 using Weasel.Core;
@@ -40,6 +41,11 @@ public static class EventStore
                 opts.Projections.Snapshot<Reservation>(SnapshotLifecycle.Inline);
                 opts.Projections.Snapshot<Staff>(SnapshotLifecycle.Inline);
                 opts.Projections.Add<ApiKeyProjection>(ProjectionLifecycle.Inline);
+                opts.Projections.Snapshot<ServingNode>(SnapshotLifecycle.Inline);
+                opts.Projections.Add<UsageSeriesProjection>(ProjectionLifecycle.Async);
+                opts.Schema.For<UsageMinute>().Index(m => m.DeploymentId);
+                opts.Schema.For<QuarantinedMetering>().Index(q => q.QuarantinedAt);
+                opts.Schema.For<Deployment>().Index(d => d.Throttled);
                 opts.Schema.For<Deployment>().Index(d => d.TenantId);
                 opts.Schema.For<Reservation>().Index(r => r.TenantId);
             })
@@ -70,6 +76,9 @@ public static class EventStore
         events.MapEventType<SpilloverDisabled>("deployment_spillover_disabled");
         events.MapEventType<DeploymentReleased>("deployment_released");
         events.MapEventType<UsageMetered>("usage_metered");
+        events.MapEventType<DeploymentThrottled>("deployment_throttled");
+        events.MapEventType<ThrottleLifted>("deployment_throttle_lifted");
+        events.MapEventType<ServingNodeRegistered>("serving_node_registered");
         events.MapEventType<ReservationPurchased>("reservation_purchased");
         events.MapEventType<ReservationCancelled>("reservation_cancelled");
     }

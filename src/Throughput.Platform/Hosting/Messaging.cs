@@ -24,6 +24,8 @@ public static class Messaging
     {
         var metering = configuration.GetSection("Metering").Get<MeteringOptions>() ?? new MeteringOptions();
         services.AddSingleton(metering);
+        services.AddSingleton<MeteringMetrics>();
+        services.AddSingleton<MalformedMessages>();
 
         services.AddMassTransit(bus =>
         {
@@ -35,6 +37,7 @@ public static class Messaging
             bus.UsingRabbitMq((context, rabbit) =>
             {
                 rabbit.Host(settings.RabbitUri);
+                rabbit.ConnectReceiveObserver(context.GetRequiredService<MalformedMessages>());
                 for (var partition = 0; partition < metering.Partitions; partition++)
                 {
                     rabbit.ReceiveEndpoint(metering.QueuePrefix + partition, endpoint =>
@@ -48,6 +51,8 @@ public static class Messaging
                             exchange.ExchangeType = MeteringTopology.ExchangeType;
                             exchange.RoutingKey = "1"; // equal weight per partition
                         });
+                        // Transient failures (PostgreSQL restart, a concurrent writer) retry the whole batch; nothing is acked before commit.
+                        endpoint.UseMessageRetry(r => r.Exponential(10, TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(5), TimeSpan.FromMilliseconds(100)));
                         endpoint.ConfigureConsumer<MeteringConsumer>(context);
                     });
                 }

@@ -1,0 +1,197 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Throughput.Contracts;
+
+namespace Throughput.Metering;
+
+/// <summary>One metering record as ingestion sees it: parsed, bounded, and either valid or carrying the reason it is not.</summary>
+public readonly record struct MeteredRecord(
+    string RecordId,
+    string DeploymentId,
+    long PromptTokens,
+    long CachedTokens,
+    long OutputTokens,
+    bool Spilled,
+    long EstimatedTokens,
+    DateTimeOffset StartedAt,
+    DateTimeOffset FinishedAt,
+    string? Problem);
+
+/// <summary>
+/// A metering batch off the wire (<see cref="MeteringBatch"/> v1 JSON), read by <see cref="MeteringFrameReader"/> without
+/// throwing on bad content: a malformed message carries <see cref="Problem"/>, a malformed record its own.
+/// </summary>
+[JsonConverter(typeof(MeteringFrameReader))]
+public sealed class MeteringFrame
+{
+    public int Version { get; init; }
+    public string ProducerId { get; init; } = "";
+    public long Sequence { get; init; }
+    public DateTimeOffset SentAt { get; init; }
+    public IReadOnlyList<MeteredRecord> Records { get; init; } = [];
+    public string? Problem { get; init; }
+}
+
+/// <summary>Reads metering JSON field by field with <see cref="Utf8JsonReader"/>: no intermediate objects, one string per record id.</summary>
+public sealed class MeteringFrameReader : JsonConverter<MeteringFrame>
+{
+    public const int MaxRecords = 10_000;
+    public const long MaxTokens = 10_000_000;
+    public const long MaxEstimate = 1_000_000_000;
+    const int MaxIdLength = 128;
+
+    public override MeteringFrame Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    {
+        if (reader.TokenType != JsonTokenType.StartObject)
+        {
+            reader.Skip();
+            return new MeteringFrame { Problem = "the message is not a JSON object" };
+        }
+        int? version = null;
+        string? producerId = null, problem = null;
+        long? sequence = null;
+        DateTimeOffset? sentAt = null;
+        var records = new List<MeteredRecord>();
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        {
+            if (reader.ValueTextEquals("version"u8)) { reader.Read(); version = reader.TokenType == JsonTokenType.Number && reader.TryGetInt32(out var v) ? v : -1; }
+            else if (reader.ValueTextEquals("producerId"u8)) { reader.Read(); producerId = ReadId(ref reader); }
+            else if (reader.ValueTextEquals("sequence"u8)) { reader.Read(); sequence = reader.TokenType == JsonTokenType.Number && reader.TryGetInt64(out var s) && s > 0 ? s : -1; }
+            else if (reader.ValueTextEquals("sentAt"u8)) { reader.Read(); sentAt = ReadTime(ref reader); }
+            else if (reader.ValueTextEquals("records"u8))
+            {
+                reader.Read();
+                if (reader.TokenType != JsonTokenType.StartArray) { reader.Skip(); problem ??= "records must be an array"; continue; }
+                string? lastDeployment = null;
+                while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
+                {
+                    if (records.Count == MaxRecords) { problem = $"the batch has more than {MaxRecords} records"; reader.Skip(); continue; }
+                    records.Add(ReadRecord(ref reader, ref lastDeployment));
+                }
+            }
+            else { reader.Read(); reader.Skip(); }
+        }
+
+        problem ??= version switch
+        {
+            null => "version is missing",
+            MeteringTopology.CurrentVersion => null,
+            _ => $"version {(version < 0 ? "is not an integer" : version.ToString())} is not supported (expected {MeteringTopology.CurrentVersion})",
+        };
+        problem ??= producerId is null or "" ? "producerId is missing or malformed" : null;
+        problem ??= sequence is null or < 1 ? "sequence is missing or not a positive integer" : null;
+        problem ??= sentAt is null || sentAt == default ? "sentAt is missing or not an ISO 8601 time" : null;
+        problem ??= records.Count == 0 ? "the batch has no records" : null;
+        return new MeteringFrame
+        {
+            Version = version ?? 0,
+            ProducerId = producerId ?? "",
+            Sequence = sequence ?? 0,
+            SentAt = sentAt ?? default,
+            Records = records,
+            Problem = problem,
+        };
+    }
+
+    static MeteredRecord ReadRecord(ref Utf8JsonReader reader, ref string? lastDeployment)
+    {
+        if (reader.TokenType != JsonTokenType.StartObject)
+        {
+            reader.Skip();
+            return new MeteredRecord("", "", 0, 0, 0, false, 0, default, default, "the record is not a JSON object");
+        }
+        string? recordId = null, deploymentId = null, problem = null;
+        long prompt = -1, cached = -1, output = -1, estimate = 0;
+        bool? spilled = null;
+        DateTimeOffset? started = null, finished = null;
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        {
+            if (reader.ValueTextEquals("recordId"u8)) { reader.Read(); recordId = ReadId(ref reader); }
+            else if (reader.ValueTextEquals("deploymentId"u8))
+            {
+                reader.Read();
+                // Batches from the SDK hold one deployment: reuse its string instead of allocating one per record.
+                deploymentId = lastDeployment is not null && reader.TokenType == JsonTokenType.String && reader.ValueTextEquals(lastDeployment)
+                    ? lastDeployment
+                    : lastDeployment = ReadId(ref reader);
+            }
+            else if (reader.ValueTextEquals("promptTokens"u8)) { reader.Read(); prompt = ReadCount(ref reader, MaxTokens, "promptTokens", ref problem); }
+            else if (reader.ValueTextEquals("cachedTokens"u8)) { reader.Read(); cached = ReadCount(ref reader, MaxTokens, "cachedTokens", ref problem); }
+            else if (reader.ValueTextEquals("outputTokens"u8)) { reader.Read(); output = ReadCount(ref reader, MaxTokens, "outputTokens", ref problem); }
+            else if (reader.ValueTextEquals("estimatedTokens"u8)) { reader.Read(); estimate = ReadCount(ref reader, MaxEstimate, "estimatedTokens", ref problem); }
+            else if (reader.ValueTextEquals("spilled"u8)) { reader.Read(); spilled = reader.TokenType is JsonTokenType.True or JsonTokenType.False ? reader.GetBoolean() : null; }
+            else if (reader.ValueTextEquals("startedAt"u8)) { reader.Read(); started = ReadTime(ref reader); }
+            else if (reader.ValueTextEquals("finishedAt"u8)) { reader.Read(); finished = ReadTime(ref reader); }
+            else { reader.Read(); reader.Skip(); }
+        }
+        problem ??= recordId is null ? "recordId is missing or malformed" : null;
+        problem ??= deploymentId is null ? "deploymentId is missing or malformed" : null;
+        problem ??= prompt < 0 ? "promptTokens is missing" : cached < 0 ? "cachedTokens is missing" : output < 0 ? "outputTokens is missing" : null;
+        problem ??= cached > prompt ? "cachedTokens exceeds promptTokens" : null;
+        problem ??= spilled is null ? "spilled is missing or not a boolean" : null;
+        problem ??= started is null || finished is null ? "startedAt or finishedAt is missing or not an ISO 8601 time" : null;
+        problem ??= finished < started ? "finishedAt is before startedAt" : null;
+        return new MeteredRecord(recordId ?? "", deploymentId ?? "", Math.Max(prompt, 0), Math.Max(cached, 0), Math.Max(output, 0),
+            spilled ?? false, estimate, started ?? default, finished ?? default, problem);
+    }
+
+    static long ReadCount(ref Utf8JsonReader reader, long max, string field, ref string? problem)
+    {
+        if (reader.TokenType != JsonTokenType.Number || !reader.TryGetInt64(out var value))
+        {
+            reader.Skip();
+            problem ??= $"{field} is not an integer";
+            return 0;
+        }
+        if (value < 0) problem ??= $"{field} is negative ({value})";
+        else if (value > max) problem ??= $"{field} is implausibly large ({value} > {max})";
+        return value;
+    }
+
+    static string? ReadId(ref Utf8JsonReader reader)
+    {
+        if (reader.TokenType != JsonTokenType.String || reader.ValueSpan.Length is 0 or > MaxIdLength || reader.ValueIsEscaped)
+        {
+            reader.Skip();
+            return null;
+        }
+        foreach (var b in reader.ValueSpan)
+            if (!(b is >= (byte)'a' and <= (byte)'z' or >= (byte)'A' and <= (byte)'Z' or >= (byte)'0' and <= (byte)'9' or (byte)'-' or (byte)'_' or (byte)'.' or (byte)':'))
+                return null;
+        return reader.GetString();
+    }
+
+    static DateTimeOffset? ReadTime(ref Utf8JsonReader reader)
+    {
+        if (reader.TokenType == JsonTokenType.String && reader.TryGetDateTimeOffset(out var value)) return value;
+        reader.Skip();
+        return null;
+    }
+
+    /// <summary>Written back as the v1 contract (MassTransit serialises messages into fault events).</summary>
+    public override void Write(Utf8JsonWriter writer, MeteringFrame value, JsonSerializerOptions options)
+    {
+        writer.WriteStartObject();
+        writer.WriteNumber("version"u8, value.Version);
+        writer.WriteString("producerId"u8, value.ProducerId);
+        writer.WriteNumber("sequence"u8, value.Sequence);
+        writer.WriteString("sentAt"u8, value.SentAt);
+        writer.WriteStartArray("records"u8);
+        foreach (var r in value.Records)
+        {
+            writer.WriteStartObject();
+            writer.WriteString("recordId"u8, r.RecordId);
+            writer.WriteString("deploymentId"u8, r.DeploymentId);
+            writer.WriteNumber("promptTokens"u8, r.PromptTokens);
+            writer.WriteNumber("cachedTokens"u8, r.CachedTokens);
+            writer.WriteNumber("outputTokens"u8, r.OutputTokens);
+            writer.WriteBoolean("spilled"u8, r.Spilled);
+            writer.WriteNumber("estimatedTokens"u8, r.EstimatedTokens);
+            writer.WriteString("startedAt"u8, r.StartedAt);
+            writer.WriteString("finishedAt"u8, r.FinishedAt);
+            writer.WriteEndObject();
+        }
+        writer.WriteEndArray();
+        writer.WriteEndObject();
+    }
+}

@@ -1,0 +1,56 @@
+using Marten;
+using Throughput.Access;
+
+namespace Throughput.Metering;
+
+public enum QuarantineReason
+{
+    MalformedMessage,
+    InvalidRecord,
+    UnknownProducer,
+    UnknownDeployment,
+    ReleasedDeployment,
+    NotServedByProducer,
+    TimestampInFuture,
+}
+
+/// <summary>Metering input that was refused, with the reason. Never billed; kept for the producer's owner to see and fix.</summary>
+public sealed record QuarantinedMetering(
+    Guid Id,
+    QuarantineReason Reason,
+    string Detail,
+    string? ProducerId,
+    long? Sequence,
+    string? RecordId,
+    string? DeploymentId,
+    string? Excerpt,
+    DateTimeOffset QuarantinedAt);
+
+public static class Quarantine
+{
+    /// <summary>How much of a refused message body is kept for diagnosis.</summary>
+    public const int ExcerptLength = 2048;
+
+    public static QuarantinedMetering Message(QuarantineReason reason, string detail, MeteringFrame? frame, string? excerpt, DateTimeOffset now) =>
+        new(Guid.CreateVersion7(now), reason, detail, frame?.ProducerId is { Length: > 0 } p ? p : null, frame?.Sequence is > 0 ? frame.Sequence : null,
+            null, null, excerpt is null ? null : excerpt[..Math.Min(excerpt.Length, ExcerptLength)], now);
+
+    public static QuarantinedMetering Record(QuarantineReason reason, string detail, MeteringFrame frame, in MeteredRecord record, DateTimeOffset now) =>
+        new(Guid.CreateVersion7(now), reason, detail, frame.ProducerId, frame.Sequence, record.RecordId is { Length: > 0 } r ? r : null,
+            record.DeploymentId is { Length: > 0 } d ? d : null, null, now);
+
+    public static IEndpointRouteBuilder MapQuarantine(this IEndpointRouteBuilder app)
+    {
+        app.MapGet("/v1/operator/quarantine", async (QuarantineReason? reason, string? producerId, int? limit, IQuerySession session, CancellationToken ct) =>
+            {
+                var query = session.Query<QuarantinedMetering>().AsQueryable();
+                if (reason is { } r) query = query.Where(q => q.Reason == r);
+                if (producerId is { Length: > 0 } p) query = query.Where(q => q.ProducerId == p);
+                return Results.Ok(await query.OrderByDescending(q => q.QuarantinedAt).Take(Math.Clamp(limit ?? 100, 1, 1000)).ToListAsync(ct));
+            })
+            .RequireAuthorization(Policies.Operator).WithTags("Operator: metering")
+            .WithName("ListQuarantinedMetering").WithSummary("Refused metering input, newest first, with the reason.")
+            .Produces<IReadOnlyList<QuarantinedMetering>>();
+        return app;
+    }
+}

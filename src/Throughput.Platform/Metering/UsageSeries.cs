@@ -1,0 +1,88 @@
+using JasperFx.Events;
+using Marten;
+using Marten.Events.Projections;
+using Throughput.Access;
+using Throughput.Deployments;
+
+namespace Throughput.Metering;
+
+/// <summary>One deployment's usage in one UTC minute, as metered (by the time the platform folded it).</summary>
+public sealed record UsageMinute(
+    string Id,
+    string DeploymentId,
+    DateTimeOffset Minute,
+    long Records,
+    long PromptTokens,
+    long CachedTokens,
+    long OutputTokens,
+    decimal WeightedTokens,
+    long SpilledRecords,
+    long SpilledTokens,
+    decimal MaxUtilization,
+    long TokensPerMinute,
+    int Throttles)
+{
+    public static DateTimeOffset MinuteOf(DateTimeOffset at) =>
+        new(at.UtcDateTime.Year, at.UtcDateTime.Month, at.UtcDateTime.Day, at.UtcDateTime.Hour, at.UtcDateTime.Minute, 0, TimeSpan.Zero);
+
+    public static string IdOf(string deploymentId, DateTimeOffset at) => $"{deploymentId}:{MinuteOf(at):yyyyMMddHHmm}";
+
+    public static UsageMinute Empty(string deploymentId, DateTimeOffset at) =>
+        new(IdOf(deploymentId, at), deploymentId, MinuteOf(at), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+
+    public UsageMinute Add(UsageMetered e) => this with
+    {
+        Records = Records + e.Records,
+        PromptTokens = PromptTokens + e.PromptTokens,
+        CachedTokens = CachedTokens + e.CachedTokens,
+        OutputTokens = OutputTokens + e.OutputTokens,
+        WeightedTokens = WeightedTokens + e.WeightedTokens,
+        SpilledRecords = SpilledRecords + e.SpilledRecords,
+        SpilledTokens = SpilledTokens + e.SpilledPromptTokens + e.SpilledOutputTokens,
+        MaxUtilization = Math.Max(MaxUtilization, e.Utilization),
+        TokensPerMinute = e.TokensPerMinute,
+    };
+}
+
+/// <summary>Minute-grain usage per deployment; async (Marten daemon), so metering never waits on it.</summary>
+public sealed partial class UsageSeriesProjection : MultiStreamProjection<UsageMinute, string>
+{
+    public UsageSeriesProjection()
+    {
+        Identity<UsageMetered>(e => UsageMinute.IdOf(e.DeploymentId, e.MeteredAt));
+        Identity<DeploymentThrottled>(e => UsageMinute.IdOf(e.DeploymentId, e.ThrottledAt));
+    }
+
+    public static UsageMinute Create(UsageMetered e) => UsageMinute.Empty(e.DeploymentId, e.MeteredAt).Add(e);
+
+    public static UsageMinute Create(DeploymentThrottled e) => UsageMinute.Empty(e.DeploymentId, e.ThrottledAt) with { Throttles = 1 };
+
+    public static UsageMinute Apply(UsageMetered e, UsageMinute minute) => minute.Add(e);
+
+    public static UsageMinute Apply(DeploymentThrottled e, UsageMinute minute) => minute with { Throttles = minute.Throttles + 1 };
+}
+
+public static class UsageSeries
+{
+    static readonly TimeSpan MaxRange = TimeSpan.FromDays(7);
+
+    public static IEndpointRouteBuilder MapUsageSeries(this IEndpointRouteBuilder app)
+    {
+        app.MapGet("/v1/deployments/{deploymentId}/usage", async (string deploymentId, DateTimeOffset? from, DateTimeOffset? to, HttpContext http, IQuerySession session, TimeProvider clock, CancellationToken ct) =>
+            {
+                await session.LoadOwnedAsync(deploymentId, http.User.TenantId()!, ct);
+                var end = to ?? clock.GetUtcNow();
+                var start = from ?? end.AddHours(-1);
+                if (end < start || end - start > MaxRange)
+                    return Results.ValidationProblem(new Dictionary<string, string[]> { ["from"] = ["from must be before to, at most 7 days apart."] });
+                var minutes = await session.Query<UsageMinute>()
+                    .Where(m => m.DeploymentId == deploymentId && m.Minute >= UsageMinute.MinuteOf(start) && m.Minute <= end)
+                    .OrderBy(m => m.Minute).ToListAsync(ct);
+                return Results.Ok(minutes);
+            })
+            .RequireAuthorization(Policies.Tenant).WithTags("Usage").WithName("GetUsageSeries")
+            .WithSummary("Usage per minute (UTC): tokens by type, weighted tokens, spilled, peak utilization, purchased rate, throttles. Default: the last hour.")
+            .Produces<IReadOnlyList<UsageMinute>>().ProducesProblem(404);
+        return app;
+    }
+}
