@@ -80,18 +80,21 @@ public sealed partial record MeteringPublisherOptions(Uri Broker, string Produce
 /// </summary>
 public sealed record BrokerSettings(string Host, int Port, string VirtualHost, string User, string Password)
 {
-    public static BrokerSettings FromEnvironment() => new(
-        Env("THROUGHPUT_RABBIT_HOST", "127.0.0.1"),
-        int.Parse(Env("THROUGHPUT_RABBIT_PORT", "5672"), CultureInfo.InvariantCulture),
-        Env("THROUGHPUT_RABBIT_VHOST", "throughput"),
-        Env("THROUGHPUT_RABBIT_USER", "throughput"),
-        Env("THROUGHPUT_RABBIT_PASSWORD", "throughput"));
+    public static BrokerSettings FromEnvironment() => FromVariables(Environment.GetEnvironmentVariable);
+
+    internal static BrokerSettings FromVariables(Func<string, string?> variable)
+    {
+        string Read(string name, string fallback) => variable(name) is { Length: > 0 } value ? value : fallback;
+        return new(
+            Read("THROUGHPUT_RABBIT_HOST", "127.0.0.1"),
+            int.Parse(Read("THROUGHPUT_RABBIT_PORT", "5672"), CultureInfo.InvariantCulture),
+            Read("THROUGHPUT_RABBIT_VHOST", "throughput"),
+            Read("THROUGHPUT_RABBIT_USER", "throughput"),
+            Read("THROUGHPUT_RABBIT_PASSWORD", "throughput"));
+    }
 
     public Uri Uri => new($"amqp://{Uri.EscapeDataString(User)}:{Uri.EscapeDataString(Password)}@{Host}:{Port}/{Uri.EscapeDataString(VirtualHost)}");
 
     /// <summary>Without the password, so the settings can be logged.</summary>
     public override string ToString() => $"amqp://{User}@{Host}:{Port}/{VirtualHost}";
-
-    static string Env(string name, string fallback) =>
-        Environment.GetEnvironmentVariable(name) is { Length: > 0 } value ? value : fallback;
 }
