@@ -99,6 +99,31 @@ public sealed class MeteringPublisherTests(ITestOutputHelper output)
         Assert.Equal(records.Select(r => r.RecordId).Order(), counted.Order());
     }
 
+    [Fact]
+    public async Task A_batch_the_broker_refuses_is_republished_with_its_sequence_before_the_deployments_next_batch()
+    {
+        // A queue that holds one message and nacks the rest until someone consumes.
+        await using var tap = await MeteringTap.StartAsync(new() { ["x-max-length"] = 1, ["x-overflow"] = "reject-publish" }, consume: false);
+        var options = Options(tap) with { MaxBatchRecords = 10, RetryDelay = TimeSpan.FromMilliseconds(20), MaxRetryDelay = TimeSpan.FromMilliseconds(100) };
+        var records = Records(40, seed: 3).Select(r => r with { DeploymentId = Deployments[0] }).ToArray();
+
+        await using (var publisher = await MeteringPublisher.CreateAsync(options))
+        {
+            foreach (var record in records) await publisher.RecordAsync(record);
+            var flushed = publisher.FlushAsync();
+            await Eventually.Until(() => Task.FromResult(publisher.Republishes), republishes => republishes >= 3);
+            Assert.False(flushed.IsCompleted);
+            Assert.Equal(1, publisher.BatchesPublished);
+
+            await tap.ConsumeAsync();
+            await flushed.WaitAsync(TimeSpan.FromSeconds(30));
+        }
+        var batches = await tap.UntilAllArriveAsync(records);
+
+        Assert.Equal(Enumerable.Range(0, 4).Select(i => options.InitialSequence + i), batches.Select(b => b.Batch.Sequence));
+        Assert.Equal(records.Select(r => r.RecordId), batches.SelectMany(b => b.Batch.Records).Select(r => r.RecordId));
+    }
+
     static MeteringPublisherOptions Options(MeteringTap tap)
     {
         var producer = "sdk-test-" + Guid.NewGuid().ToString("N")[..12];
@@ -172,33 +197,42 @@ public sealed class MeteringPublisherTests(ITestOutputHelper output)
         readonly IChannel _channel;
         readonly ConcurrentQueue<Arrived> _arrived = new();
 
-        MeteringTap(string exchange, IConnection connection, IChannel channel) => (Exchange, _connection, _channel) = (exchange, connection, channel);
+        MeteringTap(string exchange, string queue, IConnection connection, IChannel channel) =>
+            (Exchange, _queue, _connection, _channel) = (exchange, queue, connection, channel);
+
+        readonly string _queue;
 
         public string Exchange { get; }
 
-        public static async Task<MeteringTap> StartAsync()
+        /// <summary>Declares the exchange and its queue (with optional queue arguments); consumes at once unless told not to.</summary>
+        public static async Task<MeteringTap> StartAsync(Dictionary<string, object?>? queueArguments = null, bool consume = true)
         {
             var exchange = "sdk-test-" + Guid.NewGuid().ToString("N");
             var connection = await new ConnectionFactory { Uri = BrokerSettings.FromEnvironment().Uri }.CreateConnectionAsync(exchange + "-tap");
             var channel = await connection.CreateChannelAsync();
             await channel.ExchangeDeclareAsync(exchange, MeteringTopology.ExchangeType, durable: false, autoDelete: true);
-            var queue = await channel.QueueDeclareAsync(queue: "", durable: false, exclusive: true, autoDelete: true);
+            var queue = await channel.QueueDeclareAsync(queue: "", durable: false, exclusive: true, autoDelete: true, arguments: queueArguments);
             await channel.QueueBindAsync(queue.QueueName, exchange, routingKey: "1");
 
-            var tap = new MeteringTap(exchange, connection, channel);
-            var consumer = new AsyncEventingBasicConsumer(channel);
+            var tap = new MeteringTap(exchange, queue.QueueName, connection, channel);
+            if (consume) await tap.ConsumeAsync();
+            return tap;
+        }
+
+        public async Task ConsumeAsync()
+        {
+            var consumer = new AsyncEventingBasicConsumer(_channel);
             consumer.ReceivedAsync += (_, delivery) =>
             {
                 var body = delivery.Body.ToArray();
                 object? header = null;
                 delivery.BasicProperties.Headers?.TryGetValue(MeteringTopology.VersionHeader, out header);
-                tap._arrived.Enqueue(new Arrived(delivery.RoutingKey, delivery.BasicProperties.MessageId, delivery.BasicProperties.ContentType,
+                _arrived.Enqueue(new Arrived(delivery.RoutingKey, delivery.BasicProperties.MessageId, delivery.BasicProperties.ContentType,
                     delivery.BasicProperties.DeliveryMode == DeliveryModes.Persistent, header is null ? null : Convert.ToInt32(header),
                     body, JsonSerializer.Deserialize<MeteringBatch>(body, Web)!));
                 return Task.CompletedTask;
             };
-            await channel.BasicConsumeAsync(queue.QueueName, autoAck: true, consumer);
-            return tap;
+            await _channel.BasicConsumeAsync(_queue, autoAck: true, consumer);
         }
 
         /// <summary>Waits until every record has arrived at least once; returns the batches in arrival order.</summary>
