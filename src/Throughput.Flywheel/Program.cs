@@ -25,7 +25,7 @@ http.DefaultRequestHeaders.Authorization = new("Bearer", operatorKey);
 var tenantId = $"demo-{run}";
 (await http.PostAsJsonAsync("/v1/operator/tenants", new { tenantId, name = "Demo customer", currency = "USD" })).EnsureSuccessStatusCode();
 (await http.PutAsJsonAsync($"/v1/operator/pools/gpt-4o/eastus", new { capacityPtu = 1000 })).EnsureSuccessStatusCode();
-(await http.PutAsJsonAsync($"/v1/operator/serving-nodes/flywheel-{run}", new { regions = new[] { "eastus" } })).EnsureSuccessStatusCode();
+(await http.PutAsJsonAsync($"/v1/operator/serving-nodes/flywheel-{run}", new { regions = (string[])["eastus"] })).EnsureSuccessStatusCode();
 var issued = await (await http.PostAsync(new Uri($"/v1/operator/tenants/{tenantId}/keys", UriKind.Relative), null)).Content.ReadFromJsonAsync<JsonElement>();
 http.DefaultRequestHeaders.Authorization = new("Bearer", issued.GetProperty("apiKey").GetString());
 var deployments = new List<string>();
