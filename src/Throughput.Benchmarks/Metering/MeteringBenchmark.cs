@@ -25,11 +25,11 @@ public sealed class MeteringBenchmark : IBenchmark
     public IReadOnlyList<(string Option, string Meaning)> Options =>
     [
         ("duration", "seconds measured after the warm-up (60)"),
-        ("warmup", "seconds of load before measuring (10)"),
+        ("warmup", "seconds of load before measuring; the host JIT-tiers for about 15 s (20)"),
         ("deployments", "deployments metered into (16)"),
         ("publishers", "SDK publishers, each its own producer id and connection (2)"),
         ("rate", "records/s offered in total; 0 = as fast as --in-flight allows (0)"),
-        ("in-flight", "records handed to the SDK and not yet durable, at most (100000)"),
+        ("in-flight", "records handed to the SDK and not yet durable, at most (50000)"),
         ("batch-records", "SDK MaxBatchRecords (1000)"),
         ("linger-ms", "SDK MaxLinger in ms (20)"),
         ("partitions", "host Metering:Partitions (4)"),
@@ -42,10 +42,10 @@ public sealed class MeteringBenchmark : IBenchmark
     public async Task<BenchmarkReport> RunAsync(BenchOptions options, CancellationToken cancellationToken)
     {
         var duration = options.Seconds("duration", TimeSpan.FromSeconds(60));
-        var warmup = options.Seconds("warmup", TimeSpan.FromSeconds(10));
+        var warmup = options.Seconds("warmup", TimeSpan.FromSeconds(20));
         var deployments = options.Count("deployments", 16);
         var shape = new LoadShape(
-            options.Count("publishers", 2), options.Count("rate", 0), options.Count("in-flight", 100_000),
+            options.Count("publishers", 2), options.Count("rate", 0), options.Count("in-flight", 50_000),
             options.Count("batch-records", 1000), options.Milliseconds("linger-ms", TimeSpan.FromMilliseconds(20)));
         var poll = options.Milliseconds("poll-ms", TimeSpan.FromMilliseconds(100));
         var runId = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4));
