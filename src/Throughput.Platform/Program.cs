@@ -22,6 +22,7 @@ builder.Services.AddThroughputApi();
 builder.Services.AddHostedService<ThrottleLifter>();
 builder.Services.AddHostedService<LedgerPruning>();
 builder.Services.AddSingleton<AdmissionPush>();
+builder.Services.AddSingleton<MetricsExposition>();
 builder.Services.AddSingleton<AdmissionTable>();
 builder.Services.AddHostedService(sp => sp.GetRequiredService<AdmissionTable>());
 
@@ -37,6 +38,7 @@ app.MapUsageSeries();
 app.MapQuarantine();
 app.MapServingNodes();
 app.MapAdmission();
+app.MapMetrics();
 app.MapManageTenants(catalog);
 app.MapStaffKeys();
 app.MapPools(catalog);

@@ -179,6 +179,12 @@ public sealed class MeteringTests(PlatformFixture platform)
 
         var foreign = await other.GetFromJsonAsync<JsonElement>($"/v1/deployments/{elsewhere}/usage/totals");
         Assert.Equal(0, foreign.GetProperty("records").GetInt64());
+
+        var metrics = await platform.Operator().GetStringAsync("/metrics");
+        foreach (var reason in new[] { "InvalidRecord", "UnknownDeployment", "ReleasedDeployment", "NotServedByProducer", "TimestampInFuture", "MalformedMessage", "UnknownProducer" })
+            Assert.Contains($"throughput_metering_quarantined_total{{reason=\"{reason}\"}}", metrics);
+        Assert.Contains("throughput_metering_records_total", metrics);
+        Assert.Equal(System.Net.HttpStatusCode.Forbidden, (await customer.GetAsync("/metrics")).StatusCode);
     }
 
     static bool Mentions(JsonElement entry, string producer, string deployment) =>

@@ -16,6 +16,7 @@ public sealed record DeploymentCreated(
     int BurstSeconds,
     bool Spillover,
     string Currency,
+    PriceList Prices,
     DateTimeOffset CreatedAt);
 
 public sealed record DeploymentResized(string DeploymentId, decimal FromPtu, decimal ToPtu, DateTimeOffset ResizedAt);

@@ -32,10 +32,11 @@ public static class Purchase
         tenant.EnsureActive();
         if (!model.IsValidAmount(command.Ptu))
             throw RuleViolation.Unprocessable($"{command.Ptu} PTU is not sellable for {model.Name}: the minimum is {model.MinimumPtu} PTU in steps of {model.PtuIncrement}.");
-        if (!model.Prices.ContainsKey(tenant.Currency))
+        // The prices are copied into the event: invoices rebuilt later must not follow a catalog change.
+        if (!model.Prices.TryGetValue(tenant.Currency, out var prices))
             throw RuleViolation.Unprocessable($"{model.Name} has no price in {tenant.Currency}, the tenant's currency.");
         return new DeploymentCreated(deploymentId, tenant.Id, command.Name, model.Name, command.Region, command.Type, command.Ptu,
-            model.InputTokensPerMinutePerPtu, model.OutputWeight, model.CachedDeduction, burstSeconds, command.Spillover, tenant.Currency, now);
+            model.InputTokensPerMinutePerPtu, model.OutputWeight, model.CachedDeduction, burstSeconds, command.Spillover, tenant.Currency, prices, now);
     }
 
     /// <summary>A retried purchase with the same Idempotency-Key maps to the same stream id, so the event store refuses a second one.</summary>

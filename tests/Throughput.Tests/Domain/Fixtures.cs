@@ -16,7 +16,7 @@ static class Fixtures
     public static Tenant ActiveTenant(string currency = "USD") => Tenant.Create(new TenantCreated("acme", "Acme", currency, Now));
 
     public static DeploymentCreated Created(decimal ptu = 1m) =>
-        new("dep-1", "acme", "docs", "gpt-4o", "eastus", DeploymentType.Global, ptu, 2500, 4, 1, 60, false, "USD", Now);
+        new("dep-1", "acme", "docs", "gpt-4o", "eastus", DeploymentType.Global, ptu, 2500, 4, 1, 60, false, "USD", Gpt4o.Prices["USD"], Now);
 
     public static Deployment ActiveDeployment(decimal ptu = 1m) => Deployment.Create(Created(ptu));
 }
