@@ -27,6 +27,7 @@ builder.Services.AddSingleton<AdmissionTable>();
 builder.Services.AddHostedService(sp => sp.GetRequiredService<AdmissionTable>());
 
 var app = builder.Build();
+app.UseThroughputDashboard();
 app.UseThroughputApi();
 app.MapThroughputHealth();
 app.MapModels(catalog);
@@ -41,6 +42,7 @@ app.MapAdmission();
 app.MapMetrics();
 app.MapManageTenants(catalog);
 app.MapStaffKeys();
+app.MapCaller();
 app.MapPools(catalog);
 app.Run();
 
