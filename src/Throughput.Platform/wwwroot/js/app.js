@@ -67,7 +67,7 @@ export async function download(path, filename) {
  * The page's frame: the signed-in role's header and sign-out, or back to sign-in.
  * Returns the caller, or null when the key's role does not match the page.
  */
-export function frame(role) {
+export function frame(...roles) {
   const who = caller();
   if (!sessionStorage.getItem(KEY) || !who) {
     location.assign('index.html');
@@ -77,9 +77,9 @@ export function frame(role) {
   nav.replaceChildren(
     el('span', {}, who.tenantId ? `${who.role} · ${who.tenantId}` : who.role),
     el('button', { type: 'button', class: 'link', onclick: signOut }, 'Sign out'));
-  if (who.role !== role) {
+  if (!roles.includes(who.role)) {
     main().replaceChildren(el('p', { class: 'empty', role: 'alert' },
-      `This page is for ${role} keys; you are signed in with a ${who.role} key. `,
+      `This page is for ${roles.join(' or ')} keys; you are signed in with a ${who.role} key. `,
       pageForRole[who.role] ? el('a', { href: pageForRole[who.role] }, 'Open your page') : ''));
     return null;
   }

@@ -2,7 +2,7 @@
 import { api, chartDefaults, columnsOf, el, fmt, frame, main, monthOf, money, palette, pct, poll, problemText, table, text } from './app.js';
 
 const REFRESH_MS = 3000;
-const MINUTES = 60;
+const WINDOWS = { 60: 'Last hour', 360: 'Last 6 hours', 1440: 'Last 24 hours' };
 
 const who = frame('Tenant');
 if (who) start();
@@ -34,12 +34,17 @@ async function start() {
   const view = { deployment: await first.json(), etag: first.headers.get('ETag') };
   const model = models[view.deployment.model];
   const charts = makeCharts(Chart);
+  const windowSelect = document.getElementById('window');
+  windowSelect.replaceChildren(...Object.entries(WINDOWS).map(([minutes, label]) => el('option', { value: minutes }, label)));
   setupResize(view, model);
   setupEstimate(view);
 
   const refresh = async () => {
     const to = new Date();
-    const from = new Date(to.getTime() - (MINUTES - 1) * 60_000);
+    // No point charting time before the deployment existed: a young deployment gets a shorter window (15 minutes at least).
+    const age = Math.ceil((to.getTime() - Date.parse(view.deployment.createdAt)) / 60_000) + 1;
+    const minutes = Math.min(Number(windowSelect.value), Math.max(15, age));
+    const from = new Date(to.getTime() - (minutes - 1) * 60_000);
     const [d, usage] = await Promise.all([
       api(`/v1/deployments/${encodeURIComponent(wanted)}`),
       api(`/v1/deployments/${encodeURIComponent(wanted)}/usage?from=${from.toISOString()}&to=${to.toISOString()}`),
@@ -47,24 +52,29 @@ async function start() {
     if (!d.ok || !usage.ok) return;
     view.deployment = await d.json();
     view.etag = d.headers.get('ETag');
-    const series = minuteSeries(await usage.json(), view.deployment, model, to);
+    const series = minuteSeries(await usage.json(), view.deployment, model, to, minutes);
     renderDeployment(view.deployment);
     renderCharts(charts, series);
     text('updated', `live · updated ${to.toLocaleTimeString()}`);
+    document.getElementById('updated').hidden = false;
   };
   view.refresh = poll(refresh, REFRESH_MS).now;
+  windowSelect.addEventListener('change', view.refresh);
   poll(() => loadDraft(view.deployment), 30_000);
 }
 
-/** The last hour as 60 minute slots: empty minutes are zero; the purchased rate carries forward and ends at today's limit. */
-function minuteSeries(rows, deployment, model, now) {
+/**
+ * The window as one slot per minute: minutes without usage are zero (none before the deployment existed); the purchased
+ * rate carries forward from the minutes that recorded it and ends at today's limit.
+ */
+function minuteSeries(rows, deployment, model, now, minutes) {
   const byMinute = new Map(rows.map((r) => [Date.parse(r.minute), r]));
   const last = Math.floor(now.getTime() / 60_000) * 60_000;
   const created = Math.floor(Date.parse(deployment.createdAt) / 60_000) * 60_000;
   const firstRate = rows.find((r) => r.tokensPerMinute > 0)?.tokensPerMinute ?? deployment.admission.tokensPerMinute;
   const s = { labels: [], rows: [], prompt: [], cached: [], output: [], weighted: [], rate: [], util: [], throttled: [], ptu: [] };
   let rate = firstRate;
-  for (let i = MINUTES - 1; i >= 0; i--) {
+  for (let i = minutes - 1; i >= 0; i--) {
     const minute = last - i * 60_000;
     const row = byMinute.get(minute);
     const live = i === 0;
@@ -73,37 +83,40 @@ function minuteSeries(rows, deployment, model, now) {
     const existed = minute >= created;
     s.labels.push(new Date(minute).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }));
     s.rows.push(row ? { ...row, at: s.labels.at(-1) } : null);
-    s.prompt.push(row?.promptTokens ?? 0);
-    s.cached.push(row?.cachedTokens ?? 0);
-    s.output.push(row?.outputTokens ?? 0);
-    s.weighted.push(row?.weightedTokens ?? 0);
+    const zero = existed ? 0 : null;
+    s.prompt.push(row ? row.promptTokens - row.cachedTokens : zero);
+    s.cached.push(row?.cachedTokens ?? zero);
+    s.output.push(row?.outputTokens ?? zero);
+    s.weighted.push(row?.weightedTokens ?? zero);
     s.rate.push(existed ? rate : null);
     s.ptu.push(existed ? (live ? deployment.ptu : Math.round((rate / model.inputTokensPerMinutePerPtu) * 1e4) / 1e4) : null);
-    s.util.push(Math.round((row?.maxUtilization ?? 0) * 1000) / 10);
+    s.util.push(row ? Math.round(row.maxUtilization * 1000) / 10 : zero);
     s.throttled.push(row?.throttles > 0 || (live && deployment.bucket.throttled) ? 1 : 0);
   }
   return s;
 }
 
 function makeCharts(Chart) {
-  const x = { ticks: { maxTicksLimit: 7, maxRotation: 0 }, grid: { display: false } };
+  const x = { stacked: true, ticks: { maxTicksLimit: 7, maxRotation: 0 }, grid: { display: false } };
   const y = (title, extra = {}) => ({ beginAtZero: true, title: { display: true, text: title }, ...extra });
-  const line = (label, color, more = {}) => ({ type: 'line', label, data: [], borderColor: color, backgroundColor: color, pointRadius: 0, borderWidth: 2, tension: 0.2, ...more });
+  // Points are drawn so that a single minute of data (a new deployment) is visible at all.
+  const line = (label, color, more = {}) => ({ type: 'line', label, data: [], borderColor: color, backgroundColor: color, pointRadius: 2, borderWidth: 2, tension: 0.2, ...more });
+  const bar = (label, color, stack, more = {}) => ({ type: 'bar', label, data: [], backgroundColor: color, stack, barPercentage: 1, categoryPercentage: 0.9, ...more });
   const make = (id, datasets, scales) => new Chart(document.getElementById(id), { data: { labels: [], datasets }, options: { scales: { x, ...scales } } });
   return {
     tokens: make('c-tokens', [
-      line('Prompt', palette.prompt, { fill: 'origin', backgroundColor: 'rgba(37, 99, 235, 0.12)' }),
-      line('Cached (of prompt)', palette.cached, { borderDash: [5, 4] }),
-      line('Generated', palette.output),
-    ], { y: y('tokens / min') }),
+      bar('Prompt', palette.prompt, 'prompt'),
+      bar('Prompt, cached', palette.cached, 'prompt'),
+      bar('Generated', palette.output, 'output'),
+    ], { y: y('tokens / min', { stacked: true }) }),
     weighted: make('c-weighted', [
-      { type: 'bar', label: 'Weighted tokens', data: [], backgroundColor: 'rgba(13, 148, 136, 0.7)', order: 2 },
+      bar('Weighted tokens', 'rgba(13, 148, 136, 0.75)', 'weighted', { order: 2 }),
       line('Purchased rate', palette.rate, { stepped: 'middle', borderWidth: 3, order: 1 }),
     ], { y: y('weighted tokens / min') }),
     util: make('c-util', [
       line('Peak utilization', palette.util, { fill: 'origin', backgroundColor: 'rgba(124, 58, 237, 0.10)' }),
-      line('Limit', '#94a3b8', { borderDash: [6, 4], borderWidth: 1 }),
-      { type: 'bar', label: 'Throttled', data: [], backgroundColor: palette.throttle, yAxisID: 'throttle', barPercentage: 1, categoryPercentage: 1 },
+      line('Limit', '#94a3b8', { borderDash: [6, 4], borderWidth: 1, pointRadius: 0 }),
+      bar('Throttled', palette.throttle, 'throttle', { yAxisID: 'throttle', categoryPercentage: 1 }),
     ], { y: y('%', { suggestedMax: 110 }), throttle: { display: false, min: 0, max: 1 } }),
     ptu: make('c-ptu', [
       line('PTU', palette.ptu, { stepped: 'middle', fill: 'origin', backgroundColor: 'rgba(15, 118, 110, 0.12)' }),
@@ -117,6 +130,9 @@ function renderCharts(charts, s) {
     data.forEach((d, i) => { chart.data.datasets[i].data = d; });
     chart.update('none');
   };
+  const dense = s.labels.length > 120;
+  for (const chart of Object.values(charts))
+    for (const d of chart.data.datasets) if (d.type === 'line' && d.label !== 'Limit') d.pointRadius = dense ? 0 : 2;
   set(charts.tokens, s.prompt, s.cached, s.output);
   set(charts.weighted, s.weighted, s.rate);
   set(charts.util, s.util, s.labels.map(() => 100), s.throttled);
@@ -124,7 +140,7 @@ function renderCharts(charts, s) {
 
   const rows = s.rows.filter(Boolean).reverse();
   const none = 'No usage in the last hour.';
-  document.getElementById('t-tokens').replaceChildren(table(rows, [['at', 'Minute'], ['promptTokens', 'Prompt', fmt], ['cachedTokens', 'Cached', fmt], ['outputTokens', 'Generated', fmt]], none, 'Tokens per minute'));
+  document.getElementById('t-tokens').replaceChildren(table(rows, [['at', 'Minute'], ['promptTokens', 'Prompt', fmt], ['cachedTokens', 'Of which cached', fmt], ['outputTokens', 'Generated', fmt]], none, 'Tokens per minute'));
   document.getElementById('t-weighted').replaceChildren(table(rows, [['at', 'Minute'], ['weightedTokens', 'Weighted', fmt], ['tokensPerMinute', 'Purchased rate', fmt]], none, 'Weighted tokens per minute'));
   document.getElementById('t-util').replaceChildren(table(rows, [['at', 'Minute'], ['maxUtilization', 'Peak utilization', pct], ['throttles', 'Throttled', (n) => (n > 0 ? 'yes' : 'no')]], none, 'Utilization per minute'));
   document.getElementById('t-ptu').replaceChildren(table(s.labels.map((at, i) => ({ at, ptu: s.ptu[i] })).filter((r) => r.ptu !== null).reverse().slice(0, 10),
