@@ -22,7 +22,14 @@ const reset = spawnSync('psql', ['-v', 'ON_ERROR_STOP=1', '-qc', `drop schema if
 if (reset.status !== 0) console.warn(`could not empty schema ${schema} (${reset.error?.message ?? reset.stderr.trim()}); pages will show earlier runs' data too`);
 
 const files = (process.argv.length > 2 ? process.argv.slice(2) : readdirSync(join(here, 'tests')).filter((f) => f.endsWith('.test.mjs')).sort().map((f) => join('tests', f)));
-const platform = await startPlatform({ schema });
+let platform;
+try {
+  platform = await startPlatform({ schema });
+} catch (e) {
+  console.error(e.message);
+  console.log('browser tests: 0 passed, 1 failed, 0 skipped');
+  process.exit(1);
+}
 console.log(`platform host on ${platform.url} (schema ${schema}, log ${platform.log})`);
 
 let output = '';

@@ -12,7 +12,9 @@ public static class Dashboard
     public static WebApplication UseThroughputDashboard(this WebApplication app)
     {
         // Beside the assembly, not the working directory: the host is started as `dotnet …/Throughput.Platform.dll` from anywhere.
-        var files = new PhysicalFileProvider(Path.Combine(AppContext.BaseDirectory, "wwwroot"));
+        var root = Path.Combine(AppContext.BaseDirectory, "wwwroot");
+        if (!Directory.Exists(root)) return app; // a host built without the pages still serves the API
+        var files = new PhysicalFileProvider(root);
         app.UseDefaultFiles(new DefaultFilesOptions { FileProvider = files });
         app.UseStaticFiles(new StaticFileOptions
         {
