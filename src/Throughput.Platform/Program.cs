@@ -18,7 +18,7 @@ builder.Services.AddThroughputEventStore(settings);
 builder.Services.AddThroughputMessaging(settings, builder.Configuration);
 builder.Services.AddThroughputHealth(settings);
 builder.Services.AddThroughputAccess();
-builder.Services.AddThroughputApi();
+builder.Services.AddThroughputApi(builder.Configuration);
 builder.Services.AddHostedService<ThrottleLifter>();
 builder.Services.AddHostedService<LedgerPruning>();
 builder.Services.AddSingleton<AdmissionPush>();
