@@ -23,7 +23,8 @@ public sealed class CrashTests(PlatformFixture platform)
             await PlatformFixture.BuyAsync(customer, region, 100, "gpt-4o-mini"),
         };
         var exchange = $"tests.kill.{Guid.NewGuid():N}"[..24];
-        await using var host = new PlatformProcess(exchange, partitions: 2);
+        // A metering-only host: the role that owns the partitions, as it would run at scale.
+        await using var host = new PlatformProcess(exchange, partitions: 2, roles: "Metering");
         await host.StartAsync();
 
         const int perDeployment = 6000;
