@@ -46,6 +46,8 @@ public sealed class Fleet
         ArgumentOutOfRangeException.ThrowIfLessThan(options.Nodes, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(options.TokenBudget, 1);
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(options.IterationTime, TimeSpan.Zero);
+        // Decoding goes first; with fewer sequences than tokens per iteration it can never take the whole budget and starve prompts.
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(options.MaxSequencesPerNode, options.TokenBudget);
         _options = options;
         _admission = admission;
         _nodes = [.. Enumerable.Range(0, options.Nodes).Select(_ => new GpuNode(options.TokenBudget, options.MaxSequencesPerNode))];

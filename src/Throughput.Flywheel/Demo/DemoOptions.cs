@@ -32,7 +32,10 @@ public sealed record DemoOptions(Uri Platform, Scenario Scenario, FleetOptions F
                 case "--window": scenario = scenario with { Window = Duration(arg, value) }; break;
                 case "--resize-at": scenario = scenario with { ResizeAt = Duration(arg, value) }; break;
                 case "--nodes": fleet = fleet with { Nodes = (int)Positive(arg, int.Parse(value, CultureInfo.InvariantCulture)) }; break;
-                case "--budget": fleet = fleet with { TokenBudget = (int)Positive(arg, int.Parse(value, CultureInfo.InvariantCulture)) }; break;
+                case "--budget":
+                    var budget = (int)Positive(arg, int.Parse(value, CultureInfo.InvariantCulture));
+                    fleet = fleet with { TokenBudget = budget, MaxSequencesPerNode = Math.Clamp(budget / 4, 1, 1024) };
+                    break;
                 case "--iteration": fleet = fleet with { IterationTime = Duration(arg, value) }; break;
                 case "--model": scenario = scenario with { Model = value }; break;
                 case "--region": scenario = scenario with { Region = value }; break;
