@@ -20,6 +20,10 @@ public sealed class AdmissionFeed : IAsyncDisposable
 {
     static readonly TimeSpan Tick = TimeSpan.FromSeconds(1);
 
+    // The platform answers pulls from a read model that may trail its pushes by a moment: a pull right after a reconnect
+    // can miss the change whose push was lost with the connection, so a second pull follows a little later.
+    static readonly TimeSpan FollowUpPull = TimeSpan.FromSeconds(2);
+
     readonly AdmissionCache _cache;
     readonly HttpClient _platform;
     readonly AdmissionFeedOptions _options;
@@ -33,6 +37,7 @@ public sealed class AdmissionFeed : IAsyncDisposable
     IConnection? _connection;
     TaskCompletionSource _linkLost = new(TaskCreationOptions.RunContinuationsAsynchronously);
     volatile bool _resyncRequested;
+    long _followUpAtTicks;
     long _lastSyncedAtTicks;
     long _pulls;
     long _gapPullCount;
@@ -197,9 +202,11 @@ public sealed class AdmissionFeed : IAsyncDisposable
         while (!stopping.IsCancellationRequested)
         {
             await _wake.WaitAsync(Tick, stopping);
-            if (_resyncRequested || DateTime.UtcNow >= nextResync)
+            var followUp = Interlocked.Read(ref _followUpAtTicks);
+            if (_resyncRequested || DateTime.UtcNow >= nextResync || (followUp > 0 && DateTime.UtcNow.Ticks >= followUp))
             {
                 _resyncRequested = false;
+                if (followUp > 0 && DateTime.UtcNow.Ticks >= followUp) Interlocked.CompareExchange(ref _followUpAtTicks, 0, followUp);
                 if (await TryResyncAsync(stopping))
                 {
                     failures = 0;
@@ -247,6 +254,7 @@ public sealed class AdmissionFeed : IAsyncDisposable
                     await Task.Delay(MeteringPublisher.Backoff(attempt, _options.RetryDelay, _options.MaxRetryDelay), stopping);
                     await ConnectAsync(stopping);
                     Interlocked.Increment(ref _reconnects);
+                    Interlocked.Exchange(ref _followUpAtTicks, (DateTime.UtcNow + FollowUpPull).Ticks);
                     RequestResync(); // whatever was pushed while the link was down is gone with the old queue
                     break;
                 }

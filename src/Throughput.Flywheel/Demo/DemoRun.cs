@@ -110,11 +110,11 @@ public static class DemoRun
 
         output.WriteLine();
         output.WriteLine($"GPU: {tally.GpuUtilization(start, end):P1} of the fleet's token budget used; every customer got one token per iteration ({options.Fleet.IterationTime.TotalMilliseconds:0} ms per generated token) whatever its profile.");
-        output.WriteLine("steady state (backlogged, burst allowance spent, rate changes settled): served weighted tokens ÷ purchased");
+        output.WriteLine("steady state (backlogged, burst allowance spent, rate changes settled; * in the table): served weighted tokens ÷ purchased");
         foreach (var s in steady)
         {
             output.WriteLine(s.Windows.Count == 0
-                ? $"  {s.Name,-16} no steady window (run longer or use a shorter --window)"
+                ? $"  {s.Name,-16} no steady window yet: it takes three request lifetimes after the burst (run longer, or shorten requests with --iteration 10ms)"
                 : $"  {s.Name,-16} {s.Ratio,7:0.0000} over {s.Windows.Count} windows ({string.Join(", ", s.Windows.Select(w => WindowTable.Span(w.From, w.To)))}); " +
                   $"worst window {s.Windows.Select(w => w.Ratio).MaxBy(x => Math.Abs(x - 1)):0.000}");
         }

@@ -24,6 +24,10 @@ public sealed class AdmissionFeedTests(PlatformFixture platform)
     async Task<AdmissionLimitChanged> PlatformLimitAsync(string deploymentId) =>
         (await platform.Operator().GetFromJsonAsync<AdmissionLimitChanged>($"/v1/admission/{deploymentId}", PlatformFixture.Json))!;
 
+    /// <summary>The platform's pull answers trail its pushes by a moment; wait until it answers at least this version.</summary>
+    Task<AdmissionLimitChanged> PlatformLimitAsync(string deploymentId, long atLeast) =>
+        Eventually.Until(() => PlatformLimitAsync(deploymentId), l => l.Version >= atLeast);
+
     static async Task ResizeAsync(HttpClient customer, string deploymentId, decimal ptu)
     {
         var current = await customer.GetAsync($"/v1/deployments/{deploymentId}");
@@ -57,6 +61,7 @@ public sealed class AdmissionFeedTests(PlatformFixture platform)
         var applied = new ConcurrentQueue<(AdmissionLimitChanged Limit, LimitUpdate Update)>();
         var cache = new AdmissionCache(new AdmissionCacheOptions { LimitApplied = (l, u) => applied.Enqueue((l, u)) });
 
+        await PlatformLimitAsync(first, atLeast: 2);
         await using var feed = await AdmissionFeed.StartAsync(cache, await ServingNodeAsync(), Options(region));
 
         Assert.NotNull(feed.LastSyncedAt);
@@ -71,7 +76,7 @@ public sealed class AdmissionFeedTests(PlatformFixture platform)
         for (var ptu = 4m; ptu <= 6m; ptu++) await ResizeAsync(customer, second, ptu);
         var followed = await CachedAsync(cache, second, l => l.TokensPerMinute == 6 * 37_000);
 
-        Assert.Equal((await PlatformLimitAsync(second)).Version, followed.Version);
+        Assert.Equal(followed.Version, (await PlatformLimitAsync(second, followed.Version)).Version);
         Assert.True(feed.PushesApplied >= 1, "the resizes arrived by push");
         var versions = applied.Where(a => a.Limit.DeploymentId == second && a.Update != LimitUpdate.Stale).Select(a => a.Limit.Version).ToList();
         Assert.Equal(versions.Order(), versions);
@@ -92,7 +97,7 @@ public sealed class AdmissionFeedTests(PlatformFixture platform)
             ResyncInterval = TimeSpan.FromSeconds(2),
             LosePush = limit => limit.DeploymentId == deployment && limit.Version <= Interlocked.Read(ref lose),
         });
-        var start = cache.Limit(deployment)!;
+        var start = await CachedAsync(cache, deployment, _ => true);
 
         // The push of the first resize is lost; the second one's arrives one version too far ahead.
         Interlocked.Exchange(ref lose, start.Version + 1);
@@ -100,13 +105,13 @@ public sealed class AdmissionFeedTests(PlatformFixture platform)
         await ResizeAsync(customer, deployment, 3m);
         var healed = await CachedAsync(cache, deployment, l => l.TokensPerMinute == 3 * 37_000);
         await Eventually.Until(() => Task.FromResult(feed.GapPulls), n => n >= 1);
-        Assert.Equal((await PlatformLimitAsync(deployment)).Version, healed.Version);
+        Assert.Equal(healed.Version, (await PlatformLimitAsync(deployment, healed.Version)).Version);
 
         // The push of the last change is lost too: nothing comes after it to reveal the gap, so the periodic pull brings it.
         Interlocked.Exchange(ref lose, long.MaxValue);
         await ResizeAsync(customer, deployment, 4m);
         var pulled = await CachedAsync(cache, deployment, l => l.TokensPerMinute == 4 * 37_000);
-        Assert.Equal((await PlatformLimitAsync(deployment)).Version, pulled.Version);
+        Assert.Equal(pulled.Version, (await PlatformLimitAsync(deployment, pulled.Version)).Version);
     }
 
     [Fact]
@@ -118,13 +123,14 @@ public sealed class AdmissionFeedTests(PlatformFixture platform)
         var cache = new AdmissionCache();
         var options = Options(region);
         await using var feed = await AdmissionFeed.StartAsync(cache, await ServingNodeAsync(), options);
+        await CachedAsync(cache, deployment, _ => true);
 
         await Broker.CloseConnectionAsync(await Broker.FindConnectionAsync(options.ConnectionName!));
         await ResizeAsync(customer, deployment, 5m); // likely while the node has no queue: its push is lost
 
         var limit = await CachedAsync(cache, deployment, l => l.TokensPerMinute == 5 * 37_000);
         await Eventually.Until(() => Task.FromResult(feed.Reconnects), n => n >= 1);
-        Assert.Equal((await PlatformLimitAsync(deployment)).Version, limit.Version);
+        Assert.Equal(limit.Version, (await PlatformLimitAsync(deployment, limit.Version)).Version);
 
         await ResizeAsync(customer, deployment, 6m); // and pushes flow again on the new connection
         await CachedAsync(cache, deployment, l => l.TokensPerMinute == 6 * 37_000);
