@@ -110,7 +110,7 @@ public static class DemoRun
 
         output.WriteLine();
         output.WriteLine($"GPU: {tally.GpuUtilization(start, end):P1} of the fleet's token budget used; every customer got one token per iteration ({options.Fleet.IterationTime.TotalMilliseconds:0} ms per generated token) whatever its profile.");
-        output.WriteLine("steady state (backlogged, burst allowance spent, rate changes settled; * in the table): served weighted tokens ÷ purchased");
+        output.WriteLine("steady state (backlogged, burst allowance spent, rate changes settled): served weighted tokens ÷ purchased");
         foreach (var s in steady)
         {
             output.WriteLine(s.Windows.Count == 0
@@ -138,18 +138,20 @@ public static class DemoRun
     static async Task<Dictionary<string, AdmissionLimitChanged>> KnownLimitsAsync(AdmissionFeed feed, IReadOnlyList<Provisioned> customers, CancellationToken ct)
     {
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(15);
+        Exception? failure = null;
         while (true)
         {
             var known = customers.Select(c => feed.Cache.Limit(c.DeploymentId)).ToList();
             if (known.All(l => l is not null)) return known.ToDictionary(l => l!.DeploymentId, l => l!);
-            if (DateTime.UtcNow > deadline) throw new TimeoutException("The platform did not give the serving node the admission limits of the new deployments.");
+            if (DateTime.UtcNow > deadline)
+                throw new TimeoutException($"The platform did not give the serving node the admission limits of the new deployments (last pull: {failure?.Message ?? "answered without them"}).", failure);
             try
             {
                 await feed.PullAsync(customers.Select(c => c.DeploymentId), ct);
             }
-            catch (HttpRequestException)
+            catch (HttpRequestException e)
             {
-                // Retried until the deadline.
+                failure = e; // retried until the deadline
             }
             await Task.Delay(200, ct);
         }

@@ -46,21 +46,29 @@ public static class PlatformSetup
     }
 
     /// <summary>Resizes as a customer does: reads the deployment for its ETag, then posts the resize with If-Match.</summary>
-    public static async Task ResizeAsync(Provisioned customer, decimal ptu, CancellationToken ct)
-    {
-        var etag = await ETagAsync(customer, ct);
-        using var request = new HttpRequestMessage(HttpMethod.Post, $"/v1/deployments/{customer.DeploymentId}/resize") { Content = JsonContent.Create(new { ptu }) };
-        request.Headers.IfMatch.Add(etag);
-        await Ok(customer.Tenant.SendAsync(request, ct));
-    }
+    public static Task ResizeAsync(Provisioned customer, decimal ptu, CancellationToken ct) =>
+        WithIfMatchAsync(customer, $"/v1/deployments/{customer.DeploymentId}/resize", new { ptu }, ct);
 
     /// <summary>Gives the PTUs back, so repeated runs do not fill the pool.</summary>
-    public static async Task ReleaseAsync(Provisioned customer, CancellationToken ct)
+    public static Task ReleaseAsync(Provisioned customer, CancellationToken ct) =>
+        WithIfMatchAsync(customer, $"/v1/deployments/{customer.DeploymentId}/release", null, ct);
+
+    /// <summary>
+    /// Reads the ETag and posts with If-Match, again on 412: a deployment in use changes with every metering batch folded
+    /// into its stream, so the version read a moment ago is often stale already.
+    /// </summary>
+    static async Task WithIfMatchAsync(Provisioned customer, string path, object? body, CancellationToken ct)
     {
-        var etag = await ETagAsync(customer, ct);
-        using var request = new HttpRequestMessage(HttpMethod.Post, $"/v1/deployments/{customer.DeploymentId}/release");
-        request.Headers.IfMatch.Add(etag);
-        await Ok(customer.Tenant.SendAsync(request, ct));
+        for (var attempt = 1; ; attempt++)
+        {
+            var etag = await ETagAsync(customer, ct);
+            using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = body is null ? null : JsonContent.Create(body) };
+            request.Headers.IfMatch.Add(etag);
+            using var response = await customer.Tenant.SendAsync(request, ct);
+            if (response.StatusCode == System.Net.HttpStatusCode.PreconditionFailed && attempt < 20) continue;
+            await Ensure(response);
+            return;
+        }
     }
 
     /// <summary>The platform's usage totals of the deployment.</summary>
