@@ -1,4 +1,5 @@
 using Throughput.Access;
+using Throughput.Admission;
 using Throughput.Capacity;
 using Throughput.Catalog;
 using Throughput.Deployments;
@@ -19,6 +20,10 @@ builder.Services.AddThroughputHealth(settings);
 builder.Services.AddThroughputAccess();
 builder.Services.AddThroughputApi();
 builder.Services.AddHostedService<ThrottleLifter>();
+builder.Services.AddHostedService<LedgerPruning>();
+builder.Services.AddSingleton<AdmissionPush>();
+builder.Services.AddSingleton<AdmissionTable>();
+builder.Services.AddHostedService(sp => sp.GetRequiredService<AdmissionTable>());
 
 var app = builder.Build();
 app.UseThroughputApi();
@@ -31,6 +36,7 @@ app.MapUsage();
 app.MapUsageSeries();
 app.MapQuarantine();
 app.MapServingNodes();
+app.MapAdmission();
 app.MapManageTenants(catalog);
 app.MapStaffKeys();
 app.MapPools(catalog);

@@ -66,6 +66,31 @@ public sealed class MeteringTests(PlatformFixture platform)
         }
     }
 
+    [Fact]
+    public async Task A_batch_that_arrives_after_a_later_one_still_counts_once()
+    {
+        var (_, customer) = await platform.NewTenantAsync();
+        var region = await platform.NewPoolAsync("gpt-4o", 10);
+        var producer = await platform.NewServingNodeAsync(region);
+        var id = await PlatformFixture.BuyAsync(customer, region, 5);
+        var later = new MeteringBatch(1, producer, 10, DateTimeOffset.UtcNow, [Record("late-10", id, prompt: 10)]);
+        var earlier = new MeteringBatch(1, producer, 9, DateTimeOffset.UtcNow, [Record("late-9", id, prompt: 9)]);
+
+        await platform.PublishAsync(later);
+        await WaitForRecords(customer, [id], 1);
+        await platform.PublishAsync(earlier);
+        await platform.PublishAsync(later);
+        await WaitForRecords(customer, [id], 2);
+        await platform.PublishAsync(earlier);
+        var marker = new MeteringBatch(1, producer, 11, DateTimeOffset.UtcNow, [Record("late-11", id, prompt: 11)]);
+        await platform.PublishAsync(marker);
+        await WaitForRecords(customer, [id], 3);
+
+        var totals = await customer.GetFromJsonAsync<JsonElement>($"/v1/deployments/{id}/usage/totals");
+        Assert.Equal(3, totals.GetProperty("records").GetInt64());
+        Assert.Equal(30, totals.GetProperty("promptTokens").GetInt64());
+    }
+
     static async Task WaitForRecords(HttpClient customer, IEnumerable<string> deployments, long expected)
     {
         foreach (var d in deployments)

@@ -17,12 +17,31 @@ public sealed class PlatformFixture : WebApplicationFactory<Program>, IAsyncLife
 
     public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { Converters = { new JsonStringEnumConverter() } };
 
-    public ServiceSettings Settings { get; } = ServiceSettings.FromEnvironment();
+    /// <summary>Tests keep to a schema of their own, so hosts of demos or benchmarks on the same database never interfere.</summary>
+    public const string Schema = "throughput_tests";
+
+    public ServiceSettings Settings { get; }
+
+    public PlatformFixture()
+    {
+        Environment.SetEnvironmentVariable("THROUGHPUT_PG_SCHEMA", Schema);
+        Settings = ServiceSettings.FromEnvironment();
+    }
 
     IConnection? _rabbit;
 
-    protected override void ConfigureWebHost(IWebHostBuilder builder) =>
+    /// <summary>This run's own metering exchange and partition queues: no other host on the machine consumes them.</summary>
+    public string MeteringExchange { get; } = $"tests.metering.{Guid.NewGuid():N}"[..27];
+
+    const int Partitions = 4;
+
+    protected override void ConfigureWebHost(IWebHostBuilder builder)
+    {
         builder.UseSetting("Access:BootstrapOperatorKey", OperatorKey);
+        builder.UseSetting("Metering:Exchange", MeteringExchange);
+        builder.UseSetting("Metering:QueuePrefix", MeteringExchange + ".p");
+        builder.UseSetting("Metering:Partitions", Partitions.ToString(System.Globalization.CultureInfo.InvariantCulture));
+    }
 
     public async Task InitializeAsync()
     {
@@ -83,7 +102,7 @@ public sealed class PlatformFixture : WebApplicationFactory<Program>, IAsyncLife
             DeliveryMode = DeliveryModes.Persistent,
             Headers = new Dictionary<string, object?> { [MeteringTopology.VersionHeader] = MeteringTopology.CurrentVersion },
         };
-        await channel.BasicPublishAsync(MeteringTopology.Exchange, routingKey, mandatory: true, properties, body);
+        await channel.BasicPublishAsync(MeteringExchange, routingKey, mandatory: true, properties, body);
     }
 
     public Task PublishAsync(MeteringBatch batch) =>
@@ -91,8 +110,19 @@ public sealed class PlatformFixture : WebApplicationFactory<Program>, IAsyncLife
 
     public new async Task DisposeAsync()
     {
-        if (_rabbit is not null) await _rabbit.DisposeAsync();
         await base.DisposeAsync();
+        if (_rabbit is null) return;
+        await using (var channel = await _rabbit.CreateChannelAsync())
+        {
+            for (var p = 0; p < Partitions; p++)
+                foreach (var suffix in new[] { "", "_error", "_skipped" })
+                {
+                    await channel.QueueDeleteAsync($"{MeteringExchange}.p{p}{suffix}");
+                    await channel.ExchangeDeleteAsync($"{MeteringExchange}.p{p}{suffix}");
+                }
+            await channel.ExchangeDeleteAsync(MeteringExchange);
+        }
+        await _rabbit.DisposeAsync();
     }
 }
 

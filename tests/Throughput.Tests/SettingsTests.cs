@@ -14,7 +14,7 @@ public sealed partial class SettingsTests
 
         var names = new[]
         {
-            "THROUGHPUT_PG_HOST", "THROUGHPUT_PG_PORT", "THROUGHPUT_PG_DATABASE", "THROUGHPUT_PG_USER", "THROUGHPUT_PG_PASSWORD",
+            "THROUGHPUT_PG_HOST", "THROUGHPUT_PG_PORT", "THROUGHPUT_PG_DATABASE", "THROUGHPUT_PG_USER", "THROUGHPUT_PG_PASSWORD", "THROUGHPUT_PG_SCHEMA",
             "THROUGHPUT_RABBIT_HOST", "THROUGHPUT_RABBIT_PORT", "THROUGHPUT_RABBIT_VHOST", "THROUGHPUT_RABBIT_USER", "THROUGHPUT_RABBIT_PASSWORD",
         };
         var saved = names.ToDictionary(n => n, Environment.GetEnvironmentVariable);
@@ -24,7 +24,7 @@ public sealed partial class SettingsTests
             var s = ServiceSettings.FromEnvironment();
             var expected = new ServiceSettings(
                 defaults["THROUGHPUT_PG_HOST"], int.Parse(defaults["THROUGHPUT_PG_PORT"]), defaults["THROUGHPUT_PG_DATABASE"],
-                defaults["THROUGHPUT_PG_USER"], defaults["THROUGHPUT_PG_PASSWORD"],
+                defaults["THROUGHPUT_PG_USER"], defaults["THROUGHPUT_PG_PASSWORD"], defaults["THROUGHPUT_PG_SCHEMA"],
                 defaults["THROUGHPUT_RABBIT_HOST"], int.Parse(defaults["THROUGHPUT_RABBIT_PORT"]), defaults["THROUGHPUT_RABBIT_VHOST"],
                 defaults["THROUGHPUT_RABBIT_USER"], defaults["THROUGHPUT_RABBIT_PASSWORD"]);
             Assert.Equal(expected, s);

@@ -1,4 +1,3 @@
-using System.Collections.Immutable;
 using Throughput.Catalog;
 
 namespace Throughput.Deployments;
@@ -27,12 +26,12 @@ public sealed record SpilloverDisabled(string DeploymentId, DateTimeOffset At);
 
 public sealed record DeploymentReleased(string DeploymentId, decimal Ptu, DateTimeOffset ReleasedAt);
 
-/// <summary>The sequences of one producer's batches that a usage event folded.</summary>
+/// <summary>The sequences of one producer's batches that a usage event folded (the dedupe ledger holds each one).</summary>
 public sealed record ProducerRange(string ProducerId, long FirstSequence, long LastSequence);
 
 /// <summary>
 /// Usage folded from one consumer batch of metering records for one deployment: sums, the producer sequences it
-/// covers (the dedupe high-water marks), and the bucket after it. Spilled tokens are counted apart, for per-token billing.
+/// covers, and the bucket after it. Spilled tokens are counted apart, for per-token billing.
 /// </summary>
 public sealed record UsageMetered(
     string DeploymentId,
@@ -95,7 +94,7 @@ public sealed record Deployment(
     decimal BucketLevel,
     DateTimeOffset BucketAt,
     bool Throttled,
-    ImmutableDictionary<string, long> Watermarks,
+    long AdmissionRevision,
     long Version)
 {
     /// <summary>A throttled deployment is released once utilization falls below this, so it does not flap at 100%.</summary>
@@ -119,7 +118,6 @@ public sealed record Deployment(
         return excess <= 0 || TokensPerSecond == 0 ? 0 : (long)decimal.Ceiling(excess / TokensPerSecond * 1000);
     }
 
-    public long WatermarkOf(string producerId) => Watermarks.TryGetValue(producerId, out var seq) ? seq : 0;
 
     public AdmissionLimit Limit
     {
@@ -133,16 +131,17 @@ public sealed record Deployment(
     public static Deployment Create(DeploymentCreated e) => new(
         e.DeploymentId, e.TenantId, e.Name, e.Model, e.Region, e.Type, e.Ptu, e.InputTokensPerMinutePerPtu, e.OutputWeight,
         e.CachedDeduction, e.BurstSeconds, e.Spillover, e.Currency, DeploymentStatus.Active, e.CreatedAt,
-        0, 0, 0, 0, 0, 0, 0, 0, e.CreatedAt, false, ImmutableDictionary<string, long>.Empty, 0);
+        0, 0, 0, 0, 0, 0, 0, 0, e.CreatedAt, false, 1, 0);
 
     // The level drained at the old rate until the resize; from then on it drains at the new one.
-    public Deployment Apply(DeploymentResized e) => this with { BucketLevel = LevelAt(e.ResizedAt), BucketAt = Max(BucketAt, e.ResizedAt), Ptu = e.ToPtu };
+    public Deployment Apply(DeploymentResized e) =>
+        this with { BucketLevel = LevelAt(e.ResizedAt), BucketAt = Max(BucketAt, e.ResizedAt), Ptu = e.ToPtu, AdmissionRevision = AdmissionRevision + 1 };
 
-    public Deployment Apply(SpilloverEnabled e) => this with { Spillover = true };
+    public Deployment Apply(SpilloverEnabled e) => this with { Spillover = true, AdmissionRevision = AdmissionRevision + 1 };
 
-    public Deployment Apply(SpilloverDisabled e) => this with { Spillover = false };
+    public Deployment Apply(SpilloverDisabled e) => this with { Spillover = false, AdmissionRevision = AdmissionRevision + 1 };
 
-    public Deployment Apply(DeploymentReleased e) => this with { Status = DeploymentStatus.Released };
+    public Deployment Apply(DeploymentReleased e) => this with { Status = DeploymentStatus.Released, AdmissionRevision = AdmissionRevision + 1 };
 
     public Deployment Apply(UsageMetered e) => this with
     {
@@ -155,12 +154,12 @@ public sealed record Deployment(
         SpilledTokens = SpilledTokens + e.SpilledPromptTokens + e.SpilledOutputTokens,
         BucketLevel = e.BucketLevel,
         BucketAt = Max(BucketAt, e.MeteredAt),
-        Watermarks = e.Producers.Aggregate(Watermarks, (marks, p) => marks.SetItem(p.ProducerId, Math.Max(p.LastSequence, marks.GetValueOrDefault(p.ProducerId)))),
     };
 
-    public Deployment Apply(DeploymentThrottled e) => this with { Throttled = true };
+    public Deployment Apply(DeploymentThrottled e) => this with { Throttled = true, AdmissionRevision = AdmissionRevision + 1 };
 
-    public Deployment Apply(ThrottleLifted e) => this with { Throttled = false, BucketLevel = e.BucketLevel, BucketAt = Max(BucketAt, e.LiftedAt) };
+    public Deployment Apply(ThrottleLifted e) =>
+        this with { Throttled = false, BucketLevel = e.BucketLevel, BucketAt = Max(BucketAt, e.LiftedAt), AdmissionRevision = AdmissionRevision + 1 };
 
     static DateTimeOffset Max(DateTimeOffset a, DateTimeOffset b) => a > b ? a : b;
 }

@@ -6,8 +6,8 @@ namespace Throughput.Deployments;
 public sealed record ProducerBatch(string ProducerId, long Sequence, IReadOnlyList<MeteredRecord> Records);
 
 /// <summary>
-/// Folds metered usage into a deployment: drops batches at or under the producer's high-water mark (redeliveries,
-/// duplicate publishes), fills the leaky bucket with the weighted tokens of what was not spilled, and throttles at 100%.
+/// Folds metered usage into a deployment: fills the leaky bucket with the weighted tokens of what was not spilled,
+/// throttles at 100% and lifts below the release threshold. Duplicates were already removed by the dedupe ledger.
 /// </summary>
 public static class Meter
 {
@@ -16,10 +16,7 @@ public static class Meter
 
     public static object[] Decide(Deployment deployment, IReadOnlyList<ProducerBatch> batches, DateTimeOffset now)
     {
-        var fresh = batches
-            .Where(b => b.Sequence > deployment.WatermarkOf(b.ProducerId))
-            .DistinctBy(b => (b.ProducerId, b.Sequence))
-            .ToList();
+        var fresh = batches.DistinctBy(b => (b.ProducerId, b.Sequence)).ToList();
         if (fresh.Count == 0) return [];
 
         long records = 0, prompt = 0, cached = 0, output = 0, spilledRecords = 0, spilledPrompt = 0, spilledCached = 0, spilledOutput = 0;

@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using FluentValidation;
 using Marten;
+using Throughput.Admission;
 using Throughput.Access;
 using Throughput.Capacity;
 using Throughput.Catalog;
@@ -47,7 +48,7 @@ public static class Purchase
 
     public static RouteGroupBuilder MapPurchase(this RouteGroupBuilder group, ModelCatalog catalog)
     {
-        group.MapPost("/", async (PurchaseDeployment command, HttpContext http, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
+        group.MapPost("/", async (PurchaseDeployment command, HttpContext http, IDocumentSession session, TimeProvider clock, AdmissionPush push, CancellationToken ct) =>
             {
                 var tenantId = http.User.TenantId()!;
                 string? key = http.Request.Headers["Idempotency-Key"];
@@ -75,6 +76,7 @@ public static class Purchase
                     await using var fresh = session.DocumentStore.QuerySession();
                     return Replay(http, (await fresh.LoadAsync<Deployment>(deploymentId, ct))!, command);
                 }
+                await push.TryPublishCurrentAsync(session, [deploymentId], ct);
                 var deployment = Deployment.Create(created) with { Version = 1 };
                 ETags.Set(http, deployment.Version);
                 return Results.Created($"/v1/deployments/{deploymentId}", DeploymentView.Of(deployment, created.CreatedAt));

@@ -1,4 +1,5 @@
 using Marten;
+using Throughput.Admission;
 using Throughput.Access;
 using Throughput.Capacity;
 using Throughput.Http;
@@ -12,7 +13,7 @@ public static class Release
 
     public static RouteGroupBuilder MapRelease(this RouteGroupBuilder group)
     {
-        group.MapPost("/{deploymentId}/release", async (string deploymentId, HttpContext http, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
+        group.MapPost("/{deploymentId}/release", async (string deploymentId, HttpContext http, IDocumentSession session, TimeProvider clock, AdmissionPush push, CancellationToken ct) =>
             {
                 var (expected, problem) = ETags.RequireIfMatch(http);
                 if (problem is not null) return problem;
@@ -28,6 +29,7 @@ public static class Release
                     pool.AppendMany(PoolDecisions.Free(pool.Aggregate!, deploymentId, released.Ptu, released.ReleasedAt));
                     stream.AppendMany(events);
                     await session.SaveChangesAsync(ct);
+                    await push.TryPublishCurrentAsync(session, [deploymentId], ct);
                     deployment = deployment.Apply(released) with { Version = deployment.Version + 1 };
                 }
                 return ReadDeployments.Ok(http, deployment);

@@ -1,5 +1,6 @@
 using FluentValidation;
 using Marten;
+using Throughput.Admission;
 using Throughput.Access;
 using Throughput.Capacity;
 using Throughput.Catalog;
@@ -27,7 +28,7 @@ public static class Resize
 
     public static RouteGroupBuilder MapResize(this RouteGroupBuilder group, ModelCatalog catalog)
     {
-        group.MapPost("/{deploymentId}/resize", async (string deploymentId, ResizeDeployment command, HttpContext http, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
+        group.MapPost("/{deploymentId}/resize", async (string deploymentId, ResizeDeployment command, HttpContext http, IDocumentSession session, TimeProvider clock, AdmissionPush push, CancellationToken ct) =>
             {
                 var (expected, problem) = ETags.RequireIfMatch(http);
                 if (problem is not null) return problem;
@@ -47,6 +48,7 @@ public static class Resize
                         : PoolDecisions.Free(pool.Aggregate!, deploymentId, -delta, resized.ResizedAt));
                     stream.AppendMany(events);
                     await session.SaveChangesAsync(ct);
+                    await push.TryPublishCurrentAsync(session, [deploymentId], ct);
                     deployment = deployment.Apply(resized) with { Version = deployment.Version + 1 };
                 }
                 return ReadDeployments.Ok(http, deployment);

@@ -1,5 +1,6 @@
 using FluentValidation;
 using Marten;
+using Throughput.Admission;
 using Throughput.Access;
 using Throughput.Http;
 
@@ -19,7 +20,7 @@ public static class Spillover
 
     public static RouteGroupBuilder MapSpillover(this RouteGroupBuilder group)
     {
-        group.MapPut("/{deploymentId}/spillover", async (string deploymentId, SetSpillover command, HttpContext http, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
+        group.MapPut("/{deploymentId}/spillover", async (string deploymentId, SetSpillover command, HttpContext http, IDocumentSession session, TimeProvider clock, AdmissionPush push, CancellationToken ct) =>
             {
                 var stream = await session.Events.FetchForWriting<Deployment>(deploymentId, ct);
                 stream.Aggregate.EnsureOwnedBy(deploymentId, http.User.TenantId()!);
@@ -29,6 +30,7 @@ public static class Spillover
                 {
                     stream.AppendMany(events);
                     await session.SaveChangesAsync(ct);
+                    await push.TryPublishCurrentAsync(session, [deploymentId], ct);
                     deployment = deployment with { Spillover = command.Enabled, Version = deployment.Version + 1 };
                 }
                 return ReadDeployments.Ok(http, deployment);

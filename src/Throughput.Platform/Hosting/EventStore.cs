@@ -4,6 +4,7 @@ using JasperFx.Events.Daemon;
 using JasperFx.Events.Projections;
 using Marten;
 using Throughput.Access;
+using Throughput.Admission;
 using Throughput.Capacity;
 using Throughput.Deployments;
 using Throughput.Metering;
@@ -15,14 +16,14 @@ namespace Throughput.Hosting;
 
 public static class EventStore
 {
-    public const string Schema = "throughput";
-
     public static IServiceCollection AddThroughputEventStore(this IServiceCollection services, ServiceSettings settings)
     {
         services.AddMarten(opts =>
             {
                 opts.Connection(settings.PostgresConnectionString());
-                opts.DatabaseSchemaName = Schema;
+                opts.DatabaseSchemaName = settings.PgSchema;
+                // Hosts of different schemas in one database (tests, benchmarks, a demo) must not contend for one leader lock.
+                opts.Projections.DaemonLockId = LockIdFor(settings.PgSchema);
                 opts.UseSystemTextJsonForSerialization(EnumStorage.AsString, Casing.CamelCase);
                 opts.AutoCreateSchemaObjects = AutoCreate.CreateOrUpdate;
 
@@ -33,6 +34,7 @@ public static class EventStore
                 opts.Events.UseAdvisoryLockTransaction = true;
 
                 MapEventNames(opts.Events);
+                opts.Storage.ExtendedSchemaObjects.Add(AppliedBatches.Definition(settings.PgSchema));
 
                 // Write-side aggregates are inline snapshots: read in O(1), updated in the transaction that appends.
                 opts.Projections.Snapshot<Deployment>(SnapshotLifecycle.Inline);
@@ -49,11 +51,15 @@ public static class EventStore
                 opts.Schema.For<Deployment>().Index(d => d.TenantId);
                 opts.Schema.For<Reservation>().Index(r => r.TenantId);
             })
+            .AddSubscriptionWithServices<AdmissionForwarder>(ServiceLifetime.Singleton)
             .UseLightweightSessions()
             .AddAsyncDaemon(DaemonMode.HotCold)
             .ApplyAllDatabaseChangesOnStartup();
         return services;
     }
+
+    static int LockIdFor(string schema) =>
+        BitConverter.ToInt32(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes("throughput-daemon:" + schema)));
 
     /// <summary>Stored event names are part of the data: they never follow a class rename.</summary>
     static void MapEventNames(Marten.Events.IEventStoreOptions events)

@@ -5,7 +5,7 @@ namespace Throughput.Hosting;
 /// ones infra/env.sh defines, so scripts, host and tests agree without a config file.
 /// </summary>
 public sealed record ServiceSettings(
-    string PgHost, int PgPort, string PgDatabase, string PgUser, string PgPassword,
+    string PgHost, int PgPort, string PgDatabase, string PgUser, string PgPassword, string PgSchema,
     string RabbitHost, int RabbitPort, string RabbitVirtualHost, string RabbitUser, string RabbitPassword)
 {
     public static ServiceSettings FromEnvironment() => new(
@@ -14,6 +14,7 @@ public sealed record ServiceSettings(
         Env("THROUGHPUT_PG_DATABASE", "throughput"),
         Env("THROUGHPUT_PG_USER", "throughput"),
         Env("THROUGHPUT_PG_PASSWORD", "throughput"),
+        Env("THROUGHPUT_PG_SCHEMA", "throughput"),
         Env("THROUGHPUT_RABBIT_HOST", "127.0.0.1"),
         int.Parse(Env("THROUGHPUT_RABBIT_PORT", "5672"), System.Globalization.CultureInfo.InvariantCulture),
         Env("THROUGHPUT_RABBIT_VHOST", "throughput"),

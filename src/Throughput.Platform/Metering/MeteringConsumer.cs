@@ -1,20 +1,31 @@
 using System.Text;
-using Marten;
 using JasperFx.Events;
+using Marten;
 using MassTransit;
+using Throughput.Admission;
 using Throughput.Deployments;
 
 namespace Throughput.Metering;
 
 /// <summary>
 /// Folds a consumer batch of metering messages from one partition into deployment streams: one usage event per
-/// deployment, deduplicated against the producers' high-water marks, all in one PostgreSQL transaction with the
-/// quarantine of whatever was refused. The partition's single active consumer makes this the deployment's only writer.
+/// deployment, in one PostgreSQL transaction with the dedupe claims and the quarantine of whatever was refused.
+/// The partition's single active consumer makes this the deployments' only writer; the claims make redeliveries,
+/// duplicate publishes and out-of-order arrivals count once.
 /// </summary>
-public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, MeteringMetrics metrics) : IConsumer<Batch<MeteringFrame>>
+public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, MeteringMetrics metrics, AdmissionPush push) : IConsumer<Batch<MeteringFrame>>
 {
     /// <summary>Clock skew tolerated between serving nodes and the platform before a record's times are refused.</summary>
     static readonly TimeSpan FutureTolerance = TimeSpan.FromMinutes(5);
+
+    /// <summary>The ledger key of a message-level refusal (no deployment).</summary>
+    const string WholeMessage = "";
+
+    /// <summary>One claimable piece of a message: its records for one deployment, or the whole message when refused.</summary>
+    sealed record Piece(MeteringFrame Frame, string DeploymentId, List<MeteredRecord> Records, QuarantinedMetering? Refusal)
+    {
+        public (string, long, string) Key => (Frame.ProducerId, Frame.Sequence, DeploymentId);
+    }
 
     public async Task Consume(ConsumeContext<Batch<MeteringFrame>> context)
     {
@@ -22,73 +33,85 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, M
         var now = clock.GetUtcNow();
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         List<QuarantinedMetering> quarantined = [];
-        var frames = new List<MeteringFrame>(context.Message.Length);
+        List<MeteringFrame> frames = [];
+        List<Piece> pieces = [];
         foreach (var message in context.Message)
         {
             var frame = message.Message;
             if (frame.Problem is null) frames.Add(frame);
-            else quarantined.Add(Quarantine.Message(QuarantineReason.MalformedMessage, frame.Problem, frame, Excerpt(message), now));
+            else if (frame is { ProducerId.Length: > 0, Sequence: > 0 })
+                pieces.Add(new Piece(frame, WholeMessage, [], Quarantine.Message(QuarantineReason.MalformedMessage, frame.Problem, frame, Excerpt(message), now)));
+            else quarantined.Add(Quarantine.Message(QuarantineReason.MalformedMessage, frame.Problem, frame, Excerpt(message), now)); // nothing to dedupe by
         }
 
         await using var session = store.LightweightSession();
+        await session.BeginTransactionAsync(ct);
         var nodes = await LoadNodesAsync(session, frames, ct);
-        var byDeployment = new Dictionary<string, List<ProducerBatch>>();
         foreach (var frame in frames)
         {
-            if (!nodes.ContainsKey(ServingNode.StreamId(frame.ProducerId)))
+            if (nodes.ContainsKey(ServingNode.StreamId(frame.ProducerId)))
+                pieces.AddRange(frame.Records.GroupBy(r => r.DeploymentId).Select(g => new Piece(frame, g.Key, [.. g], null)));
+            else
+                pieces.Add(new Piece(frame, WholeMessage, [], Quarantine.Message(QuarantineReason.UnknownProducer, $"producer '{frame.ProducerId}' is not a registered serving node", frame, null, now)));
+        }
+
+        var fresh = await AppliedBatches.ClaimAsync(session, [.. pieces.Select(p => p.Key).Distinct()], now, ct);
+        var byDeployment = new Dictionary<string, List<ProducerBatch>>();
+        var claimed = new HashSet<(string, long, string)>();
+        foreach (var piece in pieces)
+        {
+            if (!fresh.Contains(piece.Key) || !claimed.Add(piece.Key)) continue; // counted before, or twice in this batch
+            if (piece.Refusal is not null)
             {
-                quarantined.Add(Quarantine.Message(QuarantineReason.UnknownProducer, $"producer '{frame.ProducerId}' is not a registered serving node", frame, null, now));
+                quarantined.Add(piece.Refusal);
                 continue;
             }
-            foreach (var group in frame.Records.GroupBy(r => r.DeploymentId))
+            List<MeteredRecord> good = [];
+            foreach (var record in piece.Records)
             {
-                List<MeteredRecord> good = [];
-                foreach (var record in group)
-                {
-                    if (record.Problem is not null) quarantined.Add(Quarantine.Record(QuarantineReason.InvalidRecord, record.Problem, frame, record, now));
-                    else if (record.FinishedAt > now + FutureTolerance) quarantined.Add(Quarantine.Record(QuarantineReason.TimestampInFuture, $"finishedAt {record.FinishedAt:O} is in the future", frame, record, now));
-                    else good.Add(record);
-                }
-                if (good.Count == 0) continue;
-                if (!byDeployment.TryGetValue(group.Key, out var batches)) byDeployment[group.Key] = batches = [];
-                batches.Add(new ProducerBatch(frame.ProducerId, frame.Sequence, good));
+                if (record.Problem is not null) quarantined.Add(Quarantine.Record(QuarantineReason.InvalidRecord, record.Problem, piece.Frame, record, now));
+                else if (record.FinishedAt > now + FutureTolerance) quarantined.Add(Quarantine.Record(QuarantineReason.TimestampInFuture, $"finishedAt {record.FinishedAt:O} is in the future", piece.Frame, record, now));
+                else good.Add(record);
             }
+            if (good.Count == 0) continue;
+            if (!byDeployment.TryGetValue(piece.DeploymentId, out var batches)) byDeployment[piece.DeploymentId] = batches = [];
+            batches.Add(new ProducerBatch(piece.Frame.ProducerId, piece.Frame.Sequence, good));
         }
 
         var streams = await FetchForWritingAsync(session, byDeployment.Keys, ct);
-        long counted = 0, duplicates = 0, throttles = 0;
+        long counted = 0, throttles = 0;
+        List<string> admissionChanged = [];
         foreach (var (deploymentId, batches) in byDeployment)
         {
             var stream = streams[deploymentId];
-            var deployment = stream.Aggregate;
-            if (deployment is null)
+            if (stream.Aggregate is not { } deployment)
             {
                 Refuse(batches, QuarantineReason.UnknownDeployment, $"no deployment '{deploymentId}'");
                 continue;
             }
-            var fresh = batches.Where(b => b.Sequence > deployment.WatermarkOf(b.ProducerId)).ToList();
-            duplicates += batches.Count - fresh.Count;
             if (deployment.Status == DeploymentStatus.Released)
             {
-                Refuse(fresh, QuarantineReason.ReleasedDeployment, $"deployment '{deploymentId}' is released");
+                Refuse(batches, QuarantineReason.ReleasedDeployment, $"deployment '{deploymentId}' is released");
                 continue;
             }
-            var allowed = fresh.Where(b => nodes[ServingNode.StreamId(b.ProducerId)].MayServe(deployment)).ToList();
-            Refuse(fresh.Except(allowed), QuarantineReason.NotServedByProducer, $"deployment '{deploymentId}' (tenant {deployment.TenantId}, region {deployment.Region}) is outside the producer's registered scope");
+            var allowed = batches.Where(b => nodes[ServingNode.StreamId(b.ProducerId)].MayServe(deployment)).ToList();
+            Refuse(batches.Except(allowed), QuarantineReason.NotServedByProducer, $"deployment '{deploymentId}' (tenant {deployment.TenantId}, region {deployment.Region}) is outside the producer's registered scope");
             var events = Meter.Decide(deployment, allowed, now);
             if (events.Length == 0) continue;
             stream.AppendMany(events);
             counted += ((UsageMetered)events[0]).Records;
             throttles += events.Count(e => e is DeploymentThrottled);
+            if (events.Length > 1) admissionChanged.Add(deploymentId);
         }
         if (quarantined.Count > 0) session.Store<QuarantinedMetering>(quarantined);
         await session.SaveChangesAsync(ct);
 
-        metrics.Committed(context.Message.Length, counted, duplicates, throttles, quarantined, System.Diagnostics.Stopwatch.GetElapsedTime(started));
+        metrics.Committed(context.Message.Length, counted, pieces.Count - fresh.Count, throttles, quarantined, System.Diagnostics.Stopwatch.GetElapsedTime(started));
+        if (admissionChanged.Count > 0) await push.TryPublishCurrentAsync(session, admissionChanged, ct);
 
-        void Refuse(IEnumerable<ProducerBatch> batches, QuarantineReason reason, string detail)
+        void Refuse(IEnumerable<ProducerBatch> refused, QuarantineReason reason, string detail)
         {
-            foreach (var batch in batches)
+            foreach (var batch in refused)
             {
                 var frame = frames.First(f => f.ProducerId == batch.ProducerId && f.Sequence == batch.Sequence);
                 foreach (var record in batch.Records) quarantined.Add(Quarantine.Record(reason, detail, frame, record, now));

@@ -1,6 +1,8 @@
 using FluentValidation;
 using Marten;
 using Throughput.Access;
+using Throughput.Admission;
+using Throughput.Deployments;
 using Throughput.Catalog;
 using Throughput.Http;
 
@@ -87,25 +89,31 @@ public static class ManageTenants
             })
             .WithName("RevokeTenantKey").Produces(204).ProducesProblem(404);
 
-        group.MapPost("/{tenantId}/suspend", async (string tenantId, SuspendTenant command, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
-                await Change(session, tenantId, t => TenantDecisions.Suspend(t, command.Reason, clock.GetUtcNow()), ct))
+        group.MapPost("/{tenantId}/suspend", async (string tenantId, SuspendTenant command, IDocumentSession session, TimeProvider clock, AdmissionPush push, CancellationToken ct) =>
+                await Change(session, push, tenantId, t => TenantDecisions.Suspend(t, command.Reason, clock.GetUtcNow()), ct))
             .ValidateWith(new SuspendValidator())
             .WithName("SuspendTenant").WithSummary("Stop the tenant buying; its deployments' admission state becomes suspended.")
             .Produces<TenantView>().ProducesProblem(404);
 
-        group.MapPost("/{tenantId}/reinstate", async (string tenantId, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
-                await Change(session, tenantId, t => TenantDecisions.Reinstate(t, clock.GetUtcNow()), ct))
+        group.MapPost("/{tenantId}/reinstate", async (string tenantId, IDocumentSession session, TimeProvider clock, AdmissionPush push, CancellationToken ct) =>
+                await Change(session, push, tenantId, t => TenantDecisions.Reinstate(t, clock.GetUtcNow()), ct))
             .WithName("ReinstateTenant").Produces<TenantView>().ProducesProblem(404);
         return app;
     }
 
-    static async Task<IResult> Change(IDocumentSession session, string tenantId, Func<Tenant, object[]> decide, CancellationToken ct)
+    /// <summary>Suspension and reinstatement change every deployment's admission state: pushed at once after commit.</summary>
+    static async Task<IResult> Change(IDocumentSession session, AdmissionPush push, string tenantId, Func<Tenant, object[]> decide, CancellationToken ct)
     {
         var stream = await session.Events.FetchForWriting<Tenant>(tenantId, ct);
         if (stream.Aggregate is null) throw RuleViolation.NotFound($"No tenant '{tenantId}'.");
         var events = decide(stream.Aggregate);
         stream.AppendMany(events);
         await session.SaveChangesAsync(ct);
+        if (events.Length > 0)
+        {
+            var deployments = await session.Query<Deployment>().Where(d => d.TenantId == tenantId).Select(d => d.Id).ToListAsync(ct);
+            await push.TryPublishCurrentAsync(session, deployments, ct);
+        }
         var tenant = events.Aggregate(stream.Aggregate, (t, e) => e switch
         {
             TenantSuspended s => t.Apply(s),

@@ -28,18 +28,20 @@ public sealed record Tenant(
     TenantStatus Status,
     ImmutableSortedSet<string> ActiveKeys,
     DateTimeOffset CreatedAt,
+    long AdmissionRevision,
     long Version)
 {
     public static Tenant Create(TenantCreated e) =>
-        new(e.TenantId, e.Name, e.Currency, TenantStatus.Active, [], e.CreatedAt, 0);
+        new(e.TenantId, e.Name, e.Currency, TenantStatus.Active, [], e.CreatedAt, 0, 0);
 
     public Tenant Apply(ApiKeyIssued e) => this with { ActiveKeys = ActiveKeys.Add(e.KeyId) };
 
     public Tenant Apply(ApiKeyRevoked e) => this with { ActiveKeys = ActiveKeys.Remove(e.KeyId) };
 
-    public Tenant Apply(TenantSuspended e) => this with { Status = TenantStatus.Suspended };
+    // Suspension changes every deployment's admission: it counts into each one's admission version.
+    public Tenant Apply(TenantSuspended e) => this with { Status = TenantStatus.Suspended, AdmissionRevision = AdmissionRevision + 1 };
 
-    public Tenant Apply(TenantReinstated e) => this with { Status = TenantStatus.Active };
+    public Tenant Apply(TenantReinstated e) => this with { Status = TenantStatus.Active, AdmissionRevision = AdmissionRevision + 1 };
 
     public static string StreamId(string tenantId) => tenantId;
 

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# End-to-end benchmarks: starts PostgreSQL and RabbitMQ if needed, builds Release, and runs
+# src/Throughput.Benchmarks, which starts its own platform host process (own port, own metering exchange
+# and queues) and stops it again.
+#   bash infra/bench.sh metering [--duration 60] [--warmup 10] …   one benchmark (list: bash infra/bench.sh list)
+#   bash infra/bench.sh all --results bench-results.md            every benchmark, one Markdown table
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+bash infra/services.sh start
+. infra/env.sh
+bash infra/nuget/pack.sh
+dotnet build Throughput.sln --nologo -v quiet -c Release
+exec dotnet src/Throughput.Benchmarks/bin/Release/net10.0/Throughput.Benchmarks.dll "${@:-list}"

@@ -1,0 +1,37 @@
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text.Json;
+
+namespace Throughput.Benchmarks.Harness;
+
+/// <summary>The platform's HTTP API as the benchmarks use it to set up their world; a refused call stops the run with the problem details.</summary>
+public sealed class PlatformApi(Uri baseAddress, string apiKey) : IDisposable
+{
+    readonly HttpClient _http = new(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5) })
+    {
+        BaseAddress = baseAddress,
+        DefaultRequestHeaders = { Authorization = new AuthenticationHeaderValue("Bearer", apiKey) },
+    };
+
+    public PlatformApi As(string otherKey) => new(baseAddress, otherKey);
+
+    public Task<JsonElement> PostAsync(string path, object? body, CancellationToken cancellationToken) =>
+        SendAsync(HttpMethod.Post, path, body, cancellationToken);
+
+    public Task<JsonElement> PutAsync(string path, object body, CancellationToken cancellationToken) =>
+        SendAsync(HttpMethod.Put, path, body, cancellationToken);
+
+    public Task<JsonElement> GetAsync(string path, CancellationToken cancellationToken) =>
+        SendAsync(HttpMethod.Get, path, null, cancellationToken);
+
+    public void Dispose() => _http.Dispose();
+
+    async Task<JsonElement> SendAsync(HttpMethod method, string path, object? body, CancellationToken cancellationToken)
+    {
+        using var request = new HttpRequestMessage(method, new Uri(path, UriKind.Relative)) { Content = body is null ? null : JsonContent.Create(body) };
+        using var response = await _http.SendAsync(request, cancellationToken);
+        if (!response.IsSuccessStatusCode)
+            throw new InvalidOperationException($"{method} {path}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync(cancellationToken)}");
+        return await response.Content.ReadFromJsonAsync<JsonElement>(cancellationToken);
+    }
+}

@@ -1,0 +1,28 @@
+namespace Throughput.Benchmarks.Harness;
+
+/// <summary>
+/// Where the local services are, from the THROUGHPUT_* variables of infra/env.sh with the same defaults,
+/// and where the repository's build output is.
+/// </summary>
+public static class Services
+{
+    public static string PostgresConnectionString() =>
+        $"Host={Env("THROUGHPUT_PG_HOST", "127.0.0.1")};Port={Env("THROUGHPUT_PG_PORT", "5432")};Database={Env("THROUGHPUT_PG_DATABASE", "throughput")};" +
+        $"Username={Env("THROUGHPUT_PG_USER", "throughput")};Password={Env("THROUGHPUT_PG_PASSWORD", "throughput")}";
+
+    /// <summary>The platform host's Release build in this repository, unless --host-dll names another.</summary>
+    public static string PlatformHostDll(BenchOptions options) => options.Text("host-dll", "") is { Length: > 0 } dll
+        ? dll
+        : Path.Combine(RepositoryRoot(), "src", "Throughput.Platform", "bin", "Release", "net10.0", "Throughput.Platform.dll");
+
+    static string RepositoryRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "Throughput.sln"))) return dir.FullName;
+        }
+        throw new UsageException("cannot find Throughput.sln above the benchmark's directory; pass --host-dll");
+    }
+
+    static string Env(string name, string fallback) => Environment.GetEnvironmentVariable(name) is { Length: > 0 } value ? value : fallback;
+}

@@ -1,0 +1,149 @@
+using Npgsql;
+
+namespace Throughput.Benchmarks.Metering;
+
+/// <summary>A usage event of the benchmark's deployments, as the observer first saw it committed in PostgreSQL.</summary>
+/// <param name="FirstStartedAt">The earliest record's startedAt, which the benchmark sets to the moment it handed the record to the SDK.</param>
+/// <param name="AppendedAt">Marten's event timestamp: taken in the consumer when it appended, before its commit round trip.</param>
+/// <param name="ObservedAt">When a query first returned the event: its commit happened before this.</param>
+/// <param name="Late">Found only by the final sweep, not while polling: its <see cref="ObservedAt"/> is the sweep's.</param>
+public readonly record struct DurableBatch(long SeqId, long Records, DateTimeOffset FirstStartedAt, DateTimeOffset AppendedAt, DateTimeOffset ObservedAt, bool Late);
+
+/// <summary>
+/// Watches throughput.mt_events for the deployments' usage_metered events by polling: the running count of durable
+/// records drives the load's in-flight limit, and each event's first sighting bounds its commit time from above.
+/// Events commit out of seq_id order, so each poll looks back over the ids of the last <see cref="Lookback"/> and skips
+/// those already seen.
+/// </summary>
+public sealed class DurableObserver : IAsyncDisposable
+{
+    static readonly TimeSpan Lookback = TimeSpan.FromSeconds(10);
+
+    const string NewEventsSql = """
+        select seq_id, (data->>'records')::bigint, (data->>'firstStartedAt')::timestamptz, "timestamp"
+        from throughput.mt_events
+        where seq_id > @floor and type = 'usage_metered' and stream_id = any(@streams) and not (seq_id = any(@seen))
+        """;
+
+    readonly NpgsqlDataSource _database;
+    readonly string[] _streams;
+    readonly TimeSpan _interval;
+    readonly List<DurableBatch> _batches = [];
+    readonly HashSet<long> _seen = [];
+    readonly HashSet<long> _recent = []; // seen and above the floor: the poll query skips these itself
+    readonly Queue<(DateTimeOffset At, long MaxSeq)> _marks = new();
+    readonly CancellationTokenSource _stop = new();
+    long _startFloor;
+    long _floor;
+    long _maxSeq;
+    long _records;
+    Task? _polling;
+
+    public DurableObserver(string connectionString, IReadOnlyList<string> deployments, TimeSpan interval)
+    {
+        _database = NpgsqlDataSource.Create(connectionString);
+        _streams = [.. deployments];
+        _interval = interval;
+    }
+
+    public TimeSpan Interval => _interval;
+
+    /// <summary>Records in the usage events seen so far.</summary>
+    public long Records => Interlocked.Read(ref _records);
+
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        await using (var command = _database.CreateCommand("select coalesce(max(seq_id), 0) from throughput.mt_events"))
+            _startFloor = _floor = _maxSeq = (long)(await command.ExecuteScalarAsync(cancellationToken))!;
+        _polling = Task.Run(PollLoopAsync, CancellationToken.None);
+    }
+
+    /// <summary>Stops polling, then reads every usage event of the run once more and adds any the polls missed.</summary>
+    public async Task<IReadOnlyList<DurableBatch>> StopAsync(CancellationToken cancellationToken)
+    {
+        await _stop.CancelAsync();
+        if (_polling is not null) await _polling;
+        _floor = _startFloor;
+        await PollAsync(late: true, cancellationToken);
+        lock (_batches) return [.. _batches];
+    }
+
+    /// <summary>The records the deployments' snapshots hold: the platform's own count, which the API's usage totals read.</summary>
+    public async Task<long> CountedRecordsAsync(CancellationToken cancellationToken)
+    {
+        await using var command = _database.CreateCommand("select coalesce(sum((data->>'records')::bigint), 0)::bigint from throughput.mt_doc_deployment where id = any(@streams)");
+        command.Parameters.AddWithValue("streams", _streams);
+        return (long)(await command.ExecuteScalarAsync(cancellationToken))!;
+    }
+
+    /// <summary>Records of the given producers that the platform quarantined instead of counting.</summary>
+    public async Task<long> QuarantinedAsync(IReadOnlyList<string> producers, CancellationToken cancellationToken)
+    {
+        await using var command = _database.CreateCommand("select count(*) from throughput.mt_doc_quarantinedmetering where data->>'producerId' = any(@producers)");
+        command.Parameters.AddWithValue("producers", producers.ToArray());
+        try
+        {
+            return (long)(await command.ExecuteScalarAsync(cancellationToken))!;
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UndefinedTable)
+        {
+            return 0; // nothing was ever quarantined in this database
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_stop.IsCancellationRequested) await _stop.CancelAsync();
+        if (_polling is not null) await _polling.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        _stop.Dispose();
+        await _database.DisposeAsync();
+    }
+
+    async Task PollLoopAsync()
+    {
+        using var timer = new PeriodicTimer(_interval);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(_stop.Token))
+                await PollAsync(late: false, _stop.Token);
+        }
+        catch (OperationCanceledException) when (_stop.IsCancellationRequested)
+        {
+            // Stopped.
+        }
+    }
+
+    async Task PollAsync(bool late, CancellationToken cancellationToken)
+    {
+        await using var command = _database.CreateCommand(NewEventsSql);
+        command.Parameters.AddWithValue("floor", _floor);
+        command.Parameters.AddWithValue("streams", _streams);
+        command.Parameters.AddWithValue("seen", late ? [] : _recent.ToArray());
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        var observedAt = DateTimeOffset.UtcNow; // the query's snapshot, and so every commit it shows, precedes this
+        long added = 0;
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            var batch = new DurableBatch(reader.GetInt64(0), reader.GetInt64(1), reader.GetFieldValue<DateTimeOffset>(2), reader.GetFieldValue<DateTimeOffset>(3), observedAt, late);
+            if (!_seen.Add(batch.SeqId)) continue;
+            _recent.Add(batch.SeqId);
+            _maxSeq = Math.Max(_maxSeq, batch.SeqId);
+            added += batch.Records;
+            lock (_batches) _batches.Add(batch);
+        }
+        Interlocked.Add(ref _records, added);
+        AdvanceFloor(observedAt);
+    }
+
+    /// <summary>Ids below the highest one seen a lookback ago are settled: no transaction stays open that long here.</summary>
+    void AdvanceFloor(DateTimeOffset now)
+    {
+        _marks.Enqueue((now, _maxSeq));
+        while (_marks.TryPeek(out var mark) && mark.At <= now - Lookback)
+        {
+            _floor = Math.Max(_floor, mark.MaxSeq);
+            _marks.Dequeue();
+        }
+        _recent.RemoveWhere(s => s <= _floor);
+    }
+}

@@ -1,0 +1,190 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Security.Cryptography;
+using Throughput.Benchmarks.Harness;
+
+namespace Throughput.Benchmarks.Metering;
+
+/// <summary>
+/// Metering records per second sustained into durable state, publish-to-durable latency and the host's memory, with
+/// the serving SDK publishing to a platform host of the benchmark's own (own exchange and partition queues, so test
+/// hosts on the same broker neither take its messages nor give it theirs).
+/// </summary>
+public sealed class MeteringBenchmark : IBenchmark
+{
+    const double TargetRecordsPerSecond = 100_000;
+    static readonly TimeSpan TargetP99 = TimeSpan.FromSeconds(1);
+    const long TargetPeakRss = 512L * 1024 * 1024;
+    static readonly TimeSpan ProgressEvery = TimeSpan.FromSeconds(5);
+    static readonly TimeSpan DrainTimeout = TimeSpan.FromSeconds(15);
+
+    public string Name => "metering";
+
+    public string Summary => "SDK → RabbitMQ → metering consumers → PostgreSQL: durable records/s, publish-to-durable latency, host peak RSS, exactness";
+
+    public IReadOnlyList<(string Option, string Meaning)> Options =>
+    [
+        ("duration", "seconds measured after the warm-up (60)"),
+        ("warmup", "seconds of load before measuring; the host JIT-tiers for about 15 s (20)"),
+        ("deployments", "deployments metered into (16)"),
+        ("publishers", "SDK publishers, each its own producer id and connection (2)"),
+        ("rate", "records/s offered in total; 0 = as fast as --in-flight allows (0)"),
+        ("in-flight", "records handed to the SDK and not yet durable, at most (50000)"),
+        ("batch-records", "SDK MaxBatchRecords (1000)"),
+        ("linger-ms", "SDK MaxLinger in ms (20)"),
+        ("partitions", "host Metering:Partitions (4)"),
+        ("batch-message-limit", "host Metering:BatchMessageLimit (host default)"),
+        ("host-env", "NAME=VALUE added to the host's environment; repeatable"),
+        ("poll-ms", "how often PostgreSQL is polled for new usage events (100)"),
+        ("host-dll", "the platform host to start (this repository's Release build)"),
+    ];
+
+    public async Task<BenchmarkReport> RunAsync(BenchOptions options, CancellationToken cancellationToken)
+    {
+        var duration = options.Seconds("duration", TimeSpan.FromSeconds(60));
+        var warmup = options.Seconds("warmup", TimeSpan.FromSeconds(20));
+        var deployments = options.Count("deployments", 16);
+        var shape = new LoadShape(
+            options.Count("publishers", 2), options.Count("rate", 0), options.Count("in-flight", 50_000),
+            options.Count("batch-records", 1000), options.Milliseconds("linger-ms", TimeSpan.FromMilliseconds(20)));
+        var poll = options.Milliseconds("poll-ms", TimeSpan.FromMilliseconds(100));
+        var runId = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4));
+        var topology = new BenchTopology(runId, options.Count("partitions", 4));
+        var hostEnvironment = HostEnvironment(topology, options);
+        var hostDll = Services.PlatformHostDll(options);
+        options.EnsureAllRead();
+
+        Log($"run {runId}: starting the platform host ({string.Join(' ', hostEnvironment.Select(e => $"{e.Key}={e.Value}"))})");
+        try
+        {
+            await using var host = await PlatformHost.StartAsync(hostDll, hostEnvironment, cancellationToken);
+            Log($"host pid {host.ProcessId} ready on {host.BaseAddress} (log: {host.LogPath})");
+            using var operatorApi = new PlatformApi(host.BaseAddress, host.OperatorKey);
+            var fleet = await MeteringFleet.SetUpAsync(operatorApi, runId, deployments, shape.Publishers, cancellationToken);
+            Log($"tenant {fleet.TenantId}: {fleet.Deployments.Count} deployments of {MeteringFleet.Model} at {MeteringFleet.PtuPerDeployment} PTU, producers {string.Join(", ", fleet.Producers)}");
+            return await MeasureAsync(host, fleet, topology, shape, warmup, duration, poll, hostEnvironment, cancellationToken);
+        }
+        finally
+        {
+            await topology.RemoveAsync();
+        }
+    }
+
+    static async Task<BenchmarkReport> MeasureAsync(PlatformHost host, MeteringFleet fleet, BenchTopology topology, LoadShape shape,
+        TimeSpan warmup, TimeSpan duration, TimeSpan poll, IReadOnlyDictionary<string, string> hostEnvironment, CancellationToken ct)
+    {
+        await using var observer = new DurableObserver(Services.PostgresConnectionString(), fleet.Deployments, poll);
+        await observer.StartAsync(ct);
+        await using var queues = await RabbitQueues.ConnectAsync(Serving.BrokerSettings.FromEnvironment().Uri, ct);
+        await using var load = await LoadDriver.ConnectAsync(shape, fleet, topology.Exchange, () => observer.Records, ct);
+
+        load.Start();
+        Log($"warming up for {warmup.TotalSeconds:0} s");
+        await WatchAsync(load, observer, queues, topology, warmup, ct);
+        var window = Snapshot.Take(load, host);
+        Log($"measuring for {duration.TotalSeconds:0} s");
+        var maxQueued = await WatchAsync(load, observer, queues, topology, duration, ct);
+        var end = Snapshot.Take(load, host);
+
+        await load.StopAsync(DrainTimeout);
+        var drained = await DrainAsync(load, observer, ct);
+        var batches = await observer.StopAsync(ct);
+        var counted = await observer.CountedRecordsAsync(ct);
+        var quarantined = await observer.QuarantinedAsync(fleet.Producers, ct);
+        var peakRss = host.PeakResidentBytes();
+
+        var measured = batches.Where(b => b.ObservedAt >= window.At && b.ObservedAt < end.At).ToList();
+        var seconds = (end.At - window.At).TotalSeconds;
+        var durablePerSecond = measured.Sum(b => b.Records) / seconds;
+        var toDurable = measured.Select(b => ((b.ObservedAt - b.FirstStartedAt).TotalMilliseconds, b.Records)).ToList();
+        var toAppend = measured.Select(b => ((b.AppendedAt - b.FirstStartedAt).TotalMilliseconds, b.Records)).ToList();
+        var p99 = Percentiles.Weighted(toDurable, 99);
+        var exact = drained && load.HandedOver == load.Confirmed && load.Confirmed == counted && batches.Sum(b => b.Records) == counted && quarantined == 0;
+        var cpu = CpuUse.Between(window.Cpu, end.Cpu);
+
+        return new BenchmarkReport("metering",
+        [
+            new("durable records/s (usage_metered events in PostgreSQL)", Number(durablePerSecond), "≥ 100,000", durablePerSecond >= TargetRecordsPerSecond),
+            new("publish→durable p50, upper bound", Ms(Percentiles.Weighted(toDurable, 50))),
+            new("publish→durable p99, upper bound", Ms(p99), "≤ 1,000 ms", p99 <= TargetP99.TotalMilliseconds),
+            new("publish→consumer append p50 / p99 (before commit)", $"{Ms(Percentiles.Weighted(toAppend, 50))} / {Ms(Percentiles.Weighted(toAppend, 99))}"),
+            new("SDK publish rate (broker-confirmed records/s)", Number((end.Confirmed - window.Confirmed) / seconds)),
+            new("host peak RSS (VmHWM)", $"{peakRss / (1024 * 1024)} MB", "≤ 512 MB", peakRss <= TargetPeakRss),
+            new("exactly once: confirmed = counted", exact
+                ? $"yes: {Number(counted)} = {Number(counted)}"
+                : $"NO: {Number(load.Confirmed - counted)} of {Number(load.Confirmed)} confirmed records not counted ({(load.Confirmed - counted) * 100.0 / Math.Max(1, load.Confirmed):0.00} %); handed over {Number(load.HandedOver)}, in events {Number(batches.Sum(b => b.Records))}, quarantined {quarantined}{(drained ? "" : $", still short {DrainTimeout.TotalSeconds:0} s after the load stopped")}",
+                "equal", exact),
+            new("usage events/s; records per event", $"{Number(measured.Count / seconds)}; {Number(measured.Count == 0 ? 0 : measured.Average(b => (double)b.Records))}"),
+            new("ready messages in partition queues, max", Number(maxQueued)),
+            new("republishes; publish failures", $"{load.Republishes}; {load.PublishFailures}"),
+        ],
+        [
+            $"{seconds:0} s measured after {warmup.TotalSeconds:0} s warm-up on {Environment.ProcessorCount} cores",
+            $"{fleet.Deployments.Count} deployments, {shape.Publishers} publishers, SDK batches of ≤ {shape.MaxBatchRecords} records / {shape.MaxLinger.TotalMilliseconds:0} ms linger, ≤ {Number(shape.InFlight)} records in flight{(shape.Rate > 0 ? $", offered {Number(shape.Rate)}/s" : ", closed loop")}",
+            "host " + string.Join(" ", hostEnvironment.Where(e => !e.Key.StartsWith("Access", StringComparison.Ordinal)).Select(e => $"{e.Key}={e.Value}")),
+            $"durable = first seen by a poll of throughput.mt_events every {poll.TotalMilliseconds:0} ms; latency = that moment − the event's firstStartedAt (its oldest record's hand-over to the SDK): an upper bound for every record of the event, by up to the poll interval; percentiles weighted by records; {batches.Count(b => b.Late)} events found only after the run",
+            $"CPU cores used while measuring: {CpuUse.Describe(cpu)} (other = anything else on the machine, e.g. builds)",
+        ]);
+    }
+
+    /// <summary>Prints the rates every few seconds while the load runs; returns the most messages seen waiting in the partition queues.</summary>
+    static async Task<long> WatchAsync(LoadDriver load, DurableObserver observer, RabbitQueues queues, BenchTopology topology, TimeSpan span, CancellationToken ct)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var last = (At: started, Handed: load.HandedOver, Confirmed: load.Confirmed, Durable: observer.Records);
+        long maxQueued = 0;
+        while (Stopwatch.GetElapsedTime(started) < span)
+        {
+            await Task.Delay(TimeSpan.FromSeconds(1), ct);
+            var queued = await queues.ReadyMessagesAsync(topology.PartitionQueues, ct);
+            maxQueued = Math.Max(maxQueued, queued);
+            if (Stopwatch.GetElapsedTime(last.At) < ProgressEvery) continue;
+            var now = (At: Stopwatch.GetTimestamp(), Handed: load.HandedOver, Confirmed: load.Confirmed, Durable: observer.Records);
+            var s = Stopwatch.GetElapsedTime(last.At, now.At).TotalSeconds;
+            Log($"handed over {Number((now.Handed - last.Handed) / s)}/s, confirmed {Number((now.Confirmed - last.Confirmed) / s)}/s, " +
+                $"durable {Number((now.Durable - last.Durable) / s)}/s, in flight {Number(now.Handed - now.Durable)}, queued messages {queued}");
+            last = now;
+        }
+        return maxQueued;
+    }
+
+    static async Task<bool> DrainAsync(LoadDriver load, DurableObserver observer, CancellationToken ct)
+    {
+        var started = Stopwatch.GetTimestamp();
+        while (observer.Records < load.Confirmed)
+        {
+            if (Stopwatch.GetElapsedTime(started) > DrainTimeout) return false;
+            await Task.Delay(50, ct);
+        }
+        return true;
+    }
+
+    static Dictionary<string, string> HostEnvironment(BenchTopology topology, BenchOptions options)
+    {
+        var environment = new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["Metering__Exchange"] = topology.Exchange,
+            ["Metering__QueuePrefix"] = topology.QueuePrefix,
+            ["Metering__Partitions"] = topology.Partitions.ToString(CultureInfo.InvariantCulture),
+        };
+        if (options.Text("batch-message-limit", "") is { Length: > 0 } limit) environment["Metering__BatchMessageLimit"] = limit;
+        foreach (var pair in options.All("host-env"))
+        {
+            var eq = pair.IndexOf('=', StringComparison.Ordinal);
+            if (eq < 1) throw new UsageException($"--host-env '{pair}' is not NAME=VALUE");
+            environment[pair[..eq]] = pair[(eq + 1)..];
+        }
+        return environment;
+    }
+
+    static string Number(double value) => value.ToString("#,0", CultureInfo.InvariantCulture);
+
+    static string Ms(double milliseconds) => $"{milliseconds.ToString("#,0", CultureInfo.InvariantCulture)} ms";
+
+    static void Log(string line) => Console.WriteLine($"[metering {DateTime.Now:HH:mm:ss}] {line}");
+
+    sealed record Snapshot(DateTimeOffset At, long Confirmed, CpuUse Cpu)
+    {
+        public static Snapshot Take(LoadDriver load, PlatformHost host) => new(DateTimeOffset.UtcNow, load.Confirmed, CpuUse.Now(host.ProcessId));
+    }
+}

@@ -1,0 +1,36 @@
+namespace Throughput.Benchmarks.Metering;
+
+/// <summary>
+/// What the metering benchmark meters into: one tenant, a pool of its own region, deployments so large that nothing
+/// throttles (throttling would be a different benchmark), and registered serving nodes as producers.
+/// </summary>
+public sealed record MeteringFleet(string TenantId, string Region, IReadOnlyList<string> Deployments, IReadOnlyList<string> Producers)
+{
+    /// <summary>A cheap model: its high tokens-per-minute per PTU keeps the leaky bucket far from full.</summary>
+    public const string Model = "gpt-4o-mini";
+
+    /// <summary>The catalog's largest purchase: 10,000 PTU of gpt-4o-mini admit 370M tokens a minute per deployment.</summary>
+    public const decimal PtuPerDeployment = 10_000;
+
+    public static async Task<MeteringFleet> SetUpAsync(Harness.PlatformApi operatorApi, string runId, int deployments, int producers, CancellationToken ct)
+    {
+        var tenantId = $"bench-{runId}";
+        var region = $"bench-{runId}";
+        await operatorApi.PostAsync("/v1/operator/tenants", new { tenantId, name = "Metering benchmark", currency = "USD" }, ct);
+        var issued = await operatorApi.PostAsync($"/v1/operator/tenants/{tenantId}/keys", null, ct);
+        await operatorApi.PutAsync($"/v1/operator/pools/{Model}/{region}", new { capacityPtu = deployments * PtuPerDeployment }, ct);
+
+        using var tenant = operatorApi.As(issued.GetProperty("apiKey").GetString()!);
+        var ids = new List<string>(deployments);
+        for (var i = 0; i < deployments; i++)
+        {
+            var created = await tenant.PostAsync("/v1/deployments", new { name = $"bench-{i}", model = Model, region, type = "Global", ptu = PtuPerDeployment }, ct);
+            ids.Add(created.GetProperty("id").GetString()!);
+        }
+
+        var nodes = Enumerable.Range(0, producers).Select(i => $"bench-{runId}-node{i}").ToList();
+        foreach (var node in nodes)
+            await operatorApi.PutAsync($"/v1/operator/serving-nodes/{node}", new { regions = new[] { region }, tenants = new[] { tenantId } }, ct);
+        return new MeteringFleet(tenantId, region, ids, nodes);
+    }
+}

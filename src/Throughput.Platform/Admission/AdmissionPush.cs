@@ -1,0 +1,109 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Marten;
+using RabbitMQ.Client;
+using Throughput.Contracts;
+using Throughput.Deployments;
+using Throughput.Hosting;
+using Throughput.Tenants;
+
+namespace Throughput.Admission;
+
+/// <summary>
+/// Publishes deployments' current admission limits to the topic exchange serving nodes bind to. It always sends the
+/// current state with its version, so repeats and reordering are harmless: nodes keep the highest version.
+/// </summary>
+public sealed class AdmissionPush(ServiceSettings settings, TimeProvider clock, ILogger<AdmissionPush> log) : IAsyncDisposable
+{
+    public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { Converters = { new JsonStringEnumConverter() } };
+
+    readonly SemaphoreSlim _gate = new(1, 1);
+    IConnection? _connection;
+    IChannel? _channel;
+
+    public string Exchange { get; init; } = AdmissionTopology.Exchange;
+
+    /// <summary>Loads the deployments and their tenants and publishes their current limits, with confirms.</summary>
+    public async Task PublishCurrentAsync(IQuerySession session, IReadOnlyCollection<string> deploymentIds, CancellationToken ct)
+    {
+        if (deploymentIds.Count == 0) return;
+        var deployments = await session.LoadManyAsync<Deployment>(ct, deploymentIds);
+        var tenantIds = deployments.Select(d => d.TenantId).Distinct().ToArray();
+        var tenants = (await session.LoadManyAsync<Tenant>(ct, tenantIds)).ToDictionary(t => t.Id);
+        var now = clock.GetUtcNow();
+        await PublishAsync(deployments.Select(d => AdmissionLimits.Of(d, tenants.GetValueOrDefault(d.TenantId), now)), ct);
+    }
+
+    /// <summary>The fast path right after a commit: best effort, because the forwarder subscription guarantees delivery.</summary>
+    public async Task TryPublishCurrentAsync(IQuerySession session, IReadOnlyCollection<string> deploymentIds, CancellationToken ct)
+    {
+        try
+        {
+            await PublishCurrentAsync(session, deploymentIds, ct);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            log.LogWarning(e, "Admission push after commit failed; the forwarder subscription will deliver it");
+        }
+    }
+
+    public async Task PublishAsync(IEnumerable<AdmissionLimitChanged> limits, CancellationToken ct)
+    {
+        await _gate.WaitAsync(ct);
+        try
+        {
+            var channel = await ChannelAsync(ct);
+            var properties = new BasicProperties
+            {
+                ContentType = AdmissionTopology.ContentType,
+                Headers = new Dictionary<string, object?> { [AdmissionTopology.VersionHeader] = AdmissionTopology.CurrentVersion },
+            };
+            foreach (var limit in limits)
+            {
+                var body = JsonSerializer.SerializeToUtf8Bytes(limit, Json);
+                await channel.BasicPublishAsync(Exchange, AdmissionTopology.RoutingKey(limit.Region, limit.Model, limit.DeploymentId), false, properties, body, ct);
+            }
+        }
+        catch (Exception e) when (e is RabbitMQ.Client.Exceptions.RabbitMQClientException or IOException)
+        {
+            await ResetAsync();
+            throw;
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    async Task<IChannel> ChannelAsync(CancellationToken ct)
+    {
+        if (_channel is { IsOpen: true }) return _channel;
+        await ResetAsync();
+        var factory = new ConnectionFactory { Uri = settings.RabbitUri, ClientProvidedName = "throughput-admission-push" };
+        _connection = await factory.CreateConnectionAsync(ct);
+        _channel = await _connection.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true), ct);
+        await _channel.ExchangeDeclareAsync(Exchange, AdmissionTopology.ExchangeType, durable: true, autoDelete: false, cancellationToken: ct);
+        return _channel;
+    }
+
+    async Task ResetAsync()
+    {
+        try
+        {
+            if (_channel is not null) await _channel.DisposeAsync();
+            if (_connection is not null) await _connection.DisposeAsync();
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or RabbitMQ.Client.Exceptions.RabbitMQClientException)
+        {
+            log.LogDebug(e, "Closing a broken admission channel");
+        }
+        _channel = null;
+        _connection = null;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await ResetAsync();
+        _gate.Dispose();
+    }
+}

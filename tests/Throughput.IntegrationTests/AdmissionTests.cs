@@ -1,0 +1,143 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Marten;
+using Microsoft.Extensions.DependencyInjection;
+using RabbitMQ.Client;
+using RabbitMQ.Client.Events;
+using Throughput.Admission;
+using Throughput.Contracts;
+using Throughput.Deployments;
+
+namespace Throughput.IntegrationTests;
+
+/// <summary>Admission feedback on real RabbitMQ and PostgreSQL: what serving nodes are pushed and can pull.</summary>
+[Collection(PlatformCollection.Name)]
+public sealed class AdmissionTests(PlatformFixture platform)
+{
+    /// <summary>A serving node's view: its own queue bound to the admission topic for one region.</summary>
+    sealed class PushListener : IAsyncDisposable
+    {
+        public readonly ConcurrentQueue<AdmissionLimitChanged> Received = new();
+        IConnection _connection = null!;
+        IChannel _channel = null!;
+
+        public static async Task<PushListener> StartAsync(PlatformFixture platform, string bindingKey)
+        {
+            var listener = new PushListener();
+            listener._connection = await new ConnectionFactory { Uri = platform.Settings.RabbitUri }.CreateConnectionAsync();
+            listener._channel = await listener._connection.CreateChannelAsync();
+            await listener._channel.ExchangeDeclareAsync(AdmissionTopology.Exchange, AdmissionTopology.ExchangeType, durable: true);
+            var queue = await listener._channel.QueueDeclareAsync(exclusive: true, autoDelete: true);
+            await listener._channel.QueueBindAsync(queue.QueueName, AdmissionTopology.Exchange, bindingKey);
+            var consumer = new AsyncEventingBasicConsumer(listener._channel);
+            consumer.ReceivedAsync += (_, delivery) =>
+            {
+                listener.Received.Enqueue(JsonSerializer.Deserialize<AdmissionLimitChanged>(delivery.Body.Span, AdmissionPush.Json)!);
+                return Task.CompletedTask;
+            };
+            await listener._channel.BasicConsumeAsync(queue.QueueName, autoAck: true, consumer);
+            return listener;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await _channel.DisposeAsync();
+            await _connection.DisposeAsync();
+        }
+    }
+
+    async Task<HttpClient> ServingNodeClient()
+    {
+        var issued = await platform.Operator().PostAsJsonAsync("/v1/operator/keys", new { role = "ServingNode", name = "node" });
+        return platform.Client((await issued.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("apiKey").GetString());
+    }
+
+    [Fact]
+    public async Task Every_change_of_limit_or_state_is_pushed_with_a_growing_version()
+    {
+        var (tenantId, customer) = await platform.NewTenantAsync();
+        var region = await platform.NewPoolAsync("gpt-4o", 10);
+        var producer = await platform.NewServingNodeAsync(region);
+        await using var listener = await PushListener.StartAsync(platform, $"{region}.#");
+
+        var id = await PlatformFixture.BuyAsync(customer, region, 0.1m);
+        var created = await Eventually.Until(() => Task.FromResult(listener.Received.ToArray()), r => r.Any(m => m.DeploymentId == id));
+        Assert.Equal((AdmissionState.Open, 250L, 1L), (created[0].State, created[0].TokensPerMinute, created[0].Version));
+
+        var resize = new HttpRequestMessage(HttpMethod.Post, $"/v1/deployments/{id}/resize") { Content = JsonContent.Create(new { ptu = 0.2m }) };
+        resize.Headers.IfMatch.Add(new EntityTagHeaderValue("\"1\""));
+        (await customer.SendAsync(resize)).EnsureSuccessStatusCode();
+        await Eventually.Until(() => Task.FromResult(listener.Received.ToArray()), r => r.Any(m => m.Version == 2 && m.TokensPerMinute == 500));
+
+        // 520 weighted tokens into a bucket of 500: throttled, then (idle, ~6 s) released.
+        var now = DateTimeOffset.UtcNow;
+        await platform.PublishAsync(new MeteringBatch(1, producer, 1, now, [new MeteringRecord("x1", id, "q", 520, 0, 0, false, 0, now, now)]));
+        var throttled = await Eventually.Until(() => Task.FromResult(listener.Received.ToArray()), r => r.Any(m => m.State == AdmissionState.Throttled));
+        var throttle = throttled.First(m => m.State == AdmissionState.Throttled);
+        Assert.Equal(3, throttle.Version);
+        Assert.True(throttle.RetryAfterMs > 0);
+        await Eventually.Until(() => Task.FromResult(listener.Received.ToArray()), r => r.Any(m => m.Version == 4 && m.State == AdmissionState.Open));
+
+        Assert.Equal(HttpStatusCode.OK, (await platform.Operator().PostAsJsonAsync($"/v1/operator/tenants/{tenantId}/suspend", new { reason = "test" })).StatusCode);
+        var all = await Eventually.Until(() => Task.FromResult(listener.Received.ToArray()),
+            r => r.Any(m => m.State == AdmissionState.Suspended) && r.Any(m => m.Version >= 5), TimeSpan.FromSeconds(60));
+
+        var versions = all.Where(m => m.DeploymentId == id).Select(m => m.Version).ToList();
+        Assert.Equal(versions.Order(), versions); // never backwards, repeats allowed
+        Assert.Equal([1L, 2, 3, 4, 5], versions.Distinct().Order());
+        Assert.Equal(AdmissionState.Open, all.Last(m => m.Version == 4).State); // released from the throttle
+    }
+
+    [Fact]
+    public async Task A_change_committed_without_the_fast_path_is_still_pushed_by_the_forwarder()
+    {
+        var (_, customer) = await platform.NewTenantAsync();
+        var region = await platform.NewPoolAsync("gpt-4o", 10);
+        var id = await PlatformFixture.BuyAsync(customer, region, 1);
+        await using var listener = await PushListener.StartAsync(platform, $"{region}.#");
+
+        // As if the host died right after the commit: the event is in the store, nobody published it.
+        await using (var session = platform.Services.GetRequiredService<IDocumentStore>().LightweightSession())
+        {
+            session.Events.Append(id, new SpilloverEnabled(id, DateTimeOffset.UtcNow));
+            await session.SaveChangesAsync();
+        }
+
+        var pushed = await Eventually.Until(() => Task.FromResult(listener.Received.ToArray()), r => r.Any(m => m.Version == 2), TimeSpan.FromSeconds(60));
+        Assert.True(pushed.First(m => m.Version == 2).Spillover);
+    }
+
+    [Fact]
+    public async Task Serving_nodes_pull_one_many_or_a_region_and_check_single_requests()
+    {
+        var (_, customer) = await platform.NewTenantAsync();
+        var region = await platform.NewPoolAsync("gpt-4o", 10);
+        var a = await PlatformFixture.BuyAsync(customer, region, 1);
+        var b = await PlatformFixture.BuyAsync(customer, region, 2);
+        var node = await ServingNodeClient();
+
+        var one = await node.GetFromJsonAsync<AdmissionLimitChanged>($"/v1/admission/{a}", AdmissionPush.Json);
+        Assert.Equal((AdmissionState.Open, 2500L, 2500L), (one!.State, one.TokensPerMinute, one.BurstTokens));
+
+        var many = await (await node.PostAsJsonAsync("/v1/admission/query", new { deploymentIds = new[] { a, b, "dep-nope" } })).Content.ReadFromJsonAsync<AdmissionLimitChanged[]>(AdmissionPush.Json);
+        Assert.Equal(new[] { a, b }.Order(), many!.Select(m => m.DeploymentId).Order());
+
+        var regional = await node.GetFromJsonAsync<AdmissionLimitChanged[]>($"/v1/admission?region={region}&model=gpt-4o", AdmissionPush.Json);
+        Assert.Equal(new[] { a, b }.Order(), regional!.Select(m => m.DeploymentId).Order());
+
+        var admitted = await node.PostAsJsonAsync($"/v1/admission/{a}/check", new { estimatedTokens = 2000 });
+        Assert.Equal(HttpStatusCode.OK, admitted.StatusCode);
+        Assert.Equal("500", admitted.Headers.GetValues("x-ratelimit-remaining-tokens").Single());
+        var refused = await node.PostAsJsonAsync($"/v1/admission/{a}/check", new { estimatedTokens = 3000 });
+        Assert.Equal((HttpStatusCode)429, refused.StatusCode);
+        Assert.True(long.Parse(refused.Headers.GetValues("retry-after-ms").Single()) > 0);
+        Assert.True(refused.Headers.Contains("Retry-After"));
+
+        Assert.Equal(HttpStatusCode.BadRequest, (await node.PostAsJsonAsync("/v1/admission/query", new { deploymentIds = Array.Empty<string>() })).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await node.GetAsync("/v1/admission/dep-nope")).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await customer.GetAsync($"/v1/admission/{a}")).StatusCode);
+    }
+}

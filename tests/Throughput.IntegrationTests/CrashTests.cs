@@ -1,0 +1,92 @@
+using System.Net.Http.Json;
+using System.Text.Json;
+using RabbitMQ.Client;
+using Throughput.Contracts;
+using Throughput.Serving;
+
+namespace Throughput.IntegrationTests;
+
+/// <summary>The metering consumer as a real process, killed with SIGKILL mid-stream and restarted.</summary>
+[Collection(PlatformCollection.Name)]
+public sealed class CrashTests(PlatformFixture platform)
+{
+    [Fact]
+    public async Task Killing_the_consumer_process_mid_stream_loses_nothing_and_counts_nothing_twice()
+    {
+        var (_, customer) = await platform.NewTenantAsync();
+        var region = await platform.NewPoolAsync("gpt-4o-mini", 1000);
+        var producer = await platform.NewServingNodeAsync(region);
+        var deployments = new[]
+        {
+            await PlatformFixture.BuyAsync(customer, region, 100, "gpt-4o-mini"),
+            await PlatformFixture.BuyAsync(customer, region, 100, "gpt-4o-mini"),
+            await PlatformFixture.BuyAsync(customer, region, 100, "gpt-4o-mini"),
+        };
+        var exchange = $"tests.kill.{Guid.NewGuid():N}"[..24];
+        await using var host = new PlatformProcess(exchange, partitions: 2);
+        await host.StartAsync();
+
+        const int perDeployment = 6000;
+        await using var publisher = await MeteringPublisher.CreateAsync(new MeteringPublisherOptions(platform.Settings.RabbitUri, producer)
+        {
+            Exchange = exchange,
+            MaxBatchRecords = 100,
+            MaxLinger = TimeSpan.FromMilliseconds(5),
+        });
+        var publishing = Task.Run(async () =>
+        {
+            for (var i = 0; i < perDeployment; i++)
+            {
+                foreach (var d in deployments)
+                {
+                    var now = DateTimeOffset.UtcNow;
+                    await publisher.RecordAsync(new MeteringRecord($"{d}-{i}", d, $"q{i}", 100 + i % 7, i % 3, 10 + i % 5, false, 0, now.AddMilliseconds(-50), now));
+                }
+                if (i % 200 == 0) await Task.Delay(20); // a steady stream rather than one burst
+            }
+            await publisher.FlushAsync();
+        });
+
+        var counted = 0L;
+        for (var kill = 0; kill < 2; kill++)
+        {
+            // Kill while batches are in flight: some consumed and committed, some delivered and not yet acked.
+            var before = counted;
+            counted = await Eventually.Until(() => Counted(customer, deployments), n => n > before + 1500, TimeSpan.FromSeconds(60));
+            host.Kill();
+            await Task.Delay(500);
+            await host.StartAsync();
+        }
+        await publishing;
+
+        var expected = (long)perDeployment * deployments.Length;
+        await Eventually.Until(() => Counted(customer, deployments), n => n >= expected, TimeSpan.FromSeconds(90));
+        await Task.Delay(2000); // anything redelivered late would show up as an over-count now
+        Assert.Equal(expected, await Counted(customer, deployments));
+        var expectedPrompt = Enumerable.Range(0, perDeployment).Sum(i => 100L + i % 7);
+        foreach (var d in deployments)
+        {
+            var totals = await customer.GetFromJsonAsync<JsonElement>($"/v1/deployments/{d}/usage/totals");
+            Assert.Equal(perDeployment, totals.GetProperty("records").GetInt64());
+            Assert.Equal(expectedPrompt, totals.GetProperty("promptTokens").GetInt64());
+        }
+
+        await using var rabbit = await new ConnectionFactory { Uri = platform.Settings.RabbitUri }.CreateConnectionAsync();
+        await using var channel = await rabbit.CreateChannelAsync();
+        for (var p = 0; p < 2; p++)
+            foreach (var suffix in new[] { "", "_error", "_skipped" })
+            {
+                await channel.QueueDeleteAsync($"{exchange}.p{p}{suffix}");
+                await channel.ExchangeDeleteAsync($"{exchange}.p{p}{suffix}");
+            }
+        await channel.ExchangeDeleteAsync(exchange);
+    }
+
+    static async Task<long> Counted(HttpClient customer, IEnumerable<string> deployments)
+    {
+        long sum = 0;
+        foreach (var d in deployments)
+            sum += (await customer.GetFromJsonAsync<JsonElement>($"/v1/deployments/{d}/usage/totals")).GetProperty("records").GetInt64();
+        return sum;
+    }
+}

@@ -1,0 +1,77 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+
+namespace Throughput.IntegrationTests;
+
+/// <summary>The platform host as a real OS process, for tests that kill it: same schema as the fixture, its own metering topology.</summary>
+public sealed class PlatformProcess : IAsyncDisposable
+{
+    readonly Dictionary<string, string> _environment;
+    readonly string _dll;
+    Process? _process;
+
+    public Uri Address { get; }
+
+    public PlatformProcess(string meteringExchange, int partitions)
+    {
+        var port = FreePort();
+        Address = new Uri($"http://127.0.0.1:{port}");
+        // Built with the solution, in the same configuration as this test assembly.
+        var configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Release" : "Debug";
+        _dll = Path.Combine(Tests.RepositoryRoot(), "src", "Throughput.Platform", "bin", configuration, "net10.0", "Throughput.Platform.dll");
+        _environment = new()
+        {
+            ["THROUGHPUT_PG_SCHEMA"] = PlatformFixture.Schema,
+            ["Metering__Exchange"] = meteringExchange,
+            ["Metering__QueuePrefix"] = meteringExchange + ".p",
+            ["Metering__Partitions"] = partitions.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["Logging__LogLevel__Default"] = "Warning",
+        };
+    }
+
+    public async Task StartAsync()
+    {
+        var start = new ProcessStartInfo("dotnet", [_dll, "--urls", Address.ToString()])
+        {
+            WorkingDirectory = Path.GetDirectoryName(_dll)!,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        foreach (var (name, value) in _environment) start.Environment[name] = value;
+        _process = Process.Start(start)!;
+        _process.OutputDataReceived += (_, _) => { };
+        _process.ErrorDataReceived += (_, _) => { };
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
+        using var http = new HttpClient { BaseAddress = Address, Timeout = TimeSpan.FromSeconds(2) };
+        await Eventually.Until(async () =>
+        {
+            if (_process.HasExited) throw new InvalidOperationException($"platform process exited with {_process.ExitCode}");
+            try { return (await http.GetAsync(new Uri("/health/ready", UriKind.Relative))).StatusCode; }
+            catch (HttpRequestException) { return HttpStatusCode.ServiceUnavailable; }
+            catch (TaskCanceledException) { return HttpStatusCode.ServiceUnavailable; }
+        }, s => s == HttpStatusCode.OK, TimeSpan.FromSeconds(60));
+    }
+
+    /// <summary>SIGKILL: no shutdown hooks, no acks, no flushes.</summary>
+    public void Kill()
+    {
+        _process?.Kill(entireProcessTree: true);
+        _process?.WaitForExit();
+    }
+
+    static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        if (_process is { HasExited: false }) Kill();
+        _process?.Dispose();
+        return ValueTask.CompletedTask;
+    }
+}
