@@ -14,7 +14,7 @@ public sealed class FlywheelDemoTests(PlatformFixture platform, ITestOutputHelpe
     public async Task Each_backlogged_customer_is_served_its_purchased_rate_and_a_raise_shows_in_the_first_window_after_it()
     {
         var options = DemoOptions.Parse(["--minutes", "1.5", "--window", "10s", "--iteration", "10ms", "--out", Path.Combine(Path.GetTempPath(), "throughput-demo-test")]);
-        options = options with { Scenario = options.Scenario with { Region = "r" + Guid.NewGuid().ToString("N")[..10] } };
+        options = options with { Scenario = options.Scenario with { Region = "r" + Guid.NewGuid().ToString("N")[..10] }, MeteringExchange = platform.MeteringExchange };
         using var printed = new StringWriter();
 
         DemoResult result;

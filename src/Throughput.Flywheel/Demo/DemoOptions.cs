@@ -6,6 +6,9 @@ namespace Throughput.Flywheel.Demo;
 /// <summary>The demo's command line: <c>[platform-url] [--minutes 5] [--window 60s] [--resize-at 3m] [--nodes 2] [--budget 4096] [--iteration 25ms] [--model gpt-4o-mini] [--region eastus] [--out artifacts/demo]</c>.</summary>
 public sealed record DemoOptions(Uri Platform, Scenario Scenario, FleetOptions Fleet, string OutputDirectory)
 {
+    /// <summary>Where metering goes; a test host listens on an exchange of its own.</summary>
+    public string MeteringExchange { get; init; } = Contracts.MeteringTopology.Exchange;
+
     public const string Usage =
         "usage: Throughput.Flywheel [platform-url] [--minutes 5] [--window 60s] [--resize-at <time>] [--nodes 2] [--budget 4096] " +
         "[--iteration 25ms] [--model gpt-4o-mini] [--region eastus] [--out artifacts/demo]   (times: 500ms, 10s, 2m or seconds)";

@@ -48,7 +48,7 @@ public static class DemoRun
         await using var feed = await AdmissionFeed.StartAsync(cache, clientFor(servingKey),
             new AdmissionFeedOptions(broker) { Region = scenario.Region, Model = scenario.Model, Failed = _ => Interlocked.Increment(ref feedFailures) }, ct);
         var limits = await KnownLimitsAsync(feed, customers, ct);
-        await using var publisher = await MeteringPublisher.CreateAsync(new MeteringPublisherOptions(broker, producerId), ct);
+        await using var publisher = await MeteringPublisher.CreateAsync(new MeteringPublisherOptions(broker, producerId) { Exchange = options.MeteringExchange }, ct);
 
         var start = clock.GetUtcNow();
         var end = start + scenario.Duration;
