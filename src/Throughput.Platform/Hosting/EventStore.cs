@@ -16,7 +16,7 @@ namespace Throughput.Hosting;
 
 public static class EventStore
 {
-    public static IServiceCollection AddThroughputEventStore(this IServiceCollection services, ServiceSettings settings)
+    public static IServiceCollection AddThroughputEventStore(this IServiceCollection services, ServiceSettings settings, HostRoles roles)
     {
         services.AddMarten(opts =>
             {
@@ -53,7 +53,7 @@ public static class EventStore
             })
             .AddSubscriptionWithServices<AdmissionForwarder>(ServiceLifetime.Singleton)
             .UseLightweightSessions()
-            .AddAsyncDaemon(DaemonMode.HotCold)
+            .AddAsyncDaemon(roles.Daemon ? DaemonMode.HotCold : DaemonMode.Disabled)
             .ApplyAllDatabaseChangesOnStartup();
         return services;
     }
