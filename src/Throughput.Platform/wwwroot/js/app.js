@@ -130,7 +130,8 @@ export function table(rows, columns, empty, caption) {
   return el('div', { class: 'table-wrap', tabindex: 0, role: 'region', 'aria-label': caption },
     el('table', {},
       el('caption', { class: 'visually-hidden' }, caption),
-      el('thead', {}, el('tr', {}, columns.map(([, heading]) => el('th', { scope: 'col' }, heading)))),
+      el('thead', {}, el('tr', {}, columns.map(([key, heading]) =>
+        el('th', { scope: 'col', class: typeof (typeof key === 'function' ? key(rows[0]) : rows[0][key]) === 'number' ? 'num' : null }, heading)))),
       el('tbody', {}, rows.map((row) => el('tr', {}, columns.map(([key, , format]) => {
         const value = typeof key === 'function' ? key(row) : row[key];
         const shown = format ? format(value, row) : value ?? '';

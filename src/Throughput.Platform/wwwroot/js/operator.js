@@ -50,8 +50,8 @@ function renderPools(pools, chart, regionSelect) {
   fitHeight('pools-chart-box', chart, pools.length);
   chart.update('none');
   document.getElementById('pools').replaceChildren(table(pools, [
-    ['model', 'Model'], ['region', 'Region'], ['capacityPtu', 'Capacity PTU', fmt], ['soldPtu', 'Sold PTU', fmt], ['freePtu', 'Free PTU', fmt],
-    [(p) => (p.capacityPtu ? p.soldPtu / p.capacityPtu : 0), 'Sold', (f) => meter(f)],
+    ['model', 'Model'], ['region', 'Region'], ['capacityPtu', 'Capacity', fmt], ['soldPtu', 'Sold', fmt], ['freePtu', 'Free', fmt],
+    [(p) => (p.capacityPtu ? p.soldPtu / p.capacityPtu : 0), 'Sold share', (f) => meter(f)],
   ], 'No capacity registered yet (PUT /v1/operator/pools/{model}/{region}).', 'Capacity pools'));
 
   const regions = [...new Set(pools.map((p) => p.region))].sort();
@@ -83,7 +83,7 @@ function renderDeployments(deployments, chart) {
   ];
   document.getElementById('deployments').replaceChildren(table(sorted, columns, 'No active deployments.', 'Deployments by utilization'));
   document.getElementById('throttled').replaceChildren(table(throttled,
-    [...columns.slice(0, 4), ['utilization', 'Utilization', pct], ['retryAfterMs', 'Retry after', (ms) => `${fmt(ms / 1000)} s`]],
+    [columns[0], columns[1], ['utilization', 'Utilization', pct], ['retryAfterMs', 'Retry after', (ms) => `${fmt(ms / 1000)} s`]],
     'Nothing is throttled.', 'Throttled deployments'));
 }
 
