@@ -98,7 +98,7 @@ public sealed class HostileInputTests(PlatformFixture platform)
         // Nothing changed: the customer still has exactly the one deployment, unchanged.
         var mine = await customer.GetFromJsonAsync<JsonElement[]>("/v1/deployments");
         var only = Assert.Single(mine!);
-        Assert.Equal((deployment, 1m, 1L), (only.GetProperty("id").GetString(), only.GetProperty("ptu").GetDecimal(), only.GetProperty("version").GetInt64()));
+        Assert.Equal((deployment, 1m, 1L), (only.GetProperty("id").GetString(), only.GetProperty("ptu").GetDecimal(), only.GetProperty("revision").GetInt64()));
     }
 
     [Fact]

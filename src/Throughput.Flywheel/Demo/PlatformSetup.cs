@@ -54,8 +54,8 @@ public static class PlatformSetup
         WithIfMatchAsync(customer, $"/v1/deployments/{customer.DeploymentId}/release", null, ct);
 
     /// <summary>
-    /// Reads the ETag and posts with If-Match, again on 412: a deployment in use changes with every metering batch folded
-    /// into its stream, so the version read a moment ago is often stale already.
+    /// Reads the ETag and posts with If-Match, again on 412 (another client changed the deployment in between), as a
+    /// careful client does. Metering does not move the ETag: it is the revision of the customer's own changes.
     /// </summary>
     static async Task WithIfMatchAsync(Provisioned customer, string path, object? body, CancellationToken ct)
     {
@@ -65,7 +65,7 @@ public static class PlatformSetup
             using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = body is null ? null : JsonContent.Create(body) };
             request.Headers.IfMatch.Add(etag);
             using var response = await customer.Tenant.SendAsync(request, ct);
-            if (response.StatusCode == System.Net.HttpStatusCode.PreconditionFailed && attempt < 20) continue;
+            if (response.StatusCode == System.Net.HttpStatusCode.PreconditionFailed && attempt < 3) continue;
             await Ensure(response);
             return;
         }
