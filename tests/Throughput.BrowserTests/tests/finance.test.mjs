@@ -8,6 +8,8 @@ import { call, newStaffKey, platformFromEnvironment } from '../platform.mjs';
 
 const platform = platformFromEnvironment();
 const month = new Date().toISOString().slice(0, 7);
+const now = new Date();
+const lastMonth = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 1, 1)).toISOString().slice(0, 7);
 const financeKey = await newStaffKey(platform, 'Finance');
 const probe = await call(platform, financeKey, 'GET', `/v1/finance/revenue?from=${month}&to=${month}`, undefined, { expect: [404] });
 const landed = probe.status !== 404;
@@ -22,6 +24,7 @@ test('finance signs in to the revenue and invoice page', async () => {
   await page.waitForURL(/finance\.html/);
   await page.getByRole('heading', { name: 'Revenue by month and model' }).waitFor();
   assert.equal(await page.getByLabel('To month').inputValue(), month);
+  assert.equal(await page.getByLabel('Month', { exact: true }).inputValue(), lastMonth);
   if (landed) {
     await page.locator('#revenue > *').first().waitFor({ state: 'attached' });
     assert.equal(await page.locator('#unavailable').isVisible(), false);
@@ -46,6 +49,6 @@ test('finance downloads the revenue and register CSVs', { skip: landed ? false :
   assert.match(csv.split(/\r?\n/)[0].toLowerCase(), /month.*model/);
 
   const [register] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download register CSV' }).click()]);
-  assert.equal(register.suggestedFilename(), `invoices-${month}.csv`);
+  assert.equal(register.suggestedFilename(), `invoices-${lastMonth}.csv`, 'the register opens on the month just closed');
   await page.context().close();
 });

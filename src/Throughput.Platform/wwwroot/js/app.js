@@ -55,6 +55,7 @@ export async function problemText(response) {
 export async function download(path, filename) {
   const response = await api(path, { headers: { Accept: 'text/csv' } });
   if (!response.ok) throw new Error(await problemText(response));
+  if (!(response.headers.get('Content-Type') ?? '').includes('text/csv')) throw new Error('this export is not offered as CSV');
   const url = URL.createObjectURL(await response.blob());
   const link = el('a', { href: url, download: filename, hidden: true });
   document.body.append(link);
@@ -142,8 +143,11 @@ export function table(rows, columns, empty, caption) {
 /** Columns for rows of unknown shape (APIs built in parallel): every scalar property, in order. */
 export function columnsOf(rows) {
   const keys = [...new Set(rows.flatMap((r) => Object.keys(r)))].filter((k) => rows.every((r) => r[k] === null || typeof r[k] !== 'object'));
-  return keys.map((k) => [k, heading(k), /amount|total|price|tax|revenue|net|gross/i.test(k) ? money : undefined]);
+  return keys.map((k) => [k, heading(k), moneyKey.test(k) ? money : undefined]);
 }
+
+/** Property names that hold amounts of money (the finance and invoicing APIs are built in parallel; names vary). */
+export const moneyKey = /amount|total|price|tax|revenue|^net$|gross|credited|balance|provisioned|reservations|spillover|adjustments|invoiced|subtotal/i;
 
 export const heading = (camel) => camel.replace(/([a-z0-9])([A-Z])/g, '$1 $2').replace(/^./, (c) => c.toUpperCase());
 

@@ -222,7 +222,8 @@ async function loadDraft() {
   const host = document.getElementById('invoice');
   const response = await api(`/v1/invoices/draft?month=${month}`);
   if (response.status === 404) {
-    host.replaceChildren(el('p', { class: 'empty', id: 'no-draft' }, `No draft yet for ${month}.`));
+    const detail = (await response.json().catch(() => ({}))).detail;
+    host.replaceChildren(el('p', { class: 'empty', id: 'no-draft' }, `No draft yet for ${month}.`, detail ? el('br') : null, detail ? el('small', {}, detail) : null));
     return;
   }
   if (!response.ok) {
@@ -235,5 +236,12 @@ async function loadDraft() {
   host.replaceChildren(
     el('p', { class: 'meta' }, `${draft.month ?? month}${draft.status ? ` · ${draft.status}` : ''}`),
     el('p', { class: 'kpi-inline' }, 'Total so far: ', el('strong', { id: 'draft-total' }, money(total, draft))),
-    table(lines, columnsOf(lines).map(([k, h, f]) => [k, h, f ? (v, r) => f(v, { currency: draft.currency, ...r }) : undefined]), 'No lines yet.', 'Invoice draft lines'));
+    table(lines, lineColumns(lines).map(([k, h, f]) => [k, h, f ? (v, r) => f(v, { currency: draft.currency, ...r }) : undefined]), 'No lines yet.', 'Invoice draft lines'));
+}
+
+/** The columns a reader of an invoice wants, where the lines have them; otherwise every scalar one. */
+function lineColumns(lines) {
+  const all = columnsOf(lines);
+  const preferred = all.filter(([k]) => ['description', 'quantity', 'unit', 'unitPrice', 'amount'].includes(k));
+  return preferred.length >= 3 ? preferred : all;
 }

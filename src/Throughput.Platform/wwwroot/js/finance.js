@@ -1,5 +1,5 @@
 // Finance: revenue by month and model, the invoice register with links to each invoice, CSV exports of both.
-import { api, chartDefaults, columnsOf, download, el, frame, money, monthOf, poll, problemText, seriesColors, table, text } from './app.js';
+import { api, chartDefaults, columnsOf, download, el, frame, monthOf, poll, problemText, seriesColors, table, text } from './app.js';
 
 const REFRESH_MS = 30_000;
 
@@ -12,7 +12,7 @@ function start() {
   const month = document.getElementById('month');
   from.value = monthOf(new Date(), 5);
   to.value = monthOf();
-  month.value = monthOf();
+  month.value = monthOf(new Date(), 1); // invoices are issued for the month just closed
   const chart = new Chart(document.getElementById('c-revenue'), {
     type: 'bar',
     data: { labels: [], datasets: [] },
@@ -81,18 +81,22 @@ function unavailable(missing) {
   }
 }
 
-/** Rows are month × model × deployment type × region × currency; the chart stacks models (per currency) by month. */
+/**
+ * Rows are month × model × deployment type × region × currency; the chart stacks models (per currency) by month.
+ * The amount is `amount`, or `net` where the API splits revenue into kinds (it is built in parallel).
+ */
 function renderRevenue(rows, chart) {
+  const amountOf = (r) => r.amount ?? r.net ?? 0;
+  const seriesOf = (r) => `${r.model ?? 'whole invoice'} (${r.currency})`;
   const months = [...new Set(rows.map((r) => r.month))].sort();
-  const series = [...new Set(rows.map((r) => `${r.model} (${r.currency})`))].sort();
+  const series = [...new Set(rows.map(seriesOf))].sort();
   chart.data.labels = months;
   chart.data.datasets = series.map((name, i) => ({
     label: name,
     backgroundColor: seriesColors[i % seriesColors.length],
-    data: months.map((m) => rows.filter((r) => r.month === m && `${r.model} (${r.currency})` === name).reduce((a, r) => a + r.amount, 0)),
+    data: months.map((m) => rows.filter((r) => r.month === m && seriesOf(r) === name).reduce((a, r) => a + amountOf(r), 0)),
   }));
   chart.update('none');
-  document.getElementById('revenue').replaceChildren(table(rows, [
-    ['month', 'Month'], ['model', 'Model'], ['deploymentType', 'Type'], ['region', 'Region'], ['amount', 'Amount', money],
-  ], 'No revenue in this range.', 'Revenue rows'));
+  const columns = columnsOf(rows).filter(([k]) => !['id', 'period', 'currency'].includes(k));
+  document.getElementById('revenue').replaceChildren(table(rows, columns, 'No revenue in this range.', 'Revenue rows'));
 }
