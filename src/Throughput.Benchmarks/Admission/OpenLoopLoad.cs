@@ -16,8 +16,8 @@ public enum AdmissionCall
 /// <summary>A constant request rate for a warm-up and a measured span, spread over several HTTP clients (each its own connection pool).</summary>
 public sealed record LoadPlan(int Rate, TimeSpan Warmup, TimeSpan Duration, int Clients, int Connections, AdmissionCall Call)
 {
-    /// <summary>More requests than this unanswered (two seconds of load) means the host cannot keep up: the run stops instead of piling up sockets.</summary>
-    public long MaxOutstanding => Math.Max(1000, Rate * 2L);
+    /// <summary>More requests than this unanswered (five seconds of load) means the host cannot keep up: the run stops instead of piling up requests.</summary>
+    public long MaxOutstanding => Math.Max(1000, Rate * 5L);
 
     public long WarmupRequests => (long)(Rate * Warmup.TotalSeconds);
 
@@ -69,20 +69,26 @@ public sealed class OpenLoopLoad : IDisposable
     public bool Overloaded => _overloaded;
 
     /// <summary>
-    /// Before the timed load: every connection opened and the host's request path compiled, closed loop (each connection
-    /// sends its next request when the last is answered), so the open-loop warm-up starts from a running system.
+    /// Before the timed load: every connection opened and the host's request path compiled to its final tier, closed loop
+    /// (each connection sends its next request when the last is answered) so a cold host is never buried under a backlog
+    /// it could not yet serve. Returns the requests/s answered meanwhile: the most the host gives these connections.
     /// </summary>
-    public async Task PrimeAsync(int requestsPerConnection, CancellationToken cancellationToken)
+    public async Task<double> PrimeAsync(TimeSpan span, CancellationToken cancellationToken)
     {
         var connectionsPerClient = Math.Max(1, _plan.Connections / _plan.Clients);
+        var deadline = Stopwatch.GetTimestamp() + (long)(span.TotalSeconds * Stopwatch.Frequency);
+        long answered = 0;
+        var started = Stopwatch.GetTimestamp();
         await Task.WhenAll(_clients.SelectMany(client => Enumerable.Range(0, connectionsPerClient).Select(async c =>
         {
-            for (var i = 0; i < requestsPerConnection; i++)
+            for (var i = c; Stopwatch.GetTimestamp() < deadline; i += connectionsPerClient)
             {
-                using var request = Request(c + i);
+                using var request = Request(i);
                 using var response = await client.SendAsync(request, cancellationToken);
+                Interlocked.Increment(ref answered);
             }
         })));
+        return answered / Stopwatch.GetElapsedTime(started).TotalSeconds;
     }
 
     /// <summary>Sends every request of the plan on time; returns once the last one is sent (answers may still be on their way).</summary>
