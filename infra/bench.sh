@@ -3,6 +3,7 @@
 # src/Throughput.Benchmarks, which starts its own platform host process (own port, own metering exchange
 # and queues) and stops it again.
 #   bash infra/bench.sh metering [--duration 60] [--warmup 10] …   one benchmark (list: bash infra/bench.sh list)
+#   bash infra/bench.sh admission-checks | admission-http [--rate 10000] | admission-feedback   the admission path
 #   bash infra/bench.sh all --results bench-results.md            every benchmark, one Markdown table
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -43,6 +43,19 @@ public sealed class BenchOptions
     public TimeSpan Milliseconds(string name, TimeSpan fallback) =>
         Number(name, fallback, s => TimeSpan.FromMilliseconds(double.Parse(s, NumberStyles.Float, CultureInfo.InvariantCulture)));
 
+    /// <summary>The platform host's environment: <paramref name="settings"/>, then every <c>--host-env NAME=VALUE</c> over them.</summary>
+    public Dictionary<string, string> HostEnvironment(IReadOnlyDictionary<string, string> settings)
+    {
+        var environment = new Dictionary<string, string>(settings, StringComparer.Ordinal);
+        foreach (var pair in All("host-env"))
+        {
+            var eq = pair.IndexOf('=', StringComparison.Ordinal);
+            if (eq < 1) throw new UsageException($"--host-env '{pair}' is not NAME=VALUE");
+            environment[pair[..eq]] = pair[(eq + 1)..];
+        }
+        return environment;
+    }
+
     public void EnsureAllRead()
     {
         var unknown = _values.Keys.Where(k => !_read.Contains(k)).ToList();

@@ -1,3 +1,4 @@
+using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
@@ -28,10 +29,28 @@ public sealed class PlatformApi(Uri baseAddress, string apiKey) : IDisposable
 
     async Task<JsonElement> SendAsync(HttpMethod method, string path, object? body, CancellationToken cancellationToken)
     {
-        using var request = new HttpRequestMessage(method, new Uri(path, UriKind.Relative)) { Content = body is null ? null : JsonContent.Create(body) };
-        using var response = await _http.SendAsync(request, cancellationToken);
+        using var response = await SendPacedAsync(method, path, body, cancellationToken);
         if (!response.IsSuccessStatusCode)
             throw new InvalidOperationException($"{method} {path}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync(cancellationToken)}");
         return await response.Content.ReadFromJsonAsync<JsonElement>(cancellationToken);
     }
+
+    /// <summary>
+    /// Setting up many deployments outruns a tenant key's request rate: a 429 from the rate limiter is refused before any
+    /// handler runs, so sending the same request again after its Retry-After is safe.
+    /// </summary>
+    async Task<HttpResponseMessage> SendPacedAsync(HttpMethod method, string path, object? body, CancellationToken cancellationToken)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            using var request = new HttpRequestMessage(method, new Uri(path, UriKind.Relative)) { Content = body is null ? null : JsonContent.Create(body) };
+            var response = await _http.SendAsync(request, cancellationToken);
+            if (response.StatusCode != HttpStatusCode.TooManyRequests || attempt == MaxAttempts) return response;
+            var wait = response.Headers.RetryAfter?.Delta ?? TimeSpan.FromSeconds(1);
+            response.Dispose();
+            await Task.Delay(wait, cancellationToken);
+        }
+    }
+
+    const int MaxAttempts = 10;
 }

@@ -168,13 +168,7 @@ public sealed class MeteringBenchmark : IBenchmark
             ["Metering__Partitions"] = topology.Partitions.ToString(CultureInfo.InvariantCulture),
         };
         if (options.Text("batch-message-limit", "") is { Length: > 0 } limit) environment["Metering__BatchMessageLimit"] = limit;
-        foreach (var pair in options.All("host-env"))
-        {
-            var eq = pair.IndexOf('=', StringComparison.Ordinal);
-            if (eq < 1) throw new UsageException($"--host-env '{pair}' is not NAME=VALUE");
-            environment[pair[..eq]] = pair[(eq + 1)..];
-        }
-        return environment;
+        return options.HostEnvironment(environment);
     }
 
     static string Number(double value) => value.ToString("#,0", CultureInfo.InvariantCulture);

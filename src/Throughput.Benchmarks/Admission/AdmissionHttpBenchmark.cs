@@ -1,0 +1,150 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Security.Cryptography;
+using Throughput.Benchmarks.Harness;
+
+namespace Throughput.Benchmarks.Admission;
+
+/// <summary>
+/// The admission pull API under a constant request rate on loopback: a platform host of the benchmark's own (API role
+/// only: no metering consumers, no projection daemon), N deployments, a ServingNode key, and an open-loop load.
+/// </summary>
+public sealed class AdmissionHttpBenchmark : IBenchmark
+{
+    const double TargetP99Ms = 2;
+    const int TargetRate = 10_000;
+    static readonly TimeSpan ProgressEvery = TimeSpan.FromSeconds(5);
+    static readonly TimeSpan DrainPatience = TimeSpan.FromSeconds(10);
+
+    public string Name => "admission-http";
+
+    public string Summary => "admission HTTP API (POST /v1/admission/{id}/check, GET /v1/admission/{id}) at a constant request rate, open loop: p50/p90/p99/max";
+
+    public IReadOnlyList<(string Option, string Meaning)> Options =>
+    [
+        ("rate", "requests/s offered, constant, whatever the answers do (10000)"),
+        ("duration", "seconds measured after the warm-up (20)"),
+        ("prime", "seconds of closed-loop requests on every connection first, so the host's JIT tiers up without a backlog (10)"),
+        ("warmup", "seconds of the open-loop load before measuring (10)"),
+        ("call", "check | get | mix (check and get alternately) (check)"),
+        ("deployments", "deployments the requests go round-robin over (100)"),
+        ("clients", "HttpClients, each its own connection pool (HTTP/1.1 keep-alive) (4)"),
+        ("connections", "connections at most, over all clients; beyond them requests wait in the client, still timed from their due time (64)"),
+        ("serving-node-rate", "host RequestLimits:ServingNodePerSecond, so its rate limiter never shapes the run (1000000)"),
+        ("host-env", "NAME=VALUE added to the host's environment; repeatable (e.g. DOTNET_ThreadPool_UnfairSemaphoreSpinLimit=0)"),
+        ("timeline", "file to write every request's due time, latency, lateness and status to (none)"),
+        ("host-dll", "the platform host to start (this repository's Release build)"),
+    ];
+
+    public async Task<BenchmarkReport> RunAsync(BenchOptions options, CancellationToken cancellationToken)
+    {
+        var plan = new LoadPlan(options.Count("rate", TargetRate), options.Seconds("warmup", TimeSpan.FromSeconds(10)),
+            options.Seconds("duration", TimeSpan.FromSeconds(20)), options.Count("clients", 4), options.Count("connections", 64), ParseCall(options.Text("call", "check")));
+        var deploymentCount = options.Count("deployments", 100);
+        var hostEnvironment = options.HostEnvironment(new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["Host__Roles"] = "Api",
+            ["RequestLimits__ServingNodePerSecond"] = options.Count("serving-node-rate", 1_000_000).ToString(CultureInfo.InvariantCulture),
+        });
+        var timeline = options.Text("timeline", "");
+        var prime = options.Seconds("prime", TimeSpan.FromSeconds(10));
+        var hostDll = Services.PlatformHostDll(options);
+        options.EnsureAllRead();
+
+        var runId = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4));
+        Log($"run {runId}: starting the platform host ({string.Join(' ', hostEnvironment.Select(e => $"{e.Key}={e.Value}"))})");
+        await using var host = await PlatformHost.StartAsync(hostDll, hostEnvironment, cancellationToken);
+        Log($"host pid {host.ProcessId} ready on {host.BaseAddress} (log: {host.LogPath})");
+        using var operatorApi = new PlatformApi(host.BaseAddress, host.OperatorKey);
+        var fleet = await AdmissionFleet.SetUpAsync(operatorApi, runId, "gpt-4o-mini", deploymentCount, 100, registerProducer: false, cancellationToken);
+        Log($"tenant {fleet.TenantId}: {fleet.Deployments.Count} deployments of {fleet.Model} at 100 PTU; {plan.Call} at {Number(plan.Rate)}/s over {plan.Clients} clients");
+
+        using var load = new OpenLoopLoad(plan, host.BaseAddress, fleet.ServingNodeKey, fleet.Deployments);
+        Log($"priming {plan.Connections} connections closed loop for {prime.TotalSeconds:0} s");
+        var primeStart = CpuUse.Now(host.ProcessId);
+        var closedLoop = await load.PrimeAsync(prime, cancellationToken);
+        var primeCpu = CpuUse.Between(primeStart, CpuUse.Now(host.ProcessId));
+        Log($"closed loop answered {Number(closedLoop)}/s; open-loop warm-up for {plan.Warmup.TotalSeconds:0} s");
+        var scheduler = new Thread(() => load.Run(cancellationToken)) { IsBackground = true, Name = "admission-load-scheduler" };
+        scheduler.Start();
+        var peak = await WatchAsync(load, plan.Warmup, 0, cancellationToken);
+        var before = CpuUse.Now(host.ProcessId);
+        Log($"measuring for {plan.Duration.TotalSeconds:0} s");
+        peak = await WatchAsync(load, plan.Duration, peak, cancellationToken);
+        var after = CpuUse.Now(host.ProcessId);
+        scheduler.Join();
+        var drained = await load.DrainAsync(DrainPatience);
+        if (timeline.Length > 0) load.WriteTimeline(timeline);
+        if (load.Overloaded) Log($"stopped early: more than {Number(plan.MaxOutstanding)} requests unanswered");
+        return Report(load.Measured(), plan, fleet, hostEnvironment, CpuUse.Between(before, after), drained, load.Overloaded, peak, (closedLoop, primeCpu));
+    }
+
+    BenchmarkReport Report(LoadResult result, LoadPlan plan, AdmissionFleet fleet, IReadOnlyDictionary<string, string> hostEnvironment,
+        IReadOnlyList<(string Role, double Cores)> cpu, bool drained, bool overloaded, double peakAnswered, (double Rate, IReadOnlyList<(string Role, double Cores)> Cpu) closedLoop)
+    {
+        var ok = result.OkLatencyMs;
+        var p99 = LoadResult.At(ok, 99);
+        var rateHeld = result.SentPerSecond >= TargetRate * 0.99 && result.ErrorCount == 0 && !overloaded;
+        var endpoint = plan.Call switch
+        {
+            AdmissionCall.Check => "POST /v1/admission/{id}/check",
+            AdmissionCall.Get => "GET /v1/admission/{id}",
+            _ => "check and GET alternately",
+        };
+        return new BenchmarkReport(Name,
+        [
+            new("requests/s sent (open loop, offered " + Number(plan.Rate) + "/s)", Number(result.SentPerSecond) + (overloaded ? $" (STOPPED: > {Number(plan.MaxOutstanding)} unanswered)" : ""), "≥ 10,000", result.SentPerSecond >= TargetRate * 0.99 && !overloaded),
+            new($"answered/s closed loop on {plan.Connections} connections (priming): the host's ceiling here", Number(closedLoop.Rate)),
+            new("CPU per answered request closed loop: host / load generator", $"{PerRequest(closedLoop.Cpu, "platform host", closedLoop.Rate)} / {PerRequest(closedLoop.Cpu, "benchmark", closedLoop.Rate)}"),
+            new("answered/s open loop, highest over a progress interval (warm-up included)", Number(peakAnswered)),
+            new("latency p50 / p90", $"{Ms(LoadResult.At(ok, 50))} / {Ms(LoadResult.At(ok, 90))}"),
+            new("latency p99", Ms(p99), "≤ 2 ms at ≥ 10,000/s", p99 <= TargetP99Ms && rateHeld),
+            new("latency p99.9 / max", $"{Ms(LoadResult.At(ok, 99.9))} / {Ms(ok.Count == 0 ? double.NaN : ok[^1])}"),
+            new("answered 2xx / errors", $"{Number(ok.Count)} / {Number(result.ErrorCount)}{Errors(result)}", "0 errors", result.ErrorCount == 0),
+            new("CPU per answered request open loop: host / load generator", overloaded ? "n/a" : $"{PerRequest(cpu, "platform host", ok.Count / plan.Duration.TotalSeconds)} / {PerRequest(cpu, "benchmark", ok.Count / plan.Duration.TotalSeconds)}"),
+            new("scheduler lateness p50 / p99 / max (inside the latency)", $"{Ms(LoadResult.At(result.SendLagMs, 50))} / {Ms(LoadResult.At(result.SendLagMs, 99))} / {Ms(result.SendLagMs.Count == 0 ? double.NaN : result.SendLagMs[^1])}"),
+        ],
+        [
+            $"{endpoint}, {Number(result.Requests)} requests due over {plan.Duration.TotalSeconds:0} s after {plan.Warmup.TotalSeconds:0} s warm-up, round-robin over {fleet.Deployments.Count} deployments, {plan.Clients} HttpClients (SocketsHttpHandler, HTTP/1.1 keep-alive, ≤ {plan.Connections} connections in all, primed closed loop before the warm-up), loopback 127.0.0.1, {Environment.ProcessorCount} cores",
+            "open loop: request i is due at start + i/rate and sent then whatever earlier answers did; latency = answer read in full − due time, so the scheduler's own lateness (shown) counts against the host",
+            "host " + string.Join(" ", hostEnvironment.Select(e => $"{e.Key}={e.Value}")) + " (the per-key rate limiter still runs on every request; its budget is raised so it never refuses the load)",
+            $"CPU cores used while priming: {CpuUse.Describe(closedLoop.Cpu)}; while measuring: {CpuUse.Describe(cpu)} (other = anything else on the machine, e.g. builds){(drained ? "" : $"; some answers still missing {DrainPatience.TotalSeconds:0} s after the last send")}",
+        ]);
+    }
+
+    /// <summary>Prints the rates every few seconds; returns the highest answered rate of an interval, or <paramref name="peak"/> if higher.</summary>
+    static async Task<double> WatchAsync(OpenLoopLoad load, TimeSpan span, double peak, CancellationToken ct)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var last = (At: started, Sent: load.Sent, Answered: load.Answered);
+        while (Stopwatch.GetElapsedTime(started) < span && !load.Overloaded)
+        {
+            var left = span - Stopwatch.GetElapsedTime(started);
+            await Task.Delay(left < ProgressEvery ? left : ProgressEvery, ct);
+            var now = (At: Stopwatch.GetTimestamp(), Sent: load.Sent, Answered: load.Answered);
+            var s = Stopwatch.GetElapsedTime(last.At, now.At).TotalSeconds;
+            Log($"sent {Number((now.Sent - last.Sent) / s)}/s, answered {Number((now.Answered - last.Answered) / s)}/s, outstanding {now.Sent - now.Answered}");
+            if (s >= 1) peak = Math.Max(peak, (now.Answered - last.Answered) / s);
+            last = now;
+        }
+        return peak;
+    }
+
+    /// <summary>CPU time a role spent per answered request: what 10,000 requests/s cost in cores, whatever else the machine runs.</summary>
+    static string PerRequest(IReadOnlyList<(string Role, double Cores)> cpu, string role, double answeredPerSecond) =>
+        answeredPerSecond <= 0 ? "n/a" : $"{cpu.Where(c => c.Role == role).Sum(c => c.Cores) * 1e6 / answeredPerSecond:0} µs";
+
+    static AdmissionCall ParseCall(string text) => Enum.TryParse<AdmissionCall>(text, ignoreCase: true, out var call)
+        ? call
+        : throw new UsageException($"--call '{text}': check, get or mix");
+
+    static string Errors(LoadResult result) => result.ErrorCount == 0
+        ? ""
+        : " (" + string.Join(", ", result.Errors.Select(e => $"{(e.Key switch { -1 => "no answer", 0 => "unanswered at the end", _ => e.Key.ToString(CultureInfo.InvariantCulture) })}: {e.Value}")) + ")";
+
+    static string Number(double value) => value.ToString("#,0", CultureInfo.InvariantCulture);
+
+    static string Ms(double milliseconds) => double.IsNaN(milliseconds) ? "n/a" : $"{milliseconds.ToString("0.00", CultureInfo.InvariantCulture)} ms";
+
+    static void Log(string line) => Console.WriteLine($"[admission-http {DateTime.Now:HH:mm:ss}] {line}");
+}
