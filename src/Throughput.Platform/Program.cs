@@ -4,6 +4,7 @@ using Throughput.Capacity;
 using Throughput.Catalog;
 using Throughput.Deployments;
 using Throughput.Hosting;
+using Throughput.Invoicing;
 using Throughput.Metering;
 using Throughput.Reservations;
 using Throughput.Tenants;
@@ -19,6 +20,7 @@ builder.Services.AddThroughputMessaging(settings, builder.Configuration);
 builder.Services.AddThroughputHealth(settings);
 builder.Services.AddThroughputAccess();
 builder.Services.AddThroughputApi();
+builder.Services.AddThroughputInvoicing(builder.Configuration);
 builder.Services.AddHostedService<ThrottleLifter>();
 builder.Services.AddHostedService<LedgerPruning>();
 builder.Services.AddSingleton<AdmissionPush>();
@@ -27,6 +29,11 @@ builder.Services.AddSingleton<AdmissionTable>();
 builder.Services.AddHostedService(sp => sp.GetRequiredService<AdmissionTable>());
 
 var app = builder.Build();
+if (args is ["rebuild-projections", .. var names])
+{
+    await ProjectionRebuild.RunCommandAsync(app.Services, names);
+    return;
+}
 app.UseThroughputApi();
 app.MapThroughputHealth();
 app.MapModels(catalog);
@@ -42,6 +49,7 @@ app.MapMetrics();
 app.MapManageTenants(catalog);
 app.MapStaffKeys();
 app.MapPools(catalog);
+app.MapInvoicing();
 app.Run();
 
 public partial class Program;

@@ -7,6 +7,7 @@ using Throughput.Access;
 using Throughput.Admission;
 using Throughput.Capacity;
 using Throughput.Deployments;
+using Throughput.Invoicing;
 using Throughput.Metering;
 using Throughput.Reservations;
 using Throughput.Tenants;
@@ -50,6 +51,7 @@ public static class EventStore
                 opts.Schema.For<Deployment>().Index(d => d.Throttled);
                 opts.Schema.For<Deployment>().Index(d => d.TenantId);
                 opts.Schema.For<Reservation>().Index(r => r.TenantId);
+                opts.AddInvoicingProjections();
             })
             .AddSubscriptionWithServices<AdmissionForwarder>(ServiceLifetime.Singleton)
             .UseLightweightSessions()
@@ -87,5 +89,10 @@ public static class EventStore
         events.MapEventType<ServingNodeRegistered>("serving_node_registered");
         events.MapEventType<ReservationPurchased>("reservation_purchased");
         events.MapEventType<ReservationCancelled>("reservation_cancelled");
+        events.MapEventType<InvoiceRegisterOpened>("invoice_register_opened");
+        events.MapEventType<InvoiceNumberAssigned>("invoice_number_assigned");
+        events.MapEventType<CreditNoteNumberAssigned>("credit_note_number_assigned");
+        events.MapEventType<InvoiceIssued>("invoice_issued");
+        events.MapEventType<CreditNoteIssued>("credit_note_issued");
     }
 }
