@@ -40,6 +40,26 @@ public static class ProjectionRebuild
         return results;
     }
 
+    /// <summary>
+    /// Rebuilds inside a running host: its daemon is paused (so no agent of it competes for the shards), a daemon of the
+    /// rebuild's own does the work, and the host's daemon resumes from where the rebuild left every projection.
+    /// </summary>
+    public static async Task<IReadOnlyList<Rebuilt>> RunInHostAsync(IServiceProvider services, IReadOnlyList<string> names, Action<string> report, CancellationToken ct)
+    {
+        var store = services.GetRequiredService<IDocumentStore>();
+        var coordinator = services.GetRequiredService<IProjectionCoordinator>();
+        await coordinator.PauseAsync();
+        try
+        {
+            using var daemon = await store.BuildProjectionDaemonAsync();
+            return await RunAsync(store, daemon, names, report, ct);
+        }
+        finally
+        {
+            await coordinator.ResumeAsync();
+        }
+    }
+
     /// <summary>The command-line mode: the host is built but not run, so no consumer, issuer or daemon of its own competes.</summary>
     public static async Task RunCommandAsync(IServiceProvider services, IReadOnlyList<string> names)
     {

@@ -48,6 +48,9 @@ public sealed record TokenCounts(long Records, long PromptTokens, long CachedTok
     public static TokenCounts Of(UsageMetered e) =>
         new(e.Records, e.PromptTokens, e.CachedTokens, e.OutputTokens, e.SpilledPromptTokens, e.SpilledCachedTokens, e.SpilledOutputTokens);
 
+    public static TokenCounts Of(MonthlyUsage m) =>
+        new(m.Records, m.PromptTokens, m.CachedTokens, m.OutputTokens, m.SpilledPromptTokens, m.SpilledCachedTokens, m.SpilledOutputTokens);
+
     public TokenCounts Add(TokenCounts o) => new(Records + o.Records, PromptTokens + o.PromptTokens, CachedTokens + o.CachedTokens,
         OutputTokens + o.OutputTokens, SpilledPromptTokens + o.SpilledPromptTokens, SpilledCachedTokens + o.SpilledCachedTokens, SpilledOutputTokens + o.SpilledOutputTokens);
 
@@ -94,25 +97,25 @@ public sealed record BillingAccount(
         new(tenantId, name, currency, ImmutableDictionary<string, BilledDeployment>.Empty, ImmutableDictionary<string, BilledReservation>.Empty,
             ImmutableDictionary<string, ImmutableDictionary<string, UsageEntry>>.Empty, ImmutableDictionary<string, string>.Empty, null, 0);
 
-    public static BillingAccount Create(TenantCreated e) => Open(e.TenantId, e.Name, e.Currency);
+    public static BillingAccount Opened(TenantCreated e) => Open(e.TenantId, e.Name, e.Currency);
 
     /// <summary>Folds one event into a tenant's account; events that do not bill leave it as it is.</summary>
     public static BillingAccount Fold(BillingAccount? account, string tenantId, object e)
     {
         account ??= e switch
         {
-            TenantCreated t => Create(t),
+            TenantCreated t => Opened(t),
             DeploymentCreated d => Open(tenantId, tenantId, d.Currency), // only if the tenant's own event is missing
             _ => Open(tenantId, tenantId, "USD"),
         };
         return e switch
         {
-            DeploymentCreated d => account.Apply(d),
-            DeploymentResized d => account.Apply(d),
-            DeploymentReleased d => account.Apply(d),
-            ReservationPurchased r => account.Apply(r),
-            UsageMetered u => account.Apply(u),
-            InvoiceIssued i => account.Apply(i),
+            DeploymentCreated d => account.Then(d),
+            DeploymentResized d => account.Then(d),
+            DeploymentReleased d => account.Then(d),
+            ReservationPurchased r => account.Then(r),
+            UsageMetered u => account.Then(u),
+            InvoiceIssued i => account.Then(i),
             _ => account,
         };
     }
@@ -122,39 +125,46 @@ public sealed record BillingAccount(
     public ImmutableDictionary<string, UsageEntry> UsageOn(BillingMonth month) =>
         Usage.TryGetValue(month.ToString(), out var entries) ? entries : ImmutableDictionary<string, UsageEntry>.Empty;
 
-    public BillingAccount Apply(DeploymentCreated e) => Recount(this with
+    public BillingAccount Then(DeploymentCreated e) => Recount(this with
     {
         Deployments = Deployments.SetItem(e.DeploymentId, new BilledDeployment(e.DeploymentId, e.Name, e.Model, e.Region, e.Type, e.Prices, e.CreatedAt, [new CapacityChange(e.CreatedAt, e.Ptu)])),
     });
 
-    public BillingAccount Apply(DeploymentResized e) => Change(e.DeploymentId, new CapacityChange(e.ResizedAt, e.ToPtu));
+    public BillingAccount Then(DeploymentResized e) => Change(e.DeploymentId, new CapacityChange(e.ResizedAt, e.ToPtu));
 
-    public BillingAccount Apply(DeploymentReleased e) => Change(e.DeploymentId, new CapacityChange(e.ReleasedAt, 0));
+    public BillingAccount Then(DeploymentReleased e) => Change(e.DeploymentId, new CapacityChange(e.ReleasedAt, 0));
 
-    public BillingAccount Apply(ReservationPurchased e) => Recount(this with
+    public BillingAccount Then(ReservationPurchased e) => Recount(this with
     {
         Reservations = Reservations.SetItem(e.ReservationId, new BilledReservation(e.ReservationId, e.Model, e.Region, e.Type, e.Ptu, e.Term, e.PricePerPtu, e.StartsAt, e.EndsAt)),
     });
 
     /// <summary>
-    /// Usage belongs to the month its last record finished in. If that month's invoice is already issued, it lands on
-    /// the next invoice not yet issued (from the month it was metered in) as a prior-period adjustment.
+    /// Usage belongs to the month its records finished in (record time). If that month's invoice is already issued, it
+    /// lands on the next invoice not yet issued (from the month it was metered in) as a prior-period adjustment.
     /// </summary>
-    public BillingAccount Apply(UsageMetered e)
+    public BillingAccount Then(UsageMetered e)
     {
-        var service = BillingMonth.Of(e.LastFinishedAt);
-        var target = IsIssued(service) ? FirstOpenFrom(Later(BillingMonth.Of(e.MeteredAt), service.Next)) : service;
+        if (e.Months is not { Count: > 0 } parts) return Record(BillingMonth.Of(e.LastFinishedAt), e.MeteredAt, e.DeploymentId, TokenCounts.Of(e));
+        var account = this;
+        foreach (var part in parts) account = account.Record(BillingMonth.Parse(part.Month), e.MeteredAt, e.DeploymentId, TokenCounts.Of(part));
+        return account;
+    }
+
+    BillingAccount Record(BillingMonth service, DateTimeOffset meteredAt, string deploymentId, TokenCounts tokens)
+    {
+        var target = IsIssued(service) ? FirstOpenFrom(Later(BillingMonth.Of(meteredAt), service.Next)) : service;
         var before = UsageOn(target);
-        var next = AddUsage(target, service, e.DeploymentId, TokenCounts.Of(e));
+        var next = AddUsage(target, service, deploymentId, tokens);
         // The months that still need invoicing change only when spilled usage first lands on a month.
-        return e.SpilledRecords > 0 && !before.Values.Any(u => u.Tokens.HasSpill) ? Recount(next) : next;
+        return tokens.HasSpill && !before.Values.Any(u => u.Tokens.HasSpill) ? Recount(next) : next;
     }
 
     /// <summary>
     /// The month is closed. Usage the account holds for it that the invoice did not bill (it reached this projection
     /// after the draft was read) moves on to the next open invoice: nothing is billed twice, nothing is lost.
     /// </summary>
-    public BillingAccount Apply(InvoiceIssued e)
+    public BillingAccount Then(InvoiceIssued e)
     {
         var month = BillingMonth.Parse(e.Month);
         var issued = this with { Issued = Issued.SetItem(e.Month, e.InvoiceId) };

@@ -123,7 +123,8 @@ public static class CreditNotes
                 await using var session = store.LightweightSession();
                 // The register's row lock serialises credit notes with invoices: gapless numbers, and no two credits overspend a balance.
                 var register = await session.Events.FetchForExclusiveWriting<InvoiceRegister>(InvoiceRegister.StreamId, ct);
-                var invoice = await session.LoadAsync<Invoice>(invoiceId, ct) ?? throw RuleViolation.NotFound($"No issued invoice '{invoiceId}'.");
+                var stream = await session.Events.FetchForWriting<Invoice>(invoiceId, ct);
+                var invoice = stream.Aggregate ?? throw RuleViolation.NotFound($"No issued invoice '{invoiceId}'.");
                 var events = Decide(register.Aggregate!, invoice, command, key, now, "finance:" + http.User.KeyId());
                 if (events is not [CreditNoteNumberAssigned numbered, CreditNoteIssued issued])
                 {
@@ -131,7 +132,7 @@ public static class CreditNotes
                     return Results.Ok(CreditNote.Of(invoice, earlier));
                 }
                 register.AppendOne(numbered);
-                session.Events.Append(invoiceId, issued);
+                stream.AppendOne(issued);
                 await session.SaveChangesAsync(ct);
                 return Results.Created($"/v1/finance/credit-notes/{issued.CreditNoteId}", CreditNote.Of(issued));
             })

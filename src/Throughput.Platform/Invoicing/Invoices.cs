@@ -73,9 +73,10 @@ public static class Invoices
 
     public static async Task<InvoiceDraft> DraftAsync(IQuerySession session, string tenantId, BillingMonth month, DateTimeOffset now, InvoicingSettings settings, CancellationToken ct)
     {
+        // The invoice document is written with its event, the account a moment later by the daemon: ask the invoice first.
+        if (await session.LoadAsync<Invoice>(Invoice.IdFor(tenantId, month), ct) is { } issued)
+            throw RuleViolation.NotFound($"The invoice for {month} is issued: GET /v1/invoices/{issued.Id}.");
         var account = await session.LoadAsync<BillingAccount>(tenantId, ct) ?? throw RuleViolation.NotFound($"No billing account for tenant '{tenantId}' yet.");
-        if (account.Issued.TryGetValue(month.ToString(), out var invoiceId))
-            throw RuleViolation.NotFound($"The invoice for {month} is issued: GET /v1/invoices/{invoiceId}.");
         return InvoiceDraft.Of(account, month, now, settings.GracePeriod);
     }
 }

@@ -2,6 +2,7 @@ using System.Globalization;
 using Throughput.Catalog;
 using Throughput.Deployments;
 using Throughput.Http;
+using Throughput.Metering;
 using Throughput.Invoicing;
 using Throughput.Reservations;
 using Throughput.Tenants;
@@ -268,8 +269,26 @@ public sealed class InvoiceSpecs
         Assert.Equal(new BillingMonth(2026, 10), InvoiceIssuer.LastDue(At("2026-12-02 23:59:59"), TimeSpan.FromDays(2)));
         Assert.Equal(November, InvoiceIssuer.LastDue(At("2026-12-03 00:00:00"), TimeSpan.FromDays(2)));
         Assert.Equal([November], account.OpenMonthsThrough(November));
-        var issued = account.Apply(IssueNow(account, November, At("2026-12-03 00:00:00")));
+        var issued = account.Then(IssueNow(account, November, At("2026-12-03 00:00:00")));
         Assert.Equal(December.Index, issued.UnissuedSince);
         Assert.Empty(issued.OpenMonthsThrough(November));
+    }
+
+    [Fact]
+    public void A_metering_batch_across_midnight_at_a_months_end_bills_each_record_in_the_month_it_finished()
+    {
+        var created = Created("dep-1", 1m, "2026-11-30 23:00:00");
+        MeteredRecord R(long output, string finishedAt) => new("r", "dep-1", 0, 0, output, true, 0, At(finishedAt), At(finishedAt), null);
+        var metered = Meter.Decide(Deployment.Create(created), [new ProducerBatch("node", 1, [R(10_000, "2026-11-30 23:59:59"), R(20_000, "2026-12-01 00:00:01"), R(30_000, "2026-11-30 23:59:58")])],
+            At("2026-12-01 00:00:02"));
+        var usage = Assert.IsType<UsageMetered>(metered[0]);
+        Assert.Equal([("2026-11", 40_000L), ("2026-12", 20_000L)], usage.Months!.Select(m => (m.Month, m.SpilledOutputTokens)));
+
+        var account = Given(Tenant(), created, new DeploymentReleased("dep-1", 1m, At("2026-12-01 00:00:00")), usage);
+        // November: 1 PTU-hour × 2.35 = 2.35 and output 40,000 × 10 / 1M = 0.40; December: output 20,000 × 10 / 1M = 0.20
+        Assert.Equal([2.35m, 0.40m], Closed(account, November).Lines.Select(l => l.Amount));
+        Assert.Equal([0.20m], Closed(account, December).Lines.Select(l => l.Amount));
+        // one month only: no split
+        Assert.Null(((UsageMetered)Meter.Decide(Deployment.Create(created), [new ProducerBatch("node", 2, [R(1, "2026-11-30 23:10:00")])], At("2026-11-30 23:10:01"))[0]).Months);
     }
 }
