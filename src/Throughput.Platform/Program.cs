@@ -12,21 +12,26 @@ using Throughput.Tenants;
 var builder = WebApplication.CreateBuilder(args);
 var settings = ServiceSettings.FromEnvironment();
 var catalog = ModelCatalog.FromConfiguration(builder.Configuration);
+var roles = HostRoles.FromConfiguration(builder.Configuration);
 builder.Services.AddSingleton(settings);
 builder.Services.AddSingleton(catalog);
+builder.Services.AddSingleton(roles);
 builder.Services.AddSingleton(TimeProvider.System);
-builder.Services.AddThroughputEventStore(settings);
-builder.Services.AddThroughputMessaging(settings, builder.Configuration);
+builder.Services.AddThroughputEventStore(settings, roles);
 builder.Services.AddThroughputHealth(settings);
 builder.Services.AddThroughputAccess();
-builder.Services.AddThroughputApi();
-builder.Services.AddThroughputInvoicing(builder.Configuration);
-builder.Services.AddHostedService<ThrottleLifter>();
-builder.Services.AddHostedService<LedgerPruning>();
+builder.Services.AddThroughputApi(builder.Configuration);
+builder.Services.AddThroughputInvoicing(builder.Configuration, roles);
 builder.Services.AddSingleton<AdmissionPush>();
 builder.Services.AddSingleton<MetricsExposition>();
+if (roles.Metering)
+{
+    builder.Services.AddThroughputMessaging(settings, builder.Configuration);
+    builder.Services.AddHostedService<ThrottleLifter>();
+    builder.Services.AddHostedService<LedgerPruning>();
+}
 builder.Services.AddSingleton<AdmissionTable>();
-builder.Services.AddHostedService(sp => sp.GetRequiredService<AdmissionTable>());
+if (roles.Api) builder.Services.AddHostedService(sp => sp.GetRequiredService<AdmissionTable>());
 
 var app = builder.Build();
 if (args is ["rebuild-projections", .. var names])
@@ -36,20 +41,23 @@ if (args is ["rebuild-projections", .. var names])
 }
 app.UseThroughputApi();
 app.MapThroughputHealth();
-app.MapModels(catalog);
-app.MapEstimate(catalog);
-app.MapDeployments(catalog);
-app.MapReservations(catalog);
-app.MapUsage();
-app.MapUsageSeries();
-app.MapQuarantine();
-app.MapServingNodes();
-app.MapAdmission();
 app.MapMetrics();
-app.MapManageTenants(catalog);
-app.MapStaffKeys();
-app.MapPools(catalog);
-app.MapInvoicing();
+if (roles.Api)
+{
+    app.MapModels(catalog);
+    app.MapEstimate(catalog);
+    app.MapDeployments(catalog);
+    app.MapReservations(catalog);
+    app.MapUsage();
+    app.MapUsageSeries();
+    app.MapQuarantine();
+    app.MapServingNodes();
+    app.MapAdmission();
+    app.MapManageTenants(catalog);
+    app.MapStaffKeys();
+    app.MapPools(catalog);
+    app.MapInvoicing();
+}
 app.Run();
 
 public partial class Program;

@@ -384,44 +384,15 @@ public sealed class MeteringPublisher : IAsyncDisposable
         }
     }
 
-    /// <summary>
-    /// Checks the exchange passively, declaring it (durable, consistent-hash, as the platform does) only when absent:
-    /// an existing exchange may carry other flags, and re-declaring it with different ones would close the channel.
-    /// </summary>
-    async Task EnsureExchangeAsync(IConnection connection, CancellationToken cancellationToken)
-    {
-        await using (var probe = await connection.CreateChannelAsync(cancellationToken: cancellationToken))
-        {
-            try
-            {
-                await probe.ExchangeDeclarePassiveAsync(_options.Exchange, cancellationToken);
-                return;
-            }
-            catch (OperationInterruptedException e) when (e.ShutdownReason?.ReplyCode == Constants.NotFound)
-            {
-                // Absent: declared below on a fresh channel, since the broker closed this one.
-            }
-        }
-        await using var declare = await connection.CreateChannelAsync(cancellationToken: cancellationToken);
-        await declare.ExchangeDeclareAsync(_options.Exchange, MeteringTopology.ExchangeType, durable: true, autoDelete: false, cancellationToken: cancellationToken);
-    }
+    Task EnsureExchangeAsync(IConnection connection, CancellationToken cancellationToken) =>
+        BrokerLink.EnsureExchangeAsync(connection, _options.Exchange, MeteringTopology.ExchangeType, cancellationToken);
 
-    async Task DropLinkAsync(bool graceful)
+    Task DropLinkAsync(bool graceful)
     {
         var connection = _connection;
         _channel = null;
         _connection = null;
-        if (connection is null) return;
-        try
-        {
-            if (graceful) await connection.CloseAsync(TimeSpan.FromSeconds(2));
-            else await connection.AbortAsync(TimeSpan.FromSeconds(1));
-            await connection.DisposeAsync();
-        }
-        catch (Exception)
-        {
-            // The link is being thrown away; a failure to close it cleanly changes nothing.
-        }
+        return BrokerLink.DropAsync(connection, graceful);
     }
 
     void CompleteFlushes()

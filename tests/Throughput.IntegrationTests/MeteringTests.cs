@@ -212,5 +212,12 @@ public sealed class MeteringTests(PlatformFixture platform)
         Assert.Equal(1, minute.GetProperty("spilledRecords").GetInt64());
         Assert.Equal(5000, minute.GetProperty("tokensPerMinute").GetInt64());
         Assert.Equal(0.08m, minute.GetProperty("maxUtilization").GetDecimal()); // only the unspilled 400 weighted tokens fill the bucket of 5,000
+
+        // Usage moved the stream, not the customer's revision: the ETag read before metering still resizes.
+        var resize = new HttpRequestMessage(HttpMethod.Post, $"/v1/deployments/{id}/resize") { Content = JsonContent.Create(new { ptu = 3 }) };
+        resize.Headers.IfMatch.Add(new System.Net.Http.Headers.EntityTagHeaderValue("\"1\""));
+        var resized = await customer.SendAsync(resize);
+        Assert.Equal(System.Net.HttpStatusCode.OK, resized.StatusCode);
+        Assert.Equal("\"2\"", resized.Headers.ETag!.Tag);
     }
 }

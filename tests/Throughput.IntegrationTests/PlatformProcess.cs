@@ -13,7 +13,7 @@ public sealed class PlatformProcess : IAsyncDisposable
 
     public Uri Address { get; }
 
-    public PlatformProcess(string meteringExchange, int partitions)
+    public PlatformProcess(string meteringExchange, int partitions, string roles = "Api,Metering,Daemon")
     {
         var port = FreePort();
         Address = new Uri($"http://127.0.0.1:{port}");
@@ -27,6 +27,7 @@ public sealed class PlatformProcess : IAsyncDisposable
             ["Metering__QueuePrefix"] = meteringExchange + ".p",
             ["Metering__Partitions"] = partitions.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["Logging__LogLevel__Default"] = "Warning",
+            ["Host__Roles"] = roles,
         };
     }
 

@@ -74,7 +74,11 @@ public enum DeploymentStatus
 /// <summary>The rate a deployment may admit: weighted tokens per minute, and the bucket depth for bursts.</summary>
 public sealed record AdmissionLimit(long TokensPerMinute, long BurstTokens);
 
-/// <summary>A deployment's state, evolved from its stream; the decisions about it read only this.</summary>
+/// <summary>
+/// A deployment's state, evolved from its stream; the decisions about it read only this. <see cref="Revision"/> counts
+/// the customer's own changes and is the ETag: metering moves the stream version constantly, and a customer's
+/// If-Match must not fail because usage arrived.
+/// </summary>
 public sealed record Deployment(
     string Id,
     string TenantId,
@@ -102,6 +106,7 @@ public sealed record Deployment(
     DateTimeOffset BucketAt,
     bool Throttled,
     long AdmissionRevision,
+    long Revision,
     long Version)
 {
     /// <summary>A throttled deployment is released once utilization falls below this, so it does not flap at 100%.</summary>
@@ -138,17 +143,17 @@ public sealed record Deployment(
     public static Deployment Create(DeploymentCreated e) => new(
         e.DeploymentId, e.TenantId, e.Name, e.Model, e.Region, e.Type, e.Ptu, e.InputTokensPerMinutePerPtu, e.OutputWeight,
         e.CachedDeduction, e.BurstSeconds, e.Spillover, e.Currency, DeploymentStatus.Active, e.CreatedAt,
-        0, 0, 0, 0, 0, 0, 0, 0, e.CreatedAt, false, 1, 0);
+        0, 0, 0, 0, 0, 0, 0, 0, e.CreatedAt, false, 1, 1, 0);
 
     // The level drained at the old rate until the resize; from then on it drains at the new one.
     public Deployment Apply(DeploymentResized e) =>
-        this with { BucketLevel = LevelAt(e.ResizedAt), BucketAt = Max(BucketAt, e.ResizedAt), Ptu = e.ToPtu, AdmissionRevision = AdmissionRevision + 1 };
+        this with { BucketLevel = LevelAt(e.ResizedAt), BucketAt = Max(BucketAt, e.ResizedAt), Ptu = e.ToPtu, AdmissionRevision = AdmissionRevision + 1, Revision = Revision + 1 };
 
-    public Deployment Apply(SpilloverEnabled e) => this with { Spillover = true, AdmissionRevision = AdmissionRevision + 1 };
+    public Deployment Apply(SpilloverEnabled e) => this with { Spillover = true, AdmissionRevision = AdmissionRevision + 1, Revision = Revision + 1 };
 
-    public Deployment Apply(SpilloverDisabled e) => this with { Spillover = false, AdmissionRevision = AdmissionRevision + 1 };
+    public Deployment Apply(SpilloverDisabled e) => this with { Spillover = false, AdmissionRevision = AdmissionRevision + 1, Revision = Revision + 1 };
 
-    public Deployment Apply(DeploymentReleased e) => this with { Status = DeploymentStatus.Released, AdmissionRevision = AdmissionRevision + 1 };
+    public Deployment Apply(DeploymentReleased e) => this with { Status = DeploymentStatus.Released, AdmissionRevision = AdmissionRevision + 1, Revision = Revision + 1 };
 
     public Deployment Apply(UsageMetered e) => this with
     {

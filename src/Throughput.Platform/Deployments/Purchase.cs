@@ -78,8 +78,8 @@ public static class Purchase
                     return Replay(http, (await fresh.LoadAsync<Deployment>(deploymentId, ct))!, command);
                 }
                 await push.TryPublishCurrentAsync(session, [deploymentId], ct);
-                var deployment = Deployment.Create(created) with { Version = 1 };
-                ETags.Set(http, deployment.Version);
+                var deployment = Deployment.Create(created);
+                ETags.Set(http, deployment.Revision);
                 return Results.Created($"/v1/deployments/{deploymentId}", DeploymentView.Of(deployment, created.CreatedAt));
             })
             .ValidateWith(new Validator(catalog))
@@ -93,7 +93,7 @@ public static class Purchase
             if (!SameRequest(earlier, command))
                 return Results.Problem(statusCode: 422, title: "Idempotency-Key reused",
                     detail: "This Idempotency-Key was used for a different purchase.");
-            ETags.Set(http, earlier.Version);
+            ETags.Set(http, earlier.Revision);
             return Results.Created($"/v1/deployments/{earlier.Id}", DeploymentView.Of(earlier, earlier.BucketAt));
         }
     }

@@ -17,7 +17,7 @@ public sealed record DeploymentView(
     DateTimeOffset CreatedAt,
     AdmissionLimit Admission,
     BucketView Bucket,
-    long Version)
+    long Revision)
 {
     public static DeploymentView Of(Deployment d, DateTimeOffset now)
     {
@@ -25,7 +25,7 @@ public sealed record DeploymentView(
         return new(d.Id, d.Name, d.Model, d.Region, d.Type, d.Ptu, d.Spillover, d.Status, d.CreatedAt, d.Limit,
             new BucketView(decimal.Round(level, 2), d.UtilizationOf(level), d.Throttled, d.Throttled ? d.RetryAfterMs(level) : 0,
                 d.Records, d.WeightedTokens, d.SpilledRecords),
-            d.Version);
+            d.Revision);
     }
 }
 
@@ -48,8 +48,27 @@ public static class ReadDeployments
 
     public static IResult Ok(HttpContext http, Deployment d)
     {
-        ETags.Set(http, d.Version);
+        ETags.Set(http, d.Revision);
         return Results.Ok(DeploymentView.Of(d, Now(http)));
+    }
+
+    /// <summary>
+    /// Runs a customer's write on a fresh session, and again when metering appended usage between its read and its commit:
+    /// the customer's If-Match is about its own revision, which usage never changes, so the write is decided again.
+    /// </summary>
+    public static async Task<IResult> WriteAsync(IDocumentStore store, Func<IDocumentSession, Task<IResult>> write)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            await using var session = store.LightweightSession();
+            try
+            {
+                return await write(session);
+            }
+            catch (JasperFx.ConcurrencyException) when (attempt < 5)
+            {
+            }
+        }
     }
 
     static DateTimeOffset Now(HttpContext http) => http.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow();

@@ -13,14 +13,15 @@ public static class Release
 
     public static RouteGroupBuilder MapRelease(this RouteGroupBuilder group)
     {
-        group.MapPost("/{deploymentId}/release", async (string deploymentId, HttpContext http, IDocumentSession session, TimeProvider clock, AdmissionPush push, CancellationToken ct) =>
+        group.MapPost("/{deploymentId}/release", async (string deploymentId, HttpContext http, IDocumentStore store, TimeProvider clock, AdmissionPush push, CancellationToken ct) =>
+                await ReadDeployments.WriteAsync(store, async session =>
             {
                 var (expected, problem) = ETags.RequireIfMatch(http);
                 if (problem is not null) return problem;
                 var stream = await session.Events.FetchForWriting<Deployment>(deploymentId, ct);
                 stream.Aggregate.EnsureOwnedBy(deploymentId, http.User.TenantId()!);
                 var deployment = stream.Aggregate!;
-                if (deployment.Version != expected) return ETags.Stale();
+                if (deployment.Revision != expected) return ETags.Stale();
 
                 var events = Decide(deployment, clock.GetUtcNow());
                 if (events is [DeploymentReleased released])
@@ -30,10 +31,10 @@ public static class Release
                     stream.AppendMany(events);
                     await session.SaveChangesAsync(ct);
                     await push.TryPublishCurrentAsync(session, [deploymentId], ct);
-                    deployment = deployment.Apply(released) with { Version = deployment.Version + 1 };
+                    deployment = deployment.Apply(released);
                 }
                 return ReadDeployments.Ok(http, deployment);
-            })
+            }))
             .WithName("ReleaseDeployment")
             .WithSummary("Give the deployment's PTUs back; billing stops at this moment. Requires If-Match.")
             .Produces<DeploymentView>().ProducesProblem(404).ProducesProblem(412).ProducesProblem(428);

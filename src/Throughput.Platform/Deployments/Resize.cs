@@ -28,13 +28,14 @@ public static class Resize
 
     public static RouteGroupBuilder MapResize(this RouteGroupBuilder group, ModelCatalog catalog)
     {
-        group.MapPost("/{deploymentId}/resize", async (string deploymentId, ResizeDeployment command, HttpContext http, IDocumentSession session, TimeProvider clock, AdmissionPush push, CancellationToken ct) =>
+        group.MapPost("/{deploymentId}/resize", async (string deploymentId, ResizeDeployment command, HttpContext http, IDocumentStore store, TimeProvider clock, AdmissionPush push, CancellationToken ct) =>
+                await ReadDeployments.WriteAsync(store, async session =>
             {
                 var (expected, problem) = ETags.RequireIfMatch(http);
                 if (problem is not null) return problem;
                 var stream = await session.Events.FetchForWriting<Deployment>(deploymentId, ct);
                 stream.Aggregate.EnsureOwnedBy(deploymentId, http.User.TenantId()!);
-                if (stream.Aggregate!.Version != expected) return ETags.Stale();
+                if (stream.Aggregate!.Revision != expected) return ETags.Stale();
                 var deployment = stream.Aggregate;
                 var model = catalog.Find(deployment.Model) ?? throw RuleViolation.Conflict($"{deployment.Model} is no longer sold.");
 
@@ -49,10 +50,10 @@ public static class Resize
                     stream.AppendMany(events);
                     await session.SaveChangesAsync(ct);
                     await push.TryPublishCurrentAsync(session, [deploymentId], ct);
-                    deployment = deployment.Apply(resized) with { Version = deployment.Version + 1 };
+                    deployment = deployment.Apply(resized);
                 }
                 return ReadDeployments.Ok(http, deployment);
-            })
+            }))
             .ValidateWith(new Validator())
             .WithName("ResizeDeployment")
             .WithSummary("Change the PTUs of a deployment. Requires If-Match with the deployment's ETag.")

@@ -20,7 +20,8 @@ public static class Spillover
 
     public static RouteGroupBuilder MapSpillover(this RouteGroupBuilder group)
     {
-        group.MapPut("/{deploymentId}/spillover", async (string deploymentId, SetSpillover command, HttpContext http, IDocumentSession session, TimeProvider clock, AdmissionPush push, CancellationToken ct) =>
+        group.MapPut("/{deploymentId}/spillover", async (string deploymentId, SetSpillover command, HttpContext http, IDocumentStore store, TimeProvider clock, AdmissionPush push, CancellationToken ct) =>
+                await ReadDeployments.WriteAsync(store, async session =>
             {
                 var stream = await session.Events.FetchForWriting<Deployment>(deploymentId, ct);
                 stream.Aggregate.EnsureOwnedBy(deploymentId, http.User.TenantId()!);
@@ -31,10 +32,10 @@ public static class Spillover
                     stream.AppendMany(events);
                     await session.SaveChangesAsync(ct);
                     await push.TryPublishCurrentAsync(session, [deploymentId], ct);
-                    deployment = deployment with { Spillover = command.Enabled, Version = deployment.Version + 1 };
+                    deployment = events[0] is SpilloverEnabled on ? deployment.Apply(on) : deployment.Apply((SpilloverDisabled)events[0]);
                 }
                 return ReadDeployments.Ok(http, deployment);
-            })
+            }))
             .ValidateWith(new InlineValidator<SetSpillover>())
             .WithName("SetSpillover")
             .WithSummary("Serve requests above the purchased rate on the pay-per-token spillover deployment, billed per token.")

@@ -10,9 +10,15 @@ namespace Throughput.Hosting;
 
 public static class Api
 {
-    public static IServiceCollection AddThroughputApi(this IServiceCollection services)
+    public static IServiceCollection AddThroughputApi(this IServiceCollection services, IConfiguration configuration)
     {
-        services.Configure<JsonOptions>(o => o.SerializerOptions.Converters.Add(new JsonStringEnumConverter()));
+        services.AddRequestLimits(configuration);
+        services.Configure<JsonOptions>(o =>
+        {
+            o.SerializerOptions.Converters.Add(new JsonStringEnumConverter(allowIntegerValues: false));
+            // A billing API refuses what it does not understand rather than silently dropping it.
+            o.SerializerOptions.UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow;
+        });
         // Binding failures throw so the problem mapper can name the offending field.
         services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
         services.AddProblemDetails();
@@ -46,7 +52,9 @@ public static class Api
     {
         app.UseExceptionHandler();
         app.UseStatusCodePages();
+        app.UseRequestLimits();
         app.UseAuthentication();
+        app.UseRateLimiter();
         app.UseAuthorization();
         app.MapOpenApi().AllowAnonymous();
         app.MapScalarApiReference("/docs", o => o.WithTitle("Throughput API")).AllowAnonymous();

@@ -17,7 +17,7 @@ namespace Throughput.Hosting;
 
 public static class EventStore
 {
-    public static IServiceCollection AddThroughputEventStore(this IServiceCollection services, ServiceSettings settings)
+    public static IServiceCollection AddThroughputEventStore(this IServiceCollection services, ServiceSettings settings, HostRoles roles)
     {
         services.AddMarten(opts =>
             {
@@ -55,7 +55,7 @@ public static class EventStore
             })
             .AddSubscriptionWithServices<AdmissionForwarder>(ServiceLifetime.Singleton)
             .UseLightweightSessions()
-            .AddAsyncDaemon(DaemonMode.HotCold)
+            .AddAsyncDaemon(roles.Daemon ? DaemonMode.HotCold : DaemonMode.Disabled)
             .ApplyAllDatabaseChangesOnStartup();
         return services;
     }

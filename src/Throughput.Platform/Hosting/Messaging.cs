@@ -16,6 +16,9 @@ public sealed class MeteringOptions
     public int BatchMessageLimit { get; set; } = 100;
 
     public TimeSpan BatchTimeLimit { get; set; } = TimeSpan.FromMilliseconds(20);
+
+    /// <summary>Declare the partition queues as quorum queues (replicated across a RabbitMQ cluster); classic on a single node.</summary>
+    public bool QuorumQueues { get; set; }
 }
 
 public static class Messaging
@@ -44,6 +47,7 @@ public static class Messaging
                     {
                         endpoint.ConfigureConsumeTopology = false;
                         endpoint.SingleActiveConsumer = true;
+                        if (metering.QuorumQueues) endpoint.SetQuorumQueue();
                         endpoint.PrefetchCount = metering.BatchMessageLimit * 2;
                         endpoint.UseRawJsonDeserializer(RawSerializerOptions.AnyMessageType, isDefault: true);
                         endpoint.Bind(metering.Exchange, exchange =>

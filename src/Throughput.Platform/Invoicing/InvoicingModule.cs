@@ -2,17 +2,19 @@ using JasperFx.Events.Projections;
 using Marten;
 using Marten.Events.Projections;
 using Throughput.Finance;
+using Throughput.Hosting;
 
 namespace Throughput.Invoicing;
 
 public static class InvoicingModule
 {
-    public static IServiceCollection AddThroughputInvoicing(this IServiceCollection services, IConfiguration configuration)
+    /// <summary>The issuer runs with the Daemon role: background work beside the projections it reads.</summary>
+    public static IServiceCollection AddThroughputInvoicing(this IServiceCollection services, IConfiguration configuration, HostRoles roles)
     {
         services.AddSingleton(InvoicingSettings.FromConfiguration(configuration));
         services.AddSingleton<InvoiceIssuing>();
         services.AddSingleton<InvoiceIssuer>();
-        services.AddHostedService(sp => sp.GetRequiredService<InvoiceIssuer>());
+        if (roles.Daemon) services.AddHostedService(sp => sp.GetRequiredService<InvoiceIssuer>());
         return services;
     }
 

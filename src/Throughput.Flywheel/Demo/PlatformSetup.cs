@@ -1,0 +1,98 @@
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text.Json;
+
+namespace Throughput.Flywheel.Demo;
+
+/// <summary>A customer as set up on the platform: its tenant's client and its deployment.</summary>
+public sealed record Provisioned(Customer Customer, string TenantId, HttpClient Tenant, string DeploymentId);
+
+/// <summary>The platform calls the demo makes, as an operator and as each customer would.</summary>
+public static class PlatformSetup
+{
+    /// <summary>Makes sure the pool has room for the run: its capacity grows to what is sold plus what the run needs, never shrinks.</summary>
+    public static async Task EnsurePoolAsync(HttpClient op, string model, string region, decimal needed, CancellationToken ct)
+    {
+        var pools = await op.GetFromJsonAsync<JsonElement>("/v1/operator/pools", ct);
+        decimal capacity = 0, sold = 0;
+        foreach (var pool in pools.EnumerateArray())
+        {
+            if (pool.GetProperty("model").GetString() != model || pool.GetProperty("region").GetString() != region) continue;
+            capacity = pool.GetProperty("capacityPtu").GetDecimal();
+            sold = pool.GetProperty("soldPtu").GetDecimal();
+        }
+        if (capacity - sold >= needed) return;
+        await Ok(op.PutAsJsonAsync($"/v1/operator/pools/{model}/{region}", new { capacityPtu = sold + needed }, ct));
+    }
+
+    /// <summary>Registers the serving node's producer id for the region and issues it a ServingNode key.</summary>
+    public static async Task<string> RegisterServingNodeAsync(HttpClient op, string producerId, string region, CancellationToken ct)
+    {
+        await Ok(op.PutAsJsonAsync($"/v1/operator/serving-nodes/{producerId}", new { regions = new[] { region }, tenants = Array.Empty<string>() }, ct));
+        var issued = await Ok(op.PostAsJsonAsync("/v1/operator/keys", new { role = "ServingNode", name = producerId }, ct));
+        return issued.GetProperty("apiKey").GetString()!;
+    }
+
+    /// <summary>A tenant for the customer, its key, and the deployment it buys with that key.</summary>
+    public static async Task<Provisioned> ProvisionAsync(HttpClient op, Func<string, HttpClient> clientFor, Customer customer, Scenario scenario, string run, CancellationToken ct)
+    {
+        var tenantId = customer.TenantId(run);
+        await Ok(op.PostAsJsonAsync("/v1/operator/tenants", new { tenantId, name = customer.Name, currency = "USD" }, ct));
+        var key = await Ok(op.PostAsync(new Uri($"/v1/operator/tenants/{tenantId}/keys", UriKind.Relative), null, ct));
+        var tenant = clientFor(key.GetProperty("apiKey").GetString()!);
+        var deployment = await Ok(tenant.PostAsJsonAsync("/v1/deployments",
+            new { name = customer.Workload.Name.Replace(' ', '-'), model = scenario.Model, region = scenario.Region, type = "Global", ptu = customer.Ptu }, ct));
+        return new Provisioned(customer, tenantId, tenant, deployment.GetProperty("id").GetString()!);
+    }
+
+    /// <summary>Resizes as a customer does: reads the deployment for its ETag, then posts the resize with If-Match.</summary>
+    public static Task ResizeAsync(Provisioned customer, decimal ptu, CancellationToken ct) =>
+        WithIfMatchAsync(customer, $"/v1/deployments/{customer.DeploymentId}/resize", new { ptu }, ct);
+
+    /// <summary>Gives the PTUs back, so repeated runs do not fill the pool.</summary>
+    public static Task ReleaseAsync(Provisioned customer, CancellationToken ct) =>
+        WithIfMatchAsync(customer, $"/v1/deployments/{customer.DeploymentId}/release", null, ct);
+
+    /// <summary>
+    /// Reads the ETag and posts with If-Match, again on 412 (another client changed the deployment in between), as a
+    /// careful client does. Metering does not move the ETag: it is the revision of the customer's own changes.
+    /// </summary>
+    static async Task WithIfMatchAsync(Provisioned customer, string path, object? body, CancellationToken ct)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            var etag = await ETagAsync(customer, ct);
+            using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = body is null ? null : JsonContent.Create(body) };
+            request.Headers.IfMatch.Add(etag);
+            using var response = await customer.Tenant.SendAsync(request, ct);
+            if (response.StatusCode == System.Net.HttpStatusCode.PreconditionFailed && attempt < 3) continue;
+            await Ensure(response);
+            return;
+        }
+    }
+
+    /// <summary>The platform's usage totals of the deployment.</summary>
+    public static Task<JsonElement> TotalsAsync(Provisioned customer, CancellationToken ct) =>
+        customer.Tenant.GetFromJsonAsync<JsonElement>($"/v1/deployments/{customer.DeploymentId}/usage/totals", ct);
+
+    static async Task<EntityTagHeaderValue> ETagAsync(Provisioned customer, CancellationToken ct)
+    {
+        using var response = await customer.Tenant.GetAsync(new Uri($"/v1/deployments/{customer.DeploymentId}", UriKind.Relative), ct);
+        await Ensure(response);
+        return response.Headers.ETag ?? throw new InvalidOperationException("The deployment came without an ETag.");
+    }
+
+    static async Task<JsonElement> Ok(Task<HttpResponseMessage> call)
+    {
+        using var response = await call;
+        await Ensure(response);
+        return response.Content.Headers.ContentLength == 0 ? default : await response.Content.ReadFromJsonAsync<JsonElement>();
+    }
+
+    static async Task Ensure(HttpResponseMessage response)
+    {
+        if (response.IsSuccessStatusCode) return;
+        var body = await response.Content.ReadAsStringAsync();
+        throw new HttpRequestException($"{response.RequestMessage?.Method} {response.RequestMessage?.RequestUri} answered {(int)response.StatusCode}: {body}", null, response.StatusCode);
+    }
+}

@@ -1,0 +1,157 @@
+using Throughput.Contracts;
+
+namespace Throughput.Serving;
+
+/// <summary>
+/// One deployment's local token bucket and the limit it follows. Holds up to <c>BurstTokens × burstShare</c> weighted
+/// tokens and refills at <c>TokensPerMinute / 60</c> per second; an admission takes its estimate, a completion gives
+/// back (estimate − actual). One lock per deployment, so deployments never contend with each other.
+/// </summary>
+internal sealed class AdmissionBucket
+{
+    readonly Lock _gate = new();
+    readonly TimeProvider _clock;
+    readonly double _burstShare;
+    readonly double _ticksPerMs;
+
+    AdmissionLimitChanged _limit;
+    double _tokens;
+    long _refilledAt;
+    double _tokensPerTick;
+    double _capacity;
+    double _outputWeight;
+    double _cachedDeduction;
+    long _throttledUntil;
+
+    public AdmissionBucket(AdmissionLimitChanged limit, TimeProvider clock, double burstShare)
+    {
+        _clock = clock;
+        _burstShare = burstShare;
+        _ticksPerMs = clock.TimestampFrequency / 1000d;
+        _limit = limit;
+        _refilledAt = clock.GetTimestamp();
+        _tokens = double.MaxValue; // capped to the platform's headroom by Follow
+        Follow(limit, _refilledAt);
+    }
+
+    public AdmissionLimitChanged Limit
+    {
+        get
+        {
+            lock (_gate) return _limit;
+        }
+    }
+
+    public LimitUpdate Apply(AdmissionLimitChanged limit)
+    {
+        lock (_gate)
+        {
+            if (limit.Version <= _limit.Version) return LimitUpdate.Stale;
+            var gap = limit.Version > _limit.Version + 1;
+            var now = _clock.GetTimestamp();
+            Refill(now);
+            Follow(limit, now);
+            return gap ? LimitUpdate.AppliedAfterGap : LimitUpdate.Applied;
+        }
+    }
+
+    public Admission TryAdmit(long promptTokens, long cachedTokens, long maxOutputTokens)
+    {
+        lock (_gate)
+        {
+            var estimate = Estimate(promptTokens, cachedTokens, maxOutputTokens);
+            switch (_limit.State)
+            {
+                case AdmissionState.Open:
+                    var now = _clock.GetTimestamp();
+                    Refill(now);
+                    // A request larger than the whole bucket goes when the bucket is full and leaves it in debt, so it is slowed, never starved.
+                    if (_tokensPerTick > 0 && (_tokens >= estimate || _tokens >= _capacity))
+                    {
+                        _tokens -= estimate;
+                        return new Admission(AdmissionOutcome.Admitted, estimate, 0, this);
+                    }
+                    return _limit.Spillover
+                        ? new Admission(AdmissionOutcome.Spilled, estimate, 0, this)
+                        : new Admission(AdmissionOutcome.OverRate, estimate, MsUntilHeld(Math.Min(estimate, _capacity)), this);
+                case AdmissionState.Throttled:
+                    if (_limit.Spillover) return new Admission(AdmissionOutcome.Spilled, estimate, 0, this);
+                    var left = (_throttledUntil - _clock.GetTimestamp()) / _ticksPerMs;
+                    // Past the platform's retry-after but not lifted yet: the lift is on its way (or a pull will fetch it).
+                    return new Admission(AdmissionOutcome.Throttled, estimate, left > 0 ? (long)Math.Ceiling(left) : StillThrottledRetryMs, this);
+                case AdmissionState.Suspended:
+                    return new Admission(AdmissionOutcome.Suspended, estimate, 0, this);
+                default:
+                    return new Admission(AdmissionOutcome.Released, estimate, 0, this);
+            }
+        }
+    }
+
+    /// <summary>Gives back what the estimate took beyond the actual cost (or takes the shortfall), capped at the capacity.</summary>
+    public void Reconcile(long estimate, long promptTokens, long cachedTokens, long outputTokens)
+    {
+        lock (_gate)
+        {
+            var actual = Weighted(promptTokens, cachedTokens, outputTokens);
+            _tokens = Math.Min(_capacity, _tokens + (estimate - actual));
+        }
+    }
+
+    public AdmissionBucketView View()
+    {
+        lock (_gate)
+        {
+            Refill(_clock.GetTimestamp());
+            return new AdmissionBucketView(_limit, _tokens, _capacity, _capacity <= 0 ? 0 : 1 - _tokens / _capacity);
+        }
+    }
+
+    /// <summary>A throttled deployment still throttled after its retry-after has passed (its lift may have been missed).</summary>
+    public bool ThrottledPastRetry()
+    {
+        lock (_gate) return _limit.State == AdmissionState.Throttled && _clock.GetTimestamp() >= _throttledUntil;
+    }
+
+    const long StillThrottledRetryMs = 1000;
+
+    long Estimate(long promptTokens, long cachedTokens, long maxOutputTokens) =>
+        (long)Math.Ceiling(Weighted(promptTokens, cachedTokens, maxOutputTokens));
+
+    double Weighted(long promptTokens, long cachedTokens, long outputTokens) =>
+        Math.Max(0, promptTokens - cachedTokens * _cachedDeduction) + _outputWeight * outputTokens;
+
+    // While throttled the bucket does not fill: the platform's own bucket is draining, and that drain is what earns admission again.
+    void Refill(long now)
+    {
+        if (now <= _refilledAt) return;
+        if (_limit.State == AdmissionState.Open)
+            _tokens = Math.Min(_capacity, _tokens + (now - _refilledAt) * _tokensPerTick);
+        _refilledAt = now;
+    }
+
+    /// <summary>
+    /// Takes a new limit's rate and capacity at once. The tokens already held stay (a resize changes the rate, it does not
+    /// grant a burst), but never exceed the platform's headroom: the capacity minus the level the platform has metered.
+    /// </summary>
+    void Follow(AdmissionLimitChanged limit, long now)
+    {
+        _limit = limit;
+        _tokensPerTick = limit.TokensPerMinute / 60d / _clock.TimestampFrequency;
+        _capacity = limit.BurstTokens * _burstShare;
+        _outputWeight = (double)limit.OutputWeight;
+        _cachedDeduction = (double)limit.CachedDeduction;
+        var headroom = _capacity - (double)limit.Utilization * limit.BurstTokens;
+        _tokens = Math.Min(_tokens, Math.Min(_capacity, headroom));
+        _throttledUntil = limit.State == AdmissionState.Throttled ? now + (long)(limit.RetryAfterMs * _ticksPerMs) : 0;
+    }
+
+    long MsUntilHeld(double tokens)
+    {
+        if (_tokensPerTick <= 0) return 60_000;
+        var ms = (tokens - _tokens) / _tokensPerTick / _ticksPerMs;
+        return Math.Max(1, (long)Math.Ceiling(ms));
+    }
+}
+
+/// <summary>A deployment's local bucket at one moment: weighted tokens it holds now (negative while in debt), its capacity, and how full it is of admitted work (1 = nothing left to admit).</summary>
+public sealed record AdmissionBucketView(AdmissionLimitChanged Limit, double Tokens, double Capacity, double Utilization);
