@@ -1,9 +1,10 @@
 using Throughput.Benchmarks.Harness;
+using Throughput.Benchmarks.Invoicing;
 using Throughput.Benchmarks.Metering;
 
 // Usage: Throughput.Benchmarks <benchmark | all | list> [--option value …] [--results results.md]
 // Each benchmark is a subcommand; `all` runs every one with its defaults and writes one Markdown table.
-IBenchmark[] benchmarks = [new MeteringBenchmark()];
+IBenchmark[] benchmarks = [new MeteringBenchmark(), new InvoicingBenchmark()];
 
 using var interrupted = new CancellationTokenSource();
 Console.CancelKeyPress += (_, e) =>
