@@ -33,6 +33,9 @@ public static class EventStore
                 // DistributedLock.Postgres 1.3.1 (standing in for the missing patched 1.3.3) fails HotCold leadership
                 // on Npgsql multiplexing data sources; a transaction-scoped advisory lock avoids that code path.
                 opts.Events.UseAdvisoryLockTransaction = true;
+                // A rolled-back append leaves a sequence gap; on a busy shared database the transaction-evidence check held one
+                // for over 20 minutes and every async projection stalled. None of our appends stays open anywhere near this long.
+                opts.Projections.SkipStaleGapsDespiteLiveTransactionsAfter = TimeSpan.FromSeconds(15);
 
                 MapEventNames(opts.Events);
                 opts.Storage.ExtendedSchemaObjects.Add(AppliedBatches.Definition(settings.PgSchema));

@@ -23,8 +23,9 @@ public static class InvoicingModule
     {
         opts.Projections.Snapshot<InvoiceRegister>(SnapshotLifecycle.Inline);
         opts.Projections.Snapshot<Invoice>(SnapshotLifecycle.Inline);
-        opts.Projections.Add<BillingAccountProjection>(ProjectionLifecycle.Async);
-        opts.Projections.Add<UsageHourProjection>(ProjectionLifecycle.Async);
+        // Large pages: a page of usage events costs one account write per tenant, so catching up (and rebuilding) is fast.
+        opts.Projections.Add<BillingAccountProjection>(ProjectionLifecycle.Async, o => o.BatchSize = 5000);
+        opts.Projections.Add<UsageHourProjection>(ProjectionLifecycle.Async, o => o.BatchSize = 5000);
         opts.Projections.Add<CreditNoteProjection>(ProjectionLifecycle.Async);
         opts.Projections.Add<RevenueProjection>(ProjectionLifecycle.Async);
         opts.Projections.Add<PoolCapacityProjection>(ProjectionLifecycle.Async);
