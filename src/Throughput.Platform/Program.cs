@@ -39,6 +39,7 @@ if (args is ["rebuild-projections", .. var names])
     await ProjectionRebuild.RunCommandAsync(app.Services, names);
     return;
 }
+if (roles.Api) app.UseThroughputDashboard();
 app.UseThroughputApi();
 app.MapThroughputHealth();
 app.MapMetrics();
@@ -55,6 +56,7 @@ if (roles.Api)
     app.MapAdmission();
     app.MapManageTenants(catalog);
     app.MapStaffKeys();
+    app.MapCaller();
     app.MapPools(catalog);
     app.MapInvoicing();
 }

@@ -1,11 +1,9 @@
-using System.Diagnostics;
 using Throughput.Contracts;
 using Throughput.Serving;
-using Xunit.Abstractions;
 
 namespace Throughput.Tests.Serving;
 
-public sealed class AdmissionCacheTests(ITestOutputHelper output)
+public sealed class AdmissionCacheTests
 {
     const string Deployment = "dep-1";
 
@@ -243,7 +241,7 @@ public sealed class AdmissionCacheTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void Admission_decisions_are_in_process_and_cheap()
+    public void Admission_decisions_are_in_process_and_allocate_nothing()
     {
         var cache = new AdmissionCache();
         var ids = Enumerable.Range(0, 64).Select(n => $"deployment-{n:D4}-{Guid.NewGuid():N}").ToArray();
@@ -252,19 +250,15 @@ public sealed class AdmissionCacheTests(ITestOutputHelper output)
         for (var i = 0; i < 100_000; i++) cache.TryAdmit(ids[i & 63], 100, 0, 10); // warm up
 
         var allocated = GC.GetAllocatedBytesForCurrentThread();
-        var started = Stopwatch.GetTimestamp();
         var admitted = 0;
         for (var i = 0; i < Checks; i++)
         {
             if (cache.TryAdmit(ids[i & 63], 100, 0, 10).IsAdmitted) admitted++;
         }
-        var elapsed = Stopwatch.GetElapsedTime(started);
         allocated = GC.GetAllocatedBytesForCurrentThread() - allocated;
 
-        var perSecond = Checks / elapsed.TotalSeconds;
-        output.WriteLine($"{perSecond / 1e6:F1} M admission checks/s on one thread, {allocated} bytes allocated");
+        // Speed is a benchmark's business (bash infra/bench.sh admission-checks), not a unit test's.
         Assert.Equal(Checks, admitted);
         Assert.Equal(0, allocated);
-        Assert.True(perSecond > 1_000_000, $"{perSecond:N0} checks/s"); // the target is 5M/s; the bound is loose because CI cores are shared
     }
 }

@@ -1,0 +1,18 @@
+using System.Security.Claims;
+
+namespace Throughput.Access;
+
+/// <summary>Who the presented key is: the dashboard signs in with it and opens the page for the role.</summary>
+public sealed record CallerView(string KeyId, Role Role, string? TenantId);
+
+public static class Caller
+{
+    public static IEndpointRouteBuilder MapCaller(this IEndpointRouteBuilder app)
+    {
+        app.MapGet("/v1/me", (ClaimsPrincipal user) =>
+                Results.Ok(new CallerView(user.KeyId(), Enum.Parse<Role>(user.FindFirstValue(ClaimTypes.Role)!), user.TenantId())))
+            .WithTags("Access").WithName("GetCaller").WithSummary("The calling key's id, role and tenant.")
+            .Produces<CallerView>();
+        return app;
+    }
+}

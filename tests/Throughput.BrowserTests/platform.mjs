@@ -1,0 +1,180 @@
+// The platform as the browser tests see it: a real host process on a free port, set up through its API,
+// fed metering through raw RabbitMQ as a serving node in any language would.
+import { spawn } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { createWriteStream, existsSync, mkdirSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import amqp from 'amqplib';
+
+export const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const artifacts = join(root, 'artifacts');
+
+const env = (name, fallback) => process.env[name] || fallback;
+export const rabbitUrl = () =>
+  `amqp://${env('THROUGHPUT_RABBIT_USER', 'throughput')}:${env('THROUGHPUT_RABBIT_PASSWORD', 'throughput')}@` +
+  `${env('THROUGHPUT_RABBIT_HOST', '127.0.0.1')}:${env('THROUGHPUT_RABBIT_PORT', '5672')}/${encodeURIComponent(env('THROUGHPUT_RABBIT_VHOST', 'throughput'))}`;
+
+const freePort = () => new Promise((resolve, reject) => {
+  const server = createServer().listen(0, '127.0.0.1', () => {
+    const { port } = server.address();
+    server.close(() => resolve(port));
+  }).on('error', reject);
+});
+
+/** Starts the built platform dll with its own bootstrap operator key, schema and metering exchange; resolves when ready. */
+export async function startPlatform({ schema, configuration = env('THROUGHPUT_CONFIGURATION', 'Release') }) {
+  const dll = join(root, 'src', 'Throughput.Platform', 'bin', configuration, 'net10.0', 'Throughput.Platform.dll');
+  if (!existsSync(dll)) throw new Error(`${dll} is missing: build the solution first (dotnet build Throughput.sln -c ${configuration})`);
+  const url = `http://127.0.0.1:${await freePort()}`;
+  const operatorKey = `tpk_kbrowser${randomBytes(4).toString('hex')}.${randomBytes(24).toString('base64url')}`;
+  const exchange = `browser.metering.${randomBytes(5).toString('hex')}`;
+  mkdirSync(artifacts, { recursive: true });
+  const log = join(artifacts, 'browser-tests-host.log');
+  const out = createWriteStream(log);
+  const child = spawn('dotnet', [dll, '--urls', url], {
+    cwd: dirname(dll),
+    env: {
+      ...process.env,
+      THROUGHPUT_PG_SCHEMA: schema,
+      Access__BootstrapOperatorKey: operatorKey,
+      Metering__Exchange: exchange,
+      Metering__QueuePrefix: `${exchange}.p`,
+      Metering__Partitions: '2',
+      Logging__LogLevel__Default: 'Warning',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout.pipe(out);
+  child.stderr.pipe(out);
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+
+  const deadline = Date.now() + 90_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`platform host exited with ${child.exitCode}; log: ${log}`);
+    try {
+      if ((await fetch(`${url}/health/ready`)).ok) break;
+    } catch { /* not listening yet */ }
+    if (Date.now() > deadline) throw new Error(`platform host not ready in 90 s; log: ${log}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+
+  return {
+    url, operatorKey, exchange, log,
+    async stop() {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      await exited;
+      clearTimeout(timer);
+      await deleteTopology(exchange, 2);
+    },
+  };
+}
+
+async function deleteTopology(exchange, partitions) {
+  const connection = await amqp.connect(rabbitUrl());
+  try {
+    for (let p = 0; p < partitions; p++) {
+      for (const suffix of ['', '_error', '_skipped']) {
+        // Each delete gets its own channel: deleting what is absent closes the channel.
+        const channel = await connection.createChannel();
+        channel.on('error', () => {});
+        await channel.deleteQueue(`${exchange}.p${p}${suffix}`).catch(() => {});
+        const other = await connection.createChannel();
+        other.on('error', () => {});
+        await other.deleteExchange(`${exchange}.p${p}${suffix}`).catch(() => {});
+      }
+    }
+    const channel = await connection.createChannel();
+    await channel.deleteExchange(exchange).catch(() => {});
+  } finally {
+    await connection.close().catch(() => {});
+  }
+}
+
+/** The settings run.mjs hands to the test files. */
+export function platformFromEnvironment() {
+  return { url: process.env.THROUGHPUT_URL, operatorKey: process.env.THROUGHPUT_OPERATOR_KEY, exchange: process.env.THROUGHPUT_METERING_EXCHANGE };
+}
+
+/** An API call; throws on a failure status unless it is one the caller expects. */
+export async function call(platform, key, method, path, body, { expect } = {}) {
+  const response = await fetch(platform.url + path, {
+    method,
+    headers: { Authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'Content-Type': 'application/json' }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (!response.ok && !(expect ?? []).includes(response.status))
+    throw new Error(`${method} ${path} → ${response.status}: ${await response.text()}`);
+  const type = response.headers.get('content-type') ?? '';
+  return { status: response.status, headers: response.headers, body: type.includes('json') ? await response.json() : await response.text() };
+}
+
+const short = () => randomUUID().replaceAll('-', '').slice(0, 10);
+
+/** A fresh tenant with a key of its own. */
+export async function newTenant(platform, name) {
+  const tenantId = `t-${short()}`;
+  await call(platform, platform.operatorKey, 'POST', '/v1/operator/tenants', { tenantId, name: name ?? `Tenant ${tenantId}`, currency: 'USD' });
+  const issued = await call(platform, platform.operatorKey, 'POST', `/v1/operator/tenants/${tenantId}/keys`);
+  return { tenantId, key: issued.body.apiKey };
+}
+
+export async function newStaffKey(platform, role) {
+  return (await call(platform, platform.operatorKey, 'POST', '/v1/operator/keys', { role, name: `browser tests ${role}` })).body.apiKey;
+}
+
+/** A pool in a region no other test uses, and a serving node allowed to meter there. */
+export async function newRegion(platform, model, capacityPtu, prefix = 'r') {
+  const region = `${prefix}${short()}`.slice(0, 14);
+  await call(platform, platform.operatorKey, 'PUT', `/v1/operator/pools/${model}/${region}`, { capacityPtu });
+  const producerId = `node-${short()}`;
+  await call(platform, platform.operatorKey, 'PUT', `/v1/operator/serving-nodes/${producerId}`, { regions: [region], tenants: [] });
+  return { region, producerId };
+}
+
+export async function buy(platform, key, { name, model, region, ptu }) {
+  return (await call(platform, key, 'POST', '/v1/deployments', { name, model, region, type: 'Global', ptu })).body;
+}
+
+/** A serving node's metering: batches of records as raw JSON with publisher confirms, sequence growing by one per batch. */
+export async function meteringProducer(platform, producerId) {
+  const connection = await amqp.connect(rabbitUrl());
+  const channel = await connection.createConfirmChannel();
+  let sequence = 0;
+  const send = async (routingKey, content) => {
+    channel.publish(platform.exchange, routingKey, content, {
+      contentType: 'application/json', persistent: true, headers: { 'throughput-version': 1 },
+    });
+    await channel.waitForConfirms();
+  };
+  return {
+    /** Publishes `count` requests of the given shape for one deployment as one batch. */
+    async publish(deploymentId, { count = 1, prompt = 100, cached = 0, output = 10 } = {}) {
+      const now = new Date();
+      sequence++;
+      const records = Array.from({ length: count }, (_, i) => ({
+        recordId: `${producerId}-${sequence}-${i}`, deploymentId, requestId: `req-${sequence}-${i}`,
+        promptTokens: prompt, cachedTokens: cached, outputTokens: output, spilled: false, estimatedTokens: 0,
+        startedAt: new Date(now.getTime() - 400).toISOString(), finishedAt: now.toISOString(),
+      }));
+      await send(deploymentId, Buffer.from(JSON.stringify({ version: 1, producerId, sequence, sentAt: now.toISOString(), records })));
+    },
+    /** Something no schema accepts: the platform quarantines it. */
+    publishMalformed: (routingKey) => send(routingKey, Buffer.from('{"version":1,"producerId":"broken-node","sequence":1,"records":"not a list"}')),
+    /** Keeps publishing every `everyMs` until stopped; `shape` may be changed while it runs. */
+    steady(deploymentId, shape, everyMs = 500) {
+      const load = { shape, stopped: false };
+      load.done = (async () => {
+        while (!load.stopped) {
+          await this.publish(deploymentId, load.shape);
+          await new Promise((r) => setTimeout(r, everyMs));
+        }
+      })();
+      load.stop = async () => { load.stopped = true; await load.done; };
+      return load;
+    },
+    close: async () => { await channel.close(); await connection.close(); },
+  };
+}
