@@ -254,6 +254,7 @@ public sealed class InvoicingTests(InvoicingFixture platform)
         Assert.True((await Body(badMonth)).GetProperty("errors").TryGetProperty("from", out _));
         var both = await finance.PostAsJsonAsync($"/v1/finance/invoices/{issued.GetProperty("id").GetString()}/credit-notes", new { amount = 1m, lines = new[] { new { line = 1, amount = 1m } }, reason = "x" });
         Assert.Equal(HttpStatusCode.BadRequest, both.StatusCode);
+        Assert.True((await Body(both)).GetProperty("errors").TryGetProperty("amount", out _));
         var noReason = await finance.PostAsJsonAsync($"/v1/finance/invoices/{issued.GetProperty("id").GetString()}/credit-notes", new { amount = 1m, reason = "" });
         Assert.True((await Body(noReason)).GetProperty("errors").TryGetProperty("reason", out _));
         Assert.Equal(HttpStatusCode.BadRequest, (await customer.GetAsync("/v1/invoices/draft?month=2030-13")).StatusCode);
