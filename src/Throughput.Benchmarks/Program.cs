@@ -1,10 +1,11 @@
 using Throughput.Benchmarks.Admission;
 using Throughput.Benchmarks.Harness;
+using Throughput.Benchmarks.Invoicing;
 using Throughput.Benchmarks.Metering;
 
 // Usage: Throughput.Benchmarks <benchmark | all | list> [--option value …] [--results results.md]
 // Each benchmark is a subcommand; `all` runs every one with its defaults and writes one Markdown table.
-IBenchmark[] benchmarks = [new MeteringBenchmark(), new AdmissionChecksBenchmark(), new AdmissionHttpBenchmark(), new AdmissionFeedbackBenchmark()];
+IBenchmark[] benchmarks = [new MeteringBenchmark(), new AdmissionChecksBenchmark(), new AdmissionHttpBenchmark(), new AdmissionFeedbackBenchmark(), new InvoicingBenchmark()];
 
 using var interrupted = new CancellationTokenSource();
 Console.CancelKeyPress += (_, e) =>

@@ -4,6 +4,7 @@ using Throughput.Capacity;
 using Throughput.Catalog;
 using Throughput.Deployments;
 using Throughput.Hosting;
+using Throughput.Invoicing;
 using Throughput.Metering;
 using Throughput.Reservations;
 using Throughput.Tenants;
@@ -20,6 +21,7 @@ builder.Services.AddThroughputEventStore(settings, roles);
 builder.Services.AddThroughputHealth(settings);
 builder.Services.AddThroughputAccess();
 builder.Services.AddThroughputApi(builder.Configuration);
+builder.Services.AddThroughputInvoicing(builder.Configuration, roles);
 builder.Services.AddSingleton<AdmissionPush>();
 builder.Services.AddSingleton<MetricsExposition>();
 if (roles.Metering)
@@ -32,6 +34,11 @@ builder.Services.AddSingleton<AdmissionTable>();
 if (roles.Api) builder.Services.AddHostedService(sp => sp.GetRequiredService<AdmissionTable>());
 
 var app = builder.Build();
+if (args is ["rebuild-projections", .. var names])
+{
+    await ProjectionRebuild.RunCommandAsync(app.Services, names);
+    return;
+}
 if (roles.Api) app.UseThroughputDashboard();
 app.UseThroughputApi();
 app.MapThroughputHealth();
@@ -51,6 +58,7 @@ if (roles.Api)
     app.MapStaffKeys();
     app.MapCaller();
     app.MapPools(catalog);
+    app.MapInvoicing();
 }
 app.Run();
 

@@ -19,11 +19,8 @@ public sealed class DurableObserver : IAsyncDisposable
 {
     static readonly TimeSpan Lookback = TimeSpan.FromSeconds(10);
 
-    const string NewEventsSql = """
-        select seq_id, (data->>'records')::bigint, (data->>'firstStartedAt')::timestamptz, "timestamp"
-        from throughput.mt_events
-        where seq_id > @floor and type = 'usage_metered' and stream_id = any(@streams) and not (seq_id = any(@seen))
-        """;
+    readonly string _newEventsSql;
+    readonly string _schema;
 
     readonly NpgsqlDataSource _database;
     readonly string[] _streams;
@@ -39,8 +36,14 @@ public sealed class DurableObserver : IAsyncDisposable
     long _records;
     Task? _polling;
 
-    public DurableObserver(string connectionString, IReadOnlyList<string> deployments, TimeSpan interval)
+    public DurableObserver(string connectionString, IReadOnlyList<string> deployments, TimeSpan interval, string schema = "throughput")
     {
+        _schema = schema;
+        _newEventsSql = $"""
+            select seq_id, (data->>'records')::bigint, (data->>'firstStartedAt')::timestamptz, "timestamp"
+            from {schema}.mt_events
+            where seq_id > @floor and type = 'usage_metered' and stream_id = any(@streams) and not (seq_id = any(@seen))
+            """;
         _database = NpgsqlDataSource.Create(connectionString);
         _streams = [.. deployments];
         _interval = interval;
@@ -53,7 +56,7 @@ public sealed class DurableObserver : IAsyncDisposable
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
-        await using (var command = _database.CreateCommand("select coalesce(max(seq_id), 0) from throughput.mt_events"))
+        await using (var command = _database.CreateCommand($"select coalesce(max(seq_id), 0) from {_schema}.mt_events"))
             _startFloor = _floor = _maxSeq = (long)(await command.ExecuteScalarAsync(cancellationToken))!;
         _polling = Task.Run(PollLoopAsync, CancellationToken.None);
     }
@@ -71,7 +74,7 @@ public sealed class DurableObserver : IAsyncDisposable
     /// <summary>The records the deployments' snapshots hold: the platform's own count, which the API's usage totals read.</summary>
     public async Task<long> CountedRecordsAsync(CancellationToken cancellationToken)
     {
-        await using var command = _database.CreateCommand("select coalesce(sum((data->>'records')::bigint), 0)::bigint from throughput.mt_doc_deployment where id = any(@streams)");
+        await using var command = _database.CreateCommand($"select coalesce(sum((data->>'records')::bigint), 0)::bigint from {_schema}.mt_doc_deployment where id = any(@streams)");
         command.Parameters.AddWithValue("streams", _streams);
         return (long)(await command.ExecuteScalarAsync(cancellationToken))!;
     }
@@ -79,7 +82,7 @@ public sealed class DurableObserver : IAsyncDisposable
     /// <summary>Records of the given producers that the platform quarantined instead of counting.</summary>
     public async Task<long> QuarantinedAsync(IReadOnlyList<string> producers, CancellationToken cancellationToken)
     {
-        await using var command = _database.CreateCommand("select count(*) from throughput.mt_doc_quarantinedmetering where data->>'producerId' = any(@producers)");
+        await using var command = _database.CreateCommand($"select count(*) from {_schema}.mt_doc_quarantinedmetering where data->>'producerId' = any(@producers)");
         command.Parameters.AddWithValue("producers", producers.ToArray());
         try
         {
@@ -115,7 +118,7 @@ public sealed class DurableObserver : IAsyncDisposable
 
     async Task PollAsync(bool late, CancellationToken cancellationToken)
     {
-        await using var command = _database.CreateCommand(NewEventsSql);
+        await using var command = _database.CreateCommand(_newEventsSql);
         command.Parameters.AddWithValue("floor", _floor);
         command.Parameters.AddWithValue("streams", _streams);
         command.Parameters.AddWithValue("seen", late ? [] : _recent.ToArray());

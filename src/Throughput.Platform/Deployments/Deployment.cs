@@ -30,9 +30,14 @@ public sealed record DeploymentReleased(string DeploymentId, decimal Ptu, DateTi
 /// <summary>The sequences of one producer's batches that a usage event folded (the dedupe ledger holds each one).</summary>
 public sealed record ProducerRange(string ProducerId, long FirstSequence, long LastSequence);
 
+/// <summary>The part of a usage event whose records finished in one calendar month (UTC, <c>yyyy-MM</c>).</summary>
+public sealed record MonthlyUsage(string Month, long Records, long PromptTokens, long CachedTokens, long OutputTokens, long SpilledPromptTokens, long SpilledCachedTokens, long SpilledOutputTokens);
+
 /// <summary>
 /// Usage folded from one consumer batch of metering records for one deployment: sums, the producer sequences it
-/// covers, and the bucket after it. Spilled tokens are counted apart, for per-token billing.
+/// covers, and the bucket after it. Spilled tokens are counted apart, for per-token billing. <see cref="Months"/> is
+/// set only when the records finished in more than one month (a batch across midnight at a month's end), so that
+/// each month is billed its own usage.
 /// </summary>
 public sealed record UsageMetered(
     string DeploymentId,
@@ -51,7 +56,8 @@ public sealed record UsageMetered(
     decimal BucketLevel,
     decimal Utilization,
     long TokensPerMinute,
-    DateTimeOffset MeteredAt);
+    DateTimeOffset MeteredAt,
+    IReadOnlyList<MonthlyUsage>? Months = null);
 
 /// <summary>The bucket reached 100%: serving nodes must refuse (or spill) until <see cref="RetryAfterMs"/> has passed.</summary>
 public sealed record DeploymentThrottled(string DeploymentId, decimal Utilization, long RetryAfterMs, DateTimeOffset ThrottledAt);

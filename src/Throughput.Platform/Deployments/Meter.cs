@@ -21,6 +21,8 @@ public static class Meter
 
         long records = 0, prompt = 0, cached = 0, output = 0, spilledRecords = 0, spilledPrompt = 0, spilledCached = 0, spilledOutput = 0;
         decimal weighted = 0, bucketed = 0;
+        Dictionary<int, MonthlyUsage>? months = null; // only once a record finishes in another month than the first
+        var firstMonth = -1;
         var firstStarted = DateTimeOffset.MaxValue;
         var lastFinished = DateTimeOffset.MinValue;
         foreach (var batch in fresh)
@@ -44,6 +46,10 @@ public static class Meter
                 {
                     bucketed += w;
                 }
+                var month = r.FinishedAt.UtcDateTime.Year * 12 + r.FinishedAt.UtcDateTime.Month - 1;
+                if (firstMonth < 0) firstMonth = month;
+                if (month != firstMonth && months is null) months = Split(fresh, firstMonth);
+                if (months is not null) months[month] = Add(months.GetValueOrDefault(month) ?? Empty(month), r);
                 if (r.StartedAt < firstStarted) firstStarted = r.StartedAt;
                 if (r.FinishedAt > lastFinished) lastFinished = r.FinishedAt;
             }
@@ -58,13 +64,40 @@ public static class Meter
         List<object> events =
         [
             new UsageMetered(deployment.Id, producers, records, prompt, cached, output, weighted,
-                spilledRecords, spilledPrompt, spilledCached, spilledOutput, firstStarted, lastFinished, level, utilization, deployment.Limit.TokensPerMinute, at),
+                spilledRecords, spilledPrompt, spilledCached, spilledOutput, firstStarted, lastFinished, level, utilization, deployment.Limit.TokensPerMinute, at,
+                months is null ? null : [.. months.OrderBy(m => m.Key).Select(m => m.Value)]),
         ];
         if (!deployment.Throttled && utilization >= 1)
             events.Add(new DeploymentThrottled(deployment.Id, utilization, deployment.RetryAfterMs(level), at));
         else if (deployment.Throttled && utilization < Deployment.ReleaseThreshold)
             events.Add(new ThrottleLifted(deployment.Id, level, utilization, at));
         return [.. events];
+    }
+
+    static MonthlyUsage Empty(int month) => new($"{month / 12:D4}-{month % 12 + 1:D2}", 0, 0, 0, 0, 0, 0, 0);
+
+    static MonthlyUsage Add(MonthlyUsage m, in MeteredRecord r) => m with
+    {
+        Records = m.Records + 1,
+        PromptTokens = m.PromptTokens + r.PromptTokens,
+        CachedTokens = m.CachedTokens + r.CachedTokens,
+        OutputTokens = m.OutputTokens + r.OutputTokens,
+        SpilledPromptTokens = m.SpilledPromptTokens + (r.Spilled ? r.PromptTokens : 0),
+        SpilledCachedTokens = m.SpilledCachedTokens + (r.Spilled ? r.CachedTokens : 0),
+        SpilledOutputTokens = m.SpilledOutputTokens + (r.Spilled ? r.OutputTokens : 0),
+    };
+
+    /// <summary>The first month's share of the records seen so far: all of them finished in it.</summary>
+    static Dictionary<int, MonthlyUsage> Split(List<ProducerBatch> batches, int firstMonth)
+    {
+        var first = Empty(firstMonth);
+        foreach (var batch in batches)
+            foreach (var r in batch.Records)
+            {
+                if (r.FinishedAt.UtcDateTime.Year * 12 + r.FinishedAt.UtcDateTime.Month - 1 != firstMonth) return new() { [firstMonth] = first };
+                first = Add(first, r);
+            }
+        return new() { [firstMonth] = first };
     }
 
     /// <summary>An idle throttled deployment is released once its bucket has drained, even if no usage arrives.</summary>

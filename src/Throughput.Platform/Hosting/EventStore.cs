@@ -7,6 +7,7 @@ using Throughput.Access;
 using Throughput.Admission;
 using Throughput.Capacity;
 using Throughput.Deployments;
+using Throughput.Invoicing;
 using Throughput.Metering;
 using Throughput.Reservations;
 using Throughput.Tenants;
@@ -32,6 +33,9 @@ public static class EventStore
                 // DistributedLock.Postgres 1.3.1 (standing in for the missing patched 1.3.3) fails HotCold leadership
                 // on Npgsql multiplexing data sources; a transaction-scoped advisory lock avoids that code path.
                 opts.Events.UseAdvisoryLockTransaction = true;
+                // A rolled-back append leaves a sequence gap; on a busy shared database the transaction-evidence check held one
+                // for over 20 minutes and every async projection stalled. None of our appends stays open anywhere near this long.
+                opts.Projections.SkipStaleGapsDespiteLiveTransactionsAfter = TimeSpan.FromSeconds(15);
 
                 MapEventNames(opts.Events);
                 opts.Storage.ExtendedSchemaObjects.Add(AppliedBatches.Definition(settings.PgSchema));
@@ -50,6 +54,7 @@ public static class EventStore
                 opts.Schema.For<Deployment>().Index(d => d.Throttled);
                 opts.Schema.For<Deployment>().Index(d => d.TenantId);
                 opts.Schema.For<Reservation>().Index(r => r.TenantId);
+                opts.AddInvoicingProjections();
             })
             .AddSubscriptionWithServices<AdmissionForwarder>(ServiceLifetime.Singleton)
             .UseLightweightSessions()
@@ -87,5 +92,10 @@ public static class EventStore
         events.MapEventType<ServingNodeRegistered>("serving_node_registered");
         events.MapEventType<ReservationPurchased>("reservation_purchased");
         events.MapEventType<ReservationCancelled>("reservation_cancelled");
+        events.MapEventType<InvoiceRegisterOpened>("invoice_register_opened");
+        events.MapEventType<InvoiceNumberAssigned>("invoice_number_assigned");
+        events.MapEventType<CreditNoteNumberAssigned>("credit_note_number_assigned");
+        events.MapEventType<InvoiceIssued>("invoice_issued");
+        events.MapEventType<CreditNoteIssued>("credit_note_issued");
     }
 }

@@ -1,0 +1,225 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text.RegularExpressions;
+using Throughput.Benchmarks.Harness;
+using Throughput.Benchmarks.Metering;
+
+namespace Throughput.Benchmarks.Invoicing;
+
+/// <summary>
+/// Invoice drafts under metering load: how long after a usage event is durable it shows in its tenant's draft (the
+/// async BillingAccount projection), p50/p99; then the host is stopped and every projection is rebuilt from the event
+/// log with the platform's own <c>rebuild-projections</c> command, in events per second. The host runs in a schema of
+/// the benchmark's own so no other daemon leader on the machine runs (or lacks) these projections.
+/// </summary>
+public sealed partial class InvoicingBenchmark : IBenchmark
+{
+    static readonly TimeSpan TargetLagP99 = TimeSpan.FromSeconds(2);
+    const double TargetRecordsPerSecond = 100_000;
+    const double TargetRebuildEventsPerSecond = 50_000;
+    static readonly TimeSpan CatchUpTimeout = TimeSpan.FromSeconds(30);
+
+    public string Name => "invoicing";
+
+    public string Summary => "usage event → invoice draft lag p50/p99 under metering load; full projection rebuild in events/s";
+
+    public IReadOnlyList<(string Option, string Meaning)> Options =>
+    [
+        ("duration", "seconds measured after the warm-up (40)"),
+        ("warmup", "seconds of load before measuring (15)"),
+        ("deployments", "deployments metered into (16)"),
+        ("publishers", "SDK publishers (2)"),
+        ("rate", "records/s offered in total; 0 = as fast as --in-flight allows (100000)"),
+        ("in-flight", "records handed to the SDK and not yet durable, at most (50000)"),
+        ("batch-records", "SDK MaxBatchRecords (1000)"),
+        ("linger-ms", "SDK MaxLinger in ms (20)"),
+        ("partitions", "host Metering:Partitions (4)"),
+        ("poll-ms", "how often events and the draft are polled (50)"),
+        ("schema", "PostgreSQL schema of the benchmark's host; its event log grows run after run (bench_invoicing)"),
+        ("rebuild", "projections to rebuild after the load: 'invoicing' (its own), 'all', 'none' or names, comma-separated (invoicing)"),
+        ("rebuild-events", "grow the log to at least this many usage events before the rebuild, by copying the run's own (100000)"),
+        ("host-env", "NAME=VALUE added to the host's environment; repeatable"),
+        ("host-dll", "the platform host to start (this repository's Release build)"),
+    ];
+
+    public async Task<BenchmarkReport> RunAsync(BenchOptions options, CancellationToken cancellationToken)
+    {
+        var duration = options.Seconds("duration", TimeSpan.FromSeconds(40));
+        var warmup = options.Seconds("warmup", TimeSpan.FromSeconds(15));
+        var deployments = options.Count("deployments", 16);
+        var shape = new LoadShape(
+            options.Count("publishers", 2), options.Count("rate", 100_000), options.Count("in-flight", 50_000),
+            options.Count("batch-records", 1000), options.Milliseconds("linger-ms", TimeSpan.FromMilliseconds(20)));
+        var poll = options.Milliseconds("poll-ms", TimeSpan.FromMilliseconds(50));
+        var schema = options.Text("schema", "bench_invoicing");
+        var rebuild = options.Text("rebuild", "invoicing") switch
+        {
+            "none" => null,
+            "all" => "",
+            "invoicing" => "BillingAccount,UsageHour,Invoice,InvoiceRegister,CreditNote,Revenue,PoolCapacity",
+            var names => names,
+        };
+        var rebuildEvents = options.Count("rebuild-events", 100_000);
+        var runId = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4));
+        var topology = new BenchTopology(runId, options.Count("partitions", 4));
+        var hostEnvironment = new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["THROUGHPUT_PG_SCHEMA"] = schema,
+            ["Metering__Exchange"] = topology.Exchange,
+            ["Metering__QueuePrefix"] = topology.QueuePrefix,
+            ["Metering__Partitions"] = topology.Partitions.ToString(CultureInfo.InvariantCulture),
+            ["Invoicing__AutoIssue"] = "false",
+        };
+        foreach (var pair in options.All("host-env"))
+        {
+            var eq = pair.IndexOf('=', StringComparison.Ordinal);
+            if (eq < 1) throw new UsageException($"--host-env '{pair}' is not NAME=VALUE");
+            hostEnvironment[pair[..eq]] = pair[(eq + 1)..];
+        }
+        var hostDll = Services.PlatformHostDll(options);
+        options.EnsureAllRead();
+
+        try
+        {
+            Log($"run {runId}: starting the platform host in schema {schema}");
+            var figures = new List<Figure>();
+            var conditions = new List<string>();
+            IReadOnlyList<string> streams = [];
+            await using (var host = await PlatformHost.StartAsync(hostDll, hostEnvironment, cancellationToken))
+            {
+                Log($"host pid {host.ProcessId} ready on {host.BaseAddress} (log: {host.LogPath})");
+                using var operatorApi = new PlatformApi(host.BaseAddress, host.OperatorKey);
+                var fleet = await MeteringFleet.SetUpAsync(operatorApi, runId, deployments, shape.Publishers, cancellationToken);
+                streams = fleet.Deployments;
+                await MeasureLagAsync(host, fleet, topology, shape, schema, warmup, duration, poll, figures, conditions, cancellationToken);
+            }
+            if (rebuild is not null)
+            {
+                var copied = await SeedLog.GrowAsync(Services.PostgresConnectionString(), schema, streams, rebuildEvents, cancellationToken);
+                if (copied > 0) conditions.Add($"before the rebuild the log was grown by {Number(copied)} copies of this run's usage events (new sequence numbers and stream versions), to ≥ {Number(rebuildEvents)} usage events");
+                await MeasureRebuildAsync(hostDll, schema, rebuild, figures, conditions, cancellationToken);
+            }
+            return new BenchmarkReport("invoicing", figures, conditions);
+        }
+        finally
+        {
+            await topology.RemoveAsync();
+        }
+    }
+
+    static async Task MeasureLagAsync(PlatformHost host, MeteringFleet fleet, BenchTopology topology, LoadShape shape, string schema,
+        TimeSpan warmup, TimeSpan duration, TimeSpan poll, List<Figure> figures, List<string> conditions, CancellationToken ct)
+    {
+        var connection = Services.PostgresConnectionString();
+        await using var events = new DurableObserver(connection, fleet.Deployments, poll, schema);
+        await events.StartAsync(ct);
+        await using var drafts = new DraftObserver(connection, schema, fleet.TenantId, poll);
+        drafts.Start();
+        await using var load = await LoadDriver.ConnectAsync(shape, fleet, topology.Exchange, () => events.Records, ct);
+
+        load.Start();
+        Log($"warming up for {warmup.TotalSeconds:0} s at {(shape.Rate > 0 ? Number(shape.Rate) + " records/s offered" : "the rate the path sustains")}");
+        await ProgressAsync(load, events, drafts, warmup, ct);
+        var from = DateTimeOffset.UtcNow;
+        var cpuBefore = CpuUse.Now(host.ProcessId);
+        Log($"measuring for {duration.TotalSeconds:0} s");
+        await ProgressAsync(load, events, drafts, duration, ct);
+        var to = DateTimeOffset.UtcNow;
+        var cpuAfter = CpuUse.Now(host.ProcessId);
+        await load.StopAsync(TimeSpan.FromSeconds(15));
+
+        var batches = await events.StopAsync(ct);
+        var last = batches.Count == 0 ? 0 : batches.Max(b => b.SeqId);
+        var caughtUp = await drafts.WaitForAsync(last, CatchUpTimeout, ct);
+        var measured = batches.Where(b => b.ObservedAt >= from && b.ObservedAt < to && !b.Late).ToList();
+        var seconds = (to - from).TotalSeconds;
+        var durableToDraft = new List<(double, long)>();
+        var handOverToDraft = new List<(double, long)>();
+        var never = 0;
+        foreach (var b in measured)
+        {
+            if (drafts.FirstShowing(b.SeqId) is not { } shown)
+            {
+                never++;
+                continue;
+            }
+            durableToDraft.Add((Math.Max(0, (shown - b.ObservedAt).TotalMilliseconds), b.Records));
+            handOverToDraft.Add(((shown - b.FirstStartedAt).TotalMilliseconds, b.Records));
+        }
+        var p99 = Percentiles.Weighted(durableToDraft, 99);
+        var recordsPerSecond = measured.Sum(b => b.Records) / seconds;
+
+        figures.Add(new("metering load: durable records/s", Number(recordsPerSecond), "100,000 offered", recordsPerSecond >= TargetRecordsPerSecond * 0.95));
+        figures.Add(new("usage events/s into the drafts", Number(measured.Count / seconds)));
+        figures.Add(new("durable → draft p50", Ms(Percentiles.Weighted(durableToDraft, 50))));
+        figures.Add(new("durable → draft p99", Ms(p99), "≤ 2,000 ms", p99 <= TargetLagP99.TotalMilliseconds));
+        figures.Add(new("record hand-over → draft p50 / p99", $"{Ms(Percentiles.Weighted(handOverToDraft, 50))} / {Ms(Percentiles.Weighted(handOverToDraft, 99))}"));
+        figures.Add(new("drafts caught up after the load", caughtUp ? $"yes, through event {last}" : $"NO: at {drafts.Through} of {last} {CatchUpTimeout.TotalSeconds:0} s after", "yes", caughtUp && never == 0));
+        conditions.Add($"{seconds:0} s measured after the warm-up, {fleet.Deployments.Count} deployments of one tenant, {shape.Publishers} publishers, {(shape.Rate > 0 ? $"{Number(shape.Rate)} records/s offered" : "closed loop")}, ≤ {Number(shape.InFlight)} in flight");
+        conditions.Add($"lag = first poll ({poll.TotalMilliseconds:0} ms) of the tenant's billing account showing the event's sequence − first poll of mt_events showing the event committed; percentiles weighted by records; {never} events never seen in the draft while polling");
+        conditions.Add($"CPU cores while measuring: {CpuUse.Describe(CpuUse.Between(cpuBefore, cpuAfter))}");
+    }
+
+    static async Task MeasureRebuildAsync(string hostDll, string schema, string names, List<Figure> figures, List<string> conditions, CancellationToken ct)
+    {
+        Log($"host stopped; rebuilding {(names.Length == 0 ? "every projection" : names)} with `Throughput.Platform.dll rebuild-projections`");
+        var start = new ProcessStartInfo("dotnet")
+        {
+            ArgumentList = { hostDll, "rebuild-projections" },
+            WorkingDirectory = Path.GetDirectoryName(Path.GetFullPath(hostDll))!,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var name in names.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)) start.ArgumentList.Add(name);
+        start.Environment["THROUGHPUT_PG_SCHEMA"] = schema;
+        start.Environment["Logging__LogLevel__Default"] = "Warning";
+        using var process = Process.Start(start)!;
+        var stderr = process.StandardError.ReadToEndAsync(ct);
+        var lines = new List<string>();
+        while (await process.StandardOutput.ReadLineAsync(ct) is { } line)
+        {
+            lines.Add(line);
+            if (line.StartsWith("rebuil", StringComparison.Ordinal)) Log(line);
+        }
+        await process.WaitForExitAsync(ct);
+        if (process.ExitCode != 0) throw new InvalidOperationException($"rebuild-projections exited {process.ExitCode}: {await stderr}");
+
+        var events = long.Parse(EventsInLog().Match(string.Join('\n', lines)).Groups[1].Value.Replace(",", "", StringComparison.Ordinal), CultureInfo.InvariantCulture);
+        var perProjection = lines.Select(l => RebuiltOne().Match(l)).Where(m => m.Success)
+            .Select(m => (Name: m.Groups[1].Value, Seconds: double.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture))).ToList();
+        var total = perProjection.Sum(p => p.Seconds);
+        var billing = perProjection.FirstOrDefault(p => p.Name == "BillingAccount");
+        var billingRate = billing.Seconds > 0 ? events / billing.Seconds : 0;
+        figures.Add(new("events in the log", Number(events)));
+        figures.Add(new("rebuild of the invoice drafts (BillingAccount), events/s", Number(billingRate), "≥ 50,000", billingRate >= TargetRebuildEventsPerSecond));
+        figures.Add(new($"rebuild of {(names.Length == 0 ? "every projection" : perProjection.Count + " projections")}, one after another", $"{total:0.0} s, {Number(events / Math.Max(total, 0.001))} log events/s"));
+        conditions.Add("rebuild: " + string.Join(", ", perProjection.Select(p => $"{p.Name} {p.Seconds:0.0} s")) + "; events/s = events in the log ÷ wall time (each projection reads only its event types)");
+    }
+
+    static async Task ProgressAsync(LoadDriver load, DurableObserver events, DraftObserver drafts, TimeSpan span, CancellationToken ct)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var last = (At: started, Durable: events.Records);
+        while (Stopwatch.GetElapsedTime(started) < span)
+        {
+            await Task.Delay(TimeSpan.FromSeconds(5), ct);
+            var now = (At: Stopwatch.GetTimestamp(), Durable: events.Records);
+            Log($"durable {Number((now.Durable - last.Durable) / Stopwatch.GetElapsedTime(last.At, now.At).TotalSeconds)}/s, confirmed {Number(load.Confirmed)}, drafts through event {drafts.Through}");
+            last = now;
+        }
+    }
+
+    [GeneratedRegex(@"from ([\d,]+) events")]
+    private static partial Regex EventsInLog();
+
+    [GeneratedRegex(@"^rebuilt (\S+) in ([\d.]+) s")]
+    private static partial Regex RebuiltOne();
+
+    static string Number(double value) => value.ToString("#,0", CultureInfo.InvariantCulture);
+
+    static string Ms(double milliseconds) => double.IsNaN(milliseconds) ? "n/a" : $"{milliseconds.ToString("#,0", CultureInfo.InvariantCulture)} ms";
+
+    static void Log(string line) => Console.WriteLine($"[invoicing {DateTime.Now:HH:mm:ss}] {line}");
+}

@@ -1,0 +1,47 @@
+using Npgsql;
+
+namespace Throughput.Benchmarks.Invoicing;
+
+/// <summary>
+/// Grows the benchmark schema's event log for the rebuild measurement: copies of the run's own usage events appended
+/// to the same deployment streams with new sequence numbers and stream versions, as if metering had gone on longer.
+/// Only ever used on the benchmark's own schema, with its host stopped.
+/// </summary>
+public static class SeedLog
+{
+    public static async Task<long> GrowAsync(string connectionString, string schema, IReadOnlyList<string> streams, long atLeast, CancellationToken ct)
+    {
+        if (streams.Count == 0) return 0;
+        await using var database = NpgsqlDataSource.Create(connectionString);
+        long copied = 0;
+        while (true)
+        {
+            await using var count = database.CreateCommand($"select count(*) from {schema}.mt_events where type = 'usage_metered'");
+            var existing = (long)(await count.ExecuteScalarAsync(ct))!;
+            if (existing >= atLeast) return copied;
+            await using var connection = await database.OpenConnectionAsync(ct);
+            await using var transaction = await connection.BeginTransactionAsync(ct);
+            await using var copy = new NpgsqlCommand($"""
+                with source as (
+                    select e.stream_id, e.data, e.type, e.mt_dotnet_type, row_number() over (partition by e.stream_id order by e.seq_id) as n
+                    from (select * from {schema}.mt_events where type = 'usage_metered' and stream_id = any(@streams) order by seq_id limit @take) e
+                )
+                insert into {schema}.mt_events (seq_id, id, stream_id, version, data, type, timestamp, tenant_id, mt_dotnet_type, is_archived)
+                select nextval('{schema}.mt_events_sequence'), gen_random_uuid(), s.stream_id, st.version + s.n, s.data, s.type, now(), '*DEFAULT*', s.mt_dotnet_type, false
+                from source s join {schema}.mt_streams st on st.id = s.stream_id
+                order by s.n, s.stream_id
+                """, connection, transaction);
+            copy.Parameters.AddWithValue("streams", streams.ToArray());
+            copy.Parameters.AddWithValue("take", Math.Min(atLeast - existing, 50_000));
+            var inserted = await copy.ExecuteNonQueryAsync(ct);
+            if (inserted == 0) return copied;
+            await using var versions = new NpgsqlCommand(
+                $"update {schema}.mt_streams st set version = (select max(version) from {schema}.mt_events e where e.stream_id = st.id) where st.id = any(@streams)",
+                connection, transaction);
+            versions.Parameters.AddWithValue("streams", streams.ToArray());
+            await versions.ExecuteNonQueryAsync(ct);
+            await transaction.CommitAsync(ct);
+            copied += inserted;
+        }
+    }
+}

@@ -1,0 +1,76 @@
+using Marten;
+using Throughput.Access;
+using Throughput.Http;
+using Throughput.Invoicing;
+
+namespace Throughput.Finance;
+
+/// <summary>Finance reads everything: the invoice register, credit notes, revenue, sell-through, utilization; each as JSON or CSV.</summary>
+public static class FinanceApi
+{
+    static readonly Column<InvoiceSummary>[] RegisterColumns =
+    [
+        new("number", i => i.DocumentNumber), new("invoice_id", i => i.Id), new("tenant_id", i => i.TenantId), new("month", i => i.Month),
+        new("currency", i => i.Currency), new("total", i => RevenueView.Amount(i.Total, i.Currency)), new("credited", i => RevenueView.Amount(i.Credited, i.Currency)),
+        new("balance", i => RevenueView.Amount(i.Balance, i.Currency)), new("lines", i => i.Lines.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+        new("issued_at", i => i.IssuedAt.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture)), new("issued_by", i => i.IssuedBy),
+    ];
+
+    static readonly Column<CreditNote>[] CreditNoteColumns =
+    [
+        new("number", c => c.DocumentNumber), new("credit_note_id", c => c.Id), new("invoice_number", c => c.InvoiceNumber), new("tenant_id", c => c.TenantId),
+        new("invoice_month", c => c.InvoiceMonth), new("currency", c => c.Currency), new("total", c => RevenueView.Amount(c.Total, c.Currency)),
+        new("reason", c => c.Reason), new("issued_at", c => c.IssuedAt.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture)),
+        new("issued_by", c => c.IssuedBy),
+    ];
+
+    public static IEndpointRouteBuilder MapFinance(this IEndpointRouteBuilder app)
+    {
+        var finance = app.MapGroup("/v1/finance").RequireAuthorization(Policies.Finance).WithTags("Finance");
+
+        finance.MapGet("/invoices", async (string? month, HttpContext http, IQuerySession session, TimeProvider clock, CancellationToken ct) =>
+            {
+                if (!TryMonth(month, clock, out var period)) return MonthProblem();
+                var invoices = await session.Query<Invoice>().Where(i => i.Period == period.Index).OrderBy(i => i.Number).ToListAsync(ct);
+                return Tables.Respond(http, invoices.Select(InvoiceSummary.Of).ToList(), $"invoices-{period}", RegisterColumns);
+            })
+            .WithName("GetInvoiceRegister").WithSummary("The invoices issued for a billing month (default: last month), by number. JSON or CSV.")
+            .Produces<IReadOnlyList<InvoiceSummary>>().Produces(200, contentType: "text/csv").ProducesValidationProblem();
+
+        finance.MapGet("/invoices/{invoiceId}", async (string invoiceId, IQuerySession session, CancellationToken ct) =>
+                await session.LoadAsync<Invoice>(invoiceId, ct) is { } invoice ? Results.Ok(invoice) : throw RuleViolation.NotFound($"No invoice '{invoiceId}'."))
+            .WithName("GetAnyInvoice").Produces<Invoice>().ProducesProblem(404);
+
+        finance.MapGet("/drafts/{tenantId}", async (string tenantId, string? month, IQuerySession session, TimeProvider clock, InvoicingSettings settings, CancellationToken ct) =>
+            {
+                var now = clock.GetUtcNow();
+                var period = BillingMonth.Of(now);
+                if (month is not null && !BillingMonth.TryParse(month, out period)) return MonthProblem();
+                return Results.Ok(await Invoices.DraftAsync(session, tenantId, period, now, settings, ct));
+            })
+            .WithName("GetTenantDraft").WithSummary("A tenant's invoice draft for a month (default this one).").Produces<InvoiceDraft>().ProducesProblem(404);
+
+        finance.MapGet("/credit-notes", async (string? month, HttpContext http, IQuerySession session, TimeProvider clock, CancellationToken ct) =>
+            {
+                if (!TryMonth(month, clock, out var period)) return MonthProblem();
+                var notes = await session.Query<CreditNote>().Where(c => c.Period == period.Index).OrderBy(c => c.Number).ToListAsync(ct);
+                return Tables.Respond(http, notes, $"credit-notes-{period}", CreditNoteColumns);
+            })
+            .WithName("ListCreditNotes").WithSummary("Credit notes issued in a month (default: last month), by number. JSON or CSV.")
+            .Produces<IReadOnlyList<CreditNote>>().Produces(200, contentType: "text/csv").ProducesValidationProblem();
+
+        finance.MapRevenue();
+        finance.MapSellThrough();
+        finance.MapUtilization();
+        return app;
+    }
+
+    /// <summary>Registers default to last month: the one being invoiced.</summary>
+    static bool TryMonth(string? text, TimeProvider clock, out BillingMonth month)
+    {
+        month = BillingMonth.FromIndex(BillingMonth.Of(clock.GetUtcNow()).Index - 1);
+        return text is null || BillingMonth.TryParse(text, out month);
+    }
+
+    static IResult MonthProblem() => Results.ValidationProblem(new Dictionary<string, string[]> { ["month"] = ["A month is written yyyy-MM."] });
+}

@@ -1,0 +1,258 @@
+using System.Collections.Immutable;
+using Throughput.Catalog;
+using Throughput.Deployments;
+using Throughput.Reservations;
+using Throughput.Tenants;
+
+namespace Throughput.Invoicing;
+
+/// <summary>A PTU level from <see cref="At"/> on; a release is a change to 0.</summary>
+public sealed record CapacityChange(DateTimeOffset At, decimal Ptu);
+
+/// <summary>A deployment as billing sees it: what it is, its prices (fixed at purchase) and its PTUs over time.</summary>
+public sealed record BilledDeployment(
+    string Id,
+    string Name,
+    string Model,
+    string Region,
+    DeploymentType Type,
+    PriceList Prices,
+    DateTimeOffset CreatedAt,
+    ImmutableList<CapacityChange> Capacity)
+{
+    public DateTimeOffset? ReleasedAt => Capacity is [.., { Ptu: 0 } last] ? last.At : null;
+}
+
+public sealed record BilledReservation(
+    string Id,
+    string Model,
+    string Region,
+    DeploymentType Type,
+    decimal Ptu,
+    ReservationTerm Term,
+    decimal PricePerPtu,
+    DateTimeOffset StartsAt,
+    DateTimeOffset EndsAt)
+{
+    /// <summary>When each charge falls due: a month term once at its start, a year term monthly from its start (12 installments).</summary>
+    public IEnumerable<(int Installment, DateTimeOffset Due)> Installments() => Term == ReservationTerm.Month
+        ? [(1, StartsAt)]
+        : Enumerable.Range(0, 12).Select(k => (k + 1, StartsAt.AddMonths(k)));
+}
+
+/// <summary>Token counts of usage: all of it, and the part served by spillover (which is billed per token).</summary>
+public sealed record TokenCounts(long Records, long PromptTokens, long CachedTokens, long OutputTokens, long SpilledPromptTokens, long SpilledCachedTokens, long SpilledOutputTokens)
+{
+    public static readonly TokenCounts Zero = new(0, 0, 0, 0, 0, 0, 0);
+
+    public static TokenCounts Of(UsageMetered e) =>
+        new(e.Records, e.PromptTokens, e.CachedTokens, e.OutputTokens, e.SpilledPromptTokens, e.SpilledCachedTokens, e.SpilledOutputTokens);
+
+    public static TokenCounts Of(MonthlyUsage m) =>
+        new(m.Records, m.PromptTokens, m.CachedTokens, m.OutputTokens, m.SpilledPromptTokens, m.SpilledCachedTokens, m.SpilledOutputTokens);
+
+    public TokenCounts Add(TokenCounts o) => new(Records + o.Records, PromptTokens + o.PromptTokens, CachedTokens + o.CachedTokens,
+        OutputTokens + o.OutputTokens, SpilledPromptTokens + o.SpilledPromptTokens, SpilledCachedTokens + o.SpilledCachedTokens, SpilledOutputTokens + o.SpilledOutputTokens);
+
+    /// <summary>Spilled tokens by the type they are priced as: input is prompt minus cached.</summary>
+    public long Spilled(TokenType type) => type switch
+    {
+        TokenType.Input => SpilledPromptTokens - SpilledCachedTokens,
+        TokenType.Cached => SpilledCachedTokens,
+        _ => SpilledOutputTokens,
+    };
+
+    public bool HasSpill => SpilledPromptTokens != 0 || SpilledOutputTokens != 0 || SpilledCachedTokens != 0;
+
+    /// <summary>Only spilled tokens, less what was billed of each type already.</summary>
+    public TokenCounts UnbilledSpill(long input, long cached, long output)
+    {
+        var c = Math.Max(0, SpilledCachedTokens - cached);
+        var i = Math.Max(0, Spilled(TokenType.Input) - input);
+        var o = Math.Max(0, SpilledOutputTokens - output);
+        return new TokenCounts(0, 0, 0, 0, i + c, c, o);
+    }
+}
+
+/// <summary>Usage that lands on one invoice: of the invoice's own month, or (<see cref="ServiceMonth"/> earlier) a prior-period adjustment.</summary>
+public sealed record UsageEntry(string ServiceMonth, string DeploymentId, TokenCounts Tokens);
+
+/// <summary>
+/// A tenant's billing facts, folded from the event log by <see cref="BillingAccountProjection"/>: its deployments' PTUs
+/// over time, its reservations, usage per invoice month not yet issued, and the months already issued. Invoice drafts
+/// are computed from it by <see cref="InvoiceCalculation"/>; issued months keep nothing here but their invoice id.
+/// </summary>
+public sealed record BillingAccount(
+    string Id,
+    string Name,
+    string Currency,
+    ImmutableDictionary<string, BilledDeployment> Deployments,
+    ImmutableDictionary<string, BilledReservation> Reservations,
+    ImmutableDictionary<string, ImmutableDictionary<string, UsageEntry>> Usage,
+    ImmutableDictionary<string, string> Issued,
+    int? UnissuedSince,
+    long ProjectedThrough)
+{
+    public static BillingAccount Open(string tenantId, string name, string currency) =>
+        new(tenantId, name, currency, ImmutableDictionary<string, BilledDeployment>.Empty, ImmutableDictionary<string, BilledReservation>.Empty,
+            ImmutableDictionary<string, ImmutableDictionary<string, UsageEntry>>.Empty, ImmutableDictionary<string, string>.Empty, null, 0);
+
+    public static BillingAccount Opened(TenantCreated e) => Open(e.TenantId, e.Name, e.Currency);
+
+    /// <summary>Folds one event into a tenant's account; events that do not bill leave it as it is.</summary>
+    public static BillingAccount Fold(BillingAccount? account, string tenantId, object e)
+    {
+        account ??= e switch
+        {
+            TenantCreated t => Opened(t),
+            DeploymentCreated d => Open(tenantId, tenantId, d.Currency), // only if the tenant's own event is missing
+            _ => Open(tenantId, tenantId, "USD"),
+        };
+        return e switch
+        {
+            DeploymentCreated d => account.Then(d),
+            DeploymentResized d => account.Then(d),
+            DeploymentReleased d => account.Then(d),
+            ReservationPurchased r => account.Then(r),
+            UsageMetered u => account.Then(u),
+            InvoiceIssued i => account.Then(i),
+            _ => account,
+        };
+    }
+
+    public bool IsIssued(BillingMonth month) => Issued.ContainsKey(month.ToString());
+
+    public ImmutableDictionary<string, UsageEntry> UsageOn(BillingMonth month) =>
+        Usage.TryGetValue(month.ToString(), out var entries) ? entries : ImmutableDictionary<string, UsageEntry>.Empty;
+
+    public BillingAccount Then(DeploymentCreated e) => Recount(this with
+    {
+        Deployments = Deployments.SetItem(e.DeploymentId, new BilledDeployment(e.DeploymentId, e.Name, e.Model, e.Region, e.Type, e.Prices, e.CreatedAt, [new CapacityChange(e.CreatedAt, e.Ptu)])),
+    });
+
+    public BillingAccount Then(DeploymentResized e) => Change(e.DeploymentId, new CapacityChange(e.ResizedAt, e.ToPtu));
+
+    public BillingAccount Then(DeploymentReleased e) => Change(e.DeploymentId, new CapacityChange(e.ReleasedAt, 0));
+
+    public BillingAccount Then(ReservationPurchased e) => Recount(this with
+    {
+        Reservations = Reservations.SetItem(e.ReservationId, new BilledReservation(e.ReservationId, e.Model, e.Region, e.Type, e.Ptu, e.Term, e.PricePerPtu, e.StartsAt, e.EndsAt)),
+    });
+
+    /// <summary>
+    /// Usage belongs to the month its records finished in (record time). If that month's invoice is already issued, it
+    /// lands on the next invoice not yet issued (from the month it was metered in) as a prior-period adjustment.
+    /// </summary>
+    public BillingAccount Then(UsageMetered e)
+    {
+        if (e.Months is not { Count: > 0 } parts) return Record(BillingMonth.Of(e.LastFinishedAt), e.MeteredAt, e.DeploymentId, TokenCounts.Of(e));
+        var account = this;
+        foreach (var part in parts) account = account.Record(BillingMonth.Parse(part.Month), e.MeteredAt, e.DeploymentId, TokenCounts.Of(part));
+        return account;
+    }
+
+    BillingAccount Record(BillingMonth service, DateTimeOffset meteredAt, string deploymentId, TokenCounts tokens)
+    {
+        var target = IsIssued(service) ? FirstOpenFrom(Later(BillingMonth.Of(meteredAt), service.Next)) : service;
+        var before = UsageOn(target);
+        var next = AddUsage(target, service, deploymentId, tokens);
+        // The months that still need invoicing change only when spilled usage first lands on a month.
+        return tokens.HasSpill && !before.Values.Any(u => u.Tokens.HasSpill) ? Recount(next) : next;
+    }
+
+    /// <summary>
+    /// The month is closed. Usage the account holds for it that the invoice did not bill (it reached this projection
+    /// after the draft was read) moves on to the next open invoice: nothing is billed twice, nothing is lost.
+    /// </summary>
+    public BillingAccount Then(InvoiceIssued e)
+    {
+        var month = BillingMonth.Parse(e.Month);
+        var issued = this with { Issued = Issued.SetItem(e.Month, e.InvoiceId) };
+        var billed = e.Lines.Where(l => l.Tokens is not null && l.DeploymentId is not null)
+            .GroupBy(l => (Service: l.ServiceMonth ?? e.Month, Deployment: l.DeploymentId!))
+            .ToDictionary(g => g.Key, g => (
+                Input: g.Where(l => l.TokenType == TokenType.Input).Sum(l => l.Tokens!.Value),
+                Cached: g.Where(l => l.TokenType == TokenType.Cached).Sum(l => l.Tokens!.Value),
+                Output: g.Where(l => l.TokenType == TokenType.Output).Sum(l => l.Tokens!.Value)));
+        var carryTo = issued.FirstOpenFrom(Later(BillingMonth.Of(e.IssuedAt), month.Next));
+        var next = issued with { Usage = Usage.Remove(e.Month) };
+        foreach (var entry in UsageOn(month).Values.OrderBy(u => u.ServiceMonth, StringComparer.Ordinal).ThenBy(u => u.DeploymentId, StringComparer.Ordinal))
+        {
+            var (input, cached, output) = billed.GetValueOrDefault((entry.ServiceMonth, entry.DeploymentId));
+            var unbilled = entry.Tokens.UnbilledSpill(input, cached, output);
+            if (unbilled.HasSpill) next = next.AddUsage(carryTo, BillingMonth.Parse(entry.ServiceMonth), entry.DeploymentId, unbilled);
+        }
+        return Recount(next);
+    }
+
+    public BillingAccount Projected(long sequence) => this with { ProjectedThrough = Math.Max(ProjectedThrough, sequence) };
+
+    /// <summary>The first month from <paramref name="from"/> on whose invoice is not issued.</summary>
+    public BillingMonth FirstOpenFrom(BillingMonth from)
+    {
+        var month = from;
+        while (IsIssued(month)) month = month.Next;
+        return month;
+    }
+
+    /// <summary>Months not issued that may have something to bill, from the earliest; open-ended deployments run to <paramref name="until"/>.</summary>
+    public IEnumerable<BillingMonth> OpenMonthsThrough(BillingMonth until)
+    {
+        if (UnissuedSince is not { } since) yield break;
+        for (var index = since; index <= until.Index; index++)
+        {
+            var month = BillingMonth.FromIndex(index);
+            if (!IsIssued(month) && MayBill(month)) yield return month;
+        }
+    }
+
+    /// <summary>Whether anything of the account could be billed in the month: a deployment running, an installment due, spilled usage.</summary>
+    public bool MayBill(BillingMonth month) =>
+        Deployments.Values.Any(d => d.CreatedAt < month.End && (d.ReleasedAt is not { } released || released > month.Start))
+        || Reservations.Values.Any(r => r.Installments().Any(i => BillingMonth.Of(i.Due) == month))
+        || UsageOn(month).Values.Any(u => u.Tokens.HasSpill);
+
+    BillingAccount Change(string deploymentId, CapacityChange change) =>
+        Deployments.TryGetValue(deploymentId, out var d)
+            ? Recount(this with { Deployments = Deployments.SetItem(deploymentId, d with { Capacity = d.Capacity.Add(change) }) })
+            : this;
+
+    BillingAccount AddUsage(BillingMonth target, BillingMonth service, string deploymentId, TokenCounts tokens)
+    {
+        var key = target.ToString();
+        var entries = UsageOn(target);
+        var entryKey = service + "|" + deploymentId;
+        var entry = entries.TryGetValue(entryKey, out var existing)
+            ? existing with { Tokens = existing.Tokens.Add(tokens) }
+            : new UsageEntry(service.ToString(), deploymentId, tokens);
+        return this with { Usage = Usage.SetItem(key, entries.SetItem(entryKey, entry)) };
+    }
+
+    /// <summary>Keeps <see cref="UnissuedSince"/>, the earliest month that may still need an invoice, for the issuer's query.</summary>
+    static BillingAccount Recount(BillingAccount a)
+    {
+        int? earliest = null;
+        void Consider(int from, int to)
+        {
+            for (var m = from; m <= to && (earliest is null || m < earliest); m++)
+            {
+                if (a.IsIssued(BillingMonth.FromIndex(m))) continue;
+                earliest = m;
+                return;
+            }
+        }
+        foreach (var d in a.Deployments.Values)
+        {
+            var released = d.ReleasedAt;
+            if (released is { } r && r <= d.CreatedAt) continue;
+            Consider(BillingMonth.Of(d.CreatedAt).Index, released is { } end ? BillingMonth.Of(end.AddTicks(-1)).Index : int.MaxValue);
+        }
+        foreach (var r in a.Reservations.Values)
+            foreach (var (_, due) in r.Installments()) Consider(BillingMonth.Of(due).Index, BillingMonth.Of(due).Index);
+        foreach (var (month, entries) in a.Usage)
+            if (entries.Values.Any(u => u.Tokens.HasSpill)) Consider(BillingMonth.Parse(month).Index, BillingMonth.Parse(month).Index);
+        return a.UnissuedSince == earliest ? a : a with { UnissuedSince = earliest };
+    }
+
+    static BillingMonth Later(BillingMonth a, BillingMonth b) => a > b ? a : b;
+}

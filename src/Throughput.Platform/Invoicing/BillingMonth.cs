@@ -1,0 +1,80 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Throughput.Invoicing;
+
+/// <summary>A billing period: one calendar month in UTC, written <c>yyyy-MM</c>.</summary>
+[JsonConverter(typeof(BillingMonthJsonConverter))]
+public readonly record struct BillingMonth(int Year, int Month) : IComparable<BillingMonth>
+{
+    public DateTimeOffset Start => new(Year, Month, 1, 0, 0, 0, TimeSpan.Zero);
+
+    public DateTimeOffset End => Start.AddMonths(1);
+
+    public BillingMonth Next => Of(End);
+
+    /// <summary>Months since year 0: sortable and comparable in a database index.</summary>
+    public int Index => Year * 12 + Month - 1;
+
+    public static BillingMonth FromIndex(int index) => new(index / 12, index % 12 + 1);
+
+    public static BillingMonth Of(DateTimeOffset at)
+    {
+        var utc = at.UtcDateTime;
+        return new BillingMonth(utc.Year, utc.Month);
+    }
+
+    public static bool TryParse(string? text, out BillingMonth month)
+    {
+        month = default;
+        if (text is null || !DateTime.TryParseExact(text, "yyyy-MM", CultureInfo.InvariantCulture, DateTimeStyles.None, out var parsed)) return false;
+        month = new BillingMonth(parsed.Year, parsed.Month);
+        return true;
+    }
+
+    public static BillingMonth Parse(string text) =>
+        TryParse(text, out var month) ? month : throw new FormatException($"'{text}' is not a month written yyyy-MM.");
+
+    public int CompareTo(BillingMonth other) => Index.CompareTo(other.Index);
+
+    public static bool operator <(BillingMonth a, BillingMonth b) => a.Index < b.Index;
+
+    public static bool operator >(BillingMonth a, BillingMonth b) => a.Index > b.Index;
+
+    public static bool operator <=(BillingMonth a, BillingMonth b) => a.Index <= b.Index;
+
+    public static bool operator >=(BillingMonth a, BillingMonth b) => a.Index >= b.Index;
+
+    public override string ToString() => $"{Year:D4}-{Month:D2}";
+}
+
+public sealed class BillingMonthJsonConverter : JsonConverter<BillingMonth>
+{
+    public override BillingMonth Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
+        BillingMonth.TryParse(reader.GetString(), out var month) ? month : throw new JsonException("A month is written yyyy-MM.");
+
+    public override void Write(Utf8JsonWriter writer, BillingMonth value, JsonSerializerOptions options) => writer.WriteStringValue(value.ToString());
+
+    public override BillingMonth ReadAsPropertyName(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
+        Read(ref reader, typeToConvert, options);
+
+    public override void WriteAsPropertyName(Utf8JsonWriter writer, BillingMonth value, JsonSerializerOptions options) =>
+        writer.WritePropertyName(value.ToString());
+}
+
+/// <summary>Money rules: amounts are decimal in a currency, rounded half away from zero to its minor unit, once, per line.</summary>
+public static class Money
+{
+    // ISO 4217 minor units of the currencies that differ from 2; everything else has cents.
+    static readonly Dictionary<string, int> MinorUnits = new(StringComparer.Ordinal)
+    {
+        ["JPY"] = 0, ["KRW"] = 0, ["CLP"] = 0, ["ISK"] = 0, ["VND"] = 0,
+        ["BHD"] = 3, ["KWD"] = 3, ["OMR"] = 3, ["JOD"] = 3, ["TND"] = 3,
+    };
+
+    public static int MinorUnitsOf(string currency) => MinorUnits.GetValueOrDefault(currency, 2);
+
+    public static decimal Round(decimal amount, string currency) =>
+        decimal.Round(amount, MinorUnitsOf(currency), MidpointRounding.AwayFromZero);
+}

@@ -1,0 +1,151 @@
+using FluentValidation;
+using Marten;
+using Marten.Events.Projections;
+using Throughput.Access;
+using Throughput.Http;
+
+namespace Throughput.Invoicing;
+
+/// <summary>Credit an amount against the invoice as a whole, or amounts against some of its lines (not both).</summary>
+public sealed record IssueCreditNote(decimal? Amount, IReadOnlyList<CreditLineRequest>? Lines, string Reason);
+
+public sealed record CreditLineRequest(int Line, decimal Amount);
+
+/// <summary>A credit note as finance reads it: a numbered document of its own.</summary>
+public sealed record CreditNote(
+    string Id,
+    long Number,
+    string DocumentNumber,
+    string InvoiceId,
+    string InvoiceNumber,
+    string TenantId,
+    string InvoiceMonth,
+    string Month,
+    int Period,
+    string Currency,
+    IReadOnlyList<CreditNoteLine> Lines,
+    decimal Total,
+    string Reason,
+    DateTimeOffset IssuedAt,
+    string IssuedBy)
+{
+    public static CreditNote Of(Invoice invoice, CreditNoteReference c) => Of(new CreditNoteIssued(c.CreditNoteId, c.Number, c.DocumentNumber, invoice.Id,
+        invoice.DocumentNumber, invoice.TenantId, invoice.Month, invoice.Currency, c.Lines, c.Total, c.Reason, c.IdempotencyKey, c.IssuedAt, c.IssuedBy));
+
+    public static CreditNote Of(CreditNoteIssued e)
+    {
+        var month = BillingMonth.Of(e.IssuedAt);
+        return new(e.CreditNoteId, e.Number, e.DocumentNumber, e.InvoiceId, e.InvoiceNumber, e.TenantId, e.InvoiceMonth, month.ToString(), month.Index,
+            e.Currency, e.Lines, e.Total, e.Reason, e.IssuedAt, e.IssuedBy);
+    }
+}
+
+/// <summary>Credit notes as documents, by their id; async like every multi-stream projection.</summary>
+public sealed class CreditNoteProjection : MultiStreamProjection<CreditNote, string>
+{
+    public CreditNoteProjection()
+    {
+        Name = "CreditNote";
+        Identity<CreditNoteIssued>(e => e.CreditNoteId);
+    }
+
+    public static CreditNote Create(CreditNoteIssued e) => CreditNote.Of(e);
+}
+
+public static class CreditNotes
+{
+    public sealed class Validator : AbstractValidator<IssueCreditNote>
+    {
+        public Validator()
+        {
+            RuleFor(x => x.Reason).NotEmpty().MaximumLength(500);
+            RuleFor(x => x).Must(x => x.Amount is null != (x.Lines is null)).OverridePropertyName("amount").WithMessage("Send either amount or lines, not both.");
+            RuleFor(x => x.Amount).GreaterThan(0).LessThanOrEqualTo(1_000_000_000).When(x => x.Amount is not null);
+            RuleFor(x => x.Lines).NotEmpty().Must(l => l!.Select(x => x.Line).Distinct().Count() == l!.Count).WithMessage("Name each invoice line once.")
+                .When(x => x.Lines is not null);
+            RuleForEach(x => x.Lines).ChildRules(line =>
+            {
+                line.RuleFor(l => l.Line).GreaterThan(0);
+                line.RuleFor(l => l.Amount).GreaterThan(0).LessThanOrEqualTo(1_000_000_000);
+            });
+        }
+    }
+
+    /// <summary>Events for the register stream and the invoice stream; none if this idempotency key already credited the invoice.</summary>
+    public static object[] Decide(InvoiceRegister register, Invoice invoice, IssueCreditNote command, string? idempotencyKey, DateTimeOffset now, string issuedBy)
+    {
+        if (idempotencyKey is not null && invoice.CreditNotes.Any(c => c.IdempotencyKey == idempotencyKey)) return [];
+        List<CreditNoteLine> lines = [];
+        if (command.Amount is { } amount)
+        {
+            lines.Add(new CreditNoteLine(null, $"Credit against {invoice.DocumentNumber}", "", "", null, amount));
+        }
+        else
+        {
+            foreach (var request in command.Lines!)
+            {
+                var line = invoice.Lines.FirstOrDefault(l => l.Line == request.Line)
+                    ?? throw RuleViolation.Unprocessable($"{invoice.DocumentNumber} has no line {request.Line}.");
+                var creditable = line.Amount - invoice.CreditedOnLine(line.Line);
+                if (request.Amount > creditable)
+                    throw RuleViolation.Conflict($"Line {line.Line} of {invoice.DocumentNumber} has {creditable} {invoice.Currency} left to credit; {request.Amount} requested.");
+                lines.Add(new CreditNoteLine(line.Line, $"Credit on line {line.Line}: {line.Description}", line.Model, line.Region, line.Type, request.Amount));
+            }
+        }
+        foreach (var l in lines)
+        {
+            if (Money.Round(l.Amount, invoice.Currency) != l.Amount)
+                throw RuleViolation.Unprocessable($"{l.Amount} has more decimals than {invoice.Currency} has minor units ({Money.MinorUnitsOf(invoice.Currency)}).");
+        }
+        var total = lines.Sum(l => l.Amount);
+        if (total > invoice.Balance)
+            throw RuleViolation.Conflict($"{invoice.DocumentNumber} has a balance of {invoice.Balance} {invoice.Currency}; a credit of {total} would exceed it.");
+
+        var number = register.LastCreditNoteNumber + 1;
+        var id = $"cn-{number:D8}";
+        return
+        [
+            new CreditNoteNumberAssigned(number, id, invoice.Id, now),
+            new CreditNoteIssued(id, number, InvoiceRegister.CreditNoteDocumentNumber(number), invoice.Id, invoice.DocumentNumber, invoice.TenantId,
+                invoice.Month, invoice.Currency, lines, total, command.Reason, idempotencyKey, now, issuedBy),
+        ];
+    }
+
+    public static IEndpointRouteBuilder MapCreditNotes(this IEndpointRouteBuilder app)
+    {
+        app.MapPost("/v1/finance/invoices/{invoiceId}/credit-notes", async (string invoiceId, IssueCreditNote command, HttpContext http, IDocumentStore store, TimeProvider clock, CancellationToken ct) =>
+            {
+                string? key = http.Request.Headers["Idempotency-Key"];
+                if (key is { Length: > 128 })
+                    return Results.ValidationProblem(new Dictionary<string, string[]> { ["Idempotency-Key"] = ["At most 128 characters."] });
+                var now = clock.GetUtcNow();
+                await InvoiceRegisters.EnsureOpenAsync(store, now, ct);
+                await using var session = store.LightweightSession();
+                // The register's row lock serialises credit notes with invoices: gapless numbers, and no two credits overspend a balance.
+                var register = await session.Events.FetchForExclusiveWriting<InvoiceRegister>(InvoiceRegister.StreamId, ct);
+                var stream = await session.Events.FetchForWriting<Invoice>(invoiceId, ct);
+                var invoice = stream.Aggregate ?? throw RuleViolation.NotFound($"No issued invoice '{invoiceId}'.");
+                var events = Decide(register.Aggregate!, invoice, command, key, now, "finance:" + http.User.KeyId());
+                if (events is not [CreditNoteNumberAssigned numbered, CreditNoteIssued issued])
+                {
+                    var earlier = invoice.CreditNotes.First(c => c.IdempotencyKey == key);
+                    return Results.Ok(CreditNote.Of(invoice, earlier));
+                }
+                register.AppendOne(numbered);
+                stream.AppendOne(issued);
+                await session.SaveChangesAsync(ct);
+                return Results.Created($"/v1/finance/credit-notes/{issued.CreditNoteId}", CreditNote.Of(issued));
+            })
+            .ValidateWith(new Validator())
+            .RequireAuthorization(Policies.Finance).WithTags("Finance")
+            .WithName("IssueCreditNote")
+            .WithSummary("Credit an issued invoice, with a reason. Send Idempotency-Key so that a retry never credits twice.")
+            .Produces<CreditNote>(201).ProducesProblem(404).ProducesProblem(409).ProducesProblem(422);
+
+        app.MapGet("/v1/finance/credit-notes/{creditNoteId}", async (string creditNoteId, IQuerySession session, CancellationToken ct) =>
+                await session.LoadAsync<CreditNote>(creditNoteId, ct) is { } note ? Results.Ok(note) : throw RuleViolation.NotFound($"No credit note '{creditNoteId}'."))
+            .RequireAuthorization(Policies.Finance).WithTags("Finance").WithName("GetCreditNote")
+            .Produces<CreditNote>().ProducesProblem(404);
+        return app;
+    }
+}

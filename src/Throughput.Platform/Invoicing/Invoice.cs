@@ -1,0 +1,151 @@
+using Throughput.Catalog;
+
+namespace Throughput.Invoicing;
+
+public enum InvoiceLineKind
+{
+    /// <summary>PTU-hours deployed and not covered by a reservation, at the deployment's hourly price.</summary>
+    Provisioned,
+
+    /// <summary>A reservation's charge (a month term once, a year term in twelve monthly installments), used or not.</summary>
+    Reservation,
+
+    /// <summary>Tokens served by spillover in the invoice's own month, per token type.</summary>
+    Spillover,
+
+    /// <summary>Spillover tokens of an earlier, already issued month that were metered after it was issued.</summary>
+    PriorPeriodAdjustment,
+}
+
+public enum TokenType
+{
+    /// <summary>Prompt tokens minus cached prompt tokens.</summary>
+    Input,
+    Cached,
+    Output,
+}
+
+/// <summary>
+/// One line of an invoice. <see cref="Amount"/> is rounded half away from zero to the currency's minor unit; the
+/// invoice total is the sum of the rounded amounts. <see cref="Quantity"/> is for reading (PTU-hours to 6 decimals,
+/// tokens in millions); amounts are computed from exact seconds and token counts.
+/// </summary>
+public sealed record InvoiceLine(
+    int Line,
+    InvoiceLineKind Kind,
+    string Description,
+    string Model,
+    string Region,
+    DeploymentType Type,
+    string? DeploymentId,
+    string? ReservationId,
+    DateTimeOffset? From,
+    DateTimeOffset? To,
+    decimal Quantity,
+    string Unit,
+    decimal UnitPrice,
+    decimal Amount,
+    decimal? Ptu = null,
+    decimal? CoveredPtu = null,
+    decimal? CoveredPtuHours = null,
+    TokenType? TokenType = null,
+    long? Tokens = null,
+    string? ServiceMonth = null);
+
+/// <summary>The gapless counters of invoice and credit note numbers: one stream, locked while a number is taken.</summary>
+public sealed record InvoiceRegisterOpened(DateTimeOffset At);
+
+public sealed record InvoiceNumberAssigned(long Number, string InvoiceId, string TenantId, string Month, DateTimeOffset At);
+
+public sealed record CreditNoteNumberAssigned(long Number, string CreditNoteId, string InvoiceId, DateTimeOffset At);
+
+/// <summary>An issued invoice, whole: what it bills lives in the event, so a rebuild reproduces it exactly.</summary>
+public sealed record InvoiceIssued(
+    string InvoiceId,
+    long Number,
+    string DocumentNumber,
+    string TenantId,
+    string Month,
+    string Currency,
+    DateTimeOffset PeriodStart,
+    DateTimeOffset PeriodEnd,
+    IReadOnlyList<InvoiceLine> Lines,
+    decimal Total,
+    DateTimeOffset IssuedAt,
+    string IssuedBy);
+
+/// <summary>A credited amount; against one invoice line, or (line null) against the invoice as a whole.</summary>
+public sealed record CreditNoteLine(int? InvoiceLine, string Description, string Model, string Region, DeploymentType? Type, decimal Amount);
+
+/// <summary>A correction of an issued invoice: a document of its own, numbered, never changing the invoice it corrects.</summary>
+public sealed record CreditNoteIssued(
+    string CreditNoteId,
+    long Number,
+    string DocumentNumber,
+    string InvoiceId,
+    string InvoiceNumber,
+    string TenantId,
+    string InvoiceMonth,
+    string Currency,
+    IReadOnlyList<CreditNoteLine> Lines,
+    decimal Total,
+    string Reason,
+    string? IdempotencyKey,
+    DateTimeOffset IssuedAt,
+    string IssuedBy);
+
+public sealed record InvoiceRegister(string Id, long LastInvoiceNumber, long LastCreditNoteNumber, long Version)
+{
+    public const string StreamId = "invoice-register";
+
+    public static InvoiceRegister Create(InvoiceRegisterOpened e) => new(StreamId, 0, 0, 0);
+
+    public InvoiceRegister Apply(InvoiceNumberAssigned e) => this with { LastInvoiceNumber = e.Number };
+
+    public InvoiceRegister Apply(CreditNoteNumberAssigned e) => this with { LastCreditNoteNumber = e.Number };
+
+    public static string InvoiceDocumentNumber(long number) => $"INV-{number:D8}";
+
+    public static string CreditNoteDocumentNumber(long number) => $"CN-{number:D8}";
+}
+
+/// <summary>A credit note as the invoice it corrects lists it.</summary>
+public sealed record CreditNoteReference(
+    string CreditNoteId, long Number, string DocumentNumber, decimal Total, IReadOnlyList<CreditNoteLine> Lines, string Reason, string? IdempotencyKey, DateTimeOffset IssuedAt, string IssuedBy);
+
+/// <summary>An issued invoice: its content never changes; credit notes against it are listed beside it.</summary>
+public sealed record Invoice(
+    string Id,
+    long Number,
+    string DocumentNumber,
+    string TenantId,
+    string Month,
+    int Period,
+    string Currency,
+    DateTimeOffset PeriodStart,
+    DateTimeOffset PeriodEnd,
+    IReadOnlyList<InvoiceLine> Lines,
+    decimal Total,
+    DateTimeOffset IssuedAt,
+    string IssuedBy,
+    IReadOnlyList<CreditNoteReference> CreditNotes,
+    decimal Credited,
+    long Version)
+{
+    /// <summary>One invoice per tenant and month: the id is the stream id, so a second issue can never start another stream.</summary>
+    public static string IdFor(string tenantId, BillingMonth month) => $"inv-{tenantId}-{month.Year:D4}{month.Month:D2}";
+
+    public decimal Balance => Total - Credited;
+
+    public static Invoice Create(InvoiceIssued e) => new(
+        e.InvoiceId, e.Number, e.DocumentNumber, e.TenantId, e.Month, BillingMonth.Parse(e.Month).Index, e.Currency, e.PeriodStart, e.PeriodEnd,
+        e.Lines, e.Total, e.IssuedAt, e.IssuedBy, [], 0m, 0);
+
+    public Invoice Apply(CreditNoteIssued e) => this with
+    {
+        CreditNotes = [.. CreditNotes, new CreditNoteReference(e.CreditNoteId, e.Number, e.DocumentNumber, e.Total, e.Lines, e.Reason, e.IdempotencyKey, e.IssuedAt, e.IssuedBy)],
+        Credited = Credited + e.Total,
+    };
+
+    public decimal CreditedOnLine(int line) => CreditNotes.SelectMany(c => c.Lines).Where(l => l.InvoiceLine == line).Sum(l => l.Amount);
+}

@@ -1,0 +1,95 @@
+using System.Globalization;
+using Marten;
+using Throughput.Access;
+using Throughput.Http;
+
+namespace Throughput.Invoicing;
+
+/// <summary>A month's invoice as it stands: the lines so far (the whole month once it is over), until it is issued.</summary>
+public sealed record InvoiceDraft(
+    string TenantId,
+    string Month,
+    string Currency,
+    DateTimeOffset PeriodStart,
+    DateTimeOffset PeriodEnd,
+    DateTimeOffset AsOf,
+    DateTimeOffset ClosesAt,
+    IReadOnlyList<InvoiceLine> Lines,
+    decimal Total,
+    IReadOnlyList<ReservationCoverage> Coverage,
+    IReadOnlyList<UsageEntry> Usage,
+    long ProjectedThrough)
+{
+    public static InvoiceDraft Of(BillingAccount account, BillingMonth month, DateTimeOffset now, TimeSpan grace)
+    {
+        var figures = InvoiceCalculation.Compute(account, month, now);
+        var usage = account.UsageOn(month).Values.OrderBy(u => u.ServiceMonth, StringComparer.Ordinal).ThenBy(u => u.DeploymentId, StringComparer.Ordinal).ToList();
+        return new InvoiceDraft(account.Id, month.ToString(), account.Currency, month.Start, month.End, now < month.End ? now : month.End,
+            month.End + grace, figures.Lines, figures.Total, figures.Coverage, usage, account.ProjectedThrough);
+    }
+}
+
+/// <summary>An issued invoice in a list: what it is, what it billed, what is left after credit notes.</summary>
+public sealed record InvoiceSummary(string Id, string DocumentNumber, string TenantId, string Month, string Currency, decimal Total, decimal Credited, decimal Balance, int Lines, DateTimeOffset IssuedAt, string IssuedBy)
+{
+    public static InvoiceSummary Of(Invoice i) => new(i.Id, i.DocumentNumber, i.TenantId, i.Month, i.Currency, i.Total, i.Credited, i.Balance, i.Lines.Count, i.IssuedAt, i.IssuedBy);
+}
+
+/// <summary>Tenants read their own drafts and invoices; anything of another tenant does not exist for them (404).</summary>
+public static class Invoices
+{
+    public static IEndpointRouteBuilder MapInvoices(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/v1/invoices").RequireAuthorization(Policies.Tenant).WithTags("Invoices");
+
+        group.MapGet("/", async (HttpContext http, IQuerySession session, CancellationToken ct) =>
+            {
+                var tenantId = http.User.TenantId()!;
+                var invoices = await session.Query<Invoice>().Where(i => i.TenantId == tenantId).OrderBy(i => i.Period).ToListAsync(ct);
+                return Results.Ok(invoices.Select(InvoiceSummary.Of).ToList());
+            })
+            .WithName("ListInvoices").WithSummary("Your issued invoices, oldest first.").Produces<IReadOnlyList<InvoiceSummary>>();
+
+        group.MapGet("/draft", async (string? month, HttpContext http, IQuerySession session, TimeProvider clock, InvoicingSettings settings, CancellationToken ct) =>
+            {
+                var now = clock.GetUtcNow();
+                var period = BillingMonth.Of(now);
+                if (month is not null && !BillingMonth.TryParse(month, out period))
+                    return Results.ValidationProblem(new Dictionary<string, string[]> { ["month"] = ["A month is written yyyy-MM."] });
+                return Results.Ok(await DraftAsync(session, http.User.TenantId()!, period, now, settings, ct));
+            })
+            .WithName("GetInvoiceDraft")
+            .WithSummary("The invoice of a month (default: this one) as it stands, until it is issued: month to date, then the whole month during the grace period.")
+            .Produces<InvoiceDraft>().ProducesProblem(404).ProducesValidationProblem();
+
+        group.MapGet("/{invoiceId}", async (string invoiceId, HttpContext http, IQuerySession session, CancellationToken ct) =>
+                await session.LoadAsync<Invoice>(invoiceId, ct) is { } invoice && invoice.TenantId == http.User.TenantId()
+                    ? Results.Ok(invoice)
+                    : throw RuleViolation.NotFound($"No invoice '{invoiceId}'."))
+            .WithName("GetInvoice").WithSummary("An issued invoice: its lines never change; credit notes against it are listed with it.")
+            .Produces<Invoice>().ProducesProblem(404);
+        return app;
+    }
+
+    public static async Task<InvoiceDraft> DraftAsync(IQuerySession session, string tenantId, BillingMonth month, DateTimeOffset now, InvoicingSettings settings, CancellationToken ct)
+    {
+        // The invoice document is written with its event, the account a moment later by the daemon: ask the invoice first.
+        if (await session.LoadAsync<Invoice>(Invoice.IdFor(tenantId, month), ct) is { } issued)
+            throw RuleViolation.NotFound($"The invoice for {month} is issued: GET /v1/invoices/{issued.Id}.");
+        var account = await session.LoadAsync<BillingAccount>(tenantId, ct) ?? throw RuleViolation.NotFound($"No billing account for tenant '{tenantId}' yet.");
+        return InvoiceDraft.Of(account, month, now, settings.GracePeriod);
+    }
+}
+
+/// <summary><c>Invoicing:GracePeriod</c> (default 2 days) for late metering after a month ends; how often the issuer looks for due invoices.</summary>
+public sealed record InvoicingSettings(TimeSpan GracePeriod, TimeSpan IssueEvery, TimeSpan CatchUpTimeout, bool AutoIssue)
+{
+    public static InvoicingSettings FromConfiguration(IConfiguration configuration) => new(
+        Span(configuration["Invoicing:GracePeriod"], TimeSpan.FromDays(2)),
+        Span(configuration["Invoicing:IssueEvery"], TimeSpan.FromMinutes(1)),
+        Span(configuration["Invoicing:CatchUpTimeout"], TimeSpan.FromSeconds(30)),
+        !string.Equals(configuration["Invoicing:AutoIssue"], "false", StringComparison.OrdinalIgnoreCase));
+
+    static TimeSpan Span(string? text, TimeSpan fallback) =>
+        text is { Length: > 0 } ? TimeSpan.Parse(text, CultureInfo.InvariantCulture) : fallback;
+}

@@ -1,0 +1,47 @@
+using JasperFx.Events.Projections;
+using Marten;
+using Marten.Events.Projections;
+using Throughput.Finance;
+using Throughput.Hosting;
+
+namespace Throughput.Invoicing;
+
+public static class InvoicingModule
+{
+    /// <summary>The issuer runs with the Daemon role: background work beside the projections it reads.</summary>
+    public static IServiceCollection AddThroughputInvoicing(this IServiceCollection services, IConfiguration configuration, HostRoles roles)
+    {
+        services.AddSingleton(InvoicingSettings.FromConfiguration(configuration));
+        services.AddSingleton<InvoiceIssuing>();
+        services.AddSingleton<InvoiceIssuer>();
+        if (roles.Daemon) services.AddHostedService(sp => sp.GetRequiredService<InvoiceIssuer>());
+        return services;
+    }
+
+    /// <summary>Invoicing's streams and projections in the event store; multi-stream projections are async, never inline.</summary>
+    public static void AddInvoicingProjections(this StoreOptions opts)
+    {
+        opts.Projections.Snapshot<InvoiceRegister>(SnapshotLifecycle.Inline);
+        opts.Projections.Snapshot<Invoice>(SnapshotLifecycle.Inline);
+        // Large pages: a page of usage events costs one account write per tenant, so catching up (and rebuilding) is fast.
+        opts.Projections.Add<BillingAccountProjection>(ProjectionLifecycle.Async, o => o.BatchSize = 5000);
+        opts.Projections.Add<UsageHourProjection>(ProjectionLifecycle.Async, o => o.BatchSize = 5000);
+        opts.Projections.Add<CreditNoteProjection>(ProjectionLifecycle.Async);
+        opts.Projections.Add<RevenueProjection>(ProjectionLifecycle.Async);
+        opts.Projections.Add<PoolCapacityProjection>(ProjectionLifecycle.Async);
+        opts.Schema.For<Invoice>().Index(i => i.TenantId).Index(i => i.Period);
+        opts.Schema.For<BillingAccount>().Index(a => a.UnissuedSince);
+        opts.Schema.For<UsageHour>().Index(h => h.Period);
+        opts.Schema.For<CreditNote>().Index(c => c.Period).Index(c => c.InvoiceId);
+        opts.Schema.For<RevenueRow>().Index(r => r.Period);
+    }
+
+    public static WebApplication MapInvoicing(this WebApplication app)
+    {
+        app.MapInvoices();
+        app.MapIssue();
+        app.MapCreditNotes();
+        app.MapFinance();
+        return app;
+    }
+}

@@ -1,0 +1,99 @@
+using Marten;
+using Throughput.Access;
+using Throughput.Http;
+
+namespace Throughput.Invoicing;
+
+/// <summary>Issuing a month's invoice: numbered without gaps, the content fixed in the event, once per tenant and month.</summary>
+public static class Issue
+{
+    public const string Automatic = "automatic";
+
+    /// <summary>Events for the register stream and the new invoice stream, in that order; none if it was issued already.</summary>
+    public static object[] Decide(InvoiceRegister register, Invoice? existing, BillingAccount? account, string tenantId, BillingMonth month, DateTimeOffset now, string issuedBy)
+    {
+        if (existing is not null) return [];
+        if (now < month.End)
+            throw RuleViolation.Conflict($"{month} is not over; its invoice can be issued from {month.End:yyyy-MM-dd HH:mm:ss} UTC.");
+        if (account is null) throw RuleViolation.NotFound($"No billing account for tenant '{tenantId}'.");
+        var figures = InvoiceCalculation.Compute(account, month, month.End);
+        if (figures.Lines.Count == 0) throw RuleViolation.Conflict($"Tenant '{tenantId}' has nothing to invoice for {month}.");
+
+        var number = register.LastInvoiceNumber + 1;
+        var invoiceId = Invoice.IdFor(tenantId, month);
+        return
+        [
+            new InvoiceNumberAssigned(number, invoiceId, tenantId, month.ToString(), now),
+            new InvoiceIssued(invoiceId, number, InvoiceRegister.InvoiceDocumentNumber(number), tenantId, month.ToString(), account.Currency,
+                month.Start, month.End, figures.Lines, figures.Total, now, issuedBy),
+        ];
+    }
+
+    public static IEndpointRouteBuilder MapIssue(this IEndpointRouteBuilder app)
+    {
+        app.MapPost("/v1/finance/invoices/{tenantId}/{month}/issue", async (string tenantId, string month, HttpContext http, InvoiceIssuing issuing, TimeProvider clock, CancellationToken ct) =>
+            {
+                if (!BillingMonth.TryParse(month, out var period))
+                    return Results.ValidationProblem(new Dictionary<string, string[]> { ["month"] = ["A month is written yyyy-MM."] });
+                var (invoice, created) = await issuing.IssueAsync(tenantId, period, clock.GetUtcNow(), "finance:" + http.User.KeyId(), ct);
+                return created ? Results.Created($"/v1/finance/invoices/{invoice.Id}", invoice) : Results.Ok(invoice);
+            })
+            .RequireAuthorization(Policies.Finance).WithTags("Finance")
+            .WithName("IssueInvoice")
+            .WithSummary("Issue a tenant's invoice for a month that is over, before the grace period ends. Issuing again returns the same invoice.")
+            .Produces<Invoice>(201).Produces<Invoice>().ProducesProblem(404).ProducesProblem(409);
+        return app;
+    }
+}
+
+/// <summary>
+/// Takes an invoice number and appends the issued invoice in one transaction. The row lock on the register stream
+/// (<c>FetchForExclusiveWriting</c>) serialises every issue and credit note, so numbers have no gaps and a retry or a
+/// concurrent second request finds the invoice the first one issued.
+/// </summary>
+public sealed class InvoiceIssuing(IDocumentStore store, InvoicingSettings settings, ILogger<InvoiceIssuing> log)
+{
+    public async Task<(Invoice Invoice, bool Created)> IssueAsync(string tenantId, BillingMonth month, DateTimeOffset now, string issuedBy, CancellationToken ct)
+    {
+        await using (var query = store.QuerySession())
+        {
+            if (await query.LoadAsync<Invoice>(Invoice.IdFor(tenantId, month), ct) is { } issued) return (issued, false);
+        }
+        // Drafts are async: wait until they hold every event committed before now, so the invoice bills what happened.
+        if (!await Drafts.WaitUntilCurrentAsync(store, settings.CatchUpTimeout, ct))
+            log.LogWarning("Invoice drafts lag behind the event log; issuing {Tenant} {Month} from the draft as it is (late usage moves to the next invoice)", tenantId, month);
+
+        await InvoiceRegisters.EnsureOpenAsync(store, now, ct);
+        await using var session = store.LightweightSession();
+        var register = await session.Events.FetchForExclusiveWriting<InvoiceRegister>(InvoiceRegister.StreamId, ct);
+        var invoiceId = Invoice.IdFor(tenantId, month);
+        var existing = await session.LoadAsync<Invoice>(invoiceId, ct);
+        var account = await session.LoadAsync<BillingAccount>(tenantId, ct);
+        var events = Issue.Decide(register.Aggregate!, existing, account, tenantId, month, now, issuedBy);
+        if (events is not [InvoiceNumberAssigned numbered, InvoiceIssued invoiceIssued]) return (existing!, false);
+        register.AppendOne(numbered);
+        session.Events.StartStream<Invoice>(invoiceId, invoiceIssued);
+        await session.SaveChangesAsync(ct);
+        log.LogInformation("Issued {Number} to {Tenant} for {Month}: {Total} {Currency}", invoiceIssued.DocumentNumber, tenantId, month, invoiceIssued.Total, invoiceIssued.Currency);
+        return (Invoice.Create(invoiceIssued) with { Version = 1 }, true);
+    }
+}
+
+public static class InvoiceRegisters
+{
+    /// <summary>The register stream must exist before its row can be locked; the first writer opens it.</summary>
+    public static async Task EnsureOpenAsync(IDocumentStore store, DateTimeOffset now, CancellationToken ct)
+    {
+        await using var session = store.LightweightSession();
+        if (await session.LoadAsync<InvoiceRegister>(InvoiceRegister.StreamId, ct) is not null) return;
+        session.Events.StartStream<InvoiceRegister>(InvoiceRegister.StreamId, new InvoiceRegisterOpened(now));
+        try
+        {
+            await session.SaveChangesAsync(ct);
+        }
+        catch (Exception e) when (e is JasperFx.ConcurrencyException or Marten.Exceptions.ExistingStreamIdCollisionException)
+        {
+            // Opened by a concurrent writer.
+        }
+    }
+}
