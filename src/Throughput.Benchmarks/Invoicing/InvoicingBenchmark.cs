@@ -63,20 +63,14 @@ public sealed partial class InvoicingBenchmark : IBenchmark
         var rebuildEvents = options.Count("rebuild-events", 100_000);
         var runId = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4));
         var topology = new BenchTopology(runId, options.Count("partitions", 4));
-        var hostEnvironment = new Dictionary<string, string>(StringComparer.Ordinal)
+        var hostEnvironment = options.HostEnvironment(new Dictionary<string, string>(StringComparer.Ordinal)
         {
             ["THROUGHPUT_PG_SCHEMA"] = schema,
             ["Metering__Exchange"] = topology.Exchange,
             ["Metering__QueuePrefix"] = topology.QueuePrefix,
             ["Metering__Partitions"] = topology.Partitions.ToString(CultureInfo.InvariantCulture),
             ["Invoicing__AutoIssue"] = "false",
-        };
-        foreach (var pair in options.All("host-env"))
-        {
-            var eq = pair.IndexOf('=', StringComparison.Ordinal);
-            if (eq < 1) throw new UsageException($"--host-env '{pair}' is not NAME=VALUE");
-            hostEnvironment[pair[..eq]] = pair[(eq + 1)..];
-        }
+        });
         var hostDll = Services.PlatformHostDll(options);
         options.EnsureAllRead();
 
