@@ -12,8 +12,8 @@ public sealed class MeteringOptions
     /// <summary>Partition queues behind the consistent-hash exchange; each has one active consumer, so one writer per deployment.</summary>
     public int Partitions { get; set; } = 4;
 
-    /// <summary>Messages folded into one PostgreSQL transaction.</summary>
-    public int BatchMessageLimit { get; set; } = 100;
+    /// <summary>Messages folded into one PostgreSQL transaction; 25 (prefetch 50) measured best: higher raised peak memory past 500 MB for no gain.</summary>
+    public int BatchMessageLimit { get; set; } = 25;
 
     public TimeSpan BatchTimeLimit { get; set; } = TimeSpan.FromMilliseconds(20);
 
