@@ -74,14 +74,7 @@ public sealed class CrashTests(PlatformFixture platform)
         }
 
         await using var rabbit = await new ConnectionFactory { Uri = platform.Settings.RabbitUri }.CreateConnectionAsync();
-        await using var channel = await rabbit.CreateChannelAsync();
-        for (var p = 0; p < 2; p++)
-            foreach (var suffix in new[] { "", "_error", "_skipped" })
-            {
-                await channel.QueueDeleteAsync($"{exchange}.p{p}{suffix}");
-                await channel.ExchangeDeleteAsync($"{exchange}.p{p}{suffix}");
-            }
-        await channel.ExchangeDeleteAsync(exchange);
+        await Tests.DeleteMeteringTopologyAsync(rabbit, exchange, partitions: 2);
     }
 
     static async Task<long> Counted(HttpClient customer, IEnumerable<string> deployments)

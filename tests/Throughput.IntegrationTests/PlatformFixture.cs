@@ -112,16 +112,7 @@ public sealed class PlatformFixture : WebApplicationFactory<Program>, IAsyncLife
     {
         await base.DisposeAsync();
         if (_rabbit is null) return;
-        await using (var channel = await _rabbit.CreateChannelAsync())
-        {
-            for (var p = 0; p < Partitions; p++)
-                foreach (var suffix in new[] { "", "_error", "_skipped" })
-                {
-                    await channel.QueueDeleteAsync($"{MeteringExchange}.p{p}{suffix}");
-                    await channel.ExchangeDeleteAsync($"{MeteringExchange}.p{p}{suffix}");
-                }
-            await channel.ExchangeDeleteAsync(MeteringExchange);
-        }
+        await Tests.DeleteMeteringTopologyAsync(_rabbit, MeteringExchange, Partitions);
         await _rabbit.DisposeAsync();
     }
 }
