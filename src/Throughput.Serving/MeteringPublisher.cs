@@ -292,6 +292,8 @@ public sealed class MeteringPublisher : IAsyncDisposable
             ContentType = MeteringTopology.ContentType,
             DeliveryMode = DeliveryModes.Persistent,
             MessageId = $"{_options.ProducerId}:{batch.Sequence}",
+            // The broker checks it against this connection's user; the platform bills a producer only from its registered user.
+            UserId = _factory.UserName,
             Headers = VersionHeaders,
         };
         IChannel? failed = null;

@@ -12,8 +12,9 @@ export const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const artifacts = join(root, 'artifacts');
 
 const env = (name, fallback) => process.env[name] || fallback;
+const rabbitUser = () => env('THROUGHPUT_RABBIT_USER', 'throughput');
 export const rabbitUrl = () =>
-  `amqp://${env('THROUGHPUT_RABBIT_USER', 'throughput')}:${env('THROUGHPUT_RABBIT_PASSWORD', 'throughput')}@` +
+  `amqp://${rabbitUser()}:${env('THROUGHPUT_RABBIT_PASSWORD', 'throughput')}@` +
   `${env('THROUGHPUT_RABBIT_HOST', '127.0.0.1')}:${env('THROUGHPUT_RABBIT_PORT', '5672')}/${encodeURIComponent(env('THROUGHPUT_RABBIT_VHOST', 'throughput'))}`;
 
 const freePort = () => new Promise((resolve, reject) => {
@@ -130,7 +131,7 @@ export async function newRegion(platform, model, capacityPtu, prefix = 'r') {
   const region = `${prefix}${short()}`.slice(0, 14);
   await call(platform, platform.operatorKey, 'PUT', `/v1/operator/pools/${model}/${region}`, { capacityPtu });
   const producerId = `node-${short()}`;
-  await call(platform, platform.operatorKey, 'PUT', `/v1/operator/serving-nodes/${producerId}`, { regions: [region], tenants: [] });
+  await call(platform, platform.operatorKey, 'PUT', `/v1/operator/serving-nodes/${producerId}`, { regions: [region], tenants: [], brokerUser: rabbitUser() });
   return { region, producerId };
 }
 
@@ -145,7 +146,7 @@ export async function meteringProducer(platform, producerId) {
   let sequence = 0;
   const send = async (routingKey, content) => {
     channel.publish(platform.exchange, routingKey, content, {
-      contentType: 'application/json', persistent: true, headers: { 'throughput-version': 1 },
+      contentType: 'application/json', persistent: true, userId: rabbitUser(), headers: { 'throughput-version': 1 },
     });
     await channel.waitForConfirms();
   };

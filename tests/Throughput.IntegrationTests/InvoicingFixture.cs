@@ -109,7 +109,7 @@ public sealed class InvoicingFixture : WebApplicationFactory<Program>, IAsyncLif
     public async Task<string> NewServingNodeAsync(params string[] regions)
     {
         var producerId = "node-" + Guid.NewGuid().ToString("N")[..10];
-        (await Operator().PutAsJsonAsync($"/v1/operator/serving-nodes/{producerId}", new { regions, tenants = Array.Empty<string>() })).EnsureSuccessStatusCode();
+        (await Operator().PutAsJsonAsync($"/v1/operator/serving-nodes/{producerId}", new { regions, tenants = Array.Empty<string>(), brokerUser = Settings.RabbitUser })).EnsureSuccessStatusCode();
         return producerId;
     }
 
@@ -121,6 +121,7 @@ public sealed class InvoicingFixture : WebApplicationFactory<Program>, IAsyncLif
         {
             ContentType = MeteringTopology.ContentType,
             DeliveryMode = DeliveryModes.Persistent,
+            UserId = Settings.RabbitUser,
             Headers = new Dictionary<string, object?> { [MeteringTopology.VersionHeader] = MeteringTopology.CurrentVersion },
         };
         await channel.BasicPublishAsync(MeteringExchange, records[0].DeploymentId, mandatory: true, properties, JsonSerializer.SerializeToUtf8Bytes(batch, Json));

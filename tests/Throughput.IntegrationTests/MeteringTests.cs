@@ -187,6 +187,43 @@ public sealed class MeteringTests(PlatformFixture platform)
         Assert.Equal(System.Net.HttpStatusCode.Forbidden, (await customer.GetAsync("/metrics")).StatusCode);
     }
 
+    [Fact]
+    public async Task A_producer_is_billed_only_from_the_broker_user_it_was_registered_with()
+    {
+        var (_, customer) = await platform.NewTenantAsync();
+        var region = await platform.NewPoolAsync("gpt-4o", 10);
+        var genuine = await platform.NewServingNodeAsync(region);
+        var deployment = await PlatformFixture.BuyAsync(customer, region, 1);
+        var elsewhere = "node-elsewhere-" + Guid.NewGuid().ToString("N")[..8];
+        var registered = await platform.Operator().PutAsJsonAsync($"/v1/operator/serving-nodes/{elsewhere}", new { regions = new[] { region }, brokerUser = "rabbit-of-" + elsewhere });
+        Assert.Equal("rabbit-of-" + elsewhere, (await registered.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("brokerUser").GetString());
+        var byDefault = "node-default-" + Guid.NewGuid().ToString("N")[..8];
+        var defaulted = await platform.Operator().PutAsJsonAsync($"/v1/operator/serving-nodes/{byDefault}", new { regions = new[] { region } });
+        Assert.Equal(byDefault, (await defaulted.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("brokerUser").GetString());
+        byte[] Body(string producer, long sequence, string recordId) =>
+            JsonSerializer.SerializeToUtf8Bytes(new MeteringBatch(1, producer, sequence, DateTimeOffset.UtcNow, [Record(recordId, deployment, prompt: 1000)]), PlatformFixture.Json);
+
+        // Our broker user claiming another node's producer id; no user id at all; a user id that is not ours.
+        await platform.PublishRawAsync(deployment, Body(elsewhere, 1, "claims-another-node"));
+        await platform.PublishRawAsync(deployment, Body(genuine, 1, "anonymous"), userId: null);
+        var forged = await Xunit.Record.ExceptionAsync(() => platform.PublishRawAsync(deployment, Body(genuine, 2, "forged-user-id"), userId: "rabbit-of-" + elsewhere));
+        Assert.NotNull(forged); // the broker closes the channel: PRECONDITION_FAILED, user_id is not the connection's user
+        await platform.PublishRawAsync(deployment, Body(genuine, 3, "genuine"));
+
+        var quarantine = await Eventually.Until(
+            () => platform.Operator().GetFromJsonAsync<JsonElement[]>($"/v1/operator/quarantine?reason=UnauthenticatedProducer&limit=1000"),
+            q => q!.Count(e => e.GetProperty("producerId").GetString() is { } p && (p == elsewhere || p == genuine)) >= 2);
+        Assert.Contains(quarantine!, e => e.GetProperty("producerId").GetString() == elsewhere
+            && e.GetProperty("detail").GetString()!.Contains($"publishes as broker user 'rabbit-of-{elsewhere}'", StringComparison.Ordinal)
+            && e.GetProperty("detail").GetString()!.Contains($"came from broker user '{platform.Settings.RabbitUser}'", StringComparison.Ordinal));
+        Assert.Contains(quarantine!, e => e.GetProperty("producerId").GetString() == genuine && e.GetProperty("detail").GetString()!.Contains("carried no user id", StringComparison.Ordinal));
+
+        // Both refusals are committed by now, and the genuine record was published after them on the same partition.
+        var totals = await Eventually.Until(() => customer.GetFromJsonAsync<JsonElement>($"/v1/deployments/{deployment}/usage/totals"), t => t.GetProperty("records").GetInt64() >= 1);
+        Assert.Equal(1, totals.GetProperty("records").GetInt64());
+        Assert.Equal(1000, totals.GetProperty("promptTokens").GetInt64());
+    }
+
     static bool Mentions(JsonElement entry, string producer, string deployment) =>
         entry.GetProperty("producerId").GetString() == producer
         || entry.GetProperty("excerpt").GetString()?.Contains(producer) == true

@@ -88,18 +88,22 @@ public sealed class PlatformFixture : WebApplicationFactory<Program>, IAsyncLife
     public async Task<string> NewServingNodeAsync(params string[] regions)
     {
         var producerId = "node-" + Guid.NewGuid().ToString("N")[..10];
-        (await Operator().PutAsJsonAsync($"/v1/operator/serving-nodes/{producerId}", new { regions, tenants = Array.Empty<string>() })).EnsureSuccessStatusCode();
+        (await Operator().PutAsJsonAsync($"/v1/operator/serving-nodes/{producerId}", new { regions, tenants = Array.Empty<string>(), brokerUser = Settings.RabbitUser })).EnsureSuccessStatusCode();
         return producerId;
     }
 
     /// <summary>Publishes raw JSON as a serving node written in any language would, with publisher confirms.</summary>
-    public async Task PublishRawAsync(string routingKey, ReadOnlyMemory<byte> body)
+    public Task PublishRawAsync(string routingKey, ReadOnlyMemory<byte> body) => PublishRawAsync(routingKey, body, Settings.RabbitUser);
+
+    /// <summary>The same with the AMQP user id of one's choosing (null: none), which the broker checks against this connection's user.</summary>
+    public async Task PublishRawAsync(string routingKey, ReadOnlyMemory<byte> body, string? userId)
     {
         await using var channel = await _rabbit!.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true));
         var properties = new BasicProperties
         {
             ContentType = MeteringTopology.ContentType,
             DeliveryMode = DeliveryModes.Persistent,
+            UserId = userId,
             Headers = new Dictionary<string, object?> { [MeteringTopology.VersionHeader] = MeteringTopology.CurrentVersion },
         };
         await channel.BasicPublishAsync(MeteringExchange, routingKey, mandatory: true, properties, body);

@@ -29,7 +29,7 @@ public sealed record AdmissionFleet(string TenantId, string Region, string Model
         if (registerProducer)
         {
             producer = $"bench-{runId}-node";
-            await operatorApi.PutAsync($"/v1/operator/serving-nodes/{producer}", new { regions = new[] { region }, tenants = new[] { tenantId } }, ct);
+            await operatorApi.PutAsync($"/v1/operator/serving-nodes/{producer}", new { regions = new[] { region }, tenants = new[] { tenantId }, brokerUser = Serving.BrokerSettings.FromEnvironment().User }, ct);
         }
         return new AdmissionFleet(tenantId, region, model, ids, servingKey.GetProperty("apiKey").GetString()!, producer);
     }

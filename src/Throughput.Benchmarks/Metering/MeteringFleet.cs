@@ -30,7 +30,7 @@ public sealed record MeteringFleet(string TenantId, string Region, IReadOnlyList
 
         var nodes = Enumerable.Range(0, producers).Select(i => $"bench-{runId}-node{i}").ToList();
         foreach (var node in nodes)
-            await operatorApi.PutAsync($"/v1/operator/serving-nodes/{node}", new { regions = new[] { region }, tenants = new[] { tenantId } }, ct);
+            await operatorApi.PutAsync($"/v1/operator/serving-nodes/{node}", new { regions = new[] { region }, tenants = new[] { tenantId }, brokerUser = Serving.BrokerSettings.FromEnvironment().User }, ct);
         return new MeteringFleet(tenantId, region, ids, nodes);
     }
 }

@@ -1,6 +1,7 @@
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
+using Throughput.Serving;
 
 namespace Throughput.Flywheel.Demo;
 
@@ -28,7 +29,7 @@ public static class PlatformSetup
     /// <summary>Registers the serving node's producer id for the region and issues it a ServingNode key.</summary>
     public static async Task<string> RegisterServingNodeAsync(HttpClient op, string producerId, string region, CancellationToken ct)
     {
-        await Ok(op.PutAsJsonAsync($"/v1/operator/serving-nodes/{producerId}", new { regions = new[] { region }, tenants = Array.Empty<string>() }, ct));
+        await Ok(op.PutAsJsonAsync($"/v1/operator/serving-nodes/{producerId}", new { regions = new[] { region }, tenants = Array.Empty<string>(), brokerUser = BrokerSettings.FromEnvironment().User }, ct));
         var issued = await Ok(op.PostAsJsonAsync("/v1/operator/keys", new { role = "ServingNode", name = producerId }, ct));
         return issued.GetProperty("apiKey").GetString()!;
     }

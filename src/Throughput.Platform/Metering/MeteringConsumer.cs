@@ -33,12 +33,12 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, M
         var now = clock.GetUtcNow();
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         List<QuarantinedMetering> quarantined = [];
-        List<MeteringFrame> frames = [];
+        List<(MeteringFrame Frame, string? SentBy)> frames = [];
         List<Piece> pieces = [];
         foreach (var message in context.Message)
         {
             var frame = message.Message;
-            if (frame.Problem is null) frames.Add(frame);
+            if (frame.Problem is null) frames.Add((frame, BrokerUser(message)));
             else if (frame is { ProducerId.Length: > 0, Sequence: > 0 })
                 pieces.Add(new Piece(frame, WholeMessage, [], Quarantine.Message(QuarantineReason.MalformedMessage, frame.Problem, frame, Excerpt(message), now)));
             else quarantined.Add(Quarantine.Message(QuarantineReason.MalformedMessage, frame.Problem, frame, Excerpt(message), now)); // nothing to dedupe by
@@ -47,12 +47,15 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, M
         await using var session = store.LightweightSession();
         await session.BeginTransactionAsync(ct);
         var nodes = await LoadNodesAsync(session, frames, ct);
-        foreach (var frame in frames)
+        foreach (var (frame, sentBy) in frames)
         {
-            if (nodes.ContainsKey(ServingNode.StreamId(frame.ProducerId)))
-                pieces.AddRange(frame.Records.GroupBy(r => r.DeploymentId).Select(g => new Piece(frame, g.Key, [.. g], null)));
-            else
+            if (!nodes.TryGetValue(ServingNode.StreamId(frame.ProducerId), out var node))
                 pieces.Add(new Piece(frame, WholeMessage, [], Quarantine.Message(QuarantineReason.UnknownProducer, $"producer '{frame.ProducerId}' is not a registered serving node", frame, null, now)));
+            else if (!node.SentBy(sentBy))
+                pieces.Add(new Piece(frame, WholeMessage, [], Quarantine.Message(QuarantineReason.UnauthenticatedProducer,
+                    $"producer '{frame.ProducerId}' publishes as broker user '{node.BrokerUser}'; this message {(sentBy is null ? "carried no user id" : $"came from broker user '{sentBy}'")}", frame, null, now)));
+            else
+                pieces.AddRange(frame.Records.GroupBy(r => r.DeploymentId).Select(g => new Piece(frame, g.Key, [.. g], null)));
         }
 
         var fresh = await AppliedBatches.ClaimAsync(session, [.. pieces.Select(p => p.Key).Distinct()], now, ct);
@@ -113,15 +116,19 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, M
         {
             foreach (var batch in refused)
             {
-                var frame = frames.First(f => f.ProducerId == batch.ProducerId && f.Sequence == batch.Sequence);
+                var (frame, _) = frames.First(f => f.Frame.ProducerId == batch.ProducerId && f.Frame.Sequence == batch.Sequence);
                 foreach (var record in batch.Records) quarantined.Add(Quarantine.Record(reason, detail, frame, record, now));
             }
         }
     }
 
-    static async Task<Dictionary<string, ServingNode>> LoadNodesAsync(IDocumentSession session, List<MeteringFrame> frames, CancellationToken ct)
+    /// <summary>The AMQP user-id property, which the broker has checked against the publishing connection's user.</summary>
+    static string? BrokerUser(ConsumeContext<MeteringFrame> message) =>
+        message.ReceiveContext.TryGetPayload<RabbitMqBasicConsumeContext>(out var delivery) ? delivery.Properties.UserId : null;
+
+    static async Task<Dictionary<string, ServingNode>> LoadNodesAsync(IDocumentSession session, List<(MeteringFrame Frame, string? SentBy)> frames, CancellationToken ct)
     {
-        var ids = frames.Select(f => ServingNode.StreamId(f.ProducerId)).Distinct().ToArray();
+        var ids = frames.Select(f => ServingNode.StreamId(f.Frame.ProducerId)).Distinct().ToArray();
         return ids.Length == 0 ? [] : (await session.LoadManyAsync<ServingNode>(ct, ids)).ToDictionary(n => n.Id);
     }
 

@@ -12,6 +12,7 @@ public enum QuarantineReason
     ReleasedDeployment,
     NotServedByProducer,
     TimestampInFuture,
+    UnauthenticatedProducer,
 }
 
 /// <summary>Metering input that was refused, with the reason. Never billed; kept for the producer's owner to see and fix.</summary>
