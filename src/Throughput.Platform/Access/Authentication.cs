@@ -31,7 +31,7 @@ public sealed class ApiKeyAuthenticationHandler(
     IOptionsMonitor<AuthenticationSchemeOptions> options,
     ILoggerFactory logger,
     UrlEncoder encoder,
-    IQuerySession session,
+    IDocumentStore store,
     IMemoryCache cache) : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
 {
     public const string SchemeName = "ApiKey";
@@ -47,11 +47,7 @@ public sealed class ApiKeyAuthenticationHandler(
             || !ApiKeySecrets.TryParse(header["Bearer ".Length..].Trim(), out var keyId, out var secret))
             return AuthenticateResult.Fail("Malformed API key.");
 
-        var key = await cache.GetOrCreateAsync("apikey:" + keyId, async entry =>
-        {
-            entry.AbsoluteExpirationRelativeToNow = CacheFor;
-            return await session.LoadAsync<ApiKey>(keyId, Context.RequestAborted);
-        });
+        var key = await KeyAsync(keyId);
         if (key is null || key.Revoked || !ApiKeySecrets.Matches(secret, key.SecretHash))
             return AuthenticateResult.Fail("Unknown or revoked API key.");
 
@@ -59,6 +55,36 @@ public sealed class ApiKeyAuthenticationHandler(
         if (key.TenantId is not null) claims.Add(new(PrincipalExtensions.TenantClaim, key.TenantId));
         var principal = new ClaimsPrincipal(new ClaimsIdentity(claims, SchemeName));
         return AuthenticateResult.Success(new AuthenticationTicket(principal, SchemeName));
+    }
+
+    /// <summary>
+    /// The cache holds the load itself, so concurrent requests with an uncached key share one query instead of each
+    /// opening a session; a failed load is not cached.
+    /// </summary>
+    async Task<ApiKey?> KeyAsync(string keyId)
+    {
+        var cacheKey = "apikey:" + keyId;
+        var load = cache.GetOrCreate(cacheKey, entry =>
+        {
+            entry.AbsoluteExpirationRelativeToNow = CacheFor;
+            return LoadAsync(store, keyId);
+        })!;
+        try
+        {
+            return await load;
+        }
+        catch
+        {
+            cache.Remove(cacheKey);
+            throw;
+        }
+    }
+
+    static async Task<ApiKey?> LoadAsync(IDocumentStore store, string keyId)
+    {
+        // Not the request's token: a load shared by several requests must not fail because the first caller went away.
+        await using var session = store.QuerySession();
+        return await session.LoadAsync<ApiKey>(keyId);
     }
 
     protected override async Task HandleChallengeAsync(AuthenticationProperties properties)
