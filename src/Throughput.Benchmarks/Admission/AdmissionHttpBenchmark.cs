@@ -28,8 +28,7 @@ public sealed class AdmissionHttpBenchmark : IBenchmark
         ("warmup", "seconds of the open-loop load before measuring (10)"),
         ("call", "check | get | mix (check and get alternately) (check)"),
         ("deployments", "deployments the requests go round-robin over (100)"),
-        ("clients", "HttpClients, each its own connection pool (HTTP/1.1 keep-alive) (4)"),
-        ("connections", "connections at most, over all clients; beyond them requests wait in the client, still timed from their due time (64)"),
+        ("connections", "HTTP/1.1 keep-alive connections, one request in flight on each; beyond them requests wait for a free one, still timed from their due time (64)"),
         ("serving-node-rate", "host RequestLimits:ServingNodePerSecond, so its rate limiter never shapes the run (1000000)"),
         ("host-env", "NAME=VALUE added to the host's environment; repeatable (e.g. DOTNET_ThreadPool_UnfairSemaphoreSpinLimit=0)"),
         ("timeline", "file to write every request's due time, latency, lateness and status to (none)"),
@@ -39,7 +38,7 @@ public sealed class AdmissionHttpBenchmark : IBenchmark
     public async Task<BenchmarkReport> RunAsync(BenchOptions options, CancellationToken cancellationToken)
     {
         var plan = new LoadPlan(options.Count("rate", TargetRate), options.Seconds("warmup", TimeSpan.FromSeconds(10)),
-            options.Seconds("duration", TimeSpan.FromSeconds(20)), options.Count("clients", 4), options.Count("connections", 64), ParseCall(options.Text("call", "check")));
+            options.Seconds("duration", TimeSpan.FromSeconds(20)), options.Count("connections", 64), ParseCall(options.Text("call", "check")));
         var deploymentCount = options.Count("deployments", 100);
         var hostEnvironment = options.HostEnvironment(new Dictionary<string, string>(StringComparer.Ordinal)
         {
@@ -57,7 +56,7 @@ public sealed class AdmissionHttpBenchmark : IBenchmark
         Log($"host pid {host.ProcessId} ready on {host.BaseAddress} (log: {host.LogPath})");
         using var operatorApi = new PlatformApi(host.BaseAddress, host.OperatorKey);
         var fleet = await AdmissionFleet.SetUpAsync(operatorApi, runId, "gpt-4o-mini", deploymentCount, 100, registerProducer: false, cancellationToken);
-        Log($"tenant {fleet.TenantId}: {fleet.Deployments.Count} deployments of {fleet.Model} at 100 PTU; {plan.Call} at {Number(plan.Rate)}/s over {plan.Clients} clients");
+        Log($"tenant {fleet.TenantId}: {fleet.Deployments.Count} deployments of {fleet.Model} at 100 PTU; {plan.Call} at {Number(plan.Rate)}/s over {plan.Connections} connections");
 
         using var load = new OpenLoopLoad(plan, host.BaseAddress, fleet.ServingNodeKey, fleet.Deployments);
         Log($"priming {plan.Connections} connections closed loop for {prime.TotalSeconds:0} s");
@@ -105,7 +104,7 @@ public sealed class AdmissionHttpBenchmark : IBenchmark
             new("scheduler lateness p50 / p99 / max (inside the latency)", $"{Ms(LoadResult.At(result.SendLagMs, 50))} / {Ms(LoadResult.At(result.SendLagMs, 99))} / {Ms(result.SendLagMs.Count == 0 ? double.NaN : result.SendLagMs[^1])}"),
         ],
         [
-            $"{endpoint}, {Number(result.Requests)} requests due over {plan.Duration.TotalSeconds:0} s after {plan.Warmup.TotalSeconds:0} s warm-up, round-robin over {fleet.Deployments.Count} deployments, {plan.Clients} HttpClients (SocketsHttpHandler, HTTP/1.1 keep-alive, ≤ {plan.Connections} connections in all, primed closed loop before the warm-up), loopback 127.0.0.1, {Environment.ProcessorCount} cores",
+            $"{endpoint}, {Number(result.Requests)} requests due over {plan.Duration.TotalSeconds:0} s after {plan.Warmup.TotalSeconds:0} s warm-up, round-robin over {fleet.Deployments.Count} deployments, {plan.Connections} HTTP/1.1 keep-alive connections from a raw-socket client (prepared request bytes, one request in flight per connection, answer read in full; primed closed loop before the warm-up), loopback 127.0.0.1, {Environment.ProcessorCount} cores",
             "open loop: request i is due at start + i/rate and sent then whatever earlier answers did; latency = answer read in full − due time, so the scheduler's own lateness (shown) counts against the host",
             "host " + string.Join(" ", hostEnvironment.Select(e => $"{e.Key}={e.Value}")) + " (the per-key rate limiter still runs on every request; its budget is raised so it never refuses the load)",
             $"CPU cores used while priming: {CpuUse.Describe(closedLoop.Cpu)}; while measuring: {CpuUse.Describe(cpu)} (other = anything else on the machine, e.g. builds){(drained ? "" : $"; some answers still missing {DrainPatience.TotalSeconds:0} s after the last send")}",
@@ -120,6 +119,7 @@ public sealed class AdmissionHttpBenchmark : IBenchmark
         while (Stopwatch.GetElapsedTime(started) < span && !load.Overloaded)
         {
             var left = span - Stopwatch.GetElapsedTime(started);
+            if (left < TimeSpan.FromMilliseconds(1)) break; // Task.Delay would return at once and the loop would print empty intervals
             await Task.Delay(left < ProgressEvery ? left : ProgressEvery, ct);
             var now = (At: Stopwatch.GetTimestamp(), Sent: load.Sent, Answered: load.Answered);
             var s = Stopwatch.GetElapsedTime(last.At, now.At).TotalSeconds;

@@ -1,7 +1,8 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Net.Http.Headers;
+using System.Net;
 using System.Text;
+using System.Threading.Channels;
 
 namespace Throughput.Benchmarks.Admission;
 
@@ -13,8 +14,8 @@ public enum AdmissionCall
     Mix,
 }
 
-/// <summary>A constant request rate for a warm-up and a measured span, spread over several HTTP clients (each its own connection pool).</summary>
-public sealed record LoadPlan(int Rate, TimeSpan Warmup, TimeSpan Duration, int Clients, int Connections, AdmissionCall Call)
+/// <summary>A constant request rate for a warm-up and a measured span, spread over keep-alive connections.</summary>
+public sealed record LoadPlan(int Rate, TimeSpan Warmup, TimeSpan Duration, int Connections, AdmissionCall Call)
 {
     /// <summary>More requests than this unanswered (five seconds of load) means the host cannot keep up: the run stops instead of piling up requests.</summary>
     public long MaxOutstanding => Math.Max(1000, Rate * 5L);
@@ -28,9 +29,10 @@ public sealed record LoadPlan(int Rate, TimeSpan Warmup, TimeSpan Duration, int 
 
 /// <summary>
 /// An open-loop load generator: request i is due at start + i / rate, whatever happened to the requests before it. One
-/// scheduler thread sends each request when it is due (never waiting for answers); its latency runs from the moment it was
-/// DUE to the moment its answer was read in full, so a stalled server or a late scheduler shows up in the latency instead
-/// of silently lowering the rate (no coordinated omission).
+/// scheduler thread queues each request when it is due (never waiting for answers) and the next free connection sends it;
+/// its latency runs from the moment it was DUE to the moment its answer was read in full, so a stalled server, a late
+/// scheduler or a wait for a free connection shows up in the latency instead of silently lowering the rate (no
+/// coordinated omission).
 /// </summary>
 public sealed class OpenLoopLoad : IDisposable
 {
@@ -38,12 +40,14 @@ public sealed class OpenLoopLoad : IDisposable
     static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(5);
 
     readonly LoadPlan _plan;
-    readonly HttpClient[] _clients;
-    readonly Uri[] _checkUris;
-    readonly Uri[] _getUris;
+    readonly byte[][] _checkRequests;
+    readonly byte[][] _getRequests;
+    readonly List<RawHttpConnection> _connections = [];
+    readonly Channel<long> _due = Channel.CreateUnbounded<long>(new UnboundedChannelOptions { SingleWriter = true });
     readonly long[] _latencyTicks; // by request index; 0 = no answer (yet)
-    readonly long[] _lagTicks; // by request index: how late the scheduler sent it
+    readonly long[] _lagTicks; // by request index: how late the scheduler queued it
     readonly int[] _status; // by request index; -1 = failed without an HTTP answer
+    readonly EndPoint _endpoint;
     long _started;
     long _sent;
     long _answered;
@@ -52,10 +56,10 @@ public sealed class OpenLoopLoad : IDisposable
     public OpenLoopLoad(LoadPlan plan, Uri baseAddress, string servingNodeKey, IReadOnlyList<string> deployments)
     {
         _plan = plan;
-        var connectionsPerClient = Math.Max(1, plan.Connections / plan.Clients);
-        _clients = [.. Enumerable.Range(0, plan.Clients).Select(_ => Client(baseAddress, servingNodeKey, connectionsPerClient))];
-        _checkUris = [.. deployments.Select(d => new Uri(baseAddress, $"/v1/admission/{d}/check"))];
-        _getUris = [.. deployments.Select(d => new Uri(baseAddress, $"/v1/admission/{d}"))];
+        _endpoint = new IPEndPoint(IPAddress.Parse(baseAddress.Host), baseAddress.Port);
+        var host = baseAddress.Authority;
+        _checkRequests = [.. deployments.Select(d => RawHttpConnection.Request("POST", $"/v1/admission/{d}/check", host, servingNodeKey, CheckBody))];
+        _getRequests = [.. deployments.Select(d => RawHttpConnection.Request("GET", $"/v1/admission/{d}", host, servingNodeKey, default))];
         _latencyTicks = new long[plan.TotalRequests];
         _lagTicks = new long[plan.TotalRequests];
         _status = new int[plan.TotalRequests];
@@ -75,25 +79,25 @@ public sealed class OpenLoopLoad : IDisposable
     /// </summary>
     public async Task<double> PrimeAsync(TimeSpan span, CancellationToken cancellationToken)
     {
-        var connectionsPerClient = Math.Max(1, _plan.Connections / _plan.Clients);
+        for (var c = _connections.Count; c < _plan.Connections; c++) _connections.Add(await RawHttpConnection.OpenAsync(_endpoint, cancellationToken));
         var deadline = Stopwatch.GetTimestamp() + (long)(span.TotalSeconds * Stopwatch.Frequency);
         long answered = 0;
         var started = Stopwatch.GetTimestamp();
-        await Task.WhenAll(_clients.SelectMany(client => Enumerable.Range(0, connectionsPerClient).Select(async c =>
+        await Task.WhenAll(_connections.Select(async (connection, c) =>
         {
-            for (var i = c; Stopwatch.GetTimestamp() < deadline; i += connectionsPerClient)
+            for (var i = c; Stopwatch.GetTimestamp() < deadline; i += _connections.Count)
             {
-                using var request = Request(i);
-                using var response = await client.SendAsync(request, cancellationToken);
+                await connection.SendAsync(Request(i), cancellationToken);
                 Interlocked.Increment(ref answered);
             }
-        })));
+        }));
         return answered / Stopwatch.GetElapsedTime(started).TotalSeconds;
     }
 
-    /// <summary>Sends every request of the plan on time; returns once the last one is sent (answers may still be on their way).</summary>
+    /// <summary>Queues every request of the plan on time; returns once the last one is queued (answers may still be on their way).</summary>
     public void Run(CancellationToken cancellationToken)
     {
+        var senders = _connections.Select(connection => Task.Run(() => SendQueuedAsync(connection))).ToArray();
         var ticksPerRequest = (double)Stopwatch.Frequency / _plan.Rate;
         PreciseSleep.TightenTimerSlack();
         _started = Stopwatch.GetTimestamp();
@@ -104,10 +108,14 @@ public sealed class OpenLoopLoad : IDisposable
             if (Sent - Answered > _plan.MaxOutstanding)
             {
                 _overloaded = true;
-                return;
+                break;
             }
-            _ = SendAsync(i, due);
+            _lagTicks[i] = Stopwatch.GetTimestamp() - due;
+            Interlocked.Increment(ref _sent);
+            _due.Writer.TryWrite(i);
         }
+        _due.Writer.Complete();
+        GC.KeepAlive(senders);
     }
 
     /// <summary>Waits until every request sent has its answer (or failed), at most <paramref name="patience"/>.</summary>
@@ -155,39 +163,41 @@ public sealed class OpenLoopLoad : IDisposable
 
     public void Dispose()
     {
-        foreach (var client in _clients) client.Dispose();
+        foreach (var connection in _connections) connection.Dispose();
     }
 
-    async Task SendAsync(long i, long due)
+    /// <summary>One connection's loop: the next due request, sent and answered, then the next; a broken connection is replaced.</summary>
+    async Task SendQueuedAsync(RawHttpConnection connection)
     {
-        var sentAt = Stopwatch.GetTimestamp();
-        _lagTicks[i] = sentAt - due;
-        Interlocked.Increment(ref _sent);
-        try
+        var ticksPerRequest = (double)Stopwatch.Frequency / _plan.Rate;
+        await foreach (var i in _due.Reader.ReadAllAsync())
         {
-            using var request = Request(i);
-            using var response = await _clients[i % _clients.Length].SendAsync(request, HttpCompletionOption.ResponseContentRead);
-            _latencyTicks[i] = Stopwatch.GetTimestamp() - due;
-            _status[i] = (int)response.StatusCode;
-        }
-        catch (Exception e) when (e is HttpRequestException or OperationCanceledException or IOException)
-        {
-            _status[i] = -1;
-        }
-        finally
-        {
-            Interlocked.Increment(ref _answered);
+            var due = _started + (long)(i * ticksPerRequest);
+            try
+            {
+                using var timeout = new CancellationTokenSource(RequestTimeout);
+                _status[i] = await connection.SendAsync(Request(i), timeout.Token);
+                _latencyTicks[i] = Stopwatch.GetTimestamp() - due;
+            }
+            catch (Exception e) when (e is IOException or OperationCanceledException or System.Net.Sockets.SocketException)
+            {
+                _status[i] = -1;
+                connection.Dispose();
+                connection = await RawHttpConnection.OpenAsync(_endpoint, CancellationToken.None);
+                lock (_connections) _connections.Add(connection);
+            }
+            finally
+            {
+                Interlocked.Increment(ref _answered);
+            }
         }
     }
 
-    HttpRequestMessage Request(long i)
+    ReadOnlyMemory<byte> Request(long i)
     {
-        var deployment = (int)(i % _checkUris.Length);
+        var deployment = (int)(i % _checkRequests.Length);
         var check = _plan.Call == AdmissionCall.Check || (_plan.Call == AdmissionCall.Mix && i % 2 == 0);
-        if (!check) return new HttpRequestMessage(HttpMethod.Get, _getUris[deployment]);
-        var content = new ByteArrayContent(CheckBody);
-        content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
-        return new HttpRequestMessage(HttpMethod.Post, _checkUris[deployment]) { Content = content };
+        return check ? _checkRequests[deployment] : _getRequests[deployment];
     }
 
     /// <summary>Sleeps until the due time, never spinning: on a shared 2-core machine a spinning scheduler would take a core from the host.</summary>
@@ -196,22 +206,6 @@ public sealed class OpenLoopLoad : IDisposable
         for (var now = Stopwatch.GetTimestamp(); now < due; now = Stopwatch.GetTimestamp())
             PreciseSleep.For(Stopwatch.GetElapsedTime(now, due));
     }
-
-    static HttpClient Client(Uri baseAddress, string key, int connections) => new(new SocketsHttpHandler
-    {
-        // Past this many, requests queue in the client for a free connection; their latency still runs from their due time.
-        MaxConnectionsPerServer = connections,
-        UseProxy = false,
-        UseCookies = false,
-        PooledConnectionLifetime = Timeout.InfiniteTimeSpan,
-        PooledConnectionIdleTimeout = TimeSpan.FromMinutes(2),
-        ConnectTimeout = TimeSpan.FromSeconds(2),
-    })
-    {
-        BaseAddress = baseAddress,
-        Timeout = RequestTimeout,
-        DefaultRequestHeaders = { Authorization = new AuthenticationHeaderValue("Bearer", key) },
-    };
 
     static double Ms(long ticks) => ticks * 1000.0 / Stopwatch.Frequency;
 }
