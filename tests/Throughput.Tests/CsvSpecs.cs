@@ -27,6 +27,17 @@ public sealed class CsvSpecs
             csv);
     }
 
+    [Theory]
+    [InlineData("=HYPERLINK(\"http://x\")", "\"'=HYPERLINK(\"\"http://x\"\")\"")]
+    [InlineData("+1+cmd|' /C calc'!A0", "'+1+cmd|' /C calc'!A0")]
+    [InlineData("-2+3", "'-2+3")]
+    [InlineData("@SUM(A1)", "'@SUM(A1)")]
+    [InlineData("-12.50", "-12.50")]
+    [InlineData("+3", "+3")]
+    [InlineData("a=b", "a=b")]
+    public void Text_a_spreadsheet_would_run_as_a_formula_is_defused_and_numbers_are_not(string field, string written) =>
+        Assert.Equal(written, Csv.Field(field));
+
     [Fact]
     public void What_is_written_parses_back_to_the_same_fields()
     {

@@ -4,7 +4,9 @@ namespace Throughput.Finance;
 
 /// <summary>
 /// RFC 4180 CSV: a header row, CRLF after every record, a field quoted when it holds a comma, a quote, CR or LF,
-/// quotes inside doubled. Written with a UTF-8 byte order mark so spreadsheets read non-ASCII names right.
+/// quotes inside doubled. Written with a UTF-8 byte order mark so spreadsheets read non-ASCII names right. Text that a
+/// spreadsheet would run as a formula (customer-chosen names starting with =, +, -, @) gets a leading apostrophe,
+/// as OWASP advises for CSV injection; numbers, negative ones included, stay as they are.
 /// </summary>
 public static class Csv
 {
@@ -18,8 +20,15 @@ public static class Csv
         return csv.ToString();
     }
 
-    public static string Field(string value) =>
-        value.AsSpan().IndexOfAny(",\"\r\n") >= 0 ? "\"" + value.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"" : value;
+    public static string Field(string value)
+    {
+        if (LooksLikeFormula(value)) value = "'" + value;
+        return value.AsSpan().IndexOfAny(",\"\r\n") >= 0 ? "\"" + value.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"" : value;
+    }
+
+    static bool LooksLikeFormula(string value) =>
+        value.Length > 0 && value[0] is '=' or '+' or '-' or '@' or '\t' or '\r'
+        && !decimal.TryParse(value, System.Globalization.NumberStyles.Number, System.Globalization.CultureInfo.InvariantCulture, out _);
 
     static void AppendRecord(StringBuilder csv, IEnumerable<string> fields)
     {
