@@ -4,7 +4,8 @@ using Throughput.Benchmarks.Invoicing;
 using Throughput.Benchmarks.Metering;
 
 // Usage: Throughput.Benchmarks <benchmark | all | list> [--option value …] [--results results.md]
-// Each benchmark is a subcommand; `all` runs every one with its defaults and writes one Markdown table.
+// Each benchmark is a subcommand; `all` runs every one with its defaults and writes one Markdown table (with the machine)
+// to --results, by default artifacts/benchmark-results.md.
 IBenchmark[] benchmarks = [new MeteringBenchmark(), new AdmissionChecksBenchmark(), new AdmissionHttpBenchmark(), new AdmissionFeedbackBenchmark(), new InvoicingBenchmark()];
 
 using var interrupted = new CancellationTokenSource();
@@ -22,7 +23,8 @@ try
         return args is [] ? 2 : 0;
     }
     var options = BenchOptions.Parse(args[1..]);
-    var resultsFile = options.Text("results", "");
+    // `all` always leaves its table behind: that run is the benchmark report.
+    var resultsFile = options.Text("results", args[0] == "all" ? Path.Combine("artifacts", "benchmark-results.md") : "");
     var chosen = args[0] == "all" ? benchmarks : benchmarks.Where(b => b.Name == args[0]).ToArray();
     if (chosen.Length == 0) throw new UsageException($"no benchmark '{args[0]}'");
 
@@ -35,7 +37,9 @@ try
     }
     if (resultsFile.Length > 0)
     {
-        await File.WriteAllTextAsync(resultsFile, Reports.Markdown(reports));
+        var machine = Machine.Markdown(await Machine.DescribeAsync(interrupted.Token));
+        if (Path.GetDirectoryName(Path.GetFullPath(resultsFile)) is { } folder) Directory.CreateDirectory(folder);
+        await File.WriteAllTextAsync(resultsFile, machine + Environment.NewLine + Reports.Markdown(reports));
         Console.WriteLine($"\nresults written to {resultsFile}");
     }
     return reports.All(r => r.TargetsMet) ? 0 : 1;
