@@ -16,7 +16,7 @@ var roles = HostRoles.FromConfiguration(builder.Configuration);
 builder.Services.AddSingleton(settings);
 builder.Services.AddSingleton(catalog);
 builder.Services.AddSingleton(roles);
-builder.Services.AddSingleton(TimeProvider.System);
+builder.Services.AddSingleton(HostClock.FromConfiguration(builder.Configuration));
 builder.Services.AddThroughputEventStore(settings, roles);
 builder.Services.AddThroughputHealth(settings);
 builder.Services.AddThroughputAccess();
@@ -34,6 +34,7 @@ builder.Services.AddSingleton<AdmissionTable>();
 if (roles.Api) builder.Services.AddHostedService(sp => sp.GetRequiredService<AdmissionTable>());
 
 var app = builder.Build();
+HostClock.WarnIfShifted(app);
 if (args is ["rebuild-projections", .. var names])
 {
     await ProjectionRebuild.RunCommandAsync(app.Services, names);

@@ -24,16 +24,23 @@ const freePort = () => new Promise((resolve, reject) => {
   }).on('error', reject);
 });
 
-/** Starts the built platform dll with its own bootstrap operator key, schema and metering exchange; resolves when ready. */
-export async function startPlatform({ schema, configuration = env('THROUGHPUT_CONFIGURATION', 'Release') }) {
+export const newOperatorKey = () => `tpk_kbrowser${randomBytes(4).toString('hex')}.${randomBytes(24).toString('base64url')}`;
+
+/**
+ * Starts the built platform dll with a bootstrap operator key, its own schema and metering exchange; resolves when ready.
+ * `clockStart` sets the host's clock (Clock:Start) to start at that instant; `now()` then tells the host's time, which
+ * metering sent to it must be stamped with. `settings` are further host settings as environment variables.
+ */
+export async function startPlatform({ schema, operatorKey = newOperatorKey(), clockStart, settings = {}, log: logName = 'browser-tests-host', configuration = env('THROUGHPUT_CONFIGURATION', 'Release') }) {
   const dll = join(root, 'src', 'Throughput.Platform', 'bin', configuration, 'net10.0', 'Throughput.Platform.dll');
   if (!existsSync(dll)) throw new Error(`${dll} is missing: build the solution first (dotnet build Throughput.sln -c ${configuration})`);
   const url = `http://127.0.0.1:${await freePort()}`;
-  const operatorKey = `tpk_kbrowser${randomBytes(4).toString('hex')}.${randomBytes(24).toString('base64url')}`;
   const exchange = `browser.metering.${randomBytes(5).toString('hex')}`;
   mkdirSync(artifacts, { recursive: true });
-  const log = join(artifacts, 'browser-tests-host.log');
+  const log = join(artifacts, `${logName}.log`);
   const out = createWriteStream(log);
+  // The host's clock starts a moment after the process does, so this runs a little ahead of it: never behind.
+  const offset = clockStart ? clockStart.getTime() - Date.now() : 0;
   const child = spawn('dotnet', [dll, '--urls', url], {
     cwd: dirname(dll),
     env: {
@@ -44,6 +51,8 @@ export async function startPlatform({ schema, configuration = env('THROUGHPUT_CO
       Metering__QueuePrefix: `${exchange}.p`,
       Metering__Partitions: '2',
       Logging__LogLevel__Default: 'Warning',
+      ...(clockStart ? { Clock__Start: clockStart.toISOString() } : {}),
+      ...settings,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -63,6 +72,7 @@ export async function startPlatform({ schema, configuration = env('THROUGHPUT_CO
 
   return {
     url, operatorKey, exchange, log,
+    now: () => new Date(Date.now() + offset),
     async stop() {
       child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
@@ -151,13 +161,13 @@ export async function meteringProducer(platform, producerId) {
     await channel.waitForConfirms();
   };
   return {
-    /** Publishes `count` requests of the given shape for one deployment as one batch. */
-    async publish(deploymentId, { count = 1, prompt = 100, cached = 0, output = 10 } = {}) {
-      const now = new Date();
+    /** Publishes `count` requests of the given shape for one deployment as one batch, finished now on the host's clock. */
+    async publish(deploymentId, { count = 1, prompt = 100, cached = 0, output = 10, spilled = false } = {}) {
+      const now = platform.now?.() ?? new Date();
       sequence++;
       const records = Array.from({ length: count }, (_, i) => ({
         recordId: `${producerId}-${sequence}-${i}`, deploymentId, requestId: `req-${sequence}-${i}`,
-        promptTokens: prompt, cachedTokens: cached, outputTokens: output, spilled: false, estimatedTokens: 0,
+        promptTokens: prompt, cachedTokens: cached, outputTokens: output, spilled, estimatedTokens: 0,
         startedAt: new Date(now.getTime() - 400).toISOString(), finishedAt: now.toISOString(),
       }));
       await send(deploymentId, Buffer.from(JSON.stringify({ version: 1, producerId, sequence, sentAt: now.toISOString(), records })));

@@ -1,10 +1,12 @@
-// Starts a platform host for the browser tests, runs them one file at a time with node's test runner, stops the host,
-// and ends with one line in infra/test.sh's format: "browser tests: N passed, N failed, N skipped".
+// Lives through last month on a host of its own (lastMonth.mjs), starts the browser tests' platform host in the same
+// schema, runs the tests one file at a time with node's test runner, stops the host, and ends with one line in
+// infra/test.sh's format: "browser tests: N passed, N failed, N skipped".
 import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startPlatform } from './platform.mjs';
+import { liveLastMonth } from './lastMonth.mjs';
+import { newOperatorKey, startPlatform } from './platform.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 // A schema of their own, emptied first, so the operator's and finance pages show exactly what these tests made.
@@ -23,21 +25,31 @@ if (reset.status !== 0) console.warn(`could not empty schema ${schema} (${reset.
 
 const files = (process.argv.length > 2 ? process.argv.slice(2) : readdirSync(join(here, 'tests')).filter((f) => f.endsWith('.test.mjs')).sort().map((f) => join('tests', f)));
 let platform;
+let lastMonth;
+let livedFor;
 try {
-  platform = await startPlatform({ schema });
+  const operatorKey = newOperatorKey();
+  const started = Date.now();
+  lastMonth = await liveLastMonth({ schema, operatorKey });
+  livedFor = (Date.now() - started) / 1000;
+  // Last month is over: its invoices are issued within seconds instead of after the usual two days' grace.
+  platform = await startPlatform({ schema, operatorKey, settings: { Invoicing__GracePeriod: '00:00:01', Invoicing__IssueEvery: '00:00:02' } });
 } catch (e) {
   console.error(e.message);
   console.log('browser tests: 0 passed, 1 failed, 0 skipped');
   process.exit(1);
 }
-console.log(`platform host on ${platform.url} (schema ${schema}, log ${platform.log})`);
+console.log(`lived through ${lastMonth.month} as ${lastMonth.tenant.tenantId} in ${livedFor.toFixed(1)} s; platform host on ${platform.url} (schema ${schema}, log ${platform.log})`);
 
 let output = '';
 let code;
 try {
   const child = spawn(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files], {
     cwd: here,
-    env: { ...process.env, THROUGHPUT_URL: platform.url, THROUGHPUT_OPERATOR_KEY: platform.operatorKey, THROUGHPUT_METERING_EXCHANGE: platform.exchange },
+    env: {
+      ...process.env, THROUGHPUT_URL: platform.url, THROUGHPUT_OPERATOR_KEY: platform.operatorKey, THROUGHPUT_METERING_EXCHANGE: platform.exchange,
+      THROUGHPUT_LAST_MONTH: JSON.stringify(lastMonth),
+    },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   child.stdout.on('data', (chunk) => { output += chunk; process.stdout.write(chunk); });

@@ -244,6 +244,16 @@ public sealed class InvoicingTests(InvoicingFixture platform)
         // the whole of July at 1 PTU: 744 h × 1.00 = 744.00; credited 1.25; balance 742.75
         Assert.Contains(rows, r => r.StartsWith(issued.GetProperty("documentNumber").GetString() + ",", StringComparison.Ordinal) && r.Contains(",USD,744.00,1.25,742.75,1,"));
 
+        // An invoice's lines for a spreadsheet: the same bytes for its tenant and for finance.
+        var invoiceId = issued.GetProperty("id").GetString();
+        var linesBytes = await customer.GetByteArrayAsync($"/v1/invoices/{invoiceId}?format=csv");
+        Assert.Equal(linesBytes, await finance.GetByteArrayAsync($"/v1/finance/invoices/{invoiceId}?format=csv"));
+        var lines = Encoding.UTF8.GetString(linesBytes[3..]).Split("\r\n");
+        Assert.Equal("invoice_number,month,line,kind,description,model,region,deployment_type,deployment_id,reservation_id,from,to,quantity,unit,unit_price,currency,amount", lines[0]);
+        Assert.StartsWith($"{issued.GetProperty("documentNumber").GetString()},2030-07,1,Provisioned,\"gpt-4o Global {region} 'docs, \"\"quoted\"\"' (", lines[1]);
+        Assert.EndsWith(",2030-07-01T00:00:00Z,2030-08-01T00:00:00Z,744,PTU-hour,1,USD,744.00", lines[1]);
+        Assert.Equal(("", 3), (lines[2], lines.Length)); // one line, ended by CRLF
+
         var revenue = await Eventually.Until(async () => await (await finance.GetAsync("/v1/finance/revenue?from=2030-07&to=2030-08&format=csv")).Content.ReadAsStringAsync(),
             t => t.Contains(region) && t.Contains("\r\n2030-08,USD,,,,"));
         // July at 1 PTU: 744.00 provisioned, 744 PTU-hours; the credit against the whole invoice counts in August, unattributed

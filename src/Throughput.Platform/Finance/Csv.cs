@@ -62,4 +62,7 @@ public static class Tables
         http.Response.Headers.ContentDisposition = $"attachment; filename=\"{fileName}.csv\"";
         return Results.Bytes(Csv.Utf8WithBom(csv), Csv.ContentType);
     }
+
+    /// <summary>An instant as exports write it: UTC, to the second.</summary>
+    public static string Instant(DateTimeOffset at) => at.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture);
 }

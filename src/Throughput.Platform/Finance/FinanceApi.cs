@@ -13,14 +13,14 @@ public static class FinanceApi
         new("number", i => i.DocumentNumber), new("invoice_id", i => i.Id), new("tenant_id", i => i.TenantId), new("month", i => i.Month),
         new("currency", i => i.Currency), new("total", i => RevenueView.Amount(i.Total, i.Currency)), new("credited", i => RevenueView.Amount(i.Credited, i.Currency)),
         new("balance", i => RevenueView.Amount(i.Balance, i.Currency)), new("lines", i => i.Lines.ToString(System.Globalization.CultureInfo.InvariantCulture)),
-        new("issued_at", i => i.IssuedAt.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture)), new("issued_by", i => i.IssuedBy),
+        new("issued_at", i => Tables.Instant(i.IssuedAt)), new("issued_by", i => i.IssuedBy),
     ];
 
     static readonly Column<CreditNote>[] CreditNoteColumns =
     [
         new("number", c => c.DocumentNumber), new("credit_note_id", c => c.Id), new("invoice_number", c => c.InvoiceNumber), new("tenant_id", c => c.TenantId),
         new("invoice_month", c => c.InvoiceMonth), new("currency", c => c.Currency), new("total", c => RevenueView.Amount(c.Total, c.Currency)),
-        new("reason", c => c.Reason), new("issued_at", c => c.IssuedAt.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture)),
+        new("reason", c => c.Reason), new("issued_at", c => Tables.Instant(c.IssuedAt)),
         new("issued_by", c => c.IssuedBy),
     ];
 
@@ -37,9 +37,10 @@ public static class FinanceApi
             .WithName("GetInvoiceRegister").WithSummary("The invoices issued for a billing month (default: last month), by number. JSON or CSV.")
             .Produces<IReadOnlyList<InvoiceSummary>>().Produces(200, contentType: "text/csv").ProducesValidationProblem();
 
-        finance.MapGet("/invoices/{invoiceId}", async (string invoiceId, IQuerySession session, CancellationToken ct) =>
-                await session.LoadAsync<Invoice>(invoiceId, ct) is { } invoice ? Results.Ok(invoice) : throw RuleViolation.NotFound($"No invoice '{invoiceId}'."))
-            .WithName("GetAnyInvoice").Produces<Invoice>().ProducesProblem(404);
+        finance.MapGet("/invoices/{invoiceId}", async (string invoiceId, HttpContext http, IQuerySession session, CancellationToken ct) =>
+                await session.LoadAsync<Invoice>(invoiceId, ct) is { } invoice ? InvoiceLines.Respond(http, invoice) : throw RuleViolation.NotFound($"No invoice '{invoiceId}'."))
+            .WithName("GetAnyInvoice").WithSummary("Any issued invoice; its lines as CSV with ?format=csv or Accept: text/csv.")
+            .Produces<Invoice>().Produces(200, contentType: "text/csv").ProducesProblem(404);
 
         finance.MapGet("/drafts/{tenantId}", async (string tenantId, string? month, IQuerySession session, TimeProvider clock, InvoicingSettings settings, CancellationToken ct) =>
             {

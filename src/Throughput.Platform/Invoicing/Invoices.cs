@@ -1,6 +1,7 @@
 using System.Globalization;
 using Marten;
 using Throughput.Access;
+using Throughput.Finance;
 using Throughput.Http;
 
 namespace Throughput.Invoicing;
@@ -64,10 +65,11 @@ public static class Invoices
 
         group.MapGet("/{invoiceId}", async (string invoiceId, HttpContext http, IQuerySession session, CancellationToken ct) =>
                 await session.LoadAsync<Invoice>(invoiceId, ct) is { } invoice && invoice.TenantId == http.User.TenantId()
-                    ? Results.Ok(invoice)
+                    ? InvoiceLines.Respond(http, invoice)
                     : throw RuleViolation.NotFound($"No invoice '{invoiceId}'."))
-            .WithName("GetInvoice").WithSummary("An issued invoice: its lines never change; credit notes against it are listed with it.")
-            .Produces<Invoice>().ProducesProblem(404);
+            .WithName("GetInvoice")
+            .WithSummary("An issued invoice: its lines never change; credit notes against it are listed with it. Its lines as CSV with ?format=csv or Accept: text/csv.")
+            .Produces<Invoice>().Produces(200, contentType: "text/csv").ProducesProblem(404);
         return app;
     }
 
@@ -79,6 +81,25 @@ public static class Invoices
         var account = await session.LoadAsync<BillingAccount>(tenantId, ct) ?? throw RuleViolation.NotFound($"No billing account for tenant '{tenantId}' yet.");
         return InvoiceDraft.Of(account, month, now, settings.GracePeriod);
     }
+}
+
+/// <summary>An invoice as JSON, or its lines as CSV for a spreadsheet: one row per line, amounts in the invoice's currency.</summary>
+public static class InvoiceLines
+{
+    static readonly Column<(Invoice Invoice, InvoiceLine Line)>[] Columns =
+    [
+        new("invoice_number", r => r.Invoice.DocumentNumber), new("month", r => r.Invoice.Month), new("line", r => r.Line.Line.ToString(CultureInfo.InvariantCulture)),
+        new("kind", r => r.Line.Kind.ToString()), new("description", r => r.Line.Description), new("model", r => r.Line.Model), new("region", r => r.Line.Region),
+        new("deployment_type", r => r.Line.Type.ToString()), new("deployment_id", r => r.Line.DeploymentId ?? ""), new("reservation_id", r => r.Line.ReservationId ?? ""),
+        new("from", r => r.Line.From is { } from ? Tables.Instant(from) : ""), new("to", r => r.Line.To is { } to ? Tables.Instant(to) : ""),
+        new("quantity", r => RevenueView.Number(r.Line.Quantity)), new("unit", r => r.Line.Unit), new("unit_price", r => RevenueView.Number(r.Line.UnitPrice)),
+        new("currency", r => r.Invoice.Currency), new("amount", r => RevenueView.Amount(r.Line.Amount, r.Invoice.Currency)),
+    ];
+
+    public static IResult Respond(HttpContext http, Invoice invoice) =>
+        Tables.WantsCsv(http)
+            ? Tables.Respond(http, invoice.Lines.Select(l => (invoice, l)).ToList(), invoice.DocumentNumber, Columns)
+            : Results.Ok(invoice);
 }
 
 /// <summary><c>Invoicing:GracePeriod</c> (default 2 days) for late metering after a month ends; how often the issuer looks for due invoices.</summary>

@@ -146,6 +146,21 @@ export function columnsOf(rows) {
   return keys.map((k) => [k, heading(k), moneyKey.test(k) ? money : undefined]);
 }
 
+/**
+ * An invoice's or a draft's lines as a reader wants them; unit prices keep their sub-cent digits (spillover is priced
+ * per 1M tokens). Compact (for a half-width card) leaves out the line numbers and unit prices.
+ */
+export function linesTable(lines, currency, empty, caption, { compact = false } = {}) {
+  const price = (v) => `${new Intl.NumberFormat(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 6 }).format(v)} ${currency}`;
+  const quantity = (q, l) => `${new Intl.NumberFormat(undefined, { maximumFractionDigits: 6 }).format(q)} ${l.unit}`;
+  return el('div', { class: 'lines' }, table(lines, [
+    ...(compact ? [] : [['line', 'Line']]),
+    ['description', 'Description'], ['quantity', 'Quantity', quantity],
+    ...(compact ? [] : [['unitPrice', 'Unit price', price]]),
+    ['amount', 'Amount', (v) => money(v, { currency })],
+  ], empty, caption));
+}
+
 /** Property names that hold amounts of money (the finance and invoicing APIs are built in parallel; names vary). */
 export const moneyKey = /amount|total|price|tax|revenue|^net$|gross|credited|balance|provisioned|reservations|spillover|adjustments|invoiced|subtotal/i;
 

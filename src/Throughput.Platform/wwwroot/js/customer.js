@@ -1,5 +1,5 @@
 // The customer's page: one deployment's last hour, minute by minute, refreshed every few seconds; resize; invoice draft.
-import { api, chartDefaults, columnsOf, el, fmt, frame, main, monthOf, money, palette, pct, poll, problemText, table, text } from './app.js';
+import { api, chartDefaults, el, fmt, frame, linesTable, monthOf, money, palette, pct, poll, problemText, table, text } from './app.js';
 
 const REFRESH_MS = 3000;
 const WINDOWS = { 60: 'Last hour', 360: 'Last 6 hours', 1440: 'Last 24 hours' };
@@ -60,7 +60,7 @@ async function start() {
   };
   view.refresh = poll(refresh, REFRESH_MS).now;
   windowSelect.addEventListener('change', view.refresh);
-  poll(() => loadDraft(view.deployment), 30_000);
+  poll(() => Promise.all([loadDraft(), loadInvoices()]), 30_000);
 }
 
 /**
@@ -236,12 +236,20 @@ async function loadDraft() {
   host.replaceChildren(
     el('p', { class: 'meta' }, `${draft.month ?? month}${draft.status ? ` · ${draft.status}` : ''}`),
     el('p', { class: 'kpi-inline' }, 'Total so far: ', el('strong', { id: 'draft-total' }, money(total, draft))),
-    table(lines, lineColumns(lines).map(([k, h, f]) => [k, h, f ? (v, r) => f(v, { currency: draft.currency, ...r }) : undefined]), 'No lines yet.', 'Invoice draft lines'));
+    linesTable(lines, draft.currency, 'No lines yet.', 'Invoice draft lines', { compact: true }));
 }
 
-/** The columns a reader of an invoice wants, where the lines have them; otherwise every scalar one. */
-function lineColumns(lines) {
-  const all = columnsOf(lines);
-  const preferred = all.filter(([k]) => ['description', 'quantity', 'unit', 'unitPrice', 'amount'].includes(k));
-  return preferred.length >= 3 ? preferred : all;
+/** The tenant's issued invoices, newest first, each linking to its page. */
+async function loadInvoices() {
+  const host = document.getElementById('invoices');
+  const response = await api('/v1/invoices');
+  if (!response.ok) {
+    host.replaceChildren(el('p', { class: 'error' }, `Could not load your invoices: ${await problemText(response)}`));
+    return;
+  }
+  const invoices = (await response.json()).reverse();
+  host.replaceChildren(table(invoices, [
+    ['documentNumber', 'Invoice', (number, i) => el('a', { href: `invoice.html?id=${encodeURIComponent(i.id)}` }, number)],
+    ['month', 'Month'], ['total', 'Total', money], ['balance', 'Balance', money],
+  ], 'No invoice issued yet.', 'Issued invoices'));
 }

@@ -43,9 +43,8 @@ function start() {
       return;
     }
     const rows = await response.json();
-    const idOf = (r) => r.id ?? r.invoiceId;
-    const columns = [[idOf, 'Invoice', (id) => el('a', { href: `invoice.html?id=${encodeURIComponent(id)}` }, id)],
-      ...columnsOf(rows).filter(([k]) => k !== 'id' && k !== 'invoiceId')];
+    const columns = [['documentNumber', 'Invoice', (number, r) => el('a', { href: `invoice.html?id=${encodeURIComponent(r.id)}` }, number)],
+      ...columnsOf(rows).filter(([k]) => !['documentNumber', 'id', 'month'].includes(k))]; // the link holds the id; the month is the one chosen
     document.getElementById('register').replaceChildren(table(rows, columns, `No invoices for ${month.value}.`, `Invoices for ${month.value}`));
   };
 
@@ -97,6 +96,9 @@ function renderRevenue(rows, chart) {
     data: months.map((m) => rows.filter((r) => r.month === m && seriesOf(r) === name).reduce((a, r) => a + amountOf(r), 0)),
   }));
   chart.update('none');
-  const columns = columnsOf(rows).filter(([k]) => !['id', 'period', 'currency'].includes(k));
+  // What a month earned per model first, then how it splits.
+  const first = ['month', 'model', 'net', 'invoiced', 'credited'];
+  const rank = (k) => (first.includes(k) ? first.indexOf(k) : first.length);
+  const columns = columnsOf(rows).filter(([k]) => !['id', 'period', 'currency'].includes(k)).sort(([a], [b]) => rank(a) - rank(b));
   document.getElementById('revenue').replaceChildren(table(rows, columns, 'No revenue in this range.', 'Revenue rows'));
 }

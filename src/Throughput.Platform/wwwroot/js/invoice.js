@@ -1,5 +1,5 @@
-// One invoice, as GET /v1/invoices/{id} answers it: its scalar fields, then each list of lines as a table.
-import { api, columnsOf, download, el, frame, heading, money, moneyKey, pageForRole, problemText, table, text } from './app.js';
+// One issued invoice: its number, who and what month it bills, its lines, total, and the credit notes against it.
+import { api, download, el, frame, linesTable, money, pageForRole, problemText, table, text, time } from './app.js';
 
 const who = frame('Finance', 'Tenant');
 if (who) start();
@@ -7,29 +7,32 @@ if (who) start();
 async function start() {
   const id = new URLSearchParams(location.search).get('id') ?? '';
   document.getElementById('back').href = pageForRole[who.role];
-  text('title', `Invoice ${id}`);
-  // Tenants read their own invoices; finance reads any invoice under /v1/finance (falling back to the tenant route).
-  const paths = [...(who.role === 'Finance' ? [`/v1/finance/invoices/${encodeURIComponent(id)}`] : []), `/v1/invoices/${encodeURIComponent(id)}`];
-  let response;
-  let path;
-  for (path of paths) {
-    response = await api(path);
-    if (response.ok) break;
-  }
-  document.getElementById('csv').addEventListener('click', () =>
-    download(`${path}?format=csv`, `invoice-${id}.csv`).catch((e) => text('error', `Could not download: ${e.message}`)));
+  // Finance reads any invoice; a tenant reads its own only (another tenant's answers 404, like one that does not exist).
+  const path = `${who.role === 'Finance' ? '/v1/finance/invoices' : '/v1/invoices'}/${encodeURIComponent(id)}`;
+  const csv = document.getElementById('csv');
+  const response = await api(path);
   const host = document.getElementById('invoice');
   if (!response.ok) {
-    host.replaceChildren(el('p', { class: 'empty' }, response.status === 404 ? `No invoice '${id}'.` : await problemText(response)));
-    document.getElementById('csv').disabled = true;
+    text('title', 'Invoice');
+    host.replaceChildren(el('p', { class: 'empty', id: 'not-found' }, response.status === 404 ? `No invoice '${id}'.` : await problemText(response)));
+    csv.disabled = true;
     return;
   }
   const invoice = await response.json();
-  const scalars = Object.entries(invoice).filter(([, v]) => v === null || typeof v !== 'object');
-  const lists = Object.entries(invoice).filter(([, v]) => Array.isArray(v));
+  document.title = `${invoice.documentNumber} · Throughput`;
+  text('title', `Invoice ${invoice.documentNumber}`);
+  text('invoice-meta', `${invoice.tenantId} · billing month ${invoice.month} · ${invoice.currency} · issued ${time(invoice.issuedAt)} by ${invoice.issuedBy}`);
+  csv.addEventListener('click', () =>
+    download(`${path}?format=csv`, `${invoice.documentNumber}.csv`).catch((e) => text('error', `Could not download: ${e.message}`)));
   host.replaceChildren(
-    el('dl', { class: 'kpis' }, scalars.map(([k, v]) => el('div', { class: 'kpi' }, el('dt', {}, heading(k)),
-      el('dd', {}, moneyKey.test(k) ? money(v, invoice) : String(v ?? '–'))))),
-    ...lists.map(([k, rows]) => el('div', {}, el('h2', {}, heading(k)),
-      table(rows, columnsOf(rows).map(([c, h, f]) => [c, h, f ? (v, r) => f(v, { currency: invoice.currency, ...r }) : undefined]), 'None.', heading(k)))));
+    el('dl', { class: 'kpis' },
+      el('div', { class: 'kpi' }, el('dt', {}, 'Total'), el('dd', { id: 'invoice-total' }, money(invoice.total, invoice))),
+      el('div', { class: 'kpi' }, el('dt', {}, 'Credited'), el('dd', { id: 'invoice-credited' }, money(invoice.credited, invoice))),
+      el('div', { class: 'kpi' }, el('dt', {}, 'Balance'), el('dd', { id: 'invoice-balance' }, money(invoice.balance, invoice)))),
+    el('section', { class: 'card wide', 'aria-labelledby': 'lines-title', id: 'lines' },
+      el('h2', { id: 'lines-title' }, 'Lines'), linesTable(invoice.lines, invoice.currency, 'No lines.', 'Invoice lines')),
+    el('section', { class: 'card wide', 'aria-labelledby': 'credit-notes-title', id: 'credit-notes' },
+      el('h2', { id: 'credit-notes-title' }, 'Credit notes'),
+      table(invoice.creditNotes, [['documentNumber', 'Credit note'], ['issuedAt', 'Issued', time], ['reason', 'Reason'], ['total', 'Amount', (v) => money(v, invoice)]],
+        'No credit notes.', 'Credit notes')));
 }
