@@ -181,16 +181,25 @@ public sealed partial class InvoicingBenchmark : IBenchmark
         if (process.ExitCode != 0) throw new InvalidOperationException($"rebuild-projections exited {process.ExitCode}: {await stderr}");
 
         var events = long.Parse(EventsInLog().Match(string.Join('\n', lines)).Groups[1].Value.Replace(",", "", StringComparison.Ordinal), CultureInfo.InvariantCulture);
-        var perProjection = lines.Select(l => RebuiltOne().Match(l)).Where(m => m.Success)
-            .Select(m => (Name: m.Groups[1].Value, Seconds: double.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture))).ToList();
-        var total = perProjection.Sum(p => p.Seconds);
-        var billing = perProjection.FirstOrDefault(p => p.Name == "BillingAccount");
-        var billingRate = billing.Seconds > 0 ? events / billing.Seconds : 0;
+        var rebuilt = lines.Select(l => RebuiltOne().Match(l)).Where(m => m.Success)
+            .Select(m => (Name: m.Groups[1].Value, Seconds: Seconds(m.Groups[2]), Cpu: Seconds(m.Groups[3]), Members: m.Groups[4].Value.Split(", ", StringSplitOptions.RemoveEmptyEntries)))
+            .ToList();
+        var total = (Seconds: rebuilt.Sum(p => p.Seconds), Cpu: rebuilt.Sum(p => p.Cpu));
+        var drafts = rebuilt.FirstOrDefault(p => p.Name == "BillingAccount" || p.Members.Contains("BillingAccount"));
+        var draftsRate = drafts.Seconds > 0 ? events / drafts.Seconds : 0;
         figures.Add(new("events in the log", Number(events)));
-        figures.Add(new("rebuild of the invoice drafts (BillingAccount), events/s", Number(billingRate), "≥ 50,000", billingRate >= TargetRebuildEventsPerSecond));
-        figures.Add(new($"rebuild of {(names.Length == 0 ? "every projection" : perProjection.Count + " projections")}, one after another", $"{total:0.0} s, {Number(events / Math.Max(total, 0.001))} log events/s"));
-        conditions.Add("rebuild: " + string.Join(", ", perProjection.Select(p => $"{p.Name} {p.Seconds:0.0} s")) + "; events/s = events in the log ÷ wall time (each projection reads only its event types)");
+        figures.Add(new(drafts.Members is { Length: > 0 } members
+                ? $"rebuild of the invoice drafts (BillingAccount, in one pass with {members.Length - 1} other read models), events/s"
+                : "rebuild of the invoice drafts (BillingAccount), events/s",
+            Number(draftsRate), "≥ 50,000", draftsRate >= TargetRebuildEventsPerSecond));
+        figures.Add(new("  the same, events per CPU-second of the rebuild process", Number(drafts.Cpu > 0 ? events / drafts.Cpu : 0)));
+        figures.Add(new($"rebuild of {(names.Length == 0 ? "every projection" : rebuilt.Count + " projections")}, one after another",
+            $"{total.Seconds:0.0} s ({total.Cpu:0.0} s CPU), {Number(events / Math.Max(total.Seconds, 0.001))} log events/s"));
+        conditions.Add("rebuild: " + string.Join(", ", rebuilt.Select(p => $"{p.Name}{(p.Members.Length > 0 ? $" ({string.Join(" + ", p.Members)})" : "")} {p.Seconds:0.0} s, {p.Cpu:0.0} s CPU"))
+            + "; events/s = events in the log ÷ wall time; CPU = the rebuild process's own (steadier than wall time when other work shares the cores)");
     }
+
+    static double Seconds(Group g) => double.Parse(g.Value, CultureInfo.InvariantCulture);
 
     static async Task ProgressAsync(LoadDriver load, DurableObserver events, DraftObserver drafts, TimeSpan span, CancellationToken ct)
     {
@@ -208,7 +217,7 @@ public sealed partial class InvoicingBenchmark : IBenchmark
     [GeneratedRegex(@"from ([\d,]+) events")]
     private static partial Regex EventsInLog();
 
-    [GeneratedRegex(@"^rebuilt (\S+) in ([\d.]+) s")]
+    [GeneratedRegex(@"^rebuilt (\S+) in ([\d.]+) s, ([\d.]+) s CPU(?: \(one pass for (.+)\))?")]
     private static partial Regex RebuiltOne();
 
     static string Number(double value) => value.ToString("#,0", CultureInfo.InvariantCulture);
