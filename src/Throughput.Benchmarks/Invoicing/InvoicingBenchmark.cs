@@ -40,6 +40,7 @@ public sealed partial class InvoicingBenchmark : IBenchmark
         ("rebuild", "projections to rebuild after the load: 'invoicing' (its own), 'all', 'none' or names, comma-separated (invoicing)"),
         ("rebuild-events", "grow the log to at least this many usage events before the rebuild, by copying the run's own (100000)"),
         ("host-env", "NAME=VALUE added to the host's environment; repeatable"),
+        ("rebuild-env", "NAME=VALUE added to the rebuild's environment, e.g. DOTNET_gcServer=1 for the hosts' runtime settings; repeatable"),
         ("host-dll", "the platform host to start (this repository's Release build)"),
     ];
 
@@ -61,6 +62,7 @@ public sealed partial class InvoicingBenchmark : IBenchmark
             var names => names,
         };
         var rebuildEvents = options.Count("rebuild-events", 100_000);
+        var rebuildEnvironment = options.Pairs("rebuild-env");
         var runId = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4));
         var topology = new BenchTopology(runId, options.Count("partitions", 4));
         var hostEnvironment = options.HostEnvironment(new Dictionary<string, string>(StringComparer.Ordinal)
@@ -92,7 +94,7 @@ public sealed partial class InvoicingBenchmark : IBenchmark
             {
                 var copied = await SeedLog.GrowAsync(Services.PostgresConnectionString(), schema, streams, rebuildEvents, cancellationToken);
                 if (copied > 0) conditions.Add($"before the rebuild the log was grown by {Number(copied)} copies of this run's usage events (new sequence numbers and stream versions), to ≥ {Number(rebuildEvents)} usage events");
-                await MeasureRebuildAsync(hostDll, schema, rebuild, figures, conditions, cancellationToken);
+                await MeasureRebuildAsync(hostDll, schema, rebuild, rebuildEnvironment, figures, conditions, cancellationToken);
             }
             return new BenchmarkReport("invoicing", figures, conditions);
         }
@@ -155,20 +157,21 @@ public sealed partial class InvoicingBenchmark : IBenchmark
         conditions.Add($"CPU cores while measuring: {CpuUse.Describe(CpuUse.Between(cpuBefore, cpuAfter))}");
     }
 
-    static async Task MeasureRebuildAsync(string hostDll, string schema, string names, List<Figure> figures, List<string> conditions, CancellationToken ct)
+    static async Task MeasureRebuildAsync(string hostDll, string schema, string names, IReadOnlyList<(string Name, string Value)> environment, List<Figure> figures, List<string> conditions, CancellationToken ct)
     {
-        Log($"host stopped; rebuilding {(names.Length == 0 ? "every projection" : names)} with `Throughput.Platform.dll rebuild-projections`");
-        var start = new ProcessStartInfo("dotnet")
+        Log($"host stopped; rebuilding {(names.Length == 0 ? "every projection" : names)} with `bash infra/rebuild.sh`");
+        var start = new ProcessStartInfo("bash")
         {
-            ArgumentList = { hostDll, "rebuild-projections" },
-            WorkingDirectory = Path.GetDirectoryName(Path.GetFullPath(hostDll))!,
+            ArgumentList = { Path.Combine(Services.RepositoryRoot(), "infra", "rebuild.sh") },
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
         foreach (var name in names.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)) start.ArgumentList.Add(name);
+        start.Environment["THROUGHPUT_PLATFORM_DLL"] = Path.GetFullPath(hostDll);
         start.Environment["THROUGHPUT_PG_SCHEMA"] = schema;
         start.Environment["Logging__LogLevel__Default"] = "Warning";
+        foreach (var (name, value) in environment) start.Environment[name] = value;
         using var process = Process.Start(start)!;
         var stderr = process.StandardError.ReadToEndAsync(ct);
         var lines = new List<string>();
@@ -178,7 +181,7 @@ public sealed partial class InvoicingBenchmark : IBenchmark
             if (line.StartsWith("rebuil", StringComparison.Ordinal)) Log(line);
         }
         await process.WaitForExitAsync(ct);
-        if (process.ExitCode != 0) throw new InvalidOperationException($"rebuild-projections exited {process.ExitCode}: {await stderr}");
+        if (process.ExitCode != 0) throw new InvalidOperationException($"infra/rebuild.sh exited {process.ExitCode}: {await stderr}");
 
         var events = long.Parse(EventsInLog().Match(string.Join('\n', lines)).Groups[1].Value.Replace(",", "", StringComparison.Ordinal), CultureInfo.InvariantCulture);
         var rebuilt = lines.Select(l => RebuiltOne().Match(l)).Where(m => m.Success)
@@ -196,7 +199,8 @@ public sealed partial class InvoicingBenchmark : IBenchmark
         figures.Add(new($"rebuild of {(names.Length == 0 ? "every projection" : rebuilt.Count + " projections")}, one after another",
             $"{total.Seconds:0.0} s ({total.Cpu:0.0} s CPU), {Number(events / Math.Max(total.Seconds, 0.001))} log events/s"));
         conditions.Add("rebuild: " + string.Join(", ", rebuilt.Select(p => $"{p.Name}{(p.Members.Length > 0 ? $" ({string.Join(" + ", p.Members)})" : "")} {p.Seconds:0.0} s, {p.Cpu:0.0} s CPU"))
-            + "; events/s = events in the log ÷ wall time; CPU = the rebuild process's own (steadier than wall time when other work shares the cores)");
+            + "; events/s = events in the log ÷ wall time; CPU = the rebuild process's own (steadier than wall time when other work shares the cores)"
+            + (environment.Count > 0 ? "; rebuild environment: " + string.Join(" ", environment.Select(e => $"{e.Name}={e.Value}")) : "; infra/rebuild.sh's runtime settings"));
     }
 
     static double Seconds(Group g) => double.Parse(g.Value, CultureInfo.InvariantCulture);
