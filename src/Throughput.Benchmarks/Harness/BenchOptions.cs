@@ -47,14 +47,16 @@ public sealed class BenchOptions
     public Dictionary<string, string> HostEnvironment(IReadOnlyDictionary<string, string> settings)
     {
         var environment = new Dictionary<string, string>(settings, StringComparer.Ordinal);
-        foreach (var pair in All("host-env"))
-        {
-            var eq = pair.IndexOf('=', StringComparison.Ordinal);
-            if (eq < 1) throw new UsageException($"--host-env '{pair}' is not NAME=VALUE");
-            environment[pair[..eq]] = pair[(eq + 1)..];
-        }
+        foreach (var (name, value) in Pairs("host-env")) environment[name] = value;
         return environment;
     }
+
+    /// <summary>Every <c>--{option} NAME=VALUE</c> given, in order.</summary>
+    public IReadOnlyList<(string Name, string Value)> Pairs(string option) => All(option).Select(pair =>
+    {
+        var eq = pair.IndexOf('=', StringComparison.Ordinal);
+        return eq < 1 ? throw new UsageException($"--{option} '{pair}' is not NAME=VALUE") : (pair[..eq], pair[(eq + 1)..]);
+    }).ToList();
 
     public void EnsureAllRead()
     {

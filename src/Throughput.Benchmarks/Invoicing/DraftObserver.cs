@@ -14,6 +14,9 @@ public sealed class DraftObserver(string connectionString, string schema, string
     readonly CancellationTokenSource _stop = new();
     Task? _polling;
 
+    /// <summary>The platform's read models are version 2 of their composite projection, which Marten appends to their tables' names.</summary>
+    const string Accounts = "mt_doc_billingaccount_2";
+
     public long Through { get; private set; }
 
     public void Start() => _polling = Task.Run(PollLoopAsync);
@@ -46,7 +49,7 @@ public sealed class DraftObserver(string connectionString, string schema, string
         {
             while (await timer.WaitForNextTickAsync(_stop.Token))
             {
-                await using var command = _database.CreateCommand($"select coalesce((data->>'projectedThrough')::bigint, 0) from {schema}.mt_doc_billingaccount where id = @tenant");
+                await using var command = _database.CreateCommand($"select coalesce((data->>'projectedThrough')::bigint, 0) from {schema}.{Accounts} where id = @tenant");
                 command.Parameters.AddWithValue("tenant", tenantId);
                 long through;
                 try

@@ -51,6 +51,15 @@ public sealed record Staff(string Id, System.Collections.Immutable.ImmutableSort
 /// <summary>Keeps <see cref="ApiKey"/> documents in step with key events, in the same transaction (keys are rare, auth needs them at once).</summary>
 public sealed partial class ApiKeyProjection : EventProjection
 {
+    public ApiKeyProjection()
+    {
+        // ApplyAsync is overridden, so no event types are inferred: without these a rebuild would read it the whole log.
+        IncludeType<ApiKeyIssued>();
+        IncludeType<StaffKeyIssued>();
+        IncludeType<ApiKeyRevoked>();
+        IncludeType<StaffKeyRevoked>();
+    }
+
     public override async ValueTask ApplyAsync(IDocumentOperations operations, IEvent e, CancellationToken cancellation)
     {
         switch (e.Data)

@@ -52,6 +52,9 @@ public sealed class RevenueProjection : MultiStreamProjection<RevenueRow, string
     public RevenueProjection()
     {
         Name = "Revenue";
+        // Evolve is overridden, so no event types are inferred: without these the daemon would read it the whole log.
+        IncludeType<InvoiceIssued>();
+        IncludeType<CreditNoteIssued>();
         Identities<InvoiceIssued>(i => i.Lines.Select(l => KeyOf(i, l)).Distinct().ToList());
         Identities<CreditNoteIssued>(c => c.Lines.Select(l => KeyOf(c, l)).Distinct().ToList());
     }

@@ -17,6 +17,16 @@ namespace Throughput.Hosting;
 
 public static class EventStore
 {
+    /// <summary>The composite projection that holds every async read model.</summary>
+    public const string ReadModels = "ReadModels";
+
+    /// <summary>
+    /// 2 since the read models were gathered into <see cref="ReadModels"/>. Marten gives each version tables and progress of its
+    /// own (<c>mt_doc_billingaccount_2</c>, <c>BillingAccount:V2:All</c>), so a store that ran them as separate projections builds
+    /// the new ones from the log instead of folding the log again into the old documents.
+    /// </summary>
+    public const uint ReadModelsVersion = 2;
+
     public static IServiceCollection AddThroughputEventStore(this IServiceCollection services, ServiceSettings settings, HostRoles roles)
     {
         services.AddMarten(opts =>
@@ -48,13 +58,24 @@ public static class EventStore
                 opts.Projections.Snapshot<Staff>(SnapshotLifecycle.Inline);
                 opts.Projections.Add<ApiKeyProjection>(ProjectionLifecycle.Inline);
                 opts.Projections.Snapshot<ServingNode>(SnapshotLifecycle.Inline);
-                opts.Projections.Add<UsageSeriesProjection>(ProjectionLifecycle.Async);
                 opts.Schema.For<UsageMinute>().Index(m => m.DeploymentId);
                 opts.Schema.For<QuarantinedMetering>().Index(q => q.QuarantinedAt);
                 opts.Schema.For<Deployment>().Index(d => d.Throttled);
                 opts.Schema.For<Deployment>().Index(d => d.TenantId);
                 opts.Schema.For<Reservation>().Index(r => r.TenantId);
                 opts.AddInvoicingProjections();
+                // Every async read model is a member of one composite projection: the daemon reads each page of the log once for
+                // all of them and writes their changes in one batch, live and in a rebuild (one pass over the log, not one per model).
+                opts.Projections.CompositeProjectionFor(ReadModels, readModels =>
+                {
+                    readModels.Version = ReadModelsVersion;
+                    readModels.Add<UsageSeriesProjection>();
+                    readModels.AddInvoicingReadModels();
+                    foreach (var type in readModels.AllProjections().OfType<EventFilterable>().SelectMany(p => p.IncludedEventTypes).Distinct().ToList())
+                        readModels.IncludeType(type);
+                    // Large pages: a page of usage events costs one write per touched document, so catching up (and rebuilding) is fast.
+                    readModels.Options.BatchSize = 5000;
+                });
             })
             .AddSubscriptionWithServices<AdmissionForwarder>(ServiceLifetime.Singleton)
             .UseLightweightSessions()

@@ -5,6 +5,7 @@ using JasperFx.Events.Projections;
 using Marten;
 using Marten.Events.Projections;
 using Throughput.Deployments;
+using Throughput.Hosting;
 using Throughput.Reservations;
 using Throughput.Tenants;
 
@@ -110,11 +111,12 @@ public static class Drafts
         return true;
     }
 
-    public static async Task<long> ProgressAsync(IDocumentStore store, CancellationToken ct)
-    {
-        var all = await store.Advanced.AllProjectionProgress(token: ct);
-        return all.Where(p => p.ShardName.StartsWith(BillingAccountProjection.ProjectionName, StringComparison.Ordinal)).Select(p => p.Sequence).DefaultIfEmpty(0).Max();
-    }
+    /// <summary>
+    /// The current version's progress only: a store upgraded from an earlier version keeps that version's progress row,
+    /// frozen and possibly ahead while the new documents catch up.
+    /// </summary>
+    public static Task<long> ProgressAsync(IDocumentStore store, CancellationToken ct) =>
+        store.Advanced.ProjectionProgressFor(new ShardName(BillingAccountProjection.ProjectionName, ShardName.All, EventStore.ReadModelsVersion), token: ct);
 
     static async Task<long> LastSequenceAsync(IDocumentStore store, CancellationToken ct)
     {

@@ -8,6 +8,7 @@ namespace Throughput.Invoicing;
 
 public static class InvoicingModule
 {
+
     /// <summary>The issuer runs with the Daemon role: background work beside the projections it reads.</summary>
     public static IServiceCollection AddThroughputInvoicing(this IServiceCollection services, IConfiguration configuration, HostRoles roles)
     {
@@ -23,17 +24,21 @@ public static class InvoicingModule
     {
         opts.Projections.Snapshot<InvoiceRegister>(SnapshotLifecycle.Inline);
         opts.Projections.Snapshot<Invoice>(SnapshotLifecycle.Inline);
-        // Large pages: a page of usage events costs one account write per tenant, so catching up (and rebuilding) is fast.
-        opts.Projections.Add<BillingAccountProjection>(ProjectionLifecycle.Async, o => o.BatchSize = 5000);
-        opts.Projections.Add<UsageHourProjection>(ProjectionLifecycle.Async, o => o.BatchSize = 5000);
-        opts.Projections.Add<CreditNoteProjection>(ProjectionLifecycle.Async);
-        opts.Projections.Add<RevenueProjection>(ProjectionLifecycle.Async);
-        opts.Projections.Add<PoolCapacityProjection>(ProjectionLifecycle.Async);
         opts.Schema.For<Invoice>().Index(i => i.TenantId).Index(i => i.Period);
         opts.Schema.For<BillingAccount>().Index(a => a.UnissuedSince);
         opts.Schema.For<UsageHour>().Index(h => h.Period);
         opts.Schema.For<CreditNote>().Index(c => c.Period).Index(c => c.InvoiceId);
         opts.Schema.For<RevenueRow>().Index(r => r.Period);
+    }
+
+    /// <summary>Invoicing's and finance's async read models, members of the host's one composite projection.</summary>
+    public static void AddInvoicingReadModels(this CompositeProjection readModels)
+    {
+        readModels.Add<BillingAccountProjection>();
+        readModels.Add<UsageHourProjection>();
+        readModels.Add<CreditNoteProjection>();
+        readModels.Add<RevenueProjection>();
+        readModels.Add<PoolCapacityProjection>();
     }
 
     public static WebApplication MapInvoicing(this WebApplication app)
