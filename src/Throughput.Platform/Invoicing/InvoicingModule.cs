@@ -8,7 +8,6 @@ namespace Throughput.Invoicing;
 
 public static class InvoicingModule
 {
-
     /// <summary>The issuer runs with the Daemon role: background work beside the projections it reads.</summary>
     public static IServiceCollection AddThroughputInvoicing(this IServiceCollection services, IConfiguration configuration, HostRoles roles)
     {
