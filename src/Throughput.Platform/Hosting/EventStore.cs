@@ -71,6 +71,7 @@ public static class EventStore
                     readModels.Version = ReadModelsVersion;
                     readModels.Add<UsageSeriesProjection>();
                     readModels.AddInvoicingReadModels();
+                    // The composite reads only the event types its members name, not the whole log.
                     foreach (var type in readModels.AllProjections().OfType<EventFilterable>().SelectMany(p => p.IncludedEventTypes).Distinct().ToList())
                         readModels.IncludeType(type);
                     // Large pages: a page of usage events costs one write per touched document, so catching up (and rebuilding) is fast.
