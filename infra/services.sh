@@ -20,7 +20,11 @@ install_if_missing() {
   fi
 }
 
-pg_cluster() { pg_lsclusters --no-header | awk 'NR==1 {print $1, $2}'; }
+# The cluster on THROUGHPUT_PG_PORT, else one named main: the drills' scratch clusters (infra/drills/nodes.sh) are never it.
+pg_cluster() {
+  pg_lsclusters --no-header | awk -v port="$THROUGHPUT_PG_PORT" '$3 == port {print $1, $2; found = 1; exit} END {if (!found) exit 1}' ||
+    pg_lsclusters --no-header | awk '$2 == "main" {print $1, $2; exit}'
+}
 
 start_postgres() {
   local version name
@@ -30,20 +34,26 @@ start_postgres() {
     name=main
     pg_createcluster "$version" "$name" >/dev/null
   fi
-  # Enough connections for several hosts and test fixtures; fsync stays on (durability is the product).
-  local conf="/etc/postgresql/$version/$name/conf.d/throughput.conf"
-  if [ ! -f "$conf" ]; then
-    cat > "$conf" <<CONF
+  # Enough connections for several hosts and test fixtures; fsync stays on (durability is the product). The server
+  # listens on loopback only, where TLS (Debian turns it on, and clients prefer it) costs CPU and protects nothing.
+  local conf="/etc/postgresql/$version/$name/conf.d/throughput.conf" wanted
+  wanted=$(cat <<CONF
 listen_addresses = '127.0.0.1'
 port = $THROUGHPUT_PG_PORT
 max_connections = 300
 shared_buffers = 512MB
 synchronous_commit = on
+ssl = off
 CONF
-  fi
+)
+  local changed=
+  if [ "$(cat "$conf" 2>/dev/null)" != "$wanted" ]; then printf '%s\n' "$wanted" > "$conf"; changed=1; fi
   if ! pg_ctlcluster "$version" "$name" status >/dev/null 2>&1; then
     log "starting PostgreSQL $version/$name"
     pg_ctlcluster "$version" "$name" start
+  elif [ -n "$changed" ]; then
+    log "reloading PostgreSQL $version/$name for changed settings (a changed port or shared_buffers needs a restart)"
+    pg_ctlcluster "$version" "$name" reload
   fi
   for _ in $(seq 1 60); do
     pg_isready -q -h "$THROUGHPUT_PG_HOST" -p "$THROUGHPUT_PG_PORT" && break
