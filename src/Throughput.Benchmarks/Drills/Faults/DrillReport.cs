@@ -87,16 +87,16 @@ public sealed record DrillReport(string Markdown, IReadOnlyList<Check> Checks, B
 
         md.AppendLine("## What was faulted when");
         md.AppendLine();
-        md.AppendLine("Outage: from the fault until the platform was whole again (host ready, or the node reconnected). Served: weighted tokens the batcher's GPUs processed meanwhile; " +
+        md.AppendLine("Back: from the fault until what was faulted was started again (for a cut: until the broker had closed the connections). Outage: until the platform was whole again (host ready: PostgreSQL reachable, bus connected; for a cut: the node's publisher and feed reconnected). Served: weighted tokens the batcher's GPUs processed meanwhile; " +
                       "within rate: admitted from the local bucket; allowance: the bucket's tokens at the start + the purchased rate over the outage + one request (a request larger than the bucket may go into debt).");
         md.AppendLine();
         var deployments = r.World.Deployments;
-        md.AppendLine($"| round | at (UTC) | +s | fault | outage | served (weighted tokens) | of which {string.Join(" / ", deployments.Select(d => d.Customer.Customer.Name))} | requests finished | admitted within rate / spilled / refused | peak drawn ÷ allowance | ok |");
-        md.AppendLine("|---:|---|---:|---|---:|---:|---:|---:|---|---:|---|");
+        md.AppendLine($"| round | at (UTC) | +s | fault | back | outage | served (weighted tokens) | of which {string.Join(" / ", deployments.Select(d => d.Customer.Customer.Name))} | requests finished | admitted within rate / spilled / refused | peak drawn ÷ allowance | ok |");
+        md.AppendLine("|---:|---|---:|---|---:|---:|---:|---:|---:|---|---:|---|");
         foreach (var f in r.Faults)
         {
             md.AppendLine(
-                $"| {f.Round} | {f.At:HH:mm:ss} | {(f.At - r.Started).TotalSeconds:0} | {f.What}{(f.Failure is null ? "" : $" — **{f.Failure}**")} | {f.Outage.TotalSeconds:0.0} s | {N(f.Served)} | " +
+                $"| {f.Round} | {f.At:HH:mm:ss} | {(f.At - r.Started).TotalSeconds:0} | {f.What}{(f.Failure is null ? "" : $" — **{f.Failure}**")} | {f.Repaired.TotalSeconds:0.0} s | {f.Outage.TotalSeconds:0.0} s | {N(f.Served)} | " +
                 $"{string.Join(" / ", deployments.Select(d => N(f.ServedBy.GetValueOrDefault(d.Id))))} | {N(f.Windows.Sum(w => w.Finished))} | " +
                 $"{N(f.Windows.Sum(w => w.AdmittedWithinRate))} / {N(f.Windows.Sum(w => w.Spilled))} / {N(f.Windows.Sum(w => w.Refused))} | {f.TightestShare:P0} | {(f.Passed ? "yes" : "**no**")} |");
         }

@@ -20,8 +20,12 @@ public enum FaultKind
     NodeCut,
 }
 
-/// <summary>One fault as it happened: what, when, how long until the platform was whole again, and what the serving nodes did meanwhile.</summary>
-public sealed record FaultOutcome(int Round, FaultKind Kind, string What, DateTimeOffset At, TimeSpan Outage, IReadOnlyList<OutageWindow> Windows, string? Failure)
+/// <summary>
+/// One fault as it happened: what, when, how long until what was faulted was back (<paramref name="Repaired"/>: started
+/// again, or the connections closed) and until the platform was whole again (<paramref name="Outage"/>), and what the
+/// serving nodes did meanwhile.
+/// </summary>
+public sealed record FaultOutcome(int Round, FaultKind Kind, string What, DateTimeOffset At, TimeSpan Repaired, TimeSpan Outage, IReadOnlyList<OutageWindow> Windows, string? Failure)
 {
     /// <summary>Weighted tokens the GPUs served while the fault lasted, over every node.</summary>
     public double Served => Windows.Sum(w => w.ServedWeighted);
@@ -52,23 +56,24 @@ public sealed class FaultInjector(ScratchServices services, PlatformHost host, I
         var at = DateTimeOffset.UtcNow;
         foreach (var node in watched) node.OpenWindow();
         string? failure = null;
+        var repaired = at;
         try
         {
-            await InflictAndRepairAsync(kind, round, cut, ct);
+            await InflictAndRepairAsync(kind, round, cut, () => repaired = DateTimeOffset.UtcNow, ct);
         }
         catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
         {
             failure = e.Message;
         }
         var windows = watched.Select(n => n.CloseWindow()).ToList();
-        var outcome = new FaultOutcome(round, kind, what, at, DateTimeOffset.UtcNow - at, windows, failure);
+        var outcome = new FaultOutcome(round, kind, what, at, repaired - at, DateTimeOffset.UtcNow - at, windows, failure);
         log(failure is null
-            ? $"round {round}: whole again after {outcome.Outage.TotalSeconds:0.0} s; served {outcome.Served:N0} weighted tokens meanwhile"
+            ? $"round {round}: back after {outcome.Repaired.TotalSeconds:0.0} s, whole again after {outcome.Outage.TotalSeconds:0.0} s; served {outcome.Served:N0} weighted tokens meanwhile"
             : $"round {round}: NOT recovered: {failure}");
         return outcome;
     }
 
-    async Task InflictAndRepairAsync(FaultKind kind, int round, BatcherNode cut, CancellationToken ct)
+    async Task InflictAndRepairAsync(FaultKind kind, int round, BatcherNode cut, Action repaired, CancellationToken ct)
     {
         switch (kind)
         {
@@ -76,6 +81,7 @@ public sealed class FaultInjector(ScratchServices services, PlatformHost host, I
                 await host.KillAsync();
                 await Task.Delay(down, ct);
                 await host.RestartAsync(ct);
+                repaired();
                 return;
             case FaultKind.RabbitRestart:
                 if (round % 2 == 1) await services.RabbitKillAsync(ct);
@@ -94,10 +100,12 @@ public sealed class FaultInjector(ScratchServices services, PlatformHost host, I
             case FaultKind.NodeCut:
                 var (publisher, feed) = (cut.Publisher.Reconnects, cut.Feed.Reconnects);
                 var closed = await services.CloseConnectionsAsync(cut.ConnectionNames, "fault drill: connection cut", ct);
+                repaired();
                 if (closed != cut.ConnectionNames.Count) throw new InvalidOperationException($"closed {closed} of the node's {cut.ConnectionNames.Count} connections");
                 await WaitAsync(() => cut.Publisher.Reconnects > publisher && cut.Feed.Reconnects > feed, "the node to reconnect", ct);
                 return;
         }
+        repaired();
         await host.WaitUntilReadyAsync(RecoveryTimeout, ct);
     }
 
