@@ -85,6 +85,8 @@ public sealed record DrillReport(string Markdown, IReadOnlyList<Check> Checks, B
             $"{r.World.Model} in {r.World.Region}: " + string.Join("; ", r.World.Deployments.Select(d => $"{d.Customer.Customer.Name} ({d.Customer.Customer.Workload.Name}) {d.Customer.Customer.Ptu} PTU{(d.Spillover ? " with spillover" : "")}, offered {d.OfferedFactor}×")) + ".");
         md.AppendLine();
 
+        md.Append(Machine.Markdown(r.Machine));
+        md.AppendLine();
         md.AppendLine("## What was faulted when");
         md.AppendLine();
         md.AppendLine("Back: from the fault until what was faulted was started again (for a cut: until the broker had closed the connections). Outage: until the platform was whole again (host ready: PostgreSQL reachable, bus connected; for a cut: the node's publisher and feed reconnected). Served: weighted tokens the batcher's GPUs processed meanwhile; " +

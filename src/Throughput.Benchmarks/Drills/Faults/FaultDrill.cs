@@ -18,7 +18,8 @@ public sealed record DrillPlan(
 
 /// <summary>Everything the drill saw, for its report.</summary>
 public sealed record DrillResult(
-    DrillPlan Plan, string Run, DateTimeOffset Started, DateTimeOffset Finished, ScratchServices Services, string HostLog, DrillWorld World,
+    DrillPlan Plan, string Run, DateTimeOffset Started, DateTimeOffset Finished, IReadOnlyList<(string What, string Value)> Machine,
+    ScratchServices Services, string HostLog, DrillWorld World,
     IReadOnlyList<FaultOutcome> Faults, IReadOnlyList<Settlement> Settlements, IReadOnlyList<NodeFigures> Nodes, string? Aborted);
 
 /// <summary>A serving node's SDK counters at the end.</summary>
@@ -102,6 +103,7 @@ public sealed class FaultDrill : IBenchmark
         IReadOnlyDictionary<string, string> hostEnvironment, CancellationToken ct)
     {
         var started = DateTimeOffset.UtcNow;
+        var machine = await Machine.DescribeAsync(ct);
         try
         {
             await using var host = await PlatformHost.StartAsync(hostDll, hostEnvironment, ct);
@@ -122,7 +124,7 @@ public sealed class FaultDrill : IBenchmark
                 var (faults, settlements, aborted) = await DriveAsync(plan, services, host, world, nodes, topology, started, ct);
                 var figures = nodes.Select(n => new NodeFigures(n.ProducerId, n.HandedOver, n.Publisher.RecordsConfirmed, n.Publisher.BatchesPublished,
                     n.Publisher.Republishes, n.Publisher.Reconnects, n.PublishFailures, n.Feed.Pulls, n.Feed.Reconnects, n.Feed.PushesApplied, n.FeedFailures)).ToList();
-                return new DrillResult(plan, topology.RunId, started, DateTimeOffset.UtcNow, services, host.LogPath, world, faults, settlements, figures, aborted);
+                return new DrillResult(plan, topology.RunId, started, DateTimeOffset.UtcNow, machine, services, host.LogPath, world, faults, settlements, figures, aborted);
             }
             finally
             {
