@@ -2,7 +2,7 @@
 # Drills: what the platform does when its parts fail. Installs and builds like infra/bench.sh, then runs a drill of
 # src/Throughput.Benchmarks against scratch services of its own (infra/drills/nodes.sh): it kills and restarts those,
 # never the shared PostgreSQL and RabbitMQ, which other work keeps using meanwhile. Run as root.
-#   bash infra/drills.sh faults [--rounds 2] [--minutes 4] [--down 10] [--report file.md]   (options: bash infra/drills.sh list)
+#   bash infra/drills.sh faults [--rounds 2] [--minutes 4] [--down 10] [--long-down 40] [--report file.md]   (options: bash infra/drills.sh list)
 # The fault drill prints "fault drill: N passed, N failed, N skipped" and exits non-zero if anything was lost or
 # double-counted; infra/test.sh runs a shortened form (THROUGHPUT_NO_BUILD=1 skips the preamble there).
 set -euo pipefail

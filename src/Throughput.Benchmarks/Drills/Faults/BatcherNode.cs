@@ -105,7 +105,7 @@ public sealed class BatcherNode : IAsyncDisposable
     /// <summary>Starts measuring what the node does until <see cref="CloseWindow"/>.</summary>
     public void OpenWindow()
     {
-        lock (_gate) _window = OutageWindow.Open(ProducerId, DateTimeOffset.UtcNow, Cache, _published.Keys);
+        lock (_gate) _window = OutageWindow.Open(DateTimeOffset.UtcNow, Cache, _published.Keys);
     }
 
     public OutageWindow CloseWindow()

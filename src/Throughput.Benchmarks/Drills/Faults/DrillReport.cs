@@ -37,7 +37,7 @@ public sealed record DrillReport(string Markdown, IReadOnlyList<Check> Checks, B
             new("within its last known limits", withinLimits ? $"yes, peak {r.Faults.Select(f => f.TightestShare).DefaultIfEmpty(0).Max():P0} of allowed" : "NO", "always", withinLimits),
         ],
         [
-            $"{r.Plan.Rounds} rounds of {string.Join(", ", r.Plan.Faults)} over {r.Plan.Load.TotalMinutes:0.#} min of load, {r.Plan.Down.TotalSeconds:0.#} s down",
+            $"{r.Plan.Rounds} rounds of {string.Join(", ", r.Plan.Faults)} over {r.Plan.Load.TotalMinutes:0.#} min of load, {r.Plan.Down.TotalSeconds:0.#} s down{(r.Plan.Rounds > 1 ? $" ({r.Plan.LongDown.TotalSeconds:0.#} s for PostgreSQL's crash in even rounds)" : "")}",
             $"scratch services '{r.Services.Name}': PostgreSQL :{r.Services.PostgresPort}, RabbitMQ :{r.Services.RabbitPort}",
             r.Aborted is null ? "every fault recovered" : $"aborted: {r.Aborted}",
             $"report: {Path.GetFullPath(r.Plan.ReportPath)}",

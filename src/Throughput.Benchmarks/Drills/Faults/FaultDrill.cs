@@ -10,7 +10,7 @@ namespace Throughput.Benchmarks.Drills.Faults;
 
 /// <summary>What the drill was asked to do.</summary>
 public sealed record DrillPlan(
-    int Rounds, TimeSpan Load, TimeSpan Down, TimeSpan Warmup, TimeSpan SettleTimeout, IReadOnlyList<FaultKind> Faults, int Nodes,
+    int Rounds, TimeSpan Load, TimeSpan Down, TimeSpan LongDown, TimeSpan Warmup, TimeSpan SettleTimeout, IReadOnlyList<FaultKind> Faults, int Nodes,
     FleetOptions Fleet, string Model, string ScratchName, bool KeepServices, string ReportPath, string CommandLine)
 {
     public TimeSpan Round => Load / Rounds;
@@ -49,6 +49,7 @@ public sealed class FaultDrill : IBenchmark
         ("rounds", "rounds; each inflicts every fault once (2)"),
         ("minutes", "minutes of load over all rounds, faults spread evenly; a fault's recovery may stretch it (4)"),
         ("down", "seconds a killed host, broker or database stays down before it is started again (10)"),
+        ("long-down", "seconds PostgreSQL stays down after its crash in even rounds, beyond the consumer's bounded retries (40)"),
         ("warmup", "seconds of load before the first fault (15)"),
         ("settle", "seconds to wait after each round for the platform to bill everything published (120)"),
         ("faults", "which faults, in order: host-kill,rabbit,pg-restart,pg-crash,node-cut (all)"),
@@ -141,7 +142,7 @@ public sealed class FaultDrill : IBenchmark
     static async Task<(List<FaultOutcome>, List<Settlement>, string?)> DriveAsync(
         DrillPlan plan, ScratchServices services, PlatformHost host, DrillWorld world, List<BatcherNode> nodes, BenchTopology topology, DateTimeOffset started, CancellationToken ct)
     {
-        var injector = new FaultInjector(services, host, nodes, plan.Down, Log);
+        var injector = new FaultInjector(services, host, nodes, plan.Down, plan.LongDown, Log);
         var faults = new List<FaultOutcome>();
         var settlements = new List<Settlement>();
         Log($"warming up for {plan.Warmup.TotalSeconds:0} s");
@@ -262,7 +263,7 @@ public sealed class FaultDrill : IBenchmark
         if (nodes < 1) throw new UsageException("--nodes must be at least 1");
         var iteration = options.Milliseconds("iteration-ms", TimeSpan.FromMilliseconds(10));
         var report = options.Text("report", Path.Combine("artifacts", "drills", $"faults-{DateTime.UtcNow:yyyyMMdd-HHmmss}.md"));
-        return new DrillPlan(rounds, options.Minutes("minutes", TimeSpan.FromMinutes(4)), options.Seconds("down", TimeSpan.FromSeconds(10)),
+        return new DrillPlan(rounds, options.Minutes("minutes", TimeSpan.FromMinutes(4)), options.Seconds("down", TimeSpan.FromSeconds(10)), options.Seconds("long-down", TimeSpan.FromSeconds(40)),
             options.Seconds("warmup", TimeSpan.FromSeconds(15)), options.Seconds("settle", TimeSpan.FromSeconds(120)), faults, nodes,
             new FleetOptions { Nodes = 2, IterationTime = iteration }, "gpt-4o-mini", options.Text("scratch", "faults"),
             options.Text("keep-services", "false") == "true", report, string.Join(' ', Environment.GetCommandLineArgs().Skip(1)));

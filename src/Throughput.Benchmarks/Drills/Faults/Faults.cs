@@ -13,7 +13,7 @@ public enum FaultKind
     /// <summary>PostgreSQL's fast shutdown and a start at once.</summary>
     PostgresRestart,
 
-    /// <summary>PostgreSQL's immediate shutdown (no checkpoint: a crash), started again after the down time.</summary>
+    /// <summary>PostgreSQL's immediate shutdown (no checkpoint: a crash), started again after the down time (the long one in even rounds).</summary>
     PostgresCrash,
 
     /// <summary>One serving node's broker connections (metering and admission) closed from the broker's side.</summary>
@@ -43,7 +43,10 @@ public sealed record FaultOutcome(int Round, FaultKind Kind, string What, DateTi
 }
 
 /// <summary>Inflicts the drill's faults on its scratch services, its platform host and its serving nodes, and repairs them as an operator (or a supervisor) would.</summary>
-public sealed class FaultInjector(ScratchServices services, PlatformHost host, IReadOnlyList<BatcherNode> nodes, TimeSpan down, Action<string> log)
+/// <param name="down">How long a killed host, broker or database stays down.</param>
+/// <param name="longDown">How long PostgreSQL stays down after its crash in even rounds: longer than the metering consumer's
+/// bounded retries, as a failover or a slow crash recovery would be.</param>
+public sealed class FaultInjector(ScratchServices services, PlatformHost host, IReadOnlyList<BatcherNode> nodes, TimeSpan down, TimeSpan longDown, Action<string> log)
 {
     static readonly TimeSpan RecoveryTimeout = TimeSpan.FromSeconds(120);
 
@@ -94,7 +97,7 @@ public sealed class FaultInjector(ScratchServices services, PlatformHost host, I
                 break;
             case FaultKind.PostgresCrash:
                 await services.PostgresCrashAsync(ct);
-                await Task.Delay(down, ct);
+                await Task.Delay(CrashDown(round), ct);
                 await services.PostgresStartAsync(ct);
                 break;
             case FaultKind.NodeCut:
@@ -116,9 +119,11 @@ public sealed class FaultInjector(ScratchServices services, PlatformHost host, I
             ? $"RabbitMQ node '{services.Name}' SIGKILLed, started again after {down.TotalSeconds:0.#} s"
             : $"RabbitMQ node '{services.Name}' stopped cleanly, started again after {down.TotalSeconds:0.#} s",
         FaultKind.PostgresRestart => $"PostgreSQL '{services.Name}' restarted (fast shutdown, start)",
-        FaultKind.PostgresCrash => $"PostgreSQL '{services.Name}' crashed (immediate shutdown), started again after {down.TotalSeconds:0.#} s",
+        FaultKind.PostgresCrash => $"PostgreSQL '{services.Name}' crashed (immediate shutdown), started again after {CrashDown(round).TotalSeconds:0.#} s",
         _ => $"serving node {cut.ProducerId}: its metering and admission connections closed by the broker",
     };
+
+    TimeSpan CrashDown(int round) => round % 2 == 0 ? longDown : down;
 
     static async Task WaitAsync(Func<bool> done, string what, CancellationToken ct)
     {

@@ -13,14 +13,11 @@ public sealed class OutageWindow
 {
     readonly Dictionary<string, Budget> _budgets;
 
-    OutageWindow(string node, DateTimeOffset from, Dictionary<string, Budget> budgets)
+    OutageWindow(DateTimeOffset from, Dictionary<string, Budget> budgets)
     {
-        Node = node;
         From = To = from;
         _budgets = budgets;
     }
-
-    public string Node { get; }
 
     public DateTimeOffset From { get; }
 
@@ -41,14 +38,14 @@ public sealed class OutageWindow
     public long Refused { get; private set; }
 
     /// <summary>Opens a window now: each deployment's bucket as it stands and the limit the node knows.</summary>
-    public static OutageWindow Open(string node, DateTimeOffset at, AdmissionCache cache, IEnumerable<string> deployments)
+    public static OutageWindow Open(DateTimeOffset at, AdmissionCache cache, IEnumerable<string> deployments)
     {
         var budgets = new Dictionary<string, Budget>(StringComparer.Ordinal);
         foreach (var id in deployments)
         {
             if (cache.Bucket(id) is { } bucket) budgets[id] = new Budget(bucket.Limit, bucket.Tokens);
         }
-        return new OutageWindow(node, at, budgets);
+        return new OutageWindow(at, budgets);
     }
 
     public void Observe(FleetStep step)

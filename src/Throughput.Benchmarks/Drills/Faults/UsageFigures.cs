@@ -34,10 +34,6 @@ public sealed record UsageFigures(ImmutableSortedDictionary<Measure, decimal> Va
 
     public UsageFigures Plus(UsageFigures other) =>
         new(Values.Keys.Union(other.Values.Keys).ToImmutableSortedDictionary(m => m, m => this[m] + other[m]));
-
-    /// <summary>What was added since <paramref name="earlier"/> (figures only grow).</summary>
-    public UsageFigures Since(UsageFigures earlier) =>
-        new(Values.ToImmutableSortedDictionary(v => v.Key, v => v.Value - earlier[v.Key]));
 }
 
 /// <summary>
