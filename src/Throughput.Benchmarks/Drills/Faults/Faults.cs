@@ -34,8 +34,8 @@ public sealed record FaultOutcome(int Round, FaultKind Kind, string What, DateTi
     public IReadOnlyDictionary<string, double> ServedBy =>
         Windows.SelectMany(w => w.ServedBy).GroupBy(p => p.Key).ToDictionary(g => g.Key, g => g.Sum(p => p.Value));
 
-    /// <summary>The deployment whose bucket came closest to its allowance (drawn ÷ allowed), over every node.</summary>
-    public double TightestShare => Windows.SelectMany(w => w.WithinRate()).Select(r => r.Allowed <= 0 ? 0 : r.Drawn / r.Allowed).DefaultIfEmpty(0).Max();
+    /// <summary>The deployment whose bucket came closest to its allowance (drawn ÷ allowed; completions may give back more than was drawn), over every node.</summary>
+    public double TightestShare => Windows.SelectMany(w => w.WithinRate()).Select(r => r.Allowed <= 0 ? 0 : Math.Max(0, r.Drawn / r.Allowed)).DefaultIfEmpty(0).Max();
 
     public bool WithinLimits => Windows.SelectMany(w => w.WithinRate()).All(r => r.Drawn <= r.Allowed);
 
