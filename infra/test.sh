@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test (unit, integration and the dashboard's browser tests) against real PostgreSQL and RabbitMQ, starting them first.
+# Runs every test (unit, integration, the dashboard's browser tests and a short fault drill) against real PostgreSQL and
+# RabbitMQ, starting them first.
 # This is the README's test command and what .ci/run runs.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,16 +20,24 @@ if [ "${THROUGHPUT_BROWSER_TESTS:-1}" != 0 ]; then
   browser_rc=${PIPESTATUS[0]}
   [ "$rc" -ne 0 ] || rc=$browser_rc
 fi
+# The fault drill, shortened: one round of each fault on scratch services of its own, every check counted (skip with
+# THROUGHPUT_FAULT_DRILL=0; the full drill is bash infra/drills.sh faults).
+if [ "${THROUGHPUT_FAULT_DRILL:-1}" != 0 ]; then
+  THROUGHPUT_NO_BUILD=1 bash infra/drills.sh faults --rounds 1 --minutes 0.5 --down 3 --warmup 5 --settle 60 --report artifacts/drills/faults-ci.md 2>&1 | tee -a "$log"
+  drill_rc=${PIPESTATUS[0]}
+  [ "$rc" -ne 0 ] || rc=$drill_rc
+fi
 # The deployment description, validated without a cluster (counts as one test).
 bash infra/deploy/validate.sh 2>&1 | tee -a "$log"
 deploy_rc=${PIPESTATUS[0]}
 [ "$rc" -ne 0 ] || rc=$deploy_rc
 set -e
-# One closing line for all test assemblies, the browser tests and the deployment check together.
+# One closing line for all test assemblies, the browser tests, the fault drill and the deployment check together.
 awk '/(Passed|Failed)! +- +Failed:/ {
        gsub(/,/, ""); for (i = 1; i <= NF; i++) { if ($i == "Failed:") f += $(i+1); if ($i == "Passed:") p += $(i+1); if ($i == "Skipped:") s += $(i+1) }
      }
      /^browser tests: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$/ { gsub(/,/, ""); p += $3; f += $5; s += $7 }
+     /^fault drill: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$/ { gsub(/,/, ""); p += $3; f += $5; s += $7 }
      /^deploy: valid$/ { p += 1 }
      /^deploy: [0-9]+ problem/ { f += 1 }
      END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"

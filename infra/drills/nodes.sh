@@ -56,12 +56,16 @@ rabbit_start() {
     node_up "$name" || { log "node $name did not answer ping"; exit 1; }
   fi
   ctl "$name" -q await_startup
+  # The vhost, user and permissions live in the node's own database: set once, they survive restarts (each rabbitmqctl
+  # call takes seconds, and a drill restarts the node under load). rabbit-wipe removes the mark with the data.
+  [ -f "$base/rabbit/$name/configured" ] && return
   ctl "$name" -q list_vhosts | grep -qx "$THROUGHPUT_RABBIT_VHOST" || ctl "$name" -q add_vhost "$THROUGHPUT_RABBIT_VHOST"
   if ctl "$name" -q list_users | awk '{print $1}' | grep -qx "$THROUGHPUT_RABBIT_USER"; then :; else
     ctl "$name" -q add_user "$THROUGHPUT_RABBIT_USER" "$THROUGHPUT_RABBIT_PASSWORD"
     ctl "$name" -q set_user_tags "$THROUGHPUT_RABBIT_USER" management
   fi
   ctl "$name" -q set_permissions -p "$THROUGHPUT_RABBIT_VHOST" "$THROUGHPUT_RABBIT_USER" ".*" ".*" ".*"
+  touch "$base/rabbit/$name/configured"
 }
 
 rabbit_join() {

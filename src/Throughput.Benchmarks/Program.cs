@@ -1,12 +1,15 @@
 using Throughput.Benchmarks.Admission;
+using Throughput.Benchmarks.Drills.Faults;
 using Throughput.Benchmarks.Harness;
 using Throughput.Benchmarks.Invoicing;
 using Throughput.Benchmarks.Metering;
 
-// Usage: Throughput.Benchmarks <benchmark | all | list> [--option value …] [--results results.md]
+// Usage: Throughput.Benchmarks <benchmark | drill | all | list> [--option value …] [--results results.md]
 // Each benchmark is a subcommand; `all` runs every one with its defaults and writes one Markdown table (with the machine)
 // to --results, by default artifacts/benchmark-results.md.
 IBenchmark[] benchmarks = [new MeteringBenchmark(), new AdmissionChecksBenchmark(), new AdmissionHttpBenchmark(), new AdmissionFeedbackBenchmark(), new InvoicingBenchmark()];
+// Drills inflict faults on scratch services rather than measure speed: run by name only, never by `all`.
+IBenchmark[] drills = [new FaultDrill()];
 
 using var interrupted = new CancellationTokenSource();
 Console.CancelKeyPress += (_, e) =>
@@ -19,13 +22,13 @@ try
 {
     if (args is [] or ["list" or "help" or "--help" or "-h", ..])
     {
-        PrintUsage(benchmarks);
+        PrintUsage(benchmarks, drills);
         return args is [] ? 2 : 0;
     }
     var options = BenchOptions.Parse(args[1..]);
     // `all` always leaves its table behind: that run is the benchmark report.
     var resultsFile = options.Text("results", args[0] == "all" ? Path.Combine("artifacts", "benchmark-results.md") : "");
-    var chosen = args[0] == "all" ? benchmarks : benchmarks.Where(b => b.Name == args[0]).ToArray();
+    var chosen = args[0] == "all" ? benchmarks : benchmarks.Concat(drills).Where(b => b.Name == args[0]).ToArray();
     if (chosen.Length == 0) throw new UsageException($"no benchmark '{args[0]}'");
 
     var reports = new List<BenchmarkReport>();
@@ -47,7 +50,7 @@ try
 catch (UsageException e)
 {
     Console.Error.WriteLine(e.Message);
-    PrintUsage(benchmarks);
+    PrintUsage(benchmarks, drills);
     return 2;
 }
 catch (OperationCanceledException) when (interrupted.IsCancellationRequested)
@@ -56,10 +59,10 @@ catch (OperationCanceledException) when (interrupted.IsCancellationRequested)
     return 130;
 }
 
-static void PrintUsage(IReadOnlyList<IBenchmark> benchmarks)
+static void PrintUsage(IReadOnlyList<IBenchmark> benchmarks, IReadOnlyList<IBenchmark> drills)
 {
-    Console.Error.WriteLine("usage: Throughput.Benchmarks <benchmark | all | list> [--option value …] [--results results.md]");
-    foreach (var benchmark in benchmarks)
+    Console.Error.WriteLine("usage: Throughput.Benchmarks <benchmark | drill | all | list> [--option value …] [--results results.md]");
+    foreach (var benchmark in benchmarks.Concat(drills))
     {
         Console.Error.WriteLine($"\n  {benchmark.Name}: {benchmark.Summary}");
         foreach (var (option, meaning) in benchmark.Options) Console.Error.WriteLine($"    --{option,-22} {meaning}");

@@ -5,7 +5,9 @@ namespace Throughput.Serving;
 /// <summary>
 /// One deployment's local token bucket and the limit it follows. Holds up to <c>BurstTokens × burstShare</c> weighted
 /// tokens and refills at <c>TokensPerMinute / 60</c> per second; an admission takes its estimate, a completion gives
-/// back (estimate − actual). One lock per deployment, so deployments never contend with each other.
+/// back (estimate − actual). A throttle holds until the platform lifts it; past its retry-after plus the lapse time
+/// without a lift or a confirmation, it lapses and the bucket refills from empty. One lock per deployment, so deployments
+/// never contend with each other.
 /// </summary>
 internal sealed class AdmissionBucket
 {
@@ -13,6 +15,7 @@ internal sealed class AdmissionBucket
     readonly TimeProvider _clock;
     readonly double _burstShare;
     readonly double _ticksPerMs;
+    readonly long _lapseTicks;
 
     AdmissionLimitChanged _limit;
     double _tokens;
@@ -22,12 +25,15 @@ internal sealed class AdmissionBucket
     double _outputWeight;
     double _cachedDeduction;
     long _throttledUntil;
+    long _lapsesAt; // 0 unless throttled
+    bool _lapsed;
 
-    public AdmissionBucket(AdmissionLimitChanged limit, TimeProvider clock, double burstShare)
+    public AdmissionBucket(AdmissionLimitChanged limit, TimeProvider clock, double burstShare, TimeSpan throttleLapse)
     {
         _clock = clock;
         _burstShare = burstShare;
         _ticksPerMs = clock.TimestampFrequency / 1000d;
+        _lapseTicks = (long)(throttleLapse.TotalMilliseconds * _ticksPerMs);
         _limit = limit;
         _refilledAt = clock.GetTimestamp();
         _tokens = double.MaxValue; // capped to the platform's headroom by Follow
@@ -46,9 +52,14 @@ internal sealed class AdmissionBucket
     {
         lock (_gate)
         {
-            if (limit.Version <= _limit.Version) return LimitUpdate.Stale;
-            var gap = limit.Version > _limit.Version + 1;
             var now = _clock.GetTimestamp();
+            if (limit.Version <= _limit.Version)
+            {
+                if (limit.Version == _limit.Version && limit.State == AdmissionState.Throttled) Confirm(limit, now);
+                return LimitUpdate.Stale;
+            }
+            var gap = limit.Version > _limit.Version + 1;
+            LapseIfDue(now);
             Refill(now);
             Follow(limit, now);
             return gap ? LimitUpdate.AppliedAfterGap : LimitUpdate.Applied;
@@ -60,10 +71,11 @@ internal sealed class AdmissionBucket
         lock (_gate)
         {
             var estimate = Estimate(promptTokens, cachedTokens, maxOutputTokens);
-            switch (_limit.State)
+            var now = _clock.GetTimestamp();
+            LapseIfDue(now);
+            switch (_lapsed ? AdmissionState.Open : _limit.State)
             {
                 case AdmissionState.Open:
-                    var now = _clock.GetTimestamp();
                     Refill(now);
                     // A request larger than the whole bucket goes when the bucket is full and leaves it in debt, so it is slowed, never starved.
                     if (_tokensPerTick > 0 && (_tokens >= estimate || _tokens >= _capacity))
@@ -76,9 +88,10 @@ internal sealed class AdmissionBucket
                         : new Admission(AdmissionOutcome.OverRate, estimate, MsUntilHeld(Math.Min(estimate, _capacity)), this);
                 case AdmissionState.Throttled:
                     if (_limit.Spillover) return new Admission(AdmissionOutcome.Spilled, estimate, 0, this);
-                    var left = (_throttledUntil - _clock.GetTimestamp()) / _ticksPerMs;
-                    // Past the platform's retry-after but not lifted yet: the lift is on its way (or a pull will fetch it).
-                    return new Admission(AdmissionOutcome.Throttled, estimate, left > 0 ? (long)Math.Ceiling(left) : StillThrottledRetryMs, this);
+                    var left = (_throttledUntil - now) / _ticksPerMs;
+                    // Past the platform's retry-after but not lifted yet: the lift is on its way (or a pull will fetch it), or the throttle lapses.
+                    return new Admission(AdmissionOutcome.Throttled, estimate,
+                        left > 0 ? (long)Math.Ceiling(left) : Math.Min(StillThrottledRetryMs, (long)Math.Ceiling((_lapsesAt - now) / _ticksPerMs)), this);
                 case AdmissionState.Suspended:
                     return new Admission(AdmissionOutcome.Suspended, estimate, 0, this);
                 default:
@@ -101,7 +114,9 @@ internal sealed class AdmissionBucket
     {
         lock (_gate)
         {
-            Refill(_clock.GetTimestamp());
+            var now = _clock.GetTimestamp();
+            LapseIfDue(now);
+            Refill(now);
             return new AdmissionBucketView(_limit, _tokens, _capacity, _capacity <= 0 ? 0 : 1 - _tokens / _capacity);
         }
     }
@@ -124,9 +139,33 @@ internal sealed class AdmissionBucket
     void Refill(long now)
     {
         if (now <= _refilledAt) return;
-        if (_limit.State == AdmissionState.Open)
+        if (_limit.State == AdmissionState.Open || _lapsed)
             _tokens = Math.Min(_capacity, _tokens + (now - _refilledAt) * _tokensPerTick);
         _refilledAt = now;
+    }
+
+    /// <summary>
+    /// A throttle neither lifted nor confirmed well past its retry-after means the platform is out of reach: its bucket has
+    /// drained meanwhile (unless other nodes kept filling it), so admission resumes at the purchased rate from an empty bucket
+    /// rather than not at all for as long as the outage lasts.
+    /// </summary>
+    void LapseIfDue(long now)
+    {
+        if (_lapsed || _lapsesAt == 0 || now < _lapsesAt) return;
+        Refill(_lapsesAt);
+        _lapsed = true;
+        _tokens = Math.Min(_tokens, 0);
+    }
+
+    /// <summary>The platform still holds the throttle (a pull past the retry-after answered with it): wait its new retry-after.</summary>
+    void Confirm(AdmissionLimitChanged limit, long now)
+    {
+        if (_limit.State != AdmissionState.Throttled) return;
+        LapseIfDue(now);
+        Refill(now);
+        _lapsed = false;
+        _throttledUntil = now + (long)(limit.RetryAfterMs * _ticksPerMs);
+        _lapsesAt = _throttledUntil + _lapseTicks;
     }
 
     /// <summary>
@@ -143,6 +182,8 @@ internal sealed class AdmissionBucket
         var headroom = _capacity - (double)limit.Utilization * limit.BurstTokens;
         _tokens = Math.Min(_tokens, Math.Min(_capacity, headroom));
         _throttledUntil = limit.State == AdmissionState.Throttled ? now + (long)(limit.RetryAfterMs * _ticksPerMs) : 0;
+        _lapsesAt = limit.State == AdmissionState.Throttled ? _throttledUntil + _lapseTicks : 0;
+        _lapsed = false;
     }
 
     long MsUntilHeld(double tokens)

@@ -13,6 +13,13 @@ public sealed record AdmissionCacheOptions
     /// </summary>
     public double BurstShare { get; init; } = 0.9;
 
+    /// <summary>
+    /// How long past its retry-after a throttle waits for the platform to lift or confirm it before it lapses. The feed asks
+    /// the platform about such a throttle every second; when nobody answers (the platform is down), the deployment admits at
+    /// its purchased rate again, from an empty bucket, instead of serving nothing for as long as the outage lasts.
+    /// </summary>
+    public TimeSpan ThrottleLapse { get; init; } = TimeSpan.FromSeconds(5);
+
     /// <summary>The time source of the buckets (tests pass a manual one).</summary>
     public TimeProvider Clock { get; init; } = TimeProvider.System;
 
@@ -23,6 +30,7 @@ public sealed record AdmissionCacheOptions
     {
         ArgumentNullException.ThrowIfNull(Clock);
         if (!(BurstShare is > 0 and <= 1)) throw new ArgumentOutOfRangeException(nameof(BurstShare), BurstShare, "Between 0 (excluded) and 1.");
+        ArgumentOutOfRangeException.ThrowIfLessThan(ThrottleLapse, TimeSpan.Zero);
     }
 }
 
@@ -30,7 +38,8 @@ public sealed record AdmissionCacheOptions
 /// A serving node's view of its deployments' admission limits, and the in-process decision to admit a request.
 /// Each deployment has a local token bucket (see <see cref="AdmissionBucket"/>), so admitting costs a dictionary lookup
 /// and a short lock, no I/O. Limits come in through <see cref="Apply"/> (an <see cref="AdmissionFeed"/> keeps them current);
-/// a limit only replaces an older version. With no feed, or the platform out of reach, the last known limits keep serving.
+/// a limit only replaces an older version. With no feed, or the platform out of reach, the last known limits keep serving;
+/// a throttle the platform can no longer be asked about lapses a little after its retry-after (<see cref="AdmissionCacheOptions.ThrottleLapse"/>).
 /// Thread-safe.
 /// </summary>
 public sealed class AdmissionCache
@@ -59,7 +68,7 @@ public sealed class AdmissionCache
         }
         else
         {
-            var added = new AdmissionBucket(limit, _options.Clock, _options.BurstShare);
+            var added = new AdmissionBucket(limit, _options.Clock, _options.BurstShare, _options.ThrottleLapse);
             // The first limit seen is a full snapshot: there is nothing older to have missed.
             update = _buckets.TryAdd(limit.DeploymentId, added) ? LimitUpdate.Applied : _buckets[limit.DeploymentId].Apply(limit);
         }

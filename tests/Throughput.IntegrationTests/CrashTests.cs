@@ -6,22 +6,14 @@ using Throughput.Serving;
 
 namespace Throughput.IntegrationTests;
 
-/// <summary>The metering consumer as a real process, killed with SIGKILL mid-stream and restarted.</summary>
+/// <summary>The metering consumer as a real process: killed with SIGKILL mid-stream and restarted, and cut off from its database.</summary>
 [Collection(PlatformCollection.Name)]
 public sealed class CrashTests(PlatformFixture platform)
 {
     [Fact]
     public async Task Killing_the_consumer_process_mid_stream_loses_nothing_and_counts_nothing_twice()
     {
-        var (_, customer) = await platform.NewTenantAsync();
-        var region = await platform.NewPoolAsync("gpt-4o-mini", 1000);
-        var producer = await platform.NewServingNodeAsync(region);
-        var deployments = new[]
-        {
-            await PlatformFixture.BuyAsync(customer, region, 100, "gpt-4o-mini"),
-            await PlatformFixture.BuyAsync(customer, region, 100, "gpt-4o-mini"),
-            await PlatformFixture.BuyAsync(customer, region, 100, "gpt-4o-mini"),
-        };
+        var (customer, producer, deployments) = await MeteredDeploymentsAsync(3);
         var exchange = $"tests.kill.{Guid.NewGuid():N}"[..24];
         // A metering-only host: the role that owns the partitions, as it would run at scale.
         await using var host = new PlatformProcess(exchange, partitions: 2, roles: "Metering");
@@ -75,6 +67,62 @@ public sealed class CrashTests(PlatformFixture platform)
 
         await using var rabbit = await new ConnectionFactory { Uri = platform.Settings.RabbitUri }.CreateConnectionAsync();
         await Tests.DeleteMeteringTopologyAsync(rabbit, exchange, partitions: 2);
+    }
+
+    [Fact]
+    public async Task A_database_outage_longer_than_the_consumers_retries_is_waited_out_and_every_record_billed_once()
+    {
+        var (customer, producer, deployments) = await MeteredDeploymentsAsync(2);
+        var exchange = $"tests.outage.{Guid.NewGuid():N}"[..26];
+        await using var database = DatabaseLink.To(platform.Settings.PgPort);
+        await using var host = new PlatformProcess(exchange, partitions: 2, roles: "Metering",
+            environment: new Dictionary<string, string> { ["THROUGHPUT_PG_PORT"] = database.Port.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+        await host.StartAsync();
+        await using var publisher = await MeteringPublisher.CreateAsync(new MeteringPublisherOptions(platform.Settings.RabbitUri, producer)
+        {
+            Exchange = exchange,
+            MaxBatchRecords = 50,
+            MaxLinger = TimeSpan.FromMilliseconds(5),
+        });
+        async Task PublishAsync(int from, int to)
+        {
+            for (var i = from; i < to; i++)
+            {
+                foreach (var d in deployments)
+                {
+                    var now = DateTimeOffset.UtcNow;
+                    await publisher.RecordAsync(new MeteringRecord($"{d}-{i}", d, $"q{i}", 100 + i % 7, 0, 10, false, 0, now.AddMilliseconds(-50), now));
+                }
+                if (i % 20 == 0) await Task.Delay(20);
+            }
+            await publisher.FlushAsync();
+        }
+
+        await PublishAsync(0, 500);
+        await Eventually.Until(() => Counted(customer, deployments), n => n == 500L * deployments.Length, TimeSpan.FromSeconds(60));
+        database.Cut();
+        await PublishAsync(500, 1500); // the broker confirms them; the host cannot commit
+        // Longer than the ten retries (about 30 s) after which a batch used to go to the _error queue, unbilled.
+        await Task.Delay(TimeSpan.FromSeconds(40));
+        database.Restore();
+
+        var expected = 1500L * deployments.Length;
+        await Eventually.Until(() => Counted(customer, deployments), n => n >= expected, TimeSpan.FromSeconds(90));
+        await Task.Delay(2000); // anything redelivered late would show up as an over-count now
+        Assert.Equal(expected, await Counted(customer, deployments));
+        await using var rabbit = await new ConnectionFactory { Uri = platform.Settings.RabbitUri }.CreateConnectionAsync();
+        foreach (var p in new[] { 0, 1 }) Assert.Equal(0u, await Tests.MessagesInAsync(rabbit, $"{exchange}.p{p}_error"));
+        await Tests.DeleteMeteringTopologyAsync(rabbit, exchange, partitions: 2);
+    }
+
+    async Task<(HttpClient Customer, string Producer, string[] Deployments)> MeteredDeploymentsAsync(int count)
+    {
+        var (_, customer) = await platform.NewTenantAsync();
+        var region = await platform.NewPoolAsync("gpt-4o-mini", 1000);
+        var producer = await platform.NewServingNodeAsync(region);
+        var deployments = new string[count];
+        for (var i = 0; i < count; i++) deployments[i] = await PlatformFixture.BuyAsync(customer, region, 100, "gpt-4o-mini");
+        return (customer, producer, deployments);
     }
 
     static async Task<long> Counted(HttpClient customer, IEnumerable<string> deployments)

@@ -13,7 +13,8 @@ public sealed class PlatformProcess : IAsyncDisposable
 
     public Uri Address { get; }
 
-    public PlatformProcess(string meteringExchange, int partitions, string roles = "Api,Metering,Daemon")
+    /// <param name="environment">Settings over the defaults, e.g. THROUGHPUT_PG_PORT to reach PostgreSQL through a <see cref="DatabaseLink"/>.</param>
+    public PlatformProcess(string meteringExchange, int partitions, string roles = "Api,Metering,Daemon", IReadOnlyDictionary<string, string>? environment = null)
     {
         var port = FreePort();
         Address = new Uri($"http://127.0.0.1:{port}");
@@ -29,6 +30,7 @@ public sealed class PlatformProcess : IAsyncDisposable
             ["Logging__LogLevel__Default"] = "Warning",
             ["Host__Roles"] = roles,
         };
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>()) _environment[name] = value;
     }
 
     public async Task StartAsync()

@@ -17,6 +17,20 @@ static class Tests
         await channel.ExchangeDeleteAsync(exchange);
     }
 
+    /// <summary>Messages waiting in a queue; 0 when it was never declared (MassTransit declares an _error queue on first use).</summary>
+    public static async Task<uint> MessagesInAsync(IConnection rabbit, string queue)
+    {
+        await using var channel = await rabbit.CreateChannelAsync();
+        try
+        {
+            return (await channel.QueueDeclarePassiveAsync(queue)).MessageCount;
+        }
+        catch (RabbitMQ.Client.Exceptions.OperationInterruptedException)
+        {
+            return 0;
+        }
+    }
+
     public static string RepositoryRoot()
     {
         var dir = new DirectoryInfo(AppContext.BaseDirectory);

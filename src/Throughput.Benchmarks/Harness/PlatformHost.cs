@@ -8,20 +8,23 @@ namespace Throughput.Benchmarks.Harness;
 
 /// <summary>
 /// The platform host as a separate process, as production runs it (Release build, its own port, settings by
-/// environment), so the benchmark measures the host's CPU and memory apart from its own.
+/// environment), so the benchmark measures the host's CPU and memory apart from its own. A drill can kill it and
+/// start it again on the same address with the same settings, as a supervisor would.
 /// </summary>
 public sealed class PlatformHost : IAsyncDisposable
 {
     static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(90);
     static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(15);
 
-    readonly Process _process;
+    readonly ProcessStartInfo _start;
     readonly StreamWriter _log;
+    Process _process;
 
-    PlatformHost(Process process, StreamWriter log, Uri baseAddress, string operatorKey, string logPath)
+    PlatformHost(ProcessStartInfo start, StreamWriter log, Uri baseAddress, string operatorKey, string logPath)
     {
-        _process = process;
+        _start = start;
         _log = log;
+        _process = Launch(start, log);
         BaseAddress = baseAddress;
         OperatorKey = operatorKey;
         LogPath = logPath;
@@ -55,16 +58,10 @@ public sealed class PlatformHost : IAsyncDisposable
 
         var logPath = Path.Combine(Path.GetTempPath(), $"throughput-bench-host-{DateTime.UtcNow:yyyyMMddHHmmss}.log");
         var log = new StreamWriter(logPath) { AutoFlush = true };
-        var process = new Process { StartInfo = start };
-        process.OutputDataReceived += (_, e) => Append(log, e.Data);
-        process.ErrorDataReceived += (_, e) => Append(log, e.Data);
-        process.Start();
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        var host = new PlatformHost(process, log, baseAddress, operatorKey, logPath);
+        var host = new PlatformHost(start, log, baseAddress, operatorKey, logPath);
         try
         {
-            await host.WaitUntilReadyAsync(cancellationToken);
+            await host.WaitUntilReadyAsync(ReadyTimeout, cancellationToken);
             return host;
         }
         catch
@@ -72,6 +69,27 @@ public sealed class PlatformHost : IAsyncDisposable
             await host.DisposeAsync();
             throw;
         }
+    }
+
+    /// <summary>SIGKILL: a crash, nothing settles, whatever the host was doing is cut off.</summary>
+    public async Task KillAsync()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill();
+            await _process.WaitForExitAsync();
+        }
+        Append(_log, $"---- killed (SIGKILL) at {DateTimeOffset.UtcNow:O} ----");
+    }
+
+    /// <summary>Starts the host again after <see cref="KillAsync"/>: same address, key and settings; returns once it is ready.</summary>
+    public async Task RestartAsync(CancellationToken cancellationToken)
+    {
+        if (!_process.HasExited) throw new InvalidOperationException("The platform host is still running.");
+        _process.Dispose();
+        Append(_log, $"---- started again at {DateTimeOffset.UtcNow:O} ----");
+        _process = Launch(_start, _log);
+        await WaitUntilReadyAsync(ReadyTimeout, cancellationToken);
     }
 
     /// <summary>The host's peak resident set (VmHWM) since it started, in bytes.</summary>
@@ -101,10 +119,11 @@ public sealed class PlatformHost : IAsyncDisposable
         lock (_log) _log.Dispose();
     }
 
-    async Task WaitUntilReadyAsync(CancellationToken cancellationToken)
+    /// <summary>Waits until <c>/health/ready</c> answers 200 (PostgreSQL reachable, bus connected); fails if the process exits or time runs out.</summary>
+    public async Task WaitUntilReadyAsync(TimeSpan timeout, CancellationToken cancellationToken)
     {
         using var http = new HttpClient { BaseAddress = BaseAddress, Timeout = TimeSpan.FromSeconds(5) };
-        var deadline = Stopwatch.GetTimestamp() + (long)(ReadyTimeout.TotalSeconds * Stopwatch.Frequency);
+        var deadline = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
         while (Stopwatch.GetTimestamp() < deadline)
         {
             if (_process.HasExited) throw new InvalidOperationException($"the platform host exited with {_process.ExitCode}; log: {LogPath}");
@@ -117,9 +136,13 @@ public sealed class PlatformHost : IAsyncDisposable
             {
                 // Not listening yet.
             }
+            catch (TaskCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                // The readiness check itself took longer than the client waits (a dependency is hanging).
+            }
             await Task.Delay(250, cancellationToken);
         }
-        throw new TimeoutException($"the platform host was not ready within {ReadyTimeout.TotalSeconds} s; log: {LogPath}");
+        throw new TimeoutException($"the platform host was not ready within {timeout.TotalSeconds} s; log: {LogPath}");
     }
 
     long ProcStatus(string field)
@@ -130,6 +153,17 @@ public sealed class PlatformHost : IAsyncDisposable
                 return long.Parse(line[field.Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture) * 1024;
         }
         return 0;
+    }
+
+    static Process Launch(ProcessStartInfo start, StreamWriter log)
+    {
+        var process = new Process { StartInfo = start };
+        process.OutputDataReceived += (_, e) => Append(log, e.Data);
+        process.ErrorDataReceived += (_, e) => Append(log, e.Data);
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return process;
     }
 
     static void Append(StreamWriter log, string? line)

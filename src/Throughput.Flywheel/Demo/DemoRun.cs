@@ -135,7 +135,7 @@ public static class DemoRun
     }
 
     /// <summary>Waits until the cache holds a limit for every deployment (the start pull usually has them; pushes may bring them later).</summary>
-    static async Task<Dictionary<string, AdmissionLimitChanged>> KnownLimitsAsync(AdmissionFeed feed, IReadOnlyList<Provisioned> customers, CancellationToken ct)
+    public static async Task<Dictionary<string, AdmissionLimitChanged>> KnownLimitsAsync(AdmissionFeed feed, IReadOnlyList<Provisioned> customers, CancellationToken ct)
     {
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(15);
         Exception? failure = null;
@@ -157,7 +157,8 @@ public static class DemoRun
         }
     }
 
-    static MeteringRecord Metered(string producerId, Sequence sequence) => new(
+    /// <summary>The metering record of a finished request; its id (producer and request) is unique across the fleet.</summary>
+    public static MeteringRecord Metered(string producerId, Sequence sequence) => new(
         $"{producerId}:{sequence.Request.RequestId}", sequence.Request.DeploymentId, sequence.Request.RequestId,
         sequence.Request.PromptTokens, sequence.Request.CachedTokens, sequence.Generated, sequence.Admission.IsSpilled,
         sequence.Admission.EstimatedTokens, sequence.AdmittedAt, sequence.FinishedAt ?? sequence.AdmittedAt);

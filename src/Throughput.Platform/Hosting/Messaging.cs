@@ -1,4 +1,5 @@
 using MassTransit;
+using Npgsql;
 using Throughput.Contracts;
 using Throughput.Metering;
 
@@ -59,8 +60,16 @@ public static class Messaging
                             exchange.ExchangeType = MeteringTopology.ExchangeType;
                             exchange.RoutingKey = "1"; // equal weight per partition
                         });
-                        // Transient failures (PostgreSQL restart, a concurrent writer) retry the whole batch; nothing is acked before commit.
+                        // Transient failures (a concurrent writer) retry the whole batch a few times; nothing is acked before commit.
                         endpoint.UseMessageRetry(r => r.Exponential(10, TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(5), TimeSpan.FromMilliseconds(100)));
+                        // PostgreSQL away (restart, crash recovery, failover) is waited out however long it takes: giving up would move
+                        // the batch to the _error queue, metered and never billed. Its messages stay unacked meanwhile, so the broker
+                        // keeps them if this host dies, and the claims in the ledger still make every retry count once.
+                        endpoint.UseMessageRetry(r =>
+                        {
+                            r.Handle<Exception>(DatabaseUnavailable);
+                            r.Exponential(int.MaxValue, TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(5), TimeSpan.FromMilliseconds(200));
+                        });
                         endpoint.ConfigureConsumer<MeteringConsumer>(context);
                     });
                 }
@@ -68,4 +77,17 @@ public static class Messaging
         });
         return services;
     }
+
+    /// <summary>
+    /// PostgreSQL could not be reached, or went away mid-transaction (shut down, crashed, starting up, connection lost):
+    /// a state of the database that waiting cures, unlike a bug or bad data.
+    /// </summary>
+    internal static bool DatabaseUnavailable(Exception exception) => exception switch
+    {
+        PostgresException pg => pg.IsTransient || pg.SqlState.StartsWith("57P", StringComparison.Ordinal) || pg.SqlState.StartsWith("08", StringComparison.Ordinal),
+        NpgsqlException npgsql when npgsql.IsTransient => true,
+        AggregateException all => all.InnerExceptions.Any(DatabaseUnavailable),
+        { InnerException: { } inner } => DatabaseUnavailable(inner),
+        _ => false,
+    };
 }

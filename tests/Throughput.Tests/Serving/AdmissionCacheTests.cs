@@ -201,6 +201,58 @@ public sealed class AdmissionCacheTests
     }
 
     [Fact]
+    public void A_throttle_neither_lifted_nor_confirmed_lapses_after_its_retry_after_and_the_deployment_refills_from_empty()
+    {
+        var cache = Cache();
+        cache.Apply(Limit());
+        cache.TryAdmit(Deployment, 30_000, 0, 0);
+        cache.Apply(Limit(version: 2, state: AdmissionState.Throttled, utilization: 1.02m, retryAfterMs: 4_200));
+
+        _clock.Advance(TimeSpan.FromSeconds(4.2 + 5) - TimeSpan.FromMilliseconds(1));
+        var stillThrottled = cache.TryAdmit(Deployment, 100, 0, 0);
+        Assert.Equal(AdmissionOutcome.Throttled, stillThrottled.Outcome);
+        Assert.Equal(1, stillThrottled.RetryAfterMs); // no more than until it lapses
+
+        _clock.Advance(TimeSpan.FromMilliseconds(1) + TimeSpan.FromSeconds(3));
+        // Lapsed three seconds ago: the throttle's debt plus three seconds of rate, none of the time it was throttled.
+        Assert.Equal(-1_200 + 3_000, cache.Bucket(Deployment)!.Tokens, precision: 6);
+        Assert.Equal(AdmissionOutcome.Admitted, cache.TryAdmit(Deployment, 1_500, 0, 0).Outcome);
+        Assert.Equal(AdmissionOutcome.OverRate, cache.TryAdmit(Deployment, 1_500, 0, 0).Outcome);
+    }
+
+    [Fact]
+    public void A_throttle_the_platform_confirms_when_asked_again_holds_for_its_new_retry_after()
+    {
+        var cache = Cache();
+        cache.Apply(Limit());
+        cache.Apply(Limit(version: 2, state: AdmissionState.Throttled, utilization: 1.02m, retryAfterMs: 4_200));
+        _clock.Advance(TimeSpan.FromSeconds(6));
+
+        Assert.Equal(LimitUpdate.Stale, cache.Apply(Limit(version: 2, state: AdmissionState.Throttled, utilization: 0.99m, retryAfterMs: 3_000)));
+        _clock.Advance(TimeSpan.FromSeconds(7.9)); // past the first throttle's lapse, not the confirmed one's (6 + 3 + 5 s)
+        Assert.Equal(AdmissionOutcome.Throttled, cache.TryAdmit(Deployment, 100, 0, 0).Outcome);
+        _clock.Advance(TimeSpan.FromSeconds(1.5)); // lapsed 1.4 s ago: 1,400 tokens of rate pay the 1,200 of debt
+        Assert.Equal(AdmissionOutcome.Admitted, cache.TryAdmit(Deployment, 100, 0, 0).Outcome);
+    }
+
+    [Fact]
+    public void A_lapsed_throttle_the_platform_confirms_once_it_is_back_refuses_again_and_a_lift_opens_it()
+    {
+        var cache = Cache();
+        cache.Apply(Limit());
+        cache.Apply(Limit(version: 2, state: AdmissionState.Throttled, utilization: 1.02m, retryAfterMs: 1_000));
+        _clock.Advance(TimeSpan.FromSeconds(10));
+        Assert.Equal(AdmissionOutcome.Admitted, cache.TryAdmit(Deployment, 1_000, 0, 0).Outcome);
+
+        cache.Apply(Limit(version: 2, state: AdmissionState.Throttled, utilization: 1.01m, retryAfterMs: 800));
+        Assert.Equal(AdmissionOutcome.Throttled, cache.TryAdmit(Deployment, 100, 0, 0).Outcome);
+        Assert.Equal(800, cache.TryAdmit(Deployment, 100, 0, 0).RetryAfterMs);
+
+        cache.Apply(Limit(version: 3, utilization: 0.9m));
+        Assert.Equal(AdmissionOutcome.Admitted, cache.TryAdmit(Deployment, 100, 0, 0).Outcome);
+    }
+
+    [Fact]
     public void With_spillover_a_throttled_or_exhausted_deployment_admits_as_spilled_without_touching_the_bucket()
     {
         var cache = Cache();
