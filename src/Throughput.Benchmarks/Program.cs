@@ -1,4 +1,5 @@
 using Throughput.Benchmarks.Admission;
+using Throughput.Benchmarks.Drills.ScaleOut;
 using Throughput.Benchmarks.Harness;
 using Throughput.Benchmarks.Invoicing;
 using Throughput.Benchmarks.Metering;
@@ -6,6 +7,8 @@ using Throughput.Benchmarks.Metering;
 // Usage: Throughput.Benchmarks <benchmark | all | list> [--option value …] [--results results.md]
 // Each benchmark is a subcommand; `all` runs every one with its defaults and writes one Markdown table.
 IBenchmark[] benchmarks = [new MeteringBenchmark(), new AdmissionChecksBenchmark(), new AdmissionHttpBenchmark(), new AdmissionFeedbackBenchmark(), new InvoicingBenchmark()];
+// Drills kill processes and need scratch services of their own (infra/drills/nodes.sh): run by name only, never by `all`.
+IBenchmark[] drills = [new ScaleOutDrill()];
 
 using var interrupted = new CancellationTokenSource();
 Console.CancelKeyPress += (_, e) =>
@@ -18,12 +21,12 @@ try
 {
     if (args is [] or ["list" or "help" or "--help" or "-h", ..])
     {
-        PrintUsage(benchmarks);
+        PrintUsage([.. benchmarks, .. drills]);
         return args is [] ? 2 : 0;
     }
     var options = BenchOptions.Parse(args[1..]);
     var resultsFile = options.Text("results", "");
-    var chosen = args[0] == "all" ? benchmarks : benchmarks.Where(b => b.Name == args[0]).ToArray();
+    var chosen = args[0] == "all" ? benchmarks : benchmarks.Concat(drills).Where(b => b.Name == args[0]).ToArray();
     if (chosen.Length == 0) throw new UsageException($"no benchmark '{args[0]}'");
 
     var reports = new List<BenchmarkReport>();
@@ -43,7 +46,7 @@ try
 catch (UsageException e)
 {
     Console.Error.WriteLine(e.Message);
-    PrintUsage(benchmarks);
+    PrintUsage([.. benchmarks, .. drills]);
     return 2;
 }
 catch (OperationCanceledException) when (interrupted.IsCancellationRequested)

@@ -40,6 +40,9 @@ public sealed class BenchOptions
     public TimeSpan Seconds(string name, TimeSpan fallback) =>
         Number(name, fallback, s => TimeSpan.FromSeconds(double.Parse(s.TrimEnd('s'), NumberStyles.Float, CultureInfo.InvariantCulture)));
 
+    public TimeSpan Minutes(string name, TimeSpan fallback) =>
+        Number(name, fallback, s => TimeSpan.FromMinutes(double.Parse(s, NumberStyles.Float, CultureInfo.InvariantCulture)));
+
     public TimeSpan Milliseconds(string name, TimeSpan fallback) =>
         Number(name, fallback, s => TimeSpan.FromMilliseconds(double.Parse(s, NumberStyles.Float, CultureInfo.InvariantCulture)));
 

@@ -12,7 +12,7 @@ namespace Throughput.Benchmarks.Harness;
 /// </summary>
 public sealed class PlatformHost : IAsyncDisposable
 {
-    static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(90);
+    static readonly TimeSpan DefaultReadyTimeout = TimeSpan.FromSeconds(90);
     static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(15);
 
     readonly Process _process;
@@ -37,7 +37,8 @@ public sealed class PlatformHost : IAsyncDisposable
     public int ProcessId => _process.Id;
 
     /// <summary>Starts <paramref name="hostDll"/> with <paramref name="environment"/> added to this process's, and waits until it is ready.</summary>
-    public static async Task<PlatformHost> StartAsync(string hostDll, IReadOnlyDictionary<string, string> environment, CancellationToken cancellationToken)
+    public static async Task<PlatformHost> StartAsync(string hostDll, IReadOnlyDictionary<string, string> environment, CancellationToken cancellationToken,
+        TimeSpan? readyTimeout = null)
     {
         if (!File.Exists(hostDll)) throw new UsageException($"no platform host at {hostDll}: build it first (bash infra/bench.sh builds Release)");
         var baseAddress = new Uri($"http://127.0.0.1:{FreePort()}");
@@ -53,7 +54,8 @@ public sealed class PlatformHost : IAsyncDisposable
         foreach (var (name, value) in environment) start.Environment[name] = value;
         start.Environment["Access__BootstrapOperatorKey"] = operatorKey;
 
-        var logPath = Path.Combine(Path.GetTempPath(), $"throughput-bench-host-{DateTime.UtcNow:yyyyMMddHHmmss}.log");
+        // The port keeps apart the logs of hosts started in the same second.
+        var logPath = Path.Combine(Path.GetTempPath(), $"throughput-bench-host-{DateTime.UtcNow:yyyyMMddHHmmss}-{baseAddress.Port}.log");
         var log = new StreamWriter(logPath) { AutoFlush = true };
         var process = new Process { StartInfo = start };
         process.OutputDataReceived += (_, e) => Append(log, e.Data);
@@ -64,7 +66,7 @@ public sealed class PlatformHost : IAsyncDisposable
         var host = new PlatformHost(process, log, baseAddress, operatorKey, logPath);
         try
         {
-            await host.WaitUntilReadyAsync(cancellationToken);
+            await host.WaitUntilReadyAsync(readyTimeout ?? DefaultReadyTimeout, cancellationToken);
             return host;
         }
         catch
@@ -78,6 +80,15 @@ public sealed class PlatformHost : IAsyncDisposable
     public long PeakResidentBytes() => ProcStatus("VmHWM:");
 
     public long ResidentBytes() => ProcStatus("VmRSS:");
+
+    public bool HasExited => _process.HasExited;
+
+    /// <summary>SIGKILL, a crash: no shutdown, no acks, no flushes.</summary>
+    public void Kill()
+    {
+        _process.Kill();
+        _process.WaitForExit();
+    }
 
     /// <summary>SIGTERM for a graceful shutdown (the bus settles its consumers), a kill if that takes too long.</summary>
     public async ValueTask DisposeAsync()
@@ -101,10 +112,10 @@ public sealed class PlatformHost : IAsyncDisposable
         lock (_log) _log.Dispose();
     }
 
-    async Task WaitUntilReadyAsync(CancellationToken cancellationToken)
+    async Task WaitUntilReadyAsync(TimeSpan readyTimeout, CancellationToken cancellationToken)
     {
         using var http = new HttpClient { BaseAddress = BaseAddress, Timeout = TimeSpan.FromSeconds(5) };
-        var deadline = Stopwatch.GetTimestamp() + (long)(ReadyTimeout.TotalSeconds * Stopwatch.Frequency);
+        var deadline = Stopwatch.GetTimestamp() + (long)(readyTimeout.TotalSeconds * Stopwatch.Frequency);
         while (Stopwatch.GetTimestamp() < deadline)
         {
             if (_process.HasExited) throw new InvalidOperationException($"the platform host exited with {_process.ExitCode}; log: {LogPath}");
@@ -117,9 +128,13 @@ public sealed class PlatformHost : IAsyncDisposable
             {
                 // Not listening yet.
             }
+            catch (TaskCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                // The probe's own timeout: a host starting on a busy machine can take longer than that to answer.
+            }
             await Task.Delay(250, cancellationToken);
         }
-        throw new TimeoutException($"the platform host was not ready within {ReadyTimeout.TotalSeconds} s; log: {LogPath}");
+        throw new TimeoutException($"the platform host was not ready within {readyTimeout.TotalSeconds} s; log: {LogPath}");
     }
 
     long ProcStatus(string field)

@@ -15,7 +15,7 @@ public static class Services
         ? dll
         : Path.Combine(RepositoryRoot(), "src", "Throughput.Platform", "bin", "Release", "net10.0", "Throughput.Platform.dll");
 
-    static string RepositoryRoot()
+    public static string RepositoryRoot()
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
         {
