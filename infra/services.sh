@@ -20,7 +20,11 @@ install_if_missing() {
   fi
 }
 
-pg_cluster() { pg_lsclusters --no-header | awk 'NR==1 {print $1, $2}'; }
+# The shared cluster: the one on THROUGHPUT_PG_PORT, "main" first. Not simply the first listed: the drills' scratch clusters
+# (infra/drills/nodes.sh, e.g. 15/faults) sort before 15/main, and starting them here broke a drill that had stopped one.
+pg_cluster() {
+  pg_lsclusters --no-header | awk -v port="$THROUGHPUT_PG_PORT" '$3 == port {print ($2 == "main" ? 0 : 1), $1, $2}' | sort | awk 'NR==1 {print $2, $3}'
+}
 
 start_postgres() {
   local version name
