@@ -76,10 +76,10 @@ public static class Messaging
                     rabbit.ReceiveEndpoint(metering.QueuePrefix + partition, endpoint => ConfigurePartition(endpoint, metering, context));
             });
         });
-        // When a broker node dies, a partition's consumer waits for its deliveries in flight before it reconnects. Without a
-        // bound, a batch delivery that never completes on the dead channel kept a partition without a consumer for good (the
-        // scale-out drill caught it). The bound cancels what is left and reconnects; anything unacked is redelivered and the
-        // dedupe ledger counts it once.
+        // When a broker node dies, a partition's consumer waits for its deliveries in flight before it reconnects; unbounded,
+        // a delivery that never completed kept the partition without a consumer for good. The bound cancels what is left and
+        // reconnects; anything unacked is redelivered and the dedupe ledger counts it once. It does not cover every case: the
+        // scale-out drill still sees partitions stranded after a node kill under load (see its report).
         services.AddOptions<MassTransitHostOptions>().Configure(o =>
         {
             o.ConsumerStopTimeout = ConsumerStopTimeout;
