@@ -1,5 +1,6 @@
 using Throughput.Benchmarks.Admission;
 using Throughput.Benchmarks.Drills.Faults;
+using Throughput.Benchmarks.Drills.ScaleOut;
 using Throughput.Benchmarks.Harness;
 using Throughput.Benchmarks.Invoicing;
 using Throughput.Benchmarks.Metering;
@@ -9,7 +10,7 @@ using Throughput.Benchmarks.Metering;
 // to --results, by default artifacts/benchmark-results.md.
 IBenchmark[] benchmarks = [new MeteringBenchmark(), new AdmissionChecksBenchmark(), new AdmissionHttpBenchmark(), new AdmissionFeedbackBenchmark(), new InvoicingBenchmark()];
 // Drills inflict faults on scratch services rather than measure speed: run by name only, never by `all`.
-IBenchmark[] drills = [new FaultDrill()];
+IBenchmark[] drills = [new FaultDrill(), new ScaleOutDrill()];
 
 using var interrupted = new CancellationTokenSource();
 Console.CancelKeyPress += (_, e) =>

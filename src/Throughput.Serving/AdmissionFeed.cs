@@ -273,7 +273,7 @@ public sealed class AdmissionFeed : IAsyncDisposable
         {
             await DropLinkAsync(graceful: false);
             var lost = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            var connection = await _factory.CreateConnectionAsync(cancellationToken);
+            var connection = await BrokerLink.ConnectAsync(_factory, _options.BrokerNodes, cancellationToken);
             try
             {
                 await EnsureExchangeAsync(connection, cancellationToken);

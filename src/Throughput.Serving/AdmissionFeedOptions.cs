@@ -1,3 +1,4 @@
+using RabbitMQ.Client;
 using Throughput.Contracts;
 
 namespace Throughput.Serving;
@@ -8,6 +9,9 @@ namespace Throughput.Serving;
 /// <param name="Broker">The RabbitMQ address, as for <see cref="MeteringPublisherOptions.Broker"/>.</param>
 public sealed record AdmissionFeedOptions(Uri Broker)
 {
+    /// <summary>Every node of a RabbitMQ cluster, as for <see cref="MeteringPublisherOptions.BrokerNodes"/>; empty: the <see cref="Broker"/> URI's host and port.</summary>
+    public IReadOnlyList<AmqpTcpEndpoint> BrokerNodes { get; init; } = [];
+
     /// <summary>Only deployments in this region (null: every region).</summary>
     public string? Region { get; init; }
 

@@ -6,6 +6,10 @@ namespace Throughput.Serving;
 /// <summary>Connection chores the metering publisher and the admission feed share.</summary>
 static class BrokerLink
 {
+    /// <summary>A connection to one of <paramref name="nodes"/> (tried in random order), or to the factory's URI when there are none.</summary>
+    public static Task<IConnection> ConnectAsync(ConnectionFactory factory, IReadOnlyList<AmqpTcpEndpoint> nodes, CancellationToken cancellationToken) =>
+        nodes.Count == 0 ? factory.CreateConnectionAsync(cancellationToken) : factory.CreateConnectionAsync(nodes, cancellationToken);
+
     /// <summary>
     /// Checks the exchange passively and declares it (durable) only when absent: an existing exchange may carry other
     /// flags, and re-declaring it with different ones would close the channel.

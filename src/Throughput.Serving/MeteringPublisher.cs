@@ -368,7 +368,7 @@ public sealed class MeteringPublisher : IAsyncDisposable
     async Task<IChannel> ConnectAsync(CancellationToken cancellationToken)
     {
         await DropLinkAsync(graceful: false);
-        var connection = await _factory.CreateConnectionAsync(cancellationToken);
+        var connection = await BrokerLink.ConnectAsync(_factory, _options.BrokerNodes, cancellationToken);
         try
         {
             await EnsureExchangeAsync(connection, cancellationToken);

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
+using RabbitMQ.Client;
 using Throughput.Contracts;
 
 namespace Throughput.Serving;
@@ -9,6 +10,12 @@ namespace Throughput.Serving;
 /// <param name="ProducerId">The serving node's stable identity (schema pattern <c>^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$</c>); keep it across restarts.</param>
 public sealed partial record MeteringPublisherOptions(Uri Broker, string ProducerId)
 {
+    /// <summary>
+    /// Every node of a RabbitMQ cluster (e.g. <see cref="BrokerSettings.Endpoints"/>); each connection goes to one of them,
+    /// in random order, so the publisher fails over when a node dies. Empty: the <see cref="Broker"/> URI's host and port.
+    /// </summary>
+    public IReadOnlyList<AmqpTcpEndpoint> BrokerNodes { get; init; } = [];
+
     /// <summary>A consistent-hash exchange; the routing key of every batch is its deployment id.</summary>
     public string Exchange { get; init; } = MeteringTopology.Exchange;
 
@@ -80,6 +87,12 @@ public sealed partial record MeteringPublisherOptions(Uri Broker, string Produce
 /// </summary>
 public sealed record BrokerSettings(string Host, int Port, string VirtualHost, string User, string Password)
 {
+    /// <summary>Every node of a RabbitMQ cluster, <c>host[:port]</c> comma-separated (THROUGHPUT_RABBIT_NODES); empty: Host and Port alone.</summary>
+    public string Nodes { get; init; } = "";
+
+    /// <summary>Where connections may go: the cluster's nodes, or Host and Port; for <see cref="MeteringPublisherOptions.BrokerNodes"/>.</summary>
+    public IReadOnlyList<AmqpTcpEndpoint> Endpoints => Nodes.Length == 0 ? [new AmqpTcpEndpoint(Host, Port)] : AmqpTcpEndpoint.ParseMultiple(Nodes);
+
     public static BrokerSettings FromEnvironment() => FromVariables(Environment.GetEnvironmentVariable);
 
     internal static BrokerSettings FromVariables(Func<string, string?> variable)
@@ -90,11 +103,14 @@ public sealed record BrokerSettings(string Host, int Port, string VirtualHost, s
             int.Parse(Read("THROUGHPUT_RABBIT_PORT", "5672"), CultureInfo.InvariantCulture),
             Read("THROUGHPUT_RABBIT_VHOST", "throughput"),
             Read("THROUGHPUT_RABBIT_USER", "throughput"),
-            Read("THROUGHPUT_RABBIT_PASSWORD", "throughput"));
+            Read("THROUGHPUT_RABBIT_PASSWORD", "throughput"))
+        {
+            Nodes = Read("THROUGHPUT_RABBIT_NODES", ""),
+        };
     }
 
     public Uri Uri => new($"amqp://{Uri.EscapeDataString(User)}:{Uri.EscapeDataString(Password)}@{Host}:{Port}/{Uri.EscapeDataString(VirtualHost)}");
 
     /// <summary>Without the password, so the settings can be logged.</summary>
-    public override string ToString() => $"amqp://{User}@{Host}:{Port}/{VirtualHost}";
+    public override string ToString() => $"amqp://{User}@{(Nodes.Length == 0 ? $"{Host}:{Port}" : Nodes)}/{VirtualHost}";
 }

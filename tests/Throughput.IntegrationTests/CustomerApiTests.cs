@@ -2,6 +2,11 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
+using Marten;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Abstractions;
+using Throughput.Access;
 
 namespace Throughput.IntegrationTests;
 
@@ -186,6 +191,22 @@ public sealed class CustomerApiTests(PlatformFixture platform)
         Assert.Equal(HttpStatusCode.NoContent, (await platform.Operator().DeleteAsync($"/v1/operator/keys/{keyId}")).StatusCode);
 
         await Eventually.Until(async () => (await client.GetAsync("/v1/operator/pools")).StatusCode, s => s == HttpStatusCode.Unauthorized, TimeSpan.FromSeconds(15));
+    }
+
+    [Fact]
+    public async Task Hosts_starting_together_with_bootstrap_keys_of_their_own_register_every_key()
+    {
+        // Each key's append to the one staff stream races the others'; a loser used to give up, as if its key were registered.
+        var store = platform.Services.GetRequiredService<IDocumentStore>();
+        var keys = Enumerable.Range(0, 4).Select(_ => $"tpk_kboot{Guid.NewGuid():N}"[..20] + "." + Guid.NewGuid().ToString("N")).ToList();
+        var hosts = keys.Select(key => new BootstrapOperatorKey(
+            new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?> { ["Access:BootstrapOperatorKey"] = key }).Build(),
+            store, TimeProvider.System, NullLogger<BootstrapOperatorKey>.Instance));
+
+        await Task.WhenAll(hosts.Select(h => h.StartAsync(CancellationToken.None)));
+
+        foreach (var key in keys)
+            Assert.Equal(HttpStatusCode.OK, (await platform.Client(key).GetAsync("/v1/operator/pools")).StatusCode);
     }
 
     [Fact]

@@ -19,5 +19,8 @@ public sealed record Figure(string Name, string Value, string? Target = null, bo
 /// <summary>What a benchmark measured, and the conditions it measured them under (settings, machine, concurrent load).</summary>
 public sealed record BenchmarkReport(string Benchmark, IReadOnlyList<Figure> Figures, IReadOnlyList<string> Conditions)
 {
+    /// <summary>Markdown printed and written after the figures, for what a table of figures cannot show (a drill's timeline).</summary>
+    public string? Details { get; init; }
+
     public bool TargetsMet => Figures.All(f => f.Met is not false);
 }

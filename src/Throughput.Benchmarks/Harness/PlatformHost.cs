@@ -13,7 +13,7 @@ namespace Throughput.Benchmarks.Harness;
 /// </summary>
 public sealed class PlatformHost : IAsyncDisposable
 {
-    static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(90);
+    static readonly TimeSpan DefaultReadyTimeout = TimeSpan.FromSeconds(90);
     static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(15);
 
     readonly ProcessStartInfo _start;
@@ -40,7 +40,8 @@ public sealed class PlatformHost : IAsyncDisposable
     public int ProcessId => _process.Id;
 
     /// <summary>Starts <paramref name="hostDll"/> with <paramref name="environment"/> added to this process's, and waits until it is ready.</summary>
-    public static async Task<PlatformHost> StartAsync(string hostDll, IReadOnlyDictionary<string, string> environment, CancellationToken cancellationToken)
+    public static async Task<PlatformHost> StartAsync(string hostDll, IReadOnlyDictionary<string, string> environment, CancellationToken cancellationToken,
+        TimeSpan? readyTimeout = null)
     {
         if (!File.Exists(hostDll)) throw new UsageException($"no platform host at {hostDll}: build it first (bash infra/bench.sh builds Release)");
         var baseAddress = new Uri($"http://127.0.0.1:{FreePort()}");
@@ -56,12 +57,13 @@ public sealed class PlatformHost : IAsyncDisposable
         foreach (var (name, value) in environment) start.Environment[name] = value;
         start.Environment["Access__BootstrapOperatorKey"] = operatorKey;
 
-        var logPath = Path.Combine(Path.GetTempPath(), $"throughput-bench-host-{DateTime.UtcNow:yyyyMMddHHmmss}.log");
+        // The port keeps apart the logs of hosts started in the same second.
+        var logPath = Path.Combine(Path.GetTempPath(), $"throughput-bench-host-{DateTime.UtcNow:yyyyMMddHHmmss}-{baseAddress.Port}.log");
         var log = new StreamWriter(logPath) { AutoFlush = true };
         var host = new PlatformHost(start, log, baseAddress, operatorKey, logPath);
         try
         {
-            await host.WaitUntilReadyAsync(ReadyTimeout, cancellationToken);
+            await host.WaitUntilReadyAsync(readyTimeout ?? DefaultReadyTimeout, cancellationToken);
             return host;
         }
         catch
@@ -89,13 +91,22 @@ public sealed class PlatformHost : IAsyncDisposable
         _process.Dispose();
         Append(_log, $"---- started again at {DateTimeOffset.UtcNow:O} ----");
         _process = Launch(_start, _log);
-        await WaitUntilReadyAsync(ReadyTimeout, cancellationToken);
+        await WaitUntilReadyAsync(DefaultReadyTimeout, cancellationToken);
     }
 
     /// <summary>The host's peak resident set (VmHWM) since it started, in bytes.</summary>
     public long PeakResidentBytes() => ProcStatus("VmHWM:");
 
     public long ResidentBytes() => ProcStatus("VmRSS:");
+
+    public bool HasExited => _process.HasExited;
+
+    /// <summary>SIGKILL, a crash: no shutdown, no acks, no flushes.</summary>
+    public void Kill()
+    {
+        _process.Kill();
+        _process.WaitForExit();
+    }
 
     /// <summary>SIGTERM for a graceful shutdown (the bus settles its consumers), a kill if that takes too long.</summary>
     public async ValueTask DisposeAsync()

@@ -1,15 +1,16 @@
 using RabbitMQ.Client;
 using RabbitMQ.Client.Exceptions;
+using Throughput.Serving;
 
 namespace Throughput.Benchmarks.Harness;
 
 /// <summary>Reads queue depths during a run and removes the run's own queues and exchanges afterwards.</summary>
 public sealed class RabbitQueues(IConnection connection) : IAsyncDisposable
 {
-    public static async Task<RabbitQueues> ConnectAsync(Uri broker, CancellationToken cancellationToken)
+    public static async Task<RabbitQueues> ConnectAsync(BrokerSettings broker, CancellationToken cancellationToken)
     {
-        var factory = new ConnectionFactory { Uri = broker, ClientProvidedName = "throughput-bench-probe" };
-        return new RabbitQueues(await factory.CreateConnectionAsync(cancellationToken));
+        var factory = new ConnectionFactory { Uri = broker.Uri, ClientProvidedName = "throughput-bench-probe" };
+        return new RabbitQueues(await factory.CreateConnectionAsync(broker.Endpoints, cancellationToken));
     }
 
     /// <summary>Messages ready in the queues (not those delivered and unacked); a queue not declared yet counts 0.</summary>

@@ -17,6 +17,7 @@ public static class Reports
             output.WriteLine($"{figure.Name.PadRight(width)}  {figure.Value.PadLeft(valueWidth)}{target}");
         }
         foreach (var condition in report.Conditions) output.WriteLine($"  · {condition}");
+        if (report.Details is not null) output.Write($"\n{report.Details}");
     }
 
     public static string Markdown(IReadOnlyList<BenchmarkReport> reports)
@@ -33,6 +34,7 @@ public static class Reports
         {
             md.AppendLine();
             md.AppendLine($"{report.Benchmark}: " + string.Join("; ", report.Conditions) + ".");
+            if (report.Details is not null) md.AppendLine().Append(report.Details);
         }
         return md.ToString();
     }

@@ -16,10 +16,10 @@ public sealed record BenchTopology(string RunId, int Partitions)
     public IEnumerable<string> PartitionQueues => Enumerable.Range(0, Partitions).Select(p => QueuePrefix + p);
 
     /// <summary>Deletes what the run declared; call after the host has stopped, or it declares them again.</summary>
-    public async Task RemoveAsync()
+    public async Task RemoveAsync(BrokerSettings? broker = null)
     {
         var queues = PartitionQueues.SelectMany(q => new[] { q, q + "_error", q + "_skipped" }).ToList();
-        await using var rabbit = await RabbitQueues.ConnectAsync(BrokerSettings.FromEnvironment().Uri, CancellationToken.None);
+        await using var rabbit = await RabbitQueues.ConnectAsync(broker ?? BrokerSettings.FromEnvironment(), CancellationToken.None);
         await rabbit.DeleteAsync(queues, [Exchange, .. queues]);
     }
 }

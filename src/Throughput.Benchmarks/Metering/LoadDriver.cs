@@ -12,6 +12,19 @@ namespace Throughput.Benchmarks.Metering;
 /// rate the whole path sustains, instead of filling the broker's queues (which no real node could keep up for long).</param>
 public sealed record LoadShape(int Publishers, int Rate, int InFlight, int MaxBatchRecords, TimeSpan MaxLinger);
 
+/// <summary>The record a feeding loop hands over as its <paramref name="n"/>-th, with its id, deployment and the moment of hand-over.</summary>
+public delegate MeteringRecord RecordMaker(string id, string deployment, long n, DateTimeOffset now);
+
+/// <summary>Records and tokens, all and spilled only: what was handed over, or what the platform counted.</summary>
+public readonly record struct TokenTally(long Records, long Prompt, long Cached, long Output, long SpilledRecords, long SpilledPrompt, long SpilledCached, long SpilledOutput)
+{
+    public TokenTally Add(MeteringRecord r) => new(Records + 1, Prompt + r.PromptTokens, Cached + r.CachedTokens, Output + r.OutputTokens,
+        SpilledRecords + (r.Spilled ? 1 : 0), SpilledPrompt + (r.Spilled ? r.PromptTokens : 0), SpilledCached + (r.Spilled ? r.CachedTokens : 0), SpilledOutput + (r.Spilled ? r.OutputTokens : 0));
+
+    public TokenTally Add(TokenTally o) => new(Records + o.Records, Prompt + o.Prompt, Cached + o.Cached, Output + o.Output,
+        SpilledRecords + o.SpilledRecords, SpilledPrompt + o.SpilledPrompt, SpilledCached + o.SpilledCached, SpilledOutput + o.SpilledOutput);
+}
+
 /// <summary>
 /// Serving nodes in one process: one <see cref="MeteringPublisher"/> per producer id, each fed by its own loop that
 /// hands records round-robin over the deployments to the SDK, stamped with the moment it hands them over.
@@ -20,6 +33,9 @@ public sealed class LoadDriver : IAsyncDisposable
 {
     const int Chunk = 256; // records between checks of the in-flight limit and the pace
 
+    /// <summary>The metering benchmark's record: the same tokens every time, nothing spilled.</summary>
+    public static readonly RecordMaker Uniform = (id, deployment, _, now) => new MeteringRecord(id, deployment, id, 120, 0, 30, false, 240, now, now);
+
     readonly LoadShape _shape;
     readonly IReadOnlyList<MeteringPublisher> _publishers;
     readonly string[] _deployments;
@@ -27,11 +43,15 @@ public sealed class LoadDriver : IAsyncDisposable
     readonly CancellationTokenSource _stop = new();
     readonly List<Task> _loops = [];
     readonly StrongBox<long> _publishFailures;
+    readonly RecordMaker _records;
+    readonly Lock _tallyGate = new();
+    TokenTally _handedTokens;
     long _handedOver;
 
-    LoadDriver(LoadShape shape, IReadOnlyList<MeteringPublisher> publishers, IReadOnlyList<string> deployments, Func<long> durable, StrongBox<long> publishFailures)
+    LoadDriver(LoadShape shape, IReadOnlyList<MeteringPublisher> publishers, IReadOnlyList<string> deployments, Func<long> durable, StrongBox<long> publishFailures, RecordMaker records)
     {
         _publishFailures = publishFailures;
+        _records = records;
         _shape = shape;
         _publishers = publishers;
         _deployments = [.. deployments];
@@ -46,17 +66,33 @@ public sealed class LoadDriver : IAsyncDisposable
 
     public long Republishes => _publishers.Sum(p => p.Republishes);
 
+    /// <summary>Batches the broker has confirmed, over all publishers, each counted once however often it was republished.</summary>
+    public long BatchesConfirmed => _publishers.Sum(p => p.BatchesPublished);
+
+    public long Reconnects => _publishers.Sum(p => p.Reconnects);
+
     public long PublishFailures => Interlocked.Read(ref _publishFailures.Value);
 
-    public static async Task<LoadDriver> ConnectAsync(LoadShape shape, MeteringFleet fleet, string exchange, Func<long> durable, CancellationToken ct)
+    /// <summary>What the records handed over so far hold, up to the last whole chunk.</summary>
+    public TokenTally HandedOverTokens
     {
-        var broker = BrokerSettings.FromEnvironment().Uri;
+        get
+        {
+            lock (_tallyGate) return _handedTokens;
+        }
+    }
+
+    public static async Task<LoadDriver> ConnectAsync(LoadShape shape, MeteringFleet fleet, string exchange, Func<long> durable, CancellationToken ct,
+        BrokerSettings? broker = null, RecordMaker? records = null)
+    {
+        broker ??= BrokerSettings.FromEnvironment();
         var publishers = new List<MeteringPublisher>();
         var failures = new StrongBox<long>();
         foreach (var producer in fleet.Producers)
         {
-            publishers.Add(await MeteringPublisher.CreateAsync(new MeteringPublisherOptions(broker, producer)
+            publishers.Add(await MeteringPublisher.CreateAsync(new MeteringPublisherOptions(broker.Uri, producer)
             {
+                BrokerNodes = broker.Endpoints,
                 Exchange = exchange,
                 MaxBatchRecords = shape.MaxBatchRecords,
                 MaxLinger = shape.MaxLinger,
@@ -64,7 +100,7 @@ public sealed class LoadDriver : IAsyncDisposable
                 PublishFailed = _ => Interlocked.Increment(ref failures.Value),
             }, ct));
         }
-        return new LoadDriver(shape, publishers, fleet.Deployments, durable, failures);
+        return new LoadDriver(shape, publishers, fleet.Deployments, durable, failures, records ?? Uniform);
     }
 
     public void Start()
@@ -106,16 +142,19 @@ public sealed class LoadDriver : IAsyncDisposable
             {
                 await WaitForRoomAsync(stop);
                 if (rate > 0) await PaceAsync(started, sent, rate, stop);
+                var chunk = default(TokenTally);
                 for (var i = 0; i < Chunk; i++)
                 {
                     var id = prefix + (sent + i).ToString(CultureInfo.InvariantCulture);
-                    var now = DateTimeOffset.UtcNow;
                     var deployment = _deployments[next];
                     next = next + 1 == _deployments.Length ? 0 : next + 1;
+                    var record = _records(id, deployment, sent + i, DateTimeOffset.UtcNow);
                     // Not cancellable: a record either goes to the SDK whole or not at all, so the count stays exact.
-                    await publisher.RecordAsync(new MeteringRecord(id, deployment, id, 120, 0, 30, false, 240, now, now), CancellationToken.None);
+                    await publisher.RecordAsync(record, CancellationToken.None);
+                    chunk = chunk.Add(record);
                 }
                 sent += Chunk;
+                lock (_tallyGate) _handedTokens = _handedTokens.Add(chunk);
                 Interlocked.Add(ref _handedOver, Chunk);
             }
         }

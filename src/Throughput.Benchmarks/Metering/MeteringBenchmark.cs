@@ -75,7 +75,7 @@ public sealed class MeteringBenchmark : IBenchmark
     {
         await using var observer = new DurableObserver(Services.PostgresConnectionString(), fleet.Deployments, poll);
         await observer.StartAsync(ct);
-        await using var queues = await RabbitQueues.ConnectAsync(Serving.BrokerSettings.FromEnvironment().Uri, ct);
+        await using var queues = await RabbitQueues.ConnectAsync(Serving.BrokerSettings.FromEnvironment(), ct);
         await using var load = await LoadDriver.ConnectAsync(shape, fleet, topology.Exchange, () => observer.Records, ct);
 
         load.Start();
@@ -87,7 +87,7 @@ public sealed class MeteringBenchmark : IBenchmark
         var end = Snapshot.Take(load, host);
 
         await load.StopAsync(DrainTimeout);
-        var drained = await DrainAsync(load, observer, ct);
+        var drained = await LoadProgress.DrainAsync(load, observer, DrainTimeout, ct);
         var batches = await observer.StopAsync(ct);
         var counted = await observer.CountedRecordsAsync(ct);
         var quarantined = await observer.QuarantinedAsync(fleet.Producers, ct);
@@ -131,32 +131,16 @@ public sealed class MeteringBenchmark : IBenchmark
     static async Task<long> WatchAsync(LoadDriver load, DurableObserver observer, RabbitQueues queues, BenchTopology topology, TimeSpan span, CancellationToken ct)
     {
         var started = Stopwatch.GetTimestamp();
-        var last = (At: started, Handed: load.HandedOver, Confirmed: load.Confirmed, Durable: observer.Records);
+        var progress = new LoadProgress(load, observer);
         long maxQueued = 0;
         while (Stopwatch.GetElapsedTime(started) < span)
         {
             await Task.Delay(TimeSpan.FromSeconds(1), ct);
             var queued = await queues.ReadyMessagesAsync(topology.PartitionQueues, ct);
             maxQueued = Math.Max(maxQueued, queued);
-            if (Stopwatch.GetElapsedTime(last.At) < ProgressEvery) continue;
-            var now = (At: Stopwatch.GetTimestamp(), Handed: load.HandedOver, Confirmed: load.Confirmed, Durable: observer.Records);
-            var s = Stopwatch.GetElapsedTime(last.At, now.At).TotalSeconds;
-            Log($"handed over {Number((now.Handed - last.Handed) / s)}/s, confirmed {Number((now.Confirmed - last.Confirmed) / s)}/s, " +
-                $"durable {Number((now.Durable - last.Durable) / s)}/s, in flight {Number(now.Handed - now.Durable)}, queued messages {queued}");
-            last = now;
+            if (progress.SinceLast >= ProgressEvery) Log($"{progress.Next()}, queued messages {queued}");
         }
         return maxQueued;
-    }
-
-    static async Task<bool> DrainAsync(LoadDriver load, DurableObserver observer, CancellationToken ct)
-    {
-        var started = Stopwatch.GetTimestamp();
-        while (observer.Records < load.Confirmed)
-        {
-            if (Stopwatch.GetElapsedTime(started) > DrainTimeout) return false;
-            await Task.Delay(50, ct);
-        }
-        return true;
     }
 
     static Dictionary<string, string> HostEnvironment(BenchTopology topology, BenchOptions options)

@@ -4,7 +4,7 @@ namespace Throughput.Benchmarks.Metering;
 /// What the metering benchmark meters into: one tenant, a pool of its own region, deployments so large that nothing
 /// throttles (throttling would be a different benchmark), and registered serving nodes as producers.
 /// </summary>
-public sealed record MeteringFleet(string TenantId, string Region, IReadOnlyList<string> Deployments, IReadOnlyList<string> Producers)
+public sealed record MeteringFleet(string TenantId, string TenantKey, string Region, IReadOnlyList<string> Deployments, IReadOnlyList<string> Producers)
 {
     /// <summary>A cheap model: its high tokens-per-minute per PTU keeps the leaky bucket far from full.</summary>
     public const string Model = "gpt-4o-mini";
@@ -20,7 +20,8 @@ public sealed record MeteringFleet(string TenantId, string Region, IReadOnlyList
         var issued = await operatorApi.PostAsync($"/v1/operator/tenants/{tenantId}/keys", null, ct);
         await operatorApi.PutAsync($"/v1/operator/pools/{Model}/{region}", new { capacityPtu = deployments * PtuPerDeployment }, ct);
 
-        using var tenant = operatorApi.As(issued.GetProperty("apiKey").GetString()!);
+        var tenantKey = issued.GetProperty("apiKey").GetString()!;
+        using var tenant = operatorApi.As(tenantKey);
         var ids = new List<string>(deployments);
         for (var i = 0; i < deployments; i++)
         {
@@ -31,6 +32,6 @@ public sealed record MeteringFleet(string TenantId, string Region, IReadOnlyList
         var nodes = Enumerable.Range(0, producers).Select(i => $"bench-{runId}-node{i}").ToList();
         foreach (var node in nodes)
             await operatorApi.PutAsync($"/v1/operator/serving-nodes/{node}", new { regions = new[] { region }, tenants = new[] { tenantId }, brokerUser = Serving.BrokerSettings.FromEnvironment().User }, ct);
-        return new MeteringFleet(tenantId, region, ids, nodes);
+        return new MeteringFleet(tenantId, tenantKey, region, ids, nodes);
     }
 }

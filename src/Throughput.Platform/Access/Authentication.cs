@@ -134,20 +134,26 @@ public sealed class BootstrapOperatorKey(IConfiguration configuration, IDocument
         if (!ApiKeySecrets.TryParse(token, out var keyId, out var secret))
             throw new InvalidOperationException("Access:BootstrapOperatorKey must look like tpk_{keyId}.{secret}");
 
-        await using var session = store.LightweightSession();
-        if (await session.LoadAsync<ApiKey>(keyId, cancellationToken) is not null) return;
-        var staff = await session.Events.FetchForWriting<Staff>(Staff.StreamId, cancellationToken);
-        staff.AppendMany(Staff.Issue(staff.Aggregate, keyId, Role.Operator, "bootstrap operator", ApiKeySecrets.Hash(secret), clock.GetUtcNow()));
-        try
+        for (var attempt = 1; ; attempt++)
         {
-            await session.SaveChangesAsync(cancellationToken);
-            log.LogInformation("Bootstrap operator key {KeyId} registered", keyId);
-        }
-        catch (Exception e) when (e is JasperFx.ConcurrencyException or Marten.Exceptions.ExistingStreamIdCollisionException)
-        {
-            // Another host registered it at the same moment.
+            await using var session = store.LightweightSession();
+            if (await session.LoadAsync<ApiKey>(keyId, cancellationToken) is not null) return;
+            var staff = await session.Events.FetchForWriting<Staff>(Staff.StreamId, cancellationToken);
+            staff.AppendMany(Staff.Issue(staff.Aggregate, keyId, Role.Operator, "bootstrap operator", ApiKeySecrets.Hash(secret), clock.GetUtcNow()));
+            try
+            {
+                await session.SaveChangesAsync(cancellationToken);
+                log.LogInformation("Bootstrap operator key {KeyId} registered", keyId);
+                return;
+            }
+            catch (Exception e) when (e is JasperFx.ConcurrencyException or Marten.Exceptions.ExistingStreamIdCollisionException && attempt < MaxAttempts)
+            {
+                // Another host appended to the staff stream at the same moment, with this key or a key of its own: read again.
+            }
         }
     }
+
+    const int MaxAttempts = 10;
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }

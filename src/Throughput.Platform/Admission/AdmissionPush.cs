@@ -80,7 +80,7 @@ public sealed class AdmissionPush(ServiceSettings settings, TimeProvider clock, 
         if (_channel is { IsOpen: true }) return _channel;
         await ResetAsync();
         var factory = new ConnectionFactory { Uri = settings.RabbitUri, ClientProvidedName = "throughput-admission-push" };
-        _connection = await factory.CreateConnectionAsync(ct);
+        _connection = await factory.CreateConnectionAsync(settings.RabbitEndpoints, ct);
         _channel = await _connection.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true), ct);
         await _channel.ExchangeDeclareAsync(Exchange, AdmissionTopology.ExchangeType, durable: true, autoDelete: false, cancellationToken: ct);
         return _channel;

@@ -24,13 +24,40 @@ public sealed class MeteringOptions
 
     /// <summary>Declare the partition queues as quorum queues (replicated across a RabbitMQ cluster); classic on a single node.</summary>
     public bool QuorumQueues { get; set; }
+
+    /// <summary>This host's index among <see cref="Instances"/> metering hosts, from 0.</summary>
+    public int Instance { get; set; }
+
+    /// <summary>
+    /// Metering hosts sharing the partitions. A partition queue's active consumer is the first one registered, so each host
+    /// registers on its own share (partition p belongs to instance p mod Instances) at once and on the rest only
+    /// <see cref="StandbyAfter"/> later, as their standby: hosts started together split the partitions instead of the
+    /// first one taking them all, and each still takes over any partition whose host dies.
+    /// </summary>
+    public int Instances { get; set; } = 1;
+
+    public TimeSpan StandbyAfter { get; set; } = TimeSpan.FromSeconds(10);
+
+    public bool Owns(int partition) => partition % Instances == Instance;
+
+    public void Validate()
+    {
+        if (Partitions < 1) throw new InvalidOperationException($"Metering:Partitions must be at least 1, not {Partitions}");
+        if (Instances < 1 || Instance < 0 || Instance >= Instances)
+            throw new InvalidOperationException($"Metering:Instance must be from 0 to Metering:Instances - 1 ({Instances - 1}), not {Instance}");
+    }
 }
 
 public static class Messaging
 {
+    public static readonly TimeSpan ConsumerStopTimeout = TimeSpan.FromSeconds(10);
+
     public static IServiceCollection AddThroughputMessaging(this IServiceCollection services, ServiceSettings settings, IConfiguration configuration)
     {
         var metering = configuration.GetSection("Metering").Get<MeteringOptions>() ?? new MeteringOptions();
+        metering.Validate();
+        // Names this host's connection in the broker, so an operator sees which host is a partition's active consumer.
+        var connectionName = $"throughput-metering:{configuration["Host:Name"] ?? $"{Environment.MachineName}:{Environment.ProcessId}"}";
         services.AddSingleton(metering);
         services.AddSingleton<MeteringMetrics>();
         services.AddSingleton<MalformedMessages>();
@@ -44,38 +71,63 @@ public static class Messaging
 
             bus.UsingRabbitMq((context, rabbit) =>
             {
-                rabbit.Host(settings.RabbitUri);
-                rabbit.ConnectReceiveObserver(context.GetRequiredService<MalformedMessages>());
-                for (var partition = 0; partition < metering.Partitions; partition++)
+                rabbit.Host(settings.RabbitUri, host =>
                 {
-                    rabbit.ReceiveEndpoint(metering.QueuePrefix + partition, endpoint =>
-                    {
-                        endpoint.ConfigureConsumeTopology = false;
-                        endpoint.SingleActiveConsumer = true;
-                        if (metering.QuorumQueues) endpoint.SetQuorumQueue();
-                        endpoint.PrefetchCount = metering.BatchMessageLimit * 2;
-                        endpoint.UseRawJsonDeserializer(RawSerializerOptions.AnyMessageType, isDefault: true);
-                        endpoint.Bind(metering.Exchange, exchange =>
-                        {
-                            exchange.ExchangeType = MeteringTopology.ExchangeType;
-                            exchange.RoutingKey = "1"; // equal weight per partition
-                        });
-                        // Transient failures (a concurrent writer) retry the whole batch a few times; nothing is acked before commit.
-                        endpoint.UseMessageRetry(r => r.Exponential(10, TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(5), TimeSpan.FromMilliseconds(100)));
-                        // PostgreSQL away (restart, crash recovery, failover) is waited out however long it takes: giving up would move
-                        // the batch to the _error queue, metered and never billed. Its messages stay unacked meanwhile, so the broker
-                        // keeps them if this host dies, and the claims in the ledger still make every retry count once.
-                        endpoint.UseMessageRetry(r =>
-                        {
-                            r.Handle<Exception>(DatabaseUnavailable);
-                            r.Exponential(int.MaxValue, TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(5), TimeSpan.FromMilliseconds(200));
-                        });
-                        endpoint.ConfigureConsumer<MeteringConsumer>(context);
-                    });
-                }
+                    host.ConnectionName(connectionName);
+                    if (settings.RabbitNodes.Length > 0) host.UseCluster(cluster => { foreach (var node in FromRandomNode(settings.RabbitEndpoints)) cluster.Node($"{node.HostName}:{node.Port}"); });
+                });
+                rabbit.ConnectReceiveObserver(context.GetRequiredService<MalformedMessages>());
+                foreach (var partition in Enumerable.Range(0, metering.Partitions).Where(metering.Owns))
+                    rabbit.ReceiveEndpoint(metering.QueuePrefix + partition, endpoint => ConfigurePartition(endpoint, metering, context));
             });
         });
+        // When a broker node dies, a partition's consumer waits for its deliveries in flight before it reconnects; unbounded,
+        // a delivery that never completed kept the partition without a consumer for good. The bound cancels what is left and
+        // reconnects; anything unacked is redelivered and the dedupe ledger counts it once. It does not cover every case: the
+        // scale-out drill still sees partitions stranded after a node kill under load (see its report).
+        services.AddOptions<MassTransitHostOptions>().Configure(o =>
+        {
+            o.ConsumerStopTimeout = ConsumerStopTimeout;
+            o.StopTimeout = ConsumerStopTimeout + TimeSpan.FromSeconds(5);
+        });
+        if (metering.Instances > 1) services.AddHostedService<StandbyPartitions>();
         return services;
+    }
+
+    /// <summary>
+    /// MassTransit connects to the first node listed and moves to the next on failure; starting each host at a random node
+    /// spreads the hosts' connections, and the partition queues they declare (a quorum queue's leader starts on the
+    /// declaring connection's node), over the cluster instead of piling them on one node.
+    /// </summary>
+    static IEnumerable<RabbitMQ.Client.AmqpTcpEndpoint> FromRandomNode(IReadOnlyList<RabbitMQ.Client.AmqpTcpEndpoint> nodes)
+    {
+        var first = Random.Shared.Next(nodes.Count);
+        return nodes.Skip(first).Concat(nodes.Take(first));
+    }
+
+    internal static void ConfigurePartition(IRabbitMqReceiveEndpointConfigurator endpoint, MeteringOptions metering, IRegistrationContext context)
+    {
+        endpoint.ConfigureConsumeTopology = false;
+        endpoint.SingleActiveConsumer = true;
+        if (metering.QuorumQueues) endpoint.SetQuorumQueue();
+        endpoint.PrefetchCount = metering.BatchMessageLimit * 2;
+        endpoint.UseRawJsonDeserializer(RawSerializerOptions.AnyMessageType, isDefault: true);
+        endpoint.Bind(metering.Exchange, exchange =>
+        {
+            exchange.ExchangeType = MeteringTopology.ExchangeType;
+            exchange.RoutingKey = "1"; // equal weight per partition
+        });
+        // Transient failures (a concurrent writer) retry the whole batch a few times; nothing is acked before commit.
+        endpoint.UseMessageRetry(r => r.Exponential(10, TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(5), TimeSpan.FromMilliseconds(100)));
+        // PostgreSQL away (restart, crash recovery, failover) is waited out however long it takes: giving up would move
+        // the batch to the _error queue, metered and never billed. Its messages stay unacked meanwhile, so the broker
+        // keeps them if this host dies, and the claims in the ledger still make every retry count once.
+        endpoint.UseMessageRetry(r =>
+        {
+            r.Handle<Exception>(DatabaseUnavailable);
+            r.Exponential(int.MaxValue, TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(5), TimeSpan.FromMilliseconds(200));
+        });
+        endpoint.ConfigureConsumer<MeteringConsumer>(context);
     }
 
     /// <summary>
@@ -90,4 +142,23 @@ public static class Messaging
         { InnerException: { } inner } => DatabaseUnavailable(inner),
         _ => false,
     };
+}
+
+/// <summary>Registers this host, <see cref="MeteringOptions.StandbyAfter"/> after start-up, as the standby consumer of the partitions other hosts own.</summary>
+public sealed class StandbyPartitions(IReceiveEndpointConnector connector, MeteringOptions metering, IHostApplicationLifetime lifetime, ILogger<StandbyPartitions> log) : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var started = new TaskCompletionSource();
+        await using (lifetime.ApplicationStarted.Register(started.SetResult)) await started.Task.WaitAsync(stoppingToken);
+        await Task.Delay(metering.StandbyAfter, stoppingToken);
+        var standby = Enumerable.Range(0, metering.Partitions).Where(p => !metering.Owns(p)).ToList();
+        foreach (var partition in standby)
+        {
+            var handle = connector.ConnectReceiveEndpoint(metering.QueuePrefix + partition,
+                (context, endpoint) => Messaging.ConfigurePartition((IRabbitMqReceiveEndpointConfigurator)endpoint, metering, context));
+            await handle.Ready.WaitAsync(stoppingToken);
+        }
+        log.LogInformation("Standby consumer of metering partitions {Partitions}", string.Join(", ", standby));
+    }
 }

@@ -1,3 +1,5 @@
+using RabbitMQ.Client;
+
 namespace Throughput.Hosting;
 
 /// <summary>
@@ -19,7 +21,20 @@ public sealed record ServiceSettings(
         int.Parse(Env("THROUGHPUT_RABBIT_PORT", "5672"), System.Globalization.CultureInfo.InvariantCulture),
         Env("THROUGHPUT_RABBIT_VHOST", "throughput"),
         Env("THROUGHPUT_RABBIT_USER", "throughput"),
-        Env("THROUGHPUT_RABBIT_PASSWORD", "throughput"));
+        Env("THROUGHPUT_RABBIT_PASSWORD", "throughput"))
+    {
+        RabbitNodes = Env("THROUGHPUT_RABBIT_NODES", ""),
+    };
+
+    /// <summary>
+    /// Every node of a RabbitMQ cluster, <c>host[:port]</c> comma-separated (THROUGHPUT_RABBIT_NODES), so the host
+    /// reconnects to a surviving node when one dies; empty: RabbitHost and RabbitPort alone.
+    /// </summary>
+    public string RabbitNodes { get; init; } = "";
+
+    /// <summary>Where AMQP connections may go: the cluster's nodes, or the one configured host.</summary>
+    public IReadOnlyList<AmqpTcpEndpoint> RabbitEndpoints =>
+        RabbitNodes.Length == 0 ? [new AmqpTcpEndpoint(RabbitHost, RabbitPort)] : AmqpTcpEndpoint.ParseMultiple(RabbitNodes);
 
     public string PostgresConnectionString(string? database = null) =>
         $"Host={PgHost};Port={PgPort};Database={database ?? PgDatabase};Username={PgUser};Password={PgPassword};Maximum Pool Size=64";

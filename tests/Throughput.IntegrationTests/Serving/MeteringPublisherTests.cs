@@ -1,5 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
 using System.Text.Json;
 using RabbitMQ.Client;
 using RabbitMQ.Client.Events;
@@ -122,6 +124,45 @@ public sealed class MeteringPublisherTests(ITestOutputHelper output)
 
         Assert.Equal(Enumerable.Range(0, 4).Select(i => options.InitialSequence + i), batches.Select(b => b.Batch.Sequence));
         Assert.Equal(records.Select(r => r.RecordId), batches.SelectMany(b => b.Batch.Records).Select(r => r.RecordId));
+    }
+
+    [Fact]
+    public async Task A_publisher_given_every_node_of_a_cluster_connects_and_reconnects_past_a_dead_node()
+    {
+        await using var tap = await MeteringTap.StartAsync();
+        // The URI names the dead node too: only the node list gets the publisher to the broker that answers.
+        var dead = new AmqpTcpEndpoint("127.0.0.1", ClosedPort());
+        var live = BrokerSettings.FromEnvironment();
+        var options = Options(tap) with
+        {
+            Broker = (live with { Host = dead.HostName, Port = dead.Port }).Uri,
+            BrokerNodes = [dead, .. live.Endpoints],
+            RetryDelay = TimeSpan.FromMilliseconds(50),
+            MaxRetryDelay = TimeSpan.FromMilliseconds(500),
+        };
+        var records = Records(2_000, seed: 4);
+
+        await using (var publisher = await MeteringPublisher.CreateAsync(options))
+        {
+            foreach (var record in records[..1_000]) await publisher.RecordAsync(record);
+            await publisher.FlushAsync();
+            await Broker.CloseConnectionAsync(await Broker.FindConnectionAsync(options.ConnectionName!));
+            foreach (var record in records[1_000..]) await publisher.RecordAsync(record);
+            await publisher.FlushAsync().WaitAsync(TimeSpan.FromSeconds(60));
+
+            Assert.True(publisher.Reconnects >= 1, "the SDK did not reconnect");
+            Assert.Equal(records.Length, publisher.RecordsConfirmed);
+        }
+        var batches = await tap.UntilAllArriveAsync(records);
+
+        Assert.Equal(records.Select(r => r.RecordId).Order(), batches.SelectMany(b => b.Batch.Records).Select(r => r.RecordId).Distinct().Order());
+    }
+
+    static int ClosedPort()
+    {
+        using var probe = new TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        return ((IPEndPoint)probe.LocalEndpoint).Port;
     }
 
     static MeteringPublisherOptions Options(MeteringTap tap)

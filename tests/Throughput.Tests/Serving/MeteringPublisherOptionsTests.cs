@@ -32,6 +32,17 @@ public sealed partial class MeteringPublisherOptionsTests
     }
 
     [Fact]
+    public void A_cluster_listed_in_THROUGHPUT_RABBIT_NODES_gives_every_node_as_an_endpoint()
+    {
+        var single = BrokerSettings.FromVariables(_ => null);
+        var cluster = BrokerSettings.FromVariables(name => name == "THROUGHPUT_RABBIT_NODES" ? "node-a:5721,node-b:5722, node-c" : null);
+
+        Assert.Equal([("127.0.0.1", 5672)], single.Endpoints.Select(e => (e.HostName, e.Port)));
+        Assert.Equal([("node-a", 5721), ("node-b", 5722), ("node-c", 5672)], cluster.Endpoints.Select(e => (e.HostName, e.Port)));
+        Assert.Equal("amqp://throughput@node-a:5721,node-b:5722, node-c/throughput", cluster.ToString());
+    }
+
+    [Fact]
     public void The_default_initial_sequence_is_the_current_unix_time_in_microseconds()
     {
         var before = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() * 1000;

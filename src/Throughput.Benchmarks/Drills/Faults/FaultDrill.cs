@@ -197,7 +197,7 @@ public sealed class FaultDrill : IBenchmark
         var published = nodes.SelectMany(n => n.Published()).GroupBy(p => p.Key)
             .ToDictionary(g => g.Key, g => g.Select(p => p.Value).Aggregate(UsageFigures.None, (a, b) => a.Plus(b)), StringComparer.Ordinal);
         long deadLettered;
-        await using (var rabbit = await RabbitQueues.ConnectAsync(BrokerSettings.FromEnvironment().Uri, ct))
+        await using (var rabbit = await RabbitQueues.ConnectAsync(BrokerSettings.FromEnvironment(), ct))
             deadLettered = await rabbit.ReadyMessagesAsync(topology.PartitionQueues.Select(q => q + "_error"), ct);
         Settlement Reading(Dictionary<string, BilledUsage> billed) => new(round, DateTimeOffset.UtcNow, DateTimeOffset.UtcNow - started,
             nodes.Sum(n => n.HandedOver), nodes.Sum(n => n.Publisher.RecordsConfirmed), deadLettered, published, billed, world.Prices);
