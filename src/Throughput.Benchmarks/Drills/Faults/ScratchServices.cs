@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
 using Throughput.Benchmarks.Harness;
@@ -81,19 +80,7 @@ public sealed partial class ScratchServices
         return pids.Count;
     }
 
-    async Task<string> RunAsync(CancellationToken ct, params string[] args)
-    {
-        var start = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        start.ArgumentList.Add(_script);
-        foreach (var arg in args) start.ArgumentList.Add(arg);
-        using var process = Process.Start(start) ?? throw new InvalidOperationException($"could not run {_script}");
-        var output = process.StandardOutput.ReadToEndAsync(CancellationToken.None);
-        var errors = process.StandardError.ReadToEndAsync(CancellationToken.None);
-        await process.WaitForExitAsync(ct);
-        if (process.ExitCode != 0)
-            throw new InvalidOperationException($"nodes.sh {string.Join(' ', args)} exited with {process.ExitCode}: {(await errors).Trim()} {(await output).Trim()}");
-        return await output;
-    }
+    Task<string> RunAsync(CancellationToken ct, params string[] args) => NodesScript.RunAsync(_script, args, timeout: null, ct);
 
     static int Port(string variable, int fallback) =>
         Environment.GetEnvironmentVariable(variable) is { Length: > 0 } text ? int.Parse(text, CultureInfo.InvariantCulture) : fallback;

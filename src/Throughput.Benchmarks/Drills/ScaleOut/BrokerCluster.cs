@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using Throughput.Benchmarks.Harness;
 using Throughput.Serving;
@@ -92,26 +91,5 @@ public sealed class BrokerCluster(IReadOnlyList<BrokerNode> nodes, string script
         ok.
         """;
 
-    async Task<string> RunAsync(IReadOnlyList<string> arguments)
-    {
-        var start = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        start.ArgumentList.Add(script);
-        foreach (var argument in arguments) start.ArgumentList.Add(argument);
-        using var process = Process.Start(start)!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        var errors = process.StandardError.ReadToEndAsync();
-        using var patience = new CancellationTokenSource(CommandTimeout);
-        try
-        {
-            await process.WaitForExitAsync(patience.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"{script} {arguments[0]} {arguments[1]} took over {CommandTimeout.TotalMinutes:0} minutes");
-        }
-        if (process.ExitCode != 0)
-            throw new InvalidOperationException($"{script} {arguments[0]} {arguments[1]} exited with {process.ExitCode}: {(await errors).Trim()}");
-        return await output;
-    }
+    Task<string> RunAsync(IReadOnlyList<string> arguments) => NodesScript.RunAsync(script, arguments, CommandTimeout, CancellationToken.None);
 }
