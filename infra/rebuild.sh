@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Rebuilds every projection (or the named ones) from the event log, with the platform hosts of the schema stopped:
-#   bash infra/rebuild.sh                   write-side snapshots first, then every read model in one pass over the log
-#   bash infra/rebuild.sh BillingAccount    one projection; a read model is rebuilt with the composite it belongs to
+# Rebuilds every projection from the event log, with the platform hosts of the schema stopped:
+#   bash infra/rebuild.sh    the write-side snapshots and every read model, in one pass over the log
+# (A projection's name may be given, but every projection is a member of the one pass, so all are rebuilt.)
 # Uses the Release build (bash infra/bench.sh or dotnet build -c Release builds it) and the schema in THROUGHPUT_PG_SCHEMA.
 #
 # A rebuild is a short batch job, so it runs with two runtime settings of its own (the hosts keep the defaults): without

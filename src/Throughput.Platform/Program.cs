@@ -9,8 +9,13 @@ using Throughput.Metering;
 using Throughput.Reservations;
 using Throughput.Tenants;
 
-var builder = WebApplication.CreateBuilder(args);
 var settings = ServiceSettings.FromEnvironment();
+if (args is ["rebuild-projections", .. var names])
+{
+    await ProjectionRebuild.RunCommandAsync(settings, names);
+    return;
+}
+var builder = WebApplication.CreateBuilder(args);
 var catalog = ModelCatalog.FromConfiguration(builder.Configuration);
 var roles = HostRoles.FromConfiguration(builder.Configuration);
 builder.Services.AddSingleton(settings);
@@ -35,11 +40,6 @@ if (roles.Api) builder.Services.AddHostedService(sp => sp.GetRequiredService<Adm
 
 var app = builder.Build();
 HostClock.WarnIfShifted(app);
-if (args is ["rebuild-projections", .. var names])
-{
-    await ProjectionRebuild.RunCommandAsync(app.Services, names);
-    return;
-}
 if (roles.Api) app.UseThroughputDashboard();
 app.UseThroughputApi();
 app.MapThroughputHealth();

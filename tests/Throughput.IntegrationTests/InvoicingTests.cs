@@ -4,9 +4,11 @@ using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 using Marten;
+using JasperFx.Events.Daemon;
 using Marten.Events;
 using Microsoft.Extensions.DependencyInjection;
 using Throughput.Contracts;
+using Throughput.Deployments;
 using Throughput.Hosting;
 using Throughput.Invoicing;
 
@@ -314,9 +316,33 @@ public sealed class InvoicingTests(InvoicingFixture platform)
         Assert.Equal(octoberDraft.GetProperty("total").GetDecimal(), after.Drafts[0].GetProperty("total").GetDecimal());
         Assert.Equal(eurOctober.GetProperty("total").GetDecimal(), after.Drafts[1].GetProperty("total").GetDecimal());
         Assert.Equal(before.Drafts.Select(d => d.GetProperty("lines").GetRawText()), after.Drafts.Select(d => d.GetProperty("lines").GetRawText()));
+        Assert.Equal(before.RawDeployments, after.RawDeployments);
+
+        // The command's rebuild: the write-side snapshots fold in the read models' one pass (the host's daemon paused, as
+        // the command runs with the hosts stopped).
+        var coordinator = platform.Services.GetRequiredService<IProjectionCoordinator>();
+        await coordinator.PauseAsync();
+        try
+        {
+            var single = await ProjectionRebuild.RunSinglePassAsync(platform.Settings, [], _ => { }, CancellationToken.None);
+            var pass = Assert.Single(single);
+            Assert.Contains(nameof(Deployment), pass.Members);
+            Assert.Contains(nameof(Invoice), pass.Members);
+            Assert.Contains(BillingAccountProjection.ProjectionName, pass.Members);
+        }
+        finally
+        {
+            await coordinator.ResumeAsync();
+        }
+        await platform.Store.WaitForNonStaleProjectionDataAsync(TimeSpan.FromSeconds(60));
+        var afterSinglePass = await SnapshotAsync(ids, usdClient, eurClient);
+        Assert.Equal(before.RawInvoices, afterSinglePass.RawInvoices);
+        Assert.Equal(before.InvoiceResponses, afterSinglePass.InvoiceResponses);
+        Assert.Equal(before.Drafts.Select(d => d.GetRawText()), afterSinglePass.Drafts.Select(d => d.GetRawText()));
+        Assert.Equal(before.RawDeployments, afterSinglePass.RawDeployments);
     }
 
-    sealed record Snapshot(IReadOnlyList<string> RawInvoices, IReadOnlyList<string> InvoiceResponses, IReadOnlyList<JsonElement> Drafts);
+    sealed record Snapshot(IReadOnlyList<string> RawInvoices, IReadOnlyList<string> InvoiceResponses, IReadOnlyList<JsonElement> Drafts, IReadOnlyList<string> RawDeployments);
 
     async Task<Snapshot> SnapshotAsync(IReadOnlyList<string> ids, HttpClient usd, HttpClient eur)
     {
@@ -329,6 +355,8 @@ public sealed class InvoicingTests(InvoicingFixture platform)
         var drafts = new List<JsonElement>();
         foreach (var client in new[] { usd, eur })
             drafts.Add(await Body(await client.GetAsync("/v1/invoices/draft?month=2030-10")));
-        return new Snapshot(raw, responses, drafts);
+        var deployments = await session.AdvancedSql.QueryAsync<string>(
+            $"select id || ' ' || data::text from {InvoicingFixture.Schema}.mt_doc_deployment order by id", CancellationToken.None);
+        return new Snapshot(raw, responses, drafts, deployments);
     }
 }

@@ -15,6 +15,13 @@ using Weasel.Core;
 
 namespace Throughput.Hosting;
 
+/// <summary>Where the write-side snapshots are folded: inline as events are appended (every host), or in the read models' single pass of a full rebuild.</summary>
+public enum ProjectionLayout
+{
+    Live,
+    SinglePassRebuild,
+}
+
 public static class EventStore
 {
     /// <summary>The composite projection that holds every async read model.</summary>
@@ -27,62 +34,89 @@ public static class EventStore
     /// </summary>
     public const uint ReadModelsVersion = 2;
 
+    const int AggregateCacheLimit = 10_000;
+
     public static IServiceCollection AddThroughputEventStore(this IServiceCollection services, ServiceSettings settings, HostRoles roles)
     {
-        services.AddMarten(opts =>
-            {
-                opts.Connection(settings.PostgresConnectionString());
-                opts.DatabaseSchemaName = settings.PgSchema;
-                // Hosts of different schemas in one database (tests, benchmarks, a demo) must not contend for one leader lock.
-                opts.Projections.DaemonLockId = LockIdFor(settings.PgSchema);
-                opts.UseSystemTextJsonForSerialization(EnumStorage.AsString, Casing.CamelCase);
-                opts.AutoCreateSchemaObjects = AutoCreate.CreateOrUpdate;
-
-                opts.Events.StreamIdentity = StreamIdentity.AsString;
-                opts.Events.AppendMode = EventAppendMode.Quick;
-                // DistributedLock.Postgres 1.3.1 (standing in for the missing patched 1.3.3) fails HotCold leadership
-                // on Npgsql multiplexing data sources; a transaction-scoped advisory lock avoids that code path.
-                opts.Events.UseAdvisoryLockTransaction = true;
-                // A rolled-back append leaves a sequence gap; on a busy shared database the transaction-evidence check held one
-                // for over 20 minutes and every async projection stalled. None of our appends stays open anywhere near this long.
-                opts.Projections.SkipStaleGapsDespiteLiveTransactionsAfter = TimeSpan.FromSeconds(15);
-
-                MapEventNames(opts.Events);
-                opts.Storage.ExtendedSchemaObjects.Add(AppliedBatches.Definition(settings.PgSchema));
-
-                // Write-side aggregates are inline snapshots: read in O(1), updated in the transaction that appends.
-                opts.Projections.Snapshot<Deployment>(SnapshotLifecycle.Inline);
-                opts.Projections.Snapshot<Tenant>(SnapshotLifecycle.Inline);
-                opts.Projections.Snapshot<CapacityPool>(SnapshotLifecycle.Inline);
-                opts.Projections.Snapshot<Reservation>(SnapshotLifecycle.Inline);
-                opts.Projections.Snapshot<Staff>(SnapshotLifecycle.Inline);
-                opts.Projections.Add<ApiKeyProjection>(ProjectionLifecycle.Inline);
-                opts.Projections.Snapshot<ServingNode>(SnapshotLifecycle.Inline);
-                opts.Schema.For<UsageMinute>().Index(m => m.DeploymentId);
-                opts.Schema.For<QuarantinedMetering>().Index(q => q.QuarantinedAt);
-                opts.Schema.For<Deployment>().Index(d => d.Throttled);
-                opts.Schema.For<Deployment>().Index(d => d.TenantId);
-                opts.Schema.For<Reservation>().Index(r => r.TenantId);
-                opts.AddInvoicingProjections();
-                // Every async read model is a member of one composite projection: the daemon reads each page of the log once for
-                // all of them and writes their changes in one batch, live and in a rebuild (one pass over the log, not one per model).
-                opts.Projections.CompositeProjectionFor(ReadModels, readModels =>
-                {
-                    readModels.Version = ReadModelsVersion;
-                    readModels.Add<UsageSeriesProjection>();
-                    readModels.AddInvoicingReadModels();
-                    // The composite reads only the event types its members name, not the whole log.
-                    foreach (var type in readModels.AllProjections().OfType<EventFilterable>().SelectMany(p => p.IncludedEventTypes).Distinct().ToList())
-                        readModels.IncludeType(type);
-                    // Large pages: a page of usage events costs one write per touched document, so catching up (and rebuilding) is fast.
-                    readModels.Options.BatchSize = 5000;
-                });
-            })
+        services.AddMarten(opts => Configure(opts, settings, ProjectionLayout.Live))
             .AddSubscriptionWithServices<AdmissionForwarder>(ServiceLifetime.Singleton)
             .UseLightweightSessions()
             .AddAsyncDaemon(roles.Daemon ? DaemonMode.HotCold : DaemonMode.Disabled)
             .ApplyAllDatabaseChangesOnStartup();
         return services;
+    }
+
+    public static void Configure(StoreOptions opts, ServiceSettings settings, ProjectionLayout layout)
+    {
+        opts.Connection(settings.PostgresConnectionString());
+        opts.DatabaseSchemaName = settings.PgSchema;
+        // Hosts of different schemas in one database (tests, benchmarks, a demo) must not contend for one leader lock.
+        opts.Projections.DaemonLockId = LockIdFor(settings.PgSchema);
+        opts.UseSystemTextJsonForSerialization(EnumStorage.AsString, Casing.CamelCase);
+        opts.AutoCreateSchemaObjects = AutoCreate.CreateOrUpdate;
+
+        opts.Events.StreamIdentity = StreamIdentity.AsString;
+        opts.Events.AppendMode = EventAppendMode.Quick;
+        // DistributedLock.Postgres 1.3.1 (standing in for the missing patched 1.3.3) fails HotCold leadership
+        // on Npgsql multiplexing data sources; a transaction-scoped advisory lock avoids that code path.
+        opts.Events.UseAdvisoryLockTransaction = true;
+        // A rolled-back append leaves a sequence gap; on a busy shared database the transaction-evidence check held one
+        // for over 20 minutes and every async projection stalled. None of our appends stays open anywhere near this long.
+        opts.Projections.SkipStaleGapsDespiteLiveTransactionsAfter = TimeSpan.FromSeconds(15);
+
+        MapEventNames(opts.Events);
+        opts.Storage.ExtendedSchemaObjects.Add(AppliedBatches.Definition(settings.PgSchema));
+
+        opts.Schema.For<UsageMinute>().Index(m => m.DeploymentId);
+        opts.Schema.For<QuarantinedMetering>().Index(q => q.QuarantinedAt);
+        opts.Schema.For<Deployment>().Index(d => d.Throttled);
+        opts.Schema.For<Deployment>().Index(d => d.TenantId);
+        opts.Schema.For<Reservation>().Index(r => r.TenantId);
+        opts.AddInvoicingSchema();
+        if (layout == ProjectionLayout.Live)
+        {
+            // Write-side aggregates are inline snapshots: read in O(1), updated in the transaction that appends.
+            opts.Projections.Snapshot<Deployment>(SnapshotLifecycle.Inline);
+            opts.Projections.Snapshot<Tenant>(SnapshotLifecycle.Inline);
+            opts.Projections.Snapshot<CapacityPool>(SnapshotLifecycle.Inline);
+            opts.Projections.Snapshot<Reservation>(SnapshotLifecycle.Inline);
+            opts.Projections.Snapshot<Staff>(SnapshotLifecycle.Inline);
+            opts.Projections.Add<ApiKeyProjection>(ProjectionLifecycle.Inline);
+            opts.Projections.Snapshot<ServingNode>(SnapshotLifecycle.Inline);
+            opts.Projections.Snapshot<InvoiceRegister>(SnapshotLifecycle.Inline);
+            opts.Projections.Snapshot<Invoice>(SnapshotLifecycle.Inline);
+        }
+        // Every async read model is a member of one composite projection: the daemon reads each page of the log once for
+        // all of them and writes their changes in one batch, live and in a rebuild (one pass over the log, not one per model).
+        opts.Projections.CompositeProjectionFor(ReadModels, readModels =>
+        {
+            readModels.Version = ReadModelsVersion;
+            if (layout == ProjectionLayout.SinglePassRebuild)
+            {
+                // The same folds as the inline snapshots above, run by the rebuild's daemon in the read models' pass, so a full
+                // rebuild reads and deserializes the log once instead of once for the snapshots and again for the read models.
+                readModels.Snapshot<Deployment>();
+                readModels.Snapshot<Tenant>();
+                readModels.Snapshot<CapacityPool>();
+                readModels.Snapshot<Reservation>();
+                readModels.Snapshot<Staff>();
+                readModels.Add<ApiKeyProjection>();
+                readModels.Snapshot<ServingNode>();
+                readModels.Snapshot<InvoiceRegister>();
+                readModels.Snapshot<Invoice>();
+            }
+            readModels.Add<UsageSeriesProjection>();
+            readModels.AddInvoicingReadModels();
+            // The composite reads only the event types its members name, not the whole log.
+            foreach (var type in readModels.AllProjections().OfType<EventFilterable>().SelectMany(p => p.IncludedEventTypes).Distinct().ToList())
+                readModels.IncludeType(type);
+            // Large pages: a page of usage events costs one write per touched document, so catching up (and rebuilding) is fast.
+            readModels.Options.BatchSize = 5000;
+            // A rebuild keeps documents in memory from page to page instead of reading them back for every page. Not live: a
+            // host's daemon paused for a rebuild in the host would resume with documents cached from before it.
+            if (layout == ProjectionLayout.SinglePassRebuild)
+                foreach (var member in readModels.AllProjections().OfType<ProjectionBase>()) member.Options.CacheLimitPerTenant = AggregateCacheLimit;
+        });
     }
 
     static int LockIdFor(string schema) =>

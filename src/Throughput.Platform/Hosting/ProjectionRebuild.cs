@@ -7,10 +7,10 @@ using Marten.Events.Projections;
 namespace Throughput.Hosting;
 
 /// <summary>
-/// <c>dotnet Throughput.Platform.dll rebuild-projections [name …]</c>: rebuilds every projection (or the named ones)
-/// from the event log with Marten's daemon, write-side snapshots first, then the async read models — all of them in one
-/// pass over the log, as the members of one composite projection. Issued invoices live in their events, so they come
-/// back byte for byte; drafts come back to the cent.
+/// <c>dotnet Throughput.Platform.dll rebuild-projections</c>: rebuilds every projection from the event log with Marten's
+/// daemon, in one pass over the log: the write-side snapshots and the async read models as members of one composite
+/// projection. Inside a running host (<see cref="RunInHostAsync"/>) the snapshots stay inline and are rebuilt first, one
+/// pass each. Issued invoices live in their events, so they come back byte for byte; drafts come back to the cent.
 /// </summary>
 public static class ProjectionRebuild
 {
@@ -73,18 +73,36 @@ public static class ProjectionRebuild
         }
     }
 
-    /// <summary>The command-line mode: the host is built but not run, so no consumer, issuer or daemon of its own competes.</summary>
-    public static async Task RunCommandAsync(IServiceProvider services, IReadOnlyList<string> names)
+    /// <summary>
+    /// A rebuild by a store of its own in the <see cref="ProjectionLayout.SinglePassRebuild"/> layout: the write-side
+    /// snapshots fold in the read models' pass, so every projection comes from one read of the log. Nothing else may project
+    /// the schema meanwhile: the hosts are stopped (the command) or their daemon paused.
+    /// </summary>
+    public static async Task<IReadOnlyList<Rebuilt>> RunSinglePassAsync(ServiceSettings settings, IReadOnlyList<string> names, Action<string> report, CancellationToken ct)
     {
-        var store = services.GetRequiredService<IDocumentStore>();
-        await store.Storage.ApplyAllConfiguredChangesToDatabaseAsync();
+        using var store = await SinglePassStoreAsync(settings);
         using var daemon = await store.BuildProjectionDaemonAsync();
-        var events = await store.Advanced.FetchEventStoreStatistics();
-        Console.WriteLine($"rebuilding {(names.Count == 0 ? string.Join(", ", Names(store)) : string.Join(", ", names))} from {events.EventCount:N0} events");
+        return await RunAsync(store, daemon, names, report, ct);
+    }
+
+    /// <summary>The command-line mode: no host runs, so no consumer, issuer or daemon of its own competes.</summary>
+    public static async Task RunCommandAsync(ServiceSettings settings, IReadOnlyList<string> names)
+    {
+        using var store = await SinglePassStoreAsync(settings);
+        using var daemon = await store.BuildProjectionDaemonAsync();
+        var events = (await store.Advanced.FetchEventStoreStatistics()).EventCount;
+        Console.WriteLine($"rebuilding {(names.Count == 0 ? string.Join(", ", Names(store)) : string.Join(", ", names))} from {events:N0} events");
         var started = Stopwatch.GetTimestamp();
         var cpu = Environment.CpuUsage.TotalTime;
         await RunAsync(store, daemon, names, Console.WriteLine, CancellationToken.None);
         var took = Stopwatch.GetElapsedTime(started);
-        Console.WriteLine($"rebuilt in {took.TotalSeconds:0.0} s, {(Environment.CpuUsage.TotalTime - cpu).TotalSeconds:0.0} s CPU: {events.EventCount / Math.Max(took.TotalSeconds, 0.001):N0} events/s over the log");
+        Console.WriteLine($"rebuilt in {took.TotalSeconds:0.0} s, {(Environment.CpuUsage.TotalTime - cpu).TotalSeconds:0.0} s CPU: {events / Math.Max(took.TotalSeconds, 0.001):N0} events/s over the log");
+    }
+
+    static async Task<DocumentStore> SinglePassStoreAsync(ServiceSettings settings)
+    {
+        var store = DocumentStore.For(opts => EventStore.Configure(opts, settings, ProjectionLayout.SinglePassRebuild));
+        await store.Storage.ApplyAllConfiguredChangesToDatabaseAsync();
+        return store;
     }
 }

@@ -37,7 +37,7 @@ public sealed record ServiceSettings(
         RabbitNodes.Length == 0 ? [new AmqpTcpEndpoint(RabbitHost, RabbitPort)] : AmqpTcpEndpoint.ParseMultiple(RabbitNodes);
 
     public string PostgresConnectionString(string? database = null) =>
-        $"Host={PgHost};Port={PgPort};Database={database ?? PgDatabase};Username={PgUser};Password={PgPassword};Maximum Pool Size=64";
+        $"Host={PgHost};Port={PgPort};Database={database ?? PgDatabase};Username={PgUser};Password={PgPassword};Maximum Pool Size=64;Read Buffer Size=65536";
 
     public Uri RabbitUri => new($"amqp://{Uri.EscapeDataString(RabbitUser)}:{Uri.EscapeDataString(RabbitPassword)}@{RabbitHost}:{RabbitPort}/{Uri.EscapeDataString(RabbitVirtualHost)}");
 

@@ -18,11 +18,9 @@ public static class InvoicingModule
         return services;
     }
 
-    /// <summary>Invoicing's streams and projections in the event store; multi-stream projections are async, never inline.</summary>
-    public static void AddInvoicingProjections(this StoreOptions opts)
+    /// <summary>Indexes of invoicing's documents (its snapshots and read models are registered with the others').</summary>
+    public static void AddInvoicingSchema(this StoreOptions opts)
     {
-        opts.Projections.Snapshot<InvoiceRegister>(SnapshotLifecycle.Inline);
-        opts.Projections.Snapshot<Invoice>(SnapshotLifecycle.Inline);
         opts.Schema.For<Invoice>().Index(i => i.TenantId).Index(i => i.Period);
         opts.Schema.For<BillingAccount>().Index(a => a.UnissuedSince);
         opts.Schema.For<UsageHour>().Index(h => h.Period);
