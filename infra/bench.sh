@@ -8,8 +8,6 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-bash infra/services.sh start
+bash infra/prepare.sh
 . infra/env.sh
-bash infra/nuget/pack.sh
-dotnet build Throughput.sln --nologo -v quiet -c Release
 exec dotnet src/Throughput.Benchmarks/bin/Release/net10.0/Throughput.Benchmarks.dll "${@:-list}"

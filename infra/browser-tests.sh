@@ -8,9 +8,7 @@ trap 'echo "browser tests: 0 passed, 1 failed, 0 skipped"' ERR
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 if [ -z "${THROUGHPUT_NO_BUILD:-}" ]; then
-  bash infra/services.sh start
-  bash infra/nuget/pack.sh
-  dotnet build src/Throughput.Platform --nologo -v quiet -c Release
+  bash infra/prepare.sh
 fi
 . infra/env.sh
 if ! command -v chromium >/dev/null 2>&1; then

@@ -4,10 +4,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-bash infra/services.sh start
+bash infra/prepare.sh
 . infra/env.sh
-bash infra/nuget/pack.sh
-dotnet build Throughput.sln --nologo -v quiet -c Release
 port=${THROUGHPUT_DEMO_PORT:-5080}
 # The demo's operator key: generated per run, handed to the host as its bootstrap key, stored there hashed.
 THROUGHPUT_OPERATOR_KEY=${THROUGHPUT_OPERATOR_KEY:-tpk_kdemo$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n').$(head -c 24 /dev/urandom | base64 | tr -d '/+=')}

@@ -10,9 +10,7 @@ trap 'echo "fault drill: 0 passed, 1 failed, 0 skipped"' ERR
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 if [ -z "${THROUGHPUT_NO_BUILD:-}" ]; then
-  bash infra/services.sh start # installs the PostgreSQL and RabbitMQ packages the scratch services run from
-  bash infra/nuget/pack.sh
-  dotnet build Throughput.sln --nologo -v quiet -c Release
+  bash infra/prepare.sh # also installs the PostgreSQL and RabbitMQ packages the scratch services run from
 fi
 # The scratch cluster and node "faults" on ports of their own; the host and the serving SDK read them from infra/env.sh's variables.
 export THROUGHPUT_PG_PORT=5442 THROUGHPUT_RABBIT_PORT=5711 THROUGHPUT_PG_SCHEMA=throughput_faults

@@ -5,11 +5,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-bash infra/services.sh start
+bash infra/prepare.sh
 . infra/env.sh
-bash infra/nuget/pack.sh
-dotnet restore Throughput.sln --nologo -v quiet
-dotnet build Throughput.sln --no-restore --nologo -v quiet -c Release
 log=$(mktemp)
 set +e
 dotnet test Throughput.sln --no-build -c Release --nologo "$@" 2>&1 | tee "$log"
