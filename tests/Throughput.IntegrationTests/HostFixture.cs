@@ -1,0 +1,104 @@
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Mvc.Testing;
+using RabbitMQ.Client;
+using Throughput.Contracts;
+using Throughput.Hosting;
+
+namespace Throughput.IntegrationTests;
+
+/// <summary>
+/// What the integration fixtures share: the real platform host in-process on the real PostgreSQL and RabbitMQ, with a
+/// metering exchange and partition queues of its own (no other host on the machine consumes them), its operator key, and
+/// the steps tests set up with: tenants, pools and serving nodes through the API, metering published as a node would.
+/// </summary>
+public abstract class HostFixture(string operatorKey, string meteringExchange, int partitions) : WebApplicationFactory<Program>, IAsyncLifetime
+{
+    public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { Converters = { new JsonStringEnumConverter() } };
+
+    IConnection? _rabbit;
+
+    public abstract ServiceSettings Settings { get; }
+
+    public string MeteringExchange { get; } = meteringExchange;
+
+    protected override void ConfigureWebHost(IWebHostBuilder builder)
+    {
+        builder.UseSetting("Access:BootstrapOperatorKey", operatorKey);
+        builder.UseSetting("Metering:Exchange", MeteringExchange);
+        builder.UseSetting("Metering:QueuePrefix", MeteringExchange + ".p");
+        builder.UseSetting("Metering:Partitions", partitions.ToString(System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    public async Task InitializeAsync()
+    {
+        _ = Server; // starts the host: schema migration, bus, consumers
+        _rabbit = await new ConnectionFactory { Uri = Settings.RabbitUri }.CreateConnectionAsync($"throughput-tests:{GetType().Name}");
+    }
+
+    public HttpClient Client(string? apiKey)
+    {
+        var client = CreateClient();
+        if (apiKey is not null) client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", apiKey);
+        return client;
+    }
+
+    public HttpClient Operator() => Client(operatorKey);
+
+    /// <summary>A fresh tenant with its own key, so tests never see each other's data.</summary>
+    public async Task<(string TenantId, HttpClient Client)> NewTenantAsync(string currency = "USD")
+    {
+        var tenantId = "t-" + Guid.NewGuid().ToString("N")[..12];
+        var op = Operator();
+        (await op.PostAsJsonAsync("/v1/operator/tenants", new { tenantId, name = "Tenant " + tenantId, currency })).EnsureSuccessStatusCode();
+        var issued = await (await op.PostAsync($"/v1/operator/tenants/{tenantId}/keys", null)).Content.ReadFromJsonAsync<JsonElement>();
+        return (tenantId, Client(issued.GetProperty("apiKey").GetString()));
+    }
+
+    /// <summary>A pool in a region no other test uses.</summary>
+    public async Task<string> NewPoolAsync(string model, decimal capacityPtu)
+    {
+        var region = "r" + Guid.NewGuid().ToString("N")[..10];
+        (await Operator().PutAsJsonAsync($"/v1/operator/pools/{model}/{region}", new { capacityPtu })).EnsureSuccessStatusCode();
+        return region;
+    }
+
+    /// <summary>Registers a serving node that may serve the given regions (none: all).</summary>
+    public async Task<string> NewServingNodeAsync(params string[] regions)
+    {
+        var producerId = "node-" + Guid.NewGuid().ToString("N")[..10];
+        (await Operator().PutAsJsonAsync($"/v1/operator/serving-nodes/{producerId}", new { regions, tenants = Array.Empty<string>(), brokerUser = Settings.RabbitUser })).EnsureSuccessStatusCode();
+        return producerId;
+    }
+
+    /// <summary>Publishes raw JSON as a serving node written in any language would, with publisher confirms.</summary>
+    public Task PublishRawAsync(string routingKey, ReadOnlyMemory<byte> body) => PublishRawAsync(routingKey, body, Settings.RabbitUser);
+
+    /// <summary>The same with the AMQP user id of one's choosing (null: none), which the broker checks against this connection's user.</summary>
+    public async Task PublishRawAsync(string routingKey, ReadOnlyMemory<byte> body, string? userId)
+    {
+        await using var channel = await _rabbit!.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true));
+        var properties = new BasicProperties
+        {
+            ContentType = MeteringTopology.ContentType,
+            DeliveryMode = DeliveryModes.Persistent,
+            UserId = userId,
+            Headers = new Dictionary<string, object?> { [MeteringTopology.VersionHeader] = MeteringTopology.CurrentVersion },
+        };
+        await channel.BasicPublishAsync(MeteringExchange, routingKey, mandatory: true, properties, body);
+    }
+
+    public Task PublishAsync(MeteringBatch batch) =>
+        PublishRawAsync(batch.Records[0].DeploymentId, JsonSerializer.SerializeToUtf8Bytes(batch, Json));
+
+    public new async Task DisposeAsync()
+    {
+        await base.DisposeAsync();
+        if (_rabbit is null) return;
+        await Tests.DeleteMeteringTopologyAsync(_rabbit, MeteringExchange, partitions);
+        await _rabbit.DisposeAsync();
+    }
+}
