@@ -47,8 +47,8 @@ public sealed class LostConnectionDeliveries(MeteringMetrics metrics, ILogger<Lo
         while (await timer.WaitForNextTickAsync(stoppingToken)) Release();
     }
 
-    /// <summary>Cancels every delivery in flight on a closed connection; returns how many.</summary>
-    internal int Release()
+    /// <summary>Cancels every delivery in flight on a closed connection.</summary>
+    void Release()
     {
         var released = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var (delivery, connection) in _inFlight)
@@ -63,6 +63,5 @@ public sealed class LostConnectionDeliveries(MeteringMetrics metrics, ILogger<Lo
             metrics.ReleasedOnLostConnection(count);
             log.LogWarning("Connection to broker node {Node} lost: cancelled {Deliveries} deliveries in flight on it so their partitions can reconnect; the broker redelivers them", node, count);
         }
-        return released.Values.Sum();
     }
 }
