@@ -61,6 +61,8 @@ public static class Messaging
         services.AddSingleton(metering);
         services.AddSingleton<MeteringMetrics>();
         services.AddSingleton<MalformedMessages>();
+        services.AddSingleton<LostConnectionDeliveries>();
+        services.AddHostedService(sp => sp.GetRequiredService<LostConnectionDeliveries>());
 
         services.AddMassTransit(bus =>
         {
@@ -77,14 +79,14 @@ public static class Messaging
                     if (settings.RabbitNodes.Length > 0) host.UseCluster(cluster => { foreach (var node in FromRandomNode(settings.RabbitEndpoints)) cluster.Node($"{node.HostName}:{node.Port}"); });
                 });
                 rabbit.ConnectReceiveObserver(context.GetRequiredService<MalformedMessages>());
+                rabbit.ConnectReceiveObserver(context.GetRequiredService<LostConnectionDeliveries>());
                 foreach (var partition in Enumerable.Range(0, metering.Partitions).Where(metering.Owns))
                     rabbit.ReceiveEndpoint(metering.QueuePrefix + partition, endpoint => ConfigurePartition(endpoint, metering, context));
             });
         });
-        // When a broker node dies, a partition's consumer waits for its deliveries in flight before it reconnects; unbounded,
-        // a delivery that never completed kept the partition without a consumer for good. The bound cancels what is left and
-        // reconnects; anything unacked is redelivered and the dedupe ledger counts it once. It does not cover every case: the
-        // scale-out drill still sees partitions stranded after a node kill under load (see its report).
+        // When a broker node dies, a partition's consumer waits for its deliveries in flight before it reconnects; the bound
+        // cancels those not yet acking (anything unacked is redelivered and the dedupe ledger counts it once). Deliveries whose
+        // ack is already stuck on the dead connection are LostConnectionDeliveries' job.
         services.AddOptions<MassTransitHostOptions>().Configure(o =>
         {
             o.ConsumerStopTimeout = ConsumerStopTimeout;

@@ -13,6 +13,7 @@ public sealed class MeteringMetrics : IDisposable
     readonly Counter<long> _duplicates;
     readonly Counter<long> _throttles;
     readonly Counter<long> _quarantined;
+    readonly Counter<long> _released;
     readonly Histogram<double> _commit;
 
     public MeteringMetrics()
@@ -22,6 +23,7 @@ public sealed class MeteringMetrics : IDisposable
         _duplicates = _meter.CreateCounter<long>("throughput_metering_duplicate_batches", description: "Batches dropped as already counted");
         _throttles = _meter.CreateCounter<long>("throughput_deployments_throttled", description: "Deployments throttled");
         _quarantined = _meter.CreateCounter<long>("throughput_metering_quarantined", description: "Messages or records quarantined, by reason");
+        _released = _meter.CreateCounter<long>("throughput_metering_deliveries_released", description: "Deliveries in flight on a lost broker connection, cancelled so their partition reconnects (redelivered by the broker)");
         _commit = _meter.CreateHistogram<double>("throughput_metering_commit_ms", "ms", "Time to fold and commit one consumer batch");
     }
 
@@ -37,6 +39,8 @@ public sealed class MeteringMetrics : IDisposable
     }
 
     public void Quarantined(QuarantineReason reason) => _quarantined.Add(1, new KeyValuePair<string, object?>("reason", reason.ToString()));
+
+    public void ReleasedOnLostConnection(int deliveries) => _released.Add(deliveries);
 
     public void Dispose() => _meter.Dispose();
 }
