@@ -3,6 +3,8 @@ using JasperFx.Events;
 using JasperFx.Events.Daemon;
 using JasperFx.Events.Projections;
 using Marten;
+using Marten.Events.Aggregation;
+using Marten.Events.Projections;
 using Throughput.Access;
 using Throughput.Admission;
 using Throughput.Capacity;
@@ -117,7 +119,17 @@ public static class EventStore
             if (layout == ProjectionLayout.SinglePassRebuild)
                 foreach (var member in readModels.AllProjections().OfType<ProjectionBase>()) member.Options.CacheLimitPerTenant = AggregateCacheLimit;
         });
+        if (layout == ProjectionLayout.SinglePassRebuild)
+        {
+            // Marten gives the composite's members its version, and a versioned projection's documents tables of their own
+            // (mt_doc_deployment_2): the snapshots must be rebuilt into the tables the hosts read.
+            var composite = opts.Projections.All.OfType<CompositeProjection>().Single(p => p.Name == ReadModels);
+            foreach (var snapshot in composite.AllProjections().OfType<ProjectionBase>().Where(IsSnapshot)) snapshot.OverwriteVersion(1);
+        }
     }
+
+    static bool IsSnapshot(ProjectionBase projection) =>
+        projection.GetType() is { IsGenericType: true } type && type.GetGenericTypeDefinition() == typeof(SingleStreamProjection<,>);
 
     static int LockIdFor(string schema) =>
         BitConverter.ToInt32(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes("throughput-daemon:" + schema)));
