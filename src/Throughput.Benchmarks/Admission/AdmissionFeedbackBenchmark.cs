@@ -2,6 +2,8 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text.Json;
 using System.Security.Cryptography;
 using Npgsql;
 using Throughput.Benchmarks.Harness;
@@ -183,12 +185,30 @@ public sealed class AdmissionFeedbackBenchmark : IBenchmark
             var broker = BrokerSettings.FromEnvironment().Uri;
             var platform = new HttpClient { BaseAddress = host.BaseAddress, DefaultRequestHeaders = { Authorization = new AuthenticationHeaderValue("Bearer", fleet.ServingNodeKey) } };
             var node = new ServingNode(platform, fleet.Producer!);
+            await ListedAsync(platform, fleet, ct);
             var cache = new AdmissionCache(new AdmissionCacheOptions { LimitApplied = node.Applied });
             node.Feed = await AdmissionFeed.StartAsync(cache, platform, new AdmissionFeedOptions(broker) { Region = fleet.Region, Model = fleet.Model }, ct);
             node._publisher = await MeteringPublisher.CreateAsync(new MeteringPublisherOptions(broker, fleet.Producer!) { Exchange = topology.Exchange, MaxLinger = TimeSpan.Zero }, ct);
             if (fleet.Deployments.FirstOrDefault(d => cache.Limit(d) is not { State: AdmissionState.Open }) is { } missing)
                 throw new InvalidOperationException($"the feed's first pull did not bring deployment {missing} as open");
             return node;
+        }
+
+        /// <summary>
+        /// Waits until the platform lists every deployment of the fleet: its admission table re-reads the store every
+        /// 200 ms, so deployments bought a moment ago may not be in a pull yet (a node learns of them from its first check).
+        /// </summary>
+        static async Task ListedAsync(HttpClient platform, AdmissionFleet fleet, CancellationToken ct)
+        {
+            var deadline = Stopwatch.GetTimestamp() + 10 * Stopwatch.Frequency;
+            while (true)
+            {
+                var listed = (await platform.GetFromJsonAsync<JsonElement>($"/v1/admission?region={fleet.Region}&model={fleet.Model}", ct))
+                    .EnumerateArray().Select(l => l.GetProperty("deploymentId").GetString()).ToHashSet(StringComparer.Ordinal);
+                if (fleet.Deployments.All(listed.Contains)) return;
+                if (Stopwatch.GetTimestamp() > deadline) throw new InvalidOperationException($"the platform listed {listed.Count} of the fleet's {fleet.Deployments.Count} deployments after 10 s");
+                await Task.Delay(100, ct);
+            }
         }
 
         /// <summary>Meters the over-bucket batch and waits for the deployment's throttle to arrive in the cache; null if it did not within the timeout.</summary>
