@@ -35,7 +35,17 @@ try
     var reports = new List<BenchmarkReport>();
     foreach (var benchmark in chosen)
     {
-        var report = await benchmark.RunAsync(options, interrupted.Token);
+        BenchmarkReport report;
+        try
+        {
+            report = await benchmark.RunAsync(options, interrupted.Token);
+        }
+        catch (Exception e) when (chosen.Length > 1 && e is not OperationCanceledException and not UsageException)
+        {
+            // One benchmark failing does not cost the report the others' figures; the failure is a row of its own.
+            Console.Error.WriteLine(e);
+            report = new BenchmarkReport(benchmark.Name, [new("did not complete", e.Message, "completes", false)], []);
+        }
         Reports.Print(report, Console.Out);
         reports.Add(report);
     }
