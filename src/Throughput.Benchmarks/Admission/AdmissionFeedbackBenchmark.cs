@@ -48,12 +48,7 @@ public sealed class AdmissionFeedbackBenchmark : IBenchmark
         var gap = options.Milliseconds("gap-ms", TimeSpan.FromMilliseconds(100));
         var runId = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4));
         var topology = new BenchTopology(runId, options.Count("partitions", 4));
-        var hostEnvironment = options.HostEnvironment(new Dictionary<string, string>(StringComparer.Ordinal)
-        {
-            ["Metering__Exchange"] = topology.Exchange,
-            ["Metering__QueuePrefix"] = topology.QueuePrefix,
-            ["Metering__Partitions"] = topology.Partitions.ToString(CultureInfo.InvariantCulture),
-        });
+        var hostEnvironment = options.HostEnvironment(topology.HostSettings());
         var hostDll = Services.PlatformHostDll(options);
         options.EnsureAllRead();
 

@@ -29,11 +29,7 @@ public sealed partial class InvoicingBenchmark : IBenchmark
         ("duration", "seconds measured after the warm-up (40)"),
         ("warmup", "seconds of load before measuring (15)"),
         ("deployments", "deployments metered into (16)"),
-        ("publishers", "SDK publishers (2)"),
-        ("rate", "records/s offered in total; 0 = as fast as --in-flight allows (100000)"),
-        ("in-flight", "records handed to the SDK and not yet durable, at most (50000)"),
-        ("batch-records", "SDK MaxBatchRecords (1000)"),
-        ("linger-ms", "SDK MaxLinger in ms (20)"),
+        .. LoadShape.Options(100_000),
         ("partitions", "host Metering:Partitions (4)"),
         ("poll-ms", "how often events and the draft are polled (50)"),
         ("schema", "PostgreSQL schema of the benchmark's host; its event log grows run after run (bench_invoicing)"),
@@ -49,9 +45,7 @@ public sealed partial class InvoicingBenchmark : IBenchmark
         var duration = options.Seconds("duration", TimeSpan.FromSeconds(40));
         var warmup = options.Seconds("warmup", TimeSpan.FromSeconds(15));
         var deployments = options.Count("deployments", 16);
-        var shape = new LoadShape(
-            options.Count("publishers", 2), options.Count("rate", 100_000), options.Count("in-flight", 50_000),
-            options.Count("batch-records", 1000), options.Milliseconds("linger-ms", TimeSpan.FromMilliseconds(20)));
+        var shape = LoadShape.From(options, defaultRate: 100_000);
         var poll = options.Milliseconds("poll-ms", TimeSpan.FromMilliseconds(50));
         var schema = options.Text("schema", "bench_invoicing");
         var rebuild = options.Text("rebuild", "all") switch
@@ -64,14 +58,10 @@ public sealed partial class InvoicingBenchmark : IBenchmark
         var rebuildEnvironment = options.Pairs("rebuild-env");
         var runId = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4));
         var topology = new BenchTopology(runId, options.Count("partitions", 4));
-        var hostEnvironment = options.HostEnvironment(new Dictionary<string, string>(StringComparer.Ordinal)
-        {
-            ["THROUGHPUT_PG_SCHEMA"] = schema,
-            ["Metering__Exchange"] = topology.Exchange,
-            ["Metering__QueuePrefix"] = topology.QueuePrefix,
-            ["Metering__Partitions"] = topology.Partitions.ToString(CultureInfo.InvariantCulture),
-            ["Invoicing__AutoIssue"] = "false",
-        });
+        var hostSettings = topology.HostSettings();
+        hostSettings["THROUGHPUT_PG_SCHEMA"] = schema;
+        hostSettings["Invoicing__AutoIssue"] = "false";
+        var hostEnvironment = options.HostEnvironment(hostSettings);
         var hostDll = Services.PlatformHostDll(options);
         options.EnsureAllRead();
 

@@ -15,6 +15,14 @@ public sealed record BenchTopology(string RunId, int Partitions)
 
     public IEnumerable<string> PartitionQueues => Enumerable.Range(0, Partitions).Select(p => QueuePrefix + p);
 
+    /// <summary>The host settings that make a platform host consume this topology and no other.</summary>
+    public Dictionary<string, string> HostSettings() => new(StringComparer.Ordinal)
+    {
+        ["Metering__Exchange"] = Exchange,
+        ["Metering__QueuePrefix"] = QueuePrefix,
+        ["Metering__Partitions"] = Partitions.ToString(System.Globalization.CultureInfo.InvariantCulture),
+    };
+
     /// <summary>Deletes what the run declared; call after the host has stopped, or it declares them again.</summary>
     public async Task RemoveAsync(BrokerSettings? broker = null)
     {

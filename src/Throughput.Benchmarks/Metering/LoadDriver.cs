@@ -10,7 +10,22 @@ namespace Throughput.Benchmarks.Metering;
 /// <param name="Rate">Records per second offered in total; 0 offers as fast as the in-flight limit lets.</param>
 /// <param name="InFlight">Records handed to the SDK and not yet counted durable, at most: with it the load settles at the
 /// rate the whole path sustains, instead of filling the broker's queues (which no real node could keep up for long).</param>
-public sealed record LoadShape(int Publishers, int Rate, int InFlight, int MaxBatchRecords, TimeSpan MaxLinger);
+public sealed record LoadShape(int Publishers, int Rate, int InFlight, int MaxBatchRecords, TimeSpan MaxLinger)
+{
+    /// <summary>The options a benchmark driving this load takes, <c>--rate</c> defaulting to <paramref name="defaultRate"/>.</summary>
+    public static IEnumerable<(string Option, string Meaning)> Options(int defaultRate) =>
+    [
+        ("publishers", "SDK publishers, each its own producer id and connection (2)"),
+        ("rate", $"records/s offered in total; 0 = as fast as --in-flight allows ({defaultRate})"),
+        ("in-flight", "records handed to the SDK and not yet durable, at most (50000)"),
+        ("batch-records", "SDK MaxBatchRecords (1000)"),
+        ("linger-ms", "SDK MaxLinger in ms (20)"),
+    ];
+
+    public static LoadShape From(Harness.BenchOptions options, int defaultRate) => new(
+        options.Count("publishers", 2), options.Count("rate", defaultRate), options.Count("in-flight", 50_000),
+        options.Count("batch-records", 1000), options.Milliseconds("linger-ms", TimeSpan.FromMilliseconds(20)));
+}
 
 /// <summary>The record a feeding loop hands over as its <paramref name="n"/>-th, with its id, deployment and the moment of hand-over.</summary>
 public delegate MeteringRecord RecordMaker(string id, string deployment, long n, DateTimeOffset now);

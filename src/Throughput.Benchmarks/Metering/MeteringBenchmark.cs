@@ -27,11 +27,7 @@ public sealed class MeteringBenchmark : IBenchmark
         ("duration", "seconds measured after the warm-up (60)"),
         ("warmup", "seconds of load before measuring; the host JIT-tiers for about 15 s (20)"),
         ("deployments", "deployments metered into (16)"),
-        ("publishers", "SDK publishers, each its own producer id and connection (2)"),
-        ("rate", "records/s offered in total; 0 = as fast as --in-flight allows (0)"),
-        ("in-flight", "records handed to the SDK and not yet durable, at most (50000)"),
-        ("batch-records", "SDK MaxBatchRecords (1000)"),
-        ("linger-ms", "SDK MaxLinger in ms (20)"),
+        .. LoadShape.Options(0),
         ("partitions", "host Metering:Partitions (4)"),
         ("batch-message-limit", "host Metering:BatchMessageLimit (host default)"),
         ("host-env", "NAME=VALUE added to the host's environment; repeatable"),
@@ -44,9 +40,7 @@ public sealed class MeteringBenchmark : IBenchmark
         var duration = options.Seconds("duration", TimeSpan.FromSeconds(60));
         var warmup = options.Seconds("warmup", TimeSpan.FromSeconds(20));
         var deployments = options.Count("deployments", 16);
-        var shape = new LoadShape(
-            options.Count("publishers", 2), options.Count("rate", 0), options.Count("in-flight", 50_000),
-            options.Count("batch-records", 1000), options.Milliseconds("linger-ms", TimeSpan.FromMilliseconds(20)));
+        var shape = LoadShape.From(options, defaultRate: 0);
         var poll = options.Milliseconds("poll-ms", TimeSpan.FromMilliseconds(100));
         var runId = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4));
         var topology = new BenchTopology(runId, options.Count("partitions", 4));
@@ -145,12 +139,7 @@ public sealed class MeteringBenchmark : IBenchmark
 
     static Dictionary<string, string> HostEnvironment(BenchTopology topology, BenchOptions options)
     {
-        var environment = new Dictionary<string, string>(StringComparer.Ordinal)
-        {
-            ["Metering__Exchange"] = topology.Exchange,
-            ["Metering__QueuePrefix"] = topology.QueuePrefix,
-            ["Metering__Partitions"] = topology.Partitions.ToString(CultureInfo.InvariantCulture),
-        };
+        var environment = topology.HostSettings();
         if (options.Text("batch-message-limit", "") is { Length: > 0 } limit) environment["Metering__BatchMessageLimit"] = limit;
         return options.HostEnvironment(environment);
     }

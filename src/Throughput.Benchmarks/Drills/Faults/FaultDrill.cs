@@ -67,12 +67,7 @@ public sealed class FaultDrill : IBenchmark
         var plan = Plan(options);
         var services = ScratchServices.FromEnvironment(plan.ScratchName);
         var topology = new BenchTopology(Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4)), 4);
-        var hostEnvironment = options.HostEnvironment(new Dictionary<string, string>(StringComparer.Ordinal)
-        {
-            ["Metering__Exchange"] = topology.Exchange,
-            ["Metering__QueuePrefix"] = topology.QueuePrefix,
-            ["Metering__Partitions"] = topology.Partitions.ToString(CultureInfo.InvariantCulture),
-        });
+        var hostEnvironment = options.HostEnvironment(topology.HostSettings());
         var hostDll = Services.PlatformHostDll(options);
         options.EnsureAllRead();
 

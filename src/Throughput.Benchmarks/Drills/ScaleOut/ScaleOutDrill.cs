@@ -115,20 +115,15 @@ public sealed class ScaleOutDrill : IBenchmark
 
         public Dictionary<string, string> Environment(HostSpec host, BrokerSettings broker)
         {
-            var environment = new Dictionary<string, string>(StringComparer.Ordinal)
-            {
-                ["THROUGHPUT_PG_SCHEMA"] = Schema,
-                ["THROUGHPUT_RABBIT_HOST"] = broker.Host,
-                ["THROUGHPUT_RABBIT_PORT"] = broker.Port.ToString(CultureInfo.InvariantCulture),
-                ["THROUGHPUT_RABBIT_NODES"] = broker.Nodes,
-                ["Host__Roles"] = host.Roles,
-                ["Host__Name"] = host.Name,
-                ["Metering__Exchange"] = Topology.Exchange,
-                ["Metering__QueuePrefix"] = Topology.QueuePrefix,
-                ["Metering__Partitions"] = Topology.Partitions.ToString(CultureInfo.InvariantCulture),
-                ["Metering__QuorumQueues"] = "true",
-                ["Metering__Instances"] = MeteringHosts.ToString(CultureInfo.InvariantCulture),
-            };
+            var environment = Topology.HostSettings();
+            environment["THROUGHPUT_PG_SCHEMA"] = Schema;
+            environment["THROUGHPUT_RABBIT_HOST"] = broker.Host;
+            environment["THROUGHPUT_RABBIT_PORT"] = broker.Port.ToString(CultureInfo.InvariantCulture);
+            environment["THROUGHPUT_RABBIT_NODES"] = broker.Nodes;
+            environment["Host__Roles"] = host.Roles;
+            environment["Host__Name"] = host.Name;
+            environment["Metering__QuorumQueues"] = "true";
+            environment["Metering__Instances"] = MeteringHosts.ToString(CultureInfo.InvariantCulture);
             if (host.Instance is { } instance) environment["Metering__Instance"] = instance.ToString(CultureInfo.InvariantCulture);
             return environment;
         }
