@@ -19,10 +19,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-bash infra/services.sh start
+bash infra/prepare.sh
 . infra/env.sh
-bash infra/nuget/pack.sh
-dotnet build Throughput.sln --nologo -v quiet -c Release
 
 stop_cluster() {
   # The seed last, so a later start finds the node that went down last first.

@@ -101,13 +101,6 @@ public sealed class PlatformHost : IAsyncDisposable
 
     public bool HasExited => _process.HasExited;
 
-    /// <summary>SIGKILL, a crash: no shutdown, no acks, no flushes.</summary>
-    public void Kill()
-    {
-        _process.Kill();
-        _process.WaitForExit();
-    }
-
     /// <summary>SIGTERM for a graceful shutdown (the bus settles its consumers), a kill if that takes too long.</summary>
     public async ValueTask DisposeAsync()
     {

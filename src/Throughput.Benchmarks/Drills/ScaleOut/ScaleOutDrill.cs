@@ -241,7 +241,7 @@ public sealed class ScaleOutDrill : IBenchmark
             var since = await Counted.LastSequenceAsync(plan.Schema, ct);
             Log($"SIGKILL {victim} (pid {_hosts[victim].ProcessId}), active on {ClusterState.Names(before.ActiveByHost()[victim])}");
             var killedAt = Elapsed();
-            _hosts[victim].Kill();
+            await _hosts[victim].KillAsync();
             _kills.Add(($"SIGKILL of {victim}", DateTimeOffset.UtcNow));
 
             var (after, moved, took) = await WaitForAsync($"partitions active on {string.Join(", ", survivors)}", s => s.AllActiveOn(survivors, _liveNodes, plan.Topology.Partitions), ct);
