@@ -100,12 +100,11 @@ public sealed class OpenLoopLoad : IDisposable
     public void Run(CancellationToken cancellationToken)
     {
         var senders = _connections.Select(connection => Task.Run(() => SendQueuedAsync(connection))).ToArray();
-        var ticksPerRequest = (double)Stopwatch.Frequency / _plan.Rate;
         PreciseSleep.TightenTimerSlack();
         _started = Stopwatch.GetTimestamp();
         for (long i = 0; i < _plan.TotalRequests && !cancellationToken.IsCancellationRequested; i++)
         {
-            var due = _started + (long)(i * ticksPerRequest);
+            var due = DueAt(i);
             WaitUntil(due);
             if (Sent - Answered > _plan.MaxOutstanding)
             {
@@ -161,7 +160,10 @@ public sealed class OpenLoopLoad : IDisposable
             timeline.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{i / (double)_plan.Rate:0.0000} {Ms(_latencyTicks[i]):0.000} {Ms(_lagTicks[i]):0.000} {_status[i]}"));
     }
 
-    double SentAt(long i) => i * (double)Stopwatch.Frequency / _plan.Rate + _lagTicks[i];
+    double SentAt(long i) => DueAt(i) - _started + _lagTicks[i];
+
+    /// <summary>When request <paramref name="i"/> is due: the run's start plus i / rate.</summary>
+    long DueAt(long i) => _started + (long)(i * (double)Stopwatch.Frequency / _plan.Rate);
 
     public void Dispose()
     {
@@ -171,11 +173,10 @@ public sealed class OpenLoopLoad : IDisposable
     /// <summary>One connection's loop: the next due request, sent and answered, then the next; a broken connection is replaced.</summary>
     async Task SendQueuedAsync(RawHttpConnection connection)
     {
-        var ticksPerRequest = (double)Stopwatch.Frequency / _plan.Rate;
         // ReadAsync hands each request to one waiting connection; ReadAllAsync would wake every idle connection per request.
         while (await NextDueAsync() is { } i)
         {
-            var due = _started + (long)(i * ticksPerRequest);
+            var due = DueAt(i);
             try
             {
                 using var timeout = new CancellationTokenSource(RequestTimeout);
