@@ -61,18 +61,18 @@ public sealed class AdmissionHttpBenchmark : IBenchmark
         using var load = new OpenLoopLoad(plan, host.BaseAddress, fleet.ServingNodeKey, fleet.Deployments);
         Log($"priming {plan.Connections} connections closed loop for {prime.TotalSeconds:0} s");
         var primeStart = CpuUse.Now(host.ProcessId);
-        var closedLoop = await load.PrimeAsync(prime, cancellationToken);
+        var closedLoop = load.Prime(prime);
         var primeCpu = CpuUse.Between(primeStart, CpuUse.Now(host.ProcessId));
         Log($"closed loop answered {Number(closedLoop)}/s; open-loop warm-up for {plan.Warmup.TotalSeconds:0} s");
-        var scheduler = new Thread(() => load.Run(cancellationToken)) { IsBackground = true, Name = "admission-load-scheduler" };
-        scheduler.Start();
+        var drained = false;
+        var loop = new Thread(() => drained = load.Run(DrainPatience, cancellationToken)) { IsBackground = true, Name = "admission-load" };
+        loop.Start();
         var peak = await WatchAsync(load, plan.Warmup, 0, cancellationToken);
         var before = CpuUse.Now(host.ProcessId);
         Log($"measuring for {plan.Duration.TotalSeconds:0} s");
         peak = await WatchAsync(load, plan.Duration, peak, cancellationToken);
         var after = CpuUse.Now(host.ProcessId);
-        scheduler.Join();
-        var drained = await load.DrainAsync(DrainPatience);
+        loop.Join();
         if (timeline.Length > 0) load.WriteTimeline(timeline);
         if (load.Overloaded) Log($"stopped early: more than {Number(plan.MaxOutstanding)} requests unanswered");
         return Report(load.Measured(), plan, fleet, hostEnvironment, CpuUse.Between(before, after), drained, load.Overloaded, peak, (closedLoop, primeCpu));
@@ -101,11 +101,11 @@ public sealed class AdmissionHttpBenchmark : IBenchmark
             new("latency p99.9 / max", $"{Ms(LoadResult.At(ok, 99.9))} / {Ms(ok.Count == 0 ? double.NaN : ok[^1])}"),
             new("answered 2xx / errors", $"{Number(ok.Count)} / {Number(result.ErrorCount)}{Errors(result)}", "0 errors", result.ErrorCount == 0),
             new("CPU per answered request open loop: host / load generator", overloaded ? "n/a" : $"{PerRequest(cpu, "platform host", ok.Count / plan.Duration.TotalSeconds)} / {PerRequest(cpu, "benchmark", ok.Count / plan.Duration.TotalSeconds)}"),
-            new("scheduler lateness p50 / p99 / max (inside the latency)", $"{Ms(LoadResult.At(result.SendLagMs, 50))} / {Ms(LoadResult.At(result.SendLagMs, 99))} / {Ms(result.SendLagMs.Count == 0 ? double.NaN : result.SendLagMs[^1])}"),
+            new("send lateness p50 / p99 / max (inside the latency)", $"{Ms(LoadResult.At(result.SendLagMs, 50))} / {Ms(LoadResult.At(result.SendLagMs, 99))} / {Ms(result.SendLagMs.Count == 0 ? double.NaN : result.SendLagMs[^1])}"),
         ],
         [
-            $"{endpoint}, {Number(result.Requests)} requests due over {plan.Duration.TotalSeconds:0} s after {plan.Warmup.TotalSeconds:0} s warm-up, round-robin over {fleet.Deployments.Count} deployments, {plan.Connections} HTTP/1.1 keep-alive connections from a raw-socket client (prepared request bytes, one request in flight per connection, answer read in full; primed closed loop before the warm-up), loopback 127.0.0.1, {Environment.ProcessorCount} cores",
-            "open loop: request i is due at start + i/rate and sent then whatever earlier answers did; latency = answer read in full − due time, so the scheduler's own lateness (shown) counts against the host",
+            $"{endpoint}, {Number(result.Requests)} requests due over {plan.Duration.TotalSeconds:0} s after {plan.Warmup.TotalSeconds:0} s warm-up, round-robin over {fleet.Deployments.Count} deployments, {plan.Connections} HTTP/1.1 keep-alive connections from a raw-socket client on one thread (epoll; prepared request bytes, one request in flight per connection, answer read in full; primed closed loop before the warm-up), loopback 127.0.0.1, {Environment.ProcessorCount} cores",
+            "open loop: request i is due at start + i/rate and sent then whatever earlier answers did; latency = answer read in full − due time, so the generator's own lateness in sending (shown; a late wake-up or no free connection) counts against the host",
             "host " + string.Join(" ", hostEnvironment.Select(e => $"{e.Key}={e.Value}")) + " (the per-key rate limiter still runs on every request; its budget is raised so it never refuses the load)",
             $"CPU cores used while priming: {CpuUse.Describe(closedLoop.Cpu)}; while measuring: {CpuUse.Describe(cpu)} (other = anything else on the machine, e.g. builds){(drained ? "" : $"; some answers still missing {DrainPatience.TotalSeconds:0} s after the last send")}",
         ]);

@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Text;
-using System.Threading.Channels;
 
 namespace Throughput.Benchmarks.Admission;
 
@@ -29,30 +28,35 @@ public sealed record LoadPlan(int Rate, TimeSpan Warmup, TimeSpan Duration, int 
 
 /// <summary>
 /// An open-loop load generator: request i is due at start + i / rate, whatever happened to the requests before it. One
-/// scheduler thread queues each request when it is due (never waiting for answers) and the next free connection sends it;
-/// its latency runs from the moment it was DUE to the moment its answer was read in full, so a stalled server, a late
-/// scheduler or a wait for a free connection shows up in the latency instead of silently lowering the rate (no
-/// coordinated omission).
+/// thread runs everything: it waits (epoll) until an answer arrives or the next request is due, sends each due request
+/// on a free connection (or queues it until one is free), and reads answers as they arrive. A request's latency runs
+/// from the moment it was DUE to the moment its answer was read in full, so a stalled server, a late wake-up or a wait
+/// for a free connection shows up in the latency instead of silently lowering the rate (no coordinated omission).
 /// </summary>
 public sealed class OpenLoopLoad : IDisposable
 {
     static readonly byte[] CheckBody = Encoding.UTF8.GetBytes("""{"estimatedTokens":1000}""");
-    static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(5);
+    const long Untimed = -1;
+    const long NoRequest = -2;
 
     readonly LoadPlan _plan;
     readonly byte[][] _checkRequests;
     readonly byte[][] _getRequests;
-    readonly List<RawHttpConnection> _connections = [];
-    // Synchronous continuations: the scheduler thread itself sends a due request on a connection that waits for one,
-    // instead of waking a thread-pool thread to do it (a context switch per request, taken from the host measured).
-    readonly Channel<long> _due = Channel.CreateUnbounded<long>(new UnboundedChannelOptions { SingleWriter = true, AllowSynchronousContinuations = true });
-    readonly long[] _latencyTicks; // by request index; 0 = no answer (yet)
-    readonly long[] _lagTicks; // by request index: how late the scheduler queued it
-    readonly int[] _status; // by request index; -1 = failed without an HTTP answer
     readonly EndPoint _endpoint;
+    readonly RawHttpConnection[] _connections;
+    readonly Readiness _readiness;
+    readonly int[] _ready;
+    readonly Queue<int> _idle = new(); // connections by index; first in, first out so none sits idle into a keep-alive timeout
+    readonly Queue<long> _waiting = new(); // due, but every connection busy
+    readonly long[] _latencyTicks; // by request index; 0 = no answer (yet)
+    readonly long[] _lagTicks; // by request index: how late it was sent
+    readonly int[] _status; // by request index; -1 = failed without an HTTP answer, 0 = unanswered
     long _started;
     long _sent;
     long _answered;
+    int _inFlight;
+    long _primeUntil;
+    long _primed;
     volatile bool _overloaded;
 
     public OpenLoopLoad(LoadPlan plan, Uri baseAddress, string servingNodeKey, IReadOnlyList<string> deployments)
@@ -65,8 +69,12 @@ public sealed class OpenLoopLoad : IDisposable
         _latencyTicks = new long[plan.TotalRequests];
         _lagTicks = new long[plan.TotalRequests];
         _status = new int[plan.TotalRequests];
+        _connections = new RawHttpConnection[plan.Connections];
+        _readiness = new Readiness(plan.Connections);
+        _ready = new int[plan.Connections];
     }
 
+    /// <summary>Requests due so far (sent, or waiting for a free connection).</summary>
     public long Sent => Interlocked.Read(ref _sent);
 
     public long Answered => Interlocked.Read(ref _answered);
@@ -79,56 +87,52 @@ public sealed class OpenLoopLoad : IDisposable
     /// (each connection sends its next request when the last is answered) so a cold host is never buried under a backlog
     /// it could not yet serve. Returns the requests/s answered meanwhile: the most the host gives these connections.
     /// </summary>
-    public async Task<double> PrimeAsync(TimeSpan span, CancellationToken cancellationToken)
+    public double Prime(TimeSpan span)
     {
-        for (var c = _connections.Count; c < _plan.Connections; c++) _connections.Add(await RawHttpConnection.OpenAsync(_endpoint, cancellationToken));
-        var deadline = Stopwatch.GetTimestamp() + (long)(span.TotalSeconds * Stopwatch.Frequency);
-        long answered = 0;
+        for (var c = 0; c < _connections.Length; c++) Connect(c);
         var started = Stopwatch.GetTimestamp();
-        await Task.WhenAll(_connections.Select(async (connection, c) =>
-        {
-            for (var i = c; Stopwatch.GetTimestamp() < deadline; i += _connections.Count)
-            {
-                await connection.SendAsync(Request(i), cancellationToken);
-                Interlocked.Increment(ref answered);
-            }
-        }));
-        return answered / Stopwatch.GetElapsedTime(started).TotalSeconds;
+        _primeUntil = started + (long)(span.TotalSeconds * Stopwatch.Frequency);
+        for (var c = 0; c < _connections.Length; c++) Send(c, Untimed, started);
+        while (_inFlight > 0) Pump(TimeSpan.FromMilliseconds(50));
+        return _primed / Stopwatch.GetElapsedTime(started).TotalSeconds;
     }
 
-    /// <summary>Queues every request of the plan on time; returns once the last one is queued (answers may still be on their way).</summary>
-    public void Run(CancellationToken cancellationToken)
+    /// <summary>
+    /// Sends every request of the plan when it is due, then waits for the answers still out, at most
+    /// <paramref name="patience"/> after the last was due; false if some never came.
+    /// </summary>
+    public bool Run(TimeSpan patience, CancellationToken cancellationToken)
     {
-        var senders = _connections.Select(connection => Task.Run(() => SendQueuedAsync(connection))).ToArray();
-        PreciseSleep.TightenTimerSlack();
         _started = Stopwatch.GetTimestamp();
-        for (long i = 0; i < _plan.TotalRequests && !cancellationToken.IsCancellationRequested; i++)
+        var total = _plan.TotalRequests;
+        long next = 0;
+        while (true)
         {
-            var due = DueAt(i);
-            WaitUntil(due);
-            if (Sent - Answered > _plan.MaxOutstanding)
+            var now = Stopwatch.GetTimestamp();
+            for (; next < total && DueAt(next) <= now; next++)
             {
-                _overloaded = true;
-                break;
+                if (Sent - Answered > _plan.MaxOutstanding || cancellationToken.IsCancellationRequested)
+                {
+                    _overloaded = !cancellationToken.IsCancellationRequested;
+                    total = next;
+                    break;
+                }
+                Interlocked.Increment(ref _sent);
+                if (_idle.TryDequeue(out var c)) Send(c, next, now);
+                else _waiting.Enqueue(next);
             }
-            _lagTicks[i] = Stopwatch.GetTimestamp() - due;
-            Interlocked.Increment(ref _sent);
-            _due.Writer.TryWrite(i);
+            if (next >= total)
+            {
+                if (_inFlight == 0 && _waiting.Count == 0) return true;
+                var deadline = (next == 0 ? _started : DueAt(next - 1)) + (long)(patience.TotalSeconds * Stopwatch.Frequency);
+                if (now >= deadline) return false;
+                Pump(Stopwatch.GetElapsedTime(now, deadline));
+            }
+            else
+            {
+                Pump(Stopwatch.GetElapsedTime(now, DueAt(next)));
+            }
         }
-        _due.Writer.Complete();
-        GC.KeepAlive(senders);
-    }
-
-    /// <summary>Waits until every request sent has its answer (or failed), at most <paramref name="patience"/>.</summary>
-    public async Task<bool> DrainAsync(TimeSpan patience)
-    {
-        var deadline = Stopwatch.GetTimestamp() + (long)(patience.TotalSeconds * Stopwatch.Frequency);
-        while (Answered < Sent)
-        {
-            if (Stopwatch.GetTimestamp() > deadline) return false;
-            await Task.Delay(10);
-        }
-        return true;
     }
 
     /// <summary>What the measured requests (those due after the warm-up) got.</summary>
@@ -151,7 +155,7 @@ public sealed class OpenLoopLoad : IDisposable
         return new LoadResult(last - first, sentSpan, ok, lags, errors);
     }
 
-    /// <summary>Every request sent, one line each: due second, latency ms, scheduler lateness ms, status; for finding stalls.</summary>
+    /// <summary>Every request sent, one line each: due second, latency ms, lateness of its send ms, status; for finding stalls.</summary>
     public void WriteTimeline(string path)
     {
         using var timeline = new StreamWriter(path);
@@ -160,53 +164,75 @@ public sealed class OpenLoopLoad : IDisposable
             timeline.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{i / (double)_plan.Rate:0.0000} {Ms(_latencyTicks[i]):0.000} {Ms(_lagTicks[i]):0.000} {_status[i]}"));
     }
 
+    public void Dispose()
+    {
+        foreach (var connection in _connections) connection?.Dispose();
+        _readiness.Dispose();
+    }
+
     double SentAt(long i) => DueAt(i) - _started + _lagTicks[i];
 
     /// <summary>When request <paramref name="i"/> is due: the run's start plus i / rate.</summary>
     long DueAt(long i) => _started + (long)(i * (double)Stopwatch.Frequency / _plan.Rate);
 
-    public void Dispose()
+    /// <summary>Waits at most <paramref name="timeout"/> for answers and handles every one that arrived.</summary>
+    void Pump(TimeSpan timeout)
     {
-        foreach (var connection in _connections) connection.Dispose();
-    }
-
-    /// <summary>One connection's loop: the next due request, sent and answered, then the next; a broken connection is replaced.</summary>
-    async Task SendQueuedAsync(RawHttpConnection connection)
-    {
-        // ReadAsync hands each request to one waiting connection; ReadAllAsync would wake every idle connection per request.
-        while (await NextDueAsync() is { } i)
+        var count = _readiness.Wait(timeout, _ready);
+        for (var r = 0; r < count; r++)
         {
-            var due = DueAt(i);
-            try
-            {
-                using var timeout = new CancellationTokenSource(RequestTimeout);
-                _status[i] = await connection.SendAsync(Request(i), timeout.Token);
-                _latencyTicks[i] = Stopwatch.GetTimestamp() - due;
-            }
-            catch (Exception e) when (e is IOException or OperationCanceledException or System.Net.Sockets.SocketException)
-            {
-                _status[i] = -1;
-                connection.Dispose();
-                connection = await RawHttpConnection.OpenAsync(_endpoint, CancellationToken.None);
-                lock (_connections) _connections.Add(connection);
-            }
-            finally
-            {
-                Interlocked.Increment(ref _answered);
-            }
+            var c = _ready[r];
+            var status = _connections[c].Receive();
+            if (status == RawHttpConnection.Incomplete) continue;
+            if (status == RawHttpConnection.Broken) Connect(c);
+            if (_connections[c].InFlight != NoRequest) Answer(c, status, Stopwatch.GetTimestamp());
         }
     }
 
-    async ValueTask<long?> NextDueAsync()
+    /// <summary>Records the answer to the connection's request and gives the connection its next one, if any is due.</summary>
+    void Answer(int c, int status, long now)
     {
-        try
+        var request = _connections[c].InFlight;
+        _connections[c].InFlight = NoRequest;
+        _inFlight--;
+        if (request == Untimed)
         {
-            return await _due.Reader.ReadAsync();
+            _primed++;
         }
-        catch (ChannelClosedException)
+        else
         {
-            return null;
+            _status[request] = status;
+            _latencyTicks[request] = now - DueAt(request);
+            Interlocked.Increment(ref _answered);
         }
+        if (now < _primeUntil) Send(c, Untimed, now);
+        else if (_waiting.TryDequeue(out var next)) Send(c, next, now);
+        else _idle.Enqueue(c);
+    }
+
+    void Send(int c, long request, long now)
+    {
+        _connections[c].InFlight = request;
+        _inFlight++;
+        if (request != Untimed) _lagTicks[request] = now - DueAt(request);
+        if (_connections[c].Send(Request(request == Untimed ? _primed + _inFlight : request).Span)) return;
+        Connect(c);
+        Answer(c, RawHttpConnection.Broken, Stopwatch.GetTimestamp());
+    }
+
+    /// <summary>Opens connection <paramref name="c"/>, or replaces it when it broke (its request in flight carries over, as failed).</summary>
+    void Connect(int c)
+    {
+        var broken = _connections[c];
+        var connection = RawHttpConnection.Open(_endpoint);
+        connection.InFlight = broken?.InFlight ?? NoRequest;
+        if (broken is not null)
+        {
+            _readiness.Forget(broken.Descriptor);
+            broken.Dispose();
+        }
+        _connections[c] = connection;
+        _readiness.Watch(connection.Descriptor, c);
     }
 
     ReadOnlyMemory<byte> Request(long i)
@@ -214,13 +240,6 @@ public sealed class OpenLoopLoad : IDisposable
         var deployment = (int)(i % _checkRequests.Length);
         var check = _plan.Call == AdmissionCall.Check || (_plan.Call == AdmissionCall.Mix && i % 2 == 0);
         return check ? _checkRequests[deployment] : _getRequests[deployment];
-    }
-
-    /// <summary>Sleeps until the due time, never spinning: on a shared 2-core machine a spinning scheduler would take a core from the host.</summary>
-    static void WaitUntil(long due)
-    {
-        for (var now = Stopwatch.GetTimestamp(); now < due; now = Stopwatch.GetTimestamp())
-            PreciseSleep.For(Stopwatch.GetElapsedTime(now, due));
     }
 
     static double Ms(long ticks) => ticks * 1000.0 / Stopwatch.Frequency;
