@@ -70,16 +70,19 @@ public sealed class AdmissionHttpBenchmark : IBenchmark
         var peak = await WatchAsync(load, plan.Warmup, 0, cancellationToken);
         var before = CpuUse.Now(host.ProcessId);
         Log($"measuring for {plan.Duration.TotalSeconds:0} s");
+        var hiccups = Hiccups.Start();
         peak = await WatchAsync(load, plan.Duration, peak, cancellationToken);
+        var machine = hiccups.Stop();
         var after = CpuUse.Now(host.ProcessId);
         loop.Join();
         if (timeline.Length > 0) load.WriteTimeline(timeline);
         if (load.Overloaded) Log($"stopped early: more than {Number(plan.MaxOutstanding)} requests unanswered");
-        return Report(load.Measured(), plan, fleet, hostEnvironment, CpuUse.Between(before, after), drained, load.Overloaded, peak, (closedLoop, primeCpu));
+        return Report(load.Measured(), plan, fleet, hostEnvironment, CpuUse.Between(before, after), drained, load.Overloaded, peak, (closedLoop, primeCpu), machine);
     }
 
     BenchmarkReport Report(LoadResult result, LoadPlan plan, AdmissionFleet fleet, IReadOnlyDictionary<string, string> hostEnvironment,
-        IReadOnlyList<(string Role, double Cores)> cpu, bool drained, bool overloaded, double peakAnswered, (double Rate, IReadOnlyList<(string Role, double Cores)> Cpu) closedLoop)
+        IReadOnlyList<(string Role, double Cores)> cpu, bool drained, bool overloaded, double peakAnswered, (double Rate, IReadOnlyList<(string Role, double Cores)> Cpu) closedLoop,
+        (double P99Ms, double P999Ms, double MaxMs, double ShareAtLeast1Ms) machine)
     {
         var ok = result.OkLatencyMs;
         var p99 = LoadResult.At(ok, 99);
@@ -101,6 +104,7 @@ public sealed class AdmissionHttpBenchmark : IBenchmark
             new("latency p99.9 / max", $"{Ms(LoadResult.At(ok, 99.9))} / {Ms(ok.Count == 0 ? double.NaN : ok[^1])}"),
             new("answered 2xx / errors", $"{Number(ok.Count)} / {Number(result.ErrorCount)}{Errors(result)}", "0 errors", result.ErrorCount == 0),
             new("CPU per answered request open loop: host / load generator", overloaded ? "n/a" : $"{PerRequest(cpu, "platform host", ok.Count / plan.Duration.TotalSeconds)} / {PerRequest(cpu, "benchmark", ok.Count / plan.Duration.TotalSeconds)}"),
+            new("machine hiccups while measuring: a 1 ms sleep's extra delay p99 / p99.9 / max; share of the time in hiccups ≥ 1 ms", $"{Ms(machine.P99Ms)} / {Ms(machine.P999Ms)} / {Ms(machine.MaxMs)}; {machine.ShareAtLeast1Ms:P2}"),
             new("send lateness p50 / p99 / max (inside the latency)", $"{Ms(LoadResult.At(result.SendLagMs, 50))} / {Ms(LoadResult.At(result.SendLagMs, 99))} / {Ms(result.SendLagMs.Count == 0 ? double.NaN : result.SendLagMs[^1])}"),
         ],
         [

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text;
 using JasperFx.Events;
@@ -114,8 +115,17 @@ public static class ApiKeySecrets
         return true;
     }
 
-    public static bool Matches(string secret, string storedHash) =>
-        CryptographicOperations.FixedTimeEquals(Encoding.ASCII.GetBytes(Hash(secret)), Encoding.ASCII.GetBytes(storedHash));
+    /// <summary>Every API call checks its key: hashed and compared on the stack, in constant time.</summary>
+    public static bool Matches(string secret, string storedHash)
+    {
+        if (secret.Length > 256) return false;
+        Span<byte> utf8 = stackalloc byte[Encoding.UTF8.GetMaxByteCount(secret.Length)];
+        Span<byte> hash = stackalloc byte[SHA256.HashSizeInBytes];
+        SHA256.HashData(utf8[..Encoding.UTF8.GetBytes(secret, utf8)], hash);
+        Span<char> hex = stackalloc char[SHA256.HashSizeInBytes * 2];
+        return Convert.TryToHexStringLower(hash, hex, out _)
+            && CryptographicOperations.FixedTimeEquals(MemoryMarshal.AsBytes(hex), MemoryMarshal.AsBytes(storedHash.AsSpan()));
+    }
 
     static string Base64Url(byte[] bytes) => Convert.ToBase64String(bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_');
 }

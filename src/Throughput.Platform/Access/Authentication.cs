@@ -47,21 +47,32 @@ public sealed class ApiKeyAuthenticationHandler(
             || !ApiKeySecrets.TryParse(header["Bearer ".Length..].Trim(), out var keyId, out var secret))
             return AuthenticateResult.Fail("Malformed API key.");
 
-        var key = await KeyAsync(keyId);
-        if (key is null || key.Revoked || !ApiKeySecrets.Matches(secret, key.SecretHash))
+        var known = await KnownKeyAsync(keyId);
+        if (known is null || known.Key.Revoked || !ApiKeySecrets.Matches(secret, known.Key.SecretHash))
             return AuthenticateResult.Fail("Unknown or revoked API key.");
+        return AuthenticateResult.Success(known.Ticket);
+    }
 
-        List<Claim> claims = [new(ClaimTypes.NameIdentifier, key.Id), new(ClaimTypes.Role, key.Role.ToString())];
-        if (key.TenantId is not null) claims.Add(new(PrincipalExtensions.TenantClaim, key.TenantId));
-        var principal = new ClaimsPrincipal(new ClaimsIdentity(claims, SchemeName));
-        return AuthenticateResult.Success(new AuthenticationTicket(principal, SchemeName));
+    /// <summary>
+    /// A stored key and the ticket its requests carry, built once per load: serving nodes call on the hot path, and the
+    /// claims are the same for every request of a key. Nothing in the pipeline mutates a principal.
+    /// </summary>
+    sealed record KnownKey(ApiKey Key, AuthenticationTicket Ticket)
+    {
+        public static KnownKey? Of(ApiKey? key)
+        {
+            if (key is null) return null;
+            List<Claim> claims = [new(ClaimTypes.NameIdentifier, key.Id), new(ClaimTypes.Role, key.Role.ToString())];
+            if (key.TenantId is not null) claims.Add(new(PrincipalExtensions.TenantClaim, key.TenantId));
+            return new(key, new AuthenticationTicket(new ClaimsPrincipal(new ClaimsIdentity(claims, SchemeName)), SchemeName));
+        }
     }
 
     /// <summary>
     /// The cache holds the load itself, so concurrent requests with an uncached key share one query instead of each
     /// opening a session; a failed load is not cached.
     /// </summary>
-    async Task<ApiKey?> KeyAsync(string keyId)
+    async Task<KnownKey?> KnownKeyAsync(string keyId)
     {
         var cacheKey = "apikey:" + keyId;
         var load = cache.GetOrCreate(cacheKey, entry =>
@@ -80,11 +91,11 @@ public sealed class ApiKeyAuthenticationHandler(
         }
     }
 
-    static async Task<ApiKey?> LoadAsync(IDocumentStore store, string keyId)
+    static async Task<KnownKey?> LoadAsync(IDocumentStore store, string keyId)
     {
         // Not the request's token: a load shared by several requests must not fail because the first caller went away.
         await using var session = store.QuerySession();
-        return await session.LoadAsync<ApiKey>(keyId);
+        return KnownKey.Of(await session.LoadAsync<ApiKey>(keyId));
     }
 
     protected override async Task HandleChallengeAsync(AuthenticationProperties properties)

@@ -1,0 +1,56 @@
+using System.Diagnostics;
+
+namespace Throughput.Benchmarks.Harness;
+
+/// <summary>
+/// The machine's own stalls while a benchmark measures, as jHiccup records them: a thread asks to sleep 1 ms, again and
+/// again, and notes how much later than that it woke. Whatever delays it (a virtual CPU the hypervisor took away, a
+/// saturated run queue) delays the process under test the same way, so a latency percentile can be read beside it.
+/// </summary>
+public sealed class Hiccups : IDisposable
+{
+    static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(1);
+
+    readonly Thread _thread;
+    readonly List<double> _extraMs = [];
+    volatile bool _stopping;
+    long _started;
+    long _stopped;
+
+    Hiccups()
+    {
+        _thread = new Thread(Record) { IsBackground = true, Name = "hiccups", Priority = ThreadPriority.AboveNormal };
+        _thread.Start();
+    }
+
+    public static Hiccups Start() => new();
+
+    /// <summary>Stops recording; the extra delays past each 1 ms sleep, and what share of the span went to those of 1 ms or more.</summary>
+    public (double P99Ms, double P999Ms, double MaxMs, double ShareAtLeast1Ms) Stop()
+    {
+        _stopping = true;
+        _thread.Join();
+        var sorted = _extraMs.Order().ToList();
+        var span = Stopwatch.GetElapsedTime(_started, _stopped).TotalMilliseconds;
+        double At(double p) => sorted.Count == 0 ? double.NaN : sorted[Math.Clamp((int)Math.Ceiling(p / 100 * sorted.Count) - 1, 0, sorted.Count - 1)];
+        return (At(99), At(99.9), sorted.Count == 0 ? double.NaN : sorted[^1], span <= 0 ? 0 : sorted.Where(e => e >= 1).Sum() / span);
+    }
+
+    public void Dispose()
+    {
+        _stopping = true;
+        _thread.Join();
+    }
+
+    void Record()
+    {
+        _started = Stopwatch.GetTimestamp();
+        while (!_stopping)
+        {
+            var before = Stopwatch.GetTimestamp();
+            Thread.Sleep(Interval);
+            _extraMs.Add(Math.Max(0, (Stopwatch.GetElapsedTime(before) - Interval).TotalMilliseconds));
+        }
+        _stopped = Stopwatch.GetTimestamp();
+    }
+}
