@@ -16,9 +16,6 @@ if (args is ["rebuild-projections", .. var names])
     return;
 }
 var builder = WebApplication.CreateBuilder(args);
-// Serving nodes keep a few busy keep-alive connections: a read buffer per connection is cheap, and skipping the
-// zero-byte read that waits for data saves a syscall per request on their hot path.
-builder.WebHost.UseSockets(o => o.WaitForDataBeforeAllocatingBuffer = false);
 var catalog = ModelCatalog.FromConfiguration(builder.Configuration);
 var roles = HostRoles.FromConfiguration(builder.Configuration);
 builder.Services.AddSingleton(settings);
