@@ -1,3 +1,4 @@
+using System.Text.Json.Serialization;
 using Throughput.Catalog;
 
 namespace Throughput.Deployments;
@@ -39,6 +40,7 @@ public sealed record MonthlyUsage(string Month, long Records, long PromptTokens,
 /// set only when the records finished in more than one month (a batch across midnight at a month's end), so that
 /// each month is billed its own usage.
 /// </summary>
+[JsonConverter(typeof(UsageMeteredJson))]
 public sealed record UsageMetered(
     string DeploymentId,
     IReadOnlyList<ProducerRange> Producers,

@@ -97,15 +97,15 @@ public static class EventStore
             {
                 // The same folds as the inline snapshots above, run by the rebuild's daemon in the read models' pass, so a full
                 // rebuild reads and deserializes the log once instead of once for the snapshots and again for the read models.
-                readModels.Snapshot<Deployment>();
-                readModels.Snapshot<Tenant>();
-                readModels.Snapshot<CapacityPool>();
-                readModels.Snapshot<Reservation>();
-                readModels.Snapshot<Staff>();
+                readModels.Add(new RebuiltSnapshot<Deployment>());
+                readModels.Add(new RebuiltSnapshot<Tenant>());
+                readModels.Add(new RebuiltSnapshot<CapacityPool>());
+                readModels.Add(new RebuiltSnapshot<Reservation>());
+                readModels.Add(new RebuiltSnapshot<Staff>());
                 readModels.Add<ApiKeyProjection>();
-                readModels.Snapshot<ServingNode>();
-                readModels.Snapshot<InvoiceRegister>();
-                readModels.Snapshot<Invoice>();
+                readModels.Add(new RebuiltSnapshot<ServingNode>());
+                readModels.Add(new RebuiltSnapshot<InvoiceRegister>());
+                readModels.Add(new RebuiltSnapshot<Invoice>());
             }
             readModels.Add<UsageSeriesProjection>();
             readModels.AddInvoicingReadModels();
@@ -129,7 +129,7 @@ public static class EventStore
     }
 
     static bool IsSnapshot(ProjectionBase projection) =>
-        projection.GetType() is { IsGenericType: true } type && type.GetGenericTypeDefinition() == typeof(SingleStreamProjection<,>);
+        projection.GetType() is { IsGenericType: true } type && type.GetGenericTypeDefinition() == typeof(RebuiltSnapshot<>);
 
     static int LockIdFor(string schema) =>
         BitConverter.ToInt32(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes("throughput-daemon:" + schema)));

@@ -120,7 +120,7 @@ public sealed record BillingAccount(
         };
     }
 
-    public bool IsIssued(BillingMonth month) => Issued.ContainsKey(month.ToString());
+    public bool IsIssued(BillingMonth month) => Issued.Count > 0 && Issued.ContainsKey(month.ToString());
 
     public ImmutableDictionary<string, UsageEntry> UsageOn(BillingMonth month) =>
         Usage.TryGetValue(month.ToString(), out var entries) ? entries : ImmutableDictionary<string, UsageEntry>.Empty;
@@ -154,8 +154,9 @@ public sealed record BillingAccount(
     BillingAccount Record(BillingMonth service, DateTimeOffset meteredAt, string deploymentId, TokenCounts tokens)
     {
         var target = IsIssued(service) ? FirstOpenFrom(Later(BillingMonth.Of(meteredAt), service.Next)) : service;
-        var before = UsageOn(target);
-        var next = AddUsage(target, service, deploymentId, tokens);
+        var key = target.ToString();
+        var before = Usage.GetValueOrDefault(key, ImmutableDictionary<string, UsageEntry>.Empty);
+        var next = AddUsage(key, before, service, deploymentId, tokens);
         // The months that still need invoicing change only when spilled usage first lands on a month.
         return tokens.HasSpill && !before.Values.Any(u => u.Tokens.HasSpill) ? Recount(next) : next;
     }
@@ -180,7 +181,7 @@ public sealed record BillingAccount(
         {
             var (input, cached, output) = billed.GetValueOrDefault((entry.ServiceMonth, entry.DeploymentId));
             var unbilled = entry.Tokens.UnbilledSpill(input, cached, output);
-            if (unbilled.HasSpill) next = next.AddUsage(carryTo, BillingMonth.Parse(entry.ServiceMonth), entry.DeploymentId, unbilled);
+            if (unbilled.HasSpill) next = next.AddUsage(carryTo.ToString(), next.UsageOn(carryTo), BillingMonth.Parse(entry.ServiceMonth), entry.DeploymentId, unbilled);
         }
         return Recount(next);
     }
@@ -217,10 +218,9 @@ public sealed record BillingAccount(
             ? Recount(this with { Deployments = Deployments.SetItem(deploymentId, d with { Capacity = d.Capacity.Add(change) }) })
             : this;
 
-    BillingAccount AddUsage(BillingMonth target, BillingMonth service, string deploymentId, TokenCounts tokens)
+    /// <summary>Adds usage to the entries of the target month (key: <c>yyyy-MM</c>), which the caller has looked up already.</summary>
+    BillingAccount AddUsage(string key, ImmutableDictionary<string, UsageEntry> entries, BillingMonth service, string deploymentId, TokenCounts tokens)
     {
-        var key = target.ToString();
-        var entries = UsageOn(target);
         var entryKey = service + "|" + deploymentId;
         var entry = entries.TryGetValue(entryKey, out var existing)
             ? existing with { Tokens = existing.Tokens.Add(tokens) }

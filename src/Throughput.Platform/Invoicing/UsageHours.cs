@@ -1,3 +1,4 @@
+using System.Globalization;
 using Marten.Events.Projections;
 using Throughput.Deployments;
 
@@ -29,7 +30,12 @@ public sealed record UsageHour(
         return new DateTimeOffset(utc.Year, utc.Month, utc.Day, utc.Hour, 0, 0, TimeSpan.Zero);
     }
 
-    public static string IdOf(string deploymentId, DateTimeOffset at) => $"{deploymentId}:{HourOf(at):yyyyMMddHH}";
+    // Integer formatting rather than a date format string: every usage event is slotted by this id, live and in a rebuild.
+    public static string IdOf(string deploymentId, DateTimeOffset at)
+    {
+        var utc = at.UtcDateTime;
+        return string.Create(CultureInfo.InvariantCulture, $"{deploymentId}:{utc.Year:D4}{utc.Month:D2}{utc.Day:D2}{utc.Hour:D2}");
+    }
 
     /// <summary>Weighted tokens over what the purchased rate admits in an hour; above 1 when spillover or bursts served more.</summary>
     public decimal Utilization => TokensPerMinute == 0 ? 0 : WeightedTokens / (TokensPerMinute * 60m);

@@ -1,3 +1,4 @@
+using System.Globalization;
 using JasperFx.Events;
 using Marten;
 using Marten.Events.Projections;
@@ -25,7 +26,12 @@ public sealed record UsageMinute(
     public static DateTimeOffset MinuteOf(DateTimeOffset at) =>
         new(at.UtcDateTime.Year, at.UtcDateTime.Month, at.UtcDateTime.Day, at.UtcDateTime.Hour, at.UtcDateTime.Minute, 0, TimeSpan.Zero);
 
-    public static string IdOf(string deploymentId, DateTimeOffset at) => $"{deploymentId}:{MinuteOf(at):yyyyMMddHHmm}";
+    // Integer formatting rather than a date format string: every usage event is slotted by this id, live and in a rebuild.
+    public static string IdOf(string deploymentId, DateTimeOffset at)
+    {
+        var utc = at.UtcDateTime;
+        return string.Create(CultureInfo.InvariantCulture, $"{deploymentId}:{utc.Year:D4}{utc.Month:D2}{utc.Day:D2}{utc.Hour:D2}{utc.Minute:D2}");
+    }
 
     public static UsageMinute Empty(string deploymentId, DateTimeOffset at) =>
         new(IdOf(deploymentId, at), deploymentId, MinuteOf(at), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);

@@ -291,4 +291,14 @@ public sealed class InvoiceSpecs
         // one month only: no split
         Assert.Null(((UsageMetered)Meter.Decide(Deployment.Create(created), [new ProducerBatch("node", 2, [R(1, "2026-11-30 23:10:00")])], At("2026-11-30 23:10:01"))[0]).Months);
     }
+
+    [Fact]
+    public void Usage_documents_are_named_by_deployment_and_utc_minute_or_hour_as_they_always_were()
+    {
+        // The ids are stored: the minute and hour documents of a running store must keep their names.
+        var at = new DateTimeOffset(2026, 3, 4, 1, 5, 59, TimeSpan.FromHours(2));
+        Assert.Equal("dep-1:202603032305", UsageMinute.IdOf("dep-1", at));
+        Assert.Equal("dep-1:2026030323", UsageHour.IdOf("dep-1", at));
+        Assert.Equal("dep-1:" + at.UtcDateTime.ToString("yyyyMMddHHmm", CultureInfo.InvariantCulture), UsageMinute.IdOf("dep-1", at));
+    }
 }

@@ -1,0 +1,50 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
+using Throughput.Deployments;
+
+namespace Throughput.Tests.Domain;
+
+/// <summary>Usage events are stored data: the hand-written converter reads what the log holds and writes the same JSON.</summary>
+public sealed class UsageMeteredJsonSpecs
+{
+    // The event store's settings: camelCase names, enums as strings.
+    static readonly JsonSerializerOptions Store = new() { PropertyNamingPolicy = JsonNamingPolicy.CamelCase, Converters = { new JsonStringEnumConverter() } };
+
+    // As the serializer's own converter wrote it into a benchmark's log (key order as jsonb keeps it).
+    const string Stored = """
+        {"months": null, "records": 464, "meteredAt": "2026-12-02T04:24:51.8685607+00:00", "producers": [{"producerId": "bench-b7e79b6e-node1",
+        "lastSequence": 1796185461271672, "firstSequence": 1796185461271672}, {"producerId": "bench-b7e79b6e-node0", "lastSequence": 1796185461113561,
+        "firstSequence": 1796185461113561}], "bucketLevel": 111360.0, "utilization": 0.000301, "cachedTokens": 0, "deploymentId": "dep-411d5b4181183a20fbd4",
+        "outputTokens": 13920, "promptTokens": 55680, "firstStartedAt": "2026-12-02T04:24:50.6231228+00:00", "lastFinishedAt": "2026-12-02T04:24:50.6298064+00:00",
+        "spilledRecords": 0, "weightedTokens": 111360.0, "tokensPerMinute": 370000000, "spilledCachedTokens": 0, "spilledOutputTokens": 0, "spilledPromptTokens": 0}
+        """;
+
+    [Fact]
+    public void A_stored_usage_event_reads_field_by_field_and_writes_back_as_the_same_json()
+    {
+        var e = JsonSerializer.Deserialize<UsageMetered>(Stored, Store)!;
+
+        Assert.Equal(("dep-411d5b4181183a20fbd4", 464L, 55680L, 0L, 13920L, 111360.0m, 0.000301m, 370000000L), (e.DeploymentId, e.Records, e.PromptTokens, e.CachedTokens, e.OutputTokens, e.WeightedTokens, e.Utilization, e.TokensPerMinute));
+        Assert.Equal([new ProducerRange("bench-b7e79b6e-node1", 1796185461271672, 1796185461271672), new ProducerRange("bench-b7e79b6e-node0", 1796185461113561, 1796185461113561)], e.Producers);
+        Assert.Equal(DateTimeOffset.Parse("2026-12-02T04:24:50.6298064+00:00", System.Globalization.CultureInfo.InvariantCulture), e.LastFinishedAt);
+        Assert.Null(e.Months);
+        Assert.True(JsonNode.DeepEquals(JsonNode.Parse(Stored), JsonNode.Parse(JsonSerializer.Serialize(e, Store))));
+    }
+
+    [Fact]
+    public void A_usage_event_split_by_month_round_trips_with_its_months()
+    {
+        var at = new DateTimeOffset(2026, 11, 30, 23, 59, 59, TimeSpan.Zero);
+        var e = new UsageMetered("dep-1", [new ProducerRange("node", 1, 2)], 3, 30, 10, 300, 1220.5m, 1, 10, 0, 100, at.AddSeconds(-5), at.AddSeconds(2),
+            17.25m, 0.5m, 2500, at.AddSeconds(3), [new MonthlyUsage("2026-11", 2, 20, 10, 200, 0, 0, 0), new MonthlyUsage("2026-12", 1, 10, 0, 100, 10, 0, 100)]);
+
+        var json = JsonSerializer.Serialize(e, Store);
+        var back = JsonSerializer.Deserialize<UsageMetered>(json, Store)!;
+
+        Assert.Equal(e with { Producers = back.Producers, Months = back.Months }, back);
+        Assert.Equal(e.Producers, back.Producers);
+        Assert.Equal(e.Months, back.Months);
+        Assert.Equal(json, JsonSerializer.Serialize(back, Store));
+    }
+}
