@@ -12,18 +12,18 @@ namespace Throughput.Benchmarks.Metering;
 /// rate the whole path sustains, instead of filling the broker's queues (which no real node could keep up for long).</param>
 public sealed record LoadShape(int Publishers, int Rate, int InFlight, int MaxBatchRecords, TimeSpan MaxLinger)
 {
-    /// <summary>The options a benchmark driving this load takes, <c>--rate</c> defaulting to <paramref name="defaultRate"/>.</summary>
-    public static IEnumerable<(string Option, string Meaning)> Options(int defaultRate) =>
+    /// <summary>The options a benchmark driving this load takes, <c>--rate</c> and <c>--in-flight</c> defaulting to the given values.</summary>
+    public static IEnumerable<(string Option, string Meaning)> Options(int defaultRate, int defaultInFlight) =>
     [
         ("publishers", "SDK publishers, each its own producer id and connection (2)"),
         ("rate", $"records/s offered in total; 0 = as fast as --in-flight allows ({defaultRate})"),
-        ("in-flight", "records handed to the SDK and not yet durable, at most (50000)"),
+        ("in-flight", $"records handed to the SDK and not yet durable, at most ({defaultInFlight})"),
         ("batch-records", "SDK MaxBatchRecords (1000)"),
         ("linger-ms", "SDK MaxLinger in ms (20)"),
     ];
 
-    public static LoadShape From(Harness.BenchOptions options, int defaultRate) => new(
-        options.Count("publishers", 2), options.Count("rate", defaultRate), options.Count("in-flight", 50_000),
+    public static LoadShape From(Harness.BenchOptions options, int defaultRate, int defaultInFlight) => new(
+        options.Count("publishers", 2), options.Count("rate", defaultRate), options.Count("in-flight", defaultInFlight),
         options.Count("batch-records", 1000), options.Milliseconds("linger-ms", TimeSpan.FromMilliseconds(20)));
 }
 

@@ -17,6 +17,7 @@ public sealed class MeteringBenchmark : IBenchmark
     const long TargetPeakRss = 512L * 1024 * 1024;
     static readonly TimeSpan ProgressEvery = TimeSpan.FromSeconds(5);
     static readonly TimeSpan DrainTimeout = TimeSpan.FromSeconds(15);
+    const int MeteringInFlight = 50_000;
 
     public string Name => "metering";
 
@@ -27,7 +28,7 @@ public sealed class MeteringBenchmark : IBenchmark
         ("duration", "seconds measured after the warm-up (60)"),
         ("warmup", "seconds of load before measuring; the host JIT-tiers for about 15 s (20)"),
         ("deployments", "deployments metered into (16)"),
-        .. LoadShape.Options(0),
+        .. LoadShape.Options(0, MeteringInFlight),
         ("partitions", "host Metering:Partitions (4)"),
         ("batch-message-limit", "host Metering:BatchMessageLimit (host default)"),
         ("host-env", "NAME=VALUE added to the host's environment; repeatable"),
@@ -40,7 +41,7 @@ public sealed class MeteringBenchmark : IBenchmark
         var duration = options.Seconds("duration", TimeSpan.FromSeconds(60));
         var warmup = options.Seconds("warmup", TimeSpan.FromSeconds(20));
         var deployments = options.Count("deployments", 16);
-        var shape = LoadShape.From(options, defaultRate: 0);
+        var shape = LoadShape.From(options, defaultRate: 0, defaultInFlight: MeteringInFlight);
         var poll = options.Milliseconds("poll-ms", TimeSpan.FromMilliseconds(100));
         var runId = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4));
         var topology = new BenchTopology(runId, options.Count("partitions", 4));
