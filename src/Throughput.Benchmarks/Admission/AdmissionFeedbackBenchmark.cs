@@ -113,17 +113,17 @@ public sealed class AdmissionFeedbackBenchmark : IBenchmark
         var toConfirm = Sorted(samples.Select(s => s.HandedToConfirmedMs));
         var toAppend = Sorted(samples.Where(s => s.ThrottleAppendedAt is not null).Select(s => s.HandedToAppendedMs));
         var fromAppend = Sorted(samples.Where(s => s.ThrottleAppendedAt is not null).Select(s => s.AppendedToThrottledMs));
-        var p99 = LoadResult.At(handed, 99);
+        var p99 = Percentiles.Of(handed, 99);
         var complete = samples.Count == expected;
         return new BenchmarkReport(Name,
         [
-            new("batch handed to the SDK → throttle in the node's cache, p50", Ms(LoadResult.At(handed, 50))),
+            new("batch handed to the SDK → throttle in the node's cache, p50", Ms(Percentiles.Of(handed, 50))),
             new("… p99", Ms(p99), "≤ 100 ms", complete && p99 <= TargetP99Ms),
             new("… max", Ms(handed.Count == 0 ? double.NaN : handed[^1])),
-            new("split: hand-over → broker confirm (SDK publish, persistent), p50 / p99", $"{Ms(LoadResult.At(toConfirm, 50))} / {Ms(LoadResult.At(toConfirm, 99))}"),
-            new("broker confirm → throttle in cache, p50 / p99 (negative: the confirm came later)", $"{Ms(LoadResult.At(confirmed, 50))} / {Ms(LoadResult.At(confirmed, 99))}"),
-            new("split: hand-over → consumer appends the throttle, p50 / p99", $"{Ms(LoadResult.At(toAppend, 50))} / {Ms(LoadResult.At(toAppend, 99))}"),
-            new("split: append → commit → push → cache, p50 / p99", $"{Ms(LoadResult.At(fromAppend, 50))} / {Ms(LoadResult.At(fromAppend, 99))}"),
+            new("split: hand-over → broker confirm (SDK publish, persistent), p50 / p99", $"{Ms(Percentiles.Of(toConfirm, 50))} / {Ms(Percentiles.Of(toConfirm, 99))}"),
+            new("broker confirm → throttle in cache, p50 / p99 (negative: the confirm came later)", $"{Ms(Percentiles.Of(confirmed, 50))} / {Ms(Percentiles.Of(confirmed, 99))}"),
+            new("split: hand-over → consumer appends the throttle, p50 / p99", $"{Ms(Percentiles.Of(toAppend, 50))} / {Ms(Percentiles.Of(toAppend, 99))}"),
+            new("split: append → commit → push → cache, p50 / p99", $"{Ms(Percentiles.Of(fromAppend, 50))} / {Ms(Percentiles.Of(fromAppend, 99))}"),
             new("throttles seen", $"{samples.Count} of {expected}", $"{expected}", complete),
             new("feed: pushes applied / ignored (repeats) / pulls / gap pulls", $"{feed.PushesApplied} / {feed.PushesIgnored} / {feed.Pulls} / {feed.GapPulls}"),
         ],

@@ -85,7 +85,7 @@ public sealed class AdmissionHttpBenchmark : IBenchmark
         (double P99Ms, double P999Ms, double MaxMs, double ShareAtLeast1Ms) machine)
     {
         var ok = result.OkLatencyMs;
-        var p99 = LoadResult.At(ok, 99);
+        var p99 = Percentiles.Of(ok, 99);
         var rateHeld = result.SentPerSecond >= TargetRate * 0.99 && result.ErrorCount == 0 && !overloaded;
         var endpoint = plan.Call switch
         {
@@ -99,13 +99,13 @@ public sealed class AdmissionHttpBenchmark : IBenchmark
             new($"answered/s closed loop on {plan.Connections} connections (priming): the host's ceiling here", Number(closedLoop.Rate)),
             new("CPU per answered request closed loop: host / load generator", $"{PerRequest(closedLoop.Cpu, "platform host", closedLoop.Rate)} / {PerRequest(closedLoop.Cpu, "benchmark", closedLoop.Rate)}"),
             new("answered/s open loop, highest over a progress interval (warm-up included)", Number(peakAnswered)),
-            new("latency p50 / p90", $"{Ms(LoadResult.At(ok, 50))} / {Ms(LoadResult.At(ok, 90))}"),
+            new("latency p50 / p90", $"{Ms(Percentiles.Of(ok, 50))} / {Ms(Percentiles.Of(ok, 90))}"),
             new("latency p99", Ms(p99), "≤ 2 ms at ≥ 10,000/s", p99 <= TargetP99Ms && rateHeld),
-            new("latency p99.9 / max", $"{Ms(LoadResult.At(ok, 99.9))} / {Ms(ok.Count == 0 ? double.NaN : ok[^1])}"),
+            new("latency p99.9 / max", $"{Ms(Percentiles.Of(ok, 99.9))} / {Ms(ok.Count == 0 ? double.NaN : ok[^1])}"),
             new("answered 2xx / errors", $"{Number(ok.Count)} / {Number(result.ErrorCount)}{Errors(result)}", "0 errors", result.ErrorCount == 0),
             new("CPU per answered request open loop: host / load generator", overloaded ? "n/a" : $"{PerRequest(cpu, "platform host", ok.Count / plan.Duration.TotalSeconds)} / {PerRequest(cpu, "benchmark", ok.Count / plan.Duration.TotalSeconds)}"),
             new("machine hiccups while measuring: a 1 ms sleep's extra delay p99 / p99.9 / max; share of the time in hiccups ≥ 1 ms", $"{Ms(machine.P99Ms)} / {Ms(machine.P999Ms)} / {Ms(machine.MaxMs)}; {machine.ShareAtLeast1Ms:P2}"),
-            new("send lateness p50 / p99 / max (inside the latency)", $"{Ms(LoadResult.At(result.SendLagMs, 50))} / {Ms(LoadResult.At(result.SendLagMs, 99))} / {Ms(result.SendLagMs.Count == 0 ? double.NaN : result.SendLagMs[^1])}"),
+            new("send lateness p50 / p99 / max (inside the latency)", $"{Ms(Percentiles.Of(result.SendLagMs, 50))} / {Ms(Percentiles.Of(result.SendLagMs, 99))} / {Ms(result.SendLagMs.Count == 0 ? double.NaN : result.SendLagMs[^1])}"),
         ],
         [
             $"{endpoint}, {Number(result.Requests)} requests due over {plan.Duration.TotalSeconds:0} s after {plan.Warmup.TotalSeconds:0} s warm-up, round-robin over {fleet.Deployments.Count} deployments, {plan.Connections} HTTP/1.1 keep-alive connections from a raw-socket client on one thread (epoll; prepared request bytes, one request in flight per connection, answer read in full; primed closed loop before the warm-up), loopback 127.0.0.1, {Environment.ProcessorCount} cores",

@@ -251,7 +251,4 @@ public sealed record LoadResult(long Requests, double SentOverSeconds, IReadOnly
     public double SentPerSecond => Requests / Math.Max(1e-9, SentOverSeconds);
 
     public long ErrorCount => Errors.Values.Sum();
-
-    public static double At(IReadOnlyList<double> sorted, double percentile) =>
-        sorted.Count == 0 ? double.NaN : sorted[Math.Clamp((int)Math.Ceiling(percentile / 100 * sorted.Count) - 1, 0, sorted.Count - 1)];
 }

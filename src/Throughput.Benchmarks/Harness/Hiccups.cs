@@ -32,8 +32,7 @@ public sealed class Hiccups : IDisposable
         _thread.Join();
         var sorted = _extraMs.Order().ToList();
         var span = Stopwatch.GetElapsedTime(_started, _stopped).TotalMilliseconds;
-        double At(double p) => sorted.Count == 0 ? double.NaN : sorted[Math.Clamp((int)Math.Ceiling(p / 100 * sorted.Count) - 1, 0, sorted.Count - 1)];
-        return (At(99), At(99.9), sorted.Count == 0 ? double.NaN : sorted[^1], span <= 0 ? 0 : sorted.Where(e => e >= 1).Sum() / span);
+        return (Percentiles.Of(sorted, 99), Percentiles.Of(sorted, 99.9), Percentiles.Of(sorted, 100), span <= 0 ? 0 : sorted.Where(e => e >= 1).Sum() / span);
     }
 
     public void Dispose()
