@@ -49,7 +49,7 @@ public static class AdmissionApi
 
         group.MapGet("/", async (string? region, string? model, AdmissionTable table, TimeProvider clock, CancellationToken ct) =>
             {
-                await table.WaitUntilLoadedAsync(ct);
+                await table.CatchUpAsync(ct);
                 var now = clock.GetUtcNow();
                 return Results.Ok(table.Deployments
                     .Where(d => d.Status == DeploymentStatus.Active && (region is null || d.Region == region) && (model is null || d.Model == model))

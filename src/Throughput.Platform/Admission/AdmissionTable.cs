@@ -20,6 +20,7 @@ public sealed class AdmissionTable(IDocumentStore store, TimeProvider clock, ILo
     readonly ConcurrentDictionary<string, Deployment> _deployments = new(StringComparer.Ordinal);
     readonly ConcurrentDictionary<string, Tenant> _tenants = new(StringComparer.Ordinal);
     readonly TaskCompletionSource _loaded = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    readonly SemaphoreSlim _refreshing = new(1, 1);
     DateTimeOffset _since = DateTimeOffset.MinValue;
 
     public IEnumerable<Deployment> Deployments => _deployments.Values;
@@ -39,7 +40,21 @@ public sealed class AdmissionTable(IDocumentStore store, TimeProvider clock, ILo
         return _deployments.AddOrUpdate(d.Id, d, (_, old) => old.Version >= d.Version ? old : d);
     }
 
-    public async Task WaitUntilLoadedAsync(CancellationToken ct) => await _loaded.Task.WaitAsync(ct);
+    /// <summary>
+    /// Reads what changed since the last tick now: a node's full pull (at start or after a gap) must hold every deployment
+    /// committed before it asked, or one created in the last tick stays unknown to it until its next periodic pull.
+    /// </summary>
+    public async Task CatchUpAsync(CancellationToken ct)
+    {
+        await _loaded.Task.WaitAsync(ct);
+        await RefreshAsync(ct);
+    }
+
+    public override void Dispose()
+    {
+        base.Dispose();
+        _refreshing.Dispose();
+    }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -61,13 +76,21 @@ public sealed class AdmissionTable(IDocumentStore store, TimeProvider clock, ILo
 
     async Task RefreshAsync(CancellationToken ct)
     {
-        var started = clock.GetUtcNow();
-        var since = _since == DateTimeOffset.MinValue ? _since : _since - Overlap;
-        await using var session = store.QuerySession();
-        foreach (var t in await session.Query<Tenant>().Where(x => x.ModifiedSince(since)).ToListAsync(ct))
-            _tenants.AddOrUpdate(t.Id, t, (_, old) => old.Version >= t.Version ? old : t);
-        foreach (var d in await session.Query<Deployment>().Where(x => x.ModifiedSince(since)).ToListAsync(ct))
-            _deployments.AddOrUpdate(d.Id, d, (_, old) => old.Version >= d.Version ? old : d);
-        _since = started;
+        await _refreshing.WaitAsync(ct);
+        try
+        {
+            var started = clock.GetUtcNow();
+            var since = _since == DateTimeOffset.MinValue ? _since : _since - Overlap;
+            await using var session = store.QuerySession();
+            foreach (var t in await session.Query<Tenant>().Where(x => x.ModifiedSince(since)).ToListAsync(ct))
+                _tenants.AddOrUpdate(t.Id, t, (_, old) => old.Version >= t.Version ? old : t);
+            foreach (var d in await session.Query<Deployment>().Where(x => x.ModifiedSince(since)).ToListAsync(ct))
+                _deployments.AddOrUpdate(d.Id, d, (_, old) => old.Version >= d.Version ? old : d);
+            _since = started;
+        }
+        finally
+        {
+            _refreshing.Release();
+        }
     }
 }
