@@ -82,7 +82,7 @@ public sealed class AdmissionHttpBenchmark : IBenchmark
 
     BenchmarkReport Report(LoadResult result, LoadPlan plan, AdmissionFleet fleet, IReadOnlyDictionary<string, string> hostEnvironment,
         IReadOnlyList<(string Role, double Cores)> cpu, bool drained, bool overloaded, double peakAnswered, (double Rate, IReadOnlyList<(string Role, double Cores)> Cpu) closedLoop,
-        (double P99Ms, double P999Ms, double MaxMs, double ShareAtLeast1Ms) machine)
+        HiccupFigures machine)
     {
         var ok = result.OkLatencyMs;
         var p99 = Percentiles.Of(ok, 99);
@@ -104,7 +104,7 @@ public sealed class AdmissionHttpBenchmark : IBenchmark
             new("latency p99.9 / max", $"{Ms(Percentiles.Of(ok, 99.9))} / {Ms(ok.Count == 0 ? double.NaN : ok[^1])}"),
             new("answered 2xx / errors", $"{Number(ok.Count)} / {Number(result.ErrorCount)}{Errors(result)}", "0 errors", result.ErrorCount == 0),
             new("CPU per answered request open loop: host / load generator", overloaded ? "n/a" : $"{PerRequest(cpu, "platform host", ok.Count / plan.Duration.TotalSeconds)} / {PerRequest(cpu, "benchmark", ok.Count / plan.Duration.TotalSeconds)}"),
-            new("machine hiccups while measuring: a 1 ms sleep's extra delay p99 / p99.9 / max; share of the time in hiccups ≥ 1 ms", $"{Ms(machine.P99Ms)} / {Ms(machine.P999Ms)} / {Ms(machine.MaxMs)}; {machine.ShareAtLeast1Ms:P2}"),
+            new("machine hiccups while measuring: a 1 ms sleep's extra delay p99 / p99.9 / max; share of the time in hiccups ≥ 1 ms", $"{machine.Delays}; {machine.Share}"),
             new("send lateness p50 / p99 / max (inside the latency)", $"{Ms(Percentiles.Of(result.SendLagMs, 50))} / {Ms(Percentiles.Of(result.SendLagMs, 99))} / {Ms(result.SendLagMs.Count == 0 ? double.NaN : result.SendLagMs[^1])}"),
         ],
         [

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 
 namespace Throughput.Benchmarks.Harness;
 
@@ -7,7 +8,7 @@ namespace Throughput.Benchmarks.Harness;
 /// again, and notes how much later than that it woke. Whatever delays it (a virtual CPU the hypervisor took away, a
 /// saturated run queue) delays the process under test the same way, so a latency percentile can be read beside it.
 /// </summary>
-public sealed class Hiccups : IDisposable
+public sealed class Hiccups
 {
     static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(1);
 
@@ -19,26 +20,20 @@ public sealed class Hiccups : IDisposable
 
     Hiccups()
     {
-        _thread = new Thread(Record) { IsBackground = true, Name = "hiccups", Priority = ThreadPriority.AboveNormal };
+        _thread = new Thread(Record) { IsBackground = true, Name = "hiccups" };
         _thread.Start();
     }
 
     public static Hiccups Start() => new();
 
     /// <summary>Stops recording; the extra delays past each 1 ms sleep, and what share of the span went to those of 1 ms or more.</summary>
-    public (double P99Ms, double P999Ms, double MaxMs, double ShareAtLeast1Ms) Stop()
+    public HiccupFigures Stop()
     {
         _stopping = true;
         _thread.Join();
         var sorted = _extraMs.Order().ToList();
         var span = Stopwatch.GetElapsedTime(_started, _stopped).TotalMilliseconds;
-        return (Percentiles.Of(sorted, 99), Percentiles.Of(sorted, 99.9), Percentiles.Of(sorted, 100), span <= 0 ? 0 : sorted.Where(e => e >= 1).Sum() / span);
-    }
-
-    public void Dispose()
-    {
-        _stopping = true;
-        _thread.Join();
+        return new(Percentiles.Of(sorted, 99), Percentiles.Of(sorted, 99.9), Percentiles.Of(sorted, 100), span <= 0 ? 0 : sorted.Where(e => e >= 1).Sum() / span);
     }
 
     void Record()
@@ -52,4 +47,15 @@ public sealed class Hiccups : IDisposable
         }
         _stopped = Stopwatch.GetTimestamp();
     }
+}
+
+/// <summary>What <see cref="Hiccups"/> recorded: the extra delays past each 1 ms sleep, and the share of the time in those of 1 ms or more.</summary>
+public sealed record HiccupFigures(double P99Ms, double P999Ms, double MaxMs, double ShareAtLeast1Ms)
+{
+    /// <summary>"p99 / p99.9 / max" of the extra delay.</summary>
+    public string Delays => $"{Ms(P99Ms)} / {Ms(P999Ms)} / {Ms(MaxMs)}";
+
+    public string Share => ShareAtLeast1Ms.ToString("P2", CultureInfo.InvariantCulture);
+
+    static string Ms(double milliseconds) => double.IsNaN(milliseconds) ? "n/a" : $"{milliseconds.ToString("0.00", CultureInfo.InvariantCulture)} ms";
 }

@@ -1,5 +1,3 @@
-using System.Globalization;
-
 namespace Throughput.Benchmarks.Harness;
 
 /// <summary>
@@ -25,14 +23,12 @@ public sealed class HiccupsBenchmark : IBenchmark
         var cpu = CpuUse.Between(before, CpuUse.Now(hostPid: -1));
         return new BenchmarkReport(Name,
         [
-            new("a 1 ms sleep's extra delay p99 / p99.9 / max", $"{Ms(machine.P99Ms)} / {Ms(machine.P999Ms)} / {Ms(machine.MaxMs)}"),
-            new("share of the time in hiccups ≥ 1 ms", machine.ShareAtLeast1Ms.ToString("P2", CultureInfo.InvariantCulture)),
+            new("a 1 ms sleep's extra delay p99 / p99.9 / max", machine.Delays),
+            new("share of the time in hiccups ≥ 1 ms", machine.Share),
         ],
         [
             $"{duration.TotalSeconds:0} s; one thread sleeping 1 ms at a time, each wake's delay past the 1 ms recorded; CPU cores meanwhile: {CpuUse.Describe(cpu)}",
             "a request's latency percentile cannot be lower than what the machine's stalls impose: at 10,000 requests/s, 1 % of the time in stalls ≥ 1 ms delays about 1 % of the requests by that much",
         ]);
     }
-
-    static string Ms(double milliseconds) => $"{milliseconds.ToString("0.00", CultureInfo.InvariantCulture)} ms";
 }
