@@ -46,7 +46,33 @@ public abstract class HostFixture(string operatorKey, string meteringExchange, i
         return client;
     }
 
-    public HttpClient Operator() => Client(operatorKey);
+    /// <summary>
+    /// The operator's key sets up every test's tenants, pools and nodes, so bursts of setup calls can exceed its rate
+    /// limit: like any well-behaved client it waits out a 429 for its Retry-After. Tenant and node keys get no such
+    /// patience, so the tests of the rate limit itself see every refusal.
+    /// </summary>
+    public HttpClient Operator()
+    {
+        var client = CreateDefaultClient(new RateLimitPatience());
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", operatorKey);
+        return client;
+    }
+
+    sealed class RateLimitPatience : DelegatingHandler
+    {
+        const int Attempts = 10;
+
+        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            for (var attempt = 1; ; attempt++)
+            {
+                var response = await base.SendAsync(request, cancellationToken);
+                if (response.StatusCode != System.Net.HttpStatusCode.TooManyRequests || attempt == Attempts) return response;
+                await Task.Delay(response.Headers.RetryAfter?.Delta ?? TimeSpan.FromSeconds(1), cancellationToken);
+                response.Dispose();
+            }
+        }
+    }
 
     /// <summary>A fresh tenant with its own key, so tests never see each other's data.</summary>
     public async Task<(string TenantId, HttpClient Client)> NewTenantAsync(string currency = "USD")
