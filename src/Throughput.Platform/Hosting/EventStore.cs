@@ -112,8 +112,7 @@ public static class EventStore
             // The composite reads only the event types its members name, not the whole log.
             foreach (var type in readModels.AllProjections().OfType<EventFilterable>().SelectMany(p => p.IncludedEventTypes).Distinct().ToList())
                 readModels.IncludeType(type);
-            // Large pages: a page of usage events costs one write per touched document, so catching up (and rebuilding) is fast.
-            readModels.Options.BatchSize = 5000;
+            readModels.Options.BatchSize = settings.ProjectionPageSize;
             // A rebuild keeps documents in memory from page to page instead of reading them back for every page. Not live: a
             // host's daemon paused for a rebuild in the host would resume with documents cached from before it.
             if (layout == ProjectionLayout.SinglePassRebuild)

@@ -101,7 +101,9 @@ public static class ProjectionRebuild
 
     static async Task<DocumentStore> SinglePassStoreAsync(ServiceSettings settings)
     {
-        var store = DocumentStore.For(opts => EventStore.Configure(opts, settings, ProjectionLayout.SinglePassRebuild));
+        var options = new StoreOptions();
+        EventStore.Configure(options, settings, ProjectionLayout.SinglePassRebuild);
+        var store = new PrefetchingRebuildStore(options);
         await store.Storage.ApplyAllConfiguredChangesToDatabaseAsync();
         return store;
     }

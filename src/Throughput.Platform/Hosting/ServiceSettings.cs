@@ -27,6 +27,12 @@ public sealed record ServiceSettings(
     };
 
     /// <summary>
+    /// Events the async read models fold per page, live and in a rebuild. A page of usage events costs one write per touched
+    /// document, so large pages catch up fast; pages of 10,000 and 20,000 rebuilt slower here. Tests set small pages.
+    /// </summary>
+    public int ProjectionPageSize { get; init; } = 5000;
+
+    /// <summary>
     /// Every node of a RabbitMQ cluster, <c>host[:port]</c> comma-separated (THROUGHPUT_RABBIT_NODES), so the host
     /// reconnects to a surviving node when one dies; empty: RabbitHost and RabbitPort alone.
     /// </summary>
