@@ -23,7 +23,7 @@ public sealed class UsageMeteredJson : JsonConverter<UsageMetered>
         while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
         {
             if (reader.ValueTextEquals("deploymentId"u8)) { reader.Read(); deploymentId = reader.GetString()!; }
-            else if (reader.ValueTextEquals("producers"u8)) { reader.Read(); producers = JsonSerializer.Deserialize<List<ProducerRange>>(ref reader, options) ?? []; }
+            else if (reader.ValueTextEquals("producers"u8)) { reader.Read(); producers = ReadProducers(ref reader); }
             else if (reader.ValueTextEquals("records"u8)) { reader.Read(); records = reader.GetInt64(); }
             else if (reader.ValueTextEquals("promptTokens"u8)) { reader.Read(); prompt = reader.GetInt64(); }
             else if (reader.ValueTextEquals("cachedTokens"u8)) { reader.Read(); cached = reader.GetInt64(); }
@@ -50,8 +50,16 @@ public sealed class UsageMeteredJson : JsonConverter<UsageMetered>
     {
         writer.WriteStartObject();
         writer.WriteString("deploymentId"u8, value.DeploymentId);
-        writer.WritePropertyName("producers"u8);
-        JsonSerializer.Serialize(writer, value.Producers, options);
+        writer.WriteStartArray("producers"u8);
+        foreach (var range in value.Producers)
+        {
+            writer.WriteStartObject();
+            writer.WriteString("producerId"u8, range.ProducerId);
+            writer.WriteNumber("firstSequence"u8, range.FirstSequence);
+            writer.WriteNumber("lastSequence"u8, range.LastSequence);
+            writer.WriteEndObject();
+        }
+        writer.WriteEndArray();
         writer.WriteNumber("records"u8, value.Records);
         writer.WriteNumber("promptTokens"u8, value.PromptTokens);
         writer.WriteNumber("cachedTokens"u8, value.CachedTokens);
@@ -70,5 +78,27 @@ public sealed class UsageMeteredJson : JsonConverter<UsageMetered>
         writer.WritePropertyName("months"u8);
         JsonSerializer.Serialize(writer, value.Months, options);
         writer.WriteEndObject();
+    }
+
+    // By hand too: the serializer's reader of a list of records builds a frame stack and boxes every argument per event.
+    static List<ProducerRange> ReadProducers(ref Utf8JsonReader reader)
+    {
+        if (reader.TokenType == JsonTokenType.Null) return [];
+        if (reader.TokenType != JsonTokenType.StartArray) throw new JsonException("A usage event's producers are a JSON array.");
+        var ranges = new List<ProducerRange>(2);
+        while (reader.Read() && reader.TokenType == JsonTokenType.StartObject)
+        {
+            string producerId = "";
+            long first = 0, last = 0;
+            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+            {
+                if (reader.ValueTextEquals("producerId"u8)) { reader.Read(); producerId = reader.GetString()!; }
+                else if (reader.ValueTextEquals("firstSequence"u8)) { reader.Read(); first = reader.GetInt64(); }
+                else if (reader.ValueTextEquals("lastSequence"u8)) { reader.Read(); last = reader.GetInt64(); }
+                else { reader.Read(); reader.Skip(); }
+            }
+            ranges.Add(new ProducerRange(producerId, first, last));
+        }
+        return ranges;
     }
 }
