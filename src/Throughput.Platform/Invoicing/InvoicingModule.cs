@@ -18,14 +18,18 @@ public static class InvoicingModule
         return services;
     }
 
-    /// <summary>Indexes of invoicing's documents (its snapshots and read models are registered with the others').</summary>
+    /// <summary>
+    /// Indexes of invoicing's documents (its snapshots and read models are registered with the others'). The read models
+    /// rewritten on every page of usage have their queried fields duplicated into indexed columns, as deployments do
+    /// (see <see cref="Hosting.EventStore"/>); issued documents, written once, keep expression indexes.
+    /// </summary>
     public static void AddInvoicingSchema(this StoreOptions opts)
     {
         opts.Schema.For<Invoice>().Index(i => i.TenantId).Index(i => i.Period);
-        opts.Schema.For<BillingAccount>().Index(a => a.UnissuedSince);
-        opts.Schema.For<UsageHour>().Index(h => h.Period);
+        opts.Schema.For<BillingAccount>().Duplicate(a => a.UnissuedSince);
+        opts.Schema.For<UsageHour>().Duplicate(h => h.Period);
         opts.Schema.For<CreditNote>().Index(c => c.Period).Index(c => c.InvoiceId);
-        opts.Schema.For<RevenueRow>().Index(r => r.Period);
+        opts.Schema.For<RevenueRow>().Duplicate(r => r.Period);
     }
 
     /// <summary>Invoicing's and finance's async read models, members of the host's one composite projection.</summary>
