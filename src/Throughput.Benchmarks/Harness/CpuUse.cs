@@ -20,14 +20,14 @@ public sealed class CpuUse
         _total = total;
     }
 
-    public static CpuUse Now(int hostPid)
+    public static CpuUse Now(int hostPid, string hostRole = "platform host")
     {
         var self = Environment.ProcessId;
         var ticks = new Dictionary<string, long>(StringComparer.Ordinal);
         foreach (var dir in Directory.EnumerateDirectories("/proc"))
         {
             if (!int.TryParse(Path.GetFileName(dir), out var pid) || ProcessTicks(pid) is not var (comm, used)) continue;
-            var role = pid == hostPid ? "platform host"
+            var role = pid == hostPid ? hostRole
                 : pid == self ? "benchmark"
                 : comm == "beam.smp" ? "rabbitmq"
                 : comm.StartsWith("postgres", StringComparison.Ordinal) ? "postgresql"
