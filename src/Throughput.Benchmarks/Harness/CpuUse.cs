@@ -9,13 +9,13 @@ namespace Throughput.Benchmarks.Harness;
 /// </summary>
 public sealed class CpuUse
 {
-    readonly Dictionary<string, long> _ticksByRole;
+    readonly Dictionary<int, (string Role, long Ticks)> _byProcess;
     readonly long _busy;
     readonly long _total;
 
-    CpuUse(Dictionary<string, long> ticksByRole, long busy, long total)
+    CpuUse(Dictionary<int, (string Role, long Ticks)> byProcess, long busy, long total)
     {
-        _ticksByRole = ticksByRole;
+        _byProcess = byProcess;
         _busy = busy;
         _total = total;
     }
@@ -23,7 +23,7 @@ public sealed class CpuUse
     public static CpuUse Now(int hostPid, string hostRole = "platform host")
     {
         var self = Environment.ProcessId;
-        var ticks = new Dictionary<string, long>(StringComparer.Ordinal);
+        var byProcess = new Dictionary<int, (string Role, long Ticks)>();
         foreach (var dir in Directory.EnumerateDirectories("/proc"))
         {
             if (!int.TryParse(Path.GetFileName(dir), out var pid) || ProcessTicks(pid) is not var (comm, used)) continue;
@@ -32,20 +32,27 @@ public sealed class CpuUse
                 : comm == "beam.smp" ? "rabbitmq"
                 : comm.StartsWith("postgres", StringComparison.Ordinal) ? "postgresql"
                 : null;
-            if (role is not null) ticks[role] = ticks.GetValueOrDefault(role) + used;
+            if (role is not null) byProcess[pid] = (role, used);
         }
         var (busy, total) = MachineTicks();
-        return new CpuUse(ticks, busy, total);
+        return new CpuUse(byProcess, busy, total);
     }
 
-    /// <summary>Cores used per role between <paramref name="before"/> and <paramref name="after"/>, "other" and "idle" included.</summary>
+    /// <summary>
+    /// Cores used per role between <paramref name="before"/> and <paramref name="after"/>, "other" and "idle" included. A
+    /// role counts the processes alive at <paramref name="after"/>; what a process that exited meanwhile used (a closed
+    /// PostgreSQL connection's backend) is in "other".
+    /// </summary>
     public static IReadOnlyList<(string Role, double Cores)> Between(CpuUse before, CpuUse after)
     {
         var cores = Environment.ProcessorCount;
         var total = Math.Max(1, after._total - before._total);
         double Cores(long ticks) => (double)Math.Max(0, ticks) / total * cores;
-        var roles = after._ticksByRole.Keys.Order(StringComparer.Ordinal)
-            .Select(role => (Role: role, Ticks: after._ticksByRole[role] - before._ticksByRole.GetValueOrDefault(role)))
+        var roles = after._byProcess
+            .Select(p => (p.Value.Role, Ticks: p.Value.Ticks - (before._byProcess.TryGetValue(p.Key, out var was) ? was.Ticks : 0)))
+            .GroupBy(p => p.Role, StringComparer.Ordinal)
+            .Select(g => (Role: g.Key, Ticks: g.Sum(p => p.Ticks)))
+            .OrderBy(r => r.Role, StringComparer.Ordinal)
             .ToList();
         var busy = after._busy - before._busy;
         return
