@@ -32,7 +32,8 @@ builder.Services.AddSingleton<MetricsExposition>();
 if (roles.Metering)
 {
     builder.Services.AddThroughputMessaging(settings, builder.Configuration);
-    builder.Services.AddHostedService<ThrottleLifter>();
+    builder.Services.AddSingleton<ThrottleLifter>();
+    builder.Services.AddHostedService(sp => sp.GetRequiredService<ThrottleLifter>());
     builder.Services.AddHostedService<LedgerPruning>();
 }
 builder.Services.AddSingleton<AdmissionTable>();

@@ -318,11 +318,9 @@ public sealed class InvoicingTests(InvoicingFixture platform)
         Assert.Equal(before.Drafts.Select(d => d.GetProperty("lines").GetRawText()), after.Drafts.Select(d => d.GetProperty("lines").GetRawText()));
         Assert.Equal(before.RawDeployments, after.RawDeployments);
 
-        // The command's rebuild: the write-side snapshots fold in the read models' one pass (the host's daemon paused, as
-        // the command runs with the hosts stopped).
-        var coordinator = platform.Services.GetRequiredService<IProjectionCoordinator>();
-        await coordinator.PauseAsync();
-        try
+        // The command's rebuild: the write-side snapshots fold in the read models' one pass (the host's daemon paused and its
+        // throttle lifter held off, as the command runs with the hosts stopped).
+        await using (await ProjectionRebuild.QuietAsync(platform.Services))
         {
             // Gone before the rebuild, so only a rebuild into the tables the hosts read brings them back.
             await using (var session = platform.Store.LightweightSession())
@@ -337,10 +335,6 @@ public sealed class InvoicingTests(InvoicingFixture platform)
             Assert.Contains(nameof(Deployment), pass.Members);
             Assert.Contains(nameof(Invoice), pass.Members);
             Assert.Contains(BillingAccountProjection.ProjectionName, pass.Members);
-        }
-        finally
-        {
-            await coordinator.ResumeAsync();
         }
         await platform.Store.WaitForNonStaleProjectionDataAsync(TimeSpan.FromSeconds(60));
         var afterSinglePass = await SnapshotAsync(ids, usdClient, eurClient);

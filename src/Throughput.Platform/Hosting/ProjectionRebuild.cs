@@ -3,6 +3,7 @@ using JasperFx.Events.Daemon;
 using JasperFx.Events.Projections;
 using Marten;
 using Marten.Events.Projections;
+using Throughput.Metering;
 
 namespace Throughput.Hosting;
 
@@ -54,21 +55,38 @@ public static class ProjectionRebuild
     }
 
     /// <summary>
-    /// Rebuilds inside a running host: its daemon is paused (so no agent of it competes for the shards), a daemon of the
-    /// rebuild's own does the work, and the host's daemon resumes from where the rebuild left every projection.
+    /// Rebuilds inside a running host: its writers are quiet (<see cref="QuietAsync"/>), a daemon of the rebuild's own does
+    /// the work, and the host's daemon resumes from where the rebuild left every projection. Serving nodes must not publish
+    /// meanwhile: the metering consumers keep running.
     /// </summary>
     public static async Task<IReadOnlyList<Rebuilt>> RunInHostAsync(IServiceProvider services, IReadOnlyList<string> names, Action<string> report, CancellationToken ct)
     {
         var store = services.GetRequiredService<IDocumentStore>();
-        var coordinator = services.GetRequiredService<IProjectionCoordinator>();
-        await coordinator.PauseAsync();
-        try
+        await using (await QuietAsync(services))
         {
             using var daemon = await store.BuildProjectionDaemonAsync();
             return await RunAsync(store, daemon, names, report, ct);
         }
-        finally
+    }
+
+    /// <summary>
+    /// Pauses a host's daemon, so no agent of it competes for the shards, and holds its throttle lifter off, until disposed.
+    /// A rebuild writes a deployment's snapshot page by page; the lifter, reading one halfway (throttled, its lift still to
+    /// come), would lift it again and write that half-built state back over the rebuilt one.
+    /// </summary>
+    public static async Task<IAsyncDisposable> QuietAsync(IServiceProvider services)
+    {
+        var coordinator = services.GetRequiredService<IProjectionCoordinator>();
+        await coordinator.PauseAsync();
+        var lifter = services.GetService<ThrottleLifter>() is { } running ? await running.HoldAsync() : null; // none without the metering role
+        return new Resume(coordinator, lifter);
+    }
+
+    sealed class Resume(IProjectionCoordinator coordinator, IDisposable? lifter) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
         {
+            lifter?.Dispose();
             await coordinator.ResumeAsync();
         }
     }

@@ -12,11 +12,30 @@ public sealed class ThrottleLifter(IDocumentStore store, TimeProvider clock, Adm
 {
     static readonly TimeSpan Tick = TimeSpan.FromMilliseconds(500);
 
+    readonly SemaphoreSlim _lifting = new(1, 1);
+
+    /// <summary>
+    /// Holds the lifter off until disposed, once a lift under way has finished: a projection rebuild in the host rewrites
+    /// deployments' snapshots page by page, and a lift decided on a half-rebuilt one would be written back over it.
+    /// (A hosted service's own StopAsync would not do: the host takes its ended loop for a fault and stops.)
+    /// </summary>
+    public async Task<IDisposable> HoldAsync()
+    {
+        await _lifting.WaitAsync();
+        return new Held(_lifting);
+    }
+
+    sealed class Held(SemaphoreSlim lifting) : IDisposable
+    {
+        public void Dispose() => lifting.Release();
+    }
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         using var timer = new PeriodicTimer(Tick, clock);
         while (await timer.WaitForNextTickAsync(stoppingToken))
         {
+            await _lifting.WaitAsync(stoppingToken);
             try
             {
                 await LiftDrainedAsync(stoppingToken);
@@ -24,6 +43,10 @@ public sealed class ThrottleLifter(IDocumentStore store, TimeProvider clock, Adm
             catch (Exception e) when (e is not OperationCanceledException)
             {
                 log.LogWarning(e, "Lifting drained throttles failed; retrying next tick");
+            }
+            finally
+            {
+                _lifting.Release();
             }
         }
     }
