@@ -8,8 +8,9 @@ namespace Throughput.Hosting;
 /// <summary>
 /// The store of a full rebuild (<see cref="ProjectionRebuild.RunSinglePassAsync"/>): its event loaders read the next page
 /// of the log while the daemon folds and writes the current one. The daemon's replay loop is strictly load → apply →
-/// load, so reading and deserializing a page (about 40% of a rebuild's CPU in a profile) would otherwise leave the second core idle.
-/// Marten builds loaders behind an explicit interface method; this class re-implements that one method and keeps the rest.
+/// load, so reading and deserializing a page (about 40% of a rebuild's CPU in a profile) would otherwise leave the second
+/// core idle. Marten builds loaders behind an explicit interface method; this class re-implements that one method and
+/// keeps the rest.
 /// </summary>
 public sealed class PrefetchingRebuildStore(StoreOptions options) : DocumentStore(options), IEventStore<IDocumentOperations, IQuerySession>
 {
