@@ -30,7 +30,7 @@ Console.CancelKeyPress += (_, e) =>
 var clients = new List<HttpClient>();
 HttpClient ClientFor(string apiKey)
 {
-    var client = new HttpClient { BaseAddress = options.Platform };
+    var client = new HttpClient(new RetryAfterPatience(new SocketsHttpHandler())) { BaseAddress = options.Platform };
     client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", apiKey);
     clients.Add(client);
     return client;

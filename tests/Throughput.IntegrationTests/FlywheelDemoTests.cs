@@ -20,7 +20,7 @@ public sealed class FlywheelDemoTests(PlatformFixture platform, ITestOutputHelpe
         DemoResult result;
         try
         {
-            result = await DemoRun.RunAsync(options, PlatformFixture.OperatorKey, key => platform.Client(key), platform.Settings.RabbitUri, printed, CancellationToken.None);
+            result = await DemoRun.RunAsync(options, PlatformFixture.OperatorKey, key => platform.PatientClient(key), platform.Settings.RabbitUri, printed, CancellationToken.None);
         }
         finally
         {

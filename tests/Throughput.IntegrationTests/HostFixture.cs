@@ -6,6 +6,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using RabbitMQ.Client;
 using Throughput.Contracts;
+using Throughput.Flywheel.Demo;
 using Throughput.Hosting;
 
 namespace Throughput.IntegrationTests;
@@ -49,29 +50,16 @@ public abstract class HostFixture(string operatorKey, string meteringExchange, i
     /// <summary>
     /// The operator's key sets up every test's tenants, pools and nodes, so bursts of setup calls can exceed its rate
     /// limit: like any well-behaved client it waits out a 429 for its Retry-After. Tenant and node keys get no such
-    /// patience, so the tests of the rate limit itself see every refusal.
+    /// patience (<see cref="Client"/>), so the tests of the rate limit itself see every refusal.
     /// </summary>
-    public HttpClient Operator()
+    public HttpClient Operator() => PatientClient(operatorKey);
+
+    /// <summary>A client that waits out a 429 for its Retry-After, as the demo's own clients do.</summary>
+    public HttpClient PatientClient(string apiKey)
     {
-        var client = CreateDefaultClient(new RateLimitPatience());
-        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", operatorKey);
+        var client = CreateDefaultClient(new RetryAfterPatience());
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", apiKey);
         return client;
-    }
-
-    sealed class RateLimitPatience : DelegatingHandler
-    {
-        const int Attempts = 10;
-
-        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
-        {
-            for (var attempt = 1; ; attempt++)
-            {
-                var response = await base.SendAsync(request, cancellationToken);
-                if (response.StatusCode != System.Net.HttpStatusCode.TooManyRequests || attempt == Attempts) return response;
-                await Task.Delay(response.Headers.RetryAfter?.Delta ?? TimeSpan.FromSeconds(1), cancellationToken);
-                response.Dispose();
-            }
-        }
     }
 
     /// <summary>A fresh tenant with its own key, so tests never see each other's data.</summary>

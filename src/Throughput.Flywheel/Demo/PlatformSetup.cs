@@ -14,7 +14,7 @@ public static class PlatformSetup
     /// <summary>Makes sure the pool has room for the run: its capacity grows to what is sold plus what the run needs, never shrinks.</summary>
     public static async Task EnsurePoolAsync(HttpClient op, string model, string region, decimal needed, CancellationToken ct)
     {
-        var pools = await Ok(() => op.GetAsync(new Uri("/v1/operator/pools", UriKind.Relative), ct), ct);
+        var pools = await op.GetFromJsonAsync<JsonElement>("/v1/operator/pools", ct);
         decimal capacity = 0, sold = 0;
         foreach (var pool in pools.EnumerateArray())
         {
@@ -23,14 +23,14 @@ public static class PlatformSetup
             sold = pool.GetProperty("soldPtu").GetDecimal();
         }
         if (capacity - sold >= needed) return;
-        await Ok(() => op.PutAsJsonAsync($"/v1/operator/pools/{model}/{region}", new { capacityPtu = sold + needed }, ct), ct);
+        await Ok(op.PutAsJsonAsync($"/v1/operator/pools/{model}/{region}", new { capacityPtu = sold + needed }, ct));
     }
 
     /// <summary>Registers the serving node's producer id for the region and issues it a ServingNode key.</summary>
     public static async Task<string> RegisterServingNodeAsync(HttpClient op, string producerId, string region, CancellationToken ct)
     {
-        await Ok(() => op.PutAsJsonAsync($"/v1/operator/serving-nodes/{producerId}", new { regions = new[] { region }, tenants = Array.Empty<string>(), brokerUser = BrokerSettings.FromEnvironment().User }, ct), ct);
-        var issued = await Ok(() => op.PostAsJsonAsync("/v1/operator/keys", new { role = "ServingNode", name = producerId }, ct), ct);
+        await Ok(op.PutAsJsonAsync($"/v1/operator/serving-nodes/{producerId}", new { regions = new[] { region }, tenants = Array.Empty<string>(), brokerUser = BrokerSettings.FromEnvironment().User }, ct));
+        var issued = await Ok(op.PostAsJsonAsync("/v1/operator/keys", new { role = "ServingNode", name = producerId }, ct));
         return issued.GetProperty("apiKey").GetString()!;
     }
 
@@ -38,11 +38,11 @@ public static class PlatformSetup
     public static async Task<Provisioned> ProvisionAsync(HttpClient op, Func<string, HttpClient> clientFor, Customer customer, Scenario scenario, string run, CancellationToken ct)
     {
         var tenantId = customer.TenantId(run);
-        await Ok(() => op.PostAsJsonAsync("/v1/operator/tenants", new { tenantId, name = customer.Name, currency = "USD" }, ct), ct);
-        var key = await Ok(() => op.PostAsync(new Uri($"/v1/operator/tenants/{tenantId}/keys", UriKind.Relative), null, ct), ct);
+        await Ok(op.PostAsJsonAsync("/v1/operator/tenants", new { tenantId, name = customer.Name, currency = "USD" }, ct));
+        var key = await Ok(op.PostAsync(new Uri($"/v1/operator/tenants/{tenantId}/keys", UriKind.Relative), null, ct));
         var tenant = clientFor(key.GetProperty("apiKey").GetString()!);
-        var deployment = await Ok(() => tenant.PostAsJsonAsync("/v1/deployments",
-            new { name = customer.Workload.Name.Replace(' ', '-'), model = scenario.Model, region = scenario.Region, type = "Global", ptu = customer.Ptu }, ct), ct);
+        var deployment = await Ok(tenant.PostAsJsonAsync("/v1/deployments",
+            new { name = customer.Workload.Name.Replace(' ', '-'), model = scenario.Model, region = scenario.Region, type = "Global", ptu = customer.Ptu }, ct));
         return new Provisioned(customer, tenantId, tenant, deployment.GetProperty("id").GetString()!);
     }
 
@@ -83,23 +83,11 @@ public static class PlatformSetup
         return response.Headers.ETag ?? throw new InvalidOperationException("The deployment came without an ETag.");
     }
 
-    /// <summary>
-    /// Sends, and again after the Retry-After of a 429: an operator key's budget (50/s, burst 100) is shared by everyone
-    /// using it, and the demo's setup is a burst of operator calls.
-    /// </summary>
-    static async Task<JsonElement> Ok(Func<Task<HttpResponseMessage>> send, CancellationToken ct)
+    static async Task<JsonElement> Ok(Task<HttpResponseMessage> call)
     {
-        for (var attempt = 1; ; attempt++)
-        {
-            using var response = await send();
-            if (response.StatusCode == System.Net.HttpStatusCode.TooManyRequests && attempt < 10)
-            {
-                await Task.Delay(response.Headers.RetryAfter?.Delta ?? TimeSpan.FromSeconds(1), ct);
-                continue;
-            }
-            await Ensure(response);
-            return response.Content.Headers.ContentLength == 0 ? default : await response.Content.ReadFromJsonAsync<JsonElement>(ct);
-        }
+        using var response = await call;
+        await Ensure(response);
+        return response.Content.Headers.ContentLength == 0 ? default : await response.Content.ReadFromJsonAsync<JsonElement>();
     }
 
     static async Task Ensure(HttpResponseMessage response)
