@@ -13,7 +13,7 @@ if [ -z "${THROUGHPUT_NO_BUILD:-}" ]; then
   bash infra/prepare.sh # also installs the PostgreSQL and RabbitMQ packages the scratch services run from
 fi
 # The scratch cluster and node "faults" on ports of their own; the host and the serving SDK read them from infra/env.sh's variables.
-export THROUGHPUT_PG_PORT=5442 THROUGHPUT_RABBIT_PORT=5711 THROUGHPUT_PG_SCHEMA=throughput_faults
+export THROUGHPUT_PG_PORT=5442 THROUGHPUT_RABBIT_PORT=5711 THROUGHPUT_RABBIT_MANAGEMENT=http://127.0.0.1:15711 THROUGHPUT_PG_SCHEMA=throughput_faults
 . infra/env.sh
 trap - ERR
 set +e

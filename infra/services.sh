@@ -76,27 +76,43 @@ CONF
 
 rabbit_up() { rabbitmq-diagnostics -q ping >/dev/null 2>&1; }
 
+# A broker user with a password, tags and, when given, permissions on the vhost (configure, write, read).
+rabbit_user() {
+  local user=$1 password=$2 tags=$3
+  if rabbitmqctl -q list_users | awk '{print $1}' | grep -qx "$user"; then
+    rabbitmqctl -q change_password "$user" "$password"
+  else
+    rabbitmqctl -q add_user "$user" "$password"
+  fi
+  rabbitmqctl -q set_user_tags "$user" $tags
+  if [ $# -gt 3 ]; then rabbitmqctl -q set_permissions -p "$THROUGHPUT_RABBIT_VHOST" "$user" "$4" "$5" "$6"; fi
+}
+
 start_rabbitmq() {
+  # The management API listens on loopback only: the platform provisions serving nodes' broker users through it.
+  local conf=/etc/rabbitmq/rabbitmq.conf wanted="management.tcp.ip = 127.0.0.1"
+  if [ "$(cat "$conf" 2>/dev/null)" != "$wanted" ]; then
+    mkdir -p /etc/rabbitmq && printf '%s\n' "$wanted" > "$conf"
+    if rabbit_up; then log "restarting RabbitMQ for its changed configuration"; rabbitmqctl -q stop >/dev/null || true; fi
+  fi
   if ! rabbit_up; then
     log "starting RabbitMQ"
-    rabbitmq-plugins --offline enable rabbitmq_consistent_hash_exchange >/dev/null
+    rabbitmq-plugins --offline enable rabbitmq_consistent_hash_exchange rabbitmq_management >/dev/null
     rabbitmq-server -detached
     # await_startup alone exits 69 while the node is still registering: ping first.
     for _ in $(seq 1 120); do rabbit_up && break; sleep 0.5; done
     rabbit_up || { log "RabbitMQ did not answer ping"; exit 1; }
   fi
   rabbitmqctl -q await_startup
-  local vhosts users
+  local vhosts
   vhosts=$(rabbitmqctl -q list_vhosts)
   grep -qx "$THROUGHPUT_RABBIT_VHOST" <<<"$vhosts" || rabbitmqctl -q add_vhost "$THROUGHPUT_RABBIT_VHOST"
-  users=$(rabbitmqctl -q list_users | awk '{print $1}')
-  if grep -qx "$THROUGHPUT_RABBIT_USER" <<<"$users"; then
-    rabbitmqctl -q change_password "$THROUGHPUT_RABBIT_USER" "$THROUGHPUT_RABBIT_PASSWORD"
-  else
-    rabbitmqctl -q add_user "$THROUGHPUT_RABBIT_USER" "$THROUGHPUT_RABBIT_PASSWORD"
-  fi
-  rabbitmqctl -q set_user_tags "$THROUGHPUT_RABBIT_USER" management
-  rabbitmqctl -q set_permissions -p "$THROUGHPUT_RABBIT_VHOST" "$THROUGHPUT_RABBIT_USER" ".*" ".*" ".*"
+  # Three identities, none a serving node's: the platform's hosts (messaging), the platform's provisioning of node users
+  # (management API only, no vhost access), the operator's read-only management login. Nodes get users of their own.
+  rabbit_user "$THROUGHPUT_RABBIT_USER" "$THROUGHPUT_RABBIT_PASSWORD" "" ".*" ".*" ".*"
+  rabbit_user "$THROUGHPUT_RABBIT_ADMIN_USER" "$THROUGHPUT_RABBIT_ADMIN_PASSWORD" administrator
+  rabbit_user "$THROUGHPUT_RABBIT_OPERATOR_USER" "$THROUGHPUT_RABBIT_OPERATOR_PASSWORD" monitoring
+  for _ in $(seq 1 60); do curl -fs -o /dev/null -u "$THROUGHPUT_RABBIT_ADMIN_USER:$THROUGHPUT_RABBIT_ADMIN_PASSWORD" "${THROUGHPUT_RABBIT_MANAGEMENT%%,*}/api/overview" && break; sleep 0.5; done
   log "RabbitMQ ready on $THROUGHPUT_RABBIT_HOST:$THROUGHPUT_RABBIT_PORT, vhost $THROUGHPUT_RABBIT_VHOST"
 }
 

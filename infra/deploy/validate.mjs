@@ -13,7 +13,7 @@ import { parseAllDocuments, parse } from 'yaml';
 const here = dirname(fileURLToPath(import.meta.url));
 const roles = new Set(['Api', 'Metering', 'Daemon']);
 // Created out of band (from a vault); the manifests may reference only these keys.
-const externalSecrets = { 'throughput-secrets': new Set(['pg-password', 'rabbitmq-password', 'rabbitmq-erlang-cookie', 'bootstrap-operator-key']) };
+const externalSecrets = { 'throughput-secrets': new Set(['pg-password', 'rabbitmq-password', 'rabbitmq-admin-password', 'rabbitmq-operator-password', 'rabbitmq-erlang-cookie', 'bootstrap-operator-key']) };
 const podIndex = "metadata.labels['apps.kubernetes.io/pod-index']";
 const amqpPort = 5672;
 
@@ -21,6 +21,7 @@ const groups = {
   'v1': 'kubernetes-models/v1',
   'apps/v1': 'kubernetes-models/apps/v1',
   'policy/v1': 'kubernetes-models/policy/v1',
+  'batch/v1': 'kubernetes-models/batch/v1',
   'autoscaling/v2': 'kubernetes-models/autoscaling/v2',
   'rbac.authorization.k8s.io/v1': 'kubernetes-models/rbac.authorization.k8s.io/v1',
 };

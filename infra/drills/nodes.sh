@@ -26,17 +26,19 @@ node_env() {
   local dir="$base/rabbit/$name"
   mkdir -p "$dir"
   chown -R rabbitmq:rabbitmq "$base/rabbit"
-  [ -f "$dir/enabled_plugins" ] || { echo '[rabbitmq_consistent_hash_exchange].' > "$dir/enabled_plugins"; chown rabbitmq:rabbitmq "$dir/enabled_plugins"; }
+  echo '[rabbitmq_consistent_hash_exchange,rabbitmq_management].' > "$dir/enabled_plugins"; chown rabbitmq:rabbitmq "$dir/enabled_plugins"
   export RABBITMQ_NODENAME="$name@$host"
   export RABBITMQ_MNESIA_BASE="$dir/mnesia" RABBITMQ_LOG_BASE="$dir/log" RABBITMQ_PID_FILE="$dir/pid"
   export RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins" RABBITMQ_CONFIG_FILE="$dir/rabbitmq"
   if [ -n "$port" ]; then
     export RABBITMQ_NODE_PORT=$port RABBITMQ_DIST_PORT=$((port + 20000))
     echo "$port" > "$dir/port"
-    # No management listener: the drills talk AMQP and rabbitmqctl only.
+    # The management API on AMQP port + 10000: the platform provisions serving nodes' broker users through it.
     cat > "$dir/rabbitmq.conf" <<CONF
 listeners.tcp.1 = 127.0.0.1:$port
 loopback_users = none
+management.tcp.ip = 127.0.0.1
+management.tcp.port = $((port + 10000))
 CONF
     chown rabbitmq:rabbitmq "$dir/rabbitmq.conf" "$dir/port"
   fi
@@ -60,11 +62,13 @@ rabbit_start() {
   # call takes seconds, and a drill restarts the node under load). rabbit-wipe removes the mark with the data.
   [ -f "$base/rabbit/$name/configured" ] && return
   ctl "$name" -q list_vhosts | grep -qx "$THROUGHPUT_RABBIT_VHOST" || ctl "$name" -q add_vhost "$THROUGHPUT_RABBIT_VHOST"
-  if ctl "$name" -q list_users | awk '{print $1}' | grep -qx "$THROUGHPUT_RABBIT_USER"; then :; else
-    ctl "$name" -q add_user "$THROUGHPUT_RABBIT_USER" "$THROUGHPUT_RABBIT_PASSWORD"
-    ctl "$name" -q set_user_tags "$THROUGHPUT_RABBIT_USER" management
-  fi
+  local users
+  users=$(ctl "$name" -q list_users | awk '{print $1}')
+  grep -qx "$THROUGHPUT_RABBIT_USER" <<<"$users" || ctl "$name" -q add_user "$THROUGHPUT_RABBIT_USER" "$THROUGHPUT_RABBIT_PASSWORD"
   ctl "$name" -q set_permissions -p "$THROUGHPUT_RABBIT_VHOST" "$THROUGHPUT_RABBIT_USER" ".*" ".*" ".*"
+  # The platform's provisioning identity: management API only, no access to the vhost's messages.
+  grep -qx "$THROUGHPUT_RABBIT_ADMIN_USER" <<<"$users" || ctl "$name" -q add_user "$THROUGHPUT_RABBIT_ADMIN_USER" "$THROUGHPUT_RABBIT_ADMIN_PASSWORD"
+  ctl "$name" -q set_user_tags "$THROUGHPUT_RABBIT_ADMIN_USER" administrator
   touch "$base/rabbit/$name/configured"
 }
 

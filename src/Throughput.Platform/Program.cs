@@ -37,7 +37,12 @@ if (roles.Metering)
     builder.Services.AddHostedService<LedgerPruning>();
 }
 builder.Services.AddSingleton<AdmissionTable>();
-if (roles.Api) builder.Services.AddHostedService(sp => sp.GetRequiredService<AdmissionTable>());
+builder.Services.AddSingleton<BrokerAccounts>();
+if (roles.Api)
+{
+    builder.Services.AddHostedService(sp => sp.GetRequiredService<AdmissionTable>());
+    builder.Services.AddHostedService<BrokerAccountsReconciler>();
+}
 
 var app = builder.Build();
 HostClock.WarnIfShifted(app);

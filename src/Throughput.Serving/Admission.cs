@@ -78,4 +78,10 @@ public enum LimitUpdate
 
     /// <summary>Not newer than what the cache holds: ignored.</summary>
     Stale,
+
+    /// <summary>
+    /// A pull answered an older version than the cache held, and still did on the pull after: the platform does not stand
+    /// behind the newer one (a forged or corrupted push, a store restored from backup), so the pulled limit replaced it.
+    /// </summary>
+    Overruled,
 }

@@ -66,6 +66,18 @@ internal sealed class AdmissionBucket
         }
     }
 
+    /// <summary>Takes the limit whatever its version: the platform's answer to a pull replaces one it does not stand behind.</summary>
+    public void Overrule(AdmissionLimitChanged limit)
+    {
+        lock (_gate)
+        {
+            var now = _clock.GetTimestamp();
+            LapseIfDue(now);
+            Refill(now);
+            Follow(limit, now);
+        }
+    }
+
     public Admission TryAdmit(long promptTokens, long cachedTokens, long maxOutputTokens)
     {
         lock (_gate)

@@ -76,6 +76,14 @@ public sealed class AdmissionCache
         return update;
     }
 
+    /// <summary>Replaces a deployment's limit whatever the versions: for what the platform answered to a pull (see <see cref="LimitUpdate.Overruled"/>).</summary>
+    internal void Overrule(AdmissionLimitChanged limit)
+    {
+        if (_buckets.TryGetValue(limit.DeploymentId, out var bucket)) bucket.Overrule(limit);
+        else _buckets.TryAdd(limit.DeploymentId, new AdmissionBucket(limit, _options.Clock, _options.BurstShare, _options.ThrottleLapse));
+        _options.LimitApplied?.Invoke(limit, LimitUpdate.Overruled);
+    }
+
     /// <summary>
     /// Decides on a request now. Its cost is estimated as (prompt − cached × cached deduction) + output weight × max output
     /// tokens. Open: admitted if the bucket holds the estimate, else refused with the time until it will (or spilled, when the

@@ -34,6 +34,9 @@ public sealed class AdmissionFeed : IAsyncDisposable
     readonly SemaphoreSlim _linkGate = new(1, 1);
     readonly List<Task> _loops = [];
 
+    // Deployments whose cached limit was newer than a pull's answer, and when that was first seen.
+    readonly System.Collections.Concurrent.ConcurrentDictionary<string, long> _ahead = new(StringComparer.Ordinal);
+
     IConnection? _connection;
     TaskCompletionSource _linkLost = new(TaskCreationOptions.RunContinuationsAsynchronously);
     volatile bool _resyncRequested;
@@ -45,6 +48,7 @@ public sealed class AdmissionFeed : IAsyncDisposable
     long _pushesApplied;
     long _pushesIgnored;
     long _pushesMalformed;
+    long _overruled;
 
     AdmissionFeed(AdmissionCache cache, HttpClient platform, AdmissionFeedOptions options)
     {
@@ -110,6 +114,9 @@ public sealed class AdmissionFeed : IAsyncDisposable
 
     public long PushesMalformed => Interlocked.Read(ref _pushesMalformed);
 
+    /// <summary>Cached limits a pull replaced because the platform did not stand behind their newer version.</summary>
+    public long Overruled => Interlocked.Read(ref _overruled);
+
     /// <summary>Pulls every limit in scope now and applies it; false (and reported) when the platform did not answer.</summary>
     public Task<bool> ResyncAsync(CancellationToken cancellationToken = default) => TryResyncAsync(cancellationToken);
 
@@ -164,10 +171,34 @@ public sealed class AdmissionFeed : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// A pull is authoritative. Its answer may trail a push by a moment (the platform reads a projection), so a cached
+    /// limit newer than the pulled one is kept once, and a follow-up pull is asked for; newer still on a pull at least
+    /// <see cref="FollowUpPull"/> later, the platform does not stand behind it, and the pulled limit replaces it.
+    /// </summary>
     void ApplyPulled(AdmissionLimitChanged[] limits)
     {
         Interlocked.Increment(ref _pulls);
-        foreach (var limit in limits) _cache.Apply(limit);
+        var now = DateTime.UtcNow.Ticks;
+        foreach (var limit in limits)
+        {
+            if (_cache.Apply(limit) != LimitUpdate.Stale || _cache.Limit(limit.DeploymentId) is not { } held || held.Version <= limit.Version)
+            {
+                _ahead.TryRemove(limit.DeploymentId, out _);
+                continue;
+            }
+            var since = _ahead.GetOrAdd(limit.DeploymentId, now);
+            if (now - since >= FollowUpPull.Ticks)
+            {
+                _cache.Overrule(limit);
+                _ahead.TryRemove(limit.DeploymentId, out _);
+                Interlocked.Increment(ref _overruled);
+            }
+            else
+            {
+                Interlocked.CompareExchange(ref _followUpAtTicks, (DateTime.UtcNow + FollowUpPull).Ticks, 0);
+            }
+        }
     }
 
     CancellationTokenSource Timeout(CancellationToken cancellationToken)

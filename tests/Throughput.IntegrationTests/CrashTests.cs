@@ -20,7 +20,7 @@ public sealed class CrashTests(PlatformFixture platform)
         await host.StartAsync();
 
         const int perDeployment = 6000;
-        await using var publisher = await MeteringPublisher.CreateAsync(new MeteringPublisherOptions(platform.Settings.RabbitUri, producer)
+        await using var publisher = await MeteringPublisher.CreateAsync(new MeteringPublisherOptions(platform.BrokerOf(producer), producer)
         {
             Exchange = exchange,
             MaxBatchRecords = 100,
@@ -78,7 +78,7 @@ public sealed class CrashTests(PlatformFixture platform)
         await using var host = new PlatformProcess(exchange, partitions: 2, roles: "Metering",
             environment: new Dictionary<string, string> { ["THROUGHPUT_PG_PORT"] = database.Port.ToString(System.Globalization.CultureInfo.InvariantCulture) });
         await host.StartAsync();
-        await using var publisher = await MeteringPublisher.CreateAsync(new MeteringPublisherOptions(platform.Settings.RabbitUri, producer)
+        await using var publisher = await MeteringPublisher.CreateAsync(new MeteringPublisherOptions(platform.BrokerOf(producer), producer)
         {
             Exchange = exchange,
             MaxBatchRecords = 50,

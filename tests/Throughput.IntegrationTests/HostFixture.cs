@@ -21,6 +21,8 @@ public abstract class HostFixture(string operatorKey, string meteringExchange, i
     public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { Converters = { new JsonStringEnumConverter() } };
 
     IConnection? _rabbit;
+    readonly System.Collections.Concurrent.ConcurrentDictionary<string, Uri> _nodeBrokers = new();
+    readonly System.Collections.Concurrent.ConcurrentDictionary<string, Task<IConnection>> _nodeConnections = new();
 
     public abstract ServiceSettings Settings { get; }
 
@@ -31,6 +33,8 @@ public abstract class HostFixture(string operatorKey, string meteringExchange, i
         builder.UseSetting("Access:BootstrapOperatorKey", operatorKey);
         builder.UseSetting("Metering:Exchange", MeteringExchange);
         builder.UseSetting("Metering:QueuePrefix", MeteringExchange + ".p");
+        // The crash tests' metering-only hosts consume exchanges of their own, which the fixture's nodes publish to.
+        builder.UseSetting("Metering:NodeExchanges", @"tests\.(kill|outage)\..*");
         builder.UseSetting("Metering:Partitions", partitions.ToString(System.Globalization.CultureInfo.InvariantCulture));
     }
 
@@ -80,21 +84,43 @@ public abstract class HostFixture(string operatorKey, string meteringExchange, i
         return region;
     }
 
-    /// <summary>Registers a serving node that may serve the given regions (none: all).</summary>
+    /// <summary>Registers a serving node that may serve the given regions (none: all) and issues its own broker credentials.</summary>
     public async Task<string> NewServingNodeAsync(params string[] regions)
     {
         var producerId = "node-" + Guid.NewGuid().ToString("N")[..10];
-        (await Operator().PutAsJsonAsync($"/v1/operator/serving-nodes/{producerId}", new { regions, tenants = Array.Empty<string>(), brokerUser = Settings.RabbitUser })).EnsureSuccessStatusCode();
+        var op = Operator();
+        (await op.PutAsJsonAsync($"/v1/operator/serving-nodes/{producerId}", new { regions, tenants = Array.Empty<string>() })).EnsureSuccessStatusCode();
+        var credentials = await (await op.PostAsync($"/v1/operator/serving-nodes/{producerId}/credentials", null)).EnsureSuccessStatusCode()
+            .Content.ReadFromJsonAsync<JsonElement>();
+        _nodeBrokers[producerId] = NodeUri(credentials.GetProperty("brokerUser").GetString()!, credentials.GetProperty("brokerPassword").GetString()!);
         return producerId;
     }
 
-    /// <summary>Publishes raw JSON as a serving node written in any language would, with publisher confirms.</summary>
-    public Task PublishRawAsync(string routingKey, ReadOnlyMemory<byte> body) => PublishRawAsync(routingKey, body, Settings.RabbitUser);
+    /// <summary>The AMQP address of the platform's broker with these credentials.</summary>
+    public Uri NodeUri(string user, string password) => (Settings with { RabbitUser = user, RabbitPassword = password }).RabbitUri;
 
-    /// <summary>The same with the AMQP user id of one's choosing (null: none), which the broker checks against this connection's user.</summary>
-    public async Task PublishRawAsync(string routingKey, ReadOnlyMemory<byte> body, string? userId)
+    /// <summary>The AMQP address a node registered by <see cref="NewServingNodeAsync"/> connects with: its own broker user.</summary>
+    public Uri BrokerOf(string producerId) => _nodeBrokers[producerId];
+
+    /// <summary>Publishes raw JSON over the platform's own connection, with its user id: a message no serving node sent.</summary>
+    public Task PublishRawAsync(string routingKey, ReadOnlyMemory<byte> body) => PublishAsync(_rabbit!, routingKey, body, Settings.RabbitUser);
+
+    /// <summary>Publishes raw JSON as the node would, over its own connection, with the AMQP user id of one's choosing (null: none).</summary>
+    public async Task PublishRawAsNodeAsync(string producerId, string routingKey, ReadOnlyMemory<byte> body, string? userId = "")
     {
-        await using var channel = await _rabbit!.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true));
+        var connection = await _nodeConnections.GetOrAdd(producerId, id => new ConnectionFactory { Uri = BrokerOf(id) }.CreateConnectionAsync($"throughput-tests:{id}"));
+        await PublishAsync(connection, routingKey, body, userId == "" ? BrokerUserOf(producerId) : userId);
+    }
+
+    /// <summary>A new connection with the node's own broker user, as the node (or whoever stole its credentials) would open.</summary>
+    public Task<IConnection> ConnectAsNodeAsync(string producerId) =>
+        new ConnectionFactory { Uri = BrokerOf(producerId), AutomaticRecoveryEnabled = false }.CreateConnectionAsync($"throughput-tests:{producerId}:attacker");
+
+    public string BrokerUserOf(string producerId) => Uri.UnescapeDataString(BrokerOf(producerId).UserInfo.Split(':')[0]);
+
+    async Task PublishAsync(IConnection connection, string routingKey, ReadOnlyMemory<byte> body, string? userId)
+    {
+        await using var channel = await connection.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true));
         var properties = new BasicProperties
         {
             ContentType = MeteringTopology.ContentType,
@@ -105,12 +131,22 @@ public abstract class HostFixture(string operatorKey, string meteringExchange, i
         await channel.BasicPublishAsync(MeteringExchange, routingKey, mandatory: true, properties, body);
     }
 
-    public Task PublishAsync(MeteringBatch batch) =>
-        PublishRawAsync(batch.Records[0].DeploymentId, JsonSerializer.SerializeToUtf8Bytes(batch, Json));
+    /// <summary>A batch published by its producer's own connection when the fixture registered it, else by the platform's.</summary>
+    public Task PublishAsync(MeteringBatch batch)
+    {
+        var body = JsonSerializer.SerializeToUtf8Bytes(batch, Json);
+        return _nodeBrokers.ContainsKey(batch.ProducerId)
+            ? PublishRawAsNodeAsync(batch.ProducerId, batch.Records[0].DeploymentId, body)
+            : PublishRawAsync(batch.Records[0].DeploymentId, body);
+    }
 
     public new async Task DisposeAsync()
     {
         await base.DisposeAsync();
+        foreach (var connection in _nodeConnections.Values)
+        {
+            if (connection.IsCompletedSuccessfully) await connection.Result.DisposeAsync();
+        }
         if (_rabbit is null) return;
         await Tests.DeleteMeteringTopologyAsync(_rabbit, MeteringExchange, partitions);
         await _rabbit.DisposeAsync();

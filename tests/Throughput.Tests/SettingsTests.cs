@@ -16,6 +16,7 @@ public sealed partial class SettingsTests
         {
             "THROUGHPUT_PG_HOST", "THROUGHPUT_PG_PORT", "THROUGHPUT_PG_DATABASE", "THROUGHPUT_PG_USER", "THROUGHPUT_PG_PASSWORD", "THROUGHPUT_PG_SCHEMA",
             "THROUGHPUT_RABBIT_HOST", "THROUGHPUT_RABBIT_PORT", "THROUGHPUT_RABBIT_VHOST", "THROUGHPUT_RABBIT_USER", "THROUGHPUT_RABBIT_PASSWORD", "THROUGHPUT_RABBIT_NODES",
+            "THROUGHPUT_RABBIT_MANAGEMENT", "THROUGHPUT_RABBIT_ADMIN_USER", "THROUGHPUT_RABBIT_ADMIN_PASSWORD",
         };
         var saved = names.ToDictionary(n => n, Environment.GetEnvironmentVariable);
         try
@@ -26,7 +27,13 @@ public sealed partial class SettingsTests
                 defaults["THROUGHPUT_PG_HOST"], int.Parse(defaults["THROUGHPUT_PG_PORT"]), defaults["THROUGHPUT_PG_DATABASE"],
                 defaults["THROUGHPUT_PG_USER"], defaults["THROUGHPUT_PG_PASSWORD"], defaults["THROUGHPUT_PG_SCHEMA"],
                 defaults["THROUGHPUT_RABBIT_HOST"], int.Parse(defaults["THROUGHPUT_RABBIT_PORT"]), defaults["THROUGHPUT_RABBIT_VHOST"],
-                defaults["THROUGHPUT_RABBIT_USER"], defaults["THROUGHPUT_RABBIT_PASSWORD"]) { RabbitNodes = defaults["THROUGHPUT_RABBIT_NODES"] };
+                defaults["THROUGHPUT_RABBIT_USER"], defaults["THROUGHPUT_RABBIT_PASSWORD"]) 
+            {
+                RabbitNodes = defaults["THROUGHPUT_RABBIT_NODES"],
+                RabbitManagement = defaults["THROUGHPUT_RABBIT_MANAGEMENT"],
+                RabbitAdminUser = defaults["THROUGHPUT_RABBIT_ADMIN_USER"],
+                RabbitAdminPassword = defaults["THROUGHPUT_RABBIT_ADMIN_PASSWORD"],
+            };
             Assert.Equal(expected, s);
         }
         finally

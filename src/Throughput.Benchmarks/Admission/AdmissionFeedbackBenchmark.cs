@@ -177,7 +177,7 @@ public sealed class AdmissionFeedbackBenchmark : IBenchmark
 
         public static async Task<ServingNode> StartAsync(PlatformHost host, AdmissionFleet fleet, BenchTopology topology, CancellationToken ct)
         {
-            var broker = BrokerSettings.FromEnvironment().Uri;
+            var broker = fleet.Credentials!.On(BrokerSettings.FromEnvironment()).Uri;
             var platform = new HttpClient { BaseAddress = host.BaseAddress, DefaultRequestHeaders = { Authorization = new AuthenticationHeaderValue("Bearer", fleet.ServingNodeKey) } };
             var node = new ServingNode(platform, fleet.Producer!);
             await ListedAsync(platform, fleet, ct);

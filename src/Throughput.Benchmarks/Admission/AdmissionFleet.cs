@@ -6,7 +6,8 @@ namespace Throughput.Benchmarks.Admission;
 /// What the admission benchmarks ask about: one tenant, a pool in a region of the run's own (so a feed bound to it hears
 /// only this run's pushes), its deployments, a ServingNode key, and optionally a registered serving node that may meter them.
 /// </summary>
-public sealed record AdmissionFleet(string TenantId, string Region, string Model, IReadOnlyList<string> Deployments, string ServingNodeKey, string? Producer)
+public sealed record AdmissionFleet(string TenantId, string Region, string Model, IReadOnlyList<string> Deployments, string ServingNodeKey, string? Producer,
+    Metering.NodeCredentials? Credentials = null)
 {
     public static async Task<AdmissionFleet> SetUpAsync(PlatformApi operatorApi, string runId, string model, int deployments, decimal ptu, bool registerProducer, CancellationToken ct)
     {
@@ -26,11 +27,12 @@ public sealed record AdmissionFleet(string TenantId, string Region, string Model
 
         var servingKey = await operatorApi.PostAsync("/v1/operator/keys", new { role = "ServingNode", name = $"bench-{runId}" }, ct);
         string? producer = null;
+        Metering.NodeCredentials? credentials = null;
         if (registerProducer)
         {
             producer = $"bench-{runId}-node";
-            await operatorApi.PutAsync($"/v1/operator/serving-nodes/{producer}", new { regions = new[] { region }, tenants = new[] { tenantId }, brokerUser = Serving.BrokerSettings.FromEnvironment().User }, ct);
+            credentials = await Metering.NodeCredentials.RegisterAsync(operatorApi, producer, region, tenantId, ct);
         }
-        return new AdmissionFleet(tenantId, region, model, ids, servingKey.GetProperty("apiKey").GetString()!, producer);
+        return new AdmissionFleet(tenantId, region, model, ids, servingKey.GetProperty("apiKey").GetString()!, producer, credentials);
     }
 }

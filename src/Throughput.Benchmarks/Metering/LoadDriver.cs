@@ -105,7 +105,7 @@ public sealed class LoadDriver : IAsyncDisposable
         var failures = new StrongBox<long>();
         foreach (var producer in fleet.Producers)
         {
-            publishers.Add(await MeteringPublisher.CreateAsync(new MeteringPublisherOptions(broker.Uri, producer)
+            publishers.Add(await MeteringPublisher.CreateAsync(new MeteringPublisherOptions(fleet.Credentials[producer].On(broker).Uri, producer)
             {
                 BrokerNodes = broker.Endpoints,
                 Exchange = exchange,

@@ -4,7 +4,8 @@ namespace Throughput.Benchmarks.Metering;
 /// What the metering benchmark meters into: one tenant, a pool of its own region, deployments so large that nothing
 /// throttles (throttling would be a different benchmark), and registered serving nodes as producers.
 /// </summary>
-public sealed record MeteringFleet(string TenantId, string TenantKey, string Region, IReadOnlyList<string> Deployments, IReadOnlyList<string> Producers)
+public sealed record MeteringFleet(string TenantId, string TenantKey, string Region, IReadOnlyList<string> Deployments, IReadOnlyList<string> Producers,
+    IReadOnlyDictionary<string, NodeCredentials> Credentials)
 {
     /// <summary>A cheap model: its high tokens-per-minute per PTU keeps the leaky bucket far from full.</summary>
     public const string Model = "gpt-4o-mini";
@@ -30,8 +31,21 @@ public sealed record MeteringFleet(string TenantId, string TenantKey, string Reg
         }
 
         var nodes = Enumerable.Range(0, producers).Select(i => $"bench-{runId}-node{i}").ToList();
-        foreach (var node in nodes)
-            await operatorApi.PutAsync($"/v1/operator/serving-nodes/{node}", new { regions = new[] { region }, tenants = new[] { tenantId }, brokerUser = Serving.BrokerSettings.FromEnvironment().User }, ct);
-        return new MeteringFleet(tenantId, tenantKey, region, ids, nodes);
+        var credentials = new Dictionary<string, NodeCredentials>();
+        foreach (var node in nodes) credentials[node] = await NodeCredentials.RegisterAsync(operatorApi, node, region, tenantId, ct);
+        return new MeteringFleet(tenantId, tenantKey, region, ids, nodes, credentials);
     }
+}
+
+/// <summary>A registered serving node's own broker user, as the platform issued it.</summary>
+public sealed record NodeCredentials(string User, string Password)
+{
+    public static async Task<NodeCredentials> RegisterAsync(Harness.PlatformApi operatorApi, string producerId, string region, string tenantId, CancellationToken ct)
+    {
+        await operatorApi.PutAsync($"/v1/operator/serving-nodes/{producerId}", new { regions = new[] { region }, tenants = new[] { tenantId } }, ct);
+        var issued = await operatorApi.PostAsync($"/v1/operator/serving-nodes/{producerId}/credentials", null, ct);
+        return new NodeCredentials(issued.GetProperty("brokerUser").GetString()!, issued.GetProperty("brokerPassword").GetString()!);
+    }
+
+    public Serving.BrokerSettings On(Serving.BrokerSettings broker) => broker with { User = User, Password = Password };
 }

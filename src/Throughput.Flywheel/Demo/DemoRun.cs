@@ -31,7 +31,8 @@ public static class DemoRun
         output.WriteLine($"flywheel: {options.Fleet.Nodes} GPU nodes × {options.Fleet.TokenBudget:N0} tokens per {options.Fleet.IterationTime.TotalMilliseconds:0} ms iteration " +
                          $"= {options.Fleet.TokensPerMinute / 1e6:0.#}M tokens/min; {scenario.Model} in {scenario.Region}; run {run}");
         await PlatformSetup.EnsurePoolAsync(op, scenario.Model, scenario.Region, scenario.PtuNeeded, ct);
-        var servingKey = await PlatformSetup.RegisterServingNodeAsync(op, producerId, scenario.Region, ct);
+        var node = await PlatformSetup.RegisterServingNodeAsync(op, producerId, scenario.Region, ct);
+        broker = node.Broker(broker);
         var customers = new List<Provisioned>();
         foreach (var customer in scenario.Customers) customers.Add(await PlatformSetup.ProvisionAsync(op, clientFor, customer, scenario, run, ct));
 
@@ -45,7 +46,7 @@ public static class DemoRun
             },
         });
         var feedFailures = 0;
-        await using var feed = await AdmissionFeed.StartAsync(cache, clientFor(servingKey),
+        await using var feed = await AdmissionFeed.StartAsync(cache, clientFor(node.ApiKey),
             new AdmissionFeedOptions(broker) { Region = scenario.Region, Model = scenario.Model, Failed = _ => Interlocked.Increment(ref feedFailures) }, ct);
         var limits = await KnownLimitsAsync(feed, customers, ct);
         await using var publisher = await MeteringPublisher.CreateAsync(new MeteringPublisherOptions(broker, producerId) { Exchange = options.MeteringExchange }, ct);

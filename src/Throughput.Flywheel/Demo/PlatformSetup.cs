@@ -26,12 +26,13 @@ public static class PlatformSetup
         await Ok(op.PutAsJsonAsync($"/v1/operator/pools/{model}/{region}", new { capacityPtu = sold + needed }, ct));
     }
 
-    /// <summary>Registers the serving node's producer id for the region and issues it a ServingNode key.</summary>
-    public static async Task<string> RegisterServingNodeAsync(HttpClient op, string producerId, string region, CancellationToken ct)
+    /// <summary>Registers the serving node's producer id for the region and issues it its own broker credentials and a ServingNode key.</summary>
+    public static async Task<ServingNodeAccess> RegisterServingNodeAsync(HttpClient op, string producerId, string region, CancellationToken ct)
     {
-        await Ok(op.PutAsJsonAsync($"/v1/operator/serving-nodes/{producerId}", new { regions = new[] { region }, tenants = Array.Empty<string>(), brokerUser = BrokerSettings.FromEnvironment().User }, ct));
+        await Ok(op.PutAsJsonAsync($"/v1/operator/serving-nodes/{producerId}", new { regions = new[] { region }, tenants = Array.Empty<string>() }, ct));
+        var credentials = await Ok(op.PostAsync(new Uri($"/v1/operator/serving-nodes/{producerId}/credentials", UriKind.Relative), null, ct));
         var issued = await Ok(op.PostAsJsonAsync("/v1/operator/keys", new { role = "ServingNode", name = producerId }, ct));
-        return issued.GetProperty("apiKey").GetString()!;
+        return new ServingNodeAccess(issued.GetProperty("apiKey").GetString()!, credentials.GetProperty("brokerUser").GetString()!, credentials.GetProperty("brokerPassword").GetString()!);
     }
 
     /// <summary>A tenant for the customer, its key, and the deployment it buys with that key.</summary>
@@ -96,4 +97,12 @@ public static class PlatformSetup
         var body = await response.Content.ReadAsStringAsync();
         throw new HttpRequestException($"{response.RequestMessage?.Method} {response.RequestMessage?.RequestUri} answered {(int)response.StatusCode}: {body}", null, response.StatusCode);
     }
+}
+
+/// <summary>What a registered serving node holds: its API key and its own broker user.</summary>
+public sealed record ServingNodeAccess(string ApiKey, string BrokerUser, string BrokerPassword)
+{
+    /// <summary>The platform's broker address (host, port, vhost) with this node's credentials instead of any in it.</summary>
+    public Uri Broker(Uri platformBroker) =>
+        new UriBuilder(platformBroker) { UserName = Uri.EscapeDataString(BrokerUser), Password = Uri.EscapeDataString(BrokerPassword) }.Uri;
 }

@@ -59,8 +59,8 @@ public static class EventStore
 
         opts.Events.StreamIdentity = StreamIdentity.AsString;
         opts.Events.AppendMode = EventAppendMode.Quick;
-        // DistributedLock.Postgres 1.3.1 (standing in for the missing patched 1.3.3) fails HotCold leadership
-        // on Npgsql multiplexing data sources; a transaction-scoped advisory lock avoids that code path.
+        // Still needed with the real Patched.DistributedLock.Postgres 1.3.3: without it no host took the HotCold daemon's
+        // leadership on our multiplexing data source, and the async read models never filled.
         opts.Events.UseAdvisoryLockTransaction = true;
         // A rolled-back append leaves a sequence gap; on a busy shared database the transaction-evidence check held one
         // for over 20 minutes and every async projection stalled. None of our appends stays open anywhere near this long.
@@ -159,6 +159,8 @@ public static class EventStore
         events.MapEventType<DeploymentThrottled>("deployment_throttled");
         events.MapEventType<ThrottleLifted>("deployment_throttle_lifted");
         events.MapEventType<ServingNodeRegistered>("serving_node_registered");
+        events.MapEventType<ServingNodeCredentialsIssued>("serving_node_credentials_issued");
+        events.MapEventType<ServingNodeRevoked>("serving_node_revoked");
         events.MapEventType<ReservationPurchased>("reservation_purchased");
         events.MapEventType<ReservationCancelled>("reservation_cancelled");
         events.MapEventType<InvoiceRegisterOpened>("invoice_register_opened");

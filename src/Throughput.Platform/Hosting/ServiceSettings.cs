@@ -24,6 +24,9 @@ public sealed record ServiceSettings(
         Env("THROUGHPUT_RABBIT_PASSWORD", "throughput"))
     {
         RabbitNodes = Env("THROUGHPUT_RABBIT_NODES", ""),
+        RabbitManagement = Env("THROUGHPUT_RABBIT_MANAGEMENT", "http://127.0.0.1:15672"),
+        RabbitAdminUser = Env("THROUGHPUT_RABBIT_ADMIN_USER", "throughput-admin"),
+        RabbitAdminPassword = Env("THROUGHPUT_RABBIT_ADMIN_PASSWORD", "throughput-admin"),
     };
 
     /// <summary>
@@ -37,6 +40,20 @@ public sealed record ServiceSettings(
     /// reconnects to a surviving node when one dies; empty: RabbitHost and RabbitPort alone.
     /// </summary>
     public string RabbitNodes { get; init; } = "";
+
+    /// <summary>
+    /// The RabbitMQ management API of every node, comma-separated (THROUGHPUT_RABBIT_MANAGEMENT): where the platform creates,
+    /// changes and deletes serving nodes' broker users. Users are cluster-wide, so any node that answers will do.
+    /// </summary>
+    public string RabbitManagement { get; init; } = "";
+
+    /// <summary>The broker administrator the platform provisions serving nodes' users as; it has no access to any vhost's messages.</summary>
+    public string RabbitAdminUser { get; init; } = "";
+
+    public string RabbitAdminPassword { get; init; } = "";
+
+    public IReadOnlyList<Uri> RabbitManagementEndpoints =>
+        [.. RabbitManagement.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(u => new Uri(u.EndsWith('/') ? u : u + "/"))];
 
     /// <summary>Where AMQP connections may go: the cluster's nodes, or the one configured host.</summary>
     public IReadOnlyList<AmqpTcpEndpoint> RabbitEndpoints =>

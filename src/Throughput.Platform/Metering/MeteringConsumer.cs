@@ -51,6 +51,8 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, M
         {
             if (!nodes.TryGetValue(ServingNode.StreamId(frame.ProducerId), out var node))
                 pieces.Add(new Piece(frame, WholeMessage, [], Quarantine.Message(QuarantineReason.UnknownProducer, $"producer '{frame.ProducerId}' is not a registered serving node", frame, null, now)));
+            else if (node.Revoked)
+                pieces.Add(new Piece(frame, WholeMessage, [], Quarantine.Message(QuarantineReason.RevokedProducer, $"serving node '{frame.ProducerId}' was revoked", frame, null, now)));
             else if (!node.SentBy(sentBy))
                 pieces.Add(new Piece(frame, WholeMessage, [], Quarantine.Message(QuarantineReason.UnauthenticatedProducer,
                     $"producer '{frame.ProducerId}' publishes as broker user '{node.BrokerUser}'; this message {(sentBy is null ? "carried no user id" : $"came from broker user '{sentBy}'")}", frame, null, now)));

@@ -13,6 +13,7 @@ public enum QuarantineReason
     NotServedByProducer,
     TimestampInFuture,
     UnauthenticatedProducer,
+    RevokedProducer,
 }
 
 /// <summary>Metering input that was refused, with the reason. Never billed; kept for the producer's owner to see and fix.</summary>

@@ -12,14 +12,27 @@ namespace Throughput.Metering;
 /// </summary>
 public sealed record ServingNodeRegistered(string ProducerId, IReadOnlyList<string> Regions, IReadOnlyList<string> Tenants, DateTimeOffset RegisteredAt, string? BrokerUser = null);
 
+/// <summary>The node was given a (new) broker password; only its hash, in the broker's own format, is kept.</summary>
+public sealed record ServingNodeCredentialsIssued(string ProducerId, string BrokerUser, string PasswordHash, DateTimeOffset IssuedAt);
+
+/// <summary>The node may no longer publish or read anything; its producer id is never used again.</summary>
+public sealed record ServingNodeRevoked(string ProducerId, DateTimeOffset RevokedAt);
+
 /// <summary>A serving node's scope (empty lists mean every region / every tenant) and the broker user its metering must come from.</summary>
-public sealed record ServingNode(string Id, IReadOnlyList<string> Regions, IReadOnlyList<string> Tenants, long Version, string BrokerUser = "")
+public sealed record ServingNode(string Id, IReadOnlyList<string> Regions, IReadOnlyList<string> Tenants, long Version, string BrokerUser = "",
+    string? PasswordHash = null, bool Revoked = false)
 {
     public static string StreamId(string producerId) => "node:" + producerId;
+
+    public string ProducerId => Id["node:".Length..];
 
     public static ServingNode Create(ServingNodeRegistered e) => new(StreamId(e.ProducerId), e.Regions, e.Tenants, 0, e.BrokerUser ?? e.ProducerId);
 
     public ServingNode Apply(ServingNodeRegistered e) => this with { Regions = e.Regions, Tenants = e.Tenants, BrokerUser = e.BrokerUser ?? e.ProducerId };
+
+    public ServingNode Apply(ServingNodeCredentialsIssued e) => this with { BrokerUser = e.BrokerUser, PasswordHash = e.PasswordHash };
+
+    public ServingNode Apply(ServingNodeRevoked e) => this with { Revoked = true, PasswordHash = null };
 
     /// <summary>
     /// RabbitMQ refuses a message whose user-id property is not the publishing connection's user, so a matching user id
@@ -31,10 +44,19 @@ public sealed record ServingNode(string Id, IReadOnlyList<string> Regions, IRead
         (Regions.Count == 0 || Regions.Contains(d.Region)) && (Tenants.Count == 0 || Tenants.Contains(d.TenantId));
 }
 
-/// <summary>Scope lists default to everything; the broker user defaults to the producer id (one broker account per node).</summary>
-public sealed record RegisterServingNode(IReadOnlyList<string>? Regions, IReadOnlyList<string>? Tenants, string? BrokerUser = null);
+/// <summary>Scope lists default to everything.</summary>
+public sealed record RegisterServingNode(IReadOnlyList<string>? Regions, IReadOnlyList<string>? Tenants);
 
-public static class ServingNodes
+/// <summary>What a node needs to connect, shown once: its broker user and password on the platform's vhost.</summary>
+public sealed record ServingNodeCredentials(string ProducerId, string BrokerUser, string BrokerPassword, string VirtualHost, string MeteringExchange, string AdmissionExchange);
+
+/// <summary>A node as operators see it; the password hash stays inside.</summary>
+public sealed record ServingNodeView(string ProducerId, IReadOnlyList<string> Regions, IReadOnlyList<string> Tenants, string BrokerUser, bool HasCredentials, bool Revoked)
+{
+    public static ServingNodeView Of(ServingNode n) => new(n.ProducerId, n.Regions, n.Tenants, n.BrokerUser, n.PasswordHash is not null, n.Revoked);
+}
+
+public static partial class ServingNodes
 {
     public sealed class Validator : AbstractValidator<RegisterServingNode>
     {
@@ -44,42 +66,85 @@ public static class ServingNodes
             RuleForEach(x => x.Tenants).NotEmpty().MaximumLength(40);
             RuleFor(x => x.Regions).Must(r => r is null || r.Count <= 100);
             RuleFor(x => x.Tenants).Must(t => t is null || t.Count <= 10_000);
-            RuleFor(x => x.BrokerUser).Matches("^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$").When(x => x.BrokerUser is not null)
-                .WithMessage("1–128 letters, digits, '.', '_', '@', ':' or '-', starting with a letter or digit.");
         }
     }
 
     public static object[] Register(ServingNode? node, string producerId, RegisterServingNode command, DateTimeOffset now)
     {
+        if (node?.Revoked == true) throw RuleViolation.Conflict($"Serving node '{producerId}' was revoked; register the node under a new producer id.");
         IReadOnlyList<string> regions = [.. (command.Regions ?? []).Distinct().Order(StringComparer.Ordinal)];
         IReadOnlyList<string> tenants = [.. (command.Tenants ?? []).Distinct().Order(StringComparer.Ordinal)];
-        var brokerUser = command.BrokerUser ?? producerId;
+        var brokerUser = BrokerAccounts.UserFor(producerId);
         return node is not null && node.Regions.SequenceEqual(regions) && node.Tenants.SequenceEqual(tenants) && node.BrokerUser == brokerUser
             ? []
             : [new ServingNodeRegistered(producerId, regions, tenants, now, brokerUser)];
     }
 
+    public static object[] IssueCredentials(ServingNode? node, string producerId, string passwordHash, DateTimeOffset now) => node switch
+    {
+        null => throw RuleViolation.NotFound($"No serving node '{producerId}'; register it first."),
+        { Revoked: true } => throw RuleViolation.Conflict($"Serving node '{producerId}' was revoked."),
+        _ => [new ServingNodeCredentialsIssued(producerId, BrokerAccounts.UserFor(producerId), passwordHash, now)],
+    };
+
+    public static object[] Revoke(ServingNode? node, string producerId, DateTimeOffset now) => node switch
+    {
+        null => throw RuleViolation.NotFound($"No serving node '{producerId}'."),
+        { Revoked: true } => [],
+        _ => [new ServingNodeRevoked(producerId, now)],
+    };
+
     public static IEndpointRouteBuilder MapServingNodes(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/v1/operator/serving-nodes").RequireAuthorization(Policies.Operator).WithTags("Operator: serving nodes");
 
-        group.MapPut("/{producerId}", async (string producerId, RegisterServingNode command, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
+        group.MapPut("/{producerId}", async (string producerId, RegisterServingNode command, IDocumentSession session, BrokerAccounts broker, TimeProvider clock, CancellationToken ct) =>
             {
-                if (!System.Text.RegularExpressions.Regex.IsMatch(producerId, "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"))
+                if (!ProducerIdPattern().IsMatch(producerId))
                     return Results.ValidationProblem(new Dictionary<string, string[]> { ["producerId"] = ["1–128 letters, digits, '.', '_', ':' or '-'."] });
                 var stream = await session.Events.FetchForWriting<ServingNode>(ServingNode.StreamId(producerId), ct);
-                var events = Register(stream.Aggregate, producerId, command, clock.GetUtcNow());
-                stream.AppendMany(events);
+                stream.AppendMany(Register(stream.Aggregate, producerId, command, clock.GetUtcNow()));
                 await session.SaveChangesAsync(ct);
-                return Results.Ok(await session.LoadAsync<ServingNode>(ServingNode.StreamId(producerId), ct));
+                var node = (await session.LoadAsync<ServingNode>(ServingNode.StreamId(producerId), ct))!;
+                await broker.GrantAsync(node, ct); // a changed scope changes the node's topic permissions
+                return Results.Ok(ServingNodeView.Of(node));
             })
             .ValidateWith(new Validator())
             .WithName("RegisterServingNode")
-            .WithSummary("Let a producer id meter usage, published as the given RabbitMQ user (default: the producer id), for the regions and tenants listed (none listed: all).")
-            .Produces<ServingNode>();
+            .WithSummary("Let a producer id meter usage for the regions and tenants listed (none listed: all). Its broker user is node.{producerId}; issue its password with POST …/credentials.")
+            .Produces<ServingNodeView>().ProducesProblem(409);
 
-        group.MapGet("/", async (IQuerySession session, CancellationToken ct) => Results.Ok(await session.Query<ServingNode>().OrderBy(n => n.Id).ToListAsync(ct)))
-            .WithName("ListServingNodes").Produces<IReadOnlyList<ServingNode>>();
+        group.MapPost("/{producerId}/credentials", async (string producerId, IDocumentSession session, BrokerAccounts broker, TimeProvider clock, CancellationToken ct) =>
+            {
+                var stream = await session.Events.FetchForWriting<ServingNode>(ServingNode.StreamId(producerId), ct);
+                var (password, hash) = BrokerAccounts.NewPassword();
+                stream.AppendMany(IssueCredentials(stream.Aggregate, producerId, hash, clock.GetUtcNow()));
+                await session.SaveChangesAsync(ct);
+                await broker.GrantAsync((await session.LoadAsync<ServingNode>(ServingNode.StreamId(producerId), ct))!, ct);
+                return Results.Created($"/v1/operator/serving-nodes/{producerId}", broker.CredentialsOf(producerId, password));
+            })
+            .WithName("IssueServingNodeCredentials")
+            .WithSummary("Issue the node a new broker password (the old one stops working); shown once, stored only as a hash.")
+            .Produces<ServingNodeCredentials>(201).ProducesProblem(404).ProducesProblem(409);
+
+        group.MapDelete("/{producerId}", async (string producerId, IDocumentSession session, BrokerAccounts broker, TimeProvider clock, CancellationToken ct) =>
+            {
+                var stream = await session.Events.FetchForWriting<ServingNode>(ServingNode.StreamId(producerId), ct);
+                stream.AppendMany(Revoke(stream.Aggregate, producerId, clock.GetUtcNow()));
+                await session.SaveChangesAsync(ct);
+                await broker.RevokeAsync(stream.Aggregate!.BrokerUser, ct);
+                return Results.NoContent();
+            })
+            .WithName("RevokeServingNode")
+            .WithSummary("Revoke the node: its broker user is deleted and its connections closed at once, and whatever it still publishes is quarantined.")
+            .Produces(204).ProducesProblem(404);
+
+        group.MapGet("/", async (IQuerySession session, CancellationToken ct) =>
+                Results.Ok((await session.Query<ServingNode>().OrderBy(n => n.Id).ToListAsync(ct)).Select(ServingNodeView.Of)))
+            .WithName("ListServingNodes").Produces<IReadOnlyList<ServingNodeView>>();
         return app;
     }
+
+    [System.Text.RegularExpressions.GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
+    private static partial System.Text.RegularExpressions.Regex ProducerIdPattern();
 }

@@ -36,7 +36,8 @@ public sealed class AdmissionFeedTests(PlatformFixture platform)
         (await customer.SendAsync(request)).EnsureSuccessStatusCode();
     }
 
-    AdmissionFeedOptions Options(string region) => new(platform.Settings.RabbitUri)
+    /// <summary>A feed with a node's own broker user, registered for the region.</summary>
+    async Task<AdmissionFeedOptions> Options(string region) => new(platform.BrokerOf(await platform.NewServingNodeAsync(region)))
     {
         Region = region,
         Model = Model,
@@ -62,7 +63,7 @@ public sealed class AdmissionFeedTests(PlatformFixture platform)
         var cache = new AdmissionCache(new AdmissionCacheOptions { LimitApplied = (l, u) => applied.Enqueue((l, u)) });
 
         await PlatformLimitAsync(first, atLeast: 2);
-        await using var feed = await AdmissionFeed.StartAsync(cache, await ServingNodeAsync(), Options(region));
+        await using var feed = await AdmissionFeed.StartAsync(cache, await ServingNodeAsync(), await Options(region));
 
         Assert.NotNull(feed.LastSyncedAt);
         foreach (var id in new[] { first, second })
@@ -92,7 +93,7 @@ public sealed class AdmissionFeedTests(PlatformFixture platform)
         var deployment = await PlatformFixture.BuyAsync(customer, region, 1m, Model);
         var lose = 0L;
         var cache = new AdmissionCache();
-        await using var feed = await AdmissionFeed.StartAsync(cache, await ServingNodeAsync(), Options(region) with
+        await using var feed = await AdmissionFeed.StartAsync(cache, await ServingNodeAsync(), await Options(region) with
         {
             ResyncInterval = TimeSpan.FromSeconds(2),
             LosePush = limit => limit.DeploymentId == deployment && limit.Version <= Interlocked.Read(ref lose),
@@ -121,7 +122,7 @@ public sealed class AdmissionFeedTests(PlatformFixture platform)
         var (_, customer) = await platform.NewTenantAsync();
         var deployment = await PlatformFixture.BuyAsync(customer, region, 1m, Model);
         var cache = new AdmissionCache();
-        var options = Options(region);
+        var options = await Options(region);
         await using var feed = await AdmissionFeed.StartAsync(cache, await ServingNodeAsync(), options);
         await CachedAsync(cache, deployment, _ => true);
 
@@ -134,5 +135,26 @@ public sealed class AdmissionFeedTests(PlatformFixture platform)
 
         await ResizeAsync(customer, deployment, 6m); // and pushes flow again on the new connection
         await CachedAsync(cache, deployment, l => l.TokensPerMinute == 6 * 37_000);
+    }
+
+    [Fact]
+    public async Task A_limit_the_platform_does_not_stand_behind_is_replaced_by_the_pull_after_next()
+    {
+        var region = await platform.NewPoolAsync(Model, 100);
+        var (_, customer) = await platform.NewTenantAsync();
+        var deployment = await PlatformFixture.BuyAsync(customer, region, 1m, Model);
+        var cache = new AdmissionCache();
+        await using var feed = await AdmissionFeed.StartAsync(cache, await ServingNodeAsync(), await Options(region));
+        var genuine = await CachedAsync(cache, deployment, _ => true);
+
+        // What a forged push would have left: a huge rate at the highest version a JSON number holds exactly.
+        var forged = genuine with { TokensPerMinute = 1_000_000_000_000, BurstTokens = 1_000_000_000_000, Version = 9_007_199_254_740_991 };
+        Assert.NotEqual(LimitUpdate.Stale, cache.Apply(forged));
+        Assert.True(await feed.ResyncAsync());
+        Assert.Equal(forged.Version, cache.Limit(deployment)!.Version); // kept once: a pull may trail a genuine push
+
+        var replaced = await CachedAsync(cache, deployment, l => l.Version < forged.Version);
+        Assert.Equal(genuine.TokensPerMinute, replaced.TokensPerMinute);
+        Assert.Equal(1, feed.Overruled);
     }
 }

@@ -33,6 +33,9 @@ public sealed class DrillWorld : IDisposable
     /// <summary>Producer id → a client with the node's ServingNode key.</summary>
     public IReadOnlyDictionary<string, HttpClient> ServingNodes { get; private set; } = new Dictionary<string, HttpClient>();
 
+    /// <summary>Each serving node's own broker credentials, as registering it issued them.</summary>
+    public IReadOnlyDictionary<string, ServingNodeAccess> NodeAccess { get; private set; } = new Dictionary<string, ServingNodeAccess>();
+
     public SpilloverPrices Prices { get; private set; } = new(0, 0, 0);
 
     /// <summary>
@@ -55,9 +58,14 @@ public sealed class DrillWorld : IDisposable
             var scenario = new Scenario { Model = model, Region = world.Region, Customers = [.. Customers.Select(c => c.Customer)] };
             await PlatformSetup.EnsurePoolAsync(op, model, world.Region, scenario.PtuNeeded, ct);
             var nodes = new Dictionary<string, HttpClient>(StringComparer.Ordinal);
+            var access = new Dictionary<string, ServingNodeAccess>(StringComparer.Ordinal);
             foreach (var producer in producers)
-                nodes[producer] = world.ClientFor(await PlatformSetup.RegisterServingNodeAsync(op, producer, world.Region, ct));
+            {
+                access[producer] = await PlatformSetup.RegisterServingNodeAsync(op, producer, world.Region, ct);
+                nodes[producer] = world.ClientFor(access[producer].ApiKey);
+            }
             world.ServingNodes = nodes;
+            world.NodeAccess = access;
 
             var deployments = new List<DrillDeployment>();
             foreach (var (customer, spillover) in Customers)

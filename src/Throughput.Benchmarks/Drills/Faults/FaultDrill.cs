@@ -114,7 +114,7 @@ public sealed class FaultDrill : IBenchmark
             {
                 foreach (var (producer, n) in producers.Select((p, n) => (p, n)))
                 {
-                    var settings = new NodeSettings(producer, broker, topology.Exchange, world.Region, world.Model, plan.Fleet, plan.Nodes);
+                    var settings = new NodeSettings(producer, world.NodeAccess[producer].Broker(broker), topology.Exchange, world.Region, world.Model, plan.Fleet, plan.Nodes);
                     nodes.Add(await BatcherNode.StartAsync(settings, world.ServingNodes[producer], world.Deployments, n, ct));
                 }
                 var (faults, settlements, aborted) = await DriveAsync(plan, services, host, world, nodes, topology, started, ct);

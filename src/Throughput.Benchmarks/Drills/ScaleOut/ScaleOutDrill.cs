@@ -120,6 +120,7 @@ public sealed class ScaleOutDrill : IBenchmark
             environment["THROUGHPUT_RABBIT_HOST"] = broker.Host;
             environment["THROUGHPUT_RABBIT_PORT"] = broker.Port.ToString(CultureInfo.InvariantCulture);
             environment["THROUGHPUT_RABBIT_NODES"] = broker.Nodes;
+            environment["THROUGHPUT_RABBIT_MANAGEMENT"] = string.Join(",", broker.Endpoints.Select(e => $"http://{e.HostName}:{e.Port + 10000}"));
             environment["Host__Roles"] = host.Roles;
             environment["Host__Name"] = host.Name;
             environment["Metering__QuorumQueues"] = "true";

@@ -1,0 +1,166 @@
+using System.Diagnostics;
+using System.Net.Http.Json;
+using System.Text.Json;
+using RabbitMQ.Client;
+using Throughput.Contracts;
+using Throughput.Serving;
+
+namespace Throughput.IntegrationTests;
+
+/// <summary>
+/// An attacker holding one serving node's own broker credentials, against the real broker and platform: every way it
+/// could write where it must not is refused by the broker, and nothing it tries changes billing, queues or limits.
+/// </summary>
+[Collection(PlatformCollection.Name)]
+public sealed class HostileNodeTests(PlatformFixture platform)
+{
+    const ushort AccessRefused = 403;
+
+    static MeteringRecord Record(string id, string deploymentId, long prompt = 1000) =>
+        new(id, deploymentId, "r-" + id, prompt, 0, 10, false, 0, DateTimeOffset.UtcNow.AddSeconds(-2), DateTimeOffset.UtcNow.AddSeconds(-1));
+
+    /// <summary>Runs the attempt on a channel of its own and waits for the broker to close that channel with access refused.</summary>
+    static async Task AssertRefusedAsync(IConnection connection, Func<IChannel, Task> attempt)
+    {
+        var channel = await connection.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true));
+        try
+        {
+            await attempt(channel);
+        }
+        catch (Exception e) when (e is RabbitMQ.Client.Exceptions.RabbitMQClientException or RabbitMQ.Client.Exceptions.OperationInterruptedException)
+        {
+            // The refusal itself: the broker closed the channel.
+        }
+        await Eventually.Until(() => Task.FromResult(channel.IsOpen), open => !open, TimeSpan.FromSeconds(5));
+        Assert.Equal(AccessRefused, channel.CloseReason!.ReplyCode);
+        Assert.True(connection.IsOpen); // a refused operation costs the channel, not the connection
+    }
+
+    async Task<(HttpClient Customer, string Deployment, string Region)> VictimAsync()
+    {
+        var (_, customer) = await platform.NewTenantAsync();
+        var region = await platform.NewPoolAsync("gpt-4o", 10);
+        return (customer, await PlatformFixture.BuyAsync(customer, region, 1), region);
+    }
+
+    [Fact]
+    public async Task A_node_cannot_capture_read_or_purge_metering_nor_write_admission_limits()
+    {
+        var (customer, deployment, region) = await VictimAsync();
+        var attacker = await platform.NewServingNodeAsync(region);
+        await using var connection = await platform.ConnectAsNodeAsync(attacker);
+        var partition = platform.MeteringExchange + ".p0";
+        var before = await customer.GetFromJsonAsync<JsonElement>($"/v1/deployments/{deployment}/usage/totals");
+
+        // (b) a queue of its own bound to the metering exchange, to capture every batch.
+        await AssertRefusedAsync(connection, c => c.QueueDeclareAsync("capture", durable: false, exclusive: true, autoDelete: true));
+        await AssertRefusedAsync(connection, async c =>
+        {
+            var own = await c.QueueDeclareAsync("", durable: false, exclusive: true, autoDelete: true);
+            await c.QueueBindAsync(own.QueueName, platform.MeteringExchange, "1000");
+        });
+        // (c) the partition queues: consume, get, purge, delete, re-declare.
+        await AssertRefusedAsync(connection, c => c.BasicConsumeAsync(partition, autoAck: true, new AsyncEventingBasicConsumerStub(c)));
+        await AssertRefusedAsync(connection, c => c.BasicGetAsync(partition, autoAck: true));
+        await AssertRefusedAsync(connection, c => c.QueuePurgeAsync(partition));
+        await AssertRefusedAsync(connection, c => c.QueueDeleteAsync(partition));
+        await AssertRefusedAsync(connection, c => c.ExchangeDeleteAsync(platform.MeteringExchange));
+        // (e) admission limits: publishing one, and reading every region's by binding '#'.
+        var forged = new AdmissionLimitChanged(deployment, "someone", "gpt-4o", region, AdmissionState.Open, 1_000_000_000_000, 1_000_000_000_000, 0, 0, false, 4, 1,
+            9_007_199_254_740_991, DateTimeOffset.UtcNow);
+        await AssertRefusedAsync(connection, c => c.BasicPublishAsync(AdmissionTopology.Exchange, AdmissionTopology.RoutingKey(region, "gpt-4o", deployment), false,
+            new BasicProperties(), JsonSerializer.SerializeToUtf8Bytes(forged, PlatformFixture.Json)).AsTask());
+        await AssertRefusedAsync(connection, async c =>
+        {
+            var own = await c.QueueDeclareAsync("", durable: false, exclusive: true, autoDelete: true);
+            await c.QueueBindAsync(own.QueueName, AdmissionTopology.Exchange, "#");
+        });
+        // What it may do: follow its own region's limits.
+        await using (var allowed = await connection.CreateChannelAsync())
+        {
+            var own = await allowed.QueueDeclareAsync("", durable: false, exclusive: true, autoDelete: true);
+            await allowed.QueueBindAsync(own.QueueName, AdmissionTopology.Exchange, $"{region}.#");
+        }
+
+        await using var platformSide = await new ConnectionFactory { Uri = platform.Settings.RabbitUri }.CreateConnectionAsync();
+        await using var probe = await platformSide.CreateChannelAsync();
+        await probe.QueueDeclarePassiveAsync(partition); // still there
+        var after = await customer.GetFromJsonAsync<JsonElement>($"/v1/deployments/{deployment}/usage/totals");
+        Assert.Equal(before.GetRawText(), after.GetRawText());
+        var limit = await (await platform.Operator().PostAsJsonAsync("/v1/admission/query", new { deploymentIds = new[] { deployment } })).Content.ReadFromJsonAsync<JsonElement[]>();
+        Assert.NotEqual(forged.Version, limit![0].GetProperty("version").GetInt64());
+    }
+
+    [Fact]
+    public async Task A_node_cannot_bill_a_deployment_outside_its_scope_and_its_user_id_cannot_be_another_nodes()
+    {
+        var (victim, deployment, _) = await VictimAsync();
+        var elsewhere = await platform.NewPoolAsync("gpt-4o", 10);
+        var attacker = await platform.NewServingNodeAsync(elsewhere);
+        var now = DateTimeOffset.UtcNow;
+
+        // (a) usage onto another tenant's deployment in a region the node does not serve.
+        await platform.PublishAsync(new MeteringBatch(1, attacker, 1, now, [Record("onto-victim", deployment, prompt: 5_000_000)]));
+        await Eventually.Until(
+            () => platform.Operator().GetFromJsonAsync<JsonElement[]>($"/v1/operator/quarantine?reason=NotServedByProducer&producerId={attacker}"),
+            q => q!.Length == 1);
+        var totals = await victim.GetFromJsonAsync<JsonElement>($"/v1/deployments/{deployment}/usage/totals");
+        Assert.Equal(0, totals.GetProperty("records").GetInt64());
+        // The AMQP user id names the connection's user or the broker refuses the message.
+        var victimNode = await platform.NewServingNodeAsync();
+        var forged = await Xunit.Record.ExceptionAsync(() => platform.PublishRawAsNodeAsync(attacker, deployment,
+            JsonSerializer.SerializeToUtf8Bytes(new MeteringBatch(1, victimNode, 1, now, [Record("as-victim-node", deployment)]), PlatformFixture.Json), platform.BrokerUserOf(victimNode)));
+        Assert.NotNull(forged);
+    }
+
+    [Fact]
+    public async Task Revoking_a_node_closes_its_connections_within_five_seconds_refuses_new_ones_and_quarantines_what_it_sent()
+    {
+        var (customer, deployment, region) = await VictimAsync();
+        var node = await platform.NewServingNodeAsync(region);
+        var connection = await platform.ConnectAsNodeAsync(node);
+        var closed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        connection.ConnectionShutdownAsync += (_, _) =>
+        {
+            closed.TrySetResult();
+            return Task.CompletedTask;
+        };
+
+        var clock = Stopwatch.StartNew();
+        (await platform.Operator().DeleteAsync($"/v1/operator/serving-nodes/{node}")).EnsureSuccessStatusCode();
+        await closed.Task.WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"closed after {clock.Elapsed}");
+        await Assert.ThrowsAnyAsync<Exception>(() => platform.ConnectAsNodeAsync(node));
+
+        // A batch in its name that was still on its way (here: sent over the platform's connection) is refused as revoked.
+        await platform.PublishRawAsync(deployment, JsonSerializer.SerializeToUtf8Bytes(new MeteringBatch(1, node, 1, DateTimeOffset.UtcNow, [Record("after-revocation", deployment)]), PlatformFixture.Json));
+        await Eventually.Until(
+            () => platform.Operator().GetFromJsonAsync<JsonElement[]>($"/v1/operator/quarantine?reason=RevokedProducer&producerId={node}"),
+            q => q!.Length == 1);
+        Assert.Equal(0, (await customer.GetFromJsonAsync<JsonElement>($"/v1/deployments/{deployment}/usage/totals")).GetProperty("records").GetInt64());
+        var listed = await platform.Operator().GetFromJsonAsync<JsonElement[]>("/v1/operator/serving-nodes");
+        Assert.Contains(listed!, n => n.GetProperty("producerId").GetString() == node && n.GetProperty("revoked").GetBoolean() && !n.GetProperty("hasCredentials").GetBoolean());
+        Assert.Equal(System.Net.HttpStatusCode.Conflict, (await platform.Operator().PostAsync($"/v1/operator/serving-nodes/{node}/credentials", null)).StatusCode);
+        await connection.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Registering_shows_no_secret_and_a_rotated_password_replaces_the_old_one()
+    {
+        var region = await platform.NewPoolAsync("gpt-4o", 10);
+        var node = await platform.NewServingNodeAsync(region);
+        var old = platform.BrokerOf(node);
+        var rotated = await (await platform.Operator().PostAsync($"/v1/operator/serving-nodes/{node}/credentials", null)).EnsureSuccessStatusCode().Content.ReadFromJsonAsync<JsonElement>();
+        var listed = await platform.Operator().GetStringAsync("/v1/operator/serving-nodes");
+        Assert.DoesNotContain(rotated.GetProperty("brokerPassword").GetString()!, listed, StringComparison.Ordinal);
+        Assert.DoesNotContain("passwordHash", listed, StringComparison.OrdinalIgnoreCase);
+
+        await Assert.ThrowsAnyAsync<Exception>(() => new ConnectionFactory { Uri = old, AutomaticRecoveryEnabled = false }.CreateConnectionAsync());
+        await using var fresh = await new ConnectionFactory { Uri = platform.NodeUri(rotated.GetProperty("brokerUser").GetString()!, rotated.GetProperty("brokerPassword").GetString()!) }
+            .CreateConnectionAsync();
+        Assert.True(fresh.IsOpen);
+    }
+
+    /// <summary>A consumer that does nothing: the attempt to register it is what is refused.</summary>
+    sealed class AsyncEventingBasicConsumerStub(IChannel channel) : AsyncDefaultBasicConsumer(channel);
+}
