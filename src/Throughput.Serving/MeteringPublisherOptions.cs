@@ -63,6 +63,8 @@ public sealed partial record MeteringPublisherOptions(Uri Broker, string Produce
     internal void Validate()
     {
         ArgumentNullException.ThrowIfNull(Broker);
+        if (Broker.UserInfo.Split(':')[0].Length == 0)
+            throw new ArgumentException("The broker URI names no user: connect with the node's own broker user and password.", nameof(Broker));
         if (ProducerId is null || !ProducerIdPattern().IsMatch(ProducerId))
             throw new ArgumentException($"Producer id '{ProducerId}' does not match {ProducerIdPattern()}.", nameof(ProducerId));
         ArgumentException.ThrowIfNullOrEmpty(Exchange);
@@ -82,8 +84,10 @@ public sealed partial record MeteringPublisherOptions(Uri Broker, string Produce
 }
 
 /// <summary>
-/// RabbitMQ connection settings from the THROUGHPUT_RABBIT_* variables, with the local defaults of infra/env.sh,
-/// so a serving node, the scripts and the platform agree without a config file.
+/// A serving node's RabbitMQ settings: where the broker is from the THROUGHPUT_RABBIT_* variables (the local defaults of
+/// infra/env.sh), and the node's own broker user from THROUGHPUT_NODE_BROKER_USER and THROUGHPUT_NODE_BROKER_PASSWORD,
+/// as the platform issued them (POST /v1/operator/serving-nodes/{producerId}/credentials). There is no default user:
+/// a node never connects as the platform.
 /// </summary>
 public sealed record BrokerSettings(string Host, int Port, string VirtualHost, string User, string Password)
 {
@@ -102,14 +106,16 @@ public sealed record BrokerSettings(string Host, int Port, string VirtualHost, s
             Read("THROUGHPUT_RABBIT_HOST", "127.0.0.1"),
             int.Parse(Read("THROUGHPUT_RABBIT_PORT", "5672"), CultureInfo.InvariantCulture),
             Read("THROUGHPUT_RABBIT_VHOST", "throughput"),
-            Read("THROUGHPUT_RABBIT_USER", "throughput"),
-            Read("THROUGHPUT_RABBIT_PASSWORD", "throughput"))
+            Read("THROUGHPUT_NODE_BROKER_USER", ""),
+            Read("THROUGHPUT_NODE_BROKER_PASSWORD", ""))
         {
             Nodes = Read("THROUGHPUT_RABBIT_NODES", ""),
         };
     }
 
-    public Uri Uri => new($"amqp://{Uri.EscapeDataString(User)}:{Uri.EscapeDataString(Password)}@{Host}:{Port}/{Uri.EscapeDataString(VirtualHost)}");
+    public Uri Uri => new(User.Length == 0
+        ? $"amqp://{Host}:{Port}/{Uri.EscapeDataString(VirtualHost)}"
+        : $"amqp://{Uri.EscapeDataString(User)}:{Uri.EscapeDataString(Password)}@{Host}:{Port}/{Uri.EscapeDataString(VirtualHost)}");
 
     /// <summary>Without the password, so the settings can be logged.</summary>
     public override string ToString() => $"amqp://{User}@{(Nodes.Length == 0 ? $"{Host}:{Port}" : Nodes)}/{VirtualHost}";

@@ -68,7 +68,7 @@ public static class Machine
     {
         try
         {
-            await using var connection = await new ConnectionFactory { Uri = BrokerSettings.FromEnvironment().Uri }.CreateConnectionAsync("throughput-bench-machine", ct);
+            await using var connection = await new ConnectionFactory { Uri = Services.PlatformBroker().Uri }.CreateConnectionAsync("throughput-bench-machine", ct);
             return connection.ServerProperties?.TryGetValue("version", out var version) == true && version is byte[] bytes ? Encoding.UTF8.GetString(bytes) : "?";
         }
         catch (RabbitMQ.Client.Exceptions.BrokerUnreachableException e)

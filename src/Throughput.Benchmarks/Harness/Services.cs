@@ -10,6 +10,10 @@ public static class Services
         $"Host={Env("THROUGHPUT_PG_HOST", "127.0.0.1")};Port={Env("THROUGHPUT_PG_PORT", "5432")};Database={Env("THROUGHPUT_PG_DATABASE", "throughput")};" +
         $"Username={Env("THROUGHPUT_PG_USER", "throughput")};Password={Env("THROUGHPUT_PG_PASSWORD", "throughput")}";
 
+    /// <summary>The broker as the platform's own side sees it (queues, topology, clean-up), with the platform's user; never a node's.</summary>
+    public static Serving.BrokerSettings PlatformBroker() =>
+        Serving.BrokerSettings.FromEnvironment() with { User = Env("THROUGHPUT_RABBIT_USER", "throughput"), Password = Env("THROUGHPUT_RABBIT_PASSWORD", "throughput") };
+
     /// <summary>The platform host's Release build in this repository, unless --host-dll names another.</summary>
     public static string PlatformHostDll(BenchOptions options) => options.Text("host-dll", "") is { Length: > 0 } dll
         ? dll

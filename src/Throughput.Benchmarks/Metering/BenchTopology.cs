@@ -27,7 +27,7 @@ public sealed record BenchTopology(string RunId, int Partitions)
     public async Task RemoveAsync(BrokerSettings? broker = null)
     {
         var queues = PartitionQueues.SelectMany(q => new[] { q, q + "_error", q + "_skipped" }).ToList();
-        await using var rabbit = await RabbitQueues.ConnectAsync(broker ?? BrokerSettings.FromEnvironment(), CancellationToken.None);
+        await using var rabbit = await RabbitQueues.ConnectAsync(broker ?? Services.PlatformBroker(), CancellationToken.None);
         await rabbit.DeleteAsync(queues, [Exchange, .. queues]);
     }
 }

@@ -70,7 +70,7 @@ public sealed class MeteringBenchmark : IBenchmark
     {
         await using var observer = new DurableObserver(Services.PostgresConnectionString(), fleet.Deployments, poll);
         await observer.StartAsync(ct);
-        await using var queues = await RabbitQueues.ConnectAsync(Serving.BrokerSettings.FromEnvironment(), ct);
+        await using var queues = await RabbitQueues.ConnectAsync(Services.PlatformBroker(), ct);
         await using var load = await LoadDriver.ConnectAsync(shape, fleet, topology.Exchange, () => observer.Records, ct);
 
         load.Start();

@@ -132,7 +132,7 @@ public sealed class MeteringPublisherTests(ITestOutputHelper output)
         await using var tap = await MeteringTap.StartAsync();
         // The URI names the dead node too: only the node list gets the publisher to the broker that answers.
         var dead = new AmqpTcpEndpoint("127.0.0.1", ClosedPort());
-        var live = BrokerSettings.FromEnvironment();
+        var live = PlatformBroker();
         var options = Options(tap) with
         {
             Broker = (live with { Host = dead.HostName, Port = dead.Port }).Uri,
@@ -168,7 +168,7 @@ public sealed class MeteringPublisherTests(ITestOutputHelper output)
     static MeteringPublisherOptions Options(MeteringTap tap)
     {
         var producer = "sdk-test-" + Guid.NewGuid().ToString("N")[..12];
-        return new MeteringPublisherOptions(BrokerSettings.FromEnvironment().Uri, producer)
+        return new MeteringPublisherOptions(PlatformBroker().Uri, producer)
         {
             Exchange = tap.Exchange,
             MaxBatchRecords = MaxBatchRecords,
@@ -249,7 +249,7 @@ public sealed class MeteringPublisherTests(ITestOutputHelper output)
         public static async Task<MeteringTap> StartAsync(Dictionary<string, object?>? queueArguments = null, bool consume = true)
         {
             var exchange = "sdk-test-" + Guid.NewGuid().ToString("N");
-            var connection = await new ConnectionFactory { Uri = BrokerSettings.FromEnvironment().Uri }.CreateConnectionAsync(exchange + "-tap");
+            var connection = await new ConnectionFactory { Uri = PlatformBroker().Uri }.CreateConnectionAsync(exchange + "-tap");
             var channel = await connection.CreateChannelAsync();
             await channel.ExchangeDeclareAsync(exchange, MeteringTopology.ExchangeType, durable: false, autoDelete: true);
             var queue = await channel.QueueDeclareAsync(queue: "", durable: false, exclusive: true, autoDelete: true, arguments: queueArguments);
@@ -291,5 +291,12 @@ public sealed class MeteringPublisherTests(ITestOutputHelper output)
             await _channel.DisposeAsync();
             await _connection.DisposeAsync();
         }
+    }
+
+    /// <summary>These tests exercise the SDK alone against exchanges of their own, so they connect as the platform, not as a node.</summary>
+    static BrokerSettings PlatformBroker()
+    {
+        var platform = Throughput.Hosting.ServiceSettings.FromEnvironment();
+        return BrokerSettings.FromEnvironment() with { User = platform.RabbitUser, Password = platform.RabbitPassword };
     }
 }

@@ -13,7 +13,7 @@ public sealed partial class MeteringPublisherOptionsTests
         var envFile = File.ReadAllText(Path.Combine(SettingsTests.RepositoryRoot(), "infra", "env.sh"));
         var defaults = DefaultPattern().Matches(envFile).ToDictionary(m => m.Groups[1].Value, m => m.Groups[2].Value);
 
-        Assert.Equal(BrokerSettings.FromVariables(name => defaults[name]), BrokerSettings.FromVariables(_ => null));
+        Assert.Equal(BrokerSettings.FromVariables(defaults.GetValueOrDefault), BrokerSettings.FromVariables(_ => null));
     }
 
     [Fact]
@@ -22,7 +22,8 @@ public sealed partial class MeteringPublisherOptionsTests
         var variables = new Dictionary<string, string>
         {
             ["THROUGHPUT_RABBIT_HOST"] = "rabbit.internal", ["THROUGHPUT_RABBIT_PORT"] = "5673", ["THROUGHPUT_RABBIT_VHOST"] = "/",
-            ["THROUGHPUT_RABBIT_USER"] = "node", ["THROUGHPUT_RABBIT_PASSWORD"] = "p@ss:word",
+            ["THROUGHPUT_NODE_BROKER_USER"] = "node", ["THROUGHPUT_NODE_BROKER_PASSWORD"] = "p@ss:word",
+            ["THROUGHPUT_RABBIT_USER"] = "throughput", ["THROUGHPUT_RABBIT_PASSWORD"] = "the-platforms",
         };
 
         var settings = BrokerSettings.FromVariables(name => variables.GetValueOrDefault(name));
@@ -32,6 +33,10 @@ public sealed partial class MeteringPublisherOptionsTests
     }
 
     [Fact]
+    public void A_publisher_without_a_broker_user_of_its_own_is_refused() =>
+        Assert.Throws<ArgumentException>(new MeteringPublisherOptions(BrokerSettings.FromVariables(_ => null).Uri, "node-a").Validate);
+
+    [Fact]
     public void A_cluster_listed_in_THROUGHPUT_RABBIT_NODES_gives_every_node_as_an_endpoint()
     {
         var single = BrokerSettings.FromVariables(_ => null);
@@ -39,7 +44,8 @@ public sealed partial class MeteringPublisherOptionsTests
 
         Assert.Equal([("127.0.0.1", 5672)], single.Endpoints.Select(e => (e.HostName, e.Port)));
         Assert.Equal([("node-a", 5721), ("node-b", 5722), ("node-c", 5672)], cluster.Endpoints.Select(e => (e.HostName, e.Port)));
-        Assert.Equal("amqp://throughput@node-a:5721,node-b:5722, node-c/throughput", cluster.ToString());
+        Assert.Equal("amqp://@node-a:5721,node-b:5722, node-c/throughput", cluster.ToString());
+        Assert.Equal("", single.User); // a node never falls back to the platform's broker user
     }
 
     [Fact]

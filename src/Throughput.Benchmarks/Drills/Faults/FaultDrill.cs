@@ -108,7 +108,7 @@ public sealed class FaultDrill : IBenchmark
             using var world = await DrillWorld.SetUpAsync(host.BaseAddress, host.OperatorKey, topology.RunId, plan.Model, producers, ct);
             Log($"region {world.Region}: {string.Join("; ", world.Deployments.Select(d => $"{d.Customer.Customer.Name} {d.Customer.Customer.Ptu} PTU{(d.Spillover ? " with spillover" : "")}, offered {d.OfferedFactor}×"))}");
 
-            var broker = BrokerSettings.FromEnvironment().Uri;
+            var broker = Services.PlatformBroker().Uri; // its address; each node connects with its own user instead
             var nodes = new List<BatcherNode>();
             try
             {
@@ -192,7 +192,7 @@ public sealed class FaultDrill : IBenchmark
         var published = nodes.SelectMany(n => n.Published()).GroupBy(p => p.Key)
             .ToDictionary(g => g.Key, g => g.Select(p => p.Value).Aggregate(UsageFigures.None, (a, b) => a.Plus(b)), StringComparer.Ordinal);
         long deadLettered;
-        await using (var rabbit = await RabbitQueues.ConnectAsync(BrokerSettings.FromEnvironment(), ct))
+        await using (var rabbit = await RabbitQueues.ConnectAsync(Services.PlatformBroker(), ct))
             deadLettered = await rabbit.ReadyMessagesAsync(topology.PartitionQueues.Select(q => q + "_error"), ct);
         Settlement Reading(Dictionary<string, BilledUsage> billed) => new(round, DateTimeOffset.UtcNow, DateTimeOffset.UtcNow - started,
             nodes.Sum(n => n.HandedOver), nodes.Sum(n => n.Publisher.RecordsConfirmed), deadLettered, published, billed, world.Prices);

@@ -37,7 +37,7 @@ public sealed class BrokerCluster(IReadOnlyList<BrokerNode> nodes, string script
     {
         get
         {
-            var local = BrokerSettings.FromEnvironment();
+            var local = Services.PlatformBroker();
             return local with { Host = "127.0.0.1", Port = nodes[0].Port, Nodes = string.Join(",", nodes.Select(n => $"127.0.0.1:{n.Port}")) };
         }
     }
