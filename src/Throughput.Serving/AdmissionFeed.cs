@@ -49,6 +49,7 @@ public sealed class AdmissionFeed : IAsyncDisposable
     long _pushesIgnored;
     long _pushesMalformed;
     long _overruled;
+    long _pushesUntrusted;
 
     AdmissionFeed(AdmissionCache cache, HttpClient platform, AdmissionFeedOptions options)
     {
@@ -113,6 +114,9 @@ public sealed class AdmissionFeed : IAsyncDisposable
     public long PushesIgnored => Interlocked.Read(ref _pushesIgnored);
 
     public long PushesMalformed => Interlocked.Read(ref _pushesMalformed);
+
+    /// <summary>Pushes not stamped with the platform's broker user: ignored.</summary>
+    public long PushesUntrusted => Interlocked.Read(ref _pushesUntrusted);
 
     /// <summary>Cached limits a pull replaced because the platform did not stand behind their newer version.</summary>
     public long Overruled => Interlocked.Read(ref _overruled);
@@ -314,7 +318,8 @@ public sealed class AdmissionFeed : IAsyncDisposable
                 var consumer = new AsyncEventingBasicConsumer(channel);
                 consumer.ReceivedAsync += (_, delivery) =>
                 {
-                    Receive(delivery.Body.Span);
+                    if (delivery.BasicProperties.UserId == _options.PlatformBrokerUser) Receive(delivery.Body.Span);
+                    else Interlocked.Increment(ref _pushesUntrusted);
                     return Task.CompletedTask;
                 };
                 connection.ConnectionShutdownAsync += (_, _) =>

@@ -21,6 +21,12 @@ public sealed record AdmissionFeedOptions(Uri Broker)
     public string Exchange { get; init; } = AdmissionTopology.Exchange;
 
     /// <summary>
+    /// The platform's broker user. The platform stamps every push with it as the AMQP user id, which the broker checks
+    /// against the publishing connection; a push from anyone else is ignored (and counted), whatever its version.
+    /// </summary>
+    public string PlatformBrokerUser { get; init; } = "throughput";
+
+    /// <summary>
     /// How often every limit in scope is pulled again. Pushes go to a transient queue and can be lost with a connection;
     /// the last change of a deployment has no successor to reveal the gap, so a periodic pull is what bounds staleness.
     /// </summary>
@@ -52,6 +58,7 @@ public sealed record AdmissionFeedOptions(Uri Broker)
     {
         ArgumentNullException.ThrowIfNull(Broker);
         ArgumentException.ThrowIfNullOrEmpty(Exchange);
+        ArgumentException.ThrowIfNullOrEmpty(PlatformBrokerUser);
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(ResyncInterval, TimeSpan.Zero);
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(RetryDelay, TimeSpan.Zero);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxRetryDelay, RetryDelay);

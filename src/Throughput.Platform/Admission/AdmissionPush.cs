@@ -56,6 +56,7 @@ public sealed class AdmissionPush(ServiceSettings settings, TimeProvider clock, 
             var properties = new BasicProperties
             {
                 ContentType = AdmissionTopology.ContentType,
+                UserId = settings.RabbitUser, // nodes take pushes only from the platform's user, which the broker vouches for
                 Headers = new Dictionary<string, object?> { [AdmissionTopology.VersionHeader] = AdmissionTopology.CurrentVersion },
             };
             foreach (var limit in limits)

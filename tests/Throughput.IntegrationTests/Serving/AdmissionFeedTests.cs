@@ -157,4 +157,39 @@ public sealed class AdmissionFeedTests(PlatformFixture platform)
         Assert.Equal(genuine.TokensPerMinute, replaced.TokensPerMinute);
         Assert.Equal(1, feed.Overruled);
     }
+
+    [Fact]
+    public async Task A_push_not_stamped_by_the_platforms_broker_user_is_ignored_even_from_a_broker_user_allowed_to_publish()
+    {
+        var region = await platform.NewPoolAsync(Model, 100);
+        var (_, customer) = await platform.NewTenantAsync();
+        var deployment = await PlatformFixture.BuyAsync(customer, region, 1m, Model);
+        var cache = new AdmissionCache();
+        await using var feed = await AdmissionFeed.StartAsync(cache, await ServingNodeAsync(), await Options(region));
+        var genuine = await CachedAsync(cache, deployment, _ => true);
+
+        // A misconfigured broker: some other user may write to the admission exchange. Its pushes carry its own user id.
+        var user = "tests-intruder-" + Guid.NewGuid().ToString("N")[..8];
+        var settings = platform.Settings;
+        using var management = new HttpClient { BaseAddress = settings.RabbitManagementEndpoints[0] };
+        management.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Basic",
+            Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes($"{settings.RabbitAdminUser}:{settings.RabbitAdminPassword}")));
+        (await management.PutAsJsonAsync($"api/users/{user}", new { password = "intruder", tags = "" })).EnsureSuccessStatusCode();
+        try
+        {
+            (await management.PutAsJsonAsync($"api/permissions/{Uri.EscapeDataString(settings.RabbitVirtualHost)}/{user}", new { configure = "", write = ".*", read = "" })).EnsureSuccessStatusCode();
+            await using var connection = await new RabbitMQ.Client.ConnectionFactory { Uri = platform.NodeUri(user, "intruder") }.CreateConnectionAsync();
+            await using var channel = await connection.CreateChannelAsync(new RabbitMQ.Client.CreateChannelOptions(true, true));
+            var forged = genuine with { TokensPerMinute = 1_000_000_000_000, Version = genuine.Version + 1 };
+            await channel.BasicPublishAsync(AdmissionTopology.Exchange, AdmissionTopology.RoutingKey(region, Model, deployment), false,
+                new RabbitMQ.Client.BasicProperties { UserId = user }, System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(forged, PlatformFixture.Json));
+
+            await Eventually.Until(() => Task.FromResult(feed.PushesUntrusted), n => n >= 1);
+            Assert.Equal(genuine.TokensPerMinute, cache.Limit(deployment)!.TokensPerMinute);
+        }
+        finally
+        {
+            await management.DeleteAsync($"api/users/{user}");
+        }
+    }
 }
