@@ -161,6 +161,33 @@ public sealed class HostileNodeTests(PlatformFixture platform)
         Assert.True(fresh.IsOpen);
     }
 
+    [Fact]
+    public async Task When_the_brokers_management_api_does_not_answer_a_node_change_is_recorded_and_answered_503_with_retry_after()
+    {
+        var exchange = $"tests.nobroker.{Guid.NewGuid():N}"[..26];
+        await using var host = new PlatformProcess(exchange, partitions: 1, roles: "Api",
+            environment: new Dictionary<string, string> { ["THROUGHPUT_RABBIT_MANAGEMENT"] = "http://127.0.0.1:9" });
+        await host.StartAsync();
+        using var op = new HttpClient { BaseAddress = host.Address };
+        op.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", PlatformFixture.OperatorKey);
+        var producer = await platform.NewServingNodeAsync("eastus");
+
+        using var rotated = await op.PostAsync($"/v1/operator/serving-nodes/{producer}/credentials", null);
+        using var revoked = await op.DeleteAsync($"/v1/operator/serving-nodes/{producer}");
+        foreach (var answer in new[] { rotated, revoked })
+        {
+            Assert.Equal(System.Net.HttpStatusCode.ServiceUnavailable, answer.StatusCode);
+            Assert.Equal("application/problem+json", answer.Content.Headers.ContentType!.MediaType);
+            Assert.NotNull(answer.Headers.RetryAfter);
+        }
+
+        // Recorded all the same (its metering is refused from now on); the retry where the broker answers completes it.
+        var listed = await platform.Operator().GetFromJsonAsync<JsonElement[]>("/v1/operator/serving-nodes");
+        Assert.Contains(listed!, n => n.GetProperty("producerId").GetString() == producer && n.GetProperty("revoked").GetBoolean());
+        Assert.Equal(System.Net.HttpStatusCode.NoContent, (await platform.Operator().DeleteAsync($"/v1/operator/serving-nodes/{producer}")).StatusCode);
+        await Assert.ThrowsAnyAsync<Exception>(() => platform.ConnectAsNodeAsync(producer));
+    }
+
     /// <summary>A consumer that does nothing: the attempt to register it is what is refused.</summary>
     sealed class AsyncEventingBasicConsumerStub(IChannel channel) : AsyncDefaultBasicConsumer(channel);
 }
