@@ -6,9 +6,10 @@ namespace Throughput.Contracts;
 /// </summary>
 /// <param name="Version">Wire format version; this is version 1.</param>
 /// <param name="ProducerId">
-/// The serving node's stable identity, one per publishing process. The message's AMQP <c>user_id</c> property must be
-/// the RabbitMQ user the node was registered with (the broker checks it against the connection's user); otherwise the
-/// batch is quarantined as an unauthenticated producer.
+/// The serving node's stable identity, one per publishing process. The node connects as its own RabbitMQ user,
+/// <c>node.{ProducerId}</c>, with the password the platform issued it, and sets the message's AMQP <c>user_id</c> property
+/// to that user (the broker checks it against the connection's user); otherwise the batch is quarantined as an
+/// unauthenticated producer.
 /// </param>
 /// <param name="Sequence">Grows by one with every batch the producer publishes; a repeat is a duplicate.</param>
 /// <param name="SentAt">When the producer sealed the batch (UTC).</param>

@@ -105,11 +105,15 @@ public abstract class HostFixture(string operatorKey, string meteringExchange, i
     /// <summary>Publishes raw JSON over the platform's own connection, with its user id: a message no serving node sent.</summary>
     public Task PublishRawAsync(string routingKey, ReadOnlyMemory<byte> body) => PublishAsync(_rabbit!, routingKey, body, Settings.RabbitUser);
 
-    /// <summary>Publishes raw JSON as the node would, over its own connection, with the AMQP user id of one's choosing (null: none).</summary>
-    public async Task PublishRawAsNodeAsync(string producerId, string routingKey, ReadOnlyMemory<byte> body, string? userId = "")
+    /// <summary>
+    /// Publishes raw JSON as the node would, over its own connection, with the AMQP user id of one's choosing (null: none),
+    /// and the contract's content type and version header unless told otherwise.
+    /// </summary>
+    public async Task PublishRawAsNodeAsync(string producerId, string routingKey, ReadOnlyMemory<byte> body, string? userId = "",
+        string contentType = MeteringTopology.ContentType, bool versionHeader = true)
     {
         var connection = await _nodeConnections.GetOrAdd(producerId, id => new ConnectionFactory { Uri = BrokerOf(id) }.CreateConnectionAsync($"throughput-tests:{id}"));
-        await PublishAsync(connection, routingKey, body, userId == "" ? BrokerUserOf(producerId) : userId);
+        await PublishAsync(connection, routingKey, body, userId == "" ? BrokerUserOf(producerId) : userId, contentType, versionHeader);
     }
 
     /// <summary>A new connection with the node's own broker user, as the node (or whoever stole its credentials) would open.</summary>
@@ -118,15 +122,16 @@ public abstract class HostFixture(string operatorKey, string meteringExchange, i
 
     public string BrokerUserOf(string producerId) => Uri.UnescapeDataString(BrokerOf(producerId).UserInfo.Split(':')[0]);
 
-    async Task PublishAsync(IConnection connection, string routingKey, ReadOnlyMemory<byte> body, string? userId)
+    async Task PublishAsync(IConnection connection, string routingKey, ReadOnlyMemory<byte> body, string? userId,
+        string contentType = MeteringTopology.ContentType, bool versionHeader = true)
     {
         await using var channel = await connection.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true));
         var properties = new BasicProperties
         {
-            ContentType = MeteringTopology.ContentType,
+            ContentType = contentType,
             DeliveryMode = DeliveryModes.Persistent,
             UserId = userId,
-            Headers = new Dictionary<string, object?> { [MeteringTopology.VersionHeader] = MeteringTopology.CurrentVersion },
+            Headers = versionHeader ? new Dictionary<string, object?> { [MeteringTopology.VersionHeader] = MeteringTopology.CurrentVersion } : null,
         };
         await channel.BasicPublishAsync(MeteringExchange, routingKey, mandatory: true, properties, body);
     }

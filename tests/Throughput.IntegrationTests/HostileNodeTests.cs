@@ -188,6 +188,76 @@ public sealed class HostileNodeTests(PlatformFixture platform)
         await Assert.ThrowsAnyAsync<Exception>(() => platform.ConnectAsNodeAsync(producer));
     }
 
+    Task<JsonElement[]?> QuarantinedAsync(string producer, string reason, int count) => Eventually.Until(
+        () => platform.Operator().GetFromJsonAsync<JsonElement[]>($"/v1/operator/quarantine?reason={reason}&producerId={producer}&limit=1000"), q => q!.Length >= count);
+
+    static MeteringRecord At(string id, string deploymentId, DateTimeOffset finishedAt, bool spilled = false) =>
+        new(id, deploymentId, "r-" + id, 1000, 0, 10, spilled, 0, finishedAt.AddSeconds(-1), finishedAt);
+
+    [Fact]
+    public async Task Records_outside_the_backdating_window_or_in_the_wrong_envelope_are_quarantined_with_their_reason_and_not_billed()
+    {
+        var (customer, deployment, region) = await VictimAsync();
+        var node = await platform.NewServingNodeAsync(region);
+        var now = DateTimeOffset.UtcNow;
+        byte[] Body(long sequence, params MeteringRecord[] records) => JsonSerializer.SerializeToUtf8Bytes(new MeteringBatch(1, node, sequence, now, records), PlatformFixture.Json);
+
+        await platform.PublishRawAsNodeAsync(node, deployment, Body(1, At("in-1971", deployment, new DateTimeOffset(1971, 3, 1, 0, 0, 0, TimeSpan.Zero)),
+            At("36-days-old", deployment, now.AddDays(-36)), At("34-days-old", deployment, now.AddDays(-34))));
+        await platform.PublishRawAsNodeAsync(node, deployment, Body(2, At("as-text", deployment, now)), contentType: "text/plain");
+        await platform.PublishRawAsNodeAsync(node, deployment, Body(3, At("no-version", deployment, now)), versionHeader: false);
+
+        var tooOld = await QuarantinedAsync(node, "TimestampTooOld", 2);
+        Assert.Equal(["36-days-old", "in-1971"], tooOld!.Select(q => q.GetProperty("recordId").GetString()).Order());
+        Assert.Contains("text/plain", Assert.Single((await QuarantinedAsync(node, "WrongContentType", 1))!).GetProperty("detail").GetString());
+        Assert.Equal(3, Assert.Single((await QuarantinedAsync(node, "MissingVersionHeader", 1))!).GetProperty("sequence").GetInt64());
+        var totals = await Eventually.Until(() => customer.GetFromJsonAsync<JsonElement>($"/v1/deployments/{deployment}/usage/totals"), t => t.GetProperty("records").GetInt64() >= 1);
+        Assert.Equal(1, totals.GetProperty("records").GetInt64()); // the 34-day-old record only
+    }
+
+    [Fact]
+    public async Task A_replay_of_a_used_sequence_with_other_records_is_quarantined_as_conflicting_and_a_verbatim_one_is_ignored()
+    {
+        var (customer, deployment, region) = await VictimAsync();
+        var node = await platform.NewServingNodeAsync(region);
+        var now = DateTimeOffset.UtcNow;
+        var original = new MeteringBatch(1, node, 7, now, [At("a", deployment, now)]);
+
+        await platform.PublishAsync(original);
+        await platform.PublishAsync(original);
+        await platform.PublishAsync(original with { Records = [At("a", deployment, now) with { PromptTokens = 999_999 }] });
+
+        var conflict = Assert.Single((await QuarantinedAsync(node, "ConflictingReplay", 1))!);
+        Assert.Equal(7, conflict.GetProperty("sequence").GetInt64());
+        Assert.Equal(deployment, conflict.GetProperty("deploymentId").GetString());
+        var totals = await customer.GetFromJsonAsync<JsonElement>($"/v1/deployments/{deployment}/usage/totals");
+        Assert.Equal(1, totals.GetProperty("records").GetInt64());
+        Assert.Equal(1000, totals.GetProperty("promptTokens").GetInt64());
+        var all = await platform.Operator().GetFromJsonAsync<JsonElement[]>($"/v1/operator/quarantine?producerId={node}&limit=1000");
+        Assert.Single(all!); // the verbatim duplicate left no trace
+    }
+
+    [Fact]
+    public async Task Spilled_records_without_spillover_are_quarantined_and_usage_that_finished_before_a_release_is_billed_after_it()
+    {
+        var (customer, deployment, region) = await VictimAsync();
+        var node = await platform.NewServingNodeAsync(region);
+        var before = DateTimeOffset.UtcNow.AddSeconds(-5);
+
+        await platform.PublishAsync(new MeteringBatch(1, node, 1, before, [At("spilled-without-spillover", deployment, before, spilled: true)]));
+        Assert.Single((await QuarantinedAsync(node, "SpilloverOff", 1))!);
+
+        var release = new HttpRequestMessage(HttpMethod.Post, $"/v1/deployments/{deployment}/release");
+        release.Headers.IfMatch.Add(new System.Net.Http.Headers.EntityTagHeaderValue("\"1\""));
+        (await customer.SendAsync(release)).EnsureSuccessStatusCode();
+        var after = DateTimeOffset.UtcNow.AddSeconds(1);
+        await platform.PublishAsync(new MeteringBatch(1, node, 2, after, [At("served-before-release", deployment, before), At("after-release", deployment, after)]));
+
+        Assert.Equal("after-release", Assert.Single((await QuarantinedAsync(node, "ReleasedDeployment", 1))!).GetProperty("recordId").GetString());
+        var totals = await Eventually.Until(() => customer.GetFromJsonAsync<JsonElement>($"/v1/deployments/{deployment}/usage/totals"), t => t.GetProperty("records").GetInt64() >= 1);
+        Assert.Equal(1, totals.GetProperty("records").GetInt64());
+    }
+
     /// <summary>A consumer that does nothing: the attempt to register it is what is refused.</summary>
     sealed class AsyncEventingBasicConsumerStub(IChannel channel) : AsyncDefaultBasicConsumer(channel);
 }

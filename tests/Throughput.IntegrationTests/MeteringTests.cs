@@ -152,7 +152,7 @@ public sealed class MeteringTests(PlatformFixture platform)
         await platform.PublishRawAsNodeAsync(producer, good, JsonSerializer.SerializeToUtf8Bytes(new MeteringBatch(2, producer, 2, now, [Record("v2", good)]), PlatformFixture.Json));
         await platform.PublishRawAsync(good, JsonSerializer.SerializeToUtf8Bytes(new MeteringBatch(1, "node-unregistered-" + tenant, 1, now, [Record("stranger", good)]), PlatformFixture.Json));
         await platform.PublishAsync(new MeteringBatch(1, producer, 3, now, [.. Enumerable.Range(0, 10_001).Select(i => Record($"big-{i}", good))]));
-        await platform.PublishRawAsNodeAsync(producer, good, Encoding.UTF8.GetBytes("""{"version":1,"producerId":"PRODUCER","sequence":4,"sentAt":"2026-01-01T00:00:00Z","records":[{"recordId":"typed","deploymentId":"DEP","promptTokens":"many","cachedTokens":0,"outputTokens":1,"spilled":false,"startedAt":"2026-01-01T00:00:00Z","finishedAt":"2026-01-01T00:00:01Z"},{"recordId":"ok-3","deploymentId":"DEP","promptTokens":3,"cachedTokens":0,"outputTokens":1,"spilled":false,"estimatedTokens":0,"startedAt":"2026-01-01T00:00:00Z","finishedAt":"2026-01-01T00:00:01Z","futureField":{"x":[1,2]}}]}""".Replace("PRODUCER", producer).Replace("DEP", good)));
+        await platform.PublishRawAsNodeAsync(producer, good, Encoding.UTF8.GetBytes("""{"version":1,"producerId":"PRODUCER","sequence":4,"sentAt":"AT","records":[{"recordId":"typed","deploymentId":"DEP","promptTokens":"many","cachedTokens":0,"outputTokens":1,"spilled":false,"startedAt":"AT","finishedAt":"AT"},{"recordId":"ok-3","deploymentId":"DEP","promptTokens":3,"cachedTokens":0,"outputTokens":1,"spilled":false,"estimatedTokens":0,"startedAt":"AT","finishedAt":"AT","futureField":{"x":[1,2]}}]}""".Replace("PRODUCER", producer).Replace("DEP", good).Replace("AT", now.AddSeconds(-1).ToString("O"))));
 
         var totals = await Eventually.Until(() => customer.GetFromJsonAsync<JsonElement>($"/v1/deployments/{good}/usage/totals"), t => t.GetProperty("records").GetInt64() >= 3);
         Assert.Equal(3, totals.GetProperty("records").GetInt64());
@@ -229,6 +229,7 @@ public sealed class MeteringTests(PlatformFixture platform)
         var region = await platform.NewPoolAsync("gpt-4o", 10);
         var producer = await platform.NewServingNodeAsync();
         var id = await PlatformFixture.BuyAsync(customer, region, 2);
+        (await customer.PutAsJsonAsync($"/v1/deployments/{id}/spillover", new { enabled = true })).EnsureSuccessStatusCode();
 
         await platform.PublishAsync(new MeteringBatch(1, producer, 1, DateTimeOffset.UtcNow,
             [Record("a", id, prompt: 300, cached: 100, output: 50), Record("b", id, prompt: 100, output: 10, spilled: true)]));
@@ -243,11 +244,11 @@ public sealed class MeteringTests(PlatformFixture platform)
         Assert.Equal(5000, minute.GetProperty("tokensPerMinute").GetInt64());
         Assert.Equal(0.08m, minute.GetProperty("maxUtilization").GetDecimal()); // only the unspilled 400 weighted tokens fill the bucket of 5,000
 
-        // Usage moved the stream, not the customer's revision: the ETag read before metering still resizes.
+        // Usage moved the stream, not the customer's revision: the ETag after turning spillover on, read before metering, still resizes.
         var resize = new HttpRequestMessage(HttpMethod.Post, $"/v1/deployments/{id}/resize") { Content = JsonContent.Create(new { ptu = 3 }) };
-        resize.Headers.IfMatch.Add(new System.Net.Http.Headers.EntityTagHeaderValue("\"1\""));
+        resize.Headers.IfMatch.Add(new System.Net.Http.Headers.EntityTagHeaderValue("\"2\""));
         var resized = await customer.SendAsync(resize);
         Assert.Equal(System.Net.HttpStatusCode.OK, resized.StatusCode);
-        Assert.Equal("\"2\"", resized.Headers.ETag!.Tag);
+        Assert.Equal("\"3\"", resized.Headers.ETag!.Tag);
     }
 }

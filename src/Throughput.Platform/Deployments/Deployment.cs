@@ -109,7 +109,9 @@ public sealed record Deployment(
     bool Throttled,
     long AdmissionRevision,
     long Revision,
-    long Version)
+    long Version,
+    DateTimeOffset? ReleasedAt = null,
+    DateTimeOffset? SpilloverDisabledAt = null)
 {
     /// <summary>A throttled deployment is released once utilization falls below this, so it does not flap at 100%.</summary>
     public const decimal ReleaseThreshold = 0.95m;
@@ -153,9 +155,20 @@ public sealed record Deployment(
 
     public Deployment Apply(SpilloverEnabled e) => this with { Spillover = true, AdmissionRevision = AdmissionRevision + 1, Revision = Revision + 1 };
 
-    public Deployment Apply(SpilloverDisabled e) => this with { Spillover = false, AdmissionRevision = AdmissionRevision + 1, Revision = Revision + 1 };
+    public Deployment Apply(SpilloverDisabled e) =>
+        this with { Spillover = false, SpilloverDisabledAt = e.At, AdmissionRevision = AdmissionRevision + 1, Revision = Revision + 1 };
 
-    public Deployment Apply(DeploymentReleased e) => this with { Status = DeploymentStatus.Released, AdmissionRevision = AdmissionRevision + 1, Revision = Revision + 1 };
+    public Deployment Apply(DeploymentReleased e) =>
+        this with { Status = DeploymentStatus.Released, ReleasedAt = e.ReleasedAt, AdmissionRevision = AdmissionRevision + 1, Revision = Revision + 1 };
+
+    /// <summary>
+    /// Whether a record that finished at this time may be billed as spilled: spillover is on, or the record finished before
+    /// it was last turned off (served while it was on, metered after).
+    /// </summary>
+    public bool MaySpill(DateTimeOffset finishedAt) => Spillover || finishedAt <= SpilloverDisabledAt;
+
+    /// <summary>Usage that finished before the release is billed even when it arrives after it; nothing after it is.</summary>
+    public bool Served(DateTimeOffset finishedAt) => Status != DeploymentStatus.Released || finishedAt <= ReleasedAt;
 
     public Deployment Apply(UsageMetered e) => this with
     {

@@ -67,6 +67,7 @@ public static class Meter
                 spilledRecords, spilledPrompt, spilledCached, spilledOutput, firstStarted, lastFinished, level, utilization, deployment.Limit.TokensPerMinute, at,
                 months is null ? null : [.. months.OrderBy(m => m.Key).Select(m => m.Value)]),
         ];
+        if (deployment.Status == DeploymentStatus.Released) return [.. events]; // late usage: nothing left to throttle
         if (!deployment.Throttled && utilization >= 1)
             events.Add(new DeploymentThrottled(deployment.Id, utilization, deployment.RetryAfterMs(level), at));
         else if (deployment.Throttled && utilization < Deployment.ReleaseThreshold)

@@ -9,7 +9,8 @@ namespace Throughput.Metering;
 /// <summary>
 /// The dedupe ledger: which (producer, sequence, deployment) has been folded. Claimed in the same transaction that
 /// appends the usage, so a claim exists exactly when the usage does. It does not rely on arrival order: batches of one
-/// producer can reach the consumer out of order (concurrent dispatch, error-queue replays) and still count once.
+/// producer can reach the consumer out of order (concurrent dispatch, error-queue replays) and still count once. Each
+/// claim keeps a hash of what it counted, so a replay of the same key with other content is told apart from a duplicate.
 /// </summary>
 public static class AppliedBatches
 {
@@ -25,31 +26,81 @@ public static class AppliedBatches
         table.AddColumn<long>("sequence").AsPrimaryKey();
         table.AddColumn<string>("deployment_id").AsPrimaryKey();
         table.AddColumn<DateTimeOffset>("applied_at").NotNull();
+        table.AddColumn<long>("content_hash"); // null on claims from before hashes were kept: taken as the same content
         table.Indexes.Add(new IndexDefinition("ix_metering_applied_at") { Columns = ["applied_at"] });
         return table;
     }
 
-    /// <summary>Claims the keys not claimed before; returns those. The session must be inside its explicit transaction.</summary>
-    public static async Task<HashSet<(string Producer, long Sequence, string Deployment)>> ClaimAsync(
-        IDocumentSession session, IReadOnlyCollection<(string Producer, long Sequence, string Deployment)> keys, DateTimeOffset now, CancellationToken ct)
+    /// <summary>What became of a claim: first seen, a verbatim duplicate, or the same key with other content.</summary>
+    public enum Claim
     {
-        var fresh = new HashSet<(string, long, string)>(keys.Count);
-        if (keys.Count == 0) return fresh;
+        Fresh,
+        Duplicate,
+        Conflicting,
+    }
+
+    /// <summary>Claims the keys not claimed before and tells each key's fate. The session must be inside its explicit transaction.</summary>
+    public static async Task<Dictionary<(string Producer, long Sequence, string Deployment), Claim>> ClaimAsync(
+        IDocumentSession session, IReadOnlyDictionary<(string Producer, long Sequence, string Deployment), long> keys, DateTimeOffset now, CancellationToken ct)
+    {
+        var claims = new Dictionary<(string, long, string), Claim>(keys.Count);
+        if (keys.Count == 0) return claims;
         var schema = session.DocumentStore.Options.Events.DatabaseSchemaName;
+        // The outer select reads the table as it was before the insert, so an existing claim's hash is the earlier one.
         await using var command = new NpgsqlCommand(
             $"""
-            insert into {schema}.{Table} (producer_id, sequence, deployment_id, applied_at)
-            select p, s, d, @now from unnest(@producers, @sequences, @deployments) as k(p, s, d)
-            on conflict do nothing
-            returning producer_id, sequence, deployment_id
+            with k as (select * from unnest(@producers, @sequences, @deployments, @hashes) as k(p, s, d, h)),
+            fresh as (
+                insert into {schema}.{Table} (producer_id, sequence, deployment_id, applied_at, content_hash)
+                select p, s, d, @now, h from k
+                on conflict do nothing
+                returning producer_id, sequence, deployment_id)
+            select k.p, k.s, k.d, fresh.producer_id is not null, coalesce(t.content_hash = k.h, true)
+            from k
+            left join fresh on fresh.producer_id = k.p and fresh.sequence = k.s and fresh.deployment_id = k.d
+            left join {schema}.{Table} t on t.producer_id = k.p and t.sequence = k.s and t.deployment_id = k.d
             """, session.Connection);
-        command.Parameters.Add(new NpgsqlParameter("producers", NpgsqlDbType.Array | NpgsqlDbType.Text) { Value = keys.Select(k => k.Producer).ToArray() });
-        command.Parameters.Add(new NpgsqlParameter("sequences", NpgsqlDbType.Array | NpgsqlDbType.Bigint) { Value = keys.Select(k => k.Sequence).ToArray() });
-        command.Parameters.Add(new NpgsqlParameter("deployments", NpgsqlDbType.Array | NpgsqlDbType.Text) { Value = keys.Select(k => k.Deployment).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter("producers", NpgsqlDbType.Array | NpgsqlDbType.Text) { Value = keys.Keys.Select(k => k.Producer).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter("sequences", NpgsqlDbType.Array | NpgsqlDbType.Bigint) { Value = keys.Keys.Select(k => k.Sequence).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter("deployments", NpgsqlDbType.Array | NpgsqlDbType.Text) { Value = keys.Keys.Select(k => k.Deployment).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter("hashes", NpgsqlDbType.Array | NpgsqlDbType.Bigint) { Value = keys.Values.ToArray() });
         command.Parameters.Add(new NpgsqlParameter("now", NpgsqlDbType.TimestampTz) { Value = now });
         await using var reader = await command.ExecuteReaderAsync(ct);
-        while (await reader.ReadAsync(ct)) fresh.Add((reader.GetString(0), reader.GetInt64(1), reader.GetString(2)));
-        return fresh;
+        while (await reader.ReadAsync(ct))
+            claims[(reader.GetString(0), reader.GetInt64(1), reader.GetString(2))] = reader.GetBoolean(3) ? Claim.Fresh : reader.GetBoolean(4) ? Claim.Duplicate : Claim.Conflicting;
+        return claims;
+    }
+
+    /// <summary>
+    /// A stable 64-bit FNV-1a hash of the records one message holds for one deployment, in their order: what a claim
+    /// counted. Producers are authenticated, so it guards against their mistakes, not against crafted collisions.
+    /// </summary>
+    public static long ContentHash(IReadOnlyList<MeteredRecord> records)
+    {
+        var hash = 14695981039346656037UL;
+        foreach (var r in records)
+        {
+            AddText(ref hash, r.RecordId);
+            Add(ref hash, r.PromptTokens);
+            Add(ref hash, r.CachedTokens);
+            Add(ref hash, r.OutputTokens);
+            Add(ref hash, r.Spilled ? 1 : 0);
+            Add(ref hash, r.EstimatedTokens);
+            Add(ref hash, r.StartedAt.UtcTicks);
+            Add(ref hash, r.FinishedAt.UtcTicks);
+        }
+        return unchecked((long)hash);
+
+        static void Add(ref ulong hash, long value)
+        {
+            for (var i = 0; i < 8; i++, value >>= 8) hash = (hash ^ (byte)value) * 1099511628211UL;
+        }
+
+        static void AddText(ref ulong hash, string? text)
+        {
+            foreach (var c in text ?? "") hash = ((hash ^ (byte)c) * 1099511628211UL ^ (byte)(c >> 8)) * 1099511628211UL;
+            hash = (hash ^ 0xFF) * 1099511628211UL; // ends the string, so "ab"+"c" differs from "a"+"bc"
+        }
     }
 
     public static async Task<int> PruneAsync(IDocumentStore store, DateTimeOffset now, CancellationToken ct)

@@ -3,6 +3,7 @@ using JasperFx.Events;
 using Marten;
 using MassTransit;
 using Throughput.Admission;
+using Throughput.Contracts;
 using Throughput.Deployments;
 
 namespace Throughput.Metering;
@@ -16,7 +17,13 @@ namespace Throughput.Metering;
 public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, MeteringMetrics metrics, AdmissionPush push) : IConsumer<Batch<MeteringFrame>>
 {
     /// <summary>Clock skew tolerated between serving nodes and the platform before a record's times are refused.</summary>
-    static readonly TimeSpan FutureTolerance = TimeSpan.FromMinutes(5);
+    public static readonly TimeSpan FutureTolerance = TimeSpan.FromMinutes(5);
+
+    /// <summary>
+    /// How old a record may be when it is metered (as Stripe's 35 days): long enough for a node that was cut off over a month
+    /// end to deliver, short enough that a bad clock cannot put usage into a month issued long ago.
+    /// </summary>
+    public static readonly TimeSpan BackdatingWindow = TimeSpan.FromDays(35);
 
     /// <summary>The ledger key of a message-level refusal (no deployment).</summary>
     const string WholeMessage = "";
@@ -25,6 +32,8 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, M
     sealed record Piece(MeteringFrame Frame, string DeploymentId, List<MeteredRecord> Records, QuarantinedMetering? Refusal)
     {
         public (string, long, string) Key => (Frame.ProducerId, Frame.Sequence, DeploymentId);
+
+        public long ContentHash { get; } = Refusal is null ? AppliedBatches.ContentHash(Records) : 0;
     }
 
     public async Task Consume(ConsumeContext<Batch<MeteringFrame>> context)
@@ -38,10 +47,11 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, M
         foreach (var message in context.Message)
         {
             var frame = message.Message;
-            if (frame.Problem is null) frames.Add((frame, BrokerUser(message)));
+            var (reason, problem) = EnvelopeProblem(message) ?? (QuarantineReason.MalformedMessage, frame.Problem);
+            if (problem is null) frames.Add((frame, BrokerUser(message)));
             else if (frame is { ProducerId.Length: > 0, Sequence: > 0 })
-                pieces.Add(new Piece(frame, WholeMessage, [], Quarantine.Message(QuarantineReason.MalformedMessage, frame.Problem, frame, Excerpt(message), now)));
-            else quarantined.Add(Quarantine.Message(QuarantineReason.MalformedMessage, frame.Problem, frame, Excerpt(message), now)); // nothing to dedupe by
+                pieces.Add(new Piece(frame, WholeMessage, [], Quarantine.Message(reason, problem, frame, Excerpt(message), now)));
+            else quarantined.Add(Quarantine.Message(reason, problem, frame, Excerpt(message), now)); // nothing to dedupe by
         }
 
         await using var session = store.LightweightSession();
@@ -60,12 +70,29 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, M
                 pieces.AddRange(frame.Records.GroupBy(r => r.DeploymentId).Select(g => new Piece(frame, g.Key, [.. g], null)));
         }
 
-        var fresh = await AppliedBatches.ClaimAsync(session, [.. pieces.Select(p => p.Key).Distinct()], now, ct);
+        var keys = new Dictionary<(string, long, string), long>(pieces.Count);
+        foreach (var piece in pieces) keys.TryAdd(piece.Key, piece.ContentHash);
+        var claims = await AppliedBatches.ClaimAsync(session, keys, now, ct);
+
         var byDeployment = new Dictionary<string, List<ProducerBatch>>();
-        var claimed = new HashSet<(string, long, string)>();
+        var claimed = new Dictionary<(string, long, string), long>(); // what this batch counted per key: its content hash
+        var duplicates = 0;
         foreach (var piece in pieces)
         {
-            if (!fresh.Contains(piece.Key) || !claimed.Add(piece.Key)) continue; // counted before, or twice in this batch
+            var hash = piece.ContentHash;
+            var conflicting = claimed.TryGetValue(piece.Key, out var countedHash) ? countedHash != hash : claims[piece.Key] == AppliedBatches.Claim.Conflicting;
+            if (conflicting && piece.Refusal is null)
+            {
+                quarantined.Add(Quarantine.Message(QuarantineReason.ConflictingReplay,
+                    $"producer '{piece.Frame.ProducerId}' already used sequence {piece.Frame.Sequence} for deployment '{piece.DeploymentId}' with other records; these were not counted",
+                    piece.Frame, null, now) with { DeploymentId = piece.DeploymentId });
+                continue;
+            }
+            if (claims[piece.Key] != AppliedBatches.Claim.Fresh || !claimed.TryAdd(piece.Key, hash)) // counted before, or twice in this batch
+            {
+                duplicates++;
+                continue;
+            }
             if (piece.Refusal is not null)
             {
                 quarantined.Add(piece.Refusal);
@@ -76,6 +103,8 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, M
             {
                 if (record.Problem is not null) quarantined.Add(Quarantine.Record(QuarantineReason.InvalidRecord, record.Problem, piece.Frame, record, now));
                 else if (record.FinishedAt > now + FutureTolerance) quarantined.Add(Quarantine.Record(QuarantineReason.TimestampInFuture, $"finishedAt {record.FinishedAt:O} is in the future", piece.Frame, record, now));
+                else if (record.FinishedAt < now - BackdatingWindow)
+                    quarantined.Add(Quarantine.Record(QuarantineReason.TimestampTooOld, $"finishedAt {record.FinishedAt:O} is more than {BackdatingWindow.TotalDays:0} days before it was metered", piece.Frame, record, now));
                 else good.Add(record);
             }
             if (good.Count == 0) continue;
@@ -94,13 +123,9 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, M
                 Refuse(batches, QuarantineReason.UnknownDeployment, $"no deployment '{deploymentId}'");
                 continue;
             }
-            if (deployment.Status == DeploymentStatus.Released)
-            {
-                Refuse(batches, QuarantineReason.ReleasedDeployment, $"deployment '{deploymentId}' is released");
-                continue;
-            }
             var allowed = batches.Where(b => nodes[ServingNode.StreamId(b.ProducerId)].MayServe(deployment)).ToList();
             Refuse(batches.Except(allowed), QuarantineReason.NotServedByProducer, $"deployment '{deploymentId}' (tenant {deployment.TenantId}, region {deployment.Region}) is outside the producer's registered scope");
+            allowed = [.. allowed.Select(b => Admissible(b, deployment)).OfType<ProducerBatch>()];
             var events = Meter.Decide(deployment, allowed, now);
             if (events.Length == 0) continue;
             stream.AppendMany(events);
@@ -111,17 +136,59 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, M
         if (quarantined.Count > 0) session.Store<QuarantinedMetering>(quarantined);
         await session.SaveChangesAsync(ct);
 
-        metrics.Committed(context.Message.Length, counted, pieces.Count - fresh.Count, throttles, quarantined, System.Diagnostics.Stopwatch.GetElapsedTime(started));
+        metrics.Committed(context.Message.Length, counted, duplicates, throttles, quarantined, System.Diagnostics.Stopwatch.GetElapsedTime(started));
         if (admissionChanged.Count > 0) await push.TryPublishCurrentAsync(session, admissionChanged, ct);
 
         void Refuse(IEnumerable<ProducerBatch> refused, QuarantineReason reason, string detail)
         {
             foreach (var batch in refused)
             {
-                var (frame, _) = frames.First(f => f.Frame.ProducerId == batch.ProducerId && f.Frame.Sequence == batch.Sequence);
+                var frame = FrameOf(batch);
                 foreach (var record in batch.Records) quarantined.Add(Quarantine.Record(reason, detail, frame, record, now));
             }
         }
+
+        MeteringFrame FrameOf(ProducerBatch batch) => frames.First(f => f.Frame.ProducerId == batch.ProducerId && f.Frame.Sequence == batch.Sequence).Frame;
+
+        // The batch without records the deployment cannot be billed for (spilled with spillover off, finished after its
+        // release); null when none is left. Copies only when something is refused.
+        ProducerBatch? Admissible(ProducerBatch batch, Deployment deployment)
+        {
+            List<MeteredRecord>? kept = null;
+            for (var i = 0; i < batch.Records.Count; i++)
+            {
+                var record = batch.Records[i];
+                var refusal = !deployment.Served(record.FinishedAt)
+                    ? (QuarantineReason.ReleasedDeployment, $"deployment '{deployment.Id}' was released at {deployment.ReleasedAt:O}, before this record finished")
+                    : record.Spilled && !deployment.MaySpill(record.FinishedAt)
+                        ? (QuarantineReason.SpilloverOff, $"deployment '{deployment.Id}' has spillover off; a spilled record is not billed")
+                        : ((QuarantineReason, string)?)null;
+                if (refusal is { } r)
+                {
+                    kept ??= [.. batch.Records.Take(i)];
+                    quarantined.Add(Quarantine.Record(r.Item1, r.Item2, FrameOf(batch), record, now));
+                }
+                else kept?.Add(record);
+            }
+            return kept is null ? batch : kept.Count == 0 ? null : batch with { Records = kept };
+        }
+    }
+
+    /// <summary>Metering is JSON with the contract's version header; anything else is refused whole, before its body counts.</summary>
+    static (QuarantineReason, string?)? EnvelopeProblem(ConsumeContext<MeteringFrame> message)
+    {
+        if (!message.ReceiveContext.TryGetPayload<RabbitMqBasicConsumeContext>(out var delivery)) return null;
+        var properties = delivery.Properties;
+        if (!string.Equals(properties.ContentType, MeteringTopology.ContentType, StringComparison.OrdinalIgnoreCase))
+            return (QuarantineReason.WrongContentType, $"content type '{properties.ContentType}' is not {MeteringTopology.ContentType}");
+        var version = properties.Headers?.TryGetValue(MeteringTopology.VersionHeader, out var v) == true ? v : null;
+        return version switch
+        {
+            null => (QuarantineReason.MissingVersionHeader, $"no '{MeteringTopology.VersionHeader}' header"),
+            int or long or byte or short when Convert.ToInt64(version, System.Globalization.CultureInfo.InvariantCulture) == MeteringTopology.CurrentVersion => null,
+            byte[] text when Encoding.UTF8.GetString(text) == MeteringTopology.CurrentVersion.ToString(System.Globalization.CultureInfo.InvariantCulture) => null,
+            _ => (QuarantineReason.MissingVersionHeader, $"'{MeteringTopology.VersionHeader}' header is not {MeteringTopology.CurrentVersion}"),
+        };
     }
 
     /// <summary>The AMQP user-id property, which the broker has checked against the publishing connection's user.</summary>

@@ -14,6 +14,11 @@ public enum QuarantineReason
     TimestampInFuture,
     UnauthenticatedProducer,
     RevokedProducer,
+    TimestampTooOld,
+    WrongContentType,
+    MissingVersionHeader,
+    ConflictingReplay,
+    SpilloverOff,
 }
 
 /// <summary>Metering input that was refused, with the reason. Never billed; kept for the producer's owner to see and fix.</summary>

@@ -105,4 +105,48 @@ public sealed class MeterSpecs
         Assert.Equal(1500m - 5000m / 60 * 6, resized.LevelAt(Now.AddSeconds(18)));
         Assert.Equal(new AdmissionLimit(5000, 5000), resized.Limit);
     }
+
+    [Fact]
+    public void Given_a_released_deployment_when_late_usage_is_metered_then_it_is_counted_and_nothing_is_throttled()
+    {
+        var released = ActiveDeployment().Apply(new DeploymentReleased("dep-1", 1, Now));
+
+        var events = Meter.Decide(released, [Batch(1, R(100_000))], Now.AddSeconds(1));
+
+        Assert.Equal(100_000, Assert.IsType<UsageMetered>(Assert.Single(events)).PromptTokens);
+    }
+
+    [Fact]
+    public void Usage_that_finished_before_the_release_is_served_and_after_it_is_not()
+    {
+        var released = ActiveDeployment().Apply(new DeploymentReleased("dep-1", 1, Now));
+        Assert.True(ActiveDeployment().Served(Now.AddYears(1)));
+        Assert.True(released.Served(Now));
+        Assert.False(released.Served(Now.AddTicks(1)));
+    }
+
+    [Fact]
+    public void A_spilled_record_is_billable_while_spillover_is_on_or_when_it_finished_before_spillover_was_turned_off()
+    {
+        var on = ActiveDeployment().Apply(new SpilloverEnabled("dep-1", Now));
+        var off = on.Apply(new SpilloverDisabled("dep-1", Now.AddMinutes(1)));
+        Assert.False(ActiveDeployment().MaySpill(Now));
+        Assert.True(on.MaySpill(Now.AddYears(1)));
+        Assert.True(off.MaySpill(Now.AddMinutes(1)));
+        Assert.False(off.MaySpill(Now.AddMinutes(1).AddTicks(1)));
+    }
+
+    [Fact]
+    public void A_claims_content_hash_is_stable_and_changes_with_any_field_or_the_order()
+    {
+        MeteredRecord Rec(string id, long prompt = 10) => new(id, "dep-1", prompt, 0, 1, false, 0, Now, Now, null);
+        var hash = AppliedBatches.ContentHash([Rec("a"), Rec("b")]);
+
+        Assert.Equal(hash, AppliedBatches.ContentHash([Rec("a"), Rec("b")]));
+        Assert.Equal(182_751_201_465_756_998, AppliedBatches.ContentHash([Rec("a")])); // stored in the ledger: never changes between versions
+        Assert.NotEqual(hash, AppliedBatches.ContentHash([Rec("b"), Rec("a")]));
+        Assert.NotEqual(hash, AppliedBatches.ContentHash([Rec("a"), Rec("b", prompt: 11)]));
+        Assert.NotEqual(AppliedBatches.ContentHash([Rec("ab"), Rec("c")]), AppliedBatches.ContentHash([Rec("a"), Rec("bc")]));
+        Assert.NotEqual(hash, AppliedBatches.ContentHash([Rec("a"), Rec("b") with { Spilled = true }]));
+    }
 }
