@@ -15,7 +15,11 @@ if (args is ["rebuild-projections", .. var names])
     await ProjectionRebuild.RunCommandAsync(settings, names);
     return;
 }
-var builder = WebApplication.CreateBuilder(args);
+// appsettings.json and the catalog are found beside the binary, whatever the working directory.
+var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
+// Request lines carry query strings (and a key a client put there): never logged, whatever the configuration says.
+builder.Logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", LogLevel.Warning);
+builder.Logging.AddFilter("Microsoft.AspNetCore.HttpLogging", LogLevel.None);
 var catalog = ModelCatalog.FromConfiguration(builder.Configuration);
 var roles = HostRoles.FromConfiguration(builder.Configuration);
 builder.Services.AddSingleton(settings);

@@ -13,6 +13,14 @@ public sealed class PlatformProcess : IAsyncDisposable
 
     public Uri Address { get; }
 
+    /// <summary>Where the process starts (default: beside its binary), to show it does not depend on it.</summary>
+    public string? WorkingDirectory { get; init; }
+
+    /// <summary>Everything the process wrote to stdout and stderr so far.</summary>
+    public string Output => string.Join('\n', _output);
+
+    readonly System.Collections.Concurrent.ConcurrentQueue<string> _output = new();
+
     /// <param name="environment">Settings over the defaults, e.g. THROUGHPUT_PG_PORT to reach PostgreSQL through a <see cref="DatabaseLink"/>.</param>
     public PlatformProcess(string meteringExchange, int partitions, string roles = "Api,Metering,Daemon", IReadOnlyDictionary<string, string>? environment = null)
     {
@@ -37,14 +45,14 @@ public sealed class PlatformProcess : IAsyncDisposable
     {
         var start = new ProcessStartInfo("dotnet", [_dll, "--urls", Address.ToString()])
         {
-            WorkingDirectory = Path.GetDirectoryName(_dll)!,
+            WorkingDirectory = WorkingDirectory ?? Path.GetDirectoryName(_dll)!,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
         foreach (var (name, value) in _environment) start.Environment[name] = value;
         _process = Process.Start(start)!;
-        _process.OutputDataReceived += (_, _) => { };
-        _process.ErrorDataReceived += (_, _) => { };
+        _process.OutputDataReceived += (_, line) => { if (line.Data is not null) _output.Enqueue(line.Data); };
+        _process.ErrorDataReceived += (_, line) => { if (line.Data is not null) _output.Enqueue(line.Data); };
         _process.BeginOutputReadLine();
         _process.BeginErrorReadLine();
         using var http = new HttpClient { BaseAddress = Address, Timeout = TimeSpan.FromSeconds(2) };

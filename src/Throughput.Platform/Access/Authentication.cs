@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.Extensions.Caching.Memory;
 using Microsoft.Extensions.Options;
+using System.Threading.RateLimiting;
 
 namespace Throughput.Access;
 
@@ -39,18 +40,44 @@ public sealed class ApiKeyAuthenticationHandler(
     // Revocation takes effect within this time on every host; the price of not reading PostgreSQL per request.
     static readonly TimeSpan CacheFor = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// Every refused key is answered no sooner than this after the request arrived, whether its id exists or not: an
+    /// unknown id (a database lookup) and a known one with a wrong secret (the cache) then take the same time.
+    /// </summary>
+    public static readonly TimeSpan RefusalFloor = TimeSpan.FromMilliseconds(50);
+
+    /// <summary>Key ids that exist nowhere one client address may have the database look up per second: made-up ids cost it little.</summary>
+    const int LookupsPerSecond = 20;
+
+    static readonly PartitionedRateLimiter<string> Lookups = PartitionedRateLimiter.Create<string, string>(address =>
+        RateLimitPartition.GetTokenBucketLimiter(address, _ => new TokenBucketRateLimiterOptions
+        {
+            TokenLimit = LookupsPerSecond * 2, TokensPerPeriod = LookupsPerSecond, ReplenishmentPeriod = TimeSpan.FromSeconds(1), QueueLimit = 0, AutoReplenishment = true,
+        }));
+
     protected override async Task<AuthenticateResult> HandleAuthenticateAsync()
     {
         string? header = Request.Headers.Authorization;
         if (string.IsNullOrEmpty(header)) return AuthenticateResult.NoResult();
+        var arrived = TimeProvider.System.GetTimestamp();
         if (!header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)
             || !ApiKeySecrets.TryParse(header["Bearer ".Length..].Trim(), out var keyId, out var secret))
-            return AuthenticateResult.Fail("Malformed API key.");
+            return await RefuseAsync(arrived, "Malformed API key.");
 
         var known = await KnownKeyAsync(keyId);
-        if (known is null || known.Key.Revoked || !ApiKeySecrets.Matches(secret, known.Key.SecretHash))
-            return AuthenticateResult.Fail("Unknown or revoked API key.");
+        // An unknown id is checked against a stand-in hash, so its refusal costs the same work as a wrong secret.
+        var matches = ApiKeySecrets.Matches(secret, known?.Key.SecretHash ?? UnknownKeyHash);
+        if (known is null || known.Key.Revoked || !matches) return await RefuseAsync(arrived, "Unknown or revoked API key.");
         return AuthenticateResult.Success(known.Ticket);
+    }
+
+    static readonly string UnknownKeyHash = ApiKeySecrets.Hash(ApiKeySecrets.NewSecret());
+
+    async Task<AuthenticateResult> RefuseAsync(long arrived, string reason)
+    {
+        var left = RefusalFloor - TimeProvider.System.GetElapsedTime(arrived);
+        if (left > TimeSpan.Zero) await Task.Delay(left, Context.RequestAborted);
+        return AuthenticateResult.Fail(reason);
     }
 
     /// <summary>
@@ -68,13 +95,28 @@ public sealed class ApiKeyAuthenticationHandler(
         }
     }
 
+    /// <summary>The key with this id, or null: unknown, or the caller's address has used up its lookups of unknown ids.</summary>
+    async Task<KnownKey?> KnownKeyAsync(string keyId)
+    {
+        var cacheKey = "apikey:" + keyId;
+        var address = Context.Connection.RemoteIpAddress?.ToString() ?? "";
+        var uncached = !cache.TryGetValue(cacheKey, out _);
+        if (uncached)
+        {
+            using var available = Lookups.AttemptAcquire(address, permitCount: 0);
+            if (!available.IsAcquired) return null; // this address has looked up enough unknown ids for now
+        }
+        var known = await LoadCachedAsync(cacheKey, keyId);
+        if (uncached && known is null) Lookups.AttemptAcquire(address).Dispose(); // only ids that exist nowhere use up the budget
+        return known;
+    }
+
     /// <summary>
     /// The cache holds the load itself, so concurrent requests with an uncached key share one query instead of each
     /// opening a session; a failed load is not cached.
     /// </summary>
-    async Task<KnownKey?> KnownKeyAsync(string keyId)
+    async Task<KnownKey?> LoadCachedAsync(string cacheKey, string keyId)
     {
-        var cacheKey = "apikey:" + keyId;
         var load = cache.GetOrCreate(cacheKey, entry =>
         {
             entry.AbsoluteExpirationRelativeToNow = CacheFor;

@@ -15,7 +15,7 @@ public static class StaffKeys
         public Validator()
         {
             RuleFor(x => x.Role).IsInEnum().NotEqual(Role.Tenant).WithMessage("Tenant keys are issued under /v1/operator/tenants/{id}/keys.");
-            RuleFor(x => x.Name).NotEmpty().MaximumLength(100);
+            RuleFor(x => x.Name).Text(100);
         }
     }
 
@@ -25,7 +25,8 @@ public static class StaffKeys
 
         group.MapPost("/", async (IssueStaffKey command, HttpContext http, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
             {
-                string? idempotencyKey = http.Request.Headers["Idempotency-Key"];
+                var (idempotencyKey, badKey) = IdempotencyKeys.Of(http);
+                if (badKey is not null) return badKey;
                 var keyId = idempotencyKey is null ? ApiKeySecrets.NewKeyId() : ApiKeySecrets.KeyIdFor(Staff.StreamId, idempotencyKey);
                 var secret = ApiKeySecrets.NewSecret();
                 var stream = await session.Events.FetchForWriting<Staff>(Staff.StreamId, ct);

@@ -19,7 +19,7 @@ public static class Purchase
     {
         public Validator(ModelCatalog catalog)
         {
-            RuleFor(x => x.Name).NotEmpty().MaximumLength(100);
+            RuleFor(x => x.Name).Text(100);
             RuleFor(x => x.Model).NotEmpty().Must(m => catalog.Find(m) is not null).WithMessage("Unknown model; GET /v1/models lists them.");
             RuleFor(x => x.Region).NotEmpty().Matches("^[a-z][a-z0-9-]{1,31}$").WithMessage("Region must look like 'eastus' or 'sweden-central'.");
             RuleFor(x => x.Type).IsInEnum();
@@ -52,9 +52,8 @@ public static class Purchase
         group.MapPost("/", async (PurchaseDeployment command, HttpContext http, IDocumentSession session, TimeProvider clock, AdmissionPush push, CancellationToken ct) =>
             {
                 var tenantId = http.User.TenantId()!;
-                string? key = http.Request.Headers["Idempotency-Key"];
-                if (key is { Length: > 128 })
-                    return Results.ValidationProblem(new Dictionary<string, string[]> { ["Idempotency-Key"] = ["At most 128 characters."] });
+                var (key, badKey) = IdempotencyKeys.Of(http);
+                if (badKey is not null) return badKey;
                 var deploymentId = DeploymentIdFor(tenantId, key);
 
                 if (key is not null && await session.LoadAsync<Deployment>(deploymentId, ct) is { } earlier)
@@ -91,8 +90,7 @@ public static class Purchase
         static IResult Replay(HttpContext http, Deployment earlier, PurchaseDeployment command)
         {
             if (!SameRequest(earlier, command))
-                return Results.Problem(statusCode: 422, title: "Idempotency-Key reused",
-                    detail: "This Idempotency-Key was used for a different purchase.");
+                return IdempotencyKeys.Reused("purchase");
             ETags.Set(http, earlier.Revision);
             return Results.Created($"/v1/deployments/{earlier.Id}", DeploymentView.Of(earlier, earlier.BucketAt));
         }

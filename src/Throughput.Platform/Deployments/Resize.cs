@@ -5,6 +5,7 @@ using Throughput.Access;
 using Throughput.Capacity;
 using Throughput.Catalog;
 using Throughput.Http;
+using Throughput.Tenants;
 
 namespace Throughput.Deployments;
 
@@ -17,10 +18,11 @@ public static class Resize
         public Validator() => RuleFor(x => x.Ptu).GreaterThan(0).LessThanOrEqualTo(100_000).PrecisionScale(12, 4, ignoreTrailingZeros: true);
     }
 
-    public static object[] Decide(Deployment deployment, ModelEntry model, ResizeDeployment command, DateTimeOffset now)
+    public static object[] Decide(Deployment deployment, Tenant tenant, ModelEntry model, ResizeDeployment command, DateTimeOffset now)
     {
         if (deployment.Status == DeploymentStatus.Released)
             throw RuleViolation.Conflict($"Deployment '{deployment.Id}' is released; it cannot be resized.");
+        if (command.Ptu > deployment.Ptu) tenant.EnsureActive();
         if (!model.IsValidAmount(command.Ptu))
             throw RuleViolation.Unprocessable($"{command.Ptu} PTU is not sellable for {model.Name}: the minimum is {model.MinimumPtu} PTU in steps of {model.PtuIncrement}.");
         return command.Ptu == deployment.Ptu ? [] : [new DeploymentResized(deployment.Id, deployment.Ptu, command.Ptu, now)];
@@ -39,7 +41,8 @@ public static class Resize
                 var deployment = stream.Aggregate;
                 var model = catalog.Find(deployment.Model) ?? throw RuleViolation.Conflict($"{deployment.Model} is no longer sold.");
 
-                var events = Decide(deployment, model, command, clock.GetUtcNow());
+                var tenant = await session.LoadAsync<Tenant>(Tenant.StreamId(deployment.TenantId), ct) ?? throw RuleViolation.NotFound($"No tenant '{deployment.TenantId}'.");
+                var events = Decide(deployment, tenant, model, command, clock.GetUtcNow());
                 if (events is [DeploymentResized resized])
                 {
                     var pool = await session.Events.FetchForExclusiveWriting<CapacityPool>(CapacityPool.StreamId(deployment.Model, deployment.Region), ct);

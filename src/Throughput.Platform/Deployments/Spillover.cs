@@ -3,6 +3,7 @@ using Marten;
 using Throughput.Admission;
 using Throughput.Access;
 using Throughput.Http;
+using Throughput.Tenants;
 
 namespace Throughput.Deployments;
 
@@ -10,11 +11,12 @@ public sealed record SetSpillover(bool Enabled);
 
 public static class Spillover
 {
-    public static object[] Decide(Deployment deployment, bool enabled, DateTimeOffset now)
+    public static object[] Decide(Deployment deployment, Tenant tenant, bool enabled, DateTimeOffset now)
     {
         if (deployment.Status == DeploymentStatus.Released)
             throw RuleViolation.Conflict($"Deployment '{deployment.Id}' is released.");
         if (deployment.Spillover == enabled) return [];
+        if (enabled) tenant.EnsureActive();
         return enabled ? [new SpilloverEnabled(deployment.Id, now)] : [new SpilloverDisabled(deployment.Id, now)];
     }
 
@@ -26,7 +28,8 @@ public static class Spillover
                 var stream = await session.Events.FetchForWriting<Deployment>(deploymentId, ct);
                 stream.Aggregate.EnsureOwnedBy(deploymentId, http.User.TenantId()!);
                 var deployment = stream.Aggregate!;
-                var events = Decide(deployment, command.Enabled, clock.GetUtcNow());
+                var tenant = await session.LoadAsync<Tenant>(Tenant.StreamId(deployment.TenantId), ct) ?? throw RuleViolation.NotFound($"No tenant '{deployment.TenantId}'.");
+                var events = Decide(deployment, tenant, command.Enabled, clock.GetUtcNow());
                 if (events.Length > 0)
                 {
                     stream.AppendMany(events);

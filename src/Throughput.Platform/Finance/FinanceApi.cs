@@ -30,7 +30,7 @@ public static class FinanceApi
 
         finance.MapGet("/invoices", async (string? month, HttpContext http, IQuerySession session, TimeProvider clock, CancellationToken ct) =>
             {
-                if (!TryMonth(month, clock, out var period)) return MonthProblem();
+                if (!TryMonth(month, clock, out var period)) return BillingMonth.Problem("month", month);
                 var invoices = await session.Query<Invoice>().Where(i => i.Period == period.Index).OrderBy(i => i.Number).ToListAsync(ct);
                 return Tables.Respond(http, invoices.Select(InvoiceSummary.Of).ToList(), $"invoices-{period}", RegisterColumns);
             })
@@ -46,14 +46,14 @@ public static class FinanceApi
             {
                 var now = clock.GetUtcNow();
                 var period = BillingMonth.Of(now);
-                if (month is not null && !BillingMonth.TryParse(month, out period)) return MonthProblem();
+                if (month is not null && !BillingMonth.TryParse(month, out period)) return BillingMonth.Problem("month", month);
                 return Results.Ok(await Invoices.DraftAsync(session, tenantId, period, now, settings, ct));
             })
             .WithName("GetTenantDraft").WithSummary("A tenant's invoice draft for a month (default this one).").Produces<InvoiceDraft>().ProducesProblem(404);
 
         finance.MapGet("/credit-notes", async (string? month, HttpContext http, IQuerySession session, TimeProvider clock, CancellationToken ct) =>
             {
-                if (!TryMonth(month, clock, out var period)) return MonthProblem();
+                if (!TryMonth(month, clock, out var period)) return BillingMonth.Problem("month", month);
                 var notes = await session.Query<CreditNote>().Where(c => c.Period == period.Index).OrderBy(c => c.Number).ToListAsync(ct);
                 return Tables.Respond(http, notes, $"credit-notes-{period}", CreditNoteColumns);
             })
@@ -72,6 +72,4 @@ public static class FinanceApi
         month = BillingMonth.FromIndex(BillingMonth.Of(clock.GetUtcNow()).Index - 1);
         return text is null || BillingMonth.TryParse(text, out month);
     }
-
-    static IResult MonthProblem() => Results.ValidationProblem(new Dictionary<string, string[]> { ["month"] = ["A month is written yyyy-MM."] });
 }

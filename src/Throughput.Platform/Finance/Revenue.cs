@@ -93,9 +93,9 @@ public static class RevenueView
             {
                 var now = BillingMonth.Of(clock.GetUtcNow());
                 var (start, end) = (now, now);
+                if (from is not null && !BillingMonth.TryParse(from, out start)) return BillingMonth.Problem("from", from);
+                if (to is not null && !BillingMonth.TryParse(to, out end)) return BillingMonth.Problem("to", to);
                 Dictionary<string, string[]> errors = [];
-                if (from is not null && !BillingMonth.TryParse(from, out start)) errors["from"] = ["A month is written yyyy-MM."];
-                if (to is not null && !BillingMonth.TryParse(to, out end)) errors["to"] = ["A month is written yyyy-MM."];
                 if (errors.Count == 0 && (end < start || end.Index - start.Index > 120)) errors["to"] = ["to must not be before from, and at most 10 years after it."];
                 if (errors.Count > 0) return Results.ValidationProblem(errors);
                 var rows = await session.Query<RevenueRow>().Where(r => r.Period >= start.Index && r.Period <= end.Index).ToListAsync(ct);

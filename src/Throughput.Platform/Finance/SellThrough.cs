@@ -91,7 +91,7 @@ public static class SellThroughView
                 var now = clock.GetUtcNow();
                 var period = BillingMonth.Of(now);
                 if (month is not null && !BillingMonth.TryParse(month, out period))
-                    return Results.ValidationProblem(new Dictionary<string, string[]> { ["month"] = ["A month is written yyyy-MM."] });
+                    return BillingMonth.Problem("month", month);
                 var pools = await session.Query<PoolCapacity>().ToListAsync(ct);
                 return Tables.Respond(http, Of(pools, period, now), $"sell-through-{period}", Columns);
             })

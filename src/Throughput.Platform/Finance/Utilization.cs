@@ -47,7 +47,7 @@ public static class UtilizationView
                 var now = clock.GetUtcNow();
                 var period = BillingMonth.Of(now);
                 if (month is not null && !BillingMonth.TryParse(month, out period))
-                    return Results.ValidationProblem(new Dictionary<string, string[]> { ["month"] = ["A month is written yyyy-MM."] });
+                    return BillingMonth.Problem("month", month);
                 var hours = await session.Query<UsageHour>().Where(h => h.Period == period.Index).ToListAsync(ct);
                 var accounts = await session.Query<BillingAccount>().ToListAsync(ct);
                 var deployments = accounts.SelectMany(a => a.Deployments.Values).ToDictionary(d => d.Id, StringComparer.Ordinal);

@@ -50,6 +50,16 @@ public static class Api
 
     public static WebApplication UseThroughputApi(this WebApplication app)
     {
+        // Answers hold tenants' usage, invoices and keys: no cache, shared or private, keeps them.
+        app.Use((http, next) =>
+        {
+            http.Response.OnStarting(() =>
+            {
+                if (!http.Response.Headers.ContainsKey("Cache-Control")) http.Response.Headers.CacheControl = "no-store";
+                return Task.CompletedTask;
+            });
+            return next(http);
+        });
         app.UseExceptionHandler();
         app.UseStatusCodePages();
         app.UseRequestLimits();

@@ -66,6 +66,7 @@ public static class Messaging
 
         services.AddMassTransit(bus =>
         {
+            bus.DisableUsageTelemetry(); // no call out of the machine that the operator did not configure
             bus.AddConsumer<MeteringConsumer>(c => c.Options<BatchOptions>(o => o
                 .SetMessageLimit(metering.BatchMessageLimit)
                 .SetTimeLimit(metering.BatchTimeLimit)

@@ -48,8 +48,18 @@ public static class Validation
                 return Results.ValidationProblem(new Dictionary<string, string[]> { ["body"] = ["A JSON request body is required."] });
             // Synchronous: no rule here reads anything, and the async path costs allocations on every hot-path request.
             var outcome = validator.Validate(request);
-            return outcome.IsValid ? await next(context) : Results.ValidationProblem(outcome.ToDictionary());
+            if (outcome.IsValid) return await next(context);
+            // Well-formed but refused content (a control character in a name) is 422; malformed input 400.
+            var status = outcome.Errors.Any(e => e.ErrorCode == Unprocessable) ? 422 : 400;
+            return Results.ValidationProblem(outcome.ToDictionary(), statusCode: status);
         }).ProducesValidationProblem();
+
+    const string Unprocessable = "Unprocessable";
+
+    /// <summary>Text people named: present, bounded, and free of control characters (PostgreSQL refuses NUL; logs and CSV suffer the rest).</summary>
+    public static IRuleBuilderOptions<T, string?> Text<T>(this IRuleBuilder<T, string?> rule, int maxLength) =>
+        rule.NotEmpty().MaximumLength(maxLength)
+            .Must(text => text is null || !text.Any(char.IsControl)).WithMessage("Control characters are not allowed.").WithErrorCode(Unprocessable);
 }
 
 /// <summary>Stream versions as ETags; writes that need the reader's view send it back in If-Match.</summary>

@@ -16,6 +16,9 @@ public sealed class RequestLimitOptions
     /// <summary>Serving nodes query admission on the hot path: a far higher budget.</summary>
     public int ServingNodePerSecond { get; set; } = 20_000;
 
+    /// <summary>Requests per second from one client address without a valid key (refused keys included), with as much again as burst.</summary>
+    public int AnonymousPerSecond { get; set; } = 50;
+
     public long MaxBodyBytes { get; set; } = 1 << 20;
 }
 
@@ -29,7 +32,17 @@ public static class RequestLimits
         {
             limiter.GlobalLimiter = PartitionedRateLimiter.Create<HttpContext, string>(http =>
             {
-                if (http.User.Identity?.IsAuthenticated != true) return RateLimitPartition.GetNoLimiter("anonymous");
+                if (http.User.Identity?.IsAuthenticated != true && http.Request.Path.StartsWithSegments("/health"))
+                    return RateLimitPartition.GetNoLimiter("health"); // probes: orchestrators and load balancers poll them
+                if (http.User.Identity?.IsAuthenticated != true)
+                    return RateLimitPartition.GetTokenBucketLimiter("address:" + http.Connection.RemoteIpAddress, _ => new TokenBucketRateLimiterOptions
+                    {
+                        TokenLimit = options.AnonymousPerSecond * 2,
+                        TokensPerPeriod = options.AnonymousPerSecond,
+                        ReplenishmentPeriod = TimeSpan.FromSeconds(1),
+                        QueueLimit = 0,
+                        AutoReplenishment = true,
+                    });
                 var key = http.User.KeyId();
                 var perSecond = http.User.IsInRole(nameof(Role.ServingNode)) ? options.ServingNodePerSecond : options.PerKeyPerSecond;
                 var burst = http.User.IsInRole(nameof(Role.ServingNode)) ? options.ServingNodePerSecond : options.PerKeyBurst;
@@ -47,7 +60,9 @@ public static class RequestLimits
                 var retryAfter = context.Lease.TryGetMetadata(MetadataName.RetryAfter, out var wait) ? wait : TimeSpan.FromSeconds(1);
                 context.HttpContext.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
                 await Results.Problem(statusCode: StatusCodes.Status429TooManyRequests, title: "Too many requests",
-                    detail: "This API key sent more requests than its rate allows; retry after the Retry-After seconds.").ExecuteAsync(context.HttpContext);
+                    detail: context.HttpContext.User.Identity?.IsAuthenticated == true
+                        ? "This API key sent more requests than its rate allows; retry after the Retry-After seconds."
+                        : "This address sent more requests without a valid API key than allowed; retry after the Retry-After seconds.").ExecuteAsync(context.HttpContext);
             };
         });
         return services;

@@ -25,13 +25,29 @@ public readonly record struct BillingMonth(int Year, int Month) : IComparable<Bi
         return new BillingMonth(utc.Year, utc.Month);
     }
 
+    /// <summary>The months the platform bills: a month outside them in a request is refused, not computed.</summary>
+    public static readonly BillingMonth First = new(2000, 1), Last = new(2999, 12);
+
     public static bool TryParse(string? text, out BillingMonth month)
+    {
+        month = default;
+        if (!TryParseAny(text, out var parsed) || parsed < First || parsed > Last) return false;
+        month = parsed;
+        return true;
+    }
+
+    static bool TryParseAny(string? text, out BillingMonth month)
     {
         month = default;
         if (text is null || !DateTime.TryParseExact(text, "yyyy-MM", CultureInfo.InvariantCulture, DateTimeStyles.None, out var parsed)) return false;
         month = new BillingMonth(parsed.Year, parsed.Month);
         return true;
     }
+
+    /// <summary>The problem with a month query parameter that <see cref="TryParse"/> refused: 422 when out of range, else 400.</summary>
+    public static IResult Problem(string parameter, string? text) => TryParseAny(text, out _)
+        ? Results.ValidationProblem(new Dictionary<string, string[]> { [parameter] = [$"Months from {First} to {Last} only."] }, statusCode: 422)
+        : Results.ValidationProblem(new Dictionary<string, string[]> { [parameter] = ["A month is written yyyy-MM."] });
 
     public static BillingMonth Parse(string text) =>
         TryParse(text, out var month) ? month : throw new FormatException($"'{text}' is not a month written yyyy-MM.");

@@ -58,7 +58,7 @@ public static class CreditNotes
     {
         public Validator()
         {
-            RuleFor(x => x.Reason).NotEmpty().MaximumLength(500);
+            RuleFor(x => x.Reason).Text(500);
             RuleFor(x => x).Must(x => x.Amount is null != (x.Lines is null)).OverridePropertyName("amount").WithMessage("Send either amount or lines, not both.");
             RuleFor(x => x.Amount).GreaterThan(0).LessThanOrEqualTo(1_000_000_000).When(x => x.Amount is not null);
             RuleFor(x => x.Lines).NotEmpty().Must(l => l!.Select(x => x.Line).Distinct().Count() == l!.Count).WithMessage("Name each invoice line once.")
@@ -115,9 +115,8 @@ public static class CreditNotes
     {
         app.MapPost("/v1/finance/invoices/{invoiceId}/credit-notes", async (string invoiceId, IssueCreditNote command, HttpContext http, IDocumentStore store, TimeProvider clock, CancellationToken ct) =>
             {
-                string? key = http.Request.Headers["Idempotency-Key"];
-                if (key is { Length: > 128 })
-                    return Results.ValidationProblem(new Dictionary<string, string[]> { ["Idempotency-Key"] = ["At most 128 characters."] });
+                var (key, badKey) = IdempotencyKeys.Of(http);
+                if (badKey is not null) return badKey;
                 var now = clock.GetUtcNow();
                 await InvoiceRegisters.EnsureOpenAsync(store, now, ct);
                 await using var session = store.LightweightSession();

@@ -56,7 +56,7 @@ public static class Invoices
                 var now = clock.GetUtcNow();
                 var period = BillingMonth.Of(now);
                 if (month is not null && !BillingMonth.TryParse(month, out period))
-                    return Results.ValidationProblem(new Dictionary<string, string[]> { ["month"] = ["A month is written yyyy-MM."] });
+                    return BillingMonth.Problem("month", month);
                 return Results.Ok(await DraftAsync(session, http.User.TenantId()!, period, now, settings, ct));
             })
             .WithName("GetInvoiceDraft")

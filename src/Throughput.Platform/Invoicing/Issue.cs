@@ -34,7 +34,7 @@ public static class Issue
         app.MapPost("/v1/finance/invoices/{tenantId}/{month}/issue", async (string tenantId, string month, HttpContext http, InvoiceIssuing issuing, TimeProvider clock, CancellationToken ct) =>
             {
                 if (!BillingMonth.TryParse(month, out var period))
-                    return Results.ValidationProblem(new Dictionary<string, string[]> { ["month"] = ["A month is written yyyy-MM."] });
+                    return BillingMonth.Problem("month", month);
                 var (invoice, created) = await issuing.IssueAsync(tenantId, period, clock.GetUtcNow(), "finance:" + http.User.KeyId(), ct);
                 return created ? Results.Created($"/v1/finance/invoices/{invoice.Id}", invoice) : Results.Ok(invoice);
             })

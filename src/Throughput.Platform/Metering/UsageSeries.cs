@@ -72,11 +72,18 @@ public static class UsageSeries
 {
     static readonly TimeSpan MaxRange = TimeSpan.FromDays(7);
 
+    static readonly DateTimeOffset Earliest = new(2000, 1, 1, 0, 0, 0, TimeSpan.Zero), Latest = new(2999, 12, 31, 0, 0, 0, TimeSpan.Zero);
+
     public static IEndpointRouteBuilder MapUsageSeries(this IEndpointRouteBuilder app)
     {
         app.MapGet("/v1/deployments/{deploymentId}/usage", async (string deploymentId, DateTimeOffset? from, DateTimeOffset? to, HttpContext http, IQuerySession session, TimeProvider clock, CancellationToken ct) =>
             {
                 await session.LoadOwnedAsync(deploymentId, http.User.TenantId()!, ct);
+                foreach (var (name, at) in new[] { ("from", from), ("to", to) })
+                {
+                    if (at is { } t && (t < Earliest || t > Latest))
+                        return Results.ValidationProblem(new Dictionary<string, string[]> { [name] = [$"Times from {Earliest:yyyy-MM-dd} to {Latest:yyyy-MM-dd} only."] }, statusCode: 422);
+                }
                 var end = to ?? clock.GetUtcNow();
                 var start = from ?? end.AddHours(-1);
                 if (end < start || end - start > MaxRange)

@@ -87,7 +87,10 @@ public static class Reserve
         return [new ReservationCancelled(reservation.Id, now)];
     }
 
-    static string ReservationIdFor(string tenantId, string? key) => key is null
+    static bool SameRequest(Reservation earlier, PurchaseReservation command) =>
+        earlier.Model == command.Model && earlier.Region == command.Region && earlier.Type == command.Type && earlier.Ptu == command.Ptu && earlier.Term == command.Term;
+
+    public static string ReservationIdFor(string tenantId, string? key) => key is null
         ? "res-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(10))
         : "res-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(tenantId + "\n" + key)))[..20];
 
@@ -101,10 +104,11 @@ public static class Reserve
         group.MapPost("/", async (PurchaseReservation command, HttpContext http, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
             {
                 var tenantId = http.User.TenantId()!;
-                string? key = http.Request.Headers["Idempotency-Key"];
+                var (key, badKey) = IdempotencyKeys.Of(http);
+                if (badKey is not null) return badKey;
                 var id = ReservationIdFor(tenantId, key);
                 if (key is not null && await session.LoadAsync<Reservation>(id, ct) is { } earlier)
-                    return Results.Created($"/v1/reservations/{id}", earlier);
+                    return SameRequest(earlier, command) ? Results.Created($"/v1/reservations/{id}", earlier) : IdempotencyKeys.Reused("reservation");
                 var tenant = await session.LoadAsync<Tenant>(tenantId, ct) ?? throw RuleViolation.NotFound($"No tenant '{tenantId}'.");
                 var purchased = Decide(tenant, catalog.Find(command.Model)!, command, id, clock.GetUtcNow());
                 session.Events.StartStream<Reservation>(id, purchased);

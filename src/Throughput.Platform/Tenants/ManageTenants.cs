@@ -29,14 +29,16 @@ public static class ManageTenants
         {
             var currencies = catalog.Models.SelectMany(m => m.Prices.Keys).ToHashSet();
             RuleFor(x => x.TenantId).NotEmpty().Matches("^[a-z][a-z0-9-]{2,39}$").WithMessage("Tenant id: 3–40 lower-case letters, digits or '-', starting with a letter.");
-            RuleFor(x => x.Name).NotEmpty().MaximumLength(200);
+            RuleFor(x => x.TenantId).Must(id => id is null || !Tenant.IsReservedId(id))
+                .WithMessage("Tenant id: 'staff', 'invoice-register' and ids starting 'dep-', 'res-' or 'inv-' name the platform's own records.");
+            RuleFor(x => x.Name).Text(200);
             RuleFor(x => x.Currency).NotEmpty().Must(currencies.Contains).WithMessage($"Currency must be one the catalog prices in: {string.Join(", ", currencies.Order())}.");
         }
     }
 
     public sealed class SuspendValidator : AbstractValidator<SuspendTenant>
     {
-        public SuspendValidator() => RuleFor(x => x.Reason).NotEmpty().MaximumLength(500);
+        public SuspendValidator() => RuleFor(x => x.Reason).Text(500);
     }
 
     static async Task<Tenant> LoadAsync(IQuerySession session, string tenantId, CancellationToken ct) =>
@@ -70,7 +72,8 @@ public static class ManageTenants
         group.MapPost("/{tenantId}/keys", async (string tenantId, HttpContext http, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
             {
                 var tenant = await LoadAsync(session, tenantId, ct);
-                string? idempotencyKey = http.Request.Headers["Idempotency-Key"];
+                var (idempotencyKey, badKey) = IdempotencyKeys.Of(http);
+                if (badKey is not null) return badKey;
                 var keyId = idempotencyKey is null ? ApiKeySecrets.NewKeyId() : ApiKeySecrets.KeyIdFor(tenantId, idempotencyKey);
                 var secret = ApiKeySecrets.NewSecret();
                 session.Events.Append(tenant.Id, tenant.Version + 1, TenantDecisions.IssueKey(tenant, keyId, ApiKeySecrets.Hash(secret), clock.GetUtcNow()));

@@ -43,12 +43,23 @@ public sealed record Tenant(
 
     public Tenant Apply(TenantReinstated e) => this with { Status = TenantStatus.Active, AdmissionRevision = AdmissionRevision + 1 };
 
+    /// <summary>
+    /// A tenant's stream is named by its id alone (stores hold them so), so the ids the other streams take are not tenant
+    /// ids: the system streams' names and the other kinds' prefixes (pools and nodes contain ':', which no tenant id can).
+    /// </summary>
     public static string StreamId(string tenantId) => tenantId;
 
+    static readonly string[] OtherStreams = ["staff", "invoice-register"];
+    static readonly string[] OtherKinds = ["dep-", "res-", "inv-"];
+
+    public static bool IsReservedId(string tenantId) =>
+        OtherStreams.Contains(tenantId, StringComparer.Ordinal) || OtherKinds.Any(prefix => tenantId.StartsWith(prefix, StringComparison.Ordinal));
+
+    /// <summary>A suspended tenant buys nothing and grows nothing; it may still shrink and release.</summary>
     public void EnsureActive()
     {
         if (Status == TenantStatus.Suspended)
-            throw RuleViolation.Conflict($"Tenant '{Id}' is suspended.");
+            throw RuleViolation.Conflict($"Tenant '{Id}' is suspended: it may shrink or release what it has, not buy or grow.");
     }
 }
 

@@ -50,19 +50,19 @@ public sealed class DeploymentSpecs
     [Fact]
     public void Given_a_deployment_when_resized_then_DeploymentResized_and_the_same_size_is_a_no_op()
     {
-        Assert.Equal([new DeploymentResized("dep-1", 1, 2.3m, Now)], Resize.Decide(ActiveDeployment(), Gpt4o, new ResizeDeployment(2.3m), Now));
-        Assert.Equal([new DeploymentResized("dep-1", 1, 0.1m, Now)], Resize.Decide(ActiveDeployment(), Gpt4o, new ResizeDeployment(0.1m), Now));
-        Assert.Empty(Resize.Decide(ActiveDeployment(), Gpt4o, new ResizeDeployment(1), Now));
+        Assert.Equal([new DeploymentResized("dep-1", 1, 2.3m, Now)], Resize.Decide(ActiveDeployment(), ActiveTenant(), Gpt4o, new ResizeDeployment(2.3m), Now));
+        Assert.Equal([new DeploymentResized("dep-1", 1, 0.1m, Now)], Resize.Decide(ActiveDeployment(), ActiveTenant(), Gpt4o, new ResizeDeployment(0.1m), Now));
+        Assert.Empty(Resize.Decide(ActiveDeployment(), ActiveTenant(), Gpt4o, new ResizeDeployment(1), Now));
     }
 
     [Fact]
     public void Given_a_released_deployment_when_resized_then_conflict() =>
         Assert.Equal(RuleKind.Conflict, Assert.Throws<RuleViolation>(() =>
-            Resize.Decide(ActiveDeployment().Apply(new DeploymentReleased("dep-1", 1, Now)), Gpt4o, new ResizeDeployment(2), Now)).Kind);
+            Resize.Decide(ActiveDeployment().Apply(new DeploymentReleased("dep-1", 1, Now)), ActiveTenant(), Gpt4o, new ResizeDeployment(2), Now)).Kind);
 
     [Fact]
     public void Given_a_deployment_when_resized_off_the_increment_then_unprocessable() =>
-        Assert.Equal(RuleKind.Unprocessable, Assert.Throws<RuleViolation>(() => Resize.Decide(ActiveDeployment(), Gpt4o, new ResizeDeployment(1.01m), Now)).Kind);
+        Assert.Equal(RuleKind.Unprocessable, Assert.Throws<RuleViolation>(() => Resize.Decide(ActiveDeployment(), ActiveTenant(), Gpt4o, new ResizeDeployment(1.01m), Now)).Kind);
 
     [Fact]
     public void Given_a_deployment_when_released_then_DeploymentReleased_with_its_ptus_and_again_nothing()
@@ -75,9 +75,21 @@ public sealed class DeploymentSpecs
     [Fact]
     public void Spillover_toggles_only_on_change_and_not_after_release()
     {
-        Assert.Equal([new SpilloverEnabled("dep-1", Now)], Spillover.Decide(ActiveDeployment(), true, Now));
-        Assert.Empty(Spillover.Decide(ActiveDeployment(), false, Now));
-        Assert.Equal([new SpilloverDisabled("dep-1", Now)], Spillover.Decide(ActiveDeployment().Apply(new SpilloverEnabled("dep-1", Now)), false, Now));
-        Assert.Throws<RuleViolation>(() => Spillover.Decide(ActiveDeployment().Apply(new DeploymentReleased("dep-1", 1, Now)), true, Now));
+        Assert.Equal([new SpilloverEnabled("dep-1", Now)], Spillover.Decide(ActiveDeployment(), ActiveTenant(), true, Now));
+        Assert.Empty(Spillover.Decide(ActiveDeployment(), ActiveTenant(), false, Now));
+        Assert.Equal([new SpilloverDisabled("dep-1", Now)], Spillover.Decide(ActiveDeployment().Apply(new SpilloverEnabled("dep-1", Now)), ActiveTenant(), false, Now));
+        Assert.Throws<RuleViolation>(() => Spillover.Decide(ActiveDeployment().Apply(new DeploymentReleased("dep-1", 1, Now)), ActiveTenant(), true, Now));
+    }
+
+    static Tenant SuspendedTenant() => ActiveTenant().Apply(new TenantSuspended("acme", "unpaid", Now));
+
+    [Fact]
+    public void Given_a_suspended_tenant_when_it_grows_a_deployment_or_turns_spillover_on_then_it_is_refused_but_it_may_shrink_and_turn_spillover_off()
+    {
+        var two = ActiveDeployment(ptu: 2m);
+        Assert.Equal(RuleKind.Conflict, Assert.Throws<RuleViolation>(() => Resize.Decide(two, SuspendedTenant(), Gpt4o, new ResizeDeployment(50), Now)).Kind);
+        Assert.Equal(RuleKind.Conflict, Assert.Throws<RuleViolation>(() => Spillover.Decide(two, SuspendedTenant(), true, Now)).Kind);
+        Assert.Equal([new DeploymentResized("dep-1", 2, 1, Now)], Resize.Decide(two, SuspendedTenant(), Gpt4o, new ResizeDeployment(1), Now));
+        Assert.Equal([new SpilloverDisabled("dep-1", Now)], Spillover.Decide(two.Apply(new SpilloverEnabled("dep-1", Now)), SuspendedTenant(), false, Now));
     }
 }

@@ -84,4 +84,18 @@ public sealed class TenantSpecs
         Assert.False(ApiKeySecrets.TryParse("tpk_.x", out _, out _));
         Assert.NotEqual(secret, ApiKeySecrets.Hash(secret));
     }
+
+    [Fact]
+    public void No_tenant_id_can_name_another_kinds_stream()
+    {
+        string[] others =
+        [
+            Staff.StreamId, Throughput.Invoicing.InvoiceRegister.StreamId,
+            Throughput.Invoicing.Invoice.IdFor("acme", new Throughput.Invoicing.BillingMonth(2026, 11)),
+            Throughput.Deployments.Purchase.DeploymentIdFor("acme", "key"), Throughput.Deployments.Purchase.DeploymentIdFor("acme", null),
+            Throughput.Reservations.Reserve.ReservationIdFor("acme", "key"), Throughput.Reservations.Reserve.ReservationIdFor("acme", null),
+        ];
+        foreach (var id in others) Assert.True(Tenant.IsReservedId(id), id);
+        Assert.False(Tenant.IsReservedId("acme-inventory"));
+    }
 }
