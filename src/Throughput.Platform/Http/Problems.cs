@@ -57,9 +57,11 @@ public static class Validation
     const string Unprocessable = "Unprocessable";
 
     /// <summary>Text people named: present, bounded, and free of control characters (PostgreSQL refuses NUL; logs and CSV suffer the rest).</summary>
-    public static IRuleBuilderOptions<T, string?> Text<T>(this IRuleBuilder<T, string?> rule, int maxLength) =>
+    /// <param name="lines">Free text (a reason) may hold line breaks and tabs; a name may not.</param>
+    public static IRuleBuilderOptions<T, string?> Text<T>(this IRuleBuilder<T, string?> rule, int maxLength, bool lines = false) =>
         rule.NotEmpty().MaximumLength(maxLength)
-            .Must(text => text is null || !text.Any(char.IsControl)).WithMessage("Control characters are not allowed.").WithErrorCode(Unprocessable);
+            .Must(text => text is null || !text.Any(c => char.IsControl(c) && !(lines && c is '\r' or '\n' or '\t')))
+            .WithMessage("Control characters are not allowed.").WithErrorCode(Unprocessable);
 }
 
 /// <summary>Stream versions as ETags; writes that need the reader's view send it back in If-Match.</summary>

@@ -58,7 +58,7 @@ public static class CreditNotes
     {
         public Validator()
         {
-            RuleFor(x => x.Reason).Text(500);
+            RuleFor(x => x.Reason).Text(500, lines: true);
             RuleFor(x => x).Must(x => x.Amount is null != (x.Lines is null)).OverridePropertyName("amount").WithMessage("Send either amount or lines, not both.");
             RuleFor(x => x.Amount).GreaterThan(0).LessThanOrEqualTo(1_000_000_000).When(x => x.Amount is not null);
             RuleFor(x => x.Lines).NotEmpty().Must(l => l!.Select(x => x.Line).Distinct().Count() == l!.Count).WithMessage("Name each invoice line once.")

@@ -38,7 +38,7 @@ public static class ManageTenants
 
     public sealed class SuspendValidator : AbstractValidator<SuspendTenant>
     {
-        public SuspendValidator() => RuleFor(x => x.Reason).Text(500);
+        public SuspendValidator() => RuleFor(x => x.Reason).Text(500, lines: true);
     }
 
     static async Task<Tenant> LoadAsync(IQuerySession session, string tenantId, CancellationToken ct) =>
