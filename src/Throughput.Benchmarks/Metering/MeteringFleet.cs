@@ -2,7 +2,8 @@ namespace Throughput.Benchmarks.Metering;
 
 /// <summary>
 /// What the metering benchmark meters into: one tenant, a pool of its own region, deployments so large that nothing
-/// throttles (throttling would be a different benchmark), and registered serving nodes as producers.
+/// throttles (throttling would be a different benchmark), spillover on (the scale-out drill's records include spilled
+/// ones, which a deployment without spillover refuses), and registered serving nodes as producers.
 /// </summary>
 public sealed record MeteringFleet(string TenantId, string TenantKey, string Region, IReadOnlyList<string> Deployments, IReadOnlyList<string> Producers,
     IReadOnlyDictionary<string, NodeCredentials> Credentials)
@@ -26,7 +27,7 @@ public sealed record MeteringFleet(string TenantId, string TenantKey, string Reg
         var ids = new List<string>(deployments);
         for (var i = 0; i < deployments; i++)
         {
-            var created = await tenant.PostAsync("/v1/deployments", new { name = $"bench-{i}", model = Model, region, type = "Global", ptu = PtuPerDeployment }, ct);
+            var created = await tenant.PostAsync("/v1/deployments", new { name = $"bench-{i}", model = Model, region, type = "Global", ptu = PtuPerDeployment, spillover = true }, ct);
             ids.Add(created.GetProperty("id").GetString()!);
         }
 
