@@ -12,10 +12,13 @@ export const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const artifacts = join(root, 'artifacts');
 
 const env = (name, fallback) => process.env[name] || fallback;
-const rabbitUser = () => env('THROUGHPUT_RABBIT_USER', 'throughput');
-export const rabbitUrl = () =>
-  `amqp://${rabbitUser()}:${env('THROUGHPUT_RABBIT_PASSWORD', 'throughput')}@` +
+/** The broker as the platform's side sees it (clean-up), or as a serving node with its own user and password. */
+export const rabbitUrl = (user = env('THROUGHPUT_RABBIT_USER', 'throughput'), password = env('THROUGHPUT_RABBIT_PASSWORD', 'throughput')) =>
+  `amqp://${encodeURIComponent(user)}:${encodeURIComponent(password)}@` +
   `${env('THROUGHPUT_RABBIT_HOST', '127.0.0.1')}:${env('THROUGHPUT_RABBIT_PORT', '5672')}/${encodeURIComponent(env('THROUGHPUT_RABBIT_VHOST', 'throughput'))}`;
+
+/** Each serving node's own broker user, as the platform issued it. */
+const nodeUsers = new Map();
 
 const freePort = () => new Promise((resolve, reject) => {
   const server = createServer().listen(0, '127.0.0.1', () => {
@@ -141,7 +144,9 @@ export async function newRegion(platform, model, capacityPtu, prefix = 'r') {
   const region = `${prefix}${short()}`.slice(0, 14);
   await call(platform, platform.operatorKey, 'PUT', `/v1/operator/pools/${model}/${region}`, { capacityPtu });
   const producerId = `node-${short()}`;
-  await call(platform, platform.operatorKey, 'PUT', `/v1/operator/serving-nodes/${producerId}`, { regions: [region], tenants: [], brokerUser: rabbitUser() });
+  await call(platform, platform.operatorKey, 'PUT', `/v1/operator/serving-nodes/${producerId}`, { regions: [region], tenants: [] });
+  const issued = await call(platform, platform.operatorKey, 'POST', `/v1/operator/serving-nodes/${producerId}/credentials`);
+  nodeUsers.set(producerId, { user: issued.body.brokerUser, password: issued.body.brokerPassword });
   return { region, producerId };
 }
 
@@ -151,12 +156,13 @@ export async function buy(platform, key, { name, model, region, ptu }) {
 
 /** A serving node's metering: batches of records as raw JSON with publisher confirms, sequence growing by one per batch. */
 export async function meteringProducer(platform, producerId) {
-  const connection = await amqp.connect(rabbitUrl());
+  const node = nodeUsers.get(producerId);
+  const connection = await amqp.connect(rabbitUrl(node.user, node.password));
   const channel = await connection.createConfirmChannel();
   let sequence = 0;
   const send = async (routingKey, content) => {
     channel.publish(platform.exchange, routingKey, content, {
-      contentType: 'application/json', persistent: true, userId: rabbitUser(), headers: { 'throughput-version': 1 },
+      contentType: 'application/json', persistent: true, userId: node.user, headers: { 'throughput-version': 1 },
     });
     await channel.waitForConfirms();
   };
