@@ -18,7 +18,7 @@ export async function liveLastMonth({ schema, operatorKey }) {
     const { region, producerId } = await newRegion(platform, 'gpt-4o-mini', 20, 'westus');
     await call(platform, operatorKey, 'PUT', `/v1/operator/pools/gpt-4o/${region}`, { capacityPtu: 10 });
     const writer = await buy(platform, contoso.key, { name: 'docs-writer', model: 'gpt-4o-mini', region, ptu: 2 });
-    const review = await buy(platform, contoso.key, { name: 'docs-review', model: 'gpt-4o', region, ptu: 1 });
+    const review = await buy(platform, contoso.key, { name: 'docs-review', model: 'gpt-4o', region, ptu: 1, spillover: true });
     await call(platform, contoso.key, 'PUT', `/v1/deployments/${review.id}/spillover`, { enabled: true });
 
     producer = await meteringProducer(platform, producerId);

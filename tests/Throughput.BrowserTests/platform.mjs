@@ -150,8 +150,8 @@ export async function newRegion(platform, model, capacityPtu, prefix = 'r') {
   return { region, producerId };
 }
 
-export async function buy(platform, key, { name, model, region, ptu }) {
-  return (await call(platform, key, 'POST', '/v1/deployments', { name, model, region, type: 'Global', ptu })).body;
+export async function buy(platform, key, { name, model, region, ptu, spillover = false }) {
+  return (await call(platform, key, 'POST', '/v1/deployments', { name, model, region, type: 'Global', ptu, spillover })).body;
 }
 
 /** A serving node's metering: batches of records as raw JSON with publisher confirms, sequence growing by one per batch. */

@@ -182,11 +182,15 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, M
         if (!string.Equals(properties.ContentType, MeteringTopology.ContentType, StringComparison.OrdinalIgnoreCase))
             return (QuarantineReason.WrongContentType, $"content type '{properties.ContentType}' is not {MeteringTopology.ContentType}");
         var version = properties.Headers?.TryGetValue(MeteringTopology.VersionHeader, out var v) == true ? v : null;
+        // Clients in other languages pick the AMQP field type: any integer type, a float or the text "1" will do.
+        var current = MeteringTopology.CurrentVersion.ToString(System.Globalization.CultureInfo.InvariantCulture);
         return version switch
         {
             null => (QuarantineReason.MissingVersionHeader, $"no '{MeteringTopology.VersionHeader}' header"),
-            int or long or byte or short when Convert.ToInt64(version, System.Globalization.CultureInfo.InvariantCulture) == MeteringTopology.CurrentVersion => null,
-            byte[] text when Encoding.UTF8.GetString(text) == MeteringTopology.CurrentVersion.ToString(System.Globalization.CultureInfo.InvariantCulture) => null,
+            byte[] text when Encoding.UTF8.GetString(text) == current => null,
+            string text when text == current => null,
+            sbyte or byte or short or ushort or int or uint or long or ulong or float or double or decimal
+                when Convert.ToDouble(version, System.Globalization.CultureInfo.InvariantCulture) == MeteringTopology.CurrentVersion => null,
             _ => (QuarantineReason.MissingVersionHeader, $"'{MeteringTopology.VersionHeader}' header is not {MeteringTopology.CurrentVersion}"),
         };
     }
