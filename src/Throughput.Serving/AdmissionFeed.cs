@@ -34,8 +34,8 @@ public sealed class AdmissionFeed : IAsyncDisposable
     readonly SemaphoreSlim _linkGate = new(1, 1);
     readonly List<Task> _loops = [];
 
-    // Deployments whose cached limit was newer than a pull's answer, and when that was first seen.
-    readonly System.Collections.Concurrent.ConcurrentDictionary<string, long> _ahead = new(StringComparer.Ordinal);
+    // Deployments whose cached limit was newer than a pull's answer: that cached version, and when it was first seen so.
+    readonly System.Collections.Concurrent.ConcurrentDictionary<string, (long Version, long Since)> _ahead = new(StringComparer.Ordinal);
 
     IConnection? _connection;
     TaskCompletionSource _linkLost = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -177,8 +177,9 @@ public sealed class AdmissionFeed : IAsyncDisposable
 
     /// <summary>
     /// A pull is authoritative. Its answer may trail a push by a moment (the platform reads a projection), so a cached
-    /// limit newer than the pulled one is kept once, and a follow-up pull is asked for; newer still on a pull at least
-    /// <see cref="FollowUpPull"/> later, the platform does not stand behind it, and the pulled limit replaces it.
+    /// limit newer than the pulled one is kept once, and a follow-up pull is asked for; if the same cached version is still
+    /// ahead on a pull at least <see cref="FollowUpPull"/> later, the platform does not stand behind it, and the pulled
+    /// limit replaces it.
     /// </summary>
     void ApplyPulled(AdmissionLimitChanged[] limits)
     {
@@ -191,8 +192,9 @@ public sealed class AdmissionFeed : IAsyncDisposable
                 _ahead.TryRemove(limit.DeploymentId, out _);
                 continue;
             }
-            var since = _ahead.GetOrAdd(limit.DeploymentId, now);
-            if (now - since >= FollowUpPull.Ticks)
+            // A newer push since then restarts the wait: only the same version, still unconfirmed two seconds on, is overruled.
+            var ahead = _ahead.AddOrUpdate(limit.DeploymentId, (held.Version, now), (_, seen) => seen.Version == held.Version ? seen : (held.Version, now));
+            if (now - ahead.Since >= FollowUpPull.Ticks)
             {
                 _cache.Overrule(limit);
                 _ahead.TryRemove(limit.DeploymentId, out _);
