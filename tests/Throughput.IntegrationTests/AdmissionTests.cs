@@ -140,4 +140,39 @@ public sealed class AdmissionTests(PlatformFixture platform)
         Assert.Equal(HttpStatusCode.NotFound, (await node.GetAsync("/v1/admission/dep-nope")).StatusCode);
         Assert.Equal(HttpStatusCode.Forbidden, (await customer.GetAsync($"/v1/admission/{a}")).StatusCode);
     }
+
+    [Fact]
+    public async Task The_admission_table_follows_the_log_by_sequence_and_a_refresh_scans_no_table()
+    {
+        var store = platform.Services.GetRequiredService<IDocumentStore>();
+        var table = new AdmissionTable(store, Microsoft.Extensions.Logging.Abstractions.NullLogger<AdmissionTable>.Instance);
+        await using var connection = store.Storage.Database.CreateConnection();
+        await connection.OpenAsync();
+        await table.RefreshAsync(connection, CancellationToken.None); // the first refresh loads every document once
+
+        var (tenantId, customer) = await platform.NewTenantAsync();
+        var region = await platform.NewPoolAsync("gpt-4o", 10);
+        var id = await PlatformFixture.BuyAsync(customer, region, 1);
+        var resize = new HttpRequestMessage(HttpMethod.Post, $"/v1/deployments/{id}/resize") { Content = JsonContent.Create(new { ptu = 2m }) };
+        resize.Headers.IfMatch.Add(new EntityTagHeaderValue("\"1\""));
+        (await customer.SendAsync(resize)).EnsureSuccessStatusCode();
+        (await platform.Operator().PostAsJsonAsync($"/v1/operator/tenants/{tenantId}/suspend", new { reason = "test" })).EnsureSuccessStatusCode();
+
+        // pg_stat_xact_user_tables counts what this connection's transaction did, whatever the other hosts' work meanwhile.
+        await using var transaction = await connection.BeginTransactionAsync();
+        await table.RefreshAsync(connection, CancellationToken.None);
+        await table.RefreshAsync(connection, CancellationToken.None);
+        await using var stats = new Npgsql.NpgsqlCommand(
+            "select coalesce(sum(seq_scan), 0), coalesce(sum(idx_scan), 0) from pg_stat_xact_user_tables where schemaname = @schema and relname = 'mt_events'", connection);
+        stats.Parameters.AddWithValue("schema", store.Options.Events.DatabaseSchemaName);
+        await using var reader = await stats.ExecuteReaderAsync();
+        await reader.ReadAsync();
+        var (sequential, indexed) = (reader.GetInt64(0), reader.GetInt64(1));
+
+        var deployment = table.Deployments.Single(d => d.Id == id);
+        Assert.Equal((2m, 2L), (deployment.Ptu, deployment.Version));
+        Assert.Equal(Throughput.Tenants.TenantStatus.Suspended, table.TenantOf(deployment)!.Status);
+        Assert.Equal(0, sequential);
+        Assert.True(indexed >= 2, $"{indexed} index scans of the log for two refreshes");
+    }
 }

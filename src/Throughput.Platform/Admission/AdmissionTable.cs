@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using Marten;
-using Marten.Linq.LastModified;
+using Npgsql;
+using NpgsqlTypes;
 using Throughput.Deployments;
 using Throughput.Tenants;
 
@@ -8,20 +10,47 @@ namespace Throughput.Admission;
 
 /// <summary>
 /// Every host keeps the deployments and tenants in memory for the admission query API, so a query costs no database
-/// round trip. It re-reads what changed every <see cref="Tick"/>; answers are at most that much behind the event store.
+/// round trip. Loaded once at start, it then follows the event log by sequence every <see cref="Tick"/>, folding the
+/// deployment and tenant events committed since: a tick costs what changed (an index range on the log's primary key),
+/// whatever the number of tenants, and never compares this host's clock with the database's.
 /// </summary>
-public sealed class AdmissionTable(IDocumentStore store, TimeProvider clock, ILogger<AdmissionTable> log) : BackgroundService
+public sealed class AdmissionTable(IDocumentStore store, ILogger<AdmissionTable> log) : BackgroundService
 {
     static readonly TimeSpan Tick = TimeSpan.FromMilliseconds(200);
 
-    // Rows are stamped with their transaction's start time, so a long transaction can commit "in the past": re-read a margin.
-    static readonly TimeSpan Overlap = TimeSpan.FromSeconds(5);
+    /// <summary>
+    /// Sequence numbers are taken at insert and become visible at commit, so a number missing below visible ones is an
+    /// append still in flight, or one rolled back. The cursor waits at a hole this long before taking it for a rollback;
+    /// a later event of the same stream would still show the skipped one (its version would not follow on).
+    /// </summary>
+    static readonly TimeSpan HoleWait = TimeSpan.FromSeconds(5);
+
+    /// <summary>Appends that may still be in flight when the table loads are looked for this far below the last sequence.</summary>
+    const long StartOverlap = 1_000;
+
+    const int Page = 5_000;
+    const int MaxHoles = 64;
+
+    static readonly Type[] DeploymentEvents =
+        [typeof(DeploymentCreated), typeof(DeploymentResized), typeof(SpilloverEnabled), typeof(SpilloverDisabled), typeof(DeploymentReleased),
+         typeof(UsageMetered), typeof(DeploymentThrottled), typeof(ThrottleLifted)];
+
+    static readonly Type[] TenantEvents = [typeof(TenantCreated), typeof(ApiKeyIssued), typeof(ApiKeyRevoked), typeof(TenantSuspended), typeof(TenantReinstated)];
 
     readonly ConcurrentDictionary<string, Deployment> _deployments = new(StringComparer.Ordinal);
     readonly ConcurrentDictionary<string, Tenant> _tenants = new(StringComparer.Ordinal);
     readonly TaskCompletionSource _loaded = new(TaskCreationOptions.RunContinuationsAsynchronously);
     readonly SemaphoreSlim _refreshing = new(1, 1);
-    DateTimeOffset _since = DateTimeOffset.MinValue;
+    readonly Dictionary<string, Type> _followed = DeploymentEvents.Concat(TenantEvents).ToDictionary(type => Hosting.EventStore.EventNames[type]);
+
+    /// <summary>Every event at or below it is folded, or was a hole given up on.</summary>
+    long _cursor = -1;
+
+    /// <summary>The highest sequence whose event was folded: rows up to it are re-read (while a hole is open) without their bodies.</summary>
+    long _seen;
+
+    /// <summary>Holes above the cursor (first missing sequence, last missing sequence) and when this host first saw each.</summary>
+    readonly SortedDictionary<long, (long Last, long Since)> _holes = [];
 
     public IEnumerable<Deployment> Deployments => _deployments.Values;
 
@@ -36,8 +65,8 @@ public sealed class AdmissionTable(IDocumentStore store, TimeProvider clock, ILo
         await using var session = store.QuerySession();
         d = await session.LoadAsync<Deployment>(deploymentId, ct);
         if (d is null) return null;
-        if (await session.LoadAsync<Tenant>(d.TenantId, ct) is { } t) _tenants.AddOrUpdate(t.Id, t, (_, old) => old.Version >= t.Version ? old : t);
-        return _deployments.AddOrUpdate(d.Id, d, (_, old) => old.Version >= d.Version ? old : d);
+        if (await session.LoadAsync<Tenant>(d.TenantId, ct) is { } t) Keep(t);
+        return Keep(d);
     }
 
     /// <summary>
@@ -58,7 +87,7 @@ public sealed class AdmissionTable(IDocumentStore store, TimeProvider clock, ILo
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        using var timer = new PeriodicTimer(Tick, clock);
+        using var timer = new PeriodicTimer(Tick);
         do
         {
             try
@@ -76,21 +105,138 @@ public sealed class AdmissionTable(IDocumentStore store, TimeProvider clock, ILo
 
     async Task RefreshAsync(CancellationToken ct)
     {
+        await using var connection = store.Storage.Database.CreateConnection();
+        await connection.OpenAsync(ct);
+        await RefreshAsync(connection, ct);
+    }
+
+    /// <summary>Brings the table up to date, reading the log over this connection (the one whose statistics a test reads).</summary>
+    internal async Task RefreshAsync(NpgsqlConnection connection, CancellationToken ct)
+    {
         await _refreshing.WaitAsync(ct);
         try
         {
-            var started = clock.GetUtcNow();
-            var since = _since == DateTimeOffset.MinValue ? _since : _since - Overlap;
             await using var session = store.QuerySession();
-            foreach (var t in await session.Query<Tenant>().Where(x => x.ModifiedSince(since)).ToListAsync(ct))
-                _tenants.AddOrUpdate(t.Id, t, (_, old) => old.Version >= t.Version ? old : t);
-            foreach (var d in await session.Query<Deployment>().Where(x => x.ModifiedSince(since)).ToListAsync(ct))
-                _deployments.AddOrUpdate(d.Id, d, (_, old) => old.Version >= d.Version ? old : d);
-            _since = started;
+            if (_cursor < 0) await LoadAsync(session, connection, ct);
+            await FollowAsync(session, connection, ct);
         }
         finally
         {
             _refreshing.Release();
         }
     }
+
+    /// <summary>
+    /// The position and its holes first, then the documents: an append in flight below the position is then a hole the
+    /// cursor waits for, and whatever commits meanwhile is folded again, which versions make harmless.
+    /// </summary>
+    async Task LoadAsync(IQuerySession session, NpgsqlConnection connection, CancellationToken ct)
+    {
+        await using (var last = new NpgsqlCommand($"select coalesce(max(seq_id), 0) from {Schema}.mt_events", connection))
+            _seen = (long)(await last.ExecuteScalarAsync(ct))!;
+        _cursor = Math.Max(0, _seen - StartOverlap);
+        await FollowAsync(session, connection, ct);
+        foreach (var t in await session.Query<Tenant>().ToListAsync(ct)) Keep(t);
+        foreach (var d in await session.Query<Deployment>().ToListAsync(ct)) Keep(d);
+    }
+
+    /// <summary>One pass over the log above the cursor, page by page, with the tables' rows touched only to load a stream that skipped a version.</summary>
+    async Task FollowAsync(IQuerySession session, NpgsqlConnection connection, CancellationToken ct)
+    {
+        var serializer = store.Options.Serializer();
+        var holes = new SortedDictionary<long, (long Last, long Since)>();
+        List<string> reload = [];
+        long after = _cursor, expected = _cursor + 1, cursor = _cursor;
+        var blocked = false;
+        int rows;
+        do
+        {
+            rows = 0;
+            // Bodies only of the followed types, and only of rows not folded before: new ones, or ones filling a hole.
+            await using var command = new NpgsqlCommand(
+                $"""
+                select seq_id, stream_id, version, type,
+                       case when type = any(@types)
+                             and (seq_id > @seen or exists (select 1 from unnest(@hole_firsts, @hole_lasts) h(f, l) where seq_id between h.f and h.l))
+                            then data end
+                from {Schema}.mt_events where seq_id > @after order by seq_id limit {Page}
+                """, connection);
+            command.Parameters.Add(new NpgsqlParameter("types", NpgsqlDbType.Array | NpgsqlDbType.Text) { Value = _followed.Keys.ToArray() });
+            command.Parameters.AddWithValue("seen", _seen);
+            command.Parameters.AddWithValue("after", after);
+            command.Parameters.Add(new NpgsqlParameter("hole_firsts", NpgsqlDbType.Array | NpgsqlDbType.Bigint) { Value = _holes.Keys.ToArray() });
+            command.Parameters.Add(new NpgsqlParameter("hole_lasts", NpgsqlDbType.Array | NpgsqlDbType.Bigint) { Value = _holes.Values.Select(h => h.Last).ToArray() });
+            await using var reader = await command.ExecuteReaderAsync(ct);
+            while (await reader.ReadAsync(ct))
+            {
+                rows++;
+                var sequence = after = reader.GetInt64(0);
+                if (sequence > expected) blocked |= Hole(holes, expected, sequence - 1);
+                expected = sequence + 1;
+                if (!blocked) cursor = sequence;
+                if (reader.IsDBNull(4)) continue;
+                var stream = reader.GetString(1);
+                var data = serializer.FromJson(_followed[reader.GetString(3)], reader, 4);
+                if (!Fold(stream, reader.GetInt64(2), data)) reload.Add(stream);
+            }
+            _seen = Math.Max(_seen, after);
+        }
+        while (rows == Page);
+        _cursor = cursor;
+        _holes.Clear();
+        foreach (var (first, hole) in holes) _holes[first] = hole;
+
+        foreach (var id in reload.Distinct())
+        {
+            if (id.StartsWith("dep-", StringComparison.Ordinal)) { if (await session.LoadAsync<Deployment>(id, ct) is { } d) Keep(d); }
+            else if (await session.LoadAsync<Tenant>(id, ct) is { } t) Keep(t);
+        }
+    }
+
+    /// <summary>
+    /// Notes a hole of missing sequences in this pass, keeping when it was first seen; true while the cursor must wait for it
+    /// (it is young), false once it is taken for a rollback.
+    /// </summary>
+    bool Hole(SortedDictionary<long, (long Last, long Since)> holes, long first, long last)
+    {
+        var since = _holes.TryGetValue(first, out var seen) ? seen.Since : Stopwatch.GetTimestamp();
+        if (Stopwatch.GetElapsedTime(since) >= HoleWait || holes.Count >= MaxHoles) return false;
+        holes[first] = (last, since);
+        return true;
+    }
+
+    /// <summary>Folds an event onto the state it follows; false when the state is missing a version before it (it must be loaded).</summary>
+    bool Fold(string stream, long version, object data)
+    {
+        switch (data)
+        {
+            case DeploymentCreated created:
+                if (!_deployments.ContainsKey(stream)) Keep(Deployment.Create(created) with { Version = version });
+                return true;
+            case TenantCreated created:
+                if (!_tenants.ContainsKey(stream)) Keep(Tenant.Create(created) with { Version = version });
+                return true;
+        }
+        if (_deployments.TryGetValue(stream, out var d))
+        {
+            if (version <= d.Version) return true;
+            if (version > d.Version + 1) return false;
+            Keep(d.Then(data) with { Version = version });
+            return true;
+        }
+        if (_tenants.TryGetValue(stream, out var t))
+        {
+            if (version <= t.Version) return true;
+            if (version > t.Version + 1) return false;
+            Keep(t.Then(data) with { Version = version });
+            return true;
+        }
+        return false;
+    }
+
+    Deployment Keep(Deployment d) => _deployments.AddOrUpdate(d.Id, d, (_, old) => old.Version >= d.Version ? old : d);
+
+    Tenant Keep(Tenant t) => _tenants.AddOrUpdate(t.Id, t, (_, old) => old.Version >= t.Version ? old : t);
+
+    string Schema => store.Options.Events.DatabaseSchemaName;
 }

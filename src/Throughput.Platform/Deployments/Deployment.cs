@@ -188,5 +188,18 @@ public sealed record Deployment(
     public Deployment Apply(ThrottleLifted e) =>
         this with { Throttled = false, BucketLevel = e.BucketLevel, BucketAt = Max(BucketAt, e.LiftedAt), AdmissionRevision = AdmissionRevision + 1 };
 
+    /// <summary>The state after one more event of the deployment's stream, for folds outside Marten's snapshot (which calls the Apply methods itself; a method named Evolve it would take for its own convention).</summary>
+    public Deployment Then(object @event) => @event switch
+    {
+        DeploymentResized e => Apply(e),
+        SpilloverEnabled e => Apply(e),
+        SpilloverDisabled e => Apply(e),
+        DeploymentReleased e => Apply(e),
+        UsageMetered e => Apply(e),
+        DeploymentThrottled e => Apply(e),
+        ThrottleLifted e => Apply(e),
+        _ => this,
+    };
+
     static DateTimeOffset Max(DateTimeOffset a, DateTimeOffset b) => a > b ? a : b;
 }

@@ -35,7 +35,7 @@ public static class Spillover
                     stream.AppendMany(events);
                     await session.SaveChangesAsync(ct);
                     await push.TryPublishCurrentAsync(session, [deploymentId], ct);
-                    deployment = events[0] is SpilloverEnabled on ? deployment.Apply(on) : deployment.Apply((SpilloverDisabled)events[0]);
+                    deployment = events.Aggregate(deployment, (d, e) => d.Then(e));
                 }
                 return ReadDeployments.Ok(http, deployment);
             }))

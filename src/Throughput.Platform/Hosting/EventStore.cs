@@ -76,6 +76,7 @@ public static class EventStore
         opts.Schema.For<QuarantinedMetering>().Index(q => q.QuarantinedAt);
         opts.Schema.For<Deployment>().Duplicate(d => d.Throttled).Duplicate(d => d.TenantId);
         opts.Schema.For<Reservation>().Index(r => r.TenantId);
+        opts.Schema.For<MonthClose>();
         opts.AddInvoicingSchema();
         if (layout == ProjectionLayout.Live)
         {
@@ -136,37 +137,42 @@ public static class EventStore
         BitConverter.ToInt32(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes("throughput-daemon:" + schema)));
 
     /// <summary>Stored event names are part of the data: they never follow a class rename.</summary>
+    public static readonly IReadOnlyDictionary<Type, string> EventNames = new Dictionary<Type, string>
+    {
+        [typeof(TenantCreated)] = "tenant_created",
+        [typeof(ApiKeyIssued)] = "api_key_issued",
+        [typeof(ApiKeyRevoked)] = "api_key_revoked",
+        [typeof(TenantSuspended)] = "tenant_suspended",
+        [typeof(TenantReinstated)] = "tenant_reinstated",
+        [typeof(StaffKeyIssued)] = "staff_key_issued",
+        [typeof(StaffKeyRevoked)] = "staff_key_revoked",
+        [typeof(PoolOpened)] = "pool_opened",
+        [typeof(CapacityAdded)] = "pool_capacity_added",
+        [typeof(CapacityRemoved)] = "pool_capacity_removed",
+        [typeof(PtusAllocated)] = "pool_ptus_allocated",
+        [typeof(PtusFreed)] = "pool_ptus_freed",
+        [typeof(DeploymentCreated)] = "deployment_created",
+        [typeof(DeploymentResized)] = "deployment_resized",
+        [typeof(SpilloverEnabled)] = "deployment_spillover_enabled",
+        [typeof(SpilloverDisabled)] = "deployment_spillover_disabled",
+        [typeof(DeploymentReleased)] = "deployment_released",
+        [typeof(UsageMetered)] = "usage_metered",
+        [typeof(DeploymentThrottled)] = "deployment_throttled",
+        [typeof(ThrottleLifted)] = "deployment_throttle_lifted",
+        [typeof(ServingNodeRegistered)] = "serving_node_registered",
+        [typeof(ServingNodeCredentialsIssued)] = "serving_node_credentials_issued",
+        [typeof(ServingNodeRevoked)] = "serving_node_revoked",
+        [typeof(ReservationPurchased)] = "reservation_purchased",
+        [typeof(ReservationCancelled)] = "reservation_cancelled",
+        [typeof(InvoiceRegisterOpened)] = "invoice_register_opened",
+        [typeof(InvoiceNumberAssigned)] = "invoice_number_assigned",
+        [typeof(CreditNoteNumberAssigned)] = "credit_note_number_assigned",
+        [typeof(InvoiceIssued)] = "invoice_issued",
+        [typeof(CreditNoteIssued)] = "credit_note_issued",
+    };
+
     static void MapEventNames(Marten.Events.IEventStoreOptions events)
     {
-        events.MapEventType<TenantCreated>("tenant_created");
-        events.MapEventType<ApiKeyIssued>("api_key_issued");
-        events.MapEventType<ApiKeyRevoked>("api_key_revoked");
-        events.MapEventType<TenantSuspended>("tenant_suspended");
-        events.MapEventType<TenantReinstated>("tenant_reinstated");
-        events.MapEventType<StaffKeyIssued>("staff_key_issued");
-        events.MapEventType<StaffKeyRevoked>("staff_key_revoked");
-        events.MapEventType<PoolOpened>("pool_opened");
-        events.MapEventType<CapacityAdded>("pool_capacity_added");
-        events.MapEventType<CapacityRemoved>("pool_capacity_removed");
-        events.MapEventType<PtusAllocated>("pool_ptus_allocated");
-        events.MapEventType<PtusFreed>("pool_ptus_freed");
-        events.MapEventType<DeploymentCreated>("deployment_created");
-        events.MapEventType<DeploymentResized>("deployment_resized");
-        events.MapEventType<SpilloverEnabled>("deployment_spillover_enabled");
-        events.MapEventType<SpilloverDisabled>("deployment_spillover_disabled");
-        events.MapEventType<DeploymentReleased>("deployment_released");
-        events.MapEventType<UsageMetered>("usage_metered");
-        events.MapEventType<DeploymentThrottled>("deployment_throttled");
-        events.MapEventType<ThrottleLifted>("deployment_throttle_lifted");
-        events.MapEventType<ServingNodeRegistered>("serving_node_registered");
-        events.MapEventType<ServingNodeCredentialsIssued>("serving_node_credentials_issued");
-        events.MapEventType<ServingNodeRevoked>("serving_node_revoked");
-        events.MapEventType<ReservationPurchased>("reservation_purchased");
-        events.MapEventType<ReservationCancelled>("reservation_cancelled");
-        events.MapEventType<InvoiceRegisterOpened>("invoice_register_opened");
-        events.MapEventType<InvoiceNumberAssigned>("invoice_number_assigned");
-        events.MapEventType<CreditNoteNumberAssigned>("credit_note_number_assigned");
-        events.MapEventType<InvoiceIssued>("invoice_issued");
-        events.MapEventType<CreditNoteIssued>("credit_note_issued");
+        foreach (var (type, name) in EventNames) events.MapEventType(type, name);
     }
 }

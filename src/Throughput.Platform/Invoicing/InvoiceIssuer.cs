@@ -3,10 +3,10 @@ using Marten;
 namespace Throughput.Invoicing;
 
 /// <summary>
-/// Issues every invoice whose month is over and whose grace period has passed, oldest month first. Safe on any number
-/// of hosts at once: issuing is idempotent per tenant and month, and numbering is serialised by the register.
+/// Closes every month that is over and whose grace period has passed, oldest first. Safe on any number of hosts at
+/// once: issuing is idempotent per tenant and month, and numbering is serialised by the register.
 /// </summary>
-public sealed class InvoiceIssuer(IDocumentStore store, InvoiceIssuing issuing, InvoicingSettings settings, TimeProvider clock, ILogger<InvoiceIssuer> log) : BackgroundService
+public sealed class InvoiceIssuer(IDocumentStore store, MonthEndClose close, InvoicingSettings settings, TimeProvider clock, ILogger<InvoiceIssuer> log) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -33,22 +33,17 @@ public sealed class InvoiceIssuer(IDocumentStore store, InvoiceIssuing issuing, 
         return month;
     }
 
+    /// <summary>Closes every month that is due and still has open accounts, oldest first; returns the invoices issued.</summary>
     public async Task<int> IssueDueAsync(CancellationToken ct)
     {
-        var now = clock.GetUtcNow();
-        var due = LastDue(now, settings.GracePeriod);
-        IReadOnlyList<BillingAccount> accounts;
+        var due = LastDue(clock.GetUtcNow(), settings.GracePeriod);
+        BillingAccount? oldest;
         await using (var session = store.QuerySession())
-            accounts = await session.Query<BillingAccount>().Where(a => a.UnissuedSince <= due.Index).ToListAsync(ct);
+            oldest = await session.Query<BillingAccount>().Where(a => a.UnissuedSince <= due.Index).OrderBy(a => a.UnissuedSince).FirstOrDefaultAsync(ct);
+        if (oldest?.UnissuedSince is not { } first) return 0;
         var issued = 0;
-        foreach (var account in accounts)
-        {
-            foreach (var month in account.OpenMonthsThrough(due))
-            {
-                var (_, created) = await issuing.IssueAsync(account.Id, month, now, Issue.Automatic, ct);
-                if (created) issued++;
-            }
-        }
+        for (var index = first; index <= due.Index; index++)
+            issued += await close.CloseAsync(BillingMonth.FromIndex(index), Issue.Automatic, waitForDrafts: index == first, ct);
         return issued;
     }
 }

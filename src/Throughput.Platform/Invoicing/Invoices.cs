@@ -102,14 +102,18 @@ public static class InvoiceLines
             : Results.Ok(invoice);
 }
 
-/// <summary><c>Invoicing:GracePeriod</c> (default 2 days) for late metering after a month ends; how often the issuer looks for due invoices.</summary>
-public sealed record InvoicingSettings(TimeSpan GracePeriod, TimeSpan IssueEvery, TimeSpan CatchUpTimeout, bool AutoIssue)
+/// <summary>
+/// <c>Invoicing:GracePeriod</c> (default 2 days) for late metering after a month ends; how often the issuer looks for due
+/// invoices; how many accounts a month-end close issues per transaction (<c>Invoicing:CloseBatch</c>, default 500).
+/// </summary>
+public sealed record InvoicingSettings(TimeSpan GracePeriod, TimeSpan IssueEvery, TimeSpan CatchUpTimeout, bool AutoIssue, int CloseBatch = 500)
 {
     public static InvoicingSettings FromConfiguration(IConfiguration configuration) => new(
         Span(configuration["Invoicing:GracePeriod"], TimeSpan.FromDays(2)),
         Span(configuration["Invoicing:IssueEvery"], TimeSpan.FromMinutes(1)),
         Span(configuration["Invoicing:CatchUpTimeout"], TimeSpan.FromSeconds(30)),
-        !string.Equals(configuration["Invoicing:AutoIssue"], "false", StringComparison.OrdinalIgnoreCase));
+        !string.Equals(configuration["Invoicing:AutoIssue"], "false", StringComparison.OrdinalIgnoreCase),
+        int.TryParse(configuration["Invoicing:CloseBatch"], CultureInfo.InvariantCulture, out var batch) && batch > 0 ? batch : 500);
 
     static TimeSpan Span(string? text, TimeSpan fallback) =>
         text is { Length: > 0 } ? TimeSpan.Parse(text, CultureInfo.InvariantCulture) : fallback;

@@ -14,6 +14,7 @@ public static class InvoicingModule
         services.AddSingleton(InvoicingSettings.FromConfiguration(configuration));
         services.AddSingleton<InvoiceIssuing>();
         services.AddSingleton<InvoiceIssuer>();
+        services.AddSingleton<MonthEndClose>();
         if (roles.Daemon) services.AddHostedService(sp => sp.GetRequiredService<InvoiceIssuer>());
         return services;
     }

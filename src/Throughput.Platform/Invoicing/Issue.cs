@@ -4,6 +4,9 @@ using Throughput.Http;
 
 namespace Throughput.Invoicing;
 
+/// <summary>An invoice decided: the register's event that numbers it and the event that starts its stream.</summary>
+public sealed record IssuedInvoice(InvoiceNumberAssigned Numbered, InvoiceIssued Issued);
+
 /// <summary>Issuing a month's invoice: numbered without gaps, the content fixed in the event, once per tenant and month.</summary>
 public static class Issue
 {
@@ -13,20 +16,41 @@ public static class Issue
     public static object[] Decide(InvoiceRegister register, Invoice? existing, BillingAccount? account, string tenantId, BillingMonth month, DateTimeOffset now, string issuedBy)
     {
         if (existing is not null) return [];
+        EnsureOver(month, now);
+        if (account is null) throw RuleViolation.NotFound($"No billing account for tenant '{tenantId}'.");
+        return Bill(account, month, register.LastInvoiceNumber + 1, now, issuedBy) is { } issued
+            ? [issued.Numbered, issued.Issued]
+            : throw RuleViolation.Conflict($"Tenant '{tenantId}' has nothing to invoice for {month}.");
+    }
+
+    /// <summary>
+    /// A month's invoices for many accounts at once, numbered on from the register without gaps, in the order given.
+    /// Accounts with nothing to bill get none; the caller leaves out those already issued.
+    /// </summary>
+    public static IReadOnlyList<IssuedInvoice> DecideMany(InvoiceRegister register, IEnumerable<BillingAccount> accounts, BillingMonth month, DateTimeOffset now, string issuedBy)
+    {
+        EnsureOver(month, now);
+        List<IssuedInvoice> issued = [];
+        foreach (var account in accounts)
+            if (Bill(account, month, register.LastInvoiceNumber + issued.Count + 1, now, issuedBy) is { } invoice) issued.Add(invoice);
+        return issued;
+    }
+
+    static void EnsureOver(BillingMonth month, DateTimeOffset now)
+    {
         if (now < month.End)
             throw RuleViolation.Conflict($"{month} is not over; its invoice can be issued from {month.End:yyyy-MM-dd HH:mm:ss} UTC.");
-        if (account is null) throw RuleViolation.NotFound($"No billing account for tenant '{tenantId}'.");
-        var figures = InvoiceCalculation.Compute(account, month, month.End);
-        if (figures.Lines.Count == 0) throw RuleViolation.Conflict($"Tenant '{tenantId}' has nothing to invoice for {month}.");
+    }
 
-        var number = register.LastInvoiceNumber + 1;
-        var invoiceId = Invoice.IdFor(tenantId, month);
-        return
-        [
-            new InvoiceNumberAssigned(number, invoiceId, tenantId, month.ToString(), now),
-            new InvoiceIssued(invoiceId, number, InvoiceRegister.InvoiceDocumentNumber(number), tenantId, month.ToString(), account.Currency,
-                month.Start, month.End, figures.Lines, figures.Total, now, issuedBy),
-        ];
+    static IssuedInvoice? Bill(BillingAccount account, BillingMonth month, long number, DateTimeOffset now, string issuedBy)
+    {
+        var figures = InvoiceCalculation.Compute(account, month, month.End);
+        if (figures.Lines.Count == 0) return null;
+        var invoiceId = Invoice.IdFor(account.Id, month);
+        return new IssuedInvoice(
+            new InvoiceNumberAssigned(number, invoiceId, account.Id, month.ToString(), now),
+            new InvoiceIssued(invoiceId, number, InvoiceRegister.InvoiceDocumentNumber(number), account.Id, month.ToString(), account.Currency,
+                month.Start, month.End, figures.Lines, figures.Total, now, issuedBy));
     }
 
     public static IEndpointRouteBuilder MapIssue(this IEndpointRouteBuilder app)
@@ -42,6 +66,33 @@ public static class Issue
             .WithName("IssueInvoice")
             .WithSummary("Issue a tenant's invoice for a month that is over, before the grace period ends. Issuing again returns the same invoice.")
             .Produces<Invoice>(201).Produces<Invoice>().ProducesProblem(404).ProducesProblem(409);
+
+        app.MapPost("/v1/finance/closes/{month}", (string month, HttpContext http, MonthEndClose close, TimeProvider clock) =>
+            {
+                if (!BillingMonth.TryParse(month, out var period))
+                    return BillingMonth.Problem("month", month);
+                if (clock.GetUtcNow() < period.End)
+                    throw RuleViolation.Conflict($"{period} is not over; it can be closed from {period.End:yyyy-MM-dd HH:mm:ss} UTC.");
+                close.Start(period, "finance:" + http.User.KeyId());
+                return Results.Accepted($"/v1/finance/closes/{period}");
+            })
+            .RequireAuthorization(Policies.Finance).WithTags("Finance")
+            .WithName("CloseMonth")
+            .WithSummary("Issue every tenant's invoice for a month that is over, in the background; follow it at the Location. Starting it again finishes what a stopped run left.")
+            .Produces(202).ProducesProblem(409).ProducesProblem(422);
+
+        app.MapGet("/v1/finance/closes/{month}", async (string month, IQuerySession session, CancellationToken ct) =>
+            {
+                if (!BillingMonth.TryParse(month, out var period))
+                    return BillingMonth.Problem("month", month);
+                return await session.LoadAsync<MonthClose>(period.ToString(), ct) is { } progress
+                    ? Results.Ok(progress)
+                    : Results.Problem(statusCode: 404, title: "Not found", detail: $"{period} has not been closed.");
+            })
+            .RequireAuthorization(Policies.Finance).WithTags("Finance")
+            .WithName("GetMonthClose")
+            .WithSummary("A month's close: accounts found open, issued and skipped so far, rate and estimated end.")
+            .Produces<MonthClose>().ProducesProblem(404).ProducesProblem(422);
         return app;
     }
 }

@@ -117,12 +117,7 @@ public static class ManageTenants
             var deployments = await session.Query<Deployment>().Where(d => d.TenantId == tenantId).Select(d => d.Id).ToListAsync(ct);
             await push.TryPublishCurrentAsync(session, deployments, ct);
         }
-        var tenant = events.Aggregate(stream.Aggregate, (t, e) => e switch
-        {
-            TenantSuspended s => t.Apply(s),
-            TenantReinstated r => t.Apply(r),
-            _ => t,
-        });
+        var tenant = events.Aggregate(stream.Aggregate, (t, e) => t.Then(e));
         return Results.Ok(TenantView.Of(tenant with { Version = stream.Aggregate.Version + events.Length }));
     }
 }

@@ -43,6 +43,16 @@ public sealed record Tenant(
 
     public Tenant Apply(TenantReinstated e) => this with { Status = TenantStatus.Active, AdmissionRevision = AdmissionRevision + 1 };
 
+    /// <summary>The state after one more event of the tenant's stream, for folds outside Marten's snapshot (which calls the Apply methods itself; a method named Evolve it would take for its own convention).</summary>
+    public Tenant Then(object @event) => @event switch
+    {
+        ApiKeyIssued e => Apply(e),
+        ApiKeyRevoked e => Apply(e),
+        TenantSuspended e => Apply(e),
+        TenantReinstated e => Apply(e),
+        _ => this,
+    };
+
     /// <summary>
     /// A tenant's stream is named by its id alone (stores hold them so), so the ids the other streams take are not tenant
     /// ids: the system streams' names and the other kinds' prefixes (pools and nodes contain ':', which no tenant id can).

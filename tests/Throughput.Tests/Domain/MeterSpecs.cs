@@ -12,13 +12,7 @@ public sealed class MeterSpecs
 
     static ProducerBatch Batch(long sequence, params MeteredRecord[] records) => new("node", sequence, records);
 
-    static Deployment Evolve(Deployment d, IEnumerable<object> events) => events.Aggregate(d, (s, e) => e switch
-    {
-        UsageMetered u => s.Apply(u),
-        DeploymentThrottled t => s.Apply(t),
-        ThrottleLifted l => s.Apply(l),
-        _ => s,
-    });
+    static Deployment Evolve(Deployment d, IEnumerable<object> events) => events.Aggregate(d, (s, e) => s.Then(e));
 
     [Fact]
     public void Weighted_tokens_deduct_cached_prompt_tokens_and_weigh_output() =>
