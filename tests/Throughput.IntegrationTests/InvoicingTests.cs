@@ -182,6 +182,66 @@ public sealed class InvoicingTests(InvoicingFixture platform)
     }
 
     [Fact]
+    public async Task A_month_end_close_killed_midway_is_finished_by_the_next_run_with_one_invoice_per_tenant_and_no_gap()
+    {
+        const int tenants = 240;
+        // A month no earlier run of this test closed, on a database that outlives test runs.
+        var month = BillingMonth.FromIndex(BillingMonth.Parse("2032-01").Index + Random.Shared.Next(0, 600));
+        platform.Clock.Set(month.Start.AddDays(9));
+        var finance = await platform.FinanceAsync();
+        var region = await platform.NewPoolAsync("gpt-4o", tenants);
+        var ids = new System.Collections.Concurrent.ConcurrentBag<string>();
+        await Parallel.ForEachAsync(Enumerable.Range(0, tenants), new ParallelOptions { MaxDegreeOfParallelism = 8 }, async (_, _) =>
+        {
+            var (tenantId, customer) = await platform.NewTenantAsync();
+            await BuyAsync(customer, region, 0.5m);
+            ids.Add(tenantId);
+        });
+        Assert.True(await Drafts.WaitUntilCurrentAsync(platform.Store, TimeSpan.FromSeconds(60), CancellationToken.None));
+
+        // A host of its own on the same schema, on a clock past the month, closing one account per transaction.
+        await using var host = new PlatformProcess($"tests.kill.{Guid.NewGuid():N}"[..24], partitions: 1, roles: "Api", environment: new Dictionary<string, string>
+        {
+            ["THROUGHPUT_PG_SCHEMA"] = InvoicingFixture.Schema,
+            ["Clock__Start"] = month.End.AddDays(4).ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture),
+            ["Invoicing__CloseBatch"] = "1",
+            ["Invoicing__AutoIssue"] = "false",
+        });
+        await host.StartAsync();
+        using var hostFinance = new HttpClient { BaseAddress = host.Address };
+        hostFinance.DefaultRequestHeaders.Authorization = finance.DefaultRequestHeaders.Authorization;
+        Assert.Equal(HttpStatusCode.NotFound, (await hostFinance.GetAsync($"/v1/finance/closes/{month}")).StatusCode); // warm: the poll below must be quick
+        Assert.Equal(HttpStatusCode.Accepted, (await hostFinance.PostAsync($"/v1/finance/closes/{month}", null)).StatusCode);
+        await Eventually.Until(async () =>
+        {
+            var response = await hostFinance.GetAsync($"/v1/finance/closes/{month}");
+            return response.StatusCode == HttpStatusCode.OK ? await Body(response) : default;
+        }, p => p.ValueKind == JsonValueKind.Object && p.GetProperty("issued").GetInt32() > 0, TimeSpan.FromSeconds(60), TimeSpan.FromMilliseconds(2));
+        host.Kill();
+        var killedAt = await CloseProgressAsync();
+        Assert.True(killedAt.FinishedAt is null && killedAt.Issued + killedAt.Skipped < killedAt.Total, $"killed after {killedAt.Issued} of {killedAt.Total}: too late to test anything");
+
+        platform.Clock.Set(month.End.AddDays(4).AddMinutes(10));
+        var close = platform.Services.GetRequiredService<MonthEndClose>();
+        Assert.True(await close.CloseAsync(month, "test", waitForDrafts: true, CancellationToken.None) > 0);
+
+        await using var session = platform.Store.QuerySession();
+        var tenantIds = ids.ToArray();
+        var ours = await session.Query<Invoice>().Where(i => i.Month == month.ToString() && tenantIds.Contains(i.TenantId)).Select(i => i.TenantId).ToListAsync();
+        Assert.Equal(tenantIds.Order(), ours.Order()); // every tenant once
+        var register = await session.LoadAsync<InvoiceRegister>(InvoiceRegister.StreamId);
+        var numbers = await session.Query<Invoice>().Select(i => i.Number).ToListAsync();
+        Assert.Equal(Enumerable.Range(1, (int)register!.LastInvoiceNumber).Select(n => (long)n), numbers.Order());
+        Assert.NotNull((await CloseProgressAsync()).FinishedAt);
+
+        async Task<MonthClose> CloseProgressAsync()
+        {
+            await using var query = platform.Store.QuerySession();
+            return (await query.LoadAsync<MonthClose>(month.ToString()))!;
+        }
+    }
+
+    [Fact]
     public async Task The_automatic_issuer_issues_what_is_due_after_the_grace_period_in_the_tenants_currency()
     {
         platform.Clock.Set(At(2030, 5, 20, 6));
