@@ -79,7 +79,10 @@ rabbit_up() { rabbitmq-diagnostics -q ping >/dev/null 2>&1; }
 # A broker user with a password, tags and, when given, permissions on the vhost (configure, write, read).
 rabbit_user() {
   local user=$1 password=$2 tags=$3
-  if rabbitmqctl -q list_users | awk '{print $1}' | grep -qx "$user"; then
+  local users
+  # Captured first: under pipefail, grep -q closing the pipe early fails a long listing with SIGPIPE.
+  users=$(rabbitmqctl -q list_users | awk '{print $1}')
+  if grep -qx "$user" <<<"$users"; then
     rabbitmqctl -q change_password "$user" "$password"
   else
     rabbitmqctl -q add_user "$user" "$password"

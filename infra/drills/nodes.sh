@@ -61,7 +61,7 @@ rabbit_start() {
   # The vhost, user and permissions live in the node's own database: set once, they survive restarts (each rabbitmqctl
   # call takes seconds, and a drill restarts the node under load). rabbit-wipe removes the mark with the data.
   [ -f "$base/rabbit/$name/configured" ] && return
-  ctl "$name" -q list_vhosts | grep -qx "$THROUGHPUT_RABBIT_VHOST" || ctl "$name" -q add_vhost "$THROUGHPUT_RABBIT_VHOST"
+  grep -qx "$THROUGHPUT_RABBIT_VHOST" <<<"$(ctl "$name" -q list_vhosts)" || ctl "$name" -q add_vhost "$THROUGHPUT_RABBIT_VHOST"
   local users
   users=$(ctl "$name" -q list_users | awk '{print $1}')
   grep -qx "$THROUGHPUT_RABBIT_USER" <<<"$users" || ctl "$name" -q add_user "$THROUGHPUT_RABBIT_USER" "$THROUGHPUT_RABBIT_PASSWORD"
@@ -74,7 +74,7 @@ rabbit_start() {
 
 rabbit_join() {
   local name=$1 seed=$2
-  if ctl "$name" -q cluster_status --formatter json | grep -q "\"$seed@$host\""; then return; fi
+  if grep -q "\"$seed@$host\"" <<<"$(ctl "$name" -q cluster_status --formatter json)"; then return; fi
   log "joining $name to $seed's cluster"
   # start_app logs transient "node_not_running" errors while the tables sync; the ping below is what counts.
   { ctl "$name" -q stop_app && ctl "$name" -q reset && ctl "$name" -q join_cluster "$seed@$host" && ctl "$name" -q start_app; } >/dev/null 2>&1 ||
@@ -93,7 +93,7 @@ rabbit_kill() {
 pg_start() {
   local name=$1 port=$2 version
   version=$(ls /usr/lib/postgresql | sort -V | tail -n1)
-  if ! pg_lsclusters --no-header | awk '{print $2}' | grep -qx "$name"; then
+  if ! grep -qx "$name" <<<"$(pg_lsclusters --no-header | awk '{print $2}')"; then
     log "creating PostgreSQL cluster $version/$name on $port"
     pg_createcluster "$version" "$name" --port "$port" >/dev/null
     cat > "/etc/postgresql/$version/$name/conf.d/throughput.conf" <<CONF
