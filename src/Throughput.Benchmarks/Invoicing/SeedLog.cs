@@ -4,14 +4,14 @@ namespace Throughput.Benchmarks.Invoicing;
 
 /// <summary>
 /// Grows the benchmark schema's event log for the rebuild measurement: copies of the run's own usage events appended
-/// to the same deployment streams with new sequence numbers and stream versions, as if metering had gone on longer.
+/// to the same streams with new sequence numbers and stream versions, as if metering had gone on longer.
 /// Only ever used on the benchmark's own schema, with its host stopped.
 /// </summary>
 public static class SeedLog
 {
-    public static async Task<long> GrowAsync(string connectionString, string schema, IReadOnlyList<string> streams, long atLeast, CancellationToken ct)
+    public static async Task<long> GrowAsync(string connectionString, string schema, IReadOnlyList<string> deployments, long atLeast, CancellationToken ct)
     {
-        if (streams.Count == 0) return 0;
+        if (deployments.Count == 0) return 0;
         await using var database = NpgsqlDataSource.Create(connectionString);
         long copied = 0;
         while (true)
@@ -21,25 +21,29 @@ public static class SeedLog
             if (existing >= atLeast) return copied;
             await using var connection = await database.OpenConnectionAsync(ct);
             await using var transaction = await connection.BeginTransactionAsync(ct);
+            // Each copy goes to the stream its original is in (the partition's usage stream), after that stream's last version.
             await using var copy = new NpgsqlCommand($"""
                 with source as (
                     select e.stream_id, e.data, e.type, e.mt_dotnet_type, row_number() over (partition by e.stream_id order by e.seq_id) as n
-                    from (select * from {schema}.mt_events where type = 'usage_metered' and stream_id = any(@streams) order by seq_id limit @take) e
+                    from (select * from {schema}.mt_events where type = 'usage_metered' and data->>'deploymentId' = any(@deployments) order by seq_id limit @take) e
+                ),
+                copied as (
+                    insert into {schema}.mt_events (seq_id, id, stream_id, version, data, type, timestamp, tenant_id, mt_dotnet_type, is_archived)
+                    select nextval('{schema}.mt_events_sequence'), gen_random_uuid(), s.stream_id, st.version + s.n, s.data, s.type, now(), '*DEFAULT*', s.mt_dotnet_type, false
+                    from source s join {schema}.mt_streams st on st.id = s.stream_id
+                    order by s.n, s.stream_id
+                    returning stream_id, version
+                ),
+                bumped as (
+                    update {schema}.mt_streams st set version = c.last from (select stream_id, max(version) as last from copied group by stream_id) c
+                    where st.id = c.stream_id
                 )
-                insert into {schema}.mt_events (seq_id, id, stream_id, version, data, type, timestamp, tenant_id, mt_dotnet_type, is_archived)
-                select nextval('{schema}.mt_events_sequence'), gen_random_uuid(), s.stream_id, st.version + s.n, s.data, s.type, now(), '*DEFAULT*', s.mt_dotnet_type, false
-                from source s join {schema}.mt_streams st on st.id = s.stream_id
-                order by s.n, s.stream_id
+                select count(*) from copied
                 """, connection, transaction);
-            copy.Parameters.AddWithValue("streams", streams.ToArray());
+            copy.Parameters.AddWithValue("deployments", deployments.ToArray());
             copy.Parameters.AddWithValue("take", Math.Min(atLeast - existing, 50_000));
-            var inserted = await copy.ExecuteNonQueryAsync(ct);
+            var inserted = (long)(await copy.ExecuteScalarAsync(ct))!;
             if (inserted == 0) return copied;
-            await using var versions = new NpgsqlCommand(
-                $"update {schema}.mt_streams st set version = (select max(version) from {schema}.mt_events e where e.stream_id = st.id) where st.id = any(@streams)",
-                connection, transaction);
-            versions.Parameters.AddWithValue("streams", streams.ToArray());
-            await versions.ExecuteNonQueryAsync(ct);
             await transaction.CommitAsync(ct);
             copied += inserted;
         }

@@ -44,7 +44,7 @@ public sealed class DurableObserver : IAsyncDisposable
         _newEventsSql = $"""
             select seq_id, (data->>'records')::bigint, (data->>'firstStartedAt')::timestamptz, "timestamp"
             from {schema}.mt_events
-            where seq_id > @floor and type = 'usage_metered' and stream_id = any(@streams) and not (seq_id = any(@seen))
+            where seq_id > @floor and type = 'usage_metered' and data->>'deploymentId' = any(@streams) and not (seq_id = any(@seen))
             """;
         _database = NpgsqlDataSource.Create(connectionString);
         _streams = [.. deployments];
@@ -73,10 +73,10 @@ public sealed class DurableObserver : IAsyncDisposable
         lock (_batches) return [.. _batches];
     }
 
-    /// <summary>The records the deployments' snapshots hold: the platform's own count, which the API's usage totals read.</summary>
+    /// <summary>The records the deployments' meters hold: the platform's own count, which the API's usage totals read.</summary>
     public async Task<long> CountedRecordsAsync(CancellationToken cancellationToken)
     {
-        await using var command = _database.CreateCommand($"select coalesce(sum((data->>'records')::bigint), 0)::bigint from {_schema}.mt_doc_deployment where id = any(@streams)");
+        await using var command = _database.CreateCommand($"select coalesce(sum(records), 0)::bigint from {_schema}.deployment_meters where deployment_id = any(@streams)");
         command.Parameters.AddWithValue("streams", _streams);
         return (long)(await command.ExecuteScalarAsync(cancellationToken))!;
     }

@@ -27,7 +27,7 @@ public sealed class AdmissionPush(ServiceSettings settings, TimeProvider clock, 
     public async Task PublishCurrentAsync(IQuerySession session, IReadOnlyCollection<string> deploymentIds, CancellationToken ct)
     {
         if (deploymentIds.Count == 0) return;
-        var deployments = await session.LoadManyAsync<Deployment>(ct, deploymentIds);
+        var deployments = await DeploymentMeters.LoadDeploymentsAsync(session, deploymentIds, ct);
         var tenantIds = deployments.Select(d => d.TenantId).Distinct().ToArray();
         var tenants = (await session.LoadManyAsync<Tenant>(ct, tenantIds)).ToDictionary(t => t.Id);
         var now = clock.GetUtcNow();

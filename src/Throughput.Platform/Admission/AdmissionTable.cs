@@ -63,7 +63,7 @@ public sealed class AdmissionTable(IDocumentStore store, ILogger<AdmissionTable>
         if (_deployments.TryGetValue(deploymentId, out d)) return d;
         // Created since the last tick: read through once.
         await using var session = store.QuerySession();
-        d = await session.LoadAsync<Deployment>(deploymentId, ct);
+        d = await DeploymentMeters.LoadDeploymentAsync(session, deploymentId, ct);
         if (d is null) return null;
         if (await session.LoadAsync<Tenant>(d.TenantId, ct) is { } t) Keep(t);
         return Keep(d);
@@ -137,7 +137,8 @@ public sealed class AdmissionTable(IDocumentStore store, ILogger<AdmissionTable>
         _cursor = Math.Max(0, _seen - StartOverlap);
         await FollowAsync(session, connection, ct);
         foreach (var t in await session.Query<Tenant>().ToListAsync(ct)) Keep(t);
-        foreach (var d in await session.Query<Deployment>().ToListAsync(ct)) Keep(d);
+        var meters = await DeploymentMeters.LoadAllAsync(session, ct);
+        foreach (var d in await session.Query<Deployment>().ToListAsync(ct)) Keep(meters.TryGetValue(d.Id, out var m) ? m.On(d) : d);
     }
 
     /// <summary>One pass over the log above the cursor, page by page, with the tables' rows touched only to load a stream that skipped a version.</summary>
@@ -177,7 +178,7 @@ public sealed class AdmissionTable(IDocumentStore store, ILogger<AdmissionTable>
                 if (reader.IsDBNull(4)) continue;
                 var stream = reader.GetString(1);
                 var data = serializer.FromJson(_followed[reader.GetString(3)], reader, 4);
-                if (!Fold(stream, reader.GetInt64(2), data)) reload.Add(stream);
+                if (!Fold(stream, reader.GetInt64(2), data)) reload.Add(data is UsageMetered u ? u.DeploymentId : stream);
             }
             _seen = Math.Max(_seen, after);
         }
@@ -188,7 +189,7 @@ public sealed class AdmissionTable(IDocumentStore store, ILogger<AdmissionTable>
 
         foreach (var id in reload.Distinct())
         {
-            if (id.StartsWith("dep-", StringComparison.Ordinal)) { if (await session.LoadAsync<Deployment>(id, ct) is { } d) Keep(d); }
+            if (id.StartsWith("dep-", StringComparison.Ordinal)) { if (await DeploymentMeters.LoadDeploymentAsync(session, id, ct) is { } d) Keep(d); }
             else if (await session.LoadAsync<Tenant>(id, ct) is { } t) Keep(t);
         }
     }
@@ -208,6 +209,15 @@ public sealed class AdmissionTable(IDocumentStore store, ILogger<AdmissionTable>
     /// <summary>Folds an event onto the state it follows; false when the state is missing a version before it (it must be loaded).</summary>
     bool Fold(string stream, long version, object data)
     {
+        if (DeploymentMeters.IsPartitionStream(stream))
+        {
+            // Usage of a partition's stream: no version of the deployment's to follow, and the bucket it carries is absolute,
+            // so folding one again (the start's overlap) leaves the bucket as it was.
+            var usage = (UsageMetered)data;
+            if (!_deployments.TryGetValue(usage.DeploymentId, out var metered)) return false;
+            _deployments.AddOrUpdate(usage.DeploymentId, metered.Then(usage), (_, old) => old.Then(usage));
+            return true;
+        }
         switch (data)
         {
             case DeploymentCreated created:

@@ -170,7 +170,11 @@ public sealed record Deployment(
     /// <summary>Usage that finished before the release is billed even when it arrives after it; nothing after it is.</summary>
     public bool Served(DateTimeOffset finishedAt) => Status != DeploymentStatus.Released || finishedAt <= ReleasedAt;
 
-    public Deployment Apply(UsageMetered e) => this with
+    /// <summary>
+    /// Usage folded in. Not named Apply: usage lives in partition streams and the deployment's meter row, so Marten's
+    /// snapshot must not take it (it would build a deployment document for each partition stream).
+    /// </summary>
+    public Deployment Metered(UsageMetered e) => this with
     {
         Records = Records + e.Records,
         PromptTokens = PromptTokens + e.PromptTokens,
@@ -195,7 +199,7 @@ public sealed record Deployment(
         SpilloverEnabled e => Apply(e),
         SpilloverDisabled e => Apply(e),
         DeploymentReleased e => Apply(e),
-        UsageMetered e => Apply(e),
+        UsageMetered e => Metered(e),
         DeploymentThrottled e => Apply(e),
         ThrottleLifted e => Apply(e),
         _ => this,

@@ -36,7 +36,7 @@ public static class ReadDeployments
 {
     /// <summary>A tenant's deployment, or 404 alike for one that does not exist and one of another tenant.</summary>
     public static async Task<Deployment> LoadOwnedAsync(this IQuerySession session, string deploymentId, string tenantId, CancellationToken ct) =>
-        await session.LoadAsync<Deployment>(deploymentId, ct) is { } d && d.TenantId == tenantId
+        await DeploymentMeters.LoadDeploymentAsync(session, deploymentId, ct) is { } d && d.TenantId == tenantId
             ? d
             : throw RuleViolation.NotFound($"No deployment '{deploymentId}'.");
 
@@ -51,6 +51,10 @@ public static class ReadDeployments
         ETags.Set(http, d.Revision);
         return Results.Ok(DeploymentView.Of(d, Now(http)));
     }
+
+    /// <summary>A deployment just written, with its meter on (its stream does not carry usage).</summary>
+    public static async Task<IResult> OkAsync(HttpContext http, IQuerySession session, Deployment d, CancellationToken ct) =>
+        Ok(http, (await DeploymentMeters.LoadAsync(session, [d.Id], ct)).GetValueOrDefault(d.Id) is { } meter ? meter.On(d) : d);
 
     /// <summary>
     /// Runs a customer's write on a fresh session, and again when metering appended usage between its read and its commit:
@@ -79,8 +83,9 @@ public static class ReadDeployments
         {
             var tenantId = http.User.TenantId()!;
             var deployments = await session.Query<Deployment>().Where(d => d.TenantId == tenantId).OrderBy(d => d.CreatedAt).ToListAsync(ct);
+            var meters = await DeploymentMeters.LoadAsync(session, [.. deployments.Select(d => d.Id)], ct);
             var now = Now(http);
-            return Results.Ok(deployments.Select(d => DeploymentView.Of(d, now)));
+            return Results.Ok(deployments.Select(d => DeploymentView.Of(meters.TryGetValue(d.Id, out var m) ? m.On(d) : d, now)));
         }).WithName("ListDeployments").WithSummary("List the caller's deployments.");
 
         group.MapGet("/{deploymentId}", async (string deploymentId, HttpContext http, IQuerySession session, CancellationToken ct) =>

@@ -33,7 +33,7 @@ public static class Release
                     await push.TryPublishCurrentAsync(session, [deploymentId], ct);
                     deployment = deployment.Apply(released);
                 }
-                return ReadDeployments.Ok(http, deployment);
+                return await ReadDeployments.OkAsync(http, session, deployment, ct);
             }))
             .WithName("ReleaseDeployment")
             .WithSummary("Give the deployment's PTUs back; billing stops at this moment. Requires If-Match.")

@@ -55,7 +55,7 @@ public static class Resize
                     await push.TryPublishCurrentAsync(session, [deploymentId], ct);
                     deployment = deployment.Apply(resized);
                 }
-                return ReadDeployments.Ok(http, deployment);
+                return await ReadDeployments.OkAsync(http, session, deployment, ct);
             }))
             .ValidateWith(new Validator())
             .WithName("ResizeDeployment")

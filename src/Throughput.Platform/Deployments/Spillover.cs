@@ -37,7 +37,7 @@ public static class Spillover
                     await push.TryPublishCurrentAsync(session, [deploymentId], ct);
                     deployment = events.Aggregate(deployment, (d, e) => d.Then(e));
                 }
-                return ReadDeployments.Ok(http, deployment);
+                return await ReadDeployments.OkAsync(http, session, deployment, ct);
             }))
             .ValidateWith(new InlineValidator<SetSpillover>())
             .WithName("SetSpillover")

@@ -68,6 +68,7 @@ public static class EventStore
 
         MapEventNames(opts.Events);
         opts.Storage.ExtendedSchemaObjects.Add(AppliedBatches.Definition(settings.PgSchema));
+        opts.Storage.ExtendedSchemaObjects.Add(DeploymentMeters.Definition(settings.PgSchema));
 
         // A document rewritten on every usage event (a deployment) or page (a minute) has its queried fields in columns
         // of their own, indexed there, not in expression indexes on its JSON: an update that leaves those columns alone can

@@ -9,10 +9,12 @@ using Throughput.Deployments;
 namespace Throughput.Metering;
 
 /// <summary>
-/// Folds a consumer batch of metering messages from one partition into deployment streams: one usage event per
-/// deployment, in one PostgreSQL transaction with the dedupe claims and the quarantine of whatever was refused.
-/// The partition's single active consumer makes this the deployments' only writer; the claims make redeliveries,
-/// duplicate publishes and out-of-order arrivals count once.
+/// Folds a consumer batch of metering messages from one partition: one usage event per deployment, all appended to the
+/// partition's stream at once, each deployment's meter (bucket and totals) written in bulk, a throttle or lift appended
+/// to the deployment's own stream, in one PostgreSQL transaction with the dedupe claims and the quarantine of whatever
+/// was refused. The partition's single active consumer makes this the deployments' only meter writer (the throttle
+/// lifter aside, which the meters' versions guard); the claims make redeliveries, duplicate publishes and out-of-order
+/// arrivals count once.
 /// </summary>
 public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, MeteringMetrics metrics, AdmissionPush push) : IConsumer<Batch<MeteringFrame>>
 {
@@ -112,27 +114,42 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, M
             batches.Add(new ProducerBatch(piece.Frame.ProducerId, piece.Frame.Sequence, good));
         }
 
-        var streams = await FetchForWritingAsync(session, byDeployment.Keys, ct);
+        var ids = byDeployment.Keys.ToList();
+        var deployments = ids.Count == 0 ? [] : (await session.LoadManyAsync<Deployment>(ct, ids)).ToDictionary(d => d.Id, StringComparer.Ordinal);
+        var meters = await DeploymentMeters.LoadAsync(session, ids, ct);
         long counted = 0, throttles = 0;
         List<string> admissionChanged = [];
+        List<(Deployment Read, object[] Events)> transitioned = [];
+        List<object> usage = [];
+        List<(DeploymentMeter, long)> moved = [];
         foreach (var (deploymentId, batches) in byDeployment)
         {
-            var stream = streams[deploymentId];
-            if (stream.Aggregate is not { } deployment)
+            if (!deployments.TryGetValue(deploymentId, out var snapshot))
             {
                 Refuse(batches, QuarantineReason.UnknownDeployment, $"no deployment '{deploymentId}'");
                 continue;
             }
+            var meter = meters.GetValueOrDefault(deploymentId);
+            var deployment = meter?.On(snapshot) ?? snapshot;
             var allowed = batches.Where(b => nodes[ServingNode.StreamId(b.ProducerId)].MayServe(deployment)).ToList();
             Refuse(batches.Except(allowed), QuarantineReason.NotServedByProducer, $"deployment '{deploymentId}' (tenant {deployment.TenantId}, region {deployment.Region}) is outside the producer's registered scope");
             allowed = [.. allowed.Select(b => Admissible(b, deployment)).OfType<ProducerBatch>()];
             var events = Meter.Decide(deployment, allowed, now);
-            if (events.Length == 0) continue;
-            stream.AppendMany(events);
-            counted += ((UsageMetered)events[0]).Records;
-            throttles += events.Count(e => e is DeploymentThrottled);
-            if (events.Length > 1) admissionChanged.Add(deploymentId);
+            if (events is not [UsageMetered metered, .. var transitions]) continue;
+            usage.Add(metered);
+            counted += metered.Records;
+            if (transitions.Length > 0)
+            {
+                transitioned.Add((snapshot, transitions));
+                throttles += transitions.Count(e => e is DeploymentThrottled);
+                admissionChanged.Add(deploymentId);
+            }
+            moved.Add((DeploymentMeter.Of(events.Aggregate(deployment, (d, e) => d.Then(e)), 0), meter?.Version ?? 0));
         }
+        // One append for the whole batch: what the database does per batch no longer grows with the deployments in it.
+        if (usage.Count > 0) session.Events.Append(DeploymentMeters.PartitionStream(Queue(context)), usage);
+        await AppendTransitionsAsync(session, transitioned, ct);
+        await DeploymentMeters.SaveAsync(session, moved, ct);
         if (quarantined.Count > 0) session.Store<QuarantinedMetering>(quarantined);
         await session.SaveChangesAsync(ct);
 
@@ -205,16 +222,29 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, M
         return ids.Length == 0 ? [] : (await session.LoadManyAsync<ServingNode>(ct, ids)).ToDictionary(n => n.Id);
     }
 
-    /// <summary>One round trip for every deployment of the batch; each stream then checks its version on commit.</summary>
-    static async Task<Dictionary<string, IEventStream<Deployment>>> FetchForWritingAsync(IDocumentSession session, IEnumerable<string> ids, CancellationToken ct)
+    /// <summary>
+    /// Throttling and lifting change what a deployment admits: they go to its own stream, which its snapshot and the admission
+    /// feed follow, over the version the decision read, so a release or resize committed since fails the batch (decided again
+    /// on redelivery) instead of being overtaken. Fetched for writing, in one round trip, only for these few deployments.
+    /// </summary>
+    static async Task AppendTransitionsAsync(IDocumentSession session, List<(Deployment Read, object[] Events)> transitioned, CancellationToken ct)
     {
+        if (transitioned.Count == 0) return;
         var batch = session.CreateBatchQuery();
-        var pending = ids.ToDictionary(id => id, id => batch.Events.FetchForWriting<Deployment>(id));
-        if (pending.Count > 0) await batch.Execute(ct);
-        var streams = new Dictionary<string, IEventStream<Deployment>>(pending.Count);
-        foreach (var (id, task) in pending) streams[id] = await task;
-        return streams;
+        var pending = transitioned.Select(t => (t.Read, t.Events, Stream: batch.Events.FetchForWriting<Deployment>(t.Read.Id))).ToList();
+        await batch.Execute(ct);
+        foreach (var (read, events, fetching) in pending)
+        {
+            var stream = await fetching;
+            if (stream.Aggregate?.AdmissionRevision != read.AdmissionRevision)
+                throw new JasperFx.ConcurrencyException($"deployment {read.Id} changed while its usage was decided", typeof(Deployment), read.Id);
+            stream.AppendMany(events);
+        }
     }
+
+    /// <summary>The partition queue the batch came from: its usage stream's name.</summary>
+    static string Queue(ConsumeContext<Batch<MeteringFrame>> context) =>
+        context.Message[0].ReceiveContext.InputAddress is { } address ? address.Segments[^1] : "unknown";
 
     static string Excerpt(ConsumeContext<MeteringFrame> message)
     {

@@ -6,7 +6,7 @@ namespace Throughput.Metering;
 
 /// <summary>
 /// Releases throttled deployments whose bucket has drained while no usage arrived (usage itself releases busy ones).
-/// Appends with the stream's version, so a concurrent metering write simply wins and this retries next tick.
+/// Writes their meters over the versions it read, so a concurrent metering batch simply wins and this retries next tick.
 /// </summary>
 public sealed class ThrottleLifter(IDocumentStore store, TimeProvider clock, AdmissionPush push, ILogger<ThrottleLifter> log) : BackgroundService
 {
@@ -55,23 +55,33 @@ public sealed class ThrottleLifter(IDocumentStore store, TimeProvider clock, Adm
     {
         await using var session = store.LightweightSession();
         var throttled = await session.Query<Deployment>().Where(d => d.Throttled).Select(d => d.Id).Take(1000).ToListAsync(ct);
+        if (throttled.Count == 0) return;
+        await session.BeginTransactionAsync(ct);
+        var meters = await DeploymentMeters.LoadAsync(session, throttled, ct);
+        var now = clock.GetUtcNow();
         List<string> lifted = [];
-        foreach (var id in throttled)
+        List<(DeploymentMeter, long)> moved = [];
+        foreach (var snapshot in await session.LoadManyAsync<Deployment>(ct, throttled))
         {
-            var stream = await session.Events.FetchForWriting<Deployment>(id, ct);
-            if (stream.Aggregate is not { } d) continue;
-            var events = Meter.LiftIfDrained(d, clock.GetUtcNow());
+            var meter = meters.GetValueOrDefault(snapshot.Id);
+            var deployment = meter?.On(snapshot) ?? snapshot;
+            var events = Meter.LiftIfDrained(deployment, now);
+            if (events.Length == 0) continue;
+            var stream = await session.Events.FetchForWriting<Deployment>(snapshot.Id, ct);
+            if (stream.Aggregate?.AdmissionRevision != snapshot.AdmissionRevision) continue; // changed since the read: next tick
             stream.AppendMany(events);
-            if (events.Length > 0) lifted.Add(id);
+            moved.Add((DeploymentMeter.Of(events.Aggregate(deployment, (d, e) => d.Then(e)), 0), meter?.Version ?? 0));
+            lifted.Add(snapshot.Id);
         }
         if (lifted.Count == 0) return;
         try
         {
+            await DeploymentMeters.SaveAsync(session, moved, ct);
             await session.SaveChangesAsync(ct);
         }
         catch (JasperFx.ConcurrencyException)
         {
-            // A metering batch touched one of these deployments meanwhile; it decided with fresher state.
+            // A metering batch moved one of these meters meanwhile; it decided with fresher state, and this rolls back.
             return;
         }
         await push.TryPublishCurrentAsync(session, lifted, ct);

@@ -15,7 +15,7 @@ public static class Counted
         await using var command = database.CreateCommand($"""
             select count(*), {Sum("records")}, {Sum("promptTokens")}, {Sum("cachedTokens")}, {Sum("outputTokens")},
                    {Sum("spilledRecords")}, {Sum("spilledPromptTokens")}, {Sum("spilledCachedTokens")}, {Sum("spilledOutputTokens")}
-            from {schema}.mt_events where type = 'usage_metered' and stream_id = any(@streams)
+            from {schema}.mt_events where type = 'usage_metered' and data->>'deploymentId' = any(@streams)
             """);
         command.Parameters.AddWithValue("streams", deployments.ToArray());
         await using var reader = await command.ExecuteReaderAsync(ct);
@@ -30,7 +30,7 @@ public static class Counted
     public static async Task<int> DeploymentsMeteredAfterAsync(string schema, IReadOnlyList<string> deployments, long afterSeq, CancellationToken ct)
     {
         await using var database = NpgsqlDataSource.Create(Services.PostgresConnectionString());
-        await using var command = database.CreateCommand($"select count(distinct stream_id)::int from {schema}.mt_events where type = 'usage_metered' and stream_id = any(@streams) and seq_id > @after");
+        await using var command = database.CreateCommand($"select count(distinct data->>'deploymentId')::int from {schema}.mt_events where type = 'usage_metered' and data->>'deploymentId' = any(@streams) and seq_id > @after");
         command.Parameters.AddWithValue("streams", deployments.ToArray());
         command.Parameters.AddWithValue("after", afterSeq);
         return (int)(await command.ExecuteScalarAsync(ct))!;
@@ -45,9 +45,9 @@ public static class Counted
         await using var database = NpgsqlDataSource.Create(Services.PostgresConnectionString());
         await using var command = database.CreateCommand($"""
             select coalesce(max(extract(epoch from gap)), 0)::float8 from (
-              select "timestamp" as at, "timestamp" - lag("timestamp") over (partition by stream_id order by seq_id) as gap
+              select "timestamp" as at, "timestamp" - lag("timestamp") over (partition by data->>'deploymentId' order by seq_id) as gap
               from {schema}.mt_events
-              where type = 'usage_metered' and stream_id = any(@streams) and "timestamp" > @from - interval '1 minute' and "timestamp" <= @to
+              where type = 'usage_metered' and data->>'deploymentId' = any(@streams) and "timestamp" > @from - interval '1 minute' and "timestamp" <= @to
             ) g where at > @from
             """);
         command.Parameters.AddWithValue("streams", deployments.ToArray());
@@ -72,7 +72,7 @@ public static class Counted
         return (long)(await command.ExecuteScalarAsync(ct))!;
     }
 
-    /// <summary>The deployments' usage totals as one API instance answers them (the deployment snapshots).</summary>
+    /// <summary>The deployments' usage totals as one API instance answers them (the deployments' meters).</summary>
     public static async Task<TokenTally> InUsageTotalsAsync(PlatformApi tenant, IReadOnlyList<string> deployments, CancellationToken ct)
     {
         var tally = default(TokenTally);

@@ -1,0 +1,151 @@
+using Marten;
+using Npgsql;
+using NpgsqlTypes;
+using Weasel.Postgresql;
+using Weasel.Postgresql.Tables;
+
+namespace Throughput.Deployments;
+
+/// <summary>
+/// The metering side of a deployment: its leaky bucket and what has been metered into it. Usage events go to their
+/// partition's stream, one append per consumer batch whatever the number of deployments in it, so the deployment's own
+/// stream and snapshot no longer move with usage; this row does, written in bulk in the transaction that appends the
+/// usage. <see cref="Version"/> is the row's optimistic concurrency token between the partition's consumer and the
+/// throttle lifter.
+/// </summary>
+public sealed record DeploymentMeter(
+    string DeploymentId,
+    decimal BucketLevel,
+    DateTimeOffset BucketAt,
+    long Records,
+    long PromptTokens,
+    long CachedTokens,
+    long OutputTokens,
+    decimal WeightedTokens,
+    long SpilledRecords,
+    long SpilledTokens,
+    long Version)
+{
+    /// <summary>The deployment as metering sees it: its stream's state with this bucket and these totals.</summary>
+    public Deployment On(Deployment d) => d with
+    {
+        BucketLevel = BucketLevel,
+        BucketAt = BucketAt,
+        Records = Records,
+        PromptTokens = PromptTokens,
+        CachedTokens = CachedTokens,
+        OutputTokens = OutputTokens,
+        WeightedTokens = WeightedTokens,
+        SpilledRecords = SpilledRecords,
+        SpilledTokens = SpilledTokens,
+    };
+
+    /// <summary>The row after metering moved the deployment (<paramref name="d"/> is <see cref="On"/> folded with the new events).</summary>
+    public static DeploymentMeter Of(Deployment d, long version) => new(d.Id, d.BucketLevel, d.BucketAt, d.Records, d.PromptTokens, d.CachedTokens,
+        d.OutputTokens, d.WeightedTokens, d.SpilledRecords, d.SpilledTokens, version);
+}
+
+public static class DeploymentMeters
+{
+    public const string Table = "deployment_meters";
+
+    /// <summary>The stream a partition's usage events go to; ':' keeps it apart from every tenant id.</summary>
+    public static string PartitionStream(string queue) => "meter:" + queue;
+
+    public static bool IsPartitionStream(string streamId) => streamId.StartsWith("meter:", StringComparison.Ordinal);
+
+    public static Table Definition(string schema)
+    {
+        var table = new Table(new PostgresqlObjectName(schema, Table, SchemaUtils.IdentifierUsage.General));
+        table.AddColumn<string>("deployment_id").AsPrimaryKey();
+        table.AddColumn<decimal>("bucket_level").NotNull();
+        table.AddColumn<DateTimeOffset>("bucket_at").NotNull();
+        table.AddColumn<long>("records").NotNull();
+        table.AddColumn<long>("prompt_tokens").NotNull();
+        table.AddColumn<long>("cached_tokens").NotNull();
+        table.AddColumn<long>("output_tokens").NotNull();
+        table.AddColumn<decimal>("weighted_tokens").NotNull();
+        table.AddColumn<long>("spilled_records").NotNull();
+        table.AddColumn<long>("spilled_tokens").NotNull();
+        table.AddColumn<long>("version").NotNull();
+        return table;
+    }
+
+    /// <summary>The meters of these deployments that have one (a deployment never metered since usage moved here has none).</summary>
+    public static async Task<Dictionary<string, DeploymentMeter>> LoadAsync(IQuerySession session, IReadOnlyCollection<string> ids, CancellationToken ct) =>
+        ids.Count == 0 ? [] : await LoadWhereAsync(session, "deployment_id = any(?)", ct, new object[] { ids.ToArray() });
+
+    /// <summary>Every meter, for a host loading its admission table.</summary>
+    public static Task<Dictionary<string, DeploymentMeter>> LoadAllAsync(IQuerySession session, CancellationToken ct) => LoadWhereAsync(session, "true", ct);
+
+    static async Task<Dictionary<string, DeploymentMeter>> LoadWhereAsync(IQuerySession session, string where, CancellationToken ct, params object[] parameters)
+    {
+        var schema = session.DocumentStore.Options.Events.DatabaseSchemaName;
+        var rows = await session.QueryAsync<DeploymentMeter>(
+            $"""
+            select json_build_object('deploymentId', deployment_id, 'bucketLevel', bucket_level, 'bucketAt', bucket_at, 'records', records,
+                'promptTokens', prompt_tokens, 'cachedTokens', cached_tokens, 'outputTokens', output_tokens, 'weightedTokens', weighted_tokens,
+                'spilledRecords', spilled_records, 'spilledTokens', spilled_tokens, 'version', version)
+            from {schema}.{Table} where {where}
+            """, ct, parameters);
+        return rows.ToDictionary(m => m.DeploymentId, StringComparer.Ordinal);
+    }
+
+    /// <summary>Deployments as metering sees them: their snapshots with their meters on.</summary>
+    public static async Task<IReadOnlyList<Deployment>> LoadDeploymentsAsync(IQuerySession session, IReadOnlyCollection<string> ids, CancellationToken ct)
+    {
+        if (ids.Count == 0) return [];
+        var deployments = await session.LoadManyAsync<Deployment>(ct, ids);
+        var meters = await LoadAsync(session, ids, ct);
+        return [.. deployments.Select(d => meters.TryGetValue(d.Id, out var m) ? m.On(d) : d)];
+    }
+
+    public static async Task<Deployment?> LoadDeploymentAsync(IQuerySession session, string id, CancellationToken ct) =>
+        (await LoadDeploymentsAsync(session, [id], ct)) is [var d] ? d : null;
+
+    /// <summary>
+    /// Writes the meters, each only over the version it was read at (0: none yet). The session must be inside its explicit
+    /// transaction. Throws a concurrency exception when another writer moved one since: the caller decides again.
+    /// </summary>
+    public static async Task SaveAsync(IDocumentSession session, IReadOnlyList<(DeploymentMeter Meter, long ReadAt)> meters, CancellationToken ct)
+    {
+        if (meters.Count == 0) return;
+        var schema = session.DocumentStore.Options.Events.DatabaseSchemaName;
+        await using var command = new NpgsqlCommand(
+            $"""
+            with u as (
+                select * from unnest(@ids, @levels, @ats, @records, @prompt, @cached, @output, @weighted, @spilled_records, @spilled_tokens, @read_at)
+                    as u(id, level, at, records, prompt, cached, output, weighted, spilled_records, spilled_tokens, read_at)),
+            changed as (
+                update {schema}.{Table} m set bucket_level = u.level, bucket_at = u.at, records = u.records, prompt_tokens = u.prompt,
+                    cached_tokens = u.cached, output_tokens = u.output, weighted_tokens = u.weighted, spilled_records = u.spilled_records,
+                    spilled_tokens = u.spilled_tokens, version = u.read_at + 1
+                from u where m.deployment_id = u.id and m.version = u.read_at and u.read_at > 0
+                returning 1),
+            created as (
+                insert into {schema}.{Table} (deployment_id, bucket_level, bucket_at, records, prompt_tokens, cached_tokens, output_tokens,
+                    weighted_tokens, spilled_records, spilled_tokens, version)
+                select id, level, at, records, prompt, cached, output, weighted, spilled_records, spilled_tokens, 1 from u where u.read_at = 0
+                on conflict do nothing
+                returning 1)
+            select (select count(*) from changed) + (select count(*) from created)
+            """, session.Connection);
+        Array("ids", NpgsqlDbType.Text, meters.Select(m => m.Meter.DeploymentId));
+        Array("levels", NpgsqlDbType.Numeric, meters.Select(m => m.Meter.BucketLevel));
+        Array("ats", NpgsqlDbType.TimestampTz, meters.Select(m => m.Meter.BucketAt));
+        Array("records", NpgsqlDbType.Bigint, meters.Select(m => m.Meter.Records));
+        Array("prompt", NpgsqlDbType.Bigint, meters.Select(m => m.Meter.PromptTokens));
+        Array("cached", NpgsqlDbType.Bigint, meters.Select(m => m.Meter.CachedTokens));
+        Array("output", NpgsqlDbType.Bigint, meters.Select(m => m.Meter.OutputTokens));
+        Array("weighted", NpgsqlDbType.Numeric, meters.Select(m => m.Meter.WeightedTokens));
+        Array("spilled_records", NpgsqlDbType.Bigint, meters.Select(m => m.Meter.SpilledRecords));
+        Array("spilled_tokens", NpgsqlDbType.Bigint, meters.Select(m => m.Meter.SpilledTokens));
+        Array("read_at", NpgsqlDbType.Bigint, meters.Select(m => m.ReadAt));
+        var written = (long)(await command.ExecuteScalarAsync(ct))!;
+        if (written != meters.Count)
+            throw new JasperFx.ConcurrencyException($"{meters.Count - written} of {meters.Count} deployment meters changed since they were read", typeof(DeploymentMeter), "");
+
+        void Array<T>(string name, NpgsqlDbType type, IEnumerable<T> values) =>
+            command.Parameters.Add(new NpgsqlParameter(name, NpgsqlDbType.Array | type) { Value = values.ToArray() });
+    }
+}
