@@ -44,7 +44,7 @@ public sealed class DurableObserver : IAsyncDisposable
         _newEventsSql = $"""
             select seq_id, (data->>'records')::bigint, (data->>'firstStartedAt')::timestamptz, "timestamp"
             from {schema}.mt_events
-            where seq_id > @floor and type = 'usage_metered' and data->>'deploymentId' = any(@streams) and not (seq_id = any(@seen))
+            where seq_id > @floor and type = 'usage_metered' and data->>'deploymentId' in (select unnest(@streams)) and not (seq_id = any(@seen))
             """;
         _database = NpgsqlDataSource.Create(connectionString);
         _streams = [.. deployments];

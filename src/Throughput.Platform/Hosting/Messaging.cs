@@ -14,9 +14,8 @@ public sealed class MeteringOptions
     public int Partitions { get; set; } = 4;
 
     /// <summary>
-    /// Messages folded into one PostgreSQL transaction (prefetch twice that). With a partition's usage appended as one stream
-    /// write per batch, bigger batches pay: at 1,000 deployments 25 → 200 took durable records/s from 3.1k to 9.8k with the
-    /// host at 440 MB; 500 gave 11.5k but 790 MB (benchmark `metering --deployments 1000`, 2026-12-03).
+    /// Messages folded into one PostgreSQL transaction (prefetch twice that). A batch's usage is one stream write whatever
+    /// it holds, so bigger batches pay, up to the host's memory: measured in docs/metering.md.
     /// </summary>
     public int BatchMessageLimit { get; set; } = 200;
 

@@ -15,7 +15,7 @@ public static class Counted
         await using var command = database.CreateCommand($"""
             select count(*), {Sum("records")}, {Sum("promptTokens")}, {Sum("cachedTokens")}, {Sum("outputTokens")},
                    {Sum("spilledRecords")}, {Sum("spilledPromptTokens")}, {Sum("spilledCachedTokens")}, {Sum("spilledOutputTokens")}
-            from {schema}.mt_events where type = 'usage_metered' and data->>'deploymentId' = any(@streams)
+            from {schema}.mt_events where type = 'usage_metered' and data->>'deploymentId' in (select unnest(@streams))
             """);
         command.Parameters.AddWithValue("streams", deployments.ToArray());
         await using var reader = await command.ExecuteReaderAsync(ct);
@@ -30,7 +30,7 @@ public static class Counted
     public static async Task<int> DeploymentsMeteredAfterAsync(string schema, IReadOnlyList<string> deployments, long afterSeq, CancellationToken ct)
     {
         await using var database = NpgsqlDataSource.Create(Services.PostgresConnectionString());
-        await using var command = database.CreateCommand($"select count(distinct data->>'deploymentId')::int from {schema}.mt_events where type = 'usage_metered' and data->>'deploymentId' = any(@streams) and seq_id > @after");
+        await using var command = database.CreateCommand($"select count(distinct data->>'deploymentId')::int from {schema}.mt_events where type = 'usage_metered' and data->>'deploymentId' in (select unnest(@streams)) and seq_id > @after");
         command.Parameters.AddWithValue("streams", deployments.ToArray());
         command.Parameters.AddWithValue("after", afterSeq);
         return (int)(await command.ExecuteScalarAsync(ct))!;
@@ -47,7 +47,7 @@ public static class Counted
             select coalesce(max(extract(epoch from gap)), 0)::float8 from (
               select "timestamp" as at, "timestamp" - lag("timestamp") over (partition by data->>'deploymentId' order by seq_id) as gap
               from {schema}.mt_events
-              where type = 'usage_metered' and data->>'deploymentId' = any(@streams) and "timestamp" > @from - interval '1 minute' and "timestamp" <= @to
+              where type = 'usage_metered' and data->>'deploymentId' in (select unnest(@streams)) and "timestamp" > @from - interval '1 minute' and "timestamp" <= @to
             ) g where at > @from
             """);
         command.Parameters.AddWithValue("streams", deployments.ToArray());
