@@ -234,6 +234,22 @@ public sealed class InvoicingTests(InvoicingFixture platform)
         Assert.Equal(Enumerable.Range(1, (int)register!.LastInvoiceNumber).Select(n => (long)n), numbers.Order());
         Assert.NotNull((await CloseProgressAsync()).FinishedAt);
 
+        // The month's register through the API: pages of 50 linked one to the next, the same rows as the whole CSV.
+        List<string> paged = [];
+        for (var next = $"/v1/finance/invoices?month={month}&limit=50"; next is not null;)
+        {
+            var response = await finance.GetAsync(next);
+            var page = await Body(response);
+            Assert.InRange(page.GetArrayLength(), 1, 50);
+            paged.AddRange(page.EnumerateArray().Select(i => i.GetProperty("id").GetString()!));
+            next = response.Headers.TryGetValues("Link", out var link) ? System.Text.RegularExpressions.Regex.Match(link.Single(), "^<(.+)>; rel=\"next\"$").Groups[1].Value : null;
+        }
+        var all = await session.Query<Invoice>().Where(i => i.Period == month.Index).OrderBy(i => i.Number).Select(i => i.Id).ToListAsync();
+        Assert.True(all.Count >= tenants);
+        Assert.Equal(all, paged);
+        var csv = await finance.GetStringAsync($"/v1/finance/invoices?month={month}&format=csv");
+        Assert.Equal(all.Count + 1, csv.Split("\r\n", StringSplitOptions.RemoveEmptyEntries).Length);
+
         async Task<MonthClose> CloseProgressAsync()
         {
             await using var query = platform.Store.QuerySession();

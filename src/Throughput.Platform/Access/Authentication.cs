@@ -75,8 +75,9 @@ public sealed class ApiKeyAuthenticationHandler(
 
     async Task<AuthenticateResult> RefuseAsync(long arrived, string reason)
     {
-        var left = RefusalFloor - TimeProvider.System.GetElapsedTime(arrived);
-        if (left > TimeSpan.Zero) await Task.Delay(left, Context.RequestAborted);
+        // A timer may fire a little before its time as the stopwatch counts it: wait again until the floor has passed.
+        for (var left = RefusalFloor - TimeProvider.System.GetElapsedTime(arrived); left > TimeSpan.Zero; left = RefusalFloor - TimeProvider.System.GetElapsedTime(arrived))
+            await Task.Delay(left + TimeSpan.FromMilliseconds(1), Context.RequestAborted);
         return AuthenticateResult.Fail(reason);
     }
 

@@ -30,7 +30,7 @@ public static class Csv
         value.Length > 0 && value[0] is '=' or '+' or '-' or '@' or '\t' or '\r'
         && !decimal.TryParse(value, System.Globalization.NumberStyles.Number, System.Globalization.CultureInfo.InvariantCulture, out _);
 
-    static void AppendRecord(StringBuilder csv, IEnumerable<string> fields)
+    internal static void AppendRecord(StringBuilder csv, IEnumerable<string> fields)
     {
         var first = true;
         foreach (var field in fields)
@@ -61,6 +61,52 @@ public static class Tables
         var csv = Csv.Write(columns.Select(c => c.Name), rows.Select(r => columns.Select(c => c.Value(r))));
         http.Response.Headers.ContentDisposition = $"attachment; filename=\"{fileName}.csv\"";
         return Results.Bytes(Csv.Utf8WithBom(csv), Csv.ContentType);
+    }
+
+    public const int DefaultPageSize = 500;
+    public const int MaxPageSize = 5_000;
+
+    /// <summary>
+    /// A register in number order, sized by its answer: JSON is one page of <c>?limit=</c> rows (default 500, at most
+    /// 5,000) after the number <c>?after=</c>, with the next page's address in a <c>Link: &lt;…&gt;; rel="next"</c> header
+    /// while rows remain; CSV is the whole register, streamed page by page.
+    /// </summary>
+    /// <param name="page">Up to <c>take</c> rows whose number is above <c>after</c>, in number order.</param>
+    public static async Task<IResult> RespondPagedAsync<T>(HttpContext http, long? after, int? limit, Func<long, int, CancellationToken, Task<IReadOnlyList<T>>> page,
+        Func<T, long> number, string fileName, IReadOnlyList<Column<T>> columns, CancellationToken ct)
+    {
+        if (limit is < 1 or > MaxPageSize)
+            return Results.ValidationProblem(new Dictionary<string, string[]> { ["limit"] = [$"From 1 to {MaxPageSize} rows per page."] });
+        if (after is < 0) return Results.ValidationProblem(new Dictionary<string, string[]> { ["after"] = ["A number from 0: the last one of the previous page."] });
+        if (WantsCsv(http))
+        {
+            http.Response.Headers.ContentDisposition = $"attachment; filename=\"{fileName}.csv\"";
+            return Results.Stream(async body =>
+            {
+                await using var writer = new StreamWriter(body, new UTF8Encoding(encoderShouldEmitUTF8Identifier: true), leaveOpen: true);
+                var text = new StringBuilder();
+                Csv.AppendRecord(text, columns.Select(c => c.Name));
+                for (var from = after ?? 0; ;)
+                {
+                    var rows = await page(from, MaxPageSize, ct);
+                    foreach (var row in rows) Csv.AppendRecord(text, columns.Select(c => c.Value(row)));
+                    await writer.WriteAsync(text, ct);
+                    text.Clear();
+                    if (rows.Count < MaxPageSize) break;
+                    from = number(rows[^1]);
+                }
+            }, Csv.ContentType);
+        }
+        var take = limit ?? DefaultPageSize;
+        var found = await page(after ?? 0, take + 1, ct);
+        if (found.Count <= take) return Results.Ok(found);
+        var rows = found.Take(take).ToList();
+        var query = Microsoft.AspNetCore.WebUtilities.QueryHelpers.ParseQuery(http.Request.QueryString.Value);
+        query["after"] = number(rows[^1]).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        query["limit"] = take.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var next = Microsoft.AspNetCore.WebUtilities.QueryHelpers.AddQueryString(http.Request.Path, query);
+        http.Response.Headers.Link = $"<{next}>; rel=\"next\"";
+        return Results.Ok(rows);
     }
 
     /// <summary>An instant as exports write it: UTC, to the second.</summary>

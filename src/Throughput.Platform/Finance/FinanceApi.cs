@@ -28,13 +28,16 @@ public static class FinanceApi
     {
         var finance = app.MapGroup("/v1/finance").RequireAuthorization(Policies.Finance).WithTags("Finance");
 
-        finance.MapGet("/invoices", async (string? month, HttpContext http, IQuerySession session, TimeProvider clock, CancellationToken ct) =>
+        finance.MapGet("/invoices", async (string? month, long? after, int? limit, HttpContext http, IQuerySession session, TimeProvider clock, CancellationToken ct) =>
             {
                 if (!TryMonth(month, clock, out var period)) return BillingMonth.Problem("month", month);
-                var invoices = await session.Query<Invoice>().Where(i => i.Period == period.Index).OrderBy(i => i.Number).ToListAsync(ct);
-                return Tables.Respond(http, invoices.Select(InvoiceSummary.Of).ToList(), $"invoices-{period}", RegisterColumns);
+                return await Tables.RespondPagedAsync(http, after, limit, async (from, take, token) =>
+                        (await session.Query<Invoice>().Where(i => i.Period == period.Index && i.Number > from).OrderBy(i => i.Number).Take(take).ToListAsync(token))
+                            .Select(InvoiceSummary.Of).ToList(),
+                    i => i.Number, $"invoices-{period}", RegisterColumns, ct);
             })
-            .WithName("GetInvoiceRegister").WithSummary("The invoices issued for a billing month (default: last month), by number. JSON or CSV.")
+            .WithName("GetInvoiceRegister")
+            .WithSummary("The invoices issued for a billing month (default: last month), by number: JSON in pages (?limit=, ?after=, Link rel=next), or all as CSV.")
             .Produces<IReadOnlyList<InvoiceSummary>>().Produces(200, contentType: "text/csv").ProducesValidationProblem();
 
         finance.MapGet("/invoices/{invoiceId}", async (string invoiceId, HttpContext http, IQuerySession session, CancellationToken ct) =>
@@ -51,13 +54,15 @@ public static class FinanceApi
             })
             .WithName("GetTenantDraft").WithSummary("A tenant's invoice draft for a month (default this one).").Produces<InvoiceDraft>().ProducesProblem(404);
 
-        finance.MapGet("/credit-notes", async (string? month, HttpContext http, IQuerySession session, TimeProvider clock, CancellationToken ct) =>
+        finance.MapGet("/credit-notes", async (string? month, long? after, int? limit, HttpContext http, IQuerySession session, TimeProvider clock, CancellationToken ct) =>
             {
                 if (!TryMonth(month, clock, out var period)) return BillingMonth.Problem("month", month);
-                var notes = await session.Query<CreditNote>().Where(c => c.Period == period.Index).OrderBy(c => c.Number).ToListAsync(ct);
-                return Tables.Respond(http, notes, $"credit-notes-{period}", CreditNoteColumns);
+                return await Tables.RespondPagedAsync<CreditNote>(http, after, limit, async (from, take, token) =>
+                        await session.Query<CreditNote>().Where(c => c.Period == period.Index && c.Number > from).OrderBy(c => c.Number).Take(take).ToListAsync(token),
+                    c => c.Number, $"credit-notes-{period}", CreditNoteColumns, ct);
             })
-            .WithName("ListCreditNotes").WithSummary("Credit notes issued in a month (default: last month), by number. JSON or CSV.")
+            .WithName("ListCreditNotes")
+            .WithSummary("Credit notes issued in a month (default: last month), by number: JSON in pages (?limit=, ?after=, Link rel=next), or all as CSV.")
             .Produces<IReadOnlyList<CreditNote>>().Produces(200, contentType: "text/csv").ProducesValidationProblem();
 
         finance.MapRevenue();
