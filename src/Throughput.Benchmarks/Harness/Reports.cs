@@ -2,7 +2,7 @@ using System.Text;
 
 namespace Throughput.Benchmarks.Harness;
 
-/// <summary>Prints reports for a person at the console and writes them as one Markdown table for the README or a CI artifact.</summary>
+/// <summary>Prints reports for a person at the console and writes them as one Markdown table for docs/benchmarks.md or a CI artifact.</summary>
 public static class Reports
 {
     public static void Print(BenchmarkReport report, TextWriter output)
