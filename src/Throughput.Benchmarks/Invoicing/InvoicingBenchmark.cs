@@ -103,7 +103,7 @@ public sealed partial class InvoicingBenchmark : IBenchmark
         TimeSpan warmup, TimeSpan duration, TimeSpan poll, List<Figure> figures, List<string> conditions, CancellationToken ct)
     {
         var connection = Services.PostgresConnectionString();
-        await using var events = new DurableObserver(connection, fleet.Deployments, poll, schema);
+        await using var events = new DurableObserver(connection, fleet.Deployments, poll, schema, topology.UsageStreams);
         await events.StartAsync(ct);
         await using var drafts = new DraftObserver(connection, schema, fleet.TenantId, poll);
         drafts.Start();

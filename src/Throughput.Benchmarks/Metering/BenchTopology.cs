@@ -15,6 +15,9 @@ public sealed record BenchTopology(string RunId, int Partitions)
 
     public IEnumerable<string> PartitionQueues => Enumerable.Range(0, Partitions).Select(p => QueuePrefix + p);
 
+    /// <summary>The event streams the platform appends this topology's usage to: one per partition queue (its DeploymentMeters.PartitionStream).</summary>
+    public IReadOnlyList<string> UsageStreams => [.. PartitionQueues.Select(q => "meter:" + q)];
+
     /// <summary>The host settings that make a platform host consume this topology and no other.</summary>
     public Dictionary<string, string> HostSettings() => new(StringComparer.Ordinal)
     {

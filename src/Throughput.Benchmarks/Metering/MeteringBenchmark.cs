@@ -68,7 +68,7 @@ public sealed class MeteringBenchmark : IBenchmark
     static async Task<BenchmarkReport> MeasureAsync(PlatformHost host, MeteringFleet fleet, BenchTopology topology, LoadShape shape,
         TimeSpan warmup, TimeSpan duration, TimeSpan poll, IReadOnlyDictionary<string, string> hostEnvironment, CancellationToken ct)
     {
-        await using var observer = new DurableObserver(Services.PostgresConnectionString(), fleet.Deployments, poll);
+        await using var observer = new DurableObserver(Services.PostgresConnectionString(), fleet.Deployments, poll, usageStreams: topology.UsageStreams);
         await observer.StartAsync(ct);
         await using var queues = await RabbitQueues.ConnectAsync(Services.PlatformBroker(), ct);
         await using var load = await LoadDriver.ConnectAsync(shape, fleet, topology.Exchange, () => observer.Records, ct);
