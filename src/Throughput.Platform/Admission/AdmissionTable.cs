@@ -212,7 +212,8 @@ public sealed class AdmissionTable(IDocumentStore store, ILogger<AdmissionTable>
         if (DeploymentMeters.IsPartitionStream(stream))
         {
             // Usage of a partition's stream: no version of the deployment's to follow, and the bucket it carries is absolute,
-            // so folding one again (the start's overlap) leaves the bucket as it was.
+            // so folding one again (the start's overlap) leaves the bucket as it was. The usage totals it adds may then count
+            // twice here: admission limits never read them (the API reads totals from the meters).
             var usage = (UsageMetered)data;
             if (!_deployments.TryGetValue(usage.DeploymentId, out var metered)) return false;
             _deployments.AddOrUpdate(usage.DeploymentId, metered.Then(usage), (_, old) => old.Then(usage));
