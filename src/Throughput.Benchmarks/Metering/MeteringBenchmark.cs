@@ -56,7 +56,7 @@ public sealed class MeteringBenchmark : IBenchmark
             Log($"host pid {host.ProcessId} ready on {host.BaseAddress} (log: {host.LogPath})");
             using var operatorApi = new PlatformApi(host.BaseAddress, host.OperatorKey);
             var fleet = await MeteringFleet.SetUpAsync(operatorApi, runId, deployments, shape.Publishers, cancellationToken);
-            Log($"tenant {fleet.TenantId}: {fleet.Deployments.Count} deployments of {MeteringFleet.Model} at {MeteringFleet.PtuPerDeployment} PTU, producers {string.Join(", ", fleet.Producers)}");
+            Log($"tenant {fleet.TenantId}: {fleet.Deployments.Count} deployments of {MeteringFleet.Model} at {MeteringFleet.PtuPerDeployment(fleet.Deployments.Count)} PTU, producers {string.Join(", ", fleet.Producers)}");
             return await MeasureAsync(host, fleet, topology, shape, warmup, duration, poll, hostEnvironment, cancellationToken);
         }
         finally

@@ -12,7 +12,16 @@ public sealed record MeteringFleet(string TenantId, string TenantKey, string Reg
     public const string Model = "gpt-4o-mini";
 
     /// <summary>The catalog's largest purchase: 10,000 PTU of gpt-4o-mini admit 370M tokens a minute per deployment.</summary>
-    public const decimal PtuPerDeployment = 10_000;
+    public const decimal MaxPtuPerDeployment = 10_000;
+
+    /// <summary>A pool holds at most 10M PTU (the operator API's bound).</summary>
+    const decimal MaxPoolPtu = 10_000_000;
+
+    /// <summary>
+    /// As large as the pool allows: 10,000 PTU each up to 1,000 deployments, fewer beyond (1,000 PTU each at 10,000
+    /// deployments still admit 37M tokens a minute, far above what a benchmark sends one deployment).
+    /// </summary>
+    public static decimal PtuPerDeployment(int deployments) => Math.Min(MaxPtuPerDeployment, decimal.Floor(MaxPoolPtu / Math.Max(1, deployments)));
 
     public static async Task<MeteringFleet> SetUpAsync(Harness.PlatformApi operatorApi, string runId, int deployments, int producers, CancellationToken ct)
     {
@@ -20,14 +29,15 @@ public sealed record MeteringFleet(string TenantId, string TenantKey, string Reg
         var region = $"bench-{runId}";
         await operatorApi.PostAsync("/v1/operator/tenants", new { tenantId, name = "Metering benchmark", currency = "USD" }, ct);
         var issued = await operatorApi.PostAsync($"/v1/operator/tenants/{tenantId}/keys", null, ct);
-        await operatorApi.PutAsync($"/v1/operator/pools/{Model}/{region}", new { capacityPtu = deployments * PtuPerDeployment }, ct);
+        var ptu = PtuPerDeployment(deployments);
+        await operatorApi.PutAsync($"/v1/operator/pools/{Model}/{region}", new { capacityPtu = deployments * ptu }, ct);
 
         var tenantKey = issued.GetProperty("apiKey").GetString()!;
         using var tenant = operatorApi.As(tenantKey);
         var ids = new List<string>(deployments);
         for (var i = 0; i < deployments; i++)
         {
-            var created = await tenant.PostAsync("/v1/deployments", new { name = $"bench-{i}", model = Model, region, type = "Global", ptu = PtuPerDeployment, spillover = true }, ct);
+            var created = await tenant.PostAsync("/v1/deployments", new { name = $"bench-{i}", model = Model, region, type = "Global", ptu, spillover = true }, ct);
             ids.Add(created.GetProperty("id").GetString()!);
         }
 
