@@ -8,7 +8,7 @@ using Throughput.Benchmarks.Metering;
 // Usage: Throughput.Benchmarks <benchmark | drill | all | list> [--option value …] [--results results.md]
 // Each benchmark is a subcommand; `all` runs every one with its defaults and writes one Markdown table (with the machine)
 // to --results, by default artifacts/benchmark-results.md.
-IBenchmark[] benchmarks = [new MeteringBenchmark(), new AdmissionChecksBenchmark(), new HiccupsBenchmark(), new AdmissionHttpBenchmark(), new AdmissionFeedbackBenchmark(), new InvoicingBenchmark()];
+IBenchmark[] benchmarks = [new MeteringBenchmark(), new AdmissionChecksBenchmark(), new HiccupsBenchmark(), new AdmissionHttpBenchmark(), new AdmissionFeedbackBenchmark(), new InvoicingBenchmark(), new CloseBenchmark()];
 // Drills inflict faults on scratch services rather than measure speed: run by name only, never by `all`.
 IBenchmark[] drills = [new FaultDrill(), new ScaleOutDrill()];
 

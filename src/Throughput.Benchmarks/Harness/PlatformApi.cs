@@ -25,6 +25,14 @@ public sealed class PlatformApi(Uri baseAddress, string apiKey) : IDisposable
     public Task<JsonElement> GetAsync(string path, CancellationToken cancellationToken) =>
         SendAsync(HttpMethod.Get, path, null, cancellationToken);
 
+    /// <summary>A call whose refusal is an answer, not a failure: its status, and its JSON body when it has one.</summary>
+    public async Task<(HttpStatusCode Status, JsonElement? Body)> CallAsync(HttpMethod method, string path, CancellationToken cancellationToken)
+    {
+        using var response = await SendPacedAsync(method, path, null, cancellationToken);
+        var text = await response.Content.ReadAsStringAsync(cancellationToken);
+        return (response.StatusCode, text.Length == 0 ? null : JsonDocument.Parse(text).RootElement.Clone());
+    }
+
     public void Dispose() => _http.Dispose();
 
     async Task<JsonElement> SendAsync(HttpMethod method, string path, object? body, CancellationToken cancellationToken)

@@ -1,0 +1,142 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text.Json;
+using Npgsql;
+using Throughput.Benchmarks.Harness;
+
+namespace Throughput.Benchmarks.Invoicing;
+
+/// <summary>
+/// Month-end close at cardinality: N tenants, each with a deployment, onboarded through the API by a host whose clock
+/// stands inside a month; then a second host whose clock stands past the month's grace period closes it through
+/// <c>POST /v1/finance/closes/{month}</c>. Prints onboarding calls/s, the close's invoices/s and total time, and checks
+/// the register: one invoice per tenant, numbers 1…N without a gap. Runs in a fresh schema, dropped afterwards.
+/// </summary>
+public sealed class CloseBenchmark : IBenchmark
+{
+    const double TargetInvoicesPerSecond = 1_000;
+    static readonly DateTimeOffset MonthStart = new(2030, 1, 1, 0, 0, 0, TimeSpan.Zero);
+
+    public string Name => "close";
+
+    public string Summary => "month-end close of N tenants through the API: invoices/s, total time, register gapless";
+
+    public IReadOnlyList<(string Option, string Meaning)> Options =>
+    [
+        ("tenants", "tenants onboarded, one deployment each (2000)"),
+        ("concurrency", "onboarding calls in flight (8)"),
+        ("close-batch", "host Invoicing:CloseBatch (host default)"),
+        ("host-dll", "the platform host to start (this repository's Release build)"),
+    ];
+
+    public async Task<BenchmarkReport> RunAsync(BenchOptions options, CancellationToken cancellationToken)
+    {
+        var tenants = options.Count("tenants", 2_000);
+        var concurrency = options.Count("concurrency", 8);
+        var closeBatch = options.Text("close-batch", "");
+        var hostDll = Services.PlatformHostDll(options);
+        options.EnsureAllRead();
+        var runId = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4));
+        var schema = $"bench_close_{runId}";
+        var month = MonthStart.ToString("yyyy-MM", CultureInfo.InvariantCulture);
+        Dictionary<string, string> Settings(DateTimeOffset clock)
+        {
+            var settings = new Dictionary<string, string>(StringComparer.Ordinal)
+            {
+                ["THROUGHPUT_PG_SCHEMA"] = schema,
+                ["Invoicing__AutoIssue"] = "false",
+                ["Clock__Start"] = clock.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture),
+                // No metering here: a partition topology of its own keeps this host off the platform's queues.
+                ["Metering__Exchange"] = $"bench.close.{runId}",
+                ["Metering__QueuePrefix"] = $"bench.close.{runId}.p",
+            };
+            if (closeBatch.Length > 0) settings["Invoicing__CloseBatch"] = closeBatch;
+            return settings;
+        }
+
+        var figures = new List<Figure>();
+        var conditions = new List<string> { $"{Number(tenants)} tenants with one 0.5-PTU gpt-4o deployment each, onboarded {concurrency} calls at a time, in schema {schema} (dropped after)" };
+        try
+        {
+            Log($"run {runId}: onboarding {Number(tenants)} tenants in schema {schema}");
+            await using (var host = await PlatformHost.StartAsync(hostDll, Settings(MonthStart.AddDays(9)), cancellationToken))
+            {
+                using var operatorApi = new PlatformApi(host.BaseAddress, host.OperatorKey);
+                var region = $"bench-{runId}";
+                await operatorApi.PutAsync($"/v1/operator/pools/gpt-4o/{region}", new { capacityPtu = tenants * 0.5m }, cancellationToken);
+                var onboarding = Stopwatch.StartNew();
+                await Parallel.ForEachAsync(Enumerable.Range(0, tenants), new ParallelOptions { MaxDegreeOfParallelism = concurrency, CancellationToken = cancellationToken },
+                    async (i, ct) =>
+                    {
+                        var tenantId = $"t-{runId}-{i}";
+                        await operatorApi.PostAsync("/v1/operator/tenants", new { tenantId, name = $"Close benchmark {i}", currency = "USD" }, ct);
+                        var key = (await operatorApi.PostAsync($"/v1/operator/tenants/{tenantId}/keys", null, ct)).GetProperty("apiKey").GetString()!;
+                        using var tenant = operatorApi.As(key);
+                        await tenant.PostAsync("/v1/deployments", new { name = "close", model = "gpt-4o", region, type = "Global", ptu = 0.5m }, ct);
+                    });
+                var callsPerSecond = 3 * tenants / onboarding.Elapsed.TotalSeconds;
+                figures.Add(new Figure("onboarding: tenant, key and purchase, calls/s", Number(callsPerSecond)));
+                Log($"onboarded in {onboarding.Elapsed.TotalSeconds:0.0} s ({Number(callsPerSecond)} calls/s)");
+            }
+
+            Log("closing the month on a host past its grace period");
+            await using (var host = await PlatformHost.StartAsync(hostDll, Settings(MonthStart.AddMonths(1).AddDays(4)), cancellationToken))
+            {
+                using var operatorApi = new PlatformApi(host.BaseAddress, host.OperatorKey);
+                var financeKey = (await operatorApi.PostAsync("/v1/operator/keys", new { role = "Finance", name = "close benchmark" }, cancellationToken)).GetProperty("apiKey").GetString()!;
+                using var finance = operatorApi.As(financeKey);
+                var closing = Stopwatch.StartNew();
+                var started = await finance.CallAsync(HttpMethod.Post, $"/v1/finance/closes/{month}", cancellationToken);
+                if (started.Status != System.Net.HttpStatusCode.Accepted) throw new InvalidOperationException($"POST /v1/finance/closes/{month}: {(int)started.Status} {started.Body}");
+                JsonElement progress;
+                while (true)
+                {
+                    await Task.Delay(TimeSpan.FromMilliseconds(100), cancellationToken);
+                    // 404 until the close has written its first progress, after its wait for the drafts.
+                    if ((await finance.CallAsync(HttpMethod.Get, $"/v1/finance/closes/{month}", cancellationToken)) is { Status: System.Net.HttpStatusCode.OK, Body: { } body }
+                        && body.GetProperty("finishedAt").ValueKind != JsonValueKind.Null)
+                    {
+                        progress = body;
+                        break;
+                    }
+                }
+                var seconds = closing.Elapsed.TotalSeconds;
+                var issued = progress.GetProperty("issued").GetInt32();
+                figures.Add(new Figure("month-end close, invoices/s (request → finished, the one wait for drafts included)", Number(issued / seconds),
+                    $"≥ {Number(TargetInvoicesPerSecond)}", issued / seconds >= TargetInvoicesPerSecond));
+                figures.Add(new Figure("month-end close, total time", $"{seconds:0.0} s for {Number(issued)} invoices"));
+
+                var numbers = new List<long>();
+                for (long after = 0; ;)
+                {
+                    var page = await finance.GetAsync($"/v1/finance/invoices?month={month}&limit=5000&after={after}", cancellationToken);
+                    numbers.AddRange(page.EnumerateArray().Select(i => i.GetProperty("number").GetInt64()));
+                    if (page.GetArrayLength() < 5000) break;
+                    after = numbers[^1];
+                }
+                var gapless = numbers.Count == tenants && numbers.SequenceEqual(Enumerable.Range(1, tenants).Select(n => (long)n));
+                figures.Add(new Figure("register: one invoice per tenant, numbers 1…N", gapless ? $"yes: {Number(numbers.Count)}" : $"NO: {Number(numbers.Count)} invoices, numbers {numbers.FirstOrDefault()}…{numbers.LastOrDefault()}",
+                    "yes", gapless));
+                Log($"closed {Number(issued)} invoices in {seconds:0.0} s");
+            }
+            return new BenchmarkReport(Name, figures, conditions);
+        }
+        finally
+        {
+            await using var database = NpgsqlDataSource.Create(Services.PostgresConnectionString());
+            await using var drop = database.CreateCommand($"drop schema if exists {schema} cascade");
+            await drop.ExecuteNonQueryAsync(CancellationToken.None);
+            var rabbit = await RabbitQueues.ConnectAsync(Services.PlatformBroker(), CancellationToken.None);
+            await using (rabbit)
+            {
+                var queues = Enumerable.Range(0, 4).Select(p => $"bench.close.{runId}.p{p}").ToList();
+                await rabbit.DeleteAsync(queues, [$"bench.close.{runId}", .. queues]);
+            }
+        }
+    }
+
+    static string Number(double value) => value.ToString("#,0", CultureInfo.InvariantCulture);
+
+    static void Log(string line) => Console.WriteLine($"[close {DateTime.Now:HH:mm:ss}] {line}");
+}
