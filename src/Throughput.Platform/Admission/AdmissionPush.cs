@@ -47,12 +47,27 @@ public sealed class AdmissionPush(ServiceSettings settings, TimeProvider clock, 
         }
     }
 
+    /// <summary>
+    /// How long one call may wait for the broker. Every push goes through one channel in turn: a confirm that never came
+    /// would otherwise hold back every later push, the forwarder's included.
+    /// </summary>
+    public static readonly TimeSpan BrokerTimeout = TimeSpan.FromSeconds(10);
+
     public async Task PublishAsync(IEnumerable<AdmissionLimitChanged> limits, CancellationToken ct)
     {
-        await _gate.WaitAsync(ct);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        timeout.CancelAfter(BrokerTimeout);
         try
         {
-            var channel = await ChannelAsync(ct);
+            await _gate.WaitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            throw new TimeoutException($"the admission channel stayed busy for {BrokerTimeout.TotalSeconds:0} s");
+        }
+        try
+        {
+            var channel = await ChannelAsync(timeout.Token);
             var properties = new BasicProperties
             {
                 ContentType = AdmissionTopology.ContentType,
@@ -62,13 +77,19 @@ public sealed class AdmissionPush(ServiceSettings settings, TimeProvider clock, 
             foreach (var limit in limits)
             {
                 var body = JsonSerializer.SerializeToUtf8Bytes(limit, Json);
-                await channel.BasicPublishAsync(Exchange, AdmissionTopology.RoutingKey(limit.Region, limit.Model, limit.DeploymentId), false, properties, body, ct);
+                await channel.BasicPublishAsync(Exchange, AdmissionTopology.RoutingKey(limit.Region, limit.Model, limit.DeploymentId), false, properties, body, timeout.Token);
             }
         }
         catch (Exception e) when (e is RabbitMQ.Client.Exceptions.RabbitMQClientException or IOException)
         {
             await ResetAsync();
             throw;
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            // The broker did not confirm in time: a fresh channel for the next call, and the caller retries (the forwarder) or logs.
+            await ResetAsync();
+            throw new TimeoutException($"the broker did not confirm an admission push within {BrokerTimeout.TotalSeconds:0} s");
         }
         finally
         {
