@@ -16,7 +16,7 @@ public static class SeedLog
         long copied = 0;
         while (true)
         {
-            await using var count = database.CreateCommand($"select count(*) from {schema}.mt_events where type = 'usage_metered'");
+            await using var count = database.CreateCommand($"select count(*) from {schema}.mt_events where type = 'usage_batch_metered'");
             var existing = (long)(await count.ExecuteScalarAsync(ct))!;
             if (existing >= atLeast) return copied;
             await using var connection = await database.OpenConnectionAsync(ct);
@@ -25,7 +25,9 @@ public static class SeedLog
             await using var copy = new NpgsqlCommand($"""
                 with source as (
                     select e.stream_id, e.data, e.type, e.mt_dotnet_type, row_number() over (partition by e.stream_id order by e.seq_id) as n
-                    from (select * from {schema}.mt_events where type = 'usage_metered' and data->>'deploymentId' = any(@deployments) order by seq_id limit @take) e
+                    from (select * from {schema}.mt_events where type = 'usage_batch_metered'
+                          and exists (select 1 from jsonb_array_elements(data->'usage') u where u->>'deploymentId' = any(@deployments))
+                          order by seq_id limit @take) e
                 ),
                 copied as (
                     insert into {schema}.mt_events (seq_id, id, stream_id, version, data, type, timestamp, tenant_id, mt_dotnet_type, is_archived)

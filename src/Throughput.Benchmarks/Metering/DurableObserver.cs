@@ -1,4 +1,5 @@
 using Npgsql;
+using Throughput.Benchmarks.Harness;
 
 namespace Throughput.Benchmarks.Metering;
 
@@ -10,7 +11,7 @@ namespace Throughput.Benchmarks.Metering;
 public readonly record struct DurableBatch(long SeqId, long Records, DateTimeOffset FirstStartedAt, DateTimeOffset AppendedAt, DateTimeOffset ObservedAt, bool Late);
 
 /// <summary>
-/// Watches throughput.mt_events for the deployments' usage_metered events by polling: the running count of durable
+/// Watches throughput.mt_events for the usage events of the deployments by polling: the running count of durable
 /// records drives the load's in-flight limit, and each event's first sighting bounds its commit time from above.
 /// Events commit out of seq_id order, so each poll looks back over the ids of the last <see cref="Lookback"/> and skips
 /// those already seen.
@@ -49,9 +50,10 @@ public sealed class DurableObserver : IAsyncDisposable
         _schema = schema;
         var ours = usageStreams is null ? "data->>'deploymentId' in (select unnest(@streams))" : "stream_id = any(@usage)";
         _newEventsSql = $"""
-            select seq_id, (data->>'records')::bigint, (data->>'firstStartedAt')::timestamptz, "timestamp"
-            from {schema}.mt_events
-            where seq_id > @floor and type = 'usage_metered' and {ours} and not (seq_id = any(@seen))
+            select seq_id, sum((data->>'records')::bigint)::bigint, min((data->>'firstStartedAt')::timestamptz), min("timestamp")
+            from {UsageRows.Of(schema)}
+            where seq_id > @floor and {ours} and not (seq_id = any(@seen))
+            group by seq_id
             """;
         _usageStreams = usageStreams is null ? [] : [.. usageStreams];
         _database = NpgsqlDataSource.Create(connectionString);

@@ -99,7 +99,7 @@ public sealed class MeteringBenchmark : IBenchmark
 
         return new BenchmarkReport("metering",
         [
-            new("durable records/s (usage_metered events in PostgreSQL)", Number(durablePerSecond), "≥ 100,000", durablePerSecond >= TargetRecordsPerSecond),
+            new("durable records/s (usage events in PostgreSQL)", Number(durablePerSecond), "≥ 100,000", durablePerSecond >= TargetRecordsPerSecond),
             new("publish→durable p50, upper bound", Ms(Percentiles.Weighted(toDurable, 50))),
             new("publish→durable p99, upper bound", Ms(p99), "≤ 1,000 ms", p99 <= TargetP99.TotalMilliseconds),
             new("publish→consumer append p50 / p99 (before commit)", $"{Ms(Percentiles.Weighted(toAppend, 50))} / {Ms(Percentiles.Weighted(toAppend, 99))}"),

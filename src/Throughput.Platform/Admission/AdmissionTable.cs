@@ -33,7 +33,7 @@ public sealed class AdmissionTable(IDocumentStore store, ILogger<AdmissionTable>
 
     static readonly Type[] DeploymentEvents =
         [typeof(DeploymentCreated), typeof(DeploymentResized), typeof(SpilloverEnabled), typeof(SpilloverDisabled), typeof(DeploymentReleased),
-         typeof(UsageMetered), typeof(DeploymentThrottled), typeof(ThrottleLifted)];
+         typeof(UsageMetered), typeof(UsageBatchMetered), typeof(DeploymentThrottled), typeof(ThrottleLifted)];
 
     static readonly Type[] TenantEvents = [typeof(TenantCreated), typeof(ApiKeyIssued), typeof(ApiKeyRevoked), typeof(TenantSuspended), typeof(TenantReinstated)];
 
@@ -178,7 +178,8 @@ public sealed class AdmissionTable(IDocumentStore store, ILogger<AdmissionTable>
                 if (reader.IsDBNull(4)) continue;
                 var stream = reader.GetString(1);
                 var data = serializer.FromJson(_followed[reader.GetString(3)], reader, 4);
-                if (!Fold(stream, reader.GetInt64(2), data)) reload.Add(data is UsageMetered u ? u.DeploymentId : stream);
+                if (DeploymentMeters.IsPartitionStream(stream)) reload.AddRange(FoldUsage(data));
+                else if (!Fold(stream, reader.GetInt64(2), data)) reload.Add(stream);
             }
             _seen = Math.Max(_seen, after);
         }
@@ -209,16 +210,6 @@ public sealed class AdmissionTable(IDocumentStore store, ILogger<AdmissionTable>
     /// <summary>Folds an event onto the state it follows; false when the state is missing a version before it (it must be loaded).</summary>
     bool Fold(string stream, long version, object data)
     {
-        if (DeploymentMeters.IsPartitionStream(stream))
-        {
-            // Usage of a partition's stream: no version of the deployment's to follow, and the bucket it carries is absolute,
-            // so folding one again (the start's overlap) leaves the bucket as it was. The usage totals it adds may then count
-            // twice here: admission limits never read them (the API reads totals from the meters).
-            var usage = (UsageMetered)data;
-            if (!_deployments.TryGetValue(usage.DeploymentId, out var metered)) return false;
-            _deployments.AddOrUpdate(usage.DeploymentId, metered.Then(usage), (_, old) => old.Then(usage));
-            return true;
-        }
         switch (data)
         {
             case DeploymentCreated created:
@@ -243,6 +234,24 @@ public sealed class AdmissionTable(IDocumentStore store, ILogger<AdmissionTable>
             return true;
         }
         return false;
+    }
+
+    /// <summary>
+    /// Folds usage from a partition's stream; returns the deployments it names that this host does not hold (to be loaded).
+    /// No version of the deployment's to follow, and the bucket a usage event carries is absolute, so folding one again (the
+    /// start's overlap) leaves the bucket as it was. The usage totals it adds may then count twice here: admission limits
+    /// never read them (the API reads totals from the meters).
+    /// </summary>
+    List<string> FoldUsage(object data)
+    {
+        IReadOnlyList<UsageMetered> usage = data switch { UsageBatchMetered batch => batch.Usage, UsageMetered one => [one], _ => [] };
+        List<string> missing = [];
+        foreach (var u in usage)
+        {
+            if (!_deployments.TryGetValue(u.DeploymentId, out var metered)) missing.Add(u.DeploymentId);
+            else _deployments.AddOrUpdate(u.DeploymentId, metered.Then(u), (_, old) => old.Then(u));
+        }
+        return missing;
     }
 
     Deployment Keep(Deployment d) => _deployments.AddOrUpdate(d.Id, d, (_, old) => old.Version >= d.Version ? old : d);

@@ -61,6 +61,12 @@ public sealed record UsageMetered(
     DateTimeOffset MeteredAt,
     IReadOnlyList<MonthlyUsage>? Months = null);
 
+/// <summary>
+/// The usage one consumer batch of a metering partition folded: a <see cref="UsageMetered"/> per deployment it billed, in
+/// one event, so that appending it and every read model following the log pay per batch, not per deployment in it.
+/// </summary>
+public sealed record UsageBatchMetered(IReadOnlyList<UsageMetered> Usage);
+
 /// <summary>The bucket reached 100%: serving nodes must refuse (or spill) until <see cref="RetryAfterMs"/> has passed.</summary>
 public sealed record DeploymentThrottled(string DeploymentId, decimal Utilization, long RetryAfterMs, DateTimeOffset ThrottledAt);
 

@@ -158,6 +158,7 @@ public static class EventStore
         [typeof(SpilloverDisabled)] = "deployment_spillover_disabled",
         [typeof(DeploymentReleased)] = "deployment_released",
         [typeof(UsageMetered)] = "usage_metered",
+        [typeof(UsageBatchMetered)] = "usage_batch_metered",
         [typeof(DeploymentThrottled)] = "deployment_throttled",
         [typeof(ThrottleLifted)] = "deployment_throttle_lifted",
         [typeof(ServingNodeRegistered)] = "serving_node_registered",

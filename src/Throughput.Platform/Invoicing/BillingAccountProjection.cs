@@ -28,6 +28,7 @@ public sealed class BillingAccountProjection : MultiStreamProjection<BillingAcco
         IncludeType<DeploymentReleased>();
         IncludeType<ReservationPurchased>();
         IncludeType<UsageMetered>();
+        IncludeType<UsageBatchMetered>();
         IncludeType<InvoiceIssued>();
         CustomGrouping(new ByTenant());
     }
@@ -50,6 +51,8 @@ public sealed class BillingAccountProjection : MultiStreamProjection<BillingAcco
             {
                 if (e.Data is DeploymentCreated created) Remember(created.DeploymentId, created.TenantId);
             }
+            // A batch's usage goes to each deployment's tenant as a usage event of its own, at the batch's sequence.
+            events = [.. events.SelectMany(e => e.Data is UsageBatchMetered batch ? batch.Usage.Select(u => (IEvent)e.WithData(u)) : [e])];
             var unknown = events.Select(DeploymentOf).OfType<string>().Where(id => !TenantOfDeployment.ContainsKey(id)).Distinct().ToList();
             if (unknown.Count > 0) await LookUpAsync(session, unknown);
 

@@ -1,4 +1,5 @@
 using System.Globalization;
+using JasperFx.Events.Grouping;
 using Marten.Events.Projections;
 using Throughput.Deployments;
 
@@ -64,6 +65,7 @@ public sealed partial class UsageHourProjection : MultiStreamProjection<UsageHou
     public UsageHourProjection()
     {
         Name = "UsageHour";
+        FanOut<UsageBatchMetered, UsageMetered>(b => b.Usage, FanoutMode.BeforeGrouping);
         Identity<UsageMetered>(e => UsageHour.IdOf(e.DeploymentId, e.LastFinishedAt));
     }
 

@@ -9,9 +9,9 @@ using Throughput.Deployments;
 namespace Throughput.Metering;
 
 /// <summary>
-/// Folds a consumer batch of metering messages from one partition: one usage event per deployment, all appended to the
-/// partition's stream at once, each deployment's meter (bucket and totals) written in bulk, a throttle or lift appended
-/// to the deployment's own stream, in one PostgreSQL transaction with the dedupe claims and the quarantine of whatever
+/// Folds a consumer batch of metering messages from one partition: one usage event for the batch (each deployment's
+/// usage in it) appended to the partition's stream, each deployment's meter (bucket and totals) written in bulk, a
+/// throttle or lift appended to the deployment's own stream, in one PostgreSQL transaction with the dedupe claims and the quarantine of whatever
 /// was refused. The partition's single active consumer makes this the deployments' only meter writer (the throttle
 /// lifter aside, which the meters' versions guard); the claims make redeliveries, duplicate publishes and out-of-order
 /// arrivals count once.
@@ -120,7 +120,7 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, M
         long counted = 0, throttles = 0;
         List<string> admissionChanged = [];
         List<(Deployment Read, object[] Events)> transitioned = [];
-        List<object> usage = [];
+        List<UsageMetered> usage = [];
         List<(DeploymentMeter, long)> moved = [];
         foreach (var (deploymentId, batches) in byDeployment)
         {
@@ -146,8 +146,8 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, M
             }
             moved.Add((DeploymentMeter.Of(events.Aggregate(deployment, (d, e) => d.Then(e)), 0), meter?.Version ?? 0));
         }
-        // One append for the whole batch: what the database does per batch no longer grows with the deployments in it.
-        if (usage.Count > 0) session.Events.Append(DeploymentMeters.PartitionStream(Queue(context)), usage);
+        // One event for the whole batch: what the log and its read models do per batch does not grow with the deployments in it.
+        if (usage.Count > 0) session.Events.Append(DeploymentMeters.PartitionStream(Queue(context)), new UsageBatchMetered(usage));
         await AppendTransitionsAsync(session, transitioned, ct);
         await DeploymentMeters.SaveAsync(session, moved, ct);
         if (quarantined.Count > 0) session.Store<QuarantinedMetering>(quarantined);

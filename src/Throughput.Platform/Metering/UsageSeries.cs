@@ -1,5 +1,6 @@
 using System.Globalization;
 using JasperFx.Events;
+using JasperFx.Events.Grouping;
 using Marten;
 using Marten.Events.Projections;
 using Throughput.Access;
@@ -55,6 +56,7 @@ public sealed partial class UsageSeriesProjection : MultiStreamProjection<UsageM
 {
     public UsageSeriesProjection()
     {
+        FanOut<UsageBatchMetered, UsageMetered>(b => b.Usage, FanoutMode.BeforeGrouping);
         Identity<UsageMetered>(e => UsageMinute.IdOf(e.DeploymentId, e.MeteredAt));
         Identity<DeploymentThrottled>(e => UsageMinute.IdOf(e.DeploymentId, e.ThrottledAt));
     }

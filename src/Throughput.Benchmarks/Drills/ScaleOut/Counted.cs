@@ -8,14 +8,14 @@ namespace Throughput.Benchmarks.Drills.ScaleOut;
 /// <summary>What the platform counted of the run, read from each place a count lives: the event log, the dedupe ledger, each API instance's usage totals and invoice drafts.</summary>
 public static class Counted
 {
-    /// <summary>The usage events' records and tokens, and how many events.</summary>
+    /// <summary>The usage events' records and tokens, and how many deployments' usage they held (one per deployment per event).</summary>
     public static async Task<(TokenTally Tally, long Events)> InEventsAsync(string schema, IReadOnlyList<string> deployments, CancellationToken ct)
     {
         await using var database = NpgsqlDataSource.Create(Services.PostgresConnectionString());
         await using var command = database.CreateCommand($"""
             select count(*), {Sum("records")}, {Sum("promptTokens")}, {Sum("cachedTokens")}, {Sum("outputTokens")},
                    {Sum("spilledRecords")}, {Sum("spilledPromptTokens")}, {Sum("spilledCachedTokens")}, {Sum("spilledOutputTokens")}
-            from {schema}.mt_events where type = 'usage_metered' and data->>'deploymentId' in (select unnest(@streams))
+            from {UsageRows.Of(schema)} where data->>'deploymentId' in (select unnest(@streams))
             """);
         command.Parameters.AddWithValue("streams", deployments.ToArray());
         await using var reader = await command.ExecuteReaderAsync(ct);
@@ -30,7 +30,7 @@ public static class Counted
     public static async Task<int> DeploymentsMeteredAfterAsync(string schema, IReadOnlyList<string> deployments, long afterSeq, CancellationToken ct)
     {
         await using var database = NpgsqlDataSource.Create(Services.PostgresConnectionString());
-        await using var command = database.CreateCommand($"select count(distinct data->>'deploymentId')::int from {schema}.mt_events where type = 'usage_metered' and data->>'deploymentId' in (select unnest(@streams)) and seq_id > @after");
+        await using var command = database.CreateCommand($"select count(distinct data->>'deploymentId')::int from {UsageRows.Of(schema)} where data->>'deploymentId' in (select unnest(@streams)) and seq_id > @after");
         command.Parameters.AddWithValue("streams", deployments.ToArray());
         command.Parameters.AddWithValue("after", afterSeq);
         return (int)(await command.ExecuteScalarAsync(ct))!;
@@ -46,8 +46,8 @@ public static class Counted
         await using var command = database.CreateCommand($"""
             select coalesce(max(extract(epoch from gap)), 0)::float8 from (
               select "timestamp" as at, "timestamp" - lag("timestamp") over (partition by data->>'deploymentId' order by seq_id) as gap
-              from {schema}.mt_events
-              where type = 'usage_metered' and data->>'deploymentId' in (select unnest(@streams)) and "timestamp" > @from - interval '1 minute' and "timestamp" <= @to
+              from {UsageRows.Of(schema)}
+              where data->>'deploymentId' in (select unnest(@streams)) and "timestamp" > @from - interval '1 minute' and "timestamp" <= @to
             ) g where at > @from
             """);
         command.Parameters.AddWithValue("streams", deployments.ToArray());
