@@ -49,7 +49,6 @@ public sealed class InvoicingFixture() : HostFixture(OperatorKey, $"tests.invoic
             {
                 opts.DatabaseSchemaName = Schema;
                 opts.Events.DatabaseSchemaName = Schema;
-                opts.Projections.DaemonLockId = BitConverter.ToInt32(System.Security.Cryptography.SHA256.HashData("throughput-daemon:"u8.ToArray().Concat(System.Text.Encoding.UTF8.GetBytes(Schema)).ToArray()));
                 opts.Storage.ExtendedSchemaObjects.Add(AppliedBatches.Definition(Schema));
                 opts.Storage.ExtendedSchemaObjects.Add(Throughput.Deployments.DeploymentMeters.Definition(Schema));
             });

@@ -43,8 +43,13 @@ public static class EventStore
         services.AddMarten(opts => Configure(opts, settings, ProjectionLayout.Live))
             .AddSubscriptionWithServices<AdmissionForwarder>(ServiceLifetime.Singleton)
             .UseLightweightSessions()
-            .AddAsyncDaemon(roles.Daemon ? DaemonMode.HotCold : DaemonMode.Disabled)
+            .AddAsyncDaemon(DaemonMode.Disabled) // DaemonLeadership runs it, on one host at a time
             .ApplyAllDatabaseChangesOnStartup();
+        if (roles.Daemon)
+        {
+            services.AddSingleton<DaemonLeadership>();
+            services.AddHostedService(sp => sp.GetRequiredService<DaemonLeadership>());
+        }
         return services;
     }
 
@@ -52,16 +57,11 @@ public static class EventStore
     {
         opts.Connection(settings.PostgresConnectionString());
         opts.DatabaseSchemaName = settings.PgSchema;
-        // Hosts of different schemas in one database (tests, benchmarks, a demo) must not contend for one leader lock.
-        opts.Projections.DaemonLockId = LockIdFor(settings.PgSchema);
         opts.UseSystemTextJsonForSerialization(EnumStorage.AsString, Casing.CamelCase);
         opts.AutoCreateSchemaObjects = AutoCreate.CreateOrUpdate;
 
         opts.Events.StreamIdentity = StreamIdentity.AsString;
         opts.Events.AppendMode = EventAppendMode.Quick;
-        // Still needed with the real Patched.DistributedLock.Postgres 1.3.3: without it no host took the HotCold daemon's
-        // leadership on our multiplexing data source, and the async read models never filled.
-        opts.Events.UseAdvisoryLockTransaction = true;
         // A rolled-back append leaves a sequence gap; on a busy shared database the transaction-evidence check held one
         // for over 20 minutes and every async projection stalled. None of our appends stays open anywhere near this long.
         opts.Projections.SkipStaleGapsDespiteLiveTransactionsAfter = TimeSpan.FromSeconds(15);
@@ -134,7 +134,8 @@ public static class EventStore
     static bool IsSnapshot(ProjectionBase projection) =>
         projection.GetType() is { IsGenericType: true } type && type.GetGenericTypeDefinition() == typeof(RebuiltSnapshot<>);
 
-    static int LockIdFor(string schema) =>
+    /// <summary>The daemon's leader lock: one per schema, so hosts of different schemas in one database (tests, benchmarks, a demo) do not contend for one.</summary>
+    public static int DaemonLockId(string schema) =>
         BitConverter.ToInt32(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes("throughput-daemon:" + schema)));
 
     /// <summary>Stored event names are part of the data: they never follow a class rename.</summary>

@@ -55,6 +55,9 @@ public static class Messaging
 {
     public static readonly TimeSpan ConsumerStopTimeout = TimeSpan.FromSeconds(10);
 
+    /// <summary>Every partition queue binds with this weight (points on the consistent-hash ring), equal for all.</summary>
+    const string PartitionWeight = "100";
+
     public static IServiceCollection AddThroughputMessaging(this IServiceCollection services, ServiceSettings settings, IConfiguration configuration)
     {
         var metering = configuration.GetSection("Metering").Get<MeteringOptions>() ?? new MeteringOptions();
@@ -121,7 +124,9 @@ public static class Messaging
         endpoint.Bind(metering.Exchange, exchange =>
         {
             exchange.ExchangeType = MeteringTopology.ExchangeType;
-            exchange.RoutingKey = "1"; // equal weight per partition
+            // The weight is the partition's number of points on the exchange's hash ring: with one point each, four partitions
+            // split the ring into arcs of very unequal length, and one partition took most of the lanes.
+            exchange.RoutingKey = PartitionWeight;
         });
         // Transient failures (a concurrent writer) retry the whole batch a few times; nothing is acked before commit.
         endpoint.UseMessageRetry(r => r.Exponential(10, TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(5), TimeSpan.FromMilliseconds(100)));

@@ -76,18 +76,17 @@ public static class ProjectionRebuild
     /// </summary>
     public static async Task<IAsyncDisposable> QuietAsync(IServiceProvider services)
     {
-        var coordinator = services.GetRequiredService<IProjectionCoordinator>();
-        await coordinator.PauseAsync();
+        var daemon = services.GetService<DaemonLeadership>() is { } leadership ? await leadership.PauseAsync() : null; // none without the daemon role
         var lifter = services.GetService<ThrottleLifter>() is { } running ? await running.HoldAsync() : null; // none without the metering role
-        return new Resume(coordinator, lifter);
+        return new Resume(daemon, lifter);
     }
 
-    sealed class Resume(IProjectionCoordinator coordinator, IDisposable? lifter) : IAsyncDisposable
+    sealed class Resume(IAsyncDisposable? daemon, IDisposable? lifter) : IAsyncDisposable
     {
         public async ValueTask DisposeAsync()
         {
             lifter?.Dispose();
-            await coordinator.ResumeAsync();
+            if (daemon is not null) await daemon.DisposeAsync();
         }
     }
 
