@@ -24,7 +24,10 @@ public sealed class DaemonLeadership(IDocumentStore store, ServiceSettings setti
     readonly SemaphoreSlim _gate = new(1, 1);
     IProjectionDaemon? _daemon;
 
-    public bool Leading { get; private set; }
+    volatile bool _leading;
+
+    /// <summary>Whether this host holds the lock now.</summary>
+    public bool Leading => _leading;
 
     /// <summary>Stops the daemon, if it runs here, and keeps it stopped until the returned handle is disposed.</summary>
     public async Task<IAsyncDisposable> PauseAsync()
@@ -59,12 +62,6 @@ public sealed class DaemonLeadership(IDocumentStore store, ServiceSettings setti
             {
                 // The host is stopping.
             }
-            finally
-            {
-                await _gate.WaitAsync(CancellationToken.None);
-                try { await StopDaemonAsync(); }
-                finally { _gate.Release(); }
-            }
             try { await Task.Delay(Check, stoppingToken); }
             catch (OperationCanceledException) { }
         }
@@ -79,7 +76,7 @@ public sealed class DaemonLeadership(IDocumentStore store, ServiceSettings setti
         var lockId = EventStore.DaemonLockId(schema);
         while (!await ScalarAsync<bool>(connection, $"select pg_try_advisory_lock({lockId})", ct))
             await Task.Delay(Check, ct);
-        Leading = true;
+        _leading = true;
         log.LogInformation("This host leads the async daemon of schema {Schema}", schema);
         try
         {
@@ -103,7 +100,11 @@ public sealed class DaemonLeadership(IDocumentStore store, ServiceSettings setti
         }
         finally
         {
-            Leading = false;
+            // Stopped before the connection closes: the lock is released only once this daemon no longer writes.
+            _leading = false;
+            await _gate.WaitAsync(CancellationToken.None);
+            try { await StopDaemonAsync(); }
+            finally { _gate.Release(); }
         }
     }
 

@@ -154,7 +154,9 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, M
         await session.SaveChangesAsync(ct);
 
         metrics.Committed(context.Message.Length, counted, duplicates, throttles, quarantined, System.Diagnostics.Stopwatch.GetElapsedTime(started));
-        if (admissionChanged.Count > 0) await push.TryPublishCurrentAsync(session, admissionChanged, ct);
+        // Off the partition's path: the push is best effort (the forwarder delivers every change anyway), and a broker slow to
+        // confirm it must not hold back this batch's acknowledgement and every batch behind it, up to the push's 10 s timeout.
+        if (admissionChanged.Count > 0) _ = PushAsync(admissionChanged);
 
         void Refuse(IEnumerable<ProducerBatch> refused, QuarantineReason reason, string detail)
         {
@@ -189,6 +191,12 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, M
             }
             return kept is null ? batch : kept.Count == 0 ? null : batch with { Records = kept };
         }
+    }
+
+    async Task PushAsync(IReadOnlyCollection<string> deploymentIds)
+    {
+        await using var session = store.QuerySession();
+        await push.TryPublishCurrentAsync(session, deploymentIds, CancellationToken.None);
     }
 
     /// <summary>Metering is JSON with the contract's version header; anything else is refused whole, before its body counts.</summary>
