@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.Logging;
 using RabbitMQ.Client;
 using Throughput.Contracts;
 using Throughput.Flywheel.Demo;
@@ -36,6 +37,7 @@ public abstract class HostFixture(string operatorKey, string meteringExchange, i
         // The crash tests' metering-only hosts consume exchanges of their own, which the fixture's nodes publish to.
         builder.UseSetting("Metering:NodeExchanges", @"tests\.(kill|outage)\..*");
         builder.UseSetting("Metering:Partitions", partitions.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        builder.ConfigureLogging(logging => logging.AddProvider(new HostLogFile(MeteringExchange)));
     }
 
     public async Task InitializeAsync()
