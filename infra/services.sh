@@ -112,7 +112,7 @@ start_rabbitmq() {
   grep -qx "$THROUGHPUT_RABBIT_VHOST" <<<"$vhosts" || rabbitmqctl -q add_vhost "$THROUGHPUT_RABBIT_VHOST"
   # Three identities, none a serving node's: the platform's hosts (messaging), the platform's provisioning of node users
   # (management API only, no vhost access), the operator's read-only management login. Nodes get users of their own.
-  rabbit_user "$THROUGHPUT_RABBIT_USER" "$THROUGHPUT_RABBIT_PASSWORD" "" ".*" ".*" ".*"
+  rabbit_user "$THROUGHPUT_RABBIT_USER" "$THROUGHPUT_RABBIT_PASSWORD" impersonator ".*" ".*" ".*"
   rabbit_user "$THROUGHPUT_RABBIT_ADMIN_USER" "$THROUGHPUT_RABBIT_ADMIN_PASSWORD" administrator
   rabbit_user "$THROUGHPUT_RABBIT_OPERATOR_USER" "$THROUGHPUT_RABBIT_OPERATOR_PASSWORD" monitoring
   for _ in $(seq 1 60); do curl -fs -o /dev/null -u "$THROUGHPUT_RABBIT_ADMIN_USER:$THROUGHPUT_RABBIT_ADMIN_PASSWORD" "${THROUGHPUT_RABBIT_MANAGEMENT%%,*}/api/overview" && break; sleep 0.5; done
