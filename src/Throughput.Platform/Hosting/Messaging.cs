@@ -125,7 +125,7 @@ public static class Messaging
         {
             exchange.ExchangeType = MeteringTopology.ExchangeType;
             // The weight is the partition's number of points on the exchange's hash ring: with one point each, four partitions
-            // split the ring into arcs of very unequal length, and one partition took most of the lanes.
+            // split the ring into arcs of very unequal length, and one partition took most of the deployments.
             exchange.RoutingKey = PartitionWeight;
         });
         // Transient failures (a concurrent writer) retry the whole batch a few times; nothing is acked before commit.
