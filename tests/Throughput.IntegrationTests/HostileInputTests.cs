@@ -71,6 +71,7 @@ public sealed class HostileInputTests(PlatformFixture platform)
         new("utilization of the year 9999", Caller.Finance, "GET", "/v1/finance/utilization?month=9999-12", null, HttpStatusCode.UnprocessableEntity),
         new("register of the year 9999", Caller.Finance, "GET", "/v1/finance/invoices?month=9999-12", null, HttpStatusCode.UnprocessableEntity),
         new("register page of no rows", Caller.Finance, "GET", "/v1/finance/invoices?limit=0", null, HttpStatusCode.BadRequest),
+        new("tenant list page of a million rows", Caller.Operator, "GET", "/v1/operator/tenants?limit=1000000", null, HttpStatusCode.BadRequest),
         new("register page of a million rows", Caller.Finance, "GET", "/v1/finance/invoices?limit=1000000", null, HttpStatusCode.BadRequest),
         new("register page size in words", Caller.Finance, "GET", "/v1/finance/invoices?limit=many", null, HttpStatusCode.BadRequest),
         new("credit notes after a negative number", Caller.Finance, "GET", "/v1/finance/credit-notes?after=-1", null, HttpStatusCode.BadRequest),

@@ -140,8 +140,11 @@ public sealed class InvoicingTests(InvoicingFixture platform)
         var pool = sell.EnumerateArray().Single(r => r.GetProperty("region").GetString() == region);
         // capacity 10 PTU × 2 h = 20 PTU-h; sold 1 PTU × 1.5 h + 2 PTU × 0.5 h = 2.5 PTU-h; 2.5 / 20 = 0.125
         Assert.Equal((20m, 2.5m, 0.125m), (pool.GetProperty("capacityPtuHours").GetDecimal(), pool.GetProperty("soldPtuHours").GetDecimal(), pool.GetProperty("sellThrough").GetDecimal()));
-        var utilization = await Body(await finance.GetAsync("/v1/finance/utilization?month=2030-01"));
-        Assert.Contains(utilization.EnumerateArray(), r => r.GetProperty("model").GetString() == "gpt-4o");
+        var utilization = (await Body(await finance.GetAsync("/v1/finance/utilization?month=2030-01"))).EnumerateArray()
+            .Where(r => r.GetProperty("region").GetString() == region).ToDictionary(r => r.GetProperty("band").GetString()!, r => r.GetProperty("deploymentHours").GetDecimal());
+        // 22:00 → 24:00 sold: 2 deployment-hours; usage only in 23:00 (the late record moved that hour's band, it did not add one)
+        Assert.Equal(1m, utilization["idle"]);
+        Assert.Equal(1m, Assert.Single(utilization, b => b.Key != "idle").Value);
     }
 
     [Fact]
@@ -378,12 +381,12 @@ public sealed class InvoicingTests(InvoicingFixture platform)
         var eurOctober = await DraftWhen(eurClient, "2030-10", _ => true);
         await platform.Store.WaitForNonStaleProjectionDataAsync(TimeSpan.FromSeconds(30));
 
-        var before = await SnapshotAsync(ids, usdClient, eurClient);
+        var before = await SnapshotAsync(ids, usdClient, eurClient, finance);
         var rebuilt = await ProjectionRebuild.RunInHostAsync(platform.Services, [], _ => { }, CancellationToken.None);
         Assert.Contains(rebuilt, r => r.Members.Contains(BillingAccountProjection.ProjectionName));
         Assert.Contains(rebuilt, r => r.Projection == "Invoice");
         await platform.Store.WaitForNonStaleProjectionDataAsync(TimeSpan.FromSeconds(60));
-        var after = await SnapshotAsync(ids, usdClient, eurClient);
+        var after = await SnapshotAsync(ids, usdClient, eurClient, finance);
 
         Assert.Equal(before.RawInvoices.Count, after.RawInvoices.Count);
         foreach (var (was, now) in before.RawInvoices.Zip(after.RawInvoices)) Assert.Equal(was, now);
@@ -393,6 +396,7 @@ public sealed class InvoicingTests(InvoicingFixture platform)
         Assert.Equal(eurOctober.GetProperty("total").GetDecimal(), after.Drafts[1].GetProperty("total").GetDecimal());
         Assert.Equal(before.Drafts.Select(d => d.GetProperty("lines").GetRawText()), after.Drafts.Select(d => d.GetProperty("lines").GetRawText()));
         Assert.Equal(before.RawDeployments, after.RawDeployments);
+        Assert.Equal(before.FinanceReports, after.FinanceReports);
 
         // The command's rebuild: the write-side snapshots fold in the read models' one pass (the host's daemon paused and its
         // throttle lifter held off, as the command runs with the hosts stopped).
@@ -413,16 +417,19 @@ public sealed class InvoicingTests(InvoicingFixture platform)
             Assert.Contains(BillingAccountProjection.ProjectionName, pass.Members);
         }
         await platform.Store.WaitForNonStaleProjectionDataAsync(TimeSpan.FromSeconds(60));
-        var afterSinglePass = await SnapshotAsync(ids, usdClient, eurClient);
+        var afterSinglePass = await SnapshotAsync(ids, usdClient, eurClient, finance);
         Assert.Equal(before.RawInvoices, afterSinglePass.RawInvoices);
         Assert.Equal(before.InvoiceResponses, afterSinglePass.InvoiceResponses);
         Assert.Equal(before.Drafts.Select(d => d.GetRawText()), afterSinglePass.Drafts.Select(d => d.GetRawText()));
         Assert.Equal(before.RawDeployments, afterSinglePass.RawDeployments);
+        Assert.Equal(before.FinanceReports, afterSinglePass.FinanceReports);
     }
 
-    sealed record Snapshot(IReadOnlyList<string> RawInvoices, IReadOnlyList<string> InvoiceResponses, IReadOnlyList<JsonElement> Drafts, IReadOnlyList<string> RawDeployments);
+    sealed record Snapshot(
+        IReadOnlyList<string> RawInvoices, IReadOnlyList<string> InvoiceResponses, IReadOnlyList<JsonElement> Drafts, IReadOnlyList<string> RawDeployments,
+        IReadOnlyList<string> FinanceReports);
 
-    async Task<Snapshot> SnapshotAsync(IReadOnlyList<string> ids, HttpClient usd, HttpClient eur)
+    async Task<Snapshot> SnapshotAsync(IReadOnlyList<string> ids, HttpClient usd, HttpClient eur, HttpClient finance)
     {
         await using var session = platform.Store.QuerySession();
         var raw = await session.AdvancedSql.QueryAsync<string>(
@@ -435,6 +442,11 @@ public sealed class InvoicingTests(InvoicingFixture platform)
             drafts.Add(await Body(await client.GetAsync("/v1/invoices/draft?month=2030-10")));
         var deployments = await session.AdvancedSql.QueryAsync<string>(
             $"select id || ' ' || data::text from {InvoicingFixture.Schema}.mt_doc_deployment order by id", CancellationToken.None);
-        return new Snapshot(raw, responses, drafts, deployments);
+        var reports = new List<string>();
+        foreach (var report in new[] { "utilization", "sell-through" })
+        foreach (var month in new[] { "2030-09", "2030-10" })
+            reports.Add(await (await finance.GetAsync($"/v1/finance/{report}?month={month}")).Content.ReadAsStringAsync());
+        Assert.Contains(reports, r => r.Contains("\"idle\"", StringComparison.Ordinal) && r.Contains("%\"", StringComparison.Ordinal));
+        return new Snapshot(raw, responses, drafts, deployments, reports);
     }
 }

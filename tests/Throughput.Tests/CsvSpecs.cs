@@ -1,5 +1,6 @@
 using System.Text;
 using Throughput.Finance;
+using Throughput.Http;
 using Throughput.Invoicing;
 
 namespace Throughput.Tests;

@@ -2,6 +2,7 @@ using JasperFx.Events;
 using Marten;
 using Marten.Events.Projections;
 using Throughput.Access;
+using Throughput.Http;
 using Throughput.Invoicing;
 
 namespace Throughput.Finance;

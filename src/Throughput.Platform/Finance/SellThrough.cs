@@ -1,60 +1,57 @@
-using System.Collections.Immutable;
 using Marten;
 using Marten.Events.Projections;
 using Throughput.Capacity;
+using Throughput.Http;
 using Throughput.Invoicing;
 
 namespace Throughput.Finance;
 
-/// <summary>A pool's capacity and PTUs sold from <see cref="At"/> on.</summary>
-public sealed record PoolLevel(DateTimeOffset At, decimal Capacity, decimal Sold);
-
-/// <summary>A capacity pool's levels over time, from which PTU-hours of capacity and of sales in any period follow.</summary>
-public sealed record PoolCapacity(string Id, string Model, string Region, ImmutableList<PoolLevel> Levels)
+/// <summary>
+/// A capacity pool's changes in one month: its capacity and the PTUs it sold. The month's PTU-hours follow from these
+/// and the earlier months' changes, so neither a purchase nor a read costs more as a pool sells to more deployments.
+/// </summary>
+public sealed record PoolMonth(string Id, string PoolId, int Period, LevelChanges Capacity, LevelChanges Sold)
 {
-    PoolLevel Last => Levels is [.., var last] ? last : new PoolLevel(DateTimeOffset.MinValue, 0, 0);
+    public static string IdOf(string poolId, DateTimeOffset at) => $"{poolId}|{BillingMonth.Of(at).Index}";
 
-    public PoolCapacity Then(DateTimeOffset at, decimal capacityDelta, decimal soldDelta) =>
-        this with { Levels = Levels.Add(new PoolLevel(at, Last.Capacity + capacityDelta, Last.Sold + soldDelta)) };
+    public static PoolMonth Empty(string poolId, DateTimeOffset at) => new(IdOf(poolId, at), poolId, BillingMonth.Of(at).Index, default, default);
 
-    /// <summary>Capacity and sold PTU-seconds between the two instants.</summary>
-    public (decimal Capacity, decimal Sold) PtuSeconds(DateTimeOffset from, DateTimeOffset to)
+    public PoolMonth Then(DateTimeOffset at, decimal capacityChange, decimal soldChange)
     {
-        decimal capacity = 0, sold = 0;
-        for (var i = 0; i < Levels.Count; i++)
-        {
-            var start = Levels[i].At > from ? Levels[i].At : from;
-            var end = i + 1 < Levels.Count && Levels[i + 1].At < to ? Levels[i + 1].At : to;
-            if (end <= start) continue;
-            var seconds = (decimal)(end - start).TotalSeconds;
-            capacity += Levels[i].Capacity * seconds;
-            sold += Levels[i].Sold * seconds;
-        }
-        return (capacity, sold);
+        var month = BillingMonth.FromIndex(Period);
+        return this with { Capacity = Capacity.Add(capacityChange, month, at), Sold = Sold.Add(soldChange, month, at) };
     }
 }
 
-public sealed partial class PoolCapacityProjection : MultiStreamProjection<PoolCapacity, string>
+public sealed partial class PoolMonthProjection : MultiStreamProjection<PoolMonth, string>
 {
-    public PoolCapacityProjection()
+    public PoolMonthProjection()
     {
-        Name = "PoolCapacity";
-        Identity<PoolOpened>(e => e.PoolId);
-        Identity<CapacityAdded>(e => e.PoolId);
-        Identity<CapacityRemoved>(e => e.PoolId);
-        Identity<PtusAllocated>(e => e.PoolId);
-        Identity<PtusFreed>(e => e.PoolId);
+        Name = "PoolMonth";
+        Identity<PoolOpened>(e => PoolMonth.IdOf(e.PoolId, e.OpenedAt));
+        Identity<CapacityAdded>(e => PoolMonth.IdOf(e.PoolId, e.At));
+        Identity<CapacityRemoved>(e => PoolMonth.IdOf(e.PoolId, e.At));
+        Identity<PtusAllocated>(e => PoolMonth.IdOf(e.PoolId, e.At));
+        Identity<PtusFreed>(e => PoolMonth.IdOf(e.PoolId, e.At));
     }
 
-    public static PoolCapacity Create(PoolOpened e) => new(e.PoolId, e.Model, e.Region, [new PoolLevel(e.OpenedAt, 0, 0)]);
+    public static PoolMonth Create(PoolOpened e) => PoolMonth.Empty(e.PoolId, e.OpenedAt);
 
-    public static PoolCapacity Apply(CapacityAdded e, PoolCapacity pool) => pool.Then(e.At, e.Ptu, 0);
+    public static PoolMonth Create(CapacityAdded e) => PoolMonth.Empty(e.PoolId, e.At).Then(e.At, e.Ptu, 0);
 
-    public static PoolCapacity Apply(CapacityRemoved e, PoolCapacity pool) => pool.Then(e.At, -e.Ptu, 0);
+    public static PoolMonth Create(CapacityRemoved e) => PoolMonth.Empty(e.PoolId, e.At).Then(e.At, -e.Ptu, 0);
 
-    public static PoolCapacity Apply(PtusAllocated e, PoolCapacity pool) => pool.Then(e.At, 0, e.Ptu);
+    public static PoolMonth Create(PtusAllocated e) => PoolMonth.Empty(e.PoolId, e.At).Then(e.At, 0, e.Ptu);
 
-    public static PoolCapacity Apply(PtusFreed e, PoolCapacity pool) => pool.Then(e.At, 0, -e.Ptu);
+    public static PoolMonth Create(PtusFreed e) => PoolMonth.Empty(e.PoolId, e.At).Then(e.At, 0, -e.Ptu);
+
+    public static PoolMonth Apply(CapacityAdded e, PoolMonth month) => month.Then(e.At, e.Ptu, 0);
+
+    public static PoolMonth Apply(CapacityRemoved e, PoolMonth month) => month.Then(e.At, -e.Ptu, 0);
+
+    public static PoolMonth Apply(PtusAllocated e, PoolMonth month) => month.Then(e.At, 0, e.Ptu);
+
+    public static PoolMonth Apply(PtusFreed e, PoolMonth month) => month.Then(e.At, 0, -e.Ptu);
 }
 
 /// <summary>PTU-hours sold versus PTU-hours of capacity, per pool, over a month (to date while it runs).</summary>
@@ -69,18 +66,24 @@ public static class SellThroughView
         new("sell_through", r => RevenueView.Number(r.SellThrough)),
     ];
 
-    public static IReadOnlyList<SellThroughRow> Of(IEnumerable<PoolCapacity> pools, BillingMonth month, DateTimeOffset now)
-    {
-        var end = now < month.End ? now : month.End;
-        return pools.OrderBy(p => p.Model, StringComparer.Ordinal).ThenBy(p => p.Region, StringComparer.Ordinal)
-            .Select(p =>
+    /// <summary>One row per pool with capacity or sales in the month, to <paramref name="now"/> while it runs.</summary>
+    /// <param name="months">Every month document of the pools up to and including <paramref name="month"/>.</param>
+    public static IReadOnlyList<SellThroughRow> Of(IEnumerable<PoolMonth> months, IReadOnlyDictionary<string, CapacityPool> pools, BillingMonth month, DateTimeOffset now) =>
+        months.GroupBy(m => m.PoolId, StringComparer.Ordinal)
+            .Where(g => pools.ContainsKey(g.Key))
+            .Select(g =>
             {
-                var (capacity, sold) = end > month.Start ? p.PtuSeconds(month.Start, end) : (0, 0);
-                return new SellThroughRow(month.ToString(), p.Model, p.Region, Hours(capacity), Hours(sold), capacity == 0 ? 0 : decimal.Round(sold / capacity, 4, MidpointRounding.AwayFromZero));
+                var earlier = g.Where(m => m.Period < month.Index).ToList();
+                var current = g.SingleOrDefault(m => m.Period == month.Index);
+                var capacity = (current?.Capacity ?? default).Integral(earlier.Sum(m => m.Capacity.Sum), month, now);
+                var sold = (current?.Sold ?? default).Integral(earlier.Sum(m => m.Sold.Sum), month, now);
+                var pool = pools[g.Key];
+                return new SellThroughRow(month.ToString(), pool.Model, pool.Region, Hours(capacity), Hours(sold),
+                    capacity == 0 ? 0 : decimal.Round(sold / capacity, 4, MidpointRounding.AwayFromZero));
             })
             .Where(r => r.CapacityPtuHours > 0 || r.SoldPtuHours > 0)
+            .OrderBy(r => r.Model, StringComparer.Ordinal).ThenBy(r => r.Region, StringComparer.Ordinal)
             .ToList();
-    }
 
     static decimal Hours(decimal ptuSeconds) => decimal.Round(ptuSeconds / 3600m, 6, MidpointRounding.AwayFromZero);
 
@@ -92,8 +95,9 @@ public static class SellThroughView
                 var period = BillingMonth.Of(now);
                 if (month is not null && !BillingMonth.TryParse(month, out period))
                     return BillingMonth.Problem("month", month);
-                var pools = await session.Query<PoolCapacity>().ToListAsync(ct);
-                return Tables.Respond(http, Of(pools, period, now), $"sell-through-{period}", Columns);
+                var months = await session.Query<PoolMonth>().Where(m => m.Period <= period.Index).ToListAsync(ct);
+                var pools = await session.LoadManyAsync<CapacityPool>(ct, months.Select(m => m.PoolId).Distinct());
+                return Tables.Respond(http, Of(months, pools.ToDictionary(p => p.Id, StringComparer.Ordinal), period, now), $"sell-through-{period}", Columns);
             })
             .WithName("GetSellThrough")
             .WithSummary("PTU-hours sold versus pool capacity per model and region for a month (default this one, to date). JSON or CSV.")

@@ -1,10 +1,13 @@
+using System.Collections.Immutable;
 using Marten;
+using Throughput.Capacity;
+using Throughput.Http;
 using Throughput.Invoicing;
 
 namespace Throughput.Finance;
 
-/// <summary>Deployment-hours of one model in a month whose utilization fell in one band; idle hours had no usage at all.</summary>
-public sealed record UtilizationRow(string Month, string Model, string Band, decimal DeploymentHours, decimal Share);
+/// <summary>Deployment-hours of one pool (model and region) in a month whose utilization fell in one band; idle hours had no usage at all.</summary>
+public sealed record UtilizationRow(string Month, string Model, string Region, string Band, decimal DeploymentHours, decimal Share);
 
 /// <summary>
 /// How much of what was sold was used: each deployment-hour's weighted tokens over what its PTUs admit in an hour,
@@ -16,29 +19,37 @@ public static class UtilizationView
 
     static readonly Column<UtilizationRow>[] Columns =
     [
-        new("month", r => r.Month), new("model", r => r.Model), new("band", r => r.Band),
+        new("month", r => r.Month), new("model", r => r.Model), new("region", r => r.Region), new("band", r => r.Band),
         new("deployment_hours", r => RevenueView.Number(r.DeploymentHours)), new("share", r => RevenueView.Number(r.Share)),
     ];
 
     public static string BandOf(decimal utilization) =>
         utilization >= 1 ? ">=100%" : Bands[1 + (int)decimal.Floor(Math.Max(0, utilization) * 10)];
 
-    public static IReadOnlyList<UtilizationRow> Of(BillingMonth month, IEnumerable<(string Model, decimal Utilization)> usedHours, IReadOnlyDictionary<string, decimal> provisionedHoursByModel)
+    /// <summary>One pool's rows: its used deployment-hours by band, and the hours its deployments held PTUs without usage as idle.</summary>
+    public static IEnumerable<UtilizationRow> Of(BillingMonth month, CapacityPool pool, IReadOnlyDictionary<string, long> usedHours, decimal provisionedHours)
     {
-        var counted = usedHours.GroupBy(h => h.Model, StringComparer.Ordinal)
-            .ToDictionary(g => g.Key, g => g.GroupBy(h => BandOf(h.Utilization)).ToDictionary(b => b.Key, b => (decimal)b.Count()), StringComparer.Ordinal);
-        var rows = new List<UtilizationRow>();
-        foreach (var model in counted.Keys.Union(provisionedHoursByModel.Keys).Order(StringComparer.Ordinal))
-        {
-            var bands = counted.GetValueOrDefault(model) ?? [];
-            var used = bands.Values.Sum();
-            bands["idle"] = Math.Max(0, provisionedHoursByModel.GetValueOrDefault(model) - used);
-            var total = bands.Values.Sum();
-            rows.AddRange(Bands.Where(bands.ContainsKey).Select(b => new UtilizationRow(month.ToString(), model, b, decimal.Round(bands[b], 2, MidpointRounding.AwayFromZero),
-                total == 0 ? 0 : decimal.Round(bands[b] / total, 4, MidpointRounding.AwayFromZero))));
-        }
-        return rows;
+        var bands = usedHours.Where(b => b.Value != 0).ToDictionary(b => b.Key, b => (decimal)b.Value);
+        bands["idle"] = Math.Max(0, provisionedHours - bands.Values.Sum());
+        var total = bands.Values.Sum();
+        return Bands.Where(bands.ContainsKey).Select(b => new UtilizationRow(month.ToString(), pool.Model, pool.Region, b, decimal.Round(bands[b], 2, MidpointRounding.AwayFromZero),
+            total == 0 ? 0 : decimal.Round(bands[b] / total, 4, MidpointRounding.AwayFromZero)));
     }
+
+    /// <param name="months">Every month document of the pools up to and including <paramref name="month"/>.</param>
+    public static IReadOnlyList<UtilizationRow> Of(IEnumerable<PoolUtilization> months, IReadOnlyDictionary<string, CapacityPool> pools, BillingMonth month, DateTimeOffset now) =>
+        months.GroupBy(m => m.PoolId, StringComparer.Ordinal)
+            .Where(g => pools.ContainsKey(g.Key))
+            .OrderBy(g => pools[g.Key].Model, StringComparer.Ordinal).ThenBy(g => pools[g.Key].Region, StringComparer.Ordinal)
+            .SelectMany(g =>
+            {
+                var current = g.SingleOrDefault(m => m.Period == month.Index);
+                var deployedAtStart = g.Where(m => m.Period < month.Index).Sum(m => m.Deployed.Sum);
+                var provisioned = (current?.Deployed ?? default).Integral(deployedAtStart, month, now) / 3600m;
+                return Of(month, pools[g.Key], current?.UsedHours ?? ImmutableDictionary<string, long>.Empty, provisioned);
+            })
+            .Where(r => r.DeploymentHours > 0)
+            .ToList();
 
     public static RouteGroupBuilder MapUtilization(this RouteGroupBuilder finance)
     {
@@ -48,17 +59,12 @@ public static class UtilizationView
                 var period = BillingMonth.Of(now);
                 if (month is not null && !BillingMonth.TryParse(month, out period))
                     return BillingMonth.Problem("month", month);
-                var hours = await session.Query<UsageHour>().Where(h => h.Period == period.Index).ToListAsync(ct);
-                var accounts = await session.Query<BillingAccount>().ToListAsync(ct);
-                var deployments = accounts.SelectMany(a => a.Deployments.Values).ToDictionary(d => d.Id, StringComparer.Ordinal);
-                var end = now < period.End ? now : period.End;
-                var provisioned = deployments.Values.GroupBy(d => d.Model, StringComparer.Ordinal)
-                    .ToDictionary(g => g.Key, g => g.Sum(d => InvoiceCalculation.DeployedSeconds(d, period.Start, end)) / 3600m, StringComparer.Ordinal);
-                var used = hours.Where(h => deployments.ContainsKey(h.DeploymentId)).Select(h => (deployments[h.DeploymentId].Model, h.Utilization));
-                return Tables.Respond(http, Of(period, used, provisioned), $"utilization-{period}", Columns);
+                var months = await session.Query<PoolUtilization>().Where(m => m.Period <= period.Index).ToListAsync(ct);
+                var pools = await session.LoadManyAsync<CapacityPool>(ct, months.Select(m => m.PoolId).Distinct());
+                return Tables.Respond(http, Of(months, pools.ToDictionary(p => p.Id, StringComparer.Ordinal), period, now), $"utilization-{period}", Columns);
             })
             .WithName("GetUtilization")
-            .WithSummary("Deployment-hours by utilization band (idle, 0-10% … >=100%) per model for a month (default this one). JSON or CSV.")
+            .WithSummary("Deployment-hours by utilization band (idle, 0-10% … >=100%) per pool (model and region) for a month (default this one). JSON or CSV.")
             .Produces<IReadOnlyList<UtilizationRow>>().Produces(200, contentType: "text/csv").ProducesValidationProblem();
         return finance;
     }

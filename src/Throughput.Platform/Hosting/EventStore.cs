@@ -30,11 +30,11 @@ public static class EventStore
     public const string ReadModels = "ReadModels";
 
     /// <summary>
-    /// 2 since the read models were gathered into <see cref="ReadModels"/>. Marten gives each version tables and progress of its
-    /// own (<c>mt_doc_billingaccount_2</c>, <c>BillingAccount:V2:All</c>), so a store that ran them as separate projections builds
-    /// the new ones from the log instead of folding the log again into the old documents.
+    /// Marten gives each version of <see cref="ReadModels"/> tables and progress of its own (<c>mt_doc_billingaccount_3</c>,
+    /// <c>BillingAccount:V3:All</c>), so a store upgraded to a version with other members builds them all from the log
+    /// instead of starting the new members at the position the old ones had reached. 3 since pool utilization and sell-through.
     /// </summary>
-    public const uint ReadModelsVersion = 2;
+    public const uint ReadModelsVersion = 3;
 
     const int AggregateCacheLimit = 10_000;
 

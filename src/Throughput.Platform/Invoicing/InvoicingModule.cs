@@ -28,19 +28,26 @@ public static class InvoicingModule
     {
         opts.Schema.For<Invoice>().Index(i => i.TenantId).Index(i => i.Period);
         opts.Schema.For<BillingAccount>().Duplicate(a => a.UnissuedSince);
-        opts.Schema.For<UsageHour>().Duplicate(h => h.Period);
         opts.Schema.For<CreditNote>().Index(c => c.Period).Index(c => c.InvoiceId);
         opts.Schema.For<RevenueRow>().Duplicate(r => r.Period);
+        opts.Schema.For<PoolMonth>().Duplicate(m => m.Period);
+        opts.Schema.For<PoolUtilization>().Duplicate(m => m.Period);
     }
 
     /// <summary>Invoicing's and finance's async read models, members of the host's one composite projection.</summary>
     public static void AddInvoicingReadModels(this CompositeProjection readModels)
     {
         readModels.Add<BillingAccountProjection>();
-        readModels.Add<UsageHourProjection>();
+        readModels.Add(new PoolUtilizationProjection(), options =>
+        {
+            options.DeleteViewTypeOnTeardown<UsageHour>();
+            options.DeleteViewTypeOnTeardown<PooledDeployment>();
+            options.DeleteViewTypeOnTeardown<PoolUtilization>();
+        });
+        foreach (var type in PoolUtilizationProjection.EventTypes) readModels.IncludeType(type);
         readModels.Add<CreditNoteProjection>();
         readModels.Add<RevenueProjection>();
-        readModels.Add<PoolCapacityProjection>();
+        readModels.Add<PoolMonthProjection>();
     }
 
     public static WebApplication MapInvoicing(this WebApplication app)

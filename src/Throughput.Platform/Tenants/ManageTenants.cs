@@ -1,5 +1,6 @@
 using FluentValidation;
 using Marten;
+using Marten.Linq.MatchesSql;
 using Throughput.Access;
 using Throughput.Admission;
 using Throughput.Deployments;
@@ -23,6 +24,12 @@ public sealed record IssuedApiKey(string KeyId, Role Role, string ApiKey);
 /// <summary>Operator slices: tenants, their keys, suspension.</summary>
 public static class ManageTenants
 {
+    static readonly Column<TenantView>[] TenantColumns =
+    [
+        new("id", t => t.Id), new("name", t => t.Name), new("currency", t => t.Currency), new("status", t => t.Status.ToString()),
+        new("created_at", t => Tables.Instant(t.CreatedAt)),
+    ];
+
     public sealed class CreateValidator : AbstractValidator<CreateTenant>
     {
         public CreateValidator(ModelCatalog catalog)
@@ -61,9 +68,13 @@ public static class ManageTenants
             .WithName("CreateTenant").WithSummary("Create a customer account. Repeating the same request is harmless (the tenant id is the idempotency key).")
             .Produces<TenantView>(201).ProducesProblem(409);
 
-        group.MapGet("/", async (IQuerySession session, CancellationToken ct) =>
-                Results.Ok((await session.Query<Tenant>().OrderBy(t => t.Id).ToListAsync(ct)).Select(TenantView.Of)))
-            .WithName("ListTenants").Produces<IReadOnlyList<TenantView>>();
+        group.MapGet("/", async (string? after, int? limit, HttpContext http, IQuerySession session, CancellationToken ct) =>
+                await Tables.RespondPagedAsync(http, after, limit, async (from, take, token) =>
+                        (await session.Query<Tenant>().Where(t => t.MatchesSql("d.id > ?", from)).OrderBy(t => t.Id).Take(take).ToListAsync(token)).Select(TenantView.Of).ToList(),
+                    t => t.Id, "tenants", TenantColumns, ct))
+            .WithName("ListTenants")
+            .WithSummary("Every tenant, by id: JSON in pages (?limit=, default 500, at most 5,000; ?after= the last id of the previous page; Link rel=next), or all as CSV.")
+            .Produces<IReadOnlyList<TenantView>>().Produces(200, contentType: "text/csv").ProducesValidationProblem();
 
         group.MapGet("/{tenantId}", async (string tenantId, IQuerySession session, CancellationToken ct) =>
                 Results.Ok(TenantView.Of(await LoadAsync(session, tenantId, ct))))

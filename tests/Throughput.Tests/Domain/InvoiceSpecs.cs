@@ -1,4 +1,5 @@
 using System.Globalization;
+using Throughput.Finance;
 using Throughput.Catalog;
 using Throughput.Deployments;
 using Throughput.Http;

@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace Throughput.Finance;
+namespace Throughput.Http;
 
 /// <summary>
 /// RFC 4180 CSV: a header row, CRLF after every record, a field quoted when it holds a comma, a quote, CR or LF,
@@ -72,12 +72,22 @@ public static class Tables
     /// while rows remain; CSV is the whole register, streamed page by page.
     /// </summary>
     /// <param name="page">Up to <c>take</c> rows whose number is above <c>after</c>, in number order.</param>
-    public static async Task<IResult> RespondPagedAsync<T>(HttpContext http, long? after, int? limit, Func<long, int, CancellationToken, Task<IReadOnlyList<T>>> page,
-        Func<T, long> number, string fileName, IReadOnlyList<Column<T>> columns, CancellationToken ct)
+    public static Task<IResult> RespondPagedAsync<T>(HttpContext http, long? after, int? limit, Func<long, int, CancellationToken, Task<IReadOnlyList<T>>> page,
+        Func<T, long> number, string fileName, IReadOnlyList<Column<T>> columns, CancellationToken ct) =>
+        after is < 0
+            ? Task.FromResult<IResult>(Results.ValidationProblem(new Dictionary<string, string[]> { ["after"] = ["A number from 0: the last one of the previous page."] }))
+            : RespondPagedAsync(http, after ?? 0, limit, page, number, n => n.ToString(System.Globalization.CultureInfo.InvariantCulture), fileName, columns, ct);
+
+    /// <summary>The same, for a list in the order of a text key (<c>?after=</c> the last key of the previous page).</summary>
+    public static Task<IResult> RespondPagedAsync<T>(HttpContext http, string? after, int? limit, Func<string, int, CancellationToken, Task<IReadOnlyList<T>>> page,
+        Func<T, string> key, string fileName, IReadOnlyList<Column<T>> columns, CancellationToken ct) =>
+        RespondPagedAsync(http, after ?? "", limit, page, key, k => k, fileName, columns, ct);
+
+    static async Task<IResult> RespondPagedAsync<T, TCursor>(HttpContext http, TCursor after, int? limit, Func<TCursor, int, CancellationToken, Task<IReadOnlyList<T>>> page,
+        Func<T, TCursor> cursor, Func<TCursor, string> format, string fileName, IReadOnlyList<Column<T>> columns, CancellationToken ct)
     {
         if (limit is < 1 or > MaxPageSize)
             return Results.ValidationProblem(new Dictionary<string, string[]> { ["limit"] = [$"From 1 to {MaxPageSize} rows per page."] });
-        if (after is < 0) return Results.ValidationProblem(new Dictionary<string, string[]> { ["after"] = ["A number from 0: the last one of the previous page."] });
         if (WantsCsv(http))
         {
             http.Response.Headers.ContentDisposition = $"attachment; filename=\"{fileName}.csv\"";
@@ -86,23 +96,23 @@ public static class Tables
                 await using var writer = new StreamWriter(body, new UTF8Encoding(encoderShouldEmitUTF8Identifier: true), leaveOpen: true);
                 var text = new StringBuilder();
                 Csv.AppendRecord(text, columns.Select(c => c.Name));
-                for (var from = after ?? 0; ;)
+                for (var from = after; ;)
                 {
                     var rows = await page(from, MaxPageSize, ct);
                     foreach (var row in rows) Csv.AppendRecord(text, columns.Select(c => c.Value(row)));
                     await writer.WriteAsync(text, ct);
                     text.Clear();
                     if (rows.Count < MaxPageSize) break;
-                    from = number(rows[^1]);
+                    from = cursor(rows[^1]);
                 }
             }, Csv.ContentType);
         }
         var take = limit ?? DefaultPageSize;
-        var found = await page(after ?? 0, take + 1, ct);
+        var found = await page(after, take + 1, ct);
         if (found.Count <= take) return Results.Ok(found);
         var rows = found.Take(take).ToList();
         var query = Microsoft.AspNetCore.WebUtilities.QueryHelpers.ParseQuery(http.Request.QueryString.Value);
-        query["after"] = number(rows[^1]).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        query["after"] = format(cursor(rows[^1]));
         query["limit"] = take.ToString(System.Globalization.CultureInfo.InvariantCulture);
         var next = Microsoft.AspNetCore.WebUtilities.QueryHelpers.AddQueryString(http.Request.Path, query);
         http.Response.Headers.Link = $"<{next}>; rel=\"next\"";

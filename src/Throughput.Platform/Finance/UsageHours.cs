@@ -1,13 +1,13 @@
 using System.Globalization;
-using JasperFx.Events.Grouping;
-using Marten.Events.Projections;
 using Throughput.Deployments;
+using Throughput.Invoicing;
 
-namespace Throughput.Invoicing;
+namespace Throughput.Finance;
 
 /// <summary>
 /// One deployment's usage in one UTC hour by record time (the hour its last record finished in, as invoices count it),
-/// with spilled tokens by type and the purchased rate, from which finance reads utilization.
+/// with spilled tokens by type and the purchased rate: the state from which <see cref="PoolUtilizationProjection"/>
+/// counts each hour in its utilization band.
 /// </summary>
 public sealed record UsageHour(
     string Id,
@@ -57,19 +57,4 @@ public sealed record UsageHour(
         SpilledOutputTokens = SpilledOutputTokens + e.SpilledOutputTokens,
         TokensPerMinute = Math.Max(TokensPerMinute, e.TokensPerMinute),
     };
-}
-
-/// <summary>Hour-grain usage per deployment; async (Marten daemon).</summary>
-public sealed partial class UsageHourProjection : MultiStreamProjection<UsageHour, string>
-{
-    public UsageHourProjection()
-    {
-        Name = "UsageHour";
-        FanOut<UsageBatchMetered, UsageMetered>(b => b.Usage, FanoutMode.BeforeGrouping);
-        Identity<UsageMetered>(e => UsageHour.IdOf(e.DeploymentId, e.LastFinishedAt));
-    }
-
-    public static UsageHour Create(UsageMetered e) => UsageHour.Empty(e.DeploymentId, e.LastFinishedAt).Add(e);
-
-    public static UsageHour Apply(UsageMetered e, UsageHour hour) => hour.Add(e);
 }
