@@ -26,9 +26,11 @@ public static class InvoicingModule
     /// </summary>
     public static void AddInvoicingSchema(this StoreOptions opts)
     {
-        opts.Schema.For<Invoice>().Index(i => i.TenantId).Index(i => i.Period);
+        // The register and the credit notes are read a month at a time in number order: (period, number) serves each page
+        // from the index alone instead of sorting the whole month.
+        opts.Schema.For<Invoice>().Index(i => i.TenantId).Index([i => i.Period, i => i.Number]);
         opts.Schema.For<BillingAccount>().Duplicate(a => a.UnissuedSince);
-        opts.Schema.For<CreditNote>().Index(c => c.Period).Index(c => c.InvoiceId);
+        opts.Schema.For<CreditNote>().Index([c => c.Period, c => c.Number]).Index(c => c.InvoiceId);
         opts.Schema.For<RevenueRow>().Duplicate(r => r.Period);
         opts.Schema.For<PoolMonth>().Duplicate(m => m.Period);
         opts.Schema.For<PoolUtilization>().Duplicate(m => m.Period);
