@@ -11,7 +11,8 @@ namespace Throughput.Benchmarks.Invoicing;
 /// Month-end close at cardinality: N tenants, each with a deployment, onboarded through the API by a host whose clock
 /// stands inside a month; then a second host whose clock stands past the month's grace period closes it through
 /// <c>POST /v1/finance/closes/{month}</c>. Prints onboarding calls/s, the close's invoices/s and total time, checks
-/// the register (one invoice per tenant, numbers 1…N without a gap), and the latency of the finance reports at N tenants. Runs in a fresh schema, dropped afterwards.
+/// the register (one invoice per tenant, numbers 1…N without a gap), then the finance reports' latency, the host's
+/// peak RSS and its idle CPU at N tenants. Runs in a fresh schema, dropped afterwards.
 /// </summary>
 public sealed class CloseBenchmark : IBenchmark
 {

@@ -26,5 +26,21 @@ public readonly record struct LevelChanges(decimal Sum, decimal SecondsWeighted)
         return t <= 0 ? 0 : levelAtStart * t + t * Sum - SecondsWeighted;
     }
 
+    /// <summary>
+    /// The level's integral over <paramref name="month"/> up to <paramref name="to"/>, from the changes of every month up to
+    /// and including it (the earlier months give the level at its start).
+    /// </summary>
+    public static decimal Integral(IEnumerable<(int Period, LevelChanges Changes)> months, BillingMonth month, DateTimeOffset to)
+    {
+        decimal atStart = 0;
+        LevelChanges within = default;
+        foreach (var (period, changes) in months)
+        {
+            if (period < month.Index) atStart += changes.Sum;
+            else if (period == month.Index) within += changes;
+        }
+        return within.Integral(atStart, month, to);
+    }
+
     static decimal SecondsInto(BillingMonth month, DateTimeOffset at) => Math.Max(0, (long)(at - month.Start).TotalSeconds);
 }

@@ -22,12 +22,8 @@ public sealed record PoolUtilization(string Id, string PoolId, int Period, Immut
 
     public PoolUtilization Deploy(decimal change, DateTimeOffset at) => this with { Deployed = Deployed.Add(change, BillingMonth.FromIndex(Period), at) };
 
-    public PoolUtilization Plus(PoolUtilization change)
-    {
-        var used = UsedHours;
-        foreach (var (band, hours) in change.UsedHours) used = used.SetItem(band, used.GetValueOrDefault(band) + hours);
-        return this with { UsedHours = used, Deployed = Deployed + change.Deployed };
-    }
+    public PoolUtilization Plus(PoolUtilization change) =>
+        change.UsedHours.Aggregate(this, (sum, band) => sum.Count(band.Key, band.Value)) with { Deployed = Deployed + change.Deployed };
 }
 
 /// <summary>Which pool a deployment draws from and whether it holds PTUs now: what the utilization fold needs of it.</summary>

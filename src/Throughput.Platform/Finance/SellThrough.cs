@@ -73,10 +73,8 @@ public static class SellThroughView
             .Where(g => pools.ContainsKey(g.Key))
             .Select(g =>
             {
-                var earlier = g.Where(m => m.Period < month.Index).ToList();
-                var current = g.SingleOrDefault(m => m.Period == month.Index);
-                var capacity = (current?.Capacity ?? default).Integral(earlier.Sum(m => m.Capacity.Sum), month, now);
-                var sold = (current?.Sold ?? default).Integral(earlier.Sum(m => m.Sold.Sum), month, now);
+                var capacity = LevelChanges.Integral(g.Select(m => (m.Period, m.Capacity)), month, now);
+                var sold = LevelChanges.Integral(g.Select(m => (m.Period, m.Sold)), month, now);
                 var pool = pools[g.Key];
                 return new SellThroughRow(month.ToString(), pool.Model, pool.Region, Hours(capacity), Hours(sold),
                     capacity == 0 ? 0 : decimal.Round(sold / capacity, 4, MidpointRounding.AwayFromZero));

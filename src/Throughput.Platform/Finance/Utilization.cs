@@ -43,10 +43,9 @@ public static class UtilizationView
             .OrderBy(g => pools[g.Key].Model, StringComparer.Ordinal).ThenBy(g => pools[g.Key].Region, StringComparer.Ordinal)
             .SelectMany(g =>
             {
-                var current = g.SingleOrDefault(m => m.Period == month.Index);
-                var deployedAtStart = g.Where(m => m.Period < month.Index).Sum(m => m.Deployed.Sum);
-                var provisioned = (current?.Deployed ?? default).Integral(deployedAtStart, month, now) / 3600m;
-                return Of(month, pools[g.Key], current?.UsedHours ?? ImmutableDictionary<string, long>.Empty, provisioned);
+                var provisioned = LevelChanges.Integral(g.Select(m => (m.Period, m.Deployed)), month, now) / 3600m;
+                var used = g.SingleOrDefault(m => m.Period == month.Index)?.UsedHours ?? ImmutableDictionary<string, long>.Empty;
+                return Of(month, pools[g.Key], used, provisioned);
             })
             .Where(r => r.DeploymentHours > 0)
             .ToList();

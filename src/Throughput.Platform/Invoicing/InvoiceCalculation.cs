@@ -150,20 +150,6 @@ public static class InvoiceCalculation
         return ptu;
     }
 
-    /// <summary>Seconds the deployment had any PTUs between the two instants (for utilization: deployment-hours sold).</summary>
-    public static decimal DeployedSeconds(BilledDeployment d, DateTimeOffset from, DateTimeOffset to)
-    {
-        decimal seconds = 0;
-        for (var i = 0; i < d.Capacity.Count; i++)
-        {
-            if (d.Capacity[i].Ptu <= 0) continue;
-            var start = d.Capacity[i].At > from ? d.Capacity[i].At : from;
-            var end = i + 1 < d.Capacity.Count && d.Capacity[i + 1].At < to ? d.Capacity[i + 1].At : to;
-            if (end > start) seconds += (long)(ToSecond(end) - ToSecond(start)).TotalSeconds;
-        }
-        return seconds;
-    }
-
     static InvoiceLine ProvisionedLine(BilledDeployment d, Segment s, string currency)
     {
         var billable = s.Ptu - s.Covered;

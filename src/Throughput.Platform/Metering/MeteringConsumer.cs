@@ -12,9 +12,9 @@ namespace Throughput.Metering;
 /// Folds a consumer batch of metering messages from one partition: one usage event for the batch (each deployment's
 /// usage in it) appended to the partition's stream, each deployment's meter (bucket and totals) written in bulk, a
 /// throttle or lift appended to the deployment's own stream, in one PostgreSQL transaction with the dedupe claims and
-/// the quarantine of whatever was refused. The partition's single active consumer makes this the deployments' only meter writer (the throttle
-/// lifter aside, which the meters' versions guard); the claims make redeliveries, duplicate publishes and out-of-order
-/// arrivals count once.
+/// the quarantine of whatever was refused. The partition's single active consumer makes this the deployments' only
+/// meter writer (the throttle lifter aside, which the meters' versions guard); the claims make redeliveries, duplicate
+/// publishes and out-of-order arrivals count once.
 /// </summary>
 public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, MeteringMetrics metrics, AdmissionPush push) : IConsumer<Batch<MeteringFrame>>
 {
