@@ -31,12 +31,14 @@ public static class AppliedBatches
         return table;
     }
 
-    /// <summary>What became of a claim: first seen, a verbatim duplicate, or the same key with other content.</summary>
-    public enum Claim
+    /// <summary>
+    /// A key's claim: taken now, or taken before with the hash of what was counted then (null on claims from before hashes
+    /// were kept). Each message holding the key is compared on its own: one batch may hold a verbatim repeat and a
+    /// conflicting one of the same key.
+    /// </summary>
+    public readonly record struct Claim(bool Fresh, long? CountedHash)
     {
-        Fresh,
-        Duplicate,
-        Conflicting,
+        public bool Conflicts(long contentHash) => !Fresh && CountedHash is { } counted && counted != contentHash;
     }
 
     /// <summary>Claims the keys not claimed before and tells each key's fate. The session must be inside its explicit transaction.</summary>
@@ -55,7 +57,7 @@ public static class AppliedBatches
                 select p, s, d, @now, h from k
                 on conflict do nothing
                 returning producer_id, sequence, deployment_id)
-            select k.p, k.s, k.d, fresh.producer_id is not null, coalesce(t.content_hash = k.h, true)
+            select k.p, k.s, k.d, fresh.producer_id is not null, t.content_hash
             from k
             left join fresh on fresh.producer_id = k.p and fresh.sequence = k.s and fresh.deployment_id = k.d
             left join {schema}.{Table} t on t.producer_id = k.p and t.sequence = k.s and t.deployment_id = k.d
@@ -67,7 +69,7 @@ public static class AppliedBatches
         command.Parameters.Add(new NpgsqlParameter("now", NpgsqlDbType.TimestampTz) { Value = now });
         await using var reader = await command.ExecuteReaderAsync(ct);
         while (await reader.ReadAsync(ct))
-            claims[(reader.GetString(0), reader.GetInt64(1), reader.GetString(2))] = reader.GetBoolean(3) ? Claim.Fresh : reader.GetBoolean(4) ? Claim.Duplicate : Claim.Conflicting;
+            claims[(reader.GetString(0), reader.GetInt64(1), reader.GetString(2))] = new Claim(reader.GetBoolean(3), reader.IsDBNull(4) ? null : reader.GetInt64(4));
         return claims;
     }
 

@@ -82,7 +82,7 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, M
         foreach (var piece in pieces)
         {
             var hash = piece.ContentHash;
-            var conflicting = claimed.TryGetValue(piece.Key, out var countedHash) ? countedHash != hash : claims[piece.Key] == AppliedBatches.Claim.Conflicting;
+            var conflicting = claimed.TryGetValue(piece.Key, out var countedHash) ? countedHash != hash : claims[piece.Key].Conflicts(hash);
             if (conflicting && piece.Refusal is null)
             {
                 quarantined.Add(Quarantine.Message(QuarantineReason.ConflictingReplay,
@@ -90,7 +90,7 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, M
                     piece.Frame, null, now) with { DeploymentId = piece.DeploymentId });
                 continue;
             }
-            if (claims[piece.Key] != AppliedBatches.Claim.Fresh || !claimed.TryAdd(piece.Key, hash)) // counted before, or twice in this batch
+            if (!claims[piece.Key].Fresh || !claimed.TryAdd(piece.Key, hash)) // counted before, or twice in this batch
             {
                 duplicates++;
                 continue;

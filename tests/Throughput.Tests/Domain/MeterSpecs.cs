@@ -143,4 +143,14 @@ public sealed class MeterSpecs
         Assert.NotEqual(AppliedBatches.ContentHash([Rec("ab"), Rec("c")]), AppliedBatches.ContentHash([Rec("a"), Rec("bc")]));
         Assert.NotEqual(hash, AppliedBatches.ContentHash([Rec("a"), Rec("b") with { Spilled = true }]));
     }
+    [Fact]
+    public void A_claim_taken_before_is_judged_per_message_so_a_verbatim_and_a_conflicting_repeat_in_one_batch_are_told_apart()
+    {
+        var counted = new AppliedBatches.Claim(Fresh: false, CountedHash: 42);
+
+        Assert.False(counted.Conflicts(42)); // the verbatim repeat: a silent duplicate
+        Assert.True(counted.Conflicts(43)); // the other records, whichever of the two came first in the batch
+        Assert.False(new AppliedBatches.Claim(Fresh: true, CountedHash: null).Conflicts(43));
+        Assert.False(new AppliedBatches.Claim(Fresh: false, CountedHash: null).Conflicts(43)); // claims from before hashes were kept
+    }
 }
