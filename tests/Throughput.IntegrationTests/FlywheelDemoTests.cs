@@ -32,13 +32,8 @@ public sealed class FlywheelDemoTests(PlatformFixture platform, ITestOutputHelpe
             Assert.True(customer.Windows.Count >= 2, $"{customer.Name} has {customer.Windows.Count} steady windows");
             // The measure: weighted tokens per minute over the steady state, within ±2% of the purchased rate.
             Assert.InRange(customer.Ratio, 0.98, 1.02);
-            // A 10 s window is cut at each end mid-request, so it may hold one whole request more or less than its share
-            // (a summarization request is ≈ 1.4% of a 10 s window): ±2% plus two requests' worth.
-            Assert.All(customer.Windows, w =>
-            {
-                var requestShare = w.Finished == 0 ? 0 : w.Weighted / (double)w.Finished / w.Purchased;
-                Assert.InRange(w.Ratio, 0.98 - 2 * requestShare, 1.02 + 2 * requestShare);
-            });
+            // A 10 s window is cut at each end mid-request and sees the scheduler's jitter: the issue's ±10% (#17).
+            Assert.All(customer.Windows, w => Assert.InRange(w.Ratio, 0.90, 1.10));
         });
         var rise = Assert.Single(result.Rises);
         Assert.NotNull(rise.FirstWindow);

@@ -189,7 +189,12 @@ public sealed class InvoicingTests(InvoicingFixture platform)
     {
         const int tenants = 240;
         // A month no earlier run of this test closed, on a database that outlives test runs.
-        var month = BillingMonth.FromIndex(BillingMonth.Parse("2032-01").Index + Random.Shared.Next(0, 600));
+        BillingMonth month;
+        await using (var before = platform.Store.QuerySession())
+        {
+            do month = BillingMonth.FromIndex(BillingMonth.Parse("2032-01").Index + Random.Shared.Next(0, 6000));
+            while (await before.LoadAsync<MonthClose>(month.ToString()) is not null);
+        }
         platform.Clock.Set(month.Start.AddDays(9));
         var finance = await platform.FinanceAsync();
         var region = await platform.NewPoolAsync("gpt-4o", tenants);
@@ -242,6 +247,12 @@ public sealed class InvoicingTests(InvoicingFixture platform)
         for (var next = $"/v1/finance/invoices?month={month}&limit=50"; next is not null;)
         {
             var response = await finance.GetAsync(next);
+            if (response.StatusCode == HttpStatusCode.TooManyRequests) // a database kept between runs holds every earlier run's tenants
+            {
+                await Task.Delay(response.Headers.RetryAfter?.Delta ?? TimeSpan.FromSeconds(1));
+                continue;
+            }
+            Assert.True(response.IsSuccessStatusCode, $"{next}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
             var page = await Body(response);
             Assert.InRange(page.GetArrayLength(), 1, 50);
             paged.AddRange(page.EnumerateArray().Select(i => i.GetProperty("id").GetString()!));

@@ -33,7 +33,8 @@ public sealed class ApiKeyAuthenticationHandler(
     ILoggerFactory logger,
     UrlEncoder encoder,
     IDocumentStore store,
-    IMemoryCache cache) : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
+    IMemoryCache cache,
+    UnknownKeyLookups lookups) : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
 {
     public const string SchemeName = "ApiKey";
 
@@ -45,15 +46,6 @@ public sealed class ApiKeyAuthenticationHandler(
     /// unknown id (a database lookup) and a known one with a wrong secret (the cache) then take the same time.
     /// </summary>
     public static readonly TimeSpan RefusalFloor = TimeSpan.FromMilliseconds(50);
-
-    /// <summary>Key ids that exist nowhere one client address may have the database look up per second: made-up ids cost it little.</summary>
-    const int LookupsPerSecond = 20;
-
-    static readonly PartitionedRateLimiter<string> Lookups = PartitionedRateLimiter.Create<string, string>(address =>
-        RateLimitPartition.GetTokenBucketLimiter(address, _ => new TokenBucketRateLimiterOptions
-        {
-            TokenLimit = LookupsPerSecond * 2, TokensPerPeriod = LookupsPerSecond, ReplenishmentPeriod = TimeSpan.FromSeconds(1), QueueLimit = 0, AutoReplenishment = true,
-        }));
 
     protected override async Task<AuthenticateResult> HandleAuthenticateAsync()
     {
@@ -104,11 +96,11 @@ public sealed class ApiKeyAuthenticationHandler(
         var uncached = !cache.TryGetValue(cacheKey, out _);
         if (uncached)
         {
-            using var available = Lookups.AttemptAcquire(address, permitCount: 0);
+            using var available = lookups.Budget.AttemptAcquire(address, permitCount: 0);
             if (!available.IsAcquired) return null; // this address has looked up enough unknown ids for now
         }
         var known = await LoadCachedAsync(cacheKey, keyId);
-        if (uncached && known is null) Lookups.AttemptAcquire(address).Dispose(); // only ids that exist nowhere use up the budget
+        if (uncached && known is null) lookups.Budget.AttemptAcquire(address).Dispose(); // only ids that exist nowhere use up the budget
         return known;
     }
 
@@ -157,11 +149,29 @@ public sealed class ApiKeyAuthenticationHandler(
     }
 }
 
+/// <summary>
+/// Key ids that exist nowhere one client address may have the database look up per second: made-up ids cost it little.
+/// One budget per host (not per process: hosts sharing a process, as in the tests, must not spend each other's).
+/// </summary>
+public sealed class UnknownKeyLookups : IDisposable
+{
+    const int PerSecond = 20;
+
+    public PartitionedRateLimiter<string> Budget { get; } = PartitionedRateLimiter.Create<string, string>(address =>
+        RateLimitPartition.GetTokenBucketLimiter(address, _ => new TokenBucketRateLimiterOptions
+        {
+            TokenLimit = PerSecond * 2, TokensPerPeriod = PerSecond, ReplenishmentPeriod = TimeSpan.FromSeconds(1), QueueLimit = 0, AutoReplenishment = true,
+        }));
+
+    public void Dispose() => Budget.Dispose();
+}
+
 public static class AccessRegistration
 {
     public static IServiceCollection AddThroughputAccess(this IServiceCollection services)
     {
         services.AddMemoryCache();
+        services.AddSingleton<UnknownKeyLookups>();
         services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
             .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
         services.AddAuthorizationBuilder()
