@@ -4,13 +4,15 @@ using Throughput.Benchmarks.Drills.ScaleOut;
 using Throughput.Benchmarks.Harness;
 using Throughput.Benchmarks.Invoicing;
 using Throughput.Benchmarks.Metering;
+using Throughput.Benchmarks.Scale;
 
 // Usage: Throughput.Benchmarks <benchmark | drill | all | list> [--option value …] [--results results.md]
 // Each benchmark is a subcommand; `all` runs every one with its defaults and writes one Markdown table (with the machine)
 // to --results, by default artifacts/benchmark-results.md.
 IBenchmark[] benchmarks = [new MeteringBenchmark(), new AdmissionChecksBenchmark(), new HiccupsBenchmark(), new AdmissionHttpBenchmark(), new AdmissionFeedbackBenchmark(), new InvoicingBenchmark(), new CloseBenchmark()];
-// Drills inflict faults on scratch services rather than measure speed: run by name only, never by `all`.
-IBenchmark[] drills = [new FaultDrill(), new ScaleOutDrill()];
+// Run by name only, never by `all`: drills inflict faults on scratch services rather than measure speed, and the scale
+// sweep takes a quarter of an hour.
+IBenchmark[] drills = [new FaultDrill(), new ScaleOutDrill(), new ScaleBenchmark()];
 
 using var interrupted = new CancellationTokenSource();
 Console.CancelKeyPress += (_, e) =>

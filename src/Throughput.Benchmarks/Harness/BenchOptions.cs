@@ -16,13 +16,14 @@ public sealed class BenchOptions
     public static BenchOptions Parse(IReadOnlyList<string> args)
     {
         var values = new Dictionary<string, List<string>>(StringComparer.Ordinal);
-        for (var i = 0; i < args.Count; i += 2)
+        for (var i = 0; i < args.Count; i++)
         {
-            if (!args[i].StartsWith("--", StringComparison.Ordinal) || i + 1 >= args.Count)
-                throw new UsageException($"expected '--name value', got '{string.Join(' ', args.Skip(i))}'");
+            if (!args[i].StartsWith("--", StringComparison.Ordinal))
+                throw new UsageException($"expected '--name value' or '--flag', got '{string.Join(' ', args.Skip(i))}'");
             var name = args[i][2..];
             if (!values.TryGetValue(name, out var list)) values[name] = list = [];
-            list.Add(args[i + 1]);
+            // A name followed by another name (or nothing) is a flag: --full means --full true.
+            list.Add(i + 1 < args.Count && !args[i + 1].StartsWith("--", StringComparison.Ordinal) ? args[++i] : "true");
         }
         return new BenchOptions(values);
     }

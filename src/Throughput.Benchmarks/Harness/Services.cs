@@ -10,6 +10,9 @@ public static class Services
         $"Host={Env("THROUGHPUT_PG_HOST", "127.0.0.1")};Port={Env("THROUGHPUT_PG_PORT", "5432")};Database={Env("THROUGHPUT_PG_DATABASE", "throughput")};" +
         $"Username={Env("THROUGHPUT_PG_USER", "throughput")};Password={Env("THROUGHPUT_PG_PASSWORD", "throughput")}";
 
+    /// <summary>The schema the platform's hosts use unless a benchmark gives its host another (THROUGHPUT_PG_SCHEMA).</summary>
+    public static string PostgresSchema() => Env("THROUGHPUT_PG_SCHEMA", "throughput");
+
     /// <summary>The broker as the platform's own side sees it (queues, topology, clean-up), with the platform's user; never a node's.</summary>
     public static Serving.BrokerSettings PlatformBroker() =>
         Serving.BrokerSettings.FromEnvironment() with { User = Env("THROUGHPUT_RABBIT_USER", "throughput"), Password = Env("THROUGHPUT_RABBIT_PASSWORD", "throughput") };

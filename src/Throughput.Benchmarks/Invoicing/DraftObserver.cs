@@ -4,11 +4,19 @@ using Npgsql;
 namespace Throughput.Benchmarks.Invoicing;
 
 /// <summary>
-/// Polls the tenant's billing account (the invoice drafts' source) for the last event sequence the projection folded
-/// into it; an event is in the draft from the first poll that shows that sequence or a later one.
+/// Polls a tenant's billing account (the invoice drafts' source) for the last event sequence the projection folded
+/// into it, or the read models' progression for every tenant's; an event is in the draft from the first poll that
+/// shows that sequence or a later one.
 /// </summary>
-public sealed class DraftObserver(string connectionString, string schema, string tenantId, TimeSpan interval) : IAsyncDisposable
+public sealed class DraftObserver(string connectionString, string query, string? tenantId, TimeSpan interval) : IAsyncDisposable
 {
+    public static DraftObserver ForTenant(string connectionString, string schema, string tenantId, TimeSpan interval) =>
+        new(connectionString, $"select coalesce((data->>'projectedThrough')::bigint, 0) from {schema}.{Accounts} where id = @tenant", tenantId, interval);
+
+    /// <summary>Every tenant's draft at once: how far the read models' daemon shard has folded the log.</summary>
+    public static DraftObserver ForEveryTenant(string connectionString, string schema, TimeSpan interval) =>
+        new(connectionString, $"select coalesce(max(last_seq_id), 0) from {schema}.mt_event_progression where name like 'ReadModels:%'", null, interval);
+
     readonly NpgsqlDataSource _database = NpgsqlDataSource.Create(connectionString);
     readonly List<(DateTimeOffset At, long Through)> _marks = [];
     readonly CancellationTokenSource _stop = new();
@@ -49,8 +57,8 @@ public sealed class DraftObserver(string connectionString, string schema, string
         {
             while (await timer.WaitForNextTickAsync(_stop.Token))
             {
-                await using var command = _database.CreateCommand($"select coalesce((data->>'projectedThrough')::bigint, 0) from {schema}.{Accounts} where id = @tenant");
-                command.Parameters.AddWithValue("tenant", tenantId);
+                await using var command = _database.CreateCommand(query);
+                if (tenantId is not null) command.Parameters.AddWithValue("tenant", tenantId);
                 long through;
                 try
                 {

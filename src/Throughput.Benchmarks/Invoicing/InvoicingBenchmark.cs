@@ -105,7 +105,7 @@ public sealed partial class InvoicingBenchmark : IBenchmark
         var connection = Services.PostgresConnectionString();
         await using var events = new DurableObserver(connection, fleet.Deployments, poll, schema, topology.UsageStreams);
         await events.StartAsync(ct);
-        await using var drafts = new DraftObserver(connection, schema, fleet.TenantId, poll);
+        await using var drafts = DraftObserver.ForTenant(connection, schema, fleet.TenantId, poll);
         drafts.Start();
         await using var load = await LoadDriver.ConnectAsync(shape, fleet, topology.Exchange, () => events.Records, ct);
 

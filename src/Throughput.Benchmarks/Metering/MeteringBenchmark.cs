@@ -57,7 +57,8 @@ public sealed class MeteringBenchmark : IBenchmark
             using var operatorApi = new PlatformApi(host.BaseAddress, host.OperatorKey);
             var fleet = await MeteringFleet.SetUpAsync(operatorApi, runId, deployments, shape.Publishers, cancellationToken);
             Log($"tenant {fleet.TenantId}: {fleet.Deployments.Count} deployments of {MeteringFleet.Model} at {MeteringFleet.PtuPerDeployment(fleet.Deployments.Count)} PTU, producers {string.Join(", ", fleet.Producers)}");
-            return await MeasureAsync(host, fleet, topology, shape, warmup, duration, poll, hostEnvironment, cancellationToken);
+            var run = await MeasureAsync(host, fleet, topology, shape, warmup, duration, poll, Services.PostgresSchema(), cancellationToken);
+            return Report(run, fleet, shape, warmup, poll, hostEnvironment);
         }
         finally
         {
@@ -65,10 +66,11 @@ public sealed class MeteringBenchmark : IBenchmark
         }
     }
 
-    static async Task<BenchmarkReport> MeasureAsync(PlatformHost host, MeteringFleet fleet, BenchTopology topology, LoadShape shape,
-        TimeSpan warmup, TimeSpan duration, TimeSpan poll, IReadOnlyDictionary<string, string> hostEnvironment, CancellationToken ct)
+    /// <summary>Drives the load into a started host's fleet: a warm-up, then the measured window, then a drain; the figures of the window.</summary>
+    public static async Task<MeteringRun> MeasureAsync(PlatformHost host, MeteringFleet fleet, BenchTopology topology, LoadShape shape,
+        TimeSpan warmup, TimeSpan duration, TimeSpan poll, string schema, CancellationToken ct)
     {
-        await using var observer = new DurableObserver(Services.PostgresConnectionString(), fleet.Deployments, poll, usageStreams: topology.UsageStreams);
+        await using var observer = new DurableObserver(Services.PostgresConnectionString(), fleet.Deployments, poll, schema, topology.UsageStreams);
         await observer.StartAsync(ct);
         await using var queues = await RabbitQueues.ConnectAsync(Services.PlatformBroker(), ct);
         await using var load = await LoadDriver.ConnectAsync(shape, fleet, topology.Exchange, () => observer.Records, ct);
@@ -86,39 +88,36 @@ public sealed class MeteringBenchmark : IBenchmark
         var batches = await observer.StopAsync(ct);
         var counted = await observer.CountedRecordsAsync(ct);
         var quarantined = await observer.QuarantinedAsync(fleet.Producers, ct);
-        var peakRss = host.PeakResidentBytes();
 
         var measured = batches.Where(b => b.ObservedAt >= window.At && b.ObservedAt < end.At).ToList();
-        var seconds = (end.At - window.At).TotalSeconds;
-        var durablePerSecond = measured.Sum(b => b.Records) / seconds;
-        var toDurable = measured.Select(b => ((b.ObservedAt - b.FirstStartedAt).TotalMilliseconds, b.Records)).ToList();
-        var toAppend = measured.Select(b => ((b.AppendedAt - b.FirstStartedAt).TotalMilliseconds, b.Records)).ToList();
-        var p99 = Percentiles.Weighted(toDurable, 99);
         var exact = drained && load.HandedOver == load.Confirmed && load.Confirmed == counted && batches.Sum(b => b.Records) == counted && quarantined == 0;
-        var cpu = CpuUse.Between(window.Cpu, end.Cpu);
+        return new MeteringRun(window.At, end.At, measured, batches, exact, counted, load.Confirmed, load.HandedOver, quarantined, drained,
+            (end.Confirmed - window.Confirmed) / (end.At - window.At).TotalSeconds, maxQueued, load.Republishes, load.PublishFailures,
+            CpuUse.Between(window.Cpu, end.Cpu), host.PeakResidentBytes());
+    }
 
+    static BenchmarkReport Report(MeteringRun run, MeteringFleet fleet, LoadShape shape, TimeSpan warmup, TimeSpan poll, IReadOnlyDictionary<string, string> hostEnvironment)
+    {
+        var p99 = run.PublishToDurable(99);
         return new BenchmarkReport("metering",
         [
-            new("durable records/s (usage events in PostgreSQL)", Number(durablePerSecond), "≥ 100,000", durablePerSecond >= TargetRecordsPerSecond),
-            new("publish→durable p50, upper bound", Ms(Percentiles.Weighted(toDurable, 50))),
+            new("durable records/s (usage events in PostgreSQL)", Number(run.DurablePerSecond), "≥ 100,000", run.DurablePerSecond >= TargetRecordsPerSecond),
+            new("publish→durable p50, upper bound", Ms(run.PublishToDurable(50))),
             new("publish→durable p99, upper bound", Ms(p99), "≤ 1,000 ms", p99 <= TargetP99.TotalMilliseconds),
-            new("publish→consumer append p50 / p99 (before commit)", $"{Ms(Percentiles.Weighted(toAppend, 50))} / {Ms(Percentiles.Weighted(toAppend, 99))}"),
-            new("SDK publish rate (broker-confirmed records/s)", Number((end.Confirmed - window.Confirmed) / seconds)),
-            new("host peak RSS (VmHWM)", $"{peakRss / (1024 * 1024)} MB", "≤ 512 MB", peakRss <= TargetPeakRss),
-            new("exactly once: confirmed = counted", exact
-                ? $"yes: {Number(counted)} = {Number(counted)}"
-                : $"NO: {Number(load.Confirmed - counted)} of {Number(load.Confirmed)} confirmed records not counted ({(load.Confirmed - counted) * 100.0 / Math.Max(1, load.Confirmed):0.00} %); handed over {Number(load.HandedOver)}, in events {Number(batches.Sum(b => b.Records))}, quarantined {quarantined}{(drained ? "" : $", still short {DrainTimeout.TotalSeconds:0} s after the load stopped")}",
-                "equal", exact),
-            new("usage events/s; records per event", $"{Number(measured.Count / seconds)}; {Number(measured.Count == 0 ? 0 : measured.Average(b => (double)b.Records))}"),
-            new("ready messages in partition queues, max", Number(maxQueued)),
-            new("republishes; publish failures", $"{load.Republishes}; {load.PublishFailures}"),
+            new("publish→consumer append p50 / p99 (before commit)", $"{Ms(run.PublishToAppend(50))} / {Ms(run.PublishToAppend(99))}"),
+            new("SDK publish rate (broker-confirmed records/s)", Number(run.ConfirmedPerSecond)),
+            new("host peak RSS (VmHWM)", $"{run.PeakRss / (1024 * 1024)} MB", "≤ 512 MB", run.PeakRss <= TargetPeakRss),
+            new("exactly once: confirmed = counted", run.Exactness(DrainTimeout), "equal", run.Exact),
+            new("usage events/s; records per event", $"{Number(run.Measured.Count / run.Seconds)}; {Number(run.Measured.Count == 0 ? 0 : run.Measured.Average(b => (double)b.Records))}"),
+            new("ready messages in partition queues, max", Number(run.MaxQueued)),
+            new("republishes; publish failures", $"{run.Republishes}; {run.PublishFailures}"),
         ],
         [
-            $"{seconds:0} s measured after {warmup.TotalSeconds:0} s warm-up on {Environment.ProcessorCount} cores",
+            $"{run.Seconds:0} s measured after {warmup.TotalSeconds:0} s warm-up on {Environment.ProcessorCount} cores",
             $"{fleet.Deployments.Count} deployments, {shape.Publishers} publishers, SDK batches of ≤ {shape.MaxBatchRecords} records / {shape.MaxLinger.TotalMilliseconds:0} ms linger, ≤ {Number(shape.InFlight)} records in flight{(shape.Rate > 0 ? $", offered {Number(shape.Rate)}/s" : ", closed loop")}",
             "host " + string.Join(" ", hostEnvironment.Where(e => !e.Key.StartsWith("Access", StringComparison.Ordinal)).Select(e => $"{e.Key}={e.Value}")),
-            $"durable = first seen by a poll of throughput.mt_events every {poll.TotalMilliseconds:0} ms; latency = that moment − the event's firstStartedAt (its oldest record's hand-over to the SDK): an upper bound for every record of the event, by up to the poll interval; percentiles weighted by records; {batches.Count(b => b.Late)} events found only after the run",
-            $"CPU cores used while measuring: {CpuUse.Describe(cpu)} (other = anything else on the machine, e.g. builds)",
+            $"durable = first seen by a poll of mt_events every {poll.TotalMilliseconds:0} ms; latency = that moment − the event's firstStartedAt (its oldest record's hand-over to the SDK): an upper bound for every record of the event, by up to the poll interval; percentiles weighted by records; {run.All.Count(b => b.Late)} events found only after the run",
+            $"CPU cores used while measuring: {CpuUse.Describe(run.Cpu)} (other = anything else on the machine, e.g. builds)",
         ]);
     }
 
@@ -145,9 +144,9 @@ public sealed class MeteringBenchmark : IBenchmark
         return options.HostEnvironment(environment);
     }
 
-    static string Number(double value) => value.ToString("#,0", CultureInfo.InvariantCulture);
+    internal static string Number(double value) => value.ToString("#,0", CultureInfo.InvariantCulture);
 
-    static string Ms(double milliseconds) => $"{milliseconds.ToString("#,0", CultureInfo.InvariantCulture)} ms";
+    internal static string Ms(double milliseconds) => $"{milliseconds.ToString("#,0", CultureInfo.InvariantCulture)} ms";
 
     static void Log(string line) => Console.WriteLine($"[metering {DateTime.Now:HH:mm:ss}] {line}");
 
@@ -155,4 +154,22 @@ public sealed class MeteringBenchmark : IBenchmark
     {
         public static Snapshot Take(LoadDriver load, PlatformHost host) => new(DateTimeOffset.UtcNow, load.Confirmed, CpuUse.Now(host.ProcessId));
     }
+}
+
+/// <summary>What one metering measurement saw: the usage events durable inside its window (and all of them), and the exactness check.</summary>
+public sealed record MeteringRun(DateTimeOffset From, DateTimeOffset To, IReadOnlyList<DurableBatch> Measured, IReadOnlyList<DurableBatch> All, bool Exact,
+    long Counted, long Confirmed, long HandedOver, long Quarantined, bool Drained, double ConfirmedPerSecond, long MaxQueued, long Republishes,
+    long PublishFailures, IReadOnlyList<(string Role, double Cores)> Cpu, long PeakRss)
+{
+    public double Seconds => (To - From).TotalSeconds;
+
+    public double DurablePerSecond => Measured.Sum(b => b.Records) / Seconds;
+
+    public double PublishToDurable(double percentile) => Percentiles.Weighted([.. Measured.Select(b => ((b.ObservedAt - b.FirstStartedAt).TotalMilliseconds, b.Records))], percentile);
+
+    public double PublishToAppend(double percentile) => Percentiles.Weighted([.. Measured.Select(b => ((b.AppendedAt - b.FirstStartedAt).TotalMilliseconds, b.Records))], percentile);
+
+    public string Exactness(TimeSpan drainTimeout) => Exact
+        ? $"yes: {MeteringBenchmark.Number(Counted)} = {MeteringBenchmark.Number(Counted)}"
+        : $"NO: {MeteringBenchmark.Number(Confirmed - Counted)} of {MeteringBenchmark.Number(Confirmed)} confirmed records not counted ({(Confirmed - Counted) * 100.0 / Math.Max(1, Confirmed):0.00} %); handed over {MeteringBenchmark.Number(HandedOver)}, in events {MeteringBenchmark.Number(All.Sum(b => b.Records))}, quarantined {Quarantined}{(Drained ? "" : $", still short {drainTimeout.TotalSeconds:0} s after the load stopped")}";
 }

@@ -51,9 +51,10 @@ public sealed record MeteringFleet(string TenantId, string TenantKey, string Reg
 /// <summary>A registered serving node's own broker user, as the platform issued it.</summary>
 public sealed record NodeCredentials(string User, string Password)
 {
-    public static async Task<NodeCredentials> RegisterAsync(Harness.PlatformApi operatorApi, string producerId, string region, string tenantId, CancellationToken ct)
+    /// <summary>Registers the node for the region and the tenant, or every tenant when none is given.</summary>
+    public static async Task<NodeCredentials> RegisterAsync(Harness.PlatformApi operatorApi, string producerId, string region, string? tenantId, CancellationToken ct)
     {
-        await operatorApi.PutAsync($"/v1/operator/serving-nodes/{producerId}", new { regions = new[] { region }, tenants = new[] { tenantId } }, ct);
+        await operatorApi.PutAsync($"/v1/operator/serving-nodes/{producerId}", new { regions = new[] { region }, tenants = tenantId is null ? [] : new[] { tenantId } }, ct);
         var issued = await operatorApi.PostAsync($"/v1/operator/serving-nodes/{producerId}/credentials", null, ct);
         return new NodeCredentials(issued.GetProperty("brokerUser").GetString()!, issued.GetProperty("brokerPassword").GetString()!);
     }

@@ -1,0 +1,204 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Security.Cryptography;
+using Npgsql;
+using Throughput.Benchmarks.Harness;
+using Throughput.Benchmarks.Invoicing;
+using Throughput.Benchmarks.Metering;
+
+namespace Throughput.Benchmarks.Scale;
+
+/// <summary>
+/// The platform at N tenants × D deployments, each size in a fresh schema of its own: onboarding through the API,
+/// metering spread over every deployment beside 16 deployments under the same load shape in the same run, usage to
+/// draft lag, the month-end close, finance reads, the idle host, schema bytes per tenant and a full rebuild.
+/// </summary>
+public sealed class ScaleBenchmark : IBenchmark
+{
+    const int BaselineDeployments = 16;
+    const double TargetDraftLagMs = 5_000;
+    static readonly string[] DefaultSweep = ["1000x1", "10000x1", "1000x10"];
+    const string FullSize = "100000x1";
+
+    public string Name => "scale";
+
+    public string Summary => "N tenants × D deployments: onboarding, metering beside 16 deployments, draft lag, close, reads, idle, bytes, rebuild";
+
+    public IReadOnlyList<(string Option, string Meaning)> Options =>
+    [
+        ("size", $"a size NxD (tenants x deployments each); repeatable ({string.Join(", ", DefaultSweep)})"),
+        ("full", $"flag: add {FullSize} to the sizes"),
+        ("duration", "seconds of metering measured at each size (20)"),
+        ("warmup", "seconds of metering before measuring; the host JIT-tiers for about 15 s (20)"),
+        ("concurrency", "tenants onboarded at a time (8)"),
+        .. LoadShape.Options(0, 50_000),
+        ("host-dll", "the platform host to start (this repository's Release build)"),
+    ];
+
+    public async Task<BenchmarkReport> RunAsync(BenchOptions options, CancellationToken cancellationToken)
+    {
+        var sizes = options.All("size") is { Count: > 0 } given ? [.. given] : DefaultSweep.ToList();
+        if (options.Text("full", "false") == "true") sizes.Add(FullSize);
+        var parsed = sizes.Select(Size.Parse).ToList();
+        var duration = options.Seconds("duration", TimeSpan.FromSeconds(20));
+        var warmup = options.Seconds("warmup", TimeSpan.FromSeconds(20));
+        var concurrency = options.Count("concurrency", 8);
+        var shape = LoadShape.From(options, defaultRate: 0, defaultInFlight: 50_000);
+        var hostDll = Services.PlatformHostDll(options);
+        options.EnsureAllRead();
+        var runId = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(3));
+
+        List<Figure> figures = [];
+        List<string> conditions =
+        [
+            $"each size in a fresh schema bench_scale_{runId}_… and its own metering exchange (4 partitions), dropped after; {shape.Publishers} serving nodes publish for every tenant, SDK batches ≤ {shape.MaxBatchRecords} records / {shape.MaxLinger.TotalMilliseconds:0} ms linger, {(shape.Rate > 0 ? $"{Number(shape.Rate)} records/s offered" : $"closed loop, ≤ {Number(shape.InFlight)} records in flight")}",
+            $"metering {warmup.TotalSeconds:0} s warm-up + {duration.TotalSeconds:0} s measured; deployments sized so that nothing throttles (gpt-4o-mini, {nameof(MeteringFleet.PtuPerDeployment)})",
+        ];
+        Log($"run {runId}: baseline of {BaselineDeployments} deployments, then {string.Join(", ", sizes)}");
+        var baseline = await RunSizeAsync(new Size(1, BaselineDeployments), $"{runId}-base", onlyMetering: true, hostDll, shape, warmup, duration, concurrency, conditions, cancellationToken);
+        figures.Add(new Figure($"{BaselineDeployments} deployments: metering records/s; publish→durable p99", $"{Number(baseline.Metering.DurablePerSecond)}; {Ms(baseline.Metering.PublishToDurable(99))}"));
+        figures.Add(new Figure($"{BaselineDeployments} deployments: CPU cores while metering", CpuUse.Describe(baseline.Metering.Cpu)));
+        foreach (var (size, i) in parsed.Select((s, i) => (s, i)))
+        {
+            var result = await RunSizeAsync(size, $"{runId}-{i}", onlyMetering: false, hostDll, shape, warmup, duration, concurrency, conditions, cancellationToken);
+            var ratio = result.Metering.DurablePerSecond / baseline.Metering.DurablePerSecond;
+            var p99 = result.Metering.PublishToDurable(99);
+            var (targetRatio, targetP99) = size.Deployments >= 100_000 ? (0.3, 2_000.0) : (0.5, 1_000.0);
+            var label = size.ToString();
+            figures.Add(new Figure($"{label}: metering records/s (÷ {BaselineDeployments} deployments)", $"{Number(result.Metering.DurablePerSecond)} ({ratio:0.00})",
+                size.Deployments >= 10_000 ? $"≥ {targetRatio:0.0}" : null, size.Deployments >= 10_000 ? ratio >= targetRatio : null));
+            figures.Add(new Figure($"{label}: publish→durable p99", Ms(p99), size.Deployments >= 10_000 ? $"≤ {Ms(targetP99)}" : null, size.Deployments >= 10_000 ? p99 <= targetP99 : null));
+            figures.Add(new Figure($"{label}: exactly once", result.Metering.Exactness(TimeSpan.FromSeconds(15)), "equal", result.Metering.Exact));
+            figures.Add(new Figure($"{label}: CPU cores while metering", CpuUse.Describe(result.Metering.Cpu)));
+            figures.AddRange(result.Figures.Select(f => f with { Name = $"{label}: {f.Name}" }));
+        }
+        return new BenchmarkReport(Name, figures, conditions);
+    }
+
+    sealed record SizeResult(MeteringRun Metering, List<Figure> Figures);
+
+    static async Task<SizeResult> RunSizeAsync(Size size, string runId, bool onlyMetering, string hostDll, LoadShape shape, TimeSpan warmup, TimeSpan duration,
+        int concurrency, List<string> conditions, CancellationToken ct)
+    {
+        var schema = $"bench_scale_{runId.Replace('-', '_')}";
+        var topology = new BenchTopology($"scale.{runId}", 4);
+        var settings = topology.HostSettings();
+        settings["THROUGHPUT_PG_SCHEMA"] = schema;
+        settings["Invoicing__AutoIssue"] = "false";
+        // One operator key onboards every tenant: the per-key limit would set the onboarding rate, not the platform.
+        settings["RequestLimits__PerKeyPerSecond"] = "100000";
+        settings["RequestLimits__PerKeyBurst"] = "100000";
+        List<Figure> figures = [];
+        try
+        {
+            MeteringRun metering;
+            Log($"{size}: onboarding in schema {schema}");
+            await using (var host = await PlatformHost.StartAsync(hostDll, settings, ct))
+            {
+                using var operatorApi = new PlatformApi(host.BaseAddress, host.OperatorKey);
+                var region = $"bench-{runId}";
+                var onboarding = await Onboarding.RunAsync(operatorApi, runId, size.Tenants, size.Deployments / size.Tenants, MeteringFleet.Model, region,
+                    MeteringFleet.PtuPerDeployment(size.Deployments), concurrency, ct);
+                figures.AddRange(onboarding.Figures);
+                Log($"{size}: onboarded, {onboarding.Figures[0].Value} calls/s");
+                var nodes = Enumerable.Range(0, shape.Publishers).Select(n => $"bench-{runId}-node{n}").ToList();
+                var credentials = new Dictionary<string, NodeCredentials>();
+                foreach (var node in nodes) credentials[node] = await NodeCredentials.RegisterAsync(operatorApi, node, region, null, ct);
+                var fleet = new MeteringFleet(onboarding.TenantIds[0], onboarding.FirstTenantKey, region, onboarding.DeploymentIds, nodes, credentials);
+
+                var connection = Services.PostgresConnectionString();
+                await using var drafts = DraftObserver.ForEveryTenant(connection, schema, TimeSpan.FromMilliseconds(100));
+                drafts.Start();
+                metering = await MeteringBenchmark.MeasureAsync(host, fleet, topology, shape, warmup, duration, TimeSpan.FromMilliseconds(100), schema, ct);
+                if (onlyMetering) return new SizeResult(metering, figures);
+
+                var last = metering.All.Count == 0 ? 0 : metering.All.Max(b => b.SeqId);
+                var caughtUp = await drafts.WaitForAsync(last, TimeSpan.FromSeconds(120), ct);
+                var lags = metering.Measured.Select(b => (drafts.FirstShowing(b.SeqId) is { } shown ? (shown - b.FirstStartedAt).TotalMilliseconds : double.PositiveInfinity, b.Records)).ToList();
+                var lagP99 = Percentiles.Weighted(lags, 99);
+                figures.Add(new Figure("usage in every tenant's draft: hand-over → draft p99", caughtUp ? Ms(lagP99) : "NO: drafts did not catch up within 120 s",
+                    $"≤ {Ms(TargetDraftLagMs)}", caughtUp && lagP99 <= TargetDraftLagMs));
+            }
+
+            // A host past the month's grace period closes the month the load metered into.
+            var now = DateTimeOffset.UtcNow;
+            var monthStart = new DateTimeOffset(now.Year, now.Month, 1, 0, 0, 0, TimeSpan.Zero);
+            var month = monthStart.ToString("yyyy-MM", CultureInfo.InvariantCulture);
+            settings["Clock__Start"] = monthStart.AddMonths(1).AddDays(4).ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture);
+            Log($"{size}: closing {month}");
+            await using (var host = await PlatformHost.StartAsync(hostDll, settings, ct))
+            {
+                figures.AddRange(await CloseBenchmark.CloseAndReadAsync(host, month, size.Tenants, $"t-{runId}-0", conditions, ct));
+            }
+
+            figures.Add(new Figure("schema bytes per tenant (tables, indexes, TOAST)", Number(await SchemaBytesAsync(schema, ct) / (double)size.Tenants)));
+            figures.Add(new Figure("rebuild of every projection, events/s", await RebuildAsync(hostDll, schema, ct)));
+            return new SizeResult(metering, figures);
+        }
+        finally
+        {
+            await using var database = NpgsqlDataSource.Create(Services.PostgresConnectionString());
+            await using var drop = database.CreateCommand($"drop schema if exists {schema} cascade");
+            await drop.ExecuteNonQueryAsync(CancellationToken.None);
+            await topology.RemoveAsync();
+        }
+    }
+
+    static async Task<long> SchemaBytesAsync(string schema, CancellationToken ct)
+    {
+        await using var database = NpgsqlDataSource.Create(Services.PostgresConnectionString());
+        await using var command = database.CreateCommand(
+            "select coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = @schema and c.relkind = 'r'");
+        command.Parameters.AddWithValue("schema", schema);
+        return (long)(await command.ExecuteScalarAsync(ct))!;
+    }
+
+    /// <summary>The operator's rebuild (<c>infra/rebuild.sh</c>: the host's <c>rebuild-projections</c> command with its runtime settings) over the whole log.</summary>
+    static async Task<string> RebuildAsync(string hostDll, string schema, CancellationToken ct)
+    {
+        long events;
+        await using (var database = NpgsqlDataSource.Create(Services.PostgresConnectionString()))
+        await using (var count = database.CreateCommand($"select count(*) from {schema}.mt_events"))
+            events = (long)(await count.ExecuteScalarAsync(ct))!;
+        var start = new ProcessStartInfo("dotnet")
+        {
+            ArgumentList = { hostDll, "rebuild-projections" },
+            WorkingDirectory = Path.GetDirectoryName(Path.GetFullPath(hostDll))!,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+            Environment = { ["THROUGHPUT_PG_SCHEMA"] = schema, ["DOTNET_TieredPGO"] = "0", ["DOTNET_gcServer"] = "0" },
+        };
+        var clock = Stopwatch.StartNew();
+        using var process = Process.Start(start)!;
+        var output = process.StandardOutput.ReadToEndAsync(ct);
+        var errors = process.StandardError.ReadToEndAsync(ct);
+        await process.WaitForExitAsync(ct);
+        if (process.ExitCode != 0)
+        {
+            Console.Error.WriteLine(await errors);
+            Console.Error.WriteLine(await output);
+            return $"FAILED: exit code {process.ExitCode} (its output above)";
+        }
+        return $"{Number(events / clock.Elapsed.TotalSeconds)} ({Number(events)} events in {clock.Elapsed.TotalSeconds:0.0} s)";
+    }
+
+    readonly record struct Size(int Tenants, int Deployments)
+    {
+        public static Size Parse(string text)
+        {
+            var parts = text.Split('x');
+            if (parts.Length != 2 || !int.TryParse(parts[0], CultureInfo.InvariantCulture, out var tenants) || !int.TryParse(parts[1], CultureInfo.InvariantCulture, out var each) || tenants < 1 || each < 1)
+                throw new UsageException($"--size '{text}': expected tenants x deployments each, as 1000x10");
+            return new Size(tenants, tenants * each);
+        }
+
+        public override string ToString() => $"{Number(Tenants)} tenants × {Number(Deployments / Tenants)}";
+    }
+
+    static string Number(double value) => value.ToString("#,0", CultureInfo.InvariantCulture);
+
+    static string Ms(double milliseconds) => $"{milliseconds.ToString("#,0", CultureInfo.InvariantCulture)} ms";
+
+    static void Log(string line) => Console.WriteLine($"[scale {DateTime.Now:HH:mm:ss}] {line}");
+}
