@@ -28,10 +28,12 @@ public sealed class ScaleBenchmark : IBenchmark
     [
         ("size", $"a size NxD (tenants x deployments each); repeatable ({string.Join(", ", DefaultSweep)})"),
         ("full", $"flag: add {FullSize} to the sizes"),
+        ("metering-only", "flag: per size only onboarding and metering, no draft lag, close, reads or rebuild"),
         ("duration", "seconds of metering measured at each size (20)"),
         ("warmup", "seconds of metering before measuring; the host JIT-tiers for about 15 s (20)"),
         ("concurrency", "tenants onboarded at a time (8)"),
         .. LoadShape.Options(0, 50_000),
+        ("host-env", "NAME=VALUE added to the hosts' environment; repeatable"),
         ("host-dll", "the platform host to start (this repository's Release build)"),
     ];
 
@@ -45,6 +47,8 @@ public sealed class ScaleBenchmark : IBenchmark
         var concurrency = options.Count("concurrency", 8);
         var shape = LoadShape.From(options, defaultRate: 0, defaultInFlight: 50_000);
         var hostDll = Services.PlatformHostDll(options);
+        var hostEnvironment = options.HostEnvironment(new Dictionary<string, string>());
+        var meteringOnly = options.Text("metering-only", "false") == "true";
         options.EnsureAllRead();
         var runId = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(3));
 
@@ -55,12 +59,12 @@ public sealed class ScaleBenchmark : IBenchmark
             $"metering {warmup.TotalSeconds:0} s warm-up + {duration.TotalSeconds:0} s measured; deployments sized so that nothing throttles (gpt-4o-mini, {nameof(MeteringFleet.PtuPerDeployment)})",
         ];
         Log($"run {runId}: baseline of {BaselineDeployments} deployments, then {string.Join(", ", sizes)}");
-        var baseline = await RunSizeAsync(new Size(1, BaselineDeployments), $"{runId}-base", onlyMetering: true, hostDll, shape, warmup, duration, concurrency, conditions, cancellationToken);
+        var baseline = await RunSizeAsync(new Size(1, BaselineDeployments), $"{runId}-base", onlyMetering: true, hostDll, hostEnvironment, shape, warmup, duration, concurrency, conditions, cancellationToken);
         figures.Add(new Figure($"{BaselineDeployments} deployments: metering records/s; publish→durable p99", $"{Number(baseline.Metering.DurablePerSecond)}; {Ms(baseline.Metering.PublishToDurable(99))}"));
         figures.Add(new Figure($"{BaselineDeployments} deployments: CPU cores while metering", CpuUse.Describe(baseline.Metering.Cpu)));
         foreach (var (size, i) in parsed.Select((s, i) => (s, i)))
         {
-            var result = await RunSizeAsync(size, $"{runId}-{i}", onlyMetering: false, hostDll, shape, warmup, duration, concurrency, conditions, cancellationToken);
+            var result = await RunSizeAsync(size, $"{runId}-{i}", onlyMetering: meteringOnly, hostDll, hostEnvironment, shape, warmup, duration, concurrency, conditions, cancellationToken);
             var ratio = result.Metering.DurablePerSecond / baseline.Metering.DurablePerSecond;
             var p99 = result.Metering.PublishToDurable(99);
             var (targetRatio, targetP99) = size.Deployments >= 100_000 ? (0.3, 2_000.0) : (0.5, 1_000.0);
@@ -77,7 +81,7 @@ public sealed class ScaleBenchmark : IBenchmark
 
     sealed record SizeResult(MeteringRun Metering, List<Figure> Figures);
 
-    static async Task<SizeResult> RunSizeAsync(Size size, string runId, bool onlyMetering, string hostDll, LoadShape shape, TimeSpan warmup, TimeSpan duration,
+    static async Task<SizeResult> RunSizeAsync(Size size, string runId, bool onlyMetering, string hostDll, IReadOnlyDictionary<string, string> hostEnvironment, LoadShape shape, TimeSpan warmup, TimeSpan duration,
         int concurrency, List<string> conditions, CancellationToken ct)
     {
         var schema = $"bench_scale_{runId.Replace('-', '_')}";
@@ -88,6 +92,7 @@ public sealed class ScaleBenchmark : IBenchmark
         // One operator key onboards every tenant: the per-key limit would set the onboarding rate, not the platform.
         settings["RequestLimits__PerKeyPerSecond"] = "100000";
         settings["RequestLimits__PerKeyBurst"] = "100000";
+        foreach (var (name, value) in hostEnvironment) settings[name] = value;
         List<Figure> figures = [];
         try
         {
