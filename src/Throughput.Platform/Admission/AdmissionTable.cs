@@ -223,7 +223,8 @@ public sealed class AdmissionTable(IDocumentStore store, ILogger<AdmissionTable>
         {
             if (version <= d.Version) return true;
             if (version > d.Version + 1) return false;
-            Keep(d.Then(data) with { Version = version });
+            // A deployment's stream held its usage before usage moved to partition streams: older logs still do.
+            Keep(data switch { DeploymentEvent e => d.Then(e), UsageMetered u => d.Metered(u), _ => d } with { Version = version });
             return true;
         }
         if (_tenants.TryGetValue(stream, out var t))
@@ -249,7 +250,7 @@ public sealed class AdmissionTable(IDocumentStore store, ILogger<AdmissionTable>
         foreach (var u in usage)
         {
             if (!_deployments.TryGetValue(u.DeploymentId, out var metered)) missing.Add(u.DeploymentId);
-            else _deployments.AddOrUpdate(u.DeploymentId, metered.Then(u), (_, old) => old.Then(u));
+            else _deployments.AddOrUpdate(u.DeploymentId, metered.Metered(u), (_, old) => old.Metered(u));
         }
         return missing;
     }

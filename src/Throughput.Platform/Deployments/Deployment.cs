@@ -3,6 +3,9 @@ using Throughput.Catalog;
 
 namespace Throughput.Deployments;
 
+/// <summary>An event of a deployment's own stream: what its snapshot and <see cref="Deployment.Then"/> fold.</summary>
+public abstract record DeploymentEvent(string DeploymentId);
+
 public sealed record DeploymentCreated(
     string DeploymentId,
     string TenantId,
@@ -18,15 +21,15 @@ public sealed record DeploymentCreated(
     bool Spillover,
     string Currency,
     PriceList Prices,
-    DateTimeOffset CreatedAt);
+    DateTimeOffset CreatedAt) : DeploymentEvent(DeploymentId);
 
-public sealed record DeploymentResized(string DeploymentId, decimal FromPtu, decimal ToPtu, DateTimeOffset ResizedAt);
+public sealed record DeploymentResized(string DeploymentId, decimal FromPtu, decimal ToPtu, DateTimeOffset ResizedAt) : DeploymentEvent(DeploymentId);
 
-public sealed record SpilloverEnabled(string DeploymentId, DateTimeOffset At);
+public sealed record SpilloverEnabled(string DeploymentId, DateTimeOffset At) : DeploymentEvent(DeploymentId);
 
-public sealed record SpilloverDisabled(string DeploymentId, DateTimeOffset At);
+public sealed record SpilloverDisabled(string DeploymentId, DateTimeOffset At) : DeploymentEvent(DeploymentId);
 
-public sealed record DeploymentReleased(string DeploymentId, decimal Ptu, DateTimeOffset ReleasedAt);
+public sealed record DeploymentReleased(string DeploymentId, decimal Ptu, DateTimeOffset ReleasedAt) : DeploymentEvent(DeploymentId);
 
 /// <summary>The sequences of one producer's batches that a usage event folded (the dedupe ledger holds each one).</summary>
 public sealed record ProducerRange(string ProducerId, long FirstSequence, long LastSequence);
@@ -68,10 +71,10 @@ public sealed record UsageMetered(
 public sealed record UsageBatchMetered(IReadOnlyList<UsageMetered> Usage);
 
 /// <summary>The bucket reached 100%: serving nodes must refuse (or spill) until <see cref="RetryAfterMs"/> has passed.</summary>
-public sealed record DeploymentThrottled(string DeploymentId, decimal Utilization, long RetryAfterMs, DateTimeOffset ThrottledAt);
+public sealed record DeploymentThrottled(string DeploymentId, decimal Utilization, long RetryAfterMs, DateTimeOffset ThrottledAt) : DeploymentEvent(DeploymentId);
 
 /// <summary>The bucket drained below the release threshold; the level is settled at <see cref="LiftedAt"/>.</summary>
-public sealed record ThrottleLifted(string DeploymentId, decimal BucketLevel, decimal Utilization, DateTimeOffset LiftedAt);
+public sealed record ThrottleLifted(string DeploymentId, decimal BucketLevel, decimal Utilization, DateTimeOffset LiftedAt) : DeploymentEvent(DeploymentId);
 
 public enum DeploymentStatus
 {
@@ -198,18 +201,24 @@ public sealed record Deployment(
     public Deployment Apply(ThrottleLifted e) =>
         this with { Throttled = false, BucketLevel = e.BucketLevel, BucketAt = Max(BucketAt, e.LiftedAt), AdmissionRevision = AdmissionRevision + 1 };
 
-    /// <summary>The state after one more event of the deployment's stream, for folds outside Marten's snapshot (which calls the Apply methods itself; a method named Evolve it would take for its own convention).</summary>
-    public Deployment Then(object @event) => @event switch
+    /// <summary>
+    /// The state after one more event of the deployment's stream: the one fold of it outside Marten's snapshot (which calls
+    /// the Apply methods itself, and would take a method named Evolve for its own convention). Usage is not one of them:
+    /// it lives in partition streams and is folded by <see cref="Metered"/>.
+    /// </summary>
+    public Deployment Then(DeploymentEvent @event) => @event switch
     {
+        DeploymentCreated e => Create(e),
         DeploymentResized e => Apply(e),
         SpilloverEnabled e => Apply(e),
         SpilloverDisabled e => Apply(e),
         DeploymentReleased e => Apply(e),
-        UsageMetered e => Metered(e),
         DeploymentThrottled e => Apply(e),
         ThrottleLifted e => Apply(e),
-        _ => this,
+        _ => throw new ArgumentOutOfRangeException(nameof(@event), @event.GetType().Name, "not an event of a deployment's stream"),
     };
+
+    public Deployment Then(IEnumerable<DeploymentEvent> events) => events.Aggregate(this, (d, e) => d.Then(e));
 
     static DateTimeOffset Max(DateTimeOffset a, DateTimeOffset b) => a > b ? a : b;
 }

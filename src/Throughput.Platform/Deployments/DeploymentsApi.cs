@@ -10,7 +10,7 @@ public static class DeploymentsApi
         app.MapGroup("/v1/deployments").RequireAuthorization(Policies.Tenant).WithTags("Deployments")
             .MapReadDeployments()
             .MapPurchase(catalog)
-            .MapResize(catalog)
+            .MapResize()
             .MapRelease()
             .MapSpillover();
         return app;

@@ -5,6 +5,16 @@ namespace Throughput.Deployments;
 /// <summary>The records one producer's batch (one sequence number) holds for one deployment.</summary>
 public sealed record ProducerBatch(string ProducerId, long Sequence, IReadOnlyList<MeteredRecord> Records);
 
+/// <summary>What one consumer batch meters for one deployment: its usage, and a throttle or a lift when the bucket crossed a threshold.</summary>
+public sealed record MeterDecision(UsageMetered Usage, DeploymentEvent? Transition)
+{
+    public Deployment Applied(Deployment deployment)
+    {
+        var metered = deployment.Metered(Usage);
+        return Transition is null ? metered : metered.Then(Transition);
+    }
+}
+
 /// <summary>
 /// Folds metered usage into a deployment: fills the leaky bucket with the weighted tokens of what was not spilled,
 /// throttles at 100% and lifts below the release threshold. Duplicates were already removed by the dedupe ledger.
@@ -14,10 +24,11 @@ public static class Meter
     public static decimal Weighted(Deployment d, in MeteredRecord r) =>
         r.PromptTokens - r.CachedTokens * d.CachedDeduction + d.OutputWeight * r.OutputTokens;
 
-    public static object[] Decide(Deployment deployment, IReadOnlyList<ProducerBatch> batches, DateTimeOffset now)
+    /// <summary>Null when every batch was a duplicate within the consumer batch.</summary>
+    public static MeterDecision? Decide(Deployment deployment, IReadOnlyList<ProducerBatch> batches, DateTimeOffset now)
     {
         var fresh = batches.DistinctBy(b => (b.ProducerId, b.Sequence)).ToList();
-        if (fresh.Count == 0) return [];
+        if (fresh.Count == 0) return null;
 
         long records = 0, prompt = 0, cached = 0, output = 0, spilledRecords = 0, spilledPrompt = 0, spilledCached = 0, spilledOutput = 0;
         decimal weighted = 0, bucketed = 0;
@@ -61,18 +72,15 @@ public static class Meter
         var producers = fresh.GroupBy(b => b.ProducerId)
             .Select(g => new ProducerRange(g.Key, g.Min(b => b.Sequence), g.Max(b => b.Sequence)))
             .ToList();
-        List<object> events =
-        [
-            new UsageMetered(deployment.Id, producers, records, prompt, cached, output, weighted,
-                spilledRecords, spilledPrompt, spilledCached, spilledOutput, firstStarted, lastFinished, level, utilization, deployment.Limit.TokensPerMinute, at,
-                months is null ? null : [.. months.OrderBy(m => m.Key).Select(m => m.Value)]),
-        ];
-        if (deployment.Status == DeploymentStatus.Released) return [.. events]; // late usage: nothing left to throttle
+        var usage = new UsageMetered(deployment.Id, producers, records, prompt, cached, output, weighted,
+            spilledRecords, spilledPrompt, spilledCached, spilledOutput, firstStarted, lastFinished, level, utilization, deployment.Limit.TokensPerMinute, at,
+            months is null ? null : [.. months.OrderBy(m => m.Key).Select(m => m.Value)]);
+        if (deployment.Status == DeploymentStatus.Released) return new(usage, null); // late usage: nothing left to throttle
         if (!deployment.Throttled && utilization >= 1)
-            events.Add(new DeploymentThrottled(deployment.Id, utilization, deployment.RetryAfterMs(level), at));
-        else if (deployment.Throttled && utilization < Deployment.ReleaseThreshold)
-            events.Add(new ThrottleLifted(deployment.Id, level, utilization, at));
-        return [.. events];
+            return new(usage, new DeploymentThrottled(deployment.Id, utilization, deployment.RetryAfterMs(level), at));
+        if (deployment.Throttled && utilization < Deployment.ReleaseThreshold)
+            return new(usage, new ThrottleLifted(deployment.Id, level, utilization, at));
+        return new(usage, null);
     }
 
     static MonthlyUsage Empty(int month) => new($"{month / 12:D4}-{month % 12 + 1:D2}", 0, 0, 0, 0, 0, 0, 0);
@@ -102,13 +110,13 @@ public static class Meter
     }
 
     /// <summary>An idle throttled deployment is released once its bucket has drained, even if no usage arrives.</summary>
-    public static object[] LiftIfDrained(Deployment deployment, DateTimeOffset now)
+    public static ThrottleLifted? LiftIfDrained(Deployment deployment, DateTimeOffset now)
     {
-        if (!deployment.Throttled) return [];
+        if (!deployment.Throttled) return null;
         var level = deployment.LevelAt(now);
         var utilization = deployment.UtilizationOf(level);
         return utilization < Deployment.ReleaseThreshold || deployment.Status == DeploymentStatus.Released
-            ? [new ThrottleLifted(deployment.Id, level, utilization, now)]
-            : [];
+            ? new ThrottleLifted(deployment.Id, level, utilization, now)
+            : null;
     }
 }

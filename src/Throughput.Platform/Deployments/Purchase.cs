@@ -27,7 +27,16 @@ public static class Purchase
         }
     }
 
-    public static DeploymentCreated Decide(Tenant tenant, ModelEntry model, PurchaseDeployment command, string deploymentId, int burstSeconds, DateTimeOffset now)
+    /// <summary>A purchase commits the deployment's first event and the pool's allocation together.</summary>
+    public sealed record Decision(DeploymentCreated Created, IReadOnlyList<object> PoolEvents);
+
+    public static Decision Decide(Tenant tenant, ModelEntry model, CapacityPool? pool, PurchaseDeployment command, string deploymentId, int burstSeconds, DateTimeOffset now)
+    {
+        var created = Create(tenant, model, command, deploymentId, burstSeconds, now);
+        return new Decision(created, PoolDecisions.Allocate(pool, command.Model, command.Region, deploymentId, command.Ptu, now));
+    }
+
+    static DeploymentCreated Create(Tenant tenant, ModelEntry model, PurchaseDeployment command, string deploymentId, int burstSeconds, DateTimeOffset now)
     {
         tenant.EnsureActive();
         if (!model.IsValidAmount(command.Ptu))
@@ -60,12 +69,10 @@ public static class Purchase
                     return Replay(http, earlier, command);
 
                 var tenant = await session.LoadAsync<Tenant>(tenantId, ct) ?? throw RuleViolation.NotFound($"No tenant '{tenantId}'.");
-                var model = catalog.Find(command.Model)!;
-                var created = Decide(tenant, model, command, deploymentId, catalog.BurstSecondsFor(command.Type), clock.GetUtcNow());
-
                 // The row lock on the pool stream serialises concurrent purchases: no retry storm, no overselling.
                 var pool = await session.Events.FetchForExclusiveWriting<CapacityPool>(CapacityPool.StreamId(command.Model, command.Region), ct);
-                pool.AppendMany(PoolDecisions.Allocate(pool.Aggregate, command.Model, command.Region, deploymentId, command.Ptu, created.CreatedAt));
+                var (created, poolEvents) = Decide(tenant, catalog.Find(command.Model)!, pool.Aggregate, command, deploymentId, catalog.BurstSecondsFor(command.Type), clock.GetUtcNow());
+                pool.AppendMany(poolEvents);
                 session.Events.StartStream<Deployment>(deploymentId, created);
                 try
                 {

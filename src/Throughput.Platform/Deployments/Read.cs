@@ -56,25 +56,6 @@ public static class ReadDeployments
     public static async Task<IResult> OkAsync(HttpContext http, IQuerySession session, Deployment d, CancellationToken ct) =>
         Ok(http, (await DeploymentMeters.LoadAsync(session, [d.Id], ct)).GetValueOrDefault(d.Id) is { } meter ? meter.On(d) : d);
 
-    /// <summary>
-    /// Runs a customer's write on a fresh session, and again when metering appended usage between its read and its commit:
-    /// the customer's If-Match is about its own revision, which usage never changes, so the write is decided again.
-    /// </summary>
-    public static async Task<IResult> WriteAsync(IDocumentStore store, Func<IDocumentSession, Task<IResult>> write)
-    {
-        for (var attempt = 1; ; attempt++)
-        {
-            await using var session = store.LightweightSession();
-            try
-            {
-                return await write(session);
-            }
-            catch (JasperFx.ConcurrencyException) when (attempt < 5)
-            {
-            }
-        }
-    }
-
     static DateTimeOffset Now(HttpContext http) => http.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow();
 
     public static RouteGroupBuilder MapReadDeployments(this RouteGroupBuilder group)

@@ -1,15 +1,9 @@
 using FluentValidation;
-using Marten;
-using Throughput.Admission;
-using Throughput.Access;
-using Throughput.Capacity;
 using Throughput.Catalog;
 using Throughput.Http;
 using Throughput.Tenants;
 
 namespace Throughput.Deployments;
-
-public sealed record ResizeDeployment(decimal Ptu);
 
 public static class Resize
 {
@@ -18,7 +12,7 @@ public static class Resize
         public Validator() => RuleFor(x => x.Ptu).GreaterThan(0).LessThanOrEqualTo(100_000).PrecisionScale(12, 4, ignoreTrailingZeros: true);
     }
 
-    public static object[] Decide(Deployment deployment, Tenant tenant, ModelEntry model, ResizeDeployment command, DateTimeOffset now)
+    public static DeploymentEvent[] Decide(Deployment deployment, Tenant tenant, ModelEntry model, ResizeDeployment command, DateTimeOffset now)
     {
         if (deployment.Status == DeploymentStatus.Released)
             throw RuleViolation.Conflict($"Deployment '{deployment.Id}' is released; it cannot be resized.");
@@ -28,35 +22,10 @@ public static class Resize
         return command.Ptu == deployment.Ptu ? [] : [new DeploymentResized(deployment.Id, deployment.Ptu, command.Ptu, now)];
     }
 
-    public static RouteGroupBuilder MapResize(this RouteGroupBuilder group, ModelCatalog catalog)
+    public static RouteGroupBuilder MapResize(this RouteGroupBuilder group)
     {
-        group.MapPost("/{deploymentId}/resize", async (string deploymentId, ResizeDeployment command, HttpContext http, IDocumentStore store, TimeProvider clock, AdmissionPush push, CancellationToken ct) =>
-                await ReadDeployments.WriteAsync(store, async session =>
-            {
-                var (expected, problem) = ETags.RequireIfMatch(http);
-                if (problem is not null) return problem;
-                var stream = await session.Events.FetchForWriting<Deployment>(deploymentId, ct);
-                stream.Aggregate.EnsureOwnedBy(deploymentId, http.User.TenantId()!);
-                if (stream.Aggregate!.Revision != expected) return ETags.Stale();
-                var deployment = stream.Aggregate;
-                var model = catalog.Find(deployment.Model) ?? throw RuleViolation.Conflict($"{deployment.Model} is no longer sold.");
-
-                var tenant = await session.LoadAsync<Tenant>(Tenant.StreamId(deployment.TenantId), ct) ?? throw RuleViolation.NotFound($"No tenant '{deployment.TenantId}'.");
-                var events = Decide(deployment, tenant, model, command, clock.GetUtcNow());
-                if (events is [DeploymentResized resized])
-                {
-                    var pool = await session.Events.FetchForExclusiveWriting<CapacityPool>(CapacityPool.StreamId(deployment.Model, deployment.Region), ct);
-                    var delta = resized.ToPtu - resized.FromPtu;
-                    pool.AppendMany(delta > 0
-                        ? PoolDecisions.Allocate(pool.Aggregate, deployment.Model, deployment.Region, deploymentId, delta, resized.ResizedAt)
-                        : PoolDecisions.Free(pool.Aggregate!, deploymentId, -delta, resized.ResizedAt));
-                    stream.AppendMany(events);
-                    await session.SaveChangesAsync(ct);
-                    await push.TryPublishCurrentAsync(session, [deploymentId], ct);
-                    deployment = deployment.Apply(resized);
-                }
-                return await ReadDeployments.OkAsync(http, session, deployment, ct);
-            }))
+        group.MapPost("/{deploymentId}/resize", (string deploymentId, ResizeDeployment command, HttpContext http, CancellationToken ct) =>
+                DeploymentChanges.ApplyAsync(http, deploymentId, command, ct))
             .ValidateWith(new Validator())
             .WithName("ResizeDeployment")
             .WithSummary("Change the PTUs of a deployment. Requires If-Match with the deployment's ETag.")

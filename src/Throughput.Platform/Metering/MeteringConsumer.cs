@@ -119,7 +119,7 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, M
         var meters = await DeploymentMeters.LoadAsync(session, ids, ct);
         long counted = 0, throttles = 0;
         List<string> admissionChanged = [];
-        List<(Deployment Read, object[] Events)> transitioned = [];
+        List<(Deployment Read, DeploymentEvent Transition)> transitioned = [];
         List<UsageMetered> usage = [];
         List<(DeploymentMeter, long)> moved = [];
         foreach (var (deploymentId, batches) in byDeployment)
@@ -134,17 +134,16 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, M
             var allowed = batches.Where(b => nodes[ServingNode.StreamId(b.ProducerId)].MayServe(deployment)).ToList();
             Refuse(batches.Except(allowed), QuarantineReason.NotServedByProducer, $"deployment '{deploymentId}' (tenant {deployment.TenantId}, region {deployment.Region}) is outside the producer's registered scope");
             allowed = [.. allowed.Select(b => Admissible(b, deployment)).OfType<ProducerBatch>()];
-            var events = Meter.Decide(deployment, allowed, now);
-            if (events is not [UsageMetered metered, .. var transitions]) continue;
-            usage.Add(metered);
-            counted += metered.Records;
-            if (transitions.Length > 0)
+            if (Meter.Decide(deployment, allowed, now) is not { } decision) continue;
+            usage.Add(decision.Usage);
+            counted += decision.Usage.Records;
+            if (decision.Transition is { } transition)
             {
-                transitioned.Add((snapshot, transitions));
-                throttles += transitions.Count(e => e is DeploymentThrottled);
+                transitioned.Add((snapshot, transition));
+                if (transition is DeploymentThrottled) throttles++;
                 admissionChanged.Add(deploymentId);
             }
-            moved.Add((DeploymentMeter.Of(events.Aggregate(deployment, (d, e) => d.Then(e)), 0), meter?.Version ?? 0));
+            moved.Add((DeploymentMeter.Of(decision.Applied(deployment), 0), meter?.Version ?? 0));
         }
         // One event for the whole batch: what the log and its read models do per batch does not grow with the deployments in it.
         if (usage.Count > 0) session.Events.Append(DeploymentMeters.PartitionStream(Queue(context)), new UsageBatchMetered(usage));
@@ -235,18 +234,18 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, M
     /// feed follow, over the version the decision read, so a release or resize committed since fails the batch (decided again
     /// on redelivery) instead of being overtaken. Fetched for writing, in one round trip, only for these few deployments.
     /// </summary>
-    static async Task AppendTransitionsAsync(IDocumentSession session, List<(Deployment Read, object[] Events)> transitioned, CancellationToken ct)
+    static async Task AppendTransitionsAsync(IDocumentSession session, List<(Deployment Read, DeploymentEvent Transition)> transitioned, CancellationToken ct)
     {
         if (transitioned.Count == 0) return;
         var batch = session.CreateBatchQuery();
-        var pending = transitioned.Select(t => (t.Read, t.Events, Stream: batch.Events.FetchForWriting<Deployment>(t.Read.Id))).ToList();
+        var pending = transitioned.Select(t => (t.Read, t.Transition, Stream: batch.Events.FetchForWriting<Deployment>(t.Read.Id))).ToList();
         await batch.Execute(ct);
-        foreach (var (read, events, fetching) in pending)
+        foreach (var (read, transition, fetching) in pending)
         {
             var stream = await fetching;
             if (stream.Aggregate?.AdmissionRevision != read.AdmissionRevision)
                 throw new JasperFx.ConcurrencyException($"deployment {read.Id} changed while its usage was decided", typeof(Deployment), read.Id);
-            stream.AppendMany(events);
+            stream.AppendOne(transition);
         }
     }
 

@@ -65,12 +65,11 @@ public sealed class ThrottleLifter(IDocumentStore store, TimeProvider clock, Adm
         {
             var meter = meters.GetValueOrDefault(snapshot.Id);
             var deployment = meter?.On(snapshot) ?? snapshot;
-            var events = Meter.LiftIfDrained(deployment, now);
-            if (events.Length == 0) continue;
+            if (Meter.LiftIfDrained(deployment, now) is not { } lift) continue;
             var stream = await session.Events.FetchForWriting<Deployment>(snapshot.Id, ct);
             if (stream.Aggregate?.AdmissionRevision != snapshot.AdmissionRevision) continue; // changed since the read: next tick
-            stream.AppendMany(events);
-            moved.Add((DeploymentMeter.Of(events.Aggregate(deployment, (d, e) => d.Then(e)), 0), meter?.Version ?? 0));
+            stream.AppendOne(lift);
+            moved.Add((DeploymentMeter.Of(deployment.Then(lift), 0), meter?.Version ?? 0));
             lifted.Add(snapshot.Id);
         }
         if (lifted.Count == 0) return;

@@ -282,7 +282,7 @@ public sealed class InvoiceSpecs
         MeteredRecord R(long output, string finishedAt) => new("r", "dep-1", 0, 0, output, true, 0, At(finishedAt), At(finishedAt), null);
         var metered = Meter.Decide(Deployment.Create(created), [new ProducerBatch("node", 1, [R(10_000, "2026-11-30 23:59:59"), R(20_000, "2026-12-01 00:00:01"), R(30_000, "2026-11-30 23:59:58")])],
             At("2026-12-01 00:00:02"));
-        var usage = Assert.IsType<UsageMetered>(metered[0]);
+        var usage = Assert.IsType<MeterDecision>(metered).Usage;
         Assert.Equal([("2026-11", 40_000L), ("2026-12", 20_000L)], usage.Months!.Select(m => (m.Month, m.SpilledOutputTokens)));
 
         var account = Given(Tenant(), created, new DeploymentReleased("dep-1", 1m, At("2026-12-01 00:00:00")), usage);
@@ -290,7 +290,7 @@ public sealed class InvoiceSpecs
         Assert.Equal([2.35m, 0.40m], Closed(account, November).Lines.Select(l => l.Amount));
         Assert.Equal([0.20m], Closed(account, December).Lines.Select(l => l.Amount));
         // one month only: no split
-        Assert.Null(((UsageMetered)Meter.Decide(Deployment.Create(created), [new ProducerBatch("node", 2, [R(1, "2026-11-30 23:10:00")])], At("2026-11-30 23:10:01"))[0]).Months);
+        Assert.Null(Meter.Decide(Deployment.Create(created), [new ProducerBatch("node", 2, [R(1, "2026-11-30 23:10:00")])], At("2026-11-30 23:10:01"))!.Usage.Months);
     }
 
     [Fact]

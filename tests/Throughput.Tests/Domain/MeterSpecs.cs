@@ -12,7 +12,7 @@ public sealed class MeterSpecs
 
     static ProducerBatch Batch(long sequence, params MeteredRecord[] records) => new("node", sequence, records);
 
-    static Deployment Evolve(Deployment d, IEnumerable<object> events) => events.Aggregate(d, (s, e) => s.Then(e));
+    static MeterDecision Metered(Deployment d, DateTimeOffset now, params ProducerBatch[] batches) => Assert.IsType<MeterDecision>(Meter.Decide(d, batches, now));
 
     [Fact]
     public void Weighted_tokens_deduct_cached_prompt_tokens_and_weigh_output() =>
@@ -21,9 +21,9 @@ public sealed class MeterSpecs
     [Fact]
     public void Given_an_empty_bucket_when_usage_is_metered_then_one_UsageMetered_with_sums_and_the_level()
     {
-        var events = Meter.Decide(ActiveDeployment(), [Batch(1, R(1000, 200, 10), R(500)), Batch(2, R(100, output: 25))], Now);
+        var (usage, transition) = Metered(ActiveDeployment(), Now, Batch(1, R(1000, 200, 10), R(500)), Batch(2, R(100, output: 25)));
 
-        var usage = Assert.IsType<UsageMetered>(Assert.Single(events));
+        Assert.Null(transition);
         Assert.Equal((3L, 1600L, 200L, 35L), (usage.Records, usage.PromptTokens, usage.CachedTokens, usage.OutputTokens));
         Assert.Equal(800 + 40 + 500 + 100 + 100, usage.WeightedTokens);
         Assert.Equal(1540m, usage.BucketLevel);
@@ -34,8 +34,8 @@ public sealed class MeterSpecs
     [Fact]
     public void Given_usage_a_minute_ago_the_bucket_has_drained_at_the_purchased_rate()
     {
-        var d = Evolve(ActiveDeployment(), Meter.Decide(ActiveDeployment(), [Batch(1, R(2000))], Now));
-        var usage = (UsageMetered)Meter.Decide(d, [Batch(2, R(100))], Now.AddSeconds(30)).Single();
+        var d = Metered(ActiveDeployment(), Now, Batch(1, R(2000))).Applied(ActiveDeployment());
+        var usage = Metered(d, Now.AddSeconds(30), Batch(2, R(100))).Usage;
         Assert.Equal(2000 - 1250 + 100, usage.BucketLevel);
         Assert.Equal(0m, d.LevelAt(Now.AddMinutes(5)));
     }
@@ -43,9 +43,7 @@ public sealed class MeterSpecs
     [Fact]
     public void Given_a_bucket_crossing_100_percent_then_throttled_with_the_time_to_drain_below_95()
     {
-        var events = Meter.Decide(ActiveDeployment(), [Batch(1, R(2600))], Now);
-
-        var throttled = Assert.IsType<DeploymentThrottled>(events[1]);
+        var throttled = Assert.IsType<DeploymentThrottled>(Metered(ActiveDeployment(), Now, Batch(1, R(2600))).Transition);
         Assert.Equal(1.04m, throttled.Utilization);
         Assert.Equal(5400, throttled.RetryAfterMs); // (2,600 − 2,375) ÷ 41.67/s
     }
@@ -53,34 +51,34 @@ public sealed class MeterSpecs
     [Fact]
     public void Given_a_throttled_deployment_when_more_usage_keeps_it_above_95_then_no_release_and_no_second_throttle()
     {
-        var d = Evolve(ActiveDeployment(), Meter.Decide(ActiveDeployment(), [Batch(1, R(2600))], Now));
+        var d = Metered(ActiveDeployment(), Now, Batch(1, R(2600))).Applied(ActiveDeployment());
         Assert.True(d.Throttled);
-        Assert.IsType<UsageMetered>(Assert.Single(Meter.Decide(d, [Batch(2, R(10))], Now.AddSeconds(1))));
+        Assert.Null(Metered(d, Now.AddSeconds(1), Batch(2, R(10))).Transition);
     }
 
     [Fact]
     public void Given_a_throttled_deployment_when_usage_arrives_after_draining_below_95_then_ThrottleLifted()
     {
-        var d = Evolve(ActiveDeployment(), Meter.Decide(ActiveDeployment(), [Batch(1, R(2600))], Now));
-        var events = Meter.Decide(d, [Batch(2, R(10))], Now.AddSeconds(30));
-        Assert.IsType<ThrottleLifted>(events[1]);
-        Assert.False(Evolve(d, events).Throttled);
+        var d = Metered(ActiveDeployment(), Now, Batch(1, R(2600))).Applied(ActiveDeployment());
+        var decision = Metered(d, Now.AddSeconds(30), Batch(2, R(10)));
+        Assert.IsType<ThrottleLifted>(decision.Transition);
+        Assert.False(decision.Applied(d).Throttled);
     }
 
     [Fact]
     public void An_idle_throttled_deployment_is_lifted_only_once_drained()
     {
-        var d = Evolve(ActiveDeployment(), Meter.Decide(ActiveDeployment(), [Batch(1, R(2600))], Now));
-        Assert.Empty(Meter.LiftIfDrained(d, Now.AddSeconds(5)));
-        var lifted = Assert.IsType<ThrottleLifted>(Assert.Single(Meter.LiftIfDrained(d, Now.AddSeconds(5.5))));
+        var d = Metered(ActiveDeployment(), Now, Batch(1, R(2600))).Applied(ActiveDeployment());
+        Assert.Null(Meter.LiftIfDrained(d, Now.AddSeconds(5)));
+        var lifted = Assert.IsType<ThrottleLifted>(Meter.LiftIfDrained(d, Now.AddSeconds(5.5)));
         Assert.True(lifted.Utilization < Deployment.ReleaseThreshold);
-        Assert.Empty(Meter.LiftIfDrained(ActiveDeployment(), Now));
+        Assert.Null(Meter.LiftIfDrained(ActiveDeployment(), Now));
     }
 
     [Fact]
     public void Spilled_records_are_counted_apart_and_do_not_fill_the_bucket()
     {
-        var usage = (UsageMetered)Meter.Decide(ActiveDeployment(), [Batch(1, R(3000, 1000, 100, spilled: true), R(100))], Now)[0];
+        var usage = Metered(ActiveDeployment(), Now, Batch(1, R(3000, 1000, 100, spilled: true), R(100))).Usage;
         Assert.Equal((1L, 3000L, 1000L, 100L), (usage.SpilledRecords, usage.SpilledPromptTokens, usage.SpilledCachedTokens, usage.SpilledOutputTokens));
         Assert.Equal(100m, usage.BucketLevel);
         Assert.Equal(2400m + 100m, usage.WeightedTokens);
@@ -88,12 +86,12 @@ public sealed class MeterSpecs
 
     [Fact]
     public void The_same_batch_twice_in_one_consumer_batch_counts_once() =>
-        Assert.Equal(1, ((UsageMetered)Meter.Decide(ActiveDeployment(), [Batch(7, R(1)), Batch(7, R(1))], Now)[0]).Records);
+        Assert.Equal(1, Metered(ActiveDeployment(), Now, Batch(7, R(1)), Batch(7, R(1))).Usage.Records);
 
     [Fact]
     public void A_resize_settles_the_bucket_at_the_old_rate_then_drains_at_the_new_one()
     {
-        var d = Evolve(ActiveDeployment(), Meter.Decide(ActiveDeployment(), [Batch(1, R(2000))], Now));
+        var d = Metered(ActiveDeployment(), Now, Batch(1, R(2000))).Applied(ActiveDeployment());
         var resized = d.Apply(new DeploymentResized("dep-1", 1, 2, Now.AddSeconds(12)));
         Assert.Equal(1500m, resized.LevelAt(Now.AddSeconds(12)));
         Assert.Equal(1500m - 5000m / 60 * 6, resized.LevelAt(Now.AddSeconds(18)));
@@ -105,9 +103,10 @@ public sealed class MeterSpecs
     {
         var released = ActiveDeployment().Apply(new DeploymentReleased("dep-1", 1, Now));
 
-        var events = Meter.Decide(released, [Batch(1, R(100_000))], Now.AddSeconds(1));
+        var (usage, transition) = Metered(released, Now.AddSeconds(1), Batch(1, R(100_000)));
 
-        Assert.Equal(100_000, Assert.IsType<UsageMetered>(Assert.Single(events)).PromptTokens);
+        Assert.Equal(100_000, usage.PromptTokens);
+        Assert.Null(transition);
     }
 
     [Fact]

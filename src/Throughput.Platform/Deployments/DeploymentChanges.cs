@@ -1,0 +1,114 @@
+using Marten;
+using Throughput.Access;
+using Throughput.Admission;
+using Throughput.Capacity;
+using Throughput.Catalog;
+using Throughput.Http;
+using Throughput.Tenants;
+
+namespace Throughput.Deployments;
+
+/// <summary>A customer's change to a deployment it holds.</summary>
+public abstract record DeploymentChange
+{
+    /// <summary>Whether the change must name the revision it was decided on (If-Match): those that change what was bought.</summary>
+    public virtual bool RequiresIfMatch => true;
+
+    /// <summary>Whether the change can move PTUs between the deployment and its pool.</summary>
+    public virtual bool MovesPtus => true;
+}
+
+public sealed record ResizeDeployment(decimal Ptu) : DeploymentChange;
+
+public sealed record ReleaseDeployment : DeploymentChange;
+
+public sealed record SetSpillover(bool Enabled) : DeploymentChange
+{
+    public override bool RequiresIfMatch => false;
+
+    public override bool MovesPtus => false;
+}
+
+/// <summary>What a change decides: the deployment's events and the pool's, committed together.</summary>
+public sealed record ChangeDecision(IReadOnlyList<DeploymentEvent> Events, IReadOnlyList<object> PoolEvents);
+
+/// <summary>The one way a customer's change reaches a deployment: decided purely, then written by <see cref="ApplyAsync"/>.</summary>
+public static class DeploymentChanges
+{
+    /// <param name="model">The deployment's model as the catalog sells it now; null when it is no longer sold.</param>
+    /// <param name="pool">The deployment's pool, when the change can move PTUs.</param>
+    public static ChangeDecision Decide(Deployment deployment, Tenant tenant, ModelEntry? model, CapacityPool? pool, DeploymentChange change, DateTimeOffset now)
+    {
+        IReadOnlyList<DeploymentEvent> events = change switch
+        {
+            ResizeDeployment resize => Resize.Decide(deployment, tenant, model ?? throw RuleViolation.Conflict($"{deployment.Model} is no longer sold."), resize, now),
+            ReleaseDeployment => Release.Decide(deployment, now),
+            SetSpillover spillover => Spillover.Decide(deployment, tenant, spillover.Enabled, now),
+            _ => throw new ArgumentOutOfRangeException(nameof(change), change.GetType().Name, "not a deployment change"),
+        };
+        return new ChangeDecision(events, [.. events.SelectMany(e => PoolEventsOf(deployment, pool, e))]);
+    }
+
+    static object[] PoolEventsOf(Deployment d, CapacityPool? pool, DeploymentEvent e) => e switch
+    {
+        DeploymentResized r when r.ToPtu > r.FromPtu => PoolDecisions.Allocate(pool, d.Model, d.Region, d.Id, r.ToPtu - r.FromPtu, r.ResizedAt),
+        DeploymentResized r => PoolDecisions.Free(PoolOf(d, pool), d.Id, r.FromPtu - r.ToPtu, r.ResizedAt),
+        DeploymentReleased r => PoolDecisions.Free(PoolOf(d, pool), d.Id, r.Ptu, r.ReleasedAt),
+        _ => [],
+    };
+
+    static CapacityPool PoolOf(Deployment d, CapacityPool? pool) =>
+        pool ?? throw new InvalidOperationException($"deployment {d.Id} gives back PTUs to a pool that does not exist");
+
+    /// <summary>
+    /// Checks the caller's If-Match and ownership, decides, and commits the deployment's and the pool's events in one
+    /// transaction, then pushes the new admission limit. Decided again on a fresh session when metering appended to the
+    /// stream between the read and the commit: the caller's If-Match is about its own revision, which usage never changes.
+    /// </summary>
+    public static async Task<IResult> ApplyAsync(HttpContext http, string deploymentId, DeploymentChange change, CancellationToken ct)
+    {
+        var store = http.RequestServices.GetRequiredService<IDocumentStore>();
+        for (var attempt = 1; ; attempt++)
+        {
+            await using var session = store.LightweightSession();
+            try
+            {
+                return await DecideAndCommitAsync(http, session, deploymentId, change, ct);
+            }
+            catch (JasperFx.ConcurrencyException) when (attempt < 5)
+            {
+            }
+        }
+    }
+
+    static async Task<IResult> DecideAndCommitAsync(HttpContext http, IDocumentSession session, string deploymentId, DeploymentChange change, CancellationToken ct)
+    {
+        var services = http.RequestServices;
+        long? expected = null;
+        if (change.RequiresIfMatch)
+        {
+            var (revision, problem) = ETags.RequireIfMatch(http);
+            if (problem is not null) return problem;
+            expected = revision;
+        }
+        var stream = await session.Events.FetchForWriting<Deployment>(deploymentId, ct);
+        stream.Aggregate.EnsureOwnedBy(deploymentId, http.User.TenantId()!);
+        var deployment = stream.Aggregate!;
+        if (expected is { } required && deployment.Revision != required) return ETags.Stale();
+
+        var tenant = await session.LoadAsync<Tenant>(Tenant.StreamId(deployment.TenantId), ct) ?? throw RuleViolation.NotFound($"No tenant '{deployment.TenantId}'.");
+        // The pool's row lock serialises every change of its PTUs with purchases: no overselling, no retry storm.
+        var pool = change.MovesPtus ? await session.Events.FetchForExclusiveWriting<CapacityPool>(CapacityPool.StreamId(deployment.Model, deployment.Region), ct) : null;
+        var decision = Decide(deployment, tenant, services.GetRequiredService<ModelCatalog>().Find(deployment.Model), pool?.Aggregate, change,
+            services.GetRequiredService<TimeProvider>().GetUtcNow());
+        if (decision.Events.Count > 0)
+        {
+            stream.AppendMany(decision.Events);
+            if (decision.PoolEvents.Count > 0) pool!.AppendMany(decision.PoolEvents);
+            await session.SaveChangesAsync(ct);
+            await services.GetRequiredService<AdmissionPush>().TryPublishCurrentAsync(session, [deploymentId], ct);
+            deployment = deployment.Then(decision.Events);
+        }
+        return await ReadDeployments.OkAsync(http, session, deployment, ct);
+    }
+}
