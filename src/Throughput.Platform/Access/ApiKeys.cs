@@ -21,9 +21,11 @@ public enum Role
 public sealed record ApiKey(string Id, string? TenantId, Role Role, string SecretHash, bool Revoked);
 
 /// <summary>Keys for platform staff and serving nodes (not of any tenant), on the one stream <see cref="StreamId"/>.</summary>
-public sealed record StaffKeyIssued(string KeyId, Role Role, string Name, string SecretHash, DateTimeOffset IssuedAt);
+public abstract record StaffEvent(string KeyId);
 
-public sealed record StaffKeyRevoked(string KeyId, DateTimeOffset RevokedAt);
+public sealed record StaffKeyIssued(string KeyId, Role Role, string Name, string SecretHash, DateTimeOffset IssuedAt) : StaffEvent(KeyId);
+
+public sealed record StaffKeyRevoked(string KeyId, DateTimeOffset RevokedAt) : StaffEvent(KeyId);
 
 public sealed record Staff(string Id, System.Collections.Immutable.ImmutableSortedSet<string> ActiveKeys, long Version)
 {
@@ -35,7 +37,7 @@ public sealed record Staff(string Id, System.Collections.Immutable.ImmutableSort
 
     public Staff Apply(StaffKeyRevoked e) => this with { ActiveKeys = ActiveKeys.Remove(e.KeyId) };
 
-    public static object[] Issue(Staff? staff, string keyId, Role role, string name, string secretHash, DateTimeOffset now)
+    public static StaffEvent[] Issue(Staff? staff, string keyId, Role role, string name, string secretHash, DateTimeOffset now)
     {
         if (role == Role.Tenant) throw RuleViolation.Unprocessable("Tenant keys are issued on the tenant.");
         if (staff?.ActiveKeys.Contains(keyId) == true)
@@ -43,7 +45,7 @@ public sealed record Staff(string Id, System.Collections.Immutable.ImmutableSort
         return [new StaffKeyIssued(keyId, role, name, secretHash, now)];
     }
 
-    public static object[] Revoke(Staff? staff, string keyId, DateTimeOffset now) =>
+    public static StaffEvent[] Revoke(Staff? staff, string keyId, DateTimeOffset now) =>
         staff?.ActiveKeys.Contains(keyId) == true
             ? [new StaffKeyRevoked(keyId, now)]
             : throw RuleViolation.NotFound($"No active staff API key '{keyId}'.");

@@ -231,7 +231,7 @@ public sealed class AdmissionTable(IDocumentStore store, ILogger<AdmissionTable>
         {
             if (version <= t.Version) return true;
             if (version > t.Version + 1) return false;
-            Keep(t.Then(data) with { Version = version });
+            Keep((data is TenantEvent e ? t.Then(e) : t) with { Version = version });
             return true;
         }
         return false;

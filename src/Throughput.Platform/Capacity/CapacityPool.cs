@@ -2,15 +2,18 @@ using Throughput.Http;
 
 namespace Throughput.Capacity;
 
-public sealed record PoolOpened(string PoolId, string Model, string Region, DateTimeOffset OpenedAt);
+/// <summary>An event of a capacity pool's stream.</summary>
+public abstract record PoolEvent(string PoolId);
 
-public sealed record CapacityAdded(string PoolId, decimal Ptu, DateTimeOffset At);
+public sealed record PoolOpened(string PoolId, string Model, string Region, DateTimeOffset OpenedAt) : PoolEvent(PoolId);
 
-public sealed record CapacityRemoved(string PoolId, decimal Ptu, DateTimeOffset At);
+public sealed record CapacityAdded(string PoolId, decimal Ptu, DateTimeOffset At) : PoolEvent(PoolId);
 
-public sealed record PtusAllocated(string PoolId, string DeploymentId, decimal Ptu, DateTimeOffset At);
+public sealed record CapacityRemoved(string PoolId, decimal Ptu, DateTimeOffset At) : PoolEvent(PoolId);
 
-public sealed record PtusFreed(string PoolId, string DeploymentId, decimal Ptu, DateTimeOffset At);
+public sealed record PtusAllocated(string PoolId, string DeploymentId, decimal Ptu, DateTimeOffset At) : PoolEvent(PoolId);
+
+public sealed record PtusFreed(string PoolId, string DeploymentId, decimal Ptu, DateTimeOffset At) : PoolEvent(PoolId);
 
 /// <summary>GPU capacity of one model in one region, in PTUs. It never sells more than it has.</summary>
 public sealed record CapacityPool(string Id, string Model, string Region, decimal Capacity, decimal Sold, long Version)
@@ -34,20 +37,20 @@ public sealed record CapacityPool(string Id, string Model, string Region, decima
 public static class PoolDecisions
 {
     /// <summary>Operators state the capacity they have; the difference becomes an add or a remove.</summary>
-    public static object[] SetCapacity(CapacityPool? pool, string model, string region, decimal capacity, DateTimeOffset now)
+    public static PoolEvent[] SetCapacity(CapacityPool? pool, string model, string region, decimal capacity, DateTimeOffset now)
     {
         var id = CapacityPool.StreamId(model, region);
         var current = pool?.Capacity ?? 0;
         if (capacity < (pool?.Sold ?? 0))
             throw RuleViolation.Conflict($"Pool {id} has {pool!.Sold} PTU sold; capacity cannot go below that.");
-        List<object> events = [];
+        List<PoolEvent> events = [];
         if (pool is null) events.Add(new PoolOpened(id, model, region, now));
         if (capacity > current) events.Add(new CapacityAdded(id, capacity - current, now));
         if (capacity < current) events.Add(new CapacityRemoved(id, current - capacity, now));
         return [.. events];
     }
 
-    public static object[] Allocate(CapacityPool? pool, string model, string region, string deploymentId, decimal ptu, DateTimeOffset now)
+    public static PoolEvent[] Allocate(CapacityPool? pool, string model, string region, string deploymentId, decimal ptu, DateTimeOffset now)
     {
         if (pool is null)
             throw RuleViolation.Conflict($"No capacity is registered for {model} in {region}.");
@@ -56,6 +59,6 @@ public static class PoolDecisions
         return [new PtusAllocated(pool.Id, deploymentId, ptu, now)];
     }
 
-    public static object[] Free(CapacityPool pool, string deploymentId, decimal ptu, DateTimeOffset now) =>
+    public static PoolEvent[] Free(CapacityPool pool, string deploymentId, decimal ptu, DateTimeOffset now) =>
         [new PtusFreed(pool.Id, deploymentId, ptu, now)];
 }

@@ -30,7 +30,7 @@ public sealed record SetSpillover(bool Enabled) : DeploymentChange
 }
 
 /// <summary>What a change decides: the deployment's events and the pool's, committed together.</summary>
-public sealed record ChangeDecision(IReadOnlyList<DeploymentEvent> Events, IReadOnlyList<object> PoolEvents);
+public sealed record ChangeDecision(IReadOnlyList<DeploymentEvent> Events, IReadOnlyList<PoolEvent> PoolEvents);
 
 /// <summary>The one way a customer's change reaches a deployment: decided purely, then written by <see cref="ApplyAsync"/>.</summary>
 public static class DeploymentChanges
@@ -49,7 +49,7 @@ public static class DeploymentChanges
         return new ChangeDecision(events, [.. events.SelectMany(e => PoolEventsOf(deployment, pool, e))]);
     }
 
-    static object[] PoolEventsOf(Deployment d, CapacityPool? pool, DeploymentEvent e) => e switch
+    static PoolEvent[] PoolEventsOf(Deployment d, CapacityPool? pool, DeploymentEvent e) => e switch
     {
         DeploymentResized r when r.ToPtu > r.FromPtu => PoolDecisions.Allocate(pool, d.Model, d.Region, d.Id, r.ToPtu - r.FromPtu, r.ResizedAt),
         DeploymentResized r => PoolDecisions.Free(PoolOf(d, pool), d.Id, r.FromPtu - r.ToPtu, r.ResizedAt),

@@ -28,7 +28,7 @@ public static class Purchase
     }
 
     /// <summary>A purchase commits the deployment's first event and the pool's allocation together.</summary>
-    public sealed record Decision(DeploymentCreated Created, IReadOnlyList<object> PoolEvents);
+    public sealed record Decision(DeploymentCreated Created, IReadOnlyList<PoolEvent> PoolEvents);
 
     public static Decision Decide(Tenant tenant, ModelEntry model, CapacityPool? pool, PurchaseDeployment command, string deploymentId, int burstSeconds, DateTimeOffset now)
     {

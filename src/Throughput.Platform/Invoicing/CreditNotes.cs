@@ -40,6 +40,9 @@ public sealed record CreditNote(
     }
 }
 
+/// <summary>A credit note decided: the register's event that numbers it and the invoice stream's event that records it.</summary>
+public sealed record IssuedCreditNote(CreditNoteNumberAssigned Numbered, CreditNoteIssued Issued);
+
 /// <summary>Credit notes as documents, by their id; async like every multi-stream projection.</summary>
 public sealed class CreditNoteProjection : MultiStreamProjection<CreditNote, string>
 {
@@ -71,10 +74,10 @@ public static class CreditNotes
         }
     }
 
-    /// <summary>Events for the register stream and the invoice stream; none if this idempotency key already credited the invoice.</summary>
-    public static object[] Decide(InvoiceRegister register, Invoice invoice, IssueCreditNote command, string? idempotencyKey, DateTimeOffset now, string issuedBy)
+    /// <summary>The register's event and the invoice stream's, committed together; null if this idempotency key already credited the invoice.</summary>
+    public static IssuedCreditNote? Decide(InvoiceRegister register, Invoice invoice, IssueCreditNote command, string? idempotencyKey, DateTimeOffset now, string issuedBy)
     {
-        if (idempotencyKey is not null && invoice.CreditNotes.Any(c => c.IdempotencyKey == idempotencyKey)) return [];
+        if (idempotencyKey is not null && invoice.CreditNotes.Any(c => c.IdempotencyKey == idempotencyKey)) return null;
         List<CreditNoteLine> lines = [];
         if (command.Amount is { } amount)
         {
@@ -103,12 +106,10 @@ public static class CreditNotes
 
         var number = register.LastCreditNoteNumber + 1;
         var id = $"cn-{number:D8}";
-        return
-        [
+        return new IssuedCreditNote(
             new CreditNoteNumberAssigned(number, id, invoice.Id, now),
             new CreditNoteIssued(id, number, InvoiceRegister.CreditNoteDocumentNumber(number), invoice.Id, invoice.DocumentNumber, invoice.TenantId,
-                invoice.Month, invoice.Currency, lines, total, command.Reason, idempotencyKey, now, issuedBy),
-        ];
+                invoice.Month, invoice.Currency, lines, total, command.Reason, idempotencyKey, now, issuedBy));
     }
 
     public static IEndpointRouteBuilder MapCreditNotes(this IEndpointRouteBuilder app)
@@ -124,8 +125,7 @@ public static class CreditNotes
                 var register = await session.Events.FetchForExclusiveWriting<InvoiceRegister>(InvoiceRegister.StreamId, ct);
                 var stream = await session.Events.FetchForWriting<Invoice>(invoiceId, ct);
                 var invoice = stream.Aggregate ?? throw RuleViolation.NotFound($"No issued invoice '{invoiceId}'.");
-                var events = Decide(register.Aggregate!, invoice, command, key, now, "finance:" + http.User.KeyId());
-                if (events is not [CreditNoteNumberAssigned numbered, CreditNoteIssued issued])
+                if (Decide(register.Aggregate!, invoice, command, key, now, "finance:" + http.User.KeyId()) is not var (numbered, issued))
                 {
                     var earlier = invoice.CreditNotes.First(c => c.IdempotencyKey == key);
                     return Results.Ok(CreditNote.Of(invoice, earlier));

@@ -12,15 +12,14 @@ public static class Issue
 {
     public const string Automatic = "automatic";
 
-    /// <summary>Events for the register stream and the new invoice stream, in that order; none if it was issued already.</summary>
-    public static object[] Decide(InvoiceRegister register, Invoice? existing, BillingAccount? account, string tenantId, BillingMonth month, DateTimeOffset now, string issuedBy)
+    /// <summary>The register's event and the new invoice stream's, committed together; null if it was issued already.</summary>
+    public static IssuedInvoice? Decide(InvoiceRegister register, Invoice? existing, BillingAccount? account, string tenantId, BillingMonth month, DateTimeOffset now, string issuedBy)
     {
-        if (existing is not null) return [];
+        if (existing is not null) return null;
         EnsureOver(month, now);
         if (account is null) throw RuleViolation.NotFound($"No billing account for tenant '{tenantId}'.");
-        return Bill(account, month, register.LastInvoiceNumber + 1, now, issuedBy) is { } issued
-            ? [issued.Numbered, issued.Issued]
-            : throw RuleViolation.Conflict($"Tenant '{tenantId}' has nothing to invoice for {month}.");
+        return Bill(account, month, register.LastInvoiceNumber + 1, now, issuedBy)
+            ?? throw RuleViolation.Conflict($"Tenant '{tenantId}' has nothing to invoice for {month}.");
     }
 
     /// <summary>
@@ -120,8 +119,7 @@ public sealed class InvoiceIssuing(IDocumentStore store, InvoicingSettings setti
         var invoiceId = Invoice.IdFor(tenantId, month);
         var existing = await session.LoadAsync<Invoice>(invoiceId, ct);
         var account = await session.LoadAsync<BillingAccount>(tenantId, ct);
-        var events = Issue.Decide(register.Aggregate!, existing, account, tenantId, month, now, issuedBy);
-        if (events is not [InvoiceNumberAssigned numbered, InvoiceIssued invoiceIssued]) return (existing!, false);
+        if (Issue.Decide(register.Aggregate!, existing, account, tenantId, month, now, issuedBy) is not var (numbered, invoiceIssued)) return (existing!, false);
         register.AppendOne(numbered);
         session.Events.StartStream<Invoice>(invoiceId, invoiceIssued);
         await session.SaveChangesAsync(ct);

@@ -6,17 +6,21 @@ using Throughput.Http;
 
 namespace Throughput.Metering;
 
+/// <summary>An event of a serving node's stream.</summary>
+public abstract record ServingNodeEvent(string ProducerId);
+
 /// <summary>
 /// An operator registered (or re-registered) a serving node: the producer id it meters under, the RabbitMQ user it
 /// publishes as, and what it may serve. Events from before broker users were recorded carry none: the producer id is the user.
 /// </summary>
-public sealed record ServingNodeRegistered(string ProducerId, IReadOnlyList<string> Regions, IReadOnlyList<string> Tenants, DateTimeOffset RegisteredAt, string? BrokerUser = null);
+public sealed record ServingNodeRegistered(string ProducerId, IReadOnlyList<string> Regions, IReadOnlyList<string> Tenants, DateTimeOffset RegisteredAt, string? BrokerUser = null)
+    : ServingNodeEvent(ProducerId);
 
 /// <summary>The node was given a (new) broker password; only its hash, in the broker's own format, is kept.</summary>
-public sealed record ServingNodeCredentialsIssued(string ProducerId, string BrokerUser, string PasswordHash, DateTimeOffset IssuedAt);
+public sealed record ServingNodeCredentialsIssued(string ProducerId, string BrokerUser, string PasswordHash, DateTimeOffset IssuedAt) : ServingNodeEvent(ProducerId);
 
 /// <summary>The node may no longer publish or read anything; its producer id is never used again.</summary>
-public sealed record ServingNodeRevoked(string ProducerId, DateTimeOffset RevokedAt);
+public sealed record ServingNodeRevoked(string ProducerId, DateTimeOffset RevokedAt) : ServingNodeEvent(ProducerId);
 
 /// <summary>A serving node's scope (empty lists mean every region / every tenant) and the broker user its metering must come from.</summary>
 public sealed record ServingNode(string Id, IReadOnlyList<string> Regions, IReadOnlyList<string> Tenants, long Version, string BrokerUser = "",
@@ -69,7 +73,7 @@ public static partial class ServingNodes
         }
     }
 
-    public static object[] Register(ServingNode? node, string producerId, RegisterServingNode command, DateTimeOffset now)
+    public static ServingNodeEvent[] Register(ServingNode? node, string producerId, RegisterServingNode command, DateTimeOffset now)
     {
         if (node?.Revoked == true) throw RuleViolation.Conflict($"Serving node '{producerId}' was revoked; register the node under a new producer id.");
         IReadOnlyList<string> regions = [.. (command.Regions ?? []).Distinct().Order(StringComparer.Ordinal)];
@@ -80,14 +84,14 @@ public static partial class ServingNodes
             : [new ServingNodeRegistered(producerId, regions, tenants, now, brokerUser)];
     }
 
-    public static object[] IssueCredentials(ServingNode? node, string producerId, string passwordHash, DateTimeOffset now) => node switch
+    public static ServingNodeEvent[] IssueCredentials(ServingNode? node, string producerId, string passwordHash, DateTimeOffset now) => node switch
     {
         null => throw RuleViolation.NotFound($"No serving node '{producerId}'; register it first."),
         { Revoked: true } => throw RuleViolation.Conflict($"Serving node '{producerId}' was revoked."),
         _ => [new ServingNodeCredentialsIssued(producerId, BrokerAccounts.UserFor(producerId), passwordHash, now)],
     };
 
-    public static object[] Revoke(ServingNode? node, string producerId, DateTimeOffset now) => node switch
+    public static ServingNodeEvent[] Revoke(ServingNode? node, string producerId, DateTimeOffset now) => node switch
     {
         null => throw RuleViolation.NotFound($"No serving node '{producerId}'."),
         { Revoked: true } => [],

@@ -9,6 +9,9 @@ using Throughput.Tenants;
 
 namespace Throughput.Reservations;
 
+/// <summary>An event of a reservation's stream.</summary>
+public abstract record ReservationEvent(string ReservationId);
+
 public sealed record ReservationPurchased(
     string ReservationId,
     string TenantId,
@@ -20,9 +23,9 @@ public sealed record ReservationPurchased(
     decimal PricePerPtu,
     string Currency,
     DateTimeOffset StartsAt,
-    DateTimeOffset EndsAt);
+    DateTimeOffset EndsAt) : ReservationEvent(ReservationId);
 
-public sealed record ReservationCancelled(string ReservationId, DateTimeOffset CancelledAt);
+public sealed record ReservationCancelled(string ReservationId, DateTimeOffset CancelledAt) : ReservationEvent(ReservationId);
 
 /// <summary>
 /// A commitment to N PTUs of one model in one region for a month or a year, paid whether used or not.
@@ -47,6 +50,13 @@ public sealed record Reservation(
         new(e.ReservationId, e.TenantId, e.Model, e.Region, e.Type, e.Ptu, e.Term, e.PricePerPtu, e.Currency, e.StartsAt, e.EndsAt, null, 0);
 
     public Reservation Apply(ReservationCancelled e) => this with { CancelledAt = e.CancelledAt };
+
+    /// <summary>The state after more events of the reservation's stream (Marten's snapshot calls Create and Apply itself).</summary>
+    public Reservation Then(IEnumerable<ReservationEvent> events) => events.Aggregate(this, (r, e) => e switch
+    {
+        ReservationCancelled cancelled => r.Apply(cancelled),
+        _ => throw new ArgumentOutOfRangeException(nameof(events), e.GetType().Name, "not an event that follows a reservation's purchase"),
+    });
 
     public bool IsActiveAt(DateTimeOffset at) => at >= StartsAt && at < EndsAt;
 }
@@ -79,7 +89,7 @@ public static class Reserve
             prices.ReservationPerPtu(command.Term), tenant.Currency, now, ends);
     }
 
-    public static object[] Cancel(Reservation reservation, DateTimeOffset now)
+    public static ReservationEvent[] Cancel(Reservation reservation, DateTimeOffset now)
     {
         if (reservation.CancelledAt is not null) return [];
         if (now < reservation.EndsAt)
@@ -139,7 +149,7 @@ public static class Reserve
                     session.Events.Append(reservationId, events);
                     await session.SaveChangesAsync(ct);
                 }
-                return Results.Ok(events.Length > 0 ? reservation.Apply((ReservationCancelled)events[0]) : reservation);
+                return Results.Ok(reservation.Then(events));
             })
             .WithName("CancelReservation").WithSummary("Only after the term has ended.")
             .Produces<Reservation>().ProducesProblem(404).ProducesProblem(409);

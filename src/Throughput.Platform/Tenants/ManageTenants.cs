@@ -116,7 +116,7 @@ public static class ManageTenants
     }
 
     /// <summary>Suspension and reinstatement change every deployment's admission state: pushed at once after commit.</summary>
-    static async Task<IResult> Change(IDocumentSession session, AdmissionPush push, string tenantId, Func<Tenant, object[]> decide, CancellationToken ct)
+    static async Task<IResult> Change(IDocumentSession session, AdmissionPush push, string tenantId, Func<Tenant, TenantEvent[]> decide, CancellationToken ct)
     {
         var stream = await session.Events.FetchForWriting<Tenant>(tenantId, ct);
         if (stream.Aggregate is null) throw RuleViolation.NotFound($"No tenant '{tenantId}'.");

@@ -4,15 +4,18 @@ using Throughput.Http;
 
 namespace Throughput.Tenants;
 
-public sealed record TenantCreated(string TenantId, string Name, string Currency, DateTimeOffset CreatedAt);
+/// <summary>An event of a tenant's stream.</summary>
+public abstract record TenantEvent(string TenantId);
 
-public sealed record ApiKeyIssued(string TenantId, string KeyId, Role Role, string SecretHash, DateTimeOffset IssuedAt);
+public sealed record TenantCreated(string TenantId, string Name, string Currency, DateTimeOffset CreatedAt) : TenantEvent(TenantId);
 
-public sealed record ApiKeyRevoked(string TenantId, string KeyId, DateTimeOffset RevokedAt);
+public sealed record ApiKeyIssued(string TenantId, string KeyId, Role Role, string SecretHash, DateTimeOffset IssuedAt) : TenantEvent(TenantId);
 
-public sealed record TenantSuspended(string TenantId, string Reason, DateTimeOffset SuspendedAt);
+public sealed record ApiKeyRevoked(string TenantId, string KeyId, DateTimeOffset RevokedAt) : TenantEvent(TenantId);
 
-public sealed record TenantReinstated(string TenantId, DateTimeOffset ReinstatedAt);
+public sealed record TenantSuspended(string TenantId, string Reason, DateTimeOffset SuspendedAt) : TenantEvent(TenantId);
+
+public sealed record TenantReinstated(string TenantId, DateTimeOffset ReinstatedAt) : TenantEvent(TenantId);
 
 public enum TenantStatus
 {
@@ -44,13 +47,14 @@ public sealed record Tenant(
     public Tenant Apply(TenantReinstated e) => this with { Status = TenantStatus.Active, AdmissionRevision = AdmissionRevision + 1 };
 
     /// <summary>The state after one more event of the tenant's stream, for folds outside Marten's snapshot (which calls the Apply methods itself; a method named Evolve it would take for its own convention).</summary>
-    public Tenant Then(object @event) => @event switch
+    public Tenant Then(TenantEvent @event) => @event switch
     {
+        TenantCreated e => Create(e),
         ApiKeyIssued e => Apply(e),
         ApiKeyRevoked e => Apply(e),
         TenantSuspended e => Apply(e),
         TenantReinstated e => Apply(e),
-        _ => this,
+        _ => throw new ArgumentOutOfRangeException(nameof(@event), @event.GetType().Name, "not an event of a tenant's stream"),
     };
 
     /// <summary>
@@ -76,28 +80,28 @@ public sealed record Tenant(
 /// <summary>The tenant decisions: state + command → events. An idempotent repeat yields no events.</summary>
 public static class TenantDecisions
 {
-    public static object[] Create(Tenant? existing, string tenantId, string name, string currency, DateTimeOffset now)
+    public static TenantEvent[] Create(Tenant? existing, string tenantId, string name, string currency, DateTimeOffset now)
     {
         if (existing is null) return [new TenantCreated(tenantId, name, currency, now)];
         if (existing.Name == name && existing.Currency == currency) return [];
         throw RuleViolation.Conflict($"Tenant '{tenantId}' already exists with other details.");
     }
 
-    public static object[] IssueKey(Tenant tenant, string keyId, string secretHash, DateTimeOffset now)
+    public static TenantEvent[] IssueKey(Tenant tenant, string keyId, string secretHash, DateTimeOffset now)
     {
         if (tenant.ActiveKeys.Contains(keyId))
             throw RuleViolation.Conflict($"API key '{keyId}' was already issued; its secret is shown only once.");
         return [new ApiKeyIssued(tenant.Id, keyId, Role.Tenant, secretHash, now)];
     }
 
-    public static object[] RevokeKey(Tenant tenant, string keyId, DateTimeOffset now) =>
+    public static TenantEvent[] RevokeKey(Tenant tenant, string keyId, DateTimeOffset now) =>
         tenant.ActiveKeys.Contains(keyId)
             ? [new ApiKeyRevoked(tenant.Id, keyId, now)]
             : throw RuleViolation.NotFound($"Tenant '{tenant.Id}' has no active API key '{keyId}'.");
 
-    public static object[] Suspend(Tenant tenant, string reason, DateTimeOffset now) =>
+    public static TenantEvent[] Suspend(Tenant tenant, string reason, DateTimeOffset now) =>
         tenant.Status == TenantStatus.Suspended ? [] : [new TenantSuspended(tenant.Id, reason, now)];
 
-    public static object[] Reinstate(Tenant tenant, DateTimeOffset now) =>
+    public static TenantEvent[] Reinstate(Tenant tenant, DateTimeOffset now) =>
         tenant.Status == TenantStatus.Active ? [] : [new TenantReinstated(tenant.Id, now)];
 }

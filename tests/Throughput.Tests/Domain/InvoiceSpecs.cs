@@ -42,7 +42,7 @@ public sealed class InvoiceSpecs
     static InvoiceFigures Closed(BillingAccount account, BillingMonth month) => InvoiceCalculation.Compute(account, month, month.End);
 
     static InvoiceIssued IssueNow(BillingAccount account, BillingMonth month, DateTimeOffset now, long lastNumber = 0) =>
-        (InvoiceIssued)Issue.Decide(new InvoiceRegister(InvoiceRegister.StreamId, lastNumber, 0, 1), null, account, "acme", month, now, Issue.Automatic)[1];
+        Issue.Decide(new InvoiceRegister(InvoiceRegister.StreamId, lastNumber, 0, 1), null, account, "acme", month, now, Issue.Automatic)!.Issued;
 
     [Fact]
     public void A_resize_in_the_middle_of_an_hour_splits_the_line_at_the_second()
@@ -220,13 +220,11 @@ public sealed class InvoiceSpecs
         var register = new InvoiceRegister(InvoiceRegister.StreamId, 7, 0, 8);
 
         Assert.Equal(RuleKind.Conflict, Assert.Throws<RuleViolation>(() => Issue.Decide(register, null, account, "acme", November, At("2026-11-30 23:59:59"), "x")).Kind);
-        var events = Issue.Decide(register, null, account, "acme", November, At("2026-12-01 00:00:00"), "x");
-        var numbered = Assert.IsType<InvoiceNumberAssigned>(events[0]);
-        var issued = Assert.IsType<InvoiceIssued>(events[1]);
+        var (numbered, issued) = Assert.IsType<IssuedInvoice>(Issue.Decide(register, null, account, "acme", November, At("2026-12-01 00:00:00"), "x"));
         Assert.Equal((8L, "INV-00000008", "inv-acme-202611"), (numbered.Number, issued.DocumentNumber, issued.InvoiceId));
         // 30 days × 24 h × 1 PTU × 2.35 = 1,692.00
         Assert.Equal(1692.00m, issued.Total);
-        Assert.Empty(Issue.Decide(register, Invoice.Create(issued), account, "acme", November, At("2026-12-05 00:00:00"), "x"));
+        Assert.Null(Issue.Decide(register, Invoice.Create(issued), account, "acme", November, At("2026-12-05 00:00:00"), "x"));
         Assert.Equal(RuleKind.Conflict, Assert.Throws<RuleViolation>(() => Issue.Decide(register, null, Given(Tenant()), "acme", November, At("2026-12-05 00:00:00"), "x")).Kind);
     }
 
@@ -238,12 +236,12 @@ public sealed class InvoiceSpecs
         var register = new InvoiceRegister(InvoiceRegister.StreamId, 1, 4, 6);
 
         var first = CreditNotes.Decide(register, invoice, new IssueCreditNote(null, [new CreditLineRequest(2, 100.00m)], "SLA breach on Nov 20"), "k1", At("2026-12-10 00:00:00"), "finance:k");
-        var note = Assert.IsType<CreditNoteIssued>(first[1]);
+        var note = Assert.IsType<IssuedCreditNote>(first).Issued;
         Assert.Equal(("CN-00000005", 100.00m, "gpt-4o"), (note.DocumentNumber, note.Total, note.Lines[0].Model));
         invoice = invoice.Apply(note);
         // balance 3,847.60 − 100.00 = 3,747.60; line 2 has 874.20 − 100.00 = 774.20 left
         Assert.Equal(3747.60m, invoice.Balance);
-        Assert.Empty(CreditNotes.Decide(register, invoice, new IssueCreditNote(null, [new CreditLineRequest(2, 100.00m)], "retry"), "k1", At("2026-12-10 00:00:01"), "finance:k"));
+        Assert.Null(CreditNotes.Decide(register, invoice, new IssueCreditNote(null, [new CreditLineRequest(2, 100.00m)], "retry"), "k1", At("2026-12-10 00:00:01"), "finance:k"));
         Assert.Equal(RuleKind.Conflict, Assert.Throws<RuleViolation>(() =>
             CreditNotes.Decide(register, invoice, new IssueCreditNote(null, [new CreditLineRequest(2, 774.21m)], "too much"), null, At("2026-12-10 00:00:00"), "f")).Kind);
         Assert.Equal(RuleKind.Unprocessable, Assert.Throws<RuleViolation>(() =>
@@ -251,7 +249,7 @@ public sealed class InvoiceSpecs
         Assert.Equal(RuleKind.Unprocessable, Assert.Throws<RuleViolation>(() =>
             CreditNotes.Decide(register, invoice, new IssueCreditNote(null, [new CreditLineRequest(9, 1m)], "no line"), null, At("2026-12-10 00:00:00"), "f")).Kind);
 
-        var rest = Assert.IsType<CreditNoteIssued>(CreditNotes.Decide(register, invoice, new IssueCreditNote(3747.60m, null, "goodwill"), null, At("2026-12-11 00:00:00"), "f")[1]);
+        var rest = Assert.IsType<IssuedCreditNote>(CreditNotes.Decide(register, invoice, new IssueCreditNote(3747.60m, null, "goodwill"), null, At("2026-12-11 00:00:00"), "f")).Issued;
         invoice = invoice.Apply(rest);
         Assert.Equal(0m, invoice.Balance);
         Assert.Equal(RuleKind.Conflict, Assert.Throws<RuleViolation>(() =>
