@@ -53,6 +53,19 @@ public static class EventStore
         return services;
     }
 
+    /// <summary>The write side's aggregates, kept as snapshots: inline live, folded by the read models' pass in a rebuild.</summary>
+    static readonly SnapshotOf[] Snapshots =
+    [
+        SnapshotOf.Type<Deployment>(), SnapshotOf.Type<Tenant>(), SnapshotOf.Type<CapacityPool>(), SnapshotOf.Type<Reservation>(), SnapshotOf.Type<Staff>(),
+        SnapshotOf.Type<ServingNode>(), SnapshotOf.Type<InvoiceRegister>(), SnapshotOf.Type<Invoice>(),
+    ];
+
+    sealed record SnapshotOf(Action<StoreOptions> Inline, Action<CompositeProjection> Rebuilt)
+    {
+        public static SnapshotOf Type<T>() where T : notnull =>
+            new(opts => opts.Projections.Snapshot<T>(SnapshotLifecycle.Inline), readModels => readModels.Add(new RebuiltSnapshot<T>()));
+    }
+
     public static void Configure(StoreOptions opts, ServiceSettings settings, ProjectionLayout layout)
     {
         opts.Connection(settings.PostgresConnectionString());
@@ -82,15 +95,8 @@ public static class EventStore
         if (layout == ProjectionLayout.Live)
         {
             // Write-side aggregates are inline snapshots: read in O(1), updated in the transaction that appends.
-            opts.Projections.Snapshot<Deployment>(SnapshotLifecycle.Inline);
-            opts.Projections.Snapshot<Tenant>(SnapshotLifecycle.Inline);
-            opts.Projections.Snapshot<CapacityPool>(SnapshotLifecycle.Inline);
-            opts.Projections.Snapshot<Reservation>(SnapshotLifecycle.Inline);
-            opts.Projections.Snapshot<Staff>(SnapshotLifecycle.Inline);
+            foreach (var snapshot in Snapshots) snapshot.Inline(opts);
             opts.Projections.Add<ApiKeyProjection>(ProjectionLifecycle.Inline);
-            opts.Projections.Snapshot<ServingNode>(SnapshotLifecycle.Inline);
-            opts.Projections.Snapshot<InvoiceRegister>(SnapshotLifecycle.Inline);
-            opts.Projections.Snapshot<Invoice>(SnapshotLifecycle.Inline);
         }
         // Every async read model is a member of one composite projection: the daemon reads each page of the log once for
         // all of them and writes their changes in one batch, live and in a rebuild (one pass over the log, not one per model).
@@ -101,15 +107,8 @@ public static class EventStore
             {
                 // The same folds as the inline snapshots above, run by the rebuild's daemon in the read models' pass, so a full
                 // rebuild reads and deserializes the log once instead of once for the snapshots and again for the read models.
-                readModels.Add(new RebuiltSnapshot<Deployment>());
-                readModels.Add(new RebuiltSnapshot<Tenant>());
-                readModels.Add(new RebuiltSnapshot<CapacityPool>());
-                readModels.Add(new RebuiltSnapshot<Reservation>());
-                readModels.Add(new RebuiltSnapshot<Staff>());
+                foreach (var snapshot in Snapshots) snapshot.Rebuilt(readModels);
                 readModels.Add<ApiKeyProjection>();
-                readModels.Add(new RebuiltSnapshot<ServingNode>());
-                readModels.Add(new RebuiltSnapshot<InvoiceRegister>());
-                readModels.Add(new RebuiltSnapshot<Invoice>());
             }
             readModels.Add<UsageSeriesProjection>();
             readModels.AddInvoicingReadModels();
