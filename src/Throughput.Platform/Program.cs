@@ -2,6 +2,7 @@ using Throughput.Access;
 using Throughput.Admission;
 using Throughput.Capacity;
 using Throughput.Catalog;
+using Throughput.Configuration;
 using Throughput.Deployments;
 using Throughput.Hosting;
 using Throughput.Invoicing;

@@ -6,6 +6,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.Logging;
 using RabbitMQ.Client;
+using Throughput.Configuration;
 using Throughput.Contracts;
 using Throughput.Flywheel.Demo;
 using Throughput.Hosting;

@@ -3,6 +3,7 @@ using System.Text.Json;
 using Marten;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.DependencyInjection;
+using Throughput.Configuration;
 using Throughput.Contracts;
 using Throughput.Hosting;
 using Throughput.Metering;

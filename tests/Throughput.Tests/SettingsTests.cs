@@ -1,4 +1,5 @@
 using System.Text.RegularExpressions;
+using Throughput.Configuration;
 using Throughput.Hosting;
 
 namespace Throughput.Tests;

@@ -4,7 +4,7 @@ using Marten;
 using RabbitMQ.Client;
 using Throughput.Contracts;
 using Throughput.Deployments;
-using Throughput.Hosting;
+using Throughput.Configuration;
 using Throughput.Tenants;
 
 namespace Throughput.Admission;

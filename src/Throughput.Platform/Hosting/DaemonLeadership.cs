@@ -1,6 +1,7 @@
 using JasperFx.Events.Daemon;
 using Marten;
 using Npgsql;
+using Throughput.Configuration;
 
 namespace Throughput.Hosting;
 

@@ -8,6 +8,7 @@ using Marten.Events.Projections;
 using Throughput.Access;
 using Throughput.Admission;
 using Throughput.Capacity;
+using Throughput.Configuration;
 using Throughput.Deployments;
 using Throughput.Invoicing;
 using Throughput.Metering;
@@ -26,16 +27,6 @@ public enum ProjectionLayout
 
 public static class EventStore
 {
-    /// <summary>The composite projection that holds every async read model.</summary>
-    public const string ReadModels = "ReadModels";
-
-    /// <summary>
-    /// Marten gives each version of <see cref="ReadModels"/> tables and progress of its own (<c>mt_doc_billingaccount_3</c>,
-    /// <c>BillingAccount:V3:All</c>), so a store upgraded to a version with other members builds them all from the log
-    /// instead of starting the new members at the position the old ones had reached. 3 since pool utilization and sell-through.
-    /// </summary>
-    public const uint ReadModelsVersion = 3;
-
     const int AggregateCacheLimit = 10_000;
 
     public static IServiceCollection AddThroughputEventStore(this IServiceCollection services, ServiceSettings settings, HostRoles roles)
@@ -100,9 +91,9 @@ public static class EventStore
         }
         // Every async read model is a member of one composite projection: the daemon reads each page of the log once for
         // all of them and writes their changes in one batch, live and in a rebuild (one pass over the log, not one per model).
-        opts.Projections.CompositeProjectionFor(ReadModels, readModels =>
+        opts.Projections.CompositeProjectionFor(ReadModels.Name, readModels =>
         {
-            readModels.Version = ReadModelsVersion;
+            readModels.Version = ReadModels.Version;
             if (layout == ProjectionLayout.SinglePassRebuild)
             {
                 // The same folds as the inline snapshots above, run by the rebuild's daemon in the read models' pass, so a full
@@ -125,7 +116,7 @@ public static class EventStore
         {
             // Marten gives the composite's members its version, and a versioned projection's documents tables of their own
             // (mt_doc_deployment_2): the snapshots must be rebuilt into the tables the hosts read.
-            var composite = opts.Projections.All.OfType<CompositeProjection>().Single(p => p.Name == ReadModels);
+            var composite = opts.Projections.All.OfType<CompositeProjection>().Single(p => p.Name == ReadModels.Name);
             foreach (var snapshot in composite.AllProjections().OfType<ProjectionBase>().Where(IsSnapshot)) snapshot.OverwriteVersion(1);
         }
     }

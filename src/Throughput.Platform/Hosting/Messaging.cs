@@ -1,5 +1,6 @@
 using MassTransit;
 using Npgsql;
+using Throughput.Configuration;
 using Throughput.Contracts;
 using Throughput.Metering;
 

@@ -3,6 +3,7 @@ using JasperFx.Events.Daemon;
 using JasperFx.Events.Projections;
 using Marten;
 using Marten.Events.Projections;
+using Throughput.Configuration;
 using Throughput.Metering;
 
 namespace Throughput.Hosting;

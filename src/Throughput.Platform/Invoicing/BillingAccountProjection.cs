@@ -5,7 +5,7 @@ using JasperFx.Events.Projections;
 using Marten;
 using Marten.Events.Projections;
 using Throughput.Deployments;
-using Throughput.Hosting;
+using Throughput.Configuration;
 using Throughput.Reservations;
 using Throughput.Tenants;
 
@@ -119,7 +119,7 @@ public static class Drafts
     /// frozen and possibly ahead while the new documents catch up.
     /// </summary>
     public static Task<long> ProgressAsync(IDocumentStore store, CancellationToken ct) =>
-        store.Advanced.ProjectionProgressFor(new ShardName(BillingAccountProjection.ProjectionName, ShardName.All, EventStore.ReadModelsVersion), token: ct);
+        store.Advanced.ProjectionProgressFor(new ShardName(BillingAccountProjection.ProjectionName, ShardName.All, ReadModels.Version), token: ct);
 
     static async Task<long> LastSequenceAsync(IDocumentStore store, CancellationToken ct)
     {

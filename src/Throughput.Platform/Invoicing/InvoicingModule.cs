@@ -2,7 +2,7 @@ using JasperFx.Events.Projections;
 using Marten;
 using Marten.Events.Projections;
 using Throughput.Finance;
-using Throughput.Hosting;
+using Throughput.Configuration;
 
 namespace Throughput.Invoicing;
 

@@ -6,7 +6,7 @@ using System.Text;
 using System.Text.RegularExpressions;
 using Marten;
 using Throughput.Contracts;
-using Throughput.Hosting;
+using Throughput.Configuration;
 
 namespace Throughput.Metering;
 

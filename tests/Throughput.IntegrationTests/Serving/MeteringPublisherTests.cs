@@ -5,6 +5,7 @@ using System.Net.Sockets;
 using System.Text.Json;
 using RabbitMQ.Client;
 using RabbitMQ.Client.Events;
+using Throughput.Configuration;
 using Throughput.Contracts;
 using Throughput.Serving;
 using Xunit.Abstractions;
@@ -296,7 +297,7 @@ public sealed class MeteringPublisherTests(ITestOutputHelper output)
     /// <summary>These tests exercise the SDK alone against exchanges of their own, so they connect as the platform, not as a node.</summary>
     static BrokerSettings PlatformBroker()
     {
-        var platform = Throughput.Hosting.ServiceSettings.FromEnvironment();
+        var platform = ServiceSettings.FromEnvironment();
         return BrokerSettings.FromEnvironment() with { User = platform.RabbitUser, Password = platform.RabbitPassword };
     }
 }

@@ -1,4 +1,4 @@
-namespace Throughput.Hosting;
+namespace Throughput.Configuration;
 
 /// <summary>
 /// What this host process does (<c>Host:Roles</c>, comma-separated; default all): <c>Api</c> serves HTTP,

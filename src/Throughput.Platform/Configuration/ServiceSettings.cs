@@ -1,6 +1,6 @@
 using RabbitMQ.Client;
 
-namespace Throughput.Hosting;
+namespace Throughput.Configuration;
 
 /// <summary>
 /// Connection settings for PostgreSQL and RabbitMQ. The variables and their local defaults are the
