@@ -91,6 +91,8 @@ public sealed class BrokerAccounts(ServiceSettings settings, IConfiguration conf
         }
     }
 
+    const int ServerErrorAttempts = 3;
+
     async Task SendAsync(HttpMethod method, string path, object? body, CancellationToken ct)
     {
         Exception? last = null;
@@ -98,11 +100,21 @@ public sealed class BrokerAccounts(ServiceSettings settings, IConfiguration conf
         {
             try
             {
-                using var request = new HttpRequestMessage(method, new Uri(endpoint, path)) { Content = body is null ? null : JsonContent.Create(body) };
-                request.Headers.Authorization = _admin;
-                using var response = await _http.SendAsync(request, ct);
-                if (response.IsSuccessStatusCode || (method == HttpMethod.Delete && response.StatusCode == HttpStatusCode.NotFound)) return;
-                throw new BrokerAccountsException($"{method} {path} answered {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync(ct)}");
+                for (var attempt = 1; ; attempt++)
+                {
+                    using var request = new HttpRequestMessage(method, new Uri(endpoint, path)) { Content = body is null ? null : JsonContent.Create(body) };
+                    request.Headers.Authorization = _admin;
+                    using var response = await _http.SendAsync(request, ct);
+                    if (response.IsSuccessStatusCode || (method == HttpMethod.Delete && response.StatusCode == HttpStatusCode.NotFound)) return;
+                    // Closing a user's connections answers 500 when one of them goes away while the broker closes it. Every
+                    // call here is idempotent, so a server error is sent again at once rather than left to the reconciler.
+                    if ((int)response.StatusCode >= 500 && attempt < ServerErrorAttempts)
+                    {
+                        await Task.Delay(TimeSpan.FromMilliseconds(100 * attempt), ct);
+                        continue;
+                    }
+                    throw new BrokerAccountsException($"{method} {path} answered {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync(ct)}");
+                }
             }
             catch (Exception e) when (e is HttpRequestException or TaskCanceledException && !ct.IsCancellationRequested)
             {
