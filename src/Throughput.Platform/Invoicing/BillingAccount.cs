@@ -115,6 +115,7 @@ public sealed record BillingAccount(
             DeploymentReleased d => account.Then(d),
             ReservationPurchased r => account.Then(r),
             UsageMetered u => account.Then(u),
+            UsageBatchMetered b => b.Usage.Aggregate(account, (a, u) => a.Then(u)),
             InvoiceIssued i => account.Then(i),
             _ => account,
         };

@@ -51,13 +51,20 @@ public sealed class BillingAccountProjection : MultiStreamProjection<BillingAcco
             {
                 if (e.Data is DeploymentCreated created) Remember(created.DeploymentId, created.TenantId);
             }
-            // A batch's usage goes to each deployment's tenant as a usage event of its own, at the batch's sequence.
-            events = [.. events.SelectMany(e => e.Data is UsageBatchMetered batch ? batch.Usage.Select(u => (IEvent)e.WithData(u)) : [e])];
-            var unknown = events.Select(DeploymentOf).OfType<string>().Where(id => !TenantOfDeployment.ContainsKey(id)).Distinct().ToList();
+            var unknown = events.SelectMany(e => e.Data is UsageBatchMetered batch ? batch.Usage.Select(u => (string?)u.DeploymentId) : [DeploymentOf(e)]).OfType<string>()
+                .Where(id => !TenantOfDeployment.ContainsKey(id)).Distinct().ToList();
             if (unknown.Count > 0) await LookUpAsync(session, unknown);
 
             foreach (var e in events)
             {
+                // A batch's usage goes to each tenant as one event holding that tenant's part, at the batch's sequence: one
+                // event per tenant and sequence, since a slice keeps an event once however often it is added.
+                if (e.Data is UsageBatchMetered usage)
+                {
+                    foreach (var part in usage.Usage.GroupBy(u => TenantOfDeployment.GetValueOrDefault(u.DeploymentId)))
+                        if (part.Key is not null) grouping.AddEvent(part.Key, e.WithData(new UsageBatchMetered([.. part])));
+                    continue;
+                }
                 var tenant = e.Data switch
                 {
                     TenantCreated t => t.TenantId,
