@@ -13,6 +13,14 @@ public static class Services
     /// <summary>The schema the platform's hosts use unless a benchmark gives its host another (THROUGHPUT_PG_SCHEMA).</summary>
     public static string PostgresSchema() => Env("THROUGHPUT_PG_SCHEMA", "throughput");
 
+    /// <summary>Drops a benchmark's or drill's scratch schema; never cancelled, so a stopped run still cleans up.</summary>
+    public static async Task DropSchemaAsync(string schema)
+    {
+        await using var database = Npgsql.NpgsqlDataSource.Create(PostgresConnectionString());
+        await using var drop = database.CreateCommand($"drop schema if exists {schema} cascade");
+        await drop.ExecuteNonQueryAsync(CancellationToken.None);
+    }
+
     /// <summary>The broker as the platform's own side sees it (queues, topology, clean-up), with the platform's user; never a node's.</summary>
     public static Serving.BrokerSettings PlatformBroker() =>
         Serving.BrokerSettings.FromEnvironment() with { User = Env("THROUGHPUT_RABBIT_USER", "throughput"), Password = Env("THROUGHPUT_RABBIT_PASSWORD", "throughput") };

@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text.Json;
-using Npgsql;
 using Throughput.Benchmarks.Harness;
 
 namespace Throughput.Benchmarks.Invoicing;
@@ -86,9 +85,7 @@ public sealed class CloseBenchmark : IBenchmark
         }
         finally
         {
-            await using var database = NpgsqlDataSource.Create(Services.PostgresConnectionString());
-            await using var drop = database.CreateCommand($"drop schema if exists {schema} cascade");
-            await drop.ExecuteNonQueryAsync(CancellationToken.None);
+            await Services.DropSchemaAsync(schema);
             var rabbit = await RabbitQueues.ConnectAsync(Services.PlatformBroker(), CancellationToken.None);
             await using (rabbit)
             {

@@ -97,6 +97,7 @@ public sealed class ScaleBenchmark : IBenchmark
         try
         {
             MeteringRun metering;
+            string draftTenant;
             Log($"{size}: onboarding in schema {schema}");
             await using (var host = await PlatformHost.StartAsync(hostDll, settings, ct))
             {
@@ -111,9 +112,9 @@ public sealed class ScaleBenchmark : IBenchmark
                 foreach (var node in nodes) credentials[node] = await NodeCredentials.RegisterAsync(operatorApi, node, region, null, ct);
                 var fleet = new MeteringFleet(onboarding.TenantIds[0], onboarding.FirstTenantKey, region, onboarding.DeploymentIds, nodes, credentials);
 
-                var connection = Services.PostgresConnectionString();
-                await using var drafts = DraftObserver.ForEveryTenant(connection, schema, TimeSpan.FromMilliseconds(100));
-                drafts.Start();
+                await using var drafts = DraftObserver.ForEveryTenant(Services.PostgresConnectionString(), schema, TimeSpan.FromMilliseconds(100));
+                if (!onlyMetering) drafts.Start();
+                draftTenant = onboarding.TenantIds[0];
                 metering = await MeteringBenchmark.MeasureAsync(host, fleet, topology, shape, warmup, duration, TimeSpan.FromMilliseconds(100), schema, ct);
                 if (onlyMetering) return new SizeResult(metering, figures);
 
@@ -133,7 +134,7 @@ public sealed class ScaleBenchmark : IBenchmark
             Log($"{size}: closing {month}");
             await using (var host = await PlatformHost.StartAsync(hostDll, settings, ct))
             {
-                figures.AddRange(await CloseBenchmark.CloseAndReadAsync(host, month, size.Tenants, $"t-{runId}-0", conditions, ct));
+                figures.AddRange(await CloseBenchmark.CloseAndReadAsync(host, month, size.Tenants, draftTenant, conditions, ct));
             }
 
             figures.Add(new Figure("schema bytes per tenant (tables, indexes, TOAST)", Number(await SchemaBytesAsync(schema, ct) / (double)size.Tenants)));
@@ -142,9 +143,7 @@ public sealed class ScaleBenchmark : IBenchmark
         }
         finally
         {
-            await using var database = NpgsqlDataSource.Create(Services.PostgresConnectionString());
-            await using var drop = database.CreateCommand($"drop schema if exists {schema} cascade");
-            await drop.ExecuteNonQueryAsync(CancellationToken.None);
+            await Services.DropSchemaAsync(schema);
             await topology.RemoveAsync();
         }
     }

@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
-using Npgsql;
 using Throughput.Benchmarks.Harness;
 using Throughput.Benchmarks.Metering;
 using Throughput.Contracts;
@@ -81,15 +80,8 @@ public sealed class ScaleOutDrill : IBenchmark
         {
             await run.DisposeAsync();
             await plan.Topology.RemoveAsync(cluster.Settings);
-            await DropSchemaAsync(plan.Schema);
+            await Services.DropSchemaAsync(plan.Schema);
         }
-    }
-
-    static async Task DropSchemaAsync(string schema)
-    {
-        await using var database = NpgsqlDataSource.Create(Services.PostgresConnectionString());
-        await using var command = database.CreateCommand($"drop schema if exists {schema} cascade");
-        await command.ExecuteNonQueryAsync();
     }
 
     sealed record HostSpec(string Name, string Roles, int? Instance)
