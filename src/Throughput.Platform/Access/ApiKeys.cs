@@ -37,6 +37,14 @@ public sealed record Staff(string Id, System.Collections.Immutable.ImmutableSort
 
     public Staff Apply(StaffKeyRevoked e) => this with { ActiveKeys = ActiveKeys.Remove(e.KeyId) };
 
+    /// <summary>The state after one more event of the staff stream, for folds outside Marten's snapshot (which calls Create and Apply itself).</summary>
+    public Staff Then(StaffEvent @event) => @event switch
+    {
+        StaffKeyIssued e => Apply(e),
+        StaffKeyRevoked e => Apply(e),
+        _ => throw new ArgumentOutOfRangeException(nameof(@event), @event.GetType().Name, "not an event of the staff stream"),
+    };
+
     public static StaffEvent[] Issue(Staff? staff, string keyId, Role role, string name, string secretHash, DateTimeOffset now)
     {
         if (role == Role.Tenant) throw RuleViolation.Unprocessable("Tenant keys are issued on the tenant.");

@@ -31,6 +31,17 @@ public sealed record CapacityPool(string Id, string Model, string Region, decima
     public CapacityPool Apply(PtusAllocated e) => this with { Sold = Sold + e.Ptu };
 
     public CapacityPool Apply(PtusFreed e) => this with { Sold = Sold - e.Ptu };
+
+    /// <summary>The state after one more event of the pool's stream, for folds outside Marten's snapshot (which calls Create and Apply itself).</summary>
+    public CapacityPool Then(PoolEvent @event) => @event switch
+    {
+        PoolOpened e => Create(e),
+        CapacityAdded e => Apply(e),
+        CapacityRemoved e => Apply(e),
+        PtusAllocated e => Apply(e),
+        PtusFreed e => Apply(e),
+        _ => throw new ArgumentOutOfRangeException(nameof(@event), @event.GetType().Name, "not an event of a pool's stream"),
+    };
 }
 
 /// <summary>Pool decisions; allocation and freeing are called by the deployment slices that buy and give back PTUs.</summary>

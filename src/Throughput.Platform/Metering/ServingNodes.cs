@@ -38,6 +38,15 @@ public sealed record ServingNode(string Id, IReadOnlyList<string> Regions, IRead
 
     public ServingNode Apply(ServingNodeRevoked e) => this with { Revoked = true, PasswordHash = null };
 
+    /// <summary>The state after one more event of the node's stream, for folds outside Marten's snapshot (which calls Create and Apply itself).</summary>
+    public ServingNode Then(ServingNodeEvent @event) => @event switch
+    {
+        ServingNodeRegistered e => Apply(e),
+        ServingNodeCredentialsIssued e => Apply(e),
+        ServingNodeRevoked e => Apply(e),
+        _ => throw new ArgumentOutOfRangeException(nameof(@event), @event.GetType().Name, "not an event of a serving node's stream"),
+    };
+
     /// <summary>
     /// RabbitMQ refuses a message whose user-id property is not the publishing connection's user, so a matching user id
     /// proves which broker account sent it; a producer id in the body proves nothing by itself.
