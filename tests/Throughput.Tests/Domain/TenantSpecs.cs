@@ -7,70 +7,113 @@ namespace Throughput.Tests.Domain;
 
 public sealed class TenantSpecs
 {
+    static readonly ApiKeyIssued KeyIssued = new("acme", "k1", Role.Tenant, "hash", Now);
+
     [Fact]
     public void Given_no_tenant_when_created_then_TenantCreated() =>
-        Assert.Equal([new TenantCreated("acme", "Acme", "USD", Now)], TenantDecisions.Create(null, "acme", "Acme", "USD", Now));
+        TenantStream.Given()
+            .When(tenant => TenantDecisions.Create(tenant, "acme", "Acme", "USD", Now))
+            .Then(AcmeCreated());
 
     [Fact]
     public void Given_the_same_tenant_when_created_again_then_nothing_happens() =>
-        Assert.Empty(TenantDecisions.Create(ActiveTenant(), "acme", "Acme", "USD", Now));
+        TenantStream.Given(AcmeCreated())
+            .When(tenant => TenantDecisions.Create(tenant, "acme", "Acme", "USD", Now))
+            .ThenNothing();
 
     [Fact]
     public void Given_a_tenant_when_created_with_other_details_then_conflict() =>
-        Assert.Equal(RuleKind.Conflict, Assert.Throws<RuleViolation>(() => TenantDecisions.Create(ActiveTenant(), "acme", "Other", "USD", Now)).Kind);
+        TenantStream.Given(AcmeCreated())
+            .When(tenant => TenantDecisions.Create(tenant, "acme", "Other", "USD", Now))
+            .ThenFails(RuleKind.Conflict);
 
     [Fact]
     public void Given_a_tenant_when_a_key_is_issued_then_ApiKeyIssued_with_the_hash_only() =>
-        Assert.Equal([new ApiKeyIssued("acme", "k1", Role.Tenant, "hash", Now)], TenantDecisions.IssueKey(ActiveTenant(), "k1", "hash", Now));
+        TenantStream.Given(AcmeCreated())
+            .When(tenant => TenantDecisions.IssueKey(tenant, "k1", "hash", Now))
+            .Then(KeyIssued);
 
     [Fact]
-    public void Given_an_issued_key_when_issued_again_then_conflict_because_the_secret_is_shown_once()
-    {
-        var tenant = ActiveTenant().Apply(new ApiKeyIssued("acme", "k1", Role.Tenant, "hash", Now));
-        Assert.Equal(RuleKind.Conflict, Assert.Throws<RuleViolation>(() => TenantDecisions.IssueKey(tenant, "k1", "hash2", Now)).Kind);
-    }
+    public void Given_an_issued_key_when_issued_again_then_conflict_because_the_secret_is_shown_once() =>
+        TenantStream.Given(AcmeCreated(), KeyIssued)
+            .When(tenant => TenantDecisions.IssueKey(tenant, "k1", "hash2", Now))
+            .ThenFails(RuleKind.Conflict);
 
     [Fact]
-    public void Given_an_issued_key_when_revoked_then_ApiKeyRevoked_and_the_key_is_no_longer_active()
-    {
-        var tenant = ActiveTenant().Apply(new ApiKeyIssued("acme", "k1", Role.Tenant, "hash", Now));
-        var events = TenantDecisions.RevokeKey(tenant, "k1", Now);
-        Assert.Equal([new ApiKeyRevoked("acme", "k1", Now)], events);
-        Assert.Empty(tenant.Apply((ApiKeyRevoked)events[0]).ActiveKeys);
-    }
+    public void Given_an_issued_key_when_revoked_then_ApiKeyRevoked() =>
+        TenantStream.Given(AcmeCreated(), KeyIssued)
+            .When(tenant => TenantDecisions.RevokeKey(tenant, "k1", Now))
+            .Then(new ApiKeyRevoked("acme", "k1", Now));
+
+    [Fact]
+    public void A_revoked_key_is_no_longer_active() =>
+        Assert.Empty(TenantStream.Given(AcmeCreated(), KeyIssued, new ApiKeyRevoked("acme", "k1", Now)).State.ActiveKeys);
 
     [Fact]
     public void Given_no_such_key_when_revoked_then_not_found() =>
-        Assert.Equal(RuleKind.NotFound, Assert.Throws<RuleViolation>(() => TenantDecisions.RevokeKey(ActiveTenant(), "k9", Now)).Kind);
+        TenantStream.Given(AcmeCreated())
+            .When(tenant => TenantDecisions.RevokeKey(tenant, "k9", Now))
+            .ThenFails(RuleKind.NotFound);
 
     [Fact]
-    public void Given_an_active_tenant_when_suspended_then_TenantSuspended_and_suspending_again_is_a_no_op()
-    {
-        var events = TenantDecisions.Suspend(ActiveTenant(), "unpaid", Now);
-        Assert.Equal([new TenantSuspended("acme", "unpaid", Now)], events);
-        var suspended = ActiveTenant().Apply((TenantSuspended)events[0]);
-        Assert.Empty(TenantDecisions.Suspend(suspended, "unpaid", Now));
-        Assert.Throws<RuleViolation>(suspended.EnsureActive);
-    }
+    public void Given_an_active_tenant_when_suspended_then_TenantSuspended() =>
+        TenantStream.Given(AcmeCreated())
+            .When(tenant => TenantDecisions.Suspend(tenant, "unpaid", Now))
+            .Then(new TenantSuspended("acme", "unpaid", Now));
 
     [Fact]
-    public void Given_a_suspended_tenant_when_reinstated_then_TenantReinstated()
-    {
-        var suspended = ActiveTenant().Apply(new TenantSuspended("acme", "unpaid", Now));
-        Assert.Equal([new TenantReinstated("acme", Now)], TenantDecisions.Reinstate(suspended, Now));
-        Assert.Empty(TenantDecisions.Reinstate(ActiveTenant(), Now));
-    }
+    public void Given_a_suspended_tenant_when_suspended_again_then_nothing_happens() =>
+        TenantStream.Given(AcmeCreated(), AcmeSuspended)
+            .When(tenant => TenantDecisions.Suspend(tenant, "unpaid", Now))
+            .ThenNothing();
 
     [Fact]
-    public void Staff_keys_cannot_be_tenant_keys_and_are_issued_once()
-    {
-        Assert.Equal(RuleKind.Unprocessable, Assert.Throws<RuleViolation>(() => Staff.Issue(null, "k1", Role.Tenant, "x", "h", Now)).Kind);
-        var issued = (StaffKeyIssued)Staff.Issue(null, "k1", Role.Finance, "books", "h", Now).Single();
-        var staff = Staff.Create(issued);
-        Assert.Equal(RuleKind.Conflict, Assert.Throws<RuleViolation>(() => Staff.Issue(staff, "k1", Role.Finance, "books", "h", Now)).Kind);
-        Assert.Equal([new StaffKeyRevoked("k1", Now)], Staff.Revoke(staff, "k1", Now));
-        Assert.Equal(RuleKind.NotFound, Assert.Throws<RuleViolation>(() => Staff.Revoke(staff.Apply(new StaffKeyRevoked("k1", Now)), "k1", Now)).Kind);
-    }
+    public void A_suspended_tenant_is_not_active() =>
+        Assert.Equal(RuleKind.Conflict, Assert.Throws<RuleViolation>(TenantStream.Given(AcmeCreated(), AcmeSuspended).State.EnsureActive).Kind);
+
+    [Fact]
+    public void Given_a_suspended_tenant_when_reinstated_then_TenantReinstated() =>
+        TenantStream.Given(AcmeCreated(), AcmeSuspended)
+            .When(tenant => TenantDecisions.Reinstate(tenant, Now))
+            .Then(new TenantReinstated("acme", Now));
+
+    [Fact]
+    public void Given_an_active_tenant_when_reinstated_then_nothing_happens() =>
+        TenantStream.Given(AcmeCreated())
+            .When(tenant => TenantDecisions.Reinstate(tenant, Now))
+            .ThenNothing();
+
+    static readonly StaffKeyIssued FinanceKeyIssued = new("k1", Role.Finance, "books", "h", Now);
+
+    [Fact]
+    public void Given_no_staff_keys_when_a_tenant_key_is_issued_as_a_staff_key_then_unprocessable() =>
+        StaffStream.Given()
+            .When(staff => Staff.Issue(staff, "k1", Role.Tenant, "x", "h", Now))
+            .ThenFails(RuleKind.Unprocessable);
+
+    [Fact]
+    public void Given_no_staff_keys_when_a_finance_key_is_issued_then_StaffKeyIssued() =>
+        StaffStream.Given()
+            .When(staff => Staff.Issue(staff, "k1", Role.Finance, "books", "h", Now))
+            .Then(FinanceKeyIssued);
+
+    [Fact]
+    public void Given_an_issued_staff_key_when_issued_again_then_conflict() =>
+        StaffStream.Given(FinanceKeyIssued)
+            .When(staff => Staff.Issue(staff, "k1", Role.Finance, "books", "h", Now))
+            .ThenFails(RuleKind.Conflict);
+
+    [Fact]
+    public void Given_an_issued_staff_key_when_revoked_then_StaffKeyRevoked() =>
+        StaffStream.Given(FinanceKeyIssued)
+            .When(staff => Staff.Revoke(staff, "k1", Now))
+            .Then(new StaffKeyRevoked("k1", Now));
+
+    [Fact]
+    public void Given_a_revoked_staff_key_when_revoked_again_then_not_found() =>
+        StaffStream.Given(FinanceKeyIssued, new StaffKeyRevoked("k1", Now))
+            .When(staff => Staff.Revoke(staff, "k1", Now))
+            .ThenFails(RuleKind.NotFound);
 
     [Fact]
     public void Api_key_tokens_parse_and_match_only_their_secret()
