@@ -6,64 +6,97 @@ namespace Throughput.Tests.Domain;
 
 public sealed class ServingNodeSpecs
 {
-    static ServingNode Registered(string? brokerUser = "node.node-a") =>
-        ServingNode.Create(new ServingNodeRegistered("node-a", ["eastus"], [], Now, brokerUser));
+    static ServingNodeRegistered Registered(string? brokerUser = "node.node-a") => new("node-a", ["eastus"], [], Now, brokerUser);
 
     [Fact]
-    public void Given_no_node_when_registered_then_its_broker_user_is_its_own_and_no_one_elses()
-    {
-        var events = ServingNodes.Register(null, "node-a", new RegisterServingNode(["eastus"], null), Now);
-        Assert.Equal("node.node-a", Assert.IsType<ServingNodeRegistered>(Assert.Single(events)).BrokerUser);
-    }
+    public void Given_no_node_when_registered_then_its_broker_user_is_its_own_and_no_one_elses() =>
+        NodeStream.Given()
+            .When(node => ServingNodes.Register(node, "node-a", new RegisterServingNode(["eastus"], null), Now))
+            .Then(Registered("node.node-a"));
 
     [Fact]
     public void Given_a_node_when_registered_again_unchanged_then_nothing_happens() =>
-        Assert.Empty(ServingNodes.Register(Registered(), "node-a", new RegisterServingNode(["eastus"], []), Now));
+        NodeStream.Given(Registered())
+            .When(node => ServingNodes.Register(node, "node-a", new RegisterServingNode(["eastus"], []), Now))
+            .ThenNothing();
 
     [Fact]
-    public void Given_a_node_registered_with_another_broker_user_when_registered_again_then_it_takes_its_own()
+    public void Given_a_node_registered_with_another_broker_user_when_registered_again_then_it_takes_its_own() =>
+        NodeStream.Given(Registered("throughput"))
+            .When(node => ServingNodes.Register(node, "node-a", new RegisterServingNode(["eastus"], []), Now))
+            .Then(Registered("node.node-a"));
+
+    [Fact]
+    public void A_node_registered_again_with_its_own_broker_user_answers_to_it_and_not_to_the_one_before()
     {
-        var events = ServingNodes.Register(Registered("throughput"), "node-a", new RegisterServingNode(["eastus"], []), Now);
-        var registered = Assert.IsType<ServingNodeRegistered>(Assert.Single(events));
-        Assert.False(Registered("throughput").Apply(registered).SentBy("throughput"));
-        Assert.True(Registered("throughput").Apply(registered).SentBy("node.node-a"));
+        var node = NodeStream.Given(Registered("throughput"), Registered("node.node-a")).State;
+        Assert.False(node.SentBy("throughput"));
+        Assert.True(node.SentBy("node.node-a"));
     }
 
     [Fact]
     public void A_node_registered_before_broker_users_were_recorded_answers_to_its_producer_id() =>
-        Assert.True(Registered(brokerUser: null).SentBy("node-a"));
+        Assert.True(NodeStream.Given(Registered(brokerUser: null)).State.SentBy("node-a"));
 
     [Theory]
     [InlineData(null)]
     [InlineData("throughput")]
     [InlineData("node.node-b")]
     [InlineData("NODE.NODE-A")]
-    public void Only_the_registered_broker_user_is_the_node(string? sentBy) => Assert.False(Registered().SentBy(sentBy));
+    public void Only_the_registered_broker_user_is_the_node(string? sentBy) => Assert.False(NodeStream.Given(Registered()).State.SentBy(sentBy));
 
     [Fact]
-    public void Given_a_node_when_credentials_are_issued_then_only_their_hash_is_kept_on_it()
+    public void Given_a_node_when_credentials_are_issued_then_ServingNodeCredentialsIssued_with_the_hash_only() =>
+        NodeStream.Given(Registered())
+            .When(node => ServingNodes.IssueCredentials(node, "node-a", "hash", Now))
+            .Then(new ServingNodeCredentialsIssued("node-a", "node.node-a", "hash", Now));
+
+    [Fact]
+    public void A_node_given_credentials_keeps_only_their_hash()
     {
         var (password, hash) = BrokerAccounts.NewPassword();
-        var issued = Assert.IsType<ServingNodeCredentialsIssued>(Assert.Single(ServingNodes.IssueCredentials(Registered(), "node-a", hash, Now)));
-        var node = Registered().Apply(issued);
+        var node = NodeStream.Given(Registered(), new ServingNodeCredentialsIssued("node-a", "node.node-a", hash, Now)).State;
         Assert.Equal(hash, node.PasswordHash);
         Assert.DoesNotContain(password, node.PasswordHash);
     }
 
     [Fact]
     public void Given_no_node_when_credentials_are_asked_for_then_it_is_not_found() =>
-        Assert.Equal(RuleKind.NotFound, Assert.Throws<RuleViolation>(() => ServingNodes.IssueCredentials(null, "node-a", "h", Now)).Kind);
+        NodeStream.Given()
+            .When(node => ServingNodes.IssueCredentials(node, "node-a", "h", Now))
+            .ThenFails(RuleKind.NotFound);
 
     [Fact]
-    public void Given_a_revoked_node_then_it_gets_no_credentials_cannot_be_registered_again_and_revoking_again_changes_nothing()
+    public void Given_a_node_when_revoked_then_ServingNodeRevoked() =>
+        NodeStream.Given(Registered())
+            .When(node => ServingNodes.Revoke(node, "node-a", Now))
+            .Then(new ServingNodeRevoked("node-a", Now));
+
+    [Fact]
+    public void A_revoked_node_is_revoked_and_keeps_no_password_hash()
     {
-        var revoked = Registered().Apply(Assert.IsType<ServingNodeRevoked>(Assert.Single(ServingNodes.Revoke(Registered(), "node-a", Now))));
-        Assert.True(revoked.Revoked);
-        Assert.Null(revoked.PasswordHash);
-        Assert.Equal(RuleKind.Conflict, Assert.Throws<RuleViolation>(() => ServingNodes.IssueCredentials(revoked, "node-a", "h", Now)).Kind);
-        Assert.Equal(RuleKind.Conflict, Assert.Throws<RuleViolation>(() => ServingNodes.Register(revoked, "node-a", new RegisterServingNode(["eastus"], []), Now)).Kind);
-        Assert.Empty(ServingNodes.Revoke(revoked, "node-a", Now));
+        var node = NodeStream.Given(Registered(), new ServingNodeCredentialsIssued("node-a", "node.node-a", "hash", Now), new ServingNodeRevoked("node-a", Now)).State;
+        Assert.True(node.Revoked);
+        Assert.Null(node.PasswordHash);
     }
+
+    [Fact]
+    public void Given_a_revoked_node_when_credentials_are_asked_for_then_conflict() =>
+        NodeStream.Given(Registered(), new ServingNodeRevoked("node-a", Now))
+            .When(node => ServingNodes.IssueCredentials(node, "node-a", "h", Now))
+            .ThenFails(RuleKind.Conflict);
+
+    [Fact]
+    public void Given_a_revoked_node_when_registered_again_then_conflict() =>
+        NodeStream.Given(Registered(), new ServingNodeRevoked("node-a", Now))
+            .When(node => ServingNodes.Register(node, "node-a", new RegisterServingNode(["eastus"], []), Now))
+            .ThenFails(RuleKind.Conflict);
+
+    [Fact]
+    public void Given_a_revoked_node_when_revoked_again_then_nothing_happens() =>
+        NodeStream.Given(Registered(), new ServingNodeRevoked("node-a", Now))
+            .When(node => ServingNodes.Revoke(node, "node-a", Now))
+            .ThenNothing();
 
     [Fact]
     public void The_password_hash_is_the_brokers_salted_sha256()
@@ -77,7 +110,7 @@ public sealed class ServingNodeSpecs
     [Fact]
     public void A_nodes_broker_permissions_reach_only_the_metering_exchange_its_feed_queue_and_its_regions_limits()
     {
-        var permissions = NodePermissions.For(Registered() with { Regions = ["eastus", "westus3"] }, "throughput.metering", "throughput.admission");
+        var permissions = NodePermissions.For(NodeStream.Given(Registered() with { Regions = ["eastus", "westus3"] }).State, "throughput.metering", "throughput.admission");
         bool Matches(string pattern, string name) => System.Text.RegularExpressions.Regex.IsMatch(name, pattern);
 
         Assert.True(Matches(permissions.Write, "throughput.metering"));
