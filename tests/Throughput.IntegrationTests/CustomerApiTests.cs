@@ -299,6 +299,40 @@ public sealed class CustomerApiTests(PlatformFixture platform)
     }
 
     [Fact]
+    public async Task An_operator_states_a_pool_as_gpus_of_a_calibrated_kind_and_its_capacity_is_their_calibrated_ptus()
+    {
+        var op = platform.Operator();
+        var kind = "gpu-" + Guid.NewGuid().ToString("N")[..8];
+        var region = await platform.NewPoolAsync("gpt-4.1", 0);
+
+        var uncalibrated = await op.PutAsJsonAsync($"/v1/operator/pools/gpt-4.1/{region}", new { gpus = 2, gpuKind = kind });
+        Assert.Equal(HttpStatusCode.BadRequest, uncalibrated.StatusCode);
+        Assert.True((await Body(uncalibrated)).GetProperty("errors").TryGetProperty("gpuKind", out _));
+        var both = await op.PutAsJsonAsync($"/v1/operator/pools/gpt-4.1/{region}", new { capacityPtu = 5, gpus = 2, gpuKind = kind });
+        Assert.Equal(HttpStatusCode.BadRequest, both.StatusCode);
+        Assert.True((await Body(both)).GetProperty("errors").TryGetProperty("capacityPtu", out _));
+        var badCalibration = await op.PutAsJsonAsync($"/v1/operator/gpu-calibrations/{kind}/gpt-4.1", new { ptuPerGpu = 0, weightedTokensPerMinute = 1, scheduler = "flywheel", tokenBudget = 512 });
+        Assert.True((await Body(badCalibration)).GetProperty("errors").TryGetProperty("ptuPerGpu", out _));
+
+        var calibrated = await Body(await op.PutAsJsonAsync($"/v1/operator/gpu-calibrations/{kind}/gpt-4.1", new { ptuPerGpu = 2.5m, weightedTokensPerMinute = 6_250, scheduler = "flywheel", tokenBudget = 512 }));
+        Assert.Equal(2.5m, calibrated.GetProperty("ptuPerGpu").GetDecimal());
+        var sized = await Body(await op.PutAsJsonAsync($"/v1/operator/pools/gpt-4.1/{region}", new { gpus = 3, gpuKind = kind }));
+        Assert.Equal(7.5m, sized.GetProperty("capacityPtu").GetDecimal());
+        Assert.Equal(3, sized.GetProperty("gpus").GetProperty("gpus").GetInt32());
+        Assert.Equal(kind, sized.GetProperty("gpus").GetProperty("gpuKind").GetString());
+
+        var (_, customer) = await platform.NewTenantAsync();
+        Assert.Equal(HttpStatusCode.Created, (await customer.PostAsJsonAsync("/v1/deployments", new { name = "x", model = "gpt-4.1", region, type = "Global", ptu = 6 })).StatusCode);
+        Assert.Equal(HttpStatusCode.Conflict, (await op.PutAsJsonAsync($"/v1/operator/pools/gpt-4.1/{region}", new { gpus = 2, gpuKind = kind })).StatusCode); // 5 PTU < 6 sold
+        var recalibrated = await op.PutAsJsonAsync($"/v1/operator/gpu-calibrations/{kind}/gpt-4.1", new { ptuPerGpu = 3m, weightedTokensPerMinute = 7_500, scheduler = "flywheel", tokenBudget = 512 });
+        recalibrated.EnsureSuccessStatusCode();
+        var resized = await Body(await op.PutAsJsonAsync($"/v1/operator/pools/gpt-4.1/{region}", new { gpus = 3, gpuKind = kind }));
+        Assert.Equal(9m, resized.GetProperty("capacityPtu").GetDecimal()); // the same GPUs at the new calibration
+        var listed = await Body(await op.GetAsync("/v1/operator/gpu-calibrations"));
+        Assert.Contains(listed.EnumerateArray(), c => c.GetProperty("gpuKind").GetString() == kind && c.GetProperty("ptuPerGpu").GetDecimal() == 3m);
+    }
+
+    [Fact]
     public async Task Reservations_are_bought_listed_and_cannot_be_cancelled_early()
     {
         var (_, customer) = await platform.NewTenantAsync("EUR");

@@ -15,10 +15,22 @@ public sealed record PtusAllocated(string PoolId, string DeploymentId, decimal P
 
 public sealed record PtusFreed(string PoolId, string DeploymentId, decimal Ptu, DateTimeOffset At) : PoolEvent(PoolId);
 
+/// <summary>The pool's capacity was stated as GPUs of a kind, at the PTUs per GPU that kind's calibration gave for the model.</summary>
+public sealed record PoolSizedFromGpus(string PoolId, string GpuKind, int Gpus, decimal PtuPerGpu, DateTimeOffset At) : PoolEvent(PoolId);
+
+/// <summary>The pool's capacity was stated in PTUs again: the GPUs it was sized from no longer describe it.</summary>
+public sealed record PoolSizedInPtus(string PoolId, DateTimeOffset At) : PoolEvent(PoolId);
+
+/// <summary>The GPUs a pool's capacity was sized from.</summary>
+public sealed record GpuSizing(string GpuKind, int Gpus, decimal PtuPerGpu);
+
 /// <summary>GPU capacity of one model in one region, in PTUs. It never sells more than it has.</summary>
 public sealed record CapacityPool(string Id, string Model, string Region, decimal Capacity, decimal Sold, long Version)
 {
     public decimal Free => Capacity - Sold;
+
+    /// <summary>Null when the operator stated the capacity in PTUs.</summary>
+    public GpuSizing? Gpus { get; init; }
 
     public static string StreamId(string model, string region) => $"pool:{model}:{region}";
 
@@ -32,6 +44,10 @@ public sealed record CapacityPool(string Id, string Model, string Region, decima
 
     public CapacityPool Apply(PtusFreed e) => this with { Sold = Sold - e.Ptu };
 
+    public CapacityPool Apply(PoolSizedFromGpus e) => this with { Gpus = new GpuSizing(e.GpuKind, e.Gpus, e.PtuPerGpu) };
+
+    public CapacityPool Apply(PoolSizedInPtus e) => this with { Gpus = null };
+
     /// <summary>The state after one more event of the pool's stream, for folds outside Marten's snapshot (which calls Create and Apply itself).</summary>
     public CapacityPool Then(PoolEvent @event) => @event switch
     {
@@ -40,6 +56,8 @@ public sealed record CapacityPool(string Id, string Model, string Region, decima
         CapacityRemoved e => Apply(e),
         PtusAllocated e => Apply(e),
         PtusFreed e => Apply(e),
+        PoolSizedFromGpus e => Apply(e),
+        PoolSizedInPtus e => Apply(e),
         _ => throw new ArgumentOutOfRangeException(nameof(@event), @event.GetType().Name, "not an event of a pool's stream"),
     };
 }
@@ -47,8 +65,29 @@ public sealed record CapacityPool(string Id, string Model, string Region, decima
 /// <summary>Pool decisions; allocation and freeing are called by the deployment slices that buy and give back PTUs.</summary>
 public static class PoolDecisions
 {
-    /// <summary>Operators state the capacity they have; the difference becomes an add or a remove.</summary>
+    /// <summary>Operators state the capacity they have in PTUs; the difference becomes an add or a remove.</summary>
     public static PoolEvent[] SetCapacity(CapacityPool? pool, string model, string region, decimal capacity, DateTimeOffset now)
+    {
+        var events = Resize(pool, model, region, capacity, now);
+        if (pool?.Gpus is not null) events.Add(new PoolSizedInPtus(CapacityPool.StreamId(model, region), now));
+        return [.. events];
+    }
+
+    /// <summary>
+    /// Operators state the GPUs they have; the capacity is that many times the PTUs per GPU the kind's calibration for the
+    /// model gave (what one GPU running the Flywheel scheduler serves in full). Stating the same GPUs again changes nothing.
+    /// </summary>
+    public static PoolEvent[] SetGpus(CapacityPool? pool, string model, string region, GpuCalibration calibration, int gpus, DateTimeOffset now)
+    {
+        if (calibration.Model != model)
+            throw RuleViolation.Unprocessable($"The calibration of {calibration.GpuKind} is for {calibration.Model}, not {model}.");
+        var events = Resize(pool, model, region, gpus * calibration.PtuPerGpu, now);
+        var sizing = new GpuSizing(calibration.GpuKind, gpus, calibration.PtuPerGpu);
+        if (pool?.Gpus != sizing) events.Add(new PoolSizedFromGpus(CapacityPool.StreamId(model, region), sizing.GpuKind, gpus, sizing.PtuPerGpu, now));
+        return [.. events];
+    }
+
+    static List<PoolEvent> Resize(CapacityPool? pool, string model, string region, decimal capacity, DateTimeOffset now)
     {
         var id = CapacityPool.StreamId(model, region);
         var current = pool?.Capacity ?? 0;
@@ -58,7 +97,7 @@ public static class PoolDecisions
         if (pool is null) events.Add(new PoolOpened(id, model, region, now));
         if (capacity > current) events.Add(new CapacityAdded(id, capacity - current, now));
         if (capacity < current) events.Add(new CapacityRemoved(id, current - capacity, now));
-        return [.. events];
+        return events;
     }
 
     public static PoolEvent[] Allocate(CapacityPool? pool, string model, string region, string deploymentId, decimal ptu, DateTimeOffset now)

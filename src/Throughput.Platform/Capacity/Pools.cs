@@ -6,20 +6,46 @@ using Throughput.Http;
 
 namespace Throughput.Capacity;
 
-public sealed record SetPoolCapacity(decimal CapacityPtu);
+/// <summary>A pool's capacity: in PTUs, or as GPUs of a calibrated kind (exactly one of the two).</summary>
+public sealed record SetPoolCapacity(decimal? CapacityPtu, int? Gpus = null, string? GpuKind = null);
 
-public sealed record PoolView(string Id, string Model, string Region, decimal CapacityPtu, decimal SoldPtu, decimal FreePtu, long Version)
+public sealed record PoolView(string Id, string Model, string Region, decimal CapacityPtu, decimal SoldPtu, decimal FreePtu, long Version, GpuSizing? Gpus)
 {
-    public static PoolView Of(CapacityPool p) => new(p.Id, p.Model, p.Region, p.Capacity, p.Sold, p.Free, p.Version);
+    public static PoolView Of(CapacityPool p) => new(p.Id, p.Model, p.Region, p.Capacity, p.Sold, p.Free, p.Version, p.Gpus);
 }
+
+/// <summary>A calibration as the reference batcher's calibration command measured it.</summary>
+public sealed record RecordCalibration(decimal PtuPerGpu, long WeightedTokensPerMinute, string Scheduler, int TokenBudget);
 
 /// <summary>Operator slices: register GPU capacity per model and region, see sold against available.</summary>
 public static class Pools
 {
     public sealed class Validator : AbstractValidator<SetPoolCapacity>
     {
-        public Validator() => RuleFor(x => x.CapacityPtu).GreaterThanOrEqualTo(0).LessThanOrEqualTo(10_000_000).PrecisionScale(14, 4, ignoreTrailingZeros: true);
+        public Validator()
+        {
+            RuleFor(x => x.CapacityPtu).NotNull().When(x => x.Gpus is null && x.GpuKind is null).WithMessage("State the capacity in PTUs (capacityPtu) or as GPUs (gpus and gpuKind).");
+            RuleFor(x => x.CapacityPtu).Null().When(x => x.Gpus is not null || x.GpuKind is not null).WithMessage("State the capacity in PTUs or as GPUs, not both.");
+            RuleFor(x => x.CapacityPtu).GreaterThanOrEqualTo(0).LessThanOrEqualTo(10_000_000).PrecisionScale(14, 4, ignoreTrailingZeros: true);
+            RuleFor(x => x.Gpus).NotNull().When(x => x.GpuKind is not null).WithMessage("How many GPUs of that kind?");
+            RuleFor(x => x.Gpus).InclusiveBetween(0, 1_000_000);
+            RuleFor(x => x.GpuKind).NotEmpty().When(x => x.Gpus is not null).WithMessage("Which kind of GPU? GET /v1/operator/gpu-calibrations lists the calibrated ones.");
+            RuleFor(x => x.GpuKind).Matches(GpuKindPattern).When(x => x.GpuKind is not null);
+        }
     }
+
+    public sealed class CalibrationValidator : AbstractValidator<RecordCalibration>
+    {
+        public CalibrationValidator()
+        {
+            RuleFor(x => x.PtuPerGpu).GreaterThan(0).LessThanOrEqualTo(100_000).PrecisionScale(14, 4, ignoreTrailingZeros: true);
+            RuleFor(x => x.WeightedTokensPerMinute).GreaterThan(0);
+            RuleFor(x => x.Scheduler).NotEmpty().MaximumLength(64);
+            RuleFor(x => x.TokenBudget).GreaterThan(0);
+        }
+    }
+
+    const string GpuKindPattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$";
 
     public static IEndpointRouteBuilder MapPools(this IEndpointRouteBuilder app, ModelCatalog catalog)
     {
@@ -31,8 +57,13 @@ public static class Pools
                     return Results.ValidationProblem(new Dictionary<string, string[]> { ["model"] = ["Unknown model; GET /v1/models lists them."] });
                 if (!System.Text.RegularExpressions.Regex.IsMatch(region, "^[a-z][a-z0-9-]{1,31}$"))
                     return Results.ValidationProblem(new Dictionary<string, string[]> { ["region"] = ["Region must look like 'eastus' or 'sweden-central'."] });
+                GpuCalibration? calibration = null;
+                if (command.GpuKind is { } kind && (calibration = await session.LoadAsync<GpuCalibration>(GpuCalibration.StreamId(kind, model), ct)) is null)
+                    return Results.ValidationProblem(new Dictionary<string, string[]> { ["gpuKind"] = [$"No calibration of {kind} for {model}; record one first (the reference batcher's calibrate command does)."] });
                 var stream = await session.Events.FetchForExclusiveWriting<CapacityPool>(CapacityPool.StreamId(model, region), ct);
-                var events = PoolDecisions.SetCapacity(stream.Aggregate, model, region, command.CapacityPtu, clock.GetUtcNow());
+                var events = calibration is not null
+                    ? PoolDecisions.SetGpus(stream.Aggregate, model, region, calibration, command.Gpus!.Value, clock.GetUtcNow())
+                    : PoolDecisions.SetCapacity(stream.Aggregate, model, region, command.CapacityPtu!.Value, clock.GetUtcNow());
                 if (stream.Aggregate is null) session.Events.StartStream<CapacityPool>(CapacityPool.StreamId(model, region), events);
                 else stream.AppendMany(events);
                 await session.SaveChangesAsync(ct);
@@ -40,12 +71,34 @@ public static class Pools
                 return Results.Ok(PoolView.Of(pool!));
             })
             .ValidateWith(new Validator())
-            .WithName("SetPoolCapacity").WithSummary("State the PTUs of GPU capacity for a model in a region; it may not go below what is sold.")
+            .WithName("SetPoolCapacity").WithSummary("State the capacity for a model in a region, in PTUs or as GPUs of a calibrated kind; it may not go below what is sold.")
             .Produces<PoolView>().ProducesProblem(409);
 
         group.MapGet("/", async (IQuerySession session, CancellationToken ct) =>
                 Results.Ok((await session.Query<CapacityPool>().OrderBy(p => p.Id).ToListAsync(ct)).Select(PoolView.Of)))
             .WithName("ListPools").Produces<IReadOnlyList<PoolView>>();
+
+        var calibrations = app.MapGroup("/v1/operator/gpu-calibrations").RequireAuthorization(Policies.Operator).WithTags("Operator: capacity");
+        calibrations.MapPut("/{gpuKind}/{model}", async (string gpuKind, string model, RecordCalibration command, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
+            {
+                if (catalog.Find(model) is null)
+                    return Results.ValidationProblem(new Dictionary<string, string[]> { ["model"] = ["Unknown model; GET /v1/models lists them."] });
+                if (!System.Text.RegularExpressions.Regex.IsMatch(gpuKind, GpuKindPattern))
+                    return Results.ValidationProblem(new Dictionary<string, string[]> { ["gpuKind"] = ["A GPU kind is a name like 'A100-80GB'."] });
+                var id = GpuCalibration.StreamId(gpuKind, model);
+                var stream = await session.Events.FetchForExclusiveWriting<GpuCalibration>(id, ct);
+                var events = GpuCalibration.Record(stream.Aggregate, gpuKind, model, command.PtuPerGpu, command.WeightedTokensPerMinute, command.Scheduler, command.TokenBudget, clock.GetUtcNow());
+                if (stream.Aggregate is null) session.Events.StartStream<GpuCalibration>(id, events);
+                else stream.AppendMany(events);
+                await session.SaveChangesAsync(ct);
+                return Results.Ok(await session.LoadAsync<GpuCalibration>(id, ct));
+            })
+            .ValidateWith(new CalibrationValidator())
+            .WithName("RecordGpuCalibration").WithSummary("Record what one GPU of a kind serves of a model in full, in weighted tokens per minute and in PTUs; pools stated as GPUs of that kind use it.")
+            .Produces<GpuCalibration>();
+        calibrations.MapGet("/", async (IQuerySession session, CancellationToken ct) =>
+                Results.Ok(await session.Query<GpuCalibration>().OrderBy(c => c.Id).ToListAsync(ct)))
+            .WithName("ListGpuCalibrations").Produces<IReadOnlyList<GpuCalibration>>();
         return app;
     }
 }

@@ -48,7 +48,7 @@ public static class EventStore
     static readonly SnapshotOf[] Snapshots =
     [
         SnapshotOf.Type<Deployment>(), SnapshotOf.Type<Tenant>(), SnapshotOf.Type<CapacityPool>(), SnapshotOf.Type<Reservation>(), SnapshotOf.Type<Staff>(),
-        SnapshotOf.Type<ServingNode>(), SnapshotOf.Type<InvoiceRegister>(), SnapshotOf.Type<Invoice>(),
+        SnapshotOf.Type<ServingNode>(), SnapshotOf.Type<InvoiceRegister>(), SnapshotOf.Type<Invoice>(), SnapshotOf.Type<GpuCalibration>(),
     ];
 
     sealed record SnapshotOf(Action<StoreOptions> Inline, Action<CompositeProjection> Rebuilt)
@@ -143,6 +143,9 @@ public static class EventStore
         [typeof(CapacityRemoved)] = "pool_capacity_removed",
         [typeof(PtusAllocated)] = "pool_ptus_allocated",
         [typeof(PtusFreed)] = "pool_ptus_freed",
+        [typeof(PoolSizedFromGpus)] = "pool_sized_from_gpus",
+        [typeof(PoolSizedInPtus)] = "pool_sized_in_ptus",
+        [typeof(GpuCalibrated)] = "gpu_calibrated",
         [typeof(DeploymentCreated)] = "deployment_created",
         [typeof(DeploymentResized)] = "deployment_resized",
         [typeof(SpilloverEnabled)] = "deployment_spillover_enabled",

@@ -58,3 +58,47 @@ public sealed class CapacityPoolSpecs
     public void Freed_ptus_are_free_again() =>
         Assert.Equal(10, PoolStream.Given([.. PoolHistory(10, sold: 4), new PtusFreed(PoolId, "dep-0", 4, Now)]).State.Free);
 }
+
+public sealed class GpuCapacitySpecs
+{
+    static readonly GpuCalibration A100 = GpuCalibration.Create(new GpuCalibrated(GpuCalibration.StreamId("A100-80GB", "gpt-4o"), "A100-80GB", "gpt-4o", 29.7m, 1_098_900, "flywheel", 512, Now));
+
+    [Fact]
+    public void Given_no_pool_when_its_gpus_are_stated_then_its_capacity_is_their_calibrated_ptus() =>
+        PoolStream.Given()
+            .When(pool => PoolDecisions.SetGpus(pool, "gpt-4o", "eastus", A100, 4, Now))
+            .Then(new PoolOpened(PoolId, "gpt-4o", "eastus", Now), new CapacityAdded(PoolId, 118.8m, Now), new PoolSizedFromGpus(PoolId, "A100-80GB", 4, 29.7m, Now));
+
+    [Fact]
+    public void Given_a_pool_sized_from_gpus_when_the_same_gpus_are_stated_then_nothing_happens() =>
+        PoolStream.Given([.. PoolHistory(0), new CapacityAdded(PoolId, 59.4m, Now), new PoolSizedFromGpus(PoolId, "A100-80GB", 2, 29.7m, Now)])
+            .When(pool => PoolDecisions.SetGpus(pool, "gpt-4o", "eastus", A100, 2, Now))
+            .ThenNothing();
+
+    [Fact]
+    public void Given_gpus_sold_down_to_their_last_ptus_when_fewer_gpus_are_stated_than_that_then_conflict() =>
+        PoolStream.Given(PoolHistory(59.4m, sold: 40))
+            .When(pool => PoolDecisions.SetGpus(pool, "gpt-4o", "eastus", A100, 1, Now))
+            .ThenFails(RuleKind.Conflict);
+
+    [Fact]
+    public void Given_a_pool_sized_from_gpus_when_its_capacity_is_stated_in_ptus_then_it_is_no_longer_sized_from_them() =>
+        PoolStream.Given([.. PoolHistory(0), new CapacityAdded(PoolId, 59.4m, Now), new PoolSizedFromGpus(PoolId, "A100-80GB", 2, 29.7m, Now)])
+            .When(pool => PoolDecisions.SetCapacity(pool, "gpt-4o", "eastus", 60, Now))
+            .Then(new CapacityAdded(PoolId, 0.6m, Now), new PoolSizedInPtus(PoolId, Now));
+
+    [Fact]
+    public void A_calibration_of_another_model_does_not_size_a_pool() =>
+        PoolStream.Given()
+            .When(pool => PoolDecisions.SetGpus(pool, "gpt-4o-mini", "eastus", A100, 4, Now))
+            .ThenFails(RuleKind.Unprocessable);
+
+    [Fact]
+    public void Recording_the_figures_a_calibration_already_holds_changes_nothing_and_a_new_figure_replaces_them()
+    {
+        Assert.Empty(GpuCalibration.Record(A100, "A100-80GB", "gpt-4o", 29.7m, 1_098_900, "flywheel", 512, Now));
+        var recorded = Assert.Single(GpuCalibration.Record(A100, "A100-80GB", "gpt-4o", 31.2m, 1_154_400, "flywheel", 512, Now));
+        Assert.Equal(31.2m, A100.Apply(recorded).PtuPerGpu);
+        Assert.Throws<RuleViolation>(() => GpuCalibration.Record(null, "A100-80GB", "gpt-4o", 0, 1, "flywheel", 512, Now));
+    }
+}
