@@ -1,8 +1,33 @@
+using Throughput.Flywheel.Batching;
+using Throughput.Flywheel.Capacity;
 using System.Net.Http.Headers;
 using Throughput.Flywheel.Demo;
 using Throughput.Serving;
 
 // The Flywheel demo: infra/demo.sh starts the platform and runs this with its URL and the run's operator key.
+// "calibrate": the sellable PTUs per GPU of a kind, from the Flywheel scheduler at saturation on the demo's mix; recorded
+// on the platform when it is given (its URL and THROUGHPUT_OPERATOR_KEY), printed either way.
+if (args is ["calibrate", ..])
+{
+    var calibrating = DemoOptions.Parse([.. args.Skip(1)]);
+    var key = Environment.GetEnvironmentVariable("THROUGHPUT_OPERATOR_KEY");
+    using var op = new HttpClient { BaseAddress = calibrating.Platform };
+    op.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+    var rates = string.IsNullOrEmpty(key) ? ModelRates.Gpt4oMini : await PlatformSetup.ModelRatesAsync(op, calibrating.Scenario.Model, CancellationToken.None);
+    var mix = calibrating.Scenario.Customers.Select(c => new MixShare(c.Workload, c.CapacityShare ?? 1)).ToList();
+    var result = Calibration.Run(calibrating.Fleet, mix, rates, calibrating.Scenario.Model);
+    foreach (var t in result.Trials)
+        Console.WriteLine($"  {t.WeightedPerMinute,12:N0} weighted tokens/min: worst profile served {t.WorstServedRatio:0.000} of purchased, time per output token p50 {t.TpotP50.TotalMilliseconds:0.0} ms p99 {t.TpotP99.TotalMilliseconds:0.0} ms: {(t.Holds ? "holds" : "fails")}");
+    Console.WriteLine($"{result.GpuKind} serving {result.Model} ({calibrating.Fleet.Cost?.Model.Name} shape), Flywheel budget {calibrating.Fleet.TokenBudget}: {result.WeightedPerMinute:N0} weighted tokens/min in full = {result.SellablePtu} PTU per GPU");
+    if (string.IsNullOrEmpty(key))
+    {
+        Console.WriteLine("not recorded: set THROUGHPUT_OPERATOR_KEY and give the platform's URL to record it");
+        return 0;
+    }
+    await PlatformSetup.RecordCalibrationAsync(op, result, calibrating.Fleet, CancellationToken.None);
+    Console.WriteLine($"recorded on {calibrating.Platform}: PUT /v1/operator/pools/{result.Model}/<region> with {{\"gpus\": n, \"gpuKind\": \"{result.GpuKind}\"}} sizes a pool from it");
+    return 0;
+}
 DemoOptions options;
 try
 {

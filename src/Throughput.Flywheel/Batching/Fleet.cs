@@ -2,33 +2,65 @@ using Throughput.Serving;
 
 namespace Throughput.Flywheel.Batching;
 
-/// <summary>How many simulated GPU nodes, their token budget per iteration and how long an iteration takes.</summary>
+/// <summary>
+/// The simulated fleet: how many GPU nodes, how each composes an iteration and how long one takes. With a
+/// <see cref="Cost"/> an iteration takes what the cost model says of its work; without one, always <see cref="IterationTime"/>
+/// (the drills, which want short requests on a steady clock).
+/// </summary>
 public sealed record FleetOptions
 {
     public int Nodes { get; init; } = 2;
 
+    public Scheduling Scheduling { get; init; } = Scheduling.Flywheel;
+
+    /// <summary>Flywheel: tokens per iteration. Whole-prompt: prompt tokens batched per iteration.</summary>
     public int TokenBudget { get; init; } = 4096;
 
     public TimeSpan IterationTime { get; init; } = TimeSpan.FromMilliseconds(25);
 
+    public IterationCost? Cost { get; init; }
+
     public int MaxSequencesPerNode { get; init; } = 1024;
 
-    /// <summary>Tokens per minute the whole fleet can process, whatever their kind.</summary>
-    public double TokensPerMinute => Nodes * TokenBudget * (TimeSpan.FromMinutes(1) / IterationTime);
+    /// <summary>
+    /// How long an iteration of some work takes. A Flywheel node runs at a fixed cadence: no iteration is shorter than one
+    /// with its whole budget in prompt tokens, so every running request gets one token per period whatever else is in the
+    /// batch (the GPU idles out what a light iteration leaves, which a fleet sold near its capacity seldom has).
+    /// </summary>
+    public Func<IterationWork, TimeSpan> Duration
+    {
+        get
+        {
+            if (Cost is not { } cost) return _ => IterationTime;
+            if (Scheduling != Scheduling.Flywheel) return cost.Of;
+            var period = cost.Of(new IterationWork().AddChunk(TokenBudget, 0));
+            return work => work.IsEmpty ? TimeSpan.Zero : TimeSpan.FromTicks(Math.Max(period.Ticks, cost.Of(work).Ticks));
+        }
+    }
 }
 
 /// <summary>A request refused admission for now.</summary>
 public readonly record struct Refusal(string DeploymentId, Admission Admission);
 
-/// <summary>What one step of the fleet did: the admissions, the refusals, and every node's iteration.</summary>
+/// <summary>A node's iteration, and which node ran it.</summary>
+public readonly record struct NodeIteration(int Node, Iteration Iteration);
+
+/// <summary>What one step of the fleet did: the admissions, the refusals, and the iterations the nodes ran up to the step's time.</summary>
 public sealed record FleetStep(
-    DateTimeOffset At, IReadOnlyList<Sequence> Admitted, IReadOnlyList<Refusal> Refused, IReadOnlyList<ServedTokens> Served,
-    IReadOnlyList<Sequence> Finished, int TokensUsed, int TokenBudget);
+    DateTimeOffset At, IReadOnlyList<Sequence> Admitted, IReadOnlyList<Refusal> Refused, IReadOnlyList<NodeIteration> Iterations, int Nodes)
+{
+    public IEnumerable<Sequence> Finished => Iterations.SelectMany(i => i.Iteration.Finished);
+
+    /// <summary>Deployments whose bucket would have admitted more but whose requests waited for room on the GPUs.</summary>
+    public IReadOnlyList<string> WaitedForGpu { get; init; } = [];
+}
 
 /// <summary>
 /// One serving process: requests wait in a queue per deployment until the shared <see cref="AdmissionCache"/> admits them,
 /// then run on the least busy node. A refused deployment is asked again only after its retry-after, as a client honouring
-/// <c>retry-after-ms</c> would. Pure apart from the cache's clock: each <see cref="Step"/> is one iteration at a given time.
+/// <c>retry-after-ms</c> would. Each node runs iterations back to back while it has work, each as long as its duration;
+/// <see cref="Step"/> runs every iteration that starts by the given time, then admits, so what is admitted at a time joins
+/// the next iteration after it. Pure apart from the cache's clock.
 /// </summary>
 public sealed class Fleet
 {
@@ -37,9 +69,9 @@ public sealed class Fleet
     readonly FleetOptions _options;
     readonly AdmissionCache _admission;
     readonly GpuNode[] _nodes;
+    readonly DateTimeOffset[] _freeAt; // when each node's last iteration ends, or the last step's time while it is idle
     readonly List<Lane> _lanes = [];
     readonly Dictionary<string, Lane> _byDeployment = new(StringComparer.Ordinal);
-    int _firstLane;
 
     public Fleet(FleetOptions options, AdmissionCache admission)
     {
@@ -47,10 +79,13 @@ public sealed class Fleet
         ArgumentOutOfRangeException.ThrowIfLessThan(options.TokenBudget, 1);
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(options.IterationTime, TimeSpan.Zero);
         // Decoding goes first; with fewer sequences than tokens per iteration it can never take the whole budget and starve prompts.
-        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(options.MaxSequencesPerNode, options.TokenBudget);
+        if (options.Scheduling == Scheduling.Flywheel) ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(options.MaxSequencesPerNode, options.TokenBudget);
         _options = options;
         _admission = admission;
-        _nodes = [.. Enumerable.Range(0, options.Nodes).Select(_ => new GpuNode(options.TokenBudget, options.MaxSequencesPerNode))];
+        var duration = options.Duration;
+        _nodes = [.. Enumerable.Range(0, options.Nodes).Select(_ => new GpuNode(options.Scheduling, options.TokenBudget, options.MaxSequencesPerNode, duration))];
+        _freeAt = new DateTimeOffset[options.Nodes];
+        Array.Fill(_freeAt, DateTimeOffset.MinValue);
     }
 
     public IReadOnlyList<GpuNode> Nodes => _nodes;
@@ -70,53 +105,79 @@ public sealed class Fleet
     /// <summary>Requests of a deployment waiting for admission.</summary>
     public int Queued(string deploymentId) => _byDeployment.TryGetValue(deploymentId, out var lane) ? lane.Waiting.Count : 0;
 
-    /// <summary>Admits what the cache allows, then runs one iteration on every node; finished requests are reconciled with the cache.</summary>
+    /// <summary>
+    /// Runs every iteration that starts by <paramref name="at"/>, reconciles the requests they finished with the cache, then
+    /// admits what the cache allows.
+    /// </summary>
     public FleetStep Step(DateTimeOffset at)
     {
+        var iterations = new List<NodeIteration>();
+        for (var n = 0; n < _nodes.Length; n++)
+        {
+            var start = _freeAt[n] == DateTimeOffset.MinValue ? at : _freeAt[n];
+            while (start <= at && _nodes[n].Run(start) is { } iteration)
+            {
+                iterations.Add(new NodeIteration(n, iteration));
+                start = iteration.End;
+            }
+            _freeAt[n] = start > at ? start : at; // idle: what is admitted now starts now
+        }
+        foreach (var run in iterations)
+        {
+            foreach (var part in run.Iteration.Parts)
+            {
+                if (_admission.Limit(part.DeploymentId) is { } limit)
+                    _byDeployment[part.DeploymentId].Served(run.Iteration.End, part.PromptTokens - part.CachedTokens * (double)limit.CachedDeduction + (double)limit.OutputWeight * part.GeneratedTokens);
+            }
+            foreach (var sequence in run.Iteration.Finished)
+                _admission.Complete(sequence.Admission, sequence.Request.PromptTokens, sequence.Request.CachedTokens, sequence.Generated);
+        }
+
         var admitted = new List<Sequence>();
         var refused = new List<Refusal>();
         Admit(at, admitted, refused);
-
-        var served = new List<ServedTokens>();
-        var finished = new List<Sequence>();
-        var used = 0;
-        foreach (var node in _nodes)
-        {
-            var iteration = node.Run(at, _options.IterationTime);
-            used += iteration.TokensUsed;
-            served.AddRange(iteration.Served);
-            finished.AddRange(iteration.Finished);
-        }
-        foreach (var sequence in finished)
-            _admission.Complete(sequence.Admission, sequence.Request.PromptTokens, sequence.Request.CachedTokens, sequence.Generated);
-        return new FleetStep(at, admitted, refused, served, finished, used, _options.TokenBudget * _nodes.Length);
+        List<string> waited = [.. _lanes.Where(l => l.RetryAt <= at && l.Waiting.Count > 0).Select(l => l.DeploymentId)];
+        return new FleetStep(at, admitted, refused, iterations, _nodes.Length) { WaitedForGpu = waited };
     }
 
+    /// <summary>
+    /// Admits one request at a time to the least busy node with room, each time from the deployment that was served the
+    /// least for its purchased rate lately (weighted tokens the GPUs processed for it over the last seconds, decaying, ÷
+    /// tokens per minute).
+    /// While the GPUs have room this changes nothing: every deployment is admitted as far as its bucket allows. When they are
+    /// full it shares them in proportion to what each bought, in the unit each bought, so a deployment spending its burst
+    /// allowance, or one whose requests cost the GPU more per weighted token, cannot crowd out the others.
+    /// </summary>
     void Admit(DateTimeOffset at, List<Sequence> admitted, List<Refusal> refused)
     {
-        if (_lanes.Count == 0) return;
-        // Start with a different deployment each step, so none is always first to the free GPU slots.
-        _firstLane = (_firstLane + 1) % _lanes.Count;
-        for (var n = 0; n < _lanes.Count; n++)
+        while (LeastBusyWithRoom() is { } node)
         {
-            var lane = _lanes[(_firstLane + n) % _lanes.Count];
-            if (lane.RetryAt > at) continue;
-            while (lane.Waiting.TryPeek(out var request))
+            Lane? lane = null;
+            var least = double.MaxValue;
+            foreach (var candidate in _lanes)
             {
-                var node = LeastBusyWithRoom();
-                if (node is null) return; // the GPUs are full: admitting now would take tokens the fleet cannot serve yet
-                var admission = _admission.TryAdmit(request.DeploymentId, request.PromptTokens, request.CachedTokens, request.MaxOutputTokens);
-                if (!admission.IsAdmitted)
+                if (candidate.RetryAt > at || candidate.Waiting.Count == 0) continue;
+                var rate = _admission.Limit(candidate.DeploymentId)?.TokensPerMinute ?? 0;
+                var share = rate > 0 ? candidate.ServedLately(at) / rate : 0; // an unknown limit is asked once, refused, and parked
+                if (share < least)
                 {
-                    refused.Add(new Refusal(request.DeploymentId, admission));
-                    lane.RetryAt = at + (admission.RetryAfterMs > 0 ? TimeSpan.FromMilliseconds(admission.RetryAfterMs) : UnavailableRetry);
-                    break;
+                    least = share;
+                    lane = candidate;
                 }
-                lane.Waiting.Dequeue();
-                var sequence = new Sequence(request, admission, at);
-                node.Start(sequence);
-                admitted.Add(sequence);
             }
+            if (lane is null) return;
+            var request = lane.Waiting.Peek();
+            var admission = _admission.TryAdmit(request.DeploymentId, request.PromptTokens, request.CachedTokens, request.MaxOutputTokens);
+            if (!admission.IsAdmitted)
+            {
+                refused.Add(new Refusal(request.DeploymentId, admission));
+                lane.RetryAt = at + (admission.RetryAfterMs > 0 ? TimeSpan.FromMilliseconds(admission.RetryAfterMs) : UnavailableRetry);
+                continue;
+            }
+            lane.Waiting.Dequeue();
+            var sequence = new Sequence(request, admission, at);
+            node.Start(sequence);
+            admitted.Add(sequence);
         }
     }
 
@@ -134,6 +195,19 @@ public sealed class Fleet
     {
         public readonly string DeploymentId = deploymentId;
         public readonly Queue<InferenceRequest> Waiting = new();
+        static readonly TimeSpan Memory = TimeSpan.FromSeconds(10);
+
         public DateTimeOffset RetryAt;
+        double _served;
+        DateTimeOffset _servedAt;
+
+        /// <summary>Weighted tokens the GPUs processed for it, each counting less the longer ago (by e every ten seconds).</summary>
+        public double ServedLately(DateTimeOffset at) => _served * Math.Exp(-Math.Max(0, (at - _servedAt) / Memory));
+
+        public void Served(DateTimeOffset at, double weightedTokens)
+        {
+            _served = ServedLately(at) + weightedTokens;
+            _servedAt = at > _servedAt ? at : _servedAt;
+        }
     }
 }

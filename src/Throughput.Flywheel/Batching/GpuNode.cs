@@ -3,93 +3,151 @@ namespace Throughput.Flywheel.Batching;
 /// <summary>Tokens one iteration processed for one deployment.</summary>
 public readonly record struct ServedTokens(string DeploymentId, int PromptTokens, int CachedTokens, int GeneratedTokens);
 
-/// <summary>What one iteration of one node did.</summary>
-public sealed record Iteration(int TokensUsed, IReadOnlyList<ServedTokens> Served, IReadOnlyList<Sequence> Finished);
+/// <summary>
+/// One request's share of an iteration: a prompt chunk, a generated token, or both (the chunk that ends a prompt samples the
+/// first token).
+/// </summary>
+public readonly record struct IterationPart(string RequestId, string DeploymentId, int PromptTokens, int CachedTokens, int GeneratedTokens);
+
+/// <summary>What one iteration of one node did; its tokens appear at <see cref="End"/>.</summary>
+public sealed record Iteration(DateTimeOffset Start, TimeSpan Duration, IterationWork Work, IReadOnlyList<IterationPart> Parts, IReadOnlyList<Sequence> Finished)
+{
+    public DateTimeOffset End => Start + Duration;
+
+    public int TokensUsed => Work.Tokens;
+
+    /// <summary>The parts summed per deployment.</summary>
+    public IReadOnlyList<ServedTokens> Served =>
+    [
+        .. Parts.GroupBy(p => p.DeploymentId, StringComparer.Ordinal)
+            .Select(g => new ServedTokens(g.Key, g.Sum(p => p.PromptTokens), g.Sum(p => p.CachedTokens), g.Sum(p => p.GeneratedTokens))),
+    ];
+}
+
+/// <summary>How a node composes an iteration.</summary>
+public enum Scheduling
+{
+    /// <summary>
+    /// Project Flywheel (chunked prefill, as Sarathi-Serve's stall-free batching): a fixed token budget per iteration, every
+    /// decoding sequence first, then prompt chunks fill what is left, so iterations stay alike and nobody's generation stalls.
+    /// </summary>
+    Flywheel,
+
+    /// <summary>
+    /// As engines batched before chunked prefill (Orca's iteration-level batching): every decoding sequence, plus waiting
+    /// prompts prefilled whole, first come first served, as many as fit the prompt batch limit and always at least one, so
+    /// an iteration takes as long as the prompts in it and everyone decoding beside them waits it out.
+    /// </summary>
+    WholePrompt,
+}
 
 /// <summary>
-/// A simulated GPU node running a Flywheel batcher. Every iteration has a fixed token budget: first each running sequence
-/// that is past its prompt generates one token, then prompt chunks of the waiting sequences fill what is left of the budget
-/// (chunked prefill interleaved with generation), so a long prompt never stalls anyone's generation and every sequence
-/// gets one token per iteration. Not thread-safe: one loop drives a node.
+/// A simulated GPU node: it holds running sequences and composes one iteration at a time by its <see cref="Scheduling"/>;
+/// the iteration's duration comes from <paramref name="duration"/> (the cost model, or a fixed time). Not thread-safe: one
+/// loop drives a node.
 /// </summary>
-public sealed class GpuNode(int tokenBudget, int maxSequences)
+public sealed class GpuNode(Scheduling scheduling, int tokenBudget, int maxSequences, Func<IterationWork, TimeSpan> duration)
 {
     readonly List<Sequence> _decoding = [];
     readonly List<Sequence> _prefilling = [];
     int _decodeStart;
 
+    /// <summary>A Flywheel node whose iterations all take <paramref name="iterationTime"/>.</summary>
+    public GpuNode(int tokenBudget, int maxSequences, TimeSpan iterationTime)
+        : this(Scheduling.Flywheel, tokenBudget, maxSequences, _ => iterationTime)
+    {
+    }
+
+    public Scheduling Scheduling => scheduling;
+
+    /// <summary>Flywheel: tokens per iteration. Whole-prompt: prompt tokens batched in one iteration (one prompt may exceed it).</summary>
     public int TokenBudget { get; } = tokenBudget;
 
     public int MaxSequences { get; } = maxSequences;
 
     public int Running => _decoding.Count + _prefilling.Count;
 
-    public bool HasRoom => Running < MaxSequences;
+    /// <summary>
+    /// Room for one more request: a free sequence slot, and prompts waiting for prefill that the next two iterations can
+    /// take (Flywheel) or the next one (whole-prompt). A request the node could not start soon waits in its deployment's
+    /// queue instead, where admission can still choose between customers, rather than on the node.
+    /// </summary>
+    public bool HasRoom => Running < MaxSequences && WaitingPromptTokens() < (scheduling == Scheduling.Flywheel ? 2 * TokenBudget : TokenBudget);
+
+    int WaitingPromptTokens()
+    {
+        var waiting = 0;
+        foreach (var sequence in _prefilling) waiting += sequence.Request.PromptTokens - sequence.PromptDone;
+        return waiting;
+    }
 
     public void Start(Sequence sequence)
     {
-        if (!HasRoom) throw new InvalidOperationException("The node is full.");
+        if (Running >= MaxSequences) throw new InvalidOperationException("The node is full.");
         (sequence.Prefilled ? _decoding : _prefilling).Add(sequence);
     }
 
-    /// <summary>Runs one iteration that starts at <paramref name="at"/> and takes <paramref name="duration"/>; tokens appear at its end.</summary>
-    public Iteration Run(DateTimeOffset at, TimeSpan duration)
+    /// <summary>Composes and runs one iteration starting at <paramref name="at"/>; null when there is nothing to run.</summary>
+    public Iteration? Run(DateTimeOffset at)
     {
-        var end = at + duration;
-        var served = new Dictionary<string, (int Prompt, int Cached, int Generated)>(StringComparer.Ordinal);
-        var finished = new List<Sequence>();
-        var budget = TokenBudget;
+        if (Running == 0) return null;
+        var parts = new List<(Sequence Sequence, int Prompt, int Cached, bool Generates)>();
+        var work = new IterationWork();
 
         // Decode first: one token per running sequence. Only when there are more sequences than budget does anyone wait,
         // and then the start rotates so the same ones do not always wait.
-        var decodeCount = Math.Min(_decoding.Count, budget);
+        var decodeCount = scheduling == Scheduling.Flywheel ? Math.Min(_decoding.Count, TokenBudget) : _decoding.Count;
         for (var i = 0; i < decodeCount; i++)
         {
             var sequence = _decoding[(_decodeStart + i) % _decoding.Count];
-            Generate(sequence, end, served);
+            work = work.AddDecode(sequence.Context);
+            parts.Add((sequence, 0, 0, true));
         }
         _decodeStart = _decoding.Count == 0 ? 0 : (_decodeStart + decodeCount) % _decoding.Count;
-        budget -= decodeCount;
 
-        // Then prompt chunks, first come first served, as much of each prompt as the budget left allows.
+        // Then prompts, first come first served: chunks of what the budget leaves (Flywheel), or whole ones (whole-prompt).
+        var left = TokenBudget - (scheduling == Scheduling.Flywheel ? decodeCount : 0);
         var prefilled = 0;
         foreach (var sequence in _prefilling)
         {
-            if (budget == 0) break;
-            var chunk = Math.Min(budget, sequence.Request.PromptTokens - sequence.PromptDone);
-            sequence.PromptDone += chunk;
-            budget -= chunk;
-            Add(served, sequence.Request.DeploymentId, prompt: chunk, cached: sequence.PromptDone == sequence.Request.PromptTokens ? sequence.Request.CachedTokens : 0, generated: 0);
-            if (!sequence.Prefilled) break;
+            var remaining = sequence.Request.PromptTokens - sequence.PromptDone;
+            var chunk = scheduling == Scheduling.Flywheel ? Math.Min(left, remaining)
+                : remaining <= left || work.PrefillTokens == 0 ? remaining
+                : 0;
+            if (chunk == 0) break;
+            work = work.AddChunk(chunk, sequence.PromptDone);
+            left -= chunk;
+            var completes = chunk == remaining;
+            parts.Add((sequence, chunk, completes ? sequence.Request.CachedTokens : 0, completes));
+            if (!completes) break;
             prefilled++;
-            // The pass that reads the last chunk of a prompt samples the first output token.
-            Generate(sequence, end, served);
-            if (sequence.Finished) finished.Add(sequence);
-            else _decoding.Add(sequence);
+        }
+
+        var took = duration(work);
+        var end = at + took;
+        var finished = new List<Sequence>();
+        var result = new List<IterationPart>(parts.Count);
+        foreach (var (sequence, prompt, cached, generates) in parts)
+        {
+            sequence.PromptDone += prompt;
+            if (generates)
+            {
+                sequence.Generated++;
+                sequence.FirstTokenAt ??= end;
+                if (sequence.Finished)
+                {
+                    sequence.FinishedAt = end;
+                    finished.Add(sequence);
+                }
+            }
+            result.Add(new IterationPart(sequence.Request.RequestId, sequence.Request.DeploymentId, prompt, cached, generates ? 1 : 0));
+        }
+        for (var i = 0; i < prefilled; i++)
+        {
+            if (!_prefilling[i].Finished) _decoding.Add(_prefilling[i]);
         }
         _prefilling.RemoveRange(0, prefilled);
-
-        var before = finished.Count;
-        foreach (var sequence in _decoding)
-        {
-            if (sequence.Finished) finished.Add(sequence);
-        }
-        if (finished.Count > before) _decoding.RemoveAll(s => s.Finished);
-
-        return new Iteration(TokenBudget - budget, [.. served.Select(p => new ServedTokens(p.Key, p.Value.Prompt, p.Value.Cached, p.Value.Generated))], finished);
-    }
-
-    static void Generate(Sequence sequence, DateTimeOffset end, Dictionary<string, (int Prompt, int Cached, int Generated)> served)
-    {
-        sequence.Generated++;
-        sequence.FirstTokenAt ??= end;
-        if (sequence.Finished) sequence.FinishedAt = end;
-        Add(served, sequence.Request.DeploymentId, prompt: 0, cached: 0, generated: 1);
-    }
-
-    static void Add(Dictionary<string, (int Prompt, int Cached, int Generated)> served, string deploymentId, int prompt, int cached, int generated)
-    {
-        var current = served.GetValueOrDefault(deploymentId);
-        served[deploymentId] = (current.Prompt + prompt, current.Cached + cached, current.Generated + generated);
+        if (finished.Count > 0) _decoding.RemoveAll(s => s.Finished);
+        return new Iteration(at, took, work, result, finished);
     }
 }

@@ -27,6 +27,9 @@ public sealed class Sequence(InferenceRequest request, Admission admission, Date
 
     public DateTimeOffset? FinishedAt { get; internal set; }
 
+    /// <summary>Tokens in its KV cache: the prompt processed so far and what it generated.</summary>
+    public long Context => PromptDone + Generated;
+
     public bool Prefilled => PromptDone >= Request.PromptTokens;
 
     public bool Finished => Generated >= Request.OutputTokens;

@@ -3,28 +3,47 @@ using Throughput.Flywheel.Batching;
 
 namespace Throughput.Flywheel.Demo;
 
-/// <summary>The demo's command line: <c>[platform-url] [--minutes 5] [--window 60s] [--resize-at 3m] [--nodes 2] [--budget 4096] [--iteration 25ms] [--model gpt-4o-mini] [--region eastus] [--out artifacts/demo]</c>.</summary>
+/// <summary>The demo's command line (see <see cref="Usage"/>).</summary>
 public sealed record DemoOptions(Uri Platform, Scenario Scenario, FleetOptions Fleet, string OutputDirectory)
 {
+    /// <summary>Leave the customers' deployments in place at the end, for exploring the dashboard (infra/demo.sh --keep).</summary>
+    public bool Keep { get; init; }
+
+    /// <summary>
+    /// Each GPU: Mistral-7B's shape on an A100, the Flywheel budget of 512 tokens per iteration (Sarathi-Serve's strict budget
+    /// for that pair; 45 ms an iteration), up to 256 sequences at once (their KV caches fit beside the weights).
+    /// </summary>
+    public static readonly FleetOptions DefaultFleet = new() { Nodes = 2, Cost = IterationCost.MistralOnA100, TokenBudget = 512, MaxSequencesPerNode = 256 };
+
+    /// <summary>Prompt tokens the whole-prompt fleet batches in one iteration (vLLM's max_num_batched_tokens before chunked prefill was 4,096 and up).</summary>
+    public const int WholePromptBatch = 4096;
+
     /// <summary>Where metering goes; a test host listens on an exchange of its own.</summary>
     public string MeteringExchange { get; init; } = Contracts.MeteringTopology.Exchange;
 
     public const string Usage =
-        "usage: Throughput.Flywheel [platform-url] [--minutes 5] [--window 60s] [--resize-at <time>] [--nodes 2] [--budget 4096] " +
-        "[--iteration 25ms] [--model gpt-4o-mini] [--region eastus] [--out artifacts/demo]   (times: 500ms, 10s, 2m or seconds)";
+        "usage: Throughput.Flywheel [platform-url] [--minutes 5] [--window 60s] [--resize-at <time>] [--nodes 2] [--budget 256] [--gpu A100-80GB] " +
+        "[--output-scale 1] [--sell 1] [--model gpt-4o-mini] [--region eastus] [--out artifacts/demo] [--keep]   (times: 500ms, 10s, 2m or seconds)\n" +
+        "       Throughput.Flywheel calibrate [--gpu A100-80GB] [--budget 256]";
 
     public static DemoOptions Parse(IReadOnlyList<string> args)
     {
         var platform = new Uri("http://127.0.0.1:5080");
         var scenario = new Scenario();
-        var fleet = new FleetOptions();
+        var fleet = DefaultFleet;
         var output = Path.Combine("artifacts", "demo");
+        var keep = false;
         for (var i = 0; i < args.Count; i++)
         {
             var arg = args[i];
             if (!arg.StartsWith("--", StringComparison.Ordinal))
             {
                 platform = new Uri(arg);
+                continue;
+            }
+            if (arg == "--keep")
+            {
+                keep = true;
                 continue;
             }
             if (i + 1 >= args.Count) throw new FormatException($"{arg} needs a value.");
@@ -37,9 +56,11 @@ public sealed record DemoOptions(Uri Platform, Scenario Scenario, FleetOptions F
                 case "--nodes": fleet = fleet with { Nodes = (int)Positive(arg, int.Parse(value, CultureInfo.InvariantCulture)) }; break;
                 case "--budget":
                     var budget = (int)Positive(arg, int.Parse(value, CultureInfo.InvariantCulture));
-                    fleet = fleet with { TokenBudget = budget, MaxSequencesPerNode = Math.Clamp(budget / 4, 1, 1024) };
+                    fleet = fleet with { TokenBudget = budget, MaxSequencesPerNode = Math.Min(fleet.MaxSequencesPerNode, budget - 1) };
                     break;
-                case "--iteration": fleet = fleet with { IterationTime = Duration(arg, value) }; break;
+                case "--gpu": fleet = fleet with { Cost = fleet.Cost! with { Gpu = GpuKind.Named(value) } }; break;
+                case "--output-scale": scenario = scenario with { OutputScale = Positive(arg, double.Parse(value, CultureInfo.InvariantCulture)) }; break;
+                case "--sell": scenario = scenario with { Sell = (decimal)Math.Min(1, Positive(arg, double.Parse(value, CultureInfo.InvariantCulture))) }; break;
                 case "--model": scenario = scenario with { Model = value }; break;
                 case "--region": scenario = scenario with { Region = value }; break;
                 case "--out": output = value; break;
@@ -47,7 +68,7 @@ public sealed record DemoOptions(Uri Platform, Scenario Scenario, FleetOptions F
             }
         }
         if (scenario.Window > scenario.Duration) throw new FormatException("--window is longer than the run.");
-        return new DemoOptions(platform, scenario, fleet, output);
+        return new DemoOptions(platform, scenario, fleet, output) { Keep = keep };
     }
 
     /// <summary>"500ms", "10s", "2m", or a number of seconds.</summary>

@@ -6,7 +6,7 @@ using Throughput.Serving;
 namespace Throughput.Flywheel.Demo;
 
 /// <summary>A customer as set up on the platform: its tenant's client and its deployment.</summary>
-public sealed record Provisioned(Customer Customer, string TenantId, HttpClient Tenant, string DeploymentId);
+public sealed record Provisioned(Customer Customer, string TenantId, HttpClient Tenant, string DeploymentId, string ApiKey);
 
 /// <summary>The platform calls the demo makes, as an operator and as each customer would.</summary>
 public static class PlatformSetup
@@ -14,16 +14,55 @@ public static class PlatformSetup
     /// <summary>Makes sure the pool has room for the run: its capacity grows to what is sold plus what the run needs, never shrinks.</summary>
     public static async Task EnsurePoolAsync(HttpClient op, string model, string region, decimal needed, CancellationToken ct)
     {
-        var pools = await op.GetFromJsonAsync<JsonElement>("/v1/operator/pools", ct);
-        decimal capacity = 0, sold = 0;
-        foreach (var pool in pools.EnumerateArray())
-        {
-            if (pool.GetProperty("model").GetString() != model || pool.GetProperty("region").GetString() != region) continue;
-            capacity = pool.GetProperty("capacityPtu").GetDecimal();
-            sold = pool.GetProperty("soldPtu").GetDecimal();
-        }
+        var (capacity, sold) = await PoolAsync(op, model, region, ct);
         if (capacity - sold >= needed) return;
         await Ok(op.PutAsJsonAsync($"/v1/operator/pools/{model}/{region}", new { capacityPtu = sold + needed }, ct));
+    }
+
+    /// <summary>Records what one GPU of the kind serves of the model, as the calibration measured it.</summary>
+    public static async Task RecordCalibrationAsync(HttpClient op, Capacity.CalibrationResult calibration, Batching.FleetOptions fleet, CancellationToken ct) =>
+        await Ok(op.PutAsJsonAsync($"/v1/operator/gpu-calibrations/{calibration.GpuKind}/{calibration.Model}", new
+        {
+            ptuPerGpu = calibration.SellablePtu,
+            weightedTokensPerMinute = (long)calibration.WeightedPerMinute,
+            scheduler = fleet.Scheduling.ToString(),
+            tokenBudget = fleet.TokenBudget,
+        }, ct));
+
+    /// <summary>
+    /// Makes sure the pool has room for the run, stated as GPUs of the calibrated kind: as many as what is sold and what the
+    /// run needs take, never fewer than it has.
+    /// </summary>
+    public static async Task<int> EnsureGpusAsync(HttpClient op, string model, string region, Capacity.CalibrationResult calibration, decimal needed, CancellationToken ct)
+    {
+        var (capacity, sold) = await PoolAsync(op, model, region, ct);
+        var gpus = (int)Math.Ceiling(Math.Max(capacity, sold + needed) / calibration.SellablePtu);
+        await Ok(op.PutAsJsonAsync($"/v1/operator/pools/{model}/{region}", new { gpus, gpuKind = calibration.GpuKind }, ct));
+        return gpus;
+    }
+
+    /// <summary>The model's pricing units from the platform's catalog.</summary>
+    public static async Task<Capacity.ModelRates> ModelRatesAsync(HttpClient client, string model, CancellationToken ct)
+    {
+        var models = await client.GetFromJsonAsync<JsonElement>("/v1/models", ct);
+        foreach (var entry in models.EnumerateArray())
+        {
+            if (entry.GetProperty("name").GetString() != model) continue;
+            return new Capacity.ModelRates(entry.GetProperty("inputTokensPerMinutePerPtu").GetDouble(), entry.GetProperty("outputWeight").GetDouble(), entry.GetProperty("cachedDeduction").GetDouble());
+        }
+        throw new InvalidOperationException($"The platform's catalog has no model '{model}'.");
+    }
+
+    /// <summary>The pool's capacity and what it has sold, in PTUs; zero for a pool not opened yet.</summary>
+    static async Task<(decimal Capacity, decimal Sold)> PoolAsync(HttpClient op, string model, string region, CancellationToken ct)
+    {
+        var pools = await op.GetFromJsonAsync<JsonElement>("/v1/operator/pools", ct);
+        foreach (var pool in pools.EnumerateArray())
+        {
+            if (pool.GetProperty("model").GetString() == model && pool.GetProperty("region").GetString() == region)
+                return (pool.GetProperty("capacityPtu").GetDecimal(), pool.GetProperty("soldPtu").GetDecimal());
+        }
+        return (0, 0);
     }
 
     /// <summary>Registers the serving node's producer id for the region and issues it its own broker credentials and a ServingNode key.</summary>
@@ -41,11 +80,16 @@ public static class PlatformSetup
         var tenantId = customer.TenantId(run);
         await Ok(op.PostAsJsonAsync("/v1/operator/tenants", new { tenantId, name = customer.Name, currency = "USD" }, ct));
         var key = await Ok(op.PostAsync(new Uri($"/v1/operator/tenants/{tenantId}/keys", UriKind.Relative), null, ct));
-        var tenant = clientFor(key.GetProperty("apiKey").GetString()!);
+        var apiKey = key.GetProperty("apiKey").GetString()!;
+        var tenant = clientFor(apiKey);
         var deployment = await Ok(tenant.PostAsJsonAsync("/v1/deployments",
             new { name = customer.Workload.Name.Replace(' ', '-'), model = scenario.Model, region = scenario.Region, type = "Global", ptu = customer.Ptu }, ct));
-        return new Provisioned(customer, tenantId, tenant, deployment.GetProperty("id").GetString()!);
+        return new Provisioned(customer, tenantId, tenant, deployment.GetProperty("id").GetString()!, apiKey);
     }
+
+    /// <summary>A finance key, for the dashboard's finance pages.</summary>
+    public static async Task<string> FinanceKeyAsync(HttpClient op, string name, CancellationToken ct) =>
+        (await Ok(op.PostAsJsonAsync("/v1/operator/keys", new { role = "Finance", name }, ct))).GetProperty("apiKey").GetString()!;
 
     /// <summary>Resizes as a customer does: reads the deployment for its ETag, then posts the resize with If-Match.</summary>
     public static Task ResizeAsync(Provisioned customer, decimal ptu, CancellationToken ct) =>

@@ -17,6 +17,12 @@ public sealed record Workload(string Name, int PromptTokens, int OutputTokens, d
     /// <summary>Chat: a conversation whose earlier turns are mostly in the prefix cache, a medium answer.</summary>
     public static readonly Workload Chat = new("chat", 800, 400, CachedShare: 0.25);
 
+    /// <summary>
+    /// The same prompts with outputs <paramref name="factor"/> times as long: shorter requests for quick runs, whose prompts
+    /// still weigh on the GPU as they do in full.
+    /// </summary>
+    public Workload Scaled(double factor) => factor == 1 ? this : this with { OutputTokens = Math.Max(2, (int)Math.Round(OutputTokens * factor)) };
+
     /// <summary>The weighted cost of a typical request: (prompt − cached × deduction) + output weight × output.</summary>
     public double WeightedTokens(double outputWeight, double cachedDeduction) =>
         PromptTokens - PromptTokens * CachedShare * cachedDeduction + outputWeight * OutputTokens;
@@ -46,7 +52,7 @@ public sealed class Arrivals(string deploymentId, Workload workload, double offe
     {
         while (_next <= at)
         {
-            var request = Next(_next);
+            var request = NextAt(_next);
             var weighted = Math.Max(0, request.PromptTokens - request.CachedTokens * cachedDeduction) + outputWeight * request.OutputTokens;
             if (_backlog > 0) _backlog -= weighted;
             else _next += TimeSpan.FromMinutes(weighted / OfferedPerMinute);
@@ -54,7 +60,8 @@ public sealed class Arrivals(string deploymentId, Workload workload, double offe
         }
     }
 
-    InferenceRequest Next(DateTimeOffset at)
+    /// <summary>A request of this workload arriving at <paramref name="at"/>, outside the offered rate.</summary>
+    public InferenceRequest NextAt(DateTimeOffset at)
     {
         var prompt = Vary(workload.PromptTokens);
         var output = Vary(workload.OutputTokens);

@@ -13,6 +13,7 @@ public sealed class Slot
     public long Admitted { get; set; }
     public long AdmittedEstimate { get; set; }
     public long Refusals { get; set; }
+    public long GpuWaits { get; set; }
     public long Throttles { get; set; }
     public long Finished { get; set; }
     public double TtftMsSum { get; set; }
@@ -27,13 +28,19 @@ public sealed class Slot
 public sealed class Tally(DateTimeOffset start, TimeSpan resolution)
 {
     readonly Dictionary<string, Track> _tracks = new(StringComparer.Ordinal);
-    readonly List<(long Used, long Budget)> _gpu = [];
+    readonly List<(double BusySeconds, int Nodes)> _gpu = [];
+    readonly List<NodeIteration> _strip = [];
 
     public DateTimeOffset Start => start;
 
     public TimeSpan Resolution => resolution;
 
     public IReadOnlyList<Track> Tracks => [.. _tracks.Values];
+
+    /// <summary>Node 0's iterations that started within <see cref="StripSpan"/>, whole, for the iteration strip.</summary>
+    public IReadOnlyList<NodeIteration> Strip => _strip;
+
+    public (DateTimeOffset From, TimeSpan Length)? StripSpan { get; init; }
 
     public Track Follow(string deploymentId, string name, double outputWeight, double cachedDeduction)
     {
@@ -47,14 +54,33 @@ public sealed class Tally(DateTimeOffset start, TimeSpan resolution)
     public void Record(FleetStep step)
     {
         var index = IndexOf(step.At);
-        foreach (var served in step.Served)
+        foreach (var (node, iteration) in step.Iterations)
         {
-            if (!_tracks.TryGetValue(served.DeploymentId, out var track)) continue;
-            var slot = track.SlotAt(index);
-            slot.Prompt += served.PromptTokens;
-            slot.Cached += served.CachedTokens;
-            slot.Generated += served.GeneratedTokens;
-            slot.Weighted += served.PromptTokens + served.CachedTokens * (1 - track.CachedDeduction) + track.OutputWeight * served.GeneratedTokens;
+            var at = IndexOf(iteration.End);
+            foreach (var part in iteration.Parts)
+            {
+                if (!_tracks.TryGetValue(part.DeploymentId, out var track)) continue;
+                var slot = track.SlotAt(at);
+                slot.Prompt += part.PromptTokens;
+                slot.Cached += part.CachedTokens;
+                slot.Generated += part.GeneratedTokens;
+                slot.Weighted += part.PromptTokens + part.CachedTokens * (1 - track.CachedDeduction) + track.OutputWeight * part.GeneratedTokens;
+            }
+            var started = IndexOf(iteration.Start);
+            while (_gpu.Count <= started) _gpu.Add((0, step.Nodes));
+            _gpu[started] = (_gpu[started].BusySeconds + iteration.Duration.TotalSeconds, step.Nodes);
+            if (node == 0 && StripSpan is { } strip && iteration.Start >= strip.From && iteration.Start < strip.From + strip.Length) _strip.Add(new NodeIteration(node, iteration));
+            foreach (var sequence in iteration.Finished)
+            {
+                if (!_tracks.TryGetValue(sequence.Request.DeploymentId, out var track)) continue;
+                var slot = track.SlotAt(IndexOf(sequence.FinishedAt ?? iteration.End));
+                slot.Finished++;
+                slot.TtftMsSum += sequence.TimeToFirstToken.TotalMilliseconds;
+                slot.TpotMsSum += sequence.TimePerOutputToken.TotalMilliseconds;
+                track.Finished.Add(new FinishedRequest(sequence.FinishedAt ?? iteration.End, sequence.TimeToFirstToken, sequence.TimePerOutputToken, sequence.Generated));
+                var duration = (sequence.FinishedAt ?? iteration.End) - sequence.AdmittedAt;
+                if (duration > track.LongestRequest) track.LongestRequest = duration;
+            }
         }
         foreach (var sequence in step.Admitted)
         {
@@ -63,36 +89,30 @@ public sealed class Tally(DateTimeOffset start, TimeSpan resolution)
             slot.Admitted++;
             slot.AdmittedEstimate += sequence.Admission.EstimatedTokens;
         }
+        foreach (var deploymentId in step.WaitedForGpu)
+        {
+            if (!_tracks.TryGetValue(deploymentId, out var track)) continue;
+            track.SlotAt(index).GpuWaits++;
+        }
         foreach (var refusal in step.Refused)
         {
             if (!_tracks.TryGetValue(refusal.DeploymentId, out var track)) continue;
             track.SlotAt(index).Refusals++;
             if (refusal.Admission.Outcome == Serving.AdmissionOutcome.OverRate) track.FirstRefusalAt ??= step.At;
         }
-        foreach (var sequence in step.Finished)
-        {
-            if (!_tracks.TryGetValue(sequence.Request.DeploymentId, out var track)) continue;
-            var slot = track.SlotAt(IndexOf(sequence.FinishedAt ?? step.At));
-            slot.Finished++;
-            slot.TtftMsSum += sequence.TimeToFirstToken.TotalMilliseconds;
-            slot.TpotMsSum += sequence.TimePerOutputToken.TotalMilliseconds;
-            var duration = (sequence.FinishedAt ?? step.At) - sequence.AdmittedAt;
-            if (duration > track.LongestRequest) track.LongestRequest = duration;
-        }
-        while (_gpu.Count <= index) _gpu.Add((0, 0));
-        _gpu[index] = (_gpu[index].Used + step.TokensUsed, _gpu[index].Budget + step.TokenBudget);
     }
 
-    /// <summary>Share of the fleet's token budget used between two moments.</summary>
+    /// <summary>Share of the fleet's time spent running iterations between two moments (whole slots).</summary>
     public double GpuUtilization(DateTimeOffset from, DateTimeOffset to)
     {
-        long used = 0, budget = 0;
-        for (var i = Math.Max(0, IndexOf(from)); i < Math.Min(_gpu.Count, IndexOf(to)); i++)
+        double busy = 0, available = 0;
+        for (var i = Math.Max(0, IndexOf(from)); i < IndexOf(to); i++)
         {
-            used += _gpu[i].Used;
-            budget += _gpu[i].Budget;
+            var (seconds, nodes) = i < _gpu.Count ? _gpu[i] : (0, _gpu.Count > 0 ? _gpu[^1].Nodes : 0);
+            busy += seconds;
+            available += nodes * resolution.TotalSeconds;
         }
-        return budget == 0 ? 0 : (double)used / budget;
+        return available == 0 ? 0 : busy / available;
     }
 
     internal int IndexOf(DateTimeOffset at) => (int)Math.Floor((at - start) / resolution);
@@ -123,6 +143,16 @@ public sealed class Track(string deploymentId, string name, double outputWeight,
     public TimeSpan LongestRequest { get; internal set; }
 
     public IReadOnlyList<Slot> Slots => _slots;
+
+    /// <summary>Every finished request's latencies, in the order they finished.</summary>
+    public List<FinishedRequest> Finished { get; } = [];
+
+    /// <summary>The latencies of the requests that finished within the given spans.</summary>
+    public Latencies LatenciesWithin(IEnumerable<(DateTimeOffset From, DateTimeOffset To)> spans)
+    {
+        var list = spans.ToList();
+        return Latencies.Of([.. Finished.Where(r => list.Any(s => r.FinishedAt >= s.From && r.FinishedAt < s.To))]);
+    }
 
     /// <summary>The purchased rate from each moment on.</summary>
     public IReadOnlyList<(DateTimeOffset At, long TokensPerMinute)> Rates => _rates;
@@ -191,6 +221,7 @@ public sealed class Track(string deploymentId, string name, double outputWeight,
             sum.Admitted += s.Admitted;
             sum.AdmittedEstimate += s.AdmittedEstimate;
             sum.Refusals += s.Refusals;
+            sum.GpuWaits += s.GpuWaits;
             sum.Throttles += s.Throttles;
             sum.Finished += s.Finished;
             sum.TtftMsSum += s.TtftMsSum;
@@ -198,4 +229,21 @@ public sealed class Track(string deploymentId, string name, double outputWeight,
         }
         return sum;
     }
+}
+
+/// <summary>A finished request's latencies: from admission to its first token, and its mean time between output tokens.</summary>
+public readonly record struct FinishedRequest(DateTimeOffset FinishedAt, TimeSpan TimeToFirstToken, TimeSpan TimePerOutputToken, int Generated);
+
+/// <summary>Latency percentiles over a set of requests (nearest rank); time per output token over those with two tokens or more.</summary>
+public sealed record Latencies(int Requests, TimeSpan TpotP50, TimeSpan TpotP99, TimeSpan TtftP50, TimeSpan TtftP99)
+{
+    public static Latencies Of(IReadOnlyCollection<FinishedRequest> requests)
+    {
+        var tpot = requests.Where(r => r.Generated > 1).Select(r => r.TimePerOutputToken).Order().ToArray();
+        var ttft = requests.Select(r => r.TimeToFirstToken).Order().ToArray();
+        return new Latencies(requests.Count, Percentile(tpot, 0.5), Percentile(tpot, 0.99), Percentile(ttft, 0.5), Percentile(ttft, 0.99));
+    }
+
+    public static TimeSpan Percentile(TimeSpan[] sorted, double quantile) =>
+        sorted.Length == 0 ? TimeSpan.Zero : sorted[Math.Clamp((int)Math.Ceiling(quantile * sorted.Length) - 1, 0, sorted.Length - 1)];
 }

@@ -46,19 +46,20 @@ public static class WindowReport
             track.Name, track.DeploymentId, index, from - tally.Start, to - tally.Start, track.RateAt(to),
             sum.Prompt + sum.Cached, sum.Cached, sum.Generated, sum.Weighted, track.PurchasedBetween(from, to), sum.Refusals, sum.Throttles, sum.Finished,
             sum.Finished == 0 ? 0 : sum.TtftMsSum / sum.Finished, sum.Finished == 0 ? 0 : sum.TpotMsSum / sum.Finished,
-            sample?.Queued, sample?.Utilization, IsSteady(track, from, to, sum.Refusals));
+            sample?.Queued, sample?.Utilization, IsSteady(track, from, to, sum.Refusals + sum.GpuWaits));
     }
 
     public static SteadyState Steady(Tally tally, Track track, TimeSpan window, DateTimeOffset end) =>
         new(track.Name, track.DeploymentId, [.. Of(tally, track, window, end).Where(w => w.Steady)]);
 
     /// <summary>
-    /// A window is steady when the deployment was backlogged in it (admission refused it at least once), it holds no change
-    /// of rate, and the requests running when the burst was spent or the rate changed have finished (and the refunds they gave back too).
+    /// A window is steady when the deployment was backlogged in it (admission refused it, or its requests waited for room on
+    /// full GPUs), it holds no change of rate, and the requests running when the burst was spent or the rate changed have
+    /// finished (and the refunds they gave back too).
     /// </summary>
-    static bool IsSteady(Track track, DateTimeOffset from, DateTimeOffset to, long refusals)
+    static bool IsSteady(Track track, DateTimeOffset from, DateTimeOffset to, long backlogged)
     {
-        if (refusals == 0 || track.Rates.Count == 0 || track.FirstRefusalAt is not { } burstSpent) return false;
+        if (backlogged == 0 || track.Rates.Count == 0 || track.FirstRefusalAt is not { } burstSpent) return false;
         var segment = -1;
         for (var i = 0; i < track.Rates.Count; i++)
         {

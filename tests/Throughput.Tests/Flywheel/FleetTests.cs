@@ -34,7 +34,7 @@ public sealed class FleetTests
     {
         var cache = Cache(("dep", 60_000)); // 1,000 a second, 60,000 burst
         var fleet = new Fleet(new FleetOptions { Nodes = 1, IterationTime = Iteration }, cache);
-        fleet.Enqueue(Request("dep", 1, prompt: 60_000, output: 1));
+        fleet.Enqueue(Request("dep", 1, prompt: 1_000, output: 14_750)); // 1,000 + 4 × 14,750: the whole burst
         fleet.Enqueue(Request("dep", 2, prompt: 460, output: 10)); // costs 500: half a second of refill
 
         var first = Step(fleet);

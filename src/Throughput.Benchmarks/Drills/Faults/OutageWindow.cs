@@ -51,7 +51,7 @@ public sealed class OutageWindow
     public void Observe(FleetStep step)
     {
         To = step.At;
-        foreach (var served in step.Served)
+        foreach (var served in step.Iterations.SelectMany(i => i.Iteration.Served))
         {
             if (!_budgets.TryGetValue(served.DeploymentId, out var b)) continue;
             b.Served += served.PromptTokens + served.CachedTokens * (1 - (double)b.Limit.CachedDeduction) + (double)b.Limit.OutputWeight * served.GeneratedTokens;
