@@ -22,8 +22,8 @@ public sealed class DraftObserver(string connectionString, string query, string?
     readonly CancellationTokenSource _stop = new();
     Task? _polling;
 
-    /// <summary>The platform's read models are version 3 of their composite projection (<c>ReadModels.Version</c>), which Marten appends to their tables' names.</summary>
-    const string Accounts = "mt_doc_billingaccount_3";
+    /// <summary>The platform's read models are version 4 of their composite projection (<c>ReadModels.Version</c>), which Marten appends to their tables' names.</summary>
+    const string Accounts = "mt_doc_billingaccount_4";
 
     public long Through { get; private set; }
 

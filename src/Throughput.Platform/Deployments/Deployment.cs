@@ -35,27 +35,21 @@ public sealed record DeploymentReleased(string DeploymentId, decimal Ptu, DateTi
 public sealed record ProducerRange(string ProducerId, long FirstSequence, long LastSequence);
 
 /// <summary>The part of a usage event whose records finished in one calendar month (UTC, <c>yyyy-MM</c>).</summary>
-public sealed record MonthlyUsage(string Month, long Records, long PromptTokens, long CachedTokens, long OutputTokens, long SpilledPromptTokens, long SpilledCachedTokens, long SpilledOutputTokens);
+public sealed record MonthlyUsage(string Month, TokenCounts Tokens);
 
 /// <summary>
 /// Usage folded from one consumer batch of metering records for one deployment: sums, the producer sequences it
-/// covers, and the bucket after it. Spilled tokens are counted apart, for per-token billing. <see cref="Months"/> is
-/// set only when the records finished in more than one month (a batch across midnight at a month's end), so that
-/// each month is billed its own usage.
+/// covers, and the bucket after it. <see cref="Months"/> is set only when the records finished in more than one month
+/// (a batch across midnight at a month's end), so that each month is billed its own usage. <see cref="TenantId"/> is
+/// null in events written before usage named its tenant.
 /// </summary>
 [JsonConverter(typeof(UsageMeteredJson))]
 public sealed record UsageMetered(
     string DeploymentId,
+    string? TenantId,
     IReadOnlyList<ProducerRange> Producers,
-    long Records,
-    long PromptTokens,
-    long CachedTokens,
-    long OutputTokens,
+    TokenCounts Tokens,
     decimal WeightedTokens,
-    long SpilledRecords,
-    long SpilledPromptTokens,
-    long SpilledCachedTokens,
-    long SpilledOutputTokens,
     DateTimeOffset FirstStartedAt,
     DateTimeOffset LastFinishedAt,
     decimal BucketLevel,
@@ -106,13 +100,8 @@ public sealed record Deployment(
     string Currency,
     DeploymentStatus Status,
     DateTimeOffset CreatedAt,
-    long Records,
-    long PromptTokens,
-    long CachedTokens,
-    long OutputTokens,
+    TokenCounts Usage,
     decimal WeightedTokens,
-    long SpilledRecords,
-    long SpilledTokens,
     decimal BucketLevel,
     DateTimeOffset BucketAt,
     bool Throttled,
@@ -156,7 +145,7 @@ public sealed record Deployment(
     public static Deployment Create(DeploymentCreated e) => new(
         e.DeploymentId, e.TenantId, e.Name, e.Model, e.Region, e.Type, e.Ptu, e.InputTokensPerMinutePerPtu, e.OutputWeight,
         e.CachedDeduction, e.BurstSeconds, e.Spillover, e.Currency, DeploymentStatus.Active, e.CreatedAt,
-        0, 0, 0, 0, 0, 0, 0, 0, e.CreatedAt, false, 1, 1, 0);
+        default, 0, 0, e.CreatedAt, false, 1, 1, 0);
 
     // The level drained at the old rate until the resize; from then on it drains at the new one.
     public Deployment Apply(DeploymentResized e) =>
@@ -185,13 +174,8 @@ public sealed record Deployment(
     /// </summary>
     public Deployment Metered(UsageMetered e) => this with
     {
-        Records = Records + e.Records,
-        PromptTokens = PromptTokens + e.PromptTokens,
-        CachedTokens = CachedTokens + e.CachedTokens,
-        OutputTokens = OutputTokens + e.OutputTokens,
+        Usage = Usage + e.Tokens,
         WeightedTokens = WeightedTokens + e.WeightedTokens,
-        SpilledRecords = SpilledRecords + e.SpilledRecords,
-        SpilledTokens = SpilledTokens + e.SpilledPromptTokens + e.SpilledOutputTokens,
         BucketLevel = e.BucketLevel,
         BucketAt = Max(BucketAt, e.MeteredAt),
     };

@@ -17,13 +17,8 @@ public sealed record DeploymentMeter(
     string DeploymentId,
     decimal BucketLevel,
     DateTimeOffset BucketAt,
-    long Records,
-    long PromptTokens,
-    long CachedTokens,
-    long OutputTokens,
+    TokenCounts Usage,
     decimal WeightedTokens,
-    long SpilledRecords,
-    long SpilledTokens,
     long Version)
 {
     /// <summary>The deployment as metering sees it: its stream's state with this bucket and these totals.</summary>
@@ -31,18 +26,12 @@ public sealed record DeploymentMeter(
     {
         BucketLevel = BucketLevel,
         BucketAt = BucketAt,
-        Records = Records,
-        PromptTokens = PromptTokens,
-        CachedTokens = CachedTokens,
-        OutputTokens = OutputTokens,
+        Usage = Usage,
         WeightedTokens = WeightedTokens,
-        SpilledRecords = SpilledRecords,
-        SpilledTokens = SpilledTokens,
     };
 
     /// <summary>The row after metering moved the deployment (<paramref name="d"/> is <see cref="On"/> folded with the new events).</summary>
-    public static DeploymentMeter Of(Deployment d, long version) => new(d.Id, d.BucketLevel, d.BucketAt, d.Records, d.PromptTokens, d.CachedTokens,
-        d.OutputTokens, d.WeightedTokens, d.SpilledRecords, d.SpilledTokens, version);
+    public static DeploymentMeter Of(Deployment d, long version) => new(d.Id, d.BucketLevel, d.BucketAt, d.Usage, d.WeightedTokens, version);
 }
 
 public static class DeploymentMeters
@@ -67,6 +56,10 @@ public static class DeploymentMeters
         table.AddColumn<decimal>("weighted_tokens").NotNull();
         table.AddColumn<long>("spilled_records").NotNull();
         table.AddColumn<long>("spilled_tokens").NotNull();
+        // Meters written before the spilled tokens were kept by type hold only their sum, in spilled_tokens.
+        table.AddColumn<long>("spilled_prompt_tokens").NotNull().DefaultValueByExpression("0");
+        table.AddColumn<long>("spilled_cached_tokens").NotNull().DefaultValueByExpression("0");
+        table.AddColumn<long>("spilled_output_tokens").NotNull().DefaultValueByExpression("0");
         table.AddColumn<long>("version").NotNull();
         return table;
     }
@@ -83,9 +76,11 @@ public static class DeploymentMeters
         var schema = session.DocumentStore.Options.Events.DatabaseSchemaName;
         var rows = await session.QueryAsync<DeploymentMeter>(
             $"""
-            select json_build_object('deploymentId', deployment_id, 'bucketLevel', bucket_level, 'bucketAt', bucket_at, 'records', records,
-                'promptTokens', prompt_tokens, 'cachedTokens', cached_tokens, 'outputTokens', output_tokens, 'weightedTokens', weighted_tokens,
-                'spilledRecords', spilled_records, 'spilledTokens', spilled_tokens, 'version', version)
+            select json_build_object('deploymentId', deployment_id, 'bucketLevel', bucket_level, 'bucketAt', bucket_at, 'usage', json_build_object(
+                    'records', records, 'promptTokens', prompt_tokens, 'cachedTokens', cached_tokens, 'outputTokens', output_tokens,
+                    'spilledRecords', spilled_records, 'spilledPromptTokens', spilled_prompt_tokens, 'spilledCachedTokens', spilled_cached_tokens,
+                    'spilledOutputTokens', spilled_output_tokens),
+                'weightedTokens', weighted_tokens, 'version', version)
             from {schema}.{Table} where {where}
             """, ct, parameters);
         return rows.ToDictionary(m => m.DeploymentId, StringComparer.Ordinal);
@@ -114,18 +109,21 @@ public static class DeploymentMeters
         await using var command = new NpgsqlCommand(
             $"""
             with u as (
-                select * from unnest(@ids, @levels, @ats, @records, @prompt, @cached, @output, @weighted, @spilled_records, @spilled_tokens, @read_at)
-                    as u(id, level, at, records, prompt, cached, output, weighted, spilled_records, spilled_tokens, read_at)),
+                select * from unnest(@ids, @levels, @ats, @records, @prompt, @cached, @output, @weighted, @spilled_records, @spilled_prompt,
+                    @spilled_cached, @spilled_output, @read_at)
+                    as u(id, level, at, records, prompt, cached, output, weighted, spilled_records, spilled_prompt, spilled_cached, spilled_output, read_at)),
             changed as (
                 update {schema}.{Table} m set bucket_level = u.level, bucket_at = u.at, records = u.records, prompt_tokens = u.prompt,
                     cached_tokens = u.cached, output_tokens = u.output, weighted_tokens = u.weighted, spilled_records = u.spilled_records,
-                    spilled_tokens = u.spilled_tokens, version = u.read_at + 1
+                    spilled_tokens = u.spilled_prompt + u.spilled_output, spilled_prompt_tokens = u.spilled_prompt,
+                    spilled_cached_tokens = u.spilled_cached, spilled_output_tokens = u.spilled_output, version = u.read_at + 1
                 from u where m.deployment_id = u.id and m.version = u.read_at and u.read_at > 0
                 returning 1),
             created as (
                 insert into {schema}.{Table} (deployment_id, bucket_level, bucket_at, records, prompt_tokens, cached_tokens, output_tokens,
-                    weighted_tokens, spilled_records, spilled_tokens, version)
-                select id, level, at, records, prompt, cached, output, weighted, spilled_records, spilled_tokens, 1 from u where u.read_at = 0
+                    weighted_tokens, spilled_records, spilled_tokens, spilled_prompt_tokens, spilled_cached_tokens, spilled_output_tokens, version)
+                select id, level, at, records, prompt, cached, output, weighted, spilled_records, spilled_prompt + spilled_output, spilled_prompt,
+                    spilled_cached, spilled_output, 1 from u where u.read_at = 0
                 on conflict do nothing
                 returning 1)
             select (select count(*) from changed) + (select count(*) from created)
@@ -133,13 +131,15 @@ public static class DeploymentMeters
         Array("ids", NpgsqlDbType.Text, meters.Select(m => m.Meter.DeploymentId));
         Array("levels", NpgsqlDbType.Numeric, meters.Select(m => m.Meter.BucketLevel));
         Array("ats", NpgsqlDbType.TimestampTz, meters.Select(m => m.Meter.BucketAt));
-        Array("records", NpgsqlDbType.Bigint, meters.Select(m => m.Meter.Records));
-        Array("prompt", NpgsqlDbType.Bigint, meters.Select(m => m.Meter.PromptTokens));
-        Array("cached", NpgsqlDbType.Bigint, meters.Select(m => m.Meter.CachedTokens));
-        Array("output", NpgsqlDbType.Bigint, meters.Select(m => m.Meter.OutputTokens));
+        Array("records", NpgsqlDbType.Bigint, meters.Select(m => m.Meter.Usage.Records));
+        Array("prompt", NpgsqlDbType.Bigint, meters.Select(m => m.Meter.Usage.PromptTokens));
+        Array("cached", NpgsqlDbType.Bigint, meters.Select(m => m.Meter.Usage.CachedTokens));
+        Array("output", NpgsqlDbType.Bigint, meters.Select(m => m.Meter.Usage.OutputTokens));
         Array("weighted", NpgsqlDbType.Numeric, meters.Select(m => m.Meter.WeightedTokens));
-        Array("spilled_records", NpgsqlDbType.Bigint, meters.Select(m => m.Meter.SpilledRecords));
-        Array("spilled_tokens", NpgsqlDbType.Bigint, meters.Select(m => m.Meter.SpilledTokens));
+        Array("spilled_records", NpgsqlDbType.Bigint, meters.Select(m => m.Meter.Usage.SpilledRecords));
+        Array("spilled_prompt", NpgsqlDbType.Bigint, meters.Select(m => m.Meter.Usage.SpilledPromptTokens));
+        Array("spilled_cached", NpgsqlDbType.Bigint, meters.Select(m => m.Meter.Usage.SpilledCachedTokens));
+        Array("spilled_output", NpgsqlDbType.Bigint, meters.Select(m => m.Meter.Usage.SpilledOutputTokens));
         Array("read_at", NpgsqlDbType.Bigint, meters.Select(m => m.ReadAt));
         var written = (long)(await command.ExecuteScalarAsync(ct))!;
         if (written != meters.Count)

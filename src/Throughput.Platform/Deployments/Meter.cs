@@ -30,9 +30,9 @@ public static class Meter
         var fresh = batches.DistinctBy(b => (b.ProducerId, b.Sequence)).ToList();
         if (fresh.Count == 0) return null;
 
-        long records = 0, prompt = 0, cached = 0, output = 0, spilledRecords = 0, spilledPrompt = 0, spilledCached = 0, spilledOutput = 0;
+        TokenCounts tokens = default;
         decimal weighted = 0, bucketed = 0;
-        Dictionary<int, MonthlyUsage>? months = null; // only once a record finishes in another month than the first
+        Dictionary<int, TokenCounts>? months = null; // only once a record finishes in another month than the first
         var firstMonth = -1;
         var firstStarted = DateTimeOffset.MaxValue;
         var lastFinished = DateTimeOffset.MinValue;
@@ -41,26 +41,14 @@ public static class Meter
             foreach (var r in batch.Records)
             {
                 var w = Weighted(deployment, r);
-                records++;
-                prompt += r.PromptTokens;
-                cached += r.CachedTokens;
-                output += r.OutputTokens;
+                var counts = TokenCounts.Of(r);
+                tokens += counts;
                 weighted += w;
-                if (r.Spilled)
-                {
-                    spilledRecords++;
-                    spilledPrompt += r.PromptTokens;
-                    spilledCached += r.CachedTokens;
-                    spilledOutput += r.OutputTokens;
-                }
-                else
-                {
-                    bucketed += w;
-                }
-                var month = r.FinishedAt.UtcDateTime.Year * 12 + r.FinishedAt.UtcDateTime.Month - 1;
+                if (!r.Spilled) bucketed += w;
+                var month = MonthOf(r);
                 if (firstMonth < 0) firstMonth = month;
                 if (month != firstMonth && months is null) months = Split(fresh, firstMonth);
-                if (months is not null) months[month] = Add(months.GetValueOrDefault(month) ?? Empty(month), r);
+                if (months is not null) months[month] = months.GetValueOrDefault(month) + counts;
                 if (r.StartedAt < firstStarted) firstStarted = r.StartedAt;
                 if (r.FinishedAt > lastFinished) lastFinished = r.FinishedAt;
             }
@@ -72,9 +60,8 @@ public static class Meter
         var producers = fresh.GroupBy(b => b.ProducerId)
             .Select(g => new ProducerRange(g.Key, g.Min(b => b.Sequence), g.Max(b => b.Sequence)))
             .ToList();
-        var usage = new UsageMetered(deployment.Id, producers, records, prompt, cached, output, weighted,
-            spilledRecords, spilledPrompt, spilledCached, spilledOutput, firstStarted, lastFinished, level, utilization, deployment.Limit.TokensPerMinute, at,
-            months is null ? null : [.. months.OrderBy(m => m.Key).Select(m => m.Value)]);
+        var usage = new UsageMetered(deployment.Id, deployment.TenantId, producers, tokens, weighted, firstStarted, lastFinished, level, utilization,
+            deployment.Limit.TokensPerMinute, at, months is null ? null : [.. months.OrderBy(m => m.Key).Select(m => new MonthlyUsage(MonthName(m.Key), m.Value))]);
         if (deployment.Status == DeploymentStatus.Released) return new(usage, null); // late usage: nothing left to throttle
         if (!deployment.Throttled && utilization >= 1)
             return new(usage, new DeploymentThrottled(deployment.Id, utilization, deployment.RetryAfterMs(level), at));
@@ -83,28 +70,20 @@ public static class Meter
         return new(usage, null);
     }
 
-    static MonthlyUsage Empty(int month) => new($"{month / 12:D4}-{month % 12 + 1:D2}", 0, 0, 0, 0, 0, 0, 0);
+    /// <summary>Months counted from year 0: the calendar month (UTC) a record finished in.</summary>
+    static int MonthOf(in MeteredRecord r) => r.FinishedAt.UtcDateTime.Year * 12 + r.FinishedAt.UtcDateTime.Month - 1;
 
-    static MonthlyUsage Add(MonthlyUsage m, in MeteredRecord r) => m with
-    {
-        Records = m.Records + 1,
-        PromptTokens = m.PromptTokens + r.PromptTokens,
-        CachedTokens = m.CachedTokens + r.CachedTokens,
-        OutputTokens = m.OutputTokens + r.OutputTokens,
-        SpilledPromptTokens = m.SpilledPromptTokens + (r.Spilled ? r.PromptTokens : 0),
-        SpilledCachedTokens = m.SpilledCachedTokens + (r.Spilled ? r.CachedTokens : 0),
-        SpilledOutputTokens = m.SpilledOutputTokens + (r.Spilled ? r.OutputTokens : 0),
-    };
+    static string MonthName(int month) => $"{month / 12:D4}-{month % 12 + 1:D2}";
 
     /// <summary>The first month's share of the records seen so far: all of them finished in it.</summary>
-    static Dictionary<int, MonthlyUsage> Split(List<ProducerBatch> batches, int firstMonth)
+    static Dictionary<int, TokenCounts> Split(List<ProducerBatch> batches, int firstMonth)
     {
-        var first = Empty(firstMonth);
+        TokenCounts first = default;
         foreach (var batch in batches)
             foreach (var r in batch.Records)
             {
-                if (r.FinishedAt.UtcDateTime.Year * 12 + r.FinishedAt.UtcDateTime.Month - 1 != firstMonth) return new() { [firstMonth] = first };
-                first = Add(first, r);
+                if (MonthOf(r) != firstMonth) return new() { [firstMonth] = first };
+                first += TokenCounts.Of(r);
             }
         return new() { [firstMonth] = first };
     }

@@ -24,7 +24,7 @@ public sealed record DeploymentView(
         var level = d.LevelAt(now);
         return new(d.Id, d.Name, d.Model, d.Region, d.Type, d.Ptu, d.Spillover, d.Status, d.CreatedAt, d.Limit,
             new BucketView(decimal.Round(level, 2), d.UtilizationOf(level), d.Throttled, d.Throttled ? d.RetryAfterMs(level) : 0,
-                d.Records, d.WeightedTokens, d.SpilledRecords),
+                d.Usage.Records, d.WeightedTokens, d.Usage.SpilledRecords),
             d.Revision);
     }
 }

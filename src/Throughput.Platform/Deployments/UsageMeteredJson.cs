@@ -6,8 +6,9 @@ namespace Throughput.Deployments;
 /// <summary>
 /// <see cref="UsageMetered"/>, nearly every event in the log, read and written field by field. The serializer's own
 /// converter for a record of 18 constructor parameters boxes every argument into an array before it calls the
-/// constructor, and deserializing usage events was the largest part of a projection rebuild. The JSON is the same:
-/// camelCase names in declaration order, <c>months</c> null when absent.
+/// constructor, and deserializing usage events was the largest part of a projection rebuild. The JSON is flat, as the
+/// events were first written: the token counts are fields of the event and of each month; <c>months</c> null when absent;
+/// <c>tenantId</c> absent in events written before usage named its tenant.
 /// </summary>
 public sealed class UsageMeteredJson : JsonConverter<UsageMetered>
 {
@@ -15,41 +16,38 @@ public sealed class UsageMeteredJson : JsonConverter<UsageMetered>
     {
         if (reader.TokenType != JsonTokenType.StartObject) throw new JsonException("A usage event is a JSON object.");
         string deploymentId = "";
+        string? tenantId = null;
         IReadOnlyList<ProducerRange> producers = [];
         IReadOnlyList<MonthlyUsage>? months = null;
-        long records = 0, prompt = 0, cached = 0, output = 0, spilledRecords = 0, spilledPrompt = 0, spilledCached = 0, spilledOutput = 0, tokensPerMinute = 0;
+        TokenCounts tokens = default;
+        long tokensPerMinute = 0;
         decimal weighted = 0, bucketLevel = 0, utilization = 0;
         DateTimeOffset firstStartedAt = default, lastFinishedAt = default, meteredAt = default;
         while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
         {
+            if (TokenCountsJson.TryRead(ref reader, ref tokens)) continue;
             if (reader.ValueTextEquals("deploymentId"u8)) { reader.Read(); deploymentId = reader.GetString()!; }
+            else if (reader.ValueTextEquals("tenantId"u8)) { reader.Read(); tenantId = reader.GetString(); }
             else if (reader.ValueTextEquals("producers"u8)) { reader.Read(); producers = ReadProducers(ref reader); }
-            else if (reader.ValueTextEquals("records"u8)) { reader.Read(); records = reader.GetInt64(); }
-            else if (reader.ValueTextEquals("promptTokens"u8)) { reader.Read(); prompt = reader.GetInt64(); }
-            else if (reader.ValueTextEquals("cachedTokens"u8)) { reader.Read(); cached = reader.GetInt64(); }
-            else if (reader.ValueTextEquals("outputTokens"u8)) { reader.Read(); output = reader.GetInt64(); }
             else if (reader.ValueTextEquals("weightedTokens"u8)) { reader.Read(); weighted = reader.GetDecimal(); }
-            else if (reader.ValueTextEquals("spilledRecords"u8)) { reader.Read(); spilledRecords = reader.GetInt64(); }
-            else if (reader.ValueTextEquals("spilledPromptTokens"u8)) { reader.Read(); spilledPrompt = reader.GetInt64(); }
-            else if (reader.ValueTextEquals("spilledCachedTokens"u8)) { reader.Read(); spilledCached = reader.GetInt64(); }
-            else if (reader.ValueTextEquals("spilledOutputTokens"u8)) { reader.Read(); spilledOutput = reader.GetInt64(); }
             else if (reader.ValueTextEquals("firstStartedAt"u8)) { reader.Read(); firstStartedAt = reader.GetDateTimeOffset(); }
             else if (reader.ValueTextEquals("lastFinishedAt"u8)) { reader.Read(); lastFinishedAt = reader.GetDateTimeOffset(); }
             else if (reader.ValueTextEquals("bucketLevel"u8)) { reader.Read(); bucketLevel = reader.GetDecimal(); }
             else if (reader.ValueTextEquals("utilization"u8)) { reader.Read(); utilization = reader.GetDecimal(); }
             else if (reader.ValueTextEquals("tokensPerMinute"u8)) { reader.Read(); tokensPerMinute = reader.GetInt64(); }
             else if (reader.ValueTextEquals("meteredAt"u8)) { reader.Read(); meteredAt = reader.GetDateTimeOffset(); }
-            else if (reader.ValueTextEquals("months"u8)) { reader.Read(); months = JsonSerializer.Deserialize<List<MonthlyUsage>>(ref reader, options); }
+            else if (reader.ValueTextEquals("months"u8)) { reader.Read(); months = ReadMonths(ref reader); }
             else { reader.Read(); reader.Skip(); }
         }
-        return new UsageMetered(deploymentId, producers, records, prompt, cached, output, weighted, spilledRecords, spilledPrompt, spilledCached,
-            spilledOutput, firstStartedAt, lastFinishedAt, bucketLevel, utilization, tokensPerMinute, meteredAt, months);
+        return new UsageMetered(deploymentId, tenantId, producers, tokens, weighted, firstStartedAt, lastFinishedAt, bucketLevel, utilization,
+            tokensPerMinute, meteredAt, months);
     }
 
     public override void Write(Utf8JsonWriter writer, UsageMetered value, JsonSerializerOptions options)
     {
         writer.WriteStartObject();
         writer.WriteString("deploymentId"u8, value.DeploymentId);
+        if (value.TenantId is not null) writer.WriteString("tenantId"u8, value.TenantId);
         writer.WriteStartArray("producers"u8);
         foreach (var range in value.Producers)
         {
@@ -60,24 +58,48 @@ public sealed class UsageMeteredJson : JsonConverter<UsageMetered>
             writer.WriteEndObject();
         }
         writer.WriteEndArray();
-        writer.WriteNumber("records"u8, value.Records);
-        writer.WriteNumber("promptTokens"u8, value.PromptTokens);
-        writer.WriteNumber("cachedTokens"u8, value.CachedTokens);
-        writer.WriteNumber("outputTokens"u8, value.OutputTokens);
+        TokenCountsJson.Write(writer, value.Tokens);
         writer.WriteNumber("weightedTokens"u8, value.WeightedTokens);
-        writer.WriteNumber("spilledRecords"u8, value.SpilledRecords);
-        writer.WriteNumber("spilledPromptTokens"u8, value.SpilledPromptTokens);
-        writer.WriteNumber("spilledCachedTokens"u8, value.SpilledCachedTokens);
-        writer.WriteNumber("spilledOutputTokens"u8, value.SpilledOutputTokens);
         writer.WriteString("firstStartedAt"u8, value.FirstStartedAt);
         writer.WriteString("lastFinishedAt"u8, value.LastFinishedAt);
         writer.WriteNumber("bucketLevel"u8, value.BucketLevel);
         writer.WriteNumber("utilization"u8, value.Utilization);
         writer.WriteNumber("tokensPerMinute"u8, value.TokensPerMinute);
         writer.WriteString("meteredAt"u8, value.MeteredAt);
-        writer.WritePropertyName("months"u8);
-        JsonSerializer.Serialize(writer, value.Months, options);
+        if (value.Months is null) writer.WriteNull("months"u8);
+        else
+        {
+            writer.WriteStartArray("months"u8);
+            foreach (var month in value.Months)
+            {
+                writer.WriteStartObject();
+                writer.WriteString("month"u8, month.Month);
+                TokenCountsJson.Write(writer, month.Tokens);
+                writer.WriteEndObject();
+            }
+            writer.WriteEndArray();
+        }
         writer.WriteEndObject();
+    }
+
+    static List<MonthlyUsage>? ReadMonths(ref Utf8JsonReader reader)
+    {
+        if (reader.TokenType == JsonTokenType.Null) return null;
+        if (reader.TokenType != JsonTokenType.StartArray) throw new JsonException("A usage event's months are a JSON array.");
+        var months = new List<MonthlyUsage>(2);
+        while (reader.Read() && reader.TokenType == JsonTokenType.StartObject)
+        {
+            string month = "";
+            TokenCounts tokens = default;
+            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+            {
+                if (TokenCountsJson.TryRead(ref reader, ref tokens)) continue;
+                if (reader.ValueTextEquals("month"u8)) { reader.Read(); month = reader.GetString()!; }
+                else { reader.Read(); reader.Skip(); }
+            }
+            months.Add(new MonthlyUsage(month, tokens));
+        }
+        return months;
     }
 
     // By hand too: the serializer's reader of a list of records builds a frame stack and boxes every argument per event.

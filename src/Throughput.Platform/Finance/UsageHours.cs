@@ -14,15 +14,8 @@ public sealed record UsageHour(
     string DeploymentId,
     DateTimeOffset Hour,
     int Period,
-    long Records,
-    long PromptTokens,
-    long CachedTokens,
-    long OutputTokens,
+    TokenCounts Tokens,
     decimal WeightedTokens,
-    long SpilledRecords,
-    long SpilledPromptTokens,
-    long SpilledCachedTokens,
-    long SpilledOutputTokens,
     long TokensPerMinute)
 {
     public static DateTimeOffset HourOf(DateTimeOffset at)
@@ -42,19 +35,12 @@ public sealed record UsageHour(
     public decimal Utilization => TokensPerMinute == 0 ? 0 : WeightedTokens / (TokensPerMinute * 60m);
 
     public static UsageHour Empty(string deploymentId, DateTimeOffset at) =>
-        new(IdOf(deploymentId, at), deploymentId, HourOf(at), BillingMonth.Of(at).Index, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+        new(IdOf(deploymentId, at), deploymentId, HourOf(at), BillingMonth.Of(at).Index, default, 0, 0);
 
     public UsageHour Add(UsageMetered e) => this with
     {
-        Records = Records + e.Records,
-        PromptTokens = PromptTokens + e.PromptTokens,
-        CachedTokens = CachedTokens + e.CachedTokens,
-        OutputTokens = OutputTokens + e.OutputTokens,
+        Tokens = Tokens + e.Tokens,
         WeightedTokens = WeightedTokens + e.WeightedTokens,
-        SpilledRecords = SpilledRecords + e.SpilledRecords,
-        SpilledPromptTokens = SpilledPromptTokens + e.SpilledPromptTokens,
-        SpilledCachedTokens = SpilledCachedTokens + e.SpilledCachedTokens,
-        SpilledOutputTokens = SpilledOutputTokens + e.SpilledOutputTokens,
         TokensPerMinute = Math.Max(TokensPerMinute, e.TokensPerMinute),
     };
 }

@@ -40,42 +40,26 @@ public sealed record BilledReservation(
         : Enumerable.Range(0, 12).Select(k => (k + 1, StartsAt.AddMonths(k)));
 }
 
-/// <summary>Token counts of usage: all of it, and the part served by spillover (which is billed per token).</summary>
-public sealed record TokenCounts(long Records, long PromptTokens, long CachedTokens, long OutputTokens, long SpilledPromptTokens, long SpilledCachedTokens, long SpilledOutputTokens)
+/// <summary>Usage that lands on one invoice: of the invoice's own month, or (<see cref="ServiceMonth"/> earlier) a prior-period adjustment.</summary>
+public sealed record UsageEntry(string ServiceMonth, string DeploymentId, TokenCounts Tokens)
 {
-    public static readonly TokenCounts Zero = new(0, 0, 0, 0, 0, 0, 0);
-
-    public static TokenCounts Of(UsageMetered e) =>
-        new(e.Records, e.PromptTokens, e.CachedTokens, e.OutputTokens, e.SpilledPromptTokens, e.SpilledCachedTokens, e.SpilledOutputTokens);
-
-    public static TokenCounts Of(MonthlyUsage m) =>
-        new(m.Records, m.PromptTokens, m.CachedTokens, m.OutputTokens, m.SpilledPromptTokens, m.SpilledCachedTokens, m.SpilledOutputTokens);
-
-    public TokenCounts Add(TokenCounts o) => new(Records + o.Records, PromptTokens + o.PromptTokens, CachedTokens + o.CachedTokens,
-        OutputTokens + o.OutputTokens, SpilledPromptTokens + o.SpilledPromptTokens, SpilledCachedTokens + o.SpilledCachedTokens, SpilledOutputTokens + o.SpilledOutputTokens);
-
-    /// <summary>Spilled tokens by the type they are priced as: input is prompt minus cached.</summary>
+    /// <summary>Spilled tokens by the type they are priced as.</summary>
     public long Spilled(TokenType type) => type switch
     {
-        TokenType.Input => SpilledPromptTokens - SpilledCachedTokens,
-        TokenType.Cached => SpilledCachedTokens,
-        _ => SpilledOutputTokens,
+        TokenType.Input => Tokens.SpilledInputTokens,
+        TokenType.Cached => Tokens.SpilledCachedTokens,
+        _ => Tokens.SpilledOutputTokens,
     };
-
-    public bool HasSpill => SpilledPromptTokens != 0 || SpilledOutputTokens != 0 || SpilledCachedTokens != 0;
 
     /// <summary>Only spilled tokens, less what was billed of each type already.</summary>
     public TokenCounts UnbilledSpill(long input, long cached, long output)
     {
-        var c = Math.Max(0, SpilledCachedTokens - cached);
-        var i = Math.Max(0, Spilled(TokenType.Input) - input);
-        var o = Math.Max(0, SpilledOutputTokens - output);
-        return new TokenCounts(0, 0, 0, 0, i + c, c, o);
+        var c = Math.Max(0, Tokens.SpilledCachedTokens - cached);
+        var i = Math.Max(0, Tokens.SpilledInputTokens - input);
+        var o = Math.Max(0, Tokens.SpilledOutputTokens - output);
+        return new TokenCounts(0, 0, 0, 0, 0, i + c, c, o);
     }
 }
-
-/// <summary>Usage that lands on one invoice: of the invoice's own month, or (<see cref="ServiceMonth"/> earlier) a prior-period adjustment.</summary>
-public sealed record UsageEntry(string ServiceMonth, string DeploymentId, TokenCounts Tokens);
 
 /// <summary>
 /// A tenant's billing facts, folded from the event log by <see cref="BillingAccountProjection"/>: its deployments' PTUs
@@ -146,9 +130,9 @@ public sealed record BillingAccount(
     /// </summary>
     public BillingAccount Then(UsageMetered e)
     {
-        if (e.Months is not { Count: > 0 } parts) return Record(BillingMonth.Of(e.LastFinishedAt), e.MeteredAt, e.DeploymentId, TokenCounts.Of(e));
+        if (e.Months is not { Count: > 0 } parts) return Record(BillingMonth.Of(e.LastFinishedAt), e.MeteredAt, e.DeploymentId, e.Tokens);
         var account = this;
-        foreach (var part in parts) account = account.Record(BillingMonth.Parse(part.Month), e.MeteredAt, e.DeploymentId, TokenCounts.Of(part));
+        foreach (var part in parts) account = account.Record(BillingMonth.Parse(part.Month), e.MeteredAt, e.DeploymentId, part.Tokens);
         return account;
     }
 
@@ -181,7 +165,7 @@ public sealed record BillingAccount(
         foreach (var entry in UsageOn(month).Values.OrderBy(u => u.ServiceMonth, StringComparer.Ordinal).ThenBy(u => u.DeploymentId, StringComparer.Ordinal))
         {
             var (input, cached, output) = billed.GetValueOrDefault((entry.ServiceMonth, entry.DeploymentId));
-            var unbilled = entry.Tokens.UnbilledSpill(input, cached, output);
+            var unbilled = entry.UnbilledSpill(input, cached, output);
             if (unbilled.HasSpill) next = next.AddUsage(carryTo.ToString(), next.UsageOn(carryTo), BillingMonth.Parse(entry.ServiceMonth), entry.DeploymentId, unbilled);
         }
         return Recount(next);
@@ -224,7 +208,7 @@ public sealed record BillingAccount(
     {
         var entryKey = service + "|" + deploymentId;
         var entry = entries.TryGetValue(entryKey, out var existing)
-            ? existing with { Tokens = existing.Tokens.Add(tokens) }
+            ? existing with { Tokens = existing.Tokens + tokens }
             : new UsageEntry(service.ToString(), deploymentId, tokens);
         return this with { Usage = Usage.SetItem(key, entries.SetItem(entryKey, entry)) };
     }

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using JasperFx.Events;
 using JasperFx.Events.Grouping;
 using JasperFx.Events.Projections;
@@ -37,23 +36,25 @@ public sealed class BillingAccountProjection : MultiStreamProjection<BillingAcco
         BillingAccount.Fold(snapshot, id, e.Data).Projected(e.Sequence);
 
     /// <summary>
-    /// Usage and deployment events name a deployment, not its tenant. A deployment's tenant never changes, so it is
-    /// cached; a miss reads the deployment's snapshot, or its first event while snapshots are being rebuilt.
+    /// Usage names its tenant; a deployment's own events and usage written before it did name only the deployment, whose
+    /// tenant is read per page: from the page's own <see cref="DeploymentCreated"/>, else the deployment's snapshot, else
+    /// its first event (while snapshots are being rebuilt).
     /// </summary>
     sealed class ByTenant : IJasperFxAggregateGrouper<string, IQuerySession>
     {
-        const int CacheLimit = 1_000_000;
-        static readonly ConcurrentDictionary<string, string> TenantOfDeployment = new(StringComparer.Ordinal);
-
         public async Task Group(IQuerySession session, IReadOnlyList<IEvent> events, IEventGrouping<string> grouping)
         {
+            var tenants = new Dictionary<string, string>(StringComparer.Ordinal);
+            HashSet<string>? unknown = null;
             foreach (var e in events)
             {
-                if (e.Data is DeploymentCreated created) Remember(created.DeploymentId, created.TenantId);
+                if (e.Data is DeploymentCreated created) tenants[created.DeploymentId] = created.TenantId;
+                else if (e.Data is UsageBatchMetered batch)
+                    foreach (var u in batch.Usage) Need(u);
+                else if (e.Data is UsageMetered u) Need(u);
+                else if (DeploymentOf(e.Data) is { } d) (unknown ??= new(StringComparer.Ordinal)).Add(d);
             }
-            var unknown = events.SelectMany(e => e.Data is UsageBatchMetered batch ? batch.Usage.Select(u => (string?)u.DeploymentId) : [DeploymentOf(e)]).OfType<string>()
-                .Where(id => !TenantOfDeployment.ContainsKey(id)).Distinct().ToList();
-            if (unknown.Count > 0) await LookUpAsync(session, unknown);
+            if (unknown is not null) await LookUpAsync(session, [.. unknown.Where(d => !tenants.ContainsKey(d))], tenants);
 
             foreach (var e in events)
             {
@@ -61,44 +62,46 @@ public sealed class BillingAccountProjection : MultiStreamProjection<BillingAcco
                 // event per tenant and sequence, since a slice keeps an event once however often it is added.
                 if (e.Data is UsageBatchMetered usage)
                 {
-                    foreach (var part in usage.Usage.GroupBy(u => TenantOfDeployment.GetValueOrDefault(u.DeploymentId)))
+                    foreach (var part in usage.Usage.GroupBy(u => TenantOf(u, tenants)))
                         if (part.Key is not null) grouping.AddEvent(part.Key, e.WithData(new UsageBatchMetered([.. part])));
                     continue;
                 }
                 var tenant = e.Data switch
                 {
                     TenantCreated t => t.TenantId,
+                    DeploymentCreated d => d.TenantId,
                     ReservationPurchased r => r.TenantId,
                     InvoiceIssued i => i.TenantId,
-                    _ => DeploymentOf(e) is { } d ? TenantOfDeployment.GetValueOrDefault(d) : null,
+                    UsageMetered u => TenantOf(u, tenants),
+                    _ => DeploymentOf(e.Data) is { } d ? tenants.GetValueOrDefault(d) : null,
                 };
                 if (tenant is not null) grouping.AddEvent(tenant, e);
             }
+
+            void Need(UsageMetered u)
+            {
+                if (u.TenantId is null) (unknown ??= new(StringComparer.Ordinal)).Add(u.DeploymentId);
+            }
         }
 
-        static string? DeploymentOf(IEvent e) => e.Data switch
+        static string? TenantOf(UsageMetered u, Dictionary<string, string> tenants) => u.TenantId ?? tenants.GetValueOrDefault(u.DeploymentId);
+
+        static string? DeploymentOf(object data) => data switch
         {
-            DeploymentCreated d => d.DeploymentId,
             DeploymentResized d => d.DeploymentId,
             DeploymentReleased d => d.DeploymentId,
-            UsageMetered u => u.DeploymentId,
             _ => null,
         };
 
-        static void Remember(string deploymentId, string tenantId)
+        static async Task LookUpAsync(IQuerySession session, List<string> deploymentIds, Dictionary<string, string> tenants)
         {
-            if (TenantOfDeployment.Count > CacheLimit) TenantOfDeployment.Clear();
-            TenantOfDeployment[deploymentId] = tenantId;
-        }
-
-        static async Task LookUpAsync(IQuerySession session, List<string> deploymentIds)
-        {
-            foreach (var d in await session.LoadManyAsync<Deployment>(deploymentIds)) Remember(d.Id, d.TenantId);
-            foreach (var id in deploymentIds.Where(id => !TenantOfDeployment.ContainsKey(id)))
-            {
-                var first = await session.Events.FetchStreamAsync(id, version: 1);
-                if (first is [{ Data: DeploymentCreated created }, ..]) Remember(created.DeploymentId, created.TenantId);
-            }
+            if (deploymentIds.Count == 0) return;
+            foreach (var d in await session.LoadManyAsync<Deployment>(deploymentIds)) tenants[d.Id] = d.TenantId;
+            var missing = deploymentIds.Where(id => !tenants.ContainsKey(id)).ToArray();
+            if (missing.Length == 0) return;
+            var firsts = await session.Events.QueryAllRawEvents().Where(e => missing.Contains(e.StreamKey) && e.Version == 1).ToListAsync();
+            foreach (var first in firsts)
+                if (first.Data is DeploymentCreated created) tenants[created.DeploymentId] = created.TenantId;
         }
     }
 }

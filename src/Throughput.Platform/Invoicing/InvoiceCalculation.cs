@@ -80,7 +80,7 @@ public static class InvoiceCalculation
             var d = account.Deployments[u.DeploymentId];
             foreach (var type in (TokenType[])[TokenType.Input, TokenType.Cached, TokenType.Output])
             {
-                var tokens = u.Tokens.Spilled(type);
+                var tokens = u.Spilled(type);
                 if (tokens > 0) lines.Add(TokenLine(d, u.ServiceMonth, month, type, tokens, currency));
             }
         }

@@ -136,7 +136,7 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, M
             allowed = [.. allowed.Select(b => Admissible(b, deployment)).OfType<ProducerBatch>()];
             if (Meter.Decide(deployment, allowed, now) is not { } decision) continue;
             usage.Add(decision.Usage);
-            counted += decision.Usage.Records;
+            counted += decision.Usage.Tokens.Records;
             if (decision.Transition is { } transition)
             {
                 transitioned.Add((snapshot, transition));

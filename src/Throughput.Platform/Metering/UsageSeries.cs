@@ -8,18 +8,16 @@ using Throughput.Deployments;
 
 namespace Throughput.Metering;
 
-/// <summary>One deployment's usage in one UTC minute, as metered (by the time the platform folded it).</summary>
+/// <summary>
+/// One deployment's usage in one UTC minute by record time (the minute its usage event's last record finished in, as the
+/// hourly usage and invoices count it), with the peak utilization that usage raised the bucket to and the throttles that began in the minute.
+/// </summary>
 public sealed record UsageMinute(
     string Id,
     string DeploymentId,
     DateTimeOffset Minute,
-    long Records,
-    long PromptTokens,
-    long CachedTokens,
-    long OutputTokens,
+    TokenCounts Tokens,
     decimal WeightedTokens,
-    long SpilledRecords,
-    long SpilledTokens,
     decimal MaxUtilization,
     long TokensPerMinute,
     int Throttles)
@@ -35,17 +33,12 @@ public sealed record UsageMinute(
     }
 
     public static UsageMinute Empty(string deploymentId, DateTimeOffset at) =>
-        new(IdOf(deploymentId, at), deploymentId, MinuteOf(at), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+        new(IdOf(deploymentId, at), deploymentId, MinuteOf(at), default, 0, 0, 0, 0);
 
     public UsageMinute Add(UsageMetered e) => this with
     {
-        Records = Records + e.Records,
-        PromptTokens = PromptTokens + e.PromptTokens,
-        CachedTokens = CachedTokens + e.CachedTokens,
-        OutputTokens = OutputTokens + e.OutputTokens,
+        Tokens = Tokens + e.Tokens,
         WeightedTokens = WeightedTokens + e.WeightedTokens,
-        SpilledRecords = SpilledRecords + e.SpilledRecords,
-        SpilledTokens = SpilledTokens + e.SpilledPromptTokens + e.SpilledOutputTokens,
         MaxUtilization = Math.Max(MaxUtilization, e.Utilization),
         TokensPerMinute = e.TokensPerMinute,
     };
@@ -57,17 +50,38 @@ public sealed partial class UsageSeriesProjection : MultiStreamProjection<UsageM
     public UsageSeriesProjection()
     {
         FanOut<UsageBatchMetered, UsageMetered>(b => b.Usage, FanoutMode.BeforeGrouping);
-        Identity<UsageMetered>(e => UsageMinute.IdOf(e.DeploymentId, e.MeteredAt));
+        Identity<UsageMetered>(e => UsageMinute.IdOf(e.DeploymentId, e.LastFinishedAt));
         Identity<DeploymentThrottled>(e => UsageMinute.IdOf(e.DeploymentId, e.ThrottledAt));
     }
 
-    public static UsageMinute Create(UsageMetered e) => UsageMinute.Empty(e.DeploymentId, e.MeteredAt).Add(e);
+    public static UsageMinute Create(UsageMetered e) => UsageMinute.Empty(e.DeploymentId, e.LastFinishedAt).Add(e);
 
     public static UsageMinute Create(DeploymentThrottled e) => UsageMinute.Empty(e.DeploymentId, e.ThrottledAt) with { Throttles = 1 };
 
     public static UsageMinute Apply(UsageMetered e, UsageMinute minute) => minute.Add(e);
 
     public static UsageMinute Apply(DeploymentThrottled e, UsageMinute minute) => minute with { Throttles = minute.Throttles + 1 };
+}
+
+/// <summary>A minute as the API answers it: counts as flat fields, spilled tokens as one sum (prompt and output).</summary>
+public sealed record UsageMinuteView(
+    string Id,
+    string DeploymentId,
+    DateTimeOffset Minute,
+    long Records,
+    long PromptTokens,
+    long CachedTokens,
+    long OutputTokens,
+    decimal WeightedTokens,
+    long SpilledRecords,
+    long SpilledTokens,
+    decimal MaxUtilization,
+    long TokensPerMinute,
+    int Throttles)
+{
+    public static UsageMinuteView Of(UsageMinute m) => new(m.Id, m.DeploymentId, m.Minute, m.Tokens.Records, m.Tokens.PromptTokens, m.Tokens.CachedTokens,
+        m.Tokens.OutputTokens, m.WeightedTokens, m.Tokens.SpilledRecords, m.Tokens.SpilledPromptTokens + m.Tokens.SpilledOutputTokens, m.MaxUtilization,
+        m.TokensPerMinute, m.Throttles);
 }
 
 public static class UsageSeries
@@ -93,11 +107,11 @@ public static class UsageSeries
                 var minutes = await session.Query<UsageMinute>()
                     .Where(m => m.DeploymentId == deploymentId && m.Minute >= UsageMinute.MinuteOf(start) && m.Minute <= end)
                     .OrderBy(m => m.Minute).ToListAsync(ct);
-                return Results.Ok(minutes);
+                return Results.Ok(minutes.Select(UsageMinuteView.Of));
             })
             .RequireAuthorization(Policies.Tenant).WithTags("Usage").WithName("GetUsageSeries")
             .WithSummary("Usage per minute (UTC): tokens by type, weighted tokens, spilled, peak utilization, purchased rate, throttles. Default: the last hour.")
-            .Produces<IReadOnlyList<UsageMinute>>().ProducesProblem(404);
+            .Produces<IReadOnlyList<UsageMinuteView>>().ProducesProblem(404);
         return app;
     }
 }

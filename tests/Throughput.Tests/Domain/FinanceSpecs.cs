@@ -14,7 +14,7 @@ public class FinanceSpecs
     static DateTimeOffset At(int month, int day, int hour, int minute = 0, int second = 0) => new(2030, month, day, hour, minute, second, TimeSpan.Zero);
 
     static UsageMetered Usage(string deploymentId, decimal weightedTokens, DateTimeOffset finishedAt, long tokensPerMinute = 2500) =>
-        new(deploymentId, [], 1, (long)weightedTokens, 0, 0, weightedTokens, 0, 0, 0, 0, finishedAt, finishedAt, 0, 0, tokensPerMinute, finishedAt);
+        new(deploymentId, "acme", [], new TokenCounts(1, (long)weightedTokens, 0, 0, 0, 0, 0, 0), weightedTokens, finishedAt, finishedAt, 0, 0, tokensPerMinute, finishedAt);
 
     static DeploymentCreated Created(string id, decimal ptu, DateTimeOffset at) => Fixtures.Created(ptu) with { DeploymentId = id, CreatedAt = at };
 

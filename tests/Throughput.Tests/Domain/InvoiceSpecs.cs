@@ -34,7 +34,7 @@ public sealed class InvoiceSpecs
             term == ReservationTerm.Month ? At(starts).AddMonths(1) : At(starts).AddYears(1));
 
     static UsageMetered Spilled(string deployment, long prompt, long cached, long output, string finishedAt, string? meteredAt = null) =>
-        new(deployment, [new ProducerRange("node-1", 1, 1)], 10, prompt, cached, output, prompt - cached + 4 * output, 10, prompt, cached, output,
+        new(deployment, "acme", [new ProducerRange("node-1", 1, 1)], new TokenCounts(10, prompt, cached, output, 10, prompt, cached, output), prompt - cached + 4 * output,
             At(finishedAt).AddSeconds(-2), At(finishedAt), 0, 0, 2500, At(meteredAt ?? finishedAt));
 
     static BillingAccount Given(params object[] events) => events.Aggregate((BillingAccount?)null, (a, e) => BillingAccount.Fold(a, "acme", e))!;
@@ -281,7 +281,7 @@ public sealed class InvoiceSpecs
         var metered = Meter.Decide(Deployment.Create(created), [new ProducerBatch("node", 1, [R(10_000, "2026-11-30 23:59:59"), R(20_000, "2026-12-01 00:00:01"), R(30_000, "2026-11-30 23:59:58")])],
             At("2026-12-01 00:00:02"));
         var usage = Assert.IsType<MeterDecision>(metered).Usage;
-        Assert.Equal([("2026-11", 40_000L), ("2026-12", 20_000L)], usage.Months!.Select(m => (m.Month, m.SpilledOutputTokens)));
+        Assert.Equal([("2026-11", 40_000L), ("2026-12", 20_000L)], usage.Months!.Select(m => (m.Month, m.Tokens.SpilledOutputTokens)));
 
         var account = Given(Tenant(), created, new DeploymentReleased("dep-1", 1m, At("2026-12-01 00:00:00")), usage);
         // November: 1 PTU-hour × 2.35 = 2.35 and output 40,000 × 10 / 1M = 0.40; December: output 20,000 × 10 / 1M = 0.20

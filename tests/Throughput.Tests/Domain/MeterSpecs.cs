@@ -24,11 +24,12 @@ public sealed class MeterSpecs
         var (usage, transition) = Metered(ActiveDeployment(), Now, Batch(1, R(1000, 200, 10), R(500)), Batch(2, R(100, output: 25)));
 
         Assert.Null(transition);
-        Assert.Equal((3L, 1600L, 200L, 35L), (usage.Records, usage.PromptTokens, usage.CachedTokens, usage.OutputTokens));
+        Assert.Equal((3L, 1600L, 200L, 35L), (usage.Tokens.Records, usage.Tokens.PromptTokens, usage.Tokens.CachedTokens, usage.Tokens.OutputTokens));
         Assert.Equal(800 + 40 + 500 + 100 + 100, usage.WeightedTokens);
         Assert.Equal(1540m, usage.BucketLevel);
         Assert.Equal(0.616m, usage.Utilization);
         Assert.Equal([new ProducerRange("node", 1, 2)], usage.Producers);
+        Assert.Equal(ActiveDeployment().TenantId, usage.TenantId);
     }
 
     [Fact]
@@ -79,14 +80,14 @@ public sealed class MeterSpecs
     public void Spilled_records_are_counted_apart_and_do_not_fill_the_bucket()
     {
         var usage = Metered(ActiveDeployment(), Now, Batch(1, R(3000, 1000, 100, spilled: true), R(100))).Usage;
-        Assert.Equal((1L, 3000L, 1000L, 100L), (usage.SpilledRecords, usage.SpilledPromptTokens, usage.SpilledCachedTokens, usage.SpilledOutputTokens));
+        Assert.Equal((1L, 3000L, 1000L, 100L), (usage.Tokens.SpilledRecords, usage.Tokens.SpilledPromptTokens, usage.Tokens.SpilledCachedTokens, usage.Tokens.SpilledOutputTokens));
         Assert.Equal(100m, usage.BucketLevel);
         Assert.Equal(2400m + 100m, usage.WeightedTokens);
     }
 
     [Fact]
     public void The_same_batch_twice_in_one_consumer_batch_counts_once() =>
-        Assert.Equal(1, Metered(ActiveDeployment(), Now, Batch(7, R(1)), Batch(7, R(1))).Usage.Records);
+        Assert.Equal(1, Metered(ActiveDeployment(), Now, Batch(7, R(1)), Batch(7, R(1))).Usage.Tokens.Records);
 
     [Fact]
     public void A_resize_settles_the_bucket_at_the_old_rate_then_drains_at_the_new_one()
@@ -105,7 +106,7 @@ public sealed class MeterSpecs
 
         var (usage, transition) = Metered(released, Now.AddSeconds(1), Batch(1, R(100_000)));
 
-        Assert.Equal(100_000, usage.PromptTokens);
+        Assert.Equal(100_000, usage.Tokens.PromptTokens);
         Assert.Null(transition);
     }
 

@@ -25,10 +25,11 @@ public sealed class UsageMeteredJsonSpecs
     {
         var e = JsonSerializer.Deserialize<UsageMetered>(Stored, Store)!;
 
-        Assert.Equal(("dep-411d5b4181183a20fbd4", 464L, 55680L, 0L, 13920L, 111360.0m, 0.000301m, 370000000L), (e.DeploymentId, e.Records, e.PromptTokens, e.CachedTokens, e.OutputTokens, e.WeightedTokens, e.Utilization, e.TokensPerMinute));
+        Assert.Equal(("dep-411d5b4181183a20fbd4", 464L, 55680L, 0L, 13920L, 111360.0m, 0.000301m, 370000000L), (e.DeploymentId, e.Tokens.Records, e.Tokens.PromptTokens, e.Tokens.CachedTokens, e.Tokens.OutputTokens, e.WeightedTokens, e.Utilization, e.TokensPerMinute));
         Assert.Equal([new ProducerRange("bench-b7e79b6e-node1", 1796185461271672, 1796185461271672), new ProducerRange("bench-b7e79b6e-node0", 1796185461113561, 1796185461113561)], e.Producers);
         Assert.Equal(DateTimeOffset.Parse("2026-12-02T04:24:50.6298064+00:00", System.Globalization.CultureInfo.InvariantCulture), e.LastFinishedAt);
         Assert.Null(e.Months);
+        Assert.Null(e.TenantId);
         Assert.True(JsonNode.DeepEquals(JsonNode.Parse(Stored), JsonNode.Parse(JsonSerializer.Serialize(e, Store))));
     }
 
@@ -36,8 +37,9 @@ public sealed class UsageMeteredJsonSpecs
     public void A_usage_event_split_by_month_round_trips_with_its_months()
     {
         var at = new DateTimeOffset(2026, 11, 30, 23, 59, 59, TimeSpan.Zero);
-        var e = new UsageMetered("dep-1", [new ProducerRange("node", 1, 2)], 3, 30, 10, 300, 1220.5m, 1, 10, 0, 100, at.AddSeconds(-5), at.AddSeconds(2),
-            17.25m, 0.5m, 2500, at.AddSeconds(3), [new MonthlyUsage("2026-11", 2, 20, 10, 200, 0, 0, 0), new MonthlyUsage("2026-12", 1, 10, 0, 100, 10, 0, 100)]);
+        var e = new UsageMetered("dep-1", "acme", [new ProducerRange("node", 1, 2)], new TokenCounts(3, 30, 10, 300, 1, 10, 0, 100), 1220.5m, at.AddSeconds(-5),
+            at.AddSeconds(2), 17.25m, 0.5m, 2500, at.AddSeconds(3),
+            [new MonthlyUsage("2026-11", new TokenCounts(2, 20, 10, 200, 0, 0, 0, 0)), new MonthlyUsage("2026-12", new TokenCounts(1, 10, 0, 100, 1, 10, 0, 100))]);
 
         var json = JsonSerializer.Serialize(e, Store);
         var back = JsonSerializer.Deserialize<UsageMetered>(json, Store)!;

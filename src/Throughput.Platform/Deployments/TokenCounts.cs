@@ -1,0 +1,76 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Throughput.Metering;
+
+namespace Throughput.Deployments;
+
+/// <summary>
+/// Usage as counted: records and tokens by type, all of them and the part served by spillover (billed per token). One value
+/// for a record, a usage event, a deployment's totals, a minute, an hour and an invoice's usage; a struct, so summing
+/// records on the metering path allocates nothing.
+/// </summary>
+public readonly record struct TokenCounts(
+    long Records,
+    long PromptTokens,
+    long CachedTokens,
+    long OutputTokens,
+    long SpilledRecords,
+    long SpilledPromptTokens,
+    long SpilledCachedTokens,
+    long SpilledOutputTokens)
+{
+    public static TokenCounts Of(in MeteredRecord r) => r.Spilled
+        ? new(1, r.PromptTokens, r.CachedTokens, r.OutputTokens, 1, r.PromptTokens, r.CachedTokens, r.OutputTokens)
+        : new(1, r.PromptTokens, r.CachedTokens, r.OutputTokens, 0, 0, 0, 0);
+
+    public static TokenCounts operator +(TokenCounts a, TokenCounts b) => new(
+        a.Records + b.Records, a.PromptTokens + b.PromptTokens, a.CachedTokens + b.CachedTokens, a.OutputTokens + b.OutputTokens,
+        a.SpilledRecords + b.SpilledRecords, a.SpilledPromptTokens + b.SpilledPromptTokens, a.SpilledCachedTokens + b.SpilledCachedTokens,
+        a.SpilledOutputTokens + b.SpilledOutputTokens);
+
+    /// <summary>Spilled input tokens, as spillover prices them: prompt minus cached.</summary>
+    [JsonIgnore]
+    public long SpilledInputTokens => SpilledPromptTokens - SpilledCachedTokens;
+
+    public bool HasSpill => SpilledPromptTokens != 0 || SpilledOutputTokens != 0 || SpilledCachedTokens != 0;
+}
+
+/// <summary>
+/// Token counts as flat fields of the object that holds them (<c>records</c>, <c>promptTokens</c>, …): the stored usage
+/// events keep the shape they were written in.
+/// </summary>
+public static class TokenCountsJson
+{
+    public static void Write(Utf8JsonWriter writer, in TokenCounts t)
+    {
+        writer.WriteNumber("records"u8, t.Records);
+        writer.WriteNumber("promptTokens"u8, t.PromptTokens);
+        writer.WriteNumber("cachedTokens"u8, t.CachedTokens);
+        writer.WriteNumber("outputTokens"u8, t.OutputTokens);
+        writer.WriteNumber("spilledRecords"u8, t.SpilledRecords);
+        writer.WriteNumber("spilledPromptTokens"u8, t.SpilledPromptTokens);
+        writer.WriteNumber("spilledCachedTokens"u8, t.SpilledCachedTokens);
+        writer.WriteNumber("spilledOutputTokens"u8, t.SpilledOutputTokens);
+    }
+
+    /// <summary>Reads the value of the property the reader is on into <paramref name="t"/> if it is a count; false if it is not one.</summary>
+    public static bool TryRead(ref Utf8JsonReader reader, ref TokenCounts t)
+    {
+        if (reader.ValueTextEquals("records"u8)) t = t with { Records = Next(ref reader) };
+        else if (reader.ValueTextEquals("promptTokens"u8)) t = t with { PromptTokens = Next(ref reader) };
+        else if (reader.ValueTextEquals("cachedTokens"u8)) t = t with { CachedTokens = Next(ref reader) };
+        else if (reader.ValueTextEquals("outputTokens"u8)) t = t with { OutputTokens = Next(ref reader) };
+        else if (reader.ValueTextEquals("spilledRecords"u8)) t = t with { SpilledRecords = Next(ref reader) };
+        else if (reader.ValueTextEquals("spilledPromptTokens"u8)) t = t with { SpilledPromptTokens = Next(ref reader) };
+        else if (reader.ValueTextEquals("spilledCachedTokens"u8)) t = t with { SpilledCachedTokens = Next(ref reader) };
+        else if (reader.ValueTextEquals("spilledOutputTokens"u8)) t = t with { SpilledOutputTokens = Next(ref reader) };
+        else return false;
+        return true;
+    }
+
+    static long Next(ref Utf8JsonReader reader)
+    {
+        reader.Read();
+        return reader.GetInt64();
+    }
+}
