@@ -148,6 +148,41 @@ public sealed class InvoicingTests(InvoicingFixture platform)
     }
 
     [Fact]
+    public async Task Two_deployments_of_one_tenant_metered_in_one_message_are_both_billed_on_the_draft_and_the_invoice()
+    {
+        platform.Clock.Set(At(2031, 3, 31, 22));
+        var (tenantId, customer) = await platform.NewTenantAsync();
+        var finance = await platform.FinanceAsync();
+        var region = await platform.NewPoolAsync("gpt-4o", 10);
+        var node = await platform.NewServingNodeAsync(region);
+        var chat = await BuyAsync(customer, region, 1, "chat");
+        var summaries = await BuyAsync(customer, region, 1, "summaries");
+
+        // one message, so one consumer batch and one usage event holding both deployments' usage
+        platform.Clock.Set(At(2031, 3, 31, 23, 30));
+        await platform.PublishAsync(node,
+            Record(chat, 0, 0, 10_000, spilled: true, At(2031, 3, 31, 23, 29)),
+            Record(summaries, 0, 0, 20_000, spilled: true, At(2031, 3, 31, 23, 29)));
+
+        // spilled output 10,000 × 10 / 1M = 0.10 and 20,000 × 10 / 1M = 0.20; each deployment 22:00 → 23:30 so far at 1 PTU = 1.50
+        // deployments bought at the same moment are listed in no particular order
+        static (string?, decimal)[] Spill(JsonElement document) => [.. document.GetProperty("lines").EnumerateArray()
+            .Where(l => l.GetProperty("kind").GetString() != "Provisioned")
+            .Select(l => (l.GetProperty("deploymentId").GetString(), l.GetProperty("amount").GetDecimal())).OrderBy(l => l.Item2)];
+        var draft = await DraftWhen(customer, "2031-03", d => d.GetProperty("lines").GetArrayLength() == 4);
+        Assert.Equal([(chat, 0.10m), (summaries, 0.20m)], Spill(draft));
+        Assert.Equal(3.30m, draft.GetProperty("total").GetDecimal());
+
+        platform.Clock.Set(At(2031, 4, 3, 0, 0, 1));
+        var issued = await finance.PostAsync($"/v1/finance/invoices/{tenantId}/2031-03/issue", null);
+        Assert.Equal(HttpStatusCode.Created, issued.StatusCode);
+        var invoice = await Body(issued);
+        Assert.Equal([(chat, 0.10m), (summaries, 0.20m)], Spill(invoice));
+        // the whole month: 22:00 → 24:00 at 1 PTU = 2.00 each
+        Assert.Equal(4.30m, invoice.GetProperty("total").GetDecimal());
+    }
+
+    [Fact]
     public async Task Issuing_the_same_invoices_concurrently_and_again_yields_one_invoice_each_and_numbers_without_gaps()
     {
         platform.Clock.Set(At(2030, 3, 10));
