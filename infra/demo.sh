@@ -31,5 +31,6 @@ done
 echo "platform host ready on http://127.0.0.1:$port (log: $log)"
 dotnet src/Throughput.Flywheel/bin/Release/net10.0/Throughput.Flywheel.dll "http://127.0.0.1:$port" "$@"
 if $keep; then
-  echo "the platform host keeps running on http://127.0.0.1:$port (pid $host, log $log); stop it with: kill $host"
+  mkdir -p artifacts/demo && echo "$host" > artifacts/demo/host.pid
+  echo "the platform host keeps running on http://127.0.0.1:$port (pid $host, log $log); stop it with: kill \$(cat artifacts/demo/host.pid)"
 fi

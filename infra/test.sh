@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test (unit, integration, the dashboard's browser tests and a short fault drill) against real PostgreSQL and
+# Runs every test (unit, integration, the dashboard's browser tests, a short fault drill and the README's quick start) against real PostgreSQL and
 # RabbitMQ, starting them first.
 # This is the README's test command and what .ci/run runs.
 set -euo pipefail
@@ -24,6 +24,12 @@ if [ "${THROUGHPUT_FAULT_DRILL:-1}" != 0 ]; then
   drill_rc=${PIPESTATUS[0]}
   [ "$rc" -ne 0 ] || rc=$drill_rc
 fi
+# The README's quick start, run verbatim (skip with THROUGHPUT_QUICKSTART=0).
+if [ "${THROUGHPUT_QUICKSTART:-1}" != 0 ]; then
+  bash infra/quickstart-test.sh 2>&1 | tee -a "$log"
+  quickstart_rc=${PIPESTATUS[0]}
+  [ "$rc" -ne 0 ] || rc=$quickstart_rc
+fi
 # The deployment description, validated without a cluster (counts as one test).
 bash infra/deploy/validate.sh 2>&1 | tee -a "$log"
 deploy_rc=${PIPESTATUS[0]}
@@ -35,6 +41,7 @@ awk '/(Passed|Failed)! +- +Failed:/ {
      }
      /^browser tests: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$/ { gsub(/,/, ""); p += $3; f += $5; s += $7 }
      /^fault drill: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$/ { gsub(/,/, ""); p += $3; f += $5; s += $7 }
+     /^quick start: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$/ { gsub(/,/, ""); p += $4; f += $6; s += $8 }
      /^deploy: valid$/ { p += 1 }
      /^deploy: [0-9]+ problem/ { f += 1 }
      END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"

@@ -52,9 +52,19 @@ public static class DemoRun
         output.WriteLine($"fleet: {options.Fleet.Nodes} GPUs = {capacity} PTU; customers buy {sold} PTU ({sold / capacity:P0}), {soldAfterRaise} PTU ({soldAfterRaise / capacity:P0}) after the raise. " +
                          $"The same customers run twice at once: on a Flywheel fleet and on an identical fleet that batches whole prompts; run {run}");
 
-        await PlatformSetup.RecordCalibrationAsync(op, calibration, options.Fleet, ct);
-        var poolGpus = await PlatformSetup.EnsureGpusAsync(op, scenario.Model, scenario.Region, calibration, 2 * sized.Sum(c => Math.Max(c.Ptu, c.RaisedPtu ?? 0)), ct);
-        output.WriteLine($"platform: calibration recorded; the {scenario.Model} pool in {scenario.Region} is {poolGpus} × {calibration.GpuKind} = {poolGpus * calibration.SellablePtu} PTU (both fleets and whatever else it sells)");
+        var needed = 2 * sized.Sum(c => Math.Max(c.Ptu, c.RaisedPtu ?? 0));
+        if (scenario.OutputScale == 1)
+        {
+            await PlatformSetup.RecordCalibrationAsync(op, calibration, options.Fleet, ct);
+            var poolGpus = await PlatformSetup.EnsureGpusAsync(op, scenario.Model, scenario.Region, calibration, needed, ct);
+            output.WriteLine($"platform: calibration recorded; the {scenario.Model} pool in {scenario.Region} is {poolGpus} × {calibration.GpuKind} = {poolGpus * calibration.SellablePtu} PTU (both fleets and whatever else it sells)");
+        }
+        else
+        {
+            // Shortened outputs are another mix: its figure would misstate what a GPU serves of real traffic.
+            await PlatformSetup.EnsurePoolAsync(op, scenario.Model, scenario.Region, needed, ct);
+            output.WriteLine($"platform: calibration not recorded (outputs scaled by {scenario.OutputScale}); the pool in {scenario.Region} has room for {needed} PTU");
+        }
         var node = await PlatformSetup.RegisterServingNodeAsync(op, producerId, scenario.Region, ct);
         broker = node.Broker(broker);
         var fleets = new[]
