@@ -41,7 +41,7 @@ awk '/(Passed|Failed)! +- +Failed:/ {
      }
      /^browser tests: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$/ { gsub(/,/, ""); p += $3; f += $5; s += $7 }
      /^fault drill: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$/ { gsub(/,/, ""); p += $3; f += $5; s += $7 }
-     /^quick start: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$/ { gsub(/,/, ""); p += $4; f += $6; s += $8 }
+     /^quick start: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$/ { gsub(/,/, ""); p += $3; f += $5; s += $7 }
      /^deploy: valid$/ { p += 1 }
      /^deploy: [0-9]+ problem/ { f += 1 }
      END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"

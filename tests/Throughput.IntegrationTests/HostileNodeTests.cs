@@ -216,6 +216,34 @@ public sealed class HostileNodeTests(PlatformFixture platform)
     }
 
     [Fact]
+    public async Task A_node_reads_what_was_refused_under_its_own_producer_id_and_nothing_of_another_nodes()
+    {
+        var (customer, deployment, region) = await VictimAsync();
+        var (node, other) = (await platform.NewServingNodeAsync(region), await platform.NewServingNodeAsync(region));
+        var now = DateTimeOffset.UtcNow;
+        await platform.PublishRawAsNodeAsync(node, deployment, JsonSerializer.SerializeToUtf8Bytes(
+            new MeteringBatch(1, node, 1, now, [At("stale", deployment, now.AddDays(-40)), At("fresh", deployment, now)]), PlatformFixture.Json));
+        await platform.PublishRawAsNodeAsync(other, deployment, JsonSerializer.SerializeToUtf8Bytes(
+            new MeteringBatch(1, other, 1, now, [At("other-stale", deployment, now.AddDays(-40))]), PlatformFixture.Json));
+        await QuarantinedAsync(other, "TimestampTooOld", 1);
+
+        var own = platform.Client(await NodeKeyAsync(node));
+        var refused = await Eventually.Until(() => own.GetFromJsonAsync<JsonElement[]>("/v1/metering/refused"), r => r!.Length >= 1);
+        var entry = Assert.Single(refused!);
+        Assert.Equal("TimestampTooOld", entry.GetProperty("reason").GetString());
+        Assert.Equal("stale", entry.GetProperty("recordId").GetString());
+        Assert.Empty((await own.GetFromJsonAsync<JsonElement[]>("/v1/metering/refused?reason=ConflictingReplay"))!);
+        Assert.Equal(System.Net.HttpStatusCode.Forbidden, (await customer.GetAsync("/v1/metering/refused")).StatusCode);
+        Assert.Equal(System.Net.HttpStatusCode.Forbidden, (await platform.Operator().GetAsync("/v1/metering/refused")).StatusCode); // operators read the quarantine
+    }
+
+    async Task<string> NodeKeyAsync(string producerId)
+    {
+        var issued = await platform.Operator().PostAsJsonAsync("/v1/operator/keys", new { role = "ServingNode", name = producerId });
+        return (await issued.EnsureSuccessStatusCode().Content.ReadFromJsonAsync<JsonElement>()).GetProperty("apiKey").GetString()!;
+    }
+
+    [Fact]
     public async Task A_replay_of_a_used_sequence_with_other_records_is_quarantined_as_conflicting_and_a_verbatim_one_is_ignored()
     {
         var (customer, deployment, region) = await VictimAsync();

@@ -18,7 +18,8 @@ public enum Role
 }
 
 /// <summary>A key as the authentication handler reads it: only the SHA-256 of the secret is stored.</summary>
-public sealed record ApiKey(string Id, string? TenantId, Role Role, string SecretHash, bool Revoked);
+/// <param name="Producer">For a serving node's key, the producer id it was issued for (its name); null for other keys and for keys stored before.</param>
+public sealed record ApiKey(string Id, string? TenantId, Role Role, string SecretHash, bool Revoked, string? Producer = null);
 
 /// <summary>Keys for platform staff and serving nodes (not of any tenant), on the one stream <see cref="StreamId"/>.</summary>
 public abstract record StaffEvent(string KeyId);
@@ -79,7 +80,7 @@ public sealed partial class ApiKeyProjection : EventProjection
                 operations.Store(new ApiKey(k.KeyId, k.TenantId, k.Role, k.SecretHash, false));
                 break;
             case StaffKeyIssued k:
-                operations.Store(new ApiKey(k.KeyId, null, k.Role, k.SecretHash, false));
+                operations.Store(new ApiKey(k.KeyId, null, k.Role, k.SecretHash, false, k.Role == Role.ServingNode ? k.Name : null));
                 break;
             case ApiKeyRevoked k:
                 await Revoke(operations, k.KeyId, cancellation);

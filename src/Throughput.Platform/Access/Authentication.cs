@@ -24,6 +24,11 @@ public static class PrincipalExtensions
     /// <summary>The tenant a tenant key belongs to; staff keys have none.</summary>
     public static string? TenantId(this ClaimsPrincipal user) => user.FindFirstValue(TenantClaim);
 
+    public const string ProducerClaim = "throughput:producer";
+
+    /// <summary>The producer id a serving node's key was issued for; null for any other key.</summary>
+    public static string? Producer(this ClaimsPrincipal user) => user.FindFirstValue(ProducerClaim);
+
     public static string KeyId(this ClaimsPrincipal user) => user.FindFirstValue(ClaimTypes.NameIdentifier) ?? "";
 }
 
@@ -84,6 +89,7 @@ public sealed class ApiKeyAuthenticationHandler(
             if (key is null) return null;
             List<Claim> claims = [new(ClaimTypes.NameIdentifier, key.Id), new(ClaimTypes.Role, key.Role.ToString())];
             if (key.TenantId is not null) claims.Add(new(PrincipalExtensions.TenantClaim, key.TenantId));
+            if (key.Producer is not null) claims.Add(new(PrincipalExtensions.ProducerClaim, key.Producer));
             return new(key, new AuthenticationTicket(new ClaimsPrincipal(new ClaimsIdentity(claims, SchemeName)), SchemeName));
         }
     }

@@ -78,7 +78,7 @@ public static class EventStore
         // of their own, indexed there, not in expression indexes on its JSON: an update that leaves those columns alone can
         // then be a HOT update, without a new entry in every index and the bloat that left a deployment's lookup slow.
         opts.Schema.For<UsageMinute>().Duplicate(m => m.DeploymentId);
-        opts.Schema.For<QuarantinedMetering>().Index(q => q.QuarantinedAt);
+        opts.Schema.For<QuarantinedMetering>().Index(q => q.QuarantinedAt).Index(q => q.ProducerId);
         opts.Schema.For<Deployment>().Duplicate(d => d.Throttled).Duplicate(d => d.TenantId);
         opts.Schema.For<Reservation>().Index(r => r.TenantId);
         opts.Schema.For<MonthClose>();
