@@ -12,14 +12,14 @@ public sealed class HostileInputTests(PlatformFixture platform)
 {
     public enum Caller { Anonymous, Customer, OtherTenant, Operator, Finance, ServingNode, Forged, Malformed }
 
-    public sealed record Case(string Name, Caller Caller, string Method, string Path, string? Body, HttpStatusCode Expected, string? ContentType = "application/json", string? IfMatch = null, string? IdempotencyKey = null)
+    public sealed record HostileRequest(string Name, Caller Caller, string Method, string Path, string? Body, HttpStatusCode Expected, string? ContentType = "application/json", string? IfMatch = null, string? IdempotencyKey = null)
     {
         public override string ToString() => Name;
     }
 
     const string Purchase = """{"name":"x","model":"gpt-4o","region":"REGION","type":"Global","ptu":1}""";
 
-    public static TheoryData<Case> Cases() =>
+    public static TheoryData<HostileRequest> Cases() =>
     [
         new("broken JSON", Caller.Customer, "POST", "/v1/deployments", "{\"name\":", HttpStatusCode.BadRequest),
         new("not JSON at all", Caller.Customer, "POST", "/v1/deployments", "name=x&ptu=1", HttpStatusCode.BadRequest),
@@ -82,7 +82,7 @@ public sealed class HostileInputTests(PlatformFixture platform)
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public async Task Hostile_requests_are_refused_clearly_and_change_nothing(Case c)
+    public async Task Hostile_requests_are_refused_clearly_and_change_nothing(HostileRequest c)
     {
         var (_, customer) = await platform.NewTenantAsync();
         var region = await platform.NewPoolAsync("gpt-4o", 10);
