@@ -1,6 +1,5 @@
-using Throughput.Flywheel.Batching;
-using Throughput.Flywheel.Capacity;
 using System.Net.Http.Headers;
+using Throughput.Flywheel.Capacity;
 using Throughput.Flywheel.Demo;
 using Throughput.Serving;
 
@@ -14,8 +13,7 @@ if (args is ["calibrate", ..])
     using var op = new HttpClient { BaseAddress = calibrating.Platform };
     op.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
     var rates = string.IsNullOrEmpty(key) ? ModelRates.Gpt4oMini : await PlatformSetup.ModelRatesAsync(op, calibrating.Scenario.Model, CancellationToken.None);
-    var mix = calibrating.Scenario.Customers.Select(c => new MixShare(c.Workload, c.CapacityShare ?? 1)).ToList();
-    var result = Calibration.Run(calibrating.Fleet, mix, rates, calibrating.Scenario.Model);
+    var result = Calibration.Run(calibrating.Fleet, calibrating.Scenario.Mix, rates, calibrating.Scenario.Model);
     foreach (var t in result.Trials)
         Console.WriteLine($"  {t.WeightedPerMinute,12:N0} weighted tokens/min: worst profile served {t.WorstServedRatio:0.000} of purchased, time per output token p50 {t.TpotP50.TotalMilliseconds:0.0} ms p99 {t.TpotP99.TotalMilliseconds:0.0} ms: {(t.Holds ? "holds" : "fails")}");
     Console.WriteLine($"{result.GpuKind} serving {result.Model} ({calibrating.Fleet.Cost?.Model.Name} shape), Flywheel budget {calibrating.Fleet.TokenBudget}: {result.WeightedPerMinute:N0} weighted tokens/min in full = {result.SellablePtu} PTU per GPU");

@@ -77,7 +77,6 @@ public static class Calibration
         var fleet = new Fleet(gpu, cache);
         var step = TimeSpan.FromMilliseconds(10);
         var end = Epoch + warmup + measured;
-        var tpot = new List<TimeSpan>();
         for (var at = Epoch; at < end; at += step)
         {
             clock.Advance(at - clock.GetUtcNow());
@@ -85,17 +84,11 @@ public static class Calibration
             {
                 foreach (var request in source.Until(at)) fleet.Enqueue(request);
             }
-            var ran = fleet.Step(at);
-            tally.Record(ran);
-            if (at < Epoch + warmup) continue;
-            foreach (var sequence in ran.Finished)
-            {
-                if (sequence.Generated > 1) tpot.Add(sequence.TimePerOutputToken);
-            }
+            tally.Record(fleet.Step(at));
         }
         var from = Epoch + warmup;
         var worst = tally.Tracks.Min(t => t.Sum(from, end).Weighted / t.PurchasedBetween(from, end));
-        TimeSpan[] sorted = [.. tpot.Order()];
-        return new LoadTrial(weightedPerMinute, worst, Latencies.Percentile(sorted, 0.5), Latencies.Percentile(sorted, 0.99));
+        var latencies = Latencies.Of([.. tally.Tracks.SelectMany(t => t.Finished).Where(r => r.FinishedAt >= from)]);
+        return new LoadTrial(weightedPerMinute, worst, latencies.TpotP50, latencies.TpotP99);
     }
 }

@@ -22,9 +22,9 @@ public sealed record DemoOptions(Uri Platform, Scenario Scenario, FleetOptions F
     public string MeteringExchange { get; init; } = Contracts.MeteringTopology.Exchange;
 
     public const string Usage =
-        "usage: Throughput.Flywheel [platform-url] [--minutes 5] [--window 60s] [--resize-at <time>] [--nodes 2] [--budget 256] [--gpu A100-80GB] " +
+        "usage: Throughput.Flywheel [platform-url] [--minutes 5] [--window 60s] [--resize-at <time>] [--nodes 2] [--budget 512] [--gpu A100-80GB] " +
         "[--output-scale 1] [--sell 1] [--model gpt-4o-mini] [--region eastus] [--out artifacts/demo] [--keep]   (times: 500ms, 10s, 2m or seconds)\n" +
-        "       Throughput.Flywheel calibrate [--gpu A100-80GB] [--budget 256]";
+        "       Throughput.Flywheel calibrate [platform-url] [--gpu A100-80GB] [--budget 512] [--model gpt-4o-mini]";
 
     public static DemoOptions Parse(IReadOnlyList<string> args)
     {

@@ -41,10 +41,9 @@ public static class DemoRun
         var producerId = $"flywheel-{run}";
 
         var rates = await PlatformSetup.ModelRatesAsync(op, scenario.Model, ct);
-        var mix = scenario.Customers.Select(c => new MixShare(c.Workload.Scaled(scenario.OutputScale), c.CapacityShare ?? 1.0 / scenario.Customers.Count)).ToList();
-        var calibration = Calibration.Run(options.Fleet, mix, rates, scenario.Model);
+        var calibration = Calibration.Run(options.Fleet, scenario.Mix, rates, scenario.Model);
         var capacity = calibration.SellablePtu * options.Fleet.Nodes;
-        var sized = scenario.Customers.Select(c => c.SizedFor(capacity * scenario.Sell) with { Workload = c.Workload.Scaled(scenario.OutputScale) }).ToList();
+        var sized = scenario.SizedFor(capacity);
         var sold = sized.Sum(c => c.Ptu);
         var soldAfterRaise = sized.Sum(c => c.RaisedPtu ?? c.Ptu);
         output.WriteLine($"GPU: {options.Fleet.Cost?.Model.Name} on {calibration.GpuKind}; the Flywheel scheduler (token budget {options.Fleet.TokenBudget}) serves " +
@@ -221,8 +220,7 @@ public static class DemoRun
 
     static string Name(Scheduling scheduling) => scheduling == Scheduling.Flywheel ? "Flywheel (chunked prefill)" : "whole-prompt batching";
 
-    static Track? Tracked(IEnumerable<Side> sides, string deploymentId) =>
-        sides.Select(s => s.Tally.Tracks.FirstOrDefault(t => t.DeploymentId == deploymentId)).OfType<Track>().FirstOrDefault();
+    static Track? Tracked(IEnumerable<Side> sides, string deploymentId) => sides.Select(s => s.Tally.Find(deploymentId)).OfType<Track>().FirstOrDefault();
 
     static SideFigures Figures(Side side, IReadOnlyList<CustomerFigures> customers, Scenario scenario, DateTimeOffset end, CalibrationResult calibration)
     {

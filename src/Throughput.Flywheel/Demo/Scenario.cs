@@ -1,3 +1,4 @@
+using Throughput.Flywheel.Capacity;
 using Throughput.Flywheel.Load;
 
 namespace Throughput.Flywheel.Demo;
@@ -18,7 +19,6 @@ public sealed record Customer(
         Ptu = CapacityShare is { } share ? Math.Round(capacityPtu * (decimal)share, 1) : Ptu,
         RaisedPtu = RaisedShare is { } raised ? Math.Round(capacityPtu * (decimal)raised, 1) : RaisedPtu,
     };
-
 
     /// <summary>A tenant id for this customer in one run.</summary>
     public string TenantId(string run)
@@ -49,6 +49,13 @@ public sealed record Scenario
 
     /// <summary>Scales every customer's share of the fleet (0.5: half of each); quick runs use it to keep headroom for the bursts.</summary>
     public decimal Sell { get; init; } = 1;
+
+    /// <summary>The customers' traffic as calibration offers it: each workload, outputs scaled, at its share of the fleet.</summary>
+    public IReadOnlyList<MixShare> Mix => [.. Customers.Select(c => new MixShare(c.Workload.Scaled(OutputScale), c.CapacityShare ?? 1))];
+
+    /// <summary>The customers sized for a fleet of <paramref name="capacityPtu"/> (scaled by <see cref="Sell"/>), outputs scaled.</summary>
+    public IReadOnlyList<Customer> SizedFor(decimal capacityPtu) =>
+        [.. Customers.Select(c => c.SizedFor(capacityPtu * Sell) with { Workload = c.Workload.Scaled(OutputScale) })];
 
     public IReadOnlyList<Customer> Customers { get; init; } =
     [

@@ -51,6 +51,9 @@ public sealed class Tally(DateTimeOffset start, TimeSpan resolution)
 
     public Track this[string deploymentId] => _tracks[deploymentId];
 
+    /// <summary>The deployment's track, or null when the tally does not follow it.</summary>
+    public Track? Find(string deploymentId) => _tracks.GetValueOrDefault(deploymentId);
+
     public void Record(FleetStep step)
     {
         var index = IndexOf(step.At);

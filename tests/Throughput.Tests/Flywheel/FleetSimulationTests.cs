@@ -110,9 +110,8 @@ public sealed class SchedulerComparisonTests(ITestOutputHelper output)
     {
         var options = DemoOptions.Parse(["--minutes", Environment.GetEnvironmentVariable("SIM_MINUTES") ?? "2", "--window", Environment.GetEnvironmentVariable("SIM_WINDOW") ?? "10s", "--output-scale", Environment.GetEnvironmentVariable("SIM_SCALE") ?? "0.2", "--sell", Environment.GetEnvironmentVariable("SIM_SELL") ?? "0.9"]);
         var scenario = options.Scenario;
-        var mix = scenario.Customers.Select(c => new MixShare(c.Workload.Scaled(scenario.OutputScale), c.CapacityShare!.Value)).ToList();
-        var calibration = Calibration.Run(options.Fleet, mix, ModelRates.Gpt4oMini, "gpt-4o-mini");
-        var customers = scenario.Customers.Select(c => c.SizedFor(calibration.SellablePtu * options.Fleet.Nodes * scenario.Sell) with { Workload = c.Workload.Scaled(scenario.OutputScale) }).ToList();
+        var calibration = Calibration.Run(options.Fleet, scenario.Mix, ModelRates.Gpt4oMini, "gpt-4o-mini");
+        var customers = scenario.SizedFor(calibration.SellablePtu * options.Fleet.Nodes);
 
         var burstShare = DemoRun.BurstShare(customers.Sum(c => c.Ptu) / (calibration.SellablePtu * options.Fleet.Nodes));
         var flywheel = Serve(options.Fleet, customers, scenario, burstShare);
