@@ -5,7 +5,6 @@ using JasperFx.Events;
 using Marten;
 using Marten.Events.Projections;
 using Throughput.Http;
-using Throughput.Tenants;
 
 namespace Throughput.Access;
 
@@ -19,6 +18,9 @@ public enum Role
 
 /// <summary>A key as the authentication handler reads it: only the SHA-256 of the secret is stored.</summary>
 /// <param name="Producer">For a serving node's key, the producer id it was issued for (its name); null for other keys and for keys stored before.</param>
+/// <summary>The secret appears in this response only; the platform keeps its hash.</summary>
+public sealed record IssuedApiKey(string KeyId, Role Role, string ApiKey);
+
 public sealed record ApiKey(string Id, string? TenantId, Role Role, string SecretHash, bool Revoked, string? Producer = null);
 
 /// <summary>Keys for platform staff and serving nodes (not of any tenant), on the one stream <see cref="StreamId"/>.</summary>
@@ -58,43 +60,6 @@ public sealed record Staff(string Id, System.Collections.Immutable.ImmutableSort
         staff?.ActiveKeys.Contains(keyId) == true
             ? [new StaffKeyRevoked(keyId, now)]
             : throw RuleViolation.NotFound($"No active staff API key '{keyId}'.");
-}
-
-/// <summary>Keeps <see cref="ApiKey"/> documents in step with key events, in the same transaction (keys are rare, auth needs them at once).</summary>
-public sealed partial class ApiKeyProjection : EventProjection
-{
-    public ApiKeyProjection()
-    {
-        // ApplyAsync is overridden, so no event types are inferred: without these a rebuild would read it the whole log.
-        IncludeType<ApiKeyIssued>();
-        IncludeType<StaffKeyIssued>();
-        IncludeType<ApiKeyRevoked>();
-        IncludeType<StaffKeyRevoked>();
-    }
-
-    public override async ValueTask ApplyAsync(IDocumentOperations operations, IEvent e, CancellationToken cancellation)
-    {
-        switch (e.Data)
-        {
-            case ApiKeyIssued k:
-                operations.Store(new ApiKey(k.KeyId, k.TenantId, k.Role, k.SecretHash, false));
-                break;
-            case StaffKeyIssued k:
-                operations.Store(new ApiKey(k.KeyId, null, k.Role, k.SecretHash, false, k.Role == Role.ServingNode ? k.Name : null));
-                break;
-            case ApiKeyRevoked k:
-                await Revoke(operations, k.KeyId, cancellation);
-                break;
-            case StaffKeyRevoked k:
-                await Revoke(operations, k.KeyId, cancellation);
-                break;
-        }
-    }
-
-    static async Task Revoke(IDocumentOperations operations, string keyId, CancellationToken ct)
-    {
-        if (await operations.LoadAsync<ApiKey>(keyId, ct) is { } key) operations.Store(key with { Revoked = true });
-    }
 }
 
 /// <summary>Bearer tokens look like <c>tpk_{keyId}.{secret}</c>; the key id is public, the secret is 256 random bits.</summary>

@@ -34,19 +34,6 @@ public sealed class AdmissionPush(ServiceSettings settings, TimeProvider clock, 
         await PublishAsync(deployments.Select(d => AdmissionLimits.Of(d, tenants.GetValueOrDefault(d.TenantId), now)), ct);
     }
 
-    /// <summary>The fast path right after a commit: best effort, because the forwarder subscription guarantees delivery.</summary>
-    public async Task TryPublishCurrentAsync(IQuerySession session, IReadOnlyCollection<string> deploymentIds, CancellationToken ct)
-    {
-        try
-        {
-            await PublishCurrentAsync(session, deploymentIds, ct);
-        }
-        catch (Exception e) when (e is not OperationCanceledException)
-        {
-            log.LogWarning(e, "Admission push after commit failed; the forwarder subscription will deliver it");
-        }
-    }
-
     /// <summary>
     /// How long one call may wait for the broker. Every push goes through one channel in turn: a confirm that never came
     /// would otherwise hold back every later push, the forwarder's included.

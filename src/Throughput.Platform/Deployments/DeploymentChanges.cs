@@ -1,6 +1,5 @@
 using Marten;
 using Throughput.Access;
-using Throughput.Admission;
 using Throughput.Capacity;
 using Throughput.Catalog;
 using Throughput.Http;
@@ -62,8 +61,8 @@ public static class DeploymentChanges
 
     /// <summary>
     /// Checks the caller's If-Match and ownership, decides, and commits the deployment's and the pool's events in one
-    /// transaction, then pushes the new admission limit. Decided again on a fresh session when metering appended to the
-    /// stream between the read and the commit: the caller's If-Match is about its own revision, which usage never changes.
+    /// transaction. Decided again on a fresh session when metering appended to the stream between the read and the commit:
+    /// the caller's If-Match is about its own revision, which usage never changes.
     /// </summary>
     public static async Task<IResult> ApplyAsync(HttpContext http, string deploymentId, DeploymentChange change, CancellationToken ct)
     {
@@ -106,7 +105,6 @@ public static class DeploymentChanges
             stream.AppendMany(decision.Events);
             if (decision.PoolEvents.Count > 0) pool!.AppendMany(decision.PoolEvents);
             await session.SaveChangesAsync(ct);
-            await services.GetRequiredService<AdmissionPush>().TryPublishCurrentAsync(session, [deploymentId], ct);
             deployment = deployment.Then(decision.Events);
         }
         return await ReadDeployments.OkAsync(http, session, deployment, ct);

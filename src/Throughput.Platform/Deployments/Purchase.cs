@@ -2,7 +2,6 @@ using System.Security.Cryptography;
 using System.Text;
 using FluentValidation;
 using Marten;
-using Throughput.Admission;
 using Throughput.Access;
 using Throughput.Capacity;
 using Throughput.Catalog;
@@ -58,7 +57,7 @@ public static class Purchase
 
     public static RouteGroupBuilder MapPurchase(this RouteGroupBuilder group, ModelCatalog catalog)
     {
-        group.MapPost("/", async (PurchaseDeployment command, HttpContext http, IDocumentSession session, TimeProvider clock, AdmissionPush push, CancellationToken ct) =>
+        group.MapPost("/", async (PurchaseDeployment command, HttpContext http, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
             {
                 var tenantId = http.User.TenantId()!;
                 var (key, badKey) = IdempotencyKeys.Of(http);
@@ -83,7 +82,6 @@ public static class Purchase
                     await using var fresh = session.DocumentStore.QuerySession();
                     return Replay(http, (await fresh.LoadAsync<Deployment>(deploymentId, ct))!, command);
                 }
-                await push.TryPublishCurrentAsync(session, [deploymentId], ct);
                 var deployment = Deployment.Create(created);
                 ETags.Set(http, deployment.Revision);
                 return Results.Created($"/v1/deployments/{deploymentId}", DeploymentView.Of(deployment, created.CreatedAt));

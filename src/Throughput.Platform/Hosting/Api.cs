@@ -4,6 +4,7 @@ using FluentValidation;
 using Microsoft.AspNetCore.Http.Json;
 using Microsoft.OpenApi;
 using Scalar.AspNetCore;
+using Throughput.Access;
 using Throughput.Http;
 
 namespace Throughput.Hosting;

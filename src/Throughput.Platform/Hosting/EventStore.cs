@@ -36,6 +36,7 @@ public static class EventStore
             .UseLightweightSessions()
             .AddAsyncDaemon(DaemonMode.Disabled) // DaemonLeadership runs it, on one host at a time
             .ApplyAllDatabaseChangesOnStartup();
+        services.ConfigureMarten((sp, opts) => opts.Listeners.Add(ActivatorUtilities.CreateInstance<PushAfterCommit>(sp)));
         if (roles.Daemon)
         {
             services.AddSingleton<DaemonLeadership>();

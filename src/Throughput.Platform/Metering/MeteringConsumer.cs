@@ -2,7 +2,6 @@ using System.Text;
 using JasperFx.Events;
 using Marten;
 using MassTransit;
-using Throughput.Admission;
 using Throughput.Contracts;
 using Throughput.Deployments;
 
@@ -16,7 +15,7 @@ namespace Throughput.Metering;
 /// meter writer (the throttle lifter aside, which the meters' versions guard); the claims make redeliveries, duplicate
 /// publishes and out-of-order arrivals count once.
 /// </summary>
-public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, MeteringMetrics metrics, AdmissionPush push) : IConsumer<Batch<MeteringFrame>>
+public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, MeteringMetrics metrics) : IConsumer<Batch<MeteringFrame>>
 {
     /// <summary>Clock skew tolerated between serving nodes and the platform before a record's times are refused.</summary>
     public static readonly TimeSpan FutureTolerance = TimeSpan.FromMinutes(5);
@@ -118,7 +117,6 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, M
         var deployments = ids.Count == 0 ? [] : (await session.LoadManyAsync<Deployment>(ct, ids)).ToDictionary(d => d.Id, StringComparer.Ordinal);
         var meters = await DeploymentMeters.LoadAsync(session, ids, ct);
         long counted = 0, throttles = 0;
-        List<string> admissionChanged = [];
         List<(Deployment Read, DeploymentEvent Transition)> transitioned = [];
         List<UsageMetered> usage = [];
         List<(DeploymentMeter, long)> moved = [];
@@ -141,7 +139,6 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, M
             {
                 transitioned.Add((snapshot, transition));
                 if (transition is DeploymentThrottled) throttles++;
-                admissionChanged.Add(deploymentId);
             }
             moved.Add((DeploymentMeter.Of(decision.Applied(deployment), 0), meter?.Version ?? 0));
         }
@@ -153,9 +150,6 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, M
         await session.SaveChangesAsync(ct);
 
         metrics.Committed(context.Message.Length, counted, duplicates, throttles, quarantined, System.Diagnostics.Stopwatch.GetElapsedTime(started));
-        // Off the partition's path: the push is best effort (the forwarder delivers every change anyway), and a broker slow to
-        // confirm it must not hold back this batch's acknowledgement and every batch behind it, up to the push's 10 s timeout.
-        if (admissionChanged.Count > 0) _ = PushAsync(admissionChanged);
 
         void Refuse(IEnumerable<ProducerBatch> refused, QuarantineReason reason, string detail)
         {
@@ -190,12 +184,6 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, M
             }
             return kept is null ? batch : kept.Count == 0 ? null : batch with { Records = kept };
         }
-    }
-
-    async Task PushAsync(IReadOnlyCollection<string> deploymentIds)
-    {
-        await using var session = store.QuerySession();
-        await push.TryPublishCurrentAsync(session, deploymentIds, CancellationToken.None);
     }
 
     /// <summary>Metering is JSON with the contract's version header; anything else is refused whole, before its body counts.</summary>

@@ -1,5 +1,4 @@
 using Marten;
-using Throughput.Admission;
 using Throughput.Deployments;
 
 namespace Throughput.Metering;
@@ -8,7 +7,7 @@ namespace Throughput.Metering;
 /// Releases throttled deployments whose bucket has drained while no usage arrived (usage itself releases busy ones).
 /// Writes their meters over the versions it read, so a concurrent metering batch simply wins and this retries next tick.
 /// </summary>
-public sealed class ThrottleLifter(IDocumentStore store, TimeProvider clock, AdmissionPush push, ILogger<ThrottleLifter> log) : BackgroundService
+public sealed class ThrottleLifter(IDocumentStore store, TimeProvider clock, ILogger<ThrottleLifter> log) : BackgroundService
 {
     static readonly TimeSpan Tick = TimeSpan.FromMilliseconds(500);
 
@@ -83,6 +82,5 @@ public sealed class ThrottleLifter(IDocumentStore store, TimeProvider clock, Adm
             // A metering batch moved one of these meters meanwhile; it decided with fresher state, and this rolls back.
             return;
         }
-        await push.TryPublishCurrentAsync(session, lifted, ct);
     }
 }

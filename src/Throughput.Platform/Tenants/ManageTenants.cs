@@ -2,8 +2,6 @@ using FluentValidation;
 using Marten;
 using Marten.Linq.MatchesSql;
 using Throughput.Access;
-using Throughput.Admission;
-using Throughput.Deployments;
 using Throughput.Catalog;
 using Throughput.Http;
 
@@ -17,9 +15,6 @@ public sealed record TenantView(string Id, string Name, string Currency, TenantS
 {
     public static TenantView Of(Tenant t) => new(t.Id, t.Name, t.Currency, t.Status, [.. t.ActiveKeys], t.CreatedAt, t.Version);
 }
-
-/// <summary>The secret appears in this response only; the platform keeps its hash.</summary>
-public sealed record IssuedApiKey(string KeyId, Role Role, string ApiKey);
 
 /// <summary>Operator slices: tenants, their keys, suspension.</summary>
 public static class ManageTenants
@@ -103,31 +98,25 @@ public static class ManageTenants
             })
             .WithName("RevokeTenantKey").Produces(204).ProducesProblem(404);
 
-        group.MapPost("/{tenantId}/suspend", async (string tenantId, SuspendTenant command, IDocumentSession session, TimeProvider clock, AdmissionPush push, CancellationToken ct) =>
-                await Change(session, push, tenantId, t => TenantDecisions.Suspend(t, command.Reason, clock.GetUtcNow()), ct))
+        group.MapPost("/{tenantId}/suspend", async (string tenantId, SuspendTenant command, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
+                await Change(session, tenantId, t => TenantDecisions.Suspend(t, command.Reason, clock.GetUtcNow()), ct))
             .ValidateWith(new SuspendValidator())
             .WithName("SuspendTenant").WithSummary("Stop the tenant buying; its deployments' admission state becomes suspended.")
             .Produces<TenantView>().ProducesProblem(404);
 
-        group.MapPost("/{tenantId}/reinstate", async (string tenantId, IDocumentSession session, TimeProvider clock, AdmissionPush push, CancellationToken ct) =>
-                await Change(session, push, tenantId, t => TenantDecisions.Reinstate(t, clock.GetUtcNow()), ct))
+        group.MapPost("/{tenantId}/reinstate", async (string tenantId, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
+                await Change(session, tenantId, t => TenantDecisions.Reinstate(t, clock.GetUtcNow()), ct))
             .WithName("ReinstateTenant").Produces<TenantView>().ProducesProblem(404);
         return app;
     }
 
-    /// <summary>Suspension and reinstatement change every deployment's admission state: pushed at once after commit.</summary>
-    static async Task<IResult> Change(IDocumentSession session, AdmissionPush push, string tenantId, Func<Tenant, TenantEvent[]> decide, CancellationToken ct)
+    static async Task<IResult> Change(IDocumentSession session, string tenantId, Func<Tenant, TenantEvent[]> decide, CancellationToken ct)
     {
         var stream = await session.Events.FetchForWriting<Tenant>(tenantId, ct);
         if (stream.Aggregate is null) throw RuleViolation.NotFound($"No tenant '{tenantId}'.");
         var events = decide(stream.Aggregate);
         stream.AppendMany(events);
         await session.SaveChangesAsync(ct);
-        if (events.Length > 0)
-        {
-            var deployments = await session.Query<Deployment>().Where(d => d.TenantId == tenantId).Select(d => d.Id).ToListAsync(ct);
-            await push.TryPublishCurrentAsync(session, deployments, ct);
-        }
         var tenant = events.Aggregate(stream.Aggregate, (t, e) => t.Then(e));
         return Results.Ok(TenantView.Of(tenant with { Version = stream.Aggregate.Version + events.Length }));
     }

@@ -1,8 +1,7 @@
 using System.Threading.RateLimiting;
 using Microsoft.AspNetCore.RateLimiting;
-using Throughput.Access;
 
-namespace Throughput.Http;
+namespace Throughput.Access;
 
 /// <summary>Limits per API key and per request body, so one noisy or hostile client cannot starve the others.</summary>
 public sealed class RequestLimitOptions
