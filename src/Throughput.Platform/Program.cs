@@ -1,19 +1,12 @@
-using Throughput.Access;
-using Throughput.Admission;
-using Throughput.Capacity;
 using Throughput.Catalog;
 using Throughput.Configuration;
-using Throughput.Deployments;
 using Throughput.Hosting;
-using Throughput.Invoicing;
-using Throughput.Metering;
-using Throughput.Reservations;
-using Throughput.Tenants;
+using Throughput.Store;
 
 var settings = ServiceSettings.FromEnvironment();
 if (args is ["rebuild-projections", .. var names])
 {
-    await ProjectionRebuild.RunCommandAsync(settings, names);
+    await ProjectionRebuild.RunCommandAsync(settings, Features.All, names);
     return;
 }
 // appsettings.json and the catalog are found beside the binary, whatever the working directory.
@@ -27,27 +20,11 @@ builder.Services.AddSingleton(settings);
 builder.Services.AddSingleton(catalog);
 builder.Services.AddSingleton(roles);
 builder.Services.AddSingleton(HostClock.FromConfiguration(builder.Configuration));
-builder.Services.AddThroughputEventStore(settings, roles);
+builder.Services.AddThroughputEventStore(settings, roles, Features.All);
 builder.Services.AddThroughputHealth(settings);
-builder.Services.AddThroughputAccess();
 builder.Services.AddThroughputApi(builder.Configuration);
-builder.Services.AddThroughputInvoicing(builder.Configuration, roles);
-builder.Services.AddSingleton<AdmissionPush>();
 builder.Services.AddSingleton<MetricsExposition>();
-if (roles.Metering)
-{
-    builder.Services.AddThroughputMessaging(settings, builder.Configuration);
-    builder.Services.AddSingleton<ThrottleLifter>();
-    builder.Services.AddHostedService(sp => sp.GetRequiredService<ThrottleLifter>());
-    builder.Services.AddHostedService<LedgerPruning>();
-}
-builder.Services.AddSingleton<AdmissionTable>();
-builder.Services.AddSingleton<BrokerAccounts>();
-if (roles.Api)
-{
-    builder.Services.AddHostedService(sp => sp.GetRequiredService<AdmissionTable>());
-    builder.Services.AddHostedService<BrokerAccountsReconciler>();
-}
+foreach (var feature in Features.All) feature.AddServices(builder.Services, builder.Configuration, roles);
 
 var app = builder.Build();
 HostClock.WarnIfShifted(app);
@@ -56,22 +33,7 @@ app.UseThroughputApi();
 app.MapThroughputHealth();
 app.MapMetrics();
 if (roles.Api)
-{
-    app.MapModels(catalog);
-    app.MapEstimate(catalog);
-    app.MapDeployments(catalog);
-    app.MapReservations(catalog);
-    app.MapUsage();
-    app.MapUsageSeries();
-    app.MapQuarantine();
-    app.MapServingNodes();
-    app.MapAdmission();
-    app.MapManageTenants(catalog);
-    app.MapStaffKeys();
-    app.MapCaller();
-    app.MapPools(catalog);
-    app.MapInvoicing();
-}
+    foreach (var feature in Features.All) feature.MapEndpoints(app);
 app.Run();
 
 public partial class Program;

@@ -1,6 +1,6 @@
 using Marten;
 using Microsoft.Extensions.DependencyInjection;
-using Throughput.Hosting;
+using Throughput.Store;
 
 namespace Throughput.IntegrationTests;
 

@@ -10,6 +10,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Throughput.Contracts;
 using Throughput.Deployments;
 using Throughput.Hosting;
+using Throughput.Store;
 using Throughput.Invoicing;
 
 namespace Throughput.IntegrationTests;
@@ -456,7 +457,7 @@ public sealed class InvoicingTests(InvoicingFixture platform)
                 await session.SaveChangesAsync();
             }
             // Pages of a few events, so the rebuild reads ahead across many page boundaries.
-            var single = await ProjectionRebuild.RunSinglePassAsync(platform.Settings with { ProjectionPageSize = 7 }, [], _ => { }, CancellationToken.None);
+            var single = await ProjectionRebuild.RunSinglePassAsync(platform.Settings with { ProjectionPageSize = 7 }, Features.All, [], _ => { }, CancellationToken.None);
             var pass = Assert.Single(single);
             Assert.Contains(nameof(Deployment), pass.Members);
             Assert.Contains(nameof(Invoice), pass.Members);

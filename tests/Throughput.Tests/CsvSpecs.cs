@@ -58,8 +58,8 @@ public sealed class CsvSpecs
         Assert.Equal((new DateTimeOffset(2026, 2, 1, 0, 0, 0, TimeSpan.Zero), new DateTimeOffset(2026, 3, 1, 0, 0, 0, TimeSpan.Zero)), (february.Start, february.End));
         Assert.False(BillingMonth.TryParse("2026-13", out _));
         Assert.False(BillingMonth.TryParse("Feb 2026", out _));
-        Assert.Equal("520.00", RevenueView.Amount(520m, "USD"));
-        Assert.Equal("520", RevenueView.Amount(520m, "JPY"));
+        Assert.Equal("520.00", Money.Text(520m, "USD"));
+        Assert.Equal("520", Money.Text(520m, "JPY"));
         Assert.Equal(0.13m, Money.Round(0.125m, "EUR"));
         Assert.Equal(-0.13m, Money.Round(-0.125m, "EUR"));
     }

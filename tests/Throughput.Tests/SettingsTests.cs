@@ -1,6 +1,7 @@
 using System.Text.RegularExpressions;
 using Throughput.Configuration;
 using Throughput.Hosting;
+using Throughput.Metering;
 
 namespace Throughput.Tests;
 

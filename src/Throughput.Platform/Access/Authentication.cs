@@ -172,25 +172,6 @@ public sealed class UnknownKeyLookups : IDisposable
     public void Dispose() => Budget.Dispose();
 }
 
-public static class AccessRegistration
-{
-    public static IServiceCollection AddThroughputAccess(this IServiceCollection services)
-    {
-        services.AddMemoryCache();
-        services.AddSingleton<UnknownKeyLookups>();
-        services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
-            .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
-        services.AddAuthorizationBuilder()
-            .SetFallbackPolicy(new AuthorizationPolicyBuilder().RequireAuthenticatedUser().Build())
-            .AddPolicy(Policies.Operator, p => p.RequireRole(nameof(Role.Operator)))
-            .AddPolicy(Policies.Finance, p => p.RequireRole(nameof(Role.Finance)))
-            .AddPolicy(Policies.Tenant, p => p.RequireRole(nameof(Role.Tenant)).RequireClaim(PrincipalExtensions.TenantClaim))
-            .AddPolicy(Policies.ServingNode, p => p.RequireRole(nameof(Role.ServingNode), nameof(Role.Operator)));
-        services.AddHostedService<BootstrapOperatorKey>();
-        return services;
-    }
-}
-
 /// <summary>
 /// The first operator key comes from configuration (<c>Access:BootstrapOperatorKey</c>, a full <c>tpk_…</c> token);
 /// it is stored hashed like any other key, and every other key is issued through the API.

@@ -1,7 +1,6 @@
 using FluentValidation;
 using Marten;
 using Throughput.Http;
-using Throughput.Tenants;
 
 namespace Throughput.Access;
 

@@ -31,17 +31,12 @@ public sealed class AdmissionTable(IDocumentStore store, ILogger<AdmissionTable>
     const int Page = 5_000;
     const int MaxHoles = 64;
 
-    static readonly Type[] DeploymentEvents =
-        [typeof(DeploymentCreated), typeof(DeploymentResized), typeof(SpilloverEnabled), typeof(SpilloverDisabled), typeof(DeploymentReleased),
-         typeof(UsageMetered), typeof(UsageBatchMetered), typeof(DeploymentThrottled), typeof(ThrottleLifted)];
-
-    static readonly Type[] TenantEvents = [typeof(TenantCreated), typeof(ApiKeyIssued), typeof(ApiKeyRevoked), typeof(TenantSuspended), typeof(TenantReinstated)];
-
     readonly ConcurrentDictionary<string, Deployment> _deployments = new(StringComparer.Ordinal);
     readonly ConcurrentDictionary<string, Tenant> _tenants = new(StringComparer.Ordinal);
     readonly TaskCompletionSource _loaded = new(TaskCreationOptions.RunContinuationsAsynchronously);
     readonly SemaphoreSlim _refreshing = new(1, 1);
-    readonly Dictionary<string, Type> _followed = DeploymentEvents.Concat(TenantEvents).ToDictionary(type => Hosting.EventStore.EventNames[type]);
+    /// <summary>Every deployment and tenant event, by stored name: what a table of their states folds.</summary>
+    readonly Dictionary<string, Type> _followed = new DeploymentsModule().Events.Concat(new TenantsModule().Events).ToDictionary(e => e.Value, e => e.Key);
 
     /// <summary>Every event at or below it is folded, or was a hole given up on.</summary>
     long _cursor = -1;

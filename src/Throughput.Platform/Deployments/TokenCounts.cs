@@ -1,6 +1,5 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using Throughput.Metering;
 
 namespace Throughput.Deployments;
 
@@ -19,10 +18,6 @@ public readonly record struct TokenCounts(
     long SpilledCachedTokens,
     long SpilledOutputTokens)
 {
-    public static TokenCounts Of(in MeteredRecord r) => r.Spilled
-        ? new(1, r.PromptTokens, r.CachedTokens, r.OutputTokens, 1, r.PromptTokens, r.CachedTokens, r.OutputTokens)
-        : new(1, r.PromptTokens, r.CachedTokens, r.OutputTokens, 0, 0, 0, 0);
-
     public static TokenCounts operator +(TokenCounts a, TokenCounts b) => new(
         a.Records + b.Records, a.PromptTokens + b.PromptTokens, a.CachedTokens + b.CachedTokens, a.OutputTokens + b.OutputTokens,
         a.SpilledRecords + b.SpilledRecords, a.SpilledPromptTokens + b.SpilledPromptTokens, a.SpilledCachedTokens + b.SpilledCachedTokens,

@@ -11,15 +11,15 @@ public static class FinanceApi
     static readonly Column<InvoiceSummary>[] RegisterColumns =
     [
         new("number", i => i.DocumentNumber), new("invoice_id", i => i.Id), new("tenant_id", i => i.TenantId), new("month", i => i.Month),
-        new("currency", i => i.Currency), new("total", i => RevenueView.Amount(i.Total, i.Currency)), new("credited", i => RevenueView.Amount(i.Credited, i.Currency)),
-        new("balance", i => RevenueView.Amount(i.Balance, i.Currency)), new("lines", i => i.Lines.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+        new("currency", i => i.Currency), new("total", i => Money.Text(i.Total, i.Currency)), new("credited", i => Money.Text(i.Credited, i.Currency)),
+        new("balance", i => Money.Text(i.Balance, i.Currency)), new("lines", i => i.Lines.ToString(System.Globalization.CultureInfo.InvariantCulture)),
         new("issued_at", i => Tables.Instant(i.IssuedAt)), new("issued_by", i => i.IssuedBy),
     ];
 
     static readonly Column<CreditNote>[] CreditNoteColumns =
     [
         new("number", c => c.DocumentNumber), new("credit_note_id", c => c.Id), new("invoice_number", c => c.InvoiceNumber), new("tenant_id", c => c.TenantId),
-        new("invoice_month", c => c.InvoiceMonth), new("currency", c => c.Currency), new("total", c => RevenueView.Amount(c.Total, c.Currency)),
+        new("invoice_month", c => c.InvoiceMonth), new("currency", c => c.Currency), new("total", c => Money.Text(c.Total, c.Currency)),
         new("reason", c => c.Reason), new("issued_at", c => Tables.Instant(c.IssuedAt)),
         new("issued_by", c => c.IssuedBy),
     ];

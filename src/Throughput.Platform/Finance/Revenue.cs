@@ -82,10 +82,10 @@ public static class RevenueView
     static readonly Column<RevenueRow>[] Columns =
     [
         new("month", r => r.Month), new("currency", r => r.Currency), new("model", r => r.Model), new("deployment_type", r => r.Type),
-        new("region", r => r.Region), new("provisioned", r => Amount(r.Provisioned, r.Currency)), new("reservations", r => Amount(r.Reservations, r.Currency)),
-        new("spillover", r => Amount(r.Spillover, r.Currency)), new("prior_period_adjustments", r => Amount(r.Adjustments, r.Currency)),
-        new("invoiced", r => Amount(r.Invoiced, r.Currency)), new("credited", r => Amount(r.Credited, r.Currency)), new("net", r => Amount(r.Net, r.Currency)),
-        new("billed_ptu_hours", r => Number(r.BilledPtuHours)),
+        new("region", r => r.Region), new("provisioned", r => Money.Text(r.Provisioned, r.Currency)), new("reservations", r => Money.Text(r.Reservations, r.Currency)),
+        new("spillover", r => Money.Text(r.Spillover, r.Currency)), new("prior_period_adjustments", r => Money.Text(r.Adjustments, r.Currency)),
+        new("invoiced", r => Money.Text(r.Invoiced, r.Currency)), new("credited", r => Money.Text(r.Credited, r.Currency)), new("net", r => Money.Text(r.Net, r.Currency)),
+        new("billed_ptu_hours", r => Tables.Number(r.BilledPtuHours)),
     ];
 
     public static RouteGroupBuilder MapRevenue(this RouteGroupBuilder finance)
@@ -110,8 +110,4 @@ public static class RevenueView
         return finance;
     }
 
-    public static string Amount(decimal amount, string currency) =>
-        amount.ToString("F" + Money.MinorUnitsOf(currency), System.Globalization.CultureInfo.InvariantCulture);
-
-    public static string Number(decimal value) => value.ToString("0.######", System.Globalization.CultureInfo.InvariantCulture);
 }

@@ -62,8 +62,8 @@ public static class SellThroughView
     static readonly Column<SellThroughRow>[] Columns =
     [
         new("month", r => r.Month), new("model", r => r.Model), new("region", r => r.Region),
-        new("capacity_ptu_hours", r => RevenueView.Number(r.CapacityPtuHours)), new("sold_ptu_hours", r => RevenueView.Number(r.SoldPtuHours)),
-        new("sell_through", r => RevenueView.Number(r.SellThrough)),
+        new("capacity_ptu_hours", r => Tables.Number(r.CapacityPtuHours)), new("sold_ptu_hours", r => Tables.Number(r.SoldPtuHours)),
+        new("sell_through", r => Tables.Number(r.SellThrough)),
     ];
 
     /// <summary>One row per pool with capacity or sales in the month, to <paramref name="now"/> while it runs.</summary>

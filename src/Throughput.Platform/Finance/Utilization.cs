@@ -20,7 +20,7 @@ public static class UtilizationView
     static readonly Column<UtilizationRow>[] Columns =
     [
         new("month", r => r.Month), new("model", r => r.Model), new("region", r => r.Region), new("band", r => r.Band),
-        new("deployment_hours", r => RevenueView.Number(r.DeploymentHours)), new("share", r => RevenueView.Number(r.Share)),
+        new("deployment_hours", r => Tables.Number(r.DeploymentHours)), new("share", r => Tables.Number(r.Share)),
     ];
 
     public static string BandOf(decimal utilization) =>

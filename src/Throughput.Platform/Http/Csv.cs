@@ -119,6 +119,9 @@ public static class Tables
         return Results.Ok(rows);
     }
 
+    /// <summary>A quantity as exports write it: up to six decimals, no trailing zeros, invariant culture.</summary>
+    public static string Number(decimal value) => value.ToString("0.######", System.Globalization.CultureInfo.InvariantCulture);
+
     /// <summary>An instant as exports write it: UTC, to the second.</summary>
     public static string Instant(DateTimeOffset at) => at.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture);
 }

@@ -91,6 +91,10 @@ public static class Money
 
     public static int MinorUnitsOf(string currency) => MinorUnits.GetValueOrDefault(currency, 2);
 
+    /// <summary>An amount as exports write it: the currency's minor units, invariant culture.</summary>
+    public static string Text(decimal amount, string currency) =>
+        amount.ToString("F" + MinorUnitsOf(currency), System.Globalization.CultureInfo.InvariantCulture);
+
     public static decimal Round(decimal amount, string currency) =>
         decimal.Round(amount, MinorUnitsOf(currency), MidpointRounding.AwayFromZero);
 }

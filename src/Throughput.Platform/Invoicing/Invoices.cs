@@ -1,7 +1,6 @@
 using System.Globalization;
 using Marten;
 using Throughput.Access;
-using Throughput.Finance;
 using Throughput.Http;
 
 namespace Throughput.Invoicing;
@@ -92,8 +91,8 @@ public static class InvoiceLines
         new("kind", r => r.Line.Kind.ToString()), new("description", r => r.Line.Description), new("model", r => r.Line.Model), new("region", r => r.Line.Region),
         new("deployment_type", r => r.Line.Type.ToString()), new("deployment_id", r => r.Line.DeploymentId ?? ""), new("reservation_id", r => r.Line.ReservationId ?? ""),
         new("from", r => r.Line.From is { } from ? Tables.Instant(from) : ""), new("to", r => r.Line.To is { } to ? Tables.Instant(to) : ""),
-        new("quantity", r => RevenueView.Number(r.Line.Quantity)), new("unit", r => r.Line.Unit), new("unit_price", r => RevenueView.Number(r.Line.UnitPrice)),
-        new("currency", r => r.Invoice.Currency), new("amount", r => RevenueView.Amount(r.Line.Amount, r.Invoice.Currency)),
+        new("quantity", r => Tables.Number(r.Line.Quantity)), new("unit", r => r.Line.Unit), new("unit_price", r => Tables.Number(r.Line.UnitPrice)),
+        new("currency", r => r.Invoice.Currency), new("amount", r => Money.Text(r.Line.Amount, r.Invoice.Currency)),
     ];
 
     public static IResult Respond(HttpContext http, Invoice invoice) =>

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Throughput.Contracts;
+using Throughput.Deployments;
 
 namespace Throughput.Metering;
 
@@ -15,7 +16,12 @@ public readonly record struct MeteredRecord(
     long EstimatedTokens,
     DateTimeOffset StartedAt,
     DateTimeOffset FinishedAt,
-    string? Problem);
+    string? Problem)
+{
+    public TokenCounts Counts => Spilled
+        ? new(1, PromptTokens, CachedTokens, OutputTokens, 1, PromptTokens, CachedTokens, OutputTokens)
+        : new(1, PromptTokens, CachedTokens, OutputTokens, 0, 0, 0, 0);
+}
 
 /// <summary>
 /// A metering batch off the wire (<see cref="MeteringBatch"/> v1 JSON), read by <see cref="MeteringFrameReader"/> without

@@ -7,7 +7,7 @@ public sealed class MeteringMetrics : IDisposable
 {
     public const string MeterName = "Throughput.Metering";
 
-    readonly Meter _meter = new(MeterName);
+    readonly System.Diagnostics.Metrics.Meter _meter = new(MeterName);
     readonly Counter<long> _messages;
     readonly Counter<long> _records;
     readonly Counter<long> _duplicates;

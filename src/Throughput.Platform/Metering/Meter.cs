@@ -1,6 +1,6 @@
-using Throughput.Metering;
+using Throughput.Deployments;
 
-namespace Throughput.Deployments;
+namespace Throughput.Metering;
 
 /// <summary>The records one producer's batch (one sequence number) holds for one deployment.</summary>
 public sealed record ProducerBatch(string ProducerId, long Sequence, IReadOnlyList<MeteredRecord> Records);
@@ -41,7 +41,7 @@ public static class Meter
             foreach (var r in batch.Records)
             {
                 var w = Weighted(deployment, r);
-                var counts = TokenCounts.Of(r);
+                var counts = r.Counts;
                 tokens += counts;
                 weighted += w;
                 if (!r.Spilled) bucketed += w;
@@ -83,7 +83,7 @@ public static class Meter
             foreach (var r in batch.Records)
             {
                 if (MonthOf(r) != firstMonth) return new() { [firstMonth] = first };
-                first += TokenCounts.Of(r);
+                first += r.Counts;
             }
         return new() { [firstMonth] = first };
     }

@@ -2,9 +2,8 @@ using MassTransit;
 using Npgsql;
 using Throughput.Configuration;
 using Throughput.Contracts;
-using Throughput.Metering;
 
-namespace Throughput.Hosting;
+namespace Throughput.Metering;
 
 public sealed class MeteringOptions
 {
@@ -52,14 +51,14 @@ public sealed class MeteringOptions
     }
 }
 
-public static class Messaging
+public static class MeteringTransport
 {
     public static readonly TimeSpan ConsumerStopTimeout = TimeSpan.FromSeconds(10);
 
     /// <summary>Every partition queue binds with this weight (points on the consistent-hash ring), equal for all.</summary>
     const string PartitionWeight = "100";
 
-    public static IServiceCollection AddThroughputMessaging(this IServiceCollection services, ServiceSettings settings, IConfiguration configuration)
+    public static IServiceCollection AddMeteringTransport(this IServiceCollection services, IConfiguration configuration)
     {
         var metering = configuration.GetSection("Metering").Get<MeteringOptions>() ?? new MeteringOptions();
         metering.Validate();
@@ -81,6 +80,7 @@ public static class Messaging
 
             bus.UsingRabbitMq((context, rabbit) =>
             {
+                var settings = context.GetRequiredService<ServiceSettings>();
                 rabbit.Host(settings.RabbitUri, host =>
                 {
                     host.ConnectionName(connectionName);
@@ -168,7 +168,7 @@ public sealed class StandbyPartitions(IReceiveEndpointConnector connector, Meter
         foreach (var partition in standby)
         {
             var handle = connector.ConnectReceiveEndpoint(metering.QueuePrefix + partition,
-                (context, endpoint) => Messaging.ConfigurePartition((IRabbitMqReceiveEndpointConfigurator)endpoint, metering, context));
+                (context, endpoint) => MeteringTransport.ConfigurePartition((IRabbitMqReceiveEndpointConfigurator)endpoint, metering, context));
             await handle.Ready.WaitAsync(stoppingToken);
         }
         log.LogInformation("Standby consumer of metering partitions {Partitions}", string.Join(", ", standby));

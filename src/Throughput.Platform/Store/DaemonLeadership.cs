@@ -3,7 +3,7 @@ using Marten;
 using Npgsql;
 using Throughput.Configuration;
 
-namespace Throughput.Hosting;
+namespace Throughput.Store;
 
 /// <summary>
 /// Runs Marten's async daemon (the read models and the admission forwarder) on one host of the schema at a time: the host

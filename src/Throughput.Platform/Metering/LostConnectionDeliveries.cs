@@ -1,10 +1,9 @@
 using System.Collections.Concurrent;
 using MassTransit;
 using MassTransit.Transports;
-using Throughput.Metering;
 using BrokerConnection = MassTransit.RabbitMqTransport.ConnectionContext;
 
-namespace Throughput.Hosting;
+namespace Throughput.Metering;
 
 /// <summary>
 /// Cancels the deliveries still in flight on a broker connection that has closed, so a partition whose node died gets

@@ -3,7 +3,7 @@ using JasperFx.Events.Daemon;
 using JasperFx.Events.Projections;
 using Marten;
 
-namespace Throughput.Hosting;
+namespace Throughput.Store;
 
 /// <summary>
 /// The store of a full rebuild (<see cref="ProjectionRebuild.RunSinglePassAsync"/>): its event loaders read the next page

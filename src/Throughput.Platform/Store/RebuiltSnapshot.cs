@@ -3,7 +3,7 @@ using JasperFx.Events.Grouping;
 using Marten;
 using Marten.Events.Aggregation;
 
-namespace Throughput.Hosting;
+namespace Throughput.Store;
 
 /// <summary>
 /// A write-side snapshot folded in the single pass of a full rebuild (<see cref="ProjectionLayout.SinglePassRebuild"/>). A member

@@ -6,7 +6,7 @@ using Marten.Events.Projections;
 using Throughput.Configuration;
 using Throughput.Metering;
 
-namespace Throughput.Hosting;
+namespace Throughput.Store;
 
 /// <summary>
 /// <c>dotnet Throughput.Platform.dll rebuild-projections</c>: rebuilds every projection from the event log with Marten's
@@ -96,17 +96,17 @@ public static class ProjectionRebuild
     /// snapshots fold in the read models' pass, so every projection comes from one read of the log. Nothing else may project
     /// the schema meanwhile: the hosts are stopped (the command) or their daemon paused.
     /// </summary>
-    public static async Task<IReadOnlyList<Rebuilt>> RunSinglePassAsync(ServiceSettings settings, IReadOnlyList<string> names, Action<string> report, CancellationToken ct)
+    public static async Task<IReadOnlyList<Rebuilt>> RunSinglePassAsync(ServiceSettings settings, IReadOnlyList<FeatureModule> modules, IReadOnlyList<string> names, Action<string> report, CancellationToken ct)
     {
-        using var store = await SinglePassStoreAsync(settings);
+        using var store = await SinglePassStoreAsync(settings, modules);
         using var daemon = await store.BuildProjectionDaemonAsync();
         return await RunAsync(store, daemon, names, report, ct);
     }
 
     /// <summary>The command-line mode: no host runs, so no consumer, issuer or daemon of its own competes.</summary>
-    public static async Task RunCommandAsync(ServiceSettings settings, IReadOnlyList<string> names)
+    public static async Task RunCommandAsync(ServiceSettings settings, IReadOnlyList<FeatureModule> modules, IReadOnlyList<string> names)
     {
-        using var store = await SinglePassStoreAsync(settings);
+        using var store = await SinglePassStoreAsync(settings, modules);
         using var daemon = await store.BuildProjectionDaemonAsync();
         var events = (await store.Advanced.FetchEventStoreStatistics()).EventCount;
         Console.WriteLine($"rebuilding {(names.Count == 0 ? string.Join(", ", Names(store)) : string.Join(", ", names))} from {events:N0} events");
@@ -117,10 +117,10 @@ public static class ProjectionRebuild
         Console.WriteLine($"rebuilt in {took.TotalSeconds:0.0} s, {(Environment.CpuUsage.TotalTime - cpu).TotalSeconds:0.0} s CPU: {events / Math.Max(took.TotalSeconds, 0.001):N0} events/s over the log");
     }
 
-    static async Task<DocumentStore> SinglePassStoreAsync(ServiceSettings settings)
+    static async Task<DocumentStore> SinglePassStoreAsync(ServiceSettings settings, IReadOnlyList<FeatureModule> modules)
     {
         var options = new StoreOptions();
-        EventStore.Configure(options, settings, ProjectionLayout.SinglePassRebuild);
+        EventStore.Configure(options, settings, ProjectionLayout.SinglePassRebuild, modules);
         var store = new PrefetchingRebuildStore(options);
         await store.Storage.ApplyAllConfiguredChangesToDatabaseAsync();
         return store;

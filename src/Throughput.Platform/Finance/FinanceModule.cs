@@ -1,0 +1,32 @@
+using JasperFx.Events.Projections;
+using Marten;
+using Marten.Events.Projections;
+using Throughput.Configuration;
+
+namespace Throughput.Finance;
+
+public sealed class FinanceModule : FeatureModule
+{
+    public override void ConfigureStore(StoreOptions opts, ProjectionLayout layout)
+    {
+        // Rewritten on every page of usage: queried fields in columns of their own (see DeploymentsModule).
+        opts.Schema.For<RevenueRow>().Duplicate(r => r.Period);
+        opts.Schema.For<PoolMonth>().Duplicate(m => m.Period);
+        opts.Schema.For<PoolUtilization>().Duplicate(m => m.Period);
+    }
+
+    public override void AddReadModels(CompositeProjection readModels, ProjectionLayout layout)
+    {
+        readModels.Add(new PoolUtilizationProjection(), options =>
+        {
+            options.DeleteViewTypeOnTeardown<UsageHour>();
+            options.DeleteViewTypeOnTeardown<PooledDeployment>();
+            options.DeleteViewTypeOnTeardown<PoolUtilization>();
+        });
+        foreach (var type in PoolUtilizationProjection.EventTypes) readModels.IncludeType(type);
+        readModels.Add<RevenueProjection>();
+        readModels.Add<PoolMonthProjection>();
+    }
+
+    public override void MapEndpoints(WebApplication app) => app.MapFinance();
+}

@@ -1,0 +1,23 @@
+using Throughput.Access;
+using Throughput.Admission;
+using Throughput.Capacity;
+using Throughput.Catalog;
+using Throughput.Configuration;
+using Throughput.Deployments;
+using Throughput.Finance;
+using Throughput.Invoicing;
+using Throughput.Metering;
+using Throughput.Reservations;
+using Throughput.Tenants;
+
+namespace Throughput.Hosting;
+
+public static class Features
+{
+    /// <summary>Every feature folder's module: the one list the host, the rebuild command and the tests configure from.</summary>
+    public static readonly IReadOnlyList<FeatureModule> All =
+    [
+        new AccessModule(), new TenantsModule(), new CatalogModule(), new CapacityModule(), new DeploymentsModule(), new AdmissionModule(),
+        new MeteringModule(), new ReservationsModule(), new InvoicingModule(), new FinanceModule(),
+    ];
+}
