@@ -388,6 +388,18 @@ public sealed class CustomerApiTests(PlatformFixture platform)
                      "/v1/operator/tenants/{tenantId}/keys", "/v1/operator/keys", "/v1/operator/pools", "/v1/operator/pools/{model}/{region}",
                  })
             Assert.Contains(path, paths);
+        // Success answers come from the handlers' result types: every operation declares one, with a body unless it has none.
+        foreach (var path in document.GetProperty("paths").EnumerateObject())
+        foreach (var operation in path.Value.EnumerateObject())
+        {
+            var success = operation.Value.GetProperty("responses").EnumerateObject().Where(r => r.Name.StartsWith('2')).ToList();
+            Assert.True(success.Count > 0, $"{operation.Name} {path.Name} declares no success response");
+            Assert.All(success.Where(r => r.Name is not ("202" or "204")),
+                r => Assert.True(r.Value.TryGetProperty("content", out _), $"{operation.Name} {path.Name} {r.Name} declares no body"));
+        }
+        var purchase = document.GetProperty("paths").GetProperty("/v1/deployments").GetProperty("post").GetProperty("responses");
+        Assert.Equal("#/components/schemas/DeploymentView",
+            purchase.GetProperty("201").GetProperty("content").GetProperty("application/json").GetProperty("schema").GetProperty("$ref").GetString());
         Assert.True(document.GetProperty("components").GetProperty("securitySchemes").TryGetProperty("ApiKey", out _));
         var page = await anonymous.GetAsync("/docs");
         Assert.Equal(HttpStatusCode.OK, page.StatusCode);

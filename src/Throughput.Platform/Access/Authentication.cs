@@ -143,14 +143,14 @@ public sealed class ApiKeyAuthenticationHandler(
     {
         Response.StatusCode = StatusCodes.Status401Unauthorized;
         Response.Headers.WWWAuthenticate = "Bearer";
-        await Results.Problem(statusCode: 401, title: "Unauthorized",
+        await TypedResults.Problem(statusCode: 401, title: "Unauthorized",
             detail: "Send an API key as 'Authorization: Bearer tpk_…'.").ExecuteAsync(Context);
     }
 
     protected override async Task HandleForbiddenAsync(AuthenticationProperties properties)
     {
         Response.StatusCode = StatusCodes.Status403Forbidden;
-        await Results.Problem(statusCode: 403, title: "Forbidden",
+        await TypedResults.Problem(statusCode: 403, title: "Forbidden",
             detail: "This API key's role may not call this endpoint.").ExecuteAsync(Context);
     }
 }

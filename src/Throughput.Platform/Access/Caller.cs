@@ -10,9 +10,8 @@ public static class Caller
     public static IEndpointRouteBuilder MapCaller(this IEndpointRouteBuilder app)
     {
         app.MapGet("/v1/me", (ClaimsPrincipal user) =>
-                Results.Ok(new CallerView(user.KeyId(), Enum.Parse<Role>(user.FindFirstValue(ClaimTypes.Role)!), user.TenantId())))
-            .WithTags("Access").WithName("GetCaller").WithSummary("The calling key's id, role and tenant.")
-            .Produces<CallerView>();
+                TypedResults.Ok(new CallerView(user.KeyId(), Enum.Parse<Role>(user.FindFirstValue(ClaimTypes.Role)!), user.TenantId())))
+            .WithTags("Access").WithName("GetCaller").WithSummary("The calling key's id, role and tenant.");
         return app;
     }
 }

@@ -58,7 +58,7 @@ public static class RequestLimits
             {
                 var retryAfter = context.Lease.TryGetMetadata(MetadataName.RetryAfter, out var wait) ? wait : TimeSpan.FromSeconds(1);
                 context.HttpContext.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
-                await Results.Problem(statusCode: StatusCodes.Status429TooManyRequests, title: "Too many requests",
+                await TypedResults.Problem(statusCode: StatusCodes.Status429TooManyRequests, title: "Too many requests",
                     detail: context.HttpContext.User.Identity?.IsAuthenticated == true
                         ? "This API key sent more requests than its rate allows; retry after the Retry-After seconds."
                         : "This address sent more requests without a valid API key than allowed; retry after the Retry-After seconds.").ExecuteAsync(context.HttpContext);
@@ -77,7 +77,7 @@ public static class RequestLimits
                 size.MaxRequestBodySize = options.MaxBodyBytes;
             if (http.Request.ContentLength > options.MaxBodyBytes)
             {
-                await Results.Problem(statusCode: StatusCodes.Status413PayloadTooLarge, title: "Request body too large",
+                await TypedResults.Problem(statusCode: StatusCodes.Status413PayloadTooLarge, title: "Request body too large",
                     detail: $"Request bodies are limited to {options.MaxBodyBytes} bytes.").ExecuteAsync(http);
                 return;
             }

@@ -22,7 +22,7 @@ public static class StaffKeys
     {
         var group = app.MapGroup("/v1/operator/keys").RequireAuthorization(Policies.Operator).WithTags("Operator: keys");
 
-        group.MapPost("/", async (IssueStaffKey command, HttpContext http, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
+        group.MapPost("/", async Task<Results<Created<IssuedApiKey>, ProblemHttpResult>> (IssueStaffKey command, HttpContext http, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
             {
                 var (idempotencyKey, badKey) = IdempotencyKeys.Of(http);
                 if (badKey is not null) return badKey;
@@ -31,20 +31,20 @@ public static class StaffKeys
                 var stream = await session.Events.FetchForWriting<Staff>(Staff.StreamId, ct);
                 stream.AppendMany(Staff.Issue(stream.Aggregate, keyId, command.Role, command.Name, ApiKeySecrets.Hash(secret), clock.GetUtcNow()));
                 await session.SaveChangesAsync(ct);
-                return Results.Created($"/v1/operator/keys/{keyId}", new IssuedApiKey(keyId, command.Role, ApiKeySecrets.Token(keyId, secret)));
+                return TypedResults.Created($"/v1/operator/keys/{keyId}", new IssuedApiKey(keyId, command.Role, ApiKeySecrets.Token(keyId, secret)));
             })
             .ValidateWith(new Validator())
             .WithName("IssueStaffKey").WithSummary("Issue a key for an operator, finance user or serving node. The secret is returned once.")
-            .Produces<IssuedApiKey>(201).ProducesProblem(409);
+            .ProducesProblem(409);
 
         group.MapDelete("/{keyId}", async (string keyId, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
             {
                 var stream = await session.Events.FetchForWriting<Staff>(Staff.StreamId, ct);
                 stream.AppendMany(Staff.Revoke(stream.Aggregate, keyId, clock.GetUtcNow()));
                 await session.SaveChangesAsync(ct);
-                return Results.NoContent();
+                return TypedResults.NoContent();
             })
-            .WithName("RevokeStaffKey").Produces(204).ProducesProblem(404);
+            .WithName("RevokeStaffKey").ProducesProblem(404);
         return app;
     }
 }

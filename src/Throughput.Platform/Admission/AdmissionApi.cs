@@ -28,12 +28,12 @@ public static class AdmissionApi
     {
         var group = app.MapGroup("/v1/admission").RequireAuthorization(Policies.ServingNode).WithTags("Admission (serving nodes)");
 
-        group.MapGet("/{deploymentId}", async (string deploymentId, AdmissionTable table, TimeProvider clock, CancellationToken ct) =>
+        group.MapGet("/{deploymentId}", async Task<Results<Ok<AdmissionLimitChanged>, ProblemHttpResult>> (string deploymentId, AdmissionTable table, TimeProvider clock, CancellationToken ct) =>
                 await table.FindAsync(deploymentId, ct) is { } d
-                    ? Results.Ok(AdmissionLimits.Of(d, table.TenantOf(d), clock.GetUtcNow()))
-                    : Results.Problem(statusCode: 404, title: "Not found", detail: $"No deployment '{deploymentId}'."))
+                    ? TypedResults.Ok(AdmissionLimits.Of(d, table.TenantOf(d), clock.GetUtcNow()))
+                    : TypedResults.Problem(statusCode: 404, title: "Not found", detail: $"No deployment '{deploymentId}'."))
             .WithName("GetAdmissionLimit").WithSummary("A deployment's admission limit and state now.")
-            .Produces<AdmissionLimitChanged>().ProducesProblem(404);
+            .ProducesProblem(404);
 
         group.MapPost("/query", async (AdmissionQuery query, AdmissionTable table, TimeProvider clock, CancellationToken ct) =>
             {
@@ -41,38 +41,36 @@ public static class AdmissionApi
                 var answers = new List<AdmissionLimitChanged>(query.DeploymentIds.Count);
                 foreach (var id in query.DeploymentIds.Distinct())
                     if (await table.FindAsync(id, ct) is { } d) answers.Add(AdmissionLimits.Of(d, table.TenantOf(d), now));
-                return Results.Ok(answers);
+                return TypedResults.Ok(answers);
             })
             .ValidateWith(new QueryValidator())
-            .WithName("QueryAdmissionLimits").WithSummary("Many deployments' limits in one call; unknown ids are left out.")
-            .Produces<IReadOnlyList<AdmissionLimitChanged>>();
+            .WithName("QueryAdmissionLimits").WithSummary("Many deployments' limits in one call; unknown ids are left out.");
 
         group.MapGet("/", async (string? region, string? model, AdmissionTable table, TimeProvider clock, CancellationToken ct) =>
             {
                 await table.CatchUpAsync(ct);
                 var now = clock.GetUtcNow();
-                return Results.Ok(table.Deployments
+                return TypedResults.Ok(table.Deployments
                     .Where(d => d.Status == DeploymentStatus.Active && (region is null || d.Region == region) && (model is null || d.Model == model))
                     .Select(d => AdmissionLimits.Of(d, table.TenantOf(d), now))
                     .ToList());
             })
-            .WithName("ListAdmissionLimits").WithSummary("Every active deployment's limit, optionally for one region and/or model: what a starting node pulls.")
-            .Produces<IReadOnlyList<AdmissionLimitChanged>>();
+            .WithName("ListAdmissionLimits").WithSummary("Every active deployment's limit, optionally for one region and/or model: what a starting node pulls.");
 
-        group.MapPost("/{deploymentId}/check", async (string deploymentId, AdmissionCheck check, HttpContext http, AdmissionTable table, TimeProvider clock, CancellationToken ct) =>
+        group.MapPost("/{deploymentId}/check", async Task<Results<Ok<AdmissionDecision>, JsonHttpResult<AdmissionDecision>, ProblemHttpResult>> (string deploymentId, AdmissionCheck check, HttpContext http, AdmissionTable table, TimeProvider clock, CancellationToken ct) =>
             {
                 if (await table.FindAsync(deploymentId, ct) is not { } d)
-                    return Results.Problem(statusCode: 404, title: "Not found", detail: $"No deployment '{deploymentId}'.");
+                    return TypedResults.Problem(statusCode: 404, title: "Not found", detail: $"No deployment '{deploymentId}'.");
                 var decision = AdmissionLimits.Check(d, table.TenantOf(d), check.EstimatedTokens, clock.GetUtcNow());
                 http.Response.Headers["x-ratelimit-remaining-tokens"] = decision.RemainingTokens.ToString(System.Globalization.CultureInfo.InvariantCulture);
-                if (decision.Admitted) return Results.Ok(decision);
+                if (decision.Admitted) return TypedResults.Ok(decision);
                 http.Response.Headers["retry-after-ms"] = decision.RetryAfterMs.ToString(System.Globalization.CultureInfo.InvariantCulture);
                 http.Response.Headers.RetryAfter = Math.Max(1, (decision.RetryAfterMs + 999) / 1000).ToString(System.Globalization.CultureInfo.InvariantCulture);
-                return Results.Json(decision, statusCode: StatusCodes.Status429TooManyRequests);
+                return TypedResults.Json(decision, statusCode: StatusCodes.Status429TooManyRequests);
             })
             .ValidateWith(new CheckValidator())
             .WithName("CheckAdmission").WithSummary("Admit or refuse one request of an estimated weighted cost (429 with retry-after-ms when refused).")
-            .Produces<AdmissionDecision>().Produces<AdmissionDecision>(429).ProducesProblem(404);
+            .Produces<AdmissionDecision>(429).ProducesProblem(404);
         return app;
     }
 }

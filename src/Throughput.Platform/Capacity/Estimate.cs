@@ -34,11 +34,10 @@ public static class Estimate
 
     public static IEndpointRouteBuilder MapEstimate(this IEndpointRouteBuilder app, ModelCatalog catalog)
     {
-        app.MapPost("/v1/capacity/estimate", (EstimateCapacity query) => Results.Ok(Compute(catalog.Find(query.Model)!, query)))
+        app.MapPost("/v1/capacity/estimate", (EstimateCapacity query) => TypedResults.Ok(Compute(catalog.Find(query.Model)!, query)))
             .ValidateWith(new Validator(catalog))
             .WithTags("Catalog").WithName("EstimateCapacity")
-            .WithSummary("PTUs a workload needs for a model, rounded up to the model's increment.")
-            .Produces<CapacityEstimate>();
+            .WithSummary("PTUs a workload needs for a model, rounded up to the model's increment.");
         return app;
     }
 }

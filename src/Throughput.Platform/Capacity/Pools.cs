@@ -51,15 +51,15 @@ public static class Pools
     {
         var group = app.MapGroup("/v1/operator/pools").RequireAuthorization(Policies.Operator).WithTags("Operator: capacity");
 
-        group.MapPut("/{model}/{region}", async (string model, string region, SetPoolCapacity command, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
+        group.MapPut("/{model}/{region}", async Task<Results<Ok<PoolView>, ProblemHttpResult>> (string model, string region, SetPoolCapacity command, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
             {
                 if (catalog.Find(model) is null)
-                    return Results.ValidationProblem(new Dictionary<string, string[]> { ["model"] = ["Unknown model; GET /v1/models lists them."] });
+                    return Validation.Invalid(new Dictionary<string, string[]> { ["model"] = ["Unknown model; GET /v1/models lists them."] });
                 if (!System.Text.RegularExpressions.Regex.IsMatch(region, "^[a-z][a-z0-9-]{1,31}$"))
-                    return Results.ValidationProblem(new Dictionary<string, string[]> { ["region"] = ["Region must look like 'eastus' or 'sweden-central'."] });
+                    return Validation.Invalid(new Dictionary<string, string[]> { ["region"] = ["Region must look like 'eastus' or 'sweden-central'."] });
                 GpuCalibration? calibration = null;
                 if (command.GpuKind is { } kind && (calibration = await session.LoadAsync<GpuCalibration>(GpuCalibration.StreamId(kind, model), ct)) is null)
-                    return Results.ValidationProblem(new Dictionary<string, string[]> { ["gpuKind"] = [$"No calibration of {kind} for {model}; record one first (the reference batcher's calibrate command does)."] });
+                    return Validation.Invalid(new Dictionary<string, string[]> { ["gpuKind"] = [$"No calibration of {kind} for {model}; record one first (the reference batcher's calibrate command does)."] });
                 var stream = await session.Events.FetchForExclusiveWriting<CapacityPool>(CapacityPool.StreamId(model, region), ct);
                 var events = calibration is not null
                     ? PoolDecisions.SetGpus(stream.Aggregate, model, region, calibration, command.Gpus!.Value, clock.GetUtcNow())
@@ -68,37 +68,36 @@ public static class Pools
                 else stream.AppendMany(events);
                 await session.SaveChangesAsync(ct);
                 var pool = await session.LoadAsync<CapacityPool>(CapacityPool.StreamId(model, region), ct);
-                return Results.Ok(PoolView.Of(pool!));
+                return TypedResults.Ok(PoolView.Of(pool!));
             })
             .ValidateWith(new Validator())
             .WithName("SetPoolCapacity").WithSummary("State the capacity for a model in a region, in PTUs or as GPUs of a calibrated kind; it may not go below what is sold.")
-            .Produces<PoolView>().ProducesProblem(409);
+            .ProducesProblem(409);
 
         group.MapGet("/", async (IQuerySession session, CancellationToken ct) =>
-                Results.Ok((await session.Query<CapacityPool>().OrderBy(p => p.Id).ToListAsync(ct)).Select(PoolView.Of)))
-            .WithName("ListPools").Produces<IReadOnlyList<PoolView>>();
+                TypedResults.Ok((await session.Query<CapacityPool>().OrderBy(p => p.Id).ToListAsync(ct)).Select(PoolView.Of)))
+            .WithName("ListPools");
 
         var calibrations = app.MapGroup("/v1/operator/gpu-calibrations").RequireAuthorization(Policies.Operator).WithTags("Operator: capacity");
-        calibrations.MapPut("/{gpuKind}/{model}", async (string gpuKind, string model, RecordCalibration command, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
+        calibrations.MapPut("/{gpuKind}/{model}", async Task<Results<Ok<GpuCalibration>, ProblemHttpResult>> (string gpuKind, string model, RecordCalibration command, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
             {
                 if (catalog.Find(model) is null)
-                    return Results.ValidationProblem(new Dictionary<string, string[]> { ["model"] = ["Unknown model; GET /v1/models lists them."] });
+                    return Validation.Invalid(new Dictionary<string, string[]> { ["model"] = ["Unknown model; GET /v1/models lists them."] });
                 if (!System.Text.RegularExpressions.Regex.IsMatch(gpuKind, GpuKindPattern))
-                    return Results.ValidationProblem(new Dictionary<string, string[]> { ["gpuKind"] = ["A GPU kind is a name like 'A100-80GB'."] });
+                    return Validation.Invalid(new Dictionary<string, string[]> { ["gpuKind"] = ["A GPU kind is a name like 'A100-80GB'."] });
                 var id = GpuCalibration.StreamId(gpuKind, model);
                 var stream = await session.Events.FetchForExclusiveWriting<GpuCalibration>(id, ct);
                 var events = GpuCalibration.Record(stream.Aggregate, gpuKind, model, command.PtuPerGpu, command.WeightedTokensPerMinute, command.Scheduler, command.TokenBudget, clock.GetUtcNow());
                 if (stream.Aggregate is null) session.Events.StartStream<GpuCalibration>(id, events);
                 else stream.AppendMany(events);
                 await session.SaveChangesAsync(ct);
-                return Results.Ok(await session.LoadAsync<GpuCalibration>(id, ct));
+                return TypedResults.Ok(await session.LoadAsync<GpuCalibration>(id, ct));
             })
             .ValidateWith(new CalibrationValidator())
-            .WithName("RecordGpuCalibration").WithSummary("Record what one GPU of a kind serves of a model in full, in weighted tokens per minute and in PTUs; pools stated as GPUs of that kind use it.")
-            .Produces<GpuCalibration>();
+            .WithName("RecordGpuCalibration").WithSummary("Record what one GPU of a kind serves of a model in full, in weighted tokens per minute and in PTUs; pools stated as GPUs of that kind use it.");
         calibrations.MapGet("/", async (IQuerySession session, CancellationToken ct) =>
-                Results.Ok(await session.Query<GpuCalibration>().OrderBy(c => c.Id).ToListAsync(ct)))
-            .WithName("ListGpuCalibrations").Produces<IReadOnlyList<GpuCalibration>>();
+                TypedResults.Ok(await session.Query<GpuCalibration>().OrderBy(c => c.Id).ToListAsync(ct)))
+            .WithName("ListGpuCalibrations");
         return app;
     }
 }

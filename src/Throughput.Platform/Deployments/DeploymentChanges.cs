@@ -64,7 +64,7 @@ public static class DeploymentChanges
     /// transaction. Decided again on a fresh session when metering appended to the stream between the read and the commit:
     /// the caller's If-Match is about its own revision, which usage never changes.
     /// </summary>
-    public static async Task<IResult> ApplyAsync(HttpContext http, string deploymentId, DeploymentChange change, CancellationToken ct)
+    public static async Task<Results<Ok<DeploymentView>, ProblemHttpResult>> ApplyAsync(HttpContext http, string deploymentId, DeploymentChange change, CancellationToken ct)
     {
         var store = http.RequestServices.GetRequiredService<IDocumentStore>();
         for (var attempt = 1; ; attempt++)
@@ -80,7 +80,7 @@ public static class DeploymentChanges
         }
     }
 
-    static async Task<IResult> DecideAndCommitAsync(HttpContext http, IDocumentSession session, string deploymentId, DeploymentChange change, CancellationToken ct)
+    static async Task<Results<Ok<DeploymentView>, ProblemHttpResult>> DecideAndCommitAsync(HttpContext http, IDocumentSession session, string deploymentId, DeploymentChange change, CancellationToken ct)
     {
         var services = http.RequestServices;
         long? expected = null;

@@ -57,7 +57,7 @@ public static class Purchase
 
     public static RouteGroupBuilder MapPurchase(this RouteGroupBuilder group, ModelCatalog catalog)
     {
-        group.MapPost("/", async (PurchaseDeployment command, HttpContext http, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
+        group.MapPost("/", async Task<Results<Created<DeploymentView>, ProblemHttpResult>> (PurchaseDeployment command, HttpContext http, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
             {
                 var tenantId = http.User.TenantId()!;
                 var (key, badKey) = IdempotencyKeys.Of(http);
@@ -84,20 +84,20 @@ public static class Purchase
                 }
                 var deployment = Deployment.Create(created);
                 ETags.Set(http, deployment.Revision);
-                return Results.Created($"/v1/deployments/{deploymentId}", DeploymentView.Of(deployment, created.CreatedAt));
+                return TypedResults.Created($"/v1/deployments/{deploymentId}", DeploymentView.Of(deployment, created.CreatedAt));
             })
             .ValidateWith(new Validator(catalog))
             .WithName("PurchaseDeployment")
             .WithSummary("Buy PTUs for a new deployment. Send Idempotency-Key so that a retry never buys twice.")
-            .Produces<DeploymentView>(201).ProducesProblem(409).ProducesProblem(422);
+            .ProducesProblem(409).ProducesProblem(422);
         return group;
 
-        static IResult Replay(HttpContext http, Deployment earlier, PurchaseDeployment command)
+        static Results<Created<DeploymentView>, ProblemHttpResult> Replay(HttpContext http, Deployment earlier, PurchaseDeployment command)
         {
             if (!SameRequest(earlier, command))
                 return IdempotencyKeys.Reused("purchase");
             ETags.Set(http, earlier.Revision);
-            return Results.Created($"/v1/deployments/{earlier.Id}", DeploymentView.Of(earlier, earlier.BucketAt));
+            return TypedResults.Created($"/v1/deployments/{earlier.Id}", DeploymentView.Of(earlier, earlier.BucketAt));
         }
     }
 }

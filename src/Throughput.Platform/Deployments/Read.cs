@@ -46,14 +46,14 @@ public static class ReadDeployments
             throw RuleViolation.NotFound($"No deployment '{deploymentId}'.");
     }
 
-    public static IResult Ok(HttpContext http, Deployment d)
+    public static Ok<DeploymentView> Ok(HttpContext http, Deployment d)
     {
         ETags.Set(http, d.Revision);
-        return Results.Ok(DeploymentView.Of(d, Now(http)));
+        return TypedResults.Ok(DeploymentView.Of(d, Now(http)));
     }
 
     /// <summary>A deployment just written, with its meter on (its stream does not carry usage).</summary>
-    public static async Task<IResult> OkAsync(HttpContext http, IQuerySession session, Deployment d, CancellationToken ct) =>
+    public static async Task<Ok<DeploymentView>> OkAsync(HttpContext http, IQuerySession session, Deployment d, CancellationToken ct) =>
         Ok(http, (await DeploymentMeters.LoadAsync(session, [d.Id], ct)).GetValueOrDefault(d.Id) is { } meter ? meter.On(d) : d);
 
     static DateTimeOffset Now(HttpContext http) => http.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow();
@@ -66,13 +66,13 @@ public static class ReadDeployments
             var deployments = await session.Query<Deployment>().Where(d => d.TenantId == tenantId).OrderBy(d => d.CreatedAt).ToListAsync(ct);
             var meters = await DeploymentMeters.LoadAsync(session, [.. deployments.Select(d => d.Id)], ct);
             var now = Now(http);
-            return Results.Ok(deployments.Select(d => DeploymentView.Of(meters.TryGetValue(d.Id, out var m) ? m.On(d) : d, now)));
+            return TypedResults.Ok(deployments.Select(d => DeploymentView.Of(meters.TryGetValue(d.Id, out var m) ? m.On(d) : d, now)));
         }).WithName("ListDeployments").WithSummary("List the caller's deployments.");
 
         group.MapGet("/{deploymentId}", async (string deploymentId, HttpContext http, IQuerySession session, CancellationToken ct) =>
                 Ok(http, await session.LoadOwnedAsync(deploymentId, http.User.TenantId()!, ct)))
             .WithName("GetDeployment").WithSummary("One deployment with its admission limit; the ETag is its version.")
-            .Produces<DeploymentView>().ProducesProblem(404);
+            .ProducesProblem(404);
         return group;
     }
 }

@@ -11,7 +11,7 @@ public static class Release
                 DeploymentChanges.ApplyAsync(http, deploymentId, new ReleaseDeployment(), ct))
             .WithName("ReleaseDeployment")
             .WithSummary("Give the deployment's PTUs back; billing stops at this moment. Requires If-Match.")
-            .Produces<DeploymentView>().ProducesProblem(404).ProducesProblem(412).ProducesProblem(428);
+            .ProducesProblem(404).ProducesProblem(412).ProducesProblem(428);
         return group;
     }
 }

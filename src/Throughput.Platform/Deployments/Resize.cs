@@ -29,7 +29,7 @@ public static class Resize
             .ValidateWith(new Validator())
             .WithName("ResizeDeployment")
             .WithSummary("Change the PTUs of a deployment. Requires If-Match with the deployment's ETag.")
-            .Produces<DeploymentView>().ProducesProblem(404).ProducesProblem(409).ProducesProblem(412).ProducesProblem(422).ProducesProblem(428);
+            .ProducesProblem(404).ProducesProblem(409).ProducesProblem(412).ProducesProblem(422).ProducesProblem(428);
         return group;
     }
 }

@@ -22,7 +22,7 @@ public static class Spillover
             .ValidateWith(new InlineValidator<SetSpillover>())
             .WithName("SetSpillover")
             .WithSummary("Serve requests above the purchased rate on the pay-per-token spillover deployment, billed per token.")
-            .Produces<DeploymentView>().ProducesProblem(404).ProducesProblem(409);
+            .ProducesProblem(404).ProducesProblem(409);
         return group;
     }
 }

@@ -38,21 +38,21 @@ public static class FinanceApi
             })
             .WithName("GetInvoiceRegister")
             .WithSummary("The invoices issued for a billing month (default: last month), by number: JSON in pages (?limit=, ?after=, Link rel=next), or all as CSV.")
-            .Produces<IReadOnlyList<InvoiceSummary>>().Produces(200, contentType: "text/csv").ProducesValidationProblem();
+            .Produces<IReadOnlyList<InvoiceSummary>>(200, "application/json", "text/csv").ProducesValidationProblem();
 
         finance.MapGet("/invoices/{invoiceId}", async (string invoiceId, HttpContext http, IQuerySession session, CancellationToken ct) =>
                 await session.LoadAsync<Invoice>(invoiceId, ct) is { } invoice ? InvoiceLines.Respond(http, invoice) : throw RuleViolation.NotFound($"No invoice '{invoiceId}'."))
             .WithName("GetAnyInvoice").WithSummary("Any issued invoice; its lines as CSV with ?format=csv or Accept: text/csv.")
-            .Produces<Invoice>().Produces(200, contentType: "text/csv").ProducesProblem(404);
+            .Produces<Invoice>(200, "application/json", "text/csv").ProducesProblem(404);
 
-        finance.MapGet("/drafts/{tenantId}", async (string tenantId, string? month, IQuerySession session, TimeProvider clock, InvoicingSettings settings, CancellationToken ct) =>
+        finance.MapGet("/drafts/{tenantId}", async Task<Results<Ok<InvoiceDraft>, ProblemHttpResult>> (string tenantId, string? month, IQuerySession session, TimeProvider clock, InvoicingSettings settings, CancellationToken ct) =>
             {
                 var now = clock.GetUtcNow();
                 var period = BillingMonth.Of(now);
                 if (month is not null && !BillingMonth.TryParse(month, out period)) return BillingMonth.Problem("month", month);
-                return Results.Ok(await Invoices.DraftAsync(session, tenantId, period, now, settings, ct));
+                return TypedResults.Ok(await Invoices.DraftAsync(session, tenantId, period, now, settings, ct));
             })
-            .WithName("GetTenantDraft").WithSummary("A tenant's invoice draft for a month (default this one).").Produces<InvoiceDraft>().ProducesProblem(404);
+            .WithName("GetTenantDraft").WithSummary("A tenant's invoice draft for a month (default this one).").ProducesProblem(404);
 
         finance.MapGet("/credit-notes", async (string? month, long? after, int? limit, HttpContext http, IQuerySession session, TimeProvider clock, CancellationToken ct) =>
             {
@@ -63,7 +63,7 @@ public static class FinanceApi
             })
             .WithName("ListCreditNotes")
             .WithSummary("Credit notes issued in a month (default: last month), by number: JSON in pages (?limit=, ?after=, Link rel=next), or all as CSV.")
-            .Produces<IReadOnlyList<CreditNote>>().Produces(200, contentType: "text/csv").ProducesValidationProblem();
+            .Produces<IReadOnlyList<CreditNote>>(200, "application/json", "text/csv").ProducesValidationProblem();
 
         finance.MapRevenue();
         finance.MapSellThrough();

@@ -98,7 +98,7 @@ public static class RevenueView
                 if (to is not null && !BillingMonth.TryParse(to, out end)) return BillingMonth.Problem("to", to);
                 Dictionary<string, string[]> errors = [];
                 if (errors.Count == 0 && (end < start || end.Index - start.Index > 120)) errors["to"] = ["to must not be before from, and at most 10 years after it."];
-                if (errors.Count > 0) return Results.ValidationProblem(errors);
+                if (errors.Count > 0) return Validation.Invalid(errors);
                 var rows = await session.Query<RevenueRow>().Where(r => r.Period >= start.Index && r.Period <= end.Index).ToListAsync(ct);
                 var ordered = rows.OrderBy(r => r.Period).ThenBy(r => r.Currency, StringComparer.Ordinal).ThenBy(r => r.Model, StringComparer.Ordinal)
                     .ThenBy(r => r.Type, StringComparer.Ordinal).ThenBy(r => r.Region, StringComparer.Ordinal).ToList();
@@ -106,7 +106,7 @@ public static class RevenueView
             })
             .WithName("GetRevenue")
             .WithSummary("Revenue by month × currency × model × deployment type × region from issued invoices and credit notes (from/to: yyyy-MM, default this month). JSON, or CSV with ?format=csv or Accept: text/csv.")
-            .Produces<IReadOnlyList<RevenueRow>>().Produces(200, contentType: "text/csv").ProducesValidationProblem();
+            .Produces<IReadOnlyList<RevenueRow>>(200, "application/json", "text/csv").ProducesValidationProblem();
         return finance;
     }
 

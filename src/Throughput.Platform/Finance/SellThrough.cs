@@ -99,7 +99,7 @@ public static class SellThroughView
             })
             .WithName("GetSellThrough")
             .WithSummary("PTU-hours sold versus pool capacity per model and region for a month (default this one, to date). JSON or CSV.")
-            .Produces<IReadOnlyList<SellThroughRow>>().Produces(200, contentType: "text/csv").ProducesValidationProblem();
+            .Produces<IReadOnlyList<SellThroughRow>>(200, "application/json", "text/csv").ProducesValidationProblem();
         return finance;
     }
 }

@@ -64,7 +64,7 @@ public static class UtilizationView
             })
             .WithName("GetUtilization")
             .WithSummary("Deployment-hours by utilization band (idle, 0-10% … >=100%) per pool (model and region) for a month (default this one). JSON or CSV.")
-            .Produces<IReadOnlyList<UtilizationRow>>().Produces(200, contentType: "text/csv").ProducesValidationProblem();
+            .Produces<IReadOnlyList<UtilizationRow>>(200, "application/json", "text/csv").ProducesValidationProblem();
         return finance;
     }
 }

@@ -69,7 +69,7 @@ public static class MetricsEndpoint
     {
         // Listen from start-up on, not from the first scrape.
         var metrics = app.ServiceProvider.GetRequiredService<MetricsExposition>();
-        app.MapGet("/metrics", () => Results.Text(metrics.Render(), "text/plain; version=0.0.4"))
+        app.MapGet("/metrics", () => TypedResults.Text(metrics.Render(), "text/plain; version=0.0.4"))
             .RequireAuthorization(Policies.Operator).ExcludeFromDescription();
         return app;
     }

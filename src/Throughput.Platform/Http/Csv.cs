@@ -57,7 +57,7 @@ public static class Tables
 
     public static IResult Respond<T>(HttpContext http, IReadOnlyList<T> rows, string fileName, IReadOnlyList<Column<T>> columns)
     {
-        if (!WantsCsv(http)) return Results.Ok(rows);
+        if (!WantsCsv(http)) return TypedResults.Ok(rows);
         var csv = Csv.Write(columns.Select(c => c.Name), rows.Select(r => columns.Select(c => c.Value(r))));
         http.Response.Headers.ContentDisposition = $"attachment; filename=\"{fileName}.csv\"";
         return Results.Bytes(Csv.Utf8WithBom(csv), Csv.ContentType);
@@ -75,7 +75,7 @@ public static class Tables
     public static Task<IResult> RespondPagedAsync<T>(HttpContext http, long? after, int? limit, Func<long, int, CancellationToken, Task<IReadOnlyList<T>>> page,
         Func<T, long> number, string fileName, IReadOnlyList<Column<T>> columns, CancellationToken ct) =>
         after is < 0
-            ? Task.FromResult<IResult>(Results.ValidationProblem(new Dictionary<string, string[]> { ["after"] = ["A number from 0: the last one of the previous page."] }))
+            ? Task.FromResult<IResult>(Validation.Invalid(new Dictionary<string, string[]> { ["after"] = ["A number from 0: the last one of the previous page."] }))
             : RespondPagedAsync(http, after ?? 0, limit, page, number, n => n.ToString(System.Globalization.CultureInfo.InvariantCulture), fileName, columns, ct);
 
     /// <summary>The same, for a list in the order of a text key (<c>?after=</c> the last key of the previous page).</summary>
@@ -87,7 +87,7 @@ public static class Tables
         Func<T, TCursor> cursor, Func<TCursor, string> format, string fileName, IReadOnlyList<Column<T>> columns, CancellationToken ct)
     {
         if (limit is < 1 or > MaxPageSize)
-            return Results.ValidationProblem(new Dictionary<string, string[]> { ["limit"] = [$"From 1 to {MaxPageSize} rows per page."] });
+            return Validation.Invalid(new Dictionary<string, string[]> { ["limit"] = [$"From 1 to {MaxPageSize} rows per page."] });
         if (WantsCsv(http))
         {
             http.Response.Headers.ContentDisposition = $"attachment; filename=\"{fileName}.csv\"";
@@ -109,14 +109,14 @@ public static class Tables
         }
         var take = limit ?? DefaultPageSize;
         var found = await page(after, take + 1, ct);
-        if (found.Count <= take) return Results.Ok(found);
+        if (found.Count <= take) return TypedResults.Ok(found);
         var rows = found.Take(take).ToList();
         var query = Microsoft.AspNetCore.WebUtilities.QueryHelpers.ParseQuery(http.Request.QueryString.Value);
         query["after"] = format(cursor(rows[^1]));
         query["limit"] = take.ToString(System.Globalization.CultureInfo.InvariantCulture);
         var next = Microsoft.AspNetCore.WebUtilities.QueryHelpers.AddQueryString(http.Request.Path, query);
         http.Response.Headers.Link = $"<{next}>; rel=\"next\"";
-        return Results.Ok(rows);
+        return TypedResults.Ok(rows);
     }
 
     /// <summary>A quantity as exports write it: up to six decimals, no trailing zeros, invariant culture.</summary>

@@ -56,6 +56,10 @@ public static class Validation
 
     const string Unprocessable = "Unprocessable";
 
+    /// <summary>Field errors a handler returns rather than throws: 400 for malformed input, 422 for well-formed but refused.</summary>
+    public static ProblemHttpResult Invalid(IDictionary<string, string[]> errors, int status = 400) =>
+        TypedResults.Problem(new HttpValidationProblemDetails(errors) { Status = status });
+
     /// <summary>Text people named: present, bounded, and free of control characters (PostgreSQL refuses NUL; logs and CSV suffer the rest).</summary>
     /// <param name="lines">Free text (a reason) may hold line breaks and tabs; a name may not.</param>
     public static IRuleBuilderOptions<T, string?> Text<T>(this IRuleBuilder<T, string?> rule, int maxLength, bool lines = false) =>
@@ -72,18 +76,18 @@ public static class ETags
     public static void Set(HttpContext http, long version) => http.Response.Headers.ETag = For(version);
 
     /// <summary>The version the client says it saw, or a problem result to return instead.</summary>
-    public static (long Version, IResult? Problem) RequireIfMatch(HttpContext http)
+    public static (long Version, ProblemHttpResult? Problem) RequireIfMatch(HttpContext http)
     {
         string? header = http.Request.Headers.IfMatch;
         if (string.IsNullOrEmpty(header))
-            return (0, Results.Problem(statusCode: 428, title: "Precondition required", detail: "Send the resource's ETag in If-Match."));
+            return (0, TypedResults.Problem(statusCode: 428, title: "Precondition required", detail: "Send the resource's ETag in If-Match."));
         var text = header.Trim();
         if (text.StartsWith("W/", StringComparison.Ordinal)) text = text[2..];
         return long.TryParse(text.Trim('"'), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var version)
             ? (version, null)
-            : (0, Results.Problem(statusCode: 412, title: "Precondition failed", detail: "If-Match is not an ETag this API issued."));
+            : (0, TypedResults.Problem(statusCode: 412, title: "Precondition failed", detail: "If-Match is not an ETag this API issued."));
     }
 
-    public static IResult Stale() =>
-        Results.Problem(statusCode: 412, title: "Precondition failed", detail: "The resource changed since the ETag you sent; read it again.");
+    public static ProblemHttpResult Stale() =>
+        TypedResults.Problem(statusCode: 412, title: "Precondition failed", detail: "The resource changed since the ETag you sent; read it again.");
 }

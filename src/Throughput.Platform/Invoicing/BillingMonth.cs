@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Throughput.Http;
 
 namespace Throughput.Invoicing;
 
@@ -45,9 +46,9 @@ public readonly record struct BillingMonth(int Year, int Month) : IComparable<Bi
     }
 
     /// <summary>The problem with a month query parameter that <see cref="TryParse"/> refused: 422 when out of range, else 400.</summary>
-    public static IResult Problem(string parameter, string? text) => TryParseAny(text, out _)
-        ? Results.ValidationProblem(new Dictionary<string, string[]> { [parameter] = [$"Months from {First} to {Last} only."] }, statusCode: 422)
-        : Results.ValidationProblem(new Dictionary<string, string[]> { [parameter] = ["A month is written yyyy-MM."] });
+    public static ProblemHttpResult Problem(string parameter, string? text) => TryParseAny(text, out _)
+        ? Validation.Invalid(new Dictionary<string, string[]> { [parameter] = [$"Months from {First} to {Last} only."] }, 422)
+        : Validation.Invalid(new Dictionary<string, string[]> { [parameter] = ["A month is written yyyy-MM."] });
 
     public static BillingMonth Parse(string text) =>
         TryParse(text, out var month) ? month : throw new FormatException($"'{text}' is not a month written yyyy-MM.");

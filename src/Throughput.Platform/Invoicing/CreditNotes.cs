@@ -114,7 +114,7 @@ public static class CreditNotes
 
     public static IEndpointRouteBuilder MapCreditNotes(this IEndpointRouteBuilder app)
     {
-        app.MapPost("/v1/finance/invoices/{invoiceId}/credit-notes", async (string invoiceId, IssueCreditNote command, HttpContext http, IDocumentStore store, TimeProvider clock, CancellationToken ct) =>
+        app.MapPost("/v1/finance/invoices/{invoiceId}/credit-notes", async Task<Results<Created<CreditNote>, Ok<CreditNote>, ProblemHttpResult>> (string invoiceId, IssueCreditNote command, HttpContext http, IDocumentStore store, TimeProvider clock, CancellationToken ct) =>
             {
                 var (key, badKey) = IdempotencyKeys.Of(http);
                 if (badKey is not null) return badKey;
@@ -128,23 +128,23 @@ public static class CreditNotes
                 if (Decide(register.Aggregate!, invoice, command, key, now, "finance:" + http.User.KeyId()) is not var (numbered, issued))
                 {
                     var earlier = invoice.CreditNotes.First(c => c.IdempotencyKey == key);
-                    return Results.Ok(CreditNote.Of(invoice, earlier));
+                    return TypedResults.Ok(CreditNote.Of(invoice, earlier));
                 }
                 register.AppendOne(numbered);
                 stream.AppendOne(issued);
                 await session.SaveChangesAsync(ct);
-                return Results.Created($"/v1/finance/credit-notes/{issued.CreditNoteId}", CreditNote.Of(issued));
+                return TypedResults.Created($"/v1/finance/credit-notes/{issued.CreditNoteId}", CreditNote.Of(issued));
             })
             .ValidateWith(new Validator())
             .RequireAuthorization(Policies.Finance).WithTags("Finance")
             .WithName("IssueCreditNote")
             .WithSummary("Credit an issued invoice, with a reason. Send Idempotency-Key so that a retry never credits twice.")
-            .Produces<CreditNote>(201).ProducesProblem(404).ProducesProblem(409).ProducesProblem(422);
+            .ProducesProblem(404).ProducesProblem(409).ProducesProblem(422);
 
         app.MapGet("/v1/finance/credit-notes/{creditNoteId}", async (string creditNoteId, IQuerySession session, CancellationToken ct) =>
-                await session.LoadAsync<CreditNote>(creditNoteId, ct) is { } note ? Results.Ok(note) : throw RuleViolation.NotFound($"No credit note '{creditNoteId}'."))
+                await session.LoadAsync<CreditNote>(creditNoteId, ct) is { } note ? TypedResults.Ok(note) : throw RuleViolation.NotFound($"No credit note '{creditNoteId}'."))
             .RequireAuthorization(Policies.Finance).WithTags("Finance").WithName("GetCreditNote")
-            .Produces<CreditNote>().ProducesProblem(404);
+            .ProducesProblem(404);
         return app;
     }
 }

@@ -46,21 +46,21 @@ public static class Invoices
             {
                 var tenantId = http.User.TenantId()!;
                 var invoices = await session.Query<Invoice>().Where(i => i.TenantId == tenantId).OrderBy(i => i.Period).ToListAsync(ct);
-                return Results.Ok(invoices.Select(InvoiceSummary.Of).ToList());
+                return TypedResults.Ok(invoices.Select(InvoiceSummary.Of).ToList());
             })
-            .WithName("ListInvoices").WithSummary("Your issued invoices, oldest first.").Produces<IReadOnlyList<InvoiceSummary>>();
+            .WithName("ListInvoices").WithSummary("Your issued invoices, oldest first.");
 
-        group.MapGet("/draft", async (string? month, HttpContext http, IQuerySession session, TimeProvider clock, InvoicingSettings settings, CancellationToken ct) =>
+        group.MapGet("/draft", async Task<Results<Ok<InvoiceDraft>, ProblemHttpResult>> (string? month, HttpContext http, IQuerySession session, TimeProvider clock, InvoicingSettings settings, CancellationToken ct) =>
             {
                 var now = clock.GetUtcNow();
                 var period = BillingMonth.Of(now);
                 if (month is not null && !BillingMonth.TryParse(month, out period))
                     return BillingMonth.Problem("month", month);
-                return Results.Ok(await DraftAsync(session, http.User.TenantId()!, period, now, settings, ct));
+                return TypedResults.Ok(await DraftAsync(session, http.User.TenantId()!, period, now, settings, ct));
             })
             .WithName("GetInvoiceDraft")
             .WithSummary("The invoice of a month (default: this one) as it stands, until it is issued: month to date, then the whole month during the grace period.")
-            .Produces<InvoiceDraft>().ProducesProblem(404).ProducesValidationProblem();
+            .ProducesProblem(404).ProducesValidationProblem();
 
         group.MapGet("/{invoiceId}", async (string invoiceId, HttpContext http, IQuerySession session, CancellationToken ct) =>
                 await session.LoadAsync<Invoice>(invoiceId, ct) is { } invoice && invoice.TenantId == http.User.TenantId()
@@ -68,7 +68,7 @@ public static class Invoices
                     : throw RuleViolation.NotFound($"No invoice '{invoiceId}'."))
             .WithName("GetInvoice")
             .WithSummary("An issued invoice: its lines never change; credit notes against it are listed with it. Its lines as CSV with ?format=csv or Accept: text/csv.")
-            .Produces<Invoice>().Produces(200, contentType: "text/csv").ProducesProblem(404);
+            .Produces<Invoice>(200, "application/json", "text/csv").ProducesProblem(404);
         return app;
     }
 
@@ -98,7 +98,7 @@ public static class InvoiceLines
     public static IResult Respond(HttpContext http, Invoice invoice) =>
         Tables.WantsCsv(http)
             ? Tables.Respond(http, invoice.Lines.Select(l => (invoice, l)).ToList(), invoice.DocumentNumber, Columns)
-            : Results.Ok(invoice);
+            : TypedResults.Ok(invoice);
 }
 
 /// <summary>

@@ -54,44 +54,44 @@ public static class Issue
 
     public static IEndpointRouteBuilder MapIssue(this IEndpointRouteBuilder app)
     {
-        app.MapPost("/v1/finance/invoices/{tenantId}/{month}/issue", async (string tenantId, string month, HttpContext http, InvoiceIssuing issuing, TimeProvider clock, CancellationToken ct) =>
+        app.MapPost("/v1/finance/invoices/{tenantId}/{month}/issue", async Task<Results<Created<Invoice>, Ok<Invoice>, ProblemHttpResult>> (string tenantId, string month, HttpContext http, InvoiceIssuing issuing, TimeProvider clock, CancellationToken ct) =>
             {
                 if (!BillingMonth.TryParse(month, out var period))
                     return BillingMonth.Problem("month", month);
                 var (invoice, created) = await issuing.IssueAsync(tenantId, period, clock.GetUtcNow(), "finance:" + http.User.KeyId(), ct);
-                return created ? Results.Created($"/v1/finance/invoices/{invoice.Id}", invoice) : Results.Ok(invoice);
+                return created ? TypedResults.Created($"/v1/finance/invoices/{invoice.Id}", invoice) : TypedResults.Ok(invoice);
             })
             .RequireAuthorization(Policies.Finance).WithTags("Finance")
             .WithName("IssueInvoice")
             .WithSummary("Issue a tenant's invoice for a month that is over, before the grace period ends. Issuing again returns the same invoice.")
-            .Produces<Invoice>(201).Produces<Invoice>().ProducesProblem(404).ProducesProblem(409);
+            .ProducesProblem(404).ProducesProblem(409);
 
-        app.MapPost("/v1/finance/closes/{month}", (string month, HttpContext http, MonthEndClose close, TimeProvider clock) =>
+        app.MapPost("/v1/finance/closes/{month}", Results<Accepted, ProblemHttpResult> (string month, HttpContext http, MonthEndClose close, TimeProvider clock) =>
             {
                 if (!BillingMonth.TryParse(month, out var period))
                     return BillingMonth.Problem("month", month);
                 if (clock.GetUtcNow() < period.End)
                     throw RuleViolation.Conflict($"{period} is not over; it can be closed from {period.End:yyyy-MM-dd HH:mm:ss} UTC.");
                 close.Start(period, "finance:" + http.User.KeyId());
-                return Results.Accepted($"/v1/finance/closes/{period}");
+                return TypedResults.Accepted($"/v1/finance/closes/{period}");
             })
             .RequireAuthorization(Policies.Finance).WithTags("Finance")
             .WithName("CloseMonth")
             .WithSummary("Issue every tenant's invoice for a month that is over, in the background; follow it at the Location. Starting it again finishes what a stopped run left.")
-            .Produces(202).ProducesProblem(409).ProducesProblem(422);
+            .ProducesProblem(409).ProducesProblem(422);
 
-        app.MapGet("/v1/finance/closes/{month}", async (string month, IQuerySession session, CancellationToken ct) =>
+        app.MapGet("/v1/finance/closes/{month}", async Task<Results<Ok<MonthClose>, ProblemHttpResult>> (string month, IQuerySession session, CancellationToken ct) =>
             {
                 if (!BillingMonth.TryParse(month, out var period))
                     return BillingMonth.Problem("month", month);
                 return await session.LoadAsync<MonthClose>(period.ToString(), ct) is { } progress
-                    ? Results.Ok(progress)
-                    : Results.Problem(statusCode: 404, title: "Not found", detail: $"{period} has not been closed.");
+                    ? TypedResults.Ok(progress)
+                    : TypedResults.Problem(statusCode: 404, title: "Not found", detail: $"{period} has not been closed.");
             })
             .RequireAuthorization(Policies.Finance).WithTags("Finance")
             .WithName("GetMonthClose")
             .WithSummary("A month's close: accounts found open, issued and skipped so far, rate and estimated end.")
-            .Produces<MonthClose>().ProducesProblem(404).ProducesProblem(422);
+            .ProducesProblem(404).ProducesProblem(422);
         return app;
     }
 }

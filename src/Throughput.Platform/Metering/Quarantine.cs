@@ -54,25 +54,24 @@ public static class Quarantine
                 var query = session.Query<QuarantinedMetering>().AsQueryable();
                 if (reason is { } r) query = query.Where(q => q.Reason == r);
                 if (producerId is { Length: > 0 } p) query = query.Where(q => q.ProducerId == p);
-                return Results.Ok(await query.OrderByDescending(q => q.QuarantinedAt).Take(Math.Clamp(limit ?? 100, 1, 1000)).ToListAsync(ct));
+                return TypedResults.Ok(await query.OrderByDescending(q => q.QuarantinedAt).Take(Math.Clamp(limit ?? 100, 1, 1000)).ToListAsync(ct));
             })
             .RequireAuthorization(Policies.Operator).WithTags("Operator: metering")
-            .WithName("ListQuarantinedMetering").WithSummary("Refused metering input, newest first, with the reason.")
-            .Produces<IReadOnlyList<QuarantinedMetering>>();
+            .WithName("ListQuarantinedMetering").WithSummary("Refused metering input, newest first, with the reason.");
 
         // A node sees what was refused under its own producer id: what it sent, and anything another sender put its id on.
-        app.MapGet("/v1/metering/refused", async (QuarantineReason? reason, int? limit, ClaimsPrincipal user, IQuerySession session, CancellationToken ct) =>
+        app.MapGet("/v1/metering/refused", async Task<Results<Ok<IReadOnlyList<QuarantinedMetering>>, ProblemHttpResult>> (QuarantineReason? reason, int? limit, ClaimsPrincipal user, IQuerySession session, CancellationToken ct) =>
             {
                 if (user.Producer() is not { } producer)
-                    return Results.Problem(statusCode: StatusCodes.Status403Forbidden, title: "Not a serving node's key",
+                    return TypedResults.Problem(statusCode: StatusCodes.Status403Forbidden, title: "Not a serving node's key",
                         detail: "Only a serving node's key, issued with its producer id as its name, reads what was refused under that id; operators read /v1/operator/quarantine.");
                 var query = session.Query<QuarantinedMetering>().Where(q => q.ProducerId == producer);
                 if (reason is { } r) query = query.Where(q => q.Reason == r);
-                return Results.Ok(await query.OrderByDescending(q => q.QuarantinedAt).Take(Math.Clamp(limit ?? 100, 1, 1000)).ToListAsync(ct));
+                return TypedResults.Ok(await query.OrderByDescending(q => q.QuarantinedAt).Take(Math.Clamp(limit ?? 100, 1, 1000)).ToListAsync(ct));
             })
             .RequireAuthorization(Policies.ServingNode).WithTags("Metering (serving nodes)")
             .WithName("ListRefusedMetering").WithSummary("What the platform refused of this node's metering, newest first, with the reason.")
-            .Produces<IReadOnlyList<QuarantinedMetering>>().ProducesProblem(403);
+            .ProducesProblem(403);
         return app;
     }
 }

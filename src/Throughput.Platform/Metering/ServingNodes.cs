@@ -114,18 +114,18 @@ public static partial class ServingNodes
         group.MapPut("/{producerId}", async (string producerId, RegisterServingNode command, HttpContext http, IDocumentSession session, BrokerAccounts broker, TimeProvider clock, CancellationToken ct) =>
             {
                 if (!ProducerIdPattern().IsMatch(producerId))
-                    return Results.ValidationProblem(new Dictionary<string, string[]> { ["producerId"] = ["1–128 letters, digits, '.', '_', ':' or '-'."] });
+                    return Validation.Invalid(new Dictionary<string, string[]> { ["producerId"] = ["1–128 letters, digits, '.', '_', ':' or '-'."] });
                 var stream = await session.Events.FetchForWriting<ServingNode>(ServingNode.StreamId(producerId), ct);
                 stream.AppendMany(Register(stream.Aggregate, producerId, command, clock.GetUtcNow()));
                 await session.SaveChangesAsync(ct);
                 var node = (await session.LoadAsync<ServingNode>(ServingNode.StreamId(producerId), ct))!;
                 // A changed scope changes the node's topic permissions.
-                return await OnBrokerAsync(http, () => broker.GrantAsync(node, ct), Results.Ok(ServingNodeView.Of(node)));
+                return await OnBrokerAsync(http, () => broker.GrantAsync(node, ct), TypedResults.Ok(ServingNodeView.Of(node)));
             })
             .ValidateWith(new Validator())
             .WithName("RegisterServingNode")
             .WithSummary("Let a producer id meter usage for the regions and tenants listed (none listed: all). Its broker user is node.{producerId}; issue its password with POST …/credentials.")
-            .Produces<ServingNodeView>().ProducesProblem(409).ProducesProblem(503);
+            .ProducesProblem(409).ProducesProblem(503);
 
         group.MapPost("/{producerId}/credentials", async (string producerId, HttpContext http, IDocumentSession session, BrokerAccounts broker, TimeProvider clock, CancellationToken ct) =>
             {
@@ -135,26 +135,26 @@ public static partial class ServingNodes
                 await session.SaveChangesAsync(ct);
                 var node = (await session.LoadAsync<ServingNode>(ServingNode.StreamId(producerId), ct))!;
                 return await OnBrokerAsync(http, () => broker.GrantAsync(node, ct),
-                    Results.Created($"/v1/operator/serving-nodes/{producerId}", broker.CredentialsOf(producerId, password)));
+                    TypedResults.Created($"/v1/operator/serving-nodes/{producerId}", broker.CredentialsOf(producerId, password)));
             })
             .WithName("IssueServingNodeCredentials")
             .WithSummary("Issue the node a new broker password (the old one stops working); shown once, stored only as a hash.")
-            .Produces<ServingNodeCredentials>(201).ProducesProblem(404).ProducesProblem(409).ProducesProblem(503);
+            .ProducesProblem(404).ProducesProblem(409).ProducesProblem(503);
 
         group.MapDelete("/{producerId}", async (string producerId, HttpContext http, IDocumentSession session, BrokerAccounts broker, TimeProvider clock, CancellationToken ct) =>
             {
                 var stream = await session.Events.FetchForWriting<ServingNode>(ServingNode.StreamId(producerId), ct);
                 stream.AppendMany(Revoke(stream.Aggregate, producerId, clock.GetUtcNow()));
                 await session.SaveChangesAsync(ct);
-                return await OnBrokerAsync(http, () => broker.RevokeAsync(stream.Aggregate!.BrokerUser, ct), Results.NoContent());
+                return await OnBrokerAsync(http, () => broker.RevokeAsync(stream.Aggregate!.BrokerUser, ct), TypedResults.NoContent());
             })
             .WithName("RevokeServingNode")
             .WithSummary("Revoke the node: its broker user is deleted and its connections closed at once, and whatever it still publishes is quarantined.")
-            .Produces(204).ProducesProblem(404).ProducesProblem(503);
+            .ProducesProblem(404).ProducesProblem(503);
 
         group.MapGet("/", async (IQuerySession session, CancellationToken ct) =>
-                Results.Ok((await session.Query<ServingNode>().OrderBy(n => n.Id).ToListAsync(ct)).Select(ServingNodeView.Of)))
-            .WithName("ListServingNodes").Produces<IReadOnlyList<ServingNodeView>>();
+                TypedResults.Ok((await session.Query<ServingNode>().OrderBy(n => n.Id).ToListAsync(ct)).Select(ServingNodeView.Of)))
+            .WithName("ListServingNodes");
         return app;
     }
 
@@ -162,7 +162,7 @@ public static partial class ServingNodes
     /// The change is committed before the broker is told; when the broker's management API does not answer, the caller
     /// gets 503 and may retry (each step is idempotent), and the reconciler applies the change within half a minute anyway.
     /// </summary>
-    static async Task<IResult> OnBrokerAsync(HttpContext http, Func<Task> call, IResult done)
+    static async Task<Results<TDone, ProblemHttpResult>> OnBrokerAsync<TDone>(HttpContext http, Func<Task> call, TDone done) where TDone : IResult
     {
         try
         {
@@ -173,7 +173,7 @@ public static partial class ServingNodes
         {
             http.RequestServices.GetRequiredService<ILogger<BrokerAccounts>>().LogWarning(e, "The broker did not take a serving node's change yet");
             http.Response.Headers.RetryAfter = "5";
-            return Results.Problem(statusCode: 503, title: "Broker unavailable",
+            return TypedResults.Problem(statusCode: 503, title: "Broker unavailable",
                 detail: "The change is recorded; the broker has not applied it yet and will within 30 seconds. Retry to confirm.");
         }
     }

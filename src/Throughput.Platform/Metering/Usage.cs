@@ -13,10 +13,10 @@ public static class Usage
         app.MapGet("/v1/deployments/{deploymentId}/usage/totals", async (string deploymentId, HttpContext http, IQuerySession session, CancellationToken ct) =>
             {
                 var d = await session.LoadOwnedAsync(deploymentId, http.User.TenantId()!, ct);
-                return Results.Ok(new UsageTotals(d.Id, d.Usage.Records, d.Usage.PromptTokens, d.Usage.CachedTokens, d.Usage.OutputTokens));
+                return TypedResults.Ok(new UsageTotals(d.Id, d.Usage.Records, d.Usage.PromptTokens, d.Usage.CachedTokens, d.Usage.OutputTokens));
             })
             .RequireAuthorization(Policies.Tenant).WithTags("Usage").WithName("GetUsageTotals")
-            .Produces<UsageTotals>().ProducesProblem(404);
+            .ProducesProblem(404);
         return app;
     }
 }

@@ -5,6 +5,7 @@ using Marten;
 using Marten.Events.Projections;
 using Throughput.Access;
 using Throughput.Deployments;
+using Throughput.Http;
 
 namespace Throughput.Metering;
 
@@ -92,26 +93,26 @@ public static class UsageSeries
 
     public static IEndpointRouteBuilder MapUsageSeries(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/v1/deployments/{deploymentId}/usage", async (string deploymentId, DateTimeOffset? from, DateTimeOffset? to, HttpContext http, IQuerySession session, TimeProvider clock, CancellationToken ct) =>
+        app.MapGet("/v1/deployments/{deploymentId}/usage", async Task<Results<Ok<IEnumerable<UsageMinuteView>>, ProblemHttpResult>> (string deploymentId, DateTimeOffset? from, DateTimeOffset? to, HttpContext http, IQuerySession session, TimeProvider clock, CancellationToken ct) =>
             {
                 await session.LoadOwnedAsync(deploymentId, http.User.TenantId()!, ct);
                 foreach (var (name, at) in new[] { ("from", from), ("to", to) })
                 {
                     if (at is { } t && (t < Earliest || t > Latest))
-                        return Results.ValidationProblem(new Dictionary<string, string[]> { [name] = [$"Times from {Earliest:yyyy-MM-dd} to {Latest:yyyy-MM-dd} only."] }, statusCode: 422);
+                        return Validation.Invalid(new Dictionary<string, string[]> { [name] = [$"Times from {Earliest:yyyy-MM-dd} to {Latest:yyyy-MM-dd} only."] }, 422);
                 }
                 var end = to ?? clock.GetUtcNow();
                 var start = from ?? end.AddHours(-1);
                 if (end < start || end - start > MaxRange)
-                    return Results.ValidationProblem(new Dictionary<string, string[]> { ["from"] = ["from must be before to, at most 7 days apart."] });
+                    return Validation.Invalid(new Dictionary<string, string[]> { ["from"] = ["from must be before to, at most 7 days apart."] });
                 var minutes = await session.Query<UsageMinute>()
                     .Where(m => m.DeploymentId == deploymentId && m.Minute >= UsageMinute.MinuteOf(start) && m.Minute <= end)
                     .OrderBy(m => m.Minute).ToListAsync(ct);
-                return Results.Ok(minutes.Select(UsageMinuteView.Of));
+                return TypedResults.Ok(minutes.Select(UsageMinuteView.Of));
             })
             .RequireAuthorization(Policies.Tenant).WithTags("Usage").WithName("GetUsageSeries")
             .WithSummary("Usage per minute (UTC): tokens by type, weighted tokens, spilled, peak utilization, purchased rate, throttles. Default: the last hour.")
-            .Produces<IReadOnlyList<UsageMinuteView>>().ProducesProblem(404);
+            .ProducesProblem(404);
         return app;
     }
 }

@@ -111,34 +111,34 @@ public static class Reserve
     {
         var group = app.MapGroup("/v1/reservations").RequireAuthorization(Policies.Tenant).WithTags("Reservations");
 
-        group.MapPost("/", async (PurchaseReservation command, HttpContext http, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
+        group.MapPost("/", async Task<Results<Created<Reservation>, ProblemHttpResult>> (PurchaseReservation command, HttpContext http, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
             {
                 var tenantId = http.User.TenantId()!;
                 var (key, badKey) = IdempotencyKeys.Of(http);
                 if (badKey is not null) return badKey;
                 var id = ReservationIdFor(tenantId, key);
                 if (key is not null && await session.LoadAsync<Reservation>(id, ct) is { } earlier)
-                    return SameRequest(earlier, command) ? Results.Created($"/v1/reservations/{id}", earlier) : IdempotencyKeys.Reused("reservation");
+                    return SameRequest(earlier, command) ? TypedResults.Created($"/v1/reservations/{id}", earlier) : IdempotencyKeys.Reused("reservation");
                 var tenant = await session.LoadAsync<Tenant>(tenantId, ct) ?? throw RuleViolation.NotFound($"No tenant '{tenantId}'.");
                 var purchased = Decide(tenant, catalog.Find(command.Model)!, command, id, clock.GetUtcNow());
                 session.Events.StartStream<Reservation>(id, purchased);
                 await session.SaveChangesAsync(ct);
-                return Results.Created($"/v1/reservations/{id}", Reservation.Create(purchased) with { Version = 1 });
+                return TypedResults.Created($"/v1/reservations/{id}", Reservation.Create(purchased) with { Version = 1 });
             })
             .ValidateWith(new Validator(catalog))
             .WithName("PurchaseReservation").WithSummary("Commit to PTUs for a month or a year at the reservation price.")
-            .Produces<Reservation>(201).ProducesProblem(409).ProducesProblem(422);
+            .ProducesProblem(409).ProducesProblem(422);
 
         group.MapGet("/", async (HttpContext http, IQuerySession session, CancellationToken ct) =>
             {
                 var tenantId = http.User.TenantId()!;
-                return Results.Ok(await session.Query<Reservation>().Where(r => r.TenantId == tenantId).OrderBy(r => r.StartsAt).ToListAsync(ct));
+                return TypedResults.Ok(await session.Query<Reservation>().Where(r => r.TenantId == tenantId).OrderBy(r => r.StartsAt).ToListAsync(ct));
             })
-            .WithName("ListReservations").Produces<IReadOnlyList<Reservation>>();
+            .WithName("ListReservations");
 
         group.MapGet("/{reservationId}", async (string reservationId, HttpContext http, IQuerySession session, CancellationToken ct) =>
-                Results.Ok(await LoadOwnedAsync(session, reservationId, http.User.TenantId()!, ct)))
-            .WithName("GetReservation").Produces<Reservation>().ProducesProblem(404);
+                TypedResults.Ok(await LoadOwnedAsync(session, reservationId, http.User.TenantId()!, ct)))
+            .WithName("GetReservation").ProducesProblem(404);
 
         group.MapPost("/{reservationId}/cancel", async (string reservationId, HttpContext http, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
             {
@@ -149,10 +149,10 @@ public static class Reserve
                     session.Events.Append(reservationId, events);
                     await session.SaveChangesAsync(ct);
                 }
-                return Results.Ok(reservation.Then(events));
+                return TypedResults.Ok(reservation.Then(events));
             })
             .WithName("CancelReservation").WithSummary("Only after the term has ended.")
-            .Produces<Reservation>().ProducesProblem(404).ProducesProblem(409);
+            .ProducesProblem(404).ProducesProblem(409);
         return app;
     }
 }

@@ -50,18 +50,18 @@ public static class ManageTenants
     {
         var group = app.MapGroup("/v1/operator/tenants").RequireAuthorization(Policies.Operator).WithTags("Operator: tenants");
 
-        group.MapPost("/", async (CreateTenant command, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
+        group.MapPost("/", async Task<Results<Created<TenantView>, Ok<TenantView>>> (CreateTenant command, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
             {
                 var existing = await session.LoadAsync<Tenant>(command.TenantId, ct);
                 var events = TenantDecisions.Create(existing, command.TenantId, command.Name, command.Currency, clock.GetUtcNow());
-                if (events.Length == 0) return Results.Ok(TenantView.Of(existing!));
+                if (events.Length == 0) return TypedResults.Ok(TenantView.Of(existing!));
                 session.Events.StartStream<Tenant>(Tenant.StreamId(command.TenantId), events);
                 await session.SaveChangesAsync(ct);
-                return Results.Created($"/v1/operator/tenants/{command.TenantId}", TenantView.Of(Tenant.Create((TenantCreated)events[0]) with { Version = 1 }));
+                return TypedResults.Created($"/v1/operator/tenants/{command.TenantId}", TenantView.Of(Tenant.Create((TenantCreated)events[0]) with { Version = 1 }));
             })
             .ValidateWith(new CreateValidator(catalog))
             .WithName("CreateTenant").WithSummary("Create a customer account. Repeating the same request is harmless (the tenant id is the idempotency key).")
-            .Produces<TenantView>(201).ProducesProblem(409);
+            .ProducesProblem(409);
 
         group.MapGet("/", async (string? after, int? limit, HttpContext http, IQuerySession session, CancellationToken ct) =>
                 await Tables.RespondPagedAsync(http, after, limit, async (from, take, token) =>
@@ -69,13 +69,13 @@ public static class ManageTenants
                     t => t.Id, "tenants", TenantColumns, ct))
             .WithName("ListTenants")
             .WithSummary("Every tenant, by id: JSON in pages (?limit=, default 500, at most 5,000; ?after= the last id of the previous page; Link rel=next), or all as CSV.")
-            .Produces<IReadOnlyList<TenantView>>().Produces(200, contentType: "text/csv").ProducesValidationProblem();
+            .Produces<IReadOnlyList<TenantView>>(200, "application/json", "text/csv").ProducesValidationProblem();
 
         group.MapGet("/{tenantId}", async (string tenantId, IQuerySession session, CancellationToken ct) =>
-                Results.Ok(TenantView.Of(await LoadAsync(session, tenantId, ct))))
-            .WithName("GetTenant").Produces<TenantView>().ProducesProblem(404);
+                TypedResults.Ok(TenantView.Of(await LoadAsync(session, tenantId, ct))))
+            .WithName("GetTenant").ProducesProblem(404);
 
-        group.MapPost("/{tenantId}/keys", async (string tenantId, HttpContext http, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
+        group.MapPost("/{tenantId}/keys", async Task<Results<Created<IssuedApiKey>, ProblemHttpResult>> (string tenantId, HttpContext http, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
             {
                 var tenant = await LoadAsync(session, tenantId, ct);
                 var (idempotencyKey, badKey) = IdempotencyKeys.Of(http);
@@ -84,33 +84,33 @@ public static class ManageTenants
                 var secret = ApiKeySecrets.NewSecret();
                 session.Events.Append(tenant.Id, tenant.Version + 1, TenantDecisions.IssueKey(tenant, keyId, ApiKeySecrets.Hash(secret), clock.GetUtcNow()));
                 await session.SaveChangesAsync(ct);
-                return Results.Created($"/v1/operator/tenants/{tenantId}/keys/{keyId}", new IssuedApiKey(keyId, Role.Tenant, ApiKeySecrets.Token(keyId, secret)));
+                return TypedResults.Created($"/v1/operator/tenants/{tenantId}/keys/{keyId}", new IssuedApiKey(keyId, Role.Tenant, ApiKeySecrets.Token(keyId, secret)));
             })
             .WithName("IssueTenantKey").WithSummary("Issue an API key for the tenant. The secret is returned once; a retry with the same Idempotency-Key is refused rather than shown again.")
-            .Produces<IssuedApiKey>(201).ProducesProblem(404).ProducesProblem(409);
+            .ProducesProblem(404).ProducesProblem(409);
 
         group.MapDelete("/{tenantId}/keys/{keyId}", async (string tenantId, string keyId, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
             {
                 var tenant = await LoadAsync(session, tenantId, ct);
                 session.Events.Append(tenant.Id, tenant.Version + 1, TenantDecisions.RevokeKey(tenant, keyId, clock.GetUtcNow()));
                 await session.SaveChangesAsync(ct);
-                return Results.NoContent();
+                return TypedResults.NoContent();
             })
-            .WithName("RevokeTenantKey").Produces(204).ProducesProblem(404);
+            .WithName("RevokeTenantKey").ProducesProblem(404);
 
         group.MapPost("/{tenantId}/suspend", async (string tenantId, SuspendTenant command, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
                 await Change(session, tenantId, t => TenantDecisions.Suspend(t, command.Reason, clock.GetUtcNow()), ct))
             .ValidateWith(new SuspendValidator())
             .WithName("SuspendTenant").WithSummary("Stop the tenant buying; its deployments' admission state becomes suspended.")
-            .Produces<TenantView>().ProducesProblem(404);
+            .ProducesProblem(404);
 
         group.MapPost("/{tenantId}/reinstate", async (string tenantId, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
                 await Change(session, tenantId, t => TenantDecisions.Reinstate(t, clock.GetUtcNow()), ct))
-            .WithName("ReinstateTenant").Produces<TenantView>().ProducesProblem(404);
+            .WithName("ReinstateTenant").ProducesProblem(404);
         return app;
     }
 
-    static async Task<IResult> Change(IDocumentSession session, string tenantId, Func<Tenant, TenantEvent[]> decide, CancellationToken ct)
+    static async Task<Ok<TenantView>> Change(IDocumentSession session, string tenantId, Func<Tenant, TenantEvent[]> decide, CancellationToken ct)
     {
         var stream = await session.Events.FetchForWriting<Tenant>(tenantId, ct);
         if (stream.Aggregate is null) throw RuleViolation.NotFound($"No tenant '{tenantId}'.");
@@ -118,6 +118,6 @@ public static class ManageTenants
         stream.AppendMany(events);
         await session.SaveChangesAsync(ct);
         var tenant = events.Aggregate(stream.Aggregate, (t, e) => t.Then(e));
-        return Results.Ok(TenantView.Of(tenant with { Version = stream.Aggregate.Version + events.Length }));
+        return TypedResults.Ok(TenantView.Of(tenant with { Version = stream.Aggregate.Version + events.Length }));
     }
 }
