@@ -209,8 +209,8 @@ public sealed class InvoicingTests(InvoicingFixture platform)
         Assert.Equal(4, numbers.Distinct().Count());
 
         // the automatic issuer finds nothing left to issue for these tenants
-        var issuer = platform.Services.GetRequiredService<InvoiceIssuer>();
-        await issuer.IssueDueAsync(CancellationToken.None);
+        var issuer = platform.Services.GetRequiredService<AutomaticClose>();
+        await issuer.CloseDueAsync(CancellationToken.None);
         await using var session = platform.Store.QuerySession();
         Assert.Equal(4, await session.Query<Invoice>().CountAsync(i => tenants.Contains(i.TenantId)));
 
@@ -318,13 +318,13 @@ public sealed class InvoicingTests(InvoicingFixture platform)
         var draft = await DraftWhen(customer, "2030-05", d => d.GetProperty("lines").GetArrayLength() == 1);
         Assert.Equal("EUR", draft.GetProperty("currency").GetString());
 
-        var issuer = platform.Services.GetRequiredService<InvoiceIssuer>();
+        var issuer = platform.Services.GetRequiredService<AutomaticClose>();
         platform.Clock.Set(At(2030, 6, 2, 23, 59, 59)); // May is over, but its grace period (2 days) is not
-        await issuer.IssueDueAsync(CancellationToken.None);
+        await issuer.CloseDueAsync(CancellationToken.None);
         Assert.Empty((await Body(await customer.GetAsync("/v1/invoices"))).EnumerateArray());
 
         platform.Clock.Set(At(2030, 6, 3));
-        await issuer.IssueDueAsync(CancellationToken.None);
+        await issuer.CloseDueAsync(CancellationToken.None);
         var invoices = await Body(await customer.GetAsync("/v1/invoices"));
         var invoice = await Body(await customer.GetAsync($"/v1/invoices/{invoices[0].GetProperty("id").GetString()}"));
         // May 20 06:00 → Jun 1 00:00 = 11 days 18 h = 282 h × 1.5 PTU × 0.92 EUR = 389.16 EUR

@@ -23,9 +23,9 @@ public sealed class InvoicingModule : FeatureModule
     {
         services.AddSingleton(InvoicingSettings.FromConfiguration(configuration));
         services.AddSingleton<InvoiceIssuing>();
-        services.AddSingleton<InvoiceIssuer>();
+        services.AddSingleton<AutomaticClose>();
         services.AddSingleton<MonthEndClose>();
-        if (roles.Daemon) services.AddHostedService(sp => sp.GetRequiredService<InvoiceIssuer>());
+        if (roles.Daemon) services.AddHostedService(sp => sp.GetRequiredService<AutomaticClose>());
     }
 
     /// <summary>

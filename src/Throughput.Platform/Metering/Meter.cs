@@ -17,7 +17,8 @@ public sealed record MeterDecision(UsageMetered Usage, DeploymentEvent? Transiti
 
 /// <summary>
 /// Folds metered usage into a deployment: fills the leaky bucket with the weighted tokens of what was not spilled,
-/// throttles at 100% and lifts below the release threshold. Duplicates were already removed by the dedupe ledger.
+/// throttles at 100% and lifts below the release threshold. The dedupe ledger removed messages counted by earlier consumer
+/// batches; one delivered twice within this consumer batch is here twice and counts once.
 /// </summary>
 public static class Meter
 {

@@ -265,8 +265,8 @@ public sealed class InvoiceSpecs
         // to Nov 2 12:00:00: 36 h × 2.35 = 84.60
         Assert.Equal(84.60m, InvoiceCalculation.Compute(account, November, At("2026-11-02 12:00:00")).Total);
         Assert.Equal(November.Index, account.UnissuedSince);
-        Assert.Equal(new BillingMonth(2026, 10), InvoiceIssuer.LastDue(At("2026-12-02 23:59:59"), TimeSpan.FromDays(2)));
-        Assert.Equal(November, InvoiceIssuer.LastDue(At("2026-12-03 00:00:00"), TimeSpan.FromDays(2)));
+        Assert.Equal(new BillingMonth(2026, 10), AutomaticClose.LastDue(At("2026-12-02 23:59:59"), TimeSpan.FromDays(2)));
+        Assert.Equal(November, AutomaticClose.LastDue(At("2026-12-03 00:00:00"), TimeSpan.FromDays(2)));
         Assert.Equal([November], account.OpenMonthsThrough(November));
         var issued = account.Then(IssueNow(account, November, At("2026-12-03 00:00:00")));
         Assert.Equal(December.Index, issued.UnissuedSince);

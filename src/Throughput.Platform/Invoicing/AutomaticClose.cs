@@ -6,7 +6,7 @@ namespace Throughput.Invoicing;
 /// Closes every month that is over and whose grace period has passed, oldest first. Safe on any number of hosts at
 /// once: issuing is idempotent per tenant and month, and numbering is serialised by the register.
 /// </summary>
-public sealed class InvoiceIssuer(IDocumentStore store, MonthEndClose close, InvoicingSettings settings, TimeProvider clock, ILogger<InvoiceIssuer> log) : BackgroundService
+public sealed class AutomaticClose(IDocumentStore store, MonthEndClose close, InvoicingSettings settings, TimeProvider clock, ILogger<AutomaticClose> log) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -15,7 +15,7 @@ public sealed class InvoiceIssuer(IDocumentStore store, MonthEndClose close, Inv
         {
             try
             {
-                await IssueDueAsync(stoppingToken);
+                await CloseDueAsync(stoppingToken);
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
@@ -34,7 +34,7 @@ public sealed class InvoiceIssuer(IDocumentStore store, MonthEndClose close, Inv
     }
 
     /// <summary>Closes every month that is due and still has open accounts, oldest first; returns the invoices issued.</summary>
-    public async Task<int> IssueDueAsync(CancellationToken ct)
+    public async Task<int> CloseDueAsync(CancellationToken ct)
     {
         var due = LastDue(clock.GetUtcNow(), settings.GracePeriod);
         BillingAccount? oldest;
