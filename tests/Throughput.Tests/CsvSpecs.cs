@@ -64,6 +64,15 @@ public sealed class CsvSpecs
         Assert.Equal(-0.13m, Money.Round(-0.125m, "EUR"));
     }
 
+    [Fact]
+    public void Rounded_amounts_keep_the_currencys_scale_in_json()
+    {
+        Assert.Equal("268.80", System.Text.Json.JsonSerializer.Serialize(Money.Round(268.8m, "USD")));
+        Assert.Equal("3.00", System.Text.Json.JsonSerializer.Serialize(Money.Round(3m, "EUR")));
+        Assert.Equal("520", System.Text.Json.JsonSerializer.Serialize(Money.Round(519.6m, "JPY")));
+        Assert.Equal("1.250", System.Text.Json.JsonSerializer.Serialize(Money.Round(1.25m, "KWD")));
+    }
+
     /// <summary>A strict RFC 4180 reader, to show the writer's output round-trips.</summary>
     static List<string[]> Parse(string csv)
     {

@@ -126,19 +126,20 @@ public sealed record BillingAccount(
 
     /// <summary>
     /// Usage belongs to the month its records finished in (record time). If that month's invoice is already issued, it
-    /// lands on the next invoice not yet issued (from the month it was metered in) as a prior-period adjustment.
+    /// lands on the earliest later invoice still open as a prior-period adjustment, whenever it is metered: a November
+    /// record metered on 2 January, with December still a draft, goes on December.
     /// </summary>
     public BillingAccount Then(UsageMetered e)
     {
-        if (e.Months is not { Count: > 0 } parts) return Record(BillingMonth.Of(e.LastFinishedAt), e.MeteredAt, e.DeploymentId, e.Tokens);
+        if (e.Months is not { Count: > 0 } parts) return Record(BillingMonth.Of(e.LastFinishedAt), e.DeploymentId, e.Tokens);
         var account = this;
-        foreach (var part in parts) account = account.Record(BillingMonth.Parse(part.Month), e.MeteredAt, e.DeploymentId, part.Tokens);
+        foreach (var part in parts) account = account.Record(BillingMonth.Parse(part.Month), e.DeploymentId, part.Tokens);
         return account;
     }
 
-    BillingAccount Record(BillingMonth service, DateTimeOffset meteredAt, string deploymentId, TokenCounts tokens)
+    BillingAccount Record(BillingMonth service, string deploymentId, TokenCounts tokens)
     {
-        var target = IsIssued(service) ? FirstOpenFrom(Later(BillingMonth.Of(meteredAt), service.Next)) : service;
+        var target = IsIssued(service) ? FirstOpenFrom(service.Next) : service;
         var key = target.ToString();
         var before = Usage.GetValueOrDefault(key, ImmutableDictionary<string, UsageEntry>.Empty);
         var next = AddUsage(key, before, service, deploymentId, tokens);
@@ -148,7 +149,7 @@ public sealed record BillingAccount(
 
     /// <summary>
     /// The month is closed. Usage the account holds for it that the invoice did not bill (it reached this projection
-    /// after the draft was read) moves on to the next open invoice: nothing is billed twice, nothing is lost.
+    /// after the draft was read) moves on to the earliest later invoice still open: nothing is billed twice, nothing is lost.
     /// </summary>
     public BillingAccount Then(InvoiceIssued e)
     {
@@ -160,7 +161,7 @@ public sealed record BillingAccount(
                 Input: g.Where(l => l.TokenType == TokenType.Input).Sum(l => l.Tokens!.Value),
                 Cached: g.Where(l => l.TokenType == TokenType.Cached).Sum(l => l.Tokens!.Value),
                 Output: g.Where(l => l.TokenType == TokenType.Output).Sum(l => l.Tokens!.Value)));
-        var carryTo = issued.FirstOpenFrom(Later(BillingMonth.Of(e.IssuedAt), month.Next));
+        var carryTo = issued.FirstOpenFrom(month.Next);
         var next = issued with { Usage = Usage.Remove(e.Month) };
         foreach (var entry in UsageOn(month).Values.OrderBy(u => u.ServiceMonth, StringComparer.Ordinal).ThenBy(u => u.DeploymentId, StringComparer.Ordinal))
         {
@@ -238,6 +239,4 @@ public sealed record BillingAccount(
             if (entries.Values.Any(u => u.Tokens.HasSpill)) Consider(BillingMonth.Parse(month).Index, BillingMonth.Parse(month).Index);
         return a.UnissuedSince == earliest ? a : a with { UnissuedSince = earliest };
     }
-
-    static BillingMonth Later(BillingMonth a, BillingMonth b) => a > b ? a : b;
 }

@@ -96,6 +96,16 @@ public static class Money
     public static string Text(decimal amount, string currency) =>
         amount.ToString("F" + MinorUnitsOf(currency), System.Globalization.CultureInfo.InvariantCulture);
 
-    public static decimal Round(decimal amount, string currency) =>
-        decimal.Round(amount, MinorUnitsOf(currency), MidpointRounding.AwayFromZero);
+    /// <summary>
+    /// Rounded half away from zero to the currency's minor unit, and held at that scale (268.80, not 268.8; 520 yen), so
+    /// the events, the JSON and the CSV all write an amount with the currency's decimals.
+    /// </summary>
+    public static decimal Round(decimal amount, string currency)
+    {
+        var units = MinorUnitsOf(currency);
+        return decimal.Round(amount, units, MidpointRounding.AwayFromZero) + ZeroAtScale[units];
+    }
+
+    /// <summary>Adding a zero of scale n lifts a decimal's scale to n: the sum takes the larger scale of the two.</summary>
+    static readonly decimal[] ZeroAtScale = [0m, 0.0m, 0.00m, 0.000m, 0.0000m];
 }

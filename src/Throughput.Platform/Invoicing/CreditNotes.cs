@@ -100,6 +100,7 @@ public static class CreditNotes
             if (Money.Round(l.Amount, invoice.Currency) != l.Amount)
                 throw RuleViolation.Unprocessable($"{l.Amount} has more decimals than {invoice.Currency} has minor units ({Money.MinorUnitsOf(invoice.Currency)}).");
         }
+        lines = [.. lines.Select(l => l with { Amount = Money.Round(l.Amount, invoice.Currency) })];
         var total = lines.Sum(l => l.Amount);
         if (total > invoice.Balance)
             throw RuleViolation.Conflict($"{invoice.DocumentNumber} has a balance of {invoice.Balance} {invoice.Currency}; a credit of {total} would exceed it.");

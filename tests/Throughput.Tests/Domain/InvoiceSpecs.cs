@@ -157,6 +157,7 @@ public sealed class InvoiceSpecs
         Assert.Equal("EUR", november.Currency);
         Assert.Equal([227.32m, 61.00m], november.Lines.Select(l => l.Amount));
         Assert.Equal(288.32m, november.Total);
+        Assert.Contains(": 1.3 PTU, 0.3 covered by reservation, ", november.Lines[0].Description);
         // installments 2 to 11 fall in December … September; the 12th (October 2027) takes what is left: 731.95 − 11 × 61.00 = 60.95
         var october = Closed(account, new BillingMonth(2027, 10));
         Assert.Equal([60.95m], october.Lines.Select(l => l.Amount));
@@ -191,6 +192,45 @@ public sealed class InvoiceSpecs
         // November itself is closed: the account keeps only its invoice id
         Assert.Equal("inv-acme-202611", after.Issued["2026-11"]);
         Assert.Empty(after.UsageOn(November));
+    }
+
+    [Fact]
+    public void Late_usage_goes_on_the_earliest_later_invoice_still_open_not_on_the_month_it_was_metered_in()
+    {
+        object[] november =
+        [
+            Tenant(),
+            Created("dep-1", 1m, "2026-11-01 00:00:00"),
+            new DeploymentReleased("dep-1", 1m, At("2026-11-01 01:00:00")),
+            Spilled("dep-1", 0, 0, 100_000, "2026-11-20 10:00:00"),
+        ];
+        var issued = IssueNow(Given(november), November, At("2026-12-03 00:00:00"));
+        // A November record metered on 2 January, December still a draft in its grace period: it belongs on December.
+        var log = Given([.. november, issued, Spilled("dep-1", 0, 0, 50_000, finishedAt: "2026-11-29 12:00:00", meteredAt: "2027-01-02 00:00:00")]);
+
+        // output 50,000 × 10 / 1M = 0.50
+        Assert.Equal([(InvoiceLineKind.PriorPeriodAdjustment, "2026-11", 50_000L, 0.50m)],
+            Closed(log, December).Lines.Select(l => (l.Kind, l.ServiceMonth, l.Tokens!.Value, l.Amount)));
+        Assert.Empty(Closed(log, new BillingMonth(2027, 1)).Lines);
+        Assert.Equal("0.50", System.Text.Json.JsonSerializer.Serialize(Closed(log, December).Total));
+    }
+
+    [Fact]
+    public void Late_usage_for_an_issued_month_skips_to_the_first_open_one_when_several_are_open()
+    {
+        var october = new BillingMonth(2026, 10);
+        object[] before =
+        [
+            Tenant(),
+            Created("dep-1", 1m, "2026-10-01 00:00:00"),
+            new DeploymentReleased("dep-1", 1m, At("2026-10-01 01:00:00")),
+        ];
+        var issued = IssueNow(Given(before), october, At("2026-11-03 00:00:00"));
+        // October issued; November and December both open when an October record is metered in mid-December.
+        var log = Given([.. before, issued, Spilled("dep-1", 0, 0, 30_000, finishedAt: "2026-10-31 23:00:00", meteredAt: "2026-12-15 00:00:00")]);
+
+        Assert.Equal([(InvoiceLineKind.PriorPeriodAdjustment, "2026-10", 0.30m)], Closed(log, November).Lines.Select(l => (l.Kind, l.ServiceMonth, l.Amount)));
+        Assert.Empty(Closed(log, December).Lines);
     }
 
     [Fact]
