@@ -429,6 +429,7 @@ public sealed class InvoicingTests(InvoicingFixture platform)
         await platform.Store.WaitForNonStaleProjectionDataAsync(TimeSpan.FromSeconds(30));
 
         var before = await SnapshotAsync(ids, usdClient, eurClient, finance);
+        await AssertInvoicePdfAsync(ids[0], usdClient, eurClient, finance);
         var rebuilt = await ProjectionRebuild.RunInHostAsync(platform.Services, [], _ => { }, CancellationToken.None);
         Assert.Contains(rebuilt, r => r.Members.Contains(BillingAccountProjection.ProjectionName));
         Assert.Contains(rebuilt, r => r.Projection == "Invoice");
@@ -472,6 +473,28 @@ public sealed class InvoicingTests(InvoicingFixture platform)
         Assert.Equal(before.FinanceReports, afterSinglePass.FinanceReports);
     }
 
+    /// <summary>The invoice document, read back: what it bills, to whom, when it is due; the tenant's own and finance's only.</summary>
+    static async Task AssertInvoicePdfAsync(string invoiceId, HttpClient owner, HttpClient otherTenant, HttpClient finance)
+    {
+        var invoice = await Body(await owner.GetAsync($"/v1/invoices/{invoiceId}"));
+        var download = await owner.GetAsync($"/v1/invoices/{invoiceId}?format=pdf");
+        Assert.Equal("application/pdf", download.Content.Headers.ContentType!.MediaType);
+        var pdf = await download.Content.ReadAsByteArrayAsync();
+        using (var read = UglyToad.PdfPig.PdfDocument.Open(pdf))
+        {
+            var text = string.Join("\n", read.GetPages().Select(p => p.Text));
+            Assert.Contains($"Invoice {invoice.GetProperty("documentNumber").GetString()}", text);
+            Assert.Contains("Bill to", text);
+            Assert.Contains("Due date2030-11-02", text); // issued 2030-10-03, due 30 days later
+            Assert.Contains("Service period2030-09-01 – 2030-09-30", text);
+            foreach (var line in invoice.GetProperty("lines").EnumerateArray())
+                Assert.Contains(line.GetProperty("amount").GetDecimal().ToString("F2", System.Globalization.CultureInfo.InvariantCulture), text);
+            Assert.Contains($"Balance due{invoice.GetProperty("total").GetDecimal().ToString("F2", System.Globalization.CultureInfo.InvariantCulture)}", text);
+        }
+        Assert.Equal(pdf, await (await finance.GetAsync($"/v1/finance/invoices/{invoiceId}?format=pdf")).Content.ReadAsByteArrayAsync());
+        Assert.Equal(HttpStatusCode.NotFound, (await otherTenant.GetAsync($"/v1/invoices/{invoiceId}?format=pdf")).StatusCode);
+    }
+
     sealed record Snapshot(
         IReadOnlyList<string> RawInvoices, IReadOnlyList<string> InvoiceResponses, IReadOnlyList<JsonElement> Drafts, IReadOnlyList<string> RawDeployments,
         IReadOnlyList<string> FinanceReports);
@@ -483,7 +506,10 @@ public sealed class InvoicingTests(InvoicingFixture platform)
             $"select id || ' ' || data::text from {InvoicingFixture.Schema}.mt_doc_invoice order by id", CancellationToken.None);
         var responses = new List<string>();
         foreach (var (id, client) in ids.Zip([usd, eur]))
+        {
             responses.Add(await (await client.GetAsync($"/v1/invoices/{id}")).Content.ReadAsStringAsync());
+            responses.Add(Convert.ToBase64String(await (await client.GetAsync($"/v1/invoices/{id}?format=pdf")).Content.ReadAsByteArrayAsync()));
+        }
         var drafts = new List<JsonElement>();
         foreach (var client in new[] { usd, eur })
             drafts.Add(await Body(await client.GetAsync("/v1/invoices/draft?month=2030-10")));

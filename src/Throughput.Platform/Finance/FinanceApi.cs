@@ -42,8 +42,8 @@ public static class FinanceApi
 
         finance.MapGet("/invoices/{invoiceId}", async (string invoiceId, HttpContext http, IQuerySession session, CancellationToken ct) =>
                 await session.LoadAsync<Invoice>(invoiceId, ct) is { } invoice ? InvoiceLines.Respond(http, invoice) : throw RuleViolation.NotFound($"No invoice '{invoiceId}'."))
-            .WithName("GetAnyInvoice").WithSummary("Any issued invoice; its lines as CSV with ?format=csv or Accept: text/csv.")
-            .Produces<Invoice>(200, "application/json", "text/csv").ProducesProblem(404);
+            .WithName("GetAnyInvoice").WithSummary("Any issued invoice; its lines as CSV with ?format=csv or Accept: text/csv; its document as a PDF with ?format=pdf or Accept: application/pdf.")
+            .Produces<Invoice>(200, "application/json", "text/csv", InvoiceDocument.ContentType).ProducesProblem(404);
 
         finance.MapGet("/drafts/{tenantId}", async Task<Results<Ok<InvoiceDraft>, ProblemHttpResult>> (string tenantId, string? month, IQuerySession session, TimeProvider clock, InvoicingSettings settings, CancellationToken ct) =>
             {

@@ -72,7 +72,8 @@ public sealed record InvoiceIssued(
     IReadOnlyList<InvoiceLine> Lines,
     decimal Total,
     DateTimeOffset IssuedAt,
-    string IssuedBy);
+    string IssuedBy,
+    string? BillTo = null);
 
 /// <summary>A credited amount; against one invoice line, or (line null) against the invoice as a whole.</summary>
 public sealed record CreditNoteLine(int? InvoiceLine, string Description, string Model, string Region, DeploymentType? Type, decimal Amount);
@@ -130,7 +131,8 @@ public sealed record Invoice(
     string IssuedBy,
     IReadOnlyList<CreditNoteReference> CreditNotes,
     decimal Credited,
-    long Version)
+    long Version,
+    string? BillTo = null)
 {
     /// <summary>One invoice per tenant and month: the id is the stream id, so a second issue can never start another stream.</summary>
     public static string IdFor(string tenantId, BillingMonth month) => $"inv-{tenantId}-{month.Year:D4}{month.Month:D2}";
@@ -139,7 +141,7 @@ public sealed record Invoice(
 
     public static Invoice Create(InvoiceIssued e) => new(
         e.InvoiceId, e.Number, e.DocumentNumber, e.TenantId, e.Month, BillingMonth.Parse(e.Month).Index, e.Currency, e.PeriodStart, e.PeriodEnd,
-        e.Lines, e.Total, e.IssuedAt, e.IssuedBy, [], 0m, 0);
+        e.Lines, e.Total, e.IssuedAt, e.IssuedBy, [], 0m, 0, e.BillTo);
 
     public Invoice Apply(CreditNoteIssued e) => this with
     {

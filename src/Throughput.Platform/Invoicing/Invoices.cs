@@ -67,8 +67,8 @@ public static class Invoices
                     ? InvoiceLines.Respond(http, invoice)
                     : throw RuleViolation.NotFound($"No invoice '{invoiceId}'."))
             .WithName("GetInvoice")
-            .WithSummary("An issued invoice: its lines never change; credit notes against it are listed with it. Its lines as CSV with ?format=csv or Accept: text/csv.")
-            .Produces<Invoice>(200, "application/json", "text/csv").ProducesProblem(404);
+            .WithSummary("An issued invoice: its lines never change; credit notes against it are listed with it. Its lines as CSV with ?format=csv or Accept: text/csv; its document as a PDF with ?format=pdf or Accept: application/pdf.")
+            .Produces<Invoice>(200, "application/json", "text/csv", InvoiceDocument.ContentType).ProducesProblem(404);
         return app;
     }
 
@@ -95,10 +95,15 @@ public static class InvoiceLines
         new("currency", r => r.Invoice.Currency), new("amount", r => Money.Text(r.Line.Amount, r.Invoice.Currency)),
     ];
 
-    public static IResult Respond(HttpContext http, Invoice invoice) =>
-        Tables.WantsCsv(http)
+    /// <summary>The invoice as JSON, its lines as CSV, or its document as a PDF, as the caller asks.</summary>
+    public static IResult Respond(HttpContext http, Invoice invoice)
+    {
+        if (InvoiceDocument.Wanted(http))
+            return TypedResults.File(InvoiceDocument.Render(invoice), InvoiceDocument.ContentType, invoice.DocumentNumber + ".pdf");
+        return Tables.WantsCsv(http)
             ? Tables.Respond(http, invoice.Lines.Select(l => (invoice, l)).ToList(), invoice.DocumentNumber, Columns)
             : TypedResults.Ok(invoice);
+    }
 }
 
 /// <summary>

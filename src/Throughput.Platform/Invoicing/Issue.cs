@@ -49,7 +49,7 @@ public static class Issue
         return new IssuedInvoice(
             new InvoiceNumberAssigned(number, invoiceId, account.Id, month.ToString(), now),
             new InvoiceIssued(invoiceId, number, InvoiceRegister.InvoiceDocumentNumber(number), account.Id, month.ToString(), account.Currency,
-                month.Start, month.End, figures.Lines, figures.Total, now, issuedBy));
+                month.Start, month.End, figures.Lines, figures.Total, now, issuedBy, account.Name));
     }
 
     public static IEndpointRouteBuilder MapIssue(this IEndpointRouteBuilder app)

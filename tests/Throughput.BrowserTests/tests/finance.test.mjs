@@ -128,6 +128,15 @@ test('finance sees last month\'s revenue by model and its invoice in the registe
   const rows = (await readFile(await file.path(), 'utf8')).replace(/^\uFEFF/, '').split('\r\n').filter(Boolean);
   assert.equal(rows.length, 1 + expected.lines.length);
   assert.equal(rows.slice(1).reduce((a, r) => a + cents(r.split(',').at(-1)), 0), expected.total);
+
+  // The invoice document: a PDF named after the invoice, the same bytes as the API serves.
+  const [pdf] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download PDF' }).click()]);
+  assert.equal(pdf.suggestedFilename(), `${number}.pdf`);
+  const bytes = await readFile(await pdf.path());
+  assert.equal(bytes.subarray(0, 5).toString('latin1'), '%PDF-');
+  const served = await fetch(`${platform.url}/v1/finance/invoices/${issued.id}?format=pdf`, { headers: { Authorization: `Bearer ${financeKey}` } });
+  assert.equal(served.headers.get('content-type'), 'application/pdf');
+  assert.ok(Buffer.from(await served.arrayBuffer()).equals(bytes), 'the download is the document the API serves');
   assert.deepEqual(page.errors, []);
   await page.context().close();
 });

@@ -254,6 +254,25 @@ public sealed class InvoiceSpecs
     }
 
     [Fact]
+    public void The_invoice_document_shows_bill_to_dates_lines_credits_and_balance_and_is_the_same_bytes_every_time()
+    {
+        var account = Given(Tenant(), Created("dep-1", 1m, "2026-11-01 00:00:00"), new DeploymentReleased("dep-1", 1m, At("2026-11-01 10:00:00")));
+        var invoice = Invoice.Create(IssueNow(account, November, At("2026-12-03 00:00:00"), lastNumber: 41))
+            .Apply(new CreditNoteIssued("cn-00000001", 1, "CN-00000001", "inv-acme-202611", "INV-00000042", "acme", "2026-11", "USD",
+                [new CreditNoteLine(1, "Credit on line 1", "gpt-4o", "eastus", DeploymentType.Global, 3.50m)], 3.50m, "outage", null, At("2026-12-10 00:00:00"), "finance"));
+
+        var pdf = InvoiceDocument.Render(invoice);
+
+        Assert.Equal(pdf, InvoiceDocument.Render(invoice));
+        using var read = UglyToad.PdfPig.PdfDocument.Open(pdf);
+        var text = string.Join("\n", read.GetPages().Select(p => p.Text));
+        // 10 PTU-hours × 2.35 = 23.50; less the 3.50 credit: 20.00 due by 2027-01-02
+        foreach (var expected in new[] { "Invoice INV-00000042", "Bill to", "Acme", "Invoice date2026-12-03", "Due date2027-01-02", "Service period2026-11-01 – 2026-11-30",
+                     "Total23.50", "Credit note CN-00000001, 2026-12-10-3.50", "Balance due20.00" })
+            Assert.Contains(expected, text);
+    }
+
+    [Fact]
     public void An_invoice_is_issued_only_after_its_month_once_and_with_the_next_number()
     {
         var account = Given(Tenant(), Created("dep-1", 1m, "2026-11-01 00:00:00"));

@@ -51,11 +51,11 @@ export async function problemText(response) {
   }
 }
 
-/** Fetches an export with the key (a plain link could not send it) and hands it to the browser as a download. */
-export async function download(path, filename) {
-  const response = await api(path, { headers: { Accept: 'text/csv' } });
+/** Fetches an export (CSV unless another type is named) with the key, which a plain link could not send, and hands it to the browser as a download. */
+export async function download(path, filename, type = 'text/csv') {
+  const response = await api(path, { headers: { Accept: type } });
   if (!response.ok) throw new Error(await problemText(response));
-  if (!(response.headers.get('Content-Type') ?? '').includes('text/csv')) throw new Error('this export is not offered as CSV');
+  if (!(response.headers.get('Content-Type') ?? '').includes(type)) throw new Error(`this export is not offered as ${type}`);
   const url = URL.createObjectURL(await response.blob());
   const link = el('a', { href: url, download: filename, hidden: true });
   document.body.append(link);

@@ -10,12 +10,14 @@ async function start() {
   // Finance reads any invoice; a tenant reads its own only (another tenant's answers 404, like one that does not exist).
   const path = `${who.role === 'Finance' ? '/v1/finance/invoices' : '/v1/invoices'}/${encodeURIComponent(id)}`;
   const csv = document.getElementById('csv');
+  const pdf = document.getElementById('pdf');
   const response = await api(path);
   const host = document.getElementById('invoice');
   if (!response.ok) {
     text('title', 'Invoice');
     host.replaceChildren(el('p', { class: 'empty', id: 'not-found' }, response.status === 404 ? `No invoice '${id}'.` : await problemText(response)));
     csv.disabled = true;
+    pdf.disabled = true;
     return;
   }
   const invoice = await response.json();
@@ -24,6 +26,8 @@ async function start() {
   text('invoice-meta', `${invoice.tenantId} · billing month ${invoice.month} · ${invoice.currency} · issued ${time(invoice.issuedAt)} by ${invoice.issuedBy}`);
   csv.addEventListener('click', () =>
     download(`${path}?format=csv`, `${invoice.documentNumber}.csv`).catch((e) => text('error', `Could not download: ${e.message}`)));
+  pdf.addEventListener('click', () =>
+    download(`${path}?format=pdf`, `${invoice.documentNumber}.pdf`, 'application/pdf').catch((e) => text('error', `Could not download: ${e.message}`)));
   host.replaceChildren(
     el('dl', { class: 'kpis' },
       el('div', { class: 'kpi' }, el('dt', {}, 'Total'), el('dd', { id: 'invoice-total' }, money(invoice.total, invoice))),
