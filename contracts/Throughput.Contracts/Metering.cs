@@ -52,4 +52,10 @@ public static class MeteringTopology
 
     /// <summary>AMQP header carrying <see cref="MeteringBatch.Version"/> so a consumer can refuse a format it does not know before parsing.</summary>
     public const string VersionHeader = "throughput-version";
+
+    /// <summary>
+    /// Optional AMQP header: the W3C trace context (<c>00-{trace id}-{span id}-{flags}</c>) of the producer's publish, which
+    /// the platform's consumer span links to. A malformed value is ignored, never refused.
+    /// </summary>
+    public const string TraceParentHeader = "traceparent";
 }

@@ -23,7 +23,7 @@ builder.Services.AddSingleton(HostClock.FromConfiguration(builder.Configuration)
 builder.Services.AddThroughputEventStore(settings, roles, Features.All);
 builder.Services.AddThroughputHealth(settings);
 builder.Services.AddThroughputApi(builder.Configuration);
-builder.Services.AddSingleton<MetricsExposition>();
+builder.AddThroughputTelemetry();
 foreach (var feature in Features.All) feature.AddServices(builder.Services, builder.Configuration, roles);
 
 var app = builder.Build();

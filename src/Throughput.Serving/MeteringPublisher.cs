@@ -16,6 +16,13 @@ public sealed class MeteringPublisher : IAsyncDisposable
 {
     static readonly Dictionary<string, object?> VersionHeaders = new() { [MeteringTopology.VersionHeader] = MeteringTopology.CurrentVersion };
 
+    /// <summary>
+    /// Traces each batch's publish when something listens (an OpenTelemetry tracer provider with this source): the
+    /// publish is a producer span whose W3C context travels in the message's <c>traceparent</c> header to the platform's
+    /// consumer span. With no listener nothing is created and the headers stay as they are.
+    /// </summary>
+    public static readonly ActivitySource Tracing = new("Throughput.Serving");
+
     readonly MeteringPublisherOptions _options;
     readonly ConnectionFactory _factory;
     readonly MeteringBuffer _buffer;
@@ -287,6 +294,9 @@ public sealed class MeteringPublisher : IAsyncDisposable
     async Task PublishUntilConfirmedAsync(SealedBatch batch, CancellationToken stopping)
     {
         using var body = MeteringBatchJson.Serialize(_options.ProducerId, batch);
+        using var publish = Tracing.StartActivity("metering publish", ActivityKind.Producer);
+        publish?.SetTag("messaging.system", "rabbitmq").SetTag("messaging.destination.name", _options.Exchange)
+            .SetTag("throughput.deployment_id", batch.DeploymentId).SetTag("throughput.sequence", batch.Sequence).SetTag("throughput.records", batch.Records.Count);
         var properties = new BasicProperties
         {
             ContentType = MeteringTopology.ContentType,
@@ -294,7 +304,7 @@ public sealed class MeteringPublisher : IAsyncDisposable
             MessageId = $"{_options.ProducerId}:{batch.Sequence}",
             // The broker checks it against this connection's user; the platform bills a producer only from its registered user.
             UserId = _factory.UserName,
-            Headers = VersionHeaders,
+            Headers = publish is null ? VersionHeaders : new Dictionary<string, object?>(VersionHeaders) { [MeteringTopology.TraceParentHeader] = publish.Id },
         };
         IChannel? failed = null;
         for (var attempt = 0; ; attempt++)

@@ -4,7 +4,9 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using OpenTelemetry.Trace;
 using RabbitMQ.Client;
 using Throughput.Configuration;
 using Throughput.Contracts;
@@ -39,7 +41,13 @@ public abstract class HostFixture(string operatorKey, string meteringExchange, i
         builder.UseSetting("Metering:NodeExchanges", @"tests\.(kill|outage)\..*");
         builder.UseSetting("Metering:Partitions", partitions.ToString(System.Globalization.CultureInfo.InvariantCulture));
         builder.ConfigureLogging(logging => logging.AddProvider(new HostLogFile(MeteringExchange)));
+        // Spans recorded as an OTLP endpoint would receive them, into a list the telemetry test reads.
+        builder.UseSetting("Telemetry:Traces", "true");
+        builder.ConfigureServices(services => services.ConfigureOpenTelemetryTracerProvider(traces => traces.AddInMemoryExporter(Spans)));
     }
+
+    /// <summary>Every span the host recorded and exported.</summary>
+    public SpanLog Spans { get; } = [];
 
     public async Task InitializeAsync()
     {
@@ -158,5 +166,21 @@ public abstract class HostFixture(string operatorKey, string meteringExchange, i
         if (_rabbit is null) return;
         await Tests.DeleteMeteringTopologyAsync(_rabbit, MeteringExchange, partitions);
         await _rabbit.DisposeAsync();
+    }
+}
+
+/// <summary>Spans as an exporter hands them over, from any thread; read as a copy.</summary>
+public sealed class SpanLog : System.Collections.ObjectModel.Collection<System.Diagnostics.Activity>
+{
+    readonly Lock _gate = new();
+
+    protected override void InsertItem(int index, System.Diagnostics.Activity item)
+    {
+        lock (_gate) base.InsertItem(index, item);
+    }
+
+    public System.Diagnostics.Activity[] Copy()
+    {
+        lock (_gate) return [.. this];
     }
 }

@@ -39,6 +39,7 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, M
 
     public async Task Consume(ConsumeContext<Batch<MeteringFrame>> context)
     {
+        using var span = StartSpan(context);
         var ct = context.CancellationToken;
         var now = clock.GetUtcNow();
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
@@ -150,6 +151,8 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, M
         await session.SaveChangesAsync(ct);
 
         metrics.Committed(context.Message.Length, counted, duplicates, throttles, quarantined, System.Diagnostics.Stopwatch.GetElapsedTime(started));
+        span?.SetTag("throughput.records", counted).SetTag("throughput.usage_events", usage.Count).SetTag("throughput.usage_stream", DeploymentMeters.PartitionStream(Queue(context)))
+            .SetTag("throughput.quarantined", quarantined.Count);
 
         void Refuse(IEnumerable<ProducerBatch> refused, QuarantineReason reason, string detail)
         {
@@ -184,6 +187,25 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, M
             }
             return kept is null ? batch : kept.Count == 0 ? null : batch with { Records = kept };
         }
+    }
+
+    /// <summary>
+    /// One span per consumer batch, linked to each message's publish (its <c>traceparent</c> header), because a batch folds
+    /// messages of many traces into one transaction: no single one of them is its parent.
+    /// </summary>
+    static System.Diagnostics.Activity? StartSpan(ConsumeContext<Batch<MeteringFrame>> context)
+    {
+        if (!MeteringMetrics.Tracing.HasListeners()) return null;
+        List<System.Diagnostics.ActivityLink> links = [];
+        foreach (var message in context.Message)
+        {
+            if (message.ReceiveContext.TryGetPayload<RabbitMqBasicConsumeContext>(out var delivery)
+                && delivery.Properties.Headers?.TryGetValue(MeteringTopology.TraceParentHeader, out var header) == true
+                && System.Diagnostics.ActivityContext.TryParse(header is byte[] bytes ? Encoding.UTF8.GetString(bytes) : header as string, null, out var publish))
+                links.Add(new System.Diagnostics.ActivityLink(publish));
+        }
+        return MeteringMetrics.Tracing.StartActivity(System.Diagnostics.ActivityKind.Consumer, links: links, name: "metering consume")
+            ?.SetTag("messaging.system", "rabbitmq").SetTag("messaging.batch.message_count", context.Message.Length);
     }
 
     /// <summary>Metering is JSON with the contract's version header; anything else is refused whole, before its body counts.</summary>

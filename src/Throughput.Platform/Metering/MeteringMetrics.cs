@@ -7,6 +7,9 @@ public sealed class MeteringMetrics : IDisposable
 {
     public const string MeterName = "Throughput.Metering";
 
+    /// <summary>The consumer's spans: one per consumer batch, linked to the publishes it folds.</summary>
+    public static readonly System.Diagnostics.ActivitySource Tracing = new(MeterName);
+
     readonly System.Diagnostics.Metrics.Meter _meter = new(MeterName);
     readonly Counter<long> _messages;
     readonly Counter<long> _records;
@@ -24,7 +27,8 @@ public sealed class MeteringMetrics : IDisposable
         _throttles = _meter.CreateCounter<long>("throughput_deployments_throttled", description: "Deployments throttled");
         _quarantined = _meter.CreateCounter<long>("throughput_metering_quarantined", description: "Messages or records quarantined, by reason");
         _released = _meter.CreateCounter<long>("throughput_metering_deliveries_released", description: "Deliveries in flight on a lost broker connection, cancelled so their partition reconnects (redelivered by the broker)");
-        _commit = _meter.CreateHistogram<double>("throughput_metering_commit_ms", "ms", "Time to fold and commit one consumer batch");
+        // No unit: the name says it, and the Prometheus exporter would append "_milliseconds" to the series operators scrape.
+        _commit = _meter.CreateHistogram<double>("throughput_metering_commit_ms", unit: null, "Time to fold and commit one consumer batch, in milliseconds");
     }
 
     public void Committed(int messages, long records, long duplicates, long throttles, IReadOnlyList<QuarantinedMetering> quarantined, TimeSpan took)

@@ -1,0 +1,51 @@
+using Npgsql;
+using OpenTelemetry.Logs;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
+using Throughput.Access;
+using Throughput.Metering;
+
+namespace Throughput.Hosting;
+
+/// <summary>
+/// OpenTelemetry for the host. The platform's meters are scraped at <c>/metrics</c> (Prometheus text, operator key).
+/// With <c>Telemetry:OtlpEndpoint</c> set, metrics, traces (HTTP, Marten, Npgsql, MassTransit and the metering consumer's
+/// spans linked to the serving nodes' publishes) and logs (with their trace and span ids) are also exported over OTLP;
+/// without it nothing leaves the machine and no span is recorded. <c>Telemetry:Traces=true</c> records spans without an
+/// exporter, for one added in process.
+/// </summary>
+public static class Telemetry
+{
+    static readonly string[] Sources = [MeteringMetrics.MeterName, "Marten", "MassTransit"];
+
+    public static void AddThroughputTelemetry(this WebApplicationBuilder builder)
+    {
+        var configuration = builder.Configuration;
+        var otlp = configuration["Telemetry:OtlpEndpoint"] is { Length: > 0 } endpoint ? new Uri(endpoint) : null;
+        var telemetry = builder.Services.AddOpenTelemetry()
+            .ConfigureResource(r => r.AddService("throughput-platform", serviceInstanceId: configuration["Host:Name"] ?? $"{Environment.MachineName}:{Environment.ProcessId}"))
+            .WithMetrics(metrics =>
+            {
+                // The series keep the names the hand-written exposition gave them: no scope labels, no response cache between scrapes.
+                metrics.AddMeter(MeteringMetrics.MeterName).AddPrometheusExporter(o =>
+                {
+                    o.ScopeInfoEnabled = false;
+                    o.ScrapeResponseCacheDurationMilliseconds = 0;
+                });
+                if (otlp is not null) metrics.AddOtlpExporter(o => o.Endpoint = otlp);
+            });
+        if (otlp is not null || configuration.GetValue<bool>("Telemetry:Traces"))
+        {
+            telemetry.WithTracing(traces =>
+            {
+                traces.AddSource(Sources).AddAspNetCoreInstrumentation().AddNpgsql();
+                if (otlp is not null) traces.AddOtlpExporter(o => o.Endpoint = otlp);
+            });
+        }
+        if (otlp is not null) telemetry.WithLogging(logs => logs.AddOtlpExporter(o => o.Endpoint = otlp), options => options.IncludeScopes = true);
+    }
+
+    public static void MapMetrics(this WebApplication app) =>
+        app.MapPrometheusScrapingEndpoint("/metrics").RequireAuthorization(Policies.Operator).ExcludeFromDescription();
+}

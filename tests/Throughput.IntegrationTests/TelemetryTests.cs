@@ -1,0 +1,69 @@
+using System.Diagnostics;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Throughput.Contracts;
+using Throughput.Serving;
+
+namespace Throughput.IntegrationTests;
+
+[Collection(PlatformCollection.Name)]
+public sealed class TelemetryTests(PlatformFixture platform)
+{
+    [Fact]
+    public async Task A_serving_nodes_publish_and_the_consumer_batch_that_meters_it_are_one_trace_with_its_database_work()
+    {
+        var (_, customer) = await platform.NewTenantAsync();
+        var region = await platform.NewPoolAsync("gpt-4o-mini", 10);
+        var producer = await platform.NewServingNodeAsync(region);
+        var deployment = await PlatformFixture.BuyAsync(customer, region, 1, "gpt-4o-mini");
+        // The node's own tracer: something listening to the SDK's source, as an OpenTelemetry tracer provider would.
+        var published = new List<Activity>();
+        using var node = new ActivityListener
+        {
+            ShouldListenTo = source => source.Name == MeteringPublisher.Tracing.Name,
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
+            ActivityStopped = published.Add,
+        };
+        ActivitySource.AddActivityListener(node);
+
+        await using (var publisher = await MeteringPublisher.CreateAsync(new MeteringPublisherOptions(platform.BrokerOf(producer), producer) { Exchange = platform.MeteringExchange }))
+        {
+            var now = DateTimeOffset.UtcNow;
+            await publisher.RecordAsync(new MeteringRecord("traced-1", deployment, "req-traced", 120, 0, 30, false, 0, now.AddMilliseconds(-200), now));
+            await publisher.FlushAsync();
+        }
+        var publish = Assert.Single(published);
+        Assert.Equal(ActivityKind.Producer, publish.Kind);
+
+        var consume = await Eventually.Until(
+            () => Task.FromResult(platform.Spans.Copy().FirstOrDefault(s => s.OperationName == "metering consume" && s.Links.Any(l => l.Context.TraceId == publish.TraceId))),
+            span => span is not null);
+        Assert.Equal(ActivityKind.Consumer, consume!.Kind);
+        Assert.True((long)consume.GetTagItem("throughput.records")! >= 1);
+        Assert.True((int)consume.GetTagItem("throughput.usage_events")! >= 1);
+        // The batch's transaction is inside its span: the database commands it ran are its descendants.
+        Assert.Contains(platform.Spans.Copy(), s => s.Source.Name == "Npgsql" && s.TraceId == consume.TraceId);
+
+        var totals = await customer.GetFromJsonAsync<JsonElement>($"/v1/deployments/{deployment}/usage/totals");
+        Assert.Equal(1, totals.GetProperty("records").GetInt64());
+        // An API request is a trace of its own, from the HTTP server span to the database.
+        Assert.Contains(platform.Spans.Copy(), s => s.Source.Name == "Microsoft.AspNetCore" && s.DisplayName.Contains("usage/totals", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Metrics_are_scraped_in_prometheus_text_with_the_series_names_operators_already_use()
+    {
+        var (_, customer) = await platform.NewTenantAsync();
+        var region = await platform.NewPoolAsync("gpt-4o-mini", 10);
+        var producer = await platform.NewServingNodeAsync(region);
+        var deployment = await PlatformFixture.BuyAsync(customer, region, 1, "gpt-4o-mini");
+        var now = DateTimeOffset.UtcNow;
+        await platform.PublishAsync(new MeteringBatch(1, producer, 1, now, [new MeteringRecord("m-1", deployment, "req", 10, 0, 1, false, 0, now.AddSeconds(-1), now)]));
+
+        var scraped = await Eventually.Until(() => platform.Operator().GetStringAsync("/metrics"), text => text.Contains("throughput_metering_commit_ms_count", StringComparison.Ordinal));
+        foreach (var series in new[] { "throughput_metering_messages_total ", "throughput_metering_records_total ", "throughput_metering_commit_ms_sum ", "throughput_metering_commit_ms_count " })
+            Assert.Contains("\n" + series, "\n" + scraped);
+        Assert.Contains("# TYPE throughput_metering_records_total counter", scraped);
+        Assert.Equal(System.Net.HttpStatusCode.Forbidden, (await customer.GetAsync("/metrics")).StatusCode);
+    }
+}
