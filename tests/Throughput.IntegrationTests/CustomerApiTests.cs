@@ -397,9 +397,23 @@ public sealed class CustomerApiTests(PlatformFixture platform)
             Assert.All(success.Where(r => r.Name is not ("202" or "204")),
                 r => Assert.True(r.Value.TryGetProperty("content", out _), $"{operation.Name} {path.Name} {r.Name} declares no body"));
         }
-        var purchase = document.GetProperty("paths").GetProperty("/v1/deployments").GetProperty("post").GetProperty("responses");
+        var operations = document.GetProperty("paths");
+        var purchase = operations.GetProperty("/v1/deployments").GetProperty("post");
         Assert.Equal("#/components/schemas/DeploymentView",
-            purchase.GetProperty("201").GetProperty("content").GetProperty("application/json").GetProperty("schema").GetProperty("$ref").GetString());
+            purchase.GetProperty("responses").GetProperty("201").GetProperty("content").GetProperty("application/json").GetProperty("schema").GetProperty("$ref").GetString());
+        // The headers of the contract: Idempotency-Key where a retry must not act twice, If-Match where a change needs the
+        // revision it was decided on, ETag on what returns one, and the per-key rate limit's 429 with Retry-After everywhere.
+        static IEnumerable<string> HeaderParameters(JsonElement operation) => operation.TryGetProperty("parameters", out var ps)
+            ? ps.EnumerateArray().Where(p => p.GetProperty("in").GetString() == "header").Select(p => p.GetProperty("name").GetString()!) : [];
+        Assert.Contains("Idempotency-Key", HeaderParameters(purchase));
+        Assert.Contains("Idempotency-Key", HeaderParameters(operations.GetProperty("/v1/reservations").GetProperty("post")));
+        var resize = operations.GetProperty("/v1/deployments/{deploymentId}/resize").GetProperty("post");
+        Assert.True(resize.GetProperty("parameters").EnumerateArray().Single(p => p.GetProperty("name").GetString() == "If-Match").GetProperty("required").GetBoolean());
+        Assert.True(resize.GetProperty("responses").GetProperty("200").GetProperty("headers").TryGetProperty("ETag", out _));
+        Assert.True(operations.GetProperty("/v1/deployments/{deploymentId}").GetProperty("get").GetProperty("responses").GetProperty("200").GetProperty("headers").TryGetProperty("ETag", out _));
+        foreach (var path in operations.EnumerateObject())
+        foreach (var operation in path.Value.EnumerateObject())
+            Assert.True(operation.Value.GetProperty("responses").GetProperty("429").GetProperty("headers").TryGetProperty("Retry-After", out _), $"{operation.Name} {path.Name} has no 429 with Retry-After");
         Assert.True(document.GetProperty("components").GetProperty("securitySchemes").TryGetProperty("ApiKey", out _));
         var page = await anonymous.GetAsync("/docs");
         Assert.Equal(HttpStatusCode.OK, page.StatusCode);

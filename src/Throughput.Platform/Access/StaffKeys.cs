@@ -34,7 +34,7 @@ public static class StaffKeys
                 return TypedResults.Created($"/v1/operator/keys/{keyId}", new IssuedApiKey(keyId, command.Role, ApiKeySecrets.Token(keyId, secret)));
             })
             .ValidateWith(new Validator())
-            .WithName("IssueStaffKey").WithSummary("Issue a key for an operator, finance user or serving node. The secret is returned once.")
+            .WithName("IssueStaffKey").WithHeader(ContractHeader.IdempotencyKey).WithSummary("Issue a key for an operator, finance user or serving node. The secret is returned once.")
             .ProducesProblem(409);
 
         group.MapDelete("/{keyId}", async (string keyId, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>

@@ -87,7 +87,7 @@ public static class Purchase
                 return TypedResults.Created($"/v1/deployments/{deploymentId}", DeploymentView.Of(deployment, created.CreatedAt));
             })
             .ValidateWith(new Validator(catalog))
-            .WithName("PurchaseDeployment")
+            .WithName("PurchaseDeployment").WithHeader(ContractHeader.IdempotencyKey).WithHeader(ContractHeader.ETag)
             .WithSummary("Buy PTUs for a new deployment. Send Idempotency-Key so that a retry never buys twice.")
             .ProducesProblem(409).ProducesProblem(422);
         return group;

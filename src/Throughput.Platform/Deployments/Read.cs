@@ -71,7 +71,7 @@ public static class ReadDeployments
 
         group.MapGet("/{deploymentId}", async (string deploymentId, HttpContext http, IQuerySession session, CancellationToken ct) =>
                 Ok(http, await session.LoadOwnedAsync(deploymentId, http.User.TenantId()!, ct)))
-            .WithName("GetDeployment").WithSummary("One deployment with its admission limit; the ETag is its version.")
+            .WithName("GetDeployment").WithHeader(ContractHeader.ETag).WithSummary("One deployment with its admission limit; the ETag is its version.")
             .ProducesProblem(404);
         return group;
     }

@@ -1,3 +1,5 @@
+using Throughput.Http;
+
 namespace Throughput.Deployments;
 
 public static class Release
@@ -9,7 +11,7 @@ public static class Release
     {
         group.MapPost("/{deploymentId}/release", (string deploymentId, HttpContext http, CancellationToken ct) =>
                 DeploymentChanges.ApplyAsync(http, deploymentId, new ReleaseDeployment(), ct))
-            .WithName("ReleaseDeployment")
+            .WithName("ReleaseDeployment").WithHeader(ContractHeader.IfMatch).WithHeader(ContractHeader.ETag)
             .WithSummary("Give the deployment's PTUs back; billing stops at this moment. Requires If-Match.")
             .ProducesProblem(404).ProducesProblem(412).ProducesProblem(428);
         return group;

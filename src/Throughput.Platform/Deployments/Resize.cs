@@ -27,7 +27,7 @@ public static class Resize
         group.MapPost("/{deploymentId}/resize", (string deploymentId, ResizeDeployment command, HttpContext http, CancellationToken ct) =>
                 DeploymentChanges.ApplyAsync(http, deploymentId, command, ct))
             .ValidateWith(new Validator())
-            .WithName("ResizeDeployment")
+            .WithName("ResizeDeployment").WithHeader(ContractHeader.IfMatch).WithHeader(ContractHeader.ETag)
             .WithSummary("Change the PTUs of a deployment. Requires If-Match with the deployment's ETag.")
             .ProducesProblem(404).ProducesProblem(409).ProducesProblem(412).ProducesProblem(422).ProducesProblem(428);
         return group;

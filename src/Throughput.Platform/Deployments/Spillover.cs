@@ -20,7 +20,7 @@ public static class Spillover
         group.MapPut("/{deploymentId}/spillover", (string deploymentId, SetSpillover command, HttpContext http, CancellationToken ct) =>
                 DeploymentChanges.ApplyAsync(http, deploymentId, command, ct))
             .ValidateWith(new InlineValidator<SetSpillover>())
-            .WithName("SetSpillover")
+            .WithName("SetSpillover").WithHeader(ContractHeader.ETag)
             .WithSummary("Serve requests above the purchased rate on the pay-per-token spillover deployment, billed per token.")
             .ProducesProblem(404).ProducesProblem(409);
         return group;

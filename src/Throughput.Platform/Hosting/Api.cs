@@ -45,8 +45,51 @@ public static class Api
             };
             document.Security = [new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference("ApiKey", document)] = [] }];
             return Task.CompletedTask;
+        }).AddOperationTransformer((operation, context, _) =>
+        {
+            var metadata = context.Description.ActionDescriptor.EndpointMetadata;
+            DeclareHeaders(operation, metadata.OfType<ContractHeaders>().Select(h => h.Header).ToHashSet(), metadata.OfType<Microsoft.AspNetCore.Authorization.IAllowAnonymous>().Any());
+            return Task.CompletedTask;
         }));
         return services;
+    }
+
+    /// <summary>
+    /// The headers each operation's contract includes: Idempotency-Key and If-Match where the endpoint takes them, ETag on
+    /// the success of those that return one, and on every operation the 429 of the per-key rate limit with its Retry-After.
+    /// </summary>
+    static void DeclareHeaders(OpenApiOperation operation, HashSet<ContractHeader> headers, bool anonymous)
+    {
+        static OpenApiSchema Text(int? maxLength = null) => new() { Type = JsonSchemaType.String, MaxLength = maxLength };
+        static OpenApiHeader RetryAfter() => new() { Description = "Seconds to wait before retrying.", Schema = new OpenApiSchema { Type = JsonSchemaType.Integer } };
+        operation.Parameters ??= [];
+        if (headers.Contains(ContractHeader.IdempotencyKey))
+            operation.Parameters.Add(new OpenApiParameter
+            {
+                Name = "Idempotency-Key", In = ParameterLocation.Header, Required = false, Schema = Text(IdempotencyKeys.MaxLength),
+                Description = "Any unique string (a UUID): a retry with the same key answers as the first request did and never acts twice.",
+            });
+        if (headers.Contains(ContractHeader.IfMatch))
+            operation.Parameters.Add(new OpenApiParameter
+            {
+                Name = "If-Match", In = ParameterLocation.Header, Required = true, Schema = Text(),
+                Description = "The ETag of the revision the change is decided on; 412 if it changed since, 428 without it.",
+            });
+        operation.Responses ??= [];
+        foreach (var (status, response) in operation.Responses)
+        {
+            if (headers.Contains(ContractHeader.ETag) && status.StartsWith('2') && response is OpenApiResponse success)
+                (success.Headers ??= new Dictionary<string, IOpenApiHeader>())["ETag"] = new OpenApiHeader { Description = "The revision: send it back in If-Match to change what you read.", Schema = Text() };
+            if (status == "503" && response is OpenApiResponse unavailable)
+                (unavailable.Headers ??= new Dictionary<string, IOpenApiHeader>())["Retry-After"] = RetryAfter();
+        }
+        if (anonymous) return; // no key, no per-key limit
+        operation.Responses.TryAdd("429", new OpenApiResponse
+        {
+            Description = "Too many requests for this key: wait Retry-After seconds.",
+            Headers = new Dictionary<string, IOpenApiHeader> { ["Retry-After"] = RetryAfter() },
+            Content = new Dictionary<string, OpenApiMediaType> { ["application/problem+json"] = new() { Schema = new OpenApiSchemaReference("ProblemDetails") } },
+        });
     }
 
     public static WebApplication UseThroughputApi(this WebApplication app)

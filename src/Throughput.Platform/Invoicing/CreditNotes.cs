@@ -138,7 +138,7 @@ public static class CreditNotes
             })
             .ValidateWith(new Validator())
             .RequireAuthorization(Policies.Finance).WithTags("Finance")
-            .WithName("IssueCreditNote")
+            .WithName("IssueCreditNote").WithHeader(ContractHeader.IdempotencyKey)
             .WithSummary("Credit an issued invoice, with a reason. Send Idempotency-Key so that a retry never credits twice.")
             .ProducesProblem(404).ProducesProblem(409).ProducesProblem(422);
 

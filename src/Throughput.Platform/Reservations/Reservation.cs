@@ -126,7 +126,7 @@ public static class Reserve
                 return TypedResults.Created($"/v1/reservations/{id}", Reservation.Create(purchased) with { Version = 1 });
             })
             .ValidateWith(new Validator(catalog))
-            .WithName("PurchaseReservation").WithSummary("Commit to PTUs for a month or a year at the reservation price.")
+            .WithName("PurchaseReservation").WithHeader(ContractHeader.IdempotencyKey).WithSummary("Commit to PTUs for a month or a year at the reservation price.")
             .ProducesProblem(409).ProducesProblem(422);
 
         group.MapGet("/", async (HttpContext http, IQuerySession session, CancellationToken ct) =>

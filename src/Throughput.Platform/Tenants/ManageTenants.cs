@@ -86,7 +86,7 @@ public static class ManageTenants
                 await session.SaveChangesAsync(ct);
                 return TypedResults.Created($"/v1/operator/tenants/{tenantId}/keys/{keyId}", new IssuedApiKey(keyId, Role.Tenant, ApiKeySecrets.Token(keyId, secret)));
             })
-            .WithName("IssueTenantKey").WithSummary("Issue an API key for the tenant. The secret is returned once; a retry with the same Idempotency-Key is refused rather than shown again.")
+            .WithName("IssueTenantKey").WithHeader(ContractHeader.IdempotencyKey).WithSummary("Issue an API key for the tenant. The secret is returned once; a retry with the same Idempotency-Key is refused rather than shown again.")
             .ProducesProblem(404).ProducesProblem(409);
 
         group.MapDelete("/{tenantId}/keys/{keyId}", async (string tenantId, string keyId, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
