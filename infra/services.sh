@@ -26,6 +26,12 @@ pg_cluster() {
     pg_lsclusters --no-header | awk '$2 == "main" {print $1, $2; exit}'
 }
 
+# Starts a server that outlives this script without the descriptors above 2 it inherited: run under flock (as benchmarks
+# and drills are, one at a time), a server would otherwise keep the lock's descriptor, and the lock, for good.
+daemon() {
+  "$@" 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-
+}
+
 start_postgres() {
   local version name
   read -r version name < <(pg_cluster)
@@ -50,7 +56,7 @@ CONF
   if [ "$(cat "$conf" 2>/dev/null)" != "$wanted" ]; then printf '%s\n' "$wanted" > "$conf"; changed=1; fi
   if ! pg_ctlcluster "$version" "$name" status >/dev/null 2>&1; then
     log "starting PostgreSQL $version/$name"
-    pg_ctlcluster "$version" "$name" start
+    daemon pg_ctlcluster "$version" "$name" start
   elif [ -n "$changed" ]; then
     log "reloading PostgreSQL $version/$name for changed settings (a changed port or shared_buffers needs a restart)"
     pg_ctlcluster "$version" "$name" reload
@@ -101,7 +107,7 @@ start_rabbitmq() {
   if ! rabbit_up; then
     log "starting RabbitMQ"
     rabbitmq-plugins --offline enable rabbitmq_consistent_hash_exchange rabbitmq_management >/dev/null
-    rabbitmq-server -detached
+    daemon rabbitmq-server -detached
     # await_startup alone exits 69 while the node is still registering: ping first.
     for _ in $(seq 1 120); do rabbit_up && break; sleep 0.5; done
     rabbit_up || { log "RabbitMQ did not answer ping"; exit 1; }

@@ -47,13 +47,19 @@ CONF
 ctl() { local name=$1; shift; rabbitmqctl -n "$name@$host" "$@"; }
 node_up() { rabbitmq-diagnostics -n "$1@$host" -q ping >/dev/null 2>&1; }
 
+# Starts a server that outlives this script without the descriptors above 2 it inherited: a drill run under flock would
+# otherwise leave the lock held by the scratch server for good.
+daemon() {
+  "$@" 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-
+}
+
 rabbit_start() {
   local name=$1 port=$2
   node_env "$name" "$port"
   if ! node_up "$name"; then
     log "starting RabbitMQ node $name@$host on $port"
     # The Debian wrapper switches to the rabbitmq user; su keeps the RABBITMQ_* variables.
-    rabbitmq-server -detached
+    daemon rabbitmq-server -detached
     for _ in $(seq 1 120); do node_up "$name" && break; sleep 0.5; done
     node_up "$name" || { log "node $name did not answer ping"; exit 1; }
   fi
@@ -103,7 +109,7 @@ max_connections = 200
 synchronous_commit = on
 CONF
   fi
-  pg_ctlcluster "$version" "$name" status >/dev/null 2>&1 || pg_ctlcluster "$version" "$name" start
+  pg_ctlcluster "$version" "$name" status >/dev/null 2>&1 || daemon pg_ctlcluster "$version" "$name" start
   for _ in $(seq 1 60); do pg_isready -q -h 127.0.0.1 -p "$port" && break; sleep 0.5; done
   su postgres -c "psql -p $port -tAc \"SELECT 1 FROM pg_roles WHERE rolname='$THROUGHPUT_PG_USER'\"" | grep -q 1 ||
     su postgres -c "psql -p $port -qc \"CREATE ROLE \\\"$THROUGHPUT_PG_USER\\\" LOGIN PASSWORD '$THROUGHPUT_PG_PASSWORD' CREATEDB\""
@@ -122,7 +128,7 @@ case "${1:-}" in
   rabbit-ctl) name=$2; shift 2; ctl "$name" "$@" ;;
   rabbit-wipe) rabbit_stop "$2"; rm -rf "${base:?}/rabbit/$2" ;;
   pg-start) pg_start "$2" "$3" ;;
-  pg-restart) pg_ctlcluster "$(pg_version_of "$2")" "$2" restart -m fast ;;
+  pg-restart) daemon pg_ctlcluster "$(pg_version_of "$2")" "$2" restart -m fast ;;
   pg-kill) pg_ctlcluster "$(pg_version_of "$2")" "$2" stop -m immediate ;;
   pg-stop) pg_ctlcluster "$(pg_version_of "$2")" "$2" stop -m fast || true ;;
   pg-drop) v=$(pg_version_of "$2"); [ -n "$v" ] && pg_dropcluster --stop "$v" "$2" || true ;;
