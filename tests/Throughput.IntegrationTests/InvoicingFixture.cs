@@ -28,7 +28,7 @@ public sealed class SettableClock(DateTimeOffset start) : TimeProvider
 /// </summary>
 public sealed class InvoicingFixture() : HostFixture(OperatorKey, $"tests.invoicing.{Guid.NewGuid():N}"[..28], Partitions)
 {
-    public const string Schema = "throughput_invoicing_tests";
+    public static readonly string Schema = "throughput_invoicing_tests" + Environment.GetEnvironmentVariable("THROUGHPUT_TEST_SCHEMA_SUFFIX");
     public const string OperatorKey = "tpk_kinvoicingop.invoicing-tests-operator-secret";
 
     const int Partitions = 2;

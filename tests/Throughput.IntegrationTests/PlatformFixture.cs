@@ -10,8 +10,11 @@ public sealed class PlatformFixture() : HostFixture(OperatorKey, $"tests.meterin
 {
     public const string OperatorKey = "tpk_kitoperator.integration-tests-operator-secret";
 
-    /// <summary>Tests keep to a schema of their own, so hosts of demos or benchmarks on the same database never interfere.</summary>
-    public const string Schema = "throughput_tests";
+    /// <summary>
+    /// Tests keep to a schema of their own, so hosts of demos or benchmarks on the same database never interfere;
+    /// THROUGHPUT_TEST_SCHEMA_SUFFIX gives a second run of the suite (another branch's) schemas of its own too.
+    /// </summary>
+    public static readonly string Schema = "throughput_tests" + Environment.GetEnvironmentVariable("THROUGHPUT_TEST_SCHEMA_SUFFIX");
 
     const int Partitions = 4;
 
