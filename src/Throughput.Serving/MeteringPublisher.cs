@@ -21,7 +21,9 @@ public sealed class MeteringPublisher : IAsyncDisposable
     /// publish is a producer span whose W3C context travels in the message's <c>traceparent</c> header to the platform's
     /// consumer span. With no listener nothing is created and the headers stay as they are.
     /// </summary>
-    public static readonly ActivitySource Tracing = new("Throughput.Serving");
+    public static readonly ActivitySource Tracing = new(ActivitySourceName);
+
+    public const string ActivitySourceName = "Throughput.Serving";
 
     readonly MeteringPublisherOptions _options;
     readonly ConnectionFactory _factory;
