@@ -84,12 +84,14 @@ public static class Api
                 (unavailable.Headers ??= new Dictionary<string, IOpenApiHeader>())["Retry-After"] = RetryAfter();
         }
         if (anonymous) return; // no key, no per-key limit
-        operation.Responses.TryAdd("429", new OpenApiResponse
-        {
-            Description = "Too many requests for this key: wait Retry-After seconds.",
-            Headers = new Dictionary<string, IOpenApiHeader> { ["Retry-After"] = RetryAfter() },
-            Content = new Dictionary<string, OpenApiMediaType> { ["application/problem+json"] = new() { Schema = new OpenApiSchemaReference("ProblemDetails") } },
-        });
+        // An endpoint's own 429 (the admission check's refusal) carries Retry-After as well.
+        if (!operation.Responses.TryGetValue("429", out var limited))
+            operation.Responses["429"] = limited = new OpenApiResponse
+            {
+                Description = "Too many requests for this key: wait Retry-After seconds.",
+                Content = new Dictionary<string, OpenApiMediaType> { ["application/problem+json"] = new() { Schema = new OpenApiSchemaReference("ProblemDetails") } },
+            };
+        if (limited is OpenApiResponse refused) (refused.Headers ??= new Dictionary<string, IOpenApiHeader>())["Retry-After"] = RetryAfter();
     }
 
     public static WebApplication UseThroughputApi(this WebApplication app)
