@@ -26,6 +26,19 @@ public sealed class CustomerApiTests(PlatformFixture platform)
     }
 
     [Fact]
+    public async Task A_new_tenants_draft_answers_at_once_before_the_read_models_reach_it()
+    {
+        var (tenantId, customer) = await platform.NewTenantAsync("EUR");
+
+        var draft = await customer.GetAsync("/v1/invoices/draft");
+
+        Assert.Equal(HttpStatusCode.OK, draft.StatusCode);
+        var body = await Body(draft);
+        Assert.Equal((tenantId, "EUR", 0m), (body.GetProperty("tenantId").GetString(), body.GetProperty("currency").GetString(), body.GetProperty("total").GetDecimal()));
+        Assert.Empty(body.GetProperty("lines").EnumerateArray());
+    }
+
+    [Fact]
     public async Task A_customer_buys_a_fractional_deployment_and_reads_its_admission_limit()
     {
         var (_, customer) = await platform.NewTenantAsync();

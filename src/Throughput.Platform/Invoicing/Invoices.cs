@@ -2,6 +2,7 @@ using System.Globalization;
 using Marten;
 using Throughput.Access;
 using Throughput.Http;
+using Throughput.Tenants;
 
 namespace Throughput.Invoicing;
 
@@ -77,7 +78,11 @@ public static class Invoices
         // The invoice document is written with its event, the account a moment later by the daemon: ask the invoice first.
         if (await session.LoadAsync<Invoice>(Invoice.IdFor(tenantId, month), ct) is { } issued)
             throw RuleViolation.NotFound($"The invoice for {month} is issued: GET /v1/invoices/{issued.Id}.");
-        var account = await session.LoadAsync<BillingAccount>(tenantId, ct) ?? throw RuleViolation.NotFound($"No billing account for tenant '{tenantId}' yet.");
+        // A tenant the read models have not reached yet (they follow the log by a second or so) has billed nothing: an empty
+        // draft, projected through nothing, rather than a 404 for an account that exists.
+        var account = await session.LoadAsync<BillingAccount>(tenantId, ct)
+            ?? (await session.LoadAsync<Tenant>(Tenant.StreamId(tenantId), ct) is { } tenant ? BillingAccount.Open(tenant.Id, tenant.Name, tenant.Currency) : null)
+            ?? throw RuleViolation.NotFound($"No tenant '{tenantId}'.");
         return InvoiceDraft.Of(account, month, now, settings.GracePeriod);
     }
 }
