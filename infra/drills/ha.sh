@@ -60,8 +60,9 @@ kill_node() {
   else
     log "$name is not running"
   fi
-  # A postmaster whose session leader was killed first may linger: nothing of the node may survive.
-  pkill -9 -f -- "-D $base/$name( |$)" 2>/dev/null || true
+  # A postmaster that left the session would outlive it: nothing of the node may survive.
+  pid=$(head -n1 "$base/$name/postmaster.pid" 2>/dev/null || true)
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -9 "$pid"; fi
 }
 
 # The monitor's table of nodes: name, reported state, assigned state.
