@@ -62,7 +62,7 @@ kill_node() {
   fi
   # A postmaster that left the session would outlive it: nothing of the node may survive.
   pid=$(head -n1 "$base/$name/postmaster.pid" 2>/dev/null || true)
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -9 "$pid"; fi
+  if [ -n "$pid" ] && grep -qx postgres "/proc/$pid/comm" 2>/dev/null; then kill -9 "$pid"; fi
 }
 
 # The monitor's table of nodes: name, reported state, assigned state.
