@@ -46,7 +46,8 @@ run_node() {
   running "$name" && return
   log "starting pg_autoctl $name (port ${ports[$name]})"
   # Its own session, so a kill takes pg_autoctl, its PostgreSQL and every backend at once, as a dead machine would.
-  setsid bash -c "$(declare -f autoctl); base=$base; autoctl run --pgdata '$base/$name' >>'$base/$name.log' 2>&1" </dev/null &
+  # Its output goes to its log, not to this script's: a caller reading this script's output to the end would wait forever.
+  setsid bash -c "$(declare -f autoctl); base=$base; autoctl run --pgdata '$base/$name'" </dev/null >>"$base/$name.log" 2>&1 &
   echo $! > "$(pidfile "$name")"
 }
 
