@@ -137,7 +137,7 @@ public sealed class FailoverDrill : IBenchmark
             await PlatformSetup.ReleaseAsync(buyer, ct);
             await using var database = NpgsqlDataSource.Create(Services.PostgresConnectionString() + ";Timeout=2;Command Timeout=2;Pooling=false");
             var schema = hostEnvironment.GetValueOrDefault("THROUGHPUT_PG_SCHEMA", Services.PostgresSchema());
-            var draftBefore = await CanonicalDraftAsync(archived.Tenant, await NewestEventAsync(database, schema, "", ct), ct);
+            var draftBefore = await CanonicalDraftAsync(archived.Tenant, await NewestEventAsync(database, schema, "deployment_released", ct, archived.DeploymentId), ct);
 
             var nodes = new List<BatcherNode>();
             try
@@ -266,16 +266,17 @@ public sealed class FailoverDrill : IBenchmark
         throw new TimeoutException($"metering did not commit again within {RecoveryTimeout.TotalSeconds:0} s");
     }
 
-    /// <summary>The newest event's sequence number, of one type (or any: empty).</summary>
-    static async Task<long> NewestEventAsync(NpgsqlDataSource database, string schema, string type, CancellationToken ct)
+    /// <summary>The newest event's sequence number of one type, in one stream or any.</summary>
+    static async Task<long> NewestEventAsync(NpgsqlDataSource database, string schema, string type, CancellationToken ct, string? stream = null)
     {
-        await using var command = database.CreateCommand($"select coalesce(max(seq_id), 0) from {schema}.mt_events where @type = '' or type = @type");
+        await using var command = database.CreateCommand($"select coalesce(max(seq_id), 0) from {schema}.mt_events where type = @type and (@stream = '' or stream_id = @stream)");
         command.Parameters.AddWithValue("type", type);
+        command.Parameters.AddWithValue("stream", stream ?? "");
         return (long)(await command.ExecuteScalarAsync(ct))!;
     }
 
     /// <summary>
-    /// The invoice draft as the tenant reads it once the daemon has projected events up to <paramref name="through"/>,
+    /// The invoice draft as the tenant reads it once its billing account has projected events up to <paramref name="through"/>,
     /// without what moves with the clock and the daemon (asOf, projectedThrough).
     /// </summary>
     static async Task<string> CanonicalDraftAsync(HttpClient tenant, long through, CancellationToken ct)
