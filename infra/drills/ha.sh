@@ -47,7 +47,9 @@ run_node() {
   log "starting pg_autoctl $name (port ${ports[$name]})"
   # Its own session, so a kill takes pg_autoctl, its PostgreSQL and every backend at once, as a dead machine would.
   # Its output goes to its log, not to this script's: a caller reading this script's output to the end would wait forever.
-  setsid bash -c "$(declare -f autoctl); base=$base; autoctl run --pgdata '$base/$name'" </dev/null >>"$base/$name.log" 2>&1 &
+  # Every other descriptor closed: a caller's lock (flock) inherited by PostgreSQL would outlive the caller for good.
+  setsid bash -c "for fd in /proc/\$\$/fd/*; do n=\${fd##*/}; [ \"\$n\" -gt 2 ] && eval \"exec \$n>&-\"; done 2>/dev/null
+    $(declare -f autoctl); base=$base; autoctl run --pgdata '$base/$name'" </dev/null >>"$base/$name.log" 2>&1 &
   echo $! > "$(pidfile "$name")"
 }
 
@@ -61,9 +63,12 @@ kill_node() {
   else
     log "$name is not running"
   fi
-  # A postmaster that left the session would outlive it: nothing of the node may survive.
-  pid=$(head -n1 "$base/$name/postmaster.pid" 2>/dev/null || true)
-  if [ -n "$pid" ] && grep -qx postgres "/proc/$pid/comm" 2>/dev/null; then kill -9 "$pid"; fi
+  # PostgreSQL processes that left the session (pg_ctl starts the postmaster in one of its own) would outlive it: every
+  # postgres process working in the node's data directory goes too, so nothing of the node survives.
+  local proc
+  for proc in /proc/[0-9]*; do
+    if [ "$(readlink "$proc/cwd" 2>/dev/null)" = "$base/$name" ] && grep -qx postgres "$proc/comm" 2>/dev/null; then kill -9 "${proc#/proc/}" 2>/dev/null || true; fi
+  done
 }
 
 # The monitor's table of nodes: name, reported state, assigned state.
