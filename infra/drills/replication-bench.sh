@@ -31,6 +31,6 @@ echo "| run | synchronous_commit | durable records/s | publish→durable p50 | p
 echo "|---:|---|---:|---:|---:|---|"
 for f in "$out"/*.txt; do
   run=$(basename "$f" .txt)
-  value() { grep -m1 "$1" "$f" | sed -E "s/^$1 +//; s/ +target.*//"; }
+  value() { grep -m1 -F "$1" "$f" | sed -E 's/ *target.*//; s/.*  +//'; }
   echo "| ${run%%-*} | ${run#*-} | $(value 'durable records/s (usage events in PostgreSQL)') | $(value 'publish→durable p50, upper bound') | $(value 'publish→durable p99, upper bound') | $(value 'exactly once: confirmed = counted') |"
 done | tee "$out/summary.md"
