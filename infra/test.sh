@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test (unit, integration, the dashboard's browser tests, a short fault drill and the README's quick start) against real PostgreSQL and
+# Runs every test (unit, integration, the dashboard's browser tests, a short fault drill, a short HA drill and the README's quick start) against real PostgreSQL and
 # RabbitMQ, starting them first.
 # This is the README's test command and what .ci/run runs.
 set -euo pipefail
@@ -24,6 +24,13 @@ if [ "${THROUGHPUT_FAULT_DRILL:-1}" != 0 ]; then
   drill_rc=${PIPESTATUS[0]}
   [ "$rc" -ne 0 ] || rc=$drill_rc
 fi
+# The HA drill, shortened: the PostgreSQL primary of a pg_auto_failover group of its own (infra/drills/ha.sh) killed once
+# under load, every check counted (skip with THROUGHPUT_HA_DRILL=0; the full drill is bash infra/drills.sh ha).
+if [ "${THROUGHPUT_HA_DRILL:-1}" != 0 ]; then
+  THROUGHPUT_NO_BUILD=1 bash infra/drills.sh ha --rounds primary --round-seconds 20 --warmup 5 --settle 60 --report artifacts/drills/ha-ci.md 2>&1 | tee -a "$log"
+  ha_rc=${PIPESTATUS[0]}
+  [ "$rc" -ne 0 ] || rc=$ha_rc
+fi
 # The README's quick start, run verbatim (skip with THROUGHPUT_QUICKSTART=0).
 if [ "${THROUGHPUT_QUICKSTART:-1}" != 0 ]; then
   bash infra/quickstart-test.sh 2>&1 | tee -a "$log"
@@ -35,12 +42,13 @@ bash infra/deploy/validate.sh 2>&1 | tee -a "$log"
 deploy_rc=${PIPESTATUS[0]}
 [ "$rc" -ne 0 ] || rc=$deploy_rc
 set -e
-# One closing line for all test assemblies, the browser tests, the fault drill and the deployment check together.
+# One closing line for all test assemblies, the browser tests, the fault and HA drills and the deployment check together.
 awk '/(Passed|Failed)! +- +Failed:/ {
        gsub(/,/, ""); for (i = 1; i <= NF; i++) { if ($i == "Failed:") f += $(i+1); if ($i == "Passed:") p += $(i+1); if ($i == "Skipped:") s += $(i+1) }
      }
      /^browser tests: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$/ { gsub(/,/, ""); p += $3; f += $5; s += $7 }
      /^fault drill: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$/ { gsub(/,/, ""); p += $3; f += $5; s += $7 }
+     /^ha drill: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$/ { gsub(/,/, ""); p += $3; f += $5; s += $7 }
      /^quick start: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$/ { gsub(/,/, ""); p += $3; f += $5; s += $7 }
      /^deploy: valid$/ { p += 1 }
      /^deploy: [0-9]+ problem/ { f += 1 }

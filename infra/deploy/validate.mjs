@@ -13,7 +13,7 @@ import { parseAllDocuments, parse } from 'yaml';
 const here = dirname(fileURLToPath(import.meta.url));
 const roles = new Set(['Api', 'Metering', 'Daemon']);
 // Created out of band (from a vault); the manifests may reference only these keys.
-const externalSecrets = { 'throughput-secrets': new Set(['pg-password', 'rabbitmq-password', 'rabbitmq-admin-password', 'rabbitmq-operator-password', 'rabbitmq-erlang-cookie', 'bootstrap-operator-key']) };
+const externalSecrets = { 'throughput-secrets': new Set(['pg-password', 'pg-autoctl-password', 'rabbitmq-password', 'rabbitmq-admin-password', 'rabbitmq-operator-password', 'rabbitmq-erlang-cookie', 'bootstrap-operator-key']) };
 const podIndex = "metadata.labels['apps.kubernetes.io/pod-index']";
 const amqpPort = 5672;
 
@@ -128,9 +128,15 @@ async function problems(d) {
     if (!workloads.some(w => matches(p.o.spec.selector.matchLabels, w.o.spec.template.metadata.labels))) fail(p.where, 'covers no pods');
   }
   const config = find('ConfigMap', 'throughput-config')?.o.data ?? {};
-  for (const [key, service] of [['THROUGHPUT_PG_HOST', 'postgres'], ['THROUGHPUT_RABBIT_HOST', 'rabbitmq']]) {
-    if (!find('Service', config[key])) fail('config.yaml', `${key}=${config[key]} names no Service (expected ${service})`);
-  }
+  if (!find('Service', config.THROUGHPUT_RABBIT_HOST)) fail('config.yaml', `THROUGHPUT_RABBIT_HOST=${config.THROUGHPUT_RABBIT_HOST} names no Service (expected rabbitmq)`);
+  // PostgreSQL: one Service (THROUGHPUT_PG_HOST), or every node of a pg_auto_failover StatefulSet by its own name (THROUGHPUT_PG_HOSTS).
+  const pgNodes = workloads.filter(w => w.o.kind === 'StatefulSet' && w.o.spec.template.spec.containers.some(c => c.args?.slice(0, 2).join(' ') === 'create postgres'))
+    .flatMap(w => Array.from({ length: w.o.spec.replicas ?? 1 }, (_, i) => `${w.o.metadata.name}-${i}.${w.o.spec.serviceName}.${w.o.metadata.namespace}.svc.cluster.local:5432`));
+  if (config.THROUGHPUT_PG_HOSTS) {
+    const listed = String(config.THROUGHPUT_PG_HOSTS).split(',').map(h => h.trim());
+    for (const node of pgNodes) if (!listed.includes(node)) fail('config.yaml', `THROUGHPUT_PG_HOSTS does not list PostgreSQL node ${node}`);
+    for (const host of listed) if (!pgNodes.includes(host)) fail('config.yaml', `THROUGHPUT_PG_HOSTS lists ${host}, which is no PostgreSQL node`);
+  } else if (!find('Service', config.THROUGHPUT_PG_HOST)) fail('config.yaml', `THROUGHPUT_PG_HOST=${config.THROUGHPUT_PG_HOST} names no Service, and THROUGHPUT_PG_HOSTS is not set`);
   const platformRoles = new Set(workloads.flatMap(w => w.o.spec.template.spec.containers.flatMap(c => (c.env ?? []).filter(e => e.name === 'Host__Roles').map(e => e.value))));
   for (const r of roles) if (!platformRoles.has(r)) fail('platform.yaml', `no workload runs the ${r} role`);
 
@@ -219,6 +225,10 @@ const breakages = {
   'a node left out of THROUGHPUT_RABBIT_NODES (k8s)': d => {
     const { data } = object(d, 'ConfigMap', 'throughput-config');
     data.THROUGHPUT_RABBIT_NODES = data.THROUGHPUT_RABBIT_NODES.split(',').slice(1).join(',');
+  },
+  'a PostgreSQL node left out of THROUGHPUT_PG_HOSTS (k8s)': d => {
+    const { data } = object(d, 'ConfigMap', 'throughput-config');
+    data.THROUGHPUT_PG_HOSTS = data.THROUGHPUT_PG_HOSTS.split(',').slice(1).join(',');
   },
   'a fourth RabbitMQ node nobody lists (k8s)': d => { object(d, 'StatefulSet', 'rabbitmq').spec.replicas += 1; },
   'metering replicas other than Metering__Instances (k8s)': d => { object(d, 'StatefulSet', 'throughput-metering').spec.replicas += 1; },

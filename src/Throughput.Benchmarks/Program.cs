@@ -1,4 +1,5 @@
 using Throughput.Benchmarks.Admission;
+using Throughput.Benchmarks.Drills.Failover;
 using Throughput.Benchmarks.Drills.Faults;
 using Throughput.Benchmarks.Drills.ScaleOut;
 using Throughput.Benchmarks.Harness;
@@ -12,7 +13,7 @@ using Throughput.Benchmarks.Scale;
 IBenchmark[] benchmarks = [new MeteringBenchmark(), new AdmissionChecksBenchmark(), new HiccupsBenchmark(), new AdmissionHttpBenchmark(), new AdmissionFeedbackBenchmark(), new InvoicingBenchmark(), new CloseBenchmark()];
 // Run by name only, never by `all`: drills inflict faults on scratch services rather than measure speed, and the scale
 // sweep takes a quarter of an hour.
-IBenchmark[] drills = [new FaultDrill(), new ScaleOutDrill(), new ScaleBenchmark()];
+IBenchmark[] drills = [new FaultDrill(), new FailoverDrill(), new ScaleOutDrill(), new ScaleBenchmark()];
 
 using var interrupted = new CancellationTokenSource();
 Console.CancelKeyPress += (_, e) =>

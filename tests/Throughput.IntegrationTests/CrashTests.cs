@@ -115,6 +115,33 @@ public sealed class CrashTests(PlatformFixture platform)
         await Tests.DeleteMeteringTopologyAsync(rabbit, exchange, partitions: 2);
     }
 
+    [Fact]
+    public async Task While_the_database_is_unreachable_the_API_answers_503_with_Retry_After_and_then_recovers()
+    {
+        var (_, customer) = await platform.NewTenantAsync();
+        var region = await platform.NewPoolAsync("gpt-4o-mini", 1000);
+        var deployment = await PlatformFixture.BuyAsync(customer, region, 10, "gpt-4o-mini");
+        await using var database = DatabaseLink.To(platform.Settings.PgPort);
+        await using var host = new PlatformProcess($"tests.api503.{Guid.NewGuid():N}"[..26], partitions: 1, roles: "Api",
+            environment: new Dictionary<string, string> { ["THROUGHPUT_PG_PORT"] = database.Port.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+        await host.StartAsync();
+        using var api = new HttpClient { BaseAddress = host.Address };
+        api.DefaultRequestHeaders.Authorization = customer.DefaultRequestHeaders.Authorization;
+        Assert.Equal(System.Net.HttpStatusCode.OK, (await api.GetAsync($"/v1/deployments/{deployment}")).StatusCode);
+
+        database.Cut();
+        foreach (var path in new[] { $"/v1/deployments/{deployment}", $"/v1/deployments/{deployment}/usage/totals" })
+        {
+            using var unavailable = await api.GetAsync(path);
+            Assert.Equal(System.Net.HttpStatusCode.ServiceUnavailable, unavailable.StatusCode);
+            Assert.Equal("application/problem+json", unavailable.Content.Headers.ContentType?.MediaType);
+            Assert.Equal(TimeSpan.FromSeconds(5), unavailable.Headers.RetryAfter?.Delta);
+        }
+
+        database.Restore();
+        await Eventually.Until(async () => (await api.GetAsync($"/v1/deployments/{deployment}")).StatusCode, s => s == System.Net.HttpStatusCode.OK, TimeSpan.FromSeconds(30));
+    }
+
     async Task<(HttpClient Customer, string Producer, string[] Deployments)> MeteredDeploymentsAsync(int count)
     {
         var (_, customer) = await platform.NewTenantAsync();

@@ -16,7 +16,7 @@ public sealed partial class SettingsTests
 
         var names = new[]
         {
-            "THROUGHPUT_PG_HOST", "THROUGHPUT_PG_PORT", "THROUGHPUT_PG_DATABASE", "THROUGHPUT_PG_USER", "THROUGHPUT_PG_PASSWORD", "THROUGHPUT_PG_SCHEMA",
+            "THROUGHPUT_PG_HOST", "THROUGHPUT_PG_HOSTS", "THROUGHPUT_PG_PORT", "THROUGHPUT_PG_DATABASE", "THROUGHPUT_PG_USER", "THROUGHPUT_PG_PASSWORD", "THROUGHPUT_PG_SCHEMA",
             "THROUGHPUT_RABBIT_HOST", "THROUGHPUT_RABBIT_PORT", "THROUGHPUT_RABBIT_VHOST", "THROUGHPUT_RABBIT_USER", "THROUGHPUT_RABBIT_PASSWORD", "THROUGHPUT_RABBIT_NODES",
             "THROUGHPUT_RABBIT_MANAGEMENT", "THROUGHPUT_RABBIT_ADMIN_USER", "THROUGHPUT_RABBIT_ADMIN_PASSWORD",
         };
@@ -31,6 +31,7 @@ public sealed partial class SettingsTests
                 defaults["THROUGHPUT_RABBIT_HOST"], int.Parse(defaults["THROUGHPUT_RABBIT_PORT"]), defaults["THROUGHPUT_RABBIT_VHOST"],
                 defaults["THROUGHPUT_RABBIT_USER"], defaults["THROUGHPUT_RABBIT_PASSWORD"]) 
             {
+                PgHosts = defaults["THROUGHPUT_PG_HOSTS"],
                 RabbitNodes = defaults["THROUGHPUT_RABBIT_NODES"],
                 RabbitManagement = defaults["THROUGHPUT_RABBIT_MANAGEMENT"],
                 RabbitAdminUser = defaults["THROUGHPUT_RABBIT_ADMIN_USER"],
@@ -52,6 +53,20 @@ public sealed partial class SettingsTests
 
         Assert.Equal([("rabbit", 5673)], single.RabbitEndpoints.Select(e => (e.HostName, e.Port)));
         Assert.Equal([("node-a", 5721), ("node-b", 5722), ("node-c", 5672)], cluster.RabbitEndpoints.Select(e => (e.HostName, e.Port)));
+    }
+
+    [Fact]
+    public void A_failover_group_listed_in_THROUGHPUT_PG_HOSTS_replaces_the_single_host_and_is_written_to_where_it_takes_writes()
+    {
+        var single = new ServiceSettings("pg", 5433, "db", "u", "p", "s", "rabbit", 5672, "vh", "u", "p");
+        var group = single with { PgHosts = "pg-a:5451,pg-b:5452" };
+
+        var one = new Npgsql.NpgsqlConnectionStringBuilder(single.PostgresConnectionString());
+        var both = new Npgsql.NpgsqlConnectionStringBuilder(group.PostgresConnectionString());
+
+        Assert.Equal(("pg", 5433, null), (one.Host, one.Port, one.TargetSessionAttributes));
+        Assert.Equal(("pg-a:5451,pg-b:5452", "read-write"), (both.Host, both.TargetSessionAttributes));
+        Assert.Equal(("db", "u"), (both.Database, both.Username));
     }
 
     [Theory]

@@ -6,9 +6,12 @@ namespace Throughput.Benchmarks.Harness;
 /// </summary>
 public static class Services
 {
+    /// <summary>Where the platform's host connects: a failover group's nodes when THROUGHPUT_PG_HOSTS lists them, as its ServiceSettings does.</summary>
     public static string PostgresConnectionString() =>
-        $"Host={Env("THROUGHPUT_PG_HOST", "127.0.0.1")};Port={Env("THROUGHPUT_PG_PORT", "5432")};Database={Env("THROUGHPUT_PG_DATABASE", "throughput")};" +
-        $"Username={Env("THROUGHPUT_PG_USER", "throughput")};Password={Env("THROUGHPUT_PG_PASSWORD", "throughput")}";
+        (Env("THROUGHPUT_PG_HOSTS", "") is { Length: > 0 } hosts
+            ? $"Host={hosts};Target Session Attributes=read-write;Host Recheck Seconds=1;"
+            : $"Host={Env("THROUGHPUT_PG_HOST", "127.0.0.1")};Port={Env("THROUGHPUT_PG_PORT", "5432")};") +
+        $"Database={Env("THROUGHPUT_PG_DATABASE", "throughput")};Username={Env("THROUGHPUT_PG_USER", "throughput")};Password={Env("THROUGHPUT_PG_PASSWORD", "throughput")}";
 
     /// <summary>The schema the platform's hosts use unless a benchmark gives its host another (THROUGHPUT_PG_SCHEMA).</summary>
     public static string PostgresSchema() => Env("THROUGHPUT_PG_SCHEMA", "throughput");

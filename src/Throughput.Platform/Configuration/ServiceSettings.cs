@@ -23,6 +23,7 @@ public sealed record ServiceSettings(
         Env("THROUGHPUT_RABBIT_USER", "throughput"),
         Env("THROUGHPUT_RABBIT_PASSWORD", "throughput"))
     {
+        PgHosts = Env("THROUGHPUT_PG_HOSTS", ""),
         RabbitNodes = Env("THROUGHPUT_RABBIT_NODES", ""),
         RabbitManagement = Env("THROUGHPUT_RABBIT_MANAGEMENT", "http://127.0.0.1:15672"),
         RabbitAdminUser = Env("THROUGHPUT_RABBIT_ADMIN_USER", "throughput-admin"),
@@ -34,6 +35,12 @@ public sealed record ServiceSettings(
     /// document, so large pages catch up fast; pages of 10,000 and 20,000 rebuilt slower here. Tests set small pages.
     /// </summary>
     public int ProjectionPageSize { get; init; } = 5000;
+
+    /// <summary>
+    /// Every PostgreSQL node of a failover group, <c>host[:port]</c> comma-separated (THROUGHPUT_PG_HOSTS): the host writes to
+    /// whichever one takes writes and follows a failover; empty: PgHost and PgPort alone.
+    /// </summary>
+    public string PgHosts { get; init; } = "";
 
     /// <summary>
     /// Every node of a RabbitMQ cluster, <c>host[:port]</c> comma-separated (THROUGHPUT_RABBIT_NODES), so the host
@@ -60,7 +67,16 @@ public sealed record ServiceSettings(
         RabbitNodes.Length == 0 ? [new AmqpTcpEndpoint(RabbitHost, RabbitPort)] : AmqpTcpEndpoint.ParseMultiple(RabbitNodes);
 
     public string PostgresConnectionString(string? database = null) =>
-        $"Host={PgHost};Port={PgPort};Database={database ?? PgDatabase};Username={PgUser};Password={PgPassword};Maximum Pool Size=64;Read Buffer Size=65536";
+        $"{PostgresServers};Database={database ?? PgDatabase};Username={PgUser};Password={PgPassword};Maximum Pool Size=64;Read Buffer Size=65536";
+
+    /// <summary>
+    /// Read-write rather than primary: pg_auto_failover promotes a standby read-only until the old primary is known to be
+    /// demoted, and Npgsql would take that node for a primary. A node's role is cached for a second, not Npgsql's default 10 s,
+    /// so writes find the new primary soon after it is promoted.
+    /// </summary>
+    string PostgresServers => PgHosts.Length == 0
+        ? $"Host={PgHost};Port={PgPort}"
+        : $"Host={PgHosts};Port={PgPort};Target Session Attributes=read-write;Host Recheck Seconds=1";
 
     public Uri RabbitUri => new($"amqp://{Uri.EscapeDataString(RabbitUser)}:{Uri.EscapeDataString(RabbitPassword)}@{RabbitHost}:{RabbitPort}/{Uri.EscapeDataString(RabbitVirtualHost)}");
 

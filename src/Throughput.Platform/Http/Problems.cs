@@ -23,6 +23,7 @@ public sealed class ProblemMapper(ILogger<ProblemMapper> log) : IExceptionHandle
                 Results.Problem(statusCode: 412, title: "Precondition failed", detail: "The resource changed since the ETag you sent; read it again."),
             JasperFx.ConcurrencyException or Marten.Exceptions.ExistingStreamIdCollisionException or Marten.Exceptions.StreamLockedException =>
                 Results.Problem(statusCode: 409, title: "Conflict", detail: "Another change to the same resource won; retry the request."),
+            _ when DatabaseOutage.Covers(exception) => Unavailable(http),
             _ => null,
         };
         if (result is null)
@@ -33,6 +34,16 @@ public sealed class ProblemMapper(ILogger<ProblemMapper> log) : IExceptionHandle
         await result.ExecuteAsync(http);
         return true;
     }
+
+    /// <summary>A database failover takes tens of seconds: clients retry after a few, and a write either committed or did not.</summary>
+    static IResult Unavailable(HttpContext http)
+    {
+        http.Response.Headers.RetryAfter = RetryAfterSeconds;
+        return Results.Problem(statusCode: 503, title: "Service unavailable",
+            detail: "The database is not reachable right now (a restart or failover); retry after the Retry-After seconds. A write that got this answer may or may not have been applied: repeat it with the same Idempotency-Key.");
+    }
+
+    const string RetryAfterSeconds = "5";
 
     static string FieldOf(string? path) => string.IsNullOrEmpty(path) || path == "$" ? "body" : path.TrimStart('$', '.');
 }

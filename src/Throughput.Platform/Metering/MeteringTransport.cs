@@ -2,6 +2,7 @@ using MassTransit;
 using Npgsql;
 using Throughput.Configuration;
 using Throughput.Contracts;
+using Throughput.Http;
 
 namespace Throughput.Metering;
 
@@ -136,24 +137,11 @@ public static class MeteringTransport
         // keeps them if this host dies, and the claims in the ledger still make every retry count once.
         endpoint.UseMessageRetry(r =>
         {
-            r.Handle<Exception>(DatabaseUnavailable);
+            r.Handle<Exception>(DatabaseOutage.Covers);
             r.Exponential(int.MaxValue, TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(5), TimeSpan.FromMilliseconds(200));
         });
         endpoint.ConfigureConsumer<MeteringConsumer>(context);
     }
-
-    /// <summary>
-    /// PostgreSQL could not be reached, or went away mid-transaction (shut down, crashed, starting up, connection lost):
-    /// a state of the database that waiting cures, unlike a bug or bad data.
-    /// </summary>
-    internal static bool DatabaseUnavailable(Exception exception) => exception switch
-    {
-        PostgresException pg => pg.IsTransient || pg.SqlState.StartsWith("57P", StringComparison.Ordinal) || pg.SqlState.StartsWith("08", StringComparison.Ordinal),
-        NpgsqlException npgsql when npgsql.IsTransient => true,
-        AggregateException all => all.InnerExceptions.Any(DatabaseUnavailable),
-        { InnerException: { } inner } => DatabaseUnavailable(inner),
-        _ => false,
-    };
 }
 
 /// <summary>Registers this host, <see cref="MeteringOptions.StandbyAfter"/> after start-up, as the standby consumer of the partitions other hosts own.</summary>

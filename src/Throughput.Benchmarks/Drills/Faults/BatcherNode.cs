@@ -102,6 +102,20 @@ public sealed class BatcherNode : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// One node per producer, each connecting to the platform's broker with its own user, sharing every deployment of the
+    /// world; added to <paramref name="nodes"/> as they start, so the caller disposes those started if a later one fails.
+    /// </summary>
+    public static async Task StartEachAsync(List<BatcherNode> nodes, DrillWorld world, IReadOnlyList<string> producers, string exchange, FleetOptions fleet, CancellationToken ct)
+    {
+        var broker = Harness.Services.PlatformBroker().Uri; // its address; each node connects with its own user instead
+        foreach (var (producer, n) in producers.Select((p, n) => (p, n)))
+        {
+            var settings = new NodeSettings(producer, world.NodeAccess[producer].Broker(broker), exchange, world.Region, world.Model, fleet, producers.Count);
+            nodes.Add(await StartAsync(settings, world.ServingNodes[producer], world.Deployments, n, ct));
+        }
+    }
+
     /// <summary>Starts measuring what the node does until <see cref="CloseWindow"/>.</summary>
     public void OpenWindow()
     {

@@ -16,6 +16,15 @@ public sealed record DrillReport(string Markdown, IReadOnlyList<Check> Checks, B
     public string CountLine =>
         $"fault drill: {Checks.Count(c => c.Passed == true)} passed, {Checks.Count(c => c.Passed == false)} failed, {Checks.Count(c => c.Passed is null)} skipped";
 
+    /// <summary>Writes a drill's report and prints its count line, the one infra/test.sh counts.</summary>
+    public static async Task SaveAsync(string path, string markdown, string countLine, Action<string> log)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+        await File.WriteAllTextAsync(path, markdown, CancellationToken.None);
+        log($"report written to {Path.GetFullPath(path)}");
+        Console.WriteLine(countLine);
+    }
+
     public static DrillReport Of(DrillResult r)
     {
         var checks = Verdicts(r);

@@ -88,10 +88,7 @@ public sealed class FaultDrill : IBenchmark
         }
 
         var report = DrillReport.Of(result);
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(plan.ReportPath))!);
-        await File.WriteAllTextAsync(plan.ReportPath, report.Markdown, CancellationToken.None);
-        Log($"report written to {Path.GetFullPath(plan.ReportPath)}");
-        Console.WriteLine(report.CountLine);
+        await DrillReport.SaveAsync(plan.ReportPath, report.Markdown, report.CountLine, Log);
         return report.Summary;
     }
 
@@ -108,15 +105,10 @@ public sealed class FaultDrill : IBenchmark
             using var world = await DrillWorld.SetUpAsync(host.BaseAddress, host.OperatorKey, topology.RunId, plan.Model, producers, ct);
             Log($"region {world.Region}: {string.Join("; ", world.Deployments.Select(d => $"{d.Customer.Customer.Name} {d.Customer.Customer.Ptu} PTU{(d.Spillover ? " with spillover" : "")}, offered {d.OfferedFactor}×"))}");
 
-            var broker = Services.PlatformBroker().Uri; // its address; each node connects with its own user instead
             var nodes = new List<BatcherNode>();
             try
             {
-                foreach (var (producer, n) in producers.Select((p, n) => (p, n)))
-                {
-                    var settings = new NodeSettings(producer, world.NodeAccess[producer].Broker(broker), topology.Exchange, world.Region, world.Model, plan.Fleet, plan.Nodes);
-                    nodes.Add(await BatcherNode.StartAsync(settings, world.ServingNodes[producer], world.Deployments, n, ct));
-                }
+                await BatcherNode.StartEachAsync(nodes, world, producers, topology.Exchange, plan.Fleet, ct);
                 var (faults, settlements, aborted) = await DriveAsync(plan, services, host, world, nodes, topology, started, ct);
                 var figures = nodes.Select(n => new NodeFigures(n.ProducerId, n.HandedOver, n.Publisher.RecordsConfirmed, n.Publisher.BatchesPublished,
                     n.Publisher.Republishes, n.Publisher.Reconnects, n.PublishFailures, n.Feed.Pulls, n.Feed.Reconnects, n.Feed.PushesApplied, n.FeedFailures)).ToList();
@@ -161,7 +153,7 @@ public sealed class FaultDrill : IBenchmark
                 }
             }
             if (aborted is null) await DelayUntilAsync(Later(roundStart + plan.Round, ready + MinimumGap), ct);
-            var settlement = await SettleAsync(round, plan, world, nodes, host, topology, started, ct);
+            var settlement = await SettleAsync(round, plan.SettleTimeout, world, nodes, host, topology, started, ct);
             settlements.Add(settlement);
             Log($"round {round} settled in {settlement.Took.TotalSeconds:0.0} s: published {settlement.PublishedRecords():N0} records, " +
                 $"billed {settlement.BilledRecords("metered totals"):N0}; lost {settlement.Lost("metered totals")}, double-counted {settlement.DoubleCounted("metered totals")}; " +
@@ -175,11 +167,11 @@ public sealed class FaultDrill : IBenchmark
     /// Pauses the load, flushes the publishers, and reads the platform until every view agrees with what was published or
     /// the settle time is up; then once more a little later, so a duplicate arriving late would show.
     /// </summary>
-    static async Task<Settlement> SettleAsync(
-        int round, DrillPlan plan, DrillWorld world, List<BatcherNode> nodes, PlatformHost host, BenchTopology topology, DateTimeOffset since, CancellationToken ct)
+    internal static async Task<Settlement> SettleAsync(
+        int round, TimeSpan settleTimeout, DrillWorld world, IReadOnlyList<BatcherNode> nodes, PlatformHost host, BenchTopology topology, DateTimeOffset since, CancellationToken ct)
     {
         var started = DateTimeOffset.UtcNow;
-        var deadline = started + plan.SettleTimeout;
+        var deadline = started + settleTimeout;
         await Task.WhenAll(nodes.Select(n => n.PauseAsync()));
         try
         {
