@@ -141,7 +141,12 @@ test('release asks first, sends the ETag, and the deployment then shows as relea
   assert.equal(await page.getByRole('button', { name: 'Release this deployment…' }).isVisible(), false);
   assert.equal((await asDora(`/v1/deployments/${bought.id}`)).body.status, 'Released');
   assert.equal(await freeIn(roomy), 10);
+
+  // Opened afresh, it still reads as released.
+  await page.reload();
   await page.locator('#deployments a', { hasText: 'eu-assistant · gpt-4.1-mini · released' }).waitFor();
+  await page.locator('#k-state .badge', { hasText: 'Released' }).waitFor();
+  assert.equal(await page.getByLabel('New PTU amount').isVisible(), false);
   await screenshot(page, '12-customer-released');
   assert.deepEqual(page.errors, []);
   await page.context().close();
