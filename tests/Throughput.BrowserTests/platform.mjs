@@ -128,9 +128,9 @@ export async function call(platform, key, method, path, body, { expect } = {}) {
 const short = () => randomUUID().replaceAll('-', '').slice(0, 10);
 
 /** A fresh tenant with a key of its own. */
-export async function newTenant(platform, name) {
+export async function newTenant(platform, name, currency = 'USD') {
   const tenantId = `t-${short()}`;
-  await call(platform, platform.operatorKey, 'POST', '/v1/operator/tenants', { tenantId, name: name ?? `Tenant ${tenantId}`, currency: 'USD' });
+  await call(platform, platform.operatorKey, 'POST', '/v1/operator/tenants', { tenantId, name: name ?? `Tenant ${tenantId}`, currency });
   const issued = await call(platform, platform.operatorKey, 'POST', `/v1/operator/tenants/${tenantId}/keys`);
   return { tenantId, key: issued.body.apiKey };
 }

@@ -85,7 +85,9 @@ public sealed class CustomerApiTests(PlatformFixture platform)
         Assert.Equal(HttpStatusCode.PreconditionFailed, reusedEtag.StatusCode);
         var released = await customer.SendAsync(WithIfMatch(HttpMethod.Post, $"/v1/deployments/{id}/release", "\"2\""));
         Assert.Equal(HttpStatusCode.OK, released.StatusCode);
-        Assert.Equal("Released", (await Body(released)).GetProperty("status").GetString());
+        var releasedView = await Body(released);
+        Assert.Equal("Released", releasedView.GetProperty("status").GetString());
+        Assert.Equal(JsonValueKind.String, releasedView.GetProperty("releasedAt").ValueKind);
 
         var resizeReleased = await customer.SendAsync(WithIfMatch(HttpMethod.Post, $"/v1/deployments/{id}/resize", "\"3\"", new { ptu = 1 }));
         Assert.Equal(HttpStatusCode.Conflict, resizeReleased.StatusCode);
@@ -389,6 +391,41 @@ public sealed class CustomerApiTests(PlatformFixture platform)
     }
 
     [Fact]
+    public async Task A_customer_finds_the_regions_with_room_for_a_model_and_its_price_in_their_currency()
+    {
+        var (_, euro) = await platform.NewTenantAsync("EUR");
+        var (_, other) = await platform.NewTenantAsync();
+        var roomy = await platform.NewPoolAsync("gpt-4.1-nano", 10);
+        var tight = await platform.NewPoolAsync("gpt-4.1-nano", 3);
+        var otherModel = await platform.NewPoolAsync("gpt-4o", 50);
+        // Another tenant's purchase shows only as less room, never as its deployment or its size.
+        await PlatformFixture.BuyAsync(other, tight, 2.5m, model: "gpt-4.1-nano", name: "someone-elses");
+
+        var answer = await euro.GetAsync("/v1/capacity/regions?model=gpt-4.1-nano&ptu=1.5");
+
+        Assert.Equal(HttpStatusCode.OK, answer.StatusCode);
+        var body = await Body(answer);
+        Assert.Equal("EUR", body.GetProperty("currency").GetString());
+        var nano = (await Body(await euro.GetAsync("/v1/models"))).EnumerateArray().Single(m => m.GetProperty("name").GetString() == "gpt-4.1-nano");
+        Assert.Equal(nano.GetProperty("prices").GetProperty("EUR").GetProperty("perPtuHour").GetDecimal(), body.GetProperty("pricePerPtuHour").GetDecimal());
+        var regions = body.GetProperty("regions").EnumerateArray().ToDictionary(r => r.GetProperty("region").GetString()!);
+        Assert.DoesNotContain(otherModel, regions.Keys);
+        Assert.Equal((10m, true), (regions[roomy].GetProperty("availablePtu").GetDecimal(), regions[roomy].GetProperty("fits").GetBoolean()));
+        Assert.Equal((0.5m, false), (regions[tight].GetProperty("availablePtu").GetDecimal(), regions[tight].GetProperty("fits").GetBoolean()));
+        Assert.Equal(["availablePtu", "fits", "region"], regions[tight].EnumerateObject().Select(p => p.Name).Order());
+        Assert.DoesNotContain("someone-elses", body.GetRawText());
+
+        var withoutAmount = await Body(await euro.GetAsync("/v1/capacity/regions?model=gpt-4.1-nano"));
+        Assert.Equal(JsonValueKind.Null, withoutAmount.GetProperty("regions").EnumerateArray().First().GetProperty("fits").ValueKind);
+        var unknown = await euro.GetAsync("/v1/capacity/regions?model=no-such-model");
+        Assert.Equal(HttpStatusCode.BadRequest, unknown.StatusCode);
+        Assert.True((await Body(unknown)).GetProperty("errors").TryGetProperty("model", out _));
+        Assert.Equal(HttpStatusCode.BadRequest, (await euro.GetAsync("/v1/capacity/regions?model=gpt-4.1-nano&ptu=0")).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await platform.Client(await IssueStaffKey("Finance")).GetAsync("/v1/capacity/regions?model=gpt-4.1-nano")).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await platform.Client(null).GetAsync("/v1/capacity/regions?model=gpt-4.1-nano")).StatusCode);
+    }
+
+    [Fact]
     public async Task The_OpenAPI_document_describes_every_endpoint_and_the_reference_page_renders()
     {
         var anonymous = platform.Client(null);
@@ -396,7 +433,7 @@ public sealed class CustomerApiTests(PlatformFixture platform)
         var paths = document.GetProperty("paths").EnumerateObject().Select(p => p.Name).ToHashSet();
         foreach (var path in new[]
                  {
-                     "/v1/models", "/v1/capacity/estimate", "/v1/deployments", "/v1/deployments/{deploymentId}", "/v1/deployments/{deploymentId}/resize",
+                     "/v1/models", "/v1/capacity/estimate", "/v1/capacity/regions", "/v1/deployments", "/v1/deployments/{deploymentId}", "/v1/deployments/{deploymentId}/resize",
                      "/v1/deployments/{deploymentId}/release", "/v1/deployments/{deploymentId}/spillover", "/v1/reservations", "/v1/operator/tenants",
                      "/v1/operator/tenants/{tenantId}/keys", "/v1/operator/keys", "/v1/operator/pools", "/v1/operator/pools/{model}/{region}",
                  })

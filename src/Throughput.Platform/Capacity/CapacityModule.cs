@@ -24,5 +24,6 @@ public sealed class CapacityModule : FeatureModule
         var catalog = app.Services.GetRequiredService<ModelCatalog>();
         app.MapPools(catalog);
         app.MapEstimate(catalog);
+        app.MapRegions(catalog);
     }
 }

@@ -17,7 +17,8 @@ public sealed record DeploymentView(
     DateTimeOffset CreatedAt,
     AdmissionLimit Admission,
     BucketView Bucket,
-    long Revision)
+    long Revision,
+    DateTimeOffset? ReleasedAt)
 {
     public static DeploymentView Of(Deployment d, DateTimeOffset now)
     {
@@ -25,7 +26,7 @@ public sealed record DeploymentView(
         return new(d.Id, d.Name, d.Model, d.Region, d.Type, d.Ptu, d.Spillover, d.Status, d.CreatedAt, d.Limit,
             new BucketView(decimal.Round(level, 2), d.UtilizationOf(level), d.Throttled, d.Throttled ? d.RetryAfterMs(level) : 0,
                 d.Usage.Records, d.WeightedTokens, d.Usage.SpilledRecords),
-            d.Revision);
+            d.Revision, d.ReleasedAt);
     }
 }
 

@@ -102,3 +102,26 @@ public sealed class GpuCapacitySpecs
         Assert.Throws<RuleViolation>(() => GpuCalibration.Record(null, "A100-80GB", "gpt-4o", 0, 1, "flywheel", 512, Now));
     }
 }
+
+public sealed class CapacityRegionSpecs
+{
+    static CapacityPool Pool(string model, string region, decimal capacity, decimal sold) =>
+        new(CapacityPool.StreamId(model, region), model, region, capacity, sold, 1);
+
+    [Fact]
+    public void Regions_show_the_free_PTUs_of_the_model_and_whether_the_amount_fits()
+    {
+        var pools = new[] { Pool("gpt-4o", "westus", 10, 9.5m), Pool("gpt-4o", "eastus", 10, 2), Pool("gpt-4o-mini", "eastus", 100, 0) };
+
+        var answer = Regions.Of(Gpt4o, ActiveTenant(), pools, 0.5m);
+
+        Assert.Equal(("USD", 1m, 0.5m), (answer.Currency, answer.PricePerPtuHour, answer.Ptu));
+        Assert.Equal([new RegionCapacity("eastus", 8, true), new RegionCapacity("westus", 0.5m, true)], answer.Regions);
+        Assert.Equal([false, true], Regions.Of(Gpt4o, ActiveTenant(), pools, 0.6m).Regions.Select(r => r.Fits!.Value).Reverse());
+        Assert.All(Regions.Of(Gpt4o, ActiveTenant(), pools, null).Regions, r => Assert.Null(r.Fits));
+    }
+
+    [Fact]
+    public void The_price_is_the_tenants_currency_or_none() =>
+        Assert.Null(Regions.Of(Gpt4o, ActiveTenant("EUR"), [], 1).PricePerPtuHour);
+}

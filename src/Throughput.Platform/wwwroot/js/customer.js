@@ -1,5 +1,6 @@
-// The customer's page: one deployment's last hour, minute by minute, refreshed every few seconds; resize; invoice draft.
-import { api, chartDefaults, el, fmt, frame, linesTable, monthOf, money, palette, pct, poll, problemText, table, text } from './app.js';
+// The customer's page: one deployment's last hour, minute by minute, refreshed every few seconds; resize, spillover and
+// release; buying a new deployment (calculator, regions with room, price in the account's currency); invoice draft.
+import { api, chartDefaults, el, fmt, frame, linesTable, monthOf, money, palette, pct, poll, problemText, table, text, time } from './app.js';
 
 const REFRESH_MS = 3000;
 const WINDOWS = { 60: 'Last hour', 360: 'Last 6 hours', 1440: 'Last 24 hours' };
@@ -11,15 +12,18 @@ async function start() {
   const Chart = chartDefaults();
   const [listed, catalog] = await Promise.all([api('/v1/deployments'), api('/v1/models')]);
   const deployments = listed.ok ? await listed.json() : [];
-  const models = Object.fromEntries((catalog.ok ? await catalog.json() : []).map((m) => [m.name, m]));
+  const modelList = catalog.ok ? await catalog.json() : [];
+  const models = Object.fromEntries(modelList.map((m) => [m.name, m]));
   const wanted = new URLSearchParams(location.search).get('deployment') ?? deployments.find((d) => d.status !== 'Released')?.id ?? deployments[0]?.id;
 
   document.getElementById('deployments').replaceChildren(...deployments.map((d) =>
     el('li', {}, el('a', { href: `?deployment=${encodeURIComponent(d.id)}`, 'aria-current': d.id === wanted ? 'page' : null },
-      `${d.name} · ${d.model} · ${fmt(d.ptu)} PTU`, d.status === 'Released' ? ' (released)' : ''))));
+      `${d.name} · ${d.model} · `, d.status === 'Released' ? 'released' : `${fmt(d.ptu)} PTU`))));
   const host = document.getElementById('deployment');
+  const open = deployments.find((d) => d.id === wanted);
+  const buy = setupBuy(modelList, open?.model);
   if (!wanted) {
-    host.replaceChildren(el('p', { class: 'empty' }, 'You have no deployments yet. Buy one with POST /v1/deployments.'));
+    host.replaceChildren(el('p', { class: 'empty' }, 'You have no deployments yet. Size your workload with the calculator below and buy one.'));
     return;
   }
 
@@ -36,8 +40,10 @@ async function start() {
   const charts = makeCharts(Chart);
   const windowSelect = document.getElementById('window');
   windowSelect.replaceChildren(...Object.entries(WINDOWS).map(([minutes, label]) => el('option', { value: minutes }, label)));
+  buy.onResizeTarget(view);
   setupResize(view, model);
-  setupEstimate(view);
+  setupSpillover(view, model);
+  setupRelease(view);
 
   const refresh = async () => {
     const to = new Date();
@@ -53,7 +59,7 @@ async function start() {
     view.deployment = await d.json();
     view.etag = d.headers.get('ETag');
     const series = minuteSeries(await usage.json(), view.deployment, model, to, minutes);
-    renderDeployment(view.deployment);
+    renderDeployment(view, series);
     renderCharts(charts, series);
     text('updated', `live · updated ${to.toLocaleTimeString()}`);
     document.getElementById('updated').hidden = false;
@@ -63,31 +69,58 @@ async function start() {
   poll(() => Promise.all([loadDraft(), loadInvoices()]), 30_000);
 }
 
+/** Where the account can buy a model, and what a PTU of it costs in the account's currency. */
+async function capacityFor(model, ptu) {
+  const query = new URLSearchParams({ model });
+  if (ptu > 0) query.set('ptu', ptu);
+  const response = await api(`/v1/capacity/regions?${query}`);
+  return response.ok ? response.json() : Promise.reject(new Error(await problemText(response)));
+}
+
+const amount = (n, currency) => `${new Intl.NumberFormat(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 4 }).format(n)} ${currency}`;
+const hourly = (ptu, price) => Math.round(ptu * price * 1e6) / 1e6;
+const minuteLabel = (ms) => new Date(ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+
 /**
- * The window as one slot per minute: minutes without usage are zero (none before the deployment existed); the purchased
- * rate carries forward from the minutes that recorded it and ends at today's limit.
+ * The window as one slot per minute: minutes without usage are zero (none before the deployment existed or after its
+ * release); the purchased rate carries forward from the minutes that recorded it and ends at today's limit. A minute is
+ * partial when the deployment held its rate for only part of it: the current minute, and those of its purchase, release and
+ * resizes (a resize shows as the rate changing between minutes with usage; both minutes are marked, as it fell between them).
  */
 function minuteSeries(rows, deployment, model, now, minutes) {
   const byMinute = new Map(rows.map((r) => [Date.parse(r.minute), r]));
   const last = Math.floor(now.getTime() / 60_000) * 60_000;
-  const created = Math.floor(Date.parse(deployment.createdAt) / 60_000) * 60_000;
-  const firstRate = rows.find((r) => r.tokensPerMinute > 0)?.tokensPerMinute ?? deployment.admission.tokensPerMinute;
-  const s = { labels: [], rows: [], prompt: [], cached: [], output: [], weighted: [], rate: [], util: [], throttled: [], ptu: [] };
+  const floor = (iso) => Math.floor(Date.parse(iso) / 60_000) * 60_000;
+  const created = floor(deployment.createdAt);
+  const released = deployment.releasedAt ? floor(deployment.releasedAt) : null;
+  const partial = new Set([created, ...(released === null ? [last] : [released])]);
+  const rated = rows.filter((r) => r.tokensPerMinute > 0);
+  rated.forEach((r, i) => {
+    if (i > 0 && r.tokensPerMinute !== rated[i - 1].tokensPerMinute) partial.add(Date.parse(r.minute)).add(Date.parse(rated[i - 1].minute));
+  });
+  const firstRate = rated[0]?.tokensPerMinute ?? deployment.admission.tokensPerMinute;
+  const s = { labels: [], minutes: [], rows: [], prompt: [], cached: [], output: [], weighted: [], rate: [], served: [], partial: [], util: [], throttled: [], ptu: [] };
   let rate = firstRate;
   for (let i = minutes - 1; i >= 0; i--) {
     const minute = last - i * 60_000;
     const row = byMinute.get(minute);
-    const live = i === 0;
+    const live = i === 0 && released === null;
     if (row?.tokensPerMinute > 0) rate = row.tokensPerMinute;
     if (live) rate = deployment.admission.tokensPerMinute; // a resize shows at once, before usage at the new rate arrives
-    const existed = minute >= created;
-    s.labels.push(new Date(minute).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }));
-    s.rows.push(row ? { ...row, at: s.labels.at(-1) } : null);
+    const existed = minute >= created && (released === null || minute <= released);
+    const weighted = row?.weightedTokens ?? (existed ? 0 : null);
+    const isPartial = existed && partial.has(minute);
+    s.labels.push(minuteLabel(minute));
+    s.minutes.push(minute);
+    s.partial.push(isPartial);
+    const served = existed && rate > 0 ? Math.round((weighted / rate) * 1000) / 10 : null;
+    s.served.push(served);
+    s.rows.push(row ? { ...row, at: s.labels.at(-1) + (isPartial ? ' (partial)' : ''), served } : null);
     const zero = existed ? 0 : null;
     s.prompt.push(row ? row.promptTokens - row.cachedTokens : zero);
     s.cached.push(row?.cachedTokens ?? zero);
     s.output.push(row?.outputTokens ?? zero);
-    s.weighted.push(row?.weightedTokens ?? zero);
+    s.weighted.push(weighted);
     s.rate.push(existed ? rate : null);
     s.ptu.push(existed ? (live ? deployment.ptu : Math.round((rate / model.inputTokensPerMinutePerPtu) * 1e4) / 1e4) : null);
     s.util.push(row ? Math.round(row.maxUtilization * 1000) / 10 : zero);
@@ -95,6 +128,10 @@ function minuteSeries(rows, deployment, model, now, minutes) {
   }
   return s;
 }
+
+// Partial minutes are drawn pale: a minute the deployment held its rate for only in part is not under-delivery.
+const FULL = { weighted: 'rgba(13, 148, 136, 0.75)', served: 'rgba(124, 58, 237, 0.55)' };
+const PARTIAL = { weighted: 'rgba(13, 148, 136, 0.25)', served: 'rgba(124, 58, 237, 0.18)' };
 
 function makeCharts(Chart) {
   const x = { stacked: true, ticks: { maxTicksLimit: 7, maxRotation: 0 }, grid: { display: false } };
@@ -110,13 +147,14 @@ function makeCharts(Chart) {
       bar('Generated', palette.output, 'output'),
     ], { y: y('tokens / min', { stacked: true }) }),
     weighted: make('c-weighted', [
-      bar('Weighted tokens', 'rgba(13, 148, 136, 0.75)', 'weighted', { order: 2 }),
+      bar('Weighted tokens', FULL.weighted, 'weighted', { order: 2 }),
       line('Purchased rate', palette.rate, { stepped: 'middle', borderWidth: 3, order: 1 }),
     ], { y: y('weighted tokens / min') }),
     util: make('c-util', [
-      line('Peak utilization', palette.util, { fill: 'origin', backgroundColor: 'rgba(124, 58, 237, 0.10)' }),
-      line('Limit', '#94a3b8', { borderDash: [6, 4], borderWidth: 1, pointRadius: 0 }),
-      bar('Throttled', palette.throttle, 'throttle', { yAxisID: 'throttle', categoryPercentage: 1 }),
+      bar('Served ÷ purchased', FULL.served, 'served', { order: 3, grouped: false }),
+      line('Peak bucket level', palette.util, { borderWidth: 1, order: 1 }),
+      bar('Throttled', palette.throttle, 'throttle', { yAxisID: 'throttle', categoryPercentage: 1, order: 4, grouped: false }),
+      line('Limit', '#94a3b8', { borderDash: [6, 4], borderWidth: 1, pointRadius: 0, order: 2 }),
     ], { y: y('%', { suggestedMax: 110 }), throttle: { display: false, min: 0, max: 1 } }),
     ptu: make('c-ptu', [
       line('PTU', palette.ptu, { stepped: 'middle', fill: 'origin', backgroundColor: 'rgba(15, 118, 110, 0.12)' }),
@@ -133,31 +171,45 @@ function renderCharts(charts, s) {
   const dense = s.labels.length > 120;
   for (const chart of Object.values(charts))
     for (const d of chart.data.datasets) if (d.type === 'line' && d.label !== 'Limit') d.pointRadius = dense ? 0 : 2;
+  charts.weighted.data.datasets[0].backgroundColor = s.partial.map((p) => (p ? PARTIAL.weighted : FULL.weighted));
+  charts.util.data.datasets[0].backgroundColor = s.partial.map((p) => (p ? PARTIAL.served : FULL.served));
   set(charts.tokens, s.prompt, s.cached, s.output);
   set(charts.weighted, s.weighted, s.rate);
-  set(charts.util, s.util, s.labels.map(() => 100), s.throttled);
+  set(charts.util, s.served, s.util, s.throttled, s.labels.map(() => 100));
   set(charts.ptu, s.ptu);
 
   const rows = s.rows.filter(Boolean).reverse();
-  const none = 'No usage in the last hour.';
+  const none = 'No usage in this window.';
+  const percent = (n) => (n === null ? '–' : `${fmt(n)} %`);
   document.getElementById('t-tokens').replaceChildren(table(rows, [['at', 'Minute'], ['promptTokens', 'Prompt', fmt], ['cachedTokens', 'Of which cached', fmt], ['outputTokens', 'Generated', fmt]], none, 'Tokens per minute'));
   document.getElementById('t-weighted').replaceChildren(table(rows, [['at', 'Minute'], ['weightedTokens', 'Weighted', fmt], ['tokensPerMinute', 'Purchased rate', fmt]], none, 'Weighted tokens per minute'));
-  document.getElementById('t-util').replaceChildren(table(rows, [['at', 'Minute'], ['maxUtilization', 'Peak utilization', pct], ['throttles', 'Throttled', (n) => (n > 0 ? 'yes' : 'no')]], none, 'Utilization per minute'));
+  document.getElementById('t-util').replaceChildren(table(rows, [['at', 'Minute'], ['served', 'Served ÷ purchased', percent], ['maxUtilization', 'Peak bucket level', pct], ['throttles', 'Throttled', (n) => (n > 0 ? 'yes' : 'no')]], none, 'Utilization per minute'));
   document.getElementById('t-ptu').replaceChildren(table(s.labels.map((at, i) => ({ at, ptu: s.ptu[i] })).filter((r) => r.ptu !== null).reverse().slice(0, 10),
     [['at', 'Minute'], ['ptu', 'PTU', fmt]], 'No data.', 'PTU per minute'));
 }
 
-function renderDeployment(d) {
+function renderDeployment(view, s) {
+  const d = view.deployment;
+  const released = d.status === 'Released';
   text('d-title', d.name);
-  text('d-meta', `${d.model} · ${d.region} · ${d.type}${d.spillover ? ' · spillover on' : ''} · id ${d.id}`);
-  text('k-ptu', `${fmt(d.ptu)} PTU`);
-  text('k-rate', fmt(d.admission.tokensPerMinute));
-  text('k-util', pct(d.bucket.utilization));
-  document.getElementById('k-util-box').classList.toggle('bad', d.bucket.utilization >= 1);
-  const state = d.status === 'Released' ? 'Released' : d.bucket.throttled ? 'Throttled' : 'Open';
+  text('d-meta', `${d.model} · ${d.region} · ${d.type}${d.spillover && !released ? ' · spillover on' : ''} · id ${d.id}`);
+  text('k-ptu', released ? 'Released' : `${fmt(d.ptu)} PTU`);
+  text('k-rate', released ? '–' : fmt(d.admission.tokensPerMinute));
+  // The last minute the deployment held its rate throughout: the current one is still filling.
+  const full = s.served.findLastIndex((v, i) => v !== null && !s.partial[i]);
+  text('k-served', full < 0 ? 'no full minute yet' : `${fmt(s.served[full])} % at ${s.labels[full]}`);
+  text('k-bucket', released ? '–' : pct(d.bucket.utilization));
+  document.getElementById('k-bucket-box').classList.toggle('bad', !released && d.bucket.utilization >= 1);
+  const state = released ? 'Released' : d.bucket.throttled ? 'Throttled' : 'Open';
   const badge = document.getElementById('k-state');
   if (badge.textContent !== state) badge.replaceChildren(el('span', { class: `badge ${state}` }, state));
   text('k-records', fmt(d.bucket.meteredRecords));
+  document.getElementById('manage').hidden = released;
+  const note = document.getElementById('released-note');
+  note.hidden = !released;
+  if (released) text('released-note', `Released ${time(d.releasedAt)}: its PTUs went back to the pool and billing for them stopped then. The charts keep its history.`);
+  const spillover = document.getElementById('spillover');
+  if (!spillover.disabled) spillover.checked = d.spillover;
 }
 
 function setupResize(view, model) {
@@ -165,9 +217,11 @@ function setupResize(view, model) {
   input.min = model.minimumPtu;
   input.step = model.ptuIncrement;
   input.value = view.deployment.ptu;
-  const price = Object.entries(model.prices)[0];
-  text('ptu-help', `From ${model.minimumPtu} PTU in steps of ${model.ptuIncrement}; 1 PTU admits ${fmt(model.inputTokensPerMinutePerPtu)} weighted tokens/min` +
-    (price ? ` and costs ${price[1].perPtuHour} ${price[0]} per hour.` : '.'));
+  const help = `From ${model.minimumPtu} PTU in steps of ${model.ptuIncrement}; 1 PTU admits ${fmt(model.inputTokensPerMinutePerPtu)} weighted tokens/min`;
+  text('ptu-help', `${help}.`);
+  capacityFor(model.name).then((c) => {
+    if (c.pricePerPtuHour !== null) text('ptu-help', `${help} and costs ${amount(c.pricePerPtuHour, c.currency)} per hour.`);
+  }, () => {});
   document.getElementById('resize').addEventListener('submit', async (event) => {
     event.preventDefault();
     const button = event.submitter;
@@ -175,17 +229,9 @@ function setupResize(view, model) {
     text('resize-status', '');
     button.disabled = true;
     try {
-      const response = await api(`/v1/deployments/${encodeURIComponent(view.deployment.id)}/resize`,
-        { method: 'POST', body: { ptu: Number(input.value) }, headers: { 'If-Match': view.etag } });
-      if (response.ok) {
-        view.deployment = await response.json();
-        view.etag = response.headers.get('ETag');
-        text('resize-status', `Resized to ${fmt(view.deployment.ptu)} PTU: ${fmt(view.deployment.admission.tokensPerMinute)} weighted tokens per minute.`);
-      } else if (response.status === 412) {
-        text('resize-error', 'This deployment changed since the page loaded it. The latest is shown now; check it and resize again.');
-      } else {
-        text('resize-error', await problemText(response));
-      }
+      const problem = await changeDeployment(view, 'resize', { method: 'POST', body: { ptu: Number(input.value) }, headers: { 'If-Match': view.etag } }, 'resize');
+      if (problem) text('resize-error', problem);
+      else text('resize-status', `Resized to ${fmt(view.deployment.ptu)} PTU: ${fmt(view.deployment.admission.tokensPerMinute)} weighted tokens per minute.`);
       await view.refresh();
     } finally {
       button.disabled = false;
@@ -193,14 +239,170 @@ function setupResize(view, model) {
   });
 }
 
-function setupEstimate(view) {
+/** A change to the open deployment: on success the page holds the answer and its ETag; otherwise the message to show. */
+async function changeDeployment(view, action, request, verb) {
+  const response = await api(`/v1/deployments/${encodeURIComponent(view.deployment.id)}/${action}`, request);
+  if (response.ok) {
+    view.deployment = await response.json();
+    view.etag = response.headers.get('ETag');
+    return null;
+  }
+  if (response.status === 412) return `This deployment changed since the page loaded it. The latest is shown now; check it and ${verb} again.`;
+  if (response.status === 409 && /exhausted/.test(await response.clone().text()))
+    return `There are not enough free PTUs of ${view.deployment.model} in ${view.deployment.region} for that size; try a smaller one.`;
+  return problemText(response);
+}
+
+function setupSpillover(view, model) {
+  const box = document.getElementById('spillover');
+  box.checked = view.deployment.spillover;
+  capacityFor(model.name).then((c) => {
+    const p = model.prices[c.currency];
+    if (p) text('spillover-help', `Requests above the purchased rate are served instead of throttled, billed per 1M tokens: ${amount(p.spilloverInputPerMillion, c.currency)} prompt, ` +
+      `${amount(p.spilloverCachedPerMillion, c.currency)} cached prompt, ${amount(p.spilloverOutputPerMillion, c.currency)} generated.`);
+  }, () => {});
+  box.addEventListener('change', async () => {
+    text('spillover-error', '');
+    text('spillover-status', '');
+    const enabled = box.checked;
+    box.disabled = true;
+    try {
+      const problem = await changeDeployment(view, 'spillover', { method: 'PUT', body: { enabled } }, 'change spillover');
+      if (problem) {
+        box.checked = !enabled;
+        text('spillover-error', problem);
+      } else {
+        text('spillover-status', view.deployment.spillover
+          ? 'Spillover is on: requests above the purchased rate are served and billed per token.'
+          : 'Spillover is off: requests above the purchased rate are throttled (asked to retry later).');
+      }
+    } finally {
+      box.disabled = false;
+    }
+    await view.refresh();
+  });
+}
+
+function setupRelease(view) {
+  const dialog = document.getElementById('release-dialog');
+  const confirm = document.getElementById('release-confirm');
+  document.getElementById('release-open').addEventListener('click', () => {
+    const d = view.deployment;
+    text('release-error', '');
+    text('release-question', `Release ${d.name}?`);
+    text('release-consequence', `Its ${fmt(d.ptu)} PTU of ${d.model} in ${d.region} go back to the pool and billing for them stops now. This cannot be undone.`);
+    dialog.showModal();
+  });
+  confirm.addEventListener('click', async () => {
+    confirm.disabled = true;
+    try {
+      const problem = await changeDeployment(view, 'release', { method: 'POST', headers: { 'If-Match': view.etag } }, 'release');
+      dialog.close();
+      text('release-error', problem ?? '');
+      await view.refresh();
+    } finally {
+      confirm.disabled = false;
+    }
+  });
+}
+
+/**
+ * The buy section: the model, the calculator, then the purchase. The region list comes from capacity discovery (regions
+ * with room for the amount); the price is the account's. One Idempotency-Key per filled-in form: a retry of the same
+ * purchase (a lost answer) buys once, and changing the form makes it a new purchase.
+ */
+function setupBuy(modelList, preferred) {
+  const modelSelect = document.getElementById('b-model');
+  const ptu = document.getElementById('b-ptu');
+  const region = document.getElementById('b-region');
+  const form = document.getElementById('buy');
   const value = (id) => Number(document.getElementById(id).value);
+  modelSelect.replaceChildren(...modelList.map((m) => el('option', { value: m.name, selected: m.name === preferred }, m.name)));
+  let capacity = null;
+  let asked = 0;
+  let key = newKey();
+  let resizeTarget = null;
+
+  const describe = () => {
+    const m = modelList.find((x) => x.name === modelSelect.value);
+    if (!m) return;
+    ptu.min = m.minimumPtu;
+    ptu.step = m.ptuIncrement;
+    const price = capacity?.pricePerPtuHour;
+    text('b-model-help', `1 PTU admits ${fmt(m.inputTokensPerMinutePerPtu)} weighted tokens/min (a generated token counts as ${fmt(m.outputWeight)})` +
+      (capacity ? (price === null ? `; ${m.name} is not sold in ${capacity.currency}, your account's currency.` : ` and costs ${amount(price, capacity.currency)} per hour.`) : '.') +
+      ` From ${m.minimumPtu} PTU in steps of ${m.ptuIncrement}.`);
+    const n = Number(ptu.value);
+    text('b-price', !capacity || price === null ? '' : n > 0
+      ? `${fmt(n)} PTU × ${amount(price, capacity.currency)} per PTU-hour = ${amount(hourly(n, price), capacity.currency)} per hour, billed to the second.`
+      : `Enter PTUs to see the price: ${amount(price, capacity.currency)} per PTU-hour.`);
+  };
+
+  const regions = async () => {
+    const call = ++asked;
+    const n = Number(ptu.value);
+    let answer;
+    try {
+      answer = await capacityFor(modelSelect.value, n);
+    } catch (e) {
+      text('b-regions-help', `Could not list regions: ${e.message}`);
+      return;
+    }
+    if (call !== asked) return; // an older answer arriving late
+    capacity = answer;
+    const open = answer.regions.filter((r) => (n > 0 ? r.fits : r.availablePtu > 0));
+    const before = region.value;
+    region.replaceChildren(...open.map((r) => el('option', { value: r.region, selected: r.region === before }, `${r.region} · ${fmt(r.availablePtu)} PTU available`)));
+    text('b-regions-help', open.length
+      ? `${open.length} of ${answer.regions.length} regions have ${n > 0 ? `${fmt(n)} PTU` : 'PTUs'} of ${answer.model} free.`
+      : answer.regions.length ? `No region has ${n > 0 ? `${fmt(n)} PTU` : 'any PTUs'} of ${answer.model} free right now${n > 0 ? '; try a smaller amount' : ''}.`
+        : `${answer.model} is not offered in any region yet.`);
+    describe();
+  };
+
+  let typing;
+  form.addEventListener('input', () => { key = newKey(); });
+  ptu.addEventListener('input', () => { describe(); clearTimeout(typing); typing = setTimeout(regions, 250); });
+  modelSelect.addEventListener('change', () => { key = newKey(); text('estimate-answer', ''); regions(); });
+  regions();
+
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const button = event.submitter;
+    text('buy-error', '');
+    button.disabled = true;
+    try {
+      const body = { name: document.getElementById('b-name').value, model: modelSelect.value, region: region.value, type: document.getElementById('b-type').value,
+        ptu: Number(ptu.value), spillover: document.getElementById('b-spillover').checked };
+      if (!body.region) {
+        text('buy-error', 'Pick a region with room for this amount.');
+        return;
+      }
+      const response = await api('/v1/deployments', { method: 'POST', body, headers: { 'Idempotency-Key': key } });
+      if (response.ok) {
+        const created = await response.json();
+        location.assign(`customer.html?deployment=${encodeURIComponent(created.id)}`);
+        return;
+      }
+      if (response.status === 409 && /exhausted|No capacity/.test(await response.clone().text())) {
+        text('buy-error', `${body.region} no longer has ${fmt(body.ptu)} PTU of ${body.model} free. The region list is up to date now; pick another region or a smaller amount.`);
+        key = newKey();
+        await regions();
+      } else {
+        text('buy-error', await problemText(response));
+      }
+    } finally {
+      button.disabled = false;
+    }
+  });
+
   document.getElementById('estimate').addEventListener('submit', async (event) => {
     event.preventDefault();
     text('estimate-error', '');
+    const model = modelSelect.value;
     const response = await api('/v1/capacity/estimate', {
       method: 'POST',
-      body: { model: view.deployment.model, requestsPerMinute: value('e-rpm'), promptTokens: value('e-prompt'), outputTokens: value('e-output'), cacheHitRate: value('e-cache') / 100 },
+      body: { model, requestsPerMinute: value('e-rpm'), promptTokens: value('e-prompt'), outputTokens: value('e-output'), cacheHitRate: value('e-cache') / 100 },
     });
     const answer = document.getElementById('estimate-answer');
     if (!response.ok) {
@@ -209,11 +411,28 @@ function setupEstimate(view) {
       return;
     }
     const e = await response.json();
+    const price = capacity?.model === e.model ? capacity.pricePerPtuHour : null;
+    const use = (target, label) => el('button', { type: 'button', class: 'link', onclick: () => {
+      target.value = e.ptu;
+      target.dispatchEvent(new Event('input', { bubbles: true }));
+      target.focus();
+    } }, label);
+    const resize = resizeTarget?.deployment.model === e.model && resizeTarget.deployment.status !== 'Released';
     answer.replaceChildren(el('p', { class: 'answer' },
       'This workload needs ', el('strong', {}, `${fmt(e.ptu)} PTU`), ` of ${e.model}: ${fmt(e.weightedTokensPerMinute)} weighted tokens/min at peak, `,
-      `${pct(e.utilizationAtPeak)} of the ${fmt(e.tokensPerMinute)} that buys. `,
-      el('button', { type: 'button', class: 'link', onclick: () => { const input = document.getElementById('ptu'); input.value = e.ptu; input.focus(); } }, `Use ${fmt(e.ptu)} PTU in the resize form`)));
+      `${pct(e.utilizationAtPeak)} of the ${fmt(e.tokensPerMinute)} that buys`,
+      price === null ? '. ' : `, for ${amount(hourly(e.ptu, price), capacity.currency)} per hour. `,
+      use(ptu, `Use ${fmt(e.ptu)} PTU to buy`),
+      resize ? ' · ' : null,
+      resize ? use(document.getElementById('ptu'), `Use ${fmt(e.ptu)} PTU in the resize form`) : null));
   });
+
+  return { onResizeTarget: (view) => { resizeTarget = view; } };
+}
+
+/** A random Idempotency-Key (getRandomValues works on plain-http pages too, where randomUUID does not). */
+function newKey() {
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
 /** The invoicing API may not be deployed yet: 404 reads as "no draft yet", never as a failure. */
