@@ -119,7 +119,7 @@ test('finance sees last month\'s revenue by model and its invoice in the registe
   assert.equal(shown.total, expected.total);
   assert.deepEqual(shown.lines.map((l) => l.line), shown.lines.map((_, i) => String(i + 1)), 'lines are numbered 1…n');
   assert.ok(shown.lines.some((l) => /docs-review/.test(l.description) && /spilled output tokens/i.test(l.description)));
-  assert.match(await page.locator('#invoice-meta').textContent(), new RegExp(`${lastMonth.tenant.tenantId} · billing month ${lastMonth.month}`));
+  assert.match(await page.locator('#invoice-meta').textContent(), new RegExp(`${lastMonth.tenant.tenantId} · billing month ${lastMonth.month} · .* by automatic`));
   await screenshot(page, '09-invoice');
 
   // The lines as CSV: one row per line, the same amounts.
@@ -151,6 +151,7 @@ test('the tenant an invoice bills opens it from its page; another tenant cannot 
   const shown = await invoiceShown(page);
   assert.equal(shown.total, expected.total);
   assert.equal(shown.lines.length, expected.lines.length);
+  assert.doesNotMatch(await page.locator('#invoice-meta').textContent(), / by /, 'who issued it is finance\'s business, not the customer\'s');
   assert.equal(await page.getByRole('link', { name: '← Back' }).getAttribute('href'), 'customer.html');
   await page.getByRole('link', { name: '← Back' }).click();
   await page.locator('#invoices').getByRole('link', { name: issued.documentNumber }).waitFor();

@@ -23,7 +23,9 @@ async function start() {
   const invoice = await response.json();
   document.title = `${invoice.documentNumber} · Throughput`;
   text('title', `Invoice ${invoice.documentNumber}`);
-  text('invoice-meta', `${invoice.tenantId} · billing month ${invoice.month} · ${invoice.currency} · issued ${time(invoice.issuedAt)} by ${invoice.issuedBy}`);
+  // Who issued it (a finance key's id, or the automatic close) is for finance; a customer sees when.
+  const by = who.role === 'Finance' ? ` by ${invoice.issuedBy}` : '';
+  text('invoice-meta', `${invoice.tenantId} · billing month ${invoice.month} · ${invoice.currency} · issued ${time(invoice.issuedAt)}${by}`);
   csv.addEventListener('click', () =>
     download(`${path}?format=csv`, `${invoice.documentNumber}.csv`).catch((e) => text('error', `Could not download: ${e.message}`)));
   pdf.addEventListener('click', () =>
