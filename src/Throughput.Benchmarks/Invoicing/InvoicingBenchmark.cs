@@ -200,15 +200,26 @@ public sealed partial class InvoicingBenchmark : IBenchmark
         figures.Add(new($"full rebuild, every projection ({members.Length}) in one pass over the log, events/s", Number(rate), "≥ 100,000", rate >= TargetRebuildEventsPerSecond));
         figures.Add(new("  the same, events per CPU-second of the rebuild process", Number(cpu > 0 ? events / cpu : 0)));
 
-        Log("raw ceiling: reading the log and deserializing every event, nothing else");
-        var raw = await RebuildCeiling.MeasureAsync(schema, ct);
-        figures.Add(new Ceiling(rate, raw.EventsPerSecond).AtLeast("rebuild events/s: platform / raw read + deserialize", TargetRebuildShareOfRaw, Number));
-        figures.Add(new Ceiling(cpu > 0 ? events / cpu : 0, raw.Cpu > TimeSpan.Zero ? raw.Events / raw.Cpu.TotalSeconds : 0).Beside("  the same per CPU-second: platform / raw", Number));
         conditions.Add($"rebuild: {pass.Groups[1].Value} ({string.Join(" + ", members)}) {seconds:0.0} s, {cpu:0.0} s CPU"
             + "; events/s = events in the log ÷ wall time; CPU = the rebuild process's own (steadier than wall time when other work shares the cores)"
             + (environment.Count > 0 ? "; rebuild environment: " + string.Join(" ", environment.Select(e => $"{e.Name}={e.Value}")) : "; infra/rebuild.sh's runtime settings"));
         conditions.Add($"CPU cores while rebuilding (start-up included): {CpuUse.Describe(CpuUse.Between(cpuBefore, cpuAfter))}");
-        conditions.Add($"rebuild ceiling: the same {Number(raw.Events)} rows of mt_events (type, data) read in order in this benchmark's process, each body deserialized to its CLR type by the platform's Marten serializer (its System.Text.Json options and converters), nothing else; {raw.Took.TotalSeconds:0.0} s, {raw.Cpu.TotalSeconds:0.0} s CPU; no start-up in it, which the platform's figure includes");
+
+        Log("raw ceiling: reading the log and deserializing every event, nothing else");
+        RebuildCeilingRun raw;
+        try
+        {
+            raw = await RebuildCeiling.MeasureAsync(schema, ct);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // The lag and rebuild figures above stand without their ceiling; the report says why it is missing.
+            figures.Add(new("rebuild events/s: platform / raw read + deserialize", $"raw ceiling failed: {e.Message}", $"≥ {TargetRebuildShareOfRaw} × raw", false));
+            return;
+        }
+        figures.Add(new Ceiling(rate, raw.EventsPerSecond).AtLeast("rebuild events/s: platform / raw read + deserialize", TargetRebuildShareOfRaw, Number));
+        figures.Add(new Ceiling(cpu > 0 ? events / cpu : 0, raw.Cpu > TimeSpan.Zero ? raw.Events / raw.Cpu.TotalSeconds : 0).Beside("  the same per CPU-second: platform / raw", Number));
+        conditions.Add($"rebuild ceiling: the same {Number(raw.Events)} rows of mt_events (type, data) read in order in this benchmark's process, each body deserialized to its CLR type by the platform's Marten serializer (its System.Text.Json options and converters), nothing else ({Number(raw.Unmapped)} rows of types no feature maps read but not deserialized); {raw.Took.TotalSeconds:0.0} s, {raw.Cpu.TotalSeconds:0.0} s CPU; no start-up in it, which the platform's figure includes");
     }
 
     static double Seconds(Group g) => double.Parse(g.Value, CultureInfo.InvariantCulture);
