@@ -15,6 +15,10 @@ IBenchmark[] benchmarks = [new MeteringBenchmark(), new AdmissionChecksBenchmark
 // sweep takes a quarter of an hour.
 IBenchmark[] drills = [new FaultDrill(), new FailoverDrill(), new ScaleOutDrill(), new ScaleBenchmark()];
 
+// The bare Kestrel server of the admission ceiling, started by admission-http as a child process of this dll.
+if (args is [BareAdmission.Command, var bodyBytes, "--urls", var urls])
+    return await BareAdmission.ServeAsync(urls, int.Parse(bodyBytes, System.Globalization.CultureInfo.InvariantCulture));
+
 using var interrupted = new CancellationTokenSource();
 Console.CancelKeyPress += (_, e) =>
 {
@@ -36,6 +40,7 @@ try
     if (chosen.Length == 0) throw new UsageException($"no benchmark '{args[0]}'");
 
     var reports = new List<BenchmarkReport>();
+    var started = System.Diagnostics.Stopwatch.GetTimestamp();
     foreach (var benchmark in chosen)
     {
         BenchmarkReport report;
@@ -58,6 +63,12 @@ try
         if (Path.GetDirectoryName(Path.GetFullPath(resultsFile)) is { } folder) Directory.CreateDirectory(folder);
         await File.WriteAllTextAsync(resultsFile, machine + Environment.NewLine + Reports.Markdown(reports));
         Console.WriteLine($"\nresults written to {resultsFile}");
+        if (args[0] == "all")
+        {
+            var took = System.Diagnostics.Stopwatch.GetElapsedTime(started);
+            await BenchmarksDoc.WriteAsync($"### Last report of `bash infra/bench.sh all` ({took.TotalMinutes:0} min)\n\n{machine}\n{Reports.Markdown(reports)}", interrupted.Token);
+            Console.WriteLine($"report written to {BenchmarksDoc.Path}");
+        }
     }
     return reports.All(r => r.TargetsMet) ? 0 : 1;
 }

@@ -13,6 +13,7 @@ public sealed class AdmissionHttpBenchmark : IBenchmark
 {
     const double TargetP99Ms = 2;
     const int TargetRate = 10_000;
+    const double TargetP99OfBare = 1.25;
     static readonly TimeSpan ProgressEvery = TimeSpan.FromSeconds(5);
     static readonly TimeSpan DrainPatience = TimeSpan.FromSeconds(10);
 
@@ -33,6 +34,7 @@ public sealed class AdmissionHttpBenchmark : IBenchmark
         ("host-env", "NAME=VALUE added to the host's environment; repeatable (e.g. DOTNET_ThreadPool_UnfairSemaphoreSpinLimit=0)"),
         ("timeline", "file to write every request's due time, latency, lateness and status to (none)"),
         ("host-dll", "the platform host to start (this repository's Release build)"),
+        ("ceiling", "after the platform, the same load against a bare Kestrel server answering the same-sized JSON: true | false (true)"),
     ];
 
     public async Task<BenchmarkReport> RunAsync(BenchOptions options, CancellationToken cancellationToken)
@@ -48,6 +50,7 @@ public sealed class AdmissionHttpBenchmark : IBenchmark
         var timeline = options.Text("timeline", "");
         var prime = options.Seconds("prime", TimeSpan.FromSeconds(10));
         var hostDll = Services.PlatformHostDll(options);
+        var ceiling = options.Text("ceiling", "true") == "true";
         options.EnsureAllRead();
 
         var runId = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4));
@@ -77,8 +80,75 @@ public sealed class AdmissionHttpBenchmark : IBenchmark
         loop.Join();
         if (timeline.Length > 0) load.WriteTimeline(timeline);
         if (load.Overloaded) Log($"stopped early: more than {Number(plan.MaxOutstanding)} requests unanswered");
-        return Report(load.Measured(), plan, fleet, hostEnvironment, CpuUse.Between(before, after), drained, load.Overloaded, peak, (closedLoop, primeCpu), machine);
+        var measured = load.Measured();
+        var report = Report(measured, plan, fleet, hostEnvironment, CpuUse.Between(before, after), drained, load.Overloaded, peak, (closedLoop, primeCpu), machine);
+        if (!ceiling) return report;
+
+        var bodyBytes = await AnswerBytesAsync(host.BaseAddress, fleet, plan.Call, cancellationToken);
+        await host.DisposeAsync(); // the bare server gets the machine as the host had it
+        var bare = await MeasureBareAsync(plan, bodyBytes, fleet.Deployments, prime, cancellationToken);
+        return WithCeiling(report, measured, bare, bodyBytes);
     }
+
+    /// <summary>The length of the platform's answer body to the call the load makes, for the bare server to answer alike.</summary>
+    static async Task<int> AnswerBytesAsync(Uri baseAddress, AdmissionFleet fleet, AdmissionCall call, CancellationToken ct)
+    {
+        using var http = new HttpClient { BaseAddress = baseAddress };
+        http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", fleet.ServingNodeKey);
+        var path = $"/v1/admission/{fleet.Deployments[0]}";
+        using var answer = call == AdmissionCall.Get
+            ? await http.GetAsync(new Uri(path, UriKind.Relative), ct)
+            : await http.PostAsync(new Uri(path + "/check", UriKind.Relative), new StringContent("""{"estimatedTokens":1000}""", System.Text.Encoding.UTF8, "application/json"), ct);
+        answer.EnsureSuccessStatusCode();
+        return (await answer.Content.ReadAsByteArrayAsync(ct)).Length;
+    }
+
+    /// <summary>The same plan, generator and connections against the bare Kestrel server; primed closed loop as the host was.</summary>
+    static async Task<BareRun> MeasureBareAsync(LoadPlan plan, int bodyBytes, IReadOnlyList<string> deployments, TimeSpan prime, CancellationToken ct)
+    {
+        await using var bare = await BareAdmission.StartAsync(bodyBytes, ct);
+        Log($"bare Kestrel pid {bare.ProcessId} on {bare.BaseAddress}, answering {bodyBytes} bytes; priming {prime.TotalSeconds:0} s, then {Number(plan.Rate)}/s open loop");
+        using var load = new OpenLoopLoad(plan, bare.BaseAddress, "bare", deployments);
+        var closedLoop = load.Prime(prime);
+        var drained = false;
+        var loop = new Thread(() => drained = load.Run(DrainPatience, ct)) { IsBackground = true, Name = "admission-load-bare" };
+        loop.Start();
+        await WatchAsync(load, plan.Warmup, 0, ct);
+        var before = CpuUse.Now(bare.ProcessId, "bare Kestrel");
+        var hiccups = Hiccups.Start();
+        await WatchAsync(load, plan.Duration, 0, ct);
+        var machine = hiccups.Stop();
+        var cpu = CpuUse.Between(before, CpuUse.Now(bare.ProcessId, "bare Kestrel"));
+        loop.Join();
+        return new BareRun(load.Measured(), closedLoop, cpu, machine, drained && !load.Overloaded);
+    }
+
+    static BenchmarkReport WithCeiling(BenchmarkReport report, LoadResult platform, BareRun bare, int bodyBytes)
+    {
+        var ok = platform.OkLatencyMs;
+        var bareOk = bare.Result.OkLatencyMs;
+        var p99 = new Ceiling(Percentiles.Of(ok, 99), Percentiles.Of(bareOk, 99)).AtMost("latency p99: platform / bare Kestrel", TargetP99OfBare, Ms);
+        return report with
+        {
+            Figures =
+            [
+                p99 with { Met = p99.Met == true && bare.Complete && platform.ErrorCount == 0 },
+                new Ceiling(Percentiles.Of(ok, 50), Percentiles.Of(bareOk, 50)).Beside("latency p50: platform / bare Kestrel", Ms),
+                new Ceiling(Percentiles.Of(ok, 99.9), Percentiles.Of(bareOk, 99.9)).Beside("latency p99.9: platform / bare Kestrel", Ms),
+                .. report.Figures,
+                new("bare Kestrel: requests/s sent; answered 2xx / errors; closed-loop ceiling", $"{Number(bare.Result.SentPerSecond)}; {Number(bareOk.Count)} / {Number(bare.Result.ErrorCount)}; {Number(bare.ClosedLoop)}/s"),
+                new("bare Kestrel: machine hiccups while measuring", $"{bare.Machine.Delays}; {bare.Machine.Share}"),
+            ],
+            Conditions =
+            [
+                .. report.Conditions,
+                $"ceiling: after the host stopped, a bare Kestrel server (this benchmark's dll as a child process, minimal API, no authentication, no rate limiter, no platform code) answering every admission route with {bodyBytes} bytes of JSON, the platform's answer's size; the same generator and plan: same rate, warm-up, duration and connections; CPU cores while measuring: {CpuUse.Describe(bare.Cpu)}",
+            ],
+        };
+    }
+
+    /// <summary>The bare server's run: what the generator measured, its closed-loop ceiling, the cores used, the machine's stalls meanwhile.</summary>
+    sealed record BareRun(LoadResult Result, double ClosedLoop, IReadOnlyList<(string Role, double Cores)> Cpu, HiccupFigures Machine, bool Complete);
 
     BenchmarkReport Report(LoadResult result, LoadPlan plan, AdmissionFleet fleet, IReadOnlyDictionary<string, string> hostEnvironment,
         IReadOnlyList<(string Role, double Cores)> cpu, bool drained, bool overloaded, double peakAnswered, (double Rate, IReadOnlyList<(string Role, double Cores)> Cpu) closedLoop,

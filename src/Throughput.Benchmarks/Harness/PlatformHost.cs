@@ -19,6 +19,7 @@ public sealed class PlatformHost : IAsyncDisposable
     readonly ProcessStartInfo _start;
     readonly StreamWriter _log;
     Process _process;
+    bool _disposed;
 
     PlatformHost(ProcessStartInfo start, StreamWriter log, Uri baseAddress, string operatorKey, string logPath)
     {
@@ -39,21 +40,27 @@ public sealed class PlatformHost : IAsyncDisposable
 
     public int ProcessId => _process.Id;
 
-    /// <summary>Starts <paramref name="hostDll"/> with <paramref name="environment"/> added to this process's, and waits until it is ready.</summary>
+    /// <summary>
+    /// Starts <paramref name="hostDll"/> with <paramref name="environment"/> added to this process's, and waits until it is ready.
+    /// <paramref name="command"/> goes before <c>--urls</c>: the bare ceilings run as this benchmark's own dll with one.
+    /// </summary>
     public static async Task<PlatformHost> StartAsync(string hostDll, IReadOnlyDictionary<string, string> environment, CancellationToken cancellationToken,
-        TimeSpan? readyTimeout = null)
+        TimeSpan? readyTimeout = null, IReadOnlyList<string>? command = null)
     {
         if (!File.Exists(hostDll)) throw new UsageException($"no platform host at {hostDll}: build it first (bash infra/bench.sh builds Release)");
         var baseAddress = new Uri($"http://127.0.0.1:{FreePort()}");
         var operatorKey = $"tpk_kbench{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6))}.{Convert.ToBase64String(RandomNumberGenerator.GetBytes(24)).Replace('+', '-').Replace('/', '_')}";
         var start = new ProcessStartInfo("dotnet")
         {
-            ArgumentList = { hostDll, "--urls", baseAddress.ToString().TrimEnd('/') },
+            ArgumentList = { hostDll },
             WorkingDirectory = Path.GetDirectoryName(Path.GetFullPath(hostDll))!, // appsettings.json sits beside the dll
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        foreach (var argument in (IEnumerable<string>?)command ?? []) start.ArgumentList.Add(argument);
+        start.ArgumentList.Add("--urls");
+        start.ArgumentList.Add(baseAddress.ToString().TrimEnd('/'));
         foreach (var (name, value) in environment) start.Environment[name] = value;
         start.Environment["Access__BootstrapOperatorKey"] = operatorKey;
 
@@ -104,6 +111,9 @@ public sealed class PlatformHost : IAsyncDisposable
     /// <summary>SIGTERM for a graceful shutdown (the bus settles its consumers), a kill if that takes too long.</summary>
     public async ValueTask DisposeAsync()
     {
+        // A benchmark may stop its host early, to measure a raw ceiling on a quiet machine, inside the host's using.
+        if (_disposed) return;
+        _disposed = true;
         if (!_process.HasExited)
         {
             using (var term = Process.Start("kill", ["-TERM", _process.Id.ToString(CultureInfo.InvariantCulture)]))

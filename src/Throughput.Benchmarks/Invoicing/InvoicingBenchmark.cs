@@ -15,9 +15,10 @@ namespace Throughput.Benchmarks.Invoicing;
 /// </summary>
 public sealed partial class InvoicingBenchmark : IBenchmark
 {
-    static readonly TimeSpan TargetLagP99 = TimeSpan.FromSeconds(2);
+    static readonly TimeSpan TargetLagP99 = TimeSpan.FromSeconds(1);
     const double TargetRecordsPerSecond = 100_000;
-    const double TargetRebuildEventsPerSecond = 50_000;
+    const double TargetRebuildEventsPerSecond = 100_000;
+    const double TargetRebuildShareOfRaw = 0.5;
     static readonly TimeSpan CatchUpTimeout = TimeSpan.FromSeconds(30);
 
     // Little's law: with the daemon on, publish → durable takes 0.6–1 s here, so carrying 100,000 records/s needs up to
@@ -114,10 +115,12 @@ public sealed partial class InvoicingBenchmark : IBenchmark
         await ProgressAsync(load, events, drafts, warmup, ct);
         var from = DateTimeOffset.UtcNow;
         var cpuBefore = CpuUse.Now(host.ProcessId);
+        var rowsBefore = await ProjectionRowsCeiling.CountersAsync(schema, ct);
         Log($"measuring for {duration.TotalSeconds:0} s");
         await ProgressAsync(load, events, drafts, duration, ct);
         var to = DateTimeOffset.UtcNow;
         var cpuAfter = CpuUse.Now(host.ProcessId);
+        var rowsAfter = await ProjectionRowsCeiling.CountersAsync(schema, ct);
         await load.StopAsync(TimeSpan.FromSeconds(15));
 
         var batches = await events.StopAsync(ct);
@@ -144,12 +147,20 @@ public sealed partial class InvoicingBenchmark : IBenchmark
         figures.Add(new("metering load: durable records/s", Number(recordsPerSecond), "100,000 offered", recordsPerSecond >= TargetRecordsPerSecond * 0.95));
         figures.Add(new("usage events/s into the drafts", Number(measured.Count / seconds)));
         figures.Add(new("durable → draft p50", Ms(Percentiles.Weighted(durableToDraft, 50))));
-        figures.Add(new("durable → draft p99", Ms(p99), "≤ 2,000 ms", p99 <= TargetLagP99.TotalMilliseconds));
+        figures.Add(new("durable → draft p99", Ms(p99), "≤ 1,000 ms at ≥ 100,000 records/s", p99 <= TargetLagP99.TotalMilliseconds && recordsPerSecond >= TargetRecordsPerSecond * 0.95));
         figures.Add(new("record hand-over → draft p50 / p99", $"{Ms(Percentiles.Weighted(handOverToDraft, 50))} / {Ms(Percentiles.Weighted(handOverToDraft, 99))}"));
         figures.Add(new("drafts caught up after the load", caughtUp ? $"yes, through event {last}" : $"NO: at {drafts.Through} of {last} {CatchUpTimeout.TotalSeconds:0} s after", "yes", caughtUp && never == 0));
         conditions.Add($"{seconds:0} s measured after the warm-up, {fleet.Deployments.Count} deployments of one tenant, {shape.Publishers} publishers, {(shape.Rate > 0 ? $"{Number(shape.Rate)} records/s offered" : "closed loop")}, ≤ {Number(shape.InFlight)} in flight");
         conditions.Add($"lag = first poll ({poll.TotalMilliseconds:0} ms) of the tenant's billing account showing the event's sequence − first poll of mt_events showing the event committed; percentiles weighted by records; {never} events never seen in the draft while polling");
         conditions.Add($"CPU cores while measuring: {CpuUse.Describe(CpuUse.Between(cpuBefore, cpuAfter))}");
+
+        var daemonRows = await ProjectionRowsCeiling.BetweenAsync(schema, rowsBefore, rowsAfter, ct);
+        var perSecond = (int)Math.Round(daemonRows.Rows / seconds);
+        var raw = await ProjectionRowsCeiling.MeasureAsync(perSecond, (int)Math.Round(daemonRows.BytesPerRow), 10, ct);
+        figures.Add(new("daemon's rows written per second; per usage event; average bytes", $"{Number(perSecond)}; {(measured.Count == 0 ? 0 : daemonRows.Rows / (double)measured.Count):0.0}; {daemonRows.BytesPerRow:0}"));
+        figures.Add(new Ceiling(p99, Percentiles.Of(raw.SortedMs, 99)).Beside("durable → draft p99 beside the raw cost of one second of the daemon's rows (one upsert, one commit), p99", Ms));
+        figures.Add(new("raw cost of one second of the daemon's rows p50 / p99 (share of a second)", $"{Ms(Percentiles.Of(raw.SortedMs, 50))} / {Ms(Percentiles.Of(raw.SortedMs, 99))} ({Percentiles.Of(raw.SortedMs, 50) / 10:0.0} % of the second at p50)"));
+        conditions.Add($"projection lag ceiling (an estimate): the daemon's rows = inserts + updates + deletes in pg_stat_user_tables over the measured window in the schema's tables other than the metering transaction's (mt_events, mt_streams, metering_applied, deployment_meters, quarantine), {Number(daemonRows.Rows)} rows; their raw cost = that many rows per second, of the tables' average width (pg_column_size over ≤ 200 rows each), upserted as JSONB in one statement and one transaction into a scratch table, {raw.SortedMs.Count} times after the load stopped (host idle); the draft's lag cannot be lower than this write plus the daemon's poll and the reader's poll ({poll.TotalMilliseconds:0} ms)");
     }
 
     static async Task MeasureRebuildAsync(string hostDll, string schema, IReadOnlyList<(string Name, string Value)> environment, List<Figure> figures, List<string> conditions, CancellationToken ct)
@@ -186,12 +197,29 @@ public sealed partial class InvoicingBenchmark : IBenchmark
         var (seconds, cpu, members) = (Seconds(pass.Groups[2]), Seconds(pass.Groups[3]), pass.Groups[4].Value.Split(", ", StringSplitOptions.RemoveEmptyEntries));
         var rate = seconds > 0 ? events / seconds : 0;
         figures.Add(new("events in the log", Number(events)));
-        figures.Add(new($"full rebuild, every projection ({members.Length}) in one pass over the log, events/s", Number(rate), "≥ 50,000", rate >= TargetRebuildEventsPerSecond));
+        figures.Add(new($"full rebuild, every projection ({members.Length}) in one pass over the log, events/s", Number(rate), "≥ 100,000", rate >= TargetRebuildEventsPerSecond));
         figures.Add(new("  the same, events per CPU-second of the rebuild process", Number(cpu > 0 ? events / cpu : 0)));
+
         conditions.Add($"rebuild: {pass.Groups[1].Value} ({string.Join(" + ", members)}) {seconds:0.0} s, {cpu:0.0} s CPU"
             + "; events/s = events in the log ÷ wall time; CPU = the rebuild process's own (steadier than wall time when other work shares the cores)"
             + (environment.Count > 0 ? "; rebuild environment: " + string.Join(" ", environment.Select(e => $"{e.Name}={e.Value}")) : "; infra/rebuild.sh's runtime settings"));
         conditions.Add($"CPU cores while rebuilding (start-up included): {CpuUse.Describe(CpuUse.Between(cpuBefore, cpuAfter))}");
+
+        Log("raw ceiling: reading the log and deserializing every event, nothing else");
+        RebuildCeilingRun raw;
+        try
+        {
+            raw = await RebuildCeiling.MeasureAsync(schema, ct);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // The lag and rebuild figures above stand without their ceiling; the report says why it is missing.
+            figures.Add(new("rebuild events/s: platform / raw read + deserialize", $"raw ceiling failed: {e.Message}", $"≥ {TargetRebuildShareOfRaw} × raw", false));
+            return;
+        }
+        figures.Add(new Ceiling(rate, raw.EventsPerSecond).AtLeast("rebuild events/s: platform / raw read + deserialize", TargetRebuildShareOfRaw, Number));
+        figures.Add(new Ceiling(cpu > 0 ? events / cpu : 0, raw.Cpu > TimeSpan.Zero ? raw.Events / raw.Cpu.TotalSeconds : 0).Beside("  the same per CPU-second: platform / raw", Number));
+        conditions.Add($"rebuild ceiling: the same {Number(raw.Events)} rows of mt_events (type, data) read in order in this benchmark's process, each body deserialized to its CLR type by the platform's Marten serializer (its System.Text.Json options and converters), nothing else ({Number(raw.Unmapped)} rows of types no feature maps read but not deserialized); {raw.Took.TotalSeconds:0.0} s, {raw.Cpu.TotalSeconds:0.0} s CPU; no start-up in it, which the platform's figure includes");
     }
 
     static double Seconds(Group g) => double.Parse(g.Value, CultureInfo.InvariantCulture);

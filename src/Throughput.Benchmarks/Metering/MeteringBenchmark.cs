@@ -18,6 +18,7 @@ public sealed class MeteringBenchmark : IBenchmark
     static readonly TimeSpan ProgressEvery = TimeSpan.FromSeconds(5);
     static readonly TimeSpan DrainTimeout = TimeSpan.FromSeconds(15);
     const int MeteringInFlight = 50_000;
+    const double TargetShareOfRaw = 0.6;
 
     public string Name => "metering";
 
@@ -34,6 +35,7 @@ public sealed class MeteringBenchmark : IBenchmark
         ("host-env", "NAME=VALUE added to the host's environment; repeatable"),
         ("poll-ms", "how often PostgreSQL is polled for new usage events (100)"),
         ("host-dll", "the platform host to start (this repository's Release build)"),
+        ("ceiling-duration", "seconds the raw path (RabbitMQ.Client + one upsert per batch) is measured after 5 s of warm-up; 0 = none (20)"),
     ];
 
     public async Task<BenchmarkReport> RunAsync(BenchOptions options, CancellationToken cancellationToken)
@@ -47,6 +49,7 @@ public sealed class MeteringBenchmark : IBenchmark
         var topology = new BenchTopology(runId, options.Count("partitions", 4));
         var hostEnvironment = HostEnvironment(topology, options);
         var hostDll = Services.PlatformHostDll(options);
+        var ceilingDuration = options.Seconds("ceiling-duration", TimeSpan.FromSeconds(20));
         options.EnsureAllRead();
 
         Log($"run {runId}: starting the platform host ({string.Join(' ', hostEnvironment.Select(e => $"{e.Key}={e.Value}"))})");
@@ -58,7 +61,13 @@ public sealed class MeteringBenchmark : IBenchmark
             var fleet = await MeteringFleet.SetUpAsync(operatorApi, runId, deployments, shape.Publishers, cancellationToken);
             Log($"tenant {fleet.TenantId}: {fleet.Deployments.Count} deployments of {MeteringFleet.Model} at {MeteringFleet.PtuPerDeployment(fleet.Deployments.Count)} PTU, producers {string.Join(", ", fleet.Producers)}");
             var run = await MeasureAsync(host, fleet, topology, shape, warmup, duration, poll, Services.PostgresSchema(), cancellationToken);
-            return Report(run, fleet, shape, warmup, poll, hostEnvironment);
+            await host.DisposeAsync(); // the raw path gets the machine to itself, as the platform had it
+            var report = Report(run, fleet, shape, warmup, poll, hostEnvironment);
+            if (ceilingDuration <= TimeSpan.Zero) return report;
+            var ceilingShape = MeteringCeilingShape.Platform(deployments, shape.Publishers, run.RecordsPerMessage, shape.InFlight);
+            Log($"raw ceiling: {ceilingShape.Producers} RabbitMQ.Client publishers, {ceilingShape.RecordsPerMessage} records per message, {ceilingShape.Partitions} bare consumers, measuring {ceilingDuration.TotalSeconds:0} s");
+            var raw = await MeteringCeiling.MeasureAsync(ceilingShape, TimeSpan.FromSeconds(5), ceilingDuration, cancellationToken);
+            return WithCeiling(report, run, raw, ceilingShape);
         }
         finally
         {
@@ -93,7 +102,7 @@ public sealed class MeteringBenchmark : IBenchmark
         var exact = drained && load.HandedOver == load.Confirmed && load.Confirmed == counted && batches.Sum(b => b.Records) == counted && quarantined == 0;
         return new MeteringRun(window.At, end.At, measured, batches, exact, counted, load.Confirmed, load.HandedOver, quarantined, drained,
             (end.Confirmed - window.Confirmed) / (end.At - window.At).TotalSeconds, maxQueued, load.Republishes, load.PublishFailures,
-            CpuUse.Between(window.Cpu, end.Cpu), host.PeakResidentBytes());
+            CpuUse.Between(window.Cpu, end.Cpu), host.PeakResidentBytes(), load.BatchesConfirmed);
     }
 
     static BenchmarkReport Report(MeteringRun run, MeteringFleet fleet, LoadShape shape, TimeSpan warmup, TimeSpan poll, IReadOnlyDictionary<string, string> hostEnvironment)
@@ -120,6 +129,22 @@ public sealed class MeteringBenchmark : IBenchmark
             $"CPU cores used while measuring: {CpuUse.Describe(run.Cpu)} (other = anything else on the machine, e.g. builds)",
         ]);
     }
+
+    static BenchmarkReport WithCeiling(BenchmarkReport report, MeteringRun run, MeteringCeilingRun raw, MeteringCeilingShape shape) => report with
+    {
+        Figures =
+        [
+            new Ceiling(run.DurablePerSecond, raw.RecordsPerSecond).AtLeast("durable records/s: platform / raw ceiling", TargetShareOfRaw, Number),
+            .. report.Figures,
+            new("raw ceiling: messages and rows per consumer batch", $"{raw.MessagesPerBatch:0.0} messages, {raw.RowsPerBatch:0.0} rows"),
+        ],
+        Conditions =
+        [
+            .. report.Conditions,
+            $"raw ceiling, after the host stopped: the same JSON bytes (the SDK's serializer, {shape.RecordsPerMessage} records per message as the platform run averaged) published with RabbitMQ.Client and publisher confirms by {shape.Producers} connections, one message in flight per deployment, ≤ {Number(shape.InFlight)} records unacknowledged; a consistent-hash exchange and {shape.Partitions} partition queues of its own; bare consumers with prefetch {shape.Prefetch}, batches of ≤ {shape.BatchMessageLimit} messages or {shape.BatchTimeLimit.TotalMilliseconds:0} ms, each written as the platform's rows for it (a claim per message, a meter per deployment, the event, the stream's version) in one upsert and one transaction in a scratch schema, acked after commit; no JSON read, no Marten, no MassTransit",
+            $"raw ceiling CPU cores: {CpuUse.Describe(raw.Cpu)}",
+        ],
+    };
 
     /// <summary>Prints the rates every few seconds while the load runs; returns the most messages seen waiting in the partition queues.</summary>
     static async Task<long> WatchAsync(LoadDriver load, DurableObserver observer, RabbitQueues queues, BenchTopology topology, TimeSpan span, CancellationToken ct)
@@ -159,8 +184,11 @@ public sealed class MeteringBenchmark : IBenchmark
 /// <summary>What one metering measurement saw: the usage events durable inside its window (and all of them), and the exactness check.</summary>
 public sealed record MeteringRun(DateTimeOffset From, DateTimeOffset To, IReadOnlyList<DurableBatch> Measured, IReadOnlyList<DurableBatch> All, bool Exact,
     long Counted, long Confirmed, long HandedOver, long Quarantined, bool Drained, double ConfirmedPerSecond, long MaxQueued, long Republishes,
-    long PublishFailures, IReadOnlyList<(string Role, double Cores)> Cpu, long PeakRss)
+    long PublishFailures, IReadOnlyList<(string Role, double Cores)> Cpu, long PeakRss, long BatchesConfirmed)
 {
+    /// <summary>Records per published batch over the run: what the SDK's linger made of the load, for the raw ceiling to publish alike.</summary>
+    public int RecordsPerMessage => BatchesConfirmed == 0 ? 1 : (int)Math.Max(1, Math.Round(Confirmed / (double)BatchesConfirmed));
+
     public double Seconds => (To - From).TotalSeconds;
 
     public double DurablePerSecond => Measured.Sum(b => b.Records) / Seconds;
