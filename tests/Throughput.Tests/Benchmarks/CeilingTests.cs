@@ -81,10 +81,11 @@ public sealed class CeilingTests
     }
 
     [Fact]
-    public async Task The_open_loop_generator_reports_a_servers_added_delay_and_the_ratio_fails_it()
+    public async Task The_open_loop_generator_reports_a_servers_added_delay()
     {
-        // The same bare server twice, once holding every answer 50 ms: the generator must see at least that, and the
-        // ratio against the undelayed server must fail a 1.25× target. Lower bounds only: a slow machine cannot make them flaky.
+        // The same bare server twice, once holding every answer 50 ms: the generator must see at least that. Lower bounds
+        // only: on a loaded machine the undelayed run's own latency can exceed 50 ms (it did, while other builds ran), so
+        // the ratio of the two is no test; the ratio arithmetic has tests of its own above.
         var delay = TimeSpan.FromMilliseconds(50);
         var plan = new LoadPlan(Rate: 200, Warmup: TimeSpan.FromSeconds(0.5), Duration: TimeSpan.FromSeconds(1.5), Connections: 32, Call: AdmissionCall.Check);
 
@@ -96,9 +97,7 @@ public sealed class CeilingTests
         // Task.Delay's timer may fire a tick (a few ms) early: the floor is the delay less that.
         var floor = delay.TotalMilliseconds - 5;
         Assert.True(delayed.OkLatencyMs[0] >= floor, $"fastest delayed answer {delayed.OkLatencyMs[0]} ms");
-        var p50 = new Ceiling(Percentiles.Of(delayed.OkLatencyMs, 50), Percentiles.Of(bare.OkLatencyMs, 50));
-        Assert.True(p50.Platform >= floor);
-        Assert.False(p50.AtMost("p50", 1.25, Plain).Met, p50.Describe(Plain));
+        Assert.True(Percentiles.Of(delayed.OkLatencyMs, 50) >= floor);
     }
 
     static async Task<LoadResult> LatenciesAsync(LoadPlan plan, TimeSpan delay)
