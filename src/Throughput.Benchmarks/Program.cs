@@ -12,8 +12,8 @@ using Throughput.Benchmarks.Scale;
 // to --results, by default artifacts/benchmark-results.md.
 IBenchmark[] benchmarks = [new MeteringBenchmark(), new AdmissionChecksBenchmark(), new HiccupsBenchmark(), new AdmissionHttpBenchmark(), new AdmissionFeedbackBenchmark(), new InvoicingBenchmark(), new CloseBenchmark()];
 // Run by name only, never by `all`: drills inflict faults on scratch services rather than measure speed, and the scale
-// sweep takes a quarter of an hour.
-IBenchmark[] drills = [new FaultDrill(), new FailoverDrill(), new ScaleOutDrill(), new ScaleBenchmark()];
+// sweep and the replicas sweep take a quarter of an hour each.
+IBenchmark[] drills = [new FaultDrill(), new FailoverDrill(), new ScaleOutDrill(), new ScaleBenchmark(), new ReplicasBenchmark()];
 
 // The bare Kestrel server of the admission ceiling, started by admission-http as a child process of this dll.
 if (args is [BareAdmission.Command, var bodyBytes, "--urls", var urls])

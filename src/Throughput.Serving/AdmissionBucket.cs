@@ -7,7 +7,8 @@ namespace Throughput.Serving;
 /// tokens and refills at <c>TokensPerMinute / 60</c> per second; an admission takes its estimate, a completion gives
 /// back (estimate − actual). A throttle holds until the platform lifts it; past its retry-after plus the lapse time
 /// without a lift or a confirmation, it lapses and the bucket refills from empty. One lock per deployment, so deployments
-/// never contend with each other.
+/// never contend with each other. A leased bucket (several serving processes share the deployment) holds and refills only
+/// its lease's share of the rate and burst, nothing before its first lease.
 /// </summary>
 internal sealed class AdmissionBucket
 {
@@ -16,8 +17,11 @@ internal sealed class AdmissionBucket
     readonly double _burstShare;
     readonly double _ticksPerMs;
     readonly long _lapseTicks;
+    readonly bool _leased;
 
     AdmissionLimitChanged _limit;
+    AdmissionLease? _lease;
+    double _asked;
     double _tokens;
     long _refilledAt;
     double _tokensPerTick;
@@ -28,9 +32,10 @@ internal sealed class AdmissionBucket
     long _lapsesAt; // 0 unless throttled
     bool _lapsed;
 
-    public AdmissionBucket(AdmissionLimitChanged limit, TimeProvider clock, double burstShare, TimeSpan throttleLapse)
+    public AdmissionBucket(AdmissionLimitChanged limit, TimeProvider clock, double burstShare, TimeSpan throttleLapse, bool leased = false)
     {
         _clock = clock;
+        _leased = leased;
         _burstShare = burstShare;
         _ticksPerMs = clock.TimestampFrequency / 1000d;
         _lapseTicks = (long)(throttleLapse.TotalMilliseconds * _ticksPerMs);
@@ -83,6 +88,7 @@ internal sealed class AdmissionBucket
         lock (_gate)
         {
             var estimate = Estimate(promptTokens, cachedTokens, maxOutputTokens);
+            _asked += estimate;
             var now = _clock.GetTimestamp();
             LapseIfDue(now);
             switch (_lapsed ? AdmissionState.Open : _limit.State)
@@ -129,7 +135,7 @@ internal sealed class AdmissionBucket
             var now = _clock.GetTimestamp();
             LapseIfDue(now);
             Refill(now);
-            return new AdmissionBucketView(_limit, _tokens, _capacity, _capacity <= 0 ? 0 : 1 - _tokens / _capacity);
+            return new AdmissionBucketView(_limit, _tokens, _capacity, _capacity <= 0 ? 0 : 1 - _tokens / _capacity, _lease);
         }
     }
 
@@ -139,7 +145,62 @@ internal sealed class AdmissionBucket
         lock (_gate) return _limit.State == AdmissionState.Throttled && _clock.GetTimestamp() >= _throttledUntil;
     }
 
+    public AdmissionLease? Lease
+    {
+        get
+        {
+            lock (_gate) return _lease;
+        }
+    }
+
+    /// <summary>
+    /// Takes a newer lease's share of the rate and burst. The tokens held stay, capped at the new capacity; only the first
+    /// lease of a replica alone on the deployment fills the bucket, so the opening burst is one burst however many replicas open.
+    /// </summary>
+    public bool Apply(AdmissionLease lease)
+    {
+        lock (_gate)
+        {
+            if (!_leased || (_lease is not null && lease.Version <= _lease.Version)) return false;
+            var now = _clock.GetTimestamp();
+            LapseIfDue(now);
+            Refill(now);
+            var first = _lease is null;
+            _lease = lease;
+            Size();
+            _tokens = first && lease.Replicas == 1 ? Math.Min(_capacity, Headroom(_limit)) : Math.Min(_tokens, _capacity);
+            return true;
+        }
+    }
+
+    /// <summary>The deployment is no longer renewed here (no demand for a while): nothing is admitted until a new lease comes.</summary>
+    public void DropLease()
+    {
+        lock (_gate)
+        {
+            var now = _clock.GetTimestamp();
+            Refill(now);
+            _lease = null;
+            Size();
+            _tokens = Math.Min(_tokens, _capacity);
+        }
+    }
+
+    /// <summary>Weighted tokens asked for (admitted or not) since the last call: the demand a lease renewal reports.</summary>
+    public double TakeDemand()
+    {
+        lock (_gate)
+        {
+            var asked = _asked;
+            _asked = 0;
+            return asked;
+        }
+    }
+
     const long StillThrottledRetryMs = 1000;
+
+    // A leased bucket with no share yet asks again at about the next renewal, not in a minute.
+    const long NoShareRetryMs = 250;
 
     long Estimate(long promptTokens, long cachedTokens, long maxOutputTokens) =>
         (long)Math.Ceiling(Weighted(promptTokens, cachedTokens, maxOutputTokens));
@@ -187,24 +248,36 @@ internal sealed class AdmissionBucket
     void Follow(AdmissionLimitChanged limit, long now)
     {
         _limit = limit;
-        _tokensPerTick = limit.TokensPerMinute / 60d / _clock.TimestampFrequency;
-        _capacity = limit.BurstTokens * _burstShare;
+        Size();
         _outputWeight = (double)limit.OutputWeight;
         _cachedDeduction = (double)limit.CachedDeduction;
-        var headroom = _capacity - (double)limit.Utilization * limit.BurstTokens;
-        _tokens = Math.Min(_tokens, Math.Min(_capacity, headroom));
+        _tokens = Math.Min(_tokens, Math.Min(_capacity, Headroom(limit)));
         _throttledUntil = limit.State == AdmissionState.Throttled ? now + (long)(limit.RetryAfterMs * _ticksPerMs) : 0;
         _lapsesAt = limit.State == AdmissionState.Throttled ? _throttledUntil + _lapseTicks : 0;
         _lapsed = false;
     }
 
+    /// <summary>The rate and capacity: the limit's, or the lease's share of it (never more than the limit, which a resize may have cut first).</summary>
+    void Size()
+    {
+        var rate = _leased ? Math.Min(_lease?.TokensPerMinute ?? 0, _limit.TokensPerMinute) : _limit.TokensPerMinute;
+        var burst = _leased ? Math.Min(_lease?.BurstTokens ?? 0, _limit.BurstTokens) : _limit.BurstTokens;
+        _tokensPerTick = rate / 60d / _clock.TimestampFrequency;
+        _capacity = burst * _burstShare;
+    }
+
+    /// <summary>This bucket's part of the platform's headroom: its capacity minus its share of the level the platform has metered.</summary>
+    double Headroom(AdmissionLimitChanged limit) =>
+        _capacity - (double)limit.Utilization * limit.BurstTokens * (limit.BurstTokens == 0 ? 0 : _capacity / _burstShare / limit.BurstTokens);
+
     long MsUntilHeld(double tokens)
     {
-        if (_tokensPerTick <= 0) return 60_000;
+        if (_tokensPerTick <= 0) return _leased ? NoShareRetryMs : 60_000;
         var ms = (tokens - _tokens) / _tokensPerTick / _ticksPerMs;
         return Math.Max(1, (long)Math.Ceiling(ms));
     }
 }
 
 /// <summary>A deployment's local bucket at one moment: weighted tokens it holds now (negative while in debt), its capacity, and how full it is of admitted work (1 = nothing left to admit).</summary>
-public sealed record AdmissionBucketView(AdmissionLimitChanged Limit, double Tokens, double Capacity, double Utilization);
+/// <param name="Lease">The share of the deployment this node holds, when it takes leases.</param>
+public sealed record AdmissionBucketView(AdmissionLimitChanged Limit, double Tokens, double Capacity, double Utilization, AdmissionLease? Lease = null);

@@ -20,6 +20,13 @@ public sealed record AdmissionCacheOptions
     /// </summary>
     public TimeSpan ThrottleLapse { get; init; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// Several serving processes serve the same deployments: each bucket admits only within the lease its process holds on
+    /// the deployment (its share of the rate and burst, sized by its demand), nothing before its first lease. The
+    /// <see cref="AdmissionFeed"/> renews the leases of the deployments asked about. Off: every bucket follows the whole limit.
+    /// </summary>
+    public bool Leases { get; init; }
+
     /// <summary>The time source of the buckets (tests pass a manual one).</summary>
     public TimeProvider Clock { get; init; } = TimeProvider.System;
 
@@ -68,7 +75,7 @@ public sealed class AdmissionCache
         }
         else
         {
-            var added = new AdmissionBucket(limit, _options.Clock, _options.BurstShare, _options.ThrottleLapse);
+            var added = NewBucket(limit);
             // The first limit seen is a full snapshot: there is nothing older to have missed.
             update = _buckets.TryAdd(limit.DeploymentId, added) ? LimitUpdate.Applied : _buckets[limit.DeploymentId].Apply(limit);
         }
@@ -80,7 +87,7 @@ public sealed class AdmissionCache
     internal void Overrule(AdmissionLimitChanged limit)
     {
         if (_buckets.TryGetValue(limit.DeploymentId, out var bucket)) bucket.Overrule(limit);
-        else _buckets.TryAdd(limit.DeploymentId, new AdmissionBucket(limit, _options.Clock, _options.BurstShare, _options.ThrottleLapse));
+        else _buckets.TryAdd(limit.DeploymentId, NewBucket(limit));
         _options.LimitApplied?.Invoke(limit, LimitUpdate.Overruled);
     }
 
@@ -112,6 +119,24 @@ public sealed class AdmissionCache
     /// <summary>A deployment's local bucket now, or null when no limit is known.</summary>
     public AdmissionBucketView? Bucket(string deploymentId) =>
         _buckets.TryGetValue(deploymentId, out var bucket) ? bucket.View() : null;
+
+    /// <summary>Whether buckets admit within leases (<see cref="AdmissionCacheOptions.Leases"/>).</summary>
+    public bool Leases => _options.Leases;
+
+    /// <summary>Takes a lease if it is newer than the one held for its deployment; false when older, or when no limit is known for it.</summary>
+    public bool Apply(AdmissionLease lease)
+    {
+        ArgumentNullException.ThrowIfNull(lease);
+        return _buckets.TryGetValue(lease.DeploymentId, out var bucket) && bucket.Apply(lease);
+    }
+
+    /// <summary>The lease held on a deployment, or null.</summary>
+    public AdmissionLease? Lease(string deploymentId) =>
+        _buckets.TryGetValue(deploymentId, out var bucket) ? bucket.Lease : null;
+
+    internal IEnumerable<KeyValuePair<string, AdmissionBucket>> Buckets => _buckets;
+
+    AdmissionBucket NewBucket(AdmissionLimitChanged limit) => new(limit, _options.Clock, _options.BurstShare, _options.ThrottleLapse, _options.Leases);
 
     /// <summary>Throttled deployments whose retry-after has passed without a lift: worth asking the platform about.</summary>
     internal List<string> ThrottledPastRetry() =>

@@ -14,7 +14,8 @@ namespace Throughput.Serving;
 /// deployment again when a push skips versions, pulls everything again after a reconnect and every
 /// <see cref="AdmissionFeedOptions.ResyncInterval"/>, and asks again about throttled deployments whose retry-after has passed.
 /// The HTTP client must carry the platform's base address and a ServingNode (or Operator) key. Failures never clear the
-/// cache: it keeps admitting with the last limits it knows.
+/// cache: it keeps admitting with the last limits it knows. When the cache takes leases, the feed also renews them (see
+/// <see cref="AdmissionCacheOptions.Leases"/>) and gives them back when disposed.
 /// </summary>
 public sealed class AdmissionFeed : IAsyncDisposable
 {
@@ -33,6 +34,7 @@ public sealed class AdmissionFeed : IAsyncDisposable
     readonly SemaphoreSlim _wake = new(0, 1);
     readonly SemaphoreSlim _linkGate = new(1, 1);
     readonly List<Task> _loops = [];
+    readonly LeaseRenewer? _leases;
 
     // Deployments whose cached limit was newer than a pull's answer: that cached version, and when it was first seen so.
     readonly System.Collections.Concurrent.ConcurrentDictionary<string, (long Version, long Since)> _ahead = new(StringComparer.Ordinal);
@@ -64,6 +66,7 @@ public sealed class AdmissionFeed : IAsyncDisposable
             AutomaticRecoveryEnabled = false,
             TopologyRecoveryEnabled = false,
         };
+        if (cache.Leases) _leases = new LeaseRenewer(cache, platform, options);
     }
 
     /// <summary>
@@ -91,6 +94,7 @@ public sealed class AdmissionFeed : IAsyncDisposable
         feed._loops.Add(Task.Run(feed.KeepLinkAsync, CancellationToken.None));
         feed._loops.Add(Task.Run(feed.PullGapsAsync, CancellationToken.None));
         feed._loops.Add(Task.Run(feed.ResyncPeriodicallyAsync, CancellationToken.None));
+        if (feed._leases is { } leases) feed._loops.Add(Task.Run(() => leases.RunAsync(feed._stopping.Token), CancellationToken.None));
         return feed;
     }
 
@@ -104,6 +108,9 @@ public sealed class AdmissionFeed : IAsyncDisposable
 
     /// <summary>Deployments pulled because a push skipped versions.</summary>
     public long GapPulls => Interlocked.Read(ref _gapPullCount);
+
+    /// <summary>Lease renewals the platform answered (0 when the cache does not take leases).</summary>
+    public long LeaseRenewals => _leases?.Renewals ?? 0;
 
     /// <summary>Connections to the broker opened after the first.</summary>
     public long Reconnects => Interlocked.Read(ref _reconnects);
@@ -150,6 +157,7 @@ public sealed class AdmissionFeed : IAsyncDisposable
         {
             // Stopping: whatever a loop was doing was cancelled with it.
         }
+        if (_leases is not null) await _leases.ReleaseAsync();
         await _linkGate.WaitAsync();
         await DropLinkAsync(graceful: true);
         _stopping.Dispose();

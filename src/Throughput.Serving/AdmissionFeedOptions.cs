@@ -37,6 +37,9 @@ public sealed record AdmissionFeedOptions(Uri Broker)
 
     public TimeSpan MaxRetryDelay { get; init; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>How often the leases are renewed when the cache takes them (<see cref="AdmissionCacheOptions.Leases"/>); well under the platform's lease TTL.</summary>
+    public TimeSpan LeaseRenewInterval { get; init; } = AdmissionLeaseTopology.RenewInterval;
+
     /// <summary>Each HTTP pull gives up after this long (the cache keeps its limits meanwhile).</summary>
     public TimeSpan PullTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
@@ -63,5 +66,6 @@ public sealed record AdmissionFeedOptions(Uri Broker)
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(RetryDelay, TimeSpan.Zero);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxRetryDelay, RetryDelay);
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(PullTimeout, TimeSpan.Zero);
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(LeaseRenewInterval, TimeSpan.Zero);
     }
 }

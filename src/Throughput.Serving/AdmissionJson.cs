@@ -4,9 +4,11 @@ using Throughput.Contracts;
 
 namespace Throughput.Serving;
 
-/// <summary>The admission messages as contracts/schemas/admission-limit.v1.json has them: camelCase, states as strings.</summary>
+/// <summary>The admission messages as contracts/schemas/admission-limit.v1.json and admission-lease.v1.json have them: camelCase, states as strings.</summary>
 [JsonSourceGenerationOptions(JsonSerializerDefaults.Web, UseStringEnumConverter = true)]
 [JsonSerializable(typeof(AdmissionLimitChanged))]
 [JsonSerializable(typeof(AdmissionLimitChanged[]))]
 [JsonSerializable(typeof(AdmissionQuery))]
+[JsonSerializable(typeof(AdmissionLeaseRenewal))]
+[JsonSerializable(typeof(AdmissionLease[]))]
 internal sealed partial class AdmissionJson : JsonSerializerContext;

@@ -107,6 +107,14 @@ public abstract class HostFixture(string operatorKey, string meteringExchange, i
         return producerId;
     }
 
+    /// <summary>A client with a new ServingNode key of this name; named after a registered node's producer id, it is that node's key.</summary>
+    public async Task<HttpClient> ServingNodeClientAsync(string name)
+    {
+        var issued = await (await Operator().PostAsJsonAsync("/v1/operator/keys", new { role = "ServingNode", name }))
+            .EnsureSuccessStatusCode().Content.ReadFromJsonAsync<JsonElement>();
+        return Client(issued.GetProperty("apiKey").GetString());
+    }
+
     /// <summary>The AMQP address of the platform's broker with these credentials.</summary>
     public Uri NodeUri(string user, string password) => (Settings with { RabbitUser = user, RabbitPassword = password }).RabbitUri;
 

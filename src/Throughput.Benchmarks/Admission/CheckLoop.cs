@@ -23,15 +23,17 @@ public static class CheckLoop
 {
     const int ClockEvery = 4096; // checks between looks at the clock and the stop flag
 
-    /// <summary>Limits so large that nothing the loop does empties a bucket.</summary>
-    public static AdmissionCache CacheWith(int deployments)
+    /// <summary>Limits so large that nothing the loop does empties a bucket; leased: each bucket holds a lease on the whole limit.</summary>
+    public static AdmissionCache CacheWith(int deployments, bool leased = false)
     {
-        var cache = new AdmissionCache();
+        const long Rate = 370_000_000;
+        var cache = new AdmissionCache(new AdmissionCacheOptions { Leases = leased });
         for (var i = 0; i < deployments; i++)
         {
             cache.Apply(new AdmissionLimitChanged($"dep-{i:D5}", "bench-tenant", "gpt-4o-mini", "bench-region", AdmissionState.Open,
-                TokensPerMinute: 370_000_000, BurstTokens: 370_000_000, Utilization: 0, RetryAfterMs: 0, Spillover: false,
+                TokensPerMinute: Rate, BurstTokens: Rate, Utilization: 0, RetryAfterMs: 0, Spillover: false,
                 OutputWeight: 4, CachedDeduction: 1, Version: 1, ChangedAt: DateTimeOffset.UtcNow));
+            if (leased) cache.Apply(new AdmissionLease($"dep-{i:D5}", "bench-node", Rate, Rate, Rate, Replicas: 1, Version: 1, DateTimeOffset.MaxValue));
         }
         return cache;
     }

@@ -28,6 +28,13 @@ public static class Services
     public static Serving.BrokerSettings PlatformBroker() =>
         Serving.BrokerSettings.FromEnvironment() with { User = Env("THROUGHPUT_RABBIT_USER", "throughput"), Password = Env("THROUGHPUT_RABBIT_PASSWORD", "throughput") };
 
+    /// <summary>The options of every benchmark that starts its own platform host.</summary>
+    public static readonly IReadOnlyList<(string Option, string Meaning)> HostOptions =
+    [
+        ("host-env", "NAME=VALUE added to the host's environment; repeatable"),
+        ("host-dll", "the platform host to start (this repository's Release build)"),
+    ];
+
     /// <summary>The platform host's Release build in this repository, unless --host-dll names another.</summary>
     public static string PlatformHostDll(BenchOptions options) => options.Text("host-dll", "") is { Length: > 0 } dll
         ? dll

@@ -9,6 +9,7 @@ public sealed class AdmissionModule : FeatureModule
     {
         services.AddSingleton<AdmissionPush>();
         services.AddSingleton<AdmissionTable>();
+        services.AddSingleton<AdmissionLeases>();
         if (roles.Api) services.AddHostedService(sp => sp.GetRequiredService<AdmissionTable>());
         // Both push limit changes: the listener right after each commit, the subscription (run by the daemon's leader) surely.
         services.ConfigureMarten((sp, opts) =>
@@ -18,5 +19,9 @@ public sealed class AdmissionModule : FeatureModule
         });
     }
 
-    public override void MapEndpoints(WebApplication app) => app.MapAdmission();
+    public override void MapEndpoints(WebApplication app)
+    {
+        app.MapAdmission();
+        app.MapAdmissionLeases();
+    }
 }

@@ -14,12 +14,7 @@ public sealed class AdmissionFeedTests(PlatformFixture platform)
 {
     const string Model = "gpt-4o-mini";
 
-    async Task<HttpClient> ServingNodeAsync()
-    {
-        var issued = await (await platform.Operator().PostAsJsonAsync("/v1/operator/keys", new { role = "ServingNode", name = "feed-test" }))
-            .EnsureSuccessStatusCode().Content.ReadFromJsonAsync<System.Text.Json.JsonElement>();
-        return platform.Client(issued.GetProperty("apiKey").GetString());
-    }
+    Task<HttpClient> ServingNodeAsync() => platform.ServingNodeClientAsync("feed-test");
 
     async Task<AdmissionLimitChanged> PlatformLimitAsync(string deploymentId) =>
         (await platform.Operator().GetFromJsonAsync<AdmissionLimitChanged>($"/v1/admission/{deploymentId}", PlatformFixture.Json))!;

@@ -5,12 +5,12 @@ namespace Throughput.Tests.Serving;
 
 public sealed class AdmissionCacheTests
 {
-    const string Deployment = "dep-1";
+    internal const string Deployment = "dep-1";
 
     readonly ManualClock _clock = new();
 
     // 60,000 weighted tokens a minute is 1,000 a second; the burst is one minute.
-    static AdmissionLimitChanged Limit(long version = 1, AdmissionState state = AdmissionState.Open, long tokensPerMinute = 60_000,
+    internal static AdmissionLimitChanged Limit(long version = 1, AdmissionState state = AdmissionState.Open, long tokensPerMinute = 60_000,
         long burstTokens = 60_000, decimal utilization = 0, long retryAfterMs = 0, bool spillover = false) =>
         new(Deployment, "tenant-1", "gpt-4o", "eastus", state, tokensPerMinute, burstTokens, utilization, retryAfterMs, spillover,
             OutputWeight: 4, CachedDeduction: 1, version, DateTimeOffset.UnixEpoch);

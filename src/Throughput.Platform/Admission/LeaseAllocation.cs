@@ -1,0 +1,78 @@
+using System.Collections.Immutable;
+
+namespace Throughput.Admission;
+
+/// <summary>One serving process's standing on a deployment: what it last asked for, the share it holds, when it last renewed.</summary>
+public sealed record ReplicaShare(string ReplicaId, long Demand, long TokensPerMinute, long BurstTokens, DateTimeOffset RenewedAt);
+
+/// <summary>A deployment's leases: the replicas holding a share, and the version of the last lease handed out.</summary>
+public sealed record DeploymentLeases(ImmutableSortedDictionary<string, ReplicaShare> Replicas, long Version)
+{
+    public static readonly DeploymentLeases None = new(ImmutableSortedDictionary.Create<string, ReplicaShare>(StringComparer.Ordinal), 0);
+
+    public long HeldTokensPerMinute => Replicas.Values.Sum(r => r.TokensPerMinute);
+
+    public long HeldBurstTokens => Replicas.Values.Sum(r => r.BurstTokens);
+}
+
+/// <summary>
+/// Divides a deployment's rate and burst among the serving processes that renew a lease on it (as Doorman does): each
+/// replica's target is its max-min fair share of the rate given everyone's demand, and the rate no one asks for is split
+/// evenly, so a replica whose demand grows has room before its next report. A replica is granted its target only out of
+/// what the others do not hold: a share given up is handed on at the receiver's next renewal, so the shares held never
+/// sum to more than the purchase, not even between two renewals. Burst follows the rate share.
+/// </summary>
+public static class LeaseAllocation
+{
+    /// <summary>
+    /// Max-min fair shares of <paramref name="capacity"/> (water-filling: the smallest demands are met in full, the rest
+    /// split what is left evenly), then what nobody asked for split evenly. The shares sum to exactly the capacity.
+    /// </summary>
+    public static ImmutableSortedDictionary<string, long> FairShares(IReadOnlyCollection<(string ReplicaId, long Demand)> demands, long capacity)
+    {
+        var shares = ImmutableSortedDictionary.CreateBuilder<string, long>(StringComparer.Ordinal);
+        if (demands.Count == 0) return shares.ToImmutable();
+        var left = Math.Max(0, capacity);
+        var waiting = demands.Count;
+        foreach (var (replica, demand) in demands.OrderBy(d => d.Demand).ThenBy(d => d.ReplicaId, StringComparer.Ordinal))
+        {
+            var given = Math.Min(Math.Max(0, demand), left / waiting--);
+            shares[replica] = given;
+            left -= given;
+        }
+        var each = left / demands.Count;
+        var extra = left % demands.Count;
+        foreach (var replica in shares.Keys.ToList()) shares[replica] += each + (extra-- > 0 ? 1 : 0);
+        return shares.ToImmutable();
+    }
+
+    /// <summary>
+    /// A replica renews with its demand: leases past their TTL are dropped, the targets are recomputed, and the renewing
+    /// replica is granted its target as far as the others' holdings leave room (the rest comes at its next renewal, once
+    /// they have given theirs up at theirs).
+    /// </summary>
+    public static (DeploymentLeases Leases, ReplicaShare Granted) Renew(DeploymentLeases leases, string replicaId, long demand,
+        long rate, long burst, DateTimeOffset now, TimeSpan ttl)
+    {
+        var live = Expire(leases, now, ttl).Replicas;
+        var renewing = (live.GetValueOrDefault(replicaId) ?? new ReplicaShare(replicaId, 0, 0, 0, now)) with { Demand = Math.Max(0, demand), RenewedAt = now };
+        live = live.SetItem(replicaId, renewing);
+        var target = FairShares([.. live.Values.Select(r => (r.ReplicaId, r.Demand))], rate)[replicaId];
+        var others = live.Values.Where(r => r.ReplicaId != replicaId).ToList();
+        var share = Math.Clamp(target, 0, Math.Max(0, rate - others.Sum(r => r.TokensPerMinute)));
+        var burstShare = rate <= 0 ? 0 : Math.Clamp((long)((Int128)burst * share / rate), 0, Math.Max(0, burst - others.Sum(r => r.BurstTokens)));
+        var granted = renewing with { TokensPerMinute = share, BurstTokens = burstShare };
+        return (new DeploymentLeases(live.SetItem(replicaId, granted), Math.Max(leases.Version + 1, now.ToUnixTimeMilliseconds())), granted);
+    }
+
+    /// <summary>Drops the leases not renewed within the TTL: their shares are free for the others' next renewals.</summary>
+    public static DeploymentLeases Expire(DeploymentLeases leases, DateTimeOffset now, TimeSpan ttl)
+    {
+        var expired = leases.Replicas.Values.Where(r => now - r.RenewedAt >= ttl).Select(r => r.ReplicaId).ToList();
+        return expired.Count == 0 ? leases : leases with { Replicas = leases.Replicas.RemoveRange(expired) };
+    }
+
+    /// <summary>A replica stopping gives its share back at once instead of after the TTL.</summary>
+    public static DeploymentLeases Release(DeploymentLeases leases, string replicaId) =>
+        leases.Replicas.ContainsKey(replicaId) ? leases with { Replicas = leases.Replicas.Remove(replicaId) } : leases;
+}
