@@ -34,8 +34,9 @@ public sealed class MeteringCeilingTests
         var run = await MeteringCeiling.MeasureAsync(Shape, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(2), CancellationToken.None);
 
         Assert.InRange(run.MessagesPerBatch, 1, Shape.BatchMessageLimit);
-        // Per batch: its messages, one or both deployments, the usage event and its stream's version.
-        Assert.InRange(run.RowsPerBatch - run.MessagesPerBatch, 3, 2 + Shape.Deployments);
+        // Per batch: its messages, one or both deployments, the usage event and its stream's version. Both are averages over
+        // the measured window, whose edges can cut a batch between its counts (CI saw 4.03): a tenth either way.
+        Assert.InRange(run.RowsPerBatch - run.MessagesPerBatch, 3 - 0.1, 2 + Shape.Deployments + 0.1);
         Assert.True(run.Committed <= run.Published, $"committed {run.Committed} of {run.Published} published");
         Assert.Equal(0, run.Committed % Shape.RecordsPerMessage);
     }
