@@ -27,6 +27,8 @@ fi
 # The HA drill, shortened: the PostgreSQL primary of a pg_auto_failover group of its own (infra/drills/ha.sh) killed once
 # under load, every check counted (skip with THROUGHPUT_HA_DRILL=0; the full drill is bash infra/drills.sh ha).
 if [ "${THROUGHPUT_HA_DRILL:-1}" != 0 ]; then
+  # A group created afresh: one an earlier run left behind may still be rejoining a node, and the round would wait on it.
+  bash infra/drills/ha.sh drop 2>&1 | tee -a "$log"
   THROUGHPUT_NO_BUILD=1 bash infra/drills.sh ha --rounds primary --round-seconds 20 --warmup 5 --settle 60 --report artifacts/drills/ha-ci.md 2>&1 | tee -a "$log"
   ha_rc=${PIPESTATUS[0]}
   [ "$rc" -ne 0 ] || rc=$ha_rc
