@@ -15,7 +15,7 @@ public static class AdmissionApi
 
     public sealed class QueryValidator : AbstractValidator<AdmissionQuery>
     {
-        public QueryValidator() => RuleFor(x => x.DeploymentIds).NotNull().Must(ids => ids.Count is > 0 and <= MaxQuery)
+        public QueryValidator() => RuleFor(x => x.DeploymentIds).Must(ids => ids is { Count: > 0 and <= MaxQuery })
             .WithMessage($"Between 1 and {MaxQuery} deployment ids.");
     }
 

@@ -56,7 +56,8 @@ public static class Api
 
     /// <summary>
     /// The headers each operation's contract includes: Idempotency-Key and If-Match where the endpoint takes them, ETag on
-    /// the success of those that return one, and on every operation the 429 of the per-key rate limit with its Retry-After.
+    /// the success of those that return one, and on every operation that takes a key its 401 and 403 and the 429 of the
+    /// per-key rate limit with its Retry-After.
     /// </summary>
     static void DeclareHeaders(OpenApiOperation operation, HashSet<ContractHeader> headers, bool anonymous)
     {
@@ -84,6 +85,12 @@ public static class Api
                 (unavailable.Headers ??= new Dictionary<string, IOpenApiHeader>())["Retry-After"] = RetryAfter();
         }
         if (anonymous) return; // no key, no per-key limit
+        foreach (var (status, description) in new[] { ("401", "No API key, or one that is unknown, revoked or malformed."), ("403", "The key's role or tenant may not do this.") })
+            operation.Responses.TryAdd(status, new OpenApiResponse
+            {
+                Description = description,
+                Content = new Dictionary<string, OpenApiMediaType> { ["application/problem+json"] = new() { Schema = new OpenApiSchemaReference("ProblemDetails") } },
+            });
         // An endpoint's own 429 (the admission check's refusal) carries Retry-After as well.
         if (!operation.Responses.TryGetValue("429", out var limited))
             operation.Responses["429"] = limited = new OpenApiResponse
