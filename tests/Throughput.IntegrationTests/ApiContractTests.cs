@@ -49,6 +49,26 @@ public sealed class ApiContractTests(PlatformFixture platform)
         Assert.True(undocumented.Count == 0, $"{undocumented.Count} answers not in the document:\n{string.Join("\n", undocumented)}");
     }
 
+    [Fact]
+    public async Task Every_request_body_has_an_example_and_every_field_of_it_a_description()
+    {
+        var document = await platform.Client(null).GetFromJsonAsync<JsonElement>("/openapi/v1.json");
+        var schemas = document.GetProperty("components").GetProperty("schemas");
+        List<string> missing = [];
+        foreach (var path in document.GetProperty("paths").EnumerateObject())
+        foreach (var operation in path.Value.EnumerateObject())
+        {
+            if (!operation.Value.TryGetProperty("requestBody", out var body)) continue;
+            var reference = body.GetProperty("content").GetProperty("application/json").GetProperty("schema").GetProperty("$ref").GetString()!;
+            var name = reference[(reference.LastIndexOf('/') + 1)..];
+            var schema = schemas.GetProperty(name);
+            if (!schema.TryGetProperty("examples", out _)) missing.Add($"{operation.Name.ToUpperInvariant()} {path.Name}: {name} has no example");
+            foreach (var field in schema.GetProperty("properties").EnumerateObject())
+                if (!field.Value.TryGetProperty("description", out _)) missing.Add($"{operation.Name.ToUpperInvariant()} {path.Name}: {name}.{field.Name} has no description");
+        }
+        Assert.True(missing.Count == 0, string.Join("\n", missing.Distinct()));
+    }
+
     /// <summary>Every path parameter filled with a value no resource has (a month that is not one).</summary>
     static string Placeholders(string template)
     {

@@ -6,6 +6,8 @@ using Throughput.Http;
 
 namespace Throughput.Admission;
 
+/// <summary>One request to admit against a deployment's bucket.</summary>
+/// <param name="EstimatedTokens">The request's weighted cost before it runs (prompt tokens plus expected output, weighted).</param>
 public sealed record AdmissionCheck(long EstimatedTokens);
 
 /// <summary>The pull side for serving nodes: one deployment, many at once, a whole region/model, or one request's admit/deny.</summary>
