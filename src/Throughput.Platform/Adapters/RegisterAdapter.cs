@@ -8,6 +8,9 @@ namespace Throughput.Adapters;
 
 public sealed record RegisterAdapter(string Id, string BaseModel, int Rank, decimal SizeMb);
 
+/// <summary>Up to <see cref="Registration.MaxBatch"/> registrations in one request, all or none: a set's adapters arrive together.</summary>
+public sealed record RegisterAdapters(IReadOnlyList<RegisterAdapter> Adapters);
+
 /// <summary>An adapter as the API answers it.</summary>
 public sealed record AdapterView(string Id, string BaseModel, int Rank, decimal SizeMb, DateTimeOffset RegisteredAt)
 {
@@ -19,6 +22,8 @@ public static class Registration
     /// <summary>What metering records may carry as <c>adapterId</c> (the contract's id pattern, shorter).</summary>
     public const string IdPattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$";
 
+    public const int MaxBatch = 1_000;
+
     public sealed class Validator : AbstractValidator<RegisterAdapter>
     {
         public Validator(ModelCatalog catalog)
@@ -27,6 +32,17 @@ public static class Registration
             RuleFor(x => x.BaseModel).NotEmpty().Must(m => catalog.Find(m) is not null).WithMessage("Unknown model; GET /v1/models lists them.");
             RuleFor(x => x.Rank).InclusiveBetween(1, 1024);
             RuleFor(x => x.SizeMb).GreaterThan(0).LessThanOrEqualTo(100_000).PrecisionScale(12, 3, ignoreTrailingZeros: true);
+        }
+    }
+
+    public sealed class BatchValidator : AbstractValidator<RegisterAdapters>
+    {
+        public BatchValidator(ModelCatalog catalog)
+        {
+            RuleFor(x => x.Adapters).NotEmpty()
+                .Must(a => a is null || a.Count <= MaxBatch).WithMessage($"At most {MaxBatch:N0} adapters a request.")
+                .Must(a => a is null || a.Where(r => r is not null).Select(r => r.Id).Distinct(StringComparer.Ordinal).Count() == a.Count).WithMessage("Each adapter once.");
+            RuleForEach(x => x.Adapters).NotNull().SetValidator(new Validator(catalog));
         }
     }
 
@@ -64,6 +80,36 @@ public static class Registration
             })
             .ValidateWith(new Validator(catalog))
             .WithName("RegisterAdapter").WithSummary("Register an adapter (a fine-tune) of a base model: its id, base model, rank and size. Metadata only.")
+            .ProducesProblem(409);
+
+        group.MapPost("/batch", async Task<Ok<IEnumerable<AdapterView>>> (RegisterAdapters command, HttpContext http, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
+            {
+                var tenantId = http.User.TenantId()!;
+                var now = clock.GetUtcNow();
+                var existing = (await session.LoadManyAsync<Adapter>(ct, [.. command.Adapters.Select(a => Adapter.StreamId(tenantId, a.Id))])).ToDictionary(a => a.AdapterId, StringComparer.Ordinal);
+                List<Adapter> adapters = [];
+                foreach (var request in command.Adapters)
+                {
+                    if (Decide(existing.GetValueOrDefault(request.Id), tenantId, request, now) is not { } registered)
+                    {
+                        adapters.Add(existing[request.Id]);
+                        continue;
+                    }
+                    session.Events.StartStream<Adapter>(registered.Id, registered);
+                    adapters.Add(Adapter.Create(registered));
+                }
+                try
+                {
+                    await session.SaveChangesAsync(ct);
+                }
+                catch (Marten.Exceptions.ExistingStreamIdCollisionException)
+                {
+                    throw RuleViolation.Conflict("Some of these adapters were registered meanwhile by another request; send the batch again.");
+                }
+                return TypedResults.Ok(adapters.Select(AdapterView.Of));
+            })
+            .ValidateWith(new BatchValidator(catalog))
+            .WithName("RegisterAdapters").WithSummary("Register up to 1,000 adapters at once, all or none; each one already registered with the same metadata is answered as it is.")
             .ProducesProblem(409);
 
         group.MapGet("/", async (HttpContext http, IQuerySession session, CancellationToken ct) =>
