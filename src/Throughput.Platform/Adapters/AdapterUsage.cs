@@ -76,7 +76,7 @@ public static class AdapterUsageApi
             })
             .RequireAuthorization(Policies.Tenant).WithTags("Usage").WithName("GetAdapterUsage")
             .WithSummary("Usage per adapter of an adapter deployment or set in a month (UTC, default this month), JSON or CSV (?format=csv); the adapters' usage sums to the deployment's.")
-            .ProducesProblem(404);
+            .Produces<IReadOnlyList<AdapterUsageView>>(200, "application/json", "text/csv").ProducesProblem(404);
         return app;
     }
 }

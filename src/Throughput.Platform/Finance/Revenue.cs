@@ -86,9 +86,10 @@ public static class RevenueView
         new("month", r => r.Month), new("currency", r => r.Currency), new("model", r => r.Model), new("deployment_type", r => r.Type),
         new("region", r => r.Region), new("provisioned", r => Money.Text(r.Provisioned, r.Currency)), new("reservations", r => Money.Text(r.Reservations, r.Currency)),
         new("spillover", r => Money.Text(r.Spillover, r.Currency)), new("prior_period_adjustments", r => Money.Text(r.Adjustments, r.Currency)),
-        new("adapter_hosting", r => Money.Text(r.AdapterHosting, r.Currency)),
         new("invoiced", r => Money.Text(r.Invoiced, r.Currency)), new("credited", r => Money.Text(r.Credited, r.Currency)), new("net", r => Money.Text(r.Net, r.Currency)),
         new("billed_ptu_hours", r => Tables.Number(r.BilledPtuHours)),
+        // Last, so that a spreadsheet reading the columns by position before adapters existed reads them still.
+        new("adapter_hosting", r => Money.Text(r.AdapterHosting, r.Currency)),
     ];
 
     public static RouteGroupBuilder MapRevenue(this RouteGroupBuilder finance)
