@@ -26,6 +26,10 @@ public enum AdmissionState
 /// <param name="RetryAfterMs">While throttled, how long until the bucket drains below the release threshold.</param>
 /// <param name="OutputWeight">How many input tokens one output token counts as, for estimating a request's cost.</param>
 /// <param name="CachedDeduction">Share of cached prompt tokens deducted from the cost (1 = cached tokens are free).</param>
+/// <param name="AdapterCaps">
+/// On an adapter set: the adapters the tenant capped, each with its share of the rate and burst (0.25 = a quarter) that
+/// admission may give it; null or absent when none is capped. The set's own rate still bounds all its adapters together.
+/// </param>
 public sealed record AdmissionLimitChanged(
     string DeploymentId,
     string TenantId,
@@ -40,7 +44,8 @@ public sealed record AdmissionLimitChanged(
     decimal OutputWeight,
     decimal CachedDeduction,
     long Version,
-    DateTimeOffset ChangedAt);
+    DateTimeOffset ChangedAt,
+    IReadOnlyDictionary<string, decimal>? AdapterCaps = null);
 
 /// <summary>Where admission limits are pushed. Routing key: <c>{region}.{model}.{deploymentId}</c> with dots in the model name as '_'.</summary>
 public static class AdmissionTopology

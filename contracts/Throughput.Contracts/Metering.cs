@@ -23,6 +23,11 @@ public sealed record MeteringBatch(
 /// <summary>One served request's actual token use.</summary>
 /// <param name="EstimatedTokens">The weighted cost admitted for the request before it ran (0 when admission was not tracked).</param>
 /// <param name="Spilled">True when the request was served by the spillover deployment and is billed per token.</param>
+/// <param name="AdapterId">
+/// The tenant's adapter (a fine-tune of the deployment's base model) that served the request: required on an adapter
+/// deployment or adapter set, absent on a base deployment. A record naming an adapter the deployment does not hold is
+/// quarantined. Optional on the wire: producers that know no adapters leave it out.
+/// </param>
 public sealed record MeteringRecord(
     string RecordId,
     string DeploymentId,
@@ -33,7 +38,8 @@ public sealed record MeteringRecord(
     bool Spilled,
     long EstimatedTokens,
     DateTimeOffset StartedAt,
-    DateTimeOffset FinishedAt);
+    DateTimeOffset FinishedAt,
+    string? AdapterId = null);
 
 /// <summary>Where metering batches travel. Serving nodes in any language use the same names.</summary>
 public static class MeteringTopology

@@ -31,12 +31,13 @@ public enum AdmissionOutcome
 /// </summary>
 public readonly struct Admission : IEquatable<Admission>
 {
-    internal Admission(AdmissionOutcome outcome, long estimatedTokens, long retryAfterMs, AdmissionBucket? bucket)
+    internal Admission(AdmissionOutcome outcome, long estimatedTokens, long retryAfterMs, AdmissionBucket? bucket, string? cappedAdapter = null)
     {
         Outcome = outcome;
         EstimatedTokens = estimatedTokens;
         RetryAfterMs = retryAfterMs;
         Bucket = bucket;
+        CappedAdapter = cappedAdapter;
     }
 
     public AdmissionOutcome Outcome { get; }
@@ -48,6 +49,9 @@ public readonly struct Admission : IEquatable<Admission>
     public long RetryAfterMs { get; }
 
     internal AdmissionBucket? Bucket { get; }
+
+    /// <summary>The capped adapter of an adapter set whose share the estimate was also taken from, to be reconciled with it.</summary>
+    internal string? CappedAdapter { get; }
 
     public bool IsAdmitted => Outcome is AdmissionOutcome.Admitted or AdmissionOutcome.Spilled;
 

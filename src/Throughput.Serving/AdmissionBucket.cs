@@ -32,6 +32,9 @@ internal sealed class AdmissionBucket
     long _lapsesAt; // 0 unless throttled
     bool _lapsed;
 
+    // The capped adapters of an adapter set asked about so far: weighted tokens each holds of its share of the rate and burst.
+    Dictionary<string, (double Tokens, long RefilledAt)>? _caps;
+
     public AdmissionBucket(AdmissionLimitChanged limit, TimeProvider clock, double burstShare, TimeSpan throttleLapse, bool leased = false)
     {
         _clock = clock;
@@ -83,7 +86,7 @@ internal sealed class AdmissionBucket
         }
     }
 
-    public Admission TryAdmit(long promptTokens, long cachedTokens, long maxOutputTokens)
+    public Admission TryAdmit(long promptTokens, long cachedTokens, long maxOutputTokens, string? adapterId = null)
     {
         lock (_gate)
         {
@@ -95,15 +98,20 @@ internal sealed class AdmissionBucket
             {
                 case AdmissionState.Open:
                     Refill(now);
+                    var share = CapOf(adapterId);
+                    var capped = share > 0 ? RefillCap(adapterId!, share, now) : 0;
                     // A request larger than the whole bucket goes when the bucket is full and leaves it in debt, so it is slowed, never starved.
-                    if (_tokensPerTick > 0 && (_tokens >= estimate || _tokens >= _capacity))
+                    if (_tokensPerTick > 0 && (_tokens >= estimate || _tokens >= _capacity) && (share == 0 || capped >= estimate || capped >= share * _capacity))
                     {
                         _tokens -= estimate;
-                        return new Admission(AdmissionOutcome.Admitted, estimate, 0, this);
+                        if (share > 0) _caps![adapterId!] = (capped - estimate, now);
+                        return new Admission(AdmissionOutcome.Admitted, estimate, 0, this, share > 0 ? adapterId : null);
                     }
+                    var wait = share > 0 ? Math.Max(MsUntilHeld(Math.Min(estimate, _capacity)), MsUntilCapHeld(capped, share, Math.Min(estimate, share * _capacity)))
+                        : MsUntilHeld(Math.Min(estimate, _capacity));
                     return _limit.Spillover
                         ? new Admission(AdmissionOutcome.Spilled, estimate, 0, this)
-                        : new Admission(AdmissionOutcome.OverRate, estimate, MsUntilHeld(Math.Min(estimate, _capacity)), this);
+                        : new Admission(AdmissionOutcome.OverRate, estimate, wait, this);
                 case AdmissionState.Throttled:
                     if (_limit.Spillover) return new Admission(AdmissionOutcome.Spilled, estimate, 0, this);
                     var left = (_throttledUntil - now) / _ticksPerMs;
@@ -119,13 +127,37 @@ internal sealed class AdmissionBucket
     }
 
     /// <summary>Gives back what the estimate took beyond the actual cost (or takes the shortfall), capped at the capacity.</summary>
-    public void Reconcile(long estimate, long promptTokens, long cachedTokens, long outputTokens)
+    public void Reconcile(long estimate, long promptTokens, long cachedTokens, long outputTokens, string? adapterId = null)
     {
         lock (_gate)
         {
             var actual = Weighted(promptTokens, cachedTokens, outputTokens);
             _tokens = Math.Min(_capacity, _tokens + (estimate - actual));
+            if (adapterId is not null && _caps is not null && _caps.TryGetValue(adapterId, out var cap))
+                _caps[adapterId] = (Math.Min(CapOf(adapterId) * _capacity, cap.Tokens + (estimate - actual)), cap.RefilledAt);
         }
+    }
+
+    /// <summary>An adapter's cap as a share of the rate and burst (0 when it has none): a tenant's limit on one adapter of a set.</summary>
+    double CapOf(string? adapterId) =>
+        adapterId is not null && _limit.AdapterCaps is { } caps && caps.TryGetValue(adapterId, out var share) ? (double)share : 0;
+
+    /// <summary>
+    /// The tokens a capped adapter holds now: its share of the bucket's rate (so of the lease's, when leased) refills it, up to
+    /// its share of the capacity; it starts full, as a new deployment's bucket does. Not filled while the deployment is throttled.
+    /// </summary>
+    double RefillCap(string adapterId, double share, long now)
+    {
+        _caps ??= new(StringComparer.Ordinal);
+        var capacity = share * _capacity;
+        if (!_caps.TryGetValue(adapterId, out var cap)) return capacity;
+        return Math.Min(capacity, cap.Tokens + Math.Max(0, now - cap.RefilledAt) * share * _tokensPerTick);
+    }
+
+    long MsUntilCapHeld(double held, double share, double tokens)
+    {
+        if (_tokensPerTick <= 0) return _leased ? NoShareRetryMs : 60_000;
+        return Math.Max(1, (long)Math.Ceiling((tokens - held) / (share * _tokensPerTick) / _ticksPerMs));
     }
 
     public AdmissionBucketView View()

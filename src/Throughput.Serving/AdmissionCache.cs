@@ -97,8 +97,16 @@ public sealed class AdmissionCache
     /// deployment has spillover). Throttled: refused until the platform lifts it (or spilled). Suspended, released, unknown: refused.
     /// </summary>
     public Admission TryAdmit(string deploymentId, long promptTokens, long cachedTokens, long maxOutputTokens) =>
+        TryAdmit(deploymentId, null, promptTokens, cachedTokens, maxOutputTokens);
+
+    /// <summary>
+    /// Decides on a request for one adapter of an adapter set (or of an adapter deployment). An adapter the set caps
+    /// (<see cref="AdmissionLimitChanged.AdapterCaps"/>) is admitted only while both its own share and the set's bucket hold
+    /// the estimate: one adapter cannot use more than its share of the rate, and all of them together no more than the rate.
+    /// </summary>
+    public Admission TryAdmit(string deploymentId, string? adapterId, long promptTokens, long cachedTokens, long maxOutputTokens) =>
         _buckets.TryGetValue(deploymentId, out var bucket)
-            ? bucket.TryAdmit(promptTokens, cachedTokens, maxOutputTokens)
+            ? bucket.TryAdmit(promptTokens, cachedTokens, maxOutputTokens, adapterId)
             : new Admission(AdmissionOutcome.UnknownDeployment, 0, 0, null);
 
     /// <summary>A request admitted within the rate has finished: the bucket gets back its estimate minus its actual weighted cost.</summary>
@@ -106,7 +114,7 @@ public sealed class AdmissionCache
     public void Complete(in Admission admission, long promptTokens, long cachedTokens, long outputTokens)
     {
         if (admission.Outcome == AdmissionOutcome.Admitted)
-            admission.Bucket!.Reconcile(admission.EstimatedTokens, promptTokens, cachedTokens, outputTokens);
+            admission.Bucket!.Reconcile(admission.EstimatedTokens, promptTokens, cachedTokens, outputTokens, admission.CappedAdapter);
     }
 
     /// <summary>The limit held for a deployment, or null.</summary>

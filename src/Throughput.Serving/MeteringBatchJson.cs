@@ -28,6 +28,7 @@ internal static class MeteringBatchJson
     static readonly JsonEncodedText EstimatedTokens = JsonEncodedText.Encode("estimatedTokens");
     static readonly JsonEncodedText StartedAt = JsonEncodedText.Encode("startedAt");
     static readonly JsonEncodedText FinishedAt = JsonEncodedText.Encode("finishedAt");
+    static readonly JsonEncodedText AdapterId = JsonEncodedText.Encode("adapterId");
 
     /// <summary>The batch's JSON in a buffer rented from the shared pool; dispose it once the broker has confirmed.</summary>
     public static PooledBody Serialize(string producerId, SealedBatch batch)
@@ -60,6 +61,7 @@ internal static class MeteringBatchJson
             json.WriteNumber(EstimatedTokens, record.EstimatedTokens);
             json.WriteString(StartedAt, record.StartedAt);
             json.WriteString(FinishedAt, record.FinishedAt);
+            if (record.AdapterId is not null) json.WriteString(AdapterId, record.AdapterId);
             json.WriteEndObject();
         }
         json.WriteEndArray();

@@ -167,14 +167,18 @@ export async function meteringProducer(platform, producerId) {
     await channel.waitForConfirms();
   };
   return {
-    /** Publishes `count` requests of the given shape for one deployment as one batch, finished now on the host's clock. */
-    async publish(deploymentId, { count = 1, prompt = 100, cached = 0, output = 10, spilled = false } = {}) {
+    /**
+     * Publishes `count` requests of the given shape for one deployment as one batch, finished now on the host's clock;
+     * with `adapters`, the requests name them in turn (an adapter deployment or set).
+     */
+    async publish(deploymentId, { count = 1, prompt = 100, cached = 0, output = 10, spilled = false, adapters } = {}) {
       const now = platform.now?.() ?? new Date();
       sequence++;
       const records = Array.from({ length: count }, (_, i) => ({
         recordId: `${producerId}-${sequence}-${i}`, deploymentId, requestId: `req-${sequence}-${i}`,
         promptTokens: prompt, cachedTokens: cached, outputTokens: output, spilled, estimatedTokens: 0,
         startedAt: new Date(now.getTime() - 400).toISOString(), finishedAt: now.toISOString(),
+        ...(adapters ? { adapterId: adapters[i % adapters.length] } : {}),
       }));
       await send(deploymentId, Buffer.from(JSON.stringify({ version: 1, producerId, sequence, sentAt: now.toISOString(), records })));
     },

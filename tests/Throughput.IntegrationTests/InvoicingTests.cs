@@ -385,7 +385,7 @@ public sealed class InvoicingTests(InvoicingFixture platform)
         var revenue = await Eventually.Until(async () => await (await finance.GetAsync("/v1/finance/revenue?from=2030-07&to=2030-08&format=csv")).Content.ReadAsStringAsync(),
             t => t.Contains(region) && t.Contains("\r\n2030-08,USD,,,,"));
         // July at 1 PTU: 744.00 provisioned, 744 PTU-hours; the credit against the whole invoice counts in August, unattributed
-        Assert.Contains($"\r\n2030-07,USD,gpt-4o,Global,{region},744.00,0.00,0.00,0.00,744.00,0.00,744.00,744\r\n", revenue);
+        Assert.Contains($"\r\n2030-07,USD,gpt-4o,Global,{region},744.00,0.00,0.00,0.00,744.00,0.00,744.00,744,0.00\r\n", revenue);
 
         var badMonth = await finance.GetAsync("/v1/finance/revenue?from=July");
         Assert.Equal(HttpStatusCode.BadRequest, badMonth.StatusCode);

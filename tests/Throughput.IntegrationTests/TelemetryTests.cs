@@ -17,12 +17,12 @@ public sealed class TelemetryTests(PlatformFixture platform)
         var producer = await platform.NewServingNodeAsync(region);
         var deployment = await PlatformFixture.BuyAsync(customer, region, 1, "gpt-4o-mini");
         // The node's own tracer: something listening to the SDK's source, as an OpenTelemetry tracer provider would.
-        var published = new List<Activity>();
+        var published = new System.Collections.Concurrent.ConcurrentQueue<Activity>();
         using var node = new ActivityListener
         {
             ShouldListenTo = source => source.Name == MeteringPublisher.ActivitySourceName,
             Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
-            ActivityStopped = published.Add,
+            ActivityStopped = published.Enqueue,
         };
         ActivitySource.AddActivityListener(node);
 
@@ -33,7 +33,7 @@ public sealed class TelemetryTests(PlatformFixture platform)
             await publisher.FlushAsync();
         }
         // Other tests' publishers in this process report to the same listener.
-        var publish = Assert.Single(published, a => (string?)a.GetTagItem("throughput.producer_id") == producer);
+        var publish = Assert.Single(published.ToArray(), a => (string?)a.GetTagItem("throughput.producer_id") == producer);
         Assert.Equal(ActivityKind.Producer, publish.Kind);
 
         var consume = await Eventually.Until(

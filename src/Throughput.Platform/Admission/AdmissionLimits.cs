@@ -23,7 +23,13 @@ public static class AdmissionLimits
         var state = StateOf(d, tenant);
         return new AdmissionLimitChanged(d.Id, d.TenantId, d.Model, d.Region, state, d.Limit.TokensPerMinute, d.Limit.BurstTokens,
             d.UtilizationOf(level), state == AdmissionState.Throttled ? d.RetryAfterMs(level) : 0, d.Spillover, d.OutputWeight, d.CachedDeduction,
-            d.AdmissionRevision + (tenant?.AdmissionRevision ?? 0), now);
+            d.AdmissionRevision + (tenant?.AdmissionRevision ?? 0), now, CapsOf(d));
+    }
+
+    static Dictionary<string, decimal>? CapsOf(Deployment d)
+    {
+        if (d.Adapters is not { } adapters || !adapters.Caps.Values.Any(c => c is not null)) return null;
+        return adapters.Caps.Where(c => c.Value is not null).ToDictionary(c => c.Key, c => c.Value!.Value, StringComparer.Ordinal);
     }
 
     /// <summary>The platform-side check for one request of the given weighted cost: admitted while the bucket has room for it.</summary>

@@ -16,14 +16,18 @@ public enum ReservationTerm
     Year,
 }
 
-/// <summary>Prices of one model in one currency. Reservation prices are per PTU for the whole term.</summary>
+/// <summary>
+/// Prices of one model in one currency. Reservation prices are per PTU for the whole term. <see cref="AdapterPerHour"/>
+/// is the hosting of one adapter (a fine-tune of the model) per hour on an adapter deployment or set, on top of its PTUs.
+/// </summary>
 public sealed record PriceList(
     decimal PerPtuHour,
     decimal ReservationPerPtuMonth,
     decimal ReservationPerPtuYear,
     decimal SpilloverInputPerMillion,
     decimal SpilloverCachedPerMillion,
-    decimal SpilloverOutputPerMillion)
+    decimal SpilloverOutputPerMillion,
+    decimal AdapterPerHour = 0)
 {
     public decimal ReservationPerPtu(ReservationTerm term) =>
         term == ReservationTerm.Month ? ReservationPerPtuMonth : ReservationPerPtuYear;
@@ -75,6 +79,9 @@ public sealed record ModelCatalog(IReadOnlyList<ModelEntry> Models, IReadOnlyDic
             if (m.InputTokensPerMinutePerPtu <= 0 || m.OutputWeight <= 0 || m.MinimumPtu <= 0 || m.PtuIncrement <= 0
                 || m.CachedDeduction is < 0 or > 1 || m.Prices.Count == 0)
                 throw new InvalidOperationException($"Catalog {path}: model {m.Name} has an invalid rate, amount or price list");
+            // An adapter shares its base model's GPUs: hosting one can never cost what a PTU of GPU time does.
+            if (m.Prices.Values.Any(p => p.AdapterPerHour < 0 || p.AdapterPerHour >= p.PerPtuHour))
+                throw new InvalidOperationException($"Catalog {path}: model {m.Name} prices adapter hosting below zero or at a PTU-hour's price or more");
         }
         return catalog;
     }

@@ -21,7 +21,8 @@ public sealed record DeploymentCreated(
     bool Spillover,
     string Currency,
     PriceList Prices,
-    DateTimeOffset CreatedAt) : DeploymentEvent(DeploymentId);
+    DateTimeOffset CreatedAt,
+    DeploymentAdapters? Adapters = null) : DeploymentEvent(DeploymentId);
 
 public sealed record DeploymentResized(string DeploymentId, decimal FromPtu, decimal ToPtu, DateTimeOffset ResizedAt) : DeploymentEvent(DeploymentId);
 
@@ -56,7 +57,8 @@ public sealed record UsageMetered(
     decimal Utilization,
     long TokensPerMinute,
     DateTimeOffset MeteredAt,
-    IReadOnlyList<MonthlyUsage>? Months = null);
+    IReadOnlyList<MonthlyUsage>? Months = null,
+    IReadOnlyList<AdapterUsage>? Adapters = null);
 
 /// <summary>
 /// The usage one consumer batch of a metering partition folded: a <see cref="UsageMetered"/> per deployment it billed, in
@@ -109,7 +111,8 @@ public sealed record Deployment(
     long Revision,
     long Version,
     DateTimeOffset? ReleasedAt = null,
-    DateTimeOffset? SpilloverDisabledAt = null)
+    DateTimeOffset? SpilloverDisabledAt = null,
+    DeploymentAdapters? Adapters = null)
 {
     /// <summary>A throttled deployment is released once utilization falls below this, so it does not flap at 100%.</summary>
     public const decimal ReleaseThreshold = 0.95m;
@@ -145,7 +148,7 @@ public sealed record Deployment(
     public static Deployment Create(DeploymentCreated e) => new(
         e.DeploymentId, e.TenantId, e.Name, e.Model, e.Region, e.Type, e.Ptu, e.InputTokensPerMinutePerPtu, e.OutputWeight,
         e.CachedDeduction, e.BurstSeconds, e.Spillover, e.Currency, DeploymentStatus.Active, e.CreatedAt,
-        default, 0, 0, e.CreatedAt, false, 1, 1, 0);
+        default, 0, 0, e.CreatedAt, false, 1, 1, 0, Adapters: e.Adapters);
 
     // The level drained at the old rate until the resize; from then on it drains at the new one.
     public Deployment Apply(DeploymentResized e) =>
@@ -164,6 +167,9 @@ public sealed record Deployment(
     /// it was last turned off (served while it was on, metered after).
     /// </summary>
     public bool MaySpill(DateTimeOffset finishedAt) => Spillover || finishedAt <= SpilloverDisabledAt;
+
+    /// <summary>A record may name an adapter exactly when the deployment serves adapters, and then only one of them.</summary>
+    public bool Holds(string? adapterId) => Adapters is { } held ? adapterId is not null && held.Caps.ContainsKey(adapterId) : adapterId is null;
 
     /// <summary>Usage that finished before the release is billed even when it arrives after it; nothing after it is.</summary>
     public bool Served(DateTimeOffset finishedAt) => Status != DeploymentStatus.Released || finishedAt <= ReleasedAt;

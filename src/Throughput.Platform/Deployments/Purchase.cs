@@ -10,6 +10,15 @@ using Throughput.Tenants;
 
 namespace Throughput.Deployments;
 
+/// <summary>What every purchase names besides its model: a deployment of the base model, of an adapter, or of an adapter set.</summary>
+public interface IPurchaseTerms
+{
+    string Name { get; }
+    string Region { get; }
+    DeploymentType Type { get; }
+    decimal Ptu { get; }
+}
+
 /// <summary>A deployment to buy: a model in a region, sized in PTUs.</summary>
 /// <param name="Name">Your name for it, up to 100 characters; shown on invoices.</param>
 /// <param name="Model">A model for sale (GET /v1/models).</param>
@@ -17,28 +26,37 @@ namespace Throughput.Deployments;
 /// <param name="Type">Global, DataZone or Regional: where requests may be served, and the price list.</param>
 /// <param name="Ptu">Provisioned throughput units: at least the model's minimum, in its increments (GET /v1/models).</param>
 /// <param name="Spillover">Serve requests past the rate and bill them per token instead of refusing them.</param>
-public sealed record PurchaseDeployment(string Name, string Model, string Region, DeploymentType Type, decimal Ptu, bool Spillover = false);
+public sealed record PurchaseDeployment(string Name, string Model, string Region, DeploymentType Type, decimal Ptu, bool Spillover = false) : IPurchaseTerms;
 
 public static class Purchase
 {
-    public sealed class Validator : AbstractValidator<PurchaseDeployment>
+    public sealed class TermsValidator : AbstractValidator<IPurchaseTerms>
     {
-        public Validator(ModelCatalog catalog)
+        public TermsValidator()
         {
             RuleFor(x => x.Name).Text(100);
-            RuleFor(x => x.Model).NotEmpty().Must(m => catalog.Find(m) is not null).WithMessage("Unknown model; GET /v1/models lists them.");
             RuleFor(x => x.Region).NotEmpty().Matches("^[a-z][a-z0-9-]{1,31}$").WithMessage("Region must look like 'eastus' or 'sweden-central'.");
             RuleFor(x => x.Type).IsInEnum();
             RuleFor(x => x.Ptu).GreaterThan(0).LessThanOrEqualTo(100_000).PrecisionScale(12, 4, ignoreTrailingZeros: true);
         }
     }
 
+    public sealed class Validator : AbstractValidator<PurchaseDeployment>
+    {
+        public Validator(ModelCatalog catalog)
+        {
+            Include(new TermsValidator());
+            RuleFor(x => x.Model).NotEmpty().Must(m => catalog.Find(m) is not null).WithMessage("Unknown model; GET /v1/models lists them.");
+        }
+    }
+
     /// <summary>A purchase commits the deployment's first event and the pool's allocation together.</summary>
     public sealed record Decision(DeploymentCreated Created, IReadOnlyList<PoolEvent> PoolEvents);
 
-    public static Decision Decide(Tenant tenant, ModelEntry model, CapacityPool? pool, PurchaseDeployment command, string deploymentId, int burstSeconds, DateTimeOffset now)
+    public static Decision Decide(Tenant tenant, ModelEntry model, CapacityPool? pool, PurchaseDeployment command, string deploymentId, int burstSeconds, DateTimeOffset now,
+        DeploymentAdapters? adapters = null)
     {
-        var created = Create(tenant, model, command, deploymentId, burstSeconds, now);
+        var created = Create(tenant, model, command, deploymentId, burstSeconds, now) with { Adapters = adapters };
         return new Decision(created, PoolDecisions.Allocate(pool, command.Model, command.Region, deploymentId, command.Ptu, now));
     }
 
@@ -59,49 +77,61 @@ public static class Purchase
         ? "dep-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(10))
         : "dep-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(tenantId + "\n" + idempotencyKey)))[..20];
 
-    static bool SameRequest(Deployment d, PurchaseDeployment c) =>
-        d.Name == c.Name && d.Model == c.Model && d.Region == c.Region && d.Type == c.Type && d.Ptu == c.Ptu;
+    static bool SameRequest(Deployment d, PurchaseDeployment c, DeploymentAdapters? adapters) =>
+        d.Name == c.Name && d.Model == c.Model && d.Region == c.Region && d.Type == c.Type && d.Ptu == c.Ptu
+        && d.Adapters?.Shared == adapters?.Shared && (d.Adapters?.Caps ?? Empty).OrderBy(a => a.Key, StringComparer.Ordinal)
+            .SequenceEqual((adapters?.Caps ?? Empty).OrderBy(a => a.Key, StringComparer.Ordinal));
+
+    static readonly Dictionary<string, decimal?> Empty = [];
 
     public static RouteGroupBuilder MapPurchase(this RouteGroupBuilder group, ModelCatalog catalog)
     {
-        group.MapPost("/", async Task<Results<Created<DeploymentView>, ProblemHttpResult>> (PurchaseDeployment command, HttpContext http, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
-            {
-                var tenantId = http.User.TenantId()!;
-                var (key, badKey) = IdempotencyKeys.Of(http);
-                if (badKey is not null) return badKey;
-                var deploymentId = DeploymentIdFor(tenantId, key);
-
-                if (key is not null && await session.LoadAsync<Deployment>(deploymentId, ct) is { } earlier)
-                    return Replay(http, earlier, command);
-
-                var tenant = await session.LoadAsync<Tenant>(tenantId, ct) ?? throw RuleViolation.NotFound($"No tenant '{tenantId}'.");
-                // The row lock on the pool stream serialises concurrent purchases: no retry storm, no overselling.
-                var pool = await session.Events.FetchForExclusiveWriting<CapacityPool>(CapacityPool.StreamId(command.Model, command.Region), ct);
-                var (created, poolEvents) = Decide(tenant, catalog.Find(command.Model)!, pool.Aggregate, command, deploymentId, catalog.BurstSecondsFor(command.Type), clock.GetUtcNow());
-                pool.AppendMany(poolEvents);
-                session.Events.StartStream<Deployment>(deploymentId, created);
-                try
-                {
-                    await session.SaveChangesAsync(ct);
-                }
-                catch (Marten.Exceptions.ExistingStreamIdCollisionException) when (key is not null)
-                {
-                    await using var fresh = session.DocumentStore.QuerySession();
-                    return Replay(http, (await fresh.LoadAsync<Deployment>(deploymentId, ct))!, command);
-                }
-                var deployment = Deployment.Create(created);
-                ETags.Set(http, deployment.Revision);
-                return TypedResults.Created($"/v1/deployments/{deploymentId}", DeploymentView.Of(deployment, created.CreatedAt));
-            })
+        group.MapPost("/", (PurchaseDeployment command, HttpContext http, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
+                BuyAsync(command, null, http, session, catalog, clock, ct))
             .ValidateWith(new Validator(catalog))
             .WithName("PurchaseDeployment").WithHeader(ContractHeader.IdempotencyKey).WithHeader(ContractHeader.ETag)
             .WithSummary("Buy PTUs for a new deployment. Send Idempotency-Key so that a retry never buys twice.")
             .ProducesProblem(409).ProducesProblem(422);
         return group;
+    }
 
-        static Results<Created<DeploymentView>, ProblemHttpResult> Replay(HttpContext http, Deployment earlier, PurchaseDeployment command)
+    /// <summary>
+    /// Buys a deployment: of the base model, or (with <paramref name="adapters"/>, which the Adapters feature has checked
+    /// are the tenant's and of this model) serving adapters. One purchase path for both, so they draw from one pool.
+    /// </summary>
+    public static async Task<Results<Created<DeploymentView>, ProblemHttpResult>> BuyAsync(PurchaseDeployment command, DeploymentAdapters? adapters, HttpContext http,
+        IDocumentSession session, ModelCatalog catalog, TimeProvider clock, CancellationToken ct)
+    {
+        var tenantId = http.User.TenantId()!;
+        var (key, badKey) = IdempotencyKeys.Of(http);
+        if (badKey is not null) return badKey;
+        var deploymentId = DeploymentIdFor(tenantId, key);
+
+        if (key is not null && await session.LoadAsync<Deployment>(deploymentId, ct) is { } earlier)
+            return Replay(http, earlier, command, adapters);
+
+        var tenant = await session.LoadAsync<Tenant>(tenantId, ct) ?? throw RuleViolation.NotFound($"No tenant '{tenantId}'.");
+        // The row lock on the pool stream serialises concurrent purchases: no retry storm, no overselling.
+        var pool = await session.Events.FetchForExclusiveWriting<CapacityPool>(CapacityPool.StreamId(command.Model, command.Region), ct);
+        var (created, poolEvents) = Decide(tenant, catalog.Find(command.Model)!, pool.Aggregate, command, deploymentId, catalog.BurstSecondsFor(command.Type), clock.GetUtcNow(), adapters);
+        pool.AppendMany(poolEvents);
+        session.Events.StartStream<Deployment>(deploymentId, created);
+        try
         {
-            if (!SameRequest(earlier, command))
+            await session.SaveChangesAsync(ct);
+        }
+        catch (Marten.Exceptions.ExistingStreamIdCollisionException) when (key is not null)
+        {
+            await using var fresh = session.DocumentStore.QuerySession();
+            return Replay(http, (await fresh.LoadAsync<Deployment>(deploymentId, ct))!, command, adapters);
+        }
+        var deployment = Deployment.Create(created);
+        ETags.Set(http, deployment.Revision);
+        return TypedResults.Created($"/v1/deployments/{deploymentId}", DeploymentView.Of(deployment, created.CreatedAt));
+
+        static Results<Created<DeploymentView>, ProblemHttpResult> Replay(HttpContext http, Deployment earlier, PurchaseDeployment command, DeploymentAdapters? adapters)
+        {
+            if (!SameRequest(earlier, command, adapters))
                 return IdempotencyKeys.Reused("purchase");
             ETags.Set(http, earlier.Revision);
             return TypedResults.Created($"/v1/deployments/{earlier.Id}", DeploymentView.Of(earlier, earlier.BucketAt));

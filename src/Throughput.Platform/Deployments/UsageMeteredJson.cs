@@ -19,6 +19,7 @@ public sealed class UsageMeteredJson : JsonConverter<UsageMetered>
         string? tenantId = null;
         IReadOnlyList<ProducerRange> producers = [];
         IReadOnlyList<MonthlyUsage>? months = null;
+        List<AdapterUsage>? adapters = null;
         TokenCounts tokens = default;
         long tokensPerMinute = 0;
         decimal weighted = 0, bucketLevel = 0, utilization = 0;
@@ -37,10 +38,11 @@ public sealed class UsageMeteredJson : JsonConverter<UsageMetered>
             else if (reader.ValueTextEquals("tokensPerMinute"u8)) { reader.Read(); tokensPerMinute = reader.GetInt64(); }
             else if (reader.ValueTextEquals("meteredAt"u8)) { reader.Read(); meteredAt = reader.GetDateTimeOffset(); }
             else if (reader.ValueTextEquals("months"u8)) { reader.Read(); months = ReadMonths(ref reader); }
+            else if (reader.ValueTextEquals("adapters"u8)) { reader.Read(); adapters = ReadAdapters(ref reader); }
             else { reader.Read(); reader.Skip(); }
         }
         return new UsageMetered(deploymentId, tenantId, producers, tokens, weighted, firstStartedAt, lastFinishedAt, bucketLevel, utilization,
-            tokensPerMinute, meteredAt, months);
+            tokensPerMinute, meteredAt, months, adapters);
     }
 
     public override void Write(Utf8JsonWriter writer, UsageMetered value, JsonSerializerOptions options)
@@ -79,7 +81,44 @@ public sealed class UsageMeteredJson : JsonConverter<UsageMetered>
             }
             writer.WriteEndArray();
         }
+        if (value.Adapters is not null) // absent from usage of deployments without adapters, as before adapters existed
+        {
+            writer.WriteStartArray("adapters"u8);
+            foreach (var adapter in value.Adapters)
+            {
+                writer.WriteStartObject();
+                writer.WriteString("adapterId"u8, adapter.AdapterId);
+                writer.WriteString("month"u8, adapter.Month);
+                TokenCountsJson.Write(writer, adapter.Tokens);
+                writer.WriteNumber("weightedTokens"u8, adapter.WeightedTokens);
+                writer.WriteEndObject();
+            }
+            writer.WriteEndArray();
+        }
         writer.WriteEndObject();
+    }
+
+    static List<AdapterUsage>? ReadAdapters(ref Utf8JsonReader reader)
+    {
+        if (reader.TokenType == JsonTokenType.Null) return null;
+        if (reader.TokenType != JsonTokenType.StartArray) throw new JsonException("A usage event's adapters are a JSON array.");
+        var adapters = new List<AdapterUsage>();
+        while (reader.Read() && reader.TokenType == JsonTokenType.StartObject)
+        {
+            string adapterId = "", month = "";
+            TokenCounts tokens = default;
+            decimal weighted = 0;
+            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+            {
+                if (TokenCountsJson.TryRead(ref reader, ref tokens)) continue;
+                if (reader.ValueTextEquals("adapterId"u8)) { reader.Read(); adapterId = reader.GetString()!; }
+                else if (reader.ValueTextEquals("month"u8)) { reader.Read(); month = reader.GetString()!; }
+                else if (reader.ValueTextEquals("weightedTokens"u8)) { reader.Read(); weighted = reader.GetDecimal(); }
+                else { reader.Read(); reader.Skip(); }
+            }
+            adapters.Add(new AdapterUsage(adapterId, month, tokens, weighted));
+        }
+        return adapters;
     }
 
     static List<MonthlyUsage>? ReadMonths(ref Utf8JsonReader reader)

@@ -25,9 +25,10 @@ public sealed record RevenueRow(
     decimal Spillover,
     decimal Adjustments,
     decimal Credited,
-    decimal BilledPtuHours)
+    decimal BilledPtuHours,
+    decimal AdapterHosting = 0)
 {
-    public decimal Invoiced => Provisioned + Reservations + Spillover + Adjustments;
+    public decimal Invoiced => Provisioned + Reservations + Spillover + Adjustments + AdapterHosting;
 
     public decimal Net => Invoiced - Credited;
 
@@ -44,6 +45,7 @@ public sealed record RevenueRow(
         InvoiceLineKind.Provisioned => this with { Provisioned = Provisioned + line.Amount, BilledPtuHours = BilledPtuHours + line.Quantity },
         InvoiceLineKind.Reservation => this with { Reservations = Reservations + line.Amount },
         InvoiceLineKind.Spillover => this with { Spillover = Spillover + line.Amount },
+        InvoiceLineKind.AdapterHosting => this with { AdapterHosting = AdapterHosting + line.Amount },
         _ => this with { Adjustments = Adjustments + line.Amount },
     };
 }
@@ -86,6 +88,8 @@ public static class RevenueView
         new("spillover", r => Money.Text(r.Spillover, r.Currency)), new("prior_period_adjustments", r => Money.Text(r.Adjustments, r.Currency)),
         new("invoiced", r => Money.Text(r.Invoiced, r.Currency)), new("credited", r => Money.Text(r.Credited, r.Currency)), new("net", r => Money.Text(r.Net, r.Currency)),
         new("billed_ptu_hours", r => Tables.Number(r.BilledPtuHours)),
+        // Last, so that a spreadsheet reading the columns by position before adapters existed reads them still.
+        new("adapter_hosting", r => Money.Text(r.AdapterHosting, r.Currency)),
     ];
 
     public static RouteGroupBuilder MapRevenue(this RouteGroupBuilder finance)

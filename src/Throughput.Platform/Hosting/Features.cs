@@ -1,4 +1,5 @@
 using Throughput.Access;
+using Throughput.Adapters;
 using Throughput.Admission;
 using Throughput.Capacity;
 using Throughput.Catalog;
@@ -18,6 +19,6 @@ public static class Features
     public static readonly IReadOnlyList<FeatureModule> All =
     [
         new AccessModule(), new TenantsModule(), new CatalogModule(), new CapacityModule(), new DeploymentsModule(), new AdmissionModule(),
-        new MeteringModule(), new ReservationsModule(), new InvoicingModule(), new FinanceModule(),
+        new MeteringModule(), new ReservationsModule(), new InvoicingModule(), new FinanceModule(), new AdaptersModule(),
     ];
 }

@@ -9,7 +9,10 @@ namespace Throughput.Invoicing;
 /// <summary>A PTU level from <see cref="At"/> on; a release is a change to 0.</summary>
 public sealed record CapacityChange(DateTimeOffset At, decimal Ptu);
 
-/// <summary>A deployment as billing sees it: what it is, its prices (fixed at purchase) and its PTUs over time.</summary>
+/// <summary>
+/// A deployment as billing sees it: what it is, its prices (fixed at purchase), its PTUs over time, and how many adapters
+/// it hosts (0 for a base deployment).
+/// </summary>
 public sealed record BilledDeployment(
     string Id,
     string Name,
@@ -18,7 +21,8 @@ public sealed record BilledDeployment(
     DeploymentType Type,
     PriceList Prices,
     DateTimeOffset CreatedAt,
-    ImmutableList<CapacityChange> Capacity)
+    ImmutableList<CapacityChange> Capacity,
+    int Adapters = 0)
 {
     public DateTimeOffset? ReleasedAt => Capacity is [.., { Ptu: 0 } last] ? last.At : null;
 }
@@ -112,7 +116,8 @@ public sealed record BillingAccount(
 
     public BillingAccount Then(DeploymentCreated e) => Recount(this with
     {
-        Deployments = Deployments.SetItem(e.DeploymentId, new BilledDeployment(e.DeploymentId, e.Name, e.Model, e.Region, e.Type, e.Prices, e.CreatedAt, [new CapacityChange(e.CreatedAt, e.Ptu)])),
+        Deployments = Deployments.SetItem(e.DeploymentId, new BilledDeployment(e.DeploymentId, e.Name, e.Model, e.Region, e.Type, e.Prices, e.CreatedAt, [new CapacityChange(e.CreatedAt, e.Ptu)],
+            e.Adapters?.Caps.Count ?? 0)),
     });
 
     public BillingAccount Then(DeploymentResized e) => Change(e.DeploymentId, new CapacityChange(e.ResizedAt, e.ToPtu));

@@ -15,6 +15,9 @@ public enum InvoiceLineKind
 
     /// <summary>Spillover tokens of an earlier, already issued month that were metered after it was issued.</summary>
     PriorPeriodAdjustment,
+
+    /// <summary>Adapter-hours hosted on an adapter deployment or set, at the model's price per adapter-hour.</summary>
+    AdapterHosting,
 }
 
 public enum TokenType

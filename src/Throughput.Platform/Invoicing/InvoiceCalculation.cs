@@ -20,6 +20,8 @@ public sealed record InvoiceFigures(IReadOnlyList<InvoiceLine> Lines, decimal To
 /// deployed PTUs of the tenant, oldest deployment first; covered PTUs are not billed hourly (the line shows them).</item>
 /// <item>Reservations: paid whether used or not; a month term is charged once in the month it starts, a year term in
 /// twelve monthly installments from its start, each 1/12 of the rounded term price, the last taking the cents left.</item>
+/// <item>Adapter hosting: adapters × seconds deployed × price per adapter-hour ÷ 3600, prorated to the second, one line
+/// per adapter deployment or set and month, after its provisioned lines; reservations do not cover it.</item>
 /// <item>Spillover: per 1M tokens by type: input = prompt − cached, cached, output.</item>
 /// <item>Prior-period adjustments: spilled usage of issued months, priced as spillover of its deployment.</item>
 /// <item>Every amount is rounded half away from zero to the currency's minor unit; the total is the sum of the lines.</item>
@@ -58,6 +60,7 @@ public static class InvoiceCalculation
             {
                 if (!segments.TryGetValue(d.Id, out var list)) continue;
                 foreach (var s in list) lines.Add(ProvisionedLine(d, s, currency));
+                if (d.Adapters > 0) lines.Add(HostingLine(d, list[0].From, list[^1].To, currency));
             }
         }
 
@@ -161,6 +164,18 @@ public static class InvoiceCalculation
             d.Model, d.Region, d.Type, d.Id, null, s.From, s.To,
             decimal.Round(billable * s.Seconds / SecondsPerHour, 6, MidpointRounding.AwayFromZero), "PTU-hour", price, amount,
             Ptu: s.Ptu, CoveredPtu: s.Covered, CoveredPtuHours: decimal.Round(s.Covered * s.Seconds / SecondsPerHour, 6, MidpointRounding.AwayFromZero));
+    }
+
+    /// <summary>Hosting runs while the deployment holds PTUs: from its first segment's start to its last one's end in the period.</summary>
+    static InvoiceLine HostingLine(BilledDeployment d, DateTimeOffset from, DateTimeOffset to, string currency)
+    {
+        var seconds = (long)(to - from).TotalSeconds;
+        var price = d.Prices.AdapterPerHour;
+        return new InvoiceLine(0, InvoiceLineKind.AdapterHosting,
+            $"Adapter hosting, {d.Model} {d.Type} {d.Region} '{d.Name}' ({d.Id}): {d.Adapters} adapter{(d.Adapters == 1 ? "" : "s")}, {from:yyyy-MM-dd HH:mm:ss} – {to:yyyy-MM-dd HH:mm:ss} UTC",
+            d.Model, d.Region, d.Type, d.Id, null, from, to,
+            decimal.Round(d.Adapters * seconds / SecondsPerHour, 6, MidpointRounding.AwayFromZero), "adapter-hour", price,
+            Money.Round(d.Adapters * seconds * price / SecondsPerHour, currency));
     }
 
     static InvoiceLine ReservationLine(BilledReservation r, int installment, DateTimeOffset due, string currency)

@@ -90,6 +90,7 @@ public static class AppliedBatches
             Add(ref hash, r.EstimatedTokens);
             Add(ref hash, r.StartedAt.UtcTicks);
             Add(ref hash, r.FinishedAt.UtcTicks);
+            if (r.AdapterId is not null) AddText(ref hash, r.AdapterId); // records without one hash as they always did
         }
         return unchecked((long)hash);
 

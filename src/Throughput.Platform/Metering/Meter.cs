@@ -35,6 +35,7 @@ public static class Meter
         decimal weighted = 0, bucketed = 0;
         Dictionary<int, TokenCounts>? months = null; // only once a record finishes in another month than the first
         var firstMonth = -1;
+        var adapters = deployment.Adapters is null ? null : new Dictionary<(string, int), (TokenCounts Tokens, decimal Weighted)>();
         var firstStarted = DateTimeOffset.MaxValue;
         var lastFinished = DateTimeOffset.MinValue;
         foreach (var batch in fresh)
@@ -50,6 +51,11 @@ public static class Meter
                 if (firstMonth < 0) firstMonth = month;
                 if (month != firstMonth && months is null) months = Split(fresh, firstMonth);
                 if (months is not null) months[month] = months.GetValueOrDefault(month) + counts;
+                if (adapters is not null)
+                {
+                    var (t, aw) = adapters.GetValueOrDefault((r.AdapterId!, month));
+                    adapters[(r.AdapterId!, month)] = (t + counts, aw + w);
+                }
                 if (r.StartedAt < firstStarted) firstStarted = r.StartedAt;
                 if (r.FinishedAt > lastFinished) lastFinished = r.FinishedAt;
             }
@@ -62,7 +68,9 @@ public static class Meter
             .Select(g => new ProducerRange(g.Key, g.Min(b => b.Sequence), g.Max(b => b.Sequence)))
             .ToList();
         var usage = new UsageMetered(deployment.Id, deployment.TenantId, producers, tokens, weighted, firstStarted, lastFinished, level, utilization,
-            deployment.Limit.TokensPerMinute, at, months is null ? null : [.. months.OrderBy(m => m.Key).Select(m => new MonthlyUsage(MonthName(m.Key), m.Value))]);
+            deployment.Limit.TokensPerMinute, at, months is null ? null : [.. months.OrderBy(m => m.Key).Select(m => new MonthlyUsage(MonthName(m.Key), m.Value))],
+            adapters is null ? null : [.. adapters.OrderBy(a => a.Key.Item1, StringComparer.Ordinal).ThenBy(a => a.Key.Item2)
+                .Select(a => new AdapterUsage(a.Key.Item1, MonthName(a.Key.Item2), a.Value.Tokens, a.Value.Weighted))]);
         if (deployment.Status == DeploymentStatus.Released) return new(usage, null); // late usage: nothing left to throttle
         if (!deployment.Throttled && utilization >= 1)
             return new(usage, new DeploymentThrottled(deployment.Id, utilization, deployment.RetryAfterMs(level), at));

@@ -181,7 +181,7 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
         MeteringFrame FrameOf(ProducerBatch batch) => frames.First(f => f.Frame.ProducerId == batch.ProducerId && f.Frame.Sequence == batch.Sequence).Frame;
 
         // The batch without records the deployment cannot be billed for (spilled with spillover off, finished after its
-        // release); null when none is left. Copies only when something is refused.
+        // release, naming an adapter it does not hold); null when none is left. Copies only when something is refused.
         ProducerBatch? Admissible(ProducerBatch batch, Deployment deployment)
         {
             List<MeteredRecord>? kept = null;
@@ -192,7 +192,11 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
                     ? (QuarantineReason.ReleasedDeployment, $"deployment '{deployment.Id}' was released at {deployment.ReleasedAt:O}, before this record finished")
                     : record.Spilled && !deployment.MaySpill(record.FinishedAt)
                         ? (QuarantineReason.SpilloverOff, $"deployment '{deployment.Id}' has spillover off; a spilled record is not billed")
-                        : ((QuarantineReason, string)?)null;
+                        : !deployment.Holds(record.AdapterId)
+                            ? (QuarantineReason.UnknownAdapter, record.AdapterId is null
+                                ? $"deployment '{deployment.Id}' serves adapters; the record names none"
+                                : $"adapter '{record.AdapterId}' is not one of deployment '{deployment.Id}''s adapters")
+                            : ((QuarantineReason, string)?)null;
                 if (refusal is { } r)
                 {
                     kept ??= [.. batch.Records.Take(i)];

@@ -16,7 +16,8 @@ public readonly record struct MeteredRecord(
     long EstimatedTokens,
     DateTimeOffset StartedAt,
     DateTimeOffset FinishedAt,
-    string? Problem)
+    string? Problem,
+    string? AdapterId = null)
 {
     public TokenCounts Counts => Spilled
         ? new(1, PromptTokens, CachedTokens, OutputTokens, 1, PromptTokens, CachedTokens, OutputTokens)
@@ -106,7 +107,7 @@ public sealed class MeteringFrameReader : JsonConverter<MeteringFrame>
             reader.Skip();
             return new MeteredRecord("", "", 0, 0, 0, false, 0, default, default, "the record is not a JSON object");
         }
-        string? recordId = null, deploymentId = null, problem = null;
+        string? recordId = null, deploymentId = null, problem = null, adapterId = null;
         long prompt = -1, cached = -1, output = -1, estimate = 0;
         bool? spilled = null;
         DateTimeOffset? started = null, finished = null;
@@ -128,6 +129,11 @@ public sealed class MeteringFrameReader : JsonConverter<MeteringFrame>
             else if (reader.ValueTextEquals("spilled"u8)) { reader.Read(); spilled = reader.TokenType is JsonTokenType.True or JsonTokenType.False ? reader.GetBoolean() : null; }
             else if (reader.ValueTextEquals("startedAt"u8)) { reader.Read(); started = ReadTime(ref reader); }
             else if (reader.ValueTextEquals("finishedAt"u8)) { reader.Read(); finished = ReadTime(ref reader); }
+            else if (reader.ValueTextEquals("adapterId"u8))
+            {
+                reader.Read();
+                if (reader.TokenType != JsonTokenType.Null) adapterId = ReadId(ref reader) ?? "";
+            }
             else { reader.Read(); reader.Skip(); }
         }
         problem ??= recordId is null ? "recordId is missing or malformed" : null;
@@ -137,8 +143,9 @@ public sealed class MeteringFrameReader : JsonConverter<MeteringFrame>
         problem ??= spilled is null ? "spilled is missing or not a boolean" : null;
         problem ??= started is null || finished is null ? "startedAt or finishedAt is missing or not an ISO 8601 time" : null;
         problem ??= finished < started ? "finishedAt is before startedAt" : null;
+        problem ??= adapterId == "" ? "adapterId is malformed" : null;
         return new MeteredRecord(recordId ?? "", deploymentId ?? "", Math.Max(prompt, 0), Math.Max(cached, 0), Math.Max(output, 0),
-            spilled ?? false, estimate, started ?? default, finished ?? default, problem);
+            spilled ?? false, estimate, started ?? default, finished ?? default, problem, adapterId);
     }
 
     static long ReadCount(ref Utf8JsonReader reader, long max, string field, ref string? problem)
@@ -195,6 +202,7 @@ public sealed class MeteringFrameReader : JsonConverter<MeteringFrame>
             writer.WriteNumber("estimatedTokens"u8, r.EstimatedTokens);
             writer.WriteString("startedAt"u8, r.StartedAt);
             writer.WriteString("finishedAt"u8, r.FinishedAt);
+            if (r.AdapterId is not null) writer.WriteString("adapterId"u8, r.AdapterId);
             writer.WriteEndObject();
         }
         writer.WriteEndArray();

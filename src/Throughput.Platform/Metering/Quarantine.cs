@@ -20,6 +20,7 @@ public enum QuarantineReason
     MissingVersionHeader,
     ConflictingReplay,
     SpilloverOff,
+    UnknownAdapter,
 }
 
 /// <summary>Metering input that was refused, with the reason. Never billed; kept for the producer's owner to see and fix.</summary>

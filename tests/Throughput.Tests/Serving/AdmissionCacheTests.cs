@@ -314,3 +314,50 @@ public sealed class AdmissionCacheTests
         Assert.Equal(0, allocated);
     }
 }
+
+/// <summary>An adapter set's capped adapters at admission: each within its share, all of them within the set's rate.</summary>
+public sealed class AdapterCapTests
+{
+    readonly ManualClock _clock = new();
+
+    AdmissionCache CappedSet()
+    {
+        var cache = new AdmissionCache(new AdmissionCacheOptions { Clock = _clock, BurstShare = 1 });
+        cache.Apply(AdmissionCacheTests.Limit() with { AdapterCaps = new Dictionary<string, decimal> { ["support"] = 0.25m } });
+        return cache;
+    }
+
+    [Fact]
+    public void A_capped_adapter_gets_its_share_of_the_burst_and_then_its_share_of_the_rate_while_others_use_the_rest()
+    {
+        var cache = CappedSet();
+
+        Assert.Equal(AdmissionOutcome.Admitted, cache.TryAdmit(AdmissionCacheTests.Deployment, "support", 15_000, 0, 0).Outcome);
+        var refused = cache.TryAdmit(AdmissionCacheTests.Deployment, "support", 500, 0, 0);
+        Assert.Equal(AdmissionOutcome.OverRate, refused.Outcome);
+        Assert.Equal(2_000, refused.RetryAfterMs); // a quarter of 1,000 tokens a second
+        Assert.Equal(AdmissionOutcome.Admitted, cache.TryAdmit(AdmissionCacheTests.Deployment, "legal", 45_000, 0, 0).Outcome);
+
+        _clock.Advance(TimeSpan.FromSeconds(2));
+        Assert.Equal(AdmissionOutcome.Admitted, cache.TryAdmit(AdmissionCacheTests.Deployment, "support", 500, 0, 0).Outcome);
+        Assert.Equal(AdmissionOutcome.OverRate, cache.TryAdmit(AdmissionCacheTests.Deployment, "legal", 2_000, 0, 0).Outcome); // the set's bucket is spent
+    }
+
+    [Fact]
+    public void A_capped_adapter_is_refused_when_the_set_is_spent_even_with_its_share_left()
+    {
+        var cache = CappedSet();
+        Assert.Equal(AdmissionOutcome.Admitted, cache.TryAdmit(AdmissionCacheTests.Deployment, "legal", 60_000, 0, 0).Outcome);
+        Assert.Equal(AdmissionOutcome.OverRate, cache.TryAdmit(AdmissionCacheTests.Deployment, "support", 100, 0, 0).Outcome);
+    }
+
+    [Fact]
+    public void A_completed_request_gives_back_to_the_adapters_share_what_it_did_not_use()
+    {
+        var cache = CappedSet();
+        var admission = cache.TryAdmit(AdmissionCacheTests.Deployment, "support", 15_000, 0, 0);
+        cache.Complete(admission, 5_000, 0, 0);
+        Assert.Equal(AdmissionOutcome.Admitted, cache.TryAdmit(AdmissionCacheTests.Deployment, "support", 10_000, 0, 0).Outcome);
+        Assert.Equal(AdmissionOutcome.OverRate, cache.TryAdmit(AdmissionCacheTests.Deployment, "support", 100, 0, 0).Outcome);
+    }
+}

@@ -1,6 +1,6 @@
 // The customer's page: one deployment's last hour, minute by minute, refreshed every few seconds; resize, spillover and
 // release; buying a new deployment (calculator, regions with room, price in the account's currency); invoice draft.
-import { api, chartDefaults, el, fmt, frame, linesTable, monthOf, money, palette, pct, poll, problemText, table, text, time } from './app.js';
+import { api, chartDefaults, download, el, fmt, frame, linesTable, monthOf, money, palette, pct, poll, problemText, table, text, time } from './app.js';
 
 const REFRESH_MS = 3000;
 const WINDOWS = { 60: 'Last hour', 360: 'Last 6 hours', 1440: 'Last 24 hours' };
@@ -67,6 +67,35 @@ async function start() {
   view.refresh = poll(refresh, REFRESH_MS).now;
   windowSelect.addEventListener('change', view.refresh);
   poll(() => Promise.all([loadDraft(), loadInvoices()]), 30_000);
+  if (view.deployment.adapters) setupAdapters(view.deployment);
+}
+
+/** An adapter deployment's or set's usage this month per adapter: the busiest ones on the page, every one in the CSV. */
+function setupAdapters(deployment) {
+  const SHOWN = 20;
+  const path = `/v1/deployments/${encodeURIComponent(deployment.id)}/usage/adapters?month=${monthOf()}`;
+  const caps = deployment.adapters.caps ?? {};
+  const count = Object.keys(caps).length;
+  document.getElementById('adapters-card').hidden = false;
+  document.getElementById('adapters-csv').addEventListener('click', async () => {
+    text('adapters-error', '');
+    try {
+      await download(`${path}&format=csv`, `adapter-usage-${deployment.id}-${monthOf()}.csv`);
+    } catch (e) {
+      text('adapters-error', `Could not download: ${e.message}`);
+    }
+  });
+  poll(async () => {
+    const response = await api(path);
+    if (!response.ok) return;
+    const rows = (await response.json()).sort((a, b) => b.weightedTokens - a.weightedTokens);
+    text('adapters-meta', `${monthOf()} · ${fmt(count)} adapter${count === 1 ? '' : 's'}${rows.length > SHOWN ? ` · the ${SHOWN} busiest shown` : ''}`);
+    document.getElementById('adapters').replaceChildren(table(rows.slice(0, SHOWN), [
+      ['adapterId', 'Adapter'], ['records', 'Requests', fmt], ['promptTokens', 'Prompt tokens', fmt], ['cachedTokens', 'Cached', fmt],
+      ['outputTokens', 'Generated', fmt], ['weightedTokens', 'Weighted tokens', fmt],
+      [(r) => caps[r.adapterId] ?? null, 'Cap (share of the rate)', (cap) => (cap === null ? 'none' : pct(cap))],
+    ], 'No adapter has served a request this month yet.', 'Usage per adapter this month'));
+  }, 30_000);
 }
 
 /** Where the account can buy a model, and what a PTU of it costs in the account's currency. */
