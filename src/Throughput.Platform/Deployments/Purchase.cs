@@ -10,6 +10,13 @@ using Throughput.Tenants;
 
 namespace Throughput.Deployments;
 
+/// <summary>A deployment to buy: PTUs of one model in one region, billed per second from now at today's catalog price in the tenant's currency.</summary>
+/// <param name="Name">What the tenant calls it: up to 100 characters, no control characters.</param>
+/// <param name="Model">A model of the catalog (<c>GET /v1/models</c>), e.g. <c>gpt-4o-mini</c>.</param>
+/// <param name="Region">A region with a pool of the model and room for the PTUs (<c>GET /v1/capacity/regions?model=&amp;ptu=</c>), e.g. <c>westus</c>.</param>
+/// <param name="Type">Global, DataZone or Regional.</param>
+/// <param name="Ptu">Provisioned throughput units, more than 0 and at most 100,000, at most 4 decimals; the model's minimum and increment apply.</param>
+/// <param name="Spillover">Serve requests above the purchased rate instead of throttling them, billed per 1M tokens.</param>
 public sealed record PurchaseDeployment(string Name, string Model, string Region, DeploymentType Type, decimal Ptu, bool Spillover = false);
 
 public static class Purchase

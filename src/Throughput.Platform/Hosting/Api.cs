@@ -45,6 +45,12 @@ public static class Api
             };
             document.Security = [new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference("ApiKey", document)] = [] }];
             return Task.CompletedTask;
+        }).AddSchemaTransformer((schema, context, _) =>
+        {
+            // An example for each request body, written as the type itself so that it cannot drift from it.
+            if (RequestExamples.TryGetValue(context.JsonTypeInfo.Type, out var example))
+                schema.Examples = [JsonSerializer.SerializeToNode(example, context.JsonTypeInfo.Options)!];
+            return Task.CompletedTask;
         }).AddOperationTransformer((operation, context, _) =>
         {
             var metadata = context.Description.ActionDescriptor.EndpointMetadata;
@@ -53,6 +59,18 @@ public static class Api
         }));
         return services;
     }
+
+    static readonly Dictionary<Type, object> RequestExamples = new()
+    {
+        [typeof(Deployments.PurchaseDeployment)] = new Deployments.PurchaseDeployment("chat", "gpt-4o-mini", "westus", Catalog.DeploymentType.Global, 0.5m, Spillover: true),
+        [typeof(Deployments.ResizeDeployment)] = new Deployments.ResizeDeployment(1.5m),
+        [typeof(Capacity.EstimateCapacity)] = new Capacity.EstimateCapacity("gpt-4o-mini", 60, 800, 200, 0.25m),
+        [typeof(Capacity.SetPoolCapacity)] = new Capacity.SetPoolCapacity(null, 2, "A100-80GB"),
+        [typeof(Tenants.CreateTenant)] = new Tenants.CreateTenant("acme", "Acme Corporation", "EUR"),
+        [typeof(Reservations.PurchaseReservation)] = new Reservations.PurchaseReservation("gpt-4o", "eastus", Catalog.DeploymentType.Global, 2, Catalog.ReservationTerm.Year),
+        [typeof(Invoicing.IssueCreditNote)] = new Invoicing.IssueCreditNote(12.50m, null, "Outage on 3 March, 40 minutes"),
+        [typeof(IssueStaffKey)] = new IssueStaffKey(Role.Finance, "Dana, accounts receivable"),
+    };
 
     /// <summary>
     /// The headers each operation's contract includes: Idempotency-Key and If-Match where the endpoint takes them, ETag on

@@ -7,6 +7,10 @@ using Throughput.Http;
 
 namespace Throughput.Tenants;
 
+/// <summary>A new tenant (a customer account).</summary>
+/// <param name="TenantId">3–40 lower-case letters, digits or '-', starting with a letter; fixed for good.</param>
+/// <param name="Name">The customer's name, as invoices address it: up to 200 characters.</param>
+/// <param name="Currency">What it is billed in: a currency the catalog prices in (USD, EUR).</param>
 public sealed record CreateTenant(string TenantId, string Name, string Currency);
 
 public sealed record SuspendTenant(string Reason);
