@@ -1,5 +1,6 @@
 // Last month, lived through before the tests start: a host whose clock starts on the 20th of last month (Clock:Start)
-// sells Contoso Docs two deployments and meters their traffic, part of it spilled over, then stops. The tests' own host,
+// sells Contoso Docs two deployments and meters their traffic, part of it spilled over, sells Fabrikam Europe (billed in
+// EUR) one deployment, then stops. The tests' own host,
 // on the system clock, finds that month over and issues its invoice by itself, as it would any month's.
 import { buy, call, meteringProducer, newRegion, newTenant, startPlatform } from './platform.mjs';
 
@@ -20,6 +21,8 @@ export async function liveLastMonth({ schema, operatorKey }) {
     const writer = await buy(platform, contoso.key, { name: 'docs-writer', model: 'gpt-4o-mini', region, ptu: 2 });
     const review = await buy(platform, contoso.key, { name: 'docs-review', model: 'gpt-4o', region, ptu: 1, spillover: true });
     await call(platform, contoso.key, 'PUT', `/v1/deployments/${review.id}/spillover`, { enabled: true });
+    const fabrikam = await newTenant(platform, 'Fabrikam Europe', 'EUR');
+    const euro = await buy(platform, fabrikam.key, { name: 'eu-support', model: 'gpt-4o-mini', region, ptu: 1 });
 
     producer = await meteringProducer(platform, producerId);
     for (let i = 0; i < 4; i++) await producer.publish(writer.id, { count: 25, prompt: 900, cached: 300, output: 250 });
@@ -36,7 +39,7 @@ export async function liveLastMonth({ schema, operatorKey }) {
       if (Date.now() > deadline) throw new Error(`last month's draft never showed the spilled tokens ${JSON.stringify(spilled)}: ${JSON.stringify(draft.body)}`);
       await new Promise((r) => setTimeout(r, 500));
     }
-    return { month, tenant: contoso, deployments: [writer, review], spilled: { deploymentId: review.id, tokens: spilled } };
+    return { month, tenant: contoso, deployments: [writer, review], spilled: { deploymentId: review.id, tokens: spilled }, euro: { tenant: fabrikam, deployment: euro } };
   } finally {
     await producer?.close();
     await platform.stop();

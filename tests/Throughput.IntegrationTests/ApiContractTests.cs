@@ -8,7 +8,8 @@ namespace Throughput.IntegrationTests;
 /// <summary>
 /// The OpenAPI document is a contract integrators generate clients from: every status an operation answers must be
 /// one it documents. Each operation is called by every kind of caller (none, a tenant, finance, an operator) with what
-/// a client gets wrong most (ids that do not exist, an empty body, a body that is not JSON), and every answer is checked
+/// a client gets wrong most (ids that do not exist, an empty body, a body that is not JSON) and with the documented
+/// example where sending it changes nothing, and every answer is checked
 /// against the operation's responses. Operations that act without any input are called with ids that do not exist, so
 /// nothing in the shared host changes.
 /// </summary>
@@ -27,12 +28,19 @@ public sealed class ApiContractTests(PlatformFixture platform)
 
         List<string> undocumented = [];
         var calls = 0;
+        var exampled = 0;
         foreach (var path in document.GetProperty("paths").EnumerateObject())
         foreach (var operation in path.Value.EnumerateObject())
         {
             var documented = operation.Value.GetProperty("responses").EnumerateObject().Select(r => r.Name).ToHashSet();
             var url = Placeholders(path.Name);
-            string?[] bodies = operation.Value.TryGetProperty("requestBody", out _) ? ["{}", "{not json"] : [null];
+            string?[] bodies = operation.Value.TryGetProperty("requestBody", out var requestBody) ? ["{}", "{not json"] : [null];
+            // Valid input too: the documented example, where the call changes nothing (ids that do not exist, or the estimate).
+            if (ExampleOf(document, requestBody) is { } example && (path.Name.Contains('{', StringComparison.Ordinal) || path.Name == "/v1/capacity/estimate"))
+            {
+                bodies = [.. bodies, example];
+                exampled++;
+            }
             foreach (var (caller, client) in callers)
             foreach (var body in bodies)
             {
@@ -46,6 +54,7 @@ public sealed class ApiContractTests(PlatformFixture platform)
             }
         }
         Assert.True(calls > 100, $"only {calls} calls");
+        Assert.True(exampled >= 4, $"only {exampled} operations sent their example"); // resize, pool capacity, credit note, estimate
         Assert.True(undocumented.Count == 0, $"{undocumented.Count} answers not in the document:\n{string.Join("\n", undocumented)}");
     }
 
@@ -62,11 +71,23 @@ public sealed class ApiContractTests(PlatformFixture platform)
             var reference = body.GetProperty("content").GetProperty("application/json").GetProperty("schema").GetProperty("$ref").GetString()!;
             var name = reference[(reference.LastIndexOf('/') + 1)..];
             var schema = schemas.GetProperty(name);
-            if (!schema.TryGetProperty("examples", out _)) missing.Add($"{operation.Name.ToUpperInvariant()} {path.Name}: {name} has no example");
+            if (!schema.TryGetProperty("examples", out var examples)) missing.Add($"{operation.Name.ToUpperInvariant()} {path.Name}: {name} has no example");
+            else if (!examples[0].EnumerateObject().Select(p => p.Name).Order().SequenceEqual(schema.GetProperty("properties").EnumerateObject().Select(p => p.Name).Order()))
+                missing.Add($"{operation.Name.ToUpperInvariant()} {path.Name}: {name}'s example does not have exactly its fields");
             foreach (var field in schema.GetProperty("properties").EnumerateObject())
                 if (!field.Value.TryGetProperty("description", out _)) missing.Add($"{operation.Name.ToUpperInvariant()} {path.Name}: {name}.{field.Name} has no description");
         }
         Assert.True(missing.Count == 0, string.Join("\n", missing.Distinct()));
+    }
+
+    /// <summary>The example of a request body's schema, if the document gives one.</summary>
+    static string? ExampleOf(JsonElement document, JsonElement requestBody)
+    {
+        if (requestBody.ValueKind != JsonValueKind.Object || !requestBody.TryGetProperty("content", out var content)
+            || !content.TryGetProperty("application/json", out var json) || !json.GetProperty("schema").TryGetProperty("$ref", out var reference))
+            return null;
+        var schema = document.GetProperty("components").GetProperty("schemas").GetProperty(reference.GetString()!.Split('/')[^1]);
+        return schema.TryGetProperty("examples", out var examples) ? examples[0].GetRawText() : null;
     }
 
     /// <summary>Every path parameter filled with a value no resource has (a month that is not one).</summary>

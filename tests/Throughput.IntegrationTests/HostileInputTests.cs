@@ -69,6 +69,7 @@ public sealed class HostileInputTests(PlatformFixture platform)
         new("draft of the year 9999", Caller.Customer, "GET", "/v1/invoices/draft?month=9999-12", null, HttpStatusCode.UnprocessableEntity),
         new("sell-through of the year 9999", Caller.Finance, "GET", "/v1/finance/sell-through?month=9999-12", null, HttpStatusCode.UnprocessableEntity),
         new("utilization of the year 9999", Caller.Finance, "GET", "/v1/finance/utilization?month=9999-12", null, HttpStatusCode.UnprocessableEntity),
+        new("accrued revenue of the year 9999", Caller.Finance, "GET", "/v1/finance/accrued?month=9999-12", null, HttpStatusCode.UnprocessableEntity),
         new("register of the year 9999", Caller.Finance, "GET", "/v1/finance/invoices?month=9999-12", null, HttpStatusCode.UnprocessableEntity),
         new("register page of no rows", Caller.Finance, "GET", "/v1/finance/invoices?limit=0", null, HttpStatusCode.BadRequest),
         new("tenant list page of a million rows", Caller.Operator, "GET", "/v1/operator/tenants?limit=1000000", null, HttpStatusCode.BadRequest),

@@ -53,6 +53,43 @@ public sealed class InvoicingTests(InvoicingFixture platform)
         }, d => d.ValueKind == JsonValueKind.Object && until(d));
 
     [Fact]
+    public async Task Accrued_revenue_of_a_month_is_its_open_drafts_summed_per_currency_and_an_issued_invoice_leaves_it()
+    {
+        // It sums every tenant's draft, this collection's other tests' too: what these tenants add is the difference.
+        var finance = await platform.FinanceAsync();
+        async Task<Dictionary<string, decimal>> AccruedAsync()
+        {
+            Assert.True(await Drafts.WaitUntilCurrentAsync(platform.Store, TimeSpan.FromSeconds(60), CancellationToken.None));
+            return (await Body(await finance.GetAsync("/v1/finance/accrued?month=2034-05"))).EnumerateArray()
+                .ToDictionary(a => a.GetProperty("currency").GetString()!, a => a.GetProperty("accrued").GetDecimal());
+        }
+        platform.Clock.Set(At(2034, 5, 20));
+        var before = await AccruedAsync();
+
+        platform.Clock.Set(At(2034, 5, 10));
+        var (usdTenant, usd) = await platform.NewTenantAsync();
+        var (_, eur) = await platform.NewTenantAsync("EUR");
+        var region = await platform.NewPoolAsync("gpt-4o", 10);
+        await BuyAsync(usd, region, 2);
+        await BuyAsync(eur, region, 1);
+        platform.Clock.Set(At(2034, 5, 20));
+        var after = await AccruedAsync();
+        // May 10 → 20 = 240 h, no event between: 2 PTU × 1.00 = 480.00 USD; 1 PTU × 0.92 = 220.80 EUR
+        Assert.Equal((480.00m, 220.80m), (after["USD"] - before.GetValueOrDefault("USD"), after["EUR"] - before.GetValueOrDefault("EUR")));
+        Assert.Equal(480.00m, (await Body(await usd.GetAsync("/v1/invoices/draft?month=2034-05"))).GetProperty("total").GetDecimal());
+
+        // June 3rd: May is over; issuing the USD tenant's invoice takes its whole May out of the accrued revenue:
+        // May 10 → June 1 = 528 h × 2 PTU × 1.00 = 1,056.00
+        platform.Clock.Set(At(2034, 6, 3));
+        var ended = await AccruedAsync();
+        (await finance.PostAsync($"/v1/finance/invoices/{usdTenant}/2034-05/issue", null)).EnsureSuccessStatusCode();
+        var issued = await AccruedAsync();
+        Assert.Equal(1056.00m, ended["USD"] - issued.GetValueOrDefault("USD"));
+        Assert.Equal(ended["EUR"], issued["EUR"]);
+        Assert.Equal(HttpStatusCode.BadRequest, (await finance.GetAsync("/v1/finance/accrued?month=May")).StatusCode);
+    }
+
+    [Fact]
     public async Task A_month_is_billed_issued_once_read_by_its_tenant_only_corrected_by_a_credit_note_and_late_usage_goes_to_the_next()
     {
         platform.Clock.Set(At(2030, 1, 31, 22));
@@ -368,7 +405,7 @@ public sealed class InvoicingTests(InvoicingFixture platform)
         register.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("text/csv"));
         var registerCsv = Encoding.UTF8.GetString((await (await finance.SendAsync(register)).Content.ReadAsByteArrayAsync())[3..]);
         var rows = registerCsv.Split("\r\n");
-        Assert.Equal("number,invoice_id,tenant_id,month,currency,total,credited,balance,lines,issued_at,issued_by", rows[0]);
+        Assert.Equal("number,invoice_id,tenant_id,month,currency,total,credited,balance,lines,issued_at,issued_by,tenant_name", rows[0]);
         // the whole of July at 1 PTU: 744 h × 1.00 = 744.00; credited 1.25; balance 742.75
         Assert.Contains(rows, r => r.StartsWith(issued.GetProperty("documentNumber").GetString() + ",", StringComparison.Ordinal) && r.Contains(",USD,744.00,1.25,742.75,1,"));
 

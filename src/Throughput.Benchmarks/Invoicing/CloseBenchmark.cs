@@ -147,6 +147,7 @@ public sealed class CloseBenchmark : IBenchmark
             ("utilization", $"/v1/finance/utilization?month={month}"),
             ("sell-through", $"/v1/finance/sell-through?month={month}"),
             ("register, first page of 100", $"/v1/finance/invoices?month={month}&limit=100"),
+            ("accrued revenue of the open month", "/v1/finance/accrued"),
         ];
         if (draftTenant is not null) reads.Add(("a tenant's draft of the open month", $"/v1/finance/drafts/{draftTenant}"));
         foreach (var (report, path) in reads)

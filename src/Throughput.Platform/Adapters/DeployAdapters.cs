@@ -8,13 +8,28 @@ using Throughput.Http;
 namespace Throughput.Adapters;
 
 /// <summary>An adapter deployment: one adapter with PTUs of its own, from its base model's pool, at the base model's rates.</summary>
+/// <param name="Name">What the tenant calls it: up to 100 characters.</param>
+/// <param name="AdapterId">One of the tenant's registered adapters (<c>POST /v1/adapters</c>).</param>
+/// <param name="Region">A region with a pool of the adapter's base model, e.g. <c>westus</c>.</param>
+/// <param name="Type">Global, DataZone or Regional.</param>
+/// <param name="Ptu">Provisioned throughput units; the base model's minimum and increment apply.</param>
+/// <param name="Spillover">Serve requests above the purchased rate instead of throttling them, billed per 1M tokens.</param>
 public sealed record DeployAdapter(string Name, string AdapterId, string Region, DeploymentType Type, decimal Ptu, bool Spillover = false) : IPurchaseTerms;
 
 /// <summary>An adapter set: one PTU allotment (one rate, one bucket) shared by up to 1,000 of the tenant's adapters of one base model.</summary>
+/// <param name="Name">What the tenant calls it: up to 100 characters.</param>
+/// <param name="Model">The base model every adapter of the set belongs to.</param>
+/// <param name="Region">A region with a pool of the base model, e.g. <c>westus</c>.</param>
+/// <param name="Type">Global, DataZone or Regional.</param>
+/// <param name="Ptu">Provisioned throughput units shared by the set; the model's minimum and increment apply.</param>
+/// <param name="Adapters">1 to 1,000 of the tenant's adapters of the model, each with an optional cap.</param>
+/// <param name="Spillover">Serve requests above the purchased rate instead of throttling them, billed per 1M tokens.</param>
 public sealed record DeployAdapterSet(string Name, string Model, string Region, DeploymentType Type, decimal Ptu, IReadOnlyList<SetMember> Adapters, bool Spillover = false)
     : IPurchaseTerms;
 
 /// <summary>An adapter of a set, and optionally its cap: the share of the set's rate it may use (0.25 = a quarter).</summary>
+/// <param name="AdapterId">One of the tenant's registered adapters of the set's model.</param>
+/// <param name="Cap">The share of the set's rate this adapter may use, more than 0 and at most 1; absent: no cap.</param>
 public sealed record SetMember(string AdapterId, decimal? Cap = null);
 
 public static class DeployAdapters

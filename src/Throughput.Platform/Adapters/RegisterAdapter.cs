@@ -6,9 +6,15 @@ using Throughput.Http;
 
 namespace Throughput.Adapters;
 
+/// <summary>A fine-tuned adapter of a base model, registered as metadata only (no weights).</summary>
+/// <param name="Id">1–64 letters, digits, '.', '_' or '-': the id serving nodes put in a record's <c>adapterId</c>.</param>
+/// <param name="BaseModel">The model it was trained on, one of the catalog (<c>GET /v1/models</c>).</param>
+/// <param name="Rank">The adapter's low-rank dimension, 1 to 1,024.</param>
+/// <param name="SizeMb">Its size in megabytes, more than 0 and at most 100,000.</param>
 public sealed record RegisterAdapter(string Id, string BaseModel, int Rank, decimal SizeMb);
 
 /// <summary>Up to <see cref="Registration.MaxBatch"/> registrations in one request, all or none: a set's adapters arrive together.</summary>
+/// <param name="Adapters">The adapters to register, all or none.</param>
 public sealed record RegisterAdapters(IReadOnlyList<RegisterAdapter> Adapters);
 
 /// <summary>An adapter as the API answers it.</summary>

@@ -8,8 +8,8 @@ namespace Throughput.Capacity;
 
 /// <summary>A pool's capacity: in PTUs, or as GPUs of a calibrated kind (exactly one of the two).</summary>
 /// <param name="CapacityPtu">The capacity in PTUs.</param>
-/// <param name="Gpus">The number of GPUs, with their kind.</param>
-/// <param name="GpuKind">A GPU kind calibrated for the model (GET /v1/operator/gpu-calibrations).</param>
+/// <param name="Gpus">The capacity as this many GPUs of <paramref name="GpuKind"/>, converted with its calibration.</param>
+/// <param name="GpuKind">A calibrated GPU kind, e.g. <c>A100-80GB</c>.</param>
 public sealed record SetPoolCapacity(decimal? CapacityPtu, int? Gpus = null, string? GpuKind = null);
 
 public sealed record PoolView(string Id, string Model, string Region, decimal CapacityPtu, decimal SoldPtu, decimal FreePtu, long Version, GpuSizing? Gpus)

@@ -112,7 +112,8 @@ public sealed record Deployment(
     long Version,
     DateTimeOffset? ReleasedAt = null,
     DateTimeOffset? SpilloverDisabledAt = null,
-    DeploymentAdapters? Adapters = null)
+    DeploymentAdapters? Adapters = null,
+    PriceList? Prices = null)
 {
     /// <summary>A throttled deployment is released once utilization falls below this, so it does not flap at 100%.</summary>
     public const decimal ReleaseThreshold = 0.95m;
@@ -148,7 +149,7 @@ public sealed record Deployment(
     public static Deployment Create(DeploymentCreated e) => new(
         e.DeploymentId, e.TenantId, e.Name, e.Model, e.Region, e.Type, e.Ptu, e.InputTokensPerMinutePerPtu, e.OutputWeight,
         e.CachedDeduction, e.BurstSeconds, e.Spillover, e.Currency, DeploymentStatus.Active, e.CreatedAt,
-        default, 0, 0, e.CreatedAt, false, 1, 1, 0, Adapters: e.Adapters);
+        default, 0, 0, e.CreatedAt, false, 1, 1, 0, Adapters: e.Adapters, Prices: e.Prices);
 
     // The level drained at the old rate until the resize; from then on it drains at the new one.
     public Deployment Apply(DeploymentResized e) =>

@@ -19,8 +19,8 @@ public abstract record DeploymentChange
     public virtual bool MovesPtus => true;
 }
 
-/// <summary>A new size for a deployment; send If-Match with the ETag you read.</summary>
-/// <param name="Ptu">The new number of PTUs: at least the model's minimum, in its increments.</param>
+/// <summary>A new PTU amount for a deployment; send its ETag as <c>If-Match</c>.</summary>
+/// <param name="Ptu">The new amount: more than 0, at most 100,000, at most 4 decimals; the model's minimum and increment apply.</param>
 public sealed record ResizeDeployment(decimal Ptu) : DeploymentChange;
 
 public sealed record ReleaseDeployment : DeploymentChange;

@@ -19,13 +19,13 @@ public interface IPurchaseTerms
     decimal Ptu { get; }
 }
 
-/// <summary>A deployment to buy: a model in a region, sized in PTUs.</summary>
-/// <param name="Name">Your name for it, up to 100 characters; shown on invoices.</param>
-/// <param name="Model">A model for sale (GET /v1/models).</param>
-/// <param name="Region">A region with a pool of the model (GET /v1/capacity/regions).</param>
-/// <param name="Type">Global, DataZone or Regional: where requests may be served, and the price list.</param>
-/// <param name="Ptu">Provisioned throughput units: at least the model's minimum, in its increments (GET /v1/models).</param>
-/// <param name="Spillover">Serve requests past the rate and bill them per token instead of refusing them.</param>
+/// <summary>A deployment to buy: PTUs of one model in one region, billed per second from now at today's catalog price in the tenant's currency.</summary>
+/// <param name="Name">What the tenant calls it: up to 100 characters, no control characters.</param>
+/// <param name="Model">A model of the catalog (<c>GET /v1/models</c>), e.g. <c>gpt-4o-mini</c>.</param>
+/// <param name="Region">A region with a pool of the model and room for the PTUs (<c>GET /v1/capacity/regions?model=&amp;ptu=</c>), e.g. <c>westus</c>.</param>
+/// <param name="Type">Global, DataZone or Regional.</param>
+/// <param name="Ptu">Provisioned throughput units, more than 0 and at most 100,000, at most 4 decimals; the model's minimum and increment apply.</param>
+/// <param name="Spillover">Serve requests above the purchased rate instead of throttling them, billed per 1M tokens.</param>
 public sealed record PurchaseDeployment(string Name, string Model, string Region, DeploymentType Type, decimal Ptu, bool Spillover = false) : IPurchaseTerms;
 
 public static class Purchase

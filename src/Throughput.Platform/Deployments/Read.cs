@@ -5,6 +5,7 @@ using Throughput.Http;
 
 namespace Throughput.Deployments;
 
+/// <summary>A deployment as its tenant reads it; <see cref="Prices"/> are the ones fixed at purchase (what it is billed at), not today's catalog.</summary>
 public sealed record DeploymentView(
     string Id,
     string Name,
@@ -19,7 +20,9 @@ public sealed record DeploymentView(
     BucketView Bucket,
     long Revision,
     DateTimeOffset? ReleasedAt,
-    DeploymentAdapters? Adapters)
+    DeploymentAdapters? Adapters,
+    string Currency,
+    PriceList? Prices)
 {
     public static DeploymentView Of(Deployment d, DateTimeOffset now)
     {
@@ -27,7 +30,7 @@ public sealed record DeploymentView(
         return new(d.Id, d.Name, d.Model, d.Region, d.Type, d.Ptu, d.Spillover, d.Status, d.CreatedAt, d.Limit,
             new BucketView(decimal.Round(level, 2), d.UtilizationOf(level), d.Throttled, d.Throttled ? d.RetryAfterMs(level) : 0,
                 d.Usage.Records, d.WeightedTokens, d.Usage.SpilledRecords),
-            d.Revision, d.ReleasedAt, d.Adapters);
+            d.Revision, d.ReleasedAt, d.Adapters, d.Currency, d.Prices);
     }
 }
 

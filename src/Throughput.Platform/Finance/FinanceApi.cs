@@ -13,7 +13,7 @@ public static class FinanceApi
         new("number", i => i.DocumentNumber), new("invoice_id", i => i.Id), new("tenant_id", i => i.TenantId), new("month", i => i.Month),
         new("currency", i => i.Currency), new("total", i => Money.Text(i.Total, i.Currency)), new("credited", i => Money.Text(i.Credited, i.Currency)),
         new("balance", i => Money.Text(i.Balance, i.Currency)), new("lines", i => i.Lines.ToString(System.Globalization.CultureInfo.InvariantCulture)),
-        new("issued_at", i => Tables.Instant(i.IssuedAt)), new("issued_by", i => i.IssuedBy),
+        new("issued_at", i => Tables.Instant(i.IssuedAt)), new("issued_by", i => i.IssuedBy), new("tenant_name", i => i.TenantName),
     ];
 
     static readonly Column<CreditNote>[] CreditNoteColumns =
@@ -64,6 +64,17 @@ public static class FinanceApi
             .WithName("ListCreditNotes")
             .WithSummary("Credit notes issued in a month (default: last month), by number: JSON in pages (?limit=, ?after=, Link rel=next), or all as CSV.")
             .Produces<IReadOnlyList<CreditNote>>(200, "application/json", "text/csv").ProducesValidationProblem();
+
+        finance.MapGet("/accrued", async Task<Results<Ok<IReadOnlyList<AccruedRevenue>>, ProblemHttpResult>> (string? month, IQuerySession session, TimeProvider clock, CancellationToken ct) =>
+            {
+                var now = clock.GetUtcNow();
+                var period = BillingMonth.Of(now);
+                if (month is not null && !BillingMonth.TryParse(month, out period)) return BillingMonth.Problem("month", month);
+                return TypedResults.Ok(await Accruals.ReadAsync(session, period, now, ct));
+            })
+            .WithName("GetAccruedRevenue")
+            .WithSummary("Accrued revenue of a month (default this one) per currency: what its invoices not yet issued bill up to now, from the drafts as the read models hold them (a few seconds behind the log), with asOf. A month whose invoices are all issued has none: its revenue is GET /v1/finance/revenue.")
+            .ProducesValidationProblem();
 
         finance.MapRevenue();
         finance.MapSellThrough();

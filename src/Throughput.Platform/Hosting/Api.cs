@@ -45,37 +45,44 @@ public static class Api
             };
             document.Security = [new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference("ApiKey", document)] = [] }];
             return Task.CompletedTask;
+        }).AddSchemaTransformer((schema, context, _) =>
+        {
+            // An example for each request body, written as the type itself so that it cannot drift from it.
+            if (RequestExamples.TryGetValue(context.JsonTypeInfo.Type, out var example))
+                schema.Examples = [JsonSerializer.SerializeToNode(example, context.JsonTypeInfo.Options)!];
+            return Task.CompletedTask;
         }).AddOperationTransformer((operation, context, _) =>
         {
             var metadata = context.Description.ActionDescriptor.EndpointMetadata;
             DeclareHeaders(operation, metadata.OfType<ContractHeaders>().Select(h => h.Header).ToHashSet(), metadata.OfType<Microsoft.AspNetCore.Authorization.IAllowAnonymous>().Any());
-            return Task.CompletedTask;
-        }).AddSchemaTransformer((schema, context, _) =>
-        {
-            if (RequestExamples.TryGetValue(context.JsonTypeInfo.Type, out var example)) schema.Examples = [System.Text.Json.Nodes.JsonNode.Parse(example)!];
             return Task.CompletedTask;
         }));
         return services;
     }
 
     /// <summary>One example of each body a client writes, as the API reference and generated clients show it.</summary>
-    static readonly Dictionary<Type, string> RequestExamples = new()
+    static readonly Dictionary<Type, object> RequestExamples = new()
     {
-        [typeof(Deployments.PurchaseDeployment)] = """{"name": "chat", "model": "gpt-4o-mini", "region": "westus", "type": "Global", "ptu": 0.5, "spillover": false}""",
-        [typeof(Deployments.ResizeDeployment)] = """{"ptu": 1.5}""",
-        [typeof(Deployments.SetSpillover)] = """{"enabled": true}""",
-        [typeof(Reservations.PurchaseReservation)] = """{"model": "gpt-4o-mini", "region": "westus", "type": "Global", "ptu": 1, "term": "Month"}""",
-        [typeof(Capacity.EstimateCapacity)] = """{"model": "gpt-4o-mini", "requestsPerMinute": 60, "promptTokens": 800, "outputTokens": 200, "cacheHitRate": 0.25}""",
-        [typeof(Capacity.SetPoolCapacity)] = """{"gpus": 2, "gpuKind": "A100-80GB"}""",
-        [typeof(Tenants.CreateTenant)] = """{"tenantId": "acme", "name": "Acme Ltd", "currency": "USD"}""",
-        [typeof(IssueStaffKey)] = """{"role": "Finance", "name": "month-end team"}""",
-        [typeof(Metering.RegisterServingNode)] = """{"regions": ["westus"], "tenants": []}""",
-        [typeof(Invoicing.IssueCreditNote)] = """{"amount": 12.50, "reason": "Outage on 3 November"}""",
-        [typeof(Tenants.SuspendTenant)] = """{"reason": "Invoice 2026-10 unpaid after 60 days"}""",
-        [typeof(Capacity.RecordCalibration)] = """{"ptuPerGpu": 12.4, "weightedTokensPerMinute": 3100000, "scheduler": "Flywheel", "tokenBudget": 2048}""",
-        [typeof(Admission.AdmissionCheck)] = """{"estimatedTokens": 1200}""",
-        [typeof(Contracts.AdmissionQuery)] = """{"deploymentIds": ["dep-3f9a1c", "dep-77b0e2"]}""",
-        [typeof(Contracts.AdmissionLeaseRenewal)] = """{"demands": [{"deploymentId": "dep-3f9a1c", "tokensPerMinute": 45000}]}""",
+        [typeof(Deployments.PurchaseDeployment)] = new Deployments.PurchaseDeployment("chat", "gpt-4o-mini", "westus", Catalog.DeploymentType.Global, 0.5m, Spillover: true),
+        [typeof(Deployments.ResizeDeployment)] = new Deployments.ResizeDeployment(1.5m),
+        [typeof(Deployments.SetSpillover)] = new Deployments.SetSpillover(true),
+        [typeof(Capacity.EstimateCapacity)] = new Capacity.EstimateCapacity("gpt-4o-mini", 60, 800, 200, 0.25m),
+        [typeof(Capacity.SetPoolCapacity)] = new Capacity.SetPoolCapacity(null, 2, "A100-80GB"),
+        [typeof(Capacity.RecordCalibration)] = new Capacity.RecordCalibration(12.4m, 3_100_000, "Flywheel", 2048),
+        [typeof(Tenants.CreateTenant)] = new Tenants.CreateTenant("acme", "Acme Corporation", "EUR"),
+        [typeof(Tenants.SuspendTenant)] = new Tenants.SuspendTenant("Invoice 2026-10 unpaid after 60 days"),
+        [typeof(Reservations.PurchaseReservation)] = new Reservations.PurchaseReservation("gpt-4o", "eastus", Catalog.DeploymentType.Global, 2, Catalog.ReservationTerm.Year),
+        [typeof(Invoicing.IssueCreditNote)] = new Invoicing.IssueCreditNote(12.50m, null, "Outage on 3 March, 40 minutes"),
+        [typeof(IssueStaffKey)] = new IssueStaffKey(Role.Finance, "Dana, accounts receivable"),
+        [typeof(Metering.RegisterServingNode)] = new Metering.RegisterServingNode(["westus"], []),
+        [typeof(Admission.AdmissionCheck)] = new Admission.AdmissionCheck(1200),
+        [typeof(Contracts.AdmissionQuery)] = new Contracts.AdmissionQuery(["dep-3f9a1c", "dep-77b0e2"]),
+        [typeof(Contracts.AdmissionLeaseRenewal)] = new Contracts.AdmissionLeaseRenewal([new Contracts.AdmissionDemand("dep-3f9a1c", 45_000)]),
+        [typeof(Adapters.RegisterAdapter)] = new Adapters.RegisterAdapter("support-bot-v3", "gpt-4o-mini", 16, 54.5m),
+        [typeof(Adapters.RegisterAdapters)] = new Adapters.RegisterAdapters([new Adapters.RegisterAdapter("support-bot-v3", "gpt-4o-mini", 16, 54.5m), new Adapters.RegisterAdapter("legal-summaries", "gpt-4o-mini", 8, 27.2m)]),
+        [typeof(Adapters.DeployAdapter)] = new Adapters.DeployAdapter("support", "support-bot-v3", "westus", Catalog.DeploymentType.Global, 0.5m),
+        [typeof(Adapters.DeployAdapterSet)] = new Adapters.DeployAdapterSet("fine-tunes", "gpt-4o-mini", "westus", Catalog.DeploymentType.Global, 1m,
+            [new Adapters.SetMember("support-bot-v3"), new Adapters.SetMember("legal-summaries", 0.25m)]),
     };
 
     /// <summary>

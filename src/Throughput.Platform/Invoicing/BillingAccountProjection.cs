@@ -35,6 +35,15 @@ public sealed class BillingAccountProjection : MultiStreamProjection<BillingAcco
     public override BillingAccount? Evolve(BillingAccount? snapshot, string id, IEvent e) =>
         BillingAccount.Fold(snapshot, id, e.Data).Projected(e.Sequence);
 
+    /// <summary>Accrued revenue follows the account in the same transaction, as of the moment its events bring it to (see <see cref="Accruals"/>).</summary>
+    public override ValueTask RaiseSideEffects(IDocumentOperations operations, IEventSlice<BillingAccount> slice)
+    {
+        var events = slice.Events();
+        if (slice.Snapshot is { } account && events.Count > 0 && Accruals.MayChangeDrafts(events))
+            Accruals.Write(operations, account, Accruals.Of(account, Accruals.MomentOf(events)));
+        return ValueTask.CompletedTask;
+    }
+
     /// <summary>
     /// Usage names its tenant; a deployment's own events and usage written before it did name only the deployment, whose
     /// tenant is read per page: from the page's own <see cref="DeploymentCreated"/>, else the deployment's snapshot, else

@@ -7,11 +7,14 @@ using Throughput.Http;
 namespace Throughput.Invoicing;
 
 /// <summary>Credit an amount against the invoice as a whole, or amounts against some of its lines (not both).</summary>
-/// <param name="Amount">The amount to credit against the whole invoice, in its currency.</param>
-/// <param name="Lines">Amounts to credit against lines of the invoice, by line number.</param>
-/// <param name="Reason">Why, as the tenant will read it on the credit note.</param>
+/// <param name="Amount">An amount against the whole invoice, in its currency and to its minor unit, at most its balance.</param>
+/// <param name="Lines">Amounts against some of its lines, each at most what is left to credit on the line.</param>
+/// <param name="Reason">Why, as the credit note states it: up to 500 characters.</param>
 public sealed record IssueCreditNote(decimal? Amount, IReadOnlyList<CreditLineRequest>? Lines, string Reason);
 
+/// <summary>An amount to credit on one invoice line.</summary>
+/// <param name="Line">The invoice line's number, from 1.</param>
+/// <param name="Amount">More than 0, in the invoice's currency and to its minor unit.</param>
 public sealed record CreditLineRequest(int Line, decimal Amount);
 
 /// <summary>A credit note as finance reads it: a numbered document of its own.</summary>

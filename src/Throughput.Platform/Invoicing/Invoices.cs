@@ -31,9 +31,11 @@ public sealed record InvoiceDraft(
 }
 
 /// <summary>An issued invoice in a list: what it is, what it billed, what is left after credit notes.</summary>
-public sealed record InvoiceSummary(string Id, string DocumentNumber, string TenantId, string Month, string Currency, decimal Total, decimal Credited, decimal Balance, int Lines, DateTimeOffset IssuedAt, string IssuedBy, long Number)
+/// <remarks><see cref="TenantName"/> is the bill-to name the invoice was issued with (its tenant id for invoices issued before names were kept).</remarks>
+public sealed record InvoiceSummary(string Id, string DocumentNumber, string TenantId, string TenantName, string Month, string Currency, decimal Total, decimal Credited, decimal Balance, int Lines, DateTimeOffset IssuedAt, string IssuedBy, long Number)
 {
-    public static InvoiceSummary Of(Invoice i) => new(i.Id, i.DocumentNumber, i.TenantId, i.Month, i.Currency, i.Total, i.Credited, i.Balance, i.Lines.Count, i.IssuedAt, i.IssuedBy, i.Number);
+    public static InvoiceSummary Of(Invoice i) =>
+        new(i.Id, i.DocumentNumber, i.TenantId, i.BillTo ?? i.TenantId, i.Month, i.Currency, i.Total, i.Credited, i.Balance, i.Lines.Count, i.IssuedAt, i.IssuedBy, i.Number);
 }
 
 /// <summary>Tenants read their own drafts and invoices; anything of another tenant does not exist for them (404).</summary>

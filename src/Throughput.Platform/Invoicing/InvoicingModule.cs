@@ -40,6 +40,7 @@ public sealed class InvoicingModule : FeatureModule
         opts.Schema.For<BillingAccount>().Duplicate(a => a.UnissuedSince);
         opts.Schema.For<CreditNote>().Index([c => c.Period, c => c.Number]).Index(c => c.InvoiceId);
         opts.Schema.For<MonthClose>();
+        foreach (var table in Accruals.Definitions(opts.DatabaseSchemaName)) opts.Storage.ExtendedSchemaObjects.Add(table);
     }
 
     public override void AddReadModels(CompositeProjection readModels, ProjectionLayout layout)

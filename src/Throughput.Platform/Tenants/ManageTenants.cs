@@ -7,10 +7,10 @@ using Throughput.Http;
 
 namespace Throughput.Tenants;
 
-/// <summary>A customer account.</summary>
-/// <param name="TenantId">A stable id: 3–40 lower-case letters, digits or '-', starting with a letter.</param>
-/// <param name="Name">The name invoices are addressed to.</param>
-/// <param name="Currency">The currency the tenant is billed in (ISO 4217), one the catalog prices in.</param>
+/// <summary>A new tenant (a customer account).</summary>
+/// <param name="TenantId">3–40 lower-case letters, digits or '-', starting with a letter; fixed for good.</param>
+/// <param name="Name">The customer's name, as invoices address it: up to 200 characters.</param>
+/// <param name="Currency">What it is billed in: a currency the catalog prices in (USD, EUR).</param>
 public sealed record CreateTenant(string TenantId, string Name, string Currency);
 
 /// <summary>A suspension: the tenant buys nothing and its deployments admit nothing until it is reinstated.</summary>

@@ -79,6 +79,8 @@ test('a customer buys through the page, once, with an Idempotency-Key', async ()
   await page.waitForURL(/customer\.html\?deployment=dep-/);
   await page.getByRole('heading', { name: 'eu-assistant' }).waitFor();
   assert.equal(await page.locator('#k-ptu').textContent(), '1.9 PTU');
+  // Resizing quotes the deployment's own price, fixed at purchase and in its currency (not today's catalog).
+  await page.locator('#ptu-help', { hasText: 'costs 0.92 EUR per hour (this deployment\'s price, fixed at purchase).' }).waitFor();
 
   const mine = (await asDora('/v1/deployments')).body;
   assert.equal(mine.length, 1, 'bought once');
@@ -141,6 +143,8 @@ test('release asks first, sends the ETag, and the deployment then shows as relea
   assert.equal(await page.getByRole('button', { name: 'Release this deployment…' }).isVisible(), false);
   assert.equal((await asDora(`/v1/deployments/${bought.id}`)).body.status, 'Released');
   assert.equal(await freeIn(roomy), 10);
+  // The tabs follow without a reload.
+  await page.locator('#deployments a', { hasText: 'eu-assistant · gpt-4.1-mini · released' }).waitFor();
 
   // Opened afresh, it still reads as released.
   await page.reload();

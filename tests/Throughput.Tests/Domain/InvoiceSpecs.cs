@@ -359,4 +359,38 @@ public sealed class InvoiceSpecs
         Assert.Equal("dep-1:2026030323", UsageHour.IdOf("dep-1", at));
         Assert.Equal("dep-1:" + at.UtcDateTime.ToString("yyyyMMddHHmm", CultureInfo.InvariantCulture), UsageMinute.IdOf("dep-1", at));
     }
+
+    static decimal Accrued(Accrual a, DateTimeOffset at) => Money.Round(a.Base + a.RatePerSecond * at.ToUnixTimeSeconds(), "USD");
+
+    [Fact]
+    public void An_accrual_worked_out_at_one_moment_gives_the_draft_at_any_later_moment_of_the_month_without_events()
+    {
+        var account = Given(Tenant(),
+            Created("dep-1", 3m, "2026-10-20 00:00:00"),
+            Created("dep-2", 1m, "2026-11-02 08:00:00"),
+            Reserved("res-1", 2m, ReservationTerm.Month, "2026-11-01 00:00:00", 260m),
+            Spilled("dep-1", 1_000_000, 200_000, 100_000, "2026-11-03 10:00:00"));
+
+        var november = Assert.Single(Accruals.Of(account, At("2026-11-05 12:00:00")), a => a.Month == November);
+
+        // 4 PTU deployed, 2 covered by the reservation: 2 × 2.35 / 3600 per second from then on.
+        Assert.Equal(2m * 2.35m / 3600m, november.RatePerSecond);
+        foreach (var later in new[] { "2026-11-05 12:00:00", "2026-11-17 03:04:05", "2026-11-30 23:59:59" })
+            Assert.InRange(Accrued(november, At(later)) - InvoiceCalculation.Compute(account, November, At(later)).Total, -0.02m, 0.02m); // the draft rounds per line
+    }
+
+    [Fact]
+    public void A_month_that_is_over_accrues_its_whole_draft_and_no_rate_and_an_issued_month_nothing()
+    {
+        var account = Given(Tenant(), Created("dep-1", 2m, "2026-11-20 00:00:00"));
+        var accruals = Accruals.Of(account, At("2026-12-01 00:30:00")).ToDictionary(a => a.Month);
+
+        Assert.Equal((Closed(account, November).Total, 0m), (accruals[November].Base, accruals[November].RatePerSecond));
+        Assert.Equal(2m * 2.35m / 3600m, accruals[December].RatePerSecond);
+        // December 00:00 → 00:30 at 2 PTU: 1,800 × 2 × 2.35 / 3600 = 2.35
+        Assert.Equal(2.35m, Accrued(accruals[December], At("2026-12-01 00:30:00")));
+
+        var issued = BillingAccount.Fold(account, "acme", IssueNow(account, November, At("2026-12-03 00:00:00")));
+        Assert.Equal(new Accrual(November, 0, 0), Accruals.Of(issued, At("2026-12-03 00:00:00")).Single(a => a.Month == November));
+    }
 }

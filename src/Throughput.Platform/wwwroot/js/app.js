@@ -106,6 +106,11 @@ export function poll(fn, ms) {
   return { now: tick };
 }
 
+/** A random Idempotency-Key (getRandomValues works on plain-http pages too, where randomUUID does not). */
+export function newKey() {
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
 /** Builds an element; children are nodes or text (never parsed as HTML). */
 export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);

@@ -1,6 +1,6 @@
 // The customer's page: one deployment's last hour, minute by minute, refreshed every few seconds; resize, spillover and
 // release; buying a new deployment (calculator, regions with room, price in the account's currency); invoice draft.
-import { api, chartDefaults, download, el, fmt, frame, linesTable, monthOf, money, palette, pct, poll, problemText, table, text, time } from './app.js';
+import { api, chartDefaults, download, el, fmt, frame, linesTable, monthOf, money, newKey, palette, pct, poll, problemText, table, text, time } from './app.js';
 
 const REFRESH_MS = 3000;
 const WINDOWS = { 60: 'Last hour', 360: 'Last 6 hours', 1440: 'Last 24 hours' };
@@ -16,9 +16,7 @@ async function start() {
   const models = Object.fromEntries(modelList.map((m) => [m.name, m]));
   const wanted = new URLSearchParams(location.search).get('deployment') ?? deployments.find((d) => d.status !== 'Released')?.id ?? deployments[0]?.id;
 
-  document.getElementById('deployments').replaceChildren(...deployments.map((d) =>
-    el('li', {}, el('a', { href: `?deployment=${encodeURIComponent(d.id)}`, 'aria-current': d.id === wanted ? 'page' : null },
-      `${d.name} · ${d.model} · `, d.status === 'Released' ? 'released' : `${fmt(d.ptu)} PTU`))));
+  renderTabs(deployments, wanted);
   const host = document.getElementById('deployment');
   const open = deployments.find((d) => d.id === wanted);
   const buy = setupBuy(modelList, open?.model);
@@ -42,7 +40,7 @@ async function start() {
   windowSelect.replaceChildren(...Object.entries(WINDOWS).map(([minutes, label]) => el('option', { value: minutes }, label)));
   buy.onResizeTarget(view);
   setupResize(view, model);
-  setupSpillover(view, model);
+  setupSpillover(view);
   setupRelease(view);
 
   const refresh = async () => {
@@ -51,10 +49,13 @@ async function start() {
     const age = Math.ceil((to.getTime() - Date.parse(view.deployment.createdAt)) / 60_000) + 1;
     const minutes = Math.min(Number(windowSelect.value), Math.max(15, age));
     const from = new Date(to.getTime() - (minutes - 1) * 60_000);
-    const [d, usage] = await Promise.all([
+    const [d, usage, all] = await Promise.all([
       api(`/v1/deployments/${encodeURIComponent(wanted)}`),
       api(`/v1/deployments/${encodeURIComponent(wanted)}/usage?from=${from.toISOString()}&to=${to.toISOString()}`),
+      api('/v1/deployments'),
     ]);
+    // The tabs follow too: a release here, or a purchase or resize from another tab, shows without a reload.
+    if (all.ok) renderTabs(await all.json(), wanted);
     if (!d.ok || !usage.ok) return;
     view.deployment = await d.json();
     view.etag = d.headers.get('ETag');
@@ -96,6 +97,17 @@ function setupAdapters(deployment) {
       [(r) => caps[r.adapterId] ?? null, 'Cap (share of the rate)', (cap) => (cap === null ? 'none' : pct(cap))],
     ], 'No adapter has served a request this month yet.', 'Usage per adapter this month'));
   }, 30_000);
+}
+
+/** One tab per deployment of the account, the open one marked; redrawn only when what it shows changed. */
+function renderTabs(deployments, wanted) {
+  const tabs = deployments.map((d) => ({ id: d.id, label: `${d.name} · ${d.model} · ${d.status === 'Released' ? 'released' : `${fmt(d.ptu)} PTU`}` }));
+  const host = document.getElementById('deployments');
+  const shown = JSON.stringify(tabs);
+  if (host.dataset.shown === shown) return;
+  host.dataset.shown = shown;
+  host.replaceChildren(...tabs.map((t) =>
+    el('li', {}, el('a', { href: `?deployment=${encodeURIComponent(t.id)}`, 'aria-current': t.id === wanted ? 'page' : null }, t.label))));
 }
 
 /** Where the account can buy a model, and what a PTU of it costs in the account's currency. */
@@ -247,10 +259,9 @@ function setupResize(view, model) {
   input.step = model.ptuIncrement;
   input.value = view.deployment.ptu;
   const help = `From ${model.minimumPtu} PTU in steps of ${model.ptuIncrement}; 1 PTU admits ${fmt(model.inputTokensPerMinutePerPtu)} weighted tokens/min`;
-  text('ptu-help', `${help}.`);
-  capacityFor(model.name).then((c) => {
-    if (c.pricePerPtuHour !== null) text('ptu-help', `${help} and costs ${amount(c.pricePerPtuHour, c.currency)} per hour.`);
-  }, () => {});
+  // The price fixed when the deployment was bought, which is what it is billed at; today's catalog price may differ.
+  const price = view.deployment.prices?.perPtuHour;
+  text('ptu-help', price === undefined ? `${help}.` : `${help} and costs ${amount(price, view.deployment.currency)} per hour (this deployment's price, fixed at purchase).`);
   document.getElementById('resize').addEventListener('submit', async (event) => {
     event.preventDefault();
     const button = event.submitter;
@@ -282,14 +293,14 @@ async function changeDeployment(view, action, request, verb) {
   return problemText(response);
 }
 
-function setupSpillover(view, model) {
+function setupSpillover(view) {
   const box = document.getElementById('spillover');
   box.checked = view.deployment.spillover;
-  capacityFor(model.name).then((c) => {
-    const p = model.prices[c.currency];
-    if (p) text('spillover-help', `Requests above the purchased rate are served instead of throttled, billed per 1M tokens: ${amount(p.spilloverInputPerMillion, c.currency)} prompt, ` +
-      `${amount(p.spilloverCachedPerMillion, c.currency)} cached prompt, ${amount(p.spilloverOutputPerMillion, c.currency)} generated.`);
-  }, () => {});
+  const p = view.deployment.prices;
+  const currency = view.deployment.currency;
+  if (p) text('spillover-help', `Requests above the purchased rate are served instead of throttled, billed per 1M tokens: ` +
+    `${amount(p.spilloverInputPerMillion, currency)} prompt, ${amount(p.spilloverCachedPerMillion, currency)} cached prompt, ${amount(p.spilloverOutputPerMillion, currency)} generated ` +
+    '(this deployment\'s prices, fixed at purchase).');
   box.addEventListener('change', async () => {
     text('spillover-error', '');
     text('spillover-status', '');
@@ -459,10 +470,6 @@ function setupBuy(modelList, preferred) {
   return { onResizeTarget: (view) => { resizeTarget = view; } };
 }
 
-/** A random Idempotency-Key (getRandomValues works on plain-http pages too, where randomUUID does not). */
-function newKey() {
-  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, '0')).join('');
-}
 
 /** The invoicing API may not be deployed yet: 404 reads as "no draft yet", never as a failure. */
 async function loadDraft() {

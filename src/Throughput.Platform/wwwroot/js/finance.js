@@ -1,5 +1,6 @@
-// Finance: revenue by month and model, the invoice register with links to each invoice, CSV exports of both.
-import { api, chartDefaults, columnsOf, download, el, frame, monthOf, poll, problemText, seriesColors, table, text } from './app.js';
+// Finance: revenue by month and model (one chart per currency) beside the accrued revenue of months not yet invoiced, the invoice register with links to each invoice (where
+// credit notes are issued), sell-through and utilization of a month, CSV exports. Every figure says when it was read.
+import { api, chartDefaults, download, el, fmt, frame, monthOf, pct, poll, problemText, seriesColors, table, text, time } from './app.js';
 
 const REFRESH_MS = 30_000;
 
@@ -10,26 +11,28 @@ function start() {
   const from = document.getElementById('from');
   const to = document.getElementById('to');
   const month = document.getElementById('month');
+  const capacityMonth = document.getElementById('capacity-month-input');
   from.value = monthOf(new Date(), 5);
   to.value = monthOf();
   month.value = monthOf(new Date(), 1); // invoices are issued for the month just closed
-  const chart = new Chart(document.getElementById('c-revenue'), {
-    type: 'bar',
-    data: { labels: [], datasets: [] },
-    options: { scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true, title: { display: true, text: 'revenue' } } } },
-  });
+  capacityMonth.value = monthOf();
+  const charts = new Map(); // currency → chart
 
   const revenue = async () => {
     text('revenue-error', '');
-    const response = await api(`/v1/finance/revenue?from=${from.value}&to=${to.value}`);
+    // The months that may still have drafts: this one, and the last until its invoices are issued (a grace period of days).
+    const open = [monthOf(new Date(), 1), monthOf()].filter((m) => m >= from.value && m <= to.value);
+    const [response, ...accrued] = await Promise.all([
+      api(`/v1/finance/revenue?from=${from.value}&to=${to.value}`), ...open.map((m) => api(`/v1/finance/accrued?month=${m}`))]);
     unavailable(response.status === 404);
     if (response.status === 404) return;
-    if (!response.ok) {
-      text('revenue-error', await problemText(response));
+    const failed = [response, ...accrued].find((r) => !r.ok);
+    if (failed) {
+      text('revenue-error', await problemText(failed));
       return;
     }
-    const rows = await response.json();
-    renderRevenue(rows, chart);
+    renderRevenue(await response.json(), (await Promise.all(accrued.map((r) => r.json()))).flat(), Chart, charts);
+    asOf('revenue-asof');
   };
   const register = async () => {
     text('register-error', '');
@@ -43,9 +46,30 @@ function start() {
       return;
     }
     const rows = await response.json();
-    const columns = [['documentNumber', 'Invoice', (number, r) => el('a', { href: `invoice.html?id=${encodeURIComponent(r.id)}` }, number)],
-      ...columnsOf(rows).filter(([k]) => !['documentNumber', 'id', 'month'].includes(k))]; // the link holds the id; the month is the one chosen
-    document.getElementById('register').replaceChildren(table(rows, columns, `No invoices for ${month.value}.`, `Invoices for ${month.value}`));
+    document.getElementById('register').replaceChildren(table(rows, [
+      ['documentNumber', 'Invoice', (number, r) => el('a', { href: `invoice.html?id=${encodeURIComponent(r.id)}` }, number)],
+      ['tenantName', 'Tenant', (name, r) => el('span', { title: r.tenantId }, name, name === r.tenantId ? null : el('small', { class: 'meta' }, ` (${r.tenantId})`))],
+      ['currency', 'Currency'], ['total', 'Total', amount], ['credited', 'Credited', amount], ['balance', 'Balance', amount],
+      ['lines', 'Lines'], ['issuedAt', 'Issued', time], ['issuedBy', 'Issued by'],
+    ], `No invoices for ${month.value}.`, `Invoices for ${month.value}`));
+    asOf('register-asof');
+  };
+  const capacity = async () => {
+    const [sold, used] = await Promise.all([
+      api(`/v1/finance/sell-through?month=${capacityMonth.value}`), api(`/v1/finance/utilization?month=${capacityMonth.value}`)]);
+    report(sold, 'sell-through', [['model', 'Model'], ['region', 'Region'], ['capacityPtuHours', 'Capacity (PTU-h)', fmt],
+      ['soldPtuHours', 'Sold (PTU-h)', fmt], ['sellThrough', 'Sell-through', pct]], 'No capacity pools in this month.');
+    report(used, 'utilization', [['model', 'Model'], ['region', 'Region'], ['band', 'Utilization'],
+      ['deploymentHours', 'Deployment-hours', fmt], ['share', 'Share', pct]], 'Nothing was sold in this month.');
+  };
+  const report = async (response, id, columns, empty) => {
+    text(`${id}-error`, '');
+    if (!response.ok) {
+      text(`${id}-error`, await problemText(response));
+      return;
+    }
+    document.getElementById(id).replaceChildren(table(await response.json(), columns, empty, document.getElementById(`${id}-title`).textContent));
+    asOf(`${id}-asof`);
   };
 
   const exporting = (id, path, filename, errorId) => document.getElementById(id).addEventListener('click', async (event) => {
@@ -63,16 +87,23 @@ function start() {
   exporting('revenue-csv', () => `/v1/finance/revenue?from=${from.value}&to=${to.value}&format=csv`, () => `revenue-${from.value}-${to.value}.csv`, 'revenue-error');
   exporting('register-csv', () => `/v1/finance/invoices?month=${month.value}&format=csv`, () => `invoices-${month.value}.csv`, 'register-error');
 
-  const refresh = poll(() => Promise.all([revenue(), register()]), REFRESH_MS).now;
+  const refresh = poll(() => Promise.all([revenue(), register(), capacity()]), REFRESH_MS).now;
   for (const input of [from, to]) input.addEventListener('change', revenue);
   month.addEventListener('change', register);
-  document.getElementById('range').addEventListener('submit', (e) => { e.preventDefault(); refresh(); });
-  document.getElementById('register-month').addEventListener('submit', (e) => { e.preventDefault(); register(); });
+  capacityMonth.addEventListener('change', capacity);
+  for (const id of ['range', 'register-month', 'capacity-month']) document.getElementById(id).addEventListener('submit', (e) => { e.preventDefault(); refresh(); });
+}
+
+const amount = (n) => (typeof n === 'number' ? new Intl.NumberFormat(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 }).format(n) : n ?? '');
+
+/** When a section was read: projections follow the log by seconds, so a figure is as of its reading, not of now. */
+function asOf(id) {
+  text(id, `As of ${time(new Date().toISOString())}`);
 }
 
 function unavailable(missing) {
   document.getElementById('unavailable').hidden = !missing;
-  document.getElementById('revenue-chart-box').hidden = missing;
+  document.getElementById('revenue-charts').hidden = missing;
   for (const id of ['revenue-csv', 'register-csv']) document.getElementById(id).disabled = missing;
   if (missing) {
     document.getElementById('revenue').replaceChildren(el('p', { class: 'empty' }, 'No revenue to show.'));
@@ -81,24 +112,58 @@ function unavailable(missing) {
 }
 
 /**
- * Rows are month × model × deployment type × region × currency; the chart stacks models (per currency) by month.
- * The amount is `amount`, or `net` where the API splits revenue into kinds (it is built in parallel).
+ * Rows are month × currency × model × deployment type × region of issued invoices; accrued is month × currency of drafts
+ * not yet issued. One chart per currency, stacking its models by month with the accrued revenue on top: amounts in
+ * different currencies are never drawn against one axis (a few dollars vanish beside thousands of euros).
  */
-function renderRevenue(rows, chart) {
-  const amountOf = (r) => r.amount ?? r.net ?? 0;
-  const seriesOf = (r) => `${r.model ?? 'whole invoice'} (${r.currency})`;
-  const months = [...new Set(rows.map((r) => r.month))].sort();
-  const series = [...new Set(rows.map(seriesOf))].sort();
-  chart.data.labels = months;
-  chart.data.datasets = series.map((name, i) => ({
-    label: name,
-    backgroundColor: seriesColors[i % seriesColors.length],
-    data: months.map((m) => rows.filter((r) => r.month === m && seriesOf(r) === name).reduce((a, r) => a + amountOf(r), 0)),
-  }));
-  chart.update('none');
-  // What a month earned per model first, then how it splits.
-  const first = ['month', 'model', 'net', 'invoiced', 'credited'];
-  const rank = (k) => (first.includes(k) ? first.indexOf(k) : first.length);
-  const columns = columnsOf(rows).filter(([k]) => !['id', 'period', 'currency'].includes(k)).sort(([a], [b]) => rank(a) - rank(b));
-  document.getElementById('revenue').replaceChildren(table(rows, columns, 'No revenue in this range.', 'Revenue rows'));
+function renderRevenue(rows, accrued, Chart, charts) {
+  const months = [...new Set([...rows, ...accrued].map((r) => r.month))].sort();
+  const currencies = [...new Set([...rows, ...accrued].map((r) => r.currency))].sort();
+  const host = document.getElementById('revenue-charts');
+  for (const [currency, chart] of charts) {
+    if (currencies.includes(currency)) continue;
+    chart.destroy();
+    charts.delete(currency);
+    document.getElementById(`revenue-${currency}`)?.remove();
+  }
+  if (!currencies.length) host.replaceChildren(el('p', { class: 'empty' }, 'No revenue in this range.'));
+  else host.querySelector(':scope > p.empty')?.remove();
+  for (const currency of currencies) {
+    if (!charts.has(currency)) {
+      const canvas = el('canvas', { id: `c-revenue-${currency}`, role: 'img', 'aria-label': `Revenue in ${currency} per month, stacked by model; the table below has the numbers` });
+      host.append(el('figure', { id: `revenue-${currency}` }, el('figcaption', {}, `Revenue in ${currency}`), el('div', { class: 'chart' }, canvas)));
+      charts.set(currency, new Chart(canvas, {
+        type: 'bar',
+        data: { labels: [], datasets: [] },
+        options: { scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true, title: { display: true, text: currency } } } },
+      }));
+    }
+    const chart = charts.get(currency);
+    const mine = rows.filter((r) => r.currency === currency);
+    const series = [...new Set(mine.map(seriesOf))].sort();
+    chart.data.labels = months;
+    chart.data.datasets = [...series.map((name, i) => ({
+      label: name,
+      backgroundColor: seriesColors[i % seriesColors.length],
+      data: months.map((m) => mine.filter((r) => r.month === m && seriesOf(r) === name).reduce((a, r) => a + r.net, 0)),
+    })), {
+      label: ACCRUED,
+      backgroundColor: 'rgba(100, 116, 139, 0.35)',
+      borderColor: '#64748b',
+      borderWidth: 1,
+      data: months.map((m) => accrued.find((a) => a.month === m && a.currency === currency)?.accrued ?? 0),
+    }];
+    chart.update('none');
+  }
+  document.getElementById('accrued').replaceChildren(table(accrued, [
+    ['month', 'Month'], ['currency', 'Currency'], ['accrued', 'Accrued, not yet invoiced', amount], ['asOf', 'As of', time],
+  ], 'Nothing accrued: every invoice of the open months in this range is issued, or nothing was sold.', 'Accrued revenue'));
+  document.getElementById('revenue').replaceChildren(table(rows, [
+    ['month', 'Month'], ['currency', 'Currency'], ['model', 'Model', (m) => m || 'whole invoice'], [(r) => [r.type, r.region].filter(Boolean).join(' · '), 'Type · region'],
+    ['net', 'Net', amount], ['invoiced', 'Invoiced', amount], ['credited', 'Credited', amount], ['provisioned', 'Provisioned', amount],
+    ['reservations', 'Reservations', amount], ['spillover', 'Spillover', amount], ['adjustments', 'Prior-period', amount], ['billedPtuHours', 'Billed PTU-h', fmt],
+  ], 'No revenue in this range.', 'Revenue rows'));
 }
+
+const seriesOf = (r) => r.model || 'whole invoice';
+const ACCRUED = 'Accrued, not yet invoiced';
