@@ -57,8 +57,11 @@ public sealed record WebhookEndpoint(
     /// <summary>Whether the caller (a tenant, or null for an operator) owns it; anyone else is told it does not exist.</summary>
     public bool OwnedBy(string? tenantId) => TenantId == tenantId;
 
-    /// <summary>An operator's endpoint hears every tenant's events; a tenant's only its own.</summary>
-    public bool Hears(string type, string tenantId) => Enabled && EventTypes.Contains(type) && (TenantId is null || TenantId == tenantId);
+    /// <summary>
+    /// An operator's endpoint hears every tenant's events; a tenant's only its own. A disabled endpoint still hears: its
+    /// deliveries wait until it is enabled again, so disabling pauses and loses nothing.
+    /// </summary>
+    public bool Hears(string type, string tenantId) => EventTypes.Contains(type) && (TenantId is null || TenantId == tenantId);
 
     /// <summary>The secrets that sign at <paramref name="now"/>: the current one, and the previous one during its grace.</summary>
     public IEnumerable<string> SigningSecrets(DateTimeOffset now)

@@ -38,8 +38,11 @@ public static class WebhookEventTypes
 
     public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { Converters = { new JsonStringEnumConverter() } };
 
-    /// <summary>The body every attempt sends: <c>{"type", "timestamp", "data"}</c>, as the Standard Webhooks payload is shaped.</summary>
-    public static string Body(string type, IEvent e) => JsonSerializer.Serialize(new { type, timestamp = e.Timestamp, data = e.Data }, Json);
+    /// <summary>
+    /// The body every attempt sends: <c>{"type", "timestamp", "tenantId", "data"}</c>, the Standard Webhooks payload's shape
+    /// with the tenant beside it (an operator's endpoint hears every tenant, and most events name only their deployment).
+    /// </summary>
+    public static string Body(string type, string tenantId, IEvent e) => JsonSerializer.Serialize(new { type, timestamp = e.Timestamp, tenantId, data = e.Data }, Json);
 }
 
 /// <summary>
@@ -58,7 +61,7 @@ public sealed class WebhookFeed : SubscriptionBase
 
     public override async Task<IChangeListener> ProcessEventsAsync(EventRange page, ISubscriptionController controller, IDocumentOperations operations, CancellationToken cancellationToken)
     {
-        var endpoints = await operations.Query<WebhookEndpoint>().Where(e => e.Enabled).ToListAsync(cancellationToken);
+        var endpoints = await operations.Query<WebhookEndpoint>().ToListAsync(cancellationToken);
         if (endpoints.Count == 0) return NullChangeListener.Instance;
         var deploymentIds = page.Events.Select(e => e.Data).OfType<DeploymentEvent>().Where(d => d is not DeploymentCreated).Select(d => d.DeploymentId).Distinct().ToArray();
         var deploymentTenants = deploymentIds.Length == 0 ? new Dictionary<string, string>()
@@ -70,7 +73,7 @@ public sealed class WebhookFeed : SubscriptionBase
             string? body = null;
             foreach (var endpoint in endpoints.Where(x => x.Hears(type, tenantId) && x.RegisteredAt <= e.Timestamp))
             {
-                body ??= WebhookEventTypes.Body(type, e);
+                body ??= WebhookEventTypes.Body(type, tenantId, e);
                 operations.Store(new WebhookDelivery(WebhookDelivery.IdOf(e.Id, endpoint.Id), endpoint.Id, "msg_" + e.Id.ToString("N"), type, orderKey,
                     e.Sequence, body, e.Timestamp, DeliveryStatus.Pending, e.Timestamp, []));
             }

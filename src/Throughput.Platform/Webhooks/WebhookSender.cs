@@ -107,17 +107,19 @@ public sealed class WebhookSender(IDocumentStore store, ServiceSettings service,
     async Task<WebhookDelivery> AttemptAsync(WebhookEndpoint endpoint, WebhookDelivery delivery, CancellationToken ct)
     {
         int? status = null;
-        string? error = settings.Refuses(endpoint.Url);
+        var now = clock.GetUtcNow();
+        var signing = endpoint.SigningSecrets(now).Select(OpenOrNull).OfType<string>().ToList();
+        var error = settings.Refuses(endpoint.Url)
+            ?? (signing.Count == 0 ? "The endpoint's signing secret does not open with this host's Webhooks:SecretKey; rotate the secret." : null);
         if (error is null)
         {
             try
             {
-                var now = clock.GetUtcNow();
                 var timestamp = now.ToUnixTimeSeconds();
                 using var request = new HttpRequestMessage(HttpMethod.Post, endpoint.Url) { Content = new StringContent(delivery.Body, Encoding.UTF8, "application/json") };
                 request.Headers.Add("webhook-id", delivery.MessageId);
                 request.Headers.Add("webhook-timestamp", timestamp.ToString(CultureInfo.InvariantCulture));
-                request.Headers.Add("webhook-signature", Signatures.Header(endpoint.SigningSecrets(now).Select(secrets.Open), delivery.MessageId, timestamp, delivery.Body));
+                request.Headers.Add("webhook-signature", Signatures.Header(signing, delivery.MessageId, timestamp, delivery.Body));
                 using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, ct);
                 status = (int)response.StatusCode;
             }
@@ -134,6 +136,13 @@ public sealed class WebhookSender(IDocumentStore store, ServiceSettings service,
         if (after.Status == DeliveryStatus.Failed)
             log.LogWarning("Webhook {MessageId} to endpoint {Endpoint} given up after {Attempts} attempts", delivery.MessageId, endpoint.Id, after.Attempts.Count);
         return after;
+    }
+
+    /// <summary>A secret sealed under another key (the operator replaced Webhooks:SecretKey) fails its endpoint's deliveries, not everyone's.</summary>
+    string? OpenOrNull(string sealedSecret)
+    {
+        try { return secrets.Open(sealedSecret); }
+        catch (CryptographicException) { return null; }
     }
 
     static async Task<T> ScalarAsync<T>(NpgsqlConnection connection, string sql, CancellationToken ct)

@@ -78,7 +78,7 @@ public static class WebhooksApi
         group.MapPost("/{endpointId}/disable", (string endpointId, HttpContext http, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
                 ChangeAsync(session, http, endpointId, e => WebhookEndpoint.Switch(e, false, clock.GetUtcNow()), ct))
             .WithName("DisableWebhookEndpoint").ProducesProblem(404)
-            .WithSummary("Stop delivering: no new events are queued for it, and its pending deliveries wait, their attempts unspent, until it is enabled.");
+            .WithSummary("Pause delivering: its events are still queued, and wait, their attempts unspent, until it is enabled again.");
 
         group.MapPost("/{endpointId}/enable", (string endpointId, HttpContext http, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
                 ChangeAsync(session, http, endpointId, e => WebhookEndpoint.Switch(e, true, clock.GetUtcNow()), ct))

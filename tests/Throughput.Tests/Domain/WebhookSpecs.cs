@@ -75,14 +75,15 @@ public sealed class WebhookSpecs
     }
 
     [Fact]
-    public void A_tenants_endpoint_hears_only_its_tenant_an_operators_every_tenant_and_a_disabled_one_nothing()
+    public void A_tenants_endpoint_hears_only_its_tenant_an_operators_every_tenant_and_a_disabled_one_keeps_hearing()
     {
         Assert.True(Endpoint().Hears("deployment.resized", "acme"));
         Assert.False(Endpoint().Hears("deployment.resized", "globex"));
         Assert.False(Endpoint().Hears("invoice.issued", "acme"));
         Assert.True(Endpoint(tenantId: null).Hears("deployment.resized", "globex"));
         var disabled = WebhookEndpoint.Switch(Endpoint(), false, Now).Aggregate(Endpoint(), (s, e) => s.Then(e));
-        Assert.False(disabled.Hears("deployment.resized", "acme"));
+        Assert.True(disabled.Hears("deployment.resized", "acme")); // queued, held until enabled
+        Assert.False(disabled.Enabled);
         Assert.Empty(WebhookEndpoint.Switch(disabled, false, Now));
     }
 
