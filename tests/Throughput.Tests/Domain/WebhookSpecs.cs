@@ -1,4 +1,6 @@
 using Microsoft.Extensions.Configuration;
+using Throughput.Deployments;
+using Throughput.Invoicing;
 using Throughput.Webhooks;
 using static Throughput.Tests.Domain.Fixtures;
 
@@ -112,5 +114,18 @@ public sealed class WebhookSpecs
         Assert.False(WebhookSettings.FromConfiguration(new ConfigurationBuilder().Build()).Sends);
         Assert.Throws<InvalidOperationException>(() => WebhookSettings.FromConfiguration(new ConfigurationBuilder()
             .AddInMemoryCollection(new Dictionary<string, string?> { ["Webhooks:AllowedHosts"] = "hooks.example.com" }).Build()));
+    }
+
+    [Fact]
+    public void Deployment_events_belong_to_the_deployments_tenant_and_keep_its_order_billing_documents_the_tenants()
+    {
+        var tenants = new Dictionary<string, string> { ["dep-1"] = "acme" };
+        Assert.Equal(("acme", "dep-1"), WebhookEventTypes.OwnerOf(new DeploymentThrottled("dep-1", 1.02m, 500, Now), tenants));
+        Assert.Equal(("acme", "dep-1"), WebhookEventTypes.OwnerOf(new ThrottleLifted("dep-1", 0.5m, 0.5m, Now), tenants));
+        Assert.Equal(("globex", "dep-9"), WebhookEventTypes.OwnerOf(Created() with { DeploymentId = "dep-9", TenantId = "globex" }, tenants));
+        var invoice = new InvoiceIssued("inv-1", 1, "INV-1", "acme", "2026-11", "USD", Now, Now, [], 0, Now, "automatic");
+        Assert.Equal(("acme", "acme"), WebhookEventTypes.OwnerOf(invoice, tenants));
+        Assert.Equal("invoice.issued", WebhookEventTypes.Names[typeof(InvoiceIssued)]);
+        Assert.Equal(WebhookEventTypes.Names.Count, WebhookEventTypes.All.Count); // one wire name per event
     }
 }
