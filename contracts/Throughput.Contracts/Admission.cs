@@ -60,6 +60,7 @@ public static class AdmissionTopology
 }
 
 /// <summary>Body of <c>POST /v1/admission/query</c>: many deployments in one call.</summary>
+/// <param name="DeploymentIds">The deployments whose limits to return, 1 to 1,000; unknown ids are left out of the answer.</param>
 public sealed record AdmissionQuery(IReadOnlyList<string> DeploymentIds);
 
 /// <summary>Answer of <c>POST /v1/admission/{deploymentId}/check</c> (200 when admitted, 429 when not).</summary>

@@ -6,6 +6,7 @@ namespace Throughput.Contracts;
 /// registration covers. Renewing every <see cref="AdmissionLeaseTopology.RenewInterval"/> keeps the leases alive; a
 /// deployment left out stops being renewed and its lease expires. Schema: contracts/schemas/admission-lease.v1.json.
 /// </summary>
+/// <param name="Demands">Each deployment the process serves, with its demand; 1 to 1,000.</param>
 public sealed record AdmissionLeaseRenewal(IReadOnlyList<AdmissionDemand> Demands);
 
 /// <param name="TokensPerMinute">

@@ -40,8 +40,37 @@ public static class MeteringTopology
 {
     public const int CurrentVersion = 1;
 
-    /// <summary>Consistent-hash exchange: the routing key is the deployment id, so one partition queue owns a deployment.</summary>
+    /// <summary>
+    /// Consistent-hash exchange. A message's routing key is the lane of its records' deployments (<see cref="LaneKey"/>), or
+    /// the deployment id when every record is of that one deployment; either way one partition queue meters a deployment.
+    /// </summary>
     public const string Exchange = "throughput.metering";
+
+    /// <summary>
+    /// Deployments are spread over this many lanes. A message may hold records of every deployment in one lane, so a node
+    /// serving thousands of small deployments sends a few large messages rather than one per deployment.
+    /// </summary>
+    public const int Lanes = 64;
+
+    /// <summary>
+    /// The lane of a deployment: the 32-bit FNV-1a hash of its id's UTF-8 bytes (offset basis 2166136261, prime 16777619),
+    /// modulo <see cref="Lanes"/>. Nodes in other languages compute the same.
+    /// </summary>
+    public static int LaneOf(string deploymentId)
+    {
+        var hash = 2166136261u;
+        var max = System.Text.Encoding.UTF8.GetMaxByteCount(deploymentId.Length);
+        Span<byte> utf8 = max <= 512 ? stackalloc byte[512] : new byte[max];
+        foreach (var b in utf8[..System.Text.Encoding.UTF8.GetBytes(deploymentId, utf8)]) hash = (hash ^ b) * 16777619u;
+        return (int)(hash % Lanes);
+    }
+
+    /// <summary>The routing key of a lane's messages: <c>lane.{n}</c>.</summary>
+    public static string LaneKey(int lane) => LaneKeys[lane];
+
+    public const string LaneKeyPrefix = "lane.";
+
+    static readonly string[] LaneKeys = [.. Enumerable.Range(0, Lanes).Select(n => LaneKeyPrefix + n.ToString(System.Globalization.CultureInfo.InvariantCulture))];
 
     public const string ExchangeType = "x-consistent-hash";
 

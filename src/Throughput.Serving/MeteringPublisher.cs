@@ -7,10 +7,10 @@ namespace Throughput.Serving;
 
 /// <summary>
 /// Publishes a serving node's metering records to RabbitMQ as metering batches: raw JSON, persistent, with
-/// publisher confirms. Records are batched per deployment. Each batch takes the next value of one sequence per
-/// producer and keeps it, with its body, through every republish; a deployment has at most one batch in flight,
-/// so its batches reach the queue in sequence order and a consumer that dedupes by the highest
-/// (producer, sequence) it has applied counts every record exactly once. Thread-safe.
+/// publisher confirms. Records are batched per lane of deployments (<see cref="MeteringTopology.LaneOf"/>). Each batch
+/// takes the next value of one sequence per producer and keeps it, with its body, through every republish; a lane has
+/// at most one batch in flight, so its batches reach the queue in sequence order, and the platform's dedupe ledger
+/// counts every record exactly once. Thread-safe.
 /// </summary>
 public sealed class MeteringPublisher : IAsyncDisposable
 {
@@ -252,10 +252,10 @@ public sealed class MeteringPublisher : IAsyncDisposable
         }
     }
 
-    /// <summary>Publishes a deployment's batch, then each next one the confirm releases, until the deployment has nothing ready.</summary>
-    void Send(SealedBatch batch) => _ = Task.Run(() => SendDeploymentAsync(batch));
+    /// <summary>Publishes a lane's batch, then each next one the confirm releases, until the lane has nothing ready.</summary>
+    void Send(SealedBatch batch) => _ = Task.Run(() => SendLaneAsync(batch));
 
-    async Task SendDeploymentAsync(SealedBatch first)
+    async Task SendLaneAsync(SealedBatch first)
     {
         var batch = first;
         try
@@ -280,7 +280,7 @@ public sealed class MeteringPublisher : IAsyncDisposable
         }
         catch (Exception e)
         {
-            // Not a broker failure (those are retried): a bug or an unwritable record. The deployment stalls, visibly.
+            // Not a broker failure (those are retried): a bug or an unwritable record. The lane stalls, visibly.
             _options.PublishFailed?.Invoke(e);
         }
         finally
@@ -298,7 +298,7 @@ public sealed class MeteringPublisher : IAsyncDisposable
         using var body = MeteringBatchJson.Serialize(_options.ProducerId, batch);
         using var publish = Tracing.StartActivity("metering publish", ActivityKind.Producer);
         publish?.SetTag("messaging.system", "rabbitmq").SetTag("messaging.destination.name", _options.Exchange)
-            .SetTag("throughput.deployment_id", batch.DeploymentId).SetTag("throughput.sequence", batch.Sequence).SetTag("throughput.records", batch.Records.Count);
+            .SetTag("messaging.rabbitmq.destination.routing_key", batch.RoutingKey).SetTag("throughput.producer_id", _options.ProducerId).SetTag("throughput.sequence", batch.Sequence).SetTag("throughput.records", batch.Records.Count);
         var properties = new BasicProperties
         {
             ContentType = MeteringTopology.ContentType,
@@ -322,7 +322,7 @@ public sealed class MeteringPublisher : IAsyncDisposable
             var started = Stopwatch.GetTimestamp();
             try
             {
-                await channel.BasicPublishAsync(_options.Exchange, batch.DeploymentId, mandatory: true, properties, body.Memory, confirmTimeout.Token);
+                await channel.BasicPublishAsync(_options.Exchange, batch.RoutingKey, mandatory: true, properties, body.Memory, confirmTimeout.Token);
                 _options.ConfirmLatency?.Invoke(Stopwatch.GetElapsedTime(started));
                 return;
             }

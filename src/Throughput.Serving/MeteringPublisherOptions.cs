@@ -16,13 +16,13 @@ public sealed partial record MeteringPublisherOptions(Uri Broker, string Produce
     /// </summary>
     public IReadOnlyList<AmqpTcpEndpoint> BrokerNodes { get; init; } = [];
 
-    /// <summary>A consistent-hash exchange; the routing key of every batch is its deployment id.</summary>
+    /// <summary>A consistent-hash exchange; the routing key of every batch is its lane, <c>lane.{n}</c>.</summary>
     public string Exchange { get; init; } = MeteringTopology.Exchange;
 
     /// <summary>A batch is sealed when it holds this many records (the schema allows up to 10,000).</summary>
     public int MaxBatchRecords { get; init; } = 1000;
 
-    /// <summary>A batch is sealed at the latest this long after its first record, unless its deployment still has a batch in flight.</summary>
+    /// <summary>A batch is sealed at the latest this long after its first record, unless its lane still has a batch in flight.</summary>
     public TimeSpan MaxLinger { get; init; } = TimeSpan.FromMilliseconds(20);
 
     /// <summary>Records recorded but not yet confirmed; when full, <see cref="MeteringPublisher.RecordAsync"/> waits and <see cref="MeteringPublisher.TryRecord"/> refuses.</summary>

@@ -16,14 +16,14 @@ public enum Role
     ServingNode,
 }
 
-/// <summary>A key as the authentication handler reads it: only the SHA-256 of the secret is stored.</summary>
-/// <param name="Producer">For a serving node's key, the producer id it was issued for (its name); null for other keys and for keys stored before.</param>
 /// <summary>The secret appears in this response only; the platform keeps its hash.</summary>
 public sealed record IssuedApiKey(string KeyId, Role Role, string ApiKey);
 
+/// <summary>A key as the authentication handler reads it: only the SHA-256 of the secret is stored.</summary>
+/// <param name="Producer">For a serving node's key, the producer id it was issued for (its name); null for other keys and for keys stored before.</param>
 public sealed record ApiKey(string Id, string? TenantId, Role Role, string SecretHash, bool Revoked, string? Producer = null);
 
-/// <summary>Keys for platform staff and serving nodes (not of any tenant), on the one stream <see cref="StreamId"/>.</summary>
+/// <summary>Keys for platform staff and serving nodes (not of any tenant), on the one stream <see cref="Staff.StreamId"/>.</summary>
 public abstract record StaffEvent(string KeyId);
 
 public sealed record StaffKeyIssued(string KeyId, Role Role, string Name, string SecretHash, DateTimeOffset IssuedAt) : StaffEvent(KeyId);

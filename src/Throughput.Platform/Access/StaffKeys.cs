@@ -4,6 +4,9 @@ using Throughput.Http;
 
 namespace Throughput.Access;
 
+/// <summary>A key for platform staff.</summary>
+/// <param name="Role">Finance or Operator.</param>
+/// <param name="Name">Who or what holds it, for the audit trail.</param>
 public sealed record IssueStaffKey(Role Role, string Name);
 
 /// <summary>Operator slices for keys of operators, finance and serving nodes.</summary>

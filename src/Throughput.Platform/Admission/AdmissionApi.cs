@@ -6,6 +6,8 @@ using Throughput.Http;
 
 namespace Throughput.Admission;
 
+/// <summary>One request to admit against a deployment's bucket.</summary>
+/// <param name="EstimatedTokens">The request's weighted cost before it runs (prompt tokens plus expected output, weighted).</param>
 public sealed record AdmissionCheck(long EstimatedTokens);
 
 /// <summary>The pull side for serving nodes: one deployment, many at once, a whole region/model, or one request's admit/deny.</summary>
@@ -15,7 +17,7 @@ public static class AdmissionApi
 
     public sealed class QueryValidator : AbstractValidator<AdmissionQuery>
     {
-        public QueryValidator() => RuleFor(x => x.DeploymentIds).NotNull().Must(ids => ids.Count is > 0 and <= MaxQuery)
+        public QueryValidator() => RuleFor(x => x.DeploymentIds).Must(ids => ids is { Count: > 0 and <= MaxQuery })
             .WithMessage($"Between 1 and {MaxQuery} deployment ids.");
     }
 

@@ -62,7 +62,7 @@ public static class AdmissionLeasesApi
     {
         public RenewalValidator()
         {
-            RuleFor(x => x.Demands).NotNull().Must(d => d.Count is > 0 and <= AdmissionApi.MaxQuery)
+            RuleFor(x => x.Demands).Must(d => d is { Count: > 0 and <= AdmissionApi.MaxQuery })
                 .WithMessage($"Between 1 and {AdmissionApi.MaxQuery} deployments.");
             RuleForEach(x => x.Demands).ChildRules(d =>
             {

@@ -4,6 +4,12 @@ using Throughput.Http;
 
 namespace Throughput.Capacity;
 
+/// <summary>A workload to size: the PTUs it needs at its peak.</summary>
+/// <param name="Model">A model for sale (GET /v1/models).</param>
+/// <param name="RequestsPerMinute">Requests per minute at the peak.</param>
+/// <param name="PromptTokens">Prompt tokens per request, on average.</param>
+/// <param name="OutputTokens">Generated tokens per request, on average.</param>
+/// <param name="CacheHitRate">The share of prompt tokens served from the prompt cache, 0 to 1.</param>
 public sealed record EstimateCapacity(string Model, decimal RequestsPerMinute, decimal PromptTokens, decimal OutputTokens, decimal CacheHitRate);
 
 public sealed record CapacityEstimate(string Model, decimal WeightedTokensPerMinute, decimal Ptu, long TokensPerMinute, decimal UtilizationAtPeak);

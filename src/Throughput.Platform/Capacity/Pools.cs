@@ -7,6 +7,9 @@ using Throughput.Http;
 namespace Throughput.Capacity;
 
 /// <summary>A pool's capacity: in PTUs, or as GPUs of a calibrated kind (exactly one of the two).</summary>
+/// <param name="CapacityPtu">The capacity in PTUs.</param>
+/// <param name="Gpus">The number of GPUs, with their kind.</param>
+/// <param name="GpuKind">A GPU kind calibrated for the model (GET /v1/operator/gpu-calibrations).</param>
 public sealed record SetPoolCapacity(decimal? CapacityPtu, int? Gpus = null, string? GpuKind = null);
 
 public sealed record PoolView(string Id, string Model, string Region, decimal CapacityPtu, decimal SoldPtu, decimal FreePtu, long Version, GpuSizing? Gpus)
@@ -15,6 +18,10 @@ public sealed record PoolView(string Id, string Model, string Region, decimal Ca
 }
 
 /// <summary>A calibration as the reference batcher's calibration command measured it.</summary>
+/// <param name="PtuPerGpu">The PTUs one GPU of the kind can sell for the model.</param>
+/// <param name="WeightedTokensPerMinute">The weighted tokens per minute one GPU served at saturation.</param>
+/// <param name="Scheduler">The batcher's scheduler that was measured (e.g. Flywheel).</param>
+/// <param name="TokenBudget">The scheduler's tokens per iteration during the measurement.</param>
 public sealed record RecordCalibration(decimal PtuPerGpu, long WeightedTokensPerMinute, string Scheduler, int TokenBudget);
 
 /// <summary>Operator slices: register GPU capacity per model and region, see sold against available.</summary>

@@ -37,7 +37,7 @@ public static class Regions
                 var pools = await session.Query<CapacityPool>().Where(p => p.Model == entry.Name).ToListAsync(ct);
                 return TypedResults.Ok(Of(entry, tenant, pools, ptu));
             })
-            .RequireAuthorization(Policies.Tenant).WithTags("Catalog").WithName("ListCapacityRegions")
+            .RequireAuthorization(Policies.Tenant).WithTags("Catalog").WithName("ListCapacityRegions").ProducesProblem(400)
             .WithSummary("Regions with a pool for the model, the PTUs available in each and whether ptu (optional) fits; the price per PTU-hour is in the caller's currency.");
         return app;
     }

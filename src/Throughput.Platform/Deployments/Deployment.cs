@@ -3,7 +3,7 @@ using Throughput.Catalog;
 
 namespace Throughput.Deployments;
 
-/// <summary>An event of a deployment's own stream: what its snapshot and <see cref="Deployment.Then"/> fold.</summary>
+/// <summary>An event of a deployment's own stream: what its snapshot and <see cref="Deployment.Then(DeploymentEvent)"/> fold.</summary>
 public abstract record DeploymentEvent(string DeploymentId);
 
 public sealed record DeploymentCreated(

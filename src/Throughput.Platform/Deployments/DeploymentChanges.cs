@@ -11,20 +11,28 @@ namespace Throughput.Deployments;
 public abstract record DeploymentChange
 {
     /// <summary>Whether the change must name the revision it was decided on (If-Match): those that change what was bought.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
     public virtual bool RequiresIfMatch => true;
 
     /// <summary>Whether the change can move PTUs between the deployment and its pool.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
     public virtual bool MovesPtus => true;
 }
 
+/// <summary>A new size for a deployment; send If-Match with the ETag you read.</summary>
+/// <param name="Ptu">The new number of PTUs: at least the model's minimum, in its increments.</param>
 public sealed record ResizeDeployment(decimal Ptu) : DeploymentChange;
 
 public sealed record ReleaseDeployment : DeploymentChange;
 
+/// <summary>Spillover on or off: requests past the rate served and billed per token, or refused.</summary>
+/// <param name="Enabled">True to serve and bill requests past the purchased rate per token.</param>
 public sealed record SetSpillover(bool Enabled) : DeploymentChange
 {
+    [System.Text.Json.Serialization.JsonIgnore]
     public override bool RequiresIfMatch => false;
 
+    [System.Text.Json.Serialization.JsonIgnore]
     public override bool MovesPtus => false;
 }
 

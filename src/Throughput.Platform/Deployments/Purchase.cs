@@ -10,6 +10,13 @@ using Throughput.Tenants;
 
 namespace Throughput.Deployments;
 
+/// <summary>A deployment to buy: a model in a region, sized in PTUs.</summary>
+/// <param name="Name">Your name for it, up to 100 characters; shown on invoices.</param>
+/// <param name="Model">A model for sale (GET /v1/models).</param>
+/// <param name="Region">A region with a pool of the model (GET /v1/capacity/regions).</param>
+/// <param name="Type">Global, DataZone or Regional: where requests may be served, and the price list.</param>
+/// <param name="Ptu">Provisioned throughput units: at least the model's minimum, in its increments (GET /v1/models).</param>
+/// <param name="Spillover">Serve requests past the rate and bill them per token instead of refusing them.</param>
 public sealed record PurchaseDeployment(string Name, string Model, string Region, DeploymentType Type, decimal Ptu, bool Spillover = false);
 
 public static class Purchase

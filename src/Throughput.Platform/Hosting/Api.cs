@@ -50,13 +50,38 @@ public static class Api
             var metadata = context.Description.ActionDescriptor.EndpointMetadata;
             DeclareHeaders(operation, metadata.OfType<ContractHeaders>().Select(h => h.Header).ToHashSet(), metadata.OfType<Microsoft.AspNetCore.Authorization.IAllowAnonymous>().Any());
             return Task.CompletedTask;
+        }).AddSchemaTransformer((schema, context, _) =>
+        {
+            if (RequestExamples.TryGetValue(context.JsonTypeInfo.Type, out var example)) schema.Examples = [System.Text.Json.Nodes.JsonNode.Parse(example)!];
+            return Task.CompletedTask;
         }));
         return services;
     }
 
+    /// <summary>One example of each body a client writes, as the API reference and generated clients show it.</summary>
+    static readonly Dictionary<Type, string> RequestExamples = new()
+    {
+        [typeof(Deployments.PurchaseDeployment)] = """{"name": "chat", "model": "gpt-4o-mini", "region": "westus", "type": "Global", "ptu": 0.5, "spillover": false}""",
+        [typeof(Deployments.ResizeDeployment)] = """{"ptu": 1.5}""",
+        [typeof(Deployments.SetSpillover)] = """{"enabled": true}""",
+        [typeof(Reservations.PurchaseReservation)] = """{"model": "gpt-4o-mini", "region": "westus", "type": "Global", "ptu": 1, "term": "Month"}""",
+        [typeof(Capacity.EstimateCapacity)] = """{"model": "gpt-4o-mini", "requestsPerMinute": 60, "promptTokens": 800, "outputTokens": 200, "cacheHitRate": 0.25}""",
+        [typeof(Capacity.SetPoolCapacity)] = """{"gpus": 2, "gpuKind": "A100-80GB"}""",
+        [typeof(Tenants.CreateTenant)] = """{"tenantId": "acme", "name": "Acme Ltd", "currency": "USD"}""",
+        [typeof(IssueStaffKey)] = """{"role": "Finance", "name": "month-end team"}""",
+        [typeof(Metering.RegisterServingNode)] = """{"regions": ["westus"], "tenants": []}""",
+        [typeof(Invoicing.IssueCreditNote)] = """{"amount": 12.50, "reason": "Outage on 3 November"}""",
+        [typeof(Tenants.SuspendTenant)] = """{"reason": "Invoice 2026-10 unpaid after 60 days"}""",
+        [typeof(Capacity.RecordCalibration)] = """{"ptuPerGpu": 12.4, "weightedTokensPerMinute": 3100000, "scheduler": "Flywheel", "tokenBudget": 2048}""",
+        [typeof(Admission.AdmissionCheck)] = """{"estimatedTokens": 1200}""",
+        [typeof(Contracts.AdmissionQuery)] = """{"deploymentIds": ["dep-3f9a1c", "dep-77b0e2"]}""",
+        [typeof(Contracts.AdmissionLeaseRenewal)] = """{"demands": [{"deploymentId": "dep-3f9a1c", "tokensPerMinute": 45000}]}""",
+    };
+
     /// <summary>
     /// The headers each operation's contract includes: Idempotency-Key and If-Match where the endpoint takes them, ETag on
-    /// the success of those that return one, and on every operation the 429 of the per-key rate limit with its Retry-After.
+    /// the success of those that return one, and on every operation that takes a key its 401 and 403 and the 429 of the
+    /// per-key rate limit with its Retry-After.
     /// </summary>
     static void DeclareHeaders(OpenApiOperation operation, HashSet<ContractHeader> headers, bool anonymous)
     {
@@ -84,6 +109,12 @@ public static class Api
                 (unavailable.Headers ??= new Dictionary<string, IOpenApiHeader>())["Retry-After"] = RetryAfter();
         }
         if (anonymous) return; // no key, no per-key limit
+        foreach (var (status, description) in new[] { ("401", "No API key, or one that is unknown, revoked or malformed."), ("403", "The key's role or tenant may not do this.") })
+            operation.Responses.TryAdd(status, new OpenApiResponse
+            {
+                Description = description,
+                Content = new Dictionary<string, OpenApiMediaType> { ["application/problem+json"] = new() { Schema = new OpenApiSchemaReference("ProblemDetails") } },
+            });
         // An endpoint's own 429 (the admission check's refusal) carries Retry-After as well.
         if (!operation.Responses.TryGetValue("429", out var limited))
             operation.Responses["429"] = limited = new OpenApiResponse

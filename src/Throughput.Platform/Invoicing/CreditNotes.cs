@@ -7,6 +7,9 @@ using Throughput.Http;
 namespace Throughput.Invoicing;
 
 /// <summary>Credit an amount against the invoice as a whole, or amounts against some of its lines (not both).</summary>
+/// <param name="Amount">The amount to credit against the whole invoice, in its currency.</param>
+/// <param name="Lines">Amounts to credit against lines of the invoice, by line number.</param>
+/// <param name="Reason">Why, as the tenant will read it on the credit note.</param>
 public sealed record IssueCreditNote(decimal? Amount, IReadOnlyList<CreditLineRequest>? Lines, string Reason);
 
 public sealed record CreditLineRequest(int Line, decimal Amount);

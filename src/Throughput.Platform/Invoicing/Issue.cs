@@ -64,7 +64,7 @@ public static class Issue
             .RequireAuthorization(Policies.Finance).WithTags("Finance")
             .WithName("IssueInvoice")
             .WithSummary("Issue a tenant's invoice for a month that is over, before the grace period ends. Issuing again returns the same invoice.")
-            .ProducesProblem(404).ProducesProblem(409);
+            .ProducesProblem(400).ProducesProblem(404).ProducesProblem(409).ProducesProblem(422);
 
         app.MapPost("/v1/finance/closes/{month}", Results<Accepted, ProblemHttpResult> (string month, HttpContext http, MonthEndClose close, TimeProvider clock) =>
             {
@@ -78,7 +78,7 @@ public static class Issue
             .RequireAuthorization(Policies.Finance).WithTags("Finance")
             .WithName("CloseMonth")
             .WithSummary("Issue every tenant's invoice for a month that is over, in the background; follow it at the Location. Starting it again finishes what a stopped run left.")
-            .ProducesProblem(409).ProducesProblem(422);
+            .ProducesProblem(400).ProducesProblem(409).ProducesProblem(422);
 
         app.MapGet("/v1/finance/closes/{month}", async Task<Results<Ok<MonthClose>, ProblemHttpResult>> (string month, IQuerySession session, CancellationToken ct) =>
             {
@@ -91,7 +91,7 @@ public static class Issue
             .RequireAuthorization(Policies.Finance).WithTags("Finance")
             .WithName("GetMonthClose")
             .WithSummary("A month's close: accounts found open, issued and skipped so far, rate and estimated end.")
-            .ProducesProblem(404).ProducesProblem(422);
+            .ProducesProblem(400).ProducesProblem(404).ProducesProblem(422);
         return app;
     }
 }

@@ -15,7 +15,7 @@ namespace Throughput.Metering;
 /// meter writer (the throttle lifter aside, which the meters' versions guard); the claims make redeliveries, duplicate
 /// publishes and out-of-order arrivals count once.
 /// </summary>
-public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, MeteringMetrics metrics) : IConsumer<Batch<MeteringFrame>>
+public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments partitions, TimeProvider clock, MeteringMetrics metrics) : IConsumer<Batch<MeteringFrame>>
 {
     /// <summary>Clock skew tolerated between serving nodes and the platform before a record's times are refused.</summary>
     public static readonly TimeSpan FutureTolerance = TimeSpan.FromMinutes(5);
@@ -29,12 +29,15 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, M
     /// <summary>The ledger key of a message-level refusal (no deployment).</summary>
     const string WholeMessage = "";
 
-    /// <summary>One claimable piece of a message: its records for one deployment, or the whole message when refused.</summary>
-    sealed record Piece(MeteringFrame Frame, string DeploymentId, List<MeteredRecord> Records, QuarantinedMetering? Refusal)
+    /// <summary>
+    /// A message as the ledger claims it: whole, under its first record's deployment (the key a message of one deployment
+    /// had when claims were taken per deployment, so a replay across that change is still told apart), or refused whole.
+    /// </summary>
+    sealed record Piece(MeteringFrame Frame, QuarantinedMetering? Refusal)
     {
-        public (string, long, string) Key => (Frame.ProducerId, Frame.Sequence, DeploymentId);
+        public (string, long, string) Key => (Frame.ProducerId, Frame.Sequence, Refusal is null && Frame.Records.Count > 0 ? Frame.Records[0].DeploymentId : WholeMessage);
 
-        public long ContentHash { get; } = Refusal is null ? AppliedBatches.ContentHash(Records) : 0;
+        public long ContentHash { get; } = Refusal is null ? AppliedBatches.ContentHash(Frame.Records) : 0;
     }
 
     public async Task Consume(ConsumeContext<Batch<MeteringFrame>> context)
@@ -52,7 +55,7 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, M
             var (reason, problem) = EnvelopeProblem(message) ?? (QuarantineReason.MalformedMessage, frame.Problem);
             if (problem is null) frames.Add((frame, BrokerUser(message)));
             else if (frame is { ProducerId.Length: > 0, Sequence: > 0 })
-                pieces.Add(new Piece(frame, WholeMessage, [], Quarantine.Message(reason, problem, frame, Excerpt(message), now)));
+                pieces.Add(new Piece(frame, Quarantine.Message(reason, problem, frame, Excerpt(message), now)));
             else quarantined.Add(Quarantine.Message(reason, problem, frame, Excerpt(message), now)); // nothing to dedupe by
         }
 
@@ -62,14 +65,14 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, M
         foreach (var (frame, sentBy) in frames)
         {
             if (!nodes.TryGetValue(ServingNode.StreamId(frame.ProducerId), out var node))
-                pieces.Add(new Piece(frame, WholeMessage, [], Quarantine.Message(QuarantineReason.UnknownProducer, $"producer '{frame.ProducerId}' is not a registered serving node", frame, null, now)));
+                pieces.Add(new Piece(frame, Quarantine.Message(QuarantineReason.UnknownProducer, $"producer '{frame.ProducerId}' is not a registered serving node", frame, null, now)));
             else if (node.Revoked)
-                pieces.Add(new Piece(frame, WholeMessage, [], Quarantine.Message(QuarantineReason.RevokedProducer, $"serving node '{frame.ProducerId}' was revoked", frame, null, now)));
+                pieces.Add(new Piece(frame, Quarantine.Message(QuarantineReason.RevokedProducer, $"serving node '{frame.ProducerId}' was revoked", frame, null, now)));
             else if (!node.SentBy(sentBy))
-                pieces.Add(new Piece(frame, WholeMessage, [], Quarantine.Message(QuarantineReason.UnauthenticatedProducer,
+                pieces.Add(new Piece(frame, Quarantine.Message(QuarantineReason.UnauthenticatedProducer,
                     $"producer '{frame.ProducerId}' publishes as broker user '{node.BrokerUser}'; this message {(sentBy is null ? "carried no user id" : $"came from broker user '{sentBy}'")}", frame, null, now)));
             else
-                pieces.AddRange(frame.Records.GroupBy(r => r.DeploymentId).Select(g => new Piece(frame, g.Key, [.. g], null)));
+                pieces.Add(new Piece(frame, null));
         }
 
         var keys = new Dictionary<(string, long, string), long>(pieces.Count);
@@ -86,8 +89,8 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, M
             if (conflicting && piece.Refusal is null)
             {
                 quarantined.Add(Quarantine.Message(QuarantineReason.ConflictingReplay,
-                    $"producer '{piece.Frame.ProducerId}' already used sequence {piece.Frame.Sequence} for deployment '{piece.DeploymentId}' with other records; these were not counted",
-                    piece.Frame, null, now) with { DeploymentId = piece.DeploymentId });
+                    $"producer '{piece.Frame.ProducerId}' already used sequence {piece.Frame.Sequence} with other records; these were not counted",
+                    piece.Frame, null, now) with { DeploymentId = piece.Frame.Records.DistinctBy(r => r.DeploymentId).Count() == 1 ? piece.Frame.Records[0].DeploymentId : null });
                 continue;
             }
             if (!claims[piece.Key].Fresh || !claimed.TryAdd(piece.Key, hash)) // counted before, or twice in this batch
@@ -100,23 +103,18 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, M
                 quarantined.Add(piece.Refusal);
                 continue;
             }
-            List<MeteredRecord> good = [];
-            foreach (var record in piece.Records)
+            foreach (var record in piece.Frame.Records)
             {
                 if (record.Problem is not null) quarantined.Add(Quarantine.Record(QuarantineReason.InvalidRecord, record.Problem, piece.Frame, record, now));
                 else if (record.FinishedAt > now + FutureTolerance) quarantined.Add(Quarantine.Record(QuarantineReason.TimestampInFuture, $"finishedAt {record.FinishedAt:O} is in the future", piece.Frame, record, now));
                 else if (record.FinishedAt < now - BackdatingWindow)
                     quarantined.Add(Quarantine.Record(QuarantineReason.TimestampTooOld, $"finishedAt {record.FinishedAt:O} is more than {BackdatingWindow.TotalDays:0} days before it was metered", piece.Frame, record, now));
-                else good.Add(record);
+                else Add(piece.Frame, record);
             }
-            if (good.Count == 0) continue;
-            if (!byDeployment.TryGetValue(piece.DeploymentId, out var batches)) byDeployment[piece.DeploymentId] = batches = [];
-            batches.Add(new ProducerBatch(piece.Frame.ProducerId, piece.Frame.Sequence, good));
         }
 
-        var ids = byDeployment.Keys.ToList();
-        var deployments = ids.Count == 0 ? [] : (await session.LoadManyAsync<Deployment>(ct, ids)).ToDictionary(d => d.Id, StringComparer.Ordinal);
-        var meters = await DeploymentMeters.LoadAsync(session, ids, ct);
+        var partition = partitions.Of(Queue(context));
+        var (deployments, meters, versions) = await partition.ReadAsync(session, [.. byDeployment.Keys], ct);
         long counted = 0, throttles = 0;
         List<(Deployment Read, DeploymentEvent Transition)> transitioned = [];
         List<UsageMetered> usage = [];
@@ -143,16 +141,33 @@ public sealed class MeteringConsumer(IDocumentStore store, TimeProvider clock, M
             }
             moved.Add((DeploymentMeter.Of(decision.Applied(deployment), 0), meter?.Version ?? 0));
         }
-        // One event for the whole batch: what the log and its read models do per batch does not grow with the deployments in it.
-        if (usage.Count > 0) session.Events.Append(DeploymentMeters.PartitionStream(Queue(context)), new UsageBatchMetered(usage));
-        await AppendTransitionsAsync(session, transitioned, ct);
-        await DeploymentMeters.SaveAsync(session, moved, ct);
-        if (quarantined.Count > 0) session.Store<QuarantinedMetering>(quarantined);
-        await session.SaveChangesAsync(ct);
+        try
+        {
+            // One event for the whole batch: what the log and its read models do per batch does not grow with the deployments in it.
+            if (usage.Count > 0) session.Events.Append(DeploymentMeters.PartitionStream(Queue(context)), new UsageBatchMetered(usage));
+            await AppendTransitionsAsync(session, transitioned, ct);
+            await DeploymentMeters.SaveAsync(session, moved, ct);
+            if (quarantined.Count > 0) session.Store<QuarantinedMetering>(quarantined);
+            await session.SaveChangesAsync(ct);
+        }
+        catch
+        {
+            partition.Forget();
+            throw;
+        }
+        partition.Committed(deployments, versions, moved.Select(m => m.Item1 with { Version = m.Item2 + 1 }), transitioned.Select(t => t.Read.Id));
 
         metrics.Committed(context.Message.Length, counted, duplicates, throttles, quarantined, System.Diagnostics.Stopwatch.GetElapsedTime(started));
         span?.SetTag("throughput.records", counted).SetTag("throughput.usage_events", usage.Count).SetTag("throughput.usage_stream", DeploymentMeters.PartitionStream(Queue(context)))
             .SetTag("throughput.quarantined", quarantined.Count);
+
+        // A message's records, grouped per deployment in its order: one producer batch per (message, deployment).
+        void Add(MeteringFrame frame, MeteredRecord record)
+        {
+            if (!byDeployment.TryGetValue(record.DeploymentId, out var batches)) byDeployment[record.DeploymentId] = batches = [];
+            if (batches is [.., var last] && last.ProducerId == frame.ProducerId && last.Sequence == frame.Sequence) ((List<MeteredRecord>)last.Records).Add(record);
+            else batches.Add(new ProducerBatch(frame.ProducerId, frame.Sequence, new List<MeteredRecord> { record }));
+        }
 
         void Refuse(IEnumerable<ProducerBatch> refused, QuarantineReason reason, string detail)
         {

@@ -20,6 +20,7 @@ public sealed class MeteringModule : FeatureModule
         services.AddSingleton<BrokerAccounts>();
         if (roles.Api) services.AddHostedService<BrokerAccountsReconciler>();
         if (!roles.Metering) return;
+        services.AddSingleton<PartitionDeployments>();
         services.AddMeteringTransport(configuration);
         services.AddSingleton<ThrottleLifter>();
         services.AddHostedService(sp => sp.GetRequiredService<ThrottleLifter>());

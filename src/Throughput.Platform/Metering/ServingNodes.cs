@@ -57,7 +57,9 @@ public sealed record ServingNode(string Id, IReadOnlyList<string> Regions, IRead
         (Regions.Count == 0 || Regions.Contains(d.Region)) && (Tenants.Count == 0 || Tenants.Contains(d.TenantId));
 }
 
-/// <summary>Scope lists default to everything.</summary>
+/// <summary>What a serving node may serve and meter; scope lists default to everything.</summary>
+/// <param name="Regions">The regions it serves; absent or empty: every region.</param>
+/// <param name="Tenants">The tenants it serves; absent or empty: every tenant.</param>
 public sealed record RegisterServingNode(IReadOnlyList<string>? Regions, IReadOnlyList<string>? Tenants);
 
 /// <summary>What a node needs to connect, shown once: its broker user and password on the platform's vhost.</summary>

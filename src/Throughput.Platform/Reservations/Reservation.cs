@@ -61,6 +61,12 @@ public sealed record Reservation(
     public bool IsActiveAt(DateTimeOffset at) => at >= StartsAt && at < EndsAt;
 }
 
+/// <summary>PTUs paid ahead for a term at a discount; deployments of the same model, region and type draw on them first.</summary>
+/// <param name="Model">A model for sale (GET /v1/models).</param>
+/// <param name="Region">The region whose pool the PTUs are reserved in.</param>
+/// <param name="Type">Global, DataZone or Regional, as the deployments that will draw on it.</param>
+/// <param name="Term">Month or Year.</param>
+/// <param name="Ptu">PTUs reserved: at least the model's minimum, in its increments.</param>
 public sealed record PurchaseReservation(string Model, string Region, DeploymentType Type, decimal Ptu, ReservationTerm Term);
 
 public static class Reserve

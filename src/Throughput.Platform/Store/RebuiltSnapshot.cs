@@ -6,7 +6,7 @@ using Marten.Events.Aggregation;
 namespace Throughput.Store;
 
 /// <summary>
-/// A write-side snapshot folded in the single pass of a full rebuild (<see cref="ProjectionLayout.SinglePassRebuild"/>). A member
+/// A write-side snapshot folded in the single pass of a full rebuild (<see cref="Configuration.ProjectionLayout.SinglePassRebuild"/>). A member
 /// of a composite is handed every event of each page, and Marten's snapshot slices all of them by stream: every snapshot
 /// would group each page's thousands of usage events, look up a document for each deployment stream and fold nothing.
 /// This one slices only the events its aggregate folds.

@@ -7,8 +7,14 @@ using Throughput.Http;
 
 namespace Throughput.Tenants;
 
+/// <summary>A customer account.</summary>
+/// <param name="TenantId">A stable id: 3–40 lower-case letters, digits or '-', starting with a letter.</param>
+/// <param name="Name">The name invoices are addressed to.</param>
+/// <param name="Currency">The currency the tenant is billed in (ISO 4217), one the catalog prices in.</param>
 public sealed record CreateTenant(string TenantId, string Name, string Currency);
 
+/// <summary>A suspension: the tenant buys nothing and its deployments admit nothing until it is reinstated.</summary>
+/// <param name="Reason">Why, for the audit trail.</param>
 public sealed record SuspendTenant(string Reason);
 
 public sealed record TenantView(string Id, string Name, string Currency, TenantStatus Status, IReadOnlyList<string> ActiveKeys, DateTimeOffset CreatedAt, long Version)

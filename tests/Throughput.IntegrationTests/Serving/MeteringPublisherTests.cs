@@ -23,7 +23,7 @@ public sealed class MeteringPublisherTests(ITestOutputHelper output)
     static readonly string[] Deployments = Enumerable.Range(1, 7).Select(n => $"dep-{n}").ToArray();
 
     [Fact]
-    public async Task Twenty_thousand_records_over_seven_deployments_arrive_once_in_batches_of_one_deployment_in_sequence_order()
+    public async Task Twenty_thousand_records_over_seven_deployments_arrive_once_in_batches_of_one_lane_in_sequence_order()
     {
         await using var tap = await MeteringTap.StartAsync();
         var options = Options(tap);
@@ -44,7 +44,7 @@ public sealed class MeteringPublisherTests(ITestOutputHelper output)
 
         Assert.Equal(records.Select(r => r.RecordId).Order(), batches.SelectMany(b => b.Batch.Records).Select(r => r.RecordId).Order());
         AssertWellFormed(batches, options.ProducerId);
-        AssertInSequenceOrderPerDeployment(batches);
+        AssertInSequenceOrderPerLane(batches);
         var sequences = batches.Select(b => b.Batch.Sequence).Order().ToArray();
         Assert.Equal(sequences.Length, sequences.Distinct().Count());
         Assert.Equal(options.InitialSequence, sequences[0]);
@@ -89,7 +89,7 @@ public sealed class MeteringPublisherTests(ITestOutputHelper output)
         output.WriteLine($"deliveries {batches.Count}, distinct sequences {batches.Select(b => b.Batch.Sequence).Distinct().Count()}");
 
         AssertWellFormed(batches, options.ProducerId);
-        AssertInSequenceOrderPerDeployment(batches);
+        AssertInSequenceOrderPerLane(batches);
         foreach (var repeats in batches.GroupBy(b => b.Batch.Sequence).Where(g => g.Count() > 1))
         {
             var first = repeats.First();
@@ -197,7 +197,7 @@ public sealed class MeteringPublisherTests(ITestOutputHelper output)
             Assert.Equal(MeteringTopology.CurrentVersion, batch.Version);
             Assert.Equal(producerId, batch.ProducerId);
             Assert.InRange(batch.Records.Count, 1, MaxBatchRecords);
-            Assert.All(batch.Records, r => Assert.Equal(arrived.RoutingKey, r.DeploymentId));
+            Assert.All(batch.Records, r => Assert.Equal(arrived.RoutingKey, MeteringTopology.LaneKey(MeteringTopology.LaneOf(r.DeploymentId))));
             Assert.Equal($"{producerId}:{batch.Sequence}", arrived.MessageId);
             Assert.Equal(MeteringTopology.ContentType, arrived.ContentType);
             Assert.True(arrived.Persistent);
@@ -205,18 +205,18 @@ public sealed class MeteringPublisherTests(ITestOutputHelper output)
         });
     }
 
-    /// <summary>Per deployment, sequences only grow in arrival order; a republish may repeat the latest one.</summary>
-    static void AssertInSequenceOrderPerDeployment(IReadOnlyList<Arrived> batches)
+    /// <summary>Per lane, sequences only grow in arrival order; a republish may repeat the latest one.</summary>
+    static void AssertInSequenceOrderPerLane(IReadOnlyList<Arrived> batches)
     {
-        foreach (var deployment in batches.GroupBy(b => b.RoutingKey))
+        foreach (var lane in batches.GroupBy(b => b.RoutingKey))
         {
-            var sequences = deployment.Select(b => b.Batch.Sequence).ToArray();
+            var sequences = lane.Select(b => b.Batch.Sequence).ToArray();
             for (var i = 1; i < sequences.Length; i++)
-                Assert.True(sequences[i] >= sequences[i - 1], $"{deployment.Key}: sequence {sequences[i]} arrived after {sequences[i - 1]}");
+                Assert.True(sequences[i] >= sequences[i - 1], $"{lane.Key}: sequence {sequences[i]} arrived after {sequences[i - 1]}");
         }
     }
 
-    /// <summary>What the platform does: per deployment, apply a batch only when its sequence is above the highest applied.</summary>
+    /// <summary>A stand-in for the platform's dedupe: per lane, apply a batch only when its sequence is above the highest applied (batches of a lane arrive in order).</summary>
     static List<string> CountAsHighWaterMarkConsumer(IReadOnlyList<Arrived> batches)
     {
         var highWaterMark = new Dictionary<string, long>();

@@ -12,6 +12,8 @@ public sealed class MeteringBufferTests
 
     MeteringBuffer Buffer(int maxBatchRecords) => new(maxBatchRecords, Linger, FirstSequence, _clock);
 
+    static string LaneOf(string deployment) => MeteringTopology.LaneKey(MeteringTopology.LaneOf(deployment));
+
     static MeteringRecord Record(string deployment, int n) =>
         new($"{deployment}-{n}", deployment, $"req-{n}", 100, 0, 50, false, 0, DateTimeOffset.UnixEpoch, DateTimeOffset.UnixEpoch);
 
@@ -26,18 +28,20 @@ public sealed class MeteringBufferTests
 
         Assert.NotNull(batch);
         Assert.Equal(FirstSequence, batch.Sequence);
-        Assert.Equal("dep-a", batch.DeploymentId);
+        Assert.Equal(LaneOf("dep-a"), batch.RoutingKey);
         Assert.Equal(["dep-a-1", "dep-a-2", "dep-a-3"], batch.Records.Select(r => r.RecordId));
         Assert.Equal(_clock.GetUtcNow(), batch.SentAt);
         Assert.Equal(0, buffer.OpenBatches);
     }
 
     [Fact]
-    public void Records_of_different_deployments_never_share_a_batch_and_every_batch_takes_the_next_sequence()
+    public void Records_of_different_lanes_never_share_a_batch_and_every_batch_takes_the_next_sequence()
     {
         var buffer = Buffer(maxBatchRecords: 4);
-        var deployments = new[] { "dep-a", "dep-b", "dep-c" };
-        var published = new List<(long Sequence, string Deployment, string[] Records)>();
+        var deployments = new[] { "dep-a", "dep-b", "dep-10" }; // dep-a and dep-10 share lane 0
+        Assert.Equal(LaneOf("dep-a"), LaneOf("dep-10"));
+        Assert.NotEqual(LaneOf("dep-a"), LaneOf("dep-b"));
+        var published = new List<(long Sequence, string Lane, string[] Records)>();
         var inFlight = new List<SealedBatch>();
 
         for (var n = 0; n < 50; n++)
@@ -49,20 +53,21 @@ public sealed class MeteringBufferTests
         {
             var batch = inFlight[0];
             inFlight.RemoveAt(0);
-            published.Add((batch.Sequence, batch.DeploymentId, batch.Records.Select(r => r.RecordId).ToArray()));
+            published.Add((batch.Sequence, batch.RoutingKey, batch.Records.Select(r => r.RecordId).ToArray()));
             if (buffer.Confirm(batch) is { } next) inFlight.Add(next);
         }
 
-        Assert.All(published, b => Assert.All(b.Records, id => Assert.StartsWith(b.Deployment + "-", id)));
+        Assert.All(published, b => Assert.All(b.Records, id => Assert.Equal(b.Lane, LaneOf(id[..id.LastIndexOf('-')]))));
+        Assert.Contains(published, b => b.Records.Any(id => id.StartsWith("dep-a-")) && b.Records.Any(id => id.StartsWith("dep-10-")));
         Assert.All(published, b => Assert.InRange(b.Records.Length, 1, 4));
         Assert.Equal(50, published.Sum(b => b.Records.Length));
         Assert.Equal(50, published.SelectMany(b => b.Records).Distinct().Count());
         var sequences = published.Select(b => b.Sequence).Order().ToArray();
         Assert.Equal(Enumerable.Range(0, sequences.Length).Select(i => FirstSequence + i), sequences);
-        foreach (var deployment in deployments)
+        foreach (var lane in deployments.Select(LaneOf).Distinct())
         {
-            var ofDeployment = published.Where(b => b.Deployment == deployment).Select(b => b.Sequence).ToArray();
-            Assert.Equal(ofDeployment.Order(), ofDeployment); // released in sequence order per deployment
+            var ofLane = published.Where(b => b.Lane == lane).Select(b => b.Sequence).ToArray();
+            Assert.Equal(ofLane.Order(), ofLane); // released in sequence order per lane
         }
     }
 
@@ -158,7 +163,7 @@ public sealed class MeteringBufferTests
         buffer.SealAll(ready);
 
         var idle = Assert.Single(ready);
-        Assert.Equal("dep-b", idle.DeploymentId);
+        Assert.Equal(LaneOf("dep-b"), idle.RoutingKey);
         Assert.Equal(0, buffer.OpenBatches);
         Assert.Equal(FirstSequence + 2, buffer.LastSequence);
         var queued = buffer.Confirm(busy!);
@@ -176,5 +181,20 @@ public sealed class MeteringBufferTests
 
         Assert.NotNull(again); // nothing in flight any more: ready at once
         Assert.Equal(first.Sequence + 1, again.Sequence);
+    }
+}
+
+public class MeteringLaneTests
+{
+    // Worked out apart from the code (FNV-1a 32 over UTF-8, mod 64), as a node in another language would.
+    [Theory]
+    [InlineData("dep-a", 0)]
+    [InlineData("dep-b", 57)]
+    [InlineData("dep-c", 38)]
+    [InlineData("dep-10", 0)]
+    public void A_deployments_lane_is_fnv1a_of_its_id_modulo_the_lane_count(string deploymentId, int lane)
+    {
+        Assert.Equal(lane, MeteringTopology.LaneOf(deploymentId));
+        Assert.Equal($"lane.{lane}", MeteringTopology.LaneKey(lane));
     }
 }
