@@ -76,6 +76,7 @@ public static class Api
         [typeof(Admission.AdmissionCheck)] = """{"estimatedTokens": 1200}""",
         [typeof(Contracts.AdmissionQuery)] = """{"deploymentIds": ["dep-3f9a1c", "dep-77b0e2"]}""",
         [typeof(Contracts.AdmissionLeaseRenewal)] = """{"demands": [{"deploymentId": "dep-3f9a1c", "tokensPerMinute": 45000}]}""",
+        [typeof(Webhooks.RegisterWebhookEndpoint)] = """{"url": "https://hooks.acme.example/throughput", "eventTypes": ["deployment.throttled", "invoice.issued"], "description": "billing"}""",
     };
 
     /// <summary>

@@ -6,6 +6,10 @@ using Throughput.Http;
 
 namespace Throughput.Webhooks;
 
+/// <summary>A receiver to register for some event types (docs/webhooks.md).</summary>
+/// <param name="Url">Where to POST: https, on a host the operator allows (Webhooks:AllowedHosts).</param>
+/// <param name="EventTypes">The events to send, e.g. deployment.throttled or invoice.issued.</param>
+/// <param name="Description">Your note on what the endpoint is for, up to 200 characters.</param>
 public sealed record RegisterWebhookEndpoint(string Url, IReadOnlyList<string> EventTypes, string? Description = null);
 
 /// <summary>An endpoint as its owner sees it; <see cref="Secret"/> only in the answer that created it (register, rotate).</summary>
@@ -59,7 +63,7 @@ public static class WebhooksApi
                 await session.SaveChangesAsync(ct);
                 return TypedResults.Created($"/v1/webhooks/endpoints/{registered.EndpointId}", WebhookEndpointView.Of(WebhookEndpoint.Create(registered), secret));
             })
-            .ValidateWith(new Validator(settings))
+            .ValidateWith(new Validator(settings)).ProducesProblem(422)
             .WithName("RegisterWebhookEndpoint")
             .WithSummary("Register a receiver for the chosen event types. The answer holds its signing secret, shown this once.");
 
