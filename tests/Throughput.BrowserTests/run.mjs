@@ -2,6 +2,7 @@
 // schema, runs the tests one file at a time with node's test runner, stops the host, and ends with one line in
 // infra/test.sh's format: "browser tests: N passed, N failed, N skipped".
 import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,7 +34,12 @@ try {
   lastMonth = await liveLastMonth({ schema, operatorKey });
   livedFor = (Date.now() - started) / 1000;
   // Last month is over: its invoices are issued within seconds instead of after the usual two days' grace.
-  platform = await startPlatform({ schema, operatorKey, settings: { Invoicing__GracePeriod: '00:00:01', Invoicing__IssueEvery: '00:00:02' } });
+  platform = await startPlatform({ schema, operatorKey, settings: {
+    Invoicing__GracePeriod: '00:00:01', Invoicing__IssueEvery: '00:00:02',
+    // Webhooks to a receiver the tests run on loopback, retried after a second.
+    Webhooks__AllowedHosts: '127.0.0.1', Webhooks__AllowHttp: 'true', Webhooks__SecretKey: randomBytes(32).toString('base64'),
+    Webhooks__RetrySchedule: '00:00:01,00:00:02,00:00:04', Webhooks__PollInterval: '00:00:00.200',
+  } });
 } catch (e) {
   console.error(e.message);
   console.log('browser tests: 0 passed, 1 failed, 0 skipped');

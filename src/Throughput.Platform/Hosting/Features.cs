@@ -10,6 +10,7 @@ using Throughput.Invoicing;
 using Throughput.Metering;
 using Throughput.Reservations;
 using Throughput.Tenants;
+using Throughput.Webhooks;
 
 namespace Throughput.Hosting;
 
@@ -19,6 +20,6 @@ public static class Features
     public static readonly IReadOnlyList<FeatureModule> All =
     [
         new AccessModule(), new TenantsModule(), new CatalogModule(), new CapacityModule(), new DeploymentsModule(), new AdmissionModule(),
-        new MeteringModule(), new ReservationsModule(), new InvoicingModule(), new FinanceModule(), new AdaptersModule(),
+        new MeteringModule(), new ReservationsModule(), new InvoicingModule(), new FinanceModule(), new AdaptersModule(), new WebhooksModule(),
     ];
 }

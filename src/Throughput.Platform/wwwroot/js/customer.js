@@ -1,5 +1,6 @@
 // The customer's page: one deployment's last hour, minute by minute, refreshed every few seconds; resize, spillover and
-// release; buying a new deployment (calculator, regions with room, price in the account's currency); invoice draft.
+// release; buying a new deployment (calculator, regions with room, price in the account's currency); invoice draft;
+// the webhook endpoints' delivery logs.
 import { api, chartDefaults, download, el, fmt, frame, linesTable, monthOf, money, newKey, palette, pct, poll, problemText, table, text, time } from './app.js';
 
 const REFRESH_MS = 3000;
@@ -20,6 +21,7 @@ async function start() {
   const host = document.getElementById('deployment');
   const open = deployments.find((d) => d.id === wanted);
   const buy = setupBuy(modelList, open?.model);
+  poll(loadWebhooks, 10_000);
   if (!wanted) {
     host.replaceChildren(el('p', { class: 'empty' }, 'You have no deployments yet. Size your workload with the calculator below and buy one.'));
     return;
@@ -507,4 +509,30 @@ async function loadInvoices() {
     ['documentNumber', 'Invoice', (number, i) => el('a', { href: `invoice.html?id=${encodeURIComponent(i.id)}` }, number)],
     ['month', 'Month'], ['total', 'Total', money], ['balance', 'Balance', money],
   ], 'No invoice issued yet.', 'Issued invoices'));
+}
+
+/** Each webhook endpoint with its latest deliveries: status, attempts, the receiver's last answer, the next try. */
+async function loadWebhooks() {
+  const host = document.getElementById('webhooks');
+  const response = await api('/v1/webhooks/endpoints');
+  if (!response.ok) {
+    host.replaceChildren(el('p', { class: 'error' }, `Could not load your webhook endpoints: ${await problemText(response)}`));
+    return;
+  }
+  const endpoints = await response.json();
+  if (!endpoints.length) {
+    host.replaceChildren(el('p', { class: 'empty' }, 'No webhook endpoints. POST /v1/webhooks/endpoints registers one (docs/webhooks.md).'));
+    return;
+  }
+  const logs = await Promise.all(endpoints.map((e) => api(`/v1/webhooks/endpoints/${encodeURIComponent(e.id)}/deliveries`).then((r) => (r.ok ? r.json() : []))));
+  const answer = (a) => (a ? (a.statusCode ? `${a.statusCode}` : a.error ?? '') : '–');
+  const badge = (status) => el('span', { class: `badge ${status}` }, status);
+  host.replaceChildren(...endpoints.map((e, i) => el('div', { class: 'spaced' },
+    el('h3', {}, e.url, ' ', badge(e.enabled ? 'Enabled' : 'Disabled')),
+    el('p', { class: 'meta' }, `${e.id} · ${e.eventTypes.join(', ')}`),
+    table(logs[i], [
+      ['eventType', 'Event'], ['messageId', 'Message id'], ['status', 'Status', badge],
+      [(d) => d.attempts.length, 'Attempts'], [(d) => d.attempts.at(-1), 'Last answer', answer],
+      ['nextAttemptAt', 'Next attempt', time],
+    ], 'Nothing delivered yet.', `Deliveries to ${e.url}`))));
 }

@@ -1,0 +1,83 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using JasperFx.Events;
+using JasperFx.Events.Daemon;
+using JasperFx.Events.Projections;
+using Marten;
+using Marten.Subscriptions;
+using Throughput.Deployments;
+using Throughput.Invoicing;
+
+namespace Throughput.Webhooks;
+
+/// <summary>The events an endpoint can subscribe to, under the names receivers see; the payload's <c>data</c> is the event as stored.</summary>
+public static class WebhookEventTypes
+{
+    public static readonly IReadOnlyDictionary<Type, string> Names = new Dictionary<Type, string>
+    {
+        [typeof(DeploymentCreated)] = "deployment.purchased",
+        [typeof(DeploymentResized)] = "deployment.resized",
+        [typeof(DeploymentReleased)] = "deployment.released",
+        [typeof(DeploymentThrottled)] = "deployment.throttled",
+        [typeof(ThrottleLifted)] = "deployment.throttle_lifted",
+        [typeof(InvoiceIssued)] = "invoice.issued",
+        [typeof(CreditNoteIssued)] = "credit_note.issued",
+    };
+
+    public static readonly IReadOnlySet<string> All = Names.Values.ToHashSet();
+
+    /// <summary>Whose event it is, and the key its deliveries keep order by: a deployment's own, or the tenant's for billing documents.</summary>
+    public static (string? TenantId, string OrderKey) OwnerOf(object data, IReadOnlyDictionary<string, string> deploymentTenants) => data switch
+    {
+        DeploymentCreated c => (c.TenantId, c.DeploymentId),
+        DeploymentEvent d => (deploymentTenants.GetValueOrDefault(d.DeploymentId), d.DeploymentId),
+        InvoiceIssued i => (i.TenantId, i.TenantId),
+        CreditNoteIssued c => (c.TenantId, c.TenantId),
+        _ => throw new ArgumentOutOfRangeException(nameof(data), data.GetType().Name, "not an event webhooks carry"),
+    };
+
+    public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { Converters = { new JsonStringEnumConverter() } };
+
+    /// <summary>
+    /// The body every attempt sends: <c>{"type", "timestamp", "tenantId", "data"}</c>, the Standard Webhooks payload's shape
+    /// with the tenant beside it (an operator's endpoint hears every tenant, and most events name only their deployment).
+    /// </summary>
+    public static string Body(string type, string tenantId, IEvent e) => JsonSerializer.Serialize(new { type, timestamp = e.Timestamp, tenantId, data = e.Data }, Json);
+}
+
+/// <summary>
+/// Turns the log into deliveries: a Marten subscription (async daemon, leader only) that writes one
+/// <see cref="WebhookDelivery"/> per event and listening endpoint, committed with its own progress. A crash re-reads the
+/// page and writes nothing twice; a receiver that is down only makes deliveries wait (<see cref="WebhookSender"/>).
+/// </summary>
+public sealed class WebhookFeed : SubscriptionBase
+{
+    public WebhookFeed()
+    {
+        Name = "webhook-feed";
+        foreach (var type in WebhookEventTypes.Names.Keys) IncludeType(type);
+        Options.BatchSize = 500;
+    }
+
+    public override async Task<IChangeListener> ProcessEventsAsync(EventRange page, ISubscriptionController controller, IDocumentOperations operations, CancellationToken cancellationToken)
+    {
+        var endpoints = await operations.Query<WebhookEndpoint>().ToListAsync(cancellationToken);
+        if (endpoints.Count == 0) return NullChangeListener.Instance;
+        var deploymentIds = page.Events.Select(e => e.Data).OfType<DeploymentEvent>().Where(d => d is not DeploymentCreated).Select(d => d.DeploymentId).Distinct().ToArray();
+        var deploymentTenants = deploymentIds.Length == 0 ? new Dictionary<string, string>()
+            : (await operations.LoadManyAsync<Deployment>(cancellationToken, deploymentIds)).ToDictionary(d => d.Id, d => d.TenantId);
+        foreach (var e in page.Events)
+        {
+            var type = WebhookEventTypes.Names[e.EventType];
+            if (WebhookEventTypes.OwnerOf(e.Data, deploymentTenants) is not ({ } tenantId, var orderKey)) continue;
+            string? body = null;
+            foreach (var endpoint in endpoints.Where(x => x.Hears(type, tenantId) && x.RegisteredAt <= e.Timestamp))
+            {
+                body ??= WebhookEventTypes.Body(type, tenantId, e);
+                operations.Store(new WebhookDelivery(WebhookDelivery.IdOf(e.Id, endpoint.Id), endpoint.Id, "msg_" + e.Id.ToString("N"), type, orderKey,
+                    e.Sequence, body, e.Timestamp, DeliveryStatus.Pending, e.Timestamp, []));
+            }
+        }
+        return NullChangeListener.Instance;
+    }
+}

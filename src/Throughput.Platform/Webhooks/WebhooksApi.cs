@@ -1,0 +1,127 @@
+using System.Security.Cryptography;
+using FluentValidation;
+using Marten;
+using Throughput.Access;
+using Throughput.Http;
+
+namespace Throughput.Webhooks;
+
+/// <summary>A receiver to register for some event types (docs/webhooks.md).</summary>
+/// <param name="Url">Where to POST: https, on a host the operator allows (Webhooks:AllowedHosts).</param>
+/// <param name="EventTypes">The events to send, e.g. deployment.throttled or invoice.issued.</param>
+/// <param name="Description">Your note on what the endpoint is for, up to 200 characters.</param>
+public sealed record RegisterWebhookEndpoint(string Url, IReadOnlyList<string> EventTypes, string? Description = null);
+
+/// <summary>An endpoint as its owner sees it; <see cref="Secret"/> only in the answer that created it (register, rotate).</summary>
+public sealed record WebhookEndpointView(string Id, string Url, IReadOnlyList<string> EventTypes, string? Description, bool Enabled, DateTimeOffset RegisteredAt,
+    string? Secret = null)
+{
+    public static WebhookEndpointView Of(WebhookEndpoint e, string? secret = null) => new(e.Id, e.Url, e.EventTypes, e.Description, e.Enabled, e.RegisteredAt, secret);
+}
+
+public sealed record WebhookDeliveryView(string MessageId, string EventType, string OrderKey, DeliveryStatus Status, DateTimeOffset CreatedAt,
+    DateTimeOffset? NextAttemptAt, IReadOnlyList<DeliveryAttempt> Attempts)
+{
+    public static WebhookDeliveryView Of(WebhookDelivery d) =>
+        new(d.MessageId, d.EventType, d.OrderKey, d.Status, d.CreatedAt, d.Status == DeliveryStatus.Pending ? d.NextAttemptAt : null, d.Attempts);
+}
+
+/// <summary>
+/// Endpoints under the caller's key: a tenant's hear its own events, an operator's every tenant's. Another owner's
+/// endpoint is answered 404, as if it did not exist.
+/// </summary>
+public static class WebhooksApi
+{
+    public sealed class Validator : AbstractValidator<RegisterWebhookEndpoint>
+    {
+        public Validator(WebhookSettings settings)
+        {
+            RuleFor(x => x.Url).NotEmpty().MaximumLength(2000).Custom((url, context) =>
+            {
+                if (settings.Refuses(url) is { } refusal) context.AddFailure(refusal);
+            });
+            RuleFor(x => x.EventTypes).NotEmpty().Must(t => t is null || t.Count <= WebhookEventTypes.All.Count);
+            RuleForEach(x => x.EventTypes).Must(WebhookEventTypes.All.Contains)
+                .WithMessage($"Unknown event type; known: {string.Join(", ", WebhookEventTypes.All.Order())}.");
+            RuleFor(x => x.Description!).Text(200).When(x => x.Description is not null);
+        }
+    }
+
+    const int DeliveryPage = 100;
+
+    public static IEndpointRouteBuilder MapWebhooks(this IEndpointRouteBuilder app, WebhookSettings settings)
+    {
+        var group = app.MapGroup("/v1/webhooks/endpoints").WithTags("Webhooks")
+            .RequireAuthorization(p => p.RequireRole(nameof(Role.Tenant), nameof(Role.Operator)));
+
+        group.MapPost("/", async (RegisterWebhookEndpoint command, HttpContext http, IDocumentSession session, SecretBox box, TimeProvider clock, CancellationToken ct) =>
+            {
+                var secret = Signatures.NewSecret();
+                var registered = new WebhookEndpointRegistered("whe_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(10)), http.User.TenantId(),
+                    command.Url, command.EventTypes.Distinct().ToList(), command.Description, box.Seal(secret), clock.GetUtcNow());
+                session.Events.StartStream<WebhookEndpoint>(registered.EndpointId, registered);
+                await session.SaveChangesAsync(ct);
+                return TypedResults.Created($"/v1/webhooks/endpoints/{registered.EndpointId}", WebhookEndpointView.Of(WebhookEndpoint.Create(registered), secret));
+            })
+            .ValidateWith(new Validator(settings)).ProducesProblem(422)
+            .WithName("RegisterWebhookEndpoint")
+            .WithSummary("Register a receiver for the chosen event types. The answer holds its signing secret, shown this once.");
+
+        group.MapGet("/", async (HttpContext http, IQuerySession session, CancellationToken ct) =>
+            {
+                var tenantId = http.User.TenantId();
+                var endpoints = await session.Query<WebhookEndpoint>().Where(e => e.TenantId == tenantId).OrderBy(e => e.RegisteredAt).ToListAsync(ct);
+                return TypedResults.Ok(endpoints.Select(e => WebhookEndpointView.Of(e)).ToList());
+            })
+            .WithName("ListWebhookEndpoints").WithSummary("The caller's endpoints (an operator's: the platform-wide ones).");
+
+        group.MapGet("/{endpointId}", async (string endpointId, HttpContext http, IQuerySession session, CancellationToken ct) =>
+                TypedResults.Ok(WebhookEndpointView.Of(await OwnAsync(session, http, endpointId, ct))))
+            .WithName("GetWebhookEndpoint").WithSummary("One of the caller's endpoints.").ProducesProblem(404);
+
+        group.MapPost("/{endpointId}/disable", (string endpointId, HttpContext http, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
+                ChangeAsync(session, http, endpointId, e => WebhookEndpoint.Switch(e, false, clock.GetUtcNow()), ct))
+            .WithName("DisableWebhookEndpoint").ProducesProblem(404)
+            .WithSummary("Pause delivering: its events are still queued, and wait, their attempts unspent, until it is enabled again.");
+
+        group.MapPost("/{endpointId}/enable", (string endpointId, HttpContext http, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
+                ChangeAsync(session, http, endpointId, e => WebhookEndpoint.Switch(e, true, clock.GetUtcNow()), ct))
+            .WithName("EnableWebhookEndpoint").WithSummary("Deliver again, pending deliveries first.").ProducesProblem(404);
+
+        group.MapPost("/{endpointId}/rotate-secret", async (string endpointId, HttpContext http, IDocumentSession session, SecretBox box, TimeProvider clock, CancellationToken ct) =>
+            {
+                var secret = Signatures.NewSecret();
+                var endpoint = await ChangeAsync(session, http, endpointId, e => WebhookEndpoint.Rotate(e, box.Seal(secret), clock.GetUtcNow()), ct);
+                return TypedResults.Ok(endpoint.Value! with { Secret = secret });
+            })
+            .WithName("RotateWebhookSecret").ProducesProblem(404)
+            .WithSummary("A new signing secret, shown this once; the previous one keeps signing beside it for 24 hours.");
+
+        group.MapGet("/{endpointId}/deliveries", async (string endpointId, HttpContext http, IQuerySession session, CancellationToken ct) =>
+            {
+                await OwnAsync(session, http, endpointId, ct);
+                var deliveries = await session.Query<WebhookDelivery>().Where(d => d.EndpointId == endpointId)
+                    .OrderByDescending(d => d.Sequence).Take(DeliveryPage).ToListAsync(ct);
+                return TypedResults.Ok(deliveries.Select(WebhookDeliveryView.Of).ToList());
+            })
+            .WithName("ListWebhookDeliveries").ProducesProblem(404)
+            .WithSummary("The endpoint's latest 100 deliveries, newest event first, each with its attempts: when, the receiver's status or the error, the wait after it.");
+        return app;
+    }
+
+    static async Task<WebhookEndpoint> OwnAsync(IQuerySession session, HttpContext http, string endpointId, CancellationToken ct) =>
+        await session.LoadAsync<WebhookEndpoint>(endpointId, ct) is { } e && e.OwnedBy(http.User.TenantId())
+            ? e
+            : throw RuleViolation.NotFound($"No webhook endpoint '{endpointId}'.");
+
+    static async Task<Ok<WebhookEndpointView>> ChangeAsync(IDocumentSession session, HttpContext http, string endpointId,
+        Func<WebhookEndpoint, WebhookEndpointEvent[]> decide, CancellationToken ct)
+    {
+        var stream = await session.Events.FetchForWriting<WebhookEndpoint>(endpointId, ct);
+        if (stream.Aggregate is not { } endpoint || !endpoint.OwnedBy(http.User.TenantId())) throw RuleViolation.NotFound($"No webhook endpoint '{endpointId}'.");
+        var events = decide(endpoint);
+        stream.AppendMany(events);
+        await session.SaveChangesAsync(ct);
+        return TypedResults.Ok(WebhookEndpointView.Of(events.Aggregate(endpoint, (state, e) => state.Then(e))));
+    }
+}

@@ -1,0 +1,36 @@
+using Marten;
+using Throughput.Configuration;
+
+namespace Throughput.Webhooks;
+
+public sealed class WebhooksModule : FeatureModule
+{
+    public override IReadOnlyDictionary<Type, string> Events { get; } = new Dictionary<Type, string>
+    {
+        [typeof(WebhookEndpointRegistered)] = "webhook_endpoint_registered",
+        [typeof(WebhookSecretRotated)] = "webhook_secret_rotated",
+        [typeof(WebhookEndpointDisabled)] = "webhook_endpoint_disabled",
+        [typeof(WebhookEndpointEnabled)] = "webhook_endpoint_enabled",
+    };
+
+    public override IReadOnlyList<Type> Snapshots { get; } = [typeof(WebhookEndpoint)];
+
+    /// <summary>The feed runs under the daemon's leader; the sender on one Daemon host, and only where the operator allowed receivers' hosts.</summary>
+    public override void AddServices(IServiceCollection services, IConfiguration configuration, HostRoles roles)
+    {
+        var settings = WebhookSettings.FromConfiguration(configuration);
+        services.AddSingleton(settings);
+        // Without a key nothing can be registered (no host is allowed); a random one keeps the type whole.
+        services.AddSingleton(new SecretBox(settings.SecretKey ?? System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)));
+        services.ConfigureMarten(opts => opts.Events.Subscribe(new WebhookFeed()));
+        if (roles.Daemon && settings.Sends) services.AddHostedService<WebhookSender>();
+    }
+
+    public override void ConfigureStore(StoreOptions opts, ProjectionLayout layout)
+    {
+        opts.Schema.For<WebhookEndpoint>().Index(e => e.TenantId);
+        opts.Schema.For<WebhookDelivery>().Index(d => d.EndpointId).Index(d => d.Status);
+    }
+
+    public override void MapEndpoints(WebApplication app) => app.MapWebhooks(app.Services.GetRequiredService<WebhookSettings>());
+}

@@ -1,0 +1,208 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+
+namespace Throughput.IntegrationTests;
+
+/// <summary>
+/// A customer's receiver on loopback, through a real host process: every subscribed event arrives once by id, signed, in
+/// order per deployment, after a minute of the receiver answering 503 and a SIGKILL of the sending host in between.
+/// </summary>
+[Collection(PlatformCollection.Name)]
+public sealed class WebhookTests(PlatformFixture platform)
+{
+    /// <summary>Waits that double from 1 s and then stay at 16 s: about two and a half minutes in all, so the test's minute-long outage fits.</summary>
+    const string TestSchedule = "00:00:01,00:00:02,00:00:04,00:00:08,00:00:16,00:00:16,00:00:16,00:00:16,00:00:16,00:00:16";
+
+    static readonly TimeSpan Outage = TimeSpan.FromMinutes(1);
+
+    [Fact]
+    public async Task A_receiver_down_for_a_minute_across_a_host_kill_gets_every_event_once_signed_and_in_order_per_deployment()
+    {
+        await using var receiver = Receiver.Start();
+        await using var host = new PlatformProcess($"tests.webhooks.{Guid.NewGuid():N}"[..26], partitions: 1, roles: "Api,Daemon", environment: new Dictionary<string, string>
+        {
+            ["Webhooks__AllowedHosts"] = "127.0.0.1",
+            ["Webhooks__AllowHttp"] = "true",
+            ["Webhooks__SecretKey"] = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)),
+            ["Webhooks__RetrySchedule"] = TestSchedule,
+            ["Webhooks__PollInterval"] = "00:00:00.200",
+        });
+        await host.StartAsync();
+        var (tenantId, fixtureCustomer) = await platform.NewTenantAsync();
+        using var customer = new HttpClient { BaseAddress = host.Address };
+        customer.DefaultRequestHeaders.Authorization = fixtureCustomer.DefaultRequestHeaders.Authorization;
+        using var op = new HttpClient { BaseAddress = host.Address };
+        op.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", PlatformFixture.OperatorKey);
+
+        // Refused with the field named: a host the operator did not allow, an event type that does not exist.
+        var refused = await customer.PostAsJsonAsync("/v1/webhooks/endpoints", new { url = "http://10.1.2.3/hook", eventTypes = new[] { "deployment.exploded" } });
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        var errors = (await refused.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("errors");
+        Assert.True(errors.TryGetProperty("url", out _) && errors.TryGetProperty("eventTypes[0]", out _), errors.ToString());
+
+        var events = new[] { "deployment.purchased", "deployment.resized", "deployment.released" };
+        var endpoint = await RegisterAsync(customer, receiver.Url("tenant"), events);
+        var platformWide = await RegisterAsync(op, receiver.Url("operator"), ["deployment.purchased"]);
+        var secret = endpoint.GetProperty("secret").GetString()!;
+        var endpointId = endpoint.GetProperty("id").GetString()!;
+        Assert.Single((await customer.GetFromJsonAsync<JsonElement>("/v1/webhooks/endpoints")).EnumerateArray());
+        Assert.Equal(HttpStatusCode.NotFound, (await fixtureCustomer.GetAsync($"/v1/webhooks/endpoints/{platformWide.GetProperty("id").GetString()}")).StatusCode);
+
+        receiver.Down = true;
+        var outageStarted = DateTime.UtcNow;
+        var region = await platform.NewPoolAsync("gpt-4o-mini", 1000);
+        var deployments = new List<string>();
+        for (var i = 0; i < 2; i++)
+        {
+            var id = await PlatformFixture.BuyAsync(fixtureCustomer, region, 10, "gpt-4o-mini");
+            (await fixtureCustomer.SendAsync(IfMatch($"/v1/deployments/{id}/resize", "\"1\"", new { ptu = 20 }))).EnsureSuccessStatusCode();
+            (await fixtureCustomer.SendAsync(IfMatch($"/v1/deployments/{id}/release", "\"2\"", null))).EnsureSuccessStatusCode();
+            deployments.Add(id);
+        }
+
+        // The receiver refuses; the host retries, then dies mid-outage with deliveries pending, and a new process carries on.
+        try { await Eventually.Until(() => receiver.Refused("tenant"), n => n >= 3, TimeSpan.FromSeconds(60)); }
+        catch (TimeoutException e) { throw new InvalidOperationException("The host's warnings:\n" + host.Output, e); }
+        host.Kill();
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        await host.StartAsync();
+        var left = Outage - (DateTime.UtcNow - outageStarted);
+        if (left > TimeSpan.Zero) await Task.Delay(left);
+        receiver.Down = false;
+
+        var expected = deployments.Count * events.Length;
+        await Eventually.Until(() => Task.FromResult(receiver.Accepted("tenant").Count), n => n >= expected, TimeSpan.FromSeconds(120));
+        await Eventually.Until(() => Task.FromResult(receiver.Accepted("operator").Count), n => n >= deployments.Count, TimeSpan.FromSeconds(60));
+        var accepted = receiver.Accepted("tenant");
+        Assert.Equal(expected, accepted.Count);
+        Assert.Equal(expected, accepted.Select(a => a.Id).Distinct().Count());
+        Assert.All(accepted, a => Assert.True(Verifies(a, secret), $"signature of {a.Id}"));
+        foreach (var deployment in deployments)
+        {
+            var types = accepted.Where(a => a.Data.GetProperty("deploymentId").GetString() == deployment).Select(a => a.Type).ToList();
+            Assert.Equal(events, types);
+        }
+        Assert.All(accepted, a => Assert.Equal(tenantId, a.TenantId));
+        var platformWideIds = receiver.Accepted("operator").Where(a => deployments.Contains(a.Data.GetProperty("deploymentId").GetString()!)).Select(a => a.Id).ToList();
+        Assert.Equal(deployments.Count, platformWideIds.Distinct().Count());
+        Assert.Equal(platformWideIds.Count, platformWideIds.Distinct().Count());
+
+        // The delivery log shows the retries, and their waits growing.
+        var log = await customer.GetFromJsonAsync<JsonElement>($"/v1/webhooks/endpoints/{endpointId}/deliveries");
+        Assert.Equal(expected, log.GetArrayLength());
+        Assert.All(log.EnumerateArray(), d => Assert.Equal("Delivered", d.GetProperty("status").GetString()));
+        var first = log.EnumerateArray().MaxBy(d => d.GetProperty("attempts").GetArrayLength());
+        var waits = first.GetProperty("attempts").EnumerateArray().Where(a => a.GetProperty("retryIn").ValueKind == JsonValueKind.String)
+            .Select(a => TimeSpan.Parse(a.GetProperty("retryIn").GetString()!, CultureInfo.InvariantCulture)).ToList();
+        Assert.True(waits.Count >= 3, first.ToString());
+        Assert.True(waits.Take(4).Zip(waits.Skip(1).Take(3)).All(p => p.First < p.Second), first.ToString());
+        Assert.Equal(503, first.GetProperty("attempts")[0].GetProperty("statusCode").GetInt32());
+
+        // Rotated: both secrets sign for the grace period. Disabled: events wait, unattempted, until enabled.
+        var rotated = await (await customer.PostAsync($"/v1/webhooks/endpoints/{endpointId}/rotate-secret", null)).EnsureSuccessStatusCode().Content.ReadFromJsonAsync<JsonElement>();
+        var newSecret = rotated.GetProperty("secret").GetString()!;
+        (await customer.PostAsync($"/v1/webhooks/endpoints/{endpointId}/disable", null)).EnsureSuccessStatusCode();
+        var later = await PlatformFixture.BuyAsync(fixtureCustomer, region, 10, "gpt-4o-mini");
+        await Eventually.Until(() => customer.GetFromJsonAsync<JsonElement>($"/v1/webhooks/endpoints/{endpointId}/deliveries"),
+            l => l.GetArrayLength() == expected + 1, TimeSpan.FromSeconds(60));
+        var held = (await customer.GetFromJsonAsync<JsonElement>($"/v1/webhooks/endpoints/{endpointId}/deliveries"))[0];
+        Assert.Equal(("Pending", 0), (held.GetProperty("status").GetString(), held.GetProperty("attempts").GetArrayLength()));
+        Assert.Equal(expected, receiver.Accepted("tenant").Count);
+        (await customer.PostAsync($"/v1/webhooks/endpoints/{endpointId}/enable", null)).EnsureSuccessStatusCode();
+        var delivered = (await Eventually.Until(() => Task.FromResult(receiver.Accepted("tenant")), a => a.Count == expected + 1, TimeSpan.FromSeconds(30)))[^1];
+        Assert.Equal(later, delivered.Data.GetProperty("deploymentId").GetString());
+        Assert.True(Verifies(delivered, newSecret) && Verifies(delivered, secret));
+    }
+
+    static async Task<JsonElement> RegisterAsync(HttpClient client, string url, string[] eventTypes)
+    {
+        var created = await client.PostAsJsonAsync("/v1/webhooks/endpoints", new { url, eventTypes });
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        return await created.Content.ReadFromJsonAsync<JsonElement>();
+    }
+
+    static HttpRequestMessage IfMatch(string url, string etag, object? body)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Post, url) { Content = body is null ? null : JsonContent.Create(body) };
+        request.Headers.IfMatch.Add(EntityTagHeaderValue.Parse(etag));
+        return request;
+    }
+
+    /// <summary>What a receiver in any language does (docs/webhooks.md): HMAC-SHA256 of id.timestamp.body, compared with each v1 signature, the timestamp within 5 minutes.</summary>
+    static bool Verifies(Arrival a, string secret)
+    {
+        if (Math.Abs(a.ReceivedAt - long.Parse(a.Timestamp, CultureInfo.InvariantCulture)) > 300) return false;
+        var expected = Convert.ToBase64String(HMACSHA256.HashData(Convert.FromBase64String(secret["whsec_".Length..]), Encoding.UTF8.GetBytes($"{a.Id}.{a.Timestamp}.{a.Body}")));
+        return a.Signature.Split(' ').Any(s => s == "v1," + expected);
+    }
+
+    sealed record Arrival(string Path, string Id, string Timestamp, string Signature, string Body, bool Accepted, long ReceivedAt)
+    {
+        readonly JsonElement _payload = JsonSerializer.Deserialize<JsonElement>(Body);
+        public string Type => _payload.GetProperty("type").GetString()!;
+        public JsonElement Data => _payload.GetProperty("data");
+        public string? TenantId => _payload.GetProperty("tenantId").GetString();
+    }
+
+    /// <summary>A receiver on loopback that records every request, answering 503 while down and 204 otherwise.</summary>
+    sealed class Receiver : IAsyncDisposable
+    {
+        readonly HttpListener _listener = new();
+        readonly ConcurrentQueue<Arrival> _arrivals = new();
+        readonly Task _loop;
+        readonly int _port;
+
+        public volatile bool Down;
+
+        Receiver()
+        {
+            using (var probe = new TcpListener(IPAddress.Loopback, 0))
+            {
+                probe.Start();
+                _port = ((IPEndPoint)probe.LocalEndpoint).Port;
+            }
+            _listener.Prefixes.Add($"http://127.0.0.1:{_port}/");
+            _listener.Start();
+            _loop = Task.Run(ServeAsync);
+        }
+
+        public static Receiver Start() => new();
+
+        public string Url(string path) => $"http://127.0.0.1:{_port}/{path}";
+
+        public List<Arrival> Accepted(string path) => _arrivals.Where(a => a.Path == path && a.Accepted).ToList();
+
+        public Task<int> Refused(string path) => Task.FromResult(_arrivals.Count(a => a.Path == path && !a.Accepted));
+
+        async Task ServeAsync()
+        {
+            while (_listener.IsListening)
+            {
+                HttpListenerContext context;
+                try { context = await _listener.GetContextAsync(); }
+                catch (Exception) when (!_listener.IsListening) { return; }
+                using var reader = new StreamReader(context.Request.InputStream, Encoding.UTF8);
+                var body = await reader.ReadToEndAsync();
+                var down = Down;
+                _arrivals.Enqueue(new Arrival(context.Request.Url!.AbsolutePath.Trim('/'), context.Request.Headers["webhook-id"]!,
+                    context.Request.Headers["webhook-timestamp"]!, context.Request.Headers["webhook-signature"]!, body, !down, DateTimeOffset.UtcNow.ToUnixTimeSeconds()));
+                context.Response.StatusCode = down ? 503 : 204;
+                context.Response.Close();
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            _listener.Stop();
+            await _loop;
+            _listener.Close();
+        }
+    }
+}
