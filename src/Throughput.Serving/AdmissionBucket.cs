@@ -94,6 +94,7 @@ internal sealed class AdmissionBucket
             switch (_lapsed ? AdmissionState.Open : _limit.State)
             {
                 case AdmissionState.Open:
+                case AdmissionState.Degraded:
                     Refill(now);
                     // A request larger than the whole bucket goes when the bucket is full and leaves it in debt, so it is slowed, never starved.
                     if (_tokensPerTick > 0 && (_tokens >= estimate || _tokens >= _capacity))
@@ -212,7 +213,7 @@ internal sealed class AdmissionBucket
     void Refill(long now)
     {
         if (now <= _refilledAt) return;
-        if (_limit.State == AdmissionState.Open || _lapsed)
+        if (_limit.State is AdmissionState.Open or AdmissionState.Degraded || _lapsed)
             _tokens = Math.Min(_capacity, _tokens + (now - _refilledAt) * _tokensPerTick);
         _refilledAt = now;
     }

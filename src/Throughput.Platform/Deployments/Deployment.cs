@@ -131,6 +131,9 @@ public sealed record Deployment(
 
     public bool PlacedIn(string region) => Shares.Any(s => s.Region == region);
 
+    /// <summary>Serving nodes of the region it was bought in and of every region it has been placed in serve it (each with its leased share).</summary>
+    public bool ServedFrom(string region) => Region == region || Placement?.Any(s => s.Region == region) == true;
+
     /// <summary>A throttled deployment is released once utilization falls below this, so it does not flap at 100%.</summary>
     public const decimal ReleaseThreshold = 0.95m;
 

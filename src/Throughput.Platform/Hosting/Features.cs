@@ -5,6 +5,7 @@ using Throughput.Catalog;
 using Throughput.Configuration;
 using Throughput.Deployments;
 using Throughput.Finance;
+using Throughput.Forge;
 using Throughput.Invoicing;
 using Throughput.Metering;
 using Throughput.Reservations;
@@ -18,6 +19,6 @@ public static class Features
     public static readonly IReadOnlyList<FeatureModule> All =
     [
         new AccessModule(), new TenantsModule(), new CatalogModule(), new CapacityModule(), new DeploymentsModule(), new AdmissionModule(),
-        new MeteringModule(), new ReservationsModule(), new InvoicingModule(), new FinanceModule(),
+        new MeteringModule(), new ReservationsModule(), new InvoicingModule(), new FinanceModule(), new ForgeModule(),
     ];
 }
