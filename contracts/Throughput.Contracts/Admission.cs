@@ -13,6 +13,9 @@ public enum AdmissionState
 
     /// <summary>The deployment was given back: admit nothing, ever.</summary>
     Released,
+
+    /// <summary>Part of its PTUs found no room after a region was drained: admit at the (lower) rate given until they are placed again.</summary>
+    Degraded,
 }
 
 /// <summary>

@@ -97,6 +97,7 @@ internal sealed class AdmissionBucket
             switch (_lapsed ? AdmissionState.Open : _limit.State)
             {
                 case AdmissionState.Open:
+                case AdmissionState.Degraded:
                     Refill(now);
                     var share = CapOf(adapterId);
                     var capped = share > 0 ? RefillCap(adapterId!, share, now) : 0;
@@ -244,7 +245,7 @@ internal sealed class AdmissionBucket
     void Refill(long now)
     {
         if (now <= _refilledAt) return;
-        if (_limit.State == AdmissionState.Open || _lapsed)
+        if (_limit.State is AdmissionState.Open or AdmissionState.Degraded || _lapsed)
             _tokens = Math.Min(_capacity, _tokens + (now - _refilledAt) * _tokensPerTick);
         _refilledAt = now;
     }

@@ -357,7 +357,7 @@ public sealed class CustomerApiTests(PlatformFixture platform)
         Assert.Equal(HttpStatusCode.Created, created.StatusCode);
         var reservation = await Body(created);
         Assert.Equal("EUR", reservation.GetProperty("currency").GetString());
-        Assert.Equal(2439.84m, reservation.GetProperty("pricePerPtu").GetDecimal());
+        Assert.Equal(2683.824m, reservation.GetProperty("pricePerPtu").GetDecimal()); // the year price of EUR 2,439.84 × the Data Zone factor 1.1
         var id = reservation.GetProperty("id").GetString()!;
 
         var retry = new HttpRequestMessage(HttpMethod.Post, "/v1/reservations") { Content = JsonContent.Create(new { model = "gpt-4o", region = "westeurope", type = "DataZone", ptu = 5, term = "Year" }) };

@@ -53,7 +53,7 @@ public static class AdmissionApi
                 await table.CatchUpAsync(ct);
                 var now = clock.GetUtcNow();
                 return TypedResults.Ok(table.Deployments
-                    .Where(d => d.Status == DeploymentStatus.Active && (region is null || d.Region == region) && (model is null || d.Model == model))
+                    .Where(d => d.Status == DeploymentStatus.Active && (region is null || d.ServedFrom(region)) && (model is null || d.Model == model))
                     .Select(d => AdmissionLimits.Of(d, table.TenantOf(d), now))
                     .ToList());
             })

@@ -11,6 +11,7 @@ public static class AdmissionLimits
         d.Status == DeploymentStatus.Released ? AdmissionState.Released
         : tenant?.Status == TenantStatus.Suspended ? AdmissionState.Suspended
         : d.Throttled ? AdmissionState.Throttled
+        : d.Degraded ? AdmissionState.Degraded
         : AdmissionState.Open;
 
     /// <summary>
@@ -40,8 +41,8 @@ public static class AdmissionLimits
         var remaining = (long)Math.Max(0, decimal.Floor(d.Limit.BurstTokens - level));
         return limit.State switch
         {
-            AdmissionState.Open when estimatedTokens <= remaining => new AdmissionDecision(true, remaining - estimatedTokens, 0, limit),
-            AdmissionState.Open => new AdmissionDecision(false, remaining, WaitFor(d, level + estimatedTokens - d.Limit.BurstTokens), limit),
+            AdmissionState.Open or AdmissionState.Degraded when estimatedTokens <= remaining => new AdmissionDecision(true, remaining - estimatedTokens, 0, limit),
+            AdmissionState.Open or AdmissionState.Degraded => new AdmissionDecision(false, remaining, WaitFor(d, level + estimatedTokens - d.Limit.BurstTokens), limit),
             AdmissionState.Throttled when d.Spillover => new AdmissionDecision(true, 0, 0, limit),
             AdmissionState.Throttled => new AdmissionDecision(false, 0, limit.RetryAfterMs, limit),
             _ => new AdmissionDecision(false, 0, 0, limit),

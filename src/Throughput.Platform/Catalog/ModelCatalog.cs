@@ -31,6 +31,9 @@ public sealed record PriceList(
 {
     public decimal ReservationPerPtu(ReservationTerm term) =>
         term == ReservationTerm.Month ? ReservationPerPtuMonth : ReservationPerPtuYear;
+
+    public PriceList Times(decimal factor) => factor == 1 ? this : new(PerPtuHour * factor, ReservationPerPtuMonth * factor,
+        ReservationPerPtuYear * factor, SpilloverInputPerMillion * factor, SpilloverCachedPerMillion * factor, SpilloverOutputPerMillion * factor);
 }
 
 /// <summary>
@@ -57,8 +60,16 @@ public sealed record ModelEntry(
     }
 }
 
-/// <summary>The models for sale, loaded from configuration (Catalog/catalog.json unless <c>Catalog:Path</c> names another file).</summary>
-public sealed record ModelCatalog(IReadOnlyList<ModelEntry> Models, IReadOnlyDictionary<DeploymentType, int> BurstSeconds)
+/// <summary>
+/// The models for sale, loaded from configuration (Catalog/catalog.json unless <c>Catalog:Path</c> names another file).
+/// <paramref name="Geographies"/> name the regions a Data Zone deployment may be placed in; Global ones may go to any of them.
+/// <paramref name="TypePriceFactors"/> scale a model's listed prices per deployment type (a missing type pays the listed price).
+/// </summary>
+public sealed record ModelCatalog(
+    IReadOnlyList<ModelEntry> Models,
+    IReadOnlyDictionary<DeploymentType, int> BurstSeconds,
+    IReadOnlyDictionary<string, IReadOnlyList<string>>? Geographies = null,
+    IReadOnlyDictionary<DeploymentType, decimal>? TypePriceFactors = null)
 {
     static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
     {
@@ -69,6 +80,26 @@ public sealed record ModelCatalog(IReadOnlyList<ModelEntry> Models, IReadOnlyDic
     public ModelEntry? Find(string model) => Models.FirstOrDefault(m => string.Equals(m.Name, model, StringComparison.Ordinal));
 
     public int BurstSecondsFor(DeploymentType type) => BurstSeconds.TryGetValue(type, out var s) ? s : 60;
+
+    public decimal PriceFactorFor(DeploymentType type) => TypePriceFactors?.TryGetValue(type, out var f) == true ? f : 1;
+
+    /// <summary>The model as a deployment of the given type is sold: its prices scaled by the type's factor.</summary>
+    public ModelEntry? Find(string model, DeploymentType type) => Find(model) is { } entry && PriceFactorFor(type) is var f && f != 1
+        ? entry with { Prices = entry.Prices.ToDictionary(p => p.Key, p => p.Value.Times(f)) }
+        : Find(model);
+
+    public string? GeographyOf(string region) =>
+        Geographies?.FirstOrDefault(g => g.Value.Contains(region, StringComparer.Ordinal)).Key;
+
+    /// <summary>
+    /// The regions whose pools a deployment of this type, bought naming this region, may be placed in: Regional stays in its
+    /// region, Data Zone in the region's geography, Global in every geography's regions. A region no geography names is a
+    /// place of its own.
+    /// </summary>
+    public IReadOnlyList<string> PlacementRegions(DeploymentType type, string region) =>
+        type == DeploymentType.Regional || GeographyOf(region) is not { } geography ? [region]
+        : type == DeploymentType.DataZone ? Geographies![geography]
+        : [.. Geographies!.Values.SelectMany(r => r).Distinct(StringComparer.Ordinal)];
 
     public static ModelCatalog Load(string path)
     {
@@ -83,6 +114,8 @@ public sealed record ModelCatalog(IReadOnlyList<ModelEntry> Models, IReadOnlyDic
             if (m.Prices.Values.Any(p => p.AdapterPerHour < 0 || p.AdapterPerHour >= p.PerPtuHour))
                 throw new InvalidOperationException($"Catalog {path}: model {m.Name} prices adapter hosting below zero or at a PTU-hour's price or more");
         }
+        if (catalog.TypePriceFactors?.Values.Any(f => f <= 0) == true)
+            throw new InvalidOperationException($"Catalog {path}: a deployment type's price factor must be above 0");
         return catalog;
     }
 

@@ -1,4 +1,5 @@
 using System.Text.Json.Serialization;
+using Throughput.Capacity;
 using Throughput.Catalog;
 
 namespace Throughput.Deployments;
@@ -29,6 +30,13 @@ public sealed record DeploymentResized(string DeploymentId, decimal FromPtu, dec
 public sealed record SpilloverEnabled(string DeploymentId, DateTimeOffset At) : DeploymentEvent(DeploymentId);
 
 public sealed record SpilloverDisabled(string DeploymentId, DateTimeOffset At) : DeploymentEvent(DeploymentId);
+
+/// <summary>
+/// The platform placed a Data Zone or Global deployment's PTUs in these regions' pools (the whole placement, not a change
+/// to it); <see cref="UnplacedPtu"/> found no room anywhere, and while it is above 0 the deployment is degraded. Billing
+/// does not read it: what the customer bought and pays for is <see cref="DeploymentCreated"/> and its resizes.
+/// </summary>
+public sealed record DeploymentPlaced(string DeploymentId, IReadOnlyList<PlacedPtu> Shares, decimal UnplacedPtu, string Reason, DateTimeOffset At) : DeploymentEvent(DeploymentId);
 
 public sealed record DeploymentReleased(string DeploymentId, decimal Ptu, DateTimeOffset ReleasedAt) : DeploymentEvent(DeploymentId);
 
@@ -115,6 +123,21 @@ public sealed record Deployment(
     DeploymentAdapters? Adapters = null,
     PriceList? Prices = null)
 {
+    /// <summary>Where its PTUs are: null until the platform places it (Regional deployments and those of earlier purchases stay whole in <see cref="Region"/>).</summary>
+    public IReadOnlyList<PlacedPtu>? Placement { get; init; }
+
+    /// <summary>PTUs the platform found no room for after a drain: admission runs at the placed PTUs only until they are placed again.</summary>
+    public decimal UnplacedPtu { get; init; }
+
+    public bool Degraded => Status == DeploymentStatus.Active && UnplacedPtu > 0;
+
+    public IReadOnlyList<PlacedPtu> Shares => Status == DeploymentStatus.Released ? [] : Placement ?? [new PlacedPtu(Region, Ptu)];
+
+    public bool PlacedIn(string region) => Shares.Any(s => s.Region == region);
+
+    /// <summary>Serving nodes of the region it was bought in and of every region it has been placed in serve it (each with its leased share).</summary>
+    public bool ServedFrom(string region) => Region == region || Placement?.Any(s => s.Region == region) == true;
+
     /// <summary>A throttled deployment is released once utilization falls below this, so it does not flap at 100%.</summary>
     public const decimal ReleaseThreshold = 0.95m;
 
@@ -141,7 +164,7 @@ public sealed record Deployment(
     {
         get
         {
-            var perMinute = Status == DeploymentStatus.Released ? 0 : (long)decimal.Floor(Ptu * InputTokensPerMinutePerPtu);
+            var perMinute = Status == DeploymentStatus.Released ? 0 : (long)decimal.Floor((Ptu - UnplacedPtu) * InputTokensPerMinutePerPtu);
             return new AdmissionLimit(perMinute, perMinute * BurstSeconds / 60);
         }
     }
@@ -154,6 +177,12 @@ public sealed record Deployment(
     // The level drained at the old rate until the resize; from then on it drains at the new one.
     public Deployment Apply(DeploymentResized e) =>
         this with { BucketLevel = LevelAt(e.ResizedAt), BucketAt = Max(BucketAt, e.ResizedAt), Ptu = e.ToPtu, AdmissionRevision = AdmissionRevision + 1, Revision = Revision + 1 };
+
+    // Not the customer's change: the ETag (Revision) stays, so their If-Match still holds after a re-placement.
+    public Deployment Apply(DeploymentPlaced e) => this with
+    {
+        BucketLevel = LevelAt(e.At), BucketAt = Max(BucketAt, e.At), Placement = e.Shares, UnplacedPtu = e.UnplacedPtu, AdmissionRevision = AdmissionRevision + 1,
+    };
 
     public Deployment Apply(SpilloverEnabled e) => this with { Spillover = true, AdmissionRevision = AdmissionRevision + 1, Revision = Revision + 1 };
 
@@ -201,6 +230,7 @@ public sealed record Deployment(
     {
         DeploymentCreated e => Create(e),
         DeploymentResized e => Apply(e),
+        DeploymentPlaced e => Apply(e),
         SpilloverEnabled e => Apply(e),
         SpilloverDisabled e => Apply(e),
         DeploymentReleased e => Apply(e),

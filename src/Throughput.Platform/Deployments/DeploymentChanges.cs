@@ -43,8 +43,8 @@ public sealed record ChangeDecision(IReadOnlyList<DeploymentEvent> Events, IRead
 public static class DeploymentChanges
 {
     /// <param name="model">The deployment's model as the catalog sells it now; null when it is no longer sold.</param>
-    /// <param name="pool">The deployment's pool, when the change can move PTUs.</param>
-    public static ChangeDecision Decide(Deployment deployment, Tenant tenant, ModelEntry? model, CapacityPool? pool, DeploymentChange change, DateTimeOffset now)
+    /// <param name="pools">When the change can move PTUs: the deployment's pool, or for a placed one the pools it may be placed in.</param>
+    public static ChangeDecision Decide(Deployment deployment, Tenant tenant, ModelEntry? model, IReadOnlyList<CapacityPool> pools, DeploymentChange change, DateTimeOffset now)
     {
         IReadOnlyList<DeploymentEvent> events = change switch
         {
@@ -53,7 +53,25 @@ public static class DeploymentChanges
             SetSpillover spillover => Spillover.Decide(deployment, tenant, spillover.Enabled, now),
             _ => throw new ArgumentOutOfRangeException(nameof(change), change.GetType().Name, "not a deployment change"),
         };
-        return new ChangeDecision(events, [.. events.SelectMany(e => PoolEventsOf(deployment, pool, e))]);
+        if (deployment.Placement is not null) return Replaced(deployment, pools, events);
+        return new ChangeDecision(events, [.. events.SelectMany(e => PoolEventsOf(deployment, pools.SingleOrDefault(), e))]);
+    }
+
+    /// <summary>A placed deployment's PTUs follow placement: a resize places the new amount, keeping what it holds where it fits.</summary>
+    static ChangeDecision Replaced(Deployment d, IReadOnlyList<CapacityPool> pools, IReadOnlyList<DeploymentEvent> events)
+    {
+        switch (events)
+        {
+            case [DeploymentReleased r]:
+                return new ChangeDecision(events, [.. d.Shares.Select(s => new PtusFreed(CapacityPool.StreamId(d.Model, s.Region), d.Id, s.Ptu, r.ReleasedAt))]);
+            case [DeploymentResized r]:
+                var placed = Placement.Place(pools, d.Shares, d.Region, d.Id, r.ToPtu, r.ResizedAt);
+                if (r.ToPtu > r.FromPtu && placed.UnplacedPtu > 0)
+                    throw RuleViolation.Conflict($"The pools of {d.Model} in {string.Join(", ", pools.Select(p => p.Region))} are exhausted: {pools.Sum(p => Math.Max(0, p.Free))} PTU free in all, {r.ToPtu - r.FromPtu} PTU more requested.");
+                return new ChangeDecision([r, new DeploymentPlaced(d.Id, placed.Shares, placed.UnplacedPtu, "resize", r.ResizedAt)], placed.PoolEvents);
+            default:
+                return new ChangeDecision(events, []);
+        }
     }
 
     static PoolEvent[] PoolEventsOf(Deployment d, CapacityPool? pool, DeploymentEvent e) => e switch
@@ -104,14 +122,16 @@ public static class DeploymentChanges
         if (expected is { } required && deployment.Revision != required) return ETags.Stale();
 
         var tenant = await session.LoadAsync<Tenant>(Tenant.StreamId(deployment.TenantId), ct) ?? throw RuleViolation.NotFound($"No tenant '{deployment.TenantId}'.");
-        // The pool's row lock serialises every change of its PTUs with purchases: no overselling, no retry storm.
-        var pool = change.MovesPtus ? await session.Events.FetchForExclusiveWriting<CapacityPool>(CapacityPool.StreamId(deployment.Model, deployment.Region), ct) : null;
-        var decision = Decide(deployment, tenant, services.GetRequiredService<ModelCatalog>().Find(deployment.Model), pool?.Aggregate, change,
-            services.GetRequiredService<TimeProvider>().GetUtcNow());
+        // The pools' row locks serialise every change of their PTUs with purchases: no overselling, no retry storm.
+        var catalog = services.GetRequiredService<ModelCatalog>();
+        IEnumerable<string> regions = deployment.Placement is null ? [deployment.Region]
+            : [.. catalog.PlacementRegions(deployment.Type, deployment.Region), .. deployment.Shares.Select(s => s.Region)];
+        var pools = change.MovesPtus ? await PoolLocks.LockAsync(session, deployment.Model, regions, ct) : [];
+        var decision = Decide(deployment, tenant, catalog.Find(deployment.Model), pools.Pools(), change, services.GetRequiredService<TimeProvider>().GetUtcNow());
         if (decision.Events.Count > 0)
         {
             stream.AppendMany(decision.Events);
-            if (decision.PoolEvents.Count > 0) pool!.AppendMany(decision.PoolEvents);
+            pools.Append(decision.PoolEvents);
             await session.SaveChangesAsync(ct);
             deployment = deployment.Then(decision.Events);
         }

@@ -13,6 +13,7 @@ public sealed class DeploymentsModule : FeatureModule
         [typeof(SpilloverEnabled)] = "deployment_spillover_enabled",
         [typeof(SpilloverDisabled)] = "deployment_spillover_disabled",
         [typeof(DeploymentReleased)] = "deployment_released",
+        [typeof(DeploymentPlaced)] = "deployment_placed",
         [typeof(UsageMetered)] = "usage_metered",
         [typeof(UsageBatchMetered)] = "usage_batch_metered",
         [typeof(DeploymentThrottled)] = "deployment_throttled",

@@ -50,14 +50,27 @@ public static class Purchase
         }
     }
 
-    /// <summary>A purchase commits the deployment's first event and the pool's allocation together.</summary>
-    public sealed record Decision(DeploymentCreated Created, IReadOnlyList<PoolEvent> PoolEvents);
+    /// <summary>A purchase commits the deployment's first events and the pools' allocations together.</summary>
+    public sealed record Decision(DeploymentCreated Created, IReadOnlyList<PoolEvent> PoolEvents, DeploymentPlaced? Placed = null)
+    {
+        public IReadOnlyList<DeploymentEvent> Events => Placed is null ? [Created] : [Created, Placed];
+    }
 
-    public static Decision Decide(Tenant tenant, ModelEntry model, CapacityPool? pool, PurchaseDeployment command, string deploymentId, int burstSeconds, DateTimeOffset now,
+    /// <param name="model">The model as the catalog sells the command's deployment type (its prices are the type's).</param>
+    /// <param name="regions">Where the deployment may be placed (<see cref="ModelCatalog.PlacementRegions"/>).</param>
+    /// <param name="pools">The existing pools of those regions.</param>
+    public static Decision Decide(Tenant tenant, ModelEntry model, IReadOnlyList<string> regions, IReadOnlyList<CapacityPool> pools, PurchaseDeployment command, string deploymentId, int burstSeconds, DateTimeOffset now,
         DeploymentAdapters? adapters = null)
     {
         var created = Create(tenant, model, command, deploymentId, burstSeconds, now) with { Adapters = adapters };
-        return new Decision(created, PoolDecisions.Allocate(pool, command.Model, command.Region, deploymentId, command.Ptu, now));
+        if (regions.Count == 1)
+            return new Decision(created, PoolDecisions.Allocate(pools.SingleOrDefault(), command.Model, command.Region, deploymentId, command.Ptu, now));
+        if (pools.Count == 0)
+            throw RuleViolation.Conflict($"No capacity is registered for {command.Model} in {string.Join(", ", regions)}.");
+        var placed = Placement.Place(pools, [], command.Region, deploymentId, command.Ptu, now);
+        if (placed.UnplacedPtu > 0)
+            throw RuleViolation.Conflict($"The pools of {command.Model} in {string.Join(", ", pools.Select(p => p.Region))} are exhausted: {pools.Sum(p => Math.Max(0, p.Free))} PTU free in all, {command.Ptu} PTU requested.");
+        return new Decision(created, placed.PoolEvents, new DeploymentPlaced(deploymentId, placed.Shares, 0, "purchase", now));
     }
 
     static DeploymentCreated Create(Tenant tenant, ModelEntry model, PurchaseDeployment command, string deploymentId, int burstSeconds, DateTimeOffset now)
@@ -111,11 +124,12 @@ public static class Purchase
             return Replay(http, earlier, command, adapters);
 
         var tenant = await session.LoadAsync<Tenant>(tenantId, ct) ?? throw RuleViolation.NotFound($"No tenant '{tenantId}'.");
-        // The row lock on the pool stream serialises concurrent purchases: no retry storm, no overselling.
-        var pool = await session.Events.FetchForExclusiveWriting<CapacityPool>(CapacityPool.StreamId(command.Model, command.Region), ct);
-        var (created, poolEvents) = Decide(tenant, catalog.Find(command.Model)!, pool.Aggregate, command, deploymentId, catalog.BurstSecondsFor(command.Type), clock.GetUtcNow(), adapters);
-        pool.AppendMany(poolEvents);
-        session.Events.StartStream<Deployment>(deploymentId, created);
+        // The row locks on the pool streams serialise concurrent purchases: no retry storm, no overselling.
+        var regions = catalog.PlacementRegions(command.Type, command.Region);
+        var pools = await PoolLocks.LockAsync(session, command.Model, regions, ct);
+        var decision = Decide(tenant, catalog.Find(command.Model, command.Type)!, regions, pools.Pools(), command, deploymentId, catalog.BurstSecondsFor(command.Type), clock.GetUtcNow(), adapters);
+        pools.Append(decision.PoolEvents);
+        session.Events.StartStream<Deployment>(deploymentId, [.. decision.Events]);
         try
         {
             await session.SaveChangesAsync(ct);
@@ -125,9 +139,9 @@ public static class Purchase
             await using var fresh = session.DocumentStore.QuerySession();
             return Replay(http, (await fresh.LoadAsync<Deployment>(deploymentId, ct))!, command, adapters);
         }
-        var deployment = Deployment.Create(created);
+        var deployment = Deployment.Create(decision.Created).Then(decision.Events.Skip(1));
         ETags.Set(http, deployment.Revision);
-        return TypedResults.Created($"/v1/deployments/{deploymentId}", DeploymentView.Of(deployment, created.CreatedAt));
+        return TypedResults.Created($"/v1/deployments/{deploymentId}", DeploymentView.Of(deployment, decision.Created.CreatedAt));
 
         static Results<Created<DeploymentView>, ProblemHttpResult> Replay(HttpContext http, Deployment earlier, PurchaseDeployment command, DeploymentAdapters? adapters)
         {

@@ -1,5 +1,6 @@
 using Marten;
 using Throughput.Access;
+using Throughput.Capacity;
 using Throughput.Catalog;
 using Throughput.Http;
 
@@ -22,7 +23,10 @@ public sealed record DeploymentView(
     DateTimeOffset? ReleasedAt,
     DeploymentAdapters? Adapters,
     string Currency,
-    PriceList? Prices)
+    PriceList? Prices,
+    IReadOnlyList<PlacedPtu> Placement,
+    bool Degraded,
+    decimal UnplacedPtu)
 {
     public static DeploymentView Of(Deployment d, DateTimeOffset now)
     {
@@ -30,7 +34,7 @@ public sealed record DeploymentView(
         return new(d.Id, d.Name, d.Model, d.Region, d.Type, d.Ptu, d.Spillover, d.Status, d.CreatedAt, d.Limit,
             new BucketView(decimal.Round(level, 2), d.UtilizationOf(level), d.Throttled, d.Throttled ? d.RetryAfterMs(level) : 0,
                 d.Usage.Records, d.WeightedTokens, d.Usage.SpilledRecords),
-            d.Revision, d.ReleasedAt, d.Adapters, d.Currency, d.Prices);
+            d.Revision, d.ReleasedAt, d.Adapters, d.Currency, d.Prices, d.Shares, d.Degraded, d.UnplacedPtu);
     }
 }
 

@@ -6,6 +6,7 @@ using Throughput.Catalog;
 using Throughput.Configuration;
 using Throughput.Deployments;
 using Throughput.Finance;
+using Throughput.Forge;
 using Throughput.Invoicing;
 using Throughput.Metering;
 using Throughput.Reservations;
@@ -20,6 +21,6 @@ public static class Features
     public static readonly IReadOnlyList<FeatureModule> All =
     [
         new AccessModule(), new TenantsModule(), new CatalogModule(), new CapacityModule(), new DeploymentsModule(), new AdmissionModule(),
-        new MeteringModule(), new ReservationsModule(), new InvoicingModule(), new FinanceModule(), new AdaptersModule(), new WebhooksModule(),
+        new MeteringModule(), new ReservationsModule(), new InvoicingModule(), new FinanceModule(), new AdaptersModule(), new WebhooksModule(), new ForgeModule(),
     ];
 }

@@ -54,7 +54,7 @@ public sealed record ServingNode(string Id, IReadOnlyList<string> Regions, IRead
     public bool SentBy(string? brokerUser) => brokerUser is not null && string.Equals(brokerUser, BrokerUser, StringComparison.Ordinal);
 
     public bool MayServe(Deployment d) =>
-        (Regions.Count == 0 || Regions.Contains(d.Region)) && (Tenants.Count == 0 || Tenants.Contains(d.TenantId));
+        (Regions.Count == 0 || Regions.Any(d.ServedFrom)) && (Tenants.Count == 0 || Tenants.Contains(d.TenantId));
 }
 
 /// <summary>What a serving node may serve and meter; scope lists default to everything.</summary>

@@ -126,7 +126,7 @@ public static class Reserve
                 if (key is not null && await session.LoadAsync<Reservation>(id, ct) is { } earlier)
                     return SameRequest(earlier, command) ? TypedResults.Created($"/v1/reservations/{id}", earlier) : IdempotencyKeys.Reused("reservation");
                 var tenant = await session.LoadAsync<Tenant>(tenantId, ct) ?? throw RuleViolation.NotFound($"No tenant '{tenantId}'.");
-                var purchased = Decide(tenant, catalog.Find(command.Model)!, command, id, clock.GetUtcNow());
+                var purchased = Decide(tenant, catalog.Find(command.Model, command.Type)!, command, id, clock.GetUtcNow());
                 session.Events.StartStream<Reservation>(id, purchased);
                 await session.SaveChangesAsync(ct);
                 return TypedResults.Created($"/v1/reservations/{id}", Reservation.Create(purchased) with { Version = 1 });

@@ -12,7 +12,7 @@ public sealed class DeploymentSpecs
     // The decisions as the specs take them: on the folded state, by a tenant in good standing unless another is named.
     static Func<Tenant, IEnumerable<object>> Buying(decimal ptu, CapacityPool? pool) => tenant =>
     {
-        var decision = Purchase.Decide(tenant, Gpt4o, pool, new PurchaseDeployment("docs", "gpt-4o", "eastus", DeploymentType.Global, ptu), "dep-1", 60, Now);
+        var decision = Purchase.Decide(tenant, Gpt4o, ["eastus"], pool is null ? [] : [pool], new PurchaseDeployment("docs", "gpt-4o", "eastus", DeploymentType.Global, ptu), "dep-1", 60, Now);
         return [decision.Created, .. decision.PoolEvents];
     };
 
@@ -27,7 +27,7 @@ public sealed class DeploymentSpecs
     /// <summary>A customer's change as it is committed: the deployment's events, then its pool's.</summary>
     static Func<Deployment, IEnumerable<object>> Changing(DeploymentChange change, CapacityPool? pool, ModelEntry? model) => deployment =>
     {
-        var decision = DeploymentChanges.Decide(deployment, ActiveTenant(), model, pool, change, Now);
+        var decision = DeploymentChanges.Decide(deployment, ActiveTenant(), model, pool is null ? [] : [pool], change, Now);
         return [.. decision.Events, .. decision.PoolEvents];
     };
 

@@ -1,0 +1,99 @@
+using FluentValidation;
+using Marten;
+using Throughput.Access;
+using Throughput.Capacity;
+using Throughput.Catalog;
+using Throughput.Deployments;
+using Throughput.Http;
+
+namespace Throughput.Forge;
+
+/// <summary>The capacity a pool keeps: 0 drains it.</summary>
+public sealed record DrainPool(decimal CapacityPtu = 0);
+
+/// <summary>A drain's events: the pools' (deployments' PTUs moved, then the capacity removed) and each moved deployment's new placement.</summary>
+public sealed record DrainDecision(IReadOnlyList<PoolEvent> PoolEvents, IReadOnlyList<DeploymentPlaced> Placements);
+
+/// <summary>The PTUs of the pool after the drain, and where its deployments went.</summary>
+public sealed record DrainView(PoolView Pool, IReadOnlyList<MovedDeployment> Moved);
+
+public sealed record MovedDeployment(string DeploymentId, IReadOnlyList<PlacedPtu> Placement, decimal UnplacedPtu);
+
+/// <summary>An operator takes capacity out of a region: its deployments are placed elsewhere, or degraded where nothing has room.</summary>
+public static class Drain
+{
+    public sealed class Validator : AbstractValidator<DrainPool>
+    {
+        public Validator() => RuleFor(x => x.CapacityPtu).GreaterThanOrEqualTo(0).LessThanOrEqualTo(10_000_000).PrecisionScale(14, 4, ignoreTrailingZeros: true);
+    }
+
+    /// <param name="pools">Every pool of the model, locked.</param>
+    /// <param name="held">The active deployments placed in the drained region, each with the regions it may be placed in.</param>
+    public static DrainDecision Decide(IReadOnlyList<CapacityPool> pools, string region, decimal capacity, IReadOnlyList<(Deployment Deployment, IReadOnlyList<string> Regions)> held, DateTimeOffset now)
+    {
+        var drained = pools.SingleOrDefault(p => p.Region == region) ?? throw RuleViolation.NotFound($"No pool in {region}.");
+        if (capacity > drained.Capacity)
+            throw RuleViolation.Unprocessable($"A drain lowers capacity; pool {drained.Id} has {drained.Capacity} PTU (PUT the pool to raise it).");
+        var state = pools.ToDictionary(p => p.Region);
+        state[region] = drained with { Capacity = capacity };
+        var poolEvents = new List<PoolEvent>();
+        var placements = new List<DeploymentPlaced>();
+        // Those that can move go first, the newest first: a partial drain keeps the Regional and the oldest where they are.
+        foreach (var (d, regions) in held.OrderBy(h => h.Regions.Count == 1).ThenByDescending(h => h.Deployment.CreatedAt).ThenBy(h => h.Deployment.Id, StringComparer.Ordinal))
+        {
+            if (state[region].Free >= 0) break;
+            var candidates = regions.Append(region).Distinct().Where(state.ContainsKey).Select(r => state[r]).ToList();
+            var placed = Placement.Place(candidates, d.Shares, d.Region, d.Id, d.Ptu, now);
+            foreach (var e in placed.PoolEvents)
+            {
+                poolEvents.Add(e);
+                var pool = candidates.Single(p => p.Id == e.PoolId);
+                state[pool.Region] = state[pool.Region].Then(e);
+            }
+            placements.Add(new DeploymentPlaced(d.Id, placed.Shares, placed.UnplacedPtu, $"drain of {region}", now));
+        }
+        if (capacity < drained.Capacity) poolEvents.Add(new CapacityRemoved(drained.Id, drained.Capacity - capacity, now));
+        return new DrainDecision(poolEvents, placements);
+    }
+
+    public static IEndpointRouteBuilder MapDrain(this IEndpointRouteBuilder app, ModelCatalog catalog)
+    {
+        app.MapPost("/v1/operator/pools/{model}/{region}/drain", async Task<Results<Ok<DrainView>, ProblemHttpResult>> (string model, string region, DrainPool command, IDocumentStore store, TimeProvider clock, CancellationToken ct) =>
+            {
+                if (catalog.Find(model) is null)
+                    return Validation.Invalid(new Dictionary<string, string[]> { ["model"] = ["Unknown model; GET /v1/models lists them."] });
+                for (var attempt = 1; ; attempt++)
+                {
+                    await using var session = store.LightweightSession();
+                    try
+                    {
+                        return TypedResults.Ok(await DrainAsync(session, model, region, command.CapacityPtu, clock.GetUtcNow(), ct));
+                    }
+                    catch (JasperFx.ConcurrencyException) when (attempt < 5)
+                    {
+                        // Metering appended to a moved deployment's stream meanwhile: decide again on what is there now.
+                    }
+                }
+            })
+            .ValidateWith(new Validator())
+            .RequireAuthorization(Policies.Operator).WithTags("Operator: capacity").WithName("DrainPool")
+            .WithSummary("Lower a pool's capacity (to 0 unless capacityPtu says otherwise), even below what it holds: its Data Zone and Global deployments are placed in other regions of their geography, and what has no room anywhere is degraded. Billing does not change.")
+            .ProducesProblem(404).ProducesProblem(422);
+        return app;
+
+        async Task<DrainView> DrainAsync(IDocumentSession session, string model, string region, decimal capacity, DateTimeOffset now, CancellationToken ct)
+        {
+            var regions = await session.Query<CapacityPool>().Where(p => p.Model == model).Select(p => p.Region).ToListAsync(ct);
+            var pools = await PoolLocks.LockAsync(session, model, regions, ct);
+            var active = await session.Query<Deployment>().Where(d => d.Model == model && d.Status == DeploymentStatus.Active).ToListAsync(ct);
+            var held = active.Where(d => d.PlacedIn(region)).Select(d => (d, catalog.PlacementRegions(d.Type, d.Region))).ToList();
+            var decision = Decide(pools.Pools(), region, capacity, held, now);
+            pools.Append(decision.PoolEvents);
+            foreach (var placed in decision.Placements)
+                (await session.Events.FetchForWriting<Deployment>(placed.DeploymentId, ct)).AppendOne(placed);
+            await session.SaveChangesAsync(ct);
+            var pool = await session.LoadAsync<CapacityPool>(CapacityPool.StreamId(model, region), ct);
+            return new DrainView(PoolView.Of(pool!), [.. decision.Placements.Select(p => new MovedDeployment(p.DeploymentId, p.Shares, p.UnplacedPtu))]);
+        }
+    }
+}
