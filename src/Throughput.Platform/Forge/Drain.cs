@@ -9,6 +9,7 @@ using Throughput.Http;
 namespace Throughput.Forge;
 
 /// <summary>The capacity a pool keeps: 0 drains it.</summary>
+/// <param name="CapacityPtu">The PTUs the pool keeps; the Data Zone and Global deployments above it are placed elsewhere in their geography.</param>
 public sealed record DrainPool(decimal CapacityPtu = 0);
 
 /// <summary>A drain's events: the pools' (deployments' PTUs moved, then the capacity removed) and each moved deployment's new placement.</summary>

@@ -83,6 +83,7 @@ public static class Api
         [typeof(Adapters.DeployAdapter)] = new Adapters.DeployAdapter("support", "support-bot-v3", "westus", Catalog.DeploymentType.Global, 0.5m),
         [typeof(Adapters.DeployAdapterSet)] = new Adapters.DeployAdapterSet("fine-tunes", "gpt-4o-mini", "westus", Catalog.DeploymentType.Global, 1m,
             [new Adapters.SetMember("support-bot-v3"), new Adapters.SetMember("legal-summaries", 0.25m)]),
+        [typeof(Forge.DrainPool)] = new Forge.DrainPool(0),
         [typeof(Webhooks.RegisterWebhookEndpoint)] = new Webhooks.RegisterWebhookEndpoint("https://hooks.acme.example/throughput", ["deployment.throttled", "invoice.issued"], "billing"),
     };
 
