@@ -129,6 +129,20 @@ public sealed class ForgeTests(PlatformFixture platform)
         var limit = limits.EnumerateArray().Single(l => l.GetProperty("deploymentId").GetString() == id);
         Assert.Equal("Degraded", limit.GetProperty("state").GetString());
         Assert.Equal(23750, limit.GetProperty("tokensPerMinute").GetInt64());
+
+        // Capacity comes back: the operator raises a pool (with room for whatever an earlier run left degraded too) and places the degraded again.
+        var westeurope = (await PoolsAsync(model))["westeurope"];
+        (await platform.Operator().PutAsJsonAsync($"/v1/operator/pools/{model}/westeurope", new { capacityPtu = westeurope.Sold + 100 })).EnsureSuccessStatusCode();
+        (await platform.Operator().PostAsync($"/v1/operator/pools/{model}/restore", null)).EnsureSuccessStatusCode();
+        var restored = await Body(await customer.GetAsync($"/v1/deployments/{id}"));
+        Assert.False(restored.GetProperty("degraded").GetBoolean());
+        Assert.Equal(new Dictionary<string, decimal> { ["francecentral"] = 1m, ["westeurope"] = 3m }, PlacementOf(restored));
+        Assert.Equal(4m * 23750, restored.GetProperty("admission").GetProperty("tokensPerMinute").GetDecimal());
+
+        // Given back, so that the next run's degraded deployment is the only one the restore finds.
+        var release = new HttpRequestMessage(HttpMethod.Post, $"/v1/deployments/{id}/release");
+        release.Headers.IfMatch.Add(EntityTagHeaderValue.Parse(created.Headers.ETag!.Tag));
+        Assert.Equal(HttpStatusCode.OK, (await customer.SendAsync(release)).StatusCode);
     }
 
     /// <summary>The deployment's provisioned lines on the draft, without their end (which moves with the clock).</summary>

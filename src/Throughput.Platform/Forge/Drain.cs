@@ -43,18 +43,40 @@ public static class Drain
         foreach (var (d, regions) in held.OrderBy(h => h.Regions.Count == 1).ThenByDescending(h => h.Deployment.CreatedAt).ThenBy(h => h.Deployment.Id, StringComparer.Ordinal))
         {
             if (state[region].Free >= 0) break;
-            var candidates = regions.Append(region).Distinct().Where(state.ContainsKey).Select(r => state[r]).ToList();
-            var placed = Placement.Place(candidates, d.Shares, d.Region, d.Id, d.Ptu, now);
-            foreach (var e in placed.PoolEvents)
-            {
-                poolEvents.Add(e);
-                var pool = candidates.Single(p => p.Id == e.PoolId);
-                state[pool.Region] = state[pool.Region].Then(e);
-            }
-            placements.Add(new DeploymentPlaced(d.Id, placed.Shares, placed.UnplacedPtu, $"drain of {region}", now));
+            placements.Add(PlaceAgain(state, d, [.. regions, region], $"drain of {region}", poolEvents, now));
         }
         if (capacity < drained.Capacity) poolEvents.Add(new CapacityRemoved(drained.Id, drained.Capacity - capacity, now));
         return new DrainDecision(poolEvents, placements);
+    }
+
+    /// <summary>Degraded deployments placed again, the oldest first, where capacity has come back; those still without room anywhere are left as they are.</summary>
+    /// <param name="pools">Every pool of the model, locked.</param>
+    public static DrainDecision Restore(IReadOnlyList<CapacityPool> pools, IReadOnlyList<(Deployment Deployment, IReadOnlyList<string> Regions)> degraded, DateTimeOffset now)
+    {
+        var state = pools.ToDictionary(p => p.Region);
+        var poolEvents = new List<PoolEvent>();
+        var placements = new List<DeploymentPlaced>();
+        foreach (var (d, regions) in degraded.OrderBy(h => h.Deployment.CreatedAt).ThenBy(h => h.Deployment.Id, StringComparer.Ordinal))
+        {
+            var before = poolEvents.Count;
+            var placed = PlaceAgain(state, d, regions, "capacity restored", poolEvents, now);
+            if (poolEvents.Count > before) placements.Add(placed);
+        }
+        return new DrainDecision(poolEvents, placements);
+    }
+
+    /// <summary>One deployment placed again on the pools as the decision has left them so far (<paramref name="state"/>, updated).</summary>
+    static DeploymentPlaced PlaceAgain(Dictionary<string, CapacityPool> state, Deployment d, IEnumerable<string> regions, string reason, List<PoolEvent> poolEvents, DateTimeOffset now)
+    {
+        var candidates = regions.Distinct().Where(state.ContainsKey).Select(r => state[r]).ToList();
+        var placed = Placement.Place(candidates, d.Shares, d.Region, d.Id, d.Ptu, now);
+        foreach (var e in placed.PoolEvents)
+        {
+            poolEvents.Add(e);
+            var pool = candidates.Single(p => p.Id == e.PoolId);
+            state[pool.Region] = state[pool.Region].Then(e);
+        }
+        return new DeploymentPlaced(d.Id, placed.Shares, placed.UnplacedPtu, reason, now);
     }
 
     public static IEndpointRouteBuilder MapDrain(this IEndpointRouteBuilder app, ModelCatalog catalog)
@@ -80,7 +102,36 @@ public static class Drain
             .RequireAuthorization(Policies.Operator).WithTags("Operator: capacity").WithName("DrainPool")
             .WithSummary("Lower a pool's capacity (to 0 unless capacityPtu says otherwise), even below what it holds: its Data Zone and Global deployments are placed in other regions of their geography, and what has no room anywhere is degraded. Billing does not change.")
             .ProducesProblem(404).ProducesProblem(422);
+
+        app.MapPost("/v1/operator/pools/{model}/restore", async Task<Results<Ok<IReadOnlyList<MovedDeployment>>, ProblemHttpResult>> (string model, IDocumentStore store, TimeProvider clock, CancellationToken ct) =>
+            {
+                if (catalog.Find(model) is null)
+                    return Validation.Invalid(new Dictionary<string, string[]> { ["model"] = ["Unknown model; GET /v1/models lists them."] });
+                for (var attempt = 1; ; attempt++)
+                {
+                    await using var session = store.LightweightSession();
+                    try
+                    {
+                        return TypedResults.Ok(await RestoreAsync(session, model, clock.GetUtcNow(), ct));
+                    }
+                    catch (JasperFx.ConcurrencyException) when (attempt < 5)
+                    {
+                    }
+                }
+            })
+            .RequireAuthorization(Policies.Operator).WithTags("Operator: capacity").WithName("RestoreDegraded")
+            .WithSummary("Place the model's degraded deployments again, the oldest first, where pools have room now (after raising a pool's capacity).")
+            .ProducesProblem(400);
         return app;
+
+        async Task<IReadOnlyList<MovedDeployment>> RestoreAsync(IDocumentSession session, string model, DateTimeOffset now, CancellationToken ct)
+        {
+            var regions = await session.Query<CapacityPool>().Where(p => p.Model == model).Select(p => p.Region).ToListAsync(ct);
+            var pools = await PoolLocks.LockAsync(session, model, regions, ct);
+            var active = await session.Query<Deployment>().Where(d => d.Model == model && d.Status == DeploymentStatus.Active).ToListAsync(ct);
+            var degraded = active.Where(d => d.Degraded).Select(d => (d, catalog.PlacementRegions(d.Type, d.Region))).ToList();
+            return await CommitAsync(session, pools, Restore(pools.Pools(), degraded, now), ct);
+        }
 
         async Task<DrainView> DrainAsync(IDocumentSession session, string model, string region, decimal capacity, DateTimeOffset now, CancellationToken ct)
         {
@@ -88,13 +139,18 @@ public static class Drain
             var pools = await PoolLocks.LockAsync(session, model, regions, ct);
             var active = await session.Query<Deployment>().Where(d => d.Model == model && d.Status == DeploymentStatus.Active).ToListAsync(ct);
             var held = active.Where(d => d.PlacedIn(region)).Select(d => (d, catalog.PlacementRegions(d.Type, d.Region))).ToList();
-            var decision = Decide(pools.Pools(), region, capacity, held, now);
+            var moved = await CommitAsync(session, pools, Decide(pools.Pools(), region, capacity, held, now), ct);
+            var pool = await session.LoadAsync<CapacityPool>(CapacityPool.StreamId(model, region), ct);
+            return new DrainView(PoolView.Of(pool!), moved);
+        }
+
+        static async Task<IReadOnlyList<MovedDeployment>> CommitAsync(IDocumentSession session, IReadOnlyList<JasperFx.Events.IEventStream<CapacityPool>> pools, DrainDecision decision, CancellationToken ct)
+        {
             pools.Append(decision.PoolEvents);
             foreach (var placed in decision.Placements)
                 (await session.Events.FetchForWriting<Deployment>(placed.DeploymentId, ct)).AppendOne(placed);
             await session.SaveChangesAsync(ct);
-            var pool = await session.LoadAsync<CapacityPool>(CapacityPool.StreamId(model, region), ct);
-            return new DrainView(PoolView.Of(pool!), [.. decision.Placements.Select(p => new MovedDeployment(p.DeploymentId, p.Shares, p.UnplacedPtu))]);
+            return [.. decision.Placements.Select(p => new MovedDeployment(p.DeploymentId, p.Shares, p.UnplacedPtu))];
         }
     }
 }

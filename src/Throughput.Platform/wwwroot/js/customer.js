@@ -235,7 +235,10 @@ function renderDeployment(view, s) {
   const d = view.deployment;
   const released = d.status === 'Released';
   text('d-title', d.name);
-  text('d-meta', `${d.model} · ${d.region} · ${d.type}${d.spillover && !released ? ' · spillover on' : ''} · id ${d.id}`);
+  // Where Forge placed it, when that is not simply the region it was bought in.
+  const placed = released || (d.placement.length === 1 && d.placement[0].region === d.region && !d.degraded) ? ''
+    : ` · placed in ${d.placement.map((p) => `${p.region} ${fmt(p.ptu)} PTU`).join(', ') || 'no region'}${d.degraded ? `, ${fmt(d.unplacedPtu)} PTU without room` : ''}`;
+  text('d-meta', `${d.model} · ${d.region} · ${d.type}${placed}${d.spillover && !released ? ' · spillover on' : ''} · id ${d.id}`);
   text('k-ptu', released ? 'Released' : `${fmt(d.ptu)} PTU`);
   text('k-rate', released ? '–' : fmt(d.admission.tokensPerMinute));
   // The last minute the deployment held its rate throughout: the current one is still filling.
@@ -243,7 +246,7 @@ function renderDeployment(view, s) {
   text('k-served', full < 0 ? 'no full minute yet' : `${fmt(s.served[full])} % at ${s.labels[full]}`);
   text('k-bucket', released ? '–' : pct(d.bucket.utilization));
   document.getElementById('k-bucket-box').classList.toggle('bad', !released && d.bucket.utilization >= 1);
-  const state = released ? 'Released' : d.bucket.throttled ? 'Throttled' : 'Open';
+  const state = released ? 'Released' : d.bucket.throttled ? 'Throttled' : d.degraded ? 'Degraded' : 'Open';
   const badge = document.getElementById('k-state');
   if (badge.textContent !== state) badge.replaceChildren(el('span', { class: `badge ${state}` }, state));
   text('k-records', fmt(d.bucket.meteredRecords));
