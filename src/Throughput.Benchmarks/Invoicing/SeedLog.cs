@@ -26,7 +26,8 @@ public static class SeedLog
                 with source as (
                     select e.stream_id, e.data, e.type, e.mt_dotnet_type, row_number() over (partition by e.stream_id order by e.seq_id) as n
                     from (select * from {schema}.mt_events where type = 'usage_batch_metered'
-                          and exists (select 1 from jsonb_array_elements(data->'usage') u where u->>'deploymentId' = any(@deployments))
+                          and (exists (select 1 from jsonb_array_elements(data->'usage') u where u->>'deploymentId' = any(@deployments))
+                               or exists (select 1 from jsonb_array_elements_text(data->'deploymentId') d where d = any(@deployments)))
                           order by seq_id limit @take) e
                 ),
                 copied as (

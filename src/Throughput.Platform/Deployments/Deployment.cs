@@ -72,6 +72,7 @@ public sealed record UsageMetered(
 /// The usage one consumer batch of a metering partition folded: a <see cref="UsageMetered"/> per deployment it billed, in
 /// one event, so that appending it and every read model following the log pay per batch, not per deployment in it.
 /// </summary>
+[JsonConverter(typeof(UsageBatchMeteredJson))]
 public sealed record UsageBatchMetered(IReadOnlyList<UsageMetered> Usage);
 
 /// <summary>The bucket reached 100%: serving nodes must refuse (or spill) until <see cref="RetryAfterMs"/> has passed.</summary>

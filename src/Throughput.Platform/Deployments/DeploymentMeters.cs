@@ -61,6 +61,10 @@ public static class DeploymentMeters
         table.AddColumn<long>("spilled_cached_tokens").NotNull().DefaultValueByExpression("0");
         table.AddColumn<long>("spilled_output_tokens").NotNull().DefaultValueByExpression("0");
         table.AddColumn<long>("version").NotNull();
+        // Every consumer batch rewrites the row of each deployment it metered. Half-empty pages let PostgreSQL put the new
+        // version beside the old one without touching the primary key's index (a HOT update): 2,270 rows of 10,000 updated in
+        // one statement took 54 ms at the default fill factor and 30 ms at 50 (psql on the 2-core VM, 2026-12-04).
+        table.WithFillFactor(50);
         return table;
     }
 

@@ -68,37 +68,55 @@ public sealed class UsageMeteredJson : JsonConverter<UsageMetered>
         writer.WriteNumber("utilization"u8, value.Utilization);
         writer.WriteNumber("tokensPerMinute"u8, value.TokensPerMinute);
         writer.WriteString("meteredAt"u8, value.MeteredAt);
-        if (value.Months is null) writer.WriteNull("months"u8);
-        else
-        {
-            writer.WriteStartArray("months"u8);
-            foreach (var month in value.Months)
-            {
-                writer.WriteStartObject();
-                writer.WriteString("month"u8, month.Month);
-                TokenCountsJson.Write(writer, month.Tokens);
-                writer.WriteEndObject();
-            }
-            writer.WriteEndArray();
-        }
+        writer.WritePropertyName("months"u8);
+        WriteMonths(writer, value.Months);
         if (value.Adapters is not null) // absent from usage of deployments without adapters, as before adapters existed
         {
-            writer.WriteStartArray("adapters"u8);
-            foreach (var adapter in value.Adapters)
-            {
-                writer.WriteStartObject();
-                writer.WriteString("adapterId"u8, adapter.AdapterId);
-                writer.WriteString("month"u8, adapter.Month);
-                TokenCountsJson.Write(writer, adapter.Tokens);
-                writer.WriteNumber("weightedTokens"u8, adapter.WeightedTokens);
-                writer.WriteEndObject();
-            }
-            writer.WriteEndArray();
+            writer.WritePropertyName("adapters"u8);
+            WriteAdapters(writer, value.Adapters);
         }
         writer.WriteEndObject();
     }
 
-    static List<AdapterUsage>? ReadAdapters(ref Utf8JsonReader reader)
+    internal static void WriteMonths(Utf8JsonWriter writer, IReadOnlyList<MonthlyUsage>? months)
+    {
+        if (months is null)
+        {
+            writer.WriteNullValue();
+            return;
+        }
+        writer.WriteStartArray();
+        foreach (var month in months)
+        {
+            writer.WriteStartObject();
+            writer.WriteString("month"u8, month.Month);
+            TokenCountsJson.Write(writer, month.Tokens);
+            writer.WriteEndObject();
+        }
+        writer.WriteEndArray();
+    }
+
+    internal static void WriteAdapters(Utf8JsonWriter writer, IReadOnlyList<AdapterUsage>? adapters)
+    {
+        if (adapters is null)
+        {
+            writer.WriteNullValue();
+            return;
+        }
+        writer.WriteStartArray();
+        foreach (var adapter in adapters)
+        {
+            writer.WriteStartObject();
+            writer.WriteString("adapterId"u8, adapter.AdapterId);
+            writer.WriteString("month"u8, adapter.Month);
+            TokenCountsJson.Write(writer, adapter.Tokens);
+            writer.WriteNumber("weightedTokens"u8, adapter.WeightedTokens);
+            writer.WriteEndObject();
+        }
+        writer.WriteEndArray();
+    }
+
+    internal static List<AdapterUsage>? ReadAdapters(ref Utf8JsonReader reader)
     {
         if (reader.TokenType == JsonTokenType.Null) return null;
         if (reader.TokenType != JsonTokenType.StartArray) throw new JsonException("A usage event's adapters are a JSON array.");
@@ -121,7 +139,7 @@ public sealed class UsageMeteredJson : JsonConverter<UsageMetered>
         return adapters;
     }
 
-    static List<MonthlyUsage>? ReadMonths(ref Utf8JsonReader reader)
+    internal static List<MonthlyUsage>? ReadMonths(ref Utf8JsonReader reader)
     {
         if (reader.TokenType == JsonTokenType.Null) return null;
         if (reader.TokenType != JsonTokenType.StartArray) throw new JsonException("A usage event's months are a JSON array.");

@@ -49,4 +49,52 @@ public sealed class UsageMeteredJsonSpecs
         Assert.Equal(e.Months, back.Months);
         Assert.Equal(json, JsonSerializer.Serialize(back, Store));
     }
+
+    [Fact]
+    public void A_usage_batch_is_stored_as_columns_and_reads_back_every_deployments_usage()
+    {
+        var at = new DateTimeOffset(2026, 11, 30, 23, 59, 59, TimeSpan.Zero);
+        var plain = new UsageMetered("dep-1", "acme", [new ProducerRange("node-a", 1, 2), new ProducerRange("node-b", 7, 7)], new TokenCounts(3, 30, 10, 300, 1, 10, 0, 100),
+            1220.5m, at.AddSeconds(-5), at.AddSeconds(-1), 17.25m, 0.5m, 2500, at);
+        var split = plain with
+        {
+            DeploymentId = "dep-2", TenantId = null, Producers = [new ProducerRange("node-a", 3, 3)], LastFinishedAt = at.AddSeconds(2),
+            Months = [new MonthlyUsage("2026-11", new TokenCounts(2, 20, 10, 200, 0, 0, 0, 0)), new MonthlyUsage("2026-12", new TokenCounts(1, 10, 0, 100, 1, 10, 0, 100))],
+            Adapters = [new AdapterUsage("ft-1", "2026-11", new TokenCounts(2, 20, 10, 200, 0, 0, 0, 0), 610.25m)],
+        };
+        var batch = new UsageBatchMetered([plain, split]);
+
+        var json = JsonSerializer.Serialize(batch, Store);
+        var back = JsonSerializer.Deserialize<UsageBatchMetered>(json, Store)!;
+
+        Assert.Equal(["dep-1", "dep-2"], JsonNode.Parse(json)!["deploymentId"]!.AsArray().Select(n => n!.GetValue<string>()));
+        Assert.Equal(2, back.Usage.Count);
+        foreach (var (written, read) in batch.Usage.Zip(back.Usage))
+        {
+            Assert.Equal(written with { Producers = [], Months = null, Adapters = null }, read with { Producers = [], Months = null, Adapters = null });
+            Assert.Equal(written.Producers, read.Producers);
+            Assert.Equal(written.Months, read.Months);
+            Assert.Equal(written.Adapters, read.Adapters);
+        }
+        Assert.Equal(json, JsonSerializer.Serialize(back, Store));
+    }
+
+    [Fact]
+    public void A_usage_batch_written_as_an_object_per_deployment_still_reads()
+    {
+        var e = JsonSerializer.Deserialize<UsageBatchMetered>($$"""{"usage": [{{Stored}}]}""", Store)!;
+
+        var usage = Assert.Single(e.Usage);
+        Assert.Equal(JsonSerializer.Deserialize<UsageMetered>(Stored, Store)! with { Producers = usage.Producers }, usage);
+        Assert.Equal(2, usage.Producers.Count);
+    }
+
+    [Fact]
+    public void A_usage_batch_whose_columns_differ_in_length_is_refused()
+    {
+        var json = JsonNode.Parse(JsonSerializer.Serialize(new UsageBatchMetered([new UsageMetered("dep-1", "acme", [], default, 0, default, default, 0, 0, 0, default)]), Store))!;
+        json["records"]!.AsArray().Add(1);
+
+        Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<UsageBatchMetered>(json.ToJsonString(), Store));
+    }
 }
