@@ -66,7 +66,7 @@ public sealed record AdapterOptions(Uri Platform, FleetOptions Fleet)
             var value = args[++i];
             options = arg switch
             {
-                "--adapters" => options with { Adapters = (int)Math.Min(1000, Number(arg, value)) },
+                "--adapters" => options with { Adapters = Number(arg, value) <= 1000 ? (int)Number(arg, value) : throw new FormatException("--adapters: a set holds up to 1,000 adapters.") },
                 "--zipf" => options with { Zipf = Number(arg, value) },
                 "--minutes" => options with { Duration = TimeSpan.FromMinutes(Number(arg, value)) },
                 "--window" => options with { Window = DemoOptions.Duration(arg, value) },
