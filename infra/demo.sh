@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: starts PostgreSQL and RabbitMQ, builds and starts the platform host, drives the demo
 # load against it, prints what the platform measured, and stops the host it started (with --keep it
-# leaves the host and the customers' deployments for exploring the dashboard).
+# leaves the host and the customers' deployments for exploring the dashboard). "adapters" first serves one
+# adapter set of 1,000 adapters instead (docs/adapters.md).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -29,7 +30,13 @@ for _ in $(seq 1 120); do
   sleep 0.5
 done
 echo "platform host ready on http://127.0.0.1:$port (log: $log)"
-dotnet src/Throughput.Flywheel/bin/Release/net10.0/Throughput.Flywheel.dll "http://127.0.0.1:$port" "$@"
+if [ "${1:-}" = adapters ]; then
+  # bash infra/demo.sh adapters [--adapters 1000] …: one adapter set served by the batcher (docs/adapters.md)
+  shift
+  dotnet src/Throughput.Flywheel/bin/Release/net10.0/Throughput.Flywheel.dll adapters "http://127.0.0.1:$port" "$@"
+else
+  dotnet src/Throughput.Flywheel/bin/Release/net10.0/Throughput.Flywheel.dll "http://127.0.0.1:$port" "$@"
+fi
 if $keep; then
   mkdir -p artifacts/demo && echo "$host" > artifacts/demo/host.pid
   echo "the platform host keeps running on http://127.0.0.1:$port (pid $host, log $log); stop it with: kill \$(cat artifacts/demo/host.pid)"

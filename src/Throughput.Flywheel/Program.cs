@@ -26,15 +26,26 @@ if (args is ["calibrate", ..])
     Console.WriteLine($"recorded on {calibrating.Platform}: PUT /v1/operator/pools/{result.Model}/<region> with {{\"gpus\": n, \"gpuKind\": \"{result.GpuKind}\"}} sizes a pool from it");
     return 0;
 }
-DemoOptions options;
+// "adapters": one adapter set served by the batcher (docs/adapters.md); otherwise the demo.
+DemoOptions? options = null;
+AdapterOptions? serving = null;
 try
 {
-    options = DemoOptions.Parse(args);
+    if (args is ["adapters", ..])
+    {
+        serving = AdapterOptions.Parse([.. args.Skip(1)]);
+        // The exchange the host was given (infra/demo.sh passes the environment to both), or the default one.
+        if (Environment.GetEnvironmentVariable("Metering__Exchange") is { Length: > 0 } exchange) serving = serving with { MeteringExchange = exchange };
+    }
+    else
+    {
+        options = DemoOptions.Parse(args);
+    }
 }
 catch (FormatException e)
 {
     Console.Error.WriteLine(e.Message);
-    Console.Error.WriteLine(DemoOptions.Usage);
+    Console.Error.WriteLine(args is ["adapters", ..] ? AdapterOptions.Usage : DemoOptions.Usage);
     return 2;
 }
 var operatorKey = Environment.GetEnvironmentVariable("THROUGHPUT_OPERATOR_KEY");
@@ -53,14 +64,15 @@ Console.CancelKeyPress += (_, e) =>
 var clients = new List<HttpClient>();
 HttpClient ClientFor(string apiKey)
 {
-    var client = new HttpClient(new RetryAfterPatience(new SocketsHttpHandler())) { BaseAddress = options.Platform };
+    var client = new HttpClient(new RetryAfterPatience(new SocketsHttpHandler())) { BaseAddress = serving?.Platform ?? options!.Platform };
     client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", apiKey);
     clients.Add(client);
     return client;
 }
 try
 {
-    var result = await DemoRun.RunAsync(options, operatorKey, ClientFor, BrokerSettings.FromEnvironment().Uri, Console.Out, stop.Token);
+    if (serving is not null) return (await AdapterRun.RunAsync(serving, operatorKey, ClientFor, BrokerSettings.FromEnvironment().Uri, Console.Out, stop.Token)).Usage.Exact ? 0 : 1;
+    var result = await DemoRun.RunAsync(options!, operatorKey, ClientFor, BrokerSettings.FromEnvironment().Uri, Console.Out, stop.Token);
     return result.MeteringMatched ? 0 : 1;
 }
 catch (OperationCanceledException) when (stop.IsCancellationRequested)

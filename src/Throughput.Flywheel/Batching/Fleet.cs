@@ -23,6 +23,12 @@ public sealed record FleetOptions
     public int MaxSequencesPerNode { get; init; } = 1024;
 
     /// <summary>
+    /// Adapters each node holds in GPU memory (least recently used evicted); 0: the nodes serve no adapters. At least
+    /// <see cref="MaxSequencesPerNode"/>, so every running request's adapter fits at once.
+    /// </summary>
+    public int AdapterSlots { get; init; }
+
+    /// <summary>
     /// How long an iteration of some work takes. A Flywheel node runs at a fixed cadence: no iteration is shorter than one
     /// with its whole budget in prompt tokens, so every running request gets one token per period whatever else is in the
     /// batch (the GPU idles out what a light iteration leaves, which a fleet sold near its capacity seldom has).
@@ -80,10 +86,18 @@ public sealed class Fleet
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(options.IterationTime, TimeSpan.Zero);
         // Decoding goes first; with fewer sequences than tokens per iteration it can never take the whole budget and starve prompts.
         if (options.Scheduling == Scheduling.Flywheel) ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(options.MaxSequencesPerNode, options.TokenBudget);
+        // Fewer adapter slots than sequences would need admission by adapter, which the model leaves out.
+        if (options.AdapterSlots > 0) ArgumentOutOfRangeException.ThrowIfLessThan(options.AdapterSlots, options.MaxSequencesPerNode);
         _options = options;
         _admission = admission;
         var duration = options.Duration;
-        _nodes = [.. Enumerable.Range(0, options.Nodes).Select(_ => new GpuNode(options.Scheduling, options.TokenBudget, options.MaxSequencesPerNode, duration))];
+        _nodes =
+        [
+            .. Enumerable.Range(0, options.Nodes).Select(_ => new GpuNode(options.Scheduling, options.TokenBudget, options.MaxSequencesPerNode, duration)
+            {
+                Adapters = options.AdapterSlots > 0 ? new AdapterSlots(options.AdapterSlots) : null,
+            }),
+        ];
         _freeAt = new DateTimeOffset[options.Nodes];
         Array.Fill(_freeAt, DateTimeOffset.MinValue);
     }
@@ -167,7 +181,7 @@ public sealed class Fleet
             }
             if (lane is null) return;
             var request = lane.Waiting.Peek();
-            var admission = _admission.TryAdmit(request.DeploymentId, request.PromptTokens, request.CachedTokens, request.MaxOutputTokens);
+            var admission = _admission.TryAdmit(request.DeploymentId, request.AdapterId, request.PromptTokens, request.CachedTokens, request.MaxOutputTokens);
             if (!admission.IsAdmitted)
             {
                 refused.Add(new Refusal(request.DeploymentId, admission));

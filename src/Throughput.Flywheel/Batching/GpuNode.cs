@@ -67,6 +67,9 @@ public sealed class GpuNode(Scheduling scheduling, int tokenBudget, int maxSeque
 
     public int Running => _decoding.Count + _prefilling.Count;
 
+    /// <summary>The adapters the node holds in GPU memory; null when it serves none.</summary>
+    public AdapterSlots? Adapters { get; init; }
+
     /// <summary>
     /// Room for one more request: a free sequence slot, and prompts waiting for prefill that the next two iterations can
     /// take (Flywheel) or the next one (whole-prompt). A request the node could not start soon waits in its deployment's
@@ -123,6 +126,7 @@ public sealed class GpuNode(Scheduling scheduling, int tokenBudget, int maxSeque
             prefilled++;
         }
 
+        if (Adapters is not null) work = WithAdapters(work, parts);
         var took = duration(work);
         var end = at + took;
         var finished = new List<Sequence>();
@@ -149,5 +153,23 @@ public sealed class GpuNode(Scheduling scheduling, int tokenBudget, int maxSeque
         _prefilling.RemoveRange(0, prefilled);
         if (finished.Count > 0) _decoding.RemoveAll(s => s.Finished);
         return new Iteration(at, took, work, result, finished);
+    }
+
+    /// <summary>
+    /// The adapters of the iteration's requests are used now; the cold ones are loaded first. A node holds at least as many
+    /// adapters as requests (<see cref="FleetOptions.AdapterSlots"/>), so a load never evicts an adapter the same iteration uses.
+    /// </summary>
+    IterationWork WithAdapters(IterationWork work, List<(Sequence Sequence, int Prompt, int Cached, bool Generates)> parts)
+    {
+        var tokens = 0;
+        var loaded = 0;
+        HashSet<string>? inBatch = null;
+        foreach (var (sequence, prompt, _, _) in parts)
+        {
+            if (sequence.Request.AdapterId is not { } adapter) continue;
+            tokens += prompt > 0 ? prompt : 1; // a chunk's tokens, or the one decoded
+            if ((inBatch ??= new(StringComparer.Ordinal)).Add(adapter) && Adapters!.Use(adapter)) loaded++;
+        }
+        return inBatch is null ? work : work.WithAdapters(tokens, inBatch.Count, loaded);
     }
 }

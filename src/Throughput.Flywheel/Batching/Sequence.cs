@@ -4,10 +4,14 @@ namespace Throughput.Flywheel.Batching;
 
 /// <summary>
 /// A request as a customer sends it: its prompt (of which a prefix may be cached), the max_tokens it asks for, and how
-/// many tokens the model will actually generate (the simulation knows it in advance; admission only sees max_tokens).
+/// many tokens the model will actually generate (the simulation knows it in advance; admission only sees max_tokens), and
+/// the adapter it runs on, when its deployment serves adapters.
 /// </summary>
 public sealed record InferenceRequest(
-    string RequestId, string DeploymentId, int PromptTokens, int CachedTokens, int MaxOutputTokens, int OutputTokens, DateTimeOffset ArrivedAt);
+    string RequestId, string DeploymentId, int PromptTokens, int CachedTokens, int MaxOutputTokens, int OutputTokens, DateTimeOffset ArrivedAt)
+{
+    public string? AdapterId { get; init; }
+}
 
 /// <summary>A request running on a GPU node: how far its prompt has been processed and how many tokens it has generated.</summary>
 public sealed class Sequence(InferenceRequest request, Admission admission, DateTimeOffset admittedAt)

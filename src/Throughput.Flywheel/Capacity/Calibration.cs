@@ -20,6 +20,9 @@ public sealed record ModelRates(double TokensPerMinutePerPtu, double OutputWeigh
 public sealed record LoadTrial(double WeightedPerMinute, double WorstServedRatio, TimeSpan TpotP50, TimeSpan TpotP99)
 {
     public bool Holds => WorstServedRatio >= 0.99 && TpotP99 <= TpotP50 * 1.5;
+
+    /// <summary>Cold adapters the nodes loaded, when the profiles run on adapters.</summary>
+    public long AdapterLoads { get; init; }
 }
 
 /// <summary>What one GPU of a kind can be sold for: the largest load it serves in full, with its trials.</summary>
@@ -57,7 +60,9 @@ public static class Calibration
     }
 
     /// <summary>Runs <paramref name="gpu"/> with the mix purchased at <paramref name="weightedPerMinute"/> in all, backlogged.</summary>
-    public static LoadTrial Offer(FleetOptions gpu, IReadOnlyList<MixShare> mix, ModelRates rates, double weightedPerMinute, TimeSpan warmup, TimeSpan measured)
+    /// <param name="adapters">The adapters each profile's requests run on (by the profile's index); none when null.</param>
+    public static LoadTrial Offer(
+        FleetOptions gpu, IReadOnlyList<MixShare> mix, ModelRates rates, double weightedPerMinute, TimeSpan warmup, TimeSpan measured, Func<int, AdapterPopularity>? adapters = null)
     {
         var clock = new SimulatedClock(Epoch);
         var cache = new AdmissionCache(new AdmissionCacheOptions { Clock = clock });
@@ -72,7 +77,7 @@ public static class Calibration
             cache.Apply(new AdmissionLimitChanged(id, "calibration", "m", "r", AdmissionState.Open, rate, Math.Max(1, rate / 6), 0, 0, false,
                 (decimal)rates.OutputWeight, (decimal)rates.CachedDeduction, 1, Epoch));
             tally.Follow(id, share.Workload.Name, rates.OutputWeight, rates.CachedDeduction).Limit(Epoch, rate, AdmissionState.Open);
-            arrivals.Add(new Arrivals(id, share.Workload, rate * 1.2, backlogTokens: rate, rates.OutputWeight, rates.CachedDeduction, Epoch, seed: n));
+            arrivals.Add(new Arrivals(id, share.Workload, rate * 1.2, backlogTokens: rate, rates.OutputWeight, rates.CachedDeduction, Epoch, seed: n) { Adapters = adapters?.Invoke(n) });
         }
         var fleet = new Fleet(gpu, cache);
         var step = TimeSpan.FromMilliseconds(10);
@@ -89,6 +94,6 @@ public static class Calibration
         var from = Epoch + warmup;
         var worst = tally.Tracks.Min(t => t.Sum(from, end).Weighted / t.PurchasedBetween(from, end));
         var latencies = Latencies.Of([.. tally.Tracks.SelectMany(t => t.Finished).Where(r => r.FinishedAt >= from)]);
-        return new LoadTrial(weightedPerMinute, worst, latencies.TpotP50, latencies.TpotP99);
+        return new LoadTrial(weightedPerMinute, worst, latencies.TpotP50, latencies.TpotP99) { AdapterLoads = fleet.Nodes.Sum(n => n.Adapters?.Loads ?? 0) };
     }
 }

@@ -257,7 +257,7 @@ public static class DemoRun
     public static MeteringRecord Metered(string producerId, Sequence sequence) => new(
         $"{producerId}:{sequence.Request.RequestId}", sequence.Request.DeploymentId, sequence.Request.RequestId,
         sequence.Request.PromptTokens, sequence.Request.CachedTokens, sequence.Generated, sequence.Admission.IsSpilled,
-        sequence.Admission.EstimatedTokens, sequence.AdmittedAt, sequence.FinishedAt ?? sequence.AdmittedAt);
+        sequence.Admission.EstimatedTokens, sequence.AdmittedAt, sequence.FinishedAt ?? sequence.AdmittedAt, sequence.Request.AdapterId);
 
     /// <summary>Queue lengths, and the platform's metered utilization pulled now, as of the end of a window.</summary>
     static async Task SampleAsync(AdmissionFeed feed, Simulation simulation, IReadOnlyList<Provisioned> customers, DateTimeOffset windowEnd, CancellationToken ct)

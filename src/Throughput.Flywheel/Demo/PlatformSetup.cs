@@ -77,15 +77,43 @@ public static class PlatformSetup
     /// <summary>A tenant for the customer, its key, and the deployment it buys with that key.</summary>
     public static async Task<Provisioned> ProvisionAsync(HttpClient op, Func<string, HttpClient> clientFor, Customer customer, Scenario scenario, string run, CancellationToken ct)
     {
-        var tenantId = customer.TenantId(run);
-        await Ok(op.PostAsJsonAsync("/v1/operator/tenants", new { tenantId, name = customer.Name, currency = "USD" }, ct));
-        var key = await Ok(op.PostAsync(new Uri($"/v1/operator/tenants/{tenantId}/keys", UriKind.Relative), null, ct));
-        var apiKey = key.GetProperty("apiKey").GetString()!;
-        var tenant = clientFor(apiKey);
+        var (tenantId, apiKey, tenant) = await TenantAsync(op, clientFor, customer, run, ct);
         var deployment = await Ok(tenant.PostAsJsonAsync("/v1/deployments",
             new { name = customer.Workload.Name.Replace(' ', '-'), model = scenario.Model, region = scenario.Region, type = "Global", ptu = customer.Ptu }, ct));
         return new Provisioned(customer, tenantId, tenant, deployment.GetProperty("id").GetString()!, apiKey);
     }
+
+    /// <summary>
+    /// A tenant for the customer that registers <paramref name="adapters"/> (rank 16, 27 MB: the batcher's adapter shape) and
+    /// buys one adapter set of all of them, as a customer does through the API.
+    /// </summary>
+    public static async Task<Provisioned> ProvisionAdapterSetAsync(
+        HttpClient op, Func<string, HttpClient> clientFor, Customer customer, IReadOnlyList<string> adapters, string model, string region, string run, CancellationToken ct)
+    {
+        var (tenantId, apiKey, tenant) = await TenantAsync(op, clientFor, customer, run, ct);
+        foreach (var batch in adapters.Chunk(1000))
+            await Ok(tenant.PostAsJsonAsync("/v1/adapters/batch", new { adapters = batch.Select(id => new { id, baseModel = model, rank = 16, sizeMb = 27.3m }) }, ct));
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/adapter-sets")
+        {
+            Content = JsonContent.Create(new { name = "fine-tunes", model, region, type = "Global", ptu = customer.Ptu, adapters = adapters.Select(id => new { adapterId = id }) }),
+        };
+        request.Headers.Add("Idempotency-Key", $"set-{run}");
+        var set = await Ok(tenant.SendAsync(request, ct));
+        return new Provisioned(customer, tenantId, tenant, set.GetProperty("id").GetString()!, apiKey);
+    }
+
+    static async Task<(string TenantId, string ApiKey, HttpClient Client)> TenantAsync(HttpClient op, Func<string, HttpClient> clientFor, Customer customer, string run, CancellationToken ct)
+    {
+        var tenantId = customer.TenantId(run);
+        await Ok(op.PostAsJsonAsync("/v1/operator/tenants", new { tenantId, name = customer.Name, currency = "USD" }, ct));
+        var key = await Ok(op.PostAsync(new Uri($"/v1/operator/tenants/{tenantId}/keys", UriKind.Relative), null, ct));
+        var apiKey = key.GetProperty("apiKey").GetString()!;
+        return (tenantId, apiKey, clientFor(apiKey));
+    }
+
+    /// <summary>The platform's usage of each adapter of the deployment this month.</summary>
+    public static Task<JsonElement> AdapterUsageAsync(Provisioned customer, string month, CancellationToken ct) =>
+        customer.Tenant.GetFromJsonAsync<JsonElement>($"/v1/deployments/{customer.DeploymentId}/usage/adapters?month={month}", ct);
 
     /// <summary>A finance key, for the dashboard's finance pages.</summary>
     public static async Task<string> FinanceKeyAsync(HttpClient op, string name, CancellationToken ct) =>

@@ -44,6 +44,9 @@ public sealed class Arrivals(string deploymentId, Workload workload, double offe
 
     public Workload Workload => workload;
 
+    /// <summary>The adapters of the deployment (an adapter set) its requests run on; null for a base deployment.</summary>
+    public AdapterPopularity? Adapters { get; init; }
+
     /// <summary>Weighted tokens per minute offered; can be changed while running.</summary>
     public double OfferedPerMinute { get; set; } = offeredPerMinute;
 
@@ -67,7 +70,10 @@ public sealed class Arrivals(string deploymentId, Workload workload, double offe
         var output = Vary(workload.OutputTokens);
         var cached = (int)Math.Round(prompt * workload.CachedShare);
         var maxTokens = (int)Math.Ceiling(workload.OutputTokens * workload.MaxTokensFactor * (1 + workload.Jitter));
-        return new InferenceRequest($"{deploymentId}-{_count++:D7}", deploymentId, prompt, cached, Math.Max(maxTokens, output), output, at);
+        return new InferenceRequest($"{deploymentId}-{_count++:D7}", deploymentId, prompt, cached, Math.Max(maxTokens, output), output, at)
+        {
+            AdapterId = Adapters?.Next(),
+        };
     }
 
     int Vary(int tokens) => Math.Max(1, (int)Math.Round(tokens * (1 + workload.Jitter * (2 * _random.NextDouble() - 1))));
