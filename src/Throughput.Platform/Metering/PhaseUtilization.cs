@@ -70,7 +70,7 @@ public static class PhaseUtilizations
                 }
                 return TypedResults.Ok(new PhaseUtilization(model, region, at, phases));
             })
-            .RequireAuthorization(Policies.Operator).WithTags("Operator: capacity").WithName("GetPhaseUtilization").ProducesProblem(404)
+            .RequireAuthorization(Policies.Operator).WithTags("Operator: capacity").WithName("GetPhaseUtilization").ProducesProblem(400).ProducesProblem(404)
             .WithSummary("A split region's prompt and generation pools in one minute (default: the last complete one): PTUs sold of each, and the tokens its servers served against what they can.");
         return app;
     }
