@@ -83,8 +83,8 @@ public sealed record ServingNode(string Id, IReadOnlyList<string> Regions, IRead
 /// <summary>What a serving node may serve and meter; scope lists default to everything.</summary>
 /// <param name="Regions">The regions it serves; absent or empty: every region.</param>
 /// <param name="Tenants">The tenants it serves; absent or empty: every tenant.</param>
-/// <param name="Phase">On a phase-split fleet, Prompt (a prompt server) or Generation (a generation server); absent: Whole.</param>
-public sealed record RegisterServingNode(IReadOnlyList<string>? Regions, IReadOnlyList<string>? Tenants, ServingPhase? Phase = null);
+/// <param name="Phase">Whole (absent), or on a phase-split fleet Prompt (a prompt server) or Generation (a generation server).</param>
+public sealed record RegisterServingNode(IReadOnlyList<string>? Regions, IReadOnlyList<string>? Tenants, ServingPhase Phase = ServingPhase.Whole);
 
 /// <summary>What a node needs to connect, shown once: its broker user and password on the platform's vhost.</summary>
 public sealed record ServingNodeCredentials(string ProducerId, string BrokerUser, string BrokerPassword, string VirtualHost, string MeteringExchange, string AdmissionExchange);
@@ -115,7 +115,7 @@ public static partial class ServingNodes
         IReadOnlyList<string> regions = [.. (command.Regions ?? []).Distinct().Order(StringComparer.Ordinal)];
         IReadOnlyList<string> tenants = [.. (command.Tenants ?? []).Distinct().Order(StringComparer.Ordinal)];
         var brokerUser = BrokerAccounts.UserFor(producerId);
-        var phase = command.Phase ?? ServingPhase.Whole;
+        var phase = command.Phase;
         return node is not null && node.Regions.SequenceEqual(regions) && node.Tenants.SequenceEqual(tenants) && node.BrokerUser == brokerUser && node.Phase == phase
             ? []
             : [new ServingNodeRegistered(producerId, regions, tenants, now, brokerUser, phase)];
