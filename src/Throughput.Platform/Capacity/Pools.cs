@@ -66,11 +66,11 @@ public static class Pools
             return Validation.Invalid(new Dictionary<string, string[]> { ["gpuKind"] = [$"No calibration of {kind} for {model}; record one first (the reference batcher's calibrate command does)."] });
         var id = CapacityPool.StreamId(model, region, phase);
         var stream = await session.Events.FetchForExclusiveWriting<CapacityPool>(id, ct);
+        PhasePools.EnsureOneKind(model, region, phase, calibration is not null ? command.Gpus!.Value * calibration.PtuPerGpu : command.CapacityPtu!.Value,
+            await session.LoadManyAsync<CapacityPool>(ct, PhasePools.StreamIds(model, region)));
         var events = calibration is not null
             ? PoolDecisions.SetGpus(stream.Aggregate, model, region, calibration, command.Gpus!.Value, clock.GetUtcNow(), phase)
             : PoolDecisions.SetCapacity(stream.Aggregate, model, region, command.CapacityPtu!.Value, clock.GetUtcNow(), phase);
-        PhasePools.EnsureOneKind(model, region, phase, calibration is not null ? command.Gpus!.Value * calibration.PtuPerGpu : command.CapacityPtu!.Value,
-            await session.LoadManyAsync<CapacityPool>(ct, PhasePools.StreamIds(model, region)));
         if (stream.Aggregate is null) session.Events.StartStream<CapacityPool>(id, events);
         else stream.AppendMany(events);
         await session.SaveChangesAsync(ct);

@@ -34,7 +34,6 @@ public readonly record struct MeteredRecord(
     }
 }
 
-
 /// <summary>
 /// A metering batch off the wire (<see cref="MeteringBatch"/> v1 JSON), read by <see cref="MeteringFrameReader"/> without
 /// throwing on bad content: a malformed message carries <see cref="Problem"/>, a malformed record its own.
