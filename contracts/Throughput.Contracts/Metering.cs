@@ -28,6 +28,12 @@ public sealed record MeteringBatch(
 /// deployment or adapter set, absent on a base deployment. A record naming an adapter the deployment does not hold is
 /// quarantined. Optional on the wire: producers that know no adapters leave it out.
 /// </param>
+/// <param name="Phase">
+/// On a phase-split fleet, the half of the request this record meters: <see cref="MeteringPhases.Prompt"/> (prompt and
+/// cached tokens only, from a prompt server) or <see cref="MeteringPhases.Generation"/> (output tokens only, from a
+/// generation server), both under the request's <paramref name="RequestId"/>. Absent: the record meters the whole request.
+/// It must be the phase its serving node is registered with; otherwise the record is quarantined.
+/// </param>
 public sealed record MeteringRecord(
     string RecordId,
     string DeploymentId,
@@ -39,7 +45,15 @@ public sealed record MeteringRecord(
     long EstimatedTokens,
     DateTimeOffset StartedAt,
     DateTimeOffset FinishedAt,
-    string? AdapterId = null);
+    string? AdapterId = null,
+    string? Phase = null);
+
+/// <summary>The values of <see cref="MeteringRecord.Phase"/>.</summary>
+public static class MeteringPhases
+{
+    public const string Prompt = "prompt";
+    public const string Generation = "generation";
+}
 
 /// <summary>Where metering batches travel. Serving nodes in any language use the same names.</summary>
 public static class MeteringTopology

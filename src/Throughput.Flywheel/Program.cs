@@ -26,6 +26,26 @@ if (args is ["calibrate", ..])
     Console.WriteLine($"recorded on {calibrating.Platform}: PUT /v1/operator/pools/{result.Model}/<region> with {{\"gpus\": n, \"gpuKind\": \"{result.GpuKind}\"}} sizes a pool from it");
     return 0;
 }
+// "splitwise": the phase-split mode (prompt nodes, generation nodes, a KV transfer between them) against the platform.
+if (args.Contains("splitwise"))
+{
+    var key = Environment.GetEnvironmentVariable("THROUGHPUT_OPERATOR_KEY");
+    if (string.IsNullOrEmpty(key))
+    {
+        Console.Error.WriteLine("THROUGHPUT_OPERATOR_KEY is not set (infra/demo.sh sets it).");
+        return 2;
+    }
+    try
+    {
+        return await SplitwiseRun.RunAsync([.. args.Where(a => a != "splitwise")], key, BrokerSettings.FromEnvironment().Uri, Console.Out, CancellationToken.None) ? 0 : 1;
+    }
+    catch (FormatException e)
+    {
+        Console.Error.WriteLine(e.Message);
+        Console.Error.WriteLine(SplitwiseRun.Usage);
+        return 2;
+    }
+}
 // "adapters": one adapter set served by the batcher (docs/adapters.md); otherwise the demo.
 DemoOptions? options = null;
 AdapterOptions? serving = null;

@@ -29,6 +29,7 @@ internal static class MeteringBatchJson
     static readonly JsonEncodedText StartedAt = JsonEncodedText.Encode("startedAt");
     static readonly JsonEncodedText FinishedAt = JsonEncodedText.Encode("finishedAt");
     static readonly JsonEncodedText AdapterId = JsonEncodedText.Encode("adapterId");
+    static readonly JsonEncodedText Phase = JsonEncodedText.Encode("phase");
 
     /// <summary>The batch's JSON in a buffer rented from the shared pool; dispose it once the broker has confirmed.</summary>
     public static PooledBody Serialize(string producerId, SealedBatch batch)
@@ -62,6 +63,7 @@ internal static class MeteringBatchJson
             json.WriteString(StartedAt, record.StartedAt);
             json.WriteString(FinishedAt, record.FinishedAt);
             if (record.AdapterId is not null) json.WriteString(AdapterId, record.AdapterId);
+            if (record.Phase is not null) json.WriteString(Phase, record.Phase);
             json.WriteEndObject();
         }
         json.WriteEndArray();

@@ -96,11 +96,16 @@ public abstract class HostFixture(string operatorKey, string meteringExchange, i
     }
 
     /// <summary>Registers a serving node that may serve the given regions (none: all) and issues its own broker credentials.</summary>
-    public async Task<string> NewServingNodeAsync(params string[] regions)
+    public Task<string> NewServingNodeAsync(params string[] regions) => NewServingNodeAsync(new { regions, tenants = Array.Empty<string>() });
+
+    /// <summary>Registers a prompt or a generation server of a phase-split fleet for one region, with its own broker credentials.</summary>
+    public Task<string> NewPhaseServingNodeAsync(string phase, string region) => NewServingNodeAsync(new { regions = new[] { region }, phase });
+
+    async Task<string> NewServingNodeAsync(object registration)
     {
         var producerId = "node-" + Guid.NewGuid().ToString("N")[..10];
         var op = Operator();
-        (await op.PutAsJsonAsync($"/v1/operator/serving-nodes/{producerId}", new { regions, tenants = Array.Empty<string>() })).EnsureSuccessStatusCode();
+        (await op.PutAsJsonAsync($"/v1/operator/serving-nodes/{producerId}", registration)).EnsureSuccessStatusCode();
         var credentials = await (await op.PostAsync($"/v1/operator/serving-nodes/{producerId}/credentials", null)).EnsureSuccessStatusCode()
             .Content.ReadFromJsonAsync<JsonElement>();
         _nodeBrokers[producerId] = NodeUri(credentials.GetProperty("brokerUser").GetString()!, credentials.GetProperty("brokerPassword").GetString()!);

@@ -5,7 +5,8 @@ namespace Throughput.Capacity;
 /// <summary>An event of a capacity pool's stream.</summary>
 public abstract record PoolEvent(string PoolId);
 
-public sealed record PoolOpened(string PoolId, string Model, string Region, DateTimeOffset OpenedAt) : PoolEvent(PoolId);
+/// <summary>A pool was opened; events from before phase-split pools carry no phase: the pool serves whole requests.</summary>
+public sealed record PoolOpened(string PoolId, string Model, string Region, DateTimeOffset OpenedAt, ServingPhase Phase = ServingPhase.Whole) : PoolEvent(PoolId);
 
 public sealed record CapacityAdded(string PoolId, decimal Ptu, DateTimeOffset At) : PoolEvent(PoolId);
 
@@ -32,9 +33,19 @@ public sealed record CapacityPool(string Id, string Model, string Region, decima
     /// <summary>Null when the operator stated the capacity in PTUs.</summary>
     public GpuSizing? Gpus { get; init; }
 
+    /// <summary>A region's prompt or generation pool; whole otherwise. A phase pool's PTUs are PTUs of that phase's work.</summary>
+    public ServingPhase Phase { get; init; }
+
+    /// <summary>Set only on a split region's pools joined for a decision (<see cref="PhasePools.ByRegion"/>): never stored.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public IReadOnlyList<CapacityPool>? Phases { get; init; }
+
     public static string StreamId(string model, string region) => $"pool:{model}:{region}";
 
-    public static CapacityPool Create(PoolOpened e) => new(e.PoolId, e.Model, e.Region, 0, 0, 0);
+    public static string StreamId(string model, string region, ServingPhase phase) =>
+        phase == ServingPhase.Whole ? StreamId(model, region) : $"pool:{model}:{region}:{PhasePools.NameOf(phase)}";
+
+    public static CapacityPool Create(PoolOpened e) => new(e.PoolId, e.Model, e.Region, 0, 0, 0) { Phase = e.Phase };
 
     public CapacityPool Apply(CapacityAdded e) => this with { Capacity = Capacity + e.Ptu };
 
@@ -66,10 +77,10 @@ public sealed record CapacityPool(string Id, string Model, string Region, decima
 public static class PoolDecisions
 {
     /// <summary>Operators state the capacity they have in PTUs; the difference becomes an add or a remove.</summary>
-    public static PoolEvent[] SetCapacity(CapacityPool? pool, string model, string region, decimal capacity, DateTimeOffset now)
+    public static PoolEvent[] SetCapacity(CapacityPool? pool, string model, string region, decimal capacity, DateTimeOffset now, ServingPhase phase = ServingPhase.Whole)
     {
-        var events = Resize(pool, model, region, capacity, now);
-        if (pool?.Gpus is not null) events.Add(new PoolSizedInPtus(CapacityPool.StreamId(model, region), now));
+        var events = Resize(pool, model, region, phase, capacity, now);
+        if (pool?.Gpus is not null) events.Add(new PoolSizedInPtus(CapacityPool.StreamId(model, region, phase), now));
         return [.. events];
     }
 
@@ -77,24 +88,24 @@ public static class PoolDecisions
     /// Operators state the GPUs they have; the capacity is that many times the PTUs per GPU the kind's calibration for the
     /// model gave (what one GPU running the Flywheel scheduler serves in full). Stating the same GPUs again changes nothing.
     /// </summary>
-    public static PoolEvent[] SetGpus(CapacityPool? pool, string model, string region, GpuCalibration calibration, int gpus, DateTimeOffset now)
+    public static PoolEvent[] SetGpus(CapacityPool? pool, string model, string region, GpuCalibration calibration, int gpus, DateTimeOffset now, ServingPhase phase = ServingPhase.Whole)
     {
         if (calibration.Model != model)
             throw RuleViolation.Unprocessable($"The calibration of {calibration.GpuKind} is for {calibration.Model}, not {model}.");
-        var events = Resize(pool, model, region, gpus * calibration.PtuPerGpu, now);
+        var events = Resize(pool, model, region, phase, gpus * calibration.PtuPerGpu, now);
         var sizing = new GpuSizing(calibration.GpuKind, gpus, calibration.PtuPerGpu);
-        if (pool?.Gpus != sizing) events.Add(new PoolSizedFromGpus(CapacityPool.StreamId(model, region), sizing.GpuKind, gpus, sizing.PtuPerGpu, now));
+        if (pool?.Gpus != sizing) events.Add(new PoolSizedFromGpus(CapacityPool.StreamId(model, region, phase), sizing.GpuKind, gpus, sizing.PtuPerGpu, now));
         return [.. events];
     }
 
-    static List<PoolEvent> Resize(CapacityPool? pool, string model, string region, decimal capacity, DateTimeOffset now)
+    static List<PoolEvent> Resize(CapacityPool? pool, string model, string region, ServingPhase phase, decimal capacity, DateTimeOffset now)
     {
-        var id = CapacityPool.StreamId(model, region);
+        var id = CapacityPool.StreamId(model, region, phase);
         var current = pool?.Capacity ?? 0;
         if (capacity < (pool?.Sold ?? 0))
             throw RuleViolation.Conflict($"Pool {id} has {pool!.Sold} PTU sold; capacity cannot go below that.");
         List<PoolEvent> events = [];
-        if (pool is null) events.Add(new PoolOpened(id, model, region, now));
+        if (pool is null) events.Add(new PoolOpened(id, model, region, now, phase));
         if (capacity > current) events.Add(new CapacityAdded(id, capacity - current, now));
         if (capacity < current) events.Add(new CapacityRemoved(id, current - capacity, now));
         return events;

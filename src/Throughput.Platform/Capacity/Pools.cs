@@ -12,9 +12,10 @@ namespace Throughput.Capacity;
 /// <param name="GpuKind">A calibrated GPU kind, e.g. <c>A100-80GB</c>.</param>
 public sealed record SetPoolCapacity(decimal? CapacityPtu, int? Gpus = null, string? GpuKind = null);
 
-public sealed record PoolView(string Id, string Model, string Region, decimal CapacityPtu, decimal SoldPtu, decimal FreePtu, long Version, GpuSizing? Gpus)
+/// <param name="Phase">Whole, or the phase of a split region's pool (Prompt, Generation).</param>
+public sealed record PoolView(string Id, string Model, string Region, decimal CapacityPtu, decimal SoldPtu, decimal FreePtu, long Version, GpuSizing? Gpus, ServingPhase Phase)
 {
-    public static PoolView Of(CapacityPool p) => new(p.Id, p.Model, p.Region, p.Capacity, p.Sold, p.Free, p.Version, p.Gpus);
+    public static PoolView Of(CapacityPool p) => new(p.Id, p.Model, p.Region, p.Capacity, p.Sold, p.Free, p.Version, p.Gpus, p.Phase);
 }
 
 /// <summary>A calibration as the reference batcher's calibration command measured it.</summary>
@@ -54,31 +55,46 @@ public static class Pools
 
     const string GpuKindPattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$";
 
+    static async Task<Results<Ok<PoolView>, ProblemHttpResult>> SetAsync(ModelCatalog catalog, string model, string region, ServingPhase phase, SetPoolCapacity command, IDocumentSession session, TimeProvider clock, CancellationToken ct)
+    {
+        if (catalog.Find(model) is null)
+            return Validation.Invalid(new Dictionary<string, string[]> { ["model"] = ["Unknown model; GET /v1/models lists them."] });
+        if (!System.Text.RegularExpressions.Regex.IsMatch(region, "^[a-z][a-z0-9-]{1,31}$"))
+            return Validation.Invalid(new Dictionary<string, string[]> { ["region"] = ["Region must look like 'eastus' or 'sweden-central'."] });
+        GpuCalibration? calibration = null;
+        if (command.GpuKind is { } kind && (calibration = await session.LoadAsync<GpuCalibration>(GpuCalibration.StreamId(kind, model), ct)) is null)
+            return Validation.Invalid(new Dictionary<string, string[]> { ["gpuKind"] = [$"No calibration of {kind} for {model}; record one first (the reference batcher's calibrate command does)."] });
+        var id = CapacityPool.StreamId(model, region, phase);
+        var stream = await session.Events.FetchForExclusiveWriting<CapacityPool>(id, ct);
+        PhasePools.EnsureOneKind(model, region, phase, calibration is not null ? command.Gpus!.Value * calibration.PtuPerGpu : command.CapacityPtu!.Value,
+            await session.LoadManyAsync<CapacityPool>(ct, PhasePools.StreamIds(model, region)));
+        var events = calibration is not null
+            ? PoolDecisions.SetGpus(stream.Aggregate, model, region, calibration, command.Gpus!.Value, clock.GetUtcNow(), phase)
+            : PoolDecisions.SetCapacity(stream.Aggregate, model, region, command.CapacityPtu!.Value, clock.GetUtcNow(), phase);
+        if (stream.Aggregate is null) session.Events.StartStream<CapacityPool>(id, events);
+        else stream.AppendMany(events);
+        await session.SaveChangesAsync(ct);
+        var pool = await session.LoadAsync<CapacityPool>(id, ct);
+        return TypedResults.Ok(PoolView.Of(pool!));
+    }
+
     public static IEndpointRouteBuilder MapPools(this IEndpointRouteBuilder app, ModelCatalog catalog)
     {
         var group = app.MapGroup("/v1/operator/pools").RequireAuthorization(Policies.Operator).WithTags("Operator: capacity");
 
-        group.MapPut("/{model}/{region}", async Task<Results<Ok<PoolView>, ProblemHttpResult>> (string model, string region, SetPoolCapacity command, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
-            {
-                if (catalog.Find(model) is null)
-                    return Validation.Invalid(new Dictionary<string, string[]> { ["model"] = ["Unknown model; GET /v1/models lists them."] });
-                if (!System.Text.RegularExpressions.Regex.IsMatch(region, "^[a-z][a-z0-9-]{1,31}$"))
-                    return Validation.Invalid(new Dictionary<string, string[]> { ["region"] = ["Region must look like 'eastus' or 'sweden-central'."] });
-                GpuCalibration? calibration = null;
-                if (command.GpuKind is { } kind && (calibration = await session.LoadAsync<GpuCalibration>(GpuCalibration.StreamId(kind, model), ct)) is null)
-                    return Validation.Invalid(new Dictionary<string, string[]> { ["gpuKind"] = [$"No calibration of {kind} for {model}; record one first (the reference batcher's calibrate command does)."] });
-                var stream = await session.Events.FetchForExclusiveWriting<CapacityPool>(CapacityPool.StreamId(model, region), ct);
-                var events = calibration is not null
-                    ? PoolDecisions.SetGpus(stream.Aggregate, model, region, calibration, command.Gpus!.Value, clock.GetUtcNow())
-                    : PoolDecisions.SetCapacity(stream.Aggregate, model, region, command.CapacityPtu!.Value, clock.GetUtcNow());
-                if (stream.Aggregate is null) session.Events.StartStream<CapacityPool>(CapacityPool.StreamId(model, region), events);
-                else stream.AppendMany(events);
-                await session.SaveChangesAsync(ct);
-                var pool = await session.LoadAsync<CapacityPool>(CapacityPool.StreamId(model, region), ct);
-                return TypedResults.Ok(PoolView.Of(pool!));
-            })
+        group.MapPut("/{model}/{region}", (string model, string region, SetPoolCapacity command, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
+                SetAsync(catalog, model, region, ServingPhase.Whole, command, session, clock, ct))
             .ValidateWith(new Validator())
             .WithName("SetPoolCapacity").WithSummary("State the capacity for a model in a region, in PTUs or as GPUs of a calibrated kind; it may not go below what is sold.")
+            .ProducesProblem(409);
+
+        group.MapPut("/{model}/{region}/phases/{phase}", (string model, string region, string phase, SetPoolCapacity command, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
+                PhasePools.Parse(phase) is { } p
+                    ? SetAsync(catalog, model, region, p, command, session, clock, ct)
+                    : Task.FromResult<Results<Ok<PoolView>, ProblemHttpResult>>(Validation.Invalid(new Dictionary<string, string[]> { ["phase"] = ["A phase is 'prompt' or 'generation'."] })))
+            .ValidateWith(new Validator())
+            .WithName("SetPhasePoolCapacity")
+            .WithSummary("Split a region by phase: state its prompt or its generation capacity, each in PTUs of that phase's work or as GPUs of a calibrated kind. A deployment there draws its PTUs from both.")
             .ProducesProblem(409);
 
         group.MapGet("/", async (IQuerySession session, CancellationToken ct) =>

@@ -21,7 +21,7 @@ public static class Regions
     public static CapacityRegions Of(ModelEntry model, Tenant tenant, IEnumerable<CapacityPool> pools, decimal? ptu) =>
         new(model.Name, tenant.Currency, model.Prices.TryGetValue(tenant.Currency, out var price) ? price.PerPtuHour : null,
             model.MinimumPtu, model.PtuIncrement, ptu,
-            [.. pools.Where(p => p.Model == model.Name).OrderBy(p => p.Region, StringComparer.Ordinal)
+            [.. PhasePools.ByRegion(pools.Where(p => p.Model == model.Name)).OrderBy(p => p.Region, StringComparer.Ordinal)
                 .Select(p => new RegionCapacity(p.Region, p.Free, ptu is { } wanted ? wanted <= p.Free : null))]);
 
     public static IEndpointRouteBuilder MapRegions(this IEndpointRouteBuilder app, ModelCatalog catalog)

@@ -33,6 +33,7 @@ public static class Drain
     public static DrainDecision Decide(IReadOnlyList<CapacityPool> pools, string region, decimal capacity, IReadOnlyList<(Deployment Deployment, IReadOnlyList<string> Regions)> held, DateTimeOffset now)
     {
         var drained = pools.SingleOrDefault(p => p.Region == region) ?? throw RuleViolation.NotFound($"No pool in {region}.");
+        if (drained.Phases is not null) throw RuleViolation.Conflict($"{drained.Id} is split by phase; draining a split region is not done yet.");
         if (capacity > drained.Capacity)
             throw RuleViolation.Unprocessable($"A drain lowers capacity; pool {drained.Id} has {drained.Capacity} PTU (PUT the pool to raise it).");
         var state = pools.ToDictionary(p => p.Region);

@@ -1,6 +1,7 @@
 using Marten;
 using Npgsql;
 using NpgsqlTypes;
+using Throughput.Capacity;
 using Weasel.Postgresql;
 using Weasel.Postgresql.Tables;
 
@@ -91,6 +92,7 @@ public static class AppliedBatches
             Add(ref hash, r.StartedAt.UtcTicks);
             Add(ref hash, r.FinishedAt.UtcTicks);
             if (r.AdapterId is not null) AddText(ref hash, r.AdapterId); // records without one hash as they always did
+            if (r.Phase != ServingPhase.Whole) Add(ref hash, 0x5048_0000 + (long)r.Phase); // likewise records of whole requests
         }
         return unchecked((long)hash);
 

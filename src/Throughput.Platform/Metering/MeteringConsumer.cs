@@ -109,6 +109,8 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
                 else if (record.FinishedAt > now + FutureTolerance) quarantined.Add(Quarantine.Record(QuarantineReason.TimestampInFuture, $"finishedAt {record.FinishedAt:O} is in the future", piece.Frame, record, now));
                 else if (record.FinishedAt < now - BackdatingWindow)
                     quarantined.Add(Quarantine.Record(QuarantineReason.TimestampTooOld, $"finishedAt {record.FinishedAt:O} is more than {BackdatingWindow.TotalDays:0} days before it was metered", piece.Frame, record, now));
+                else if (nodes[ServingNode.StreamId(piece.Frame.ProducerId)].PhaseProblem(record) is { } wrongPhase)
+                    quarantined.Add(Quarantine.Record(QuarantineReason.WrongPhase, wrongPhase, piece.Frame, record, now));
                 else Add(piece.Frame, record);
             }
         }

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Throughput.Capacity;
 using Throughput.Contracts;
 using Throughput.Deployments;
 
@@ -17,11 +18,20 @@ public readonly record struct MeteredRecord(
     DateTimeOffset StartedAt,
     DateTimeOffset FinishedAt,
     string? Problem,
-    string? AdapterId = null)
+    string? AdapterId = null,
+    ServingPhase Phase = ServingPhase.Whole)
 {
-    public TokenCounts Counts => Spilled
-        ? new(1, PromptTokens, CachedTokens, OutputTokens, 1, PromptTokens, CachedTokens, OutputTokens)
-        : new(1, PromptTokens, CachedTokens, OutputTokens, 0, 0, 0, 0);
+    /// <summary>A phase-split request counts once, from its prompt half: the generation half brings only its output tokens.</summary>
+    public TokenCounts Counts
+    {
+        get
+        {
+            var requests = Phase == ServingPhase.Generation ? 0 : 1;
+            return Spilled
+                ? new(requests, PromptTokens, CachedTokens, OutputTokens, requests, PromptTokens, CachedTokens, OutputTokens)
+                : new(requests, PromptTokens, CachedTokens, OutputTokens, 0, 0, 0, 0);
+        }
+    }
 }
 
 /// <summary>
@@ -108,6 +118,7 @@ public sealed class MeteringFrameReader : JsonConverter<MeteringFrame>
             return new MeteredRecord("", "", 0, 0, 0, false, 0, default, default, "the record is not a JSON object");
         }
         string? recordId = null, deploymentId = null, problem = null, adapterId = null;
+        var phase = ServingPhase.Whole;
         long prompt = -1, cached = -1, output = -1, estimate = 0;
         bool? spilled = null;
         DateTimeOffset? started = null, finished = null;
@@ -134,6 +145,14 @@ public sealed class MeteringFrameReader : JsonConverter<MeteringFrame>
                 reader.Read();
                 if (reader.TokenType != JsonTokenType.Null) adapterId = ReadId(ref reader) ?? "";
             }
+            else if (reader.ValueTextEquals("phase"u8))
+            {
+                reader.Read();
+                if (reader.TokenType == JsonTokenType.Null) continue;
+                if (reader.TokenType == JsonTokenType.String && reader.ValueTextEquals("prompt"u8)) phase = ServingPhase.Prompt;
+                else if (reader.TokenType == JsonTokenType.String && reader.ValueTextEquals("generation"u8)) phase = ServingPhase.Generation;
+                else { reader.Skip(); problem ??= "phase is neither 'prompt' nor 'generation'"; }
+            }
             else { reader.Read(); reader.Skip(); }
         }
         problem ??= recordId is null ? "recordId is missing or malformed" : null;
@@ -145,7 +164,7 @@ public sealed class MeteringFrameReader : JsonConverter<MeteringFrame>
         problem ??= finished < started ? "finishedAt is before startedAt" : null;
         problem ??= adapterId == "" ? "adapterId is malformed" : null;
         return new MeteredRecord(recordId ?? "", deploymentId ?? "", Math.Max(prompt, 0), Math.Max(cached, 0), Math.Max(output, 0),
-            spilled ?? false, estimate, started ?? default, finished ?? default, problem, adapterId);
+            spilled ?? false, estimate, started ?? default, finished ?? default, problem, adapterId, phase);
     }
 
     static long ReadCount(ref Utf8JsonReader reader, long max, string field, ref string? problem)
@@ -203,6 +222,7 @@ public sealed class MeteringFrameReader : JsonConverter<MeteringFrame>
             writer.WriteString("startedAt"u8, r.StartedAt);
             writer.WriteString("finishedAt"u8, r.FinishedAt);
             if (r.AdapterId is not null) writer.WriteString("adapterId"u8, r.AdapterId);
+            if (r.Phase != ServingPhase.Whole) writer.WriteString("phase"u8, r.Phase == ServingPhase.Prompt ? "prompt" : "generation");
             writer.WriteEndObject();
         }
         writer.WriteEndArray();

@@ -43,5 +43,6 @@ public sealed class MeteringModule : FeatureModule
         app.MapUsageSeries();
         app.MapQuarantine();
         app.MapServingNodes();
+        app.MapPhaseUtilization(app.Services.GetRequiredService<Catalog.ModelCatalog>());
     }
 }

@@ -1,6 +1,7 @@
 using FluentValidation;
 using Marten;
 using Throughput.Access;
+using Throughput.Capacity;
 using Throughput.Deployments;
 using Throughput.Http;
 
@@ -12,8 +13,10 @@ public abstract record ServingNodeEvent(string ProducerId);
 /// <summary>
 /// An operator registered (or re-registered) a serving node: the producer id it meters under, the RabbitMQ user it
 /// publishes as, and what it may serve. Events from before broker users were recorded carry none: the producer id is the user.
+/// Events from before phase-split fleets carry no phase: the node serves whole requests.
 /// </summary>
-public sealed record ServingNodeRegistered(string ProducerId, IReadOnlyList<string> Regions, IReadOnlyList<string> Tenants, DateTimeOffset RegisteredAt, string? BrokerUser = null)
+public sealed record ServingNodeRegistered(string ProducerId, IReadOnlyList<string> Regions, IReadOnlyList<string> Tenants, DateTimeOffset RegisteredAt, string? BrokerUser = null,
+    ServingPhase Phase = ServingPhase.Whole)
     : ServingNodeEvent(ProducerId);
 
 /// <summary>The node was given a (new) broker password; only its hash, in the broker's own format, is kept.</summary>
@@ -24,15 +27,15 @@ public sealed record ServingNodeRevoked(string ProducerId, DateTimeOffset Revoke
 
 /// <summary>A serving node's scope (empty lists mean every region / every tenant) and the broker user its metering must come from.</summary>
 public sealed record ServingNode(string Id, IReadOnlyList<string> Regions, IReadOnlyList<string> Tenants, long Version, string BrokerUser = "",
-    string? PasswordHash = null, bool Revoked = false)
+    string? PasswordHash = null, bool Revoked = false, ServingPhase Phase = ServingPhase.Whole)
 {
     public static string StreamId(string producerId) => "node:" + producerId;
 
     public string ProducerId => Id["node:".Length..];
 
-    public static ServingNode Create(ServingNodeRegistered e) => new(StreamId(e.ProducerId), e.Regions, e.Tenants, 0, e.BrokerUser ?? e.ProducerId);
+    public static ServingNode Create(ServingNodeRegistered e) => new(StreamId(e.ProducerId), e.Regions, e.Tenants, 0, e.BrokerUser ?? e.ProducerId, Phase: e.Phase);
 
-    public ServingNode Apply(ServingNodeRegistered e) => this with { Regions = e.Regions, Tenants = e.Tenants, BrokerUser = e.BrokerUser ?? e.ProducerId };
+    public ServingNode Apply(ServingNodeRegistered e) => this with { Regions = e.Regions, Tenants = e.Tenants, BrokerUser = e.BrokerUser ?? e.ProducerId, Phase = e.Phase };
 
     public ServingNode Apply(ServingNodeCredentialsIssued e) => this with { BrokerUser = e.BrokerUser, PasswordHash = e.PasswordHash };
 
@@ -55,20 +58,41 @@ public sealed record ServingNode(string Id, IReadOnlyList<string> Regions, IRead
 
     public bool MayServe(Deployment d) =>
         (Regions.Count == 0 || Regions.Any(d.ServedFrom)) && (Tenants.Count == 0 || Tenants.Contains(d.TenantId));
+
+    /// <summary>
+    /// Why the record is not this node's to meter, by phase; null when it is. A record names its node's phase, and each
+    /// half carries only its own tokens, so that each token of a phase-split request is counted by exactly one of its nodes.
+    /// </summary>
+    public string? PhaseProblem(in MeteredRecord r) => (Phase, r.Phase) switch
+    {
+        var (node, record) when node != record =>
+            $"serving node '{ProducerId}' serves {Name(node)}; the record says {Name(record)}",
+        (ServingPhase.Prompt, _) when r.OutputTokens != 0 => $"a prompt server reported {r.OutputTokens} output tokens",
+        (ServingPhase.Generation, _) when r.PromptTokens != 0 => $"a generation server reported {r.PromptTokens} prompt tokens",
+        _ => null,
+    };
+
+    static string Name(ServingPhase phase) => phase switch
+    {
+        ServingPhase.Prompt => "the prompt phase",
+        ServingPhase.Generation => "the generation phase",
+        _ => "whole requests",
+    };
 }
 
 /// <summary>What a serving node may serve and meter; scope lists default to everything.</summary>
 /// <param name="Regions">The regions it serves; absent or empty: every region.</param>
 /// <param name="Tenants">The tenants it serves; absent or empty: every tenant.</param>
-public sealed record RegisterServingNode(IReadOnlyList<string>? Regions, IReadOnlyList<string>? Tenants);
+/// <param name="Phase">Whole (absent), or on a phase-split fleet Prompt (a prompt server) or Generation (a generation server).</param>
+public sealed record RegisterServingNode(IReadOnlyList<string>? Regions, IReadOnlyList<string>? Tenants, ServingPhase Phase = ServingPhase.Whole);
 
 /// <summary>What a node needs to connect, shown once: its broker user and password on the platform's vhost.</summary>
 public sealed record ServingNodeCredentials(string ProducerId, string BrokerUser, string BrokerPassword, string VirtualHost, string MeteringExchange, string AdmissionExchange);
 
 /// <summary>A node as operators see it; the password hash stays inside.</summary>
-public sealed record ServingNodeView(string ProducerId, IReadOnlyList<string> Regions, IReadOnlyList<string> Tenants, string BrokerUser, bool HasCredentials, bool Revoked)
+public sealed record ServingNodeView(string ProducerId, IReadOnlyList<string> Regions, IReadOnlyList<string> Tenants, string BrokerUser, bool HasCredentials, bool Revoked, ServingPhase Phase)
 {
-    public static ServingNodeView Of(ServingNode n) => new(n.ProducerId, n.Regions, n.Tenants, n.BrokerUser, n.PasswordHash is not null, n.Revoked);
+    public static ServingNodeView Of(ServingNode n) => new(n.ProducerId, n.Regions, n.Tenants, n.BrokerUser, n.PasswordHash is not null, n.Revoked, n.Phase);
 }
 
 public static partial class ServingNodes
@@ -81,6 +105,7 @@ public static partial class ServingNodes
             RuleForEach(x => x.Tenants).NotEmpty().MaximumLength(40);
             RuleFor(x => x.Regions).Must(r => r is null || r.Count <= 100);
             RuleFor(x => x.Tenants).Must(t => t is null || t.Count <= 10_000);
+            RuleFor(x => x.Phase).IsInEnum();
         }
     }
 
@@ -90,9 +115,10 @@ public static partial class ServingNodes
         IReadOnlyList<string> regions = [.. (command.Regions ?? []).Distinct().Order(StringComparer.Ordinal)];
         IReadOnlyList<string> tenants = [.. (command.Tenants ?? []).Distinct().Order(StringComparer.Ordinal)];
         var brokerUser = BrokerAccounts.UserFor(producerId);
-        return node is not null && node.Regions.SequenceEqual(regions) && node.Tenants.SequenceEqual(tenants) && node.BrokerUser == brokerUser
+        var phase = command.Phase;
+        return node is not null && node.Regions.SequenceEqual(regions) && node.Tenants.SequenceEqual(tenants) && node.BrokerUser == brokerUser && node.Phase == phase
             ? []
-            : [new ServingNodeRegistered(producerId, regions, tenants, now, brokerUser)];
+            : [new ServingNodeRegistered(producerId, regions, tenants, now, brokerUser, phase)];
     }
 
     public static ServingNodeEvent[] IssueCredentials(ServingNode? node, string producerId, string passwordHash, DateTimeOffset now) => node switch
