@@ -24,7 +24,10 @@ public sealed record PoolView(string Id, string Model, string Region, decimal Ca
 /// <param name="TokenBudget">The scheduler's tokens per iteration during the measurement.</param>
 public sealed record RecordCalibration(decimal PtuPerGpu, long WeightedTokensPerMinute, string Scheduler, int TokenBudget);
 
-/// <summary>Operator slices: register GPU capacity per model and region, see sold against available.</summary>
+/// <summary>
+/// Operator slices: see sold against available, record GPU calibrations. Stating a pool's capacity is Forge's
+/// (<c>Forge/PoolCapacity.cs</c>), since raising a pool places degraded deployments again.
+/// </summary>
 public static class Pools
 {
     public sealed class Validator : AbstractValidator<SetPoolCapacity>
@@ -57,29 +60,6 @@ public static class Pools
     public static IEndpointRouteBuilder MapPools(this IEndpointRouteBuilder app, ModelCatalog catalog)
     {
         var group = app.MapGroup("/v1/operator/pools").RequireAuthorization(Policies.Operator).WithTags("Operator: capacity");
-
-        group.MapPut("/{model}/{region}", async Task<Results<Ok<PoolView>, ProblemHttpResult>> (string model, string region, SetPoolCapacity command, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
-            {
-                if (catalog.Find(model) is null)
-                    return Validation.Invalid(new Dictionary<string, string[]> { ["model"] = ["Unknown model; GET /v1/models lists them."] });
-                if (!System.Text.RegularExpressions.Regex.IsMatch(region, "^[a-z][a-z0-9-]{1,31}$"))
-                    return Validation.Invalid(new Dictionary<string, string[]> { ["region"] = ["Region must look like 'eastus' or 'sweden-central'."] });
-                GpuCalibration? calibration = null;
-                if (command.GpuKind is { } kind && (calibration = await session.LoadAsync<GpuCalibration>(GpuCalibration.StreamId(kind, model), ct)) is null)
-                    return Validation.Invalid(new Dictionary<string, string[]> { ["gpuKind"] = [$"No calibration of {kind} for {model}; record one first (the reference batcher's calibrate command does)."] });
-                var stream = await session.Events.FetchForExclusiveWriting<CapacityPool>(CapacityPool.StreamId(model, region), ct);
-                var events = calibration is not null
-                    ? PoolDecisions.SetGpus(stream.Aggregate, model, region, calibration, command.Gpus!.Value, clock.GetUtcNow())
-                    : PoolDecisions.SetCapacity(stream.Aggregate, model, region, command.CapacityPtu!.Value, clock.GetUtcNow());
-                if (stream.Aggregate is null) session.Events.StartStream<CapacityPool>(CapacityPool.StreamId(model, region), events);
-                else stream.AppendMany(events);
-                await session.SaveChangesAsync(ct);
-                var pool = await session.LoadAsync<CapacityPool>(CapacityPool.StreamId(model, region), ct);
-                return TypedResults.Ok(PoolView.Of(pool!));
-            })
-            .ValidateWith(new Validator())
-            .WithName("SetPoolCapacity").WithSummary("State the capacity for a model in a region, in PTUs or as GPUs of a calibrated kind; it may not go below what is sold.")
-            .ProducesProblem(409);
 
         group.MapGet("/", async (IQuerySession session, CancellationToken ct) =>
                 TypedResults.Ok((await session.Query<CapacityPool>().OrderBy(p => p.Id).ToListAsync(ct)).Select(PoolView.Of)))
