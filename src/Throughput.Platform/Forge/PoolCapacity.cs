@@ -9,7 +9,8 @@ namespace Throughput.Forge;
 
 /// <summary>
 /// An operator states a pool's capacity. Raising it places the degraded deployments that may use the pool again, in the
-/// same transaction and under the same locks as every purchase (all the model's pools, in the order of their ids).
+/// same transaction and under the same locks as every purchase (the pools of the regions they may use, in the order of
+/// their ids).
 /// </summary>
 public static class PoolCapacity
 {
@@ -35,8 +36,8 @@ public static class PoolCapacity
         async Task<PoolView> SetAsync(IDocumentSession session, string model, string region, SetPoolCapacity command, GpuCalibration? calibration, DateTimeOffset now, CancellationToken ct)
         {
             var id = CapacityPool.StreamId(model, region);
-            var regions = await session.Query<CapacityPool>().Where(p => p.Model == model).Select(p => p.Region).ToListAsync(ct);
-            var locked = await PoolLocks.LockAsync(session, model, [.. regions, region], ct);
+            // Whatever may be placed in this region may be placed only in its geographies' regions (a Global deployment's), or only here.
+            var locked = await PoolLocks.LockAsync(session, model, [.. catalog.PlacementRegions(DeploymentType.Global, region), region], ct);
             var stream = locked.Single(s => s.Key == id);
             var events = (calibration is not null
                 ? PoolDecisions.SetGpus(stream.Aggregate, model, region, calibration, command.Gpus!.Value, now)
