@@ -47,7 +47,7 @@ public static class PoolCapacity
             {
                 var raised = events.Aggregate(stream.Aggregate, (pool, e) => e is PoolOpened opened ? CapacityPool.Create(opened) : pool!.Then(e))!;
                 var pools = locked.Pools().Where(p => p.Id != id).Append(raised).ToList();
-                // Only the degraded are read (UnplacedPtu > 0), so a raise costs what it may restore, not the model's deployments.
+                // Only the degraded are loaded (PostgreSQL filters the model's deployment documents on unplacedPtu).
                 var degraded = await session.Query<Deployment>()
                     .Where(d => d.Model == model && d.Status == DeploymentStatus.Active && d.UnplacedPtu > 0).ToListAsync(ct);
                 restore = Drain.Restore(pools, [.. degraded.Select(d => (d, catalog.PlacementRegions(d.Type, d.Region))).Where(d => d.Item2.Contains(region))], now,
