@@ -143,11 +143,16 @@ export async function newStaffKey(platform, role) {
 export async function newRegion(platform, model, capacityPtu, prefix = 'r') {
   const region = `${prefix}${short()}`.slice(0, 14);
   await call(platform, platform.operatorKey, 'PUT', `/v1/operator/pools/${model}/${region}`, { capacityPtu });
+  return { region, producerId: await newServingNode(platform, [region]) };
+}
+
+/** A serving node registered for these regions, with broker credentials of its own; its producer id. */
+export async function newServingNode(platform, regions) {
   const producerId = `node-${short()}`;
-  await call(platform, platform.operatorKey, 'PUT', `/v1/operator/serving-nodes/${producerId}`, { regions: [region], tenants: [] });
+  await call(platform, platform.operatorKey, 'PUT', `/v1/operator/serving-nodes/${producerId}`, { regions, tenants: [] });
   const issued = await call(platform, platform.operatorKey, 'POST', `/v1/operator/serving-nodes/${producerId}/credentials`);
   nodeUsers.set(producerId, { user: issued.body.brokerUser, password: issued.body.brokerPassword });
-  return { region, producerId };
+  return producerId;
 }
 
 export async function buy(platform, key, { name, model, region, ptu, spillover = false }) {
@@ -168,11 +173,11 @@ export async function meteringProducer(platform, producerId) {
   };
   return {
     /**
-     * Publishes `count` requests of the given shape for one deployment as one batch, finished now on the host's clock;
-     * with `adapters`, the requests name them in turn (an adapter deployment or set).
+     * Publishes `count` requests of the given shape for one deployment as one batch, finished now on the host's clock
+     * (or `agoMs` before); with `adapters`, the requests name them in turn (an adapter deployment or set).
      */
-    async publish(deploymentId, { count = 1, prompt = 100, cached = 0, output = 10, spilled = false, adapters } = {}) {
-      const now = platform.now?.() ?? new Date();
+    async publish(deploymentId, { count = 1, prompt = 100, cached = 0, output = 10, spilled = false, adapters, agoMs = 0 } = {}) {
+      const now = new Date((platform.now?.() ?? new Date()).getTime() - agoMs);
       sequence++;
       const records = Array.from({ length: count }, (_, i) => ({
         recordId: `${producerId}-${sequence}-${i}`, deploymentId, requestId: `req-${sequence}-${i}`,

@@ -130,10 +130,9 @@ public sealed class ForgeTests(PlatformFixture platform)
         Assert.Equal("Degraded", limit.GetProperty("state").GetString());
         Assert.Equal(23750, limit.GetProperty("tokensPerMinute").GetInt64());
 
-        // Capacity comes back: the operator raises a pool (with room for whatever an earlier run left degraded too) and places the degraded again.
+        // Capacity comes back: raising a pool (with room for whatever an earlier run left degraded too) places the degraded again.
         var westeurope = (await PoolsAsync(model))["westeurope"];
         (await platform.Operator().PutAsJsonAsync($"/v1/operator/pools/{model}/westeurope", new { capacityPtu = westeurope.Sold + 100 })).EnsureSuccessStatusCode();
-        (await platform.Operator().PostAsync($"/v1/operator/pools/{model}/restore", null)).EnsureSuccessStatusCode();
         var restored = await Body(await customer.GetAsync($"/v1/deployments/{id}"));
         Assert.False(restored.GetProperty("degraded").GetBoolean());
         Assert.Equal(new Dictionary<string, decimal> { ["francecentral"] = 1m, ["westeurope"] = 3m }, PlacementOf(restored));
@@ -143,6 +142,45 @@ public sealed class ForgeTests(PlatformFixture platform)
         var release = new HttpRequestMessage(HttpMethod.Post, $"/v1/deployments/{id}/release");
         release.Headers.IfMatch.Add(EntityTagHeaderValue.Parse(created.Headers.ETag!.Tag));
         Assert.Equal(HttpStatusCode.OK, (await customer.SendAsync(release)).StatusCode);
+    }
+
+    [Fact]
+    public async Task Raising_a_pool_restores_degraded_deployments_and_no_pool_is_oversold_by_purchases_racing_it()
+    {
+        const string model = "gpt-5";
+        await FreeAsync(model, new() { ["eastus"] = 4 });
+        var (_, customer) = await platform.NewTenantAsync();
+        var created = await customer.PostAsJsonAsync("/v1/deployments", new { name = "zone", model, region = "eastus", type = "DataZone", ptu = 4m });
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        var id = (await Body(created)).GetProperty("id").GetString()!;
+        (await platform.Operator().PostAsJsonAsync($"/v1/operator/pools/{model}/eastus/drain", new { })).EnsureSuccessStatusCode();
+        Assert.Equal(4m, (await Body(await customer.GetAsync($"/v1/deployments/{id}"))).GetProperty("unplacedPtu").GetDecimal()); // no room left in us
+        var before = await PoolsAsync(model);
+
+        // eastus2 is raised by 6 while 8 purchases of 1 PTU race for it: the raise restores the degraded 4 in the transaction
+        // that adds the room, so at most the other 2 can be bought, and no purchase ever sees the room the restore takes.
+        var raise = platform.Operator().PutAsJsonAsync($"/v1/operator/pools/{model}/eastus2", new { capacityPtu = before["eastus2"].Capacity + 6 });
+        var purchases = Enumerable.Range(0, 8).Select(i => customer.PostAsJsonAsync("/v1/deployments", new { name = $"p{i}", model, region = "eastus2", type = "DataZone", ptu = 1m })).ToList();
+        Assert.Equal(HttpStatusCode.OK, (await raise).StatusCode);
+        var responses = await Task.WhenAll(purchases);
+
+        Assert.All(responses, r => Assert.Contains(r.StatusCode, new[] { HttpStatusCode.Created, HttpStatusCode.Conflict }));
+        var bought = responses.Count(r => r.StatusCode == HttpStatusCode.Created);
+        Assert.InRange(bought, 0, 2);
+        var restored = await Body(await customer.GetAsync($"/v1/deployments/{id}"));
+        Assert.False(restored.GetProperty("degraded").GetBoolean());
+        Assert.Equal(new Dictionary<string, decimal> { ["eastus2"] = 4m }, PlacementOf(restored));
+        var after = await PoolsAsync(model);
+        Assert.All(Us, r => Assert.True(after[r].Sold <= after[r].Capacity, $"{r} oversold: {after[r]}"));
+        Assert.Equal(4m + bought, Us.Sum(r => after[r].Sold - before[r].Sold)); // the restored PTUs and the purchases, nothing else
+
+        // Given back, so that the next run starts from pools with nothing of this one in them.
+        foreach (var deployment in (await Body(await customer.GetAsync("/v1/deployments"))).EnumerateArray())
+        {
+            var release = new HttpRequestMessage(HttpMethod.Post, $"/v1/deployments/{deployment.GetProperty("id").GetString()}/release");
+            release.Headers.IfMatch.Add(new EntityTagHeaderValue($"\"{deployment.GetProperty("revision").GetInt64()}\""));
+            Assert.Equal(HttpStatusCode.OK, (await customer.SendAsync(release)).StatusCode);
+        }
     }
 
     /// <summary>The deployment's provisioned lines on the draft, without their end (which moves with the clock).</summary>

@@ -25,7 +25,10 @@ public sealed record PoolView(string Id, string Model, string Region, decimal Ca
 /// <param name="TokenBudget">The scheduler's tokens per iteration during the measurement.</param>
 public sealed record RecordCalibration(decimal PtuPerGpu, long WeightedTokensPerMinute, string Scheduler, int TokenBudget);
 
-/// <summary>Operator slices: register GPU capacity per model and region, see sold against available.</summary>
+/// <summary>
+/// Operator slices: see sold against available, record GPU calibrations. Stating a pool's capacity is Forge's
+/// (<c>Forge/PoolCapacity.cs</c>), since raising a pool places degraded deployments again.
+/// </summary>
 public static class Pools
 {
     public sealed class Validator : AbstractValidator<SetPoolCapacity>
@@ -81,12 +84,6 @@ public static class Pools
     public static IEndpointRouteBuilder MapPools(this IEndpointRouteBuilder app, ModelCatalog catalog)
     {
         var group = app.MapGroup("/v1/operator/pools").RequireAuthorization(Policies.Operator).WithTags("Operator: capacity");
-
-        group.MapPut("/{model}/{region}", (string model, string region, SetPoolCapacity command, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
-                SetAsync(catalog, model, region, ServingPhase.Whole, command, session, clock, ct))
-            .ValidateWith(new Validator())
-            .WithName("SetPoolCapacity").WithSummary("State the capacity for a model in a region, in PTUs or as GPUs of a calibrated kind; it may not go below what is sold.")
-            .ProducesProblem(409);
 
         group.MapPut("/{model}/{region}/phases/{phase}", (string model, string region, string phase, SetPoolCapacity command, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
                 PhasePools.Parse(phase) is { } p

@@ -22,6 +22,7 @@ public sealed class FinanceModule : FeatureModule
             options.DeleteViewTypeOnTeardown<UsageHour>();
             options.DeleteViewTypeOnTeardown<PooledDeployment>();
             options.DeleteViewTypeOnTeardown<PoolUtilization>();
+            options.DeleteViewTypeOnTeardown<PoolMinute>();
         });
         foreach (var type in PoolUtilizationProjection.EventTypes) readModels.IncludeType(type);
         readModels.Add<RevenueProjection>();

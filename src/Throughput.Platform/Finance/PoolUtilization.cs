@@ -9,40 +9,95 @@ namespace Throughput.Finance;
 
 /// <summary>
 /// A pool's deployment-hours in one month: how many hours with usage fell in each utilization band, and the deployments
-/// holding PTUs as level changes (their integral is the deployment-hours sold). A finance read costs the pools and
-/// months, never the deployments or their hours.
+/// holding PTUs as level changes (their integral is the deployment-hours sold). A deployment counts in the pools it is
+/// placed in, in proportion to its placed PTUs (a split 3 + 1 counts 0.75 in one pool, 0.25 in the other). A finance read
+/// costs the pools and months, never the deployments or their hours.
 /// </summary>
-public sealed record PoolUtilization(string Id, string PoolId, int Period, ImmutableDictionary<string, long> UsedHours, LevelChanges Deployed)
+public sealed record PoolUtilization(string Id, string PoolId, int Period, ImmutableDictionary<string, decimal> UsedHours, LevelChanges Deployed)
 {
+    /// <summary>Weighted tokens served from the pool in the month (by record time), its deployments' usage shared by placement.</summary>
+    public decimal Served { get; init; }
+
+    /// <summary>PTUs bought in the pool's region (what invoices name), wherever they are placed.</summary>
+    public LevelChanges Bought { get; init; }
+
     public static string IdOf(string poolId, int period) => $"{poolId}|{period}";
 
-    public static PoolUtilization Empty(string poolId, int period) => new(IdOf(poolId, period), poolId, period, ImmutableDictionary<string, long>.Empty, default);
+    public static PoolUtilization Empty(string poolId, int period) => new(IdOf(poolId, period), poolId, period, ImmutableDictionary<string, decimal>.Empty, default);
 
-    public PoolUtilization Count(string band, long hours) => this with { UsedHours = UsedHours.SetItem(band, UsedHours.GetValueOrDefault(band) + hours) };
+    public PoolUtilization Count(string band, decimal hours) => this with { UsedHours = UsedHours.SetItem(band, UsedHours.GetValueOrDefault(band) + hours) };
 
     public PoolUtilization Deploy(decimal change, DateTimeOffset at) => this with { Deployed = Deployed.Add(change, BillingMonth.FromIndex(Period), at) };
 
+    public PoolUtilization Buy(decimal ptu, DateTimeOffset at) => this with { Bought = Bought.Add(ptu, BillingMonth.FromIndex(Period), at) };
+
     public PoolUtilization Plus(PoolUtilization change) =>
-        change.UsedHours.Aggregate(this, (sum, band) => sum.Count(band.Key, band.Value)) with { Deployed = Deployed + change.Deployed };
+        change.UsedHours.Aggregate(this, (sum, band) => sum.Count(band.Key, band.Value)) with
+        {
+            Deployed = Deployed + change.Deployed, Served = Served + change.Served, Bought = Bought + change.Bought,
+        };
 }
 
-/// <summary>Which pool a deployment draws from and whether it holds PTUs now: what the utilization fold needs of it.</summary>
-public sealed record PooledDeployment(string Id, string PoolId, bool HoldsPtus);
+/// <summary>
+/// Weighted tokens a pool served in one UTC minute (by record time). Each pool keeps <see cref="Slots"/> of them, a minute
+/// taking the slot of the minute <see cref="Slots"/> before it, so the recent window costs the pools, not the time run.
+/// </summary>
+public sealed record PoolMinute(string Id, string PoolId, DateTimeOffset Minute, decimal WeightedTokens)
+{
+    public const int Slots = 10;
+
+    public static DateTimeOffset MinuteOf(DateTimeOffset at) => DateTimeOffset.FromUnixTimeSeconds(at.ToUnixTimeSeconds() / 60 * 60);
+
+    public static string IdOf(string poolId, DateTimeOffset minute) => $"{poolId}|m{minute.ToUnixTimeSeconds() / 60 % Slots}";
+
+    /// <summary>This slot after more tokens of <paramref name="minute"/>: a later minute takes the slot over, an earlier one is too old to keep.</summary>
+    public static PoolMinute Add(PoolMinute? slot, string poolId, DateTimeOffset minute, decimal weightedTokens) =>
+        slot is null || slot.Minute < minute ? new PoolMinute(IdOf(poolId, minute), poolId, minute, weightedTokens)
+        : slot.Minute == minute ? slot with { WeightedTokens = slot.WeightedTokens + weightedTokens }
+        : slot;
+}
+
+/// <summary>
+/// Which pools a deployment counts in — as shares of one, in proportion to its placed PTUs — and whether it holds PTUs now:
+/// what the utilization fold needs of it. <see cref="PoolId"/> is the pool of the region it was bought in.
+/// </summary>
+public sealed record PooledDeployment(string Id, string PoolId, bool HoldsPtus)
+{
+    /// <summary>Null in documents written before placement counted: the deployment counts whole in <see cref="PoolId"/>.</summary>
+    public ImmutableDictionary<string, decimal>? Pools { get; init; }
+
+    public ImmutableDictionary<string, decimal> CountsIn => Pools ?? ImmutableDictionary<string, decimal>.Empty.Add(PoolId, 1);
+
+    /// <summary>The shares of one of each pool a placement puts the deployment in; none when nothing of it is placed.</summary>
+    public ImmutableDictionary<string, decimal> Weights(IReadOnlyList<PlacedPtu> shares)
+    {
+        var placed = shares.Sum(s => s.Ptu);
+        // Pool ids are pool:{model}:{region}, and a region has no colon: the model's part is the bought pool's.
+        var model = PoolId[..(PoolId.LastIndexOf(':') + 1)];
+        return placed <= 0 ? ImmutableDictionary<string, decimal>.Empty
+            : shares.Where(s => s.Ptu > 0).ToImmutableDictionary(s => model + s.Region, s => s.Ptu / placed);
+    }
+}
 
 /// <summary>
 /// One page of the log folded into pool utilization: the deployments and hours it touched, as they are after it, and
-/// per pool and month what changed (an hour moving from one band to another counts −1 in the old, +1 in the new).
+/// per pool and month what changed (an hour moving from one band to another counts −1 in the old, +1 in the new, times
+/// the deployment's share in the pool when the hour was first counted), and the pools' minutes it served in.
 /// </summary>
 public sealed record UtilizationPage(
     IReadOnlyDictionary<string, PooledDeployment> Deployments,
     IReadOnlyDictionary<string, UsageHour> Hours,
     IReadOnlyDictionary<string, PoolUtilization> Changes)
 {
+    /// <summary>Per pool and minute slot, the weighted tokens the page served (to add to the stored slot with <see cref="PoolMinute.Add"/>).</summary>
+    public IReadOnlyDictionary<string, PoolMinute> Minutes { get; init; } = new Dictionary<string, PoolMinute>();
+
     public static UtilizationPage Fold(IEnumerable<object> events, IReadOnlyDictionary<string, PooledDeployment> knownDeployments, IReadOnlyDictionary<string, UsageHour> knownHours)
     {
         var deployments = new Dictionary<string, PooledDeployment>(StringComparer.Ordinal);
         var hours = new Dictionary<string, UsageHour>(StringComparer.Ordinal);
         var changes = new Dictionary<string, PoolUtilization>(StringComparer.Ordinal);
+        var minutes = new Dictionary<string, PoolMinute>(StringComparer.Ordinal);
 
         PooledDeployment? DeploymentOf(string id) => deployments.GetValueOrDefault(id) ?? knownDeployments.GetValueOrDefault(id);
 
@@ -52,24 +107,52 @@ public sealed record UtilizationPage(
             changes[id] = change(changes.GetValueOrDefault(id) ?? PoolUtilization.Empty(poolId, period));
         }
 
+        // The deployment's level in each pool is its share there while it holds PTUs: a change moves the difference.
+        void Become(PooledDeployment before, PooledDeployment after, DateTimeOffset at)
+        {
+            deployments[after.Id] = after;
+            var none = ImmutableDictionary<string, decimal>.Empty;
+            var (was, now) = (before.HoldsPtus ? before.CountsIn : none, after.HoldsPtus ? after.CountsIn : none);
+            foreach (var pool in was.Keys.Union(now.Keys).Order(StringComparer.Ordinal))
+                if (now.GetValueOrDefault(pool) - was.GetValueOrDefault(pool) is var change and not 0)
+                    Change(pool, BillingMonth.Of(at).Index, m => m.Deploy(change, at));
+        }
+
         void Hold(string deploymentId, bool holds, DateTimeOffset at)
         {
-            if (DeploymentOf(deploymentId) is not { } d || d.HoldsPtus == holds) return;
-            deployments[d.Id] = d with { HoldsPtus = holds };
-            Change(d.PoolId, BillingMonth.Of(at).Index, m => m.Deploy(holds ? 1 : -1, at));
+            if (DeploymentOf(deploymentId) is { } d && d.HoldsPtus != holds) Become(d, d with { HoldsPtus = holds }, at);
+        }
+
+        void Buy(string deploymentId, decimal ptu, DateTimeOffset at)
+        {
+            if (DeploymentOf(deploymentId) is { } d && ptu != 0) Change(d.PoolId, BillingMonth.Of(at).Index, m => m.Buy(ptu, at));
         }
 
         void Use(UsageMetered usage)
         {
             var id = UsageHour.IdOf(usage.DeploymentId, usage.LastFinishedAt);
             var before = hours.GetValueOrDefault(id) ?? knownHours.GetValueOrDefault(id);
-            var after = (before ?? UsageHour.Empty(usage.DeploymentId, usage.LastFinishedAt)).Add(usage);
+            if (DeploymentOf(usage.DeploymentId) is not { } d)
+            {
+                hours[id] = (before ?? UsageHour.Empty(usage.DeploymentId, usage.LastFinishedAt)).Add(usage);
+                return;
+            }
+            // An hour stays counted in the pools it was first counted in, so a later band change takes back what was counted.
+            var countedIn = before is null ? d.CountsIn : before.CountedIn ?? ImmutableDictionary<string, decimal>.Empty.Add(d.PoolId, 1);
+            var after = (before ?? UsageHour.Empty(usage.DeploymentId, usage.LastFinishedAt) with { CountedIn = countedIn }).Add(usage);
             hours[id] = after;
-            if (DeploymentOf(usage.DeploymentId) is not { } d) return;
+            var minute = PoolMinute.MinuteOf(usage.LastFinishedAt);
+            foreach (var (pool, share) in d.CountsIn)
+            {
+                Change(pool, after.Period, m => m with { Served = m.Served + usage.WeightedTokens * share });
+                var slot = PoolMinute.IdOf(pool, minute);
+                minutes[slot] = PoolMinute.Add(minutes.GetValueOrDefault(slot), pool, minute, usage.WeightedTokens * share);
+            }
             var beforeBand = before is null ? null : UtilizationView.BandOf(before.Utilization);
             var afterBand = UtilizationView.BandOf(after.Utilization);
             if (beforeBand == afterBand) return;
-            Change(d.PoolId, after.Period, m => (beforeBand is null ? m : m.Count(beforeBand, -1)).Count(afterBand, 1));
+            foreach (var (pool, share) in countedIn)
+                Change(pool, after.Period, m => (beforeBand is null ? m : m.Count(beforeBand, -share)).Count(afterBand, share));
         }
 
         foreach (var e in events)
@@ -77,14 +160,21 @@ public sealed record UtilizationPage(
             switch (e)
             {
                 case DeploymentCreated c:
-                    deployments[c.DeploymentId] = new PooledDeployment(c.DeploymentId, CapacityPool.StreamId(c.Model, c.Region), false);
+                    var bought = CapacityPool.StreamId(c.Model, c.Region);
+                    deployments[c.DeploymentId] = new PooledDeployment(c.DeploymentId, bought, false) { Pools = ImmutableDictionary<string, decimal>.Empty.Add(bought, 1) };
                     Hold(c.DeploymentId, c.Ptu > 0, c.CreatedAt);
+                    Buy(c.DeploymentId, c.Ptu, c.CreatedAt);
+                    break;
+                case DeploymentPlaced p:
+                    if (DeploymentOf(p.DeploymentId) is { } placed) Become(placed, placed with { Pools = placed.Weights(p.Shares) }, p.At);
                     break;
                 case DeploymentResized r:
                     Hold(r.DeploymentId, r.ToPtu > 0, r.ResizedAt);
+                    Buy(r.DeploymentId, r.ToPtu - r.FromPtu, r.ResizedAt);
                     break;
                 case DeploymentReleased r:
                     Hold(r.DeploymentId, false, r.ReleasedAt);
+                    Buy(r.DeploymentId, -r.Ptu, r.ReleasedAt);
                     break;
                 case UsageBatchMetered b:
                     foreach (var usage in b.Usage) Use(usage);
@@ -94,7 +184,7 @@ public sealed record UtilizationPage(
                     break;
             }
         }
-        return new UtilizationPage(deployments, hours, changes);
+        return new UtilizationPage(deployments, hours, changes) { Minutes = minutes };
     }
 }
 
@@ -107,7 +197,7 @@ public sealed record UtilizationPage(
 public sealed class PoolUtilizationProjection : Marten.Events.Projections.IProjection
 {
     public static readonly Type[] EventTypes =
-        [typeof(DeploymentCreated), typeof(DeploymentResized), typeof(DeploymentReleased), typeof(UsageBatchMetered), typeof(UsageMetered)];
+        [typeof(DeploymentCreated), typeof(DeploymentPlaced), typeof(DeploymentResized), typeof(DeploymentReleased), typeof(UsageBatchMetered), typeof(UsageMetered)];
 
     public async Task ApplyAsync(IDocumentOperations operations, IReadOnlyList<IEvent> events, CancellationToken cancellation)
     {
@@ -117,6 +207,7 @@ public sealed class PoolUtilizationProjection : Marten.Events.Projections.IProje
         {
             switch (e.Data)
             {
+                case DeploymentPlaced p: deploymentIds.Add(p.DeploymentId); break;
                 case DeploymentResized r: deploymentIds.Add(r.DeploymentId); break;
                 case DeploymentReleased r: deploymentIds.Add(r.DeploymentId); break;
                 case UsageBatchMetered b:
@@ -135,6 +226,11 @@ public sealed class PoolUtilizationProjection : Marten.Events.Projections.IProje
         if (page.Changes.Count > 0) operations.Store(page.Changes.Values.Select(c => months.TryGetValue(c.Id, out var m) ? m.Plus(c) : c).ToArray());
         if (page.Deployments.Count > 0) operations.Store(page.Deployments.Values.ToArray());
         if (page.Hours.Count > 0) operations.Store(page.Hours.Values.ToArray());
+        if (page.Minutes.Count > 0)
+        {
+            var slots = (await operations.LoadManyAsync<PoolMinute>(cancellation, page.Minutes.Keys)).ToDictionary(m => m.Id, StringComparer.Ordinal);
+            operations.Store(page.Minutes.Values.Select(m => PoolMinute.Add(slots.GetValueOrDefault(m.Id), m.PoolId, m.Minute, m.WeightedTokens)).ToArray());
+        }
         return;
 
         void Touch(UsageMetered u)

@@ -31,6 +31,9 @@ public sealed record UsageHour(
         return string.Create(CultureInfo.InvariantCulture, $"{deploymentId}:{utc.Year:D4}{utc.Month:D2}{utc.Day:D2}{utc.Hour:D2}");
     }
 
+    /// <summary>The pools this hour's band is counted in, as the deployment's shares of one (null: whole in the pool it was bought in).</summary>
+    public System.Collections.Immutable.ImmutableDictionary<string, decimal>? CountedIn { get; init; }
+
     /// <summary>Weighted tokens over what the purchased rate admits in an hour; above 1 when spillover or bursts served more.</summary>
     public decimal Utilization => TokensPerMinute == 0 ? 0 : WeightedTokens / (TokensPerMinute * 60m);
 

@@ -11,7 +11,8 @@ public sealed record UtilizationRow(string Month, string Model, string Region, s
 
 /// <summary>
 /// How much of what was sold was used: each deployment-hour's weighted tokens over what its PTUs admit in an hour,
-/// in bands of 10%. Provisioned hours with no usage count as idle, so the distribution covers all that was sold.
+/// in bands of 10%. Provisioned hours with no usage count as idle, so the distribution covers all that was sold. A
+/// deployment's hours count in the pools it is placed in, shared in proportion to its placed PTUs (see <see cref="PoolUtilization"/>).
 /// </summary>
 public static class UtilizationView
 {
@@ -27,9 +28,9 @@ public static class UtilizationView
         utilization >= 1 ? ">=100%" : Bands[1 + (int)decimal.Floor(Math.Max(0, utilization) * 10)];
 
     /// <summary>One pool's rows: its used deployment-hours by band, and the hours its deployments held PTUs without usage as idle.</summary>
-    public static IEnumerable<UtilizationRow> Of(BillingMonth month, CapacityPool pool, IReadOnlyDictionary<string, long> usedHours, decimal provisionedHours)
+    public static IEnumerable<UtilizationRow> Of(BillingMonth month, CapacityPool pool, IReadOnlyDictionary<string, decimal> usedHours, decimal provisionedHours)
     {
-        var bands = usedHours.Where(b => b.Value != 0).ToDictionary(b => b.Key, b => (decimal)b.Value);
+        var bands = usedHours.Where(b => b.Value != 0).ToDictionary(b => b.Key, b => b.Value);
         bands["idle"] = Math.Max(0, provisionedHours - bands.Values.Sum());
         var total = bands.Values.Sum();
         return Bands.Where(bands.ContainsKey).Select(b => new UtilizationRow(month.ToString(), pool.Model, pool.Region, b, decimal.Round(bands[b], 2, MidpointRounding.AwayFromZero),
@@ -44,7 +45,7 @@ public static class UtilizationView
             .SelectMany(g =>
             {
                 var provisioned = LevelChanges.Integral(g.Select(m => (m.Period, m.Deployed)), month, now) / 3600m;
-                var used = g.SingleOrDefault(m => m.Period == month.Index)?.UsedHours ?? ImmutableDictionary<string, long>.Empty;
+                var used = g.SingleOrDefault(m => m.Period == month.Index)?.UsedHours ?? ImmutableDictionary<string, decimal>.Empty;
                 return Of(month, pools[g.Key], used, provisioned);
             })
             .Where(r => r.DeploymentHours > 0)

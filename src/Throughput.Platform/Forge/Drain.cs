@@ -52,7 +52,8 @@ public static class Drain
 
     /// <summary>Degraded deployments placed again, the oldest first, where capacity has come back; those still without room anywhere are left as they are.</summary>
     /// <param name="pools">Every pool of the model, locked.</param>
-    public static DrainDecision Restore(IReadOnlyList<CapacityPool> pools, IReadOnlyList<(Deployment Deployment, IReadOnlyList<string> Regions)> degraded, DateTimeOffset now)
+    public static DrainDecision Restore(IReadOnlyList<CapacityPool> pools, IReadOnlyList<(Deployment Deployment, IReadOnlyList<string> Regions)> degraded, DateTimeOffset now,
+        string reason = "capacity restored")
     {
         var state = pools.ToDictionary(p => p.Region);
         var poolEvents = new List<PoolEvent>();
@@ -60,7 +61,7 @@ public static class Drain
         foreach (var (d, regions) in degraded.OrderBy(h => h.Deployment.CreatedAt).ThenBy(h => h.Deployment.Id, StringComparer.Ordinal))
         {
             var before = poolEvents.Count;
-            var placed = PlaceAgain(state, d, regions, "capacity restored", poolEvents, now);
+            var placed = PlaceAgain(state, d, regions, reason, poolEvents, now);
             if (poolEvents.Count > before) placements.Add(placed);
         }
         return new DrainDecision(poolEvents, placements);
@@ -86,18 +87,7 @@ public static class Drain
             {
                 if (catalog.Find(model) is null)
                     return Validation.Invalid(new Dictionary<string, string[]> { ["model"] = ["Unknown model; GET /v1/models lists them."] });
-                for (var attempt = 1; ; attempt++)
-                {
-                    await using var session = store.LightweightSession();
-                    try
-                    {
-                        return TypedResults.Ok(await DrainAsync(session, model, region, command.CapacityPtu, clock.GetUtcNow(), ct));
-                    }
-                    catch (JasperFx.ConcurrencyException) when (attempt < 5)
-                    {
-                        // Metering appended to a moved deployment's stream meanwhile: decide again on what is there now.
-                    }
-                }
+                return TypedResults.Ok(await DecideAgainOnConflictAsync(store, session => DrainAsync(session, model, region, command.CapacityPtu, clock.GetUtcNow(), ct)));
             })
             .ValidateWith(new Validator())
             .RequireAuthorization(Policies.Operator).WithTags("Operator: capacity").WithName("DrainPool")
@@ -108,17 +98,7 @@ public static class Drain
             {
                 if (catalog.Find(model) is null)
                     return Validation.Invalid(new Dictionary<string, string[]> { ["model"] = ["Unknown model; GET /v1/models lists them."] });
-                for (var attempt = 1; ; attempt++)
-                {
-                    await using var session = store.LightweightSession();
-                    try
-                    {
-                        return TypedResults.Ok(await RestoreAsync(session, model, clock.GetUtcNow(), ct));
-                    }
-                    catch (JasperFx.ConcurrencyException) when (attempt < 5)
-                    {
-                    }
-                }
+                return TypedResults.Ok(await DecideAgainOnConflictAsync(store, session => RestoreAsync(session, model, clock.GetUtcNow(), ct)));
             })
             .RequireAuthorization(Policies.Operator).WithTags("Operator: capacity").WithName("RestoreDegraded")
             .WithSummary("Place the model's degraded deployments again, the oldest first, where pools have room now (after raising a pool's capacity).")
@@ -144,14 +124,32 @@ public static class Drain
             var pool = await session.LoadAsync<CapacityPool>(CapacityPool.StreamId(model, region), ct);
             return new DrainView(PoolView.Of(pool!), moved);
         }
+    }
 
-        static async Task<IReadOnlyList<MovedDeployment>> CommitAsync(IDocumentSession session, IReadOnlyList<JasperFx.Events.IEventStream<CapacityPool>> pools, DrainDecision decision, CancellationToken ct)
+    /// <summary>Runs a decision that moves deployments in a session of its own, and again on a fresh one when another writer got to a deployment first.</summary>
+    public static async Task<T> DecideAgainOnConflictAsync<T>(IDocumentStore store, Func<IDocumentSession, Task<T>> decide)
+    {
+        for (var attempt = 1; ; attempt++)
         {
-            pools.Append(decision.PoolEvents);
-            foreach (var placed in decision.Placements)
-                (await session.Events.FetchForWriting<Deployment>(placed.DeploymentId, ct)).AppendOne(placed);
-            await session.SaveChangesAsync(ct);
-            return [.. decision.Placements.Select(p => new MovedDeployment(p.DeploymentId, p.Shares, p.UnplacedPtu))];
+            await using var session = store.LightweightSession();
+            try
+            {
+                return await decide(session);
+            }
+            catch (JasperFx.ConcurrencyException) when (attempt < 5)
+            {
+                // Metering appended to a moved deployment's stream meanwhile: decide again on what is there now.
+            }
         }
+    }
+
+    /// <summary>Appends a decision to the locked pools and the moved deployments' streams, in one transaction.</summary>
+    public static async Task<IReadOnlyList<MovedDeployment>> CommitAsync(IDocumentSession session, IReadOnlyList<JasperFx.Events.IEventStream<CapacityPool>> pools, DrainDecision decision, CancellationToken ct)
+    {
+        pools.Append(decision.PoolEvents);
+        foreach (var placed in decision.Placements)
+            (await session.Events.FetchForWriting<Deployment>(placed.DeploymentId, ct)).AppendOne(placed);
+        await session.SaveChangesAsync(ct);
+        return [.. decision.Placements.Select(p => new MovedDeployment(p.DeploymentId, p.Shares, p.UnplacedPtu))];
     }
 }

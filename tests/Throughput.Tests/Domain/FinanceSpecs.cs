@@ -54,7 +54,7 @@ public class FinanceSpecs
         // 1 PTU admits 2,500 tokens a minute: 150,000 an hour
         var first = UtilizationPage.Fold([Created("dep-1", 1, At(1, 31, 22)), Usage("dep-1", 15_000, At(1, 31, 23, 10))], new Dictionary<string, PooledDeployment>(), new Dictionary<string, UsageHour>());
         var month = Assert.Single(first.Changes.Values);
-        Assert.Equal(ImmutableDictionary<string, long>.Empty.Add("10-20%", 1), month.UsedHours);
+        Assert.Equal(ImmutableDictionary<string, decimal>.Empty.Add("10-20%", 1), month.UsedHours);
 
         var second = UtilizationPage.Fold([Usage("dep-1", 120_000, At(1, 31, 23, 50))], first.Deployments, first.Hours);
         var total = month.Plus(Assert.Single(second.Changes.Values));
@@ -81,5 +81,68 @@ public class FinanceSpecs
         // dep-1 20:00 → 23:30 (3.5 h), dep-2 22:00 → 23:00 (1 h), no usage: all idle
         Assert.Equal(("idle", 4.5m, 1m), (Assert.Single(rows).Band, rows[0].DeploymentHours, rows[0].Share));
         Assert.False(page.Deployments["dep-1"].HoldsPtus);
+    }
+
+    static readonly string East2 = CapacityPool.StreamId("gpt-4o", "eastus2");
+
+    [Fact]
+    public void A_split_deployment_counts_in_each_pool_it_is_placed_in_by_its_share_of_the_placed_ptus()
+    {
+        // 4 PTU bought in eastus, placed 3 in eastus and 1 in eastus2 from 20:00; 4 PTU admit 10,000 tokens a minute, 600,000 an hour
+        var page = UtilizationPage.Fold(
+        [
+            Created("dep-1", 4, At(1, 31, 20)),
+            new DeploymentPlaced("dep-1", [new PlacedPtu("eastus", 3), new PlacedPtu("eastus2", 1)], 0, "purchase", At(1, 31, 20)),
+            Usage("dep-1", 330_000, At(1, 31, 21, 30), tokensPerMinute: 10_000),
+        ], new Dictionary<string, PooledDeployment>(), new Dictionary<string, UsageHour>());
+        var pools = new Dictionary<string, CapacityPool> { [Pool.Id] = Pool, [East2] = Pool with { Id = East2, Region = "eastus2" } };
+
+        var rows = UtilizationView.Of(page.Changes.Values, pools, January, At(1, 31, 22)).ToLookup(r => r.Region);
+
+        // two deployment-hours sold (20:00 → 22:00), one used at 55%: eastus counts 3/4 of each, eastus2 1/4
+        Assert.Equal([("idle", 0.75m), ("50-60%", 0.75m)], rows["eastus"].Select(r => (r.Band, r.DeploymentHours)));
+        Assert.Equal([("idle", 0.25m), ("50-60%", 0.25m)], rows["eastus2"].Select(r => (r.Band, r.DeploymentHours)));
+        Assert.Equal(247_500m, page.Changes[PoolUtilization.IdOf(Pool.Id, January.Index)].Served);
+        Assert.Equal(82_500m, page.Changes[PoolUtilization.IdOf(East2, January.Index)].Served);
+        Assert.Equal(4m, page.Changes[PoolUtilization.IdOf(Pool.Id, January.Index)].Bought.Sum); // bought, and billed, in eastus
+        Assert.Equal(0m, page.Changes[PoolUtilization.IdOf(East2, January.Index)].Bought.Sum);
+        Assert.Equal(82_500m, page.Minutes[PoolMinute.IdOf(East2, At(1, 31, 21, 30))].WeightedTokens);
+    }
+
+    [Fact]
+    public void An_hour_stays_in_the_pools_it_was_first_counted_in_when_the_deployment_moves_within_it()
+    {
+        var first = UtilizationPage.Fold([Created("dep-1", 1, At(1, 31, 22)), Usage("dep-1", 15_000, At(1, 31, 23, 10))],
+            new Dictionary<string, PooledDeployment>(), new Dictionary<string, UsageHour>());
+
+        // drained to eastus2 at 23:20; the hour's next usage moves it from 10-20% to 90-100%
+        var second = UtilizationPage.Fold(
+        [
+            new DeploymentPlaced("dep-1", [new PlacedPtu("eastus2", 1)], 0, "drain of eastus", At(1, 31, 23, 20)),
+            Usage("dep-1", 120_000, At(1, 31, 23, 50)),
+        ], first.Deployments, first.Hours);
+
+        var eastus = first.Changes[PoolUtilization.IdOf(Pool.Id, January.Index)].Plus(second.Changes[PoolUtilization.IdOf(Pool.Id, January.Index)]);
+        Assert.Equal(0, eastus.UsedHours["10-20%"]);
+        Assert.Equal(1, eastus.UsedHours["90-100%"]); // counted where the hour began, never below zero anywhere
+        var eastus2 = second.Changes[PoolUtilization.IdOf(East2, January.Index)];
+        Assert.Empty(eastus2.UsedHours);
+        Assert.Equal(120_000m, eastus2.Served); // tokens go where they were served
+        Assert.Equal((1m, 0m), (eastus2.Deployed.Sum, eastus.Deployed.Sum)); // it holds its PTUs in eastus2 now
+    }
+
+    [Fact]
+    public void A_pools_minute_slot_keeps_the_latest_minute_and_adds_only_to_it()
+    {
+        var minute = At(1, 31, 23, 10);
+        var slot = PoolMinute.Add(null, Pool.Id, minute, 100);
+        slot = PoolMinute.Add(slot, Pool.Id, minute, 50);
+        Assert.Equal(150m, slot.WeightedTokens);
+
+        var tenLater = minute.AddMinutes(PoolMinute.Slots);
+        Assert.Equal(slot.Id, PoolMinute.IdOf(Pool.Id, tenLater));
+        var taken = PoolMinute.Add(slot, Pool.Id, tenLater, 7);
+        Assert.Equal((tenLater, 7m), (taken.Minute, taken.WeightedTokens));
+        Assert.Same(taken, PoolMinute.Add(taken, Pool.Id, minute, 1_000)); // too old for the slot: the window has passed it
     }
 }

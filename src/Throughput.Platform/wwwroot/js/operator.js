@@ -1,5 +1,6 @@
-// The operator's page: pools (capacity, sold, free), deployments by utilization from the admission query,
-// throttled deployments and quarantined metering, refreshed every few seconds.
+// The operator's page: pools (capacity, sold, free), Forge's global view (per geography and region: capacity, sold,
+// placed, served utilization), deployments by utilization from the admission query, throttled deployments and
+// quarantined metering, refreshed every few seconds.
 import { api, chartDefaults, el, fmt, frame, palette, pct, poll, table, text, time } from './app.js';
 
 const REFRESH_MS = 4000;
@@ -24,12 +25,14 @@ function start() {
 
   const refresh = async () => {
     const region = regionSelect.value;
-    const [pools, admission, quarantine] = await Promise.all([
+    const [pools, global, admission, quarantine] = await Promise.all([
       api('/v1/operator/pools').then((r) => (r.ok ? r.json() : [])),
+      api('/v1/operator/global-view').then((r) => (r.ok ? r.json() : null)),
       api(`/v1/admission${region ? `?region=${encodeURIComponent(region)}` : ''}`).then((r) => (r.ok ? r.json() : [])),
       api('/v1/operator/quarantine?limit=100').then((r) => (r.ok ? r.json() : [])),
     ]);
     renderPools(pools, poolsChart, regionSelect);
+    if (global) renderGlobal(global);
     renderDeployments(admission, utilChart);
     renderQuarantine(quarantine);
     text('updated', `live · updated ${new Date().toLocaleTimeString()}`);
@@ -60,6 +63,20 @@ function renderPools(pools, chart, regionSelect) {
     const selected = regionSelect.value;
     regionSelect.replaceChildren(el('option', { value: '' }, 'All regions'), ...regions.map((r) => el('option', { value: r, selected: r === selected }, r)));
   }
+}
+
+function renderGlobal(view) {
+  text('k-sold-share', pct(view.fleet.soldOfCapacity));
+  const figures = [
+    [(r) => r.figures.capacityPtu, 'Capacity', fmt], [(r) => r.figures.soldPtu, 'Sold', fmt], [(r) => r.figures.placedPtu, 'Placed', fmt],
+    [(r) => r.figures.soldOfCapacity, 'Sold ÷ capacity', (f) => meter(f)], [(r) => r.figures.placedOfCapacity, 'Placed ÷ capacity', (f) => meter(f)],
+    [(r) => r.figures.recentUtilization, 'Served, 5 min', pct], [(r) => r.figures.monthUtilization, `Served, ${view.month}`, pct],
+  ];
+  document.getElementById('geographies').replaceChildren(table([...view.geographies, { geography: 'Fleet', regions: [], figures: view.fleet }],
+    [['geography', 'Geography'], ['regions', 'Regions', (r) => r.join(', ')], ...figures], 'No capacity registered yet.', 'Geographies and the fleet'));
+  document.getElementById('global-regions').replaceChildren(table(view.regions,
+    [['region', 'Region'], ['geography', 'Geography'], ...figures, ['pools', 'Models', (p) => p.map((x) => x.model).join(', ')]],
+    'No capacity registered yet.', 'Regions'));
 }
 
 function renderDeployments(deployments, chart) {
