@@ -24,6 +24,9 @@ sealed class LeaseRenewer(AdmissionCache cache, HttpClient platform, AdmissionFe
 
     public long Renewals => Interlocked.Read(ref _renewals);
 
+    /// <summary>This process's producer id as the platform names its leases (learned from the first answer); null before it.</summary>
+    public string? ReplicaId { get; private set; }
+
     public async Task RunAsync(CancellationToken stopping)
     {
         using var timer = new PeriodicTimer(options.LeaseRenewInterval);
@@ -41,7 +44,11 @@ sealed class LeaseRenewer(AdmissionCache cache, HttpClient platform, AdmissionFe
                 timeout.CancelAfter(options.PullTimeout);
                 using var response = await platform.PostAsJsonAsync(Leases, new AdmissionLeaseRenewal(demands), AdmissionJson.Default.AdmissionLeaseRenewal, timeout.Token);
                 response.EnsureSuccessStatusCode();
-                foreach (var lease in await response.Content.ReadFromJsonAsync(AdmissionJson.Default.AdmissionLeaseArray, timeout.Token) ?? []) cache.Apply(lease);
+                foreach (var lease in await response.Content.ReadFromJsonAsync(AdmissionJson.Default.AdmissionLeaseArray, timeout.Token) ?? [])
+                {
+                    ReplicaId ??= lease.ReplicaId;
+                    cache.Apply(lease);
+                }
                 Interlocked.Increment(ref _renewals);
             }
             catch (Exception e) when (!stopping.IsCancellationRequested)
