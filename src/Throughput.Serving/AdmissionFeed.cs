@@ -53,7 +53,7 @@ public sealed class AdmissionFeed : IAsyncDisposable
     long _pushesMalformed;
     long _overruled;
     long _pushesUntrusted;
-    long _leasePushesApplied;
+    long _leasePushes;
 
     AdmissionFeed(AdmissionCache cache, HttpClient platform, AdmissionFeedOptions options)
     {
@@ -124,8 +124,8 @@ public sealed class AdmissionFeed : IAsyncDisposable
 
     public long PushesMalformed => Interlocked.Read(ref _pushesMalformed);
 
-    /// <summary>Pushed leases of this process's that were newer than the one it held (others' leases are skipped).</summary>
-    public long LeasePushesApplied => Interlocked.Read(ref _leasePushesApplied);
+    /// <summary>Pushed leases of this process's received (others' are skipped); each applied when newer than the one held.</summary>
+    public long LeasePushes => Interlocked.Read(ref _leasePushes);
 
     /// <summary>Pushes not stamped with the platform's broker user: ignored.</summary>
     public long PushesUntrusted => Interlocked.Read(ref _pushesUntrusted);
@@ -416,7 +416,9 @@ public sealed class AdmissionFeed : IAsyncDisposable
             return;
         }
         // Every node bound to the deployment hears every replica's lease; a process knows its own id from its renewals' answers.
-        if (lease is not null && lease.ReplicaId == _leases?.ReplicaId && _cache.Apply(lease)) Interlocked.Increment(ref _leasePushesApplied);
+        if (lease is null || lease.ReplicaId != _leases?.ReplicaId) return;
+        Interlocked.Increment(ref _leasePushes);
+        _cache.Apply(lease);
     }
 
     Task EnsureExchangeAsync(IConnection connection, CancellationToken cancellationToken) =>
