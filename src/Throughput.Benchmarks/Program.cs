@@ -19,6 +19,9 @@ IBenchmark[] drills = [new FaultDrill(), new FailoverDrill(), new ScaleOutDrill(
 if (args is [BareAdmission.Command, var bodyBytes, "--urls", var urls])
     return await BareAdmission.ServeAsync(urls, int.Parse(bodyBytes, System.Globalization.CultureInfo.InvariantCulture));
 
+// One serving process of the replicas benchmark, started by it as a child process of this dll.
+if (args is [ReplicaProcess.Command]) return await ReplicaProcess.RunAsync();
+
 using var interrupted = new CancellationTokenSource();
 Console.CancelKeyPress += (_, e) =>
 {

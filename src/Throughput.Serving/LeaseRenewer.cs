@@ -102,7 +102,7 @@ sealed class LeaseRenewer(AdmissionCache cache, HttpClient platform, AdmissionFe
 /// </summary>
 sealed class DemandEstimate(long now)
 {
-    public const int Requests = 16;
+    public const int Requests = 8;
     public const int Intervals = 32;
 
     // The asked figure weighs the last interval as much as everything before it: about a second of memory at 250 ms.

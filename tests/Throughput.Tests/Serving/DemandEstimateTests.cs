@@ -22,8 +22,8 @@ public sealed class DemandEstimateTests
             reports.Add(estimate.Add((50 * admissions, 50 * admissions, admissions), Interval, i));
         }
 
-        // 50 tokens every 0.7 s is 4,286 a minute; every report once 8 s are known stays within a tenth of it.
-        Assert.All(reports.Skip(Intervals), r => Assert.InRange(r, 4_286 * 0.9, 4_286 * 1.1));
+        // 50 tokens every 0.7 s is 4,286 a minute; every report once 8 s are known stays within one request in eight of it.
+        Assert.All(reports.Skip(Intervals), r => Assert.InRange(r, 4_286 * 0.875, 4_286 * 1.143));
     }
 
     [Fact]
