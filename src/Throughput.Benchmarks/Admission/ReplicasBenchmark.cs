@@ -1,9 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Net.Http.Headers;
 using Throughput.Benchmarks.Harness;
 using Throughput.Benchmarks.Metering;
-using Throughput.Contracts;
 using Throughput.Serving;
 
 namespace Throughput.Benchmarks.Admission;

@@ -37,9 +37,6 @@ public sealed class LeaseOwner(AdmissionLeases leases, IDocumentStore store, Ser
 
     string Queue => $"throughput.admission.lease-owner.{store.Options.Events.DatabaseSchemaName}";
 
-    /// <summary>Whether this host is the owner now (it answered the last request it saw delivered).</summary>
-    public bool Owning { get; private set; }
-
     /// <summary>Asks the owner, whichever host it is; <see cref="TimeoutException"/> when none answered in time.</summary>
     public async Task<AdmissionLease[]> AskAsync(LeaseAsk ask, CancellationToken ct)
     {
@@ -107,7 +104,6 @@ public sealed class LeaseOwner(AdmissionLeases leases, IDocumentStore store, Ser
                 // Stopping.
             }
             _channel = null;
-            Owning = false;
             try { await Task.Delay(Reconnect, stoppingToken); }
             catch (OperationCanceledException) { }
         }
@@ -115,7 +111,6 @@ public sealed class LeaseOwner(AdmissionLeases leases, IDocumentStore store, Ser
 
     async Task AnswerAsync(BasicDeliverEventArgs delivery, CancellationToken ct)
     {
-        Owning = true;
         try
         {
             var ask = JsonSerializer.Deserialize<LeaseAsk>(delivery.Body.Span, AdmissionPush.Json)!;
