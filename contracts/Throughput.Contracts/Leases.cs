@@ -43,6 +43,14 @@ public static class AdmissionLeaseTopology
 {
     public const int CurrentVersion = 1;
 
+    /// <summary>
+    /// Where a lease that grew is pushed (raw JSON <see cref="AdmissionLease"/>, from the platform's broker user), with the
+    /// routing keys of <see cref="AdmissionTopology.RoutingKey"/>, once per region the deployment is served from. Every node
+    /// bound there receives every replica's leases of the deployment and keeps its own. A topic exchange of its own, so
+    /// nodes that do not take leases never see one.
+    /// </summary>
+    public const string Exchange = "throughput.admission.leases";
+
     /// <summary>How often a serving process renews: a share moves within about two renewals.</summary>
     public static readonly TimeSpan RenewInterval = TimeSpan.FromMilliseconds(250);
 

@@ -10,7 +10,7 @@ using Throughput.Benchmarks.Scale;
 // Usage: Throughput.Benchmarks <benchmark | drill | all | list> [--option value …] [--results results.md]
 // Each benchmark is a subcommand; `all` runs every one with its defaults and writes one Markdown table (with the machine)
 // to --results, by default artifacts/benchmark-results.md.
-IBenchmark[] benchmarks = [new MeteringBenchmark(), new AdmissionChecksBenchmark(), new HiccupsBenchmark(), new AdmissionHttpBenchmark(), new AdmissionFeedbackBenchmark(), new InvoicingBenchmark(), new CloseBenchmark()];
+IBenchmark[] benchmarks = [new MeteringBenchmark(), new AdmissionChecksBenchmark(), new HiccupsBenchmark(), new AdmissionHttpBenchmark(), new AdmissionFeedbackBenchmark(), new LeaseRenewalsBenchmark(), new InvoicingBenchmark(), new CloseBenchmark()];
 // Run by name only, never by `all`: drills inflict faults on scratch services rather than measure speed, and the scale
 // sweep and the replicas sweep take a quarter of an hour each.
 IBenchmark[] drills = [new FaultDrill(), new FailoverDrill(), new ScaleOutDrill(), new ScaleBenchmark(), new ReplicasBenchmark()];
@@ -18,6 +18,9 @@ IBenchmark[] drills = [new FaultDrill(), new FailoverDrill(), new ScaleOutDrill(
 // The bare Kestrel server of the admission ceiling, started by admission-http as a child process of this dll.
 if (args is [BareAdmission.Command, var bodyBytes, "--urls", var urls])
     return await BareAdmission.ServeAsync(urls, int.Parse(bodyBytes, System.Globalization.CultureInfo.InvariantCulture));
+
+// One serving process of the replicas benchmark, started by it as a child process of this dll.
+if (args is [ReplicaProcess.Command]) return await ReplicaProcess.RunAsync();
 
 using var interrupted = new CancellationTokenSource();
 Console.CancelKeyPress += (_, e) =>

@@ -22,6 +22,8 @@ internal sealed class AdmissionBucket
     AdmissionLimitChanged _limit;
     AdmissionLease? _lease;
     double _asked;
+    double _admitted;
+    int _admissions;
     double _tokens;
     long _refilledAt;
     double _tokensPerTick;
@@ -105,6 +107,8 @@ internal sealed class AdmissionBucket
                     if (_tokensPerTick > 0 && (_tokens >= estimate || _tokens >= _capacity) && (share == 0 || capped >= estimate || capped >= share * _capacity))
                     {
                         _tokens -= estimate;
+                        _admitted += estimate;
+                        _admissions++;
                         if (share > 0) _caps![adapterId!] = (capped - estimate, now);
                         return new Admission(AdmissionOutcome.Admitted, estimate, 0, this, share > 0 ? adapterId : null);
                     }
@@ -219,14 +223,17 @@ internal sealed class AdmissionBucket
         }
     }
 
-    /// <summary>Weighted tokens asked for (admitted or not) since the last call: the demand a lease renewal reports.</summary>
-    public double TakeDemand()
+    /// <summary>
+    /// Since the last call: weighted tokens asked for (admitted or not), and those admitted with how many requests. What a
+    /// lease renewal makes its demand of.
+    /// </summary>
+    public (double Asked, double Admitted, int Admissions) TakeDemand()
     {
         lock (_gate)
         {
-            var asked = _asked;
-            _asked = 0;
-            return asked;
+            var taken = (_asked, _admitted, _admissions);
+            (_asked, _admitted, _admissions) = (0, 0, 0);
+            return taken;
         }
     }
 

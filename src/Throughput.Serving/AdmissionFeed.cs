@@ -15,7 +15,8 @@ namespace Throughput.Serving;
 /// <see cref="AdmissionFeedOptions.ResyncInterval"/>, and asks again about throttled deployments whose retry-after has passed.
 /// The HTTP client must carry the platform's base address and a ServingNode (or Operator) key. Failures never clear the
 /// cache: it keeps admitting with the last limits it knows. When the cache takes leases, the feed also renews them (see
-/// <see cref="AdmissionCacheOptions.Leases"/>) and gives them back when disposed.
+/// <see cref="AdmissionCacheOptions.Leases"/>), takes its own leases pushed on <see cref="AdmissionLeaseTopology.Exchange"/> (bound
+/// with the same key), and gives them back when disposed.
 /// </summary>
 public sealed class AdmissionFeed : IAsyncDisposable
 {
@@ -52,6 +53,7 @@ public sealed class AdmissionFeed : IAsyncDisposable
     long _pushesMalformed;
     long _overruled;
     long _pushesUntrusted;
+    long _leasePushes;
 
     AdmissionFeed(AdmissionCache cache, HttpClient platform, AdmissionFeedOptions options)
     {
@@ -121,6 +123,9 @@ public sealed class AdmissionFeed : IAsyncDisposable
     public long PushesIgnored => Interlocked.Read(ref _pushesIgnored);
 
     public long PushesMalformed => Interlocked.Read(ref _pushesMalformed);
+
+    /// <summary>Pushed leases of this process's received (others' are skipped); each applied when newer than the one held.</summary>
+    public long LeasePushes => Interlocked.Read(ref _leasePushes);
 
     /// <summary>Pushes not stamped with the platform's broker user: ignored.</summary>
     public long PushesUntrusted => Interlocked.Read(ref _pushesUntrusted);
@@ -325,11 +330,17 @@ public sealed class AdmissionFeed : IAsyncDisposable
                 var channel = await connection.CreateChannelAsync(cancellationToken: cancellationToken);
                 var queue = await channel.QueueDeclareAsync("", durable: false, exclusive: true, autoDelete: true, cancellationToken: cancellationToken);
                 await channel.QueueBindAsync(queue.QueueName, _options.Exchange, _options.BindingKey, cancellationToken: cancellationToken);
+                if (_leases is not null)
+                {
+                    await BrokerLink.EnsureExchangeAsync(connection, AdmissionLeaseTopology.Exchange, AdmissionTopology.ExchangeType, cancellationToken);
+                    await channel.QueueBindAsync(queue.QueueName, AdmissionLeaseTopology.Exchange, _options.BindingKey, cancellationToken: cancellationToken);
+                }
                 var consumer = new AsyncEventingBasicConsumer(channel);
                 consumer.ReceivedAsync += (_, delivery) =>
                 {
-                    if (delivery.BasicProperties.UserId == _options.PlatformBrokerUser) Receive(delivery.Body.Span);
-                    else Interlocked.Increment(ref _pushesUntrusted);
+                    if (delivery.BasicProperties.UserId != _options.PlatformBrokerUser) Interlocked.Increment(ref _pushesUntrusted);
+                    else if (delivery.Exchange == AdmissionLeaseTopology.Exchange) ReceiveLease(delivery.Body.Span);
+                    else Receive(delivery.Body.Span);
                     return Task.CompletedTask;
                 };
                 connection.ConnectionShutdownAsync += (_, _) =>
@@ -389,6 +400,25 @@ public sealed class AdmissionFeed : IAsyncDisposable
                 Interlocked.Increment(ref _pushesApplied);
                 break;
         }
+    }
+
+    void ReceiveLease(ReadOnlySpan<byte> body)
+    {
+        AdmissionLease? lease;
+        try
+        {
+            lease = JsonSerializer.Deserialize(body, AdmissionJson.Default.AdmissionLease);
+        }
+        catch (JsonException e)
+        {
+            Interlocked.Increment(ref _pushesMalformed);
+            _options.Failed?.Invoke(e);
+            return;
+        }
+        // Every node bound to the deployment hears every replica's lease; a process knows its own id from its renewals' answers.
+        if (lease is null || lease.ReplicaId != _leases?.ReplicaId) return;
+        Interlocked.Increment(ref _leasePushes);
+        _cache.Apply(lease);
     }
 
     Task EnsureExchangeAsync(IConnection connection, CancellationToken cancellationToken) =>

@@ -11,4 +11,5 @@ namespace Throughput.Serving;
 [JsonSerializable(typeof(AdmissionQuery))]
 [JsonSerializable(typeof(AdmissionLeaseRenewal))]
 [JsonSerializable(typeof(AdmissionLease[]))]
+[JsonSerializable(typeof(AdmissionLease))]
 internal sealed partial class AdmissionJson : JsonSerializerContext;

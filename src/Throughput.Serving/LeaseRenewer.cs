@@ -6,8 +6,7 @@ namespace Throughput.Serving;
 
 /// <summary>
 /// Renews this process's leases for the deployments it is asked to admit: every renew interval it reports, per deployment,
-/// the weighted tokens per minute asked of its buckets (smoothed over about a second) and applies the shares the platform
-/// answers. A deployment not asked about for <see cref="Idle"/> is no longer renewed; its lease lapses on the platform and
+/// its <see cref="DemandEstimate"/> and applies the shares the platform answers. A deployment not asked about for <see cref="Idle"/> is no longer renewed; its lease lapses on the platform and
 /// its share goes to the other replicas. Stopping gives every lease back at once.
 /// </summary>
 sealed class LeaseRenewer(AdmissionCache cache, HttpClient platform, AdmissionFeedOptions options)
@@ -16,13 +15,13 @@ sealed class LeaseRenewer(AdmissionCache cache, HttpClient platform, AdmissionFe
 
     static readonly Uri Leases = new("/v1/admission/leases", UriKind.Relative);
 
-    // Each report weighs the last interval as much as everything before it: about a second of memory at 250 ms.
-    const double Smoothing = 0.5;
-
-    readonly Dictionary<string, (double TokensPerMinute, long AskedAt)> _demands = new(StringComparer.Ordinal);
+    readonly Dictionary<string, DemandEstimate> _demands = new(StringComparer.Ordinal);
     long _renewals;
 
     public long Renewals => Interlocked.Read(ref _renewals);
+
+    /// <summary>This process's producer id as the platform names its leases (learned from the first answer); null before it.</summary>
+    public string? ReplicaId { get; private set; }
 
     public async Task RunAsync(CancellationToken stopping)
     {
@@ -41,7 +40,11 @@ sealed class LeaseRenewer(AdmissionCache cache, HttpClient platform, AdmissionFe
                 timeout.CancelAfter(options.PullTimeout);
                 using var response = await platform.PostAsJsonAsync(Leases, new AdmissionLeaseRenewal(demands), AdmissionJson.Default.AdmissionLeaseRenewal, timeout.Token);
                 response.EnsureSuccessStatusCode();
-                foreach (var lease in await response.Content.ReadFromJsonAsync(AdmissionJson.Default.AdmissionLeaseArray, timeout.Token) ?? []) cache.Apply(lease);
+                foreach (var lease in await response.Content.ReadFromJsonAsync(AdmissionJson.Default.AdmissionLeaseArray, timeout.Token) ?? [])
+                {
+                    ReplicaId ??= lease.ReplicaId;
+                    cache.Apply(lease);
+                }
                 Interlocked.Increment(ref _renewals);
             }
             catch (Exception e) when (!stopping.IsCancellationRequested)
@@ -70,23 +73,69 @@ sealed class LeaseRenewer(AdmissionCache cache, HttpClient platform, AdmissionFe
         var demands = new List<AdmissionDemand>();
         foreach (var (deploymentId, bucket) in cache.Buckets)
         {
-            var asked = bucket.TakeDemand();
-            var perMinute = minutes <= 0 ? 0 : asked / minutes;
+            var taken = bucket.TakeDemand();
             if (!_demands.TryGetValue(deploymentId, out var demand))
             {
-                if (asked <= 0) continue;
-                demand = (perMinute, now);
+                if (taken.Asked <= 0) continue;
+                _demands[deploymentId] = demand = new DemandEstimate(now);
             }
-            demand = (Smoothing * perMinute + (1 - Smoothing) * demand.TokensPerMinute, asked > 0 ? now : demand.AskedAt);
+            var tokensPerMinute = demand.Add(taken, minutes, now);
             if (Stopwatch.GetElapsedTime(demand.AskedAt, now) >= Idle)
             {
                 _demands.Remove(deploymentId);
                 bucket.DropLease();
                 continue;
             }
-            _demands[deploymentId] = demand;
-            demands.Add(new AdmissionDemand(deploymentId, (long)Math.Ceiling(demand.TokensPerMinute)));
+            demands.Add(new AdmissionDemand(deploymentId, (long)Math.Ceiling(tokensPerMinute)));
         }
         return demands;
+    }
+}
+
+/// <summary>
+/// One deployment's demand as a renewal reports it, in weighted tokens per minute. A process that refused nothing over the
+/// last interval reports what it admitted, over the shortest recent window holding <see cref="Requests"/> admissions (up to
+/// <see cref="Intervals"/> intervals): a busy process answers within one interval, and one admitting a request a second is
+/// not read as 0 or 12,000 a minute by turns, which would swing its share every renewal and cut the tokens it holds. A process
+/// that refused reports what it was asked (smoothed over about a second, retries included): more than its share, which is
+/// all the platform needs to know.
+/// </summary>
+sealed class DemandEstimate(long now)
+{
+    public const int Requests = 8;
+    public const int Intervals = 32;
+
+    // The asked figure weighs the last interval as much as everything before it: about a second of memory at 250 ms.
+    const double Smoothing = 0.5;
+
+    readonly (double Tokens, int Admissions, double Minutes)[] _admitted = new (double, int, double)[Intervals];
+    int _next;
+    double _asked;
+
+    /// <summary>When the deployment was last asked for anything.</summary>
+    public long AskedAt { get; private set; } = now;
+
+    public double Add((double Asked, double Admitted, int Admissions) taken, double minutes, long now)
+    {
+        if (taken.Asked > 0) AskedAt = now;
+        _asked = Smoothing * (minutes <= 0 ? 0 : taken.Asked / minutes) + (1 - Smoothing) * _asked;
+        _admitted[_next] = (taken.Admitted, taken.Admissions, minutes);
+        _next = (_next + 1) % Intervals;
+        if (taken.Asked > taken.Admitted) return Math.Max(_asked, Admitted());
+        return Admitted();
+    }
+
+    double Admitted()
+    {
+        double tokens = 0, minutes = 0;
+        var admissions = 0;
+        for (var i = 1; i <= Intervals && admissions < Requests; i++)
+        {
+            var interval = _admitted[(_next - i + Intervals) % Intervals];
+            tokens += interval.Tokens;
+            admissions += interval.Admissions;
+            minutes += interval.Minutes;
+        }
+        return minutes <= 0 ? 0 : tokens / minutes;
     }
 }

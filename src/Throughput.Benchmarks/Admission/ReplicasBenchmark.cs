@@ -1,17 +1,15 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Net.Http.Headers;
 using Throughput.Benchmarks.Harness;
 using Throughput.Benchmarks.Metering;
-using Throughput.Contracts;
 using Throughput.Serving;
 
 namespace Throughput.Benchmarks.Admission;
 
 /// <summary>
-/// K serving processes on one backlogged deployment (#17): each replica is its own serving SDK instance in this process —
-/// its own registration, key, AdmissionCache, AdmissionFeed (own broker connection and queue), MeteringPublisher (own
-/// connection and producer id) and HTTP client — offered its part of 3× the purchased rate. Measures what the customer
+/// K serving processes on one backlogged deployment (#17): each replica is its own OS process (<see cref="ReplicaProcess"/>)
+/// with its own registration, key, AdmissionCache, AdmissionFeed (own broker connection and queue), MeteringPublisher (own
+/// connection and producer id) and HTTP client, offered its part of 3× the purchased rate. Measures what the customer
 /// gets: the rate in 10 s and 60 s windows after the first minute, throttles, the opening burst, each replica's share
 /// against its demand, how long a killed replica's share takes to move, and whether metering matched what was admitted.
 /// </summary>
@@ -19,7 +17,7 @@ public sealed class ReplicasBenchmark : IBenchmark
 {
     public string Name => "replicas";
 
-    public string Summary => "K leased serving SDK instances on one deployment offered 3× its rate, even and 80/20: windows, throttles/min, opening burst, shares, rebalance after a kill, metering";
+    public string Summary => "K leased serving processes on one deployment offered 3× its rate, even and 80/20: windows, throttles/min, opening burst, shares, rebalance after a kill, metering";
 
     public IReadOnlyList<(string Option, string Meaning)> Options =>
     [
@@ -77,7 +75,7 @@ public sealed class ReplicasBenchmark : IBenchmark
         return new BenchmarkReport(Name, figures,
         [
             $"one platform host (all roles), a fresh gpt-4o deployment of {ptu} PTU per K and split ({ptu * 2500:0} weighted tokens/min, burst one minute); {Environment.ProcessorCount} cores shared with whatever else runs",
-            $"replicas = separate serving SDK instances in the benchmark process, each with its own registration, key, AdmissionCache{(leases ? " (Leases = true)" : "")}, AdmissionFeed, MeteringPublisher and connections; not separate OS processes",
+            $"replicas = separate OS processes (this dll with the `replica` verb), each with its own registration, key, AdmissionCache{(leases ? " (Leases = true)" : "")}, AdmissionFeed, MeteringPublisher and connections",
             $"offered {offered}× the purchased rate in requests of {requestTokens} weighted tokens (estimate = actual), queued when refused, each queue starting with {backlog.TotalSeconds:0} s of its load (backlogged); 80/20: the first replica is offered 80 %, the others share 20 %",
             "windows: 1 s bins of admitted tokens summed over replicas, sliding 10 s and 60 s windows from the end of the first minute; opening burst: the most admitted above the rate in the first 10 s, in bursts; throttles: deployment_throttled events of the deployment",
             "shares: each replica's lease (tokens/min) at the end against its max-min fair share of what it was offered; rebalance: a replica killed (no renewal, no release) until the survivors' leases sum to the purchase",
@@ -106,44 +104,52 @@ public sealed class ReplicasBenchmark : IBenchmark
         using var tenant = operatorApi.As(tenantKey);
         var deployment = (await tenant.PostAsync("/v1/deployments", new { name = "replicated", model = Model, region, type = "Global", ptu = spec.Ptu }, ct)).GetProperty("id").GetString()!;
 
-        var replicas = new List<Replica>();
+        var replicas = new List<ReplicaProcess>();
         try
         {
-            for (var i = 0; i < spec.K; i++)
-                replicas.Add(await Replica.StartAsync(host, operatorApi, topology, spec, tenantId, region, deployment, i, ct));
-            var limit = replicas[0].Cache.Limit(deployment)!;
-            var started = Stopwatch.GetTimestamp();
+            var limit = await LimitAsync(operatorApi, deployment, ct);
             var bins = (int)Math.Ceiling((spec.Measured + RebalanceTimeout + TimeSpan.FromSeconds(5)) / Bin);
-            foreach (var (replica, i) in replicas.Select((r, i) => (r, i)))
-                replica.Serve(deployment, spec.Offered * spec.Shares[i] * limit.TokensPerMinute / 60.0, spec.RequestTokens, spec.Backlog, started, bins);
+            for (var i = 0; i < spec.K; i++)
+            {
+                var producer = $"bench-{spec.Id}-r{i}";
+                var credentials = await NodeCredentials.RegisterAsync(operatorApi, producer, region, tenantId, ct);
+                var key = (await operatorApi.PostAsync("/v1/operator/keys", new { role = "ServingNode", name = producer }, ct)).GetProperty("apiKey").GetString()!;
+                replicas.Add(await ReplicaProcess.StartAsync(new ReplicaSpec(host.BaseAddress, key, credentials.On(BrokerSettings.FromEnvironment()).Uri, producer, region,
+                    Model, deployment, topology.Exchange, spec.Offered * spec.Shares[i] * limit.TokensPerMinute / 60.0, spec.RequestTokens, spec.Backlog.TotalSeconds,
+                    spec.Leases, bins), ct));
+            }
+            var go = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() + 200;
+            foreach (var replica in replicas) await replica.GoAsync(go);
             await Task.Delay(spec.Measured, ct);
 
-            var leaseShares = replicas.Select(r => (double)(r.Cache.Lease(deployment)?.TokensPerMinute ?? limit.TokensPerMinute)).ToArray();
+            var leaseShares = replicas.Select(r => (double)r.Lease).ToArray();
             var fair = FairShares([.. spec.Shares.Select(s => (long)(spec.Offered * s * limit.TokensPerMinute))], limit.TokensPerMinute);
             double? rebalance = null;
+            var results = new Dictionary<ReplicaProcess, ReplicaResult>();
             if (spec.K > 1 && spec.Leases)
             {
                 // The biggest demand in 80/20, the last replica when even: the survivors must take what it held.
                 var victim = spec.Shares[0] > spec.Shares[^1] ? replicas[0] : replicas[^1];
                 var killedAt = Stopwatch.GetTimestamp();
-                await victim.KillAsync();
+                var killed = victim.StopAsync(kill: true);
                 var survivors = replicas.Where(r => r != victim).ToList();
                 while (Stopwatch.GetElapsedTime(killedAt) < RebalanceTimeout)
                 {
-                    if (survivors.Sum(r => r.Cache.Lease(deployment)?.TokensPerMinute ?? 0) >= limit.TokensPerMinute - spec.K)
+                    if (survivors.Sum(r => Math.Max(0, r.Lease)) >= limit.TokensPerMinute - spec.K)
                     {
                         rebalance = Stopwatch.GetElapsedTime(killedAt).TotalSeconds;
                         break;
                     }
                     await Task.Delay(20, ct);
                 }
+                results[victim] = await killed;
             }
-            foreach (var replica in replicas) await replica.StopAsync();
+            foreach (var replica in replicas.Where(r => !results.ContainsKey(r))) results[replica] = await replica.StopAsync();
             var binsTotal = new long[bins];
-            foreach (var replica in replicas)
-                for (var b = 0; b < bins; b++) binsTotal[b] += replica.Bins[b];
-            var admitted = replicas.Sum(r => r.AdmittedTokens);
-            var records = replicas.Sum(r => r.Records);
+            foreach (var result in results.Values)
+                for (var b = 0; b < bins; b++) binsTotal[b] += result.Bins[b];
+            var admitted = results.Values.Sum(r => r.AdmittedTokens);
+            var records = results.Values.Sum(r => r.Records);
             var (metered, meteredRecords) = await MeteredAsync(tenant, deployment, records, ct);
             return new RunResult(spec, limit.TokensPerMinute, limit.BurstTokens, binsTotal, await ThrottlesAsync(deployment, ct), leaseShares, fair, rebalance,
                 admitted, metered, records, meteredRecords);
@@ -152,6 +158,12 @@ public sealed class ReplicasBenchmark : IBenchmark
         {
             foreach (var replica in replicas) await replica.DisposeAsync();
         }
+    }
+
+    static async Task<(long TokensPerMinute, long BurstTokens)> LimitAsync(PlatformApi operatorApi, string deployment, CancellationToken ct)
+    {
+        var limit = await operatorApi.GetAsync($"/v1/admission/{deployment}", ct);
+        return (limit.GetProperty("tokensPerMinute").GetInt64(), limit.GetProperty("burstTokens").GetInt64());
     }
 
     /// <summary>Waits (up to a minute) until the platform has metered every record published, then reads what it metered.</summary>
@@ -216,101 +228,4 @@ public sealed class ReplicasBenchmark : IBenchmark
     }
 
     static void Log(string line) => Console.WriteLine($"[replicas {DateTime.Now:HH:mm:ss}] {line}");
-
-    /// <summary>One serving process: its own node registration and key, cache, feed and publisher, and a backlog it serves as fast as its cache admits.</summary>
-    sealed class Replica : IAsyncDisposable
-    {
-        readonly CancellationTokenSource _stop = new();
-        HttpClient _platform = null!;
-        MeteringPublisher _publisher = null!;
-        AdmissionFeed _feed = null!;
-        Task _serving = Task.CompletedTask;
-        string _producer = "";
-        bool _disposed;
-
-        public AdmissionCache Cache { get; private set; } = null!;
-
-        public long[] Bins { get; private set; } = [];
-
-        public long AdmittedTokens;
-
-        public long Records;
-
-        public static async Task<Replica> StartAsync(PlatformHost host, PlatformApi operatorApi, BenchTopology topology, RunSpec spec, string tenantId, string region,
-            string deployment, int index, CancellationToken ct)
-        {
-            var producer = $"bench-{spec.Id}-r{index}";
-            var credentials = await NodeCredentials.RegisterAsync(operatorApi, producer, region, tenantId, ct);
-            var key = (await operatorApi.PostAsync("/v1/operator/keys", new { role = "ServingNode", name = producer }, ct)).GetProperty("apiKey").GetString()!;
-            var broker = credentials.On(BrokerSettings.FromEnvironment()).Uri;
-            var replica = new Replica { _producer = producer, Cache = new AdmissionCache(new AdmissionCacheOptions { Leases = spec.Leases }) };
-            replica._platform = new HttpClient { BaseAddress = host.BaseAddress, DefaultRequestHeaders = { Authorization = new AuthenticationHeaderValue("Bearer", key) } };
-            replica._feed = await AdmissionFeed.StartAsync(replica.Cache, replica._platform, new AdmissionFeedOptions(broker) { Region = region, Model = Model }, ct);
-            replica._publisher = await MeteringPublisher.CreateAsync(new MeteringPublisherOptions(broker, producer) { Exchange = topology.Exchange }, ct);
-            var deadline = Stopwatch.GetTimestamp() + 10 * Stopwatch.Frequency;
-            while (replica.Cache.Limit(deployment) is null)
-            {
-                if (Stopwatch.GetTimestamp() > deadline) throw new InvalidOperationException($"{producer}: no limit for {deployment} after 10 s");
-                await replica._feed.PullAsync([deployment], ct);
-                await Task.Delay(100, ct);
-            }
-            return replica;
-        }
-
-        /// <summary>Requests arrive at the offered rate into a queue that is served whenever the cache admits; admitted tokens count in their second's bin.</summary>
-        public void Serve(string deployment, double offeredPerSecond, int tokens, TimeSpan backlog, long started, int bins)
-        {
-            Bins = new long[bins];
-            var stop = _stop.Token;
-            _serving = Task.Run(async () =>
-            {
-                var queued = backlog.TotalSeconds * offeredPerSecond / tokens;
-                var last = Stopwatch.GetTimestamp();
-                while (!stop.IsCancellationRequested)
-                {
-                    var now = Stopwatch.GetTimestamp();
-                    queued += Stopwatch.GetElapsedTime(last, now).TotalSeconds * offeredPerSecond / tokens;
-                    last = now;
-                    while (queued >= 1 && !stop.IsCancellationRequested)
-                    {
-                        var admission = Cache.TryAdmit(deployment, tokens, 0, 0);
-                        if (!admission.IsAdmitted) break;
-                        queued--;
-                        var at = DateTimeOffset.UtcNow;
-                        var id = $"{_producer}-{++Records}";
-                        await _publisher.RecordAsync(new MeteringRecord(id, deployment, id, tokens, 0, 0, false, admission.EstimatedTokens, at, at), CancellationToken.None);
-                        Cache.Complete(admission, tokens, 0, 0);
-                        AdmittedTokens += tokens;
-                        var bin = (int)(Stopwatch.GetElapsedTime(started) / Bin);
-                        if (bin < Bins.Length) Bins[bin] += tokens;
-                    }
-                    await Task.Delay(10, CancellationToken.None);
-                }
-            }, CancellationToken.None);
-        }
-
-        /// <summary>Dies as a crashed process would: its HTTP client goes first, so it neither renews nor gives its leases back.</summary>
-        public async Task KillAsync()
-        {
-            _platform.Dispose();
-            await StopAsync();
-            await DisposeAsync();
-        }
-
-        public async Task StopAsync()
-        {
-            await _stop.CancelAsync();
-            await _serving;
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            if (_disposed) return;
-            _disposed = true;
-            await StopAsync();
-            await _publisher.DisposeAsync(); // flushes what was admitted, so metering can be compared
-            await _feed.DisposeAsync();
-            _platform.Dispose();
-        }
-    }
 }

@@ -9,35 +9,53 @@ using Throughput.Metering;
 
 namespace Throughput.Admission;
 
+/// <summary>What the lease owner needs of a deployment to divide it and to push its leases: rate, burst, and where it is served.</summary>
+public sealed record LeasedDeployment(string Id, string Model, IReadOnlyList<string> Regions, long TokensPerMinute, long BurstTokens)
+{
+    public static LeasedDeployment Of(Deployment d) =>
+        new(d.Id, d.Model, d.ServedRegions(), d.Limit.TokensPerMinute, d.Limit.BurstTokens);
+}
+
+/// <summary>A lease answered or pushed, with where to push it.</summary>
+public sealed record LeaseHandout(AdmissionLease Lease, LeasedDeployment Deployment);
+
 /// <summary>
-/// The leases of every deployment, in this host's memory. Leases expire within seconds, so nothing is stored: after a
-/// restart the table fills again from the next renewals (within one renew interval), and meanwhile replicas keep admitting
-/// within the leases they hold. The host answering renewals must be the only one for a deployment: behind several API
-/// hosts, route <c>/v1/admission/leases</c> to one of them, or each would divide the rate among the replicas it hears of.
+/// The leases of every deployment, in the memory of the lease owner (<see cref="LeaseOwner"/>: one host at a time answers
+/// every renewal, whichever API host received it). Leases expire within seconds, so nothing is stored: after a change of
+/// owner the table fills again from the next renewals (within one renew interval), and meanwhile replicas keep admitting
+/// within the leases they hold.
 /// </summary>
 public sealed class AdmissionLeases(IConfiguration configuration)
 {
     readonly Lock _gate = new();
-    readonly Dictionary<string, DeploymentLeases> _deployments = new(StringComparer.Ordinal);
+    readonly Dictionary<string, (DeploymentLeases Leases, LeasedDeployment Deployment)> _deployments = new(StringComparer.Ordinal);
 
     public TimeSpan Ttl { get; } = configuration.GetValue("Admission:LeaseTtl", AdmissionLeaseTopology.Ttl);
 
-    public AdmissionLease Renew(string replicaId, Deployment d, long demand, DateTimeOffset now)
+    /// <summary>The renewing replica's lease, then the others' that grew out of what became free (to push).</summary>
+    public IReadOnlyList<LeaseHandout> Renew(string replicaId, LeasedDeployment d, long demand, DateTimeOffset now)
     {
         lock (_gate)
         {
-            var (leases, granted) = LeaseAllocation.Renew(_deployments.GetValueOrDefault(d.Id) ?? DeploymentLeases.None, replicaId, demand,
-                d.Limit.TokensPerMinute, d.Limit.BurstTokens, now, Ttl);
-            _deployments[d.Id] = leases;
-            return LeaseOf(d.Id, granted, leases);
+            var held = _deployments.TryGetValue(d.Id, out var known) ? known.Leases : DeploymentLeases.None;
+            var (leases, granted, grown) = LeaseAllocation.Renew(held, replicaId, demand, d.TokensPerMinute, d.BurstTokens, now, Ttl);
+            _deployments[d.Id] = (leases, d);
+            return [.. grown.Prepend(granted).Select(r => new LeaseHandout(LeaseOf(d.Id, r, leases), d))];
         }
     }
 
-    /// <summary>Gives back every lease the replica holds.</summary>
-    public void Release(string replicaId)
+    /// <summary>Gives back every lease the replica holds; the leases that grew out of them (to push).</summary>
+    public IReadOnlyList<LeaseHandout> Release(string replicaId, DateTimeOffset now)
     {
+        var handouts = new List<LeaseHandout>();
         lock (_gate)
-            foreach (var (deploymentId, leases) in _deployments.ToList()) _deployments[deploymentId] = LeaseAllocation.Release(leases, replicaId);
+            foreach (var (deploymentId, (held, d)) in _deployments.ToList())
+            {
+                var (leases, grown) = LeaseAllocation.Release(held, replicaId, d.TokensPerMinute, d.BurstTokens, now, Ttl);
+                _deployments[deploymentId] = (leases, d);
+                handouts.AddRange(grown.Select(r => new LeaseHandout(LeaseOf(deploymentId, r, leases), d)));
+            }
+        return handouts;
     }
 
     /// <summary>A deployment's live leases now.</summary>
@@ -45,8 +63,9 @@ public sealed class AdmissionLeases(IConfiguration configuration)
     {
         lock (_gate)
         {
-            if (!_deployments.TryGetValue(deploymentId, out var leases)) return [];
-            leases = _deployments[deploymentId] = LeaseAllocation.Expire(leases, now, Ttl);
+            if (!_deployments.TryGetValue(deploymentId, out var known)) return [];
+            var leases = LeaseAllocation.Expire(known.Leases, now, Ttl);
+            _deployments[deploymentId] = (leases, known.Deployment);
             return [.. leases.Replicas.Values.Select(r => LeaseOf(deploymentId, r, leases))];
         }
     }
@@ -77,7 +96,7 @@ public static class AdmissionLeasesApi
         var group = app.MapGroup("/v1/admission/leases").RequireAuthorization(Policies.ServingNode).WithTags("Admission (serving nodes)");
 
         group.MapPost("/", async (AdmissionLeaseRenewal renewal, ClaimsPrincipal user, IQuerySession session, AdmissionTable table,
-                AdmissionLeases leases, TimeProvider clock, CancellationToken ct) =>
+                LeaseOwner owner, CancellationToken ct) =>
             {
                 if (await NodeOfAsync(user, session, ct) is not { } node) return NotANode();
                 var found = new List<(Deployment Deployment, long Demand)>(renewal.Demands.Count);
@@ -87,34 +106,48 @@ public static class AdmissionLeasesApi
                 if (found.Where(f => !node.MayServe(f.Deployment)).Select(f => f.Deployment.Id).ToList() is { Count: > 0 } foreign)
                     return Results.Problem(statusCode: StatusCodes.Status403Forbidden, title: "Outside the node's registration",
                         detail: $"Serving node '{node.ProducerId}' is not registered to serve {string.Join(", ", foreign)}.");
-                var now = clock.GetUtcNow();
-                return Results.Ok(found.Select(f => leases.Renew(node.ProducerId, f.Deployment, f.Demand, now)).ToList());
+                if (found.Count == 0) return Results.Ok(Array.Empty<AdmissionLease>());
+                return await OwnerAsync(owner, new LeaseAsk(node.ProducerId, [.. found.Select(f => new LeaseDemand(LeasedDeployment.Of(f.Deployment), f.Demand))]), ct);
             })
             .ValidateWith(new RenewalValidator())
             .WithName("RenewAdmissionLeases")
             .WithSummary("Renew this serving node's leases with its demand per deployment; the answer is its share of each (unknown ids are left out).")
-            .Produces<IReadOnlyList<AdmissionLease>>().ProducesProblem(403);
+            .Produces<IReadOnlyList<AdmissionLease>>().ProducesProblem(403).ProducesProblem(503);
 
-        group.MapDelete("/", async (ClaimsPrincipal user, IQuerySession session, AdmissionLeases leases, CancellationToken ct) =>
+        group.MapDelete("/", async (ClaimsPrincipal user, IQuerySession session, LeaseOwner owner, CancellationToken ct) =>
             {
                 if (await NodeOfAsync(user, session, ct) is not { } node) return NotANode();
-                leases.Release(node.ProducerId);
-                return Results.NoContent();
+                return await OwnerAsync(owner, new LeaseAsk(node.ProducerId, Release: true), ct) is var answer && answer is IStatusCodeHttpResult { StatusCode: 200 }
+                    ? Results.NoContent() : answer;
             })
             .WithName("ReleaseAdmissionLeases").WithSummary("Give back every lease of this serving node at once (when it stops), rather than after their TTL.")
-            .Produces(204).ProducesProblem(403);
+            .Produces(204).ProducesProblem(403).ProducesProblem(503);
 
         group.MapGet("/{deploymentId}", async (string deploymentId, ClaimsPrincipal user, IQuerySession session, AdmissionTable table,
-                AdmissionLeases leases, TimeProvider clock, CancellationToken ct) =>
+                LeaseOwner owner, CancellationToken ct) =>
             {
                 if (await table.FindAsync(deploymentId, ct) is not { } d)
                     return Results.Problem(statusCode: 404, title: "Not found", detail: $"No deployment '{deploymentId}'.");
                 if (!user.IsInRole(nameof(Role.Operator)) && (await NodeOfAsync(user, session, ct) is not { } node || !node.MayServe(d))) return NotANode();
-                return Results.Ok(leases.Of(deploymentId, clock.GetUtcNow()));
+                return await OwnerAsync(owner, new LeaseAsk("", List: deploymentId), ct);
             })
             .WithName("ListAdmissionLeases").WithSummary("A deployment's live leases: who holds which share of its rate and burst, for what demand.")
-            .Produces<IReadOnlyList<AdmissionLease>>().ProducesProblem(403).ProducesProblem(404);
+            .Produces<IReadOnlyList<AdmissionLease>>().ProducesProblem(403).ProducesProblem(404).ProducesProblem(503);
         return app;
+    }
+
+    /// <summary>The lease owner's answer, or 503 when no owner answered: the node keeps its leases and renews again.</summary>
+    static async Task<IResult> OwnerAsync(LeaseOwner owner, LeaseAsk ask, CancellationToken ct)
+    {
+        try
+        {
+            return Results.Ok(await owner.AskAsync(ask, ct));
+        }
+        catch (Exception e) when (e is TimeoutException or RabbitMQ.Client.Exceptions.RabbitMQClientException)
+        {
+            return Results.Problem(statusCode: StatusCodes.Status503ServiceUnavailable, title: "Lease owner not reachable",
+                detail: "No host answered for the leases in time; keep admitting within the leases held and renew again.");
+        }
     }
 
     /// <summary>The serving node a key was issued for, unless revoked: a lease is always the caller's own.</summary>

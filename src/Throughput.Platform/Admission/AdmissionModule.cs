@@ -10,7 +10,12 @@ public sealed class AdmissionModule : FeatureModule
         services.AddSingleton<AdmissionPush>();
         services.AddSingleton<AdmissionTable>();
         services.AddSingleton<AdmissionLeases>();
-        if (roles.Api) services.AddHostedService(sp => sp.GetRequiredService<AdmissionTable>());
+        services.AddSingleton<LeaseOwner>();
+        if (roles.Api)
+        {
+            services.AddHostedService(sp => sp.GetRequiredService<AdmissionTable>());
+            services.AddHostedService(sp => sp.GetRequiredService<LeaseOwner>());
+        }
         // Both push limit changes: the listener right after each commit, the subscription (run by the daemon's leader) surely.
         services.ConfigureMarten((sp, opts) =>
         {

@@ -10,8 +10,9 @@ using Throughput.Tenants;
 namespace Throughput.Admission;
 
 /// <summary>
-/// Publishes deployments' current admission limits to the topic exchange serving nodes bind to. It always sends the
-/// current state with its version, so repeats and reordering are harmless: nodes keep the highest version.
+/// Publishes deployments' current admission limits to the topic exchange serving nodes bind to, once per region the
+/// deployment is served from (bought in or placed in). It always sends the current state with its version, so repeats
+/// and reordering are harmless: nodes keep the highest version.
 /// </summary>
 public sealed class AdmissionPush(ServiceSettings settings, TimeProvider clock, ILogger<AdmissionPush> log) : IAsyncDisposable
 {
@@ -31,7 +32,7 @@ public sealed class AdmissionPush(ServiceSettings settings, TimeProvider clock, 
         var tenantIds = deployments.Select(d => d.TenantId).Distinct().ToArray();
         var tenants = (await session.LoadManyAsync<Tenant>(ct, tenantIds)).ToDictionary(t => t.Id);
         var now = clock.GetUtcNow();
-        await PublishAsync(deployments.Select(d => AdmissionLimits.Of(d, tenants.GetValueOrDefault(d.TenantId), now)), ct);
+        await PublishAsync(deployments.Select(d => (AdmissionLimits.Of(d, tenants.GetValueOrDefault(d.TenantId), now), d.ServedRegions())), ct);
     }
 
     /// <summary>
@@ -40,7 +41,7 @@ public sealed class AdmissionPush(ServiceSettings settings, TimeProvider clock, 
     /// </summary>
     public static readonly TimeSpan BrokerTimeout = TimeSpan.FromSeconds(10);
 
-    public async Task PublishAsync(IEnumerable<AdmissionLimitChanged> limits, CancellationToken ct)
+    public async Task PublishAsync(IEnumerable<(AdmissionLimitChanged Limit, IReadOnlyList<string> Regions)> limits, CancellationToken ct)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
         timeout.CancelAfter(BrokerTimeout);
@@ -61,10 +62,11 @@ public sealed class AdmissionPush(ServiceSettings settings, TimeProvider clock, 
                 UserId = settings.RabbitUser, // nodes take pushes only from the platform's user, which the broker vouches for
                 Headers = new Dictionary<string, object?> { [AdmissionTopology.VersionHeader] = AdmissionTopology.CurrentVersion },
             };
-            foreach (var limit in limits)
+            foreach (var (limit, regions) in limits)
             {
                 var body = JsonSerializer.SerializeToUtf8Bytes(limit, Json);
-                await channel.BasicPublishAsync(Exchange, AdmissionTopology.RoutingKey(limit.Region, limit.Model, limit.DeploymentId), false, properties, body, timeout.Token);
+                foreach (var region in regions)
+                    await channel.BasicPublishAsync(Exchange, AdmissionTopology.RoutingKey(region, limit.Model, limit.DeploymentId), false, properties, body, timeout.Token);
             }
         }
         catch (Exception e) when (e is RabbitMQ.Client.Exceptions.RabbitMQClientException or IOException)

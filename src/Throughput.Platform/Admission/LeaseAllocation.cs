@@ -19,8 +19,10 @@ public sealed record DeploymentLeases(ImmutableSortedDictionary<string, ReplicaS
 /// Divides a deployment's rate and burst among the serving processes that renew a lease on it (as Doorman does): each
 /// replica's target is its max-min fair share of the rate given everyone's demand, and the rate no one asks for is split
 /// evenly, so a replica whose demand grows has room before its next report. A replica is granted its target only out of
-/// what the others do not hold: a share given up is handed on at the receiver's next renewal, so the shares held never
-/// sum to more than the purchase, not even between two renewals. Burst follows the rate share.
+/// what the others do not hold, so the shares held never sum to more than the purchase, not even between two renewals.
+/// A share given up (or expired, or released) is handed on at once to the replicas below their target: growing a share
+/// is safe before its holder hears of it, so those grants are pushed rather than waiting for the receivers' renewals.
+/// Burst follows the rate share.
 /// </summary>
 public static class LeaseAllocation
 {
@@ -48,21 +50,53 @@ public static class LeaseAllocation
 
     /// <summary>
     /// A replica renews with its demand: leases past their TTL are dropped, the targets are recomputed, and the renewing
-    /// replica is granted its target as far as the others' holdings leave room (the rest comes at its next renewal, once
-    /// they have given theirs up at theirs).
+    /// replica is granted its target as far as the others' holdings leave room (the rest comes once they have given theirs
+    /// up). What is then left free goes to the others below their target: <c>Grown</c>, the leases to push.
     /// </summary>
-    public static (DeploymentLeases Leases, ReplicaShare Granted) Renew(DeploymentLeases leases, string replicaId, long demand,
-        long rate, long burst, DateTimeOffset now, TimeSpan ttl)
+    public static (DeploymentLeases Leases, ReplicaShare Granted, IReadOnlyList<ReplicaShare> Grown) Renew(DeploymentLeases leases, string replicaId,
+        long demand, long rate, long burst, DateTimeOffset now, TimeSpan ttl)
     {
         var live = Expire(leases, now, ttl).Replicas;
         var renewing = (live.GetValueOrDefault(replicaId) ?? new ReplicaShare(replicaId, 0, 0, 0, now)) with { Demand = Math.Max(0, demand), RenewedAt = now };
         live = live.SetItem(replicaId, renewing);
-        var target = FairShares([.. live.Values.Select(r => (r.ReplicaId, r.Demand))], rate)[replicaId];
-        var others = live.Values.Where(r => r.ReplicaId != replicaId).ToList();
+        var targets = FairShares([.. live.Values.Select(r => (r.ReplicaId, r.Demand))], rate);
+        var granted = Grant(renewing, targets[replicaId], live.Values.Where(r => r.ReplicaId != replicaId).ToList(), rate, burst);
+        var (replicas, grown) = HandOutFree(live.SetItem(replicaId, granted), targets, rate, burst);
+        return (new DeploymentLeases(replicas, Math.Max(leases.Version + 1, now.ToUnixTimeMilliseconds())), granted, grown);
+    }
+
+    /// <summary>A replica stopping gives its share back at once instead of after the TTL; the others below their target take it now.</summary>
+    public static (DeploymentLeases Leases, IReadOnlyList<ReplicaShare> Grown) Release(DeploymentLeases leases, string replicaId, long rate, long burst,
+        DateTimeOffset now, TimeSpan ttl)
+    {
+        if (!leases.Replicas.ContainsKey(replicaId)) return (leases, []);
+        var live = Expire(leases, now, ttl).Replicas.Remove(replicaId);
+        var (replicas, grown) = HandOutFree(live, FairShares([.. live.Values.Select(r => (r.ReplicaId, r.Demand))], rate), rate, burst);
+        return (new DeploymentLeases(replicas, Math.Max(leases.Version + 1, now.ToUnixTimeMilliseconds())), grown);
+    }
+
+    /// <summary>The replica's share set to its target, as far as what the others hold leaves room; its burst follows.</summary>
+    static ReplicaShare Grant(ReplicaShare replica, long target, IReadOnlyCollection<ReplicaShare> others, long rate, long burst)
+    {
         var share = Math.Clamp(target, 0, Math.Max(0, rate - others.Sum(r => r.TokensPerMinute)));
         var burstShare = rate <= 0 ? 0 : Math.Clamp((long)((Int128)burst * share / rate), 0, Math.Max(0, burst - others.Sum(r => r.BurstTokens)));
-        var granted = renewing with { TokensPerMinute = share, BurstTokens = burstShare };
-        return (new DeploymentLeases(live.SetItem(replicaId, granted), Math.Max(leases.Version + 1, now.ToUnixTimeMilliseconds())), granted);
+        return replica with { TokensPerMinute = share, BurstTokens = burstShare };
+    }
+
+    /// <summary>Grows, largest shortfall first, every share below its target out of what nobody holds.</summary>
+    static (ImmutableSortedDictionary<string, ReplicaShare> Replicas, IReadOnlyList<ReplicaShare> Grown) HandOutFree(
+        ImmutableSortedDictionary<string, ReplicaShare> replicas, ImmutableSortedDictionary<string, long> targets, long rate, long burst)
+    {
+        var grown = new List<ReplicaShare>();
+        foreach (var behind in replicas.Values.Where(r => r.TokensPerMinute < targets[r.ReplicaId])
+                     .OrderByDescending(r => targets[r.ReplicaId] - r.TokensPerMinute).ThenBy(r => r.ReplicaId, StringComparer.Ordinal).ToList())
+        {
+            var given = Grant(behind, targets[behind.ReplicaId], [.. replicas.Values.Where(r => r.ReplicaId != behind.ReplicaId)], rate, burst);
+            if (given.TokensPerMinute <= behind.TokensPerMinute) continue;
+            replicas = replicas.SetItem(given.ReplicaId, given);
+            grown.Add(given);
+        }
+        return (replicas, grown);
     }
 
     /// <summary>Drops the leases not renewed within the TTL: their shares are free for the others' next renewals.</summary>
@@ -71,8 +105,4 @@ public static class LeaseAllocation
         var expired = leases.Replicas.Values.Where(r => now - r.RenewedAt >= ttl).Select(r => r.ReplicaId).ToList();
         return expired.Count == 0 ? leases : leases with { Replicas = leases.Replicas.RemoveRange(expired) };
     }
-
-    /// <summary>A replica stopping gives its share back at once instead of after the TTL.</summary>
-    public static DeploymentLeases Release(DeploymentLeases leases, string replicaId) =>
-        leases.Replicas.ContainsKey(replicaId) ? leases with { Replicas = leases.Replicas.Remove(replicaId) } : leases;
 }

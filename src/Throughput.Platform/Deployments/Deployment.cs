@@ -139,6 +139,9 @@ public sealed record Deployment(
     /// <summary>Serving nodes of the region it was bought in and of every region it has been placed in serve it (each with its leased share).</summary>
     public bool ServedFrom(string region) => Region == region || Placement?.Any(s => s.Region == region) == true;
 
+    /// <summary>Every region its serving nodes may be in: where it was bought, and where it is placed.</summary>
+    public IReadOnlyList<string> ServedRegions() => [.. (Placement ?? []).Select(s => s.Region).Prepend(Region).Distinct(StringComparer.Ordinal)];
+
     /// <summary>A throttled deployment is released once utilization falls below this, so it does not flap at 100%.</summary>
     public const decimal ReleaseThreshold = 0.95m;
 

@@ -13,8 +13,8 @@ namespace Throughput.Metering;
 /// <summary>What a serving node's broker user may touch, as RabbitMQ permission patterns on the platform's vhost.</summary>
 /// <param name="Configure">Only the server-named queue its admission feed declares (clients cannot name a queue <c>amq.*</c>).</param>
 /// <param name="Write">Publishing to the metering exchange; binding that queue.</param>
-/// <param name="Read">Binding from the admission exchange; consuming that queue. Never a partition queue or the metering exchange.</param>
-/// <param name="AdmissionTopics">Routing keys it may bind on the admission exchange: its regions' limits only.</param>
+/// <param name="Read">Binding from the admission and lease exchanges; consuming that queue. Never a partition queue or the metering exchange.</param>
+/// <param name="AdmissionTopics">Routing keys it may bind on the admission and lease exchanges: its regions' only.</param>
 public sealed record NodePermissions(string Configure, string Write, string Read, string AdmissionTopics)
 {
     const string FeedQueue = @"amq\.gen-.*";
@@ -23,7 +23,7 @@ public sealed record NodePermissions(string Configure, string Write, string Read
     public static NodePermissions For(ServingNode node, string meteringExchange, string admissionExchange, string? alsoPublishTo = null) => new(
         $"^{FeedQueue}$",
         $"^({Regex.Escape(meteringExchange)}|{FeedQueue}{(string.IsNullOrEmpty(alsoPublishTo) ? "" : "|" + alsoPublishTo)})$",
-        $"^({Regex.Escape(admissionExchange)}|{FeedQueue})$",
+        $"^({Regex.Escape(admissionExchange)}|{Regex.Escape(AdmissionLeaseTopology.Exchange)}|{FeedQueue})$",
         node.Regions.Count == 0 ? "^[^.]+\\." : $"^({string.Join('|', node.Regions.Select(Regex.Escape))})\\.");
 }
 
@@ -70,7 +70,8 @@ public sealed class BrokerAccounts(ServiceSettings settings, IConfiguration conf
         var vhost = Uri.EscapeDataString(settings.RabbitVirtualHost);
         await SendAsync(HttpMethod.Put, $"api/users/{user}", new { password_hash = node.PasswordHash, hashing_algorithm = "rabbit_password_hashing_sha256", tags = "" }, ct);
         await SendAsync(HttpMethod.Put, $"api/permissions/{vhost}/{user}", new { configure = permissions.Configure, write = permissions.Write, read = permissions.Read }, ct);
-        await SendAsync(HttpMethod.Put, $"api/topic-permissions/{vhost}/{user}", new { exchange = AdmissionTopology.Exchange, write = "^$", read = permissions.AdmissionTopics }, ct);
+        foreach (var exchange in new[] { AdmissionTopology.Exchange, AdmissionLeaseTopology.Exchange })
+            await SendAsync(HttpMethod.Put, $"api/topic-permissions/{vhost}/{user}", new { exchange, write = "^$", read = permissions.AdmissionTopics }, ct);
     }
 
     /// <summary>Deletes the broker user (no new connections) and closes its open connections; idempotent.</summary>

@@ -85,6 +85,8 @@ public sealed class AdmissionLeaseTests(PlatformFixture platform)
 
         Assert.Equal(new[] { a.Producer, b.Producer }.Order(StringComparer.Ordinal), afterStop.Select(l => l.ReplicaId).Order(StringComparer.Ordinal));
         await Eventually.Until(() => Task.FromResult(a.Lease(deployment)!.TokensPerMinute + b.Lease(deployment)!.TokensPerMinute), sum => sum == Rate, TimeSpan.FromSeconds(2));
+        // c's release grew both shares at once, and the owner pushed them: the feeds heard of them, not only their next renewals.
+        await Eventually.Until(() => Task.FromResult(a.Feed.LeasePushes + b.Feed.LeasePushes), pushes => pushes >= 2, TimeSpan.FromSeconds(2));
     }
 
     [Fact]

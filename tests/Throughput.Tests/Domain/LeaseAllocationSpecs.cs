@@ -10,7 +10,7 @@ public sealed class LeaseAllocationSpecs
     static readonly TimeSpan Ttl = TimeSpan.FromMilliseconds(1500);
     static readonly DateTimeOffset T0 = new(2026, 12, 4, 12, 0, 0, TimeSpan.Zero);
 
-    static (DeploymentLeases Leases, ReplicaShare Granted) Renew(DeploymentLeases leases, string replica, long demand, DateTimeOffset at) =>
+    static (DeploymentLeases Leases, ReplicaShare Granted, IReadOnlyList<ReplicaShare> Grown) Renew(DeploymentLeases leases, string replica, long demand, DateTimeOffset at) =>
         LeaseAllocation.Renew(leases, replica, demand, Rate, Burst, at, Ttl);
 
     /// <summary>Every replica renews in turn, as many rounds as asked, 250 ms apart; the leases after the last round.</summary>
@@ -46,7 +46,7 @@ public sealed class LeaseAllocationSpecs
     [Fact]
     public void A_lone_replica_gets_the_whole_rate_and_burst()
     {
-        var (_, granted) = Renew(DeploymentLeases.None, "a", 1_000, T0);
+        var (_, granted, _) = Renew(DeploymentLeases.None, "a", 1_000, T0);
 
         Assert.Equal(Rate, granted.TokensPerMinute);
         Assert.Equal(Burst, granted.BurstTokens);
@@ -67,16 +67,18 @@ public sealed class LeaseAllocationSpecs
     [Fact]
     public void A_new_replica_gets_its_share_once_the_holder_has_given_it_up_and_never_before()
     {
-        var (leases, first) = Renew(DeploymentLeases.None, "a", 200_000, T0);
+        var (leases, first, _) = Renew(DeploymentLeases.None, "a", 200_000, T0);
         Assert.Equal(Rate, first.TokensPerMinute);
 
-        (leases, var joining) = Renew(leases, "b", 200_000, T0.AddMilliseconds(100));
+        (leases, var joining, _) = Renew(leases, "b", 200_000, T0.AddMilliseconds(100));
         Assert.Equal(0, joining.TokensPerMinute); // a still holds the whole rate until it renews
         Assert.Equal(2, leases.Replicas.Count);
 
-        (leases, var shrunk) = Renew(leases, "a", 200_000, T0.AddMilliseconds(250));
+        (leases, var shrunk, var grown) = Renew(leases, "a", 200_000, T0.AddMilliseconds(250));
         Assert.Equal(30_000, shrunk.TokensPerMinute);
-        (leases, joining) = Renew(leases, "b", 200_000, T0.AddMilliseconds(350));
+        // What a gave up goes to b at once, to be pushed: b need not wait for its own renewal.
+        Assert.Equal(("b", 30_000L, 30_000L), (Assert.Single(grown).ReplicaId, grown[0].TokensPerMinute, grown[0].BurstTokens));
+        (leases, joining, _) = Renew(leases, "b", 200_000, T0.AddMilliseconds(350));
         Assert.Equal(30_000, joining.TokensPerMinute);
         Assert.Equal(30_000, joining.BurstTokens);
     }
@@ -111,18 +113,30 @@ public sealed class LeaseAllocationSpecs
     }
 
     [Fact]
-    public void A_released_lease_is_free_at_the_next_renewal_of_the_others()
+    public void A_released_lease_goes_at_once_to_the_replicas_that_want_it()
     {
         var leases = Rounds(DeploymentLeases.None, new Dictionary<string, long> { ["a"] = 200_000, ["b"] = 200_000 }, rounds: 3, T0);
 
-        leases = LeaseAllocation.Release(leases, "b");
-        var (_, granted) = Renew(leases, "a", 200_000, T0.AddSeconds(1));
+        var (released, grown) = LeaseAllocation.Release(leases, "b", Rate, Burst, T0.AddSeconds(1), Ttl);
 
-        Assert.Equal(Rate, granted.TokensPerMinute);
+        Assert.Equal(("a", Rate, Burst), (Assert.Single(grown).ReplicaId, grown[0].TokensPerMinute, grown[0].BurstTokens));
+        Assert.Equal(["a"], released.Replicas.Keys);
     }
 
     [Fact]
-    public void Leases_held_never_sum_to_more_than_the_rate_or_the_burst_whatever_the_order_of_renewals()
+    public void An_expired_lease_goes_to_the_replicas_below_their_target_at_the_next_renewal_of_any()
+    {
+        var leases = Rounds(DeploymentLeases.None, new Dictionary<string, long> { ["a"] = 200_000, ["b"] = 200_000, ["c"] = 200_000 }, rounds: 3, T0);
+
+        var (after, granted, grown) = Renew(leases, "a", 200_000, T0.AddSeconds(2.1)); // b and c last renewed at T0 + 500 ms
+
+        Assert.Equal(Rate, granted.TokensPerMinute);
+        Assert.Empty(grown);
+        Assert.Equal(["a"], after.Replicas.Keys);
+    }
+
+    [Fact]
+    public void Leases_held_never_sum_to_more_than_the_rate_or_the_burst_whatever_the_order_of_renewals_and_releases()
     {
         var random = new Random(17);
         var leases = DeploymentLeases.None;
@@ -130,7 +144,9 @@ public sealed class LeaseAllocationSpecs
         for (var i = 0; i < 5_000; i++)
         {
             at = at.AddMilliseconds(random.Next(0, 120));
-            leases = Renew(leases, $"r{random.Next(8)}", random.Next(0, 4) == 0 ? random.Next(0, 5_000) : random.Next(0, 200_000), at).Leases;
+            leases = random.Next(0, 50) == 0
+                ? LeaseAllocation.Release(leases, $"r{random.Next(8)}", Rate, Burst, at, Ttl).Leases
+                : Renew(leases, $"r{random.Next(8)}", random.Next(0, 4) == 0 ? random.Next(0, 5_000) : random.Next(0, 200_000), at).Leases;
             Assert.InRange(leases.HeldTokensPerMinute, 0, Rate);
             Assert.InRange(leases.HeldBurstTokens, 0, Burst);
         }
@@ -141,21 +157,21 @@ public sealed class LeaseAllocationSpecs
     {
         var leases = Rounds(DeploymentLeases.None, new Dictionary<string, long> { ["a"] = 200_000, ["b"] = 200_000 }, rounds: 3, T0);
 
-        var (after, granted) = LeaseAllocation.Renew(leases, "a", 200_000, 30_000, 30_000, T0.AddSeconds(1), Ttl);
+        var (after, granted, _) = LeaseAllocation.Renew(leases, "a", 200_000, 30_000, 30_000, T0.AddSeconds(1), Ttl);
 
         Assert.Equal(0, granted.TokensPerMinute); // b still holds 30,000 of the new 30,000
-        var (_, b) = LeaseAllocation.Renew(after, "b", 200_000, 30_000, 30_000, T0.AddSeconds(1.1), Ttl);
+        var (_, b, _) = LeaseAllocation.Renew(after, "b", 200_000, 30_000, 30_000, T0.AddSeconds(1.1), Ttl);
         Assert.Equal(15_000, b.TokensPerMinute);
     }
 
     [Fact]
     public void Versions_grow_with_every_lease_and_across_a_restart_of_the_owner()
     {
-        var (leases, _) = Renew(DeploymentLeases.None, "a", 1_000, T0);
-        (leases, _) = Renew(leases, "a", 1_000, T0);
+        var (leases, _, _) = Renew(DeploymentLeases.None, "a", 1_000, T0);
+        (leases, _, _) = Renew(leases, "a", 1_000, T0);
         var beforeRestart = leases.Version;
 
-        var (afterRestart, _) = Renew(DeploymentLeases.None, "a", 1_000, T0.AddMilliseconds(10));
+        var (afterRestart, _, _) = Renew(DeploymentLeases.None, "a", 1_000, T0.AddMilliseconds(10));
 
         Assert.Equal(T0.ToUnixTimeMilliseconds() + 1, beforeRestart);
         Assert.True(afterRestart.Version > beforeRestart);

@@ -116,6 +116,7 @@ public sealed class ServingNodeSpecs
         Assert.True(Matches(permissions.Write, "throughput.metering"));
         Assert.True(Matches(permissions.Configure, "amq.gen-Xy1"));
         Assert.True(Matches(permissions.Read, "throughput.admission"));
+        Assert.True(Matches(permissions.Read, "throughput.admission.leases"));
         Assert.True(Matches(permissions.AdmissionTopics, "eastus.gpt-4o.dep-1"));
         foreach (var name in new[] { "throughput.admission", "throughput.metering.p0", "throughput.metering.x", "amq.default", "throughput.metering.p0_error" })
             Assert.False(Matches(permissions.Write, name), name);

@@ -1,0 +1,53 @@
+using Throughput.Serving;
+
+namespace Throughput.Tests.Serving;
+
+/// <summary>The demand a lease renewal reports every 250 ms, from what the bucket was asked and admitted meanwhile.</summary>
+public sealed class DemandEstimateTests
+{
+    const double Interval = 0.25 / 60; // minutes
+    const int Intervals = DemandEstimate.Intervals;
+
+    [Fact]
+    public void A_process_admitting_a_request_every_seven_tenths_of_a_second_reports_its_rate_not_0_or_12000_by_turns()
+    {
+        var estimate = new DemandEstimate(0);
+        var reports = new List<double>();
+        var nextArrival = 0.0;
+        for (var i = 0; i < 200; i++)
+        {
+            var to = (i + 1) * 0.25;
+            var admissions = 0;
+            for (; nextArrival < to; nextArrival += 0.7) admissions++;
+            reports.Add(estimate.Add((50 * admissions, 50 * admissions, admissions), Interval, i));
+        }
+
+        // 50 tokens every 0.7 s is 4,286 a minute; every report once 8 s are known stays within one request in eight of it.
+        Assert.All(reports.Skip(Intervals), r => Assert.InRange(r, 4_286 * 0.875, 4_286 * 1.143));
+    }
+
+    [Fact]
+    public void A_busy_process_whose_load_stops_reports_at_most_half_after_one_interval_and_a_ninth_after_two_seconds()
+    {
+        var estimate = new DemandEstimate(0);
+        for (var i = 0; i < 8; i++) estimate.Add((2_500, 2_500, 50), Interval, i); // 600,000 a minute
+
+        var afterOne = estimate.Add((0, 0, 0), Interval, 8);
+        var afterEight = 0.0;
+        for (var i = 9; i < 16; i++) afterEight = estimate.Add((0, 0, 0), Interval, i);
+
+        Assert.Equal(300_000, afterOne, 1);
+        Assert.InRange(afterEight, 0, 600_000 / 9.0 + 1);
+    }
+
+    [Fact]
+    public void A_process_that_refused_reports_what_it_was_asked()
+    {
+        var estimate = new DemandEstimate(0);
+        estimate.Add((1_000, 1_000, 20), Interval, 0);
+
+        var refusing = estimate.Add((5_000, 1_000, 20), Interval, 1); // asked five times what it admitted
+
+        Assert.True(refusing > 600_000, $"{refusing}");
+    }
+}
