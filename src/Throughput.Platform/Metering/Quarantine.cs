@@ -21,6 +21,7 @@ public enum QuarantineReason
     ConflictingReplay,
     SpilloverOff,
     UnknownAdapter,
+    SpilloverCapReached,
 }
 
 /// <summary>Metering input that was refused, with the reason. Never billed; kept for the producer's owner to see and fix.</summary>
