@@ -60,6 +60,11 @@ public sealed class InvoicingFixture() : HostFixture(OperatorKey, $"tests.invoic
         builder.UseSetting("Catalog:Path", CatalogWithGeography());
         builder.UseSetting("Invoicing:AutoIssue", "false");
         builder.UseSetting("Invoicing:CatchUpTimeout", "00:00:20");
+        // Alerts' webhooks go to a receiver on loopback (AlertTests).
+        builder.UseSetting("Webhooks:AllowedHosts", "127.0.0.1");
+        builder.UseSetting("Webhooks:AllowHttp", "true");
+        builder.UseSetting("Webhooks:SecretKey", Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)));
+        builder.UseSetting("Webhooks:PollInterval", "00:00:00.200");
         builder.ConfigureServices(services =>
         {
             services.AddSingleton<TimeProvider>(Clock);

@@ -25,7 +25,7 @@ public sealed class WebhookTests(PlatformFixture platform)
     [Fact]
     public async Task A_receiver_down_for_a_minute_across_a_host_kill_gets_every_event_once_signed_and_in_order_per_deployment()
     {
-        await using var receiver = Receiver.Start();
+        await using var receiver = WebhookReceiver.Start();
         await using var host = new PlatformProcess($"tests.webhooks.{Guid.NewGuid():N}"[..26], partitions: 1, roles: "Api,Daemon", environment: new Dictionary<string, string>
         {
             ["Webhooks__AllowedHosts"] = "127.0.0.1",
@@ -83,7 +83,7 @@ public sealed class WebhookTests(PlatformFixture platform)
         var accepted = receiver.Accepted("tenant");
         Assert.Equal(expected, accepted.Count);
         Assert.Equal(expected, accepted.Select(a => a.Id).Distinct().Count());
-        Assert.All(accepted, a => Assert.True(Verifies(a, secret), $"signature of {a.Id}"));
+        Assert.All(accepted, a => Assert.True(WebhookReceiver.Verifies(a, secret), $"signature of {a.Id}"));
         foreach (var deployment in deployments)
         {
             var types = accepted.Where(a => a.Data.GetProperty("deploymentId").GetString() == deployment).Select(a => a.Type).ToList();
@@ -118,7 +118,7 @@ public sealed class WebhookTests(PlatformFixture platform)
         (await customer.PostAsync($"/v1/webhooks/endpoints/{endpointId}/enable", null)).EnsureSuccessStatusCode();
         var delivered = (await Eventually.Until(() => Task.FromResult(receiver.Accepted("tenant")), a => a.Count == expected + 1, TimeSpan.FromSeconds(30)))[^1];
         Assert.Equal(later, delivered.Data.GetProperty("deploymentId").GetString());
-        Assert.True(Verifies(delivered, newSecret) && Verifies(delivered, secret));
+        Assert.True(WebhookReceiver.Verifies(delivered, newSecret) && WebhookReceiver.Verifies(delivered, secret));
     }
 
     static async Task<JsonElement> RegisterAsync(HttpClient client, string url, string[] eventTypes)
@@ -133,76 +133,5 @@ public sealed class WebhookTests(PlatformFixture platform)
         var request = new HttpRequestMessage(HttpMethod.Post, url) { Content = body is null ? null : JsonContent.Create(body) };
         request.Headers.IfMatch.Add(EntityTagHeaderValue.Parse(etag));
         return request;
-    }
-
-    /// <summary>What a receiver in any language does (docs/webhooks.md): HMAC-SHA256 of id.timestamp.body, compared with each v1 signature, the timestamp within 5 minutes.</summary>
-    static bool Verifies(Arrival a, string secret)
-    {
-        if (Math.Abs(a.ReceivedAt - long.Parse(a.Timestamp, CultureInfo.InvariantCulture)) > 300) return false;
-        var expected = Convert.ToBase64String(HMACSHA256.HashData(Convert.FromBase64String(secret["whsec_".Length..]), Encoding.UTF8.GetBytes($"{a.Id}.{a.Timestamp}.{a.Body}")));
-        return a.Signature.Split(' ').Any(s => s == "v1," + expected);
-    }
-
-    sealed record Arrival(string Path, string Id, string Timestamp, string Signature, string Body, bool Accepted, long ReceivedAt)
-    {
-        readonly JsonElement _payload = JsonSerializer.Deserialize<JsonElement>(Body);
-        public string Type => _payload.GetProperty("type").GetString()!;
-        public JsonElement Data => _payload.GetProperty("data");
-        public string? TenantId => _payload.GetProperty("tenantId").GetString();
-    }
-
-    /// <summary>A receiver on loopback that records every request, answering 503 while down and 204 otherwise.</summary>
-    sealed class Receiver : IAsyncDisposable
-    {
-        readonly HttpListener _listener = new();
-        readonly ConcurrentQueue<Arrival> _arrivals = new();
-        readonly Task _loop;
-        readonly int _port;
-
-        public volatile bool Down;
-
-        Receiver()
-        {
-            using (var probe = new TcpListener(IPAddress.Loopback, 0))
-            {
-                probe.Start();
-                _port = ((IPEndPoint)probe.LocalEndpoint).Port;
-            }
-            _listener.Prefixes.Add($"http://127.0.0.1:{_port}/");
-            _listener.Start();
-            _loop = Task.Run(ServeAsync);
-        }
-
-        public static Receiver Start() => new();
-
-        public string Url(string path) => $"http://127.0.0.1:{_port}/{path}";
-
-        public List<Arrival> Accepted(string path) => _arrivals.Where(a => a.Path == path && a.Accepted).ToList();
-
-        public Task<int> Refused(string path) => Task.FromResult(_arrivals.Count(a => a.Path == path && !a.Accepted));
-
-        async Task ServeAsync()
-        {
-            while (_listener.IsListening)
-            {
-                HttpListenerContext context;
-                try { context = await _listener.GetContextAsync(); }
-                catch (Exception) when (!_listener.IsListening) { return; }
-                using var reader = new StreamReader(context.Request.InputStream, Encoding.UTF8);
-                var body = await reader.ReadToEndAsync();
-                var down = Down;
-                _arrivals.Enqueue(new Arrival(context.Request.Url!.AbsolutePath.Trim('/'), context.Request.Headers["webhook-id"]!,
-                    context.Request.Headers["webhook-timestamp"]!, context.Request.Headers["webhook-signature"]!, body, !down, DateTimeOffset.UtcNow.ToUnixTimeSeconds()));
-                context.Response.StatusCode = down ? 503 : 204;
-                context.Response.Close();
-            }
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            _listener.Stop();
-            await _loop;
-            _listener.Close();
-        }
     }
 }

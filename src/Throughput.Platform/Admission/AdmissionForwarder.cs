@@ -14,7 +14,7 @@ public static class LimitChanges
 {
     public static readonly IReadOnlySet<Type> EventTypes = new HashSet<Type>
     {
-        typeof(DeploymentCreated), typeof(DeploymentResized), typeof(SpilloverEnabled), typeof(SpilloverDisabled), typeof(DeploymentReleased), typeof(DeploymentPlaced),
+        typeof(DeploymentCreated), typeof(DeploymentResized), typeof(SpilloverEnabled), typeof(SpilloverDisabled), typeof(SpilloverCapReached), typeof(SpilloverCapLifted), typeof(DeploymentReleased), typeof(DeploymentPlaced),
         typeof(DeploymentThrottled), typeof(ThrottleLifted), typeof(TenantSuspended), typeof(TenantReinstated),
     };
 

@@ -23,7 +23,7 @@ public static class AdmissionLimits
         var level = d.LevelAt(now);
         var state = StateOf(d, tenant);
         return new AdmissionLimitChanged(d.Id, d.TenantId, d.Model, d.Region, state, d.Limit.TokensPerMinute, d.Limit.BurstTokens,
-            d.UtilizationOf(level), state == AdmissionState.Throttled ? d.RetryAfterMs(level) : 0, d.Spillover, d.OutputWeight, d.CachedDeduction,
+            d.UtilizationOf(level), state == AdmissionState.Throttled ? d.RetryAfterMs(level) : 0, d.SpillsAt(now), d.OutputWeight, d.CachedDeduction,
             d.AdmissionRevision + (tenant?.AdmissionRevision ?? 0), now, CapsOf(d));
     }
 
@@ -43,7 +43,7 @@ public static class AdmissionLimits
         {
             AdmissionState.Open or AdmissionState.Degraded when estimatedTokens <= remaining => new AdmissionDecision(true, remaining - estimatedTokens, 0, limit),
             AdmissionState.Open or AdmissionState.Degraded => new AdmissionDecision(false, remaining, WaitFor(d, level + estimatedTokens - d.Limit.BurstTokens), limit),
-            AdmissionState.Throttled when d.Spillover => new AdmissionDecision(true, 0, 0, limit),
+            AdmissionState.Throttled when d.SpillsAt(now) => new AdmissionDecision(true, 0, 0, limit),
             AdmissionState.Throttled => new AdmissionDecision(false, 0, limit.RetryAfterMs, limit),
             _ => new AdmissionDecision(false, 0, 0, limit),
         };

@@ -32,6 +32,18 @@ public sealed record SpilloverEnabled(string DeploymentId, DateTimeOffset At) : 
 public sealed record SpilloverDisabled(string DeploymentId, DateTimeOffset At) : DeploymentEvent(DeploymentId);
 
 /// <summary>
+/// A spending cap (<see cref="AlertId"/>) was reached in <see cref="Month"/> (UTC, <c>yyyy-MM</c>): spilled records that
+/// finished in that month are no longer admitted nor billed. A later month is not capped (docs/alerts.md).
+/// </summary>
+public sealed record SpilloverCapReached(string DeploymentId, string AlertId, string Month, decimal Spend, DateTimeOffset At) : DeploymentEvent(DeploymentId);
+
+/// <summary>
+/// The cap no longer holds: its alert was changed or removed, or (<see cref="MonthEnded"/>) a later month began, which
+/// tells serving nodes spillover is on again while spilled records of the capped month stay refused.
+/// </summary>
+public sealed record SpilloverCapLifted(string DeploymentId, string AlertId, bool MonthEnded, DateTimeOffset At) : DeploymentEvent(DeploymentId);
+
+/// <summary>
 /// The platform placed a Data Zone or Global deployment's PTUs in these regions' pools (the whole placement, not a change
 /// to it); <see cref="UnplacedPtu"/> found no room anywhere, and while it is above 0 the deployment is degraded. Billing
 /// does not read it: what the customer bought and pays for is <see cref="DeploymentCreated"/> and its resizes.
@@ -130,6 +142,19 @@ public sealed record Deployment(
     /// <summary>PTUs the platform found no room for after a drain: admission runs at the placed PTUs only until they are placed again.</summary>
     public decimal UnplacedPtu { get; init; }
 
+    /// <summary>The month (UTC, <c>yyyy-MM</c>) a spillover cap holds in, and the alert that set it; null: none.</summary>
+    public string? SpilloverCappedIn { get; init; }
+
+    public string? SpilloverCappedBy { get; init; }
+
+    /// <summary>Whether a spilled record that finished at this time is past a spillover cap (the cap holds only in its own month).</summary>
+    public bool SpilloverCapped(DateTimeOffset finishedAt) => SpilloverCappedIn is { } month && month == MonthOf(finishedAt);
+
+    /// <summary>What serving nodes are told at <paramref name="now"/>: spillover is on and no cap holds this month.</summary>
+    public bool SpillsAt(DateTimeOffset now) => Spillover && !SpilloverCapped(now);
+
+    public static string MonthOf(DateTimeOffset at) => at.UtcDateTime.ToString("yyyy-MM", System.Globalization.CultureInfo.InvariantCulture);
+
     public bool Degraded => Status == DeploymentStatus.Active && UnplacedPtu > 0;
 
     public IReadOnlyList<PlacedPtu> Shares => Status == DeploymentStatus.Released ? [] : Placement ?? [new PlacedPtu(Region, Ptu)];
@@ -193,6 +218,14 @@ public sealed record Deployment(
     public Deployment Apply(SpilloverDisabled e) =>
         this with { Spillover = false, SpilloverDisabledAt = e.At, AdmissionRevision = AdmissionRevision + 1, Revision = Revision + 1 };
 
+    public Deployment Apply(SpilloverCapReached e) =>
+        this with { SpilloverCappedIn = e.Month, SpilloverCappedBy = e.AlertId, AdmissionRevision = AdmissionRevision + 1 };
+
+    public Deployment Apply(SpilloverCapLifted e) =>
+        SpilloverCappedBy != e.AlertId ? this
+        : e.MonthEnded ? this with { SpilloverCappedBy = null, AdmissionRevision = AdmissionRevision + 1 }
+        : this with { SpilloverCappedIn = null, SpilloverCappedBy = null, AdmissionRevision = AdmissionRevision + 1 };
+
     public Deployment Apply(DeploymentReleased e) =>
         this with { Status = DeploymentStatus.Released, ReleasedAt = e.ReleasedAt, AdmissionRevision = AdmissionRevision + 1, Revision = Revision + 1 };
 
@@ -237,6 +270,8 @@ public sealed record Deployment(
         DeploymentPlaced e => Apply(e),
         SpilloverEnabled e => Apply(e),
         SpilloverDisabled e => Apply(e),
+        SpilloverCapReached e => Apply(e),
+        SpilloverCapLifted e => Apply(e),
         DeploymentReleased e => Apply(e),
         DeploymentThrottled e => Apply(e),
         ThrottleLifted e => Apply(e),

@@ -12,6 +12,8 @@ public sealed class DeploymentsModule : FeatureModule
         [typeof(DeploymentResized)] = "deployment_resized",
         [typeof(SpilloverEnabled)] = "deployment_spillover_enabled",
         [typeof(SpilloverDisabled)] = "deployment_spillover_disabled",
+        [typeof(SpilloverCapReached)] = "deployment_spillover_cap_reached",
+        [typeof(SpilloverCapLifted)] = "deployment_spillover_cap_lifted",
         [typeof(DeploymentReleased)] = "deployment_released",
         [typeof(DeploymentPlaced)] = "deployment_placed",
         [typeof(UsageMetered)] = "usage_metered",

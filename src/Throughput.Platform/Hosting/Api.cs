@@ -84,6 +84,7 @@ public static class Api
         [typeof(Adapters.DeployAdapterSet)] = new Adapters.DeployAdapterSet("fine-tunes", "gpt-4o-mini", "westus", Catalog.DeploymentType.Global, 1m,
             [new Adapters.SetMember("support-bot-v3"), new Adapters.SetMember("legal-summaries", 0.25m)]),
         [typeof(Forge.DrainPool)] = new Forge.DrainPool(0),
+        [typeof(Alerts.SetAlert)] = new Alerts.SetAlert(Alerts.AlertMetric.SpilloverSpend, 250m, "dep-3f9a1c", CapsSpillover: true, "spillover budget"),
         [typeof(Webhooks.RegisterWebhookEndpoint)] = new Webhooks.RegisterWebhookEndpoint("https://hooks.acme.example/throughput", ["deployment.throttled", "invoice.issued"], "billing"),
     };
 

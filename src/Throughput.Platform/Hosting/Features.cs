@@ -1,5 +1,6 @@
 using Throughput.Access;
 using Throughput.Adapters;
+using Throughput.Alerts;
 using Throughput.Admission;
 using Throughput.Capacity;
 using Throughput.Catalog;
@@ -21,6 +22,6 @@ public static class Features
     public static readonly IReadOnlyList<FeatureModule> All =
     [
         new AccessModule(), new TenantsModule(), new CatalogModule(), new CapacityModule(), new DeploymentsModule(), new AdmissionModule(),
-        new MeteringModule(), new ReservationsModule(), new InvoicingModule(), new FinanceModule(), new AdaptersModule(), new WebhooksModule(), new ForgeModule(),
+        new MeteringModule(), new ReservationsModule(), new InvoicingModule(), new FinanceModule(), new AdaptersModule(), new AlertsModule(), new WebhooksModule(), new ForgeModule(),
     ];
 }

@@ -183,7 +183,7 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
         MeteringFrame FrameOf(ProducerBatch batch) => frames.First(f => f.Frame.ProducerId == batch.ProducerId && f.Frame.Sequence == batch.Sequence).Frame;
 
         // The batch without records the deployment cannot be billed for (spilled with spillover off, finished after its
-        // release, naming an adapter it does not hold); null when none is left. Copies only when something is refused.
+        // release, spilled past a spend cap, naming an adapter it does not hold); null when none is left. Copies only when something is refused.
         ProducerBatch? Admissible(ProducerBatch batch, Deployment deployment)
         {
             List<MeteredRecord>? kept = null;
@@ -194,6 +194,8 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
                     ? (QuarantineReason.ReleasedDeployment, $"deployment '{deployment.Id}' was released at {deployment.ReleasedAt:O}, before this record finished")
                     : record.Spilled && !deployment.MaySpill(record.FinishedAt)
                         ? (QuarantineReason.SpilloverOff, $"deployment '{deployment.Id}' has spillover off; a spilled record is not billed")
+                    : record.Spilled && deployment.SpilloverCapped(record.FinishedAt)
+                        ? (QuarantineReason.SpilloverCapReached, $"deployment '{deployment.Id}' reached its spillover spend cap for {deployment.SpilloverCappedIn}; a spilled record is not billed")
                         : !deployment.Holds(record.AdapterId)
                             ? (QuarantineReason.UnknownAdapter, record.AdapterId is null
                                 ? $"deployment '{deployment.Id}' serves adapters; the record names none"

@@ -22,6 +22,7 @@ public enum QuarantineReason
     SpilloverOff,
     UnknownAdapter,
     WrongPhase,
+    SpilloverCapReached,
 }
 
 /// <summary>Metering input that was refused, with the reason. Never billed; kept for the producer's owner to see and fix.</summary>

@@ -5,6 +5,7 @@ using JasperFx.Events.Daemon;
 using JasperFx.Events.Projections;
 using Marten;
 using Marten.Subscriptions;
+using Throughput.Alerts;
 using Throughput.Deployments;
 using Throughput.Invoicing;
 
@@ -20,6 +21,9 @@ public static class WebhookEventTypes
         [typeof(DeploymentReleased)] = "deployment.released",
         [typeof(DeploymentThrottled)] = "deployment.throttled",
         [typeof(ThrottleLifted)] = "deployment.throttle_lifted",
+        [typeof(DeploymentPlaced)] = "deployment.placed",
+        [typeof(UsageAlertCrossed)] = "usage.alert_crossed",
+        [typeof(SpendAlertCrossed)] = "spend.alert_crossed",
         [typeof(InvoiceIssued)] = "invoice.issued",
         [typeof(CreditNoteIssued)] = "credit_note.issued",
     };
@@ -32,6 +36,8 @@ public static class WebhookEventTypes
         DeploymentCreated c => (c.TenantId, c.DeploymentId),
         DeploymentEvent d => (deploymentTenants.GetValueOrDefault(d.DeploymentId), d.DeploymentId),
         InvoiceIssued i => (i.TenantId, i.TenantId),
+        UsageAlertCrossed a => (a.TenantId, a.DeploymentId ?? a.TenantId),
+        SpendAlertCrossed a => (a.TenantId, a.DeploymentId ?? a.TenantId),
         CreditNoteIssued c => (c.TenantId, c.TenantId),
         _ => throw new ArgumentOutOfRangeException(nameof(data), data.GetType().Name, "not an event webhooks carry"),
     };

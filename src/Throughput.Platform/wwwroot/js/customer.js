@@ -21,6 +21,7 @@ async function start() {
   const host = document.getElementById('deployment');
   const open = deployments.find((d) => d.id === wanted);
   const buy = setupBuy(modelList, open?.model);
+  poll(loadAlerts, 10_000);
   poll(loadWebhooks, 10_000);
   if (!wanted) {
     host.replaceChildren(el('p', { class: 'empty' }, 'You have no deployments yet. Size your workload with the calculator below and buy one.'));
@@ -512,6 +513,23 @@ async function loadInvoices() {
     ['documentNumber', 'Invoice', (number, i) => el('a', { href: `invoice.html?id=${encodeURIComponent(i.id)}` }, number)],
     ['month', 'Month'], ['total', 'Total', money], ['balance', 'Balance', money],
   ], 'No invoice issued yet.', 'Issued invoices'));
+}
+
+/** The tenant's alerts: what each watches, its threshold, whether it caps spillover, and the month it is crossed in. */
+async function loadAlerts() {
+  const host = document.getElementById('alerts');
+  const response = await api('/v1/alerts');
+  if (!response.ok) {
+    host.replaceChildren(el('p', { class: 'error' }, `Could not load your alerts: ${await problemText(response)}`));
+    return;
+  }
+  const threshold = (value, a) => (a.metric === 'Utilization' ? pct(value) : `${value}`);
+  host.replaceChildren(table(await response.json(), [
+    ['name', 'Name'], ['metric', 'Watches'], ['deploymentId', 'Deployment', (d) => d ?? 'all'], ['threshold', 'Threshold', threshold],
+    ['capsSpillover', 'Caps spillover', (c) => (c ? 'yes' : 'no')],
+    ['crossedIn', 'Crossed', (m) => el('span', { class: `badge ${m ? 'Failed' : 'Delivered'}` }, m ? `crossed in ${m}` : 'armed')],
+    ['lastCrossedAt', 'Last crossed', time], ['lastCrossedValue', 'Value then', (v, a) => (v == null ? '–' : threshold(v, a))],
+  ], 'No alerts. POST /v1/alerts sets one (docs/alerts.md).', 'Alerts'));
 }
 
 /** Each webhook endpoint with its latest deliveries: status, attempts, the receiver's last answer, the next try. */

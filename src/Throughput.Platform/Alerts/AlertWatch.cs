@@ -1,0 +1,95 @@
+using JasperFx.Events;
+using JasperFx.Events.Daemon;
+using JasperFx.Events.Projections;
+using Marten;
+using Marten.Subscriptions;
+using Throughput.Deployments;
+
+namespace Throughput.Alerts;
+
+/// <summary>
+/// Evaluates alerts as usage arrives: a Marten subscription (async daemon, leader only) that folds each page's usage into
+/// its tenants' <see cref="MonthToDate"/>, committed with its progress, and records what crossed as events on the alerts'
+/// streams, and a reached cap as <see cref="SpilloverCapReached"/> on the deployments' streams, where metering and
+/// admission read it. Those events are committed just before the page's progress: a crash between the two replays the
+/// page, and the alerts and deployments, already moved, decide nothing twice.
+/// </summary>
+public sealed class AlertWatch : SubscriptionBase
+{
+    public AlertWatch()
+    {
+        Name = "alert-watch";
+        IncludeType<UsageMetered>();
+        IncludeType<UsageBatchMetered>();
+        IncludeType<AlertSet>();
+        IncludeType<AlertRemoved>();
+        Options.BatchSize = 500;
+    }
+
+    public override async Task<IChangeListener> ProcessEventsAsync(EventRange page, ISubscriptionController controller, IDocumentOperations operations, CancellationToken cancellationToken)
+    {
+        var ct = cancellationToken;
+        if (page.Events.Count == 0) return NullChangeListener.Instance;
+        List<UsageMetered> usage = [];
+        List<string> changedAlerts = [];
+        foreach (var e in page.Events)
+        {
+            switch (e.Data)
+            {
+                case UsageBatchMetered b: usage.AddRange(b.Usage.Where(u => u.TenantId is not null)); break;
+                case UsageMetered u when u.TenantId is not null: usage.Add(u); break;
+                case AlertSet s: changedAlerts.Add(s.AlertId); break;
+                case AlertRemoved r: changedAlerts.Add(r.AlertId); break;
+            }
+        }
+        var tenantIds = usage.Select(u => u.TenantId!).Distinct().ToArray();
+        var alerts = tenantIds.Length == 0 ? [] : await operations.Query<Alert>().Where(a => tenantIds.Contains(a.TenantId) && !a.Removed).ToListAsync(ct);
+        var watched = alerts.Select(a => a.TenantId).ToHashSet();
+        var deploymentIds = usage.Where(u => watched.Contains(u.TenantId!)).Select(u => u.DeploymentId).Distinct().ToArray();
+        var deployments = (await operations.LoadManyAsync<Deployment>(ct, deploymentIds)).ToDictionary(d => d.Id);
+
+        await using var session = operations.DocumentStore.LightweightSession();
+        var months = (await operations.LoadManyAsync<MonthToDate>(ct, [.. watched])).ToDictionary(m => m.Id);
+        foreach (var u in usage)
+        {
+            if (!deployments.TryGetValue(u.DeploymentId, out var deployment)) continue; // a tenant without alerts
+            months[u.TenantId!] = months.GetValueOrDefault(u.TenantId!, MonthToDate.Empty(u.TenantId!)).Add(u, deployment);
+            // The cap held in an earlier month: the deployment's first usage of a later one turns spillover back on for serving nodes.
+            if (deployment is { SpilloverCappedIn: { } capped, SpilloverCappedBy: { } by } && string.CompareOrdinal(capped, Deployment.MonthOf(u.LastFinishedAt)) < 0)
+            {
+                var lifted = new SpilloverCapLifted(deployment.Id, by, MonthEnded: true, u.MeteredAt);
+                session.Events.Append(deployment.Id, lifted);
+                deployments[deployment.Id] = deployment.Then(lifted);
+            }
+        }
+        operations.Store<MonthToDate>([.. months.Values]);
+
+        var now = usage.Count > 0 ? usage.Max(u => u.MeteredAt) : page.Events[^1].Timestamp; // the platform's clock, as metering read it
+        foreach (var alert in alerts)
+        {
+            if (!months.TryGetValue(alert.TenantId, out var month)) continue;
+            var currency = deployments.Values.FirstOrDefault(d => d.TenantId == alert.TenantId)?.Currency ?? "";
+            var events = Alert.Decide(alert, month.ValueOf(alert.Metric, alert.DeploymentId), month.Month, currency, now);
+            if (events.Length == 0) continue;
+            session.Events.Append(alert.Id, events);
+            foreach (var crossed in events.OfType<SpendAlertCrossed>().Where(c => c.CapsSpillover))
+                foreach (var d in await CappedAsync(crossed.DeploymentId is { } one ? [one] : null, alert.TenantId))
+                    if (d.Status == DeploymentStatus.Active && d.SpilloverCappedIn != crossed.Month)
+                        session.Events.Append(d.Id, new SpilloverCapReached(d.Id, alert.Id, crossed.Month, crossed.Spend, now));
+        }
+
+        // A changed or removed alert lets go of the caps it set; a change is evaluated again with the next usage.
+        foreach (var alertId in changedAlerts.Distinct())
+            if (await operations.LoadAsync<Alert>(alertId, ct) is { } changed)
+                foreach (var d in await CappedAsync(null, changed.TenantId))
+                    if (d.SpilloverCappedBy == alertId && (changed.Removed || changed.CrossedIn is null))
+                        session.Events.Append(d.Id, new SpilloverCapLifted(d.Id, alertId, MonthEnded: false, page.Events[^1].Timestamp));
+
+        await session.SaveChangesAsync(ct);
+        return NullChangeListener.Instance;
+
+        async Task<IReadOnlyList<Deployment>> CappedAsync(string[]? ids, string tenantId) => ids is not null
+            ? ids.Select(id => deployments.GetValueOrDefault(id)).OfType<Deployment>().ToList() is { Count: > 0 } known ? known : await operations.LoadManyAsync<Deployment>(ct, ids)
+            : await operations.Query<Deployment>().Where(d => d.TenantId == tenantId).ToListAsync(ct);
+    }
+}

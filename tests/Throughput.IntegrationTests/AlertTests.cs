@@ -1,0 +1,104 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Throughput.Contracts;
+
+namespace Throughput.IntegrationTests;
+
+/// <summary>
+/// Alerts and the spillover cap through the real host, its metering and its webhook sender, with the clock set by the test.
+/// gpt-4o in USD: spilled output 10.00 per 1M tokens, so 10,000 spilled output tokens cost 0.10.
+/// </summary>
+[Collection(InvoicingCollection.Name)]
+public sealed class AlertTests(InvoicingFixture platform)
+{
+    static DateTimeOffset At(int month, int day, int hour = 0, int minute = 0) => new(2032, month, day, hour, minute, 0, TimeSpan.Zero);
+
+    static MeteringRecord Spilled(string deployment, long output, DateTimeOffset finishedAt) =>
+        new(Guid.NewGuid().ToString("N"), deployment, "q", 0, 0, output, true, 0, finishedAt.AddSeconds(-3), finishedAt);
+
+    static async Task<JsonElement> Body(HttpResponseMessage response) => await response.Content.ReadFromJsonAsync<JsonElement>();
+
+    [Fact]
+    public async Task A_spend_alert_fires_once_per_crossing_signed_and_a_cap_stops_spillover_billing_until_the_next_month()
+    {
+        await using var receiver = WebhookReceiver.Start(platform.Clock.GetUtcNow);
+        var (_, customer) = await platform.NewTenantAsync();
+        // Registered on the real clock: the feed sends an endpoint the events logged (at the database's time) after it was registered.
+        platform.Clock.Set(DateTimeOffset.UtcNow);
+        var endpoint = await Body((await customer.PostAsJsonAsync("/v1/webhooks/endpoints",
+            new { url = receiver.Url("alerts"), eventTypes = new[] { "usage.alert_crossed", "spend.alert_crossed" } })).EnsureSuccessStatusCode());
+        platform.Clock.Set(At(3, 10, 9));
+        var (_, stranger) = await platform.NewTenantAsync();
+        var region = await platform.NewPoolAsync("gpt-4o", 10);
+        var node = await platform.NewServingNodeAsync(region);
+        var nodeClient = await platform.ServingNodeClientAsync(node);
+        var bought = await customer.PostAsJsonAsync("/v1/deployments", new { name = "chat", model = "gpt-4o", region, type = "Global", ptu = 1, spillover = true });
+        var deployment = (await Body(bought.EnsureSuccessStatusCode())).GetProperty("id").GetString()!;
+        var secret = endpoint.GetProperty("secret").GetString()!;
+
+        // Refused, the field named: a utilization above 10, a cap on something that is not spend, another tenant's deployment.
+        async Task Refused(object alert, HttpStatusCode status, string field)
+        {
+            var refused = await customer.PostAsJsonAsync("/v1/alerts", alert);
+            Assert.Equal(status, refused.StatusCode);
+            Assert.True((await Body(refused)).GetProperty("errors").TryGetProperty(field, out _), field);
+        }
+        await Refused(new { metric = "Utilization", threshold = 20 }, HttpStatusCode.BadRequest, "threshold");
+        await Refused(new { metric = "Utilization", threshold = 0.8, capsSpillover = true }, HttpStatusCode.BadRequest, "capsSpillover");
+        await Refused(new { metric = "SpilloverSpend", threshold = 1, deploymentId = "dep-not-yours" }, HttpStatusCode.UnprocessableEntity, "deploymentId");
+
+        var warning = (await Body((await customer.PostAsJsonAsync("/v1/alerts", new { metric = "SpilloverSpend", threshold = 0.50, name = "half" })).EnsureSuccessStatusCode()))
+            .GetProperty("id").GetString()!;
+        var cap = (await Body((await customer.PostAsJsonAsync("/v1/alerts", new { metric = "SpilloverSpend", threshold = 1.00, deploymentId = deployment, capsSpillover = true }))
+            .EnsureSuccessStatusCode())).GetProperty("id").GetString()!;
+        Assert.Equal(HttpStatusCode.NotFound, (await stranger.GetAsync($"/v1/alerts/{cap}")).StatusCode);
+        Assert.Empty((await stranger.GetFromJsonAsync<JsonElement>("/v1/alerts")).EnumerateArray());
+
+        async Task<JsonElement> AlertWhen(string id, Func<JsonElement, bool> until) =>
+            await Eventually.Until(async () => await customer.GetFromJsonAsync<JsonElement>($"/v1/alerts/{id}"), until);
+
+        // 0.30, then 0.60: the warning crosses once; 0.70 changes nothing; 1.10 reaches the cap.
+        platform.Clock.Set(At(3, 10, 10));
+        await platform.PublishAsync(node, Spilled(deployment, 30_000, At(3, 10, 9, 50)));
+        await platform.PublishAsync(node, Spilled(deployment, 30_000, At(3, 10, 9, 51)));
+        await AlertWhen(warning, a => a.GetProperty("crossedIn").GetString() == "2032-03");
+        await platform.PublishAsync(node, Spilled(deployment, 10_000, At(3, 10, 9, 52)));
+        await platform.PublishAsync(node, Spilled(deployment, 40_000, At(3, 10, 9, 53)));
+        var capped = await AlertWhen(cap, a => a.GetProperty("crossedIn").GetString() == "2032-03");
+        Assert.Equal(1.10m, capped.GetProperty("lastCrossedValue").GetDecimal());
+
+        // Serving nodes are told spillover is off; spilled records past the cap are quarantined, and not billed.
+        await Eventually.Until(async () => await nodeClient.GetFromJsonAsync<JsonElement>($"/v1/admission/{deployment}"), a => !a.GetProperty("spillover").GetBoolean());
+        await platform.PublishAsync(node, Spilled(deployment, 20_000, At(3, 10, 9, 54)));
+        using var op = platform.Operator();
+        await Eventually.Until(async () => await op.GetFromJsonAsync<JsonElement>($"/v1/operator/quarantine?reason=SpilloverCapReached&producerId={node}"),
+            q => q.GetArrayLength() == 1);
+        var march = await Eventually.Until(async () => await customer.GetFromJsonAsync<JsonElement>("/v1/invoices/draft?month=2032-03"),
+            d => d.GetProperty("lines").EnumerateArray().Any(l => l.GetProperty("kind").GetString() == "Spillover" && l.GetProperty("amount").GetDecimal() >= 1.10m));
+        // 110,000 spilled output tokens × 10.00 / 1M: the 20,000 past the cap are not on it
+        Assert.Equal([1.10m], march.GetProperty("lines").EnumerateArray().Where(l => l.GetProperty("kind").GetString() == "Spillover").Select(l => l.GetProperty("amount").GetDecimal()));
+
+        // A new month: spend starts again from 0, spillover is on again, and the warning crosses again at 0.60.
+        platform.Clock.Set(At(4, 1, 0, 10));
+        await platform.PublishAsync(node, Spilled(deployment, 60_000, At(4, 1, 0, 5)));
+        await AlertWhen(warning, a => a.GetProperty("crossedIn").GetString() == "2032-04");
+        await Eventually.Until(async () => await nodeClient.GetFromJsonAsync<JsonElement>($"/v1/admission/{deployment}"), a => a.GetProperty("spillover").GetBoolean());
+        Assert.Equal("2032-03", (await customer.GetFromJsonAsync<JsonElement>($"/v1/alerts/{cap}")).GetProperty("crossedIn").GetString());
+        await Eventually.Until(async () => await customer.GetFromJsonAsync<JsonElement>("/v1/invoices/draft?month=2032-04"),
+            d => d.GetProperty("lines").EnumerateArray().Any(l => l.GetProperty("kind").GetString() == "Spillover" && l.GetProperty("amount").GetDecimal() == 0.60m));
+
+        // Once per crossing: the warning in March and in April, the cap in March; each signed, each id once.
+        var arrivals = await Eventually.Until(() => Task.FromResult(receiver.Accepted("alerts")), a => a.Count >= 3);
+        // Each crossing has one delivery, and each arrived once.
+        var deliveries = await customer.GetFromJsonAsync<JsonElement>($"/v1/webhooks/endpoints/{endpoint.GetProperty("id").GetString()}/deliveries");
+        Assert.Equal(3, deliveries.GetArrayLength());
+        Assert.Equal(3, arrivals.Count);
+        Assert.All(arrivals, a => Assert.True(WebhookReceiver.Verifies(a, secret), $"signature of {a.Id}"));
+        Assert.Equal(3, arrivals.Select(a => a.Id).Distinct().Count());
+        Assert.All(arrivals, a => Assert.Equal("spend.alert_crossed", a.Type));
+        Assert.Equal([(warning, "2032-03", 0.60m), (cap, "2032-03", 1.10m), (warning, "2032-04", 0.60m)],
+            arrivals.Select(a => (a.Data.GetProperty("alertId").GetString()!, a.Data.GetProperty("month").GetString()!, a.Data.GetProperty("spend").GetDecimal()))
+                .OrderBy(x => x.Item2, StringComparer.Ordinal).ThenBy(x => x.Item3));
+    }
+}
