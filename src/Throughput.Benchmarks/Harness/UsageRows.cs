@@ -14,13 +14,16 @@ public static class UsageRows
         "spilledCachedTokens", "spilledOutputTokens", "weightedTokens", "firstStartedAt", "lastFinishedAt", "meteredAt",
     ];
 
+    // The columns are taken out of the event once (the fence, offset 0, keeps PostgreSQL from inlining them into every
+    // element's expression, which would decompress the whole event once per field per deployment).
     public static string Of(string schema) => $"""
         (select e.seq_id, e.stream_id, e."timestamp", u.data
          from {schema}.mt_events e cross join lateral (
              select o.value as data from jsonb_array_elements(e.data->'usage') o
              union all
-             select jsonb_build_object({string.Join(", ", Fields.Select(f => $"'{f}', e.data->'{f}'->(c.n::int - 1)"))})
-             from jsonb_array_elements(e.data->'deploymentId') with ordinality c(id, n)) u
+             select jsonb_build_object({string.Join(", ", Fields.Select(f => $"'{f}', c.\"{f}\"->(i.n::int - 1)"))})
+             from (select {string.Join(", ", Fields.Select(f => $"e.data->'{f}' as \"{f}\""))} offset 0) c
+             cross join lateral jsonb_array_elements(c."deploymentId") with ordinality i(id, n)) u
          where e.type = 'usage_batch_metered') usage
         """;
 }

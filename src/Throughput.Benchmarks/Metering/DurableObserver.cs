@@ -48,13 +48,25 @@ public sealed class DurableObserver : IAsyncDisposable
     public DurableObserver(string connectionString, IReadOnlyList<string> deployments, TimeSpan interval, string schema = "throughput", IReadOnlyList<string>? usageStreams = null)
     {
         _schema = schema;
-        var ours = usageStreams is null ? "data->>'deploymentId' in (select unnest(@streams))" : "stream_id = any(@usage)";
-        _newEventsSql = $"""
-            select seq_id, sum((data->>'records')::bigint)::bigint, min((data->>'firstStartedAt')::timestamptz), min("timestamp")
-            from {UsageRows.Of(schema)}
-            where seq_id > @floor and {ours} and not (seq_id = any(@seen))
-            group by seq_id
-            """;
+        // With usage streams of its own, each new event's records and earliest start are summed from its columns directly
+        // (or from its objects, as events were written before): no row per deployment for PostgreSQL to build.
+        _newEventsSql = usageStreams is null
+            ? $"""
+              select seq_id, sum((data->>'records')::bigint)::bigint, min((data->>'firstStartedAt')::timestamptz), min("timestamp")
+              from {UsageRows.Of(schema)}
+              where seq_id > @floor and data->>'deploymentId' in (select unnest(@streams)) and not (seq_id = any(@seen))
+              group by seq_id
+              """
+            : $"""
+              select e.seq_id,
+                  coalesce((select sum(v::bigint) from jsonb_array_elements_text(e.data->'records') v),
+                           (select sum((o->>'records')::bigint) from jsonb_array_elements(e.data->'usage') o), 0)::bigint,
+                  coalesce((select min(v::timestamptz) from jsonb_array_elements_text(e.data->'firstStartedAt') v),
+                           (select min((o->>'firstStartedAt')::timestamptz) from jsonb_array_elements(e.data->'usage') o)),
+                  e."timestamp"
+              from {schema}.mt_events e
+              where e.seq_id > @floor and e.stream_id = any(@usage) and e.type = 'usage_batch_metered' and not (e.seq_id = any(@seen))
+              """;
         _usageStreams = usageStreams is null ? [] : [.. usageStreams];
         _database = NpgsqlDataSource.Create(connectionString);
         _streams = [.. deployments];
