@@ -9,9 +9,9 @@ namespace Throughput.Deployments;
 /// <summary>
 /// The metering side of a deployment: its leaky bucket and what has been metered into it. Usage events go to their
 /// partition's stream, one append per consumer batch whatever the number of deployments in it, so the deployment's own
-/// stream and snapshot no longer move with usage; this row does, written in bulk in the transaction that appends the
-/// usage. <see cref="Version"/> is the row's optimistic concurrency token between the partition's consumer and the
-/// throttle lifter.
+/// stream and snapshot no longer move with usage; this row does, written in bulk at the partition's checkpoint (with the
+/// usage, or up to an interval after it while the partition is backlogged: see <c>PartitionDeployments</c>).
+/// <see cref="Version"/> is the row's optimistic concurrency token between the partition's consumer and the throttle lifter.
 /// </summary>
 public sealed record DeploymentMeter(
     string DeploymentId,

@@ -9,7 +9,8 @@ namespace Throughput.Metering;
 
 /// <summary>
 /// Folds a consumer batch of metering messages from one partition: one usage event for the batch (each deployment's
-/// usage in it) appended to the partition's stream, each deployment's meter (bucket and totals) written in bulk, a
+/// usage in it) appended to the partition's stream, each deployment's meter (bucket and totals) moved in the partition's
+/// memory and written in bulk at its checkpoint (<see cref="PartitionDeployments"/>), a
 /// throttle or lift appended to the deployment's own stream, in one PostgreSQL transaction with the dedupe claims and
 /// the quarantine of whatever was refused. The partition's single active consumer makes this the deployments' only
 /// meter writer (the throttle lifter aside, which the meters' versions guard); the claims make redeliveries, duplicate

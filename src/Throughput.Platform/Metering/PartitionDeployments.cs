@@ -121,6 +121,9 @@ public sealed class PartitionDeployments(MeteringOptions options) : IDisposable
             List<(DeploymentMeter, long)> writes = [.. moved, .. _unwritten.Where(id => !movedIds.Contains(id)).Select(id => (_meters[id], _meters[id].Version))];
             await DeploymentMeters.SaveAsync(session, writes, ct);
             await MoveCheckpointAsync(session, lastEvent ?? _lastEvent, ct);
+            // Both ran on the session's connection, in its transaction; SaveChanges commits only a unit of work that holds
+            // something, which a checkpoint of an idle partition, or of a batch of duplicates, would not.
+            session.QueueSqlCommand("select 1");
         }
 
         /// <summary>After the commit: the snapshots read, the meters moved (written or not), the usage event appended.</summary>
