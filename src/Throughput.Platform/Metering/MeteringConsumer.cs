@@ -147,7 +147,7 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
             }
             moved.Add((DeploymentMeter.Of(decision.Applied(deployment), 0), meter?.Version ?? 0));
         }
-        var checkpoint = partition.CheckpointDue(backlogged: context.Message.Length >= options.BatchMessageLimit, throttling);
+        var checkpoint = partition.CheckpointDue(Backlogged(context, options.BatchTimeLimit), throttling);
         Guid? appended = null;
         try
         {
@@ -265,6 +265,14 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
         var ids = frames.Select(f => ServingNode.StreamId(f.Frame.ProducerId)).Distinct().ToArray();
         return ids.Length == 0 ? [] : (await session.LoadManyAsync<ServingNode>(ct, ids)).ToDictionary(n => n.Id);
     }
+
+    /// <summary>
+    /// A batch whose first message waited in this host longer than the batch window (and a margin for the host's own
+    /// pauses) queued behind the previous batch: the partition is behind its queue. Measured on this host's clock from
+    /// when the message was received, so no node's clock enters it.
+    /// </summary>
+    static bool Backlogged(ConsumeContext<Batch<MeteringFrame>> context, TimeSpan window) =>
+        context.Message.Max(m => m.ReceiveContext.ElapsedTime) > window + TimeSpan.FromMilliseconds(20);
 
     /// <summary>Appends the batch's usage event under an id taken here, which a checkpoint in the same transaction names.</summary>
     static Guid AppendUsage(IDocumentSession session, string stream, UsageBatchMetered usage)

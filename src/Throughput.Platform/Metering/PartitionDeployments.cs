@@ -17,10 +17,11 @@ namespace Throughput.Metering;
 /// <para>
 /// Meters are kept as folded, and written at a <b>checkpoint</b>: every meter changed since the last one, in a batch's
 /// transaction, with the id of the partition stream's last usage event (<c>meter_checkpoints</c>). A partition that
-/// keeps up checkpoints with every batch; a backlogged one (its batch came full) at most every
-/// <see cref="MeteringOptions.MeterCheckpointInterval"/>, so that under load a deployment's meter row is written once
-/// per interval instead of once per batch; any batch touching a throttled deployment checkpoints (the throttle lifter
-/// decides from those rows); an idle partition's last changes are written by <see cref="MeterCheckpoints"/>. A
+/// keeps up checkpoints with every batch; a backlogged one (its batch waited its turn behind the previous one) at most
+/// every <see cref="MeteringOptions.MeterCheckpointInterval"/>, so that under load a deployment's meter row is written
+/// once per interval instead of once per batch; any batch touching a throttled deployment checkpoints (the throttle
+/// lifter decides from those rows); a partition that falls idle has its last changes written by
+/// <see cref="MeterCheckpoints"/> within about 100 ms. A
 /// partition that starts, or that forgets because another writer moved a meter under it, reads its checkpoint and
 /// folds the usage events its stream holds after it onto the stored rows: the usage log is the truth, the rows a
 /// cache of it at the checkpoint.
@@ -51,6 +52,7 @@ public sealed class PartitionDeployments(MeteringOptions options) : IDisposable
         long _checkpointVersion; // the checkpoint row's version (0: none)
         long _writtenVersion; // what the checkpoint written in the open transaction will make it
         long _checkpointedAt; // Stopwatch timestamp; 0: not since this partition (re)started
+        long _lastBatchAt; // Stopwatch timestamp of the last batch's commit
 
         public string Stream => stream;
 
@@ -145,19 +147,22 @@ public sealed class PartitionDeployments(MeteringOptions options) : IDisposable
             }
             if (appended is not null) _lastEvent = appended;
             if (checkpointed) Checkpointed();
+            _lastBatchAt = Stopwatch.GetTimestamp();
         }
 
         /// <summary>
-        /// Writes the meters still ahead of their rows in a transaction of its own, if the partition's consumer is not in a
-        /// batch and the interval has passed: a partition whose traffic stopped has its last changes stored within about
-        /// an interval. A concurrency failure means another writer moved a meter: the partition forgets and reads again.
+        /// Writes the meters still ahead of their rows in a transaction of its own, when the partition's consumer is not in a
+        /// batch and either has had none for <paramref name="idle"/> or the interval has passed: a partition whose traffic
+        /// stopped has its last changes stored at once. A concurrency failure means another writer moved a meter: the
+        /// partition forgets and reads again.
         /// </summary>
-        public async Task FlushAsync(IDocumentStore store, CancellationToken ct)
+        public async Task FlushAsync(IDocumentStore store, TimeSpan idle, CancellationToken ct)
         {
             if (!await _gate.WaitAsync(0, ct)) return;
             try
             {
-                if (!_caughtUp || _unwritten.Count == 0 || !CheckpointDue(backlogged: true, throttling: false)) return;
+                if (!_caughtUp || _unwritten.Count == 0) return;
+                if (Stopwatch.GetElapsedTime(_lastBatchAt) < idle && !CheckpointDue(backlogged: true, throttling: false)) return;
                 await using var session = store.LightweightSession();
                 await session.BeginTransactionAsync(ct);
                 await CheckpointAsync(session, [], null, ct);
@@ -257,18 +262,21 @@ public sealed class PartitionDeployments(MeteringOptions options) : IDisposable
 }
 
 /// <summary>Writes each idle partition's meters that are still ahead of their rows (see <see cref="PartitionDeployments"/>), and all of them when the host stops.</summary>
-public sealed class MeterCheckpoints(PartitionDeployments partitions, IDocumentStore store, MeteringOptions options, ILogger<MeterCheckpoints> log) : BackgroundService
+public sealed class MeterCheckpoints(PartitionDeployments partitions, IDocumentStore store, ILogger<MeterCheckpoints> log) : BackgroundService
 {
+    /// <summary>A partition without a batch for this long is idle, and its unwritten meters are written at the next tick.</summary>
+    static readonly TimeSpan Idle = TimeSpan.FromMilliseconds(50);
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        using var timer = new PeriodicTimer(TimeSpan.FromTicks(Math.Max(TimeSpan.FromMilliseconds(50).Ticks, options.MeterCheckpointInterval.Ticks / 4)));
+        using var timer = new PeriodicTimer(Idle);
         while (await timer.WaitForNextTickAsync(stoppingToken))
         {
             foreach (var partition in partitions.All)
             {
                 try
                 {
-                    await partition.FlushAsync(store, stoppingToken);
+                    await partition.FlushAsync(store, Idle, stoppingToken);
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {
