@@ -127,10 +127,13 @@ public static class DeploymentMeters
     /// Writes the meters, each only over the version it was read at (0: none yet). The session must be inside its explicit
     /// transaction. Throws a concurrency exception when another writer moved one since: the caller decides again.
     /// </summary>
-    public static async Task SaveAsync(IDocumentSession session, IReadOnlyList<(DeploymentMeter Meter, long ReadAt)> meters, CancellationToken ct)
+    public static Task SaveAsync(IDocumentSession session, IReadOnlyList<(DeploymentMeter Meter, long ReadAt)> meters, CancellationToken ct) =>
+        SaveAsync(session.Connection!, session.DocumentStore.Options.Events.DatabaseSchemaName, meters, ct);
+
+    /// <summary>The same on a connection inside its own transaction.</summary>
+    public static async Task SaveAsync(NpgsqlConnection connection, string schema, IReadOnlyList<(DeploymentMeter Meter, long ReadAt)> meters, CancellationToken ct)
     {
         if (meters.Count == 0) return;
-        var schema = session.DocumentStore.Options.Events.DatabaseSchemaName;
         await using var command = new NpgsqlCommand(
             $"""
             with u as (
@@ -152,7 +155,7 @@ public static class DeploymentMeters
                 on conflict do nothing
                 returning 1)
             select (select count(*) from changed) + (select count(*) from created)
-            """, session.Connection);
+            """, connection);
         Array("ids", NpgsqlDbType.Text, meters.Select(m => m.Meter.DeploymentId));
         Array("levels", NpgsqlDbType.Numeric, meters.Select(m => m.Meter.BucketLevel));
         Array("ats", NpgsqlDbType.TimestampTz, meters.Select(m => m.Meter.BucketAt));

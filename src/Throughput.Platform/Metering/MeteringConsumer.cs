@@ -147,14 +147,15 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
             }
             moved.Add((DeploymentMeter.Of(decision.Applied(deployment), 0), meter?.Version ?? 0));
         }
-        var checkpoint = partition.CheckpointDue(Backlogged(context, options.BatchTimeLimit), throttling);
+        // A batch that changes nothing (all duplicates) leaves the checkpoint to the next: Marten commits only a unit of work that holds something.
+        var checkpoint = partition.CheckpointDue(Backlogged(context, options.BatchTimeLimit), throttling) && (usage.Count > 0 || quarantined.Count > 0);
         Guid? appended = null;
         try
         {
             // One event for the whole batch: what the log and its read models do per batch does not grow with the deployments in it.
             if (usage.Count > 0) appended = AppendUsage(session, partition.Stream, new UsageBatchMetered(usage));
             await AppendTransitionsAsync(session, transitioned, ct);
-            if (checkpoint) await partition.CheckpointAsync(session, moved, appended, ct);
+            if (checkpoint) await partition.CheckpointAsync(session.Connection!, store.Options.Events.DatabaseSchemaName, moved, appended, ct);
             if (quarantined.Count > 0) session.Store<QuarantinedMetering>(quarantined);
             await session.SaveChangesAsync(ct);
         }

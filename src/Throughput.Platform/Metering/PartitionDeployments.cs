@@ -117,15 +117,13 @@ public sealed class PartitionDeployments(MeteringOptions options) : IDisposable
         /// Writes, in the batch's transaction, the meters this batch moved (each over the row version it was read at) and
         /// every other meter still ahead of its row, and moves the checkpoint to <paramref name="lastEvent"/>.
         /// </summary>
-        public async Task CheckpointAsync(IDocumentSession session, IReadOnlyList<(DeploymentMeter Meter, long ReadAt)> moved, Guid? lastEvent, CancellationToken ct)
+        public async Task CheckpointAsync(NpgsqlConnection connection, string schema, IReadOnlyList<(DeploymentMeter Meter, long ReadAt)> moved, Guid? lastEvent,
+            CancellationToken ct)
         {
             var movedIds = moved.Select(m => m.Meter.DeploymentId).ToHashSet(StringComparer.Ordinal);
             List<(DeploymentMeter, long)> writes = [.. moved, .. _unwritten.Where(id => !movedIds.Contains(id)).Select(id => (_meters[id], _meters[id].Version))];
-            await DeploymentMeters.SaveAsync(session, writes, ct);
-            await MoveCheckpointAsync(session, lastEvent ?? _lastEvent, ct);
-            // Both ran on the session's connection, in its transaction; SaveChanges commits only a unit of work that holds
-            // something, which a checkpoint of an idle partition, or of a batch of duplicates, would not.
-            session.QueueSqlCommand("select 1");
+            await DeploymentMeters.SaveAsync(connection, schema, writes, ct);
+            await MoveCheckpointAsync(connection, schema, lastEvent ?? _lastEvent, ct);
         }
 
         /// <summary>After the commit: the snapshots read, the meters moved (written or not), the usage event appended.</summary>
@@ -163,10 +161,12 @@ public sealed class PartitionDeployments(MeteringOptions options) : IDisposable
             {
                 if (!_caughtUp || _unwritten.Count == 0) return;
                 if (Stopwatch.GetElapsedTime(_lastBatchAt) < idle && !CheckpointDue(backlogged: true, throttling: false)) return;
-                await using var session = store.LightweightSession();
-                await session.BeginTransactionAsync(ct);
-                await CheckpointAsync(session, [], null, ct);
-                await session.SaveChangesAsync(ct);
+                // A connection of its own rather than a session: Marten's SaveChanges commits only a unit of work that holds something.
+                await using var connection = store.Storage.Database.CreateConnection();
+                await connection.OpenAsync(ct);
+                await using var transaction = await connection.BeginTransactionAsync(ct);
+                await CheckpointAsync(connection, store.Options.Events.DatabaseSchemaName, [], null, ct);
+                await transaction.CommitAsync(ct);
                 Committed([], [], [], [], checkpointed: true, appended: null);
             }
             catch (JasperFx.ConcurrencyException)
@@ -241,15 +241,14 @@ public sealed class PartitionDeployments(MeteringOptions options) : IDisposable
             _caughtUp = true;
         }
 
-        async Task MoveCheckpointAsync(IDocumentSession session, Guid? lastEvent, CancellationToken ct)
+        async Task MoveCheckpointAsync(NpgsqlConnection connection, string schema, Guid? lastEvent, CancellationToken ct)
         {
-            var schema = session.DocumentStore.Options.Events.DatabaseSchemaName;
             await using var command = new NpgsqlCommand(
                 $"""
                 insert into {schema}.{DeploymentMeters.CheckpointTable} as c (stream_id, last_event, version) values (@stream, @last, 1)
                 on conflict (stream_id) do update set last_event = excluded.last_event, version = c.version + 1 where c.version = @version
                 returning version
-                """, session.Connection);
+                """, connection);
             command.Parameters.AddWithValue("stream", stream);
             command.Parameters.Add(new NpgsqlParameter("last", NpgsqlDbType.Uuid) { Value = (object?)lastEvent ?? DBNull.Value });
             command.Parameters.AddWithValue("version", _checkpointVersion);
