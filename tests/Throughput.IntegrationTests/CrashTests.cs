@@ -142,6 +142,99 @@ public sealed class CrashTests(PlatformFixture platform)
         await Eventually.Until(async () => (await api.GetAsync($"/v1/deployments/{deployment}")).StatusCode, s => s == System.Net.HttpStatusCode.OK, TimeSpan.FromSeconds(30));
     }
 
+    [Fact]
+    public async Task A_backlogged_partition_writes_its_meters_once_an_interval_and_a_kill_between_two_writes_loses_nothing()
+    {
+        var (customer, producer, deployments) = await MeteredDeploymentsAsync(3);
+        var exchange = $"tests.lazy.{Guid.NewGuid():N}"[..24];
+        await using var publisher = await MeteringPublisher.CreateAsync(new MeteringPublisherOptions(platform.BrokerOf(producer), producer)
+        {
+            Exchange = exchange,
+            MaxBatchRecords = 20,
+            MaxLinger = TimeSpan.FromMilliseconds(5),
+        });
+        async Task PublishAsync(int from, int to)
+        {
+            for (var i = from; i < to; i++)
+                foreach (var d in deployments)
+                {
+                    var now = DateTimeOffset.UtcNow;
+                    await publisher.RecordAsync(new MeteringRecord($"{d}-{i}", d, $"q{i}", 100 + i, 0, 10, false, 0, now.AddMilliseconds(-50), now));
+                }
+            await publisher.FlushAsync();
+        }
+
+        // Batches of one message are all full, so every partition counts as backlogged; after its first batch it writes no
+        // meter within an interval of an hour, and the log runs ahead of the meters until the kill.
+        await using (var lazy = new PlatformProcess(exchange, partitions: 2, roles: "Metering",
+            environment: new Dictionary<string, string> { ["Metering__BatchMessageLimit"] = "1", ["Metering__MeterCheckpointInterval"] = "01:00:00" }))
+        {
+            await lazy.StartAsync();
+            await PublishAsync(0, 200);
+            await Eventually.Until(() => LoggedRecordsAsync(exchange), n => n == 600, TimeSpan.FromSeconds(60));
+            Assert.True(await Counted(customer, deployments) < 600, "the meters were written with every batch: the backlogged path was not taken");
+            lazy.Kill();
+        }
+
+        // The next host folds what the log holds after the checkpoint onto the stored meters, then meters on.
+        await using var restarted = new PlatformProcess(exchange, partitions: 2, roles: "Metering");
+        await restarted.StartAsync();
+        await PublishAsync(200, 201);
+        await Eventually.Until(() => Counted(customer, deployments), n => n >= 603, TimeSpan.FromSeconds(60));
+        await Task.Delay(1500);
+        foreach (var d in deployments)
+        {
+            var totals = await customer.GetFromJsonAsync<JsonElement>($"/v1/deployments/{d}/usage/totals");
+            Assert.Equal(201, totals.GetProperty("records").GetInt64());
+            Assert.Equal(Enumerable.Range(0, 201).Sum(i => 100L + i), totals.GetProperty("promptTokens").GetInt64());
+        }
+
+        await using var rabbit = await new ConnectionFactory { Uri = platform.Settings.RabbitUri }.CreateConnectionAsync();
+        await Tests.DeleteMeteringTopologyAsync(rabbit, exchange, partitions: 2);
+    }
+
+    [Fact]
+    public async Task A_backlogged_partition_whose_traffic_stops_has_its_meters_written_within_an_interval()
+    {
+        var (customer, producer, deployments) = await MeteredDeploymentsAsync(2);
+        var exchange = $"tests.idle.{Guid.NewGuid():N}"[..24];
+        await using var host = new PlatformProcess(exchange, partitions: 2, roles: "Metering",
+            environment: new Dictionary<string, string> { ["Metering__BatchMessageLimit"] = "1", ["Metering__MeterCheckpointInterval"] = "00:00:02" });
+        await host.StartAsync();
+        await using var publisher = await MeteringPublisher.CreateAsync(new MeteringPublisherOptions(platform.BrokerOf(producer), producer)
+        {
+            Exchange = exchange,
+            MaxBatchRecords = 10,
+            MaxLinger = TimeSpan.FromMilliseconds(5),
+        });
+        for (var i = 0; i < 100; i++)
+            foreach (var d in deployments)
+            {
+                var now = DateTimeOffset.UtcNow;
+                await publisher.RecordAsync(new MeteringRecord($"{d}-{i}", d, $"q{i}", 100, 0, 10, false, 0, now.AddMilliseconds(-50), now));
+            }
+        await publisher.FlushAsync();
+
+        await Eventually.Until(() => LoggedRecordsAsync(exchange), n => n == 200, TimeSpan.FromSeconds(60));
+        // No batch follows the last one: only the host's checkpointer can bring the meters up to the log.
+        await Eventually.Until(() => Counted(customer, deployments), n => n == 200, TimeSpan.FromSeconds(30));
+
+        await using var rabbit = await new ConnectionFactory { Uri = platform.Settings.RabbitUri }.CreateConnectionAsync();
+        await Tests.DeleteMeteringTopologyAsync(rabbit, exchange, partitions: 2);
+    }
+
+    /// <summary>Records in the usage events of the partitions behind <paramref name="exchange"/>: what the log holds, whatever the meters say.</summary>
+    async Task<long> LoggedRecordsAsync(string exchange)
+    {
+        await using var database = Npgsql.NpgsqlDataSource.Create(platform.Settings.PostgresConnectionString());
+        await using var command = database.CreateCommand($"""
+            select coalesce(sum(r::bigint), 0)::bigint from {PlatformFixture.Schema}.mt_events e, jsonb_array_elements_text(e.data->'records') r
+            where e.type = 'usage_batch_metered' and e.stream_id like @streams
+            """);
+        command.Parameters.AddWithValue("streams", $"meter:{exchange}.p%");
+        return (long)(await command.ExecuteScalarAsync())!;
+    }
+
     async Task<(HttpClient Customer, string Producer, string[] Deployments)> MeteredDeploymentsAsync(int count)
     {
         var (_, customer) = await platform.NewTenantAsync();

@@ -74,6 +74,7 @@ public sealed class InvoicingFixture() : HostFixture(OperatorKey, $"tests.invoic
                 opts.Events.DatabaseSchemaName = Schema;
                 opts.Storage.ExtendedSchemaObjects.Add(AppliedBatches.Definition(Schema));
                 opts.Storage.ExtendedSchemaObjects.Add(Throughput.Deployments.DeploymentMeters.Definition(Schema));
+                opts.Storage.ExtendedSchemaObjects.Add(Throughput.Deployments.DeploymentMeters.CheckpointDefinition(Schema));
                 foreach (var table in Throughput.Invoicing.Accruals.Definitions(Schema)) opts.Storage.ExtendedSchemaObjects.Add(table);
             });
         });

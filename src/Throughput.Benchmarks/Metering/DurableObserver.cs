@@ -95,12 +95,21 @@ public sealed class DurableObserver : IAsyncDisposable
         lock (_batches) return [.. _batches];
     }
 
-    /// <summary>The records the deployments' meters hold: the platform's own count, which the API's usage totals read.</summary>
-    public async Task<long> CountedRecordsAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// The records the deployments' meters hold: the platform's own count, which the API's usage totals read. A backlogged
+    /// partition writes its meters about once a second, so this waits up to 10 s for them to reach <paramref name="expected"/>.
+    /// </summary>
+    public async Task<long> CountedRecordsAsync(long expected, CancellationToken cancellationToken)
     {
         await using var command = _database.CreateCommand($"select coalesce(sum(records), 0)::bigint from {_schema}.deployment_meters where deployment_id = any(@streams)");
         command.Parameters.AddWithValue("streams", _streams);
-        return (long)(await command.ExecuteScalarAsync(cancellationToken))!;
+        var until = DateTimeOffset.UtcNow + TimeSpan.FromSeconds(10);
+        while (true)
+        {
+            var counted = (long)(await command.ExecuteScalarAsync(cancellationToken))!;
+            if (counted == expected || DateTimeOffset.UtcNow > until) return counted;
+            await Task.Delay(100, cancellationToken);
+        }
     }
 
     /// <summary>Records of the given producers that the platform quarantined instead of counting.</summary>

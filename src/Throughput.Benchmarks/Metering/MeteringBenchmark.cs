@@ -95,7 +95,7 @@ public sealed class MeteringBenchmark : IBenchmark
         await load.StopAsync(DrainTimeout);
         var drained = await LoadProgress.DrainAsync(load, observer, DrainTimeout, ct);
         var batches = await observer.StopAsync(ct);
-        var counted = await observer.CountedRecordsAsync(ct);
+        var counted = await observer.CountedRecordsAsync(batches.Sum(b => b.Records), ct);
         var quarantined = await observer.QuarantinedAsync(fleet.Producers, ct);
 
         var measured = batches.Where(b => b.ObservedAt >= window.At && b.ObservedAt < end.At).ToList();

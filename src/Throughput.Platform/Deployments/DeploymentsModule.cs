@@ -27,6 +27,7 @@ public sealed class DeploymentsModule : FeatureModule
     public override void ConfigureStore(StoreOptions opts, ProjectionLayout layout)
     {
         opts.Storage.ExtendedSchemaObjects.Add(DeploymentMeters.Definition(opts.DatabaseSchemaName));
+        opts.Storage.ExtendedSchemaObjects.Add(DeploymentMeters.CheckpointDefinition(opts.DatabaseSchemaName));
         // A document rewritten on every usage event has its queried fields in columns of their own, indexed there, not in
         // expression indexes on its JSON: an update that leaves those columns alone can then be a HOT update, without a new
         // entry in every index and the bloat that left a deployment's lookup slow.

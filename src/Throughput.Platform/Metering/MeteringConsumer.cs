@@ -9,13 +9,15 @@ namespace Throughput.Metering;
 
 /// <summary>
 /// Folds a consumer batch of metering messages from one partition: one usage event for the batch (each deployment's
-/// usage in it) appended to the partition's stream, each deployment's meter (bucket and totals) written in bulk, a
+/// usage in it) appended to the partition's stream, each deployment's meter (bucket and totals) moved in the partition's
+/// memory and written in bulk at its checkpoint (<see cref="PartitionDeployments"/>), a
 /// throttle or lift appended to the deployment's own stream, in one PostgreSQL transaction with the dedupe claims and
 /// the quarantine of whatever was refused. The partition's single active consumer makes this the deployments' only
 /// meter writer (the throttle lifter aside, which the meters' versions guard); the claims make redeliveries, duplicate
 /// publishes and out-of-order arrivals count once.
 /// </summary>
-public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments partitions, TimeProvider clock, MeteringMetrics metrics) : IConsumer<Batch<MeteringFrame>>
+public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments partitions, MeteringOptions options, TimeProvider clock, MeteringMetrics metrics)
+    : IConsumer<Batch<MeteringFrame>>
 {
     /// <summary>Clock skew tolerated between serving nodes and the platform before a record's times are refused.</summary>
     public static readonly TimeSpan FutureTolerance = TimeSpan.FromMinutes(5);
@@ -59,6 +61,8 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
             else quarantined.Add(Quarantine.Message(reason, problem, frame, Excerpt(message), now)); // nothing to dedupe by
         }
 
+        var partition = partitions.Of(Queue(context));
+        using var entered = await partition.EnterAsync(ct);
         await using var session = store.LightweightSession();
         await session.BeginTransactionAsync(ct);
         var nodes = await LoadNodesAsync(session, frames, ct);
@@ -115,9 +119,9 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
             }
         }
 
-        var partition = partitions.Of(Queue(context));
         var (deployments, meters, versions) = await partition.ReadAsync(session, [.. byDeployment.Keys], ct);
         long counted = 0, throttles = 0;
+        var throttling = false; // a throttled deployment in the batch: the lifter reads its meter, so this batch writes them
         List<(Deployment Read, DeploymentEvent Transition)> transitioned = [];
         List<UsageMetered> usage = [];
         List<(DeploymentMeter, long)> moved = [];
@@ -133,22 +137,27 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
             var allowed = batches.Where(b => nodes[ServingNode.StreamId(b.ProducerId)].MayServe(deployment)).ToList();
             Refuse(batches.Except(allowed), QuarantineReason.NotServedByProducer, $"deployment '{deploymentId}' (tenant {deployment.TenantId}, region {deployment.Region}) is outside the producer's registered scope");
             allowed = [.. allowed.Select(b => Admissible(b, deployment)).OfType<ProducerBatch>()];
+            throttling |= deployment.Throttled;
             if (Meter.Decide(deployment, allowed, now) is not { } decision) continue;
             usage.Add(decision.Usage);
             counted += decision.Usage.Tokens.Records;
             if (decision.Transition is { } transition)
             {
+                throttling = true;
                 transitioned.Add((snapshot, transition));
                 if (transition is DeploymentThrottled) throttles++;
             }
             moved.Add((DeploymentMeter.Of(decision.Applied(deployment), 0), meter?.Version ?? 0));
         }
+        // A batch that changes nothing (all duplicates) leaves the checkpoint to the next: Marten commits only a unit of work that holds something.
+        var checkpoint = partition.CheckpointDue(Backlogged(context, options.BatchTimeLimit), throttling) && (usage.Count > 0 || quarantined.Count > 0);
+        Guid? appended = null;
         try
         {
             // One event for the whole batch: what the log and its read models do per batch does not grow with the deployments in it.
-            if (usage.Count > 0) session.Events.Append(DeploymentMeters.PartitionStream(Queue(context)), new UsageBatchMetered(usage));
+            if (usage.Count > 0) appended = AppendUsage(session, partition.Stream, new UsageBatchMetered(usage));
             await AppendTransitionsAsync(session, transitioned, ct);
-            await DeploymentMeters.SaveAsync(session, moved, ct);
+            if (checkpoint) await partition.CheckpointAsync(session.Connection!, store.Options.Events.DatabaseSchemaName, moved, appended, ct);
             if (quarantined.Count > 0) session.Store<QuarantinedMetering>(quarantined);
             await session.SaveChangesAsync(ct);
         }
@@ -157,7 +166,7 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
             partition.Forget();
             throw;
         }
-        partition.Committed(deployments, versions, moved.Select(m => m.Item1 with { Version = m.Item2 + 1 }), transitioned.Select(t => t.Read.Id));
+        partition.Committed(deployments, versions, moved, transitioned.Select(t => t.Read.Id), checkpoint, appended);
 
         metrics.Committed(context.Message.Length, counted, duplicates, throttles, quarantined, System.Diagnostics.Stopwatch.GetElapsedTime(started));
         span?.SetTag("throughput.records", counted).SetTag("throughput.usage_events", usage.Count).SetTag("throughput.usage_stream", DeploymentMeters.PartitionStream(Queue(context)))
@@ -260,6 +269,22 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
     {
         var ids = frames.Select(f => ServingNode.StreamId(f.Frame.ProducerId)).Distinct().ToArray();
         return ids.Length == 0 ? [] : (await session.LoadManyAsync<ServingNode>(ct, ids)).ToDictionary(n => n.Id);
+    }
+
+    /// <summary>
+    /// A batch whose first message waited in this host longer than the batch window (and a margin for the host's own
+    /// pauses) queued behind the previous batch: the partition is behind its queue. Measured on this host's clock from
+    /// when the message was received, so no node's clock enters it.
+    /// </summary>
+    static bool Backlogged(ConsumeContext<Batch<MeteringFrame>> context, TimeSpan window) =>
+        context.Message.Max(m => m.ReceiveContext.ElapsedTime) > window + TimeSpan.FromMilliseconds(20);
+
+    /// <summary>Appends the batch's usage event under an id taken here, which a checkpoint in the same transaction names.</summary>
+    static Guid AppendUsage(IDocumentSession session, string stream, UsageBatchMetered usage)
+    {
+        var e = session.Events.Append(stream, usage).Events[^1];
+        if (e.Id == Guid.Empty) e.Id = Guid.CreateVersion7();
+        return e.Id;
     }
 
     /// <summary>

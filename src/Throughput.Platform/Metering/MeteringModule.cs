@@ -22,6 +22,7 @@ public sealed class MeteringModule : FeatureModule
         if (!roles.Metering) return;
         services.AddSingleton<PartitionDeployments>();
         services.AddMeteringTransport(configuration);
+        services.AddHostedService<MeterCheckpoints>();
         services.AddSingleton<ThrottleLifter>();
         services.AddHostedService(sp => sp.GetRequiredService<ThrottleLifter>());
         services.AddHostedService<LedgerPruning>();

@@ -26,6 +26,13 @@ public sealed class MeteringOptions
     /// </summary>
     public TimeSpan BatchTimeLimit { get; set; } = TimeSpan.FromMilliseconds(5);
 
+    /// <summary>
+    /// How often a backlogged partition writes its deployments' meters (bucket and totals): a deployment's row is then
+    /// written once per interval instead of once per batch, and what callers read of a bucket or a total lags the usage
+    /// log by up to this much while the partition is behind. A partition that keeps up writes them with every batch.
+    /// </summary>
+    public TimeSpan MeterCheckpointInterval { get; set; } = TimeSpan.FromSeconds(1);
+
     /// <summary>Declare the partition queues as quorum queues (replicated across a RabbitMQ cluster); classic on a single node.</summary>
     public bool QuorumQueues { get; set; }
 

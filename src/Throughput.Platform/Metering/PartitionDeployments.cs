@@ -1,4 +1,6 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
+using JasperFx.Events;
 using Marten;
 using Npgsql;
 using NpgsqlTypes;
@@ -7,29 +9,71 @@ using Throughput.Deployments;
 namespace Throughput.Metering;
 
 /// <summary>
-/// What each partition's consumer last read and wrote of its deployments, kept between batches: the snapshot with its
-/// stored version, and the meter as this host last committed it. A batch then asks PostgreSQL only which snapshots
-/// moved (one index read of ids and versions, bodies only for those that did) and reads no meter it wrote itself: the
-/// partition's consumer is the meters' only writer. The lifter, or another host that held the partition meanwhile,
-/// moves a meter under it; the meter write then fails on its version, the batch is retried, and the partition's
-/// memory is dropped first.
+/// What each partition's consumer keeps of its deployments between batches, and when it writes their meters.
+/// <para>
+/// Snapshots are kept with their stored version: a batch asks PostgreSQL only which moved (one index read of ids and
+/// versions, bodies only of those that did).
+/// </para>
+/// <para>
+/// Meters are kept as folded, and written at a <b>checkpoint</b>: every meter changed since the last one, in a batch's
+/// transaction, with the id of the partition stream's last usage event (<c>meter_checkpoints</c>). A partition that
+/// keeps up checkpoints with every batch; a backlogged one (its batch waited its turn behind the previous one) at most
+/// every <see cref="MeteringOptions.MeterCheckpointInterval"/>, so that under load a deployment's meter row is written
+/// once per interval instead of once per batch; any batch touching a throttled deployment checkpoints (the throttle
+/// lifter decides from those rows); a partition that falls idle has its last changes written by
+/// <see cref="MeterCheckpoints"/> within about 100 ms. A
+/// partition that starts, or that forgets because another writer moved a meter under it, reads its checkpoint and
+/// folds the usage events its stream holds after it onto the stored rows: the usage log is the truth, the rows a
+/// cache of it at the checkpoint.
+/// </para>
 /// </summary>
-public sealed class PartitionDeployments
+public sealed class PartitionDeployments(MeteringOptions options) : IDisposable
 {
-    readonly ConcurrentDictionary<string, Dictionary<string, Known>> _partitions = new(StringComparer.Ordinal);
+    readonly ConcurrentDictionary<string, Partition> _partitions = new(StringComparer.Ordinal);
 
-    /// <summary>A deployment as the partition last saw it: its snapshot at a stored version, and its meter (null: none yet).</summary>
-    public sealed record Known(Deployment Snapshot, string SnapshotVersion, DeploymentMeter? Meter);
+    public Partition Of(string queue) => _partitions.GetOrAdd(queue, q => new Partition(DeploymentMeters.PartitionStream(q), options.MeterCheckpointInterval));
 
-    public Partition Of(string queue) => new(_partitions.GetOrAdd(queue, _ => new(StringComparer.Ordinal)));
+    public IEnumerable<Partition> All => _partitions.Values;
 
-    /// <summary>One partition's memory; its consumer runs one batch at a time, so it is never used concurrently.</summary>
-    public sealed class Partition(Dictionary<string, Known> known)
+    public void Dispose()
     {
-        /// <summary>The current snapshots of these deployments (absent: no such deployment), and the meters as last written.</summary>
+        foreach (var partition in _partitions.Values) partition.Dispose();
+    }
+
+    /// <summary>One partition's memory; its consumer holds it for a whole batch (<see cref="EnterAsync"/>), the checkpointer only when it is free.</summary>
+    public sealed class Partition(string stream, TimeSpan interval) : IDisposable
+    {
+        readonly SemaphoreSlim _gate = new(1, 1);
+        readonly Dictionary<string, (Deployment Snapshot, string Version)> _snapshots = new(StringComparer.Ordinal);
+        readonly Dictionary<string, DeploymentMeter> _meters = new(StringComparer.Ordinal); // as folded; Version is its row's
+        readonly HashSet<string> _unwritten = new(StringComparer.Ordinal); // meters ahead of their rows
+        bool _caughtUp;
+        Guid? _lastEvent; // the last usage event of the stream that the meters hold
+        long _checkpointVersion; // the checkpoint row's version (0: none)
+        long _writtenVersion; // what the checkpoint written in the open transaction will make it
+        long _checkpointedAt; // Stopwatch timestamp; 0: not since this partition (re)started
+        long _lastBatchAt; // Stopwatch timestamp of the last batch's commit
+
+        public string Stream => stream;
+
+        public void Dispose() => _gate.Dispose();
+
+        public async Task<IDisposable> EnterAsync(CancellationToken ct)
+        {
+            await _gate.WaitAsync(ct);
+            return new Held(_gate);
+        }
+
+        sealed class Held(SemaphoreSlim gate) : IDisposable
+        {
+            public void Dispose() => gate.Release();
+        }
+
+        /// <summary>The current snapshots of these deployments (absent: no such deployment), their meters, and the snapshots' stored versions.</summary>
         public async Task<(Dictionary<string, Deployment> Snapshots, Dictionary<string, DeploymentMeter> Meters, Dictionary<string, string> Versions)> ReadAsync(
             IDocumentSession session, IReadOnlyList<string> ids, CancellationToken ct)
         {
+            if (!_caughtUp) await CatchUpAsync(session, ct);
             var snapshots = new Dictionary<string, Deployment>(ids.Count, StringComparer.Ordinal);
             var meters = new Dictionary<string, DeploymentMeter>(ids.Count, StringComparer.Ordinal);
             var versions = new Dictionary<string, string>(ids.Count, StringComparer.Ordinal);
@@ -41,7 +85,7 @@ public sealed class PartitionDeployments
                 from unnest(@ids, @versions) as k(id, v) join {session.DocumentStore.Options.DatabaseSchemaName}.mt_doc_deployment d on d.id = k.id
                 """, session.Connection))
             {
-                var cached = ids.Select(id => known.TryGetValue(id, out var k) ? k.SnapshotVersion : null).ToArray();
+                var cached = ids.Select(id => _snapshots.TryGetValue(id, out var k) ? k.Version : null).ToArray();
                 command.Parameters.Add(new NpgsqlParameter("ids", NpgsqlDbType.Array | NpgsqlDbType.Text) { Value = ids.ToArray() });
                 command.Parameters.Add(new NpgsqlParameter("versions", NpgsqlDbType.Array | NpgsqlDbType.Text) { Value = cached });
                 await using var reader = await command.ExecuteReaderAsync(ct);
@@ -49,28 +93,195 @@ public sealed class PartitionDeployments
                 {
                     var id = reader.GetString(0);
                     versions[id] = reader.GetString(1);
-                    snapshots[id] = reader.IsDBNull(2) ? known[id].Snapshot : serializer.FromJson<Deployment>(reader, 2);
+                    snapshots[id] = reader.IsDBNull(2) ? _snapshots[id].Snapshot : serializer.FromJson<Deployment>(reader, 2);
                 }
             }
-            List<string> unknownMeters = [];
+            List<string> unknown = [];
             foreach (var id in snapshots.Keys)
             {
-                if (known.TryGetValue(id, out var k) && k.Meter is { } meter) meters[id] = meter;
-                else unknownMeters.Add(id);
+                if (_meters.TryGetValue(id, out var meter)) meters[id] = meter;
+                else unknown.Add(id);
             }
-            foreach (var (id, meter) in await DeploymentMeters.LoadAsync(session, unknownMeters, ct)) meters[id] = meter;
+            foreach (var (id, meter) in await DeploymentMeters.LoadAsync(session, unknown, ct)) meters[id] = meter;
             return (snapshots, meters, versions);
         }
 
-        /// <summary>After the commit: the snapshots read and the meters written. A deployment whose stream this batch moved is forgotten.</summary>
-        public void Committed(Dictionary<string, Deployment> snapshots, Dictionary<string, string> versions, IEnumerable<DeploymentMeter> written, IEnumerable<string> moved)
+        /// <summary>
+        /// Whether this batch writes the meters: always while the partition keeps up (the batch was not full), when a
+        /// throttled deployment is in it, on the partition's first batch, and otherwise once the interval has passed.
+        /// </summary>
+        public bool CheckpointDue(bool backlogged, bool throttling) =>
+            !backlogged || throttling || _checkpointedAt == 0 || Stopwatch.GetElapsedTime(_checkpointedAt) >= interval;
+
+        /// <summary>
+        /// Writes, in the batch's transaction, the meters this batch moved (each over the row version it was read at) and
+        /// every other meter still ahead of its row, and moves the checkpoint to <paramref name="lastEvent"/>.
+        /// </summary>
+        public async Task CheckpointAsync(NpgsqlConnection connection, string schema, IReadOnlyList<(DeploymentMeter Meter, long ReadAt)> moved, Guid? lastEvent,
+            CancellationToken ct)
         {
-            foreach (var meter in written)
-                known[meter.DeploymentId] = new Known(snapshots[meter.DeploymentId], versions[meter.DeploymentId], meter);
-            foreach (var id in moved) known.Remove(id);
+            var movedIds = moved.Select(m => m.Meter.DeploymentId).ToHashSet(StringComparer.Ordinal);
+            List<(DeploymentMeter, long)> writes = [.. moved, .. _unwritten.Where(id => !movedIds.Contains(id)).Select(id => (_meters[id], _meters[id].Version))];
+            await DeploymentMeters.SaveAsync(connection, schema, writes, ct);
+            await MoveCheckpointAsync(connection, schema, lastEvent ?? _lastEvent, ct);
         }
 
-        /// <summary>Something this partition remembered was moved by another writer: read everything again.</summary>
-        public void Forget() => known.Clear();
+        /// <summary>After the commit: the snapshots read, the meters moved (written or not), the usage event appended.</summary>
+        public void Committed(Dictionary<string, Deployment> snapshots, Dictionary<string, string> versions, IReadOnlyList<(DeploymentMeter Meter, long ReadAt)> moved,
+            IEnumerable<string> transitioned, bool checkpointed, Guid? appended)
+        {
+            foreach (var (id, snapshot) in snapshots) _snapshots[id] = (snapshot, versions[id]);
+            foreach (var id in transitioned) _snapshots.Remove(id); // its stream moved in this transaction: read it again
+            if (checkpointed)
+            {
+                _checkpointVersion = _writtenVersion;
+                foreach (var id in _unwritten) _meters[id] = _meters[id] with { Version = _meters[id].Version + 1 };
+                _unwritten.Clear();
+            }
+            foreach (var (meter, readAt) in moved)
+            {
+                _meters[meter.DeploymentId] = meter with { Version = checkpointed ? readAt + 1 : readAt };
+                if (!checkpointed) _unwritten.Add(meter.DeploymentId);
+            }
+            if (appended is not null) _lastEvent = appended;
+            if (checkpointed) Checkpointed();
+            _lastBatchAt = Stopwatch.GetTimestamp();
+        }
+
+        /// <summary>
+        /// Writes the meters still ahead of their rows in a transaction of its own, when the partition's consumer is not in a
+        /// batch and either has had none for <paramref name="idle"/> or the interval has passed: a partition whose traffic
+        /// stopped has its last changes stored at once. A concurrency failure means another writer moved a meter: the
+        /// partition forgets and reads again.
+        /// </summary>
+        public async Task FlushAsync(IDocumentStore store, TimeSpan idle, CancellationToken ct)
+        {
+            if (!await _gate.WaitAsync(0, ct)) return;
+            try
+            {
+                if (!_caughtUp || _unwritten.Count == 0) return;
+                if (Stopwatch.GetElapsedTime(_lastBatchAt) < idle && !CheckpointDue(backlogged: true, throttling: false)) return;
+                // A connection of its own rather than a session: Marten's SaveChanges commits only a unit of work that holds something.
+                await using var connection = store.Storage.Database.CreateConnection();
+                await connection.OpenAsync(ct);
+                await using var transaction = await connection.BeginTransactionAsync(ct);
+                await CheckpointAsync(connection, store.Options.Events.DatabaseSchemaName, [], null, ct);
+                await transaction.CommitAsync(ct);
+                Committed([], [], [], [], checkpointed: true, appended: null);
+            }
+            catch (JasperFx.ConcurrencyException)
+            {
+                Forget();
+            }
+            finally
+            {
+                _gate.Release();
+            }
+        }
+
+        /// <summary>Something this partition remembered was moved by another writer: read everything again, from the checkpoint on.</summary>
+        public void Forget()
+        {
+            _snapshots.Clear();
+            _meters.Clear();
+            _unwritten.Clear();
+            _caughtUp = false;
+            _checkpointedAt = 0;
+        }
+
+        void Checkpointed() => _checkpointedAt = Math.Max(1, Stopwatch.GetTimestamp());
+
+        /// <summary>
+        /// Reads the checkpoint and folds the usage events the stream holds after it onto the stored meters (or, for a
+        /// deployment with none yet, onto its snapshot's): those meters are ahead of their rows until the next checkpoint.
+        /// No checkpoint yet: the rows are current (they were written with every batch before checkpoints existed).
+        /// </summary>
+        async Task CatchUpAsync(IDocumentSession session, CancellationToken ct)
+        {
+            _meters.Clear();
+            _unwritten.Clear();
+            var schema = session.DocumentStore.Options.Events.DatabaseSchemaName;
+            Guid? lastEvent = null;
+            long version = 0, after = 0;
+            await using (var command = new NpgsqlCommand(
+                $"""
+                select c.last_event, c.version, coalesce((select e.version from {schema}.mt_events e where e.id = c.last_event), 0)
+                from {schema}.{DeploymentMeters.CheckpointTable} c where c.stream_id = @stream
+                """, session.Connection))
+            {
+                command.Parameters.AddWithValue("stream", stream);
+                await using var reader = await command.ExecuteReaderAsync(ct);
+                if (await reader.ReadAsync(ct))
+                {
+                    lastEvent = reader.IsDBNull(0) ? null : reader.GetGuid(0);
+                    version = reader.GetInt64(1);
+                    after = reader.GetInt64(2);
+                }
+            }
+            _lastEvent = lastEvent;
+            _checkpointVersion = version;
+            if (version > 0)
+            {
+                var events = await session.Events.QueryAllRawEvents().Where(e => e.StreamKey == stream && e.Version > after).OrderBy(e => e.Version).ToListAsync(ct);
+                var usage = events.SelectMany(e => e.Data switch { UsageBatchMetered b => b.Usage, UsageMetered u => [u], _ => [] }).ToList();
+                if (events.Count > 0) _lastEvent = events[^1].Id;
+                var ids = usage.Select(u => u.DeploymentId).Distinct(StringComparer.Ordinal).ToList();
+                var meters = await DeploymentMeters.LoadAsync(session, ids, ct);
+                var missing = ids.Where(id => !meters.ContainsKey(id)).ToList();
+                foreach (var snapshot in missing.Count == 0 ? [] : await session.LoadManyAsync<Deployment>(ct, missing))
+                    meters[snapshot.Id] = DeploymentMeter.Of(snapshot, 0);
+                foreach (var u in usage)
+                {
+                    if (!meters.TryGetValue(u.DeploymentId, out var meter)) continue; // usage of a deployment that no longer exists
+                    meters[u.DeploymentId] = meter.Then(u);
+                    _unwritten.Add(u.DeploymentId);
+                }
+                foreach (var id in _unwritten) _meters[id] = meters[id];
+            }
+            _caughtUp = true;
+        }
+
+        async Task MoveCheckpointAsync(NpgsqlConnection connection, string schema, Guid? lastEvent, CancellationToken ct)
+        {
+            await using var command = new NpgsqlCommand(
+                $"""
+                insert into {schema}.{DeploymentMeters.CheckpointTable} as c (stream_id, last_event, version) values (@stream, @last, 1)
+                on conflict (stream_id) do update set last_event = excluded.last_event, version = c.version + 1 where c.version = @version
+                returning version
+                """, connection);
+            command.Parameters.AddWithValue("stream", stream);
+            command.Parameters.Add(new NpgsqlParameter("last", NpgsqlDbType.Uuid) { Value = (object?)lastEvent ?? DBNull.Value });
+            command.Parameters.AddWithValue("version", _checkpointVersion);
+            var written = await command.ExecuteScalarAsync(ct);
+            if (written is not long next || next != _checkpointVersion + 1)
+                throw new JasperFx.ConcurrencyException($"the checkpoint of {stream} moved since this host read it", typeof(DeploymentMeter), stream);
+            _writtenVersion = next;
+        }
+    }
+}
+
+/// <summary>Writes each idle partition's meters that are still ahead of their rows (see <see cref="PartitionDeployments"/>), and all of them when the host stops.</summary>
+public sealed class MeterCheckpoints(PartitionDeployments partitions, IDocumentStore store, ILogger<MeterCheckpoints> log) : BackgroundService
+{
+    /// <summary>A partition without a batch for this long is idle, and its unwritten meters are written at the next tick.</summary>
+    static readonly TimeSpan Idle = TimeSpan.FromMilliseconds(50);
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(Idle);
+        while (await timer.WaitForNextTickAsync(stoppingToken))
+        {
+            foreach (var partition in partitions.All)
+            {
+                try
+                {
+                    await partition.FlushAsync(store, Idle, stoppingToken);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    log.LogWarning(e, "Writing the meters of {Stream} failed; retrying next tick", partition.Stream);
+                }
+            }
+        }
     }
 }

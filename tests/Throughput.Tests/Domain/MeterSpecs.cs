@@ -153,4 +153,19 @@ public sealed class MeterSpecs
         Assert.False(new AppliedBatches.Claim(Fresh: true, CountedHash: null).Conflicts(43));
         Assert.False(new AppliedBatches.Claim(Fresh: false, CountedHash: null).Conflicts(43)); // claims from before hashes were kept
     }
+
+    [Fact]
+    public void A_meter_folded_from_the_usage_log_is_the_meter_metering_wrote()
+    {
+        // What a partition rebuilds after a restart (the stored meter, then the usage events after its checkpoint) must be
+        // what it would have written had it written every batch.
+        var start = ActiveDeployment();
+        var first = Metered(start, Now, Batch(1, R(1000, 200, 10), R(500, spilled: true)));
+        var afterFirst = first.Applied(start);
+        var second = Metered(afterFirst, Now.AddSeconds(20), Batch(2, R(100, output: 25)));
+
+        var folded = DeploymentMeter.Of(start, 0).Then(first.Usage).Then(second.Usage);
+
+        Assert.Equal(DeploymentMeter.Of(second.Applied(afterFirst), 0), folded);
+    }
 }
