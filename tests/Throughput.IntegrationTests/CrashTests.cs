@@ -146,7 +146,7 @@ public sealed class CrashTests(PlatformFixture platform)
     public async Task A_backlogged_partition_writes_its_meters_once_an_interval_and_a_kill_between_two_writes_loses_nothing()
     {
         var (customer, producer, deployments) = await MeteredDeploymentsAsync(3);
-        var exchange = $"tests.lazy.{Guid.NewGuid():N}"[..24];
+        var exchange = $"tests.kill.{Guid.NewGuid():N}"[..24]; // an exchange serving nodes may publish to (HostFixture)
         await using var publisher = await MeteringPublisher.CreateAsync(new MeteringPublisherOptions(platform.BrokerOf(producer), producer)
         {
             Exchange = exchange,
@@ -197,7 +197,7 @@ public sealed class CrashTests(PlatformFixture platform)
     public async Task A_backlogged_partition_whose_traffic_stops_has_its_meters_written_within_an_interval()
     {
         var (customer, producer, deployments) = await MeteredDeploymentsAsync(2);
-        var exchange = $"tests.idle.{Guid.NewGuid():N}"[..24];
+        var exchange = $"tests.kill.{Guid.NewGuid():N}"[..24];
         await using var host = new PlatformProcess(exchange, partitions: 2, roles: "Metering",
             environment: new Dictionary<string, string> { ["Metering__BatchMessageLimit"] = "1", ["Metering__MeterCheckpointInterval"] = "00:00:02" });
         await host.StartAsync();
