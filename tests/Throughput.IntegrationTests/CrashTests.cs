@@ -147,13 +147,7 @@ public sealed class CrashTests(PlatformFixture platform)
     {
         var (customer, producer, deployments) = await MeteredDeploymentsAsync(3);
         var exchange = $"tests.kill.{Guid.NewGuid():N}"[..24]; // an exchange serving nodes may publish to (HostFixture)
-        await using var publisher = await MeteringPublisher.CreateAsync(new MeteringPublisherOptions(platform.BrokerOf(producer), producer)
-        {
-            Exchange = exchange,
-            MaxBatchRecords = 20,
-            MaxLinger = TimeSpan.FromMilliseconds(5),
-        });
-        async Task PublishAsync(int from, int to)
+        async Task PublishAsync(MeteringPublisher publisher, int from, int to)
         {
             for (var i = from; i < to; i++)
                 foreach (var d in deployments)
@@ -166,20 +160,24 @@ public sealed class CrashTests(PlatformFixture platform)
 
         // Batches of one message are all full, so every partition counts as backlogged; after its first batch it writes no
         // meter within an interval of an hour, and the log runs ahead of the meters until the kill.
-        await using (var lazy = new PlatformProcess(exchange, partitions: 2, roles: "Metering",
-            environment: new Dictionary<string, string> { ["Metering__BatchMessageLimit"] = "1", ["Metering__MeterCheckpointInterval"] = "01:00:00" }))
+        await using var lazy = new PlatformProcess(exchange, partitions: 2, roles: "Metering",
+            environment: new Dictionary<string, string> { ["Metering__BatchMessageLimit"] = "1", ["Metering__MeterCheckpointInterval"] = "01:00:00" });
+        await lazy.StartAsync(); // declares the exchange, which a node may publish to but not create
+        await using var publisher = await MeteringPublisher.CreateAsync(new MeteringPublisherOptions(platform.BrokerOf(producer), producer)
         {
-            await lazy.StartAsync();
-            await PublishAsync(0, 200);
-            await Eventually.Until(() => LoggedRecordsAsync(exchange), n => n == 600, TimeSpan.FromSeconds(60));
-            Assert.True(await Counted(customer, deployments) < 600, "the meters were written with every batch: the backlogged path was not taken");
-            lazy.Kill();
-        }
+            Exchange = exchange,
+            MaxBatchRecords = 20,
+            MaxLinger = TimeSpan.FromMilliseconds(5),
+        });
+        await PublishAsync(publisher, 0, 200);
+        await Eventually.Until(() => LoggedRecordsAsync(exchange), n => n == 600, TimeSpan.FromSeconds(60));
+        Assert.True(await Counted(customer, deployments) < 600, "the meters were written with every batch: the backlogged path was not taken");
+        lazy.Kill();
 
         // The next host folds what the log holds after the checkpoint onto the stored meters, then meters on.
         await using var restarted = new PlatformProcess(exchange, partitions: 2, roles: "Metering");
         await restarted.StartAsync();
-        await PublishAsync(200, 201);
+        await PublishAsync(publisher, 200, 201);
         await Eventually.Until(() => Counted(customer, deployments), n => n >= 603, TimeSpan.FromSeconds(60));
         await Task.Delay(1500);
         foreach (var d in deployments)
@@ -194,7 +192,7 @@ public sealed class CrashTests(PlatformFixture platform)
     }
 
     [Fact]
-    public async Task A_backlogged_partition_whose_traffic_stops_has_its_meters_written_within_an_interval()
+    public async Task A_backlogged_partition_whose_traffic_stops_has_its_meters_written_once_it_falls_idle()
     {
         var (customer, producer, deployments) = await MeteredDeploymentsAsync(2);
         var exchange = $"tests.kill.{Guid.NewGuid():N}"[..24];
