@@ -158,10 +158,13 @@ public sealed class CrashTests(PlatformFixture platform)
             await publisher.FlushAsync();
         }
 
-        // Batches of one message are all full, so every partition counts as backlogged; after its first batch it writes no
-        // meter within an interval of an hour, and the log runs ahead of the meters until the kill.
+        // Every batch counts as backlogged and neither the interval nor idleness comes within the test: after its first batch
+        // the host writes no meter, and the log runs ahead of the meters until the kill.
         await using var lazy = new PlatformProcess(exchange, partitions: 2, roles: "Metering",
-            environment: new Dictionary<string, string> { ["Metering__BatchMessageLimit"] = "1", ["Metering__MeterCheckpointInterval"] = "01:00:00" });
+            environment: new Dictionary<string, string>
+            {
+                ["Metering__BacklogAfter"] = "00:00:00", ["Metering__MeterCheckpointInterval"] = "01:00:00", ["Metering__MeterIdleWrite"] = "01:00:00",
+            });
         await lazy.StartAsync(); // declares the exchange, which a node may publish to but not create
         await using var publisher = await MeteringPublisher.CreateAsync(new MeteringPublisherOptions(platform.BrokerOf(producer), producer)
         {
@@ -197,7 +200,7 @@ public sealed class CrashTests(PlatformFixture platform)
         var (customer, producer, deployments) = await MeteredDeploymentsAsync(2);
         var exchange = $"tests.kill.{Guid.NewGuid():N}"[..24];
         await using var host = new PlatformProcess(exchange, partitions: 2, roles: "Metering",
-            environment: new Dictionary<string, string> { ["Metering__BatchMessageLimit"] = "1", ["Metering__MeterCheckpointInterval"] = "00:00:02" });
+            environment: new Dictionary<string, string> { ["Metering__BacklogAfter"] = "00:00:00", ["Metering__MeterCheckpointInterval"] = "01:00:00" });
         await host.StartAsync();
         await using var publisher = await MeteringPublisher.CreateAsync(new MeteringPublisherOptions(platform.BrokerOf(producer), producer)
         {

@@ -150,7 +150,8 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
             moved.Add((DeploymentMeter.Of(decision.Applied(deployment), 0), meter?.Version ?? 0));
         }
         // A batch that changes nothing (all duplicates) leaves the checkpoint to the next: Marten commits only a unit of work that holds something.
-        var checkpoint = partition.CheckpointDue(Backlogged(context, options.BatchTimeLimit), throttling) && (usage.Count > 0 || quarantined.Count > 0);
+        var checkpoint = partition.CheckpointDue(Backlogged(context, options.BacklogAfter ?? options.BatchTimeLimit + TimeSpan.FromMilliseconds(20)), throttling)
+            && (usage.Count > 0 || quarantined.Count > 0);
         Guid? appended = null;
         try
         {
@@ -272,12 +273,12 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
     }
 
     /// <summary>
-    /// A batch whose first message waited in this host longer than the batch window (and a margin for the host's own
-    /// pauses) queued behind the previous batch: the partition is behind its queue. Measured on this host's clock from
-    /// when the message was received, so no node's clock enters it.
+    /// A batch whose first message waited in this host longer than <paramref name="after"/> (by default the batch window
+    /// and a margin for the host's own pauses) queued behind the previous batch: the partition is behind its queue.
+    /// Measured on this host's clock from when the message was received, so no node's clock enters it.
     /// </summary>
-    static bool Backlogged(ConsumeContext<Batch<MeteringFrame>> context, TimeSpan window) =>
-        context.Message.Max(m => m.ReceiveContext.ElapsedTime) > window + TimeSpan.FromMilliseconds(20);
+    static bool Backlogged(ConsumeContext<Batch<MeteringFrame>> context, TimeSpan after) =>
+        context.Message.Max(m => m.ReceiveContext.ElapsedTime) > after;
 
     /// <summary>Appends the batch's usage event under an id taken here, which a checkpoint in the same transaction names.</summary>
     static Guid AppendUsage(IDocumentSession session, string stream, UsageBatchMetered usage)

@@ -33,6 +33,15 @@ public sealed class MeteringOptions
     /// </summary>
     public TimeSpan MeterCheckpointInterval { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// A batch whose first message waited in the host longer than this, queued behind the previous batch, finds its
+    /// partition behind (see <see cref="MeterCheckpointInterval"/>). Default: the batch window and 20 ms.
+    /// </summary>
+    public TimeSpan? BacklogAfter { get; set; }
+
+    /// <summary>A partition without a batch for this long writes the meters it has not written yet.</summary>
+    public TimeSpan MeterIdleWrite { get; set; } = TimeSpan.FromMilliseconds(50);
+
     /// <summary>Declare the partition queues as quorum queues (replicated across a RabbitMQ cluster); classic on a single node.</summary>
     public bool QuorumQueues { get; set; }
 

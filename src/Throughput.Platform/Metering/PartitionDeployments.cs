@@ -20,8 +20,8 @@ namespace Throughput.Metering;
 /// keeps up checkpoints with every batch; a backlogged one (its batch waited its turn behind the previous one) at most
 /// every <see cref="MeteringOptions.MeterCheckpointInterval"/>, so that under load a deployment's meter row is written
 /// once per interval instead of once per batch; any batch touching a throttled deployment checkpoints (the throttle
-/// lifter decides from those rows); a partition that falls idle has its last changes written by
-/// <see cref="MeterCheckpoints"/> within about 100 ms. A
+/// lifter decides from those rows); a partition that falls idle (<see cref="MeteringOptions.MeterIdleWrite"/>) has its
+/// last changes written by <see cref="MeterCheckpoints"/>. A
 /// partition that starts, or that forgets because another writer moved a meter under it, reads its checkpoint and
 /// folds the usage events its stream holds after it onto the stored rows: the usage log is the truth, the rows a
 /// cache of it at the checkpoint.
@@ -261,21 +261,20 @@ public sealed class PartitionDeployments(MeteringOptions options) : IDisposable
 }
 
 /// <summary>Writes each idle partition's meters that are still ahead of their rows (see <see cref="PartitionDeployments"/>), and all of them when the host stops.</summary>
-public sealed class MeterCheckpoints(PartitionDeployments partitions, IDocumentStore store, ILogger<MeterCheckpoints> log) : BackgroundService
+public sealed class MeterCheckpoints(PartitionDeployments partitions, IDocumentStore store, MeteringOptions options, ILogger<MeterCheckpoints> log) : BackgroundService
 {
-    /// <summary>A partition without a batch for this long is idle, and its unwritten meters are written at the next tick.</summary>
-    static readonly TimeSpan Idle = TimeSpan.FromMilliseconds(50);
+    static readonly TimeSpan Tick = TimeSpan.FromMilliseconds(50);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        using var timer = new PeriodicTimer(Idle);
+        using var timer = new PeriodicTimer(Tick);
         while (await timer.WaitForNextTickAsync(stoppingToken))
         {
             foreach (var partition in partitions.All)
             {
                 try
                 {
-                    await partition.FlushAsync(store, Idle, stoppingToken);
+                    await partition.FlushAsync(store, options.MeterIdleWrite, stoppingToken);
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {
