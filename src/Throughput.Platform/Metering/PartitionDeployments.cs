@@ -107,8 +107,9 @@ public sealed class PartitionDeployments(MeteringOptions options) : IDisposable
         }
 
         /// <summary>
-        /// Whether this batch writes the meters: always while the partition keeps up (the batch was not full), when a
-        /// throttled deployment is in it, on the partition's first batch, and otherwise once the interval has passed.
+        /// Whether this batch writes the meters: always while the partition keeps up (the batch did not wait behind the
+        /// previous one), when a throttled deployment is in it, on the partition's first batch, and otherwise once the
+        /// interval has passed.
         /// </summary>
         public bool CheckpointDue(bool backlogged, bool throttling) =>
             !backlogged || throttling || _checkpointedAt == 0 || Stopwatch.GetElapsedTime(_checkpointedAt) >= interval;
