@@ -245,13 +245,7 @@ public sealed record Deployment(
     /// Usage folded in. Not named Apply: usage lives in partition streams and the deployment's meter row, so Marten's
     /// snapshot must not take it (it would build a deployment document for each partition stream).
     /// </summary>
-    public Deployment Metered(UsageMetered e) => this with
-    {
-        Usage = Usage + e.Tokens,
-        WeightedTokens = WeightedTokens + e.WeightedTokens,
-        BucketLevel = e.BucketLevel,
-        BucketAt = Max(BucketAt, e.MeteredAt),
-    };
+    public Deployment Metered(UsageMetered e) => DeploymentMeter.Of(this, 0).Then(e).On(this);
 
     public Deployment Apply(DeploymentThrottled e) => this with { Throttled = true, AdmissionRevision = AdmissionRevision + 1 };
 

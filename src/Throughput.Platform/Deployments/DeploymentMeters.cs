@@ -30,7 +30,7 @@ public sealed record DeploymentMeter(
         WeightedTokens = WeightedTokens,
     };
 
-    /// <summary>The meter with one more usage event folded in, as <see cref="Deployment.Metered"/> folds it.</summary>
+    /// <summary>The meter with one more usage event folded in: the one fold of usage into a bucket and its totals (<see cref="Deployment.Metered"/> is this on the deployment).</summary>
     public DeploymentMeter Then(UsageMetered e) => this with
     {
         Usage = Usage + e.Tokens,
