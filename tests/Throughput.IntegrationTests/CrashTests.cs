@@ -163,6 +163,8 @@ public sealed class CrashTests(PlatformFixture platform)
         await using var lazy = new PlatformProcess(exchange, partitions: 2, roles: "Metering",
             environment: new Dictionary<string, string>
             {
+                // One message a batch: the partition's first batch, which always writes, cannot take the whole run.
+                ["Metering__BatchMessageLimit"] = "1",
                 ["Metering__BacklogAfter"] = "00:00:00", ["Metering__MeterCheckpointInterval"] = "01:00:00", ["Metering__MeterIdleWrite"] = "01:00:00",
             });
         await lazy.StartAsync(); // declares the exchange, which a node may publish to but not create
@@ -200,7 +202,10 @@ public sealed class CrashTests(PlatformFixture platform)
         var (customer, producer, deployments) = await MeteredDeploymentsAsync(2);
         var exchange = $"tests.kill.{Guid.NewGuid():N}"[..24];
         await using var host = new PlatformProcess(exchange, partitions: 2, roles: "Metering",
-            environment: new Dictionary<string, string> { ["Metering__BacklogAfter"] = "00:00:00", ["Metering__MeterCheckpointInterval"] = "01:00:00" });
+            environment: new Dictionary<string, string>
+            {
+                ["Metering__BatchMessageLimit"] = "1", ["Metering__BacklogAfter"] = "00:00:00", ["Metering__MeterCheckpointInterval"] = "01:00:00",
+            });
         await host.StartAsync();
         await using var publisher = await MeteringPublisher.CreateAsync(new MeteringPublisherOptions(platform.BrokerOf(producer), producer)
         {
