@@ -19,7 +19,7 @@ public sealed record SetPoolCapacity(decimal? CapacityPtu, int? Gpus = null, str
 /// <param name="CapacityPtu">The PTUs it can sell.</param>
 /// <param name="SoldPtu">The PTUs of it deployments hold.</param>
 /// <param name="FreePtu">Capacity less sold.</param>
-/// <param name="Version">Its stream version: the ETag; send it as If-Match to change the capacity.</param>
+/// <param name="Version">Its stream version.</param>
 /// <param name="Gpus">The GPUs it is sized in; null when its capacity is set in PTUs.</param>
 public sealed record PoolView(string Id, string Model, string Region, decimal CapacityPtu, decimal SoldPtu, decimal FreePtu, long Version, GpuSizing? Gpus, ServingPhase Phase)
 {

@@ -18,7 +18,7 @@ namespace Throughput.Deployments;
 /// <param name="CreatedAt">When it was bought.</param>
 /// <param name="Admission">The rate and burst its PTUs admit.</param>
 /// <param name="Bucket">Its leaky bucket and usage totals now.</param>
-/// <param name="Revision">Its stream version: the ETag; send it as If-Match to resize, release or switch spillover.</param>
+/// <param name="Revision">Its stream version, also its ETag: send it as If-Match to resize or release it.</param>
 /// <param name="ReleasedAt">When its PTUs were given back; null while active.</param>
 /// <param name="Adapters">The adapters it serves; null for a base-model deployment.</param>
 /// <param name="Currency">The currency it is billed in.</param>

@@ -33,7 +33,7 @@ public enum QuarantineReason
 /// <param name="Sequence">The metering message's sequence number, when known.</param>
 /// <param name="RecordId">The refused record's id; null when the whole message was refused.</param>
 /// <param name="DeploymentId">The deployment the record named, when known.</param>
-/// <param name="Excerpt">The start of what was received, when it could not be read.</param>
+/// <param name="Excerpt">A refused message's first 2,048 characters, when it could not be read; null for a refused record.</param>
 /// <param name="QuarantinedAt">When it was refused.</param>
 public sealed record QuarantinedMetering(
     Guid Id,
