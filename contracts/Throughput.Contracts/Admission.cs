@@ -33,6 +33,13 @@ public enum AdmissionState
 /// On an adapter set: the adapters the tenant capped, each with its share of the rate and burst (0.25 = a quarter) that
 /// admission may give it; null or absent when none is capped. The set's own rate still bounds all its adapters together.
 /// </param>
+/// <param name="DeploymentId">The deployment the limit is for.</param>
+/// <param name="TenantId">The tenant that owns the deployment.</param>
+/// <param name="Model">The deployment's catalog model.</param>
+/// <param name="Region">The region (or geography) the deployment was bought in.</param>
+/// <param name="State">Open, Throttled, Suspended, Released or Degraded: what serving nodes may admit.</param>
+/// <param name="Spillover">Whether requests past the rate are served and billed per token instead of refused (false while a spillover cap holds).</param>
+/// <param name="ChangedAt">When the limit changed.</param>
 public sealed record AdmissionLimitChanged(
     string DeploymentId,
     string TenantId,
@@ -72,4 +79,8 @@ public static class AdmissionTopology
 public sealed record AdmissionQuery(IReadOnlyList<string> DeploymentIds);
 
 /// <summary>Answer of <c>POST /v1/admission/{deploymentId}/check</c> (200 when admitted, 429 when not).</summary>
+/// <param name="Admitted">Whether the request may be served now.</param>
+/// <param name="RemainingTokens">Weighted tokens the bucket still holds room for after this request.</param>
+/// <param name="RetryAfterMs">When refused: milliseconds until the bucket has drained enough for it; 0 when admitted.</param>
+/// <param name="Limit">The deployment's admission limit the decision was made against.</param>
 public sealed record AdmissionDecision(bool Admitted, long RemainingTokens, long RetryAfterMs, AdmissionLimitChanged Limit);

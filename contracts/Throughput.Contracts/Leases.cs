@@ -13,6 +13,7 @@ public sealed record AdmissionLeaseRenewal(IReadOnlyList<AdmissionDemand> Demand
 /// Weighted tokens per minute the process was asked for over the last second or so, admitted or refused: the estimates of
 /// every request it decided on. Above its share it may be anything (retries inflate it); below, it should be what it uses.
 /// </param>
+/// <param name="DeploymentId">The deployment the replica serves.</param>
 public sealed record AdmissionDemand(string DeploymentId, long TokensPerMinute);
 
 /// <summary>
@@ -28,6 +29,7 @@ public sealed record AdmissionDemand(string DeploymentId, long TokensPerMinute);
 /// <param name="Replicas">Processes holding a live lease on the deployment, this one included.</param>
 /// <param name="Version">Grows with every lease handed out for the deployment (milliseconds since the epoch at least, so it also grows across a platform restart): keep the highest seen.</param>
 /// <param name="ExpiresAt">The platform gives the share to others after this unless the process renews.</param>
+/// <param name="DeploymentId">The deployment the lease is a share of.</param>
 public sealed record AdmissionLease(
     string DeploymentId,
     string ReplicaId,

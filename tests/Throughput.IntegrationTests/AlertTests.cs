@@ -101,4 +101,61 @@ public sealed class AlertTests(InvoicingFixture platform)
             arrivals.Select(a => (a.Data.GetProperty("alertId").GetString()!, a.Data.GetProperty("month").GetString()!, a.Data.GetProperty("spend").GetDecimal()))
                 .OrderBy(x => x.Item2, StringComparer.Ordinal).ThenBy(x => x.Item3));
     }
+
+    [Fact]
+    public async Task An_invoice_to_date_alert_fires_once_when_the_draft_reaches_it_with_one_delivery_and_again_the_next_month()
+    {
+        await using var receiver = WebhookReceiver.Start(platform.Clock.GetUtcNow);
+        var (_, customer) = await platform.NewTenantAsync();
+        platform.Clock.Set(DateTimeOffset.UtcNow);
+        var endpoint = await Body((await customer.PostAsJsonAsync("/v1/webhooks/endpoints",
+            new { url = receiver.Url("invoice"), eventTypes = new[] { "invoice.alert_crossed" } })).EnsureSuccessStatusCode());
+        platform.Clock.Set(At(5, 1));
+        var region = await platform.NewPoolAsync("gpt-4o", 10);
+        var bought = await customer.PostAsJsonAsync("/v1/deployments", new { name = "chat", model = "gpt-4o", region, type = "Global", ptu = 1 });
+        var deployment = (await Body(bought.EnsureSuccessStatusCode())).GetProperty("id").GetString()!;
+
+        foreach (var (alert, field) in new (object, string)[] { (new { metric = "InvoiceToDate", threshold = 0 }, "threshold"), (new { metric = "InvoiceToDate", threshold = 5, capsSpillover = true }, "capsSpillover") })
+        {
+            var refused = await customer.PostAsJsonAsync("/v1/alerts", alert);
+            Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+            Assert.True((await Body(refused)).GetProperty("errors").TryGetProperty(field, out _), field);
+        }
+        // The tenant's whole draft at 10.00, the deployment's lines at 20.00: gpt-4o, 1 PTU, 1.00 per PTU-hour.
+        var tenantWide = (await Body((await customer.PostAsJsonAsync("/v1/alerts", new { metric = "InvoiceToDate", threshold = 10.00, name = "ten" })).EnsureSuccessStatusCode()))
+            .GetProperty("id").GetString()!;
+        var ofDeployment = (await Body((await customer.PostAsJsonAsync("/v1/alerts", new { metric = "InvoiceToDate", threshold = 20.00, deploymentId = deployment }))
+            .EnsureSuccessStatusCode())).GetProperty("id").GetString()!;
+        async Task<JsonElement> AlertWhen(string id, Func<JsonElement, bool> until) =>
+            await Eventually.Until(async () => await customer.GetFromJsonAsync<JsonElement>($"/v1/alerts/{id}"), until);
+
+        // Twelve hours in, the draft is 12.00: the tenant-wide alert crosses at what the draft says.
+        platform.Clock.Set(At(5, 1, 12));
+        var ten = await AlertWhen(tenantWide, a => a.GetProperty("crossedIn").GetString() == "2032-05");
+        var draft = await customer.GetFromJsonAsync<JsonElement>("/v1/invoices/draft");
+        Assert.Equal(12.00m, draft.GetProperty("total").GetDecimal());
+        Assert.Equal(12.00m, ten.GetProperty("lastCrossedValue").GetDecimal());
+        Assert.Null((await customer.GetFromJsonAsync<JsonElement>($"/v1/alerts/{ofDeployment}")).GetProperty("crossedIn").GetString());
+
+        // At 25.00 the deployment's alert crosses; the round that saw it saw the tenant-wide one still crossed, and left it.
+        platform.Clock.Set(At(5, 2, 1));
+        Assert.Equal(25.00m, (await AlertWhen(ofDeployment, a => a.GetProperty("crossedIn").GetString() == "2032-05")).GetProperty("lastCrossedValue").GetDecimal());
+        Assert.Equal(12.00m, (await customer.GetFromJsonAsync<JsonElement>($"/v1/alerts/{tenantWide}")).GetProperty("lastCrossedValue").GetDecimal());
+
+        // June's draft starts from nothing: the tenant-wide alert is armed again, and crosses again at 10.00 or more.
+        platform.Clock.Set(At(6, 1, 11));
+        Assert.Equal(11.00m, (await AlertWhen(tenantWide, a => a.GetProperty("crossedIn").GetString() == "2032-06")).GetProperty("lastCrossedValue").GetDecimal());
+
+        // One delivery per crossing, each arrived once, signed.
+        var arrivals = await Eventually.Until(() => Task.FromResult(receiver.Accepted("invoice")), a => a.Count >= 3);
+        var deliveries = await customer.GetFromJsonAsync<JsonElement>($"/v1/webhooks/endpoints/{endpoint.GetProperty("id").GetString()}/deliveries");
+        Assert.Equal(3, deliveries.GetArrayLength());
+        Assert.Equal(3, arrivals.Count);
+        Assert.Equal(3, arrivals.Select(a => a.Id).Distinct().Count());
+        Assert.All(arrivals, a => Assert.True(WebhookReceiver.Verifies(a, endpoint.GetProperty("secret").GetString()!), $"signature of {a.Id}"));
+        Assert.All(arrivals, a => Assert.Equal("invoice.alert_crossed", a.Type));
+        Assert.Equal([(tenantWide, "2032-05", 12.00m, "USD"), (ofDeployment, "2032-05", 25.00m, "USD"), (tenantWide, "2032-06", 11.00m, "USD")],
+            arrivals.Select(a => (a.Data.GetProperty("alertId").GetString()!, a.Data.GetProperty("month").GetString()!, a.Data.GetProperty("invoiceToDate").GetDecimal(),
+                a.Data.GetProperty("currency").GetString()!)).OrderBy(x => x.Item2, StringComparer.Ordinal).ThenBy(x => x.Item3));
+    }
 }

@@ -65,6 +65,7 @@ public sealed class InvoicingFixture() : HostFixture(OperatorKey, $"tests.invoic
         builder.UseSetting("Webhooks:AllowHttp", "true");
         builder.UseSetting("Webhooks:SecretKey", Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)));
         builder.UseSetting("Webhooks:PollInterval", "00:00:00.200");
+        builder.UseSetting("Alerts:InvoiceEvery", "00:00:00.200");
         builder.ConfigureServices(services =>
         {
             services.AddSingleton<TimeProvider>(Clock);

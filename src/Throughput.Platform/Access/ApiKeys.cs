@@ -17,6 +17,9 @@ public enum Role
 }
 
 /// <summary>The secret appears in this response only; the platform keeps its hash.</summary>
+/// <param name="KeyId">The key's id: the part before the dot, safe to log.</param>
+/// <param name="Role">What the key may do.</param>
+/// <param name="ApiKey">The whole key, tpk_{keyId}.{secret}: shown once, stored only hashed.</param>
 public sealed record IssuedApiKey(string KeyId, Role Role, string ApiKey);
 
 /// <summary>A key as the authentication handler reads it: only the SHA-256 of the secret is stored.</summary>

@@ -3,6 +3,9 @@ using System.Security.Claims;
 namespace Throughput.Access;
 
 /// <summary>Who the presented key is: the dashboard signs in with it and opens the page for the role.</summary>
+/// <param name="KeyId">The id of the API key the request was made with (tpk_{keyId}.…).</param>
+/// <param name="Role">What the key may do: Tenant, Finance, Operator or ServingNode.</param>
+/// <param name="TenantId">The tenant a tenant key belongs to; null for staff keys.</param>
 public sealed record CallerView(string KeyId, Role Role, string? TenantId);
 
 public static class Caller

@@ -39,6 +39,15 @@ public sealed class AdapterUsageProjection : MultiStreamProjection<AdapterMonth,
 }
 
 /// <summary>An adapter's usage in a month as the API and CSV answer it.</summary>
+/// <param name="DeploymentId">The adapter deployment or set that served it.</param>
+/// <param name="AdapterId">The adapter, as metering records name it.</param>
+/// <param name="Month">The month (yyyy-MM, UTC) the records finished in.</param>
+/// <param name="Records">Metering records (requests) served.</param>
+/// <param name="PromptTokens">Prompt tokens, cached ones included.</param>
+/// <param name="CachedTokens">Prompt tokens served from the prompt cache.</param>
+/// <param name="OutputTokens">Generated tokens.</param>
+/// <param name="WeightedTokens">What the records cost the GPU: prompt − cached × cached deduction + output weight × output.</param>
+/// <param name="SpilledRecords">Records served past the purchased rate (spillover).</param>
 public sealed record AdapterUsageView(
     string DeploymentId,
     string AdapterId,

@@ -18,6 +18,11 @@ public sealed record RegisterAdapter(string Id, string BaseModel, int Rank, deci
 public sealed record RegisterAdapters(IReadOnlyList<RegisterAdapter> Adapters);
 
 /// <summary>An adapter as the API answers it.</summary>
+/// <param name="Id">The adapter's id, unique in the tenant; metering records name it as adapterId.</param>
+/// <param name="BaseModel">The catalog model the adapter fine-tunes.</param>
+/// <param name="Rank">The low-rank weights' rank.</param>
+/// <param name="SizeMb">The weights' size in megabytes.</param>
+/// <param name="RegisteredAt">When it was registered.</param>
 public sealed record AdapterView(string Id, string BaseModel, int Rank, decimal SizeMb, DateTimeOffset RegisteredAt)
 {
     public static AdapterView Of(Adapter a) => new(a.AdapterId, a.BaseModel, a.Rank, a.SizeMb, a.RegisteredAt);

@@ -8,6 +8,9 @@ public enum AlertMetric
 
     /// <summary>Spilled tokens priced at the deployment's spillover prices, month to date, in the tenant's currency.</summary>
     SpilloverSpend,
+
+    /// <summary>The month's draft invoice total so far, in the tenant's currency: of the deployment's lines, or the whole draft tenant-wide.</summary>
+    InvoiceToDate,
 }
 
 /// <summary>An event of an alert's stream.</summary>
@@ -26,6 +29,10 @@ public sealed record UsageAlertCrossed(string AlertId, string TenantId, string? 
 /// <summary>Month-to-date spillover spend reached the alert's threshold (webhook <c>spend.alert_crossed</c>); a cap then stops spillover for the month.</summary>
 public sealed record SpendAlertCrossed(string AlertId, string TenantId, string? DeploymentId, decimal Threshold, decimal Spend, string Currency, bool CapsSpillover,
     string Month, DateTimeOffset At) : AlertEvent(AlertId);
+
+/// <summary>The month's draft invoice total so far reached the alert's threshold (webhook <c>invoice.alert_crossed</c>).</summary>
+public sealed record InvoiceAlertCrossed(string AlertId, string TenantId, string? DeploymentId, decimal Threshold, decimal InvoiceToDate, string Currency, string Month,
+    DateTimeOffset At) : AlertEvent(AlertId);
 
 /// <summary>The watched value went back below the threshold within the month: the next reaching of it is a new crossing.</summary>
 public sealed record AlertRearmed(string AlertId, decimal Value, DateTimeOffset At) : AlertEvent(AlertId);
@@ -59,6 +66,8 @@ public sealed record Alert(
 
     public Alert Apply(SpendAlertCrossed e) => this with { CrossedIn = e.Month, LastCrossedAt = e.At, LastCrossedValue = e.Spend };
 
+    public Alert Apply(InvoiceAlertCrossed e) => this with { CrossedIn = e.Month, LastCrossedAt = e.At, LastCrossedValue = e.InvoiceToDate };
+
     public Alert Apply(AlertRearmed e) => this with { CrossedIn = null };
 
     public Alert Then(AlertEvent @event) => @event switch
@@ -67,6 +76,7 @@ public sealed record Alert(
         AlertRemoved e => Apply(e),
         UsageAlertCrossed e => Apply(e),
         SpendAlertCrossed e => Apply(e),
+        InvoiceAlertCrossed e => Apply(e),
         AlertRearmed e => Apply(e),
         _ => throw new ArgumentOutOfRangeException(nameof(@event), @event.GetType().Name, "not an event of an alert"),
     };
@@ -87,6 +97,7 @@ public sealed record Alert(
         return alert.Metric switch
         {
             AlertMetric.Utilization => [new UsageAlertCrossed(alert.Id, alert.TenantId, alert.DeploymentId, alert.Threshold, value, month, now)],
+            AlertMetric.InvoiceToDate => [new InvoiceAlertCrossed(alert.Id, alert.TenantId, alert.DeploymentId, alert.Threshold, value, currency, month, now)],
             _ => [new SpendAlertCrossed(alert.Id, alert.TenantId, alert.DeploymentId, alert.Threshold, value, currency, alert.CapsSpillover, month, now)],
         };
     }

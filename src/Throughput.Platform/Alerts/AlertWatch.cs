@@ -43,7 +43,8 @@ public sealed class AlertWatch : SubscriptionBase
             }
         }
         var tenantIds = usage.Select(u => u.TenantId!).Distinct().ToArray();
-        var alerts = tenantIds.Length == 0 ? [] : await operations.Query<Alert>().Where(a => tenantIds.Contains(a.TenantId) && !a.Removed).ToListAsync(ct);
+        var alerts = tenantIds.Length == 0 ? [] : await operations.Query<Alert>()
+            .Where(a => tenantIds.Contains(a.TenantId) && !a.Removed && a.Metric != AlertMetric.InvoiceToDate).ToListAsync(ct); // InvoiceWatch has those
         var watched = alerts.Select(a => a.TenantId).ToHashSet();
         var deploymentIds = usage.Where(u => watched.Contains(u.TenantId!)).Select(u => u.DeploymentId).Distinct().ToArray();
         var deployments = (await operations.LoadManyAsync<Deployment>(ct, deploymentIds)).ToDictionary(d => d.Id);

@@ -8,8 +8,8 @@ using Throughput.Http;
 namespace Throughput.Alerts;
 
 /// <summary>An alert to create, or what to change an alert to (docs/alerts.md).</summary>
-/// <param name="Metric">What to watch, month to date (UTC): Utilization (served ÷ purchased, a ratio) or SpilloverSpend (in your currency).</param>
-/// <param name="Threshold">The value that crosses: a ratio above 0 and at most 10 for Utilization (0.8 = 80 %), an amount above 0 for SpilloverSpend.</param>
+/// <param name="Metric">What to watch, month to date (UTC): Utilization (served ÷ purchased, a ratio), SpilloverSpend or InvoiceToDate (the month's draft invoice total so far), both in your currency.</param>
+/// <param name="Threshold">The value that crosses: a ratio above 0 and at most 10 for Utilization (0.8 = 80 %), an amount above 0 for SpilloverSpend and InvoiceToDate.</param>
 /// <param name="DeploymentId">The deployment to watch; omitted: all your deployments together.</param>
 /// <param name="CapsSpillover">SpilloverSpend only: once crossed, spillover stops for the rest of the month, and spilled usage past it is not billed.</param>
 /// <param name="Name">Your note on what the alert is for, up to 200 characters.</param>
@@ -69,7 +69,7 @@ public static class AlertsApi
             })
             .ValidateWith(validator).ProducesProblem(422)
             .WithName("CreateAlert")
-            .WithSummary("Alert when a month-to-date value reaches a threshold (a webhook and the dashboard); a spend alert can also cap spillover.");
+            .WithSummary("Alert when a month-to-date value (utilization, spillover spend, invoice to date) reaches a threshold (a webhook and the dashboard); a spillover spend alert can also cap spillover.");
 
         group.MapGet("/", async (HttpContext http, IQuerySession session, CancellationToken ct) =>
             {

@@ -23,6 +23,9 @@ public sealed record PoolSizedFromGpus(string PoolId, string GpuKind, int Gpus, 
 public sealed record PoolSizedInPtus(string PoolId, DateTimeOffset At) : PoolEvent(PoolId);
 
 /// <summary>The GPUs a pool's capacity was sized from.</summary>
+/// <param name="GpuKind">The GPU kind the pool is made of.</param>
+/// <param name="Gpus">How many GPUs of that kind.</param>
+/// <param name="PtuPerGpu">The PTUs one GPU sells, from the latest calibration.</param>
 public sealed record GpuSizing(string GpuKind, int Gpus, decimal PtuPerGpu);
 
 /// <summary>GPU capacity of one model in one region, in PTUs. It never sells more than it has.</summary>

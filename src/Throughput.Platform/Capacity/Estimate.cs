@@ -12,6 +12,11 @@ namespace Throughput.Capacity;
 /// <param name="CacheHitRate">The share of prompt tokens served from the prompt cache: 0 to 1.</param>
 public sealed record EstimateCapacity(string Model, decimal RequestsPerMinute, decimal PromptTokens, decimal OutputTokens, decimal CacheHitRate);
 
+/// <param name="Model">The catalog model sized.</param>
+/// <param name="WeightedTokensPerMinute">The peak minute's weighted tokens: requests × (prompt − cached × cached deduction + output weight × output).</param>
+/// <param name="Ptu">The PTUs that serve that peak, rounded up to the model's increment and at least its minimum.</param>
+/// <param name="TokensPerMinute">Weighted tokens per minute those PTUs admit.</param>
+/// <param name="UtilizationAtPeak">The peak minute's weighted tokens ÷ what the PTUs admit (0.9 = 90 %).</param>
 public sealed record CapacityEstimate(string Model, decimal WeightedTokensPerMinute, decimal Ptu, long TokensPerMinute, decimal UtilizationAtPeak);
 
 /// <summary>The sizing rule: PTUs = (prompt × (1 − cache hits × deduction) + weight × output) × requests ÷ TPM per PTU, rounded up to the increment.</summary>

@@ -9,6 +9,15 @@ namespace Throughput.Capacity;
 public sealed record GpuCalibrated(string CalibrationId, string GpuKind, string Model, decimal PtuPerGpu, long WeightedTokensPerMinute, string Scheduler, int TokenBudget, DateTimeOffset At);
 
 /// <summary>The latest calibration of a GPU kind for a model.</summary>
+/// <param name="Id">The calibration's id, gpu:{gpuKind}:{model}.</param>
+/// <param name="GpuKind">The GPU kind measured, e.g. A100-80GB.</param>
+/// <param name="Model">The model it was measured serving.</param>
+/// <param name="PtuPerGpu">The PTUs one GPU of the kind can sell for the model.</param>
+/// <param name="WeightedTokensPerMinute">The weighted tokens per minute one GPU served at saturation.</param>
+/// <param name="Scheduler">The batcher's scheduler that was measured (e.g. Flywheel).</param>
+/// <param name="TokenBudget">The scheduler's tokens per iteration during the measurement.</param>
+/// <param name="CalibratedAt">When it was recorded.</param>
+/// <param name="Version">Its stream version.</param>
 public sealed record GpuCalibration(string Id, string GpuKind, string Model, decimal PtuPerGpu, long WeightedTokensPerMinute, string Scheduler, int TokenBudget, DateTimeOffset CalibratedAt, long Version)
 {
     public static string StreamId(string gpuKind, string model) => $"gpu:{gpuKind}:{model}";

@@ -1,6 +1,8 @@
 namespace Throughput.Capacity;
 
 /// <summary>The PTUs of a deployment that one region's pool holds.</summary>
+/// <param name="Region">The region whose pool holds the share.</param>
+/// <param name="Ptu">The PTUs placed there.</param>
 public sealed record PlacedPtu(string Region, decimal Ptu);
 
 /// <summary>Where a deployment's PTUs go, what could not go anywhere, and the pools' events that take and give them back.</summary>

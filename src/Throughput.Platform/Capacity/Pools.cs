@@ -13,6 +13,14 @@ namespace Throughput.Capacity;
 public sealed record SetPoolCapacity(decimal? CapacityPtu, int? Gpus = null, string? GpuKind = null);
 
 /// <param name="Phase">Whole, or the phase of a split region's pool (Prompt, Generation).</param>
+/// <param name="Id">The pool's id, pool:{model}:{region}, with :{phase} in a split region.</param>
+/// <param name="Model">The catalog model.</param>
+/// <param name="Region">The region.</param>
+/// <param name="CapacityPtu">The PTUs it can sell.</param>
+/// <param name="SoldPtu">The PTUs of it deployments hold.</param>
+/// <param name="FreePtu">Capacity less sold.</param>
+/// <param name="Version">Its stream version.</param>
+/// <param name="Gpus">The GPUs it is sized in; null when its capacity is set in PTUs.</param>
 public sealed record PoolView(string Id, string Model, string Region, decimal CapacityPtu, decimal SoldPtu, decimal FreePtu, long Version, GpuSizing? Gpus, ServingPhase Phase)
 {
     public static PoolView Of(CapacityPool p) => new(p.Id, p.Model, p.Region, p.Capacity, p.Sold, p.Free, p.Version, p.Gpus, p.Phase);

@@ -10,9 +10,19 @@ namespace Throughput.Capacity;
 /// Where a tenant can buy a model: each region with a pool for it, the PTUs still for sale there and whether the amount
 /// asked about fits; with the model's price per PTU-hour in the tenant's currency (null when the model is not priced in it).
 /// </summary>
+/// <param name="Model">The catalog model asked about.</param>
+/// <param name="Currency">The caller's currency, in which the price is given.</param>
+/// <param name="PricePerPtuHour">The model's price per PTU-hour in that currency; null when the catalog has no price in it.</param>
+/// <param name="MinimumPtu">The fewest PTUs a deployment of the model may have.</param>
+/// <param name="PtuIncrement">The step PTUs are bought in.</param>
+/// <param name="Ptu">The PTUs asked about (ptu query parameter); null when not asked.</param>
+/// <param name="Regions">The regions with PTUs of the model free.</param>
 public sealed record CapacityRegions(string Model, string Currency, decimal? PricePerPtuHour, decimal MinimumPtu, decimal PtuIncrement, decimal? Ptu, IReadOnlyList<RegionCapacity> Regions);
 
 /// <summary>Only the pool's free PTUs: what others bought, and how much the operator has, stay private.</summary>
+/// <param name="Region">The region.</param>
+/// <param name="AvailablePtu">PTUs of the model free in the region now.</param>
+/// <param name="Fits">Whether the PTUs asked about fit there; null when none were asked about.</param>
 public sealed record RegionCapacity(string Region, decimal AvailablePtu, bool? Fits);
 
 /// <summary>Capacity discovery for customers: which regions have room for a model, before buying rather than from a 409.</summary>

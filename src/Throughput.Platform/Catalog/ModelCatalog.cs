@@ -20,6 +20,13 @@ public enum ReservationTerm
 /// Prices of one model in one currency. Reservation prices are per PTU for the whole term. <see cref="AdapterPerHour"/>
 /// is the hosting of one adapter (a fine-tune of the model) per hour on an adapter deployment or set, on top of its PTUs.
 /// </summary>
+/// <param name="PerPtuHour">The price of one PTU for one hour, prorated to the second.</param>
+/// <param name="ReservationPerPtuMonth">One PTU reserved for a month, paid at its start.</param>
+/// <param name="ReservationPerPtuYear">One PTU reserved for a year, paid in 12 monthly installments.</param>
+/// <param name="SpilloverInputPerMillion">Per 1M spilled prompt tokens not served from the cache.</param>
+/// <param name="SpilloverCachedPerMillion">Per 1M spilled cached prompt tokens.</param>
+/// <param name="SpilloverOutputPerMillion">Per 1M spilled output tokens.</param>
+/// <param name="AdapterPerHour">Hosting one adapter for one hour, on top of its PTUs.</param>
 public sealed record PriceList(
     decimal PerPtuHour,
     decimal ReservationPerPtuMonth,
@@ -40,6 +47,13 @@ public sealed record PriceList(
 /// A model as sold: its token rates per PTU and its prices. Weighted tokens:
 /// (prompt − cached × cachedDeduction) + outputWeight × output.
 /// </summary>
+/// <param name="Name">The model's name, e.g. gpt-4o-mini.</param>
+/// <param name="InputTokensPerMinutePerPtu">Weighted tokens (counted in prompt tokens) per minute one PTU admits.</param>
+/// <param name="OutputWeight">How many weighted tokens one output token counts as.</param>
+/// <param name="CachedDeduction">The share of a cached prompt token deducted from its weight (1: cached tokens cost nothing).</param>
+/// <param name="MinimumPtu">The fewest PTUs a deployment may have.</param>
+/// <param name="PtuIncrement">The step PTUs are bought in.</param>
+/// <param name="Prices">The model's prices, per currency.</param>
 public sealed record ModelEntry(
     string Name,
     long InputTokensPerMinutePerPtu,

@@ -100,6 +100,8 @@ public enum DeploymentStatus
 }
 
 /// <summary>The rate a deployment may admit: weighted tokens per minute, and the bucket depth for bursts.</summary>
+/// <param name="TokensPerMinute">Weighted tokens per minute the purchased PTUs admit.</param>
+/// <param name="BurstTokens">The bucket's size in weighted tokens: how far above the rate a burst may go before throttling.</param>
 public sealed record AdmissionLimit(long TokensPerMinute, long BurstTokens);
 
 /// <summary>

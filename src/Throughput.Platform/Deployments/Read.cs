@@ -7,6 +7,25 @@ using Throughput.Http;
 namespace Throughput.Deployments;
 
 /// <summary>A deployment as its tenant reads it; <see cref="Prices"/> are the ones fixed at purchase (what it is billed at), not today's catalog.</summary>
+/// <param name="Id">The deployment's id.</param>
+/// <param name="Name">The tenant's name for it.</param>
+/// <param name="Model">The catalog model it serves.</param>
+/// <param name="Region">The region it was bought in; Placement says where its PTUs are served.</param>
+/// <param name="Type">Regional (one region), DataZone (a geography) or Global (any region).</param>
+/// <param name="Ptu">The PTUs it holds now (0 once released).</param>
+/// <param name="Spillover">Whether requests past the purchased rate are served and billed per token instead of refused.</param>
+/// <param name="Status">Active, or Released.</param>
+/// <param name="CreatedAt">When it was bought.</param>
+/// <param name="Admission">The rate and burst its PTUs admit.</param>
+/// <param name="Bucket">Its leaky bucket and usage totals now.</param>
+/// <param name="Revision">Its stream version, also its ETag: send it as If-Match to resize or release it.</param>
+/// <param name="ReleasedAt">When its PTUs were given back; null while active.</param>
+/// <param name="Adapters">The adapters it serves; null for a base-model deployment.</param>
+/// <param name="Currency">The currency it is billed in.</param>
+/// <param name="Prices">Its prices, fixed when it was bought.</param>
+/// <param name="Placement">Where its PTUs are placed: region and PTUs of each share.</param>
+/// <param name="Degraded">Whether some of its PTUs found no room and are not served (UnplacedPtu above 0).</param>
+/// <param name="UnplacedPtu">PTUs bought but not placed in any pool.</param>
 public sealed record DeploymentView(
     string Id,
     string Name,
@@ -39,6 +58,13 @@ public sealed record DeploymentView(
 }
 
 /// <summary>The leaky bucket now: level in weighted tokens, utilization (1 = 100%), throttle state, and what has been metered.</summary>
+/// <param name="Level">Weighted tokens in the leaky bucket now: filled by metered, non-spilled usage, drained at the purchased rate.</param>
+/// <param name="Utilization">Bucket level ÷ burst; 1 (100 %) throttles the deployment.</param>
+/// <param name="Throttled">Whether the deployment is throttled: it crossed 100 % and has not yet drained below 95 %.</param>
+/// <param name="RetryAfterMs">While throttled: milliseconds until the bucket drains below 95 %; else 0.</param>
+/// <param name="MeteredRecords">Metering records counted into the deployment so far.</param>
+/// <param name="WeightedTokens">Weighted tokens metered into the deployment so far.</param>
+/// <param name="SpilledRecords">Records served past the rate and billed as spillover so far.</param>
 public sealed record BucketView(decimal Level, decimal Utilization, bool Throttled, long RetryAfterMs, long MeteredRecords, decimal WeightedTokens, long SpilledRecords);
 
 public static class ReadDeployments

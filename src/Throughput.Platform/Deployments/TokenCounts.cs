@@ -8,6 +8,14 @@ namespace Throughput.Deployments;
 /// for a record, a usage event, a deployment's totals, a minute, an hour and an invoice's usage; a struct, so summing
 /// records on the metering path allocates nothing.
 /// </summary>
+/// <param name="Records">Metering records (requests).</param>
+/// <param name="PromptTokens">Prompt tokens, cached ones included.</param>
+/// <param name="CachedTokens">Prompt tokens served from the prompt cache.</param>
+/// <param name="OutputTokens">Generated tokens.</param>
+/// <param name="SpilledRecords">Of the records, those served past the purchased rate.</param>
+/// <param name="SpilledPromptTokens">Their prompt tokens.</param>
+/// <param name="SpilledCachedTokens">Their cached prompt tokens.</param>
+/// <param name="SpilledOutputTokens">Their generated tokens.</param>
 public readonly record struct TokenCounts(
     long Records,
     long PromptTokens,
@@ -27,6 +35,7 @@ public readonly record struct TokenCounts(
     [JsonIgnore]
     public long SpilledInputTokens => SpilledPromptTokens - SpilledCachedTokens;
 
+    /// <summary>Whether any tokens were spilled (and so billed per token).</summary>
     public bool HasSpill => SpilledPromptTokens != 0 || SpilledOutputTokens != 0 || SpilledCachedTokens != 0;
 }
 

@@ -12,6 +12,20 @@ namespace Throughput.Finance;
 /// (by kind of line) and what credit notes took back. Invoices count in their billing month; a credit note counts in
 /// the month it was issued, so a closed month's figures never change. A credit against a whole invoice has no model.
 /// </summary>
+/// <param name="Id">The row's id: month, currency, model, type and region.</param>
+/// <param name="Month">The month, yyyy-MM (UTC).</param>
+/// <param name="Period">Month as a sortable number: year × 12 + month − 1.</param>
+/// <param name="Currency">The currency of its amounts.</param>
+/// <param name="Model">The model; empty for a credit against a whole invoice.</param>
+/// <param name="Type">The deployment type.</param>
+/// <param name="Region">The region.</param>
+/// <param name="Provisioned">Billed for provisioned PTU-hours.</param>
+/// <param name="Reservations">Billed for reservations.</param>
+/// <param name="Spillover">Billed for spilled tokens of the month.</param>
+/// <param name="Adjustments">Billed as prior-period adjustments (spilled tokens of earlier months).</param>
+/// <param name="Credited">Taken back by credit notes issued in the month.</param>
+/// <param name="BilledPtuHours">PTU-hours billed (not covered by reservations).</param>
+/// <param name="AdapterHosting">Billed for adapter hosting.</param>
 public sealed record RevenueRow(
     string Id,
     string Month,
@@ -28,8 +42,10 @@ public sealed record RevenueRow(
     decimal BilledPtuHours,
     decimal AdapterHosting = 0)
 {
+    /// <summary>Everything invoiced: provisioned, reservations, spillover, adjustments and adapter hosting.</summary>
     public decimal Invoiced => Provisioned + Reservations + Spillover + Adjustments + AdapterHosting;
 
+    /// <summary>Invoiced less credited.</summary>
     public decimal Net => Invoiced - Credited;
 
     public static string KeyOf(string month, string currency, string model, string type, string region) => $"{month}|{currency}|{model}|{type}|{region}";

@@ -55,6 +55,12 @@ public sealed partial class PoolMonthProjection : MultiStreamProjection<PoolMont
 }
 
 /// <summary>PTU-hours sold versus PTU-hours of capacity, per pool, over a month (to date while it runs).</summary>
+/// <param name="Month">The month, yyyy-MM (UTC).</param>
+/// <param name="Model">The pool's model.</param>
+/// <param name="Region">The pool's region.</param>
+/// <param name="CapacityPtuHours">PTU-hours of capacity in the month.</param>
+/// <param name="SoldPtuHours">PTU-hours deployed in the pool.</param>
+/// <param name="SellThrough">Sold ÷ capacity PTU-hours.</param>
 public sealed record SellThroughRow(string Month, string Model, string Region, decimal CapacityPtuHours, decimal SoldPtuHours, decimal SellThrough);
 
 public static class SellThroughView

@@ -7,6 +7,12 @@ using Throughput.Invoicing;
 namespace Throughput.Finance;
 
 /// <summary>Deployment-hours of one pool (model and region) in a month whose utilization fell in one band; idle hours had no usage at all.</summary>
+/// <param name="Month">The month, yyyy-MM (UTC).</param>
+/// <param name="Model">The pool's model.</param>
+/// <param name="Region">The pool's region.</param>
+/// <param name="Band">The utilization band: idle (no usage), 0-10%, …, 90-100%, >=100%.</param>
+/// <param name="DeploymentHours">Deployment-hours whose utilization fell in the band.</param>
+/// <param name="Share">Those hours ÷ all the pool's deployment-hours in the month.</param>
 public sealed record UtilizationRow(string Month, string Model, string Region, string Band, decimal DeploymentHours, decimal Share);
 
 /// <summary>

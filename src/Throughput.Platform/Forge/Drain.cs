@@ -16,8 +16,13 @@ public sealed record DrainPool(decimal CapacityPtu = 0);
 public sealed record DrainDecision(IReadOnlyList<PoolEvent> PoolEvents, IReadOnlyList<DeploymentPlaced> Placements);
 
 /// <summary>The PTUs of the pool after the drain, and where its deployments went.</summary>
+/// <param name="Pool">The drained pool as it is now.</param>
+/// <param name="Moved">The deployments whose PTUs were placed elsewhere, and where.</param>
 public sealed record DrainView(PoolView Pool, IReadOnlyList<MovedDeployment> Moved);
 
+/// <param name="DeploymentId">The deployment moved.</param>
+/// <param name="Placement">Where its PTUs are placed now.</param>
+/// <param name="UnplacedPtu">PTUs that found no room elsewhere: the deployment is degraded while above 0.</param>
 public sealed record MovedDeployment(string DeploymentId, IReadOnlyList<PlacedPtu> Placement, decimal UnplacedPtu);
 
 /// <summary>An operator takes capacity out of a region: its deployments are placed elsewhere, or degraded where nothing has room.</summary>

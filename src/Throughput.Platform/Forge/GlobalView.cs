@@ -24,13 +24,29 @@ public sealed record ForgeFigures(
     decimal CapacityPtu, decimal SoldPtu, decimal PlacedPtu, decimal SoldOfCapacity, decimal PlacedOfCapacity,
     decimal RecentWeightedTokens, decimal RecentUtilization, decimal MonthWeightedTokens, decimal MonthUtilization);
 
+/// <param name="Model">The pool's model.</param>
+/// <param name="Figures">The pool's capacity, sold, placed and served.</param>
 public sealed record PoolFigures(string Model, ForgeFigures Figures);
 
+/// <param name="Region">The region.</param>
+/// <param name="Geography">The geography it belongs to.</param>
+/// <param name="Figures">Its pools' figures summed.</param>
+/// <param name="Pools">Each model's pool in the region.</param>
 public sealed record RegionFigures(string Region, string Geography, ForgeFigures Figures, IReadOnlyList<PoolFigures> Pools);
 
+/// <param name="Geography">The geography (a Data Zone).</param>
+/// <param name="Regions">Its regions.</param>
+/// <param name="Figures">Capacity, sold, placed and served, summed over its regions.</param>
 public sealed record GeographyFigures(string Geography, IReadOnlyList<string> Regions, ForgeFigures Figures);
 
 /// <summary>The fleet (every pool shown), its geographies and regions (each with its pools), at <paramref name="At"/>.</summary>
+/// <param name="At">When the view was computed.</param>
+/// <param name="RecentFrom">Start of the recent window (the 5 whole minutes before At).</param>
+/// <param name="RecentTo">End of the recent window.</param>
+/// <param name="Month">The month (yyyy-MM, UTC) the month figures cover, to At.</param>
+/// <param name="Fleet">Every pool shown, summed.</param>
+/// <param name="Geographies">Each geography's figures.</param>
+/// <param name="Regions">Each region's figures, with its pools.</param>
 public sealed record GlobalView(DateTimeOffset At, DateTimeOffset RecentFrom, DateTimeOffset RecentTo, string Month,
     ForgeFigures Fleet, IReadOnlyList<GeographyFigures> Geographies, IReadOnlyList<RegionFigures> Regions);
 

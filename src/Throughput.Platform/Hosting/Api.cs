@@ -44,12 +44,32 @@ public static class Api
                 Description = "An API key issued by an operator: tpk_{keyId}.{secret}",
             };
             document.Security = [new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference("ApiKey", document)] = [] }];
+            // A nullable field of a schema type is written oneOf [null, $ref] with its XML comment on the $ref: clients read
+            // a field's description beside its name, so it is said there too.
+            // The XML comments arrive with their entities (&amp;, &lt;) still escaped: they are decoded here.
+            foreach (var schema in document.Components.Schemas?.Values ?? [])
+            {
+                if (schema is OpenApiSchema { Description: { } text } described) described.Description = System.Net.WebUtility.HtmlDecode(text);
+                foreach (var field in schema.Properties?.Values ?? [])
+                {
+                    if (field is OpenApiSchema { Description: null or "", OneOf: { } branches } nullable
+                        && branches.Select(b => b.Description).FirstOrDefault(d => !string.IsNullOrEmpty(d)) is { } description)
+                        nullable.Description = description;
+                    if (field is OpenApiSchema { Description: { } escaped } plain) plain.Description = System.Net.WebUtility.HtmlDecode(escaped);
+                }
+            }
             return Task.CompletedTask;
         }).AddSchemaTransformer((schema, context, _) =>
         {
             // An example for each request body, written as the type itself so that it cannot drift from it.
             if (RequestExamples.TryGetValue(context.JsonTypeInfo.Type, out var example))
                 schema.Examples = [JsonSerializer.SerializeToNode(example, context.JsonTypeInfo.Options)!];
+            if (context.JsonPropertyInfo is { } named && FieldExample(named.Name, context.JsonTypeInfo.Type) is { } value)
+                schema.Examples = [value];
+            // The framework's problem details carry no XML comments of ours: RFC 9457's words for their fields.
+            if (context.JsonPropertyInfo is { } field && typeof(Microsoft.AspNetCore.Mvc.ProblemDetails).IsAssignableFrom(field.DeclaringType)
+                && ProblemFields.TryGetValue(field.Name, out var description))
+                schema.Description = description;
             return Task.CompletedTask;
         }).AddOperationTransformer((operation, context, _) =>
         {
@@ -59,6 +79,55 @@ public static class Api
         }));
         return services;
     }
+
+    /// <summary>
+    /// An example of each field whose JSON name means one thing across the API (ids, months, money, PTUs), and of every
+    /// instant; names that mean different things on different schemas (<c>id</c>, <c>total</c>) get none.
+    /// </summary>
+    static readonly Dictionary<string, System.Text.Json.Nodes.JsonNode> FieldExamples = new(StringComparer.Ordinal)
+    {
+        ["deploymentId"] = "dep-3f9a1c",
+        ["tenantId"] = "acme",
+        ["producerId"] = "node-westus-1",
+        ["invoiceId"] = "inv-acme-202611",
+        ["invoiceNumber"] = "INV-00000042",
+        ["creditNoteId"] = "cn-acme-202611-1",
+        ["model"] = "gpt-4o-mini",
+        ["baseModel"] = "gpt-4o-mini",
+        ["region"] = "westus",
+        ["currency"] = "USD",
+        ["month"] = "2026-11",
+        ["serviceMonth"] = "2026-10",
+        ["invoiceMonth"] = "2026-10",
+        ["ptu"] = 0.5m,
+        ["amount"] = 12.50m,
+        ["balance"] = 256.30m,
+        ["credited"] = 12.50m,
+        ["unitPrice"] = 1.00m,
+        ["accrued"] = 48_210.75m,
+        ["pricePerPtuHour"] = 1.00m,
+    };
+
+    static readonly System.Text.Json.Nodes.JsonNode Instant = "2026-11-22T10:30:00+00:00";
+
+    /// <summary>The example of a field, or null: instants by their type, the rest by name, only where the type is a plain value.</summary>
+    static System.Text.Json.Nodes.JsonNode? FieldExample(string name, Type type)
+    {
+        type = Nullable.GetUnderlyingType(type) ?? type;
+        if (type == typeof(DateTimeOffset)) return Instant.DeepClone();
+        return (type == typeof(string) || type == typeof(decimal)) && FieldExamples.TryGetValue(name, out var example) ? example.DeepClone() : null;
+    }
+
+    /// <summary>The fields of an RFC 9457 problem, as every error answer carries them.</summary>
+    static readonly Dictionary<string, string> ProblemFields = new(StringComparer.Ordinal)
+    {
+        ["type"] = "A URI naming the kind of problem; about:blank when the status says it all.",
+        ["title"] = "A short summary of the kind of problem, the same for every occurrence of it.",
+        ["status"] = "The HTTP status code.",
+        ["detail"] = "What went wrong this time, in words.",
+        ["instance"] = "The request path the problem occurred at.",
+        ["errors"] = "The fields that were wrong, by their JSON names, each with what is wrong with it.",
+    };
 
     /// <summary>One example of each body a client writes, as the API reference and generated clients show it.</summary>
     static readonly Dictionary<Type, object> RequestExamples = new()

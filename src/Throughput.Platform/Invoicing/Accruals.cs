@@ -14,6 +14,10 @@ namespace Throughput.Invoicing;
 public sealed record Accrual(BillingMonth Month, decimal Base, decimal RatePerSecond);
 
 /// <summary>A month's accrued revenue in one currency: its open drafts summed, projected to <see cref="AsOf"/>.</summary>
+/// <param name="Month">The billing month, yyyy-MM (UTC).</param>
+/// <param name="Currency">The ISO 4217 currency of the drafts summed.</param>
+/// <param name="Accrued">What the month's open drafts in this currency bill up to AsOf, rounded to the currency's minor unit.</param>
+/// <param name="AsOf">The moment the drafts are projected to.</param>
 public sealed record AccruedRevenue(string Month, string Currency, decimal Accrued, DateTimeOffset AsOf);
 
 /// <summary>

@@ -45,6 +45,9 @@ public sealed record BilledReservation(
 }
 
 /// <summary>Usage that lands on one invoice: of the invoice's own month, or (<see cref="ServiceMonth"/> earlier) a prior-period adjustment.</summary>
+/// <param name="ServiceMonth">The month (yyyy-MM) the usage was served in.</param>
+/// <param name="DeploymentId">The deployment that served it.</param>
+/// <param name="Tokens">Its token counts.</param>
 public sealed record UsageEntry(string ServiceMonth, string DeploymentId, TokenCounts Tokens)
 {
     /// <summary>Spilled tokens by the type they are priced as.</summary>

@@ -18,6 +18,21 @@ public sealed record IssueCreditNote(decimal? Amount, IReadOnlyList<CreditLineRe
 public sealed record CreditLineRequest(int Line, decimal Amount);
 
 /// <summary>A credit note as finance reads it: a numbered document of its own.</summary>
+/// <param name="Id">The credit note's id.</param>
+/// <param name="Number">Its number in the register, shared with invoices: no gaps.</param>
+/// <param name="DocumentNumber">The number printed on the document.</param>
+/// <param name="InvoiceId">The issued invoice it corrects.</param>
+/// <param name="InvoiceNumber">The document number of that invoice.</param>
+/// <param name="TenantId">The tenant billed.</param>
+/// <param name="InvoiceMonth">The billing month (yyyy-MM) of the invoice it corrects.</param>
+/// <param name="Month">The month (yyyy-MM, UTC) it was issued in, where finance counts it.</param>
+/// <param name="Period">Month as a sortable number: year × 12 + month − 1.</param>
+/// <param name="Currency">The invoice's currency.</param>
+/// <param name="Lines">What it credits, line by line.</param>
+/// <param name="Total">The amount credited: the sum of its lines.</param>
+/// <param name="Reason">Why it was issued, as finance wrote it.</param>
+/// <param name="IssuedAt">When it was issued.</param>
+/// <param name="IssuedBy">The key id of whoever issued it.</param>
 public sealed record CreditNote(
     string Id,
     long Number,

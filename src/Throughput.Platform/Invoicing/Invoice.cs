@@ -33,6 +33,26 @@ public enum TokenType
 /// invoice total is the sum of the rounded amounts. <see cref="Quantity"/> is for reading (PTU-hours to 6 decimals,
 /// tokens in millions); amounts are computed from exact seconds and token counts.
 /// </summary>
+/// <param name="Line">The line's number on the invoice, from 1.</param>
+/// <param name="Kind">Provisioned, Reservation, Spillover, PriorPeriodAdjustment or AdapterHosting.</param>
+/// <param name="Description">What is billed, in words.</param>
+/// <param name="Model">The catalog model.</param>
+/// <param name="Region">The region.</param>
+/// <param name="Type">The deployment type.</param>
+/// <param name="DeploymentId">The deployment billed; null for a reservation.</param>
+/// <param name="ReservationId">The reservation billed; null otherwise.</param>
+/// <param name="From">Start of the time billed (provisioned, hosting, reservation lines); null for tokens.</param>
+/// <param name="To">End of the time billed; null for tokens.</param>
+/// <param name="Quantity">How many units: PTU-hours, adapter-hours, installments or millions of tokens.</param>
+/// <param name="Unit">The unit: PTU-hour, adapter-hour, PTU-month, installment or 1M tokens.</param>
+/// <param name="UnitPrice">The price per unit, in the invoice's currency.</param>
+/// <param name="Amount">Quantity × unit price, rounded half away from zero to the currency's minor unit.</param>
+/// <param name="Ptu">The PTUs deployed (or reserved) during the line.</param>
+/// <param name="CoveredPtu">Of those, the PTUs a reservation covered (not billed hourly).</param>
+/// <param name="CoveredPtuHours">The covered PTUs × hours.</param>
+/// <param name="TokenType">For token lines: Input (prompt less cached), Cached or Output.</param>
+/// <param name="Tokens">For token lines: the spilled tokens billed.</param>
+/// <param name="ServiceMonth">For token lines: the month (yyyy-MM) the tokens were served in; earlier than the invoice's for a prior-period adjustment.</param>
 public sealed record InvoiceLine(
     int Line,
     InvoiceLineKind Kind,
@@ -79,6 +99,12 @@ public sealed record InvoiceIssued(
     string? BillTo = null);
 
 /// <summary>A credited amount; against one invoice line, or (line null) against the invoice as a whole.</summary>
+/// <param name="InvoiceLine">The invoice line it credits, from 1; null for a credit against the whole invoice.</param>
+/// <param name="Description">What is credited, in words.</param>
+/// <param name="Model">The credited line's model; empty for a credit against the whole invoice.</param>
+/// <param name="Region">The credited line's region; empty for a credit against the whole invoice.</param>
+/// <param name="Type">The credited line's deployment type; null for a credit against the whole invoice.</param>
+/// <param name="Amount">The amount credited, in the invoice's currency.</param>
 public sealed record CreditNoteLine(int? InvoiceLine, string Description, string Model, string Region, DeploymentType? Type, decimal Amount);
 
 /// <summary>A correction of an issued invoice: a document of its own, numbered, never changing the invoice it corrects.</summary>
@@ -114,10 +140,36 @@ public sealed record InvoiceRegister(string Id, long LastInvoiceNumber, long Las
 }
 
 /// <summary>A credit note as the invoice it corrects lists it.</summary>
+/// <param name="CreditNoteId">The credit note's id.</param>
+/// <param name="Number">Its number in the register.</param>
+/// <param name="DocumentNumber">The number printed on it.</param>
+/// <param name="Total">The amount it credited.</param>
+/// <param name="Lines">What it credited, line by line.</param>
+/// <param name="Reason">Why it was issued.</param>
+/// <param name="IdempotencyKey">The Idempotency-Key it was issued with, if any: a repeat with the same key returns it.</param>
+/// <param name="IssuedAt">When it was issued.</param>
+/// <param name="IssuedBy">The key id of whoever issued it.</param>
 public sealed record CreditNoteReference(
     string CreditNoteId, long Number, string DocumentNumber, decimal Total, IReadOnlyList<CreditNoteLine> Lines, string Reason, string? IdempotencyKey, DateTimeOffset IssuedAt, string IssuedBy);
 
 /// <summary>An issued invoice: its content never changes; credit notes against it are listed beside it.</summary>
+/// <param name="Id">The invoice's id, inv-{tenantId}-{yyyyMM}.</param>
+/// <param name="Number">Its number in the register: consecutive, no gaps.</param>
+/// <param name="DocumentNumber">The number printed on it.</param>
+/// <param name="TenantId">The tenant billed.</param>
+/// <param name="Month">The billing month, yyyy-MM (UTC).</param>
+/// <param name="Period">Month as a sortable number: year × 12 + month − 1.</param>
+/// <param name="Currency">The ISO 4217 currency of every amount on it.</param>
+/// <param name="PeriodStart">The month's first instant (UTC).</param>
+/// <param name="PeriodEnd">The next month's first instant (UTC): the period is [start, end).</param>
+/// <param name="Lines">What it bills, line by line; never changes.</param>
+/// <param name="Total">The sum of its lines.</param>
+/// <param name="IssuedAt">When it was issued.</param>
+/// <param name="IssuedBy">The key id of whoever issued it, or automatic.</param>
+/// <param name="CreditNotes">The credit notes issued against it.</param>
+/// <param name="Credited">What its credit notes took back, in total.</param>
+/// <param name="Version">Its stream version.</param>
+/// <param name="BillTo">The tenant's name when it was issued; null for invoices issued before names were kept.</param>
 public sealed record Invoice(
     string Id,
     long Number,
@@ -140,6 +192,7 @@ public sealed record Invoice(
     /// <summary>One invoice per tenant and month: the id is the stream id, so a second issue can never start another stream.</summary>
     public static string IdFor(string tenantId, BillingMonth month) => $"inv-{tenantId}-{month.Year:D4}{month.Month:D2}";
 
+    /// <summary>Total less what was credited.</summary>
     public decimal Balance => Total - Credited;
 
     public static Invoice Create(InvoiceIssued e) => new(

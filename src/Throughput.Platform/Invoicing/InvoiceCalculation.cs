@@ -4,6 +4,11 @@ using Throughput.Catalog;
 namespace Throughput.Invoicing;
 
 /// <summary>Reserved versus covered PTU-hours of one model, region and deployment type over the period.</summary>
+/// <param name="Model">The model reserved.</param>
+/// <param name="Region">The region reserved.</param>
+/// <param name="Type">The deployment type reserved.</param>
+/// <param name="ReservedPtuHours">PTU-hours reserved in the period.</param>
+/// <param name="CoveredPtuHours">Of those, PTU-hours of deployed PTUs they covered; the rest went unused.</param>
 public sealed record ReservationCoverage(string Model, string Region, DeploymentType Type, decimal ReservedPtuHours, decimal CoveredPtuHours);
 
 /// <summary>What a month bills so far: its lines, their total, and how reservations were used.</summary>

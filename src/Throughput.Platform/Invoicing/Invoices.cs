@@ -7,6 +7,18 @@ using Throughput.Tenants;
 namespace Throughput.Invoicing;
 
 /// <summary>A month's invoice as it stands: the lines so far (the whole month once it is over), until it is issued.</summary>
+/// <param name="TenantId">The tenant billed.</param>
+/// <param name="Month">The billing month, yyyy-MM (UTC).</param>
+/// <param name="Currency">The ISO 4217 currency of every amount on it.</param>
+/// <param name="PeriodStart">The month's first instant (UTC).</param>
+/// <param name="PeriodEnd">The next month's first instant (UTC).</param>
+/// <param name="AsOf">The moment the draft bills to: now during the month, the month's end after it.</param>
+/// <param name="ClosesAt">When it is issued at the earliest: the month's end plus the grace period for late metering.</param>
+/// <param name="Lines">What it bills so far, line by line.</param>
+/// <param name="Total">The sum of its lines so far.</param>
+/// <param name="Coverage">How reservations covered the deployed PTUs in the month.</param>
+/// <param name="Usage">The usage it holds, per service month and deployment: spilled tokens are billed from it.</param>
+/// <param name="ProjectedThrough">The sequence number of the last event the draft includes: it follows the event log by about a second.</param>
 public sealed record InvoiceDraft(
     string TenantId,
     string Month,
@@ -32,6 +44,19 @@ public sealed record InvoiceDraft(
 
 /// <summary>An issued invoice in a list: what it is, what it billed, what is left after credit notes.</summary>
 /// <remarks><see cref="TenantName"/> is the bill-to name the invoice was issued with (its tenant id for invoices issued before names were kept).</remarks>
+/// <param name="Id">The invoice's id.</param>
+/// <param name="DocumentNumber">The number printed on it.</param>
+/// <param name="TenantId">The tenant billed.</param>
+/// <param name="TenantName">The bill-to name it was issued with.</param>
+/// <param name="Month">The billing month, yyyy-MM (UTC).</param>
+/// <param name="Currency">Its currency.</param>
+/// <param name="Total">The sum of its lines.</param>
+/// <param name="Credited">What credit notes took back.</param>
+/// <param name="Balance">Total less credited.</param>
+/// <param name="Lines">How many lines it has.</param>
+/// <param name="IssuedAt">When it was issued.</param>
+/// <param name="IssuedBy">The key id of whoever issued it, or automatic.</param>
+/// <param name="Number">Its number in the register.</param>
 public sealed record InvoiceSummary(string Id, string DocumentNumber, string TenantId, string TenantName, string Month, string Currency, decimal Total, decimal Credited, decimal Balance, int Lines, DateTimeOffset IssuedAt, string IssuedBy, long Number)
 {
     public static InvoiceSummary Of(Invoice i) =>

@@ -10,10 +10,20 @@ namespace Throughput.Invoicing;
 /// found open, how many it has issued and skipped (nothing to bill, or issued before) so far, and when it ended. A run
 /// after a crash starts over from what is still open, so <see cref="Total"/> counts what that run had left.
 /// </summary>
+/// <param name="Id">The month closed, yyyy-MM.</param>
+/// <param name="Total">The open accounts the last run found.</param>
+/// <param name="Issued">Invoices that run issued so far.</param>
+/// <param name="Skipped">Accounts it skipped: nothing to bill, or issued before.</param>
+/// <param name="StartedAt">When the last run started.</param>
+/// <param name="UpdatedAt">When it last recorded progress.</param>
+/// <param name="FinishedAt">When it finished; null while it runs (or if it stopped).</param>
+/// <param name="IssuedBy">Who started it: a key id, or automatic.</param>
 public sealed record MonthClose(string Id, int Total, int Issued, int Skipped, DateTimeOffset StartedAt, DateTimeOffset UpdatedAt, DateTimeOffset? FinishedAt, string IssuedBy)
 {
+    /// <summary>Invoices issued per second so far in the last run.</summary>
     public double InvoicesPerSecond => UpdatedAt > StartedAt ? Issued / (UpdatedAt - StartedAt).TotalSeconds : 0;
 
+    /// <summary>When it finished, or is expected to at the rate so far; null before a rate is known.</summary>
     public DateTimeOffset? EstimatedEnd =>
         FinishedAt ?? (InvoicesPerSecond > 0 ? UpdatedAt + TimeSpan.FromSeconds((Total - Issued - Skipped) / InvoicesPerSecond) : null);
 }

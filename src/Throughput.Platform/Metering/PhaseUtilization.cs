@@ -8,11 +8,23 @@ using Throughput.Http;
 namespace Throughput.Metering;
 
 /// <summary>A split region's prompt and generation pools in one minute: what is sold of each, and what its servers served.</summary>
+/// <param name="Model">The model of the split region.</param>
+/// <param name="Region">The region.</param>
+/// <param name="Minute">The minute (UTC) the figures are for.</param>
+/// <param name="Phases">The prompt and the generation pool.</param>
 public sealed record PhaseUtilization(string Model, string Region, DateTimeOffset Minute, IReadOnlyList<PhaseUse> Phases);
 
 /// <summary>One phase pool: sold against capacity in PTUs, and served against capacity in the phase's own tokens.</summary>
 /// <param name="CapacityTokensPerMinute">Prompt tokens not served from the cache (prompt phase) or output tokens (generation phase) a minute at the pool's capacity.</param>
 /// <param name="ServedTokens">Those tokens metered in the minute by the deployments holding PTUs in the pool (each in proportion to its PTUs here).</param>
+/// <param name="Phase">Prompt or Generation: which half of requests the pool serves.</param>
+/// <param name="PoolId">The phase pool's id.</param>
+/// <param name="Gpus">The GPUs the pool is sized in, if it is sized in GPUs.</param>
+/// <param name="CapacityPtu">The pool's capacity in PTUs of its phase.</param>
+/// <param name="SoldPtu">The PTUs of it sold.</param>
+/// <param name="SoldShare">Sold ÷ capacity.</param>
+/// <param name="ServedShare">Served tokens ÷ what the capacity serves in a minute.</param>
+/// <param name="Deployments">How many deployments hold PTUs in the pool.</param>
 public sealed record PhaseUse(ServingPhase Phase, string PoolId, GpuSizing? Gpus, decimal CapacityPtu, decimal SoldPtu, decimal SoldShare,
     long CapacityTokensPerMinute, long ServedTokens, decimal ServedShare, int Deployments);
 

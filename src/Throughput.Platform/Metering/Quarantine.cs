@@ -26,6 +26,15 @@ public enum QuarantineReason
 }
 
 /// <summary>Metering input that was refused, with the reason. Never billed; kept for the producer's owner to see and fix.</summary>
+/// <param name="Id">The quarantine entry's id.</param>
+/// <param name="Reason">Why it was refused (docs/security.md lists the reasons).</param>
+/// <param name="Detail">What exactly was wrong, in words.</param>
+/// <param name="ProducerId">The serving node that sent it, when known.</param>
+/// <param name="Sequence">The metering message's sequence number, when known.</param>
+/// <param name="RecordId">The refused record's id; null when the whole message was refused.</param>
+/// <param name="DeploymentId">The deployment the record named, when known.</param>
+/// <param name="Excerpt">A refused message's first 2,048 characters, when it could not be read; null for a refused record.</param>
+/// <param name="QuarantinedAt">When it was refused.</param>
 public sealed record QuarantinedMetering(
     Guid Id,
     QuarantineReason Reason,

@@ -87,9 +87,22 @@ public sealed record ServingNode(string Id, IReadOnlyList<string> Regions, IRead
 public sealed record RegisterServingNode(IReadOnlyList<string>? Regions, IReadOnlyList<string>? Tenants, ServingPhase Phase = ServingPhase.Whole);
 
 /// <summary>What a node needs to connect, shown once: its broker user and password on the platform's vhost.</summary>
+/// <param name="ProducerId">The node's producer id: metering it publishes carries it as user_id.</param>
+/// <param name="BrokerUser">Its RabbitMQ user.</param>
+/// <param name="BrokerPassword">Its RabbitMQ password: shown once, stored only hashed.</param>
+/// <param name="VirtualHost">The RabbitMQ virtual host to connect to.</param>
+/// <param name="MeteringExchange">The exchange it publishes metering to.</param>
+/// <param name="AdmissionExchange">The exchange its admission feed is bound to.</param>
 public sealed record ServingNodeCredentials(string ProducerId, string BrokerUser, string BrokerPassword, string VirtualHost, string MeteringExchange, string AdmissionExchange);
 
 /// <summary>A node as operators see it; the password hash stays inside.</summary>
+/// <param name="ProducerId">The node's producer id.</param>
+/// <param name="Regions">The regions it serves; empty: any region.</param>
+/// <param name="Tenants">The tenants it may serve; empty: any tenant.</param>
+/// <param name="BrokerUser">Its RabbitMQ user.</param>
+/// <param name="HasCredentials">Whether broker credentials were issued to it.</param>
+/// <param name="Revoked">Whether it was revoked: cut from the API and the broker.</param>
+/// <param name="Phase">Whole, Prompt or Generation: the part of requests it serves.</param>
 public sealed record ServingNodeView(string ProducerId, IReadOnlyList<string> Regions, IReadOnlyList<string> Tenants, string BrokerUser, bool HasCredentials, bool Revoked, ServingPhase Phase)
 {
     public static ServingNodeView Of(ServingNode n) => new(n.ProducerId, n.Regions, n.Tenants, n.BrokerUser, n.PasswordHash is not null, n.Revoked, n.Phase);

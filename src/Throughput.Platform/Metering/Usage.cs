@@ -6,6 +6,11 @@ namespace Throughput.Metering;
 
 public static class Usage
 {
+    /// <param name="DeploymentId">The deployment.</param>
+    /// <param name="Records">Metering records (requests) since it was bought.</param>
+    /// <param name="PromptTokens">Prompt tokens, cached ones included.</param>
+    /// <param name="CachedTokens">Prompt tokens served from the prompt cache.</param>
+    /// <param name="OutputTokens">Generated tokens.</param>
     public sealed record UsageTotals(string DeploymentId, long Records, long PromptTokens, long CachedTokens, long OutputTokens);
 
     public static IEndpointRouteBuilder MapUsage(this IEndpointRouteBuilder app)

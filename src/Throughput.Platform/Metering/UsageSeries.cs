@@ -65,6 +65,19 @@ public sealed partial class UsageSeriesProjection : MultiStreamProjection<UsageM
 }
 
 /// <summary>A minute as the API answers it: counts as flat fields, spilled tokens as one sum (prompt and output).</summary>
+/// <param name="Id">The minute's id: deployment and minute.</param>
+/// <param name="DeploymentId">The deployment.</param>
+/// <param name="Minute">The minute (UTC) the records finished in.</param>
+/// <param name="Records">Metering records (requests).</param>
+/// <param name="PromptTokens">Prompt tokens, cached ones included.</param>
+/// <param name="CachedTokens">Prompt tokens served from the prompt cache.</param>
+/// <param name="OutputTokens">Generated tokens.</param>
+/// <param name="WeightedTokens">What they cost the GPU, in weighted tokens.</param>
+/// <param name="SpilledRecords">Records served past the purchased rate.</param>
+/// <param name="SpilledTokens">Their prompt and output tokens.</param>
+/// <param name="MaxUtilization">The bucket's highest utilization in the minute (1 = 100 %).</param>
+/// <param name="TokensPerMinute">The purchased rate in the minute, in weighted tokens.</param>
+/// <param name="Throttles">How many times the deployment was throttled in the minute.</param>
 public sealed record UsageMinuteView(
     string Id,
     string DeploymentId,

@@ -31,6 +31,19 @@ public sealed record ReservationCancelled(string ReservationId, DateTimeOffset C
 /// A commitment to N PTUs of one model in one region for a month or a year, paid whether used or not.
 /// It covers that many deployed PTUs of the model in the region, which are then not billed hourly.
 /// </summary>
+/// <param name="Id">The reservation's id.</param>
+/// <param name="TenantId">The tenant that bought it.</param>
+/// <param name="Model">The catalog model reserved.</param>
+/// <param name="Region">The region reserved.</param>
+/// <param name="Type">The deployment type it covers.</param>
+/// <param name="Ptu">The PTUs reserved.</param>
+/// <param name="Term">Month (paid at its start) or Year (12 monthly installments).</param>
+/// <param name="PricePerPtu">The price per PTU for the whole term, fixed at purchase.</param>
+/// <param name="Currency">The currency it is billed in.</param>
+/// <param name="StartsAt">When it starts covering deployed PTUs.</param>
+/// <param name="EndsAt">When it stops covering them.</param>
+/// <param name="CancelledAt">When it was cancelled; null otherwise.</param>
+/// <param name="Version">Its stream version.</param>
 public sealed record Reservation(
     string Id,
     string TenantId,

@@ -17,6 +17,13 @@ public sealed record CreateTenant(string TenantId, string Name, string Currency)
 /// <param name="Reason">Why, for the audit trail.</param>
 public sealed record SuspendTenant(string Reason);
 
+/// <param name="Id">The tenant's id.</param>
+/// <param name="Name">Its name, the invoices' bill-to.</param>
+/// <param name="Currency">The ISO 4217 currency it is billed in.</param>
+/// <param name="Status">Active, or Suspended (nothing admitted).</param>
+/// <param name="ActiveKeys">The ids of its API keys not revoked.</param>
+/// <param name="CreatedAt">When it was created.</param>
+/// <param name="Version">Its stream version.</param>
 public sealed record TenantView(string Id, string Name, string Currency, TenantStatus Status, IReadOnlyList<string> ActiveKeys, DateTimeOffset CreatedAt, long Version)
 {
     public static TenantView Of(Tenant t) => new(t.Id, t.Name, t.Currency, t.Status, [.. t.ActiveKeys], t.CreatedAt, t.Version);

@@ -8,6 +8,10 @@ public enum DeliveryStatus
 }
 
 /// <summary>One try at a delivery: when, the receiver's status code (null when it could not be reached) or the error, and the wait chosen after it.</summary>
+/// <param name="At">When the attempt was made.</param>
+/// <param name="StatusCode">The receiver's HTTP status; null when it could not be reached.</param>
+/// <param name="Error">Why it failed when there was no answer (timeout, refused connection, …); null otherwise.</param>
+/// <param name="RetryIn">The wait chosen before the next attempt (hh:mm:ss); null after a success or the last attempt.</param>
 public sealed record DeliveryAttempt(DateTimeOffset At, int? StatusCode, string? Error, TimeSpan? RetryIn);
 
 /// <summary>

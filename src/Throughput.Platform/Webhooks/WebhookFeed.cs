@@ -24,6 +24,7 @@ public static class WebhookEventTypes
         [typeof(DeploymentPlaced)] = "deployment.placed",
         [typeof(UsageAlertCrossed)] = "usage.alert_crossed",
         [typeof(SpendAlertCrossed)] = "spend.alert_crossed",
+        [typeof(InvoiceAlertCrossed)] = "invoice.alert_crossed",
         [typeof(InvoiceIssued)] = "invoice.issued",
         [typeof(CreditNoteIssued)] = "credit_note.issued",
     };
@@ -38,6 +39,7 @@ public static class WebhookEventTypes
         InvoiceIssued i => (i.TenantId, i.TenantId),
         UsageAlertCrossed a => (a.TenantId, a.DeploymentId ?? a.TenantId),
         SpendAlertCrossed a => (a.TenantId, a.DeploymentId ?? a.TenantId),
+        InvoiceAlertCrossed a => (a.TenantId, a.DeploymentId ?? a.TenantId),
         CreditNoteIssued c => (c.TenantId, c.TenantId),
         _ => throw new ArgumentOutOfRangeException(nameof(data), data.GetType().Name, "not an event webhooks carry"),
     };

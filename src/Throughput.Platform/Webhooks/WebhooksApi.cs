@@ -13,12 +13,26 @@ namespace Throughput.Webhooks;
 public sealed record RegisterWebhookEndpoint(string Url, IReadOnlyList<string> EventTypes, string? Description = null);
 
 /// <summary>An endpoint as its owner sees it; <see cref="Secret"/> only in the answer that created it (register, rotate).</summary>
+/// <param name="Id">The endpoint's id.</param>
+/// <param name="Url">Where events are POSTed.</param>
+/// <param name="EventTypes">The event types it hears.</param>
+/// <param name="Description">The owner's note.</param>
+/// <param name="Enabled">Whether deliveries are sent to it.</param>
+/// <param name="RegisteredAt">When it was registered: it hears events logged after it.</param>
+/// <param name="Secret">The signing secret (whsec_…): only in the answers to registering and rotating.</param>
 public sealed record WebhookEndpointView(string Id, string Url, IReadOnlyList<string> EventTypes, string? Description, bool Enabled, DateTimeOffset RegisteredAt,
     string? Secret = null)
 {
     public static WebhookEndpointView Of(WebhookEndpoint e, string? secret = null) => new(e.Id, e.Url, e.EventTypes, e.Description, e.Enabled, e.RegisteredAt, secret);
 }
 
+/// <param name="MessageId">The webhook-id header: the same on every retry; deduplicate on it.</param>
+/// <param name="EventType">The event type, e.g. invoice.issued.</param>
+/// <param name="OrderKey">Deliveries of one key go one at a time, in log order: the deployment, or the tenant for billing documents.</param>
+/// <param name="Status">Pending, Delivered or Failed (given up after the retry schedule).</param>
+/// <param name="CreatedAt">When the event was logged.</param>
+/// <param name="NextAttemptAt">When it is tried next; null once delivered or given up.</param>
+/// <param name="Attempts">Every attempt so far.</param>
 public sealed record WebhookDeliveryView(string MessageId, string EventType, string OrderKey, DeliveryStatus Status, DateTimeOffset CreatedAt,
     DateTimeOffset? NextAttemptAt, IReadOnlyList<DeliveryAttempt> Attempts)
 {

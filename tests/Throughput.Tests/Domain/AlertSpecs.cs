@@ -1,5 +1,6 @@
 using Throughput.Alerts;
 using Throughput.Deployments;
+using Throughput.Invoicing;
 using static Throughput.Tests.Domain.Fixtures;
 
 namespace Throughput.Tests.Domain;
@@ -86,5 +87,27 @@ public sealed class AlertSpecs
         Assert.Equal((true, capped.AdmissionRevision + 1), (lifted.SpilloverCapped(Now.AddDays(1)), lifted.AdmissionRevision));
         // removing the alert lifts it at once
         Assert.True(capped.Then(new SpilloverCapLifted("dep-1", "alr_1", MonthEnded: false, Now)).SpillsAt(Now));
+    }
+
+    [Fact]
+    public void An_invoice_alert_fires_once_when_the_months_draft_reaches_it_and_again_the_next_month()
+    {
+        var invoiceAt100 = new AlertSet("alr_3", "acme", null, AlertMetric.InvoiceToDate, 100m, false, null, Now);
+        var crossed = new InvoiceAlertCrossed("alr_3", "acme", null, 100m, 100.40m, "USD", "2026-11", Now);
+        AlertStream.Given(invoiceAt100).When(a => Alert.Decide(a, 99.99m, "2026-11", "USD", Now)).ThenNothing();
+        AlertStream.Given(invoiceAt100).When(a => Alert.Decide(a, 100.40m, "2026-11", "USD", Now)).Then(crossed);
+        AlertStream.Given(invoiceAt100, crossed).When(a => Alert.Decide(a, 900m, "2026-11", "USD", Now)).ThenNothing();
+        AlertStream.Given(invoiceAt100, crossed).When(a => Alert.Decide(a, 120m, "2026-12", "USD", Now)).Then(crossed with { InvoiceToDate = 120m, Month = "2026-12" });
+    }
+
+    [Fact]
+    public void Invoice_to_date_is_the_drafts_total_or_the_sum_of_one_deployments_lines()
+    {
+        // gpt-4o in USD: 1.00 per PTU-hour
+        var account = new object[] { AcmeCreated(), Created(), Created(2m) with { DeploymentId = "dep-2" } }.Aggregate((BillingAccount?)null, (a, e) => BillingAccount.Fold(a, "acme", e))!;
+        // ten hours on: dep-1 1 PTU × 10 h × 1.00 = 10.00; dep-2 2 PTU × 10 h × 1.00 = 20.00
+        var draft = InvoiceCalculation.Compute(account, BillingMonth.Of(Now), Now.AddHours(10));
+        Assert.Equal((10.00m, 20.00m, 30.00m), (InvoiceWatch.Value(draft, "dep-1"), InvoiceWatch.Value(draft, "dep-2"), InvoiceWatch.Value(draft, null)));
+        Assert.Equal(0m, InvoiceWatch.Value(draft, "dep-other"));
     }
 }

@@ -524,8 +524,9 @@ async function loadAlerts() {
     return;
   }
   const threshold = (value, a) => (a.metric === 'Utilization' ? pct(value) : `${value}`);
+  const watches = { Utilization: 'Utilization', SpilloverSpend: 'Spillover spend', InvoiceToDate: 'Invoice to date' };
   host.replaceChildren(table(await response.json(), [
-    ['name', 'Name'], ['metric', 'Watches'], ['deploymentId', 'Deployment', (d) => d ?? 'all'], ['threshold', 'Threshold', threshold],
+    ['name', 'Name'], ['metric', 'Watches', (m) => watches[m] ?? m], ['deploymentId', 'Deployment', (d) => d ?? 'all'], ['threshold', 'Threshold', threshold],
     ['capsSpillover', 'Caps spillover', (c) => (c ? 'yes' : 'no')],
     ['crossedIn', 'Crossed', (m) => el('span', { class: `badge ${m ? 'Failed' : 'Delivered'}` }, m ? `crossed in ${m}` : 'armed')],
     ['lastCrossedAt', 'Last crossed', time], ['lastCrossedValue', 'Value then', (v, a) => (v == null ? '–' : threshold(v, a))],
