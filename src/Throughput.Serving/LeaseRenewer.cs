@@ -98,18 +98,24 @@ sealed class LeaseRenewer(AdmissionCache cache, HttpClient platform, AdmissionFe
 /// <see cref="Intervals"/> intervals): a busy process answers within one interval, and one admitting a request a second is
 /// not read as 0 or 12,000 a minute by turns, which would swing its share every renewal and cut the tokens it holds. A process
 /// that refused reports what it was asked (smoothed over about a second, retries included): more than its share, which is
-/// all the platform needs to know.
+/// all the platform needs to know. Admissions made while it refused measure its share, not its demand: once it stops
+/// refusing (its queue drained), the window reaches back at most <see cref="SinceRefusal"/> intervals, or to the last refusal,
+/// so the share it no longer uses goes to the others within about a second rather than after eight of its admissions.
 /// </summary>
 sealed class DemandEstimate(long now)
 {
     public const int Requests = 8;
     public const int Intervals = 32;
 
+    /// <summary>How far (intervals) the admitted window always may reach back, even past a refusal: a second.</summary>
+    public const int SinceRefusal = 4;
+
     // The asked figure weighs the last interval as much as everything before it: about a second of memory at 250 ms.
     const double Smoothing = 0.5;
 
     readonly (double Tokens, int Admissions, double Minutes)[] _admitted = new (double, int, double)[Intervals];
     int _next;
+    int _sinceRefusal = Intervals;
     double _asked;
 
     /// <summary>When the deployment was last asked for anything.</summary>
@@ -121,7 +127,12 @@ sealed class DemandEstimate(long now)
         _asked = Smoothing * (minutes <= 0 ? 0 : taken.Asked / minutes) + (1 - Smoothing) * _asked;
         _admitted[_next] = (taken.Admitted, taken.Admissions, minutes);
         _next = (_next + 1) % Intervals;
-        if (taken.Asked > taken.Admitted) return Math.Max(_asked, Admitted());
+        if (taken.Asked > taken.Admitted)
+        {
+            _sinceRefusal = 0;
+            return Math.Max(_asked, Admitted());
+        }
+        _sinceRefusal = Math.Min(Intervals, _sinceRefusal + 1);
         return Admitted();
     }
 
@@ -129,7 +140,8 @@ sealed class DemandEstimate(long now)
     {
         double tokens = 0, minutes = 0;
         var admissions = 0;
-        for (var i = 1; i <= Intervals && admissions < Requests; i++)
+        var reach = Math.Max(SinceRefusal, _sinceRefusal);
+        for (var i = 1; i <= reach && admissions < Requests; i++)
         {
             var interval = _admitted[(_next - i + Intervals) % Intervals];
             tokens += interval.Tokens;

@@ -41,6 +41,33 @@ public sealed class DemandEstimateTests
     }
 
     [Fact]
+    public void A_process_whose_queue_drained_reports_its_own_rate_within_two_seconds_not_the_share_it_drained_at()
+    {
+        var estimate = new DemandEstimate(0);
+        var nextAdmission = 0.0;
+        var i = 0;
+        // Backlogged: admitting at its share, 50 tokens every 0.46 s (6,500 a minute), refusing the rest.
+        for (; i < 40; i++)
+        {
+            var admissions = 0;
+            for (; nextAdmission < (i + 1) * 0.25; nextAdmission += 0.46) admissions++;
+            estimate.Add((5_000, 50 * admissions, admissions), Interval, i);
+        }
+        // Drained: now admitting what arrives, 50 tokens every 0.7 s (4,286 a minute), refusing nothing.
+        double report = 0;
+        for (var end = i + 8; i < end; i++)
+        {
+            var admissions = 0;
+            for (; nextAdmission < (i + 1) * 0.25; nextAdmission += 0.7) admissions++;
+            report = estimate.Add((50 * admissions, 50 * admissions, admissions), Interval, i);
+        }
+
+        // Two seconds hold two or three of its own admissions: 3,000 or 4,500 a minute. Eight admissions back (six of
+        // them at the share) would say about 5,600.
+        Assert.InRange(report, 4_286 * 0.6, 4_286 * 1.1);
+    }
+
+    [Fact]
     public void A_process_that_refused_reports_what_it_was_asked()
     {
         var estimate = new DemandEstimate(0);
