@@ -18,8 +18,9 @@ public sealed record NodeSettings(string ProducerId, Uri Broker, string Metering
 /// <summary>
 /// One serving node of the drill: the reference Flywheel batcher (simulated GPUs, chunked prefill) in real time, admitting
 /// through its own <see cref="AdmissionCache"/> kept current by an <see cref="AdmissionFeed"/>, and metering every finished
-/// request through its own <see cref="MeteringPublisher"/>. Its loop never waits on the platform: while the platform is away
-/// it admits with the limits it last knew and the publisher buffers. A load balancer in front gives each node an equal
+/// request through its own <see cref="MeteringPublisher"/>. It admits within its own lease on each deployment, renewed by
+/// the feed (docs/replicas.md), so the nodes' shares of a deployment sum to what the customer bought. Its loop never waits
+/// on the platform: while the platform is away it admits with the limits and leases it last knew and the publisher buffers. A load balancer in front gives each node an equal
 /// share of every deployment's traffic. It counts what it hands to the publisher, and what it does while a fault lasts.
 /// </summary>
 public sealed class BatcherNode : IAsyncDisposable
@@ -65,7 +66,7 @@ public sealed class BatcherNode : IAsyncDisposable
     /// <summary>Subscribes to admission, waits for every deployment's limit, connects the publisher and starts serving.</summary>
     public static async Task<BatcherNode> StartAsync(NodeSettings settings, HttpClient platform, IReadOnlyList<DrillDeployment> deployments, int seed, CancellationToken ct)
     {
-        var node = new BatcherNode(settings, new AdmissionCache());
+        var node = new BatcherNode(settings, new AdmissionCache(new AdmissionCacheOptions { Leases = true }));
         try
         {
             node.Feed = await AdmissionFeed.StartAsync(node.Cache, platform, new AdmissionFeedOptions(settings.Broker)

@@ -39,8 +39,8 @@ public sealed class DrillWorld : IDisposable
     public SpilloverPrices Prices { get; private set; } = new(0, 0, 0);
 
     /// <summary>
-    /// The customers are pushed past what they bought (1.5–2×) and their traffic is shared by every node, whose local
-    /// buckets each refill at the full purchased rate: so the platform's own bucket is what binds, and it throttles.
+    /// The customers are pushed past what they bought (1.5–2×) and their traffic is shared by every node, each admitting
+    /// within its own lease: what is over the nodes' shares waits in their queues, or spills over.
     /// </summary>
     static IReadOnlyList<(Customer Customer, bool Spillover)> Customers =>
     [
