@@ -109,7 +109,7 @@ public sealed class FaultDrill : IBenchmark
             var nodes = new List<BatcherNode>();
             try
             {
-                await BatcherNode.StartEachAsync(nodes, world, producers, topology.Exchange, plan.Fleet, ct);
+                await BatcherNode.StartEachAsync(nodes, world, producers, topology.Exchange, plan.Fleet, leases: true, ct);
                 var (faults, settlements, aborted) = await DriveAsync(plan, services, host, world, nodes, topology, started, ct);
                 var figures = nodes.Select(n => new NodeFigures(n.ProducerId, n.HandedOver, n.Publisher.RecordsConfirmed, n.Publisher.BatchesPublished,
                     n.Publisher.Republishes, n.Publisher.Reconnects, n.PublishFailures, n.Feed.Pulls, n.Feed.Reconnects, n.Feed.PushesApplied, n.Feed.LeaseRenewals, n.FeedFailures)).ToList();
