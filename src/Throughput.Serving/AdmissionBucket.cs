@@ -239,7 +239,7 @@ internal sealed class AdmissionBucket
 
     const long StillThrottledRetryMs = 1000;
 
-    // A leased bucket with no share yet asks again at about the next renewal, not in a minute.
+    // A leased bucket asks again at about the next renewal at the latest (with no share yet: not in a minute).
     const long NoShareRetryMs = 250;
 
     long Estimate(long promptTokens, long cachedTokens, long maxOutputTokens) =>
@@ -313,8 +313,10 @@ internal sealed class AdmissionBucket
     long MsUntilHeld(double tokens)
     {
         if (_tokensPerTick <= 0) return _leased ? NoShareRetryMs : 60_000;
-        var ms = (tokens - _tokens) / _tokensPerTick / _ticksPerMs;
-        return Math.Max(1, (long)Math.Ceiling(ms));
+        var ms = Math.Max(1, (long)Math.Ceiling((tokens - _tokens) / _tokensPerTick / _ticksPerMs));
+        // A share can grow at any renewal, and a caller that waits out the refill of a small share would ask no faster
+        // than that share allows, so its demand would never say it wants more: it asks again at about the next renewal.
+        return _leased ? Math.Min(ms, NoShareRetryMs) : ms;
     }
 }
 

@@ -6,7 +6,7 @@ namespace Throughput.IntegrationTests;
 /// <summary>
 /// The demo, shortened, in-process against the real platform host, PostgreSQL and RabbitMQ: on the Flywheel fleet each
 /// backlogged customer is served its purchased rate with predictable time per token, the one that buys more is served more
-/// at once, and the same load batched by whole prompts gets a worse tail.
+/// at once, and the same load batched by whole prompts gets a worse tail; a Global deployment is served from two regions.
 /// </summary>
 [Collection(PlatformCollection.Name)]
 public sealed class FlywheelDemoTests(PlatformFixture platform, ITestOutputHelper output)
@@ -45,6 +45,11 @@ public sealed class FlywheelDemoTests(PlatformFixture platform, ITestOutputHelpe
         Assert.NotNull(rise.FirstWindow);
         Assert.True(rise.FirstWindow.WeightedPerMinute >= rise.FromTokensPerMinute + 0.8 * (rise.ToTokensPerMinute - rise.FromTokensPerMinute),
             $"first window after the raise served {rise.FirstWindow.WeightedPerMinute:N0}/min; the rate went from {rise.FromTokensPerMinute:N0} to {rise.ToTokensPerMinute:N0}");
+        // The Global deployment: a serving node in each region served it within its leased share, and metering was exact.
+        Assert.Equal(["eastus", "eastus2"], result.Global.Served.Select(s => s.Region));
+        Assert.All(result.Global.Served, s => Assert.True(s.Weighted > 0, $"nothing served from {s.Region}"));
+        Assert.Equal(result.Global.Published, result.Global.Metered);
+        Assert.True(result.Global.MeteringMatched, "the platform metered every request of the Global deployment, from both regions");
         Assert.True(result.MeteringMatched, "the platform metered every request the batcher served");
         Assert.True(File.Exists(result.ChartPath));
     }

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Net.Http.Headers;
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 using Throughput.Contracts;
 using Throughput.Serving;
@@ -17,7 +18,8 @@ public sealed record ReplicaResult(long[] Bins, long AdmittedTokens, long Record
 /// <summary>
 /// One serving process of the replicas benchmark: this dll run with <see cref="Command"/>, its own runtime with its own
 /// AdmissionCache, AdmissionFeed, MeteringPublisher and HTTP client. It talks to the benchmark in lines: it says
-/// <c>ready</c>, then <c>lease {tokens/min}</c> whenever its lease changes, and <c>done {result}</c> at the end; it is told
+/// <c>ready</c>, then <c>lease {tokens/min} {demand the platform holds for it} {backlogged 0/1}</c> whenever one of them
+/// changes, and <c>done {result}</c> at the end; it is told
 /// <c>go {unix ms}</c> (serve, binning from that instant), <c>stop</c> (flush, give the leases back, exit) or <c>kill</c>
 /// (as a crash: no renewal and no release from then on; what it admitted is still flushed, so metering can be compared).
 /// </summary>
@@ -25,11 +27,16 @@ public sealed class ReplicaProcess : IAsyncDisposable
 {
     public const string Command = "replica";
 
+    /// <summary>How soon the share a replica stops using is to move to the others (#17: within ~2 s).</summary>
+    public static readonly TimeSpan Moves = TimeSpan.FromSeconds(2);
+
     readonly Process _process;
     readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     readonly TaskCompletionSource<ReplicaResult> _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
     readonly Task _reading;
     long _lease = -1;
+    long _demand;
+    int _backlogged;
 
     ReplicaProcess(Process process)
     {
@@ -39,6 +46,15 @@ public sealed class ReplicaProcess : IAsyncDisposable
 
     /// <summary>The tokens per minute of its lease as it last said (-1 before the first).</summary>
     public long Lease => Interlocked.Read(ref _lease);
+
+    /// <summary>The demand (tokens/min) the platform recorded for it when it handed out that lease.</summary>
+    public long Demand => Interlocked.Read(ref _demand);
+
+    /// <summary>
+    /// Whether its queue held a request it could not admit within the last <see cref="Moves"/>, as it last said: it would take
+    /// any share, or did so recently enough that the share it no longer uses may not have moved yet.
+    /// </summary>
+    public bool Backlogged => Volatile.Read(ref _backlogged) == 1;
 
     public static async Task<ReplicaProcess> StartAsync(ReplicaSpec spec, CancellationToken ct)
     {
@@ -72,7 +88,13 @@ public sealed class ReplicaProcess : IAsyncDisposable
         while (await _process.StandardOutput.ReadLineAsync() is { } line)
         {
             if (line == "ready") _ready.TrySetResult();
-            else if (line.StartsWith("lease ", StringComparison.Ordinal)) Interlocked.Exchange(ref _lease, long.Parse(line[6..], CultureInfo.InvariantCulture));
+            else if (line.StartsWith("lease ", StringComparison.Ordinal))
+            {
+                var said = line[6..].Split(' ');
+                Interlocked.Exchange(ref _lease, long.Parse(said[0], CultureInfo.InvariantCulture));
+                Interlocked.Exchange(ref _demand, long.Parse(said[1], CultureInfo.InvariantCulture));
+                Volatile.Write(ref _backlogged, said[2] == "1" ? 1 : 0);
+            }
             else if (line.StartsWith("done ", StringComparison.Ordinal)) _done.TrySetResult(JsonSerializer.Deserialize<ReplicaResult>(line[5..])!);
             else Console.WriteLine(line);
         }
@@ -107,13 +129,17 @@ public sealed class ReplicaProcess : IAsyncDisposable
         Console.WriteLine("ready");
 
         using var stopping = new CancellationTokenSource();
+        var refusedAt = new StrongBox<long>(long.MinValue / 2);
         var watching = Task.Run(async () =>
         {
-            long said = -1;
+            var said = "";
             while (!stopping.IsCancellationRequested)
             {
-                var lease = cache.Lease(spec.Deployment)?.TokensPerMinute ?? (spec.Leases ? 0 : cache.Limit(spec.Deployment)!.TokensPerMinute);
-                if (lease != said) Console.WriteLine($"lease {said = lease}");
+                var held = cache.Lease(spec.Deployment);
+                var lease = held?.TokensPerMinute ?? (spec.Leases ? 0 : cache.Limit(spec.Deployment)!.TokensPerMinute);
+                var backlogged = Stopwatch.GetElapsedTime(Volatile.Read(ref refusedAt.Value)) < Moves ? 1 : 0;
+                var state = $"{lease} {held?.DemandTokensPerMinute ?? 0} {backlogged}";
+                if (state != said) Console.WriteLine($"lease {said = state}");
                 await Task.Delay(10);
             }
         });
@@ -137,7 +163,11 @@ public sealed class ReplicaProcess : IAsyncDisposable
                     while (queued >= 1 && !stopping.IsCancellationRequested)
                     {
                         var admission = cache.TryAdmit(spec.Deployment, spec.Tokens, 0, 0);
-                        if (!admission.IsAdmitted) break;
+                        if (!admission.IsAdmitted)
+                        {
+                            Volatile.Write(ref refusedAt.Value, Stopwatch.GetTimestamp());
+                            break;
+                        }
                         queued--;
                         var when = DateTimeOffset.UtcNow;
                         var id = $"{spec.Producer}-{++records}";

@@ -78,7 +78,7 @@ public sealed class ReplicasBenchmark : IBenchmark
             $"replicas = separate OS processes (this dll with the `replica` verb), each with its own registration, key, AdmissionCache{(leases ? " (Leases = true)" : "")}, AdmissionFeed, MeteringPublisher and connections",
             $"offered {offered}× the purchased rate in requests of {requestTokens} weighted tokens (estimate = actual), queued when refused, each queue starting with {backlog.TotalSeconds:0} s of its load (backlogged); 80/20: the first replica is offered 80 %, the others share 20 %",
             "windows: 1 s bins of admitted tokens summed over replicas, sliding 10 s and 60 s windows from the end of the first minute; opening burst: the most admitted above the rate in the first 10 s, in bursts; throttles: deployment_throttled events of the deployment",
-            "shares: each replica's lease (tokens/min) at the end against its max-min fair share of what it was offered; rebalance: a replica killed (no renewal, no release) until the survivors' leases sum to the purchase",
+            "shares: each replica's lease (tokens/min) against its max-min fair share of what it wants (its offered rate, or any share while its queue holds requests and for 2 s after), both averaged over per-second samples after the first minute; rebalance: a replica killed (no renewal, no release) until the survivors' leases sum to the purchase",
         ]);
     }
 
@@ -120,10 +120,8 @@ public sealed class ReplicasBenchmark : IBenchmark
             }
             var go = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() + 200;
             foreach (var replica in replicas) await replica.GoAsync(go);
-            await Task.Delay(spec.Measured, ct);
-
-            var leaseShares = replicas.Select(r => (double)r.Lease).ToArray();
-            var fair = FairShares([.. spec.Shares.Select(s => (long)(spec.Offered * s * limit.TokensPerMinute))], limit.TokensPerMinute);
+            var offered = spec.Shares.Select(s => (long)(spec.Offered * s * limit.TokensPerMinute)).ToArray();
+            var (leaseShares, fair) = await SampleSharesAsync(replicas, offered, limit.TokensPerMinute, spec.Measured, ct);
             double? rebalance = null;
             var results = new Dictionary<ReplicaProcess, ReplicaResult>();
             if (spec.K > 1 && spec.Leases)
@@ -185,6 +183,33 @@ public sealed class ReplicasBenchmark : IBenchmark
         await using var command = database.CreateCommand("select count(*) from throughput.mt_events where type = 'deployment_throttled' and stream_id = @stream");
         command.Parameters.AddWithValue("stream", deployment);
         return (long)(await command.ExecuteScalarAsync(ct))!;
+    }
+
+    /// <summary>
+    /// Waits out the measured time, sampling every second after the first minute each replica's lease and its max-min fair
+    /// share of what it wants at that instant: its offered rate once its queue has been drained for <see cref="ReplicaProcess.Moves"/>
+    /// (the time a share it no longer uses has to move), any share while requests wait in its queue (each starts with a
+    /// backlog, and a small replica granted more than its offered rate drains it, which takes minutes). Answers the averages:
+    /// one instant's lease swings with the last renewals.
+    /// </summary>
+    static async Task<(double[] Shares, long[] Fair)> SampleSharesAsync(List<ReplicaProcess> replicas, long[] offered, long rate, TimeSpan measured, CancellationToken ct)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var shares = new double[replicas.Count];
+        var fair = new double[replicas.Count];
+        var samples = 0;
+        await Task.Delay(TimeSpan.FromMinutes(1), ct);
+        while (Stopwatch.GetElapsedTime(started) < measured)
+        {
+            var wants = replicas.Select((r, i) => r.Backlogged ? rate : offered[i]).ToArray();
+            var fairNow = FairShares(wants, rate);
+            for (var i = 0; i < replicas.Count; i++) (shares[i], fair[i]) = (shares[i] + replicas[i].Lease, fair[i] + fairNow[i]);
+            if (samples++ % 10 == 0)
+                Log(string.Join(", ", replicas.Select((r, i) => $"r{i} lease {r.Lease} demand {r.Demand}{(r.Backlogged ? " backlogged" : "")} fair {fairNow[i]}")));
+            await Task.Delay(TimeSpan.FromSeconds(1), ct);
+        }
+        samples = Math.Max(1, samples);
+        return ([.. shares.Select(s => s / samples)], [.. fair.Select(f => (long)Math.Round(f / samples))]);
     }
 
     /// <summary>Max-min fair shares of the rate for these demands: what no replica with demand should get less of.</summary>

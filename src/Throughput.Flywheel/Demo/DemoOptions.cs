@@ -18,12 +18,18 @@ public sealed record DemoOptions(Uri Platform, Scenario Scenario, FleetOptions F
     /// <summary>Prompt tokens the whole-prompt fleet batches in one iteration (vLLM's max_num_batched_tokens before chunked prefill was 4,096 and up).</summary>
     public const int WholePromptBatch = 4096;
 
+    /// <summary>
+    /// The two regions of one geography the Global deployment is served from: bought in the second, whose pool gets room for
+    /// half of it, with a serving node in each (<see cref="GlobalServing"/>).
+    /// </summary>
+    public IReadOnlyList<string> GlobalRegions { get; init; } = ["eastus", "eastus2"];
+
     /// <summary>Where metering goes; a test host listens on an exchange of its own.</summary>
     public string MeteringExchange { get; init; } = Contracts.MeteringTopology.Exchange;
 
     public const string Usage =
         "usage: Throughput.Flywheel [platform-url] [--minutes 5] [--window 60s] [--resize-at <time>] [--nodes 2] [--budget 512] [--gpu A100-80GB] " +
-        "[--output-scale 1] [--sell 1] [--model gpt-4o-mini] [--region eastus] [--out artifacts/demo] [--keep]   (times: 500ms, 10s, 2m or seconds)\n" +
+        "[--output-scale 1] [--sell 1] [--model gpt-4o-mini] [--region eastus] [--global-regions eastus,eastus2] [--out artifacts/demo] [--keep]   (times: 500ms, 10s, 2m or seconds)\n" +
         "       Throughput.Flywheel calibrate [platform-url] [--gpu A100-80GB] [--budget 512] [--model gpt-4o-mini]";
 
     public static DemoOptions Parse(IReadOnlyList<string> args)
@@ -33,6 +39,7 @@ public sealed record DemoOptions(Uri Platform, Scenario Scenario, FleetOptions F
         var fleet = DefaultFleet;
         var output = Path.Combine("artifacts", "demo");
         var keep = false;
+        string[] globalRegions = ["eastus", "eastus2"];
         for (var i = 0; i < args.Count; i++)
         {
             var arg = args[i];
@@ -63,12 +70,16 @@ public sealed record DemoOptions(Uri Platform, Scenario Scenario, FleetOptions F
                 case "--sell": scenario = scenario with { Sell = (decimal)Math.Min(1, Positive(arg, double.Parse(value, CultureInfo.InvariantCulture))) }; break;
                 case "--model": scenario = scenario with { Model = value }; break;
                 case "--region": scenario = scenario with { Region = value }; break;
+                case "--global-regions":
+                    globalRegions = value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+                    if (globalRegions.Length != 2 || globalRegions[0] == globalRegions[1]) throw new FormatException("--global-regions: two different regions of one geography, like eastus,eastus2.");
+                    break;
                 case "--out": output = value; break;
                 default: throw new FormatException($"Unknown option {arg}.");
             }
         }
         if (scenario.Window > scenario.Duration) throw new FormatException("--window is longer than the run.");
-        return new DemoOptions(platform, scenario, fleet, output) { Keep = keep };
+        return new DemoOptions(platform, scenario, fleet, output) { Keep = keep, GlobalRegions = globalRegions };
     }
 
     /// <summary>"500ms", "10s", "2m", or a number of seconds.</summary>

@@ -14,7 +14,7 @@ public sealed record SideFigures(Scheduling Scheduling, IReadOnlyList<CustomerFi
 
 /// <summary>What a demo run measured.</summary>
 public sealed record DemoResult(
-    CalibrationResult Calibration, decimal SoldShare, IReadOnlyList<SideFigures> Sides, TimeSpan? PushLatency, string ChartPath, bool MeteringMatched)
+    CalibrationResult Calibration, decimal SoldShare, IReadOnlyList<SideFigures> Sides, TimeSpan? PushLatency, string ChartPath, GlobalFigures Global, bool MeteringMatched)
 {
     public SideFigures Flywheel => Sides.Single(s => s.Scheduling == Scheduling.Flywheel);
 
@@ -27,6 +27,7 @@ public sealed record DemoResult(
 /// whole prompts — each customer with one deployment per fleet, admitted through the serving SDK's
 /// <see cref="AdmissionCache"/> and metered through its <see cref="MeteringPublisher"/>. Midway one customer raises its PTUs
 /// through the customer API (on both fleets). Prints a table per window and a summary per scheduler, and writes a chart.
+/// Beside them a Global deployment is served from two regions of one geography (<see cref="GlobalServing"/>).
 /// </summary>
 public static class DemoRun
 {
@@ -51,7 +52,8 @@ public static class DemoRun
         output.WriteLine($"fleet: {options.Fleet.Nodes} GPUs = {capacity} PTU; customers buy {sold} PTU ({sold / capacity:P0}), {soldAfterRaise} PTU ({soldAfterRaise / capacity:P0}) after the raise. " +
                          $"The same customers run twice at once: on a Flywheel fleet and on an identical fleet that batches whole prompts; run {run}");
 
-        var needed = 2 * sized.Sum(c => Math.Max(c.Ptu, c.RaisedPtu ?? 0));
+        var globalPtu = GlobalServing.PtuFor(capacity * scenario.Sell);
+        var needed = 2 * sized.Sum(c => Math.Max(c.Ptu, c.RaisedPtu ?? 0)) + (options.GlobalRegions[0] == scenario.Region ? GlobalServing.FirstHalf(globalPtu) : 0);
         if (scenario.OutputScale == 1)
         {
             await PlatformSetup.RecordCalibrationAsync(op, calibration, options.Fleet, ct);
@@ -64,6 +66,7 @@ public static class DemoRun
             await PlatformSetup.EnsurePoolAsync(op, scenario.Model, scenario.Region, needed, ct);
             output.WriteLine($"platform: calibration not recorded (outputs scaled by {scenario.OutputScale}); the pool in {scenario.Region} has room for {needed} PTU");
         }
+        await using var global = await GlobalServing.SetUpAsync(op, clientFor, scenario, options.GlobalRegions, globalPtu, broker, options.MeteringExchange, run, ct);
         var node = await PlatformSetup.RegisterServingNodeAsync(op, producerId, scenario.Region, ct);
         broker = node.Broker(broker);
         var fleets = new[]
@@ -101,6 +104,7 @@ public static class DemoRun
 
         var start = clock.GetUtcNow();
         var end = start + scenario.Duration;
+        global.Start(options.Fleet, start);
         var sides = new List<Side>();
         foreach (var (scheduling, fleet, customers) in provisioned)
         {
@@ -148,6 +152,7 @@ public static class DemoRun
                 var step = side.Simulation.Step(next);
                 foreach (var sequence in step.Finished) await publisher.RecordAsync(Metered(producerId, sequence), ct);
             }
+            await global.StepAsync(next, ct);
             next += tick;
 
             if (resizedAt is null && next >= resizeAt)
@@ -202,13 +207,16 @@ public static class DemoRun
         var matched = true;
         output.WriteLine($"metering: {publisher.RecordsConfirmed:N0} records confirmed by the broker in {publisher.BatchesPublished:N0} batches; the platform's usage totals:");
         foreach (var side in sides) matched &= await CompareMeteringAsync(output, side, ct);
+        var globalFigures = await global.ReportAsync(output, end, ct);
+        matched &= globalFigures.MeteringMatched;
         var chartPath = WriteChart(options.OutputDirectory, run, sides, end, scenario, resizedAt);
         output.WriteLine($"chart (open it in a browser): file://{chartPath}");
         if (!options.Keep)
         {
             foreach (var customer in everyone) await PlatformSetup.ReleaseAsync(customer, ct);
+            await PlatformSetup.ReleaseAsync(global.Customer, ct);
         }
-        return new DemoResult(calibration, sold / capacity, figures, pushLatency, chartPath, matched);
+        return new DemoResult(calibration, sold / capacity, figures, pushLatency, chartPath, globalFigures, matched);
     }
 
     /// <summary>

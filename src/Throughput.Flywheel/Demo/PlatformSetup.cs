@@ -19,6 +19,13 @@ public static class PlatformSetup
         await Ok(op.PutAsJsonAsync($"/v1/operator/pools/{model}/{region}", new { capacityPtu = sold + needed }, ct));
     }
 
+    /// <summary>Sets the pool's capacity to what it holds plus <paramref name="free"/> PTUs (opening it if need be).</summary>
+    public static async Task SetFreeAsync(HttpClient op, string model, string region, decimal free, CancellationToken ct)
+    {
+        var (_, sold) = await PoolAsync(op, model, region, ct);
+        await Ok(op.PutAsJsonAsync($"/v1/operator/pools/{model}/{region}", new { capacityPtu = sold + free }, ct));
+    }
+
     /// <summary>Records what one GPU of the kind serves of the model, as the calibration measured it.</summary>
     public static async Task RecordCalibrationAsync(HttpClient op, Capacity.CalibrationResult calibration, Batching.FleetOptions fleet, CancellationToken ct) =>
         await Ok(op.PutAsJsonAsync($"/v1/operator/gpu-calibrations/{calibration.GpuKind}/{calibration.Model}", new

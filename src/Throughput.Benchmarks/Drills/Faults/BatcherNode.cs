@@ -12,14 +12,15 @@ public sealed record DrillDeployment(Provisioned Customer, bool Spillover, doubl
     public string Id => Customer.DeploymentId;
 }
 
-/// <summary>Where and how a serving node runs.</summary>
-public sealed record NodeSettings(string ProducerId, Uri Broker, string MeteringExchange, string Region, string Model, FleetOptions Fleet, int NodeCount);
+/// <summary>Where and how a serving node runs; with <paramref name="Leases"/> it admits within its own lease on each deployment.</summary>
+public sealed record NodeSettings(string ProducerId, Uri Broker, string MeteringExchange, string Region, string Model, FleetOptions Fleet, int NodeCount, bool Leases);
 
 /// <summary>
 /// One serving node of the drill: the reference Flywheel batcher (simulated GPUs, chunked prefill) in real time, admitting
 /// through its own <see cref="AdmissionCache"/> kept current by an <see cref="AdmissionFeed"/>, and metering every finished
-/// request through its own <see cref="MeteringPublisher"/>. Its loop never waits on the platform: while the platform is away
-/// it admits with the limits it last knew and the publisher buffers. A load balancer in front gives each node an equal
+/// request through its own <see cref="MeteringPublisher"/>. With leases (the fault drill) it admits within its own lease on
+/// each deployment, renewed by the feed (docs/replicas.md), so the nodes' shares sum to what was bought. Its loop never waits
+/// on the platform: while the platform is away it admits with the limits and leases it last knew and the publisher buffers. A load balancer in front gives each node an equal
 /// share of every deployment's traffic. It counts what it hands to the publisher, and what it does while a fault lasts.
 /// </summary>
 public sealed class BatcherNode : IAsyncDisposable
@@ -65,7 +66,7 @@ public sealed class BatcherNode : IAsyncDisposable
     /// <summary>Subscribes to admission, waits for every deployment's limit, connects the publisher and starts serving.</summary>
     public static async Task<BatcherNode> StartAsync(NodeSettings settings, HttpClient platform, IReadOnlyList<DrillDeployment> deployments, int seed, CancellationToken ct)
     {
-        var node = new BatcherNode(settings, new AdmissionCache());
+        var node = new BatcherNode(settings, new AdmissionCache(new AdmissionCacheOptions { Leases = settings.Leases }));
         try
         {
             node.Feed = await AdmissionFeed.StartAsync(node.Cache, platform, new AdmissionFeedOptions(settings.Broker)
@@ -106,12 +107,12 @@ public sealed class BatcherNode : IAsyncDisposable
     /// One node per producer, each connecting to the platform's broker with its own user, sharing every deployment of the
     /// world; added to <paramref name="nodes"/> as they start, so the caller disposes those started if a later one fails.
     /// </summary>
-    public static async Task StartEachAsync(List<BatcherNode> nodes, DrillWorld world, IReadOnlyList<string> producers, string exchange, FleetOptions fleet, CancellationToken ct)
+    public static async Task StartEachAsync(List<BatcherNode> nodes, DrillWorld world, IReadOnlyList<string> producers, string exchange, FleetOptions fleet, bool leases, CancellationToken ct)
     {
         var broker = Harness.Services.PlatformBroker().Uri; // its address; each node connects with its own user instead
         foreach (var (producer, n) in producers.Select((p, n) => (p, n)))
         {
-            var settings = new NodeSettings(producer, world.NodeAccess[producer].Broker(broker), exchange, world.Region, world.Model, fleet, producers.Count);
+            var settings = new NodeSettings(producer, world.NodeAccess[producer].Broker(broker), exchange, world.Region, world.Model, fleet, producers.Count, leases);
             nodes.Add(await StartAsync(settings, world.ServingNodes[producer], world.Deployments, n, ct));
         }
     }

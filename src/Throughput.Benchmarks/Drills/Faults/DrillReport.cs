@@ -90,7 +90,7 @@ public sealed record DrillReport(string Markdown, IReadOnlyList<Check> Checks, B
         if (r.Aborted is not null) md.AppendLine($"\nAborted: {r.Aborted}");
         md.AppendLine();
         md.AppendLine($"Setup: scratch PostgreSQL cluster and RabbitMQ node '{r.Services.Name}' (:{r.Services.PostgresPort}, :{r.Services.RabbitPort}) from infra/drills/nodes.sh; one platform host process (all roles; log `{r.HostLog}`); " +
-            $"{r.Nodes.Count} serving nodes, each the reference Flywheel batcher ({r.Plan.Fleet.Nodes} simulated GPUs × {r.Plan.Fleet.TokenBudget:N0} tokens per {r.Plan.Fleet.IterationTime.TotalMilliseconds:0} ms) with its own AdmissionCache, AdmissionFeed and MeteringPublisher, sharing every deployment's traffic. " +
+            $"{r.Nodes.Count} serving nodes, each the reference Flywheel batcher ({r.Plan.Fleet.Nodes} simulated GPUs × {r.Plan.Fleet.TokenBudget:N0} tokens per {r.Plan.Fleet.IterationTime.TotalMilliseconds:0} ms) with its own AdmissionCache, AdmissionFeed and MeteringPublisher, sharing every deployment's traffic and each holding its own lease on every deployment (docs/replicas.md). " +
             $"{r.World.Model} in {r.World.Region}: " + string.Join("; ", r.World.Deployments.Select(d => $"{d.Customer.Customer.Name} ({d.Customer.Customer.Workload.Name}) {d.Customer.Customer.Ptu} PTU{(d.Spillover ? " with spillover" : "")}, offered {d.OfferedFactor}×")) + ".");
         md.AppendLine();
 
@@ -180,11 +180,11 @@ public sealed record DrillReport(string Markdown, IReadOnlyList<Check> Checks, B
 
         md.AppendLine("## The serving SDK");
         md.AppendLine();
-        md.AppendLine("| node | records handed over | confirmed | batches | republishes | publisher reconnects | publish failures | feed pulls | feed reconnects | pushes applied | feed failures |");
-        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        md.AppendLine("| node | records handed over | confirmed | batches | republishes | publisher reconnects | publish failures | feed pulls | feed reconnects | pushes applied | lease renewals | feed failures |");
+        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var n in r.Nodes)
         {
-            md.AppendLine($"| {n.ProducerId} | {N(n.HandedOver)} | {N(n.Confirmed)} | {N(n.Batches)} | {N(n.Republishes)} | {n.Reconnects} | {N(n.PublishFailures)} | {N(n.Pulls)} | {n.FeedReconnects} | {N(n.PushesApplied)} | {N(n.FeedFailures)} |");
+            md.AppendLine($"| {n.ProducerId} | {N(n.HandedOver)} | {N(n.Confirmed)} | {N(n.Batches)} | {N(n.Republishes)} | {n.Reconnects} | {N(n.PublishFailures)} | {N(n.Pulls)} | {n.FeedReconnects} | {N(n.PushesApplied)} | {N(n.LeaseRenewals)} | {N(n.FeedFailures)} |");
         }
         md.AppendLine();
         md.AppendLine("Failures are the SDK's own reports (a publish or pull that failed and was retried), not lost records.");

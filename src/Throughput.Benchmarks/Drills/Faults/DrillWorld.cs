@@ -39,8 +39,9 @@ public sealed class DrillWorld : IDisposable
     public SpilloverPrices Prices { get; private set; } = new(0, 0, 0);
 
     /// <summary>
-    /// The customers are pushed past what they bought (1.5–2×) and their traffic is shared by every node, whose local
-    /// buckets each refill at the full purchased rate: so the platform's own bucket is what binds, and it throttles.
+    /// The customers are pushed past what they bought (1.5–2×) and their traffic is shared by every node. In the fault
+    /// drill each node admits within its own lease (what is over its share waits, or spills over); in the HA drill each
+    /// follows the whole purchased rate, so the platform's own bucket is what binds, and it throttles.
     /// </summary>
     static IReadOnlyList<(Customer Customer, bool Spillover)> Customers =>
     [

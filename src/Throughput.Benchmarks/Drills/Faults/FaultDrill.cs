@@ -25,10 +25,11 @@ public sealed record DrillResult(
 /// <summary>A serving node's SDK counters at the end.</summary>
 public sealed record NodeFigures(
     string ProducerId, long HandedOver, long Confirmed, long Batches, long Republishes, long Reconnects, long PublishFailures,
-    long Pulls, long FeedReconnects, long PushesApplied, long FeedFailures);
+    long Pulls, long FeedReconnects, long PushesApplied, long LeaseRenewals, long FeedFailures);
 
 /// <summary>
-/// The fault drill: while the reference Flywheel batcher serves three customers through two serving nodes, it repeatedly
+/// The fault drill: while the reference Flywheel batcher serves three customers through two serving nodes (each holding its
+/// own lease on every deployment), it repeatedly
 /// SIGKILLs the platform host, restarts (or kills) RabbitMQ, restarts and crashes PostgreSQL and cuts a node's broker
 /// connections; after every round it pauses the load, lets everything settle and compares what the nodes' publishers had
 /// confirmed with what the platform bills — the deployments' metered totals, the usage series and the invoice drafts.
@@ -108,10 +109,10 @@ public sealed class FaultDrill : IBenchmark
             var nodes = new List<BatcherNode>();
             try
             {
-                await BatcherNode.StartEachAsync(nodes, world, producers, topology.Exchange, plan.Fleet, ct);
+                await BatcherNode.StartEachAsync(nodes, world, producers, topology.Exchange, plan.Fleet, leases: true, ct);
                 var (faults, settlements, aborted) = await DriveAsync(plan, services, host, world, nodes, topology, started, ct);
                 var figures = nodes.Select(n => new NodeFigures(n.ProducerId, n.HandedOver, n.Publisher.RecordsConfirmed, n.Publisher.BatchesPublished,
-                    n.Publisher.Republishes, n.Publisher.Reconnects, n.PublishFailures, n.Feed.Pulls, n.Feed.Reconnects, n.Feed.PushesApplied, n.FeedFailures)).ToList();
+                    n.Publisher.Republishes, n.Publisher.Reconnects, n.PublishFailures, n.Feed.Pulls, n.Feed.Reconnects, n.Feed.PushesApplied, n.Feed.LeaseRenewals, n.FeedFailures)).ToList();
                 return new DrillResult(plan, topology.RunId, started, DateTimeOffset.UtcNow, machine, services, host.LogPath, world, faults, settlements, figures, aborted);
             }
             finally
