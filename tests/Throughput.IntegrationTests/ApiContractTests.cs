@@ -19,7 +19,7 @@ public sealed class ApiContractTests(PlatformFixture platform)
     [Fact]
     public async Task Every_status_an_operation_answers_is_one_its_document_declares()
     {
-        var document = await platform.Client(null).GetFromJsonAsync<JsonElement>("/openapi/v1.json");
+        var document = await platform.OpenApiDocumentAsync();
         var (_, tenant) = await platform.NewTenantAsync();
         var issued = await platform.Operator().PostAsJsonAsync("/v1/operator/keys", new { role = "Finance", name = "contract test" });
         issued.EnsureSuccessStatusCode();
@@ -61,7 +61,7 @@ public sealed class ApiContractTests(PlatformFixture platform)
     [Fact]
     public async Task Every_request_body_has_an_example_with_exactly_its_fields()
     {
-        var document = await platform.Client(null).GetFromJsonAsync<JsonElement>("/openapi/v1.json");
+        var document = await platform.OpenApiDocumentAsync();
         var schemas = document.GetProperty("components").GetProperty("schemas");
         List<string> missing = [];
         foreach (var path in document.GetProperty("paths").EnumerateObject())
@@ -81,7 +81,7 @@ public sealed class ApiContractTests(PlatformFixture platform)
     [Fact]
     public async Task Every_field_of_every_schema_has_a_description_and_every_instant_an_example()
     {
-        var document = await platform.Client(null).GetFromJsonAsync<JsonElement>("/openapi/v1.json");
+        var document = await platform.OpenApiDocumentAsync();
         List<string> undescribed = [];
         var schemas = document.GetProperty("components").GetProperty("schemas").EnumerateObject().ToList();
         foreach (var schema in schemas) Walk(schema.Name, schema.Value);

@@ -70,12 +70,19 @@ public abstract class HostFixture(string operatorKey, string meteringExchange, i
     public HttpClient Operator() => PatientClient(operatorKey);
 
     /// <summary>A client that waits out a 429 for its Retry-After, as the demo's own clients do.</summary>
-    public HttpClient PatientClient(string apiKey)
+    public HttpClient PatientClient(string? apiKey)
     {
         var client = CreateDefaultClient(new RetryAfterPatience());
-        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", apiKey);
+        if (apiKey is not null) client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", apiKey);
         return client;
     }
+
+    /// <summary>
+    /// The OpenAPI document, read as anyone may read it: patiently, since the tests of the anonymous rate limit flood it
+    /// from this same address, in parallel.
+    /// </summary>
+    public Task<System.Text.Json.JsonElement> OpenApiDocumentAsync() =>
+        PatientClient(null).GetFromJsonAsync<System.Text.Json.JsonElement>("/openapi/v1.json");
 
     /// <summary>A fresh tenant with its own key, so tests never see each other's data.</summary>
     public async Task<(string TenantId, HttpClient Client)> NewTenantAsync(string currency = "USD")
