@@ -91,6 +91,8 @@ public sealed class ReplicasBenchmark : IBenchmark
 
     sealed record RunSpec(string Id, int K, double[] Shares, decimal Ptu, double Offered, int RequestTokens, TimeSpan Backlog, bool Leases, TimeSpan Measured);
 
+    const double ShareTolerance = 0.95;
+
     sealed record RunResult(RunSpec Spec, long Rate, long Burst, long[] Bins, long Throttles, double[] LeaseShares, long[] Fair, double? RebalanceSeconds,
         long Admitted, decimal Metered, long Records, long MeteredRecords);
 
@@ -237,7 +239,8 @@ public sealed class ReplicasBenchmark : IBenchmark
         long cumulative = 0;
         var opening = Enumerable.Range(0, 10).Max(b => (cumulative += r.Bins[b]) - perSecond * (b + 1)) / r.Burst;
         var throttlesPerMinute = r.Throttles / r.Spec.Measured.TotalMinutes;
-        var sharesMet = r.Spec.Leases && r.LeaseShares.Zip(r.Fair).All(p => p.First >= 0.95 * p.Second);
+        // 5 % below the fair share is sampling, not unfairness: both sides are per-second samples of estimates that move.
+        var sharesMet = r.Spec.Leases && r.LeaseShares.Zip(r.Fair).All(p => p.First >= ShareTolerance * p.Second);
         var exact = r.Metered == r.Admitted && r.MeteredRecords == r.Records;
         string Range(List<double> w) => w.Count == 0 ? "n/a" : $"{w.Min():0.000}–{w.Max():0.000}";
         yield return new($"{label}: steady-state ratio (after the first minute)", $"{Window(60, measuredBins - 60):0.0000}");
@@ -246,7 +249,7 @@ public sealed class ReplicasBenchmark : IBenchmark
         yield return new($"{label}: throttles/min", $"{throttlesPerMinute:0.00} ({r.Throttles})", "≤ 1", throttlesPerMinute <= 1);
         yield return new($"{label}: opening burst (× one burst)", $"{opening:0.00}", "≤ 1.1", opening <= 1.1);
         yield return new($"{label}: share / fair share of demand per replica (tokens/min)",
-            string.Join(", ", r.LeaseShares.Zip(r.Fair).Select(p => $"{p.First:0}/{p.Second}")), "each ≥ its fair share", r.Spec.Leases ? sharesMet : null);
+            string.Join(", ", r.LeaseShares.Zip(r.Fair).Select(p => $"{p.First:0}/{p.Second}")), $"each ≥ {ShareTolerance:0.00} × its fair share", r.Spec.Leases ? sharesMet : null);
         if (r.Spec.K > 1)
             yield return new($"{label}: share moved after a replica was killed", r.RebalanceSeconds is { } s ? $"{s:0.00} s" : "not within 10 s", "≤ 2 s", r.RebalanceSeconds <= 2);
         yield return new($"{label}: metering (admitted = metered)", $"{r.Admitted:N0} / {r.Metered:N0} tokens, {r.Records:N0} / {r.MeteredRecords:N0} records", "exact", exact);
