@@ -66,15 +66,27 @@ public static class Pools
 
     const string GpuKindPattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$";
 
-    static async Task<Results<Ok<PoolView>, ProblemHttpResult>> SetAsync(ModelCatalog catalog, string model, string region, ServingPhase phase, SetPoolCapacity command, IDocumentSession session, TimeProvider clock, CancellationToken ct)
+    /// <summary>
+    /// Checks a capacity statement for a pool of the model in the region, whole or by phase: the model is in the catalog,
+    /// the region has a region's form, and a GPU kind has a calibration for the model (returned; null when stated in PTUs).
+    /// </summary>
+    public static async Task<(ProblemHttpResult? Problem, GpuCalibration? Calibration)> CheckAsync(ModelCatalog catalog, string model, string region, SetPoolCapacity command,
+        IQuerySession session, CancellationToken ct)
     {
         if (catalog.Find(model) is null)
-            return Validation.Invalid(new Dictionary<string, string[]> { ["model"] = ["Unknown model; GET /v1/models lists them."] });
+            return (Validation.Invalid(new Dictionary<string, string[]> { ["model"] = ["Unknown model; GET /v1/models lists them."] }), null);
         if (!System.Text.RegularExpressions.Regex.IsMatch(region, "^[a-z][a-z0-9-]{1,31}$"))
-            return Validation.Invalid(new Dictionary<string, string[]> { ["region"] = ["Region must look like 'eastus' or 'sweden-central'."] });
-        GpuCalibration? calibration = null;
-        if (command.GpuKind is { } kind && (calibration = await session.LoadAsync<GpuCalibration>(GpuCalibration.StreamId(kind, model), ct)) is null)
-            return Validation.Invalid(new Dictionary<string, string[]> { ["gpuKind"] = [$"No calibration of {kind} for {model}; record one first (the reference batcher's calibrate command does)."] });
+            return (Validation.Invalid(new Dictionary<string, string[]> { ["region"] = ["Region must look like 'eastus' or 'sweden-central'."] }), null);
+        if (command.GpuKind is not { } kind) return (null, null);
+        return await session.LoadAsync<GpuCalibration>(GpuCalibration.StreamId(kind, model), ct) is { } calibration
+            ? (null, calibration)
+            : (Validation.Invalid(new Dictionary<string, string[]> { ["gpuKind"] = [$"No calibration of {kind} for {model}; record one first (the reference batcher's calibrate command does)."] }), null);
+    }
+
+    static async Task<Results<Ok<PoolView>, ProblemHttpResult>> SetAsync(ModelCatalog catalog, string model, string region, ServingPhase phase, SetPoolCapacity command, IDocumentSession session, TimeProvider clock, CancellationToken ct)
+    {
+        var (problem, calibration) = await CheckAsync(catalog, model, region, command, session, ct);
+        if (problem is not null) return problem;
         var id = CapacityPool.StreamId(model, region, phase);
         var stream = await session.Events.FetchForExclusiveWriting<CapacityPool>(id, ct);
         PhasePools.EnsureOneKind(model, region, phase, calibration is not null ? command.Gpus!.Value * calibration.PtuPerGpu : command.CapacityPtu!.Value,

@@ -18,13 +18,8 @@ public static class PoolCapacity
     {
         app.MapPut("/v1/operator/pools/{model}/{region}", async Task<Results<Ok<PoolView>, ProblemHttpResult>> (string model, string region, SetPoolCapacity command, IDocumentStore store, IQuerySession query, TimeProvider clock, CancellationToken ct) =>
             {
-                if (catalog.Find(model) is null)
-                    return Validation.Invalid(new Dictionary<string, string[]> { ["model"] = ["Unknown model; GET /v1/models lists them."] });
-                if (!System.Text.RegularExpressions.Regex.IsMatch(region, "^[a-z][a-z0-9-]{1,31}$"))
-                    return Validation.Invalid(new Dictionary<string, string[]> { ["region"] = ["Region must look like 'eastus' or 'sweden-central'."] });
-                GpuCalibration? calibration = null;
-                if (command.GpuKind is { } kind && (calibration = await query.LoadAsync<GpuCalibration>(GpuCalibration.StreamId(kind, model), ct)) is null)
-                    return Validation.Invalid(new Dictionary<string, string[]> { ["gpuKind"] = [$"No calibration of {kind} for {model}; record one first (the reference batcher's calibrate command does)."] });
+                var (problem, calibration) = await Pools.CheckAsync(catalog, model, region, command, query, ct);
+                if (problem is not null) return problem;
                 return TypedResults.Ok(await Drain.DecideAgainOnConflictAsync(store, session => SetAsync(session, model, region, command, calibration, clock.GetUtcNow(), ct)));
             })
             .ValidateWith(new Pools.Validator())
