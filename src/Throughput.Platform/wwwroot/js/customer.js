@@ -500,15 +500,20 @@ async function loadDraft() {
     linesTable(lines, draft.currency, 'No lines yet.', 'Invoice draft lines', { compact: true }));
 }
 
+/** The answer to a GET of the tenant's own list, or null once the host says why it could not be loaded. */
+async function loadList(host, path, what) {
+  const response = await api(path);
+  if (response.ok) return response.json();
+  host.replaceChildren(el('p', { class: 'error' }, `Could not load your ${what}: ${await problemText(response)}`));
+  return null;
+}
+
 /** The tenant's issued invoices, newest first, each linking to its page. */
 async function loadInvoices() {
   const host = document.getElementById('invoices');
-  const response = await api('/v1/invoices');
-  if (!response.ok) {
-    host.replaceChildren(el('p', { class: 'error' }, `Could not load your invoices: ${await problemText(response)}`));
-    return;
-  }
-  const invoices = (await response.json()).reverse();
+  const issued = await loadList(host, '/v1/invoices', 'invoices');
+  if (!issued) return;
+  const invoices = issued.reverse();
   host.replaceChildren(table(invoices, [
     ['documentNumber', 'Invoice', (number, i) => el('a', { href: `invoice.html?id=${encodeURIComponent(i.id)}` }, number)],
     ['month', 'Month'], ['total', 'Total', money], ['balance', 'Balance', money],
@@ -518,14 +523,11 @@ async function loadInvoices() {
 /** The tenant's alerts: what each watches, its threshold, whether it caps spillover, and the month it is crossed in. */
 async function loadAlerts() {
   const host = document.getElementById('alerts');
-  const response = await api('/v1/alerts');
-  if (!response.ok) {
-    host.replaceChildren(el('p', { class: 'error' }, `Could not load your alerts: ${await problemText(response)}`));
-    return;
-  }
+  const alerts = await loadList(host, '/v1/alerts', 'alerts');
+  if (!alerts) return;
   const threshold = (value, a) => (a.metric === 'Utilization' ? pct(value) : `${value}`);
   const watches = { Utilization: 'Utilization', SpilloverSpend: 'Spillover spend', InvoiceToDate: 'Invoice to date' };
-  host.replaceChildren(table(await response.json(), [
+  host.replaceChildren(table(alerts, [
     ['name', 'Name'], ['metric', 'Watches', (m) => watches[m] ?? m], ['deploymentId', 'Deployment', (d) => d ?? 'all'], ['threshold', 'Threshold', threshold],
     ['capsSpillover', 'Caps spillover', (c) => (c ? 'yes' : 'no')],
     ['crossedIn', 'Crossed', (m) => el('span', { class: `badge ${m ? 'Failed' : 'Delivered'}` }, m ? `crossed in ${m}` : 'armed')],
@@ -536,12 +538,8 @@ async function loadAlerts() {
 /** Each webhook endpoint with its latest deliveries: status, attempts, the receiver's last answer, the next try. */
 async function loadWebhooks() {
   const host = document.getElementById('webhooks');
-  const response = await api('/v1/webhooks/endpoints');
-  if (!response.ok) {
-    host.replaceChildren(el('p', { class: 'error' }, `Could not load your webhook endpoints: ${await problemText(response)}`));
-    return;
-  }
-  const endpoints = await response.json();
+  const endpoints = await loadList(host, '/v1/webhooks/endpoints', 'webhook endpoints');
+  if (!endpoints) return;
   if (!endpoints.length) {
     host.replaceChildren(el('p', { class: 'empty' }, 'No webhook endpoints. POST /v1/webhooks/endpoints registers one (docs/webhooks.md).'));
     return;
