@@ -3,10 +3,9 @@ using Throughput.Configuration;
 using Throughput.Hosting;
 using Throughput.Store;
 
-var settings = ServiceSettings.FromEnvironment();
 if (args is ["rebuild-projections", .. var names])
 {
-    await ProjectionRebuild.RunCommandAsync(settings, Features.All, names);
+    await ProjectionRebuild.RunCommandAsync(ServiceSettings.FromEnvironment(), Features.All, names);
     return;
 }
 // appsettings.json and the catalog are found beside the binary, whatever the working directory.
@@ -14,6 +13,7 @@ var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = ar
 // Request lines carry query strings (and a key a client put there): never logged, whatever the configuration says.
 builder.Logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", LogLevel.Warning);
 builder.Logging.AddFilter("Microsoft.AspNetCore.HttpLogging", LogLevel.None);
+var settings = ServiceSettings.FromConfiguration(builder.Configuration);
 var catalog = ModelCatalog.FromConfiguration(builder.Configuration);
 var roles = HostRoles.FromConfiguration(builder.Configuration);
 builder.Services.AddSingleton(settings);

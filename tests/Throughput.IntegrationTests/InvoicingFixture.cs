@@ -57,6 +57,7 @@ public sealed class InvoicingFixture() : HostFixture(OperatorKey, $"tests.invoic
     protected override void ConfigureWebHost(IWebHostBuilder builder)
     {
         base.ConfigureWebHost(builder);
+        builder.UseSetting("THROUGHPUT_PG_SCHEMA", Schema);
         builder.UseSetting("Catalog:Path", CatalogWithGeography());
         builder.UseSetting("Invoicing:AutoIssue", "false");
         builder.UseSetting("Invoicing:CatchUpTimeout", "00:00:20");
@@ -66,19 +67,7 @@ public sealed class InvoicingFixture() : HostFixture(OperatorKey, $"tests.invoic
         builder.UseSetting("Webhooks:SecretKey", Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)));
         builder.UseSetting("Webhooks:PollInterval", "00:00:00.200");
         builder.UseSetting("Alerts:InvoiceEvery", "00:00:00.200");
-        builder.ConfigureServices(services =>
-        {
-            services.AddSingleton<TimeProvider>(Clock);
-            services.ConfigureMarten(opts =>
-            {
-                opts.DatabaseSchemaName = Schema;
-                opts.Events.DatabaseSchemaName = Schema;
-                opts.Storage.ExtendedSchemaObjects.Add(AppliedBatches.Definition(Schema));
-                opts.Storage.ExtendedSchemaObjects.Add(Throughput.Deployments.DeploymentMeters.Definition(Schema));
-                opts.Storage.ExtendedSchemaObjects.Add(Throughput.Deployments.DeploymentMeters.CheckpointDefinition(Schema));
-                foreach (var table in Throughput.Invoicing.Accruals.Definitions(Schema)) opts.Storage.ExtendedSchemaObjects.Add(table);
-            });
-        });
+        builder.ConfigureServices(services => services.AddSingleton<TimeProvider>(Clock));
     }
 
     public IDocumentStore Store => Services.GetRequiredService<IDocumentStore>();

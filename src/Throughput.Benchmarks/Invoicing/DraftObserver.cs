@@ -22,8 +22,8 @@ public sealed class DraftObserver(string connectionString, string query, string?
     readonly CancellationTokenSource _stop = new();
     Task? _polling;
 
-    /// <summary>The platform's read models are version 5 of their composite projection (<c>ReadModels.Version</c>), which Marten appends to their tables' names.</summary>
-    const string Accounts = "mt_doc_billingaccount_5";
+    /// <summary>Marten appends the version of the read models' composite projection to their tables' names.</summary>
+    static readonly string Accounts = $"mt_doc_billingaccount_{Throughput.Configuration.ReadModels.Version}";
 
     public long Through { get; private set; }
 

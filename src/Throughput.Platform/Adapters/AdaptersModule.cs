@@ -20,7 +20,7 @@ public sealed class AdaptersModule : FeatureModule
         opts.Schema.For<AdapterMonth>().Duplicate(m => m.DeploymentId);
     }
 
-    public override void AddReadModels(CompositeProjection readModels, ProjectionLayout layout) => readModels.Add<AdapterUsageProjection>();
+    public override void AddReadModels(CompositeProjection readModels, StoreOptions opts, ProjectionLayout layout) => readModels.Add<AdapterUsageProjection>();
 
     public override void MapEndpoints(WebApplication app)
     {

@@ -33,7 +33,7 @@ public abstract class FeatureModule
     }
 
     /// <summary>The feature's members of the one composite projection every async read model belongs to.</summary>
-    public virtual void AddReadModels(CompositeProjection readModels, ProjectionLayout layout)
+    public virtual void AddReadModels(CompositeProjection readModels, StoreOptions opts, ProjectionLayout layout)
     {
     }
 

@@ -10,25 +10,38 @@ public sealed record ServiceSettings(
     string PgHost, int PgPort, string PgDatabase, string PgUser, string PgPassword, string PgSchema,
     string RabbitHost, int RabbitPort, string RabbitVirtualHost, string RabbitUser, string RabbitPassword)
 {
-    public static ServiceSettings FromEnvironment() => new(
-        Env("THROUGHPUT_PG_HOST", "127.0.0.1"),
-        int.Parse(Env("THROUGHPUT_PG_PORT", "5432"), System.Globalization.CultureInfo.InvariantCulture),
-        Env("THROUGHPUT_PG_DATABASE", "throughput"),
-        Env("THROUGHPUT_PG_USER", "throughput"),
-        Env("THROUGHPUT_PG_PASSWORD", "throughput"),
-        Env("THROUGHPUT_PG_SCHEMA", "throughput"),
-        Env("THROUGHPUT_RABBIT_HOST", "127.0.0.1"),
-        int.Parse(Env("THROUGHPUT_RABBIT_PORT", "5672"), System.Globalization.CultureInfo.InvariantCulture),
-        Env("THROUGHPUT_RABBIT_VHOST", "throughput"),
-        Env("THROUGHPUT_RABBIT_USER", "throughput"),
-        Env("THROUGHPUT_RABBIT_PASSWORD", "throughput"))
+    public static ServiceSettings FromEnvironment() => From(Environment.GetEnvironmentVariable);
+
+    /// <summary>
+    /// The same variables read from a host's configuration, which holds the environment, so a host built in-process (the
+    /// integration tests') can be given a schema of its own with <c>UseSetting("THROUGHPUT_PG_SCHEMA", …)</c>.
+    /// </summary>
+    public static ServiceSettings FromConfiguration(IConfiguration configuration) => From(name => configuration[name]);
+
+    static ServiceSettings From(Func<string, string?> read)
     {
-        PgHosts = Env("THROUGHPUT_PG_HOSTS", ""),
-        RabbitNodes = Env("THROUGHPUT_RABBIT_NODES", ""),
-        RabbitManagement = Env("THROUGHPUT_RABBIT_MANAGEMENT", "http://127.0.0.1:15672"),
-        RabbitAdminUser = Env("THROUGHPUT_RABBIT_ADMIN_USER", "throughput-admin"),
-        RabbitAdminPassword = Env("THROUGHPUT_RABBIT_ADMIN_PASSWORD", "throughput-admin"),
-    };
+        return new(
+            Env("THROUGHPUT_PG_HOST", "127.0.0.1"),
+            int.Parse(Env("THROUGHPUT_PG_PORT", "5432"), System.Globalization.CultureInfo.InvariantCulture),
+            Env("THROUGHPUT_PG_DATABASE", "throughput"),
+            Env("THROUGHPUT_PG_USER", "throughput"),
+            Env("THROUGHPUT_PG_PASSWORD", "throughput"),
+            Env("THROUGHPUT_PG_SCHEMA", "throughput"),
+            Env("THROUGHPUT_RABBIT_HOST", "127.0.0.1"),
+            int.Parse(Env("THROUGHPUT_RABBIT_PORT", "5672"), System.Globalization.CultureInfo.InvariantCulture),
+            Env("THROUGHPUT_RABBIT_VHOST", "throughput"),
+            Env("THROUGHPUT_RABBIT_USER", "throughput"),
+            Env("THROUGHPUT_RABBIT_PASSWORD", "throughput"))
+        {
+            PgHosts = Env("THROUGHPUT_PG_HOSTS", ""),
+            RabbitNodes = Env("THROUGHPUT_RABBIT_NODES", ""),
+            RabbitManagement = Env("THROUGHPUT_RABBIT_MANAGEMENT", "http://127.0.0.1:15672"),
+            RabbitAdminUser = Env("THROUGHPUT_RABBIT_ADMIN_USER", "throughput-admin"),
+            RabbitAdminPassword = Env("THROUGHPUT_RABBIT_ADMIN_PASSWORD", "throughput-admin"),
+        };
+
+        string Env(string name, string fallback) => read(name) is { Length: > 0 } value ? value : fallback;
+    }
 
     /// <summary>
     /// Events the async read models fold per page, live and in a rebuild. A page of usage events costs one write per touched
@@ -85,6 +98,4 @@ public sealed record ServiceSettings(
 
     public Uri RabbitUri => new($"amqp://{Uri.EscapeDataString(RabbitUser)}:{Uri.EscapeDataString(RabbitPassword)}@{RabbitHost}:{RabbitPort}/{Uri.EscapeDataString(RabbitVirtualHost)}");
 
-    static string Env(string name, string fallback) =>
-        Environment.GetEnvironmentVariable(name) is { Length: > 0 } value ? value : fallback;
 }

@@ -15,7 +15,7 @@ public sealed class FinanceModule : FeatureModule
         opts.Schema.For<PoolUtilization>().Duplicate(m => m.Period);
     }
 
-    public override void AddReadModels(CompositeProjection readModels, ProjectionLayout layout)
+    public override void AddReadModels(CompositeProjection readModels, StoreOptions opts, ProjectionLayout layout)
     {
         readModels.Add(new PoolUtilizationProjection(), options =>
         {

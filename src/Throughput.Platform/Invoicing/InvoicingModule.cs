@@ -43,7 +43,7 @@ public sealed class InvoicingModule : FeatureModule
         foreach (var table in Accruals.Definitions(opts.DatabaseSchemaName)) opts.Storage.ExtendedSchemaObjects.Add(table);
     }
 
-    public override void AddReadModels(CompositeProjection readModels, ProjectionLayout layout)
+    public override void AddReadModels(CompositeProjection readModels, StoreOptions opts, ProjectionLayout layout)
     {
         readModels.Add<BillingAccountProjection>();
         readModels.Add<CreditNoteProjection>();

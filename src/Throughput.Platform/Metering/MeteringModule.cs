@@ -31,12 +31,15 @@ public sealed class MeteringModule : FeatureModule
     public override void ConfigureStore(StoreOptions opts, ProjectionLayout layout)
     {
         opts.Storage.ExtendedSchemaObjects.Add(AppliedBatches.Definition(opts.DatabaseSchemaName));
-        // Rewritten on every page of usage: its queried field in a column of its own (see DeploymentsModule).
-        opts.Schema.For<UsageMinute>().Duplicate(m => m.DeploymentId);
+        opts.Storage.ExtendedSchemaObjects.Add(UsageMinuteProjection.Definition(opts.DatabaseSchemaName));
         opts.Schema.For<QuarantinedMetering>().Index(q => q.QuarantinedAt).Index(q => q.ProducerId);
     }
 
-    public override void AddReadModels(CompositeProjection readModels, ProjectionLayout layout) => readModels.Add<UsageSeriesProjection>();
+    public override void AddReadModels(CompositeProjection readModels, StoreOptions opts, ProjectionLayout layout)
+    {
+        readModels.Add(new UsageMinuteProjection(), options => options.DeleteDataInTableOnTeardown(UsageMinuteProjection.TableName(opts.DatabaseSchemaName)));
+        foreach (var type in UsageMinuteProjection.EventTypes) readModels.IncludeType(type);
+    }
 
     public override void MapEndpoints(WebApplication app)
     {

@@ -76,7 +76,7 @@ public static class PhaseUtilizations
                 {
                     var held = Held((await session.Events.FetchStreamAsync(pool.Id, token: ct)).Select(e => e.Data));
                     var deployments = await session.LoadManyAsync<Deployment>(ct, held.Keys);
-                    var usage = await session.LoadManyAsync<UsageMinute>(ct, held.Keys.Select(d => UsageMinute.IdOf(d, at)));
+                    var usage = await UsageMinuteProjection.ReadAsync(session, [.. held.Keys], at, at, ct);
                     var minutes = deployments.ToDictionary(d => d.Id, d => (d.Ptu, usage.SingleOrDefault(u => u.DeploymentId == d.Id)?.Tokens ?? default));
                     phases.Add(Of(pool, entry, held, minutes));
                 }

@@ -1,8 +1,6 @@
 using System.Globalization;
 using JasperFx.Events;
-using JasperFx.Events.Grouping;
 using Marten;
-using Marten.Events.Projections;
 using Throughput.Access;
 using Throughput.Deployments;
 using Throughput.Http;
@@ -14,7 +12,6 @@ namespace Throughput.Metering;
 /// hourly usage and invoices count it), with the peak utilization that usage raised the bucket to and the throttles that began in the minute.
 /// </summary>
 public sealed record UsageMinute(
-    string Id,
     string DeploymentId,
     DateTimeOffset Minute,
     TokenCounts Tokens,
@@ -26,15 +23,14 @@ public sealed record UsageMinute(
     public static DateTimeOffset MinuteOf(DateTimeOffset at) =>
         new(at.UtcDateTime.Year, at.UtcDateTime.Month, at.UtcDateTime.Day, at.UtcDateTime.Hour, at.UtcDateTime.Minute, 0, TimeSpan.Zero);
 
-    // Integer formatting rather than a date format string: every usage event is slotted by this id, live and in a rebuild.
+    // Integer formatting rather than a date format string: the API names every minute it answers by this id.
     public static string IdOf(string deploymentId, DateTimeOffset at)
     {
         var utc = at.UtcDateTime;
         return string.Create(CultureInfo.InvariantCulture, $"{deploymentId}:{utc.Year:D4}{utc.Month:D2}{utc.Day:D2}{utc.Hour:D2}{utc.Minute:D2}");
     }
 
-    public static UsageMinute Empty(string deploymentId, DateTimeOffset at) =>
-        new(IdOf(deploymentId, at), deploymentId, MinuteOf(at), default, 0, 0, 0, 0);
+    public static UsageMinute Empty(string deploymentId, DateTimeOffset at) => new(deploymentId, MinuteOf(at), default, 0, 0, 0, 0);
 
     public UsageMinute Add(UsageMetered e) => this with
     {
@@ -43,25 +39,119 @@ public sealed record UsageMinute(
         MaxUtilization = Math.Max(MaxUtilization, e.Utilization),
         TokensPerMinute = e.TokensPerMinute,
     };
+
+    public UsageMinute Throttled() => this with { Throttles = Throttles + 1 };
 }
 
-/// <summary>Minute-grain usage per deployment; async (Marten daemon), so metering never waits on it.</summary>
-public sealed partial class UsageSeriesProjection : MultiStreamProjection<UsageMinute, string>
+/// <summary>
+/// Minute-grain usage per deployment, kept by the daemon (so metering never waits on it) in a table of plain columns.
+/// Everything a minute holds adds up (sums, a maximum, the latest rate), so a page of the log is folded in memory and
+/// written as one statement that adds each (deployment, minute) to its row, without reading the rows first: at thousands
+/// of deployments a page touches most of them once, and loading and rewriting a document for each cost more than the
+/// metering that produced them. The page's transaction carries the daemon's progress, so a page is added once; a rebuild
+/// empties the table first.
+/// </summary>
+public sealed class UsageMinuteProjection : Marten.Events.Projections.IProjection
 {
-    public UsageSeriesProjection()
+    public const string Table = "usage_minutes";
+
+    public static readonly Type[] EventTypes = [typeof(UsageBatchMetered), typeof(UsageMetered), typeof(DeploymentThrottled)];
+
+    /// <summary>The table of this version of the read models: a version that rebuilds from the log starts from an empty one.</summary>
+    public static string TableName(string schema) => $"{schema}.{Table}_{Configuration.ReadModels.Version}";
+
+    public static Weasel.Postgresql.Tables.Table Definition(string schema)
     {
-        FanOut<UsageBatchMetered, UsageMetered>(b => b.Usage, FanoutMode.BeforeGrouping);
-        Identity<UsageMetered>(e => UsageMinute.IdOf(e.DeploymentId, e.LastFinishedAt));
-        Identity<DeploymentThrottled>(e => UsageMinute.IdOf(e.DeploymentId, e.ThrottledAt));
+        var table = new Weasel.Postgresql.Tables.Table(new Weasel.Postgresql.PostgresqlObjectName(schema, $"{Table}_{Configuration.ReadModels.Version}",
+            Weasel.Postgresql.SchemaUtils.IdentifierUsage.General));
+        table.AddColumn<string>("deployment_id").AsPrimaryKey();
+        table.AddColumn<DateTimeOffset>("minute").AsPrimaryKey();
+        foreach (var column in CountColumns) table.AddColumn<long>(column).NotNull();
+        table.AddColumn<decimal>("weighted_tokens").NotNull();
+        table.AddColumn<decimal>("max_utilization").NotNull();
+        table.AddColumn<long>("tokens_per_minute").NotNull();
+        table.AddColumn<int>("throttles").NotNull();
+        // A minute's row is rewritten once per page while its minute is current: room beside it keeps the update off the key's index (HOT).
+        table.WithFillFactor(50);
+        return table;
     }
 
-    public static UsageMinute Create(UsageMetered e) => UsageMinute.Empty(e.DeploymentId, e.LastFinishedAt).Add(e);
+    static readonly string[] CountColumns =
+        ["records", "prompt_tokens", "cached_tokens", "output_tokens", "spilled_records", "spilled_prompt_tokens", "spilled_cached_tokens", "spilled_output_tokens"];
 
-    public static UsageMinute Create(DeploymentThrottled e) => UsageMinute.Empty(e.DeploymentId, e.ThrottledAt) with { Throttles = 1 };
+    /// <summary>The page's usage per (deployment, minute), in the order the log holds it.</summary>
+    public static IReadOnlyCollection<UsageMinute> Fold(IEnumerable<object> events)
+    {
+        var minutes = new Dictionary<(string, DateTimeOffset), UsageMinute>();
+        foreach (var e in events)
+        {
+            switch (e)
+            {
+                case UsageBatchMetered b:
+                    foreach (var u in b.Usage) Use(u);
+                    break;
+                case UsageMetered u:
+                    Use(u);
+                    break;
+                case DeploymentThrottled t:
+                    Change(t.DeploymentId, t.ThrottledAt, m => m.Throttled());
+                    break;
+            }
+        }
+        return minutes.Values;
 
-    public static UsageMinute Apply(UsageMetered e, UsageMinute minute) => minute.Add(e);
+        void Use(UsageMetered u) => Change(u.DeploymentId, u.LastFinishedAt, m => m.Add(u));
 
-    public static UsageMinute Apply(DeploymentThrottled e, UsageMinute minute) => minute with { Throttles = minute.Throttles + 1 };
+        void Change(string deploymentId, DateTimeOffset at, Func<UsageMinute, UsageMinute> change)
+        {
+            var key = (deploymentId, UsageMinute.MinuteOf(at));
+            minutes[key] = change(minutes.GetValueOrDefault(key) ?? UsageMinute.Empty(deploymentId, at));
+        }
+    }
+
+    public Task ApplyAsync(IDocumentOperations operations, IReadOnlyList<IEvent> events, CancellationToken cancellation)
+    {
+        var minutes = Fold(events.Select(e => e.Data));
+        if (minutes.Count == 0) return Task.CompletedTask;
+        var table = TableName(operations.DocumentStore.Options.Events.DatabaseSchemaName);
+        // A minute with throttles only (no records) leaves the rate its usage recorded.
+        operations.QueueSqlCommand(
+            $"""
+            insert into {table} as m (deployment_id, minute, {string.Join(", ", CountColumns)}, weighted_tokens, max_utilization, tokens_per_minute, throttles)
+            select * from unnest(?::text[], ?::timestamptz[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[],
+                ?::numeric[], ?::numeric[], ?::bigint[], ?::int[])
+            on conflict (deployment_id, minute) do update set
+                {string.Join(", ", CountColumns.Select(c => $"{c} = m.{c} + excluded.{c}"))},
+                weighted_tokens = m.weighted_tokens + excluded.weighted_tokens,
+                max_utilization = greatest(m.max_utilization, excluded.max_utilization),
+                tokens_per_minute = case when excluded.records > 0 then excluded.tokens_per_minute else m.tokens_per_minute end,
+                throttles = m.throttles + excluded.throttles
+            """,
+            Column(m => m.DeploymentId), Column(m => m.Minute),
+            Column(m => m.Tokens.Records), Column(m => m.Tokens.PromptTokens), Column(m => m.Tokens.CachedTokens), Column(m => m.Tokens.OutputTokens),
+            Column(m => m.Tokens.SpilledRecords), Column(m => m.Tokens.SpilledPromptTokens), Column(m => m.Tokens.SpilledCachedTokens), Column(m => m.Tokens.SpilledOutputTokens),
+            Column(m => m.WeightedTokens), Column(m => m.MaxUtilization), Column(m => m.TokensPerMinute), Column(m => m.Throttles));
+        return Task.CompletedTask;
+
+        object Column<T>(Func<UsageMinute, T> value) => minutes.Select(value).ToArray();
+    }
+
+    /// <summary>The minutes stored for these deployments from <paramref name="from"/> to <paramref name="to"/> (both included), in time order.</summary>
+    public static async Task<IReadOnlyList<UsageMinute>> ReadAsync(IQuerySession session, IReadOnlyCollection<string> deploymentIds, DateTimeOffset from, DateTimeOffset to, CancellationToken ct)
+    {
+        if (deploymentIds.Count == 0) return [];
+        return await session.QueryAsync<UsageMinute>(
+            $"""
+            select json_build_object('deploymentId', deployment_id, 'minute', minute, 'tokens', json_build_object(
+                    'records', records, 'promptTokens', prompt_tokens, 'cachedTokens', cached_tokens, 'outputTokens', output_tokens,
+                    'spilledRecords', spilled_records, 'spilledPromptTokens', spilled_prompt_tokens, 'spilledCachedTokens', spilled_cached_tokens,
+                    'spilledOutputTokens', spilled_output_tokens),
+                'weightedTokens', weighted_tokens, 'maxUtilization', max_utilization, 'tokensPerMinute', tokens_per_minute, 'throttles', throttles)
+            from {TableName(session.DocumentStore.Options.Events.DatabaseSchemaName)}
+            where deployment_id = any(?) and minute >= ? and minute <= ?
+            order by minute, deployment_id
+            """, ct, deploymentIds.ToArray(), from, to);
+    }
 }
 
 /// <summary>A minute as the API answers it: counts as flat fields, spilled tokens as one sum (prompt and output).</summary>
@@ -93,7 +183,7 @@ public sealed record UsageMinuteView(
     long TokensPerMinute,
     int Throttles)
 {
-    public static UsageMinuteView Of(UsageMinute m) => new(m.Id, m.DeploymentId, m.Minute, m.Tokens.Records, m.Tokens.PromptTokens, m.Tokens.CachedTokens,
+    public static UsageMinuteView Of(UsageMinute m) => new(UsageMinute.IdOf(m.DeploymentId, m.Minute), m.DeploymentId, m.Minute, m.Tokens.Records, m.Tokens.PromptTokens, m.Tokens.CachedTokens,
         m.Tokens.OutputTokens, m.WeightedTokens, m.Tokens.SpilledRecords, m.Tokens.SpilledPromptTokens + m.Tokens.SpilledOutputTokens, m.MaxUtilization,
         m.TokensPerMinute, m.Throttles);
 }
@@ -118,9 +208,7 @@ public static class UsageSeries
                 var start = from ?? end.AddHours(-1);
                 if (end < start || end - start > MaxRange)
                     return Validation.Invalid(new Dictionary<string, string[]> { ["from"] = ["from must be before to, at most 7 days apart."] });
-                var minutes = await session.Query<UsageMinute>()
-                    .Where(m => m.DeploymentId == deploymentId && m.Minute >= UsageMinute.MinuteOf(start) && m.Minute <= end)
-                    .OrderBy(m => m.Minute).ToListAsync(ct);
+                var minutes = await UsageMinuteProjection.ReadAsync(session, [deploymentId], UsageMinute.MinuteOf(start), end, ct);
                 return TypedResults.Ok(minutes.Select(UsageMinuteView.Of));
             })
             .RequireAuthorization(Policies.Tenant).WithTags("Usage").WithName("GetUsageSeries")

@@ -68,7 +68,7 @@ public static class EventStore
                 // rebuild reads and deserializes the log once instead of once for the snapshots and again for the read models.
                 if (layout == ProjectionLayout.SinglePassRebuild)
                     foreach (var snapshot in module.Snapshots) RebuiltSnapshotOf.MakeGenericMethod(snapshot).Invoke(null, [readModels]);
-                module.AddReadModels(readModels, layout);
+                module.AddReadModels(readModels, opts, layout);
             }
             // The composite reads only the event types its members name, not the whole log.
             foreach (var type in readModels.AllProjections().OfType<EventFilterable>().SelectMany(p => p.IncludedEventTypes).Distinct().ToList())

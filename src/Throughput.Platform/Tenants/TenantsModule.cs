@@ -24,7 +24,7 @@ public sealed class TenantsModule : FeatureModule
         if (layout == ProjectionLayout.Live) opts.Projections.Add<ApiKeyProjection>(ProjectionLifecycle.Inline);
     }
 
-    public override void AddReadModels(CompositeProjection readModels, ProjectionLayout layout)
+    public override void AddReadModels(CompositeProjection readModels, StoreOptions opts, ProjectionLayout layout)
     {
         if (layout == ProjectionLayout.SinglePassRebuild) readModels.Add<ApiKeyProjection>();
     }

@@ -353,11 +353,32 @@ public sealed class InvoiceSpecs
     [Fact]
     public void Usage_documents_are_named_by_deployment_and_utc_minute_or_hour_as_they_always_were()
     {
-        // The ids are stored: the minute and hour documents of a running store must keep their names.
+        // The hour's id is stored and the minute's is how the API names it: both must keep their form.
         var at = new DateTimeOffset(2026, 3, 4, 1, 5, 59, TimeSpan.FromHours(2));
         Assert.Equal("dep-1:202603032305", UsageMinute.IdOf("dep-1", at));
         Assert.Equal("dep-1:2026030323", UsageHour.IdOf("dep-1", at));
         Assert.Equal("dep-1:" + at.UtcDateTime.ToString("yyyyMMddHHmm", CultureInfo.InvariantCulture), UsageMinute.IdOf("dep-1", at));
+    }
+
+    [Fact]
+    public void A_page_of_usage_adds_up_per_deployment_and_minute_keeping_the_peak_the_latest_rate_and_the_throttles()
+    {
+        UsageMetered U(string deployment, string finished, long records, decimal utilization, long rate) =>
+            new(deployment, "acme", [], new TokenCounts(records, records * 10, records, records * 2, 0, 0, 0, 0), records * 12m, At(finished), At(finished), 0, utilization, rate, At(finished));
+        var minutes = UsageMinuteProjection.Fold([
+            new UsageBatchMetered([U("dep-1", "2026-03-04 10:00:05", 2, 0.5m, 600), U("dep-2", "2026-03-04 10:00:06", 1, 0.1m, 300)]),
+            new DeploymentThrottled("dep-1", 1.01m, 500, At("2026-03-04 10:00:40")),
+            new UsageBatchMetered([U("dep-1", "2026-03-04 10:00:59", 3, 0.9m, 900), U("dep-1", "2026-03-04 10:01:00", 1, 0.2m, 900)]),
+            new DeploymentThrottled("dep-3", 1.2m, 500, At("2026-03-04 10:02:00")),
+        ]).ToDictionary(m => UsageMinute.IdOf(m.DeploymentId, m.Minute));
+
+        Assert.Equal(["dep-1:202603041000", "dep-1:202603041001", "dep-2:202603041000", "dep-3:202603041002"], minutes.Keys.Order());
+        var first = minutes["dep-1:202603041000"];
+        Assert.Equal((5L, 50L, 5L, 10L, 60m), (first.Tokens.Records, first.Tokens.PromptTokens, first.Tokens.CachedTokens, first.Tokens.OutputTokens, first.WeightedTokens));
+        Assert.Equal((0.9m, 900L, 1), (first.MaxUtilization, first.TokensPerMinute, first.Throttles));
+        Assert.Equal((1L, 0.2m, 0), (minutes["dep-1:202603041001"].Tokens.Records, minutes["dep-1:202603041001"].MaxUtilization, minutes["dep-1:202603041001"].Throttles));
+        // Throttled with no usage in its minute: the row counts the throttle and leaves the rate to the usage that records one.
+        Assert.Equal((0L, 0L, 1), (minutes["dep-3:202603041002"].Tokens.Records, minutes["dep-3:202603041002"].TokensPerMinute, minutes["dep-3:202603041002"].Throttles));
     }
 
     static decimal Accrued(Accrual a, DateTimeOffset at) => Money.Round(a.Base + a.RatePerSecond * at.ToUnixTimeSeconds(), "USD");
