@@ -482,7 +482,7 @@ public sealed class InvoicingTests(InvoicingFixture platform)
         Assert.Equal(before.Drafts.Select(d => d.GetProperty("lines").GetRawText()), after.Drafts.Select(d => d.GetProperty("lines").GetRawText()));
         Assert.Equal(before.RawDeployments, after.RawDeployments);
         Assert.Equal(before.FinanceReports, after.FinanceReports);
-        Assert.Equal(before.UsageMinutes, after.UsageMinutes);
+        Assert.Equal(before.UsageRows, after.UsageRows);
 
         // The command's rebuild: the write-side snapshots fold in the read models' one pass (the host's daemon paused and its
         // throttle lifter held off, as the command runs with the hosts stopped).
@@ -509,7 +509,7 @@ public sealed class InvoicingTests(InvoicingFixture platform)
         Assert.Equal(before.Drafts.Select(d => d.GetRawText()), afterSinglePass.Drafts.Select(d => d.GetRawText()));
         Assert.Equal(before.RawDeployments, afterSinglePass.RawDeployments);
         Assert.Equal(before.FinanceReports, afterSinglePass.FinanceReports);
-        Assert.Equal(before.UsageMinutes, afterSinglePass.UsageMinutes);
+        Assert.Equal(before.UsageRows, afterSinglePass.UsageRows);
     }
 
     /// <summary>The invoice document, read back: what it bills, to whom, when it is due; the tenant's own and finance's only.</summary>
@@ -536,7 +536,7 @@ public sealed class InvoicingTests(InvoicingFixture platform)
 
     sealed record Snapshot(
         IReadOnlyList<string> RawInvoices, IReadOnlyList<string> InvoiceResponses, IReadOnlyList<JsonElement> Drafts, IReadOnlyList<string> RawDeployments,
-        IReadOnlyList<string> FinanceReports, IReadOnlyList<string> UsageMinutes);
+        IReadOnlyList<string> FinanceReports, IReadOnlyList<string> UsageRows);
 
     async Task<Snapshot> SnapshotAsync(IReadOnlyList<string> ids, IReadOnlyList<string> tenants, HttpClient usd, HttpClient eur, HttpClient finance)
     {
@@ -561,11 +561,16 @@ public sealed class InvoicingTests(InvoicingFixture platform)
         foreach (var month in new[] { "2030-09", "2030-10" })
             reports.Add(await (await finance.GetAsync($"/v1/finance/{report}?month={month}")).Content.ReadAsStringAsync());
         Assert.Contains(reports, r => r.Contains("\"idle\"", StringComparison.Ordinal) && r.Contains("%\"", StringComparison.Ordinal));
-        // The minutes are added to, not rewritten: a rebuild that did not empty them first would count every one twice.
-        var minutes = await session.AdvancedSql.QueryAsync<string>(
-            $"select row_to_json(m)::text from {Throughput.Metering.UsageMinuteProjection.TableName(InvoicingFixture.Schema)} m where deployment_id in " +
-            $"(select id from {InvoicingFixture.Schema}.mt_doc_deployment where data->>'tenantId' = any(?)) order by deployment_id, minute", CancellationToken.None, new object[] { tenants.ToArray() });
-        Assert.NotEmpty(minutes);
-        return new Snapshot(raw, responses, drafts, deployments, reports, minutes);
+        // Minutes and hours are tables of the daemon's own, which a rebuild must empty before it adds the log to them again.
+        var usage = new List<string>();
+        foreach (var table in new[] { Throughput.Metering.UsageMinuteProjection.TableName(InvoicingFixture.Schema), Throughput.Finance.UsageHours.TableName(InvoicingFixture.Schema) })
+        {
+            var rows = await session.AdvancedSql.QueryAsync<string>(
+                $"select row_to_json(u)::text from {table} u where deployment_id in " +
+                $"(select id from {InvoicingFixture.Schema}.mt_doc_deployment where data->>'tenantId' = any(?)) order by 1", CancellationToken.None, new object[] { tenants.ToArray() });
+            Assert.NotEmpty(rows);
+            usage.AddRange(rows);
+        }
+        return new Snapshot(raw, responses, drafts, deployments, reports, usage);
     }
 }

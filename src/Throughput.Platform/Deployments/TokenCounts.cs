@@ -78,3 +78,30 @@ public static class TokenCountsJson
         return reader.GetInt64();
     }
 }
+
+/// <summary>Token counts as columns of the read models' own tables (minutes, hours): their names, their unnest arrays, and the JSON that reads them back.</summary>
+public static class TokenCountColumns
+{
+    public static readonly string[] Names =
+        ["records", "prompt_tokens", "cached_tokens", "output_tokens", "spilled_records", "spilled_prompt_tokens", "spilled_cached_tokens", "spilled_output_tokens"];
+
+    /// <summary>The columns as the JSON object a <see cref="TokenCounts"/> is read from.</summary>
+    public static readonly string Json =
+        "json_build_object('records', records, 'promptTokens', prompt_tokens, 'cachedTokens', cached_tokens, 'outputTokens', output_tokens, " +
+        "'spilledRecords', spilled_records, 'spilledPromptTokens', spilled_prompt_tokens, 'spilledCachedTokens', spilled_cached_tokens, 'spilledOutputTokens', spilled_output_tokens)";
+
+    /// <summary>The placeholders of the columns' arrays in an unnest, in <see cref="Names"/>' order.</summary>
+    public static readonly string Parameters = string.Join(", ", Names.Select(_ => "?::bigint[]"));
+
+    /// <summary>The rows' counts as one array per column, in <see cref="Names"/>' order.</summary>
+    public static object[] Arrays<T>(IReadOnlyCollection<T> rows, Func<T, TokenCounts> tokens)
+    {
+        var counts = rows.Select(tokens).ToArray();
+        return
+        [
+            counts.Select(t => t.Records).ToArray(), counts.Select(t => t.PromptTokens).ToArray(), counts.Select(t => t.CachedTokens).ToArray(),
+            counts.Select(t => t.OutputTokens).ToArray(), counts.Select(t => t.SpilledRecords).ToArray(), counts.Select(t => t.SpilledPromptTokens).ToArray(),
+            counts.Select(t => t.SpilledCachedTokens).ToArray(), counts.Select(t => t.SpilledOutputTokens).ToArray(),
+        ];
+    }
+}

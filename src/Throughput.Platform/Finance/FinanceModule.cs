@@ -13,13 +13,14 @@ public sealed class FinanceModule : FeatureModule
         opts.Schema.For<RevenueRow>().Duplicate(r => r.Period);
         opts.Schema.For<PoolMonth>().Duplicate(m => m.Period);
         opts.Schema.For<PoolUtilization>().Duplicate(m => m.Period);
+        opts.Storage.ExtendedSchemaObjects.Add(UsageHours.Definition(opts.DatabaseSchemaName));
     }
 
     public override void AddReadModels(CompositeProjection readModels, StoreOptions opts, ProjectionLayout layout)
     {
         readModels.Add(new PoolUtilizationProjection(), options =>
         {
-            options.DeleteViewTypeOnTeardown<UsageHour>();
+            options.DeleteDataInTableOnTeardown(UsageHours.TableName(opts.DatabaseSchemaName));
             options.DeleteViewTypeOnTeardown<PooledDeployment>();
             options.DeleteViewTypeOnTeardown<PoolUtilization>();
             options.DeleteViewTypeOnTeardown<PoolMinute>();

@@ -203,6 +203,7 @@ public sealed class PoolUtilizationProjection : Marten.Events.Projections.IProje
     {
         var deploymentIds = new HashSet<string>(StringComparer.Ordinal);
         var hourIds = new HashSet<string>(StringComparer.Ordinal);
+        List<(string, DateTimeOffset)> hourKeys = [];
         foreach (var e in events)
         {
             switch (e.Data)
@@ -218,14 +219,13 @@ public sealed class PoolUtilizationProjection : Marten.Events.Projections.IProje
         }
 
         var known = await operations.LoadManyAsync<PooledDeployment>(cancellation, deploymentIds);
-        var hours = await operations.LoadManyAsync<UsageHour>(cancellation, hourIds);
-        var page = UtilizationPage.Fold(events.Select(e => e.Data),
-            known.ToDictionary(d => d.Id, StringComparer.Ordinal), hours.ToDictionary(h => h.Id, StringComparer.Ordinal));
+        var hours = await UsageHours.LoadAsync(operations, hourKeys, cancellation);
+        var page = UtilizationPage.Fold(events.Select(e => e.Data), known.ToDictionary(d => d.Id, StringComparer.Ordinal), hours);
 
         var months = (await operations.LoadManyAsync<PoolUtilization>(cancellation, page.Changes.Keys)).ToDictionary(m => m.Id, StringComparer.Ordinal);
         if (page.Changes.Count > 0) operations.Store(page.Changes.Values.Select(c => months.TryGetValue(c.Id, out var m) ? m.Plus(c) : c).ToArray());
         if (page.Deployments.Count > 0) operations.Store(page.Deployments.Values.ToArray());
-        if (page.Hours.Count > 0) operations.Store(page.Hours.Values.ToArray());
+        UsageHours.Write(operations, [.. page.Hours.Values]);
         if (page.Minutes.Count > 0)
         {
             var slots = (await operations.LoadManyAsync<PoolMinute>(cancellation, page.Minutes.Keys)).ToDictionary(m => m.Id, StringComparer.Ordinal);
@@ -236,7 +236,7 @@ public sealed class PoolUtilizationProjection : Marten.Events.Projections.IProje
         void Touch(UsageMetered u)
         {
             deploymentIds.Add(u.DeploymentId);
-            hourIds.Add(UsageHour.IdOf(u.DeploymentId, u.LastFinishedAt));
+            if (hourIds.Add(UsageHour.IdOf(u.DeploymentId, u.LastFinishedAt))) hourKeys.Add((u.DeploymentId, u.LastFinishedAt));
         }
     }
 }

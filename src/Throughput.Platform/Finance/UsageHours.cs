@@ -1,4 +1,5 @@
 using System.Globalization;
+using Marten;
 using Throughput.Deployments;
 using Throughput.Invoicing;
 
@@ -46,4 +47,69 @@ public sealed record UsageHour(
         WeightedTokens = WeightedTokens + e.WeightedTokens,
         TokensPerMinute = Math.Max(TokensPerMinute, e.TokensPerMinute),
     };
+}
+
+/// <summary>
+/// The hours <see cref="PoolUtilizationProjection"/> keeps, in a table of plain columns: a page loads the hours it touches
+/// in one statement and writes them back in one, where documents cost a statement and a JSON body per hour. At thousands
+/// of deployments a page touches an hour of most of them, and their writes were the daemon's largest cost.
+/// </summary>
+public static class UsageHours
+{
+    public const string Table = "usage_hours";
+
+    /// <summary>The table of this version of the read models: a version that rebuilds from the log starts from an empty one.</summary>
+    public static string TableName(string schema) => $"{schema}.{Table}_{Configuration.ReadModels.Version}";
+
+    public static Weasel.Postgresql.Tables.Table Definition(string schema)
+    {
+        var table = new Weasel.Postgresql.Tables.Table(new Weasel.Postgresql.PostgresqlObjectName(schema, $"{Table}_{Configuration.ReadModels.Version}",
+            Weasel.Postgresql.SchemaUtils.IdentifierUsage.General));
+        table.AddColumn<string>("deployment_id").AsPrimaryKey();
+        table.AddColumn<DateTimeOffset>("hour").AsPrimaryKey();
+        table.AddColumn<int>("period").NotNull();
+        foreach (var column in TokenCountColumns.Names) table.AddColumn<long>(column).NotNull();
+        table.AddColumn<decimal>("weighted_tokens").NotNull();
+        table.AddColumn<long>("tokens_per_minute").NotNull();
+        table.AddColumn("counted_in", "jsonb");
+        // An hour's row is rewritten once per page while its hour is current: room beside it keeps the update off the key's index (HOT).
+        table.WithFillFactor(50);
+        return table;
+    }
+
+    /// <summary>The stored hours among these (deployment, any moment of the hour), by id.</summary>
+    public static async Task<Dictionary<string, UsageHour>> LoadAsync(IQuerySession session, IReadOnlyCollection<(string DeploymentId, DateTimeOffset At)> hours, CancellationToken ct)
+    {
+        if (hours.Count == 0) return new(StringComparer.Ordinal);
+        var rows = await session.QueryAsync<UsageHour>(
+            $"""
+            select json_build_object('id', h.deployment_id || ':' || to_char(h.hour at time zone 'UTC', 'YYYYMMDDHH24'), 'deploymentId', h.deployment_id,
+                'hour', h.hour, 'period', h.period, 'tokens', {TokenCountColumns.Json},
+                'weightedTokens', weighted_tokens, 'tokensPerMinute', tokens_per_minute, 'countedIn', counted_in)
+            from unnest(?::text[], ?::timestamptz[]) as k(deployment_id, hour)
+            join {TableName(session.DocumentStore.Options.Events.DatabaseSchemaName)} h on h.deployment_id = k.deployment_id and h.hour = k.hour
+            """, ct, hours.Select(h => h.DeploymentId).ToArray(), hours.Select(h => UsageHour.HourOf(h.At)).ToArray());
+        return rows.ToDictionary(h => h.Id, StringComparer.Ordinal);
+    }
+
+    /// <summary>Queues the statement that writes these hours as they now are, in the page's transaction.</summary>
+    public static void Write(IDocumentOperations operations, IReadOnlyCollection<UsageHour> hours)
+    {
+        if (hours.Count == 0) return;
+        var serializer = operations.DocumentStore.Options.Serializer();
+        operations.QueueSqlCommand(
+            $"""
+            insert into {TableName(operations.DocumentStore.Options.Events.DatabaseSchemaName)} as h
+                (deployment_id, hour, period, {string.Join(", ", TokenCountColumns.Names)}, weighted_tokens, tokens_per_minute, counted_in)
+            select * from unnest(?::text[], ?::timestamptz[], ?::int[], {TokenCountColumns.Parameters}, ?::numeric[], ?::bigint[], ?::jsonb[])
+            on conflict (deployment_id, hour) do update set period = excluded.period,
+                {string.Join(", ", TokenCountColumns.Names.Select(c => $"{c} = excluded.{c}"))},
+                weighted_tokens = excluded.weighted_tokens, tokens_per_minute = excluded.tokens_per_minute, counted_in = excluded.counted_in
+            """,
+            [Column(h => h.DeploymentId), Column(h => h.Hour), Column(h => h.Period), .. TokenCountColumns.Arrays(hours, h => h.Tokens),
+                Column(h => h.WeightedTokens), Column(h => h.TokensPerMinute), Column(h => h.CountedIn is null ? null : serializer.ToJson(h.CountedIn))]);
+        return;
+
+        object Column<T>(Func<UsageHour, T> value) => hours.Select(value).ToArray();
+    }
 }

@@ -66,7 +66,7 @@ public sealed class UsageMinuteProjection : Marten.Events.Projections.IProjectio
             Weasel.Postgresql.SchemaUtils.IdentifierUsage.General));
         table.AddColumn<string>("deployment_id").AsPrimaryKey();
         table.AddColumn<DateTimeOffset>("minute").AsPrimaryKey();
-        foreach (var column in CountColumns) table.AddColumn<long>(column).NotNull();
+        foreach (var column in TokenCountColumns.Names) table.AddColumn<long>(column).NotNull();
         table.AddColumn<decimal>("weighted_tokens").NotNull();
         table.AddColumn<decimal>("max_utilization").NotNull();
         table.AddColumn<long>("tokens_per_minute").NotNull();
@@ -75,9 +75,6 @@ public sealed class UsageMinuteProjection : Marten.Events.Projections.IProjectio
         table.WithFillFactor(50);
         return table;
     }
-
-    static readonly string[] CountColumns =
-        ["records", "prompt_tokens", "cached_tokens", "output_tokens", "spilled_records", "spilled_prompt_tokens", "spilled_cached_tokens", "spilled_output_tokens"];
 
     /// <summary>The page's usage per (deployment, minute), in the order the log holds it.</summary>
     public static IReadOnlyCollection<UsageMinute> Fold(IEnumerable<object> events)
@@ -117,20 +114,17 @@ public sealed class UsageMinuteProjection : Marten.Events.Projections.IProjectio
         // A minute with throttles only (no records) leaves the rate its usage recorded.
         operations.QueueSqlCommand(
             $"""
-            insert into {table} as m (deployment_id, minute, {string.Join(", ", CountColumns)}, weighted_tokens, max_utilization, tokens_per_minute, throttles)
-            select * from unnest(?::text[], ?::timestamptz[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[],
-                ?::numeric[], ?::numeric[], ?::bigint[], ?::int[])
+            insert into {table} as m (deployment_id, minute, {string.Join(", ", TokenCountColumns.Names)}, weighted_tokens, max_utilization, tokens_per_minute, throttles)
+            select * from unnest(?::text[], ?::timestamptz[], {TokenCountColumns.Parameters}, ?::numeric[], ?::numeric[], ?::bigint[], ?::int[])
             on conflict (deployment_id, minute) do update set
-                {string.Join(", ", CountColumns.Select(c => $"{c} = m.{c} + excluded.{c}"))},
+                {string.Join(", ", TokenCountColumns.Names.Select(c => $"{c} = m.{c} + excluded.{c}"))},
                 weighted_tokens = m.weighted_tokens + excluded.weighted_tokens,
                 max_utilization = greatest(m.max_utilization, excluded.max_utilization),
                 tokens_per_minute = case when excluded.records > 0 then excluded.tokens_per_minute else m.tokens_per_minute end,
                 throttles = m.throttles + excluded.throttles
             """,
-            Column(m => m.DeploymentId), Column(m => m.Minute),
-            Column(m => m.Tokens.Records), Column(m => m.Tokens.PromptTokens), Column(m => m.Tokens.CachedTokens), Column(m => m.Tokens.OutputTokens),
-            Column(m => m.Tokens.SpilledRecords), Column(m => m.Tokens.SpilledPromptTokens), Column(m => m.Tokens.SpilledCachedTokens), Column(m => m.Tokens.SpilledOutputTokens),
-            Column(m => m.WeightedTokens), Column(m => m.MaxUtilization), Column(m => m.TokensPerMinute), Column(m => m.Throttles));
+            [Column(m => m.DeploymentId), Column(m => m.Minute), .. TokenCountColumns.Arrays(minutes, m => m.Tokens),
+                Column(m => m.WeightedTokens), Column(m => m.MaxUtilization), Column(m => m.TokensPerMinute), Column(m => m.Throttles)]);
         return Task.CompletedTask;
 
         object Column<T>(Func<UsageMinute, T> value) => minutes.Select(value).ToArray();
@@ -142,10 +136,7 @@ public sealed class UsageMinuteProjection : Marten.Events.Projections.IProjectio
         if (deploymentIds.Count == 0) return [];
         return await session.QueryAsync<UsageMinute>(
             $"""
-            select json_build_object('deploymentId', deployment_id, 'minute', minute, 'tokens', json_build_object(
-                    'records', records, 'promptTokens', prompt_tokens, 'cachedTokens', cached_tokens, 'outputTokens', output_tokens,
-                    'spilledRecords', spilled_records, 'spilledPromptTokens', spilled_prompt_tokens, 'spilledCachedTokens', spilled_cached_tokens,
-                    'spilledOutputTokens', spilled_output_tokens),
+            select json_build_object('deploymentId', deployment_id, 'minute', minute, 'tokens', {TokenCountColumns.Json},
                 'weightedTokens', weighted_tokens, 'maxUtilization', max_utilization, 'tokensPerMinute', tokens_per_minute, 'throttles', throttles)
             from {TableName(session.DocumentStore.Options.Events.DatabaseSchemaName)}
             where deployment_id = any(?) and minute >= ? and minute <= ?
