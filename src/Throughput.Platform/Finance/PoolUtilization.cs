@@ -98,6 +98,7 @@ public sealed record UtilizationPage(
         var hours = new Dictionary<string, UsageHour>(StringComparer.Ordinal);
         var changes = new Dictionary<string, PoolUtilization>(StringComparer.Ordinal);
         var minutes = new Dictionary<string, PoolMinute>(StringComparer.Ordinal);
+        var hourIds = new UsageHourIds();
 
         PooledDeployment? DeploymentOf(string id) => deployments.GetValueOrDefault(id) ?? knownDeployments.GetValueOrDefault(id);
 
@@ -130,7 +131,7 @@ public sealed record UtilizationPage(
 
         void Use(UsageMetered usage)
         {
-            var id = UsageHour.IdOf(usage.DeploymentId, usage.LastFinishedAt);
+            var id = hourIds.Of(usage);
             var before = hours.GetValueOrDefault(id) ?? knownHours.GetValueOrDefault(id);
             if (DeploymentOf(usage.DeploymentId) is not { } d)
             {
@@ -202,7 +203,7 @@ public sealed class PoolUtilizationProjection : Marten.Events.Projections.IProje
     public async Task ApplyAsync(IDocumentOperations operations, IReadOnlyList<IEvent> events, CancellationToken cancellation)
     {
         var deploymentIds = new HashSet<string>(StringComparer.Ordinal);
-        var hourIds = new HashSet<string>(StringComparer.Ordinal);
+        var hourIds = new UsageHourIds();
         foreach (var e in events)
         {
             switch (e.Data)
@@ -218,7 +219,7 @@ public sealed class PoolUtilizationProjection : Marten.Events.Projections.IProje
         }
 
         var known = await operations.LoadManyAsync<PooledDeployment>(cancellation, deploymentIds);
-        var hours = await operations.LoadManyAsync<UsageHour>(cancellation, hourIds);
+        var hours = await operations.LoadManyAsync<UsageHour>(cancellation, hourIds.All);
         var page = UtilizationPage.Fold(events.Select(e => e.Data),
             known.ToDictionary(d => d.Id, StringComparer.Ordinal), hours.ToDictionary(h => h.Id, StringComparer.Ordinal));
 
@@ -236,7 +237,25 @@ public sealed class PoolUtilizationProjection : Marten.Events.Projections.IProje
         void Touch(UsageMetered u)
         {
             deploymentIds.Add(u.DeploymentId);
-            hourIds.Add(UsageHour.IdOf(u.DeploymentId, u.LastFinishedAt));
+            hourIds.Of(u);
         }
+    }
+}
+
+/// <summary>
+/// The ids of the hours a page's usage falls in, each formatted once: a page holds thousands of usage entries over a few
+/// deployments and hours, and formatting the id per entry was a tenth of the utilization fold.
+/// </summary>
+sealed class UsageHourIds
+{
+    readonly Dictionary<(string Deployment, long Hour), string> _ids = new();
+
+    public IEnumerable<string> All => _ids.Values;
+
+    public string Of(UsageMetered usage)
+    {
+        var key = (usage.DeploymentId, usage.LastFinishedAt.UtcTicks / TimeSpan.TicksPerHour);
+        if (!_ids.TryGetValue(key, out var id)) _ids[key] = id = UsageHour.IdOf(usage.DeploymentId, usage.LastFinishedAt);
+        return id;
     }
 }
