@@ -98,13 +98,15 @@ public sealed record UtilizationPage(
         var hours = new Dictionary<string, UsageHour>(StringComparer.Ordinal);
         var changes = new Dictionary<string, PoolUtilization>(StringComparer.Ordinal);
         var minutes = new Dictionary<string, PoolMinute>(StringComparer.Ordinal);
-        var hourIds = new UsageHourIds();
+        var hourIds = UsageHourIds.Create();
+        var monthIds = new FormattedOnce<(string Pool, int Period)>(k => PoolUtilization.IdOf(k.Pool, k.Period));
+        var minuteIds = new FormattedOnce<(string Pool, DateTimeOffset Minute)>(k => PoolMinute.IdOf(k.Pool, k.Minute));
 
         PooledDeployment? DeploymentOf(string id) => deployments.GetValueOrDefault(id) ?? knownDeployments.GetValueOrDefault(id);
 
         void Change(string poolId, int period, Func<PoolUtilization, PoolUtilization> change)
         {
-            var id = PoolUtilization.IdOf(poolId, period);
+            var id = monthIds.Of((poolId, period));
             changes[id] = change(changes.GetValueOrDefault(id) ?? PoolUtilization.Empty(poolId, period));
         }
 
@@ -146,7 +148,7 @@ public sealed record UtilizationPage(
             foreach (var (pool, share) in d.CountsIn)
             {
                 Change(pool, after.Period, m => m with { Served = m.Served + usage.WeightedTokens * share });
-                var slot = PoolMinute.IdOf(pool, minute);
+                var slot = minuteIds.Of((pool, minute));
                 minutes[slot] = PoolMinute.Add(minutes.GetValueOrDefault(slot), pool, minute, usage.WeightedTokens * share);
             }
             var beforeBand = before is null ? null : UtilizationView.BandOf(before.Utilization);
@@ -203,7 +205,7 @@ public sealed class PoolUtilizationProjection : Marten.Events.Projections.IProje
     public async Task ApplyAsync(IDocumentOperations operations, IReadOnlyList<IEvent> events, CancellationToken cancellation)
     {
         var deploymentIds = new HashSet<string>(StringComparer.Ordinal);
-        var hourIds = new UsageHourIds();
+        var hourIds = UsageHourIds.Create();
         foreach (var e in events)
         {
             switch (e.Data)
@@ -243,19 +245,28 @@ public sealed class PoolUtilizationProjection : Marten.Events.Projections.IProje
 }
 
 /// <summary>
-/// The ids of the hours a page's usage falls in, each formatted once: a page holds thousands of usage entries over a few
-/// deployments and hours, and formatting the id per entry was a tenth of the utilization fold.
+/// Ids a page's fold needs again and again, each formatted once: a page holds thousands of usage entries over a few
+/// deployments, pools, hours and minutes, and formatting an id per entry was a tenth of the utilization fold.
 /// </summary>
-sealed class UsageHourIds
+sealed class FormattedOnce<TKey>(Func<TKey, string> format) where TKey : notnull
 {
-    readonly Dictionary<(string Deployment, long Hour), string> _ids = new();
+    readonly Dictionary<TKey, string> _ids = new();
 
     public IEnumerable<string> All => _ids.Values;
 
-    public string Of(UsageMetered usage)
+    public string Of(TKey key)
     {
-        var key = (usage.DeploymentId, usage.LastFinishedAt.UtcTicks / TimeSpan.TicksPerHour);
-        if (!_ids.TryGetValue(key, out var id)) _ids[key] = id = UsageHour.IdOf(usage.DeploymentId, usage.LastFinishedAt);
+        if (!_ids.TryGetValue(key, out var id)) _ids[key] = id = format(key);
         return id;
     }
+}
+
+/// <summary>Usage hour ids by deployment and hour (UTC ticks ÷ an hour), formatted once per page.</summary>
+static class UsageHourIds
+{
+    public static FormattedOnce<(string Deployment, long Hour)> Create() =>
+        new(k => UsageHour.IdOf(k.Deployment, new DateTimeOffset(k.Hour * TimeSpan.TicksPerHour, TimeSpan.Zero)));
+
+    public static string Of(this FormattedOnce<(string Deployment, long Hour)> ids, UsageMetered usage) =>
+        ids.Of((usage.DeploymentId, usage.LastFinishedAt.UtcTicks / TimeSpan.TicksPerHour));
 }
