@@ -79,14 +79,16 @@ sealed class LeaseRenewer(AdmissionCache cache, HttpClient platform, AdmissionFe
                 if (taken.Asked <= 0) continue;
                 _demands[deploymentId] = demand = new DemandEstimate(now);
             }
-            var tokensPerMinute = demand.Add(taken, minutes, now, bucket.Lease?.TokensPerMinute ?? 0);
+            var held = bucket.Lease;
+            var tokensPerMinute = demand.Add(taken, minutes, now, held?.TokensPerMinute ?? 0);
             if (Stopwatch.GetElapsedTime(demand.AskedAt, now) >= Idle)
             {
                 _demands.Remove(deploymentId);
                 bucket.DropLease();
                 continue;
             }
-            demands.Add(new AdmissionDemand(deploymentId, (long)Math.Ceiling(tokensPerMinute)));
+            // What it holds, so that a lease owner that has just taken over keeps it rather than starting from nothing.
+            demands.Add(new AdmissionDemand(deploymentId, (long)Math.Ceiling(tokensPerMinute), held?.TokensPerMinute ?? 0, held?.BurstTokens ?? 0, held?.Version ?? 0));
         }
         return demands;
     }
