@@ -60,7 +60,10 @@ public abstract class HostFixture(string operatorKey, string meteringExchange, i
         {
             var leases = Services.GetRequiredService<AdmissionLeases>();
             var clock = Services.GetRequiredService<TimeProvider>();
-            await Eventually.Until(() => Task.FromResult(leases.GrowsFrom), from => from <= clock.GetUtcNow(), TimeSpan.FromSeconds(30));
+            var from = (await Eventually.Until(() => Task.FromResult(leases.GrowsFrom), f => f is not null, TimeSpan.FromSeconds(30)))!.Value;
+            // In the host's time; a settable clock (the invoicing fixture's) stands still, so at most one TTL of real time.
+            var left = from - clock.GetUtcNow();
+            if (left > TimeSpan.Zero) await Task.Delay(left < leases.Ttl ? left : leases.Ttl);
         }
     }
 
