@@ -14,7 +14,15 @@ public sealed record AdmissionLeaseRenewal(IReadOnlyList<AdmissionDemand> Demand
 /// every request it decided on. Above its share it may be anything (retries inflate it); below, it should be what it uses.
 /// </param>
 /// <param name="DeploymentId">The deployment the replica serves.</param>
-public sealed record AdmissionDemand(string DeploymentId, long TokensPerMinute);
+/// <param name="HeldTokensPerMinute">
+/// The share of the rate the process holds now (its lease's, 0 with none). Optional: a lease owner that has just taken over
+/// keeps, for one <see cref="AdmissionLeaseTopology.Ttl"/>, every share at no more than its holder says it holds, since it
+/// cannot know what its predecessor handed out; a process that does not say is taken to hold nothing meanwhile.
+/// </param>
+/// <param name="HeldBurstTokens">The share of the burst the process holds now (its lease's, 0 with none). Optional, as above.</param>
+/// <param name="HeldVersion">The version of the lease the process holds (0 with none): the next lease's version is higher. Optional.</param>
+public sealed record AdmissionDemand(string DeploymentId, long TokensPerMinute, long? HeldTokensPerMinute = null, long? HeldBurstTokens = null,
+    long? HeldVersion = null);
 
 /// <summary>
 /// One serving process's share of a deployment's rate and burst: the answer to a renewal (one per deployment renewed) and

@@ -192,7 +192,8 @@ internal sealed class AdmissionBucket
 
     /// <summary>
     /// Takes a newer lease's share of the rate and burst. The tokens held stay, capped at the new capacity; only the first
-    /// lease of a replica alone on the deployment fills the bucket, so the opening burst is one burst however many replicas open.
+    /// lease of a replica alone on the deployment fills the bucket, so the opening burst is one burst however many replicas open
+    /// (a lease of nothing does not count: a lease owner that has just taken over grants nothing to a replica holding nothing).
     /// </summary>
     public bool Apply(AdmissionLease lease)
     {
@@ -202,7 +203,7 @@ internal sealed class AdmissionBucket
             var now = _clock.GetTimestamp();
             LapseIfDue(now);
             Refill(now);
-            var first = _lease is null;
+            var first = _lease is null || _lease.TokensPerMinute == 0;
             _lease = lease;
             Size();
             _tokens = first && lease.Replicas == 1 ? Math.Min(_capacity, Headroom(_limit)) : Math.Min(_tokens, _capacity);

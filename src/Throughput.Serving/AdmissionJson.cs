@@ -4,8 +4,8 @@ using Throughput.Contracts;
 
 namespace Throughput.Serving;
 
-/// <summary>The admission messages as contracts/schemas/admission-limit.v1.json and admission-lease.v1.json have them: camelCase, states as strings.</summary>
-[JsonSourceGenerationOptions(JsonSerializerDefaults.Web, UseStringEnumConverter = true)]
+/// <summary>The admission messages as contracts/schemas/admission-limit.v1.json and admission-lease.v1.json have them: camelCase, states as strings, optional fields left out when null.</summary>
+[JsonSourceGenerationOptions(JsonSerializerDefaults.Web, UseStringEnumConverter = true, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
 [JsonSerializable(typeof(AdmissionLimitChanged))]
 [JsonSerializable(typeof(AdmissionLimitChanged[]))]
 [JsonSerializable(typeof(AdmissionQuery))]

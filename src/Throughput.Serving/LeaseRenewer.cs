@@ -79,14 +79,16 @@ sealed class LeaseRenewer(AdmissionCache cache, HttpClient platform, AdmissionFe
                 if (taken.Asked <= 0) continue;
                 _demands[deploymentId] = demand = new DemandEstimate(now);
             }
-            var tokensPerMinute = demand.Add(taken, minutes, now, bucket.Lease?.TokensPerMinute ?? 0);
+            var held = bucket.Lease;
+            var tokensPerMinute = demand.Add(taken, minutes, now, held?.TokensPerMinute ?? 0);
             if (Stopwatch.GetElapsedTime(demand.AskedAt, now) >= Idle)
             {
                 _demands.Remove(deploymentId);
                 bucket.DropLease();
                 continue;
             }
-            demands.Add(new AdmissionDemand(deploymentId, (long)Math.Ceiling(tokensPerMinute)));
+            // What it holds, so that a lease owner that has just taken over keeps it rather than starting from nothing.
+            demands.Add(new AdmissionDemand(deploymentId, (long)Math.Ceiling(tokensPerMinute), held?.TokensPerMinute ?? 0, held?.BurstTokens ?? 0, held?.Version ?? 0));
         }
         return demands;
     }
@@ -103,7 +105,11 @@ sealed class LeaseRenewer(AdmissionCache cache, HttpClient platform, AdmissionFe
 /// never grow to its fair one (max-min fairness caps what it gets, so asking for more is harmless). Admissions made while
 /// it refused measure its share, not its demand: once it stops refusing (its queue drained), the window reaches back at
 /// most <see cref="SinceRefusal"/> intervals, or to the last refusal, so the share it no longer uses goes to the others
-/// within about a second rather than after eight of its admissions.
+/// within about a second rather than after eight of its admissions. For <see cref="HoldAfterRefusal"/> after a refusal it is
+/// not read as wanting less than it holds: the few admissions since are too few to measure a slow process (one request
+/// more or less in a second is 3,000 a minute), a low reading would shrink its share below its load and its bucket, empty
+/// from refusing, would refuse again; what it holds beyond its use meanwhile refills that bucket instead. Two seconds is
+/// the time an unused share has to move.
 /// </summary>
 sealed class DemandEstimate(long now)
 {
@@ -112,6 +118,9 @@ sealed class DemandEstimate(long now)
 
     /// <summary>How far (intervals) the admitted window always may reach back, even past a refusal: a second.</summary>
     public const int SinceRefusal = 4;
+
+    /// <summary>For how many intervals after its last refusal the report is at least the share held: until 2 s have passed.</summary>
+    public const int HoldAfterRefusal = 8;
 
     // The asked figure weighs the last interval as much as everything before it: about a second of memory at 250 ms.
     const double Smoothing = 0.5;
@@ -136,7 +145,7 @@ sealed class DemandEstimate(long now)
             return Math.Max(Math.Max(_asked, Admitted()), 2.0 * heldTokensPerMinute);
         }
         _sinceRefusal = Math.Min(Intervals, _sinceRefusal + 1);
-        return Admitted();
+        return _sinceRefusal < HoldAfterRefusal ? Math.Max(Admitted(), heldTokensPerMinute) : Admitted();
     }
 
     double Admitted()

@@ -8,6 +8,8 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using OpenTelemetry.Trace;
 using RabbitMQ.Client;
+using Microsoft.Extensions.Hosting;
+using Throughput.Admission;
 using Throughput.Configuration;
 using Throughput.Contracts;
 using Throughput.Flywheel.Demo;
@@ -53,6 +55,16 @@ public abstract class HostFixture(string operatorKey, string meteringExchange, i
     {
         _ = Server; // starts the host: schema migration, bus, consumers
         _rabbit = await new ConnectionFactory { Uri = Settings.RabbitUri }.CreateConnectionAsync($"throughput-tests:{GetType().Name}");
+        // A lease owner grows no share for its first TTL (it cannot know what a predecessor handed out): tests start after it.
+        if (Services.GetServices<IHostedService>().OfType<LeaseOwner>().Any())
+        {
+            var leases = Services.GetRequiredService<AdmissionLeases>();
+            var clock = Services.GetRequiredService<TimeProvider>();
+            var from = (await Eventually.Until(() => Task.FromResult(leases.GrowsFrom), f => f is not null, TimeSpan.FromSeconds(30)))!.Value;
+            // In the host's time; a settable clock (the invoicing fixture's) stands still, so at most one TTL of real time.
+            var left = from - clock.GetUtcNow();
+            if (left > TimeSpan.Zero) await Task.Delay(left < leases.Ttl ? left : leases.Ttl);
+        }
     }
 
     public HttpClient Client(string? apiKey)

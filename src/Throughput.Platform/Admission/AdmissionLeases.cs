@@ -23,22 +23,48 @@ public sealed record LeaseHandout(AdmissionLease Lease, LeasedDeployment Deploym
 /// The leases of every deployment, in the memory of the lease owner (<see cref="LeaseOwner"/>: one host at a time answers
 /// every renewal, whichever API host received it). Leases expire within seconds, so nothing is stored: after a change of
 /// owner the table fills again from the next renewals (within one renew interval), and meanwhile replicas keep admitting
-/// within the leases they hold.
+/// within the leases they hold. For one TTL after it takes over (<see cref="TakeOver"/>) the owner grows no share past what
+/// its holder says it holds: by then every lease its predecessor handed out has been renewed here or has expired.
 /// </summary>
 public sealed class AdmissionLeases(IConfiguration configuration)
 {
     readonly Lock _gate = new();
     readonly Dictionary<string, (DeploymentLeases Leases, LeasedDeployment Deployment)> _deployments = new(StringComparer.Ordinal);
+    DateTimeOffset _growsFrom = DateTimeOffset.MinValue;
 
     public TimeSpan Ttl { get; } = configuration.GetValue("Admission:LeaseTtl", AdmissionLeaseTopology.Ttl);
 
-    /// <summary>The renewing replica's lease, then the others' that grew out of what became free (to push).</summary>
-    public IReadOnlyList<LeaseHandout> Renew(string replicaId, LeasedDeployment d, long demand, DateTimeOffset now)
+    /// <summary>When this host, as lease owner, grows shares again after taking over; null while it has not been the owner.</summary>
+    public DateTimeOffset? GrowsFrom
+    {
+        get
+        {
+            lock (_gate) return _growsFrom == DateTimeOffset.MinValue ? null : _growsFrom;
+        }
+    }
+
+    /// <summary>
+    /// This host has become the lease owner (or may have: it cannot tell since when): what it knew of the replicas is
+    /// forgotten, as another owner may have changed it, and no share grows until one TTL from now. Versions are kept.
+    /// </summary>
+    public void TakeOver(DateTimeOffset now)
     {
         lock (_gate)
         {
-            var held = _deployments.TryGetValue(d.Id, out var known) ? known.Leases : DeploymentLeases.None;
-            var (leases, granted, grown) = LeaseAllocation.Renew(held, replicaId, demand, d.TokensPerMinute, d.BurstTokens, now, Ttl);
+            foreach (var (id, (leases, d)) in _deployments.ToList())
+                _deployments[id] = (leases with { Replicas = DeploymentLeases.None.Replicas }, d);
+            _growsFrom = now + Ttl;
+        }
+    }
+
+    /// <summary>The renewing replica's lease, then the others' that grew out of what became free (to push).</summary>
+    public IReadOnlyList<LeaseHandout> Renew(string replicaId, LeasedDeployment d, long demand, HeldShare? held, DateTimeOffset now)
+    {
+        lock (_gate)
+        {
+            var known = _deployments.TryGetValue(d.Id, out var k) ? k.Leases : DeploymentLeases.None;
+            var (leases, granted, grown) = LeaseAllocation.Renew(known, replicaId, demand, d.TokensPerMinute, d.BurstTokens, now, Ttl, held,
+                takingOver: now < _growsFrom);
             _deployments[d.Id] = (leases, d);
             return [.. grown.Prepend(granted).Select(r => new LeaseHandout(LeaseOf(d.Id, r, leases), d))];
         }
@@ -51,7 +77,7 @@ public sealed class AdmissionLeases(IConfiguration configuration)
         lock (_gate)
             foreach (var (deploymentId, (held, d)) in _deployments.ToList())
             {
-                var (leases, grown) = LeaseAllocation.Release(held, replicaId, d.TokensPerMinute, d.BurstTokens, now, Ttl);
+                var (leases, grown) = LeaseAllocation.Release(held, replicaId, d.TokensPerMinute, d.BurstTokens, now, Ttl, takingOver: now < _growsFrom);
                 _deployments[deploymentId] = (leases, d);
                 handouts.AddRange(grown.Select(r => new LeaseHandout(LeaseOf(deploymentId, r, leases), d)));
             }
@@ -87,6 +113,9 @@ public static class AdmissionLeasesApi
             {
                 d.RuleFor(x => x.DeploymentId).NotEmpty().MaximumLength(100);
                 d.RuleFor(x => x.TokensPerMinute).InclusiveBetween(0, 1_000_000_000_000);
+                d.RuleFor(x => x.HeldTokensPerMinute).InclusiveBetween(0, 1_000_000_000_000).When(x => x.HeldTokensPerMinute is not null);
+                d.RuleFor(x => x.HeldBurstTokens).InclusiveBetween(0, 1_000_000_000_000).When(x => x.HeldBurstTokens is not null);
+                d.RuleFor(x => x.HeldVersion).GreaterThanOrEqualTo(0).When(x => x.HeldVersion is not null);
             });
         }
     }
@@ -99,15 +128,15 @@ public static class AdmissionLeasesApi
                 LeaseOwner owner, CancellationToken ct) =>
             {
                 if (await NodeOfAsync(user, session, ct) is not { } node) return NotANode();
-                var found = new List<(Deployment Deployment, long Demand)>(renewal.Demands.Count);
+                var found = new List<(Deployment Deployment, AdmissionDemand Demand)>(renewal.Demands.Count);
                 foreach (var demand in renewal.Demands.DistinctBy(d => d.DeploymentId))
-                    if (await table.FindAsync(demand.DeploymentId, ct) is { } d) found.Add((d, demand.TokensPerMinute));
+                    if (await table.FindAsync(demand.DeploymentId, ct) is { } d) found.Add((d, demand));
                 // Another node's deployment would take a share from the nodes that do serve it: refused whole, nothing renewed.
                 if (found.Where(f => !node.MayServe(f.Deployment)).Select(f => f.Deployment.Id).ToList() is { Count: > 0 } foreign)
                     return Results.Problem(statusCode: StatusCodes.Status403Forbidden, title: "Outside the node's registration",
                         detail: $"Serving node '{node.ProducerId}' is not registered to serve {string.Join(", ", foreign)}.");
                 if (found.Count == 0) return Results.Ok(Array.Empty<AdmissionLease>());
-                return await OwnerAsync(owner, new LeaseAsk(node.ProducerId, [.. found.Select(f => new LeaseDemand(LeasedDeployment.Of(f.Deployment), f.Demand))]), ct);
+                return await OwnerAsync(owner, new LeaseAsk(node.ProducerId, [.. found.Select(f => new LeaseDemand(LeasedDeployment.Of(f.Deployment), f.Demand.TokensPerMinute, HeldOf(f.Demand)))]), ct);
             })
             .ValidateWith(new RenewalValidator())
             .WithName("RenewAdmissionLeases")
@@ -149,6 +178,10 @@ public static class AdmissionLeasesApi
                 detail: "No host answered for the leases in time; keep admitting within the leases held and renew again.");
         }
     }
+
+    /// <summary>What the node says it holds; nothing known if it does not say how much of the rate.</summary>
+    static HeldShare? HeldOf(AdmissionDemand d) =>
+        d.HeldTokensPerMinute is { } rate ? new HeldShare(rate, d.HeldBurstTokens ?? 0, d.HeldVersion ?? 0) : null;
 
     /// <summary>The serving node a key was issued for, unless revoked: a lease is always the caller's own.</summary>
     static async Task<ServingNode?> NodeOfAsync(ClaimsPrincipal user, IQuerySession session, CancellationToken ct) =>

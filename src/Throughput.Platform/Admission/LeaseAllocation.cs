@@ -5,6 +5,9 @@ namespace Throughput.Admission;
 /// <summary>One serving process's standing on a deployment: what it last asked for, the share it holds, when it last renewed.</summary>
 public sealed record ReplicaShare(string ReplicaId, long Demand, long TokensPerMinute, long BurstTokens, DateTimeOffset RenewedAt);
 
+/// <summary>The lease a replica says it holds when it renews (its share of rate and burst, and the lease's version); none if it did not say.</summary>
+public sealed record HeldShare(long TokensPerMinute, long BurstTokens, long Version);
+
 /// <summary>A deployment's leases: the replicas holding a share, and the version of the last lease handed out.</summary>
 public sealed record DeploymentLeases(ImmutableSortedDictionary<string, ReplicaShare> Replicas, long Version)
 {
@@ -52,27 +55,46 @@ public static class LeaseAllocation
     /// A replica renews with its demand: leases past their TTL are dropped, the targets are recomputed, and the renewing
     /// replica is granted its target as far as the others' holdings leave room (the rest comes once they have given theirs
     /// up). What is then left free goes to the others below their target: <c>Grown</c>, the leases to push.
+    /// <paramref name="takingOver"/>: the lease owner has just taken over and cannot know what its predecessor handed out
+    /// to the replicas that have not renewed yet, so no share grows past what its holder says it holds (<paramref name="held"/>;
+    /// nothing if it did not say) and nothing is handed out; shrinking is always safe.
     /// </summary>
     public static (DeploymentLeases Leases, ReplicaShare Granted, IReadOnlyList<ReplicaShare> Grown) Renew(DeploymentLeases leases, string replicaId,
-        long demand, long rate, long burst, DateTimeOffset now, TimeSpan ttl)
+        long demand, long rate, long burst, DateTimeOffset now, TimeSpan ttl, HeldShare? held = null, bool takingOver = false)
     {
         var live = Expire(leases, now, ttl).Replicas;
         var renewing = (live.GetValueOrDefault(replicaId) ?? new ReplicaShare(replicaId, 0, 0, 0, now)) with { Demand = Math.Max(0, demand), RenewedAt = now };
         live = live.SetItem(replicaId, renewing);
         var targets = FairShares([.. live.Values.Select(r => (r.ReplicaId, r.Demand))], rate);
         var granted = Grant(renewing, targets[replicaId], live.Values.Where(r => r.ReplicaId != replicaId).ToList(), rate, burst);
+        // A version above the one the replica holds, even one handed out by another owner on another clock.
+        var version = Math.Max(Math.Max(leases.Version + 1, now.ToUnixTimeMilliseconds()), (held?.Version ?? 0) + 1);
+        if (takingOver)
+        {
+            granted = granted with
+            {
+                TokensPerMinute = Math.Min(granted.TokensPerMinute, Math.Max(0, held?.TokensPerMinute ?? 0)),
+                BurstTokens = Math.Min(granted.BurstTokens, Math.Max(0, held?.BurstTokens ?? 0)),
+            };
+            return (new DeploymentLeases(live.SetItem(replicaId, granted), version), granted, []);
+        }
         var (replicas, grown) = HandOutFree(live.SetItem(replicaId, granted), targets, rate, burst);
-        return (new DeploymentLeases(replicas, Math.Max(leases.Version + 1, now.ToUnixTimeMilliseconds())), granted, grown);
+        return (new DeploymentLeases(replicas, version), granted, grown);
     }
 
-    /// <summary>A replica stopping gives its share back at once instead of after the TTL; the others below their target take it now.</summary>
+    /// <summary>
+    /// A replica stopping gives its share back at once instead of after the TTL; the others below their target take it now
+    /// (unless the owner is <paramref name="takingOver"/>: the share may be needed for what its predecessor handed out).
+    /// </summary>
     public static (DeploymentLeases Leases, IReadOnlyList<ReplicaShare> Grown) Release(DeploymentLeases leases, string replicaId, long rate, long burst,
-        DateTimeOffset now, TimeSpan ttl)
+        DateTimeOffset now, TimeSpan ttl, bool takingOver = false)
     {
         if (!leases.Replicas.ContainsKey(replicaId)) return (leases, []);
         var live = Expire(leases, now, ttl).Replicas.Remove(replicaId);
+        var version = Math.Max(leases.Version + 1, now.ToUnixTimeMilliseconds());
+        if (takingOver) return (new DeploymentLeases(live, version), []);
         var (replicas, grown) = HandOutFree(live, FairShares([.. live.Values.Select(r => (r.ReplicaId, r.Demand))], rate), rate, burst);
-        return (new DeploymentLeases(replicas, Math.Max(leases.Version + 1, now.ToUnixTimeMilliseconds())), grown);
+        return (new DeploymentLeases(replicas, version), grown);
     }
 
     /// <summary>The replica's share set to its target, as far as what the others hold leaves room; its burst follows.</summary>

@@ -11,7 +11,7 @@ namespace Throughput.Admission;
 /// <summary>What a host asks of the lease owner: renew a replica's leases, give them all back, or list a deployment's.</summary>
 public sealed record LeaseAsk(string ReplicaId, IReadOnlyList<LeaseDemand>? Renew = null, bool Release = false, string? List = null);
 
-public sealed record LeaseDemand(LeasedDeployment Deployment, long TokensPerMinute);
+public sealed record LeaseDemand(LeasedDeployment Deployment, long TokensPerMinute, HeldShare? Held = null);
 
 /// <summary>
 /// One lease owner among the API hosts, so that a deployment's shares sum to its purchase however many hosts answer its
@@ -90,9 +90,22 @@ public sealed class LeaseOwner(AdmissionLeases leases, IDocumentStore store, Ser
 
                 var owning = await connection.CreateChannelAsync(cancellationToken: stoppingToken);
                 var requests = new AsyncEventingBasicConsumer(owning);
-                requests.ReceivedAsync += (_, delivery) => AnswerAsync(delivery, stoppingToken);
+                // The broker does not say when this consumer becomes the active one: alone on the queue it is at once, else by
+                // its first request at the latest (deliveries come one at a time). Either way, from then on it is the owner.
+                var owner = false;
+                requests.ReceivedAsync += (_, delivery) =>
+                {
+                    if (!owner) leases.TakeOver(clock.GetUtcNow());
+                    owner = true;
+                    return AnswerAsync(delivery, stoppingToken);
+                };
                 // Auto-ack: a request lost with its owner is a renewal that failed, and the replica renews again in 250 ms.
                 await owning.BasicConsumeAsync(Queue, autoAck: true, requests, stoppingToken);
+                if (await owning.ConsumerCountAsync(Queue, stoppingToken) == 1 && !owner)
+                {
+                    leases.TakeOver(clock.GetUtcNow());
+                    owner = true;
+                }
                 await lost.Task.WaitAsync(stoppingToken);
             }
             catch (Exception e) when (!stoppingToken.IsCancellationRequested)
@@ -122,7 +135,7 @@ public sealed class LeaseOwner(AdmissionLeases leases, IDocumentStore store, Ser
                 answer = new AdmissionLease[demands.Count];
                 for (var i = 0; i < demands.Count; i++)
                 {
-                    var handouts = leases.Renew(ask.ReplicaId, demands[i].Deployment, demands[i].TokensPerMinute, now);
+                    var handouts = leases.Renew(ask.ReplicaId, demands[i].Deployment, demands[i].TokensPerMinute, demands[i].Held, now);
                     answer[i] = handouts[0].Lease;
                     grown.AddRange(handouts.Skip(1));
                 }

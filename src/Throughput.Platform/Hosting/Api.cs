@@ -146,7 +146,7 @@ public static class Api
         [typeof(Metering.RegisterServingNode)] = new Metering.RegisterServingNode(["westus"], []),
         [typeof(Admission.AdmissionCheck)] = new Admission.AdmissionCheck(1200),
         [typeof(Contracts.AdmissionQuery)] = new Contracts.AdmissionQuery(["dep-3f9a1c", "dep-77b0e2"]),
-        [typeof(Contracts.AdmissionLeaseRenewal)] = new Contracts.AdmissionLeaseRenewal([new Contracts.AdmissionDemand("dep-3f9a1c", 45_000)]),
+        [typeof(Contracts.AdmissionLeaseRenewal)] = new Contracts.AdmissionLeaseRenewal([new Contracts.AdmissionDemand("dep-3f9a1c", 45_000, 30_000, 30_000, 1_764_849_600_123)]),
         [typeof(Adapters.RegisterAdapter)] = new Adapters.RegisterAdapter("support-bot-v3", "gpt-4o-mini", 16, 54.5m),
         [typeof(Adapters.RegisterAdapters)] = new Adapters.RegisterAdapters([new Adapters.RegisterAdapter("support-bot-v3", "gpt-4o-mini", 16, 54.5m), new Adapters.RegisterAdapter("legal-summaries", "gpt-4o-mini", 8, 27.2m)]),
         [typeof(Adapters.DeployAdapter)] = new Adapters.DeployAdapter("support", "support-bot-v3", "westus", Catalog.DeploymentType.Global, 0.5m),

@@ -15,49 +15,7 @@ public sealed class AdmissionLeaseTests(PlatformFixture platform)
     const long Rate = 37_000;
     const string Model = "gpt-4o-mini";
 
-    /// <summary>One serving process: a registered node, a key issued under its producer id, a leased cache and its feed, and a backlog asking for the whole rate.</summary>
-    sealed class Replica : IAsyncDisposable
-    {
-        readonly CancellationTokenSource _stop = new();
-        Task _load = Task.CompletedTask;
-
-        public required string Producer { get; init; }
-        public required AdmissionCache Cache { get; init; }
-        public required AdmissionFeed Feed { get; init; }
-
-        public AdmissionLease? Lease(string deploymentId) => Cache.Lease(deploymentId);
-
-        /// <summary>Asks for 50 weighted tokens every 40 ms: 75,000 a minute, twice the whole rate, whatever it is given.</summary>
-        public void Backlog(string deploymentId) => _load = Task.Run(async () =>
-        {
-            while (!_stop.IsCancellationRequested)
-            {
-                var admission = Cache.TryAdmit(deploymentId, 50, 0, 0);
-                if (admission.IsAdmitted) Cache.Complete(admission, 50, 0, 0);
-                await Task.Delay(40);
-            }
-        });
-
-        public async ValueTask DisposeAsync()
-        {
-            await _stop.CancelAsync();
-            await _load;
-            await Feed.DisposeAsync();
-        }
-    }
-
-    async Task<Replica> ReplicaAsync(string region)
-    {
-        var producer = await platform.NewServingNodeAsync(region);
-        var cache = new AdmissionCache(new AdmissionCacheOptions { Leases = true });
-        var feed = await AdmissionFeed.StartAsync(cache, await platform.ServingNodeClientAsync(producer), new AdmissionFeedOptions(platform.BrokerOf(producer))
-        {
-            Region = region,
-            Model = Model,
-            ConnectionName = "lease-test-" + producer,
-        });
-        return new Replica { Producer = producer, Cache = cache, Feed = feed };
-    }
+    Task<LeasedReplica> ReplicaAsync(string region) => LeasedReplica.StartAsync(platform, region, Model, platform.Server.CreateHandler());
 
     Task<AdmissionLease[]> LeasesAsync(string deploymentId) =>
         platform.Operator().GetFromJsonAsync<AdmissionLease[]>($"/v1/admission/leases/{deploymentId}", PlatformFixture.Json)!;

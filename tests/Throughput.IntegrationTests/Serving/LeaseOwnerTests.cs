@@ -4,8 +4,10 @@ using System.Text.Json;
 using System.Threading.Channels;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.DependencyInjection;
 using RabbitMQ.Client;
 using RabbitMQ.Client.Events;
+using Throughput.Admission;
 using Throughput.Contracts;
 using Throughput.Serving;
 
@@ -28,36 +30,13 @@ public sealed class LeaseOwnerTests(PlatformFixture platform)
         var region = await platform.NewPoolAsync(model, 10);
         var (_, customer) = await platform.NewTenantAsync();
         var deployment = await PlatformFixture.BuyAsync(customer, region, 1m, model);
-        var replicas = new List<(AdmissionCache Cache, AdmissionFeed Feed)>();
-        using var stop = new CancellationTokenSource();
-        var loads = new List<Task>();
+        var replicas = new List<LeasedReplica>();
         try
         {
             foreach (var host in new WebApplicationFactory<Program>[] { platform, second, platform, second })
             {
-                var producer = await platform.NewServingNodeAsync(region);
-                var key = (await (await platform.Operator().PostAsJsonAsync("/v1/operator/keys", new { role = "ServingNode", name = producer }))
-                    .EnsureSuccessStatusCode().Content.ReadFromJsonAsync<JsonElement>()).GetProperty("apiKey").GetString();
-                var client = host.CreateClient();
-                client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
-                var cache = new AdmissionCache(new AdmissionCacheOptions { Leases = true });
-                var feed = await AdmissionFeed.StartAsync(cache, client, new AdmissionFeedOptions(platform.BrokerOf(producer))
-                {
-                    Region = region,
-                    Model = model,
-                    ConnectionName = "lease-owner-test-" + producer,
-                });
-                replicas.Add((cache, feed));
-                // Twice the whole rate each, whatever it is given.
-                loads.Add(Task.Run(async () =>
-                {
-                    while (!stop.IsCancellationRequested)
-                    {
-                        var admission = cache.TryAdmit(deployment, 50, 0, 0);
-                        if (admission.IsAdmitted) cache.Complete(admission, 50, 0, 0);
-                        await Task.Delay(40);
-                    }
-                }));
+                replicas.Add(await LeasedReplica.StartAsync(platform, region, model, host.Server.CreateHandler()));
+                replicas[^1].Backlog(deployment);
             }
             var operators = new[] { platform.Operator(), Operator(second) };
 
@@ -79,10 +58,86 @@ public sealed class LeaseOwnerTests(PlatformFixture platform)
         }
         finally
         {
-            await stop.CancelAsync();
-            await Task.WhenAll(loads);
-            foreach (var (_, feed) in replicas) await feed.DisposeAsync();
+            foreach (var replica in replicas) await replica.DisposeAsync();
         }
+    }
+
+    [Fact]
+    public async Task When_the_lease_owner_moves_to_another_host_the_shares_held_never_sum_to_more_than_the_purchase_and_grow_again_after_the_ttl()
+    {
+        const string model = "gpt-4o-mini";
+        const long rate = 37_000; // 1 PTU; its burst is as large
+        var ownerOfFirst = platform.Services.GetRequiredService<LeaseOwner>();
+        await using var second = platform.WithWebHostBuilder(host => host.UseSetting("Host:Roles", "Api"));
+        var region = await platform.NewPoolAsync(model, 10);
+        var (_, customer) = await platform.NewTenantAsync();
+        var deployment = await PlatformFixture.BuyAsync(customer, region, 1m, model);
+        // A balancer in front of the two hosts: a renews through the first while it is up, b through the second.
+        var balancer = new Balancer(platform.Server.CreateHandler(), second.Server.CreateHandler());
+        var a = await LeasedReplica.StartAsync(platform, region, model, balancer);
+        var b = await LeasedReplica.StartAsync(platform, region, model, second.Server.CreateHandler());
+        var samples = new List<(long Rate, long Burst)>();
+        using var sampling = new CancellationTokenSource();
+        var sampler = Task.CompletedTask;
+        try
+        {
+            a.Backlog(deployment);
+            b.Backlog(deployment);
+            await Eventually.Until(() => Task.FromResult(new[] { a, b }.Select(r => r.Cache.Lease(deployment)?.TokensPerMinute ?? 0).ToList()),
+                shares => shares.All(s => s == rate / 2), TimeSpan.FromSeconds(15));
+            // What every live replica holds, as often as the machine allows, from before the owner moves until its shares grow again.
+            sampler = Task.Run(async () =>
+            {
+                while (!sampling.IsCancellationRequested)
+                {
+                    var held = new[] { a, b }.Where(r => r.Alive).Select(r => r.Cache.Lease(deployment)).ToList();
+                    lock (samples) samples.Add((held.Sum(l => l?.TokensPerMinute ?? 0), held.Sum(l => l?.BurstTokens ?? 0)));
+                    await Task.Delay(2);
+                }
+            });
+
+            // The first host loses its lease owner (as when it loses the broker) and the balancer sends a's renewals to the
+            // second, whose owner takes over with an empty table while a and b hold halves from the first.
+            balancer.FirstDown = true;
+            await ownerOfFirst.StopAsync(CancellationToken.None);
+            var renewed = b.Feed.LeaseRenewals;
+            await Eventually.Until(() => Task.FromResult(b.Feed.LeaseRenewals), n => n >= renewed + 2, TimeSpan.FromSeconds(10));
+            // b stops; its half goes to a, but only once the new owner's first TTL is over.
+            await b.DisposeAsync();
+            var whole = await Eventually.Until(() => Task.FromResult(a.Cache.Lease(deployment)), l => l?.TokensPerMinute == rate, TimeSpan.FromSeconds(10));
+            Assert.Equal(rate, whole!.BurstTokens);
+        }
+        finally
+        {
+            await sampling.CancelAsync();
+            await sampler;
+            await a.DisposeAsync();
+            await b.DisposeAsync();
+            await second.DisposeAsync();
+            // The first host's owner is the only one again: wait out its own first TTL, so that the next test's first lease grants something.
+            await ownerOfFirst.StartAsync(CancellationToken.None);
+            using var probe = await platform.ServingNodeClientAsync(await platform.NewServingNodeAsync(region));
+            await Eventually.Until(async () =>
+            {
+                using var renewal = await probe.PostAsJsonAsync("/v1/admission/leases", new AdmissionLeaseRenewal([new AdmissionDemand(deployment, 1_000)]));
+                return renewal.IsSuccessStatusCode ? (await renewal.Content.ReadFromJsonAsync<AdmissionLease[]>(PlatformFixture.Json))!.Single().TokensPerMinute : 0;
+            }, share => share > 0, TimeSpan.FromSeconds(15));
+        }
+        Assert.True(samples.Count > 100, $"{samples.Count} samples");
+        Assert.All(samples, s => Assert.InRange(s.Rate, 0, rate));
+        Assert.All(samples, s => Assert.InRange(s.Burst, 0, rate));
+    }
+
+    /// <summary>Sends each request to the first host while it is up, else to the second, as a load balancer would.</summary>
+    sealed class Balancer(HttpMessageHandler first, HttpMessageHandler second) : HttpMessageHandler
+    {
+        readonly HttpMessageInvoker _first = new(first);
+        readonly HttpMessageInvoker _second = new(second);
+
+        public volatile bool FirstDown;
+
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
+            (FirstDown ? _second : _first).SendAsync(request, cancellationToken);
     }
 
     HttpClient Operator(WebApplicationFactory<Program> host)

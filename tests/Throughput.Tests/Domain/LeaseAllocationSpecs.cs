@@ -176,4 +176,39 @@ public sealed class LeaseAllocationSpecs
         Assert.Equal(T0.ToUnixTimeMilliseconds() + 1, beforeRestart);
         Assert.True(afterRestart.Version > beforeRestart);
     }
+
+    [Fact]
+    public void A_new_owner_grows_no_share_past_what_its_holder_holds_and_grants_none_to_a_replica_holding_none_until_one_ttl_has_passed()
+    {
+        // The old owner handed out 40,000 to a and 20,000 to b; the new owner's table is empty and c has just started.
+        var held = new Dictionary<string, HeldShare> { ["a"] = new(40_000, 40_000, 7), ["b"] = new(20_000, 20_000, 7), ["c"] = new(0, 0, 0) };
+        var leases = DeploymentLeases.None;
+        var at = T0;
+        foreach (var replica in new[] { "c", "a", "c", "b", "a", "c" })
+        {
+            at = at.AddMilliseconds(100);
+            (leases, var granted, var grown) = LeaseAllocation.Renew(leases, replica, 1_000_000, Rate, Burst, at, Ttl, held[replica], takingOver: true);
+            held[replica] = new HeldShare(granted.TokensPerMinute, granted.BurstTokens, leases.Version);
+
+            Assert.Empty(grown);
+            Assert.InRange(held.Values.Sum(h => h.TokensPerMinute), 0, Rate); // what every replica holds, renewed here or not
+            Assert.InRange(held.Values.Sum(h => h.BurstTokens), 0, Burst);
+        }
+        Assert.Equal((0L, 0L), (held["c"].TokensPerMinute, held["c"].BurstTokens));
+        Assert.Equal(20_000, held["a"].TokensPerMinute); // shrunk to its fair share: always safe
+
+        // Past its first TTL the owner grows shares again (every lease of the old owner is known here or expired): c gets what a gave up.
+        var (_, c, _) = LeaseAllocation.Renew(leases, "c", 1_000_000, Rate, Burst, at.AddMilliseconds(100), Ttl, held["c"]);
+        Assert.Equal(20_000, c.TokensPerMinute);
+    }
+
+    [Fact]
+    public void A_lease_is_versioned_above_the_one_its_holder_holds_even_from_an_owner_whose_clock_runs_ahead()
+    {
+        var ahead = T0.AddMinutes(5).ToUnixTimeMilliseconds();
+
+        var (leases, _, _) = LeaseAllocation.Renew(DeploymentLeases.None, "a", 1_000, Rate, Burst, T0, Ttl, new HeldShare(60_000, 60_000, ahead));
+
+        Assert.Equal(ahead + 1, leases.Version);
+    }
 }

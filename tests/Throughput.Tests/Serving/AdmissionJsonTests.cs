@@ -44,12 +44,16 @@ public sealed class AdmissionJsonTests
     public void Lease_renewals_and_leases_are_camel_case_as_admission_lease_v1_has_them()
     {
         var renewal = JsonSerializer.Serialize(new AdmissionLeaseRenewal([new AdmissionDemand("d-1", 90_000)]), AdmissionJson.Default.AdmissionLeaseRenewal);
+        var holding = JsonSerializer.Serialize(new AdmissionLeaseRenewal([new AdmissionDemand("d-1", 90_000, 30_000, 29_000, 1_764_849_600_123)]),
+            AdmissionJson.Default.AdmissionLeaseRenewal);
         var leases = JsonSerializer.Deserialize("""
             [{"deploymentId":"d-1","replicaId":"node-a","tokensPerMinute":30000,"burstTokens":30000,"demandTokensPerMinute":90000,
               "replicas":2,"version":1764849600123,"expiresAt":"2026-12-04T12:00:01.5Z","somethingNew":1}]
             """, AdmissionJson.Default.AdmissionLeaseArray)!;
 
         Assert.Equal("""{"demands":[{"deploymentId":"d-1","tokensPerMinute":90000}]}""", renewal);
+        Assert.Equal("""{"demands":[{"deploymentId":"d-1","tokensPerMinute":90000,"heldTokensPerMinute":30000,"heldBurstTokens":29000,"heldVersion":1764849600123}]}""",
+            holding);
         Assert.Equal(new AdmissionLease("d-1", "node-a", 30_000, 30_000, 90_000, 2, 1_764_849_600_123, new DateTimeOffset(2026, 12, 4, 12, 0, 1, 500, TimeSpan.Zero)), leases.Single());
     }
 }

@@ -54,20 +54,41 @@ public sealed class DemandEstimateTests
         {
             var admissions = 0;
             for (; nextAdmission < (i + 1) * 0.25; nextAdmission += 0.46) admissions++;
-            estimate.Add((5_000, 50 * admissions, admissions), Interval, i);
+            estimate.Add((5_000, 50 * admissions, admissions), Interval, i, heldTokensPerMinute: 6_500);
         }
         // Drained: now admitting what arrives, 50 tokens every 0.7 s (4,286 a minute), refusing nothing.
-        double report = 0;
+        var reports = new List<double>();
         for (var end = i + 8; i < end; i++)
         {
             var admissions = 0;
             for (; nextAdmission < (i + 1) * 0.25; nextAdmission += 0.7) admissions++;
-            report = estimate.Add((50 * admissions, 50 * admissions, admissions), Interval, i);
+            reports.Add(estimate.Add((50 * admissions, 50 * admissions, admissions), Interval, i, heldTokensPerMinute: 6_500));
         }
 
+        // Not less than it holds for the first 1.75 s: one or two admissions are too few to measure it.
+        Assert.All(reports.Take(7), r => Assert.InRange(r, 6_500, double.MaxValue));
         // Two seconds hold two or three of its own admissions: 3,000 or 4,500 a minute. Eight admissions back (six of
         // them at the share) would say about 5,600.
-        Assert.InRange(report, 4_286 * 0.6, 4_286 * 1.1);
+        Assert.InRange(reports[^1], 4_286 * 0.6, 4_286 * 1.1);
+    }
+
+    [Fact]
+    public void A_slow_process_that_refused_once_is_not_read_below_its_share_until_two_seconds_have_passed()
+    {
+        var estimate = new DemandEstimate(0);
+        var nextArrival = 0.0;
+        var reports = new List<double>();
+        for (var i = 0; i < 80; i++)
+        {
+            var admissions = 0;
+            for (; nextArrival < (i + 1) * 0.25; nextArrival += 0.7) admissions++;
+            // At 40 its bucket ran dry once: one request refused (and admitted at the next try).
+            var asked = 50 * admissions + (i == 40 ? 50 : 0);
+            reports.Add(estimate.Add((asked, 50 * admissions, admissions), Interval, i, heldTokensPerMinute: 4_300));
+        }
+
+        // One request in a second would read 3,000 a minute; what it holds stands until 2 s have passed.
+        Assert.All(reports.Skip(41).Take(DemandEstimate.HoldAfterRefusal - 1), r => Assert.InRange(r, 4_300, double.MaxValue));
     }
 
     [Fact]
