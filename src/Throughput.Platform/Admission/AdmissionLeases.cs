@@ -115,7 +115,8 @@ public static class AdmissionLeasesApi
                 d.RuleFor(x => x.TokensPerMinute).InclusiveBetween(0, 1_000_000_000_000);
                 d.RuleFor(x => x.HeldTokensPerMinute).InclusiveBetween(0, 1_000_000_000_000).When(x => x.HeldTokensPerMinute is not null);
                 d.RuleFor(x => x.HeldBurstTokens).InclusiveBetween(0, 1_000_000_000_000).When(x => x.HeldBurstTokens is not null);
-                d.RuleFor(x => x.HeldVersion).GreaterThanOrEqualTo(0).When(x => x.HeldVersion is not null);
+                // The next lease's version is above it: bounded so that a node cannot run a deployment's versions to overflow (2^53, exact in any JSON reader).
+                d.RuleFor(x => x.HeldVersion).InclusiveBetween(0, 1L << 53).When(x => x.HeldVersion is not null);
             });
         }
     }

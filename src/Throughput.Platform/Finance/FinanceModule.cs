@@ -13,6 +13,11 @@ public sealed class FinanceModule : FeatureModule
         opts.Schema.For<RevenueRow>().Duplicate(r => r.Period);
         opts.Schema.For<PoolMonth>().Duplicate(m => m.Period);
         opts.Schema.For<PoolUtilization>().Duplicate(m => m.Period);
+        // Marten versions the tables of the documents a projection declares, not those a custom projection stores: these
+        // carry the read models' version in their names themselves, so a new version counts the log into empty ones.
+        opts.Schema.For<PoolUtilization>().DocumentAlias($"poolutilization_{ReadModels.Version}");
+        opts.Schema.For<PooledDeployment>().DocumentAlias($"pooleddeployment_{ReadModels.Version}");
+        opts.Schema.For<PoolMinute>().DocumentAlias($"poolminute_{ReadModels.Version}");
         opts.Storage.ExtendedSchemaObjects.Add(UsageHours.Definition(opts.DatabaseSchemaName));
     }
 

@@ -1,5 +1,4 @@
 using JasperFx.Events;
-using JasperFx.Events.Daemon;
 using JasperFx.Events.Grouping;
 using JasperFx.Events.Projections;
 using Marten;
@@ -33,14 +32,8 @@ public sealed class BillingAccountProjection : MultiStreamProjection<BillingAcco
         CustomGrouping(new ByTenant());
     }
 
-    /// <summary>A tenant's events of one page folded at once (<see cref="BillingAccount.FoldAll"/>), not an account per event.</summary>
-    public override (BillingAccount?, ActionType) DetermineAction(BillingAccount? snapshot, string identity, IReadOnlyList<IEvent> events)
-    {
-        if (events.Count == 0) return (snapshot, ActionType.Nothing);
-        var through = 0L;
-        foreach (var e in events) through = Math.Max(through, e.Sequence);
-        return (BillingAccount.FoldAll(snapshot, identity, events.Select(e => e.Data))!.Projected(through), ActionType.Store);
-    }
+    public override BillingAccount? Evolve(BillingAccount? snapshot, string id, IEvent e) =>
+        BillingAccount.Fold(snapshot, id, e.Data).Projected(e.Sequence);
 
     /// <summary>Accrued revenue follows the account in the same transaction, as of the moment its events bring it to (see <see cref="Accruals"/>).</summary>
     public override ValueTask RaiseSideEffects(IDocumentOperations operations, IEventSlice<BillingAccount> slice)
@@ -78,12 +71,6 @@ public sealed class BillingAccountProjection : MultiStreamProjection<BillingAcco
                 // event per tenant and sequence, since a slice keeps an event once however often it is added.
                 if (e.Data is UsageBatchMetered usage)
                 {
-                    // A batch is nearly always one tenant's: then the event itself is that tenant's part.
-                    if (OneTenantOf(usage, tenants) is { } only)
-                    {
-                        grouping.AddEvent(only, e);
-                        continue;
-                    }
                     foreach (var part in usage.Usage.GroupBy(u => TenantOf(u, tenants)))
                         if (part.Key is not null) grouping.AddEvent(part.Key, e.WithData(new UsageBatchMetered([.. part])));
                     continue;
@@ -107,17 +94,6 @@ public sealed class BillingAccountProjection : MultiStreamProjection<BillingAcco
         }
 
         static string? TenantOf(UsageMetered u, Dictionary<string, string> tenants) => u.TenantId ?? tenants.GetValueOrDefault(u.DeploymentId);
-
-        static string? OneTenantOf(UsageBatchMetered batch, Dictionary<string, string> tenants)
-        {
-            string? only = null;
-            foreach (var u in batch.Usage)
-            {
-                if (TenantOf(u, tenants) is not { } tenant || (only is not null && !string.Equals(only, tenant, StringComparison.Ordinal))) return null;
-                only = tenant;
-            }
-            return only;
-        }
 
         static string? DeploymentOf(object data) => data switch
         {

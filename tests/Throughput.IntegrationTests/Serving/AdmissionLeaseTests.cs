@@ -60,10 +60,15 @@ public sealed class AdmissionLeaseTests(PlatformFixture platform)
 
         var foreign = await (await platform.ServingNodeClientAsync(await platform.NewServingNodeAsync(elsewhere))).PostAsJsonAsync("/v1/admission/leases", renewal);
         var unnamed = await platform.Operator().PostAsJsonAsync("/v1/admission/leases", renewal);
-        var own = await (await platform.ServingNodeClientAsync(await platform.NewServingNodeAsync(region))).PostAsJsonAsync("/v1/admission/leases", renewal);
+        var node = await platform.ServingNodeClientAsync(await platform.NewServingNodeAsync(region));
+        var runaway = await node.PostAsJsonAsync("/v1/admission/leases", new AdmissionLeaseRenewal([new AdmissionDemand(deployment, 10_000, 5_000, 5_000, long.MaxValue)]));
+        var own = await node.PostAsJsonAsync("/v1/admission/leases", renewal);
 
         Assert.Equal(System.Net.HttpStatusCode.Forbidden, foreign.StatusCode);
         Assert.Equal(System.Net.HttpStatusCode.Forbidden, unnamed.StatusCode);
+        // A held version a node could run the deployment's lease versions to overflow with is refused, naming the field.
+        Assert.Equal(System.Net.HttpStatusCode.BadRequest, runaway.StatusCode);
+        Assert.Contains("heldVersion", await runaway.Content.ReadAsStringAsync(), StringComparison.OrdinalIgnoreCase);
         var lease = Assert.Single((await own.EnsureSuccessStatusCode().Content.ReadFromJsonAsync<AdmissionLease[]>(PlatformFixture.Json))!);
         Assert.Equal((Rate, Rate, 1), (lease.TokensPerMinute, lease.BurstTokens, lease.Replicas));
         Assert.Single(await LeasesAsync(deployment));
