@@ -1,4 +1,6 @@
 using JasperFx.Events;
+using JasperFx.Events.Aggregation;
+using JasperFx.Events.Daemon;
 using JasperFx.Events.Grouping;
 using JasperFx.Events.Projections;
 using Marten;
@@ -32,16 +34,23 @@ public sealed class BillingAccountProjection : MultiStreamProjection<BillingAcco
         CustomGrouping(new ByTenant());
     }
 
-    public override BillingAccount? Evolve(BillingAccount? snapshot, string id, IEvent e) =>
-        BillingAccount.Fold(snapshot, id, e.Data).Projected(e.Sequence);
-
-    /// <summary>Accrued revenue follows the account in the same transaction, as of the moment its events bring it to (see <see cref="Accruals"/>).</summary>
-    public override ValueTask RaiseSideEffects(IDocumentOperations operations, IEventSlice<BillingAccount> slice)
+    /// <summary>
+    /// A tenant's events of one page folded at once (<see cref="BillingAccount.FoldAll"/>), not an account per event; the
+    /// account's accrued revenue is written in the same transaction, as of the moment its events bring it to (see
+    /// <see cref="Accruals"/>). Not a side effect: the daemon runs those only in continuous mode, and it replays a fresh or
+    /// upgraded store's log in catch-up mode first, for as long as events keep arriving.
+    /// </summary>
+    public override ValueTask<(BillingAccount?, ActionType)> DetermineActionAsync(IQuerySession session, BillingAccount? snapshot,
+        string identity, IIdentitySetter<BillingAccount, string> identitySetter, IReadOnlyList<IEvent> events, CancellationToken cancellation)
     {
-        var events = slice.Events();
-        if (slice.Snapshot is { } account && events.Count > 0 && Accruals.MayChangeDrafts(events))
+        if (events.Count == 0) return ValueTask.FromResult((snapshot, ActionType.Nothing));
+        var through = 0L;
+        foreach (var e in events) through = Math.Max(through, e.Sequence);
+        var account = BillingAccount.FoldAll(snapshot, identity, events.Select(e => e.Data))!.Projected(through);
+        // The daemon hands its batch's operations in as the session.
+        if (session is IDocumentOperations operations && Accruals.MayChangeDrafts(events))
             Accruals.Write(operations, account, Accruals.Of(account, Accruals.MomentOf(events)));
-        return ValueTask.CompletedTask;
+        return ValueTask.FromResult<(BillingAccount?, ActionType)>((account, ActionType.Store));
     }
 
     /// <summary>
@@ -71,6 +80,12 @@ public sealed class BillingAccountProjection : MultiStreamProjection<BillingAcco
                 // event per tenant and sequence, since a slice keeps an event once however often it is added.
                 if (e.Data is UsageBatchMetered usage)
                 {
+                    // A batch is nearly always one tenant's: then the event itself is that tenant's part.
+                    if (OneTenantOf(usage, tenants) is { } only)
+                    {
+                        grouping.AddEvent(only, e);
+                        continue;
+                    }
                     foreach (var part in usage.Usage.GroupBy(u => TenantOf(u, tenants)))
                         if (part.Key is not null) grouping.AddEvent(part.Key, e.WithData(new UsageBatchMetered([.. part])));
                     continue;
@@ -94,6 +109,17 @@ public sealed class BillingAccountProjection : MultiStreamProjection<BillingAcco
         }
 
         static string? TenantOf(UsageMetered u, Dictionary<string, string> tenants) => u.TenantId ?? tenants.GetValueOrDefault(u.DeploymentId);
+
+        static string? OneTenantOf(UsageBatchMetered batch, Dictionary<string, string> tenants)
+        {
+            string? only = null;
+            foreach (var u in batch.Usage)
+            {
+                if (TenantOf(u, tenants) is not { } tenant || (only is not null && !string.Equals(only, tenant, StringComparison.Ordinal))) return null;
+                only = tenant;
+            }
+            return only;
+        }
 
         static string? DeploymentOf(object data) => data switch
         {

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text.Json;
 using Throughput.Finance;
 using Throughput.Catalog;
 using Throughput.Deployments;
@@ -37,7 +38,13 @@ public sealed class InvoiceSpecs
         new(deployment, "acme", [new ProducerRange("node-1", 1, 1)], new TokenCounts(10, prompt, cached, output, 10, prompt, cached, output), prompt - cached + 4 * output,
             At(finishedAt).AddSeconds(-2), At(finishedAt), 0, 0, 2500, At(meteredAt ?? finishedAt));
 
-    static BillingAccount Given(params object[] events) => events.Aggregate((BillingAccount?)null, (a, e) => BillingAccount.Fold(a, "acme", e))!;
+    /// <summary>The account folded event by event; every spec also checks that the projection's page fold comes to the same account.</summary>
+    static BillingAccount Given(params object[] events)
+    {
+        var account = events.Aggregate((BillingAccount?)null, (a, e) => BillingAccount.Fold(a, "acme", e))!;
+        Assert.Equal(JsonSerializer.Serialize(account), JsonSerializer.Serialize(BillingAccount.FoldAll(null, "acme", events)));
+        return account;
+    }
 
     static InvoiceFigures Closed(BillingAccount account, BillingMonth month) => InvoiceCalculation.Compute(account, month, month.End);
 
