@@ -10,7 +10,7 @@ namespace Throughput.Hosting;
 
 /// <summary>
 /// OpenTelemetry for the host. The platform's meters are scraped at <c>/metrics</c> (Prometheus text, operator key).
-/// With <c>Telemetry:OtlpEndpoint</c> set, metrics, traces (HTTP, Marten, Npgsql, MassTransit and the metering consumer's
+/// With <c>Telemetry:OtlpEndpoint</c> set (and <c>Telemetry:OtlpProtocol</c>, <c>Telemetry:OtlpHeaders</c>), metrics, traces (HTTP, Marten, Npgsql, MassTransit and the metering consumer's
 /// spans linked to the serving nodes' publishes) and logs (with their trace and span ids) are also exported over OTLP;
 /// without it nothing leaves the machine and no span is recorded. <c>Telemetry:Traces=true</c> records spans without an
 /// exporter, for one added in process.
@@ -23,6 +23,20 @@ public static class Telemetry
     {
         var configuration = builder.Configuration;
         var otlp = configuration["Telemetry:OtlpEndpoint"] is { Length: > 0 } endpoint ? new Uri(endpoint) : null;
+        var protocol = configuration["Telemetry:OtlpProtocol"] switch
+        {
+            null or "" or "grpc" => OpenTelemetry.Exporter.OtlpExportProtocol.Grpc,
+            "http/protobuf" => OpenTelemetry.Exporter.OtlpExportProtocol.HttpProtobuf,
+            var other => throw new InvalidOperationException($"Telemetry:OtlpProtocol '{other}' is neither 'grpc' nor 'http/protobuf'"),
+        };
+        var headers = configuration["Telemetry:OtlpHeaders"];
+        // Over HTTP each signal has its own path under the collector's address; over gRPC they share the address.
+        void Export(OpenTelemetry.Exporter.OtlpExporterOptions o, string httpPath)
+        {
+            o.Protocol = protocol;
+            o.Endpoint = protocol == OpenTelemetry.Exporter.OtlpExportProtocol.HttpProtobuf ? new Uri(otlp!.AbsoluteUri.TrimEnd('/') + "/" + httpPath) : otlp!;
+            if (headers is { Length: > 0 }) o.Headers = headers;
+        }
         var telemetry = builder.Services.AddOpenTelemetry()
             .ConfigureResource(r => r.AddService("throughput-platform", serviceInstanceId: configuration["Host:Name"] ?? $"{Environment.MachineName}:{Environment.ProcessId}"))
             .WithMetrics(metrics =>
@@ -33,17 +47,17 @@ public static class Telemetry
                     o.ScopeInfoEnabled = false;
                     o.ScrapeResponseCacheDurationMilliseconds = 0;
                 });
-                if (otlp is not null) metrics.AddOtlpExporter(o => o.Endpoint = otlp);
+                if (otlp is not null) metrics.AddOtlpExporter(o => Export(o, "v1/metrics"));
             });
         if (otlp is not null || configuration.GetValue<bool>("Telemetry:Traces"))
         {
             telemetry.WithTracing(traces =>
             {
                 traces.AddSource(Sources).AddAspNetCoreInstrumentation().AddNpgsql();
-                if (otlp is not null) traces.AddOtlpExporter(o => o.Endpoint = otlp);
+                if (otlp is not null) traces.AddOtlpExporter(o => Export(o, "v1/traces"));
             });
         }
-        if (otlp is not null) telemetry.WithLogging(logs => logs.AddOtlpExporter(o => o.Endpoint = otlp), options => options.IncludeScopes = true);
+        if (otlp is not null) telemetry.WithLogging(logs => logs.AddOtlpExporter(o => Export(o, "v1/logs")), options => options.IncludeScopes = true);
     }
 
     public static void MapMetrics(this WebApplication app) =>
