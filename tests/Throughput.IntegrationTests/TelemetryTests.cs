@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using System.Diagnostics;
 using System.Net.Http.Json;
 using System.Text.Json;
@@ -10,7 +11,7 @@ namespace Throughput.IntegrationTests;
 public sealed class TelemetryTests(PlatformFixture platform)
 {
     [Fact]
-    public async Task A_serving_nodes_publish_and_the_consumer_batch_that_meters_it_are_one_trace_with_its_database_work()
+    public async Task A_serving_nodes_publish_is_linked_to_the_consumer_batch_that_appends_its_usage_event_with_its_database_work()
     {
         var (_, customer) = await platform.NewTenantAsync();
         var region = await platform.NewPoolAsync("gpt-4o-mini", 10);
@@ -44,6 +45,16 @@ public sealed class TelemetryTests(PlatformFixture platform)
         Assert.True((int)consume.GetTagItem("throughput.usage_events")! >= 1);
         // The batch's transaction is inside its span: the database commands it ran are its descendants.
         Assert.Contains(platform.Spans.Copy(), s => s.Source.Name == "Npgsql" && s.TraceId == consume.TraceId);
+        // MassTransit's receive and process spans carry the batch; the daemon's pages are Marten's own spans.
+        Assert.Contains(platform.Spans.Copy(), s => s.Source.Name == "MassTransit" && s.TraceId == consume.TraceId);
+        Assert.Contains(platform.Spans.Copy(), s => s.Source.Name == "Marten" && s.DisplayName.StartsWith("marten.readmodels", StringComparison.Ordinal));
+        // The span names the usage event it appended, and that event holds the published record's deployment.
+        var eventId = Guid.Parse((string)consume.GetTagItem("throughput.usage_event_id")!);
+        await using (var session = platform.Services.GetRequiredService<Marten.IDocumentStore>().QuerySession())
+        {
+            var usage = Assert.IsType<Throughput.Deployments.UsageBatchMetered>((await session.Events.LoadAsync(eventId))?.Data);
+            Assert.Contains(usage.Usage, u => u.DeploymentId == deployment);
+        }
 
         var totals = await customer.GetFromJsonAsync<JsonElement>($"/v1/deployments/{deployment}/usage/totals");
         Assert.Equal(1, totals.GetProperty("records").GetInt64());

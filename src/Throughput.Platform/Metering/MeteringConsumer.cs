@@ -170,7 +170,7 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
         partition.Committed(deployments, versions, moved, transitioned.Select(t => t.Read.Id), checkpoint, appended);
 
         metrics.Committed(context.Message.Length, counted, duplicates, throttles, quarantined, System.Diagnostics.Stopwatch.GetElapsedTime(started));
-        span?.SetTag("throughput.records", counted).SetTag("throughput.usage_events", usage.Count).SetTag("throughput.usage_stream", DeploymentMeters.PartitionStream(Queue(context)))
+        span?.SetTag("throughput.records", counted).SetTag("throughput.usage_events", usage.Count).SetTag("throughput.usage_stream", DeploymentMeters.PartitionStream(Queue(context))).SetTag("throughput.usage_event_id", appended?.ToString())
             .SetTag("throughput.quarantined", quarantined.Count);
 
         // A message's records, grouped per deployment in its order: one producer batch per (message, deployment).

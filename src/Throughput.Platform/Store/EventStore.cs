@@ -45,6 +45,8 @@ public static class EventStore
 
         opts.Events.StreamIdentity = StreamIdentity.AsString;
         opts.Events.AppendMode = EventAppendMode.Quick;
+        // A span per session's use of a connection when something listens (Telemetry:OtlpEndpoint or :Traces); nothing otherwise.
+        opts.OpenTelemetry.TrackConnections = JasperFx.OpenTelemetry.TrackLevel.Normal;
         // A rolled-back append leaves a sequence gap; on a busy shared database the transaction-evidence check held one
         // for over 20 minutes and every async projection stalled. None of our appends stays open anywhere near this long.
         opts.Projections.SkipStaleGapsDespiteLiveTransactionsAfter = TimeSpan.FromSeconds(15);
