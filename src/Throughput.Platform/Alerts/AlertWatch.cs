@@ -54,7 +54,7 @@ public sealed class AlertWatch : SubscriptionBase
         foreach (var u in usage)
         {
             if (!deployments.TryGetValue(u.DeploymentId, out var deployment)) continue; // a tenant without alerts
-            months[u.TenantId!] = months.GetValueOrDefault(u.TenantId!, MonthToDate.Empty(u.TenantId!)).Add(u, deployment);
+            months[u.TenantId!] = months.GetValueOrDefault(u.TenantId!, MonthToDate.Empty(u.TenantId!, u.FirstStartedAt)).Add(u, deployment);
             // The cap held in an earlier month: the deployment's first usage of a later one turns spillover back on for serving nodes.
             if (deployment is { SpilloverCappedIn: { } capped, SpilloverCappedBy: { } by } && string.CompareOrdinal(capped, Deployment.MonthOf(u.LastFinishedAt)) < 0)
             {

@@ -9,10 +9,12 @@ public sealed record DeploymentMonth(decimal SpilloverSpend, decimal Served, dec
 /// <summary>
 /// A tenant's month to date (UTC), folded from usage by <see cref="AlertWatch"/>: what its alerts compare with their
 /// thresholds. Usage that finished in an earlier month than <see cref="Month"/> is billed there but changes no alert.
+/// <see cref="Since"/> is when the watch began (the tenant's first usage after its first alert): served usage counts from
+/// then, so what the rate allowed counts from then too in that first month, not from the month's start.
 /// </summary>
-public sealed record MonthToDate(string Id, string Month, ImmutableDictionary<string, DeploymentMonth> Deployments)
+public sealed record MonthToDate(string Id, string Month, ImmutableDictionary<string, DeploymentMonth> Deployments, DateTimeOffset? Since = null)
 {
-    public static MonthToDate Empty(string tenantId) => new(tenantId, "", ImmutableDictionary<string, DeploymentMonth>.Empty);
+    public static MonthToDate Empty(string tenantId, DateTimeOffset? since = null) => new(tenantId, "", ImmutableDictionary<string, DeploymentMonth>.Empty, since);
 
     /// <summary>
     /// Folds one usage event of <paramref name="deployment"/>: each month's spilled tokens at its spillover prices (unrounded:
@@ -55,6 +57,7 @@ public sealed record MonthToDate(string Id, string Month, ImmutableDictionary<st
     {
         if (month != Month) return this;
         var start = new DateTimeOffset(int.Parse(month[..4], System.Globalization.CultureInfo.InvariantCulture), int.Parse(month[5..], System.Globalization.CultureInfo.InvariantCulture), 1, 0, 0, 0, TimeSpan.Zero);
+        if (Since > start) start = Since.Value;
         var current = Deployments.TryGetValue(deploymentId, out var m) ? m : new DeploymentMonth(0, 0, 0, start);
         return this with { Deployments = Deployments.SetItem(deploymentId, change(current)) };
     }

@@ -76,6 +76,18 @@ public sealed class AlertSpecs
     }
 
     [Fact]
+    public void A_watch_begun_mid_month_counts_what_the_rate_allowed_from_then_as_it_counts_served_usage_from_then()
+    {
+        var deployment = ActiveDeployment() with { CreatedAt = new DateTimeOffset(2026, 11, 1, 0, 0, 0, TimeSpan.Zero) };
+        // the tenant's first alert came three weeks into the month; its first usage after it: an hour at half the rate
+        var watched = MonthToDate.Empty("acme", Now).Add(Usage(0, 75_000, Now.AddHours(1)), deployment);
+        Assert.Equal(0.5m, watched.ValueOf(AlertMetric.Utilization, "dep-1"));
+        // the next month counts from its start again
+        var december = new DateTimeOffset(2026, 12, 1, 1, 0, 0, TimeSpan.Zero);
+        Assert.Equal(0.25m, watched.Add(Usage(0, 37_500, december), deployment).ValueOf(AlertMetric.Utilization, "dep-1"));
+    }
+
+    [Fact]
     public void A_cap_refuses_spilled_records_of_its_month_only_and_admission_spills_again_the_next_month()
     {
         var capped = DeploymentStream.Given(Created() with { Spillover = true }, new SpilloverCapReached("dep-1", "alr_1", "2026-11", 10m, Now)).State;
