@@ -103,6 +103,48 @@ public sealed class AlertTests(InvoicingFixture platform)
     }
 
     [Fact]
+    public async Task A_utilization_alert_fires_once_per_crossing_is_armed_again_below_its_threshold_and_fires_again()
+    {
+        await using var receiver = WebhookReceiver.Start(platform.Clock.GetUtcNow);
+        var (_, customer) = await platform.NewTenantAsync();
+        platform.Clock.Set(DateTimeOffset.UtcNow);
+        var endpoint = await Body((await customer.PostAsJsonAsync("/v1/webhooks/endpoints",
+            new { url = receiver.Url("utilization"), eventTypes = new[] { "usage.alert_crossed" } })).EnsureSuccessStatusCode());
+        platform.Clock.Set(At(7, 10, 9));
+        var region = await platform.NewPoolAsync("gpt-4o", 10);
+        var node = await platform.NewServingNodeAsync(region);
+        var bought = await customer.PostAsJsonAsync("/v1/deployments", new { name = "chat", model = "gpt-4o", region, type = "Global", ptu = 1 });
+        var deployment = (await Body(bought.EnsureSuccessStatusCode())).GetProperty("id").GetString()!;
+        var half = (await Body((await customer.PostAsJsonAsync("/v1/alerts", new { metric = "Utilization", threshold = 0.5, name = "half" })).EnsureSuccessStatusCode()))
+            .GetProperty("id").GetString()!;
+        async Task<JsonElement> AlertWhen(Func<JsonElement, bool> until) =>
+            await Eventually.Until(async () => await customer.GetFromJsonAsync<JsonElement>($"/v1/alerts/{half}"), until);
+        static MeteringRecord Served(string deployment, long output, DateTimeOffset finishedAt) =>
+            new(Guid.NewGuid().ToString("N"), deployment, "q", 0, 0, output, false, 0, finishedAt.AddSeconds(-3), finishedAt);
+
+        // gpt-4o: 2,500 weighted tokens a minute per PTU, output weighs 4. The watch begins with the first usage: 80,000
+        // served over the 3 s it took, against 125 allowed.
+        platform.Clock.Set(At(7, 10, 10));
+        await platform.PublishAsync(node, Served(deployment, 20_000, At(7, 10, 9, 50)));
+        Assert.Equal(640m, (await AlertWhen(a => a.GetProperty("crossedIn").GetString() == "2032-07")).GetProperty("lastCrossedValue").GetDecimal());
+        // Two hours on, 4 more served against 300,125 allowed: 0.27, armed again.
+        platform.Clock.Set(At(7, 10, 12));
+        await platform.PublishAsync(node, Served(deployment, 1, At(7, 10, 11, 50)));
+        await AlertWhen(a => a.GetProperty("crossedIn").ValueKind == JsonValueKind.Null);
+        // A minute later 80,000 more: 160,004 of 302,625, 0.53, crossed again.
+        await platform.PublishAsync(node, Served(deployment, 20_000, At(7, 10, 11, 51)));
+        Assert.Equal(decimal.Round(160_004m / 302_625m, 6),
+            (await AlertWhen(a => a.GetProperty("crossedIn").GetString() == "2032-07")).GetProperty("lastCrossedValue").GetDecimal());
+
+        var arrivals = await Eventually.Until(() => Task.FromResult(receiver.Accepted("utilization")), a => a.Count >= 2);
+        var deliveries = await customer.GetFromJsonAsync<JsonElement>($"/v1/webhooks/endpoints/{endpoint.GetProperty("id").GetString()}/deliveries");
+        Assert.Equal(2, deliveries.GetArrayLength());
+        Assert.Equal(2, arrivals.Select(a => a.Id).Distinct().Count());
+        Assert.All(arrivals, a => Assert.True(WebhookReceiver.Verifies(a, endpoint.GetProperty("secret").GetString()!), $"signature of {a.Id}"));
+        Assert.All(arrivals, a => Assert.Equal(("usage.alert_crossed", half, "2032-07"), (a.Type, a.Data.GetProperty("alertId").GetString(), a.Data.GetProperty("month").GetString())));
+    }
+
+    [Fact]
     public async Task An_invoice_to_date_alert_fires_once_when_the_draft_reaches_it_with_one_delivery_and_again_the_next_month()
     {
         await using var receiver = WebhookReceiver.Start(platform.Clock.GetUtcNow);
