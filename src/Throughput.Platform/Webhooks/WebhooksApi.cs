@@ -62,6 +62,7 @@ public static class WebhooksApi
     }
 
     const int DeliveryPage = 100;
+    const int MaxDeliveryPage = 1_000;
 
     public static IEndpointRouteBuilder MapWebhooks(this IEndpointRouteBuilder app, WebhookSettings settings)
     {
@@ -111,15 +112,29 @@ public static class WebhooksApi
             .WithName("RotateWebhookSecret").ProducesProblem(404)
             .WithSummary("A new signing secret, shown this once; the previous one keeps signing beside it for 24 hours.");
 
-        group.MapGet("/{endpointId}/deliveries", async (string endpointId, HttpContext http, IQuerySession session, CancellationToken ct) =>
+        group.MapGet("/{endpointId}/deliveries", async Task<IResult> (string endpointId, DeliveryStatus? status, long? before, int? limit, HttpContext http, IQuerySession session, CancellationToken ct) =>
             {
+                if (limit is < 1 or > MaxDeliveryPage)
+                    return Validation.Invalid(new Dictionary<string, string[]> { ["limit"] = [$"From 1 to {MaxDeliveryPage} deliveries per page."] });
                 await OwnAsync(session, http, endpointId, ct);
-                var deliveries = await session.Query<WebhookDelivery>().Where(d => d.EndpointId == endpointId)
-                    .OrderByDescending(d => d.Sequence).Take(DeliveryPage).ToListAsync(ct);
-                return TypedResults.Ok(deliveries.Select(WebhookDeliveryView.Of).ToList());
+                var take = limit ?? DeliveryPage;
+                var query = session.Query<WebhookDelivery>().Where(d => d.EndpointId == endpointId);
+                if (status is { } wanted) query = query.Where(d => d.Status == wanted);
+                if (before is { } cursor) query = query.Where(d => d.Sequence < cursor);
+                var found = await query.OrderByDescending(d => d.Sequence).Take(take + 1).ToListAsync(ct);
+                if (found.Count > take)
+                {
+                    found = [.. found.Take(take)];
+                    var next = Microsoft.AspNetCore.WebUtilities.QueryHelpers.ParseQuery(http.Request.QueryString.Value);
+                    next["before"] = found[^1].Sequence.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                    next["limit"] = take.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                    http.Response.Headers.Link = $"<{Microsoft.AspNetCore.WebUtilities.QueryHelpers.AddQueryString(http.Request.Path, next)}>; rel=\"next\"";
+                }
+                return TypedResults.Ok(found.Select(WebhookDeliveryView.Of).ToList());
             })
-            .WithName("ListWebhookDeliveries").ProducesProblem(404)
-            .WithSummary("The endpoint's latest 100 deliveries, newest event first, each with its attempts: when, the receiver's status or the error, the wait after it.");
+            .WithName("ListWebhookDeliveries").Produces<List<WebhookDeliveryView>>().ProducesProblem(404).ProducesValidationProblem()
+            .WithSummary("The endpoint's deliveries, newest event first, each with its attempts (when, the receiver's status or the error, the wait after it): "
+                + "?status=Pending|Delivered|Failed, pages of ?limit= (default 100, at most 1,000) older than ?before= (Link rel=next).");
         return app;
     }
 

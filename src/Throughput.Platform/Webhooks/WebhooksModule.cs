@@ -29,7 +29,7 @@ public sealed class WebhooksModule : FeatureModule
     public override void ConfigureStore(StoreOptions opts, ProjectionLayout layout)
     {
         opts.Schema.For<WebhookEndpoint>().Index(e => e.TenantId);
-        opts.Schema.For<WebhookDelivery>().Index(d => d.EndpointId).Index(d => d.Status);
+        opts.Schema.For<WebhookDelivery>().Index(d => d.EndpointId).Index(d => d.Status).Index(d => new { d.EndpointId, d.Sequence });
     }
 
     public override void MapEndpoints(WebApplication app) => app.MapWebhooks(app.Services.GetRequiredService<WebhookSettings>());
