@@ -452,7 +452,8 @@ public sealed class CustomerApiTests(PlatformFixture platform)
         Assert.Equal("#/components/schemas/DeploymentView",
             purchase.GetProperty("responses").GetProperty("201").GetProperty("content").GetProperty("application/json").GetProperty("schema").GetProperty("$ref").GetString());
         // The headers of the contract: Idempotency-Key where a retry must not act twice, If-Match where a change needs the
-        // revision it was decided on, ETag on what returns one, and the per-key rate limit's 429 with Retry-After everywhere.
+        // revision it was decided on, ETag on what returns one, and the per-key rate limit's 429 with Retry-After everywhere;
+        // whatever can be refused can also meet a database outage: its 503, with Retry-After and problem details.
         static IEnumerable<string> HeaderParameters(JsonElement operation) => operation.TryGetProperty("parameters", out var ps)
             ? ps.EnumerateArray().Where(p => p.GetProperty("in").GetString() == "header").Select(p => p.GetProperty("name").GetString()!) : [];
         Assert.Contains("Idempotency-Key", HeaderParameters(purchase));
@@ -463,7 +464,14 @@ public sealed class CustomerApiTests(PlatformFixture platform)
         Assert.True(operations.GetProperty("/v1/deployments/{deploymentId}").GetProperty("get").GetProperty("responses").GetProperty("200").GetProperty("headers").TryGetProperty("ETag", out _));
         foreach (var path in operations.EnumerateObject())
         foreach (var operation in path.Value.EnumerateObject())
-            Assert.True(operation.Value.GetProperty("responses").GetProperty("429").GetProperty("headers").TryGetProperty("Retry-After", out _), $"{operation.Name} {path.Name} has no 429 with Retry-After");
+        {
+            var responses = operation.Value.GetProperty("responses");
+            Assert.True(responses.GetProperty("429").GetProperty("headers").TryGetProperty("Retry-After", out _), $"{operation.Name} {path.Name} has no 429 with Retry-After");
+            if (!responses.EnumerateObject().Any(r => r.Name.StartsWith('4'))) continue;
+            Assert.True(responses.TryGetProperty("503", out var unavailable) && unavailable.TryGetProperty("headers", out var headers) && headers.TryGetProperty("Retry-After", out _)
+                        && unavailable.GetProperty("content").TryGetProperty("application/problem+json", out _),
+                $"{operation.Name} {path.Name} answers 4xx but has no 503 with Retry-After and problem details");
+        }
         Assert.True(document.GetProperty("components").GetProperty("securitySchemes").TryGetProperty("ApiKey", out _));
         var page = await anonymous.GetAsync("/docs");
         Assert.Equal(HttpStatusCode.OK, page.StatusCode);

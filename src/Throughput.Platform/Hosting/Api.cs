@@ -159,8 +159,8 @@ public static class Api
 
     /// <summary>
     /// The headers each operation's contract includes: Idempotency-Key and If-Match where the endpoint takes them, ETag on
-    /// the success of those that return one, and on every operation that takes a key its 401 and 403 and the 429 of the
-    /// per-key rate limit with its Retry-After.
+    /// the success of those that return one, and on every operation that takes a key its 401 and 403, the 429 of the
+    /// per-key rate limit and the 503 of a database outage, both with Retry-After.
     /// </summary>
     static void DeclareHeaders(OpenApiOperation operation, HashSet<ContractHeader> headers, bool anonymous)
     {
@@ -180,29 +180,31 @@ public static class Api
                 Description = "The ETag of the revision the change is decided on; 412 if it changed since, 428 without it.",
             });
         operation.Responses ??= [];
+        // Authentication reads a key from PostgreSQL when it is not cached, so every operation that takes one can meet an outage.
+        // An endpoint's own 429 or 503 (the admission check's refusal, an unreachable broker) keeps its description.
+        if (!anonymous)
+            foreach (var (status, description) in KeyedProblems)
+                operation.Responses.TryAdd(status, new OpenApiResponse
+                {
+                    Description = description,
+                    Content = new Dictionary<string, OpenApiMediaType> { ["application/problem+json"] = new() { Schema = new OpenApiSchemaReference("ProblemDetails") } },
+                });
         foreach (var (status, response) in operation.Responses)
         {
             if (headers.Contains(ContractHeader.ETag) && status.StartsWith('2') && response is OpenApiResponse success)
                 (success.Headers ??= new Dictionary<string, IOpenApiHeader>())["ETag"] = new OpenApiHeader { Description = "The revision: send it back in If-Match to change what you read.", Schema = Text() };
-            if (status == "503" && response is OpenApiResponse unavailable)
-                (unavailable.Headers ??= new Dictionary<string, IOpenApiHeader>())["Retry-After"] = RetryAfter();
+            if (status is "429" or "503" && response is OpenApiResponse comeBack)
+                (comeBack.Headers ??= new Dictionary<string, IOpenApiHeader>())["Retry-After"] = RetryAfter();
         }
-        if (anonymous) return; // no key, no per-key limit
-        foreach (var (status, description) in new[] { ("401", "No API key, or one that is unknown, revoked or malformed."), ("403", "The key's role or tenant may not do this.") })
-            operation.Responses.TryAdd(status, new OpenApiResponse
-            {
-                Description = description,
-                Content = new Dictionary<string, OpenApiMediaType> { ["application/problem+json"] = new() { Schema = new OpenApiSchemaReference("ProblemDetails") } },
-            });
-        // An endpoint's own 429 (the admission check's refusal) carries Retry-After as well.
-        if (!operation.Responses.TryGetValue("429", out var limited))
-            operation.Responses["429"] = limited = new OpenApiResponse
-            {
-                Description = "Too many requests for this key: wait Retry-After seconds.",
-                Content = new Dictionary<string, OpenApiMediaType> { ["application/problem+json"] = new() { Schema = new OpenApiSchemaReference("ProblemDetails") } },
-            };
-        if (limited is OpenApiResponse refused) (refused.Headers ??= new Dictionary<string, IOpenApiHeader>())["Retry-After"] = RetryAfter();
     }
+
+    static readonly (string Status, string Description)[] KeyedProblems =
+    [
+        ("401", "No API key, or one that is unknown, revoked or malformed."),
+        ("403", "The key's role or tenant may not do this."),
+        ("429", "Too many requests for this key: wait Retry-After seconds."),
+        ("503", ProblemMapper.OutageDetail),
+    ];
 
     public static WebApplication UseThroughputApi(this WebApplication app)
     {

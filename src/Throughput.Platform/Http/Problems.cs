@@ -39,9 +39,12 @@ public sealed class ProblemMapper(ILogger<ProblemMapper> log) : IExceptionHandle
     static IResult Unavailable(HttpContext http)
     {
         http.Response.Headers.RetryAfter = RetryAfterSeconds;
-        return Results.Problem(statusCode: 503, title: "Service unavailable",
-            detail: "The database is not reachable right now (a restart or failover); retry after the Retry-After seconds. A write that got this answer may or may not have been applied: repeat it with the same Idempotency-Key.");
+        return Results.Problem(statusCode: 503, title: "Service unavailable", detail: OutageDetail);
     }
+
+    /// <summary>What a client is told about a database outage, in the answer and in the OpenAPI document.</summary>
+    public const string OutageDetail =
+        "The database is not reachable right now (a restart or failover); retry after the Retry-After seconds. A write that got this answer may or may not have been applied: repeat it with the same Idempotency-Key.";
 
     const string RetryAfterSeconds = "5";
 

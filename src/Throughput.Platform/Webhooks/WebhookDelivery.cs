@@ -36,8 +36,9 @@ public sealed record WebhookDelivery(
     public static string IdOf(Guid eventId, string endpointId) => $"{endpointId}:{eventId:N}";
 
     /// <summary>
-    /// The delivery after one attempt: delivered on any 2xx, else due again after the schedule's next wait (±20 % jitter,
-    /// so receivers coming back are not hit by every endpoint's retries at once), and failed for good once the schedule is spent.
+    /// The delivery after one attempt: delivered on any 2xx, else due again after the schedule's next wait lengthened by up to
+    /// 20 % (jitter, so receivers coming back are not hit by every endpoint's retries at once), and failed for good once the
+    /// schedule is spent.
     /// </summary>
     public WebhookDelivery After(DateTimeOffset at, int? statusCode, string? error, IReadOnlyList<TimeSpan> schedule, double jitter)
     {
@@ -46,7 +47,8 @@ public sealed record WebhookDelivery(
         var failures = Attempts.Count;
         if (failures >= schedule.Count)
             return this with { Status = DeliveryStatus.Failed, Attempts = [.. Attempts, new DeliveryAttempt(at, statusCode, error, null)] };
-        var wait = schedule[failures] * (1 + 0.2 * (2 * jitter - 1));
+        // Jitter only lengthens: the schedule's sum stays the least time a receiver has to come back before a delivery fails.
+        var wait = schedule[failures] * (1 + 0.2 * jitter);
         return this with { NextAttemptAt = at + wait, Attempts = [.. Attempts, new DeliveryAttempt(at, statusCode, error, wait)] };
     }
 }

@@ -16,8 +16,8 @@ public sealed record WebhookSettings(
     TimeSpan Timeout)
 {
     /// <summary>
-    /// The wait after each failed attempt (the first attempt is immediate): about 27 hours in all, after which the delivery
-    /// is given up. As Svix and Stripe do, the waits grow, so a receiver that is down for a day is not hammered.
+    /// The wait after each failed attempt (the first attempt is immediate): 27 h 35 min in all, after which the delivery is
+    /// given up. As Svix and Stripe do, the waits grow, so a receiver that is down for a day is not hammered.
     /// </summary>
     public static readonly IReadOnlyList<TimeSpan> DefaultRetrySchedule =
     [
