@@ -60,15 +60,23 @@ public static class AlertsApi
 
         group.MapPost("/", async Task<Results<Created<AlertView>, ProblemHttpResult>> (SetAlert command, HttpContext http, IDocumentSession session, TimeProvider clock, CancellationToken ct) =>
             {
+                var (idempotencyKey, badKey) = IdempotencyKeys.Of(http);
+                if (badKey is not null) return badKey;
                 var tenantId = http.User.TenantId()!;
                 if (await DeploymentProblemAsync(session, tenantId, command, ct) is { } problem) return problem;
-                var set = Set("alr_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(10)), tenantId, command, clock.GetUtcNow());
+                var alertId = idempotencyKey is null ? "alr_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(10)) : IdempotencyKeys.IdFor("alr_", tenantId, idempotencyKey);
+                // A retry gets the alert it set; a key used for another alert is refused.
+                if (idempotencyKey is not null && await session.LoadAsync<Alert>(alertId, ct) is { } earlier)
+                    return earlier.TenantId == tenantId && Set(alertId, tenantId, command, earlier.SetAt) == Set(alertId, earlier.TenantId, AsCommand(earlier), earlier.SetAt)
+                        ? TypedResults.Created($"/v1/alerts/{alertId}", AlertView.Of(earlier))
+                        : IdempotencyKeys.Reused("alert");
+                var set = Set(alertId, tenantId, command, clock.GetUtcNow());
                 session.Events.StartStream<Alert>(set.AlertId, set);
                 await session.SaveChangesAsync(ct);
                 return TypedResults.Created($"/v1/alerts/{set.AlertId}", AlertView.Of(Alert.Create(set)));
             })
             .ValidateWith(validator).ProducesProblem(422)
-            .WithName("CreateAlert")
+            .WithName("CreateAlert").WithHeader(ContractHeader.IdempotencyKey)
             .WithSummary("Alert when a month-to-date value (utilization, spillover spend, invoice to date) reaches a threshold (a webhook and the dashboard); a spillover spend alert can also cap spillover.");
 
         group.MapGet("/", async (HttpContext http, IQuerySession session, CancellationToken ct) =>
@@ -105,6 +113,8 @@ public static class AlertsApi
             .WithName("RemoveAlert").WithSummary("Remove an alert; a cap it set is lifted.").ProducesProblem(404);
         return app;
     }
+
+    static SetAlert AsCommand(Alert a) => new(a.Metric, a.Threshold, a.DeploymentId, a.CapsSpillover, a.Name);
 
     static AlertSet Set(string alertId, string tenantId, SetAlert c, DateTimeOffset now) =>
         new(alertId, tenantId, c.DeploymentId, c.Metric, c.Threshold, c.CapsSpillover, c.Name, now);

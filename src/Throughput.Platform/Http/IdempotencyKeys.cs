@@ -14,6 +14,13 @@ public static class IdempotencyKeys
             : (key, null);
     }
 
+    /// <summary>
+    /// The id of what a create request with this key makes, the same on every retry: <paramref name="prefix"/> and a hash of
+    /// the caller's scope (its tenant, or the operators') and the key, so two callers' keys never meet.
+    /// </summary>
+    public static string IdFor(string prefix, string? tenantId, string key) =>
+        prefix + Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes((tenantId is null ? "operator" : "tenant:" + tenantId) + "\n" + key)))[..20];
+
     /// <summary>The answer to a key used before for another request.</summary>
     public static ProblemHttpResult Reused(string what) =>
         TypedResults.Problem(statusCode: 422, title: "Idempotency-Key reused", detail: $"This Idempotency-Key was used for a different {what}.");

@@ -69,17 +69,26 @@ public static class WebhooksApi
         var group = app.MapGroup("/v1/webhooks/endpoints").WithTags("Webhooks")
             .RequireAuthorization(p => p.RequireRole(nameof(Role.Tenant), nameof(Role.Operator)));
 
-        group.MapPost("/", async (RegisterWebhookEndpoint command, HttpContext http, IDocumentSession session, SecretBox box, TimeProvider clock, CancellationToken ct) =>
+        group.MapPost("/", async Task<Results<Created<WebhookEndpointView>, ProblemHttpResult>> (RegisterWebhookEndpoint command, HttpContext http, IDocumentSession session,
+                SecretBox box, TimeProvider clock, CancellationToken ct) =>
             {
+                var (idempotencyKey, badKey) = IdempotencyKeys.Of(http);
+                if (badKey is not null) return badKey;
+                var tenantId = http.User.TenantId();
+                var endpointId = idempotencyKey is null ? "whe_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(10)) : IdempotencyKeys.IdFor("whe_", tenantId, idempotencyKey);
+                // A retry gets the endpoint it registered, its secret too while that is still the one it was given.
+                if (idempotencyKey is not null && await session.LoadAsync<WebhookEndpoint>(endpointId, ct) is { } earlier)
+                    return earlier.OwnedBy(tenantId) && earlier.Url == command.Url && earlier.EventTypes.SequenceEqual(command.EventTypes.Distinct())
+                        ? TypedResults.Created($"/v1/webhooks/endpoints/{endpointId}", WebhookEndpointView.Of(earlier, earlier.Version == 1 ? box.Open(earlier.EncryptedSecret) : null))
+                        : IdempotencyKeys.Reused("webhook endpoint");
                 var secret = Signatures.NewSecret();
-                var registered = new WebhookEndpointRegistered("whe_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(10)), http.User.TenantId(),
-                    command.Url, command.EventTypes.Distinct().ToList(), command.Description, box.Seal(secret), clock.GetUtcNow());
+                var registered = new WebhookEndpointRegistered(endpointId, tenantId, command.Url, command.EventTypes.Distinct().ToList(), command.Description, box.Seal(secret), clock.GetUtcNow());
                 session.Events.StartStream<WebhookEndpoint>(registered.EndpointId, registered);
                 await session.SaveChangesAsync(ct);
                 return TypedResults.Created($"/v1/webhooks/endpoints/{registered.EndpointId}", WebhookEndpointView.Of(WebhookEndpoint.Create(registered), secret));
             })
             .ValidateWith(new Validator(settings)).ProducesProblem(422)
-            .WithName("RegisterWebhookEndpoint")
+            .WithName("RegisterWebhookEndpoint").WithHeader(ContractHeader.IdempotencyKey)
             .WithSummary("Register a receiver for the chosen event types. The answer holds its signing secret, shown this once.");
 
         group.MapGet("/", async (HttpContext http, IQuerySession session, CancellationToken ct) =>

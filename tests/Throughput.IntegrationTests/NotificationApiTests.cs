@@ -5,7 +5,7 @@ using System.Text.Json;
 namespace Throughput.IntegrationTests;
 
 [Collection(InvoicingCollection.Name)]
-public sealed class WebhookDeliveryLogTests(InvoicingFixture platform)
+public sealed class NotificationApiTests(InvoicingFixture platform)
 {
     [Fact]
     public async Task The_delivery_log_pages_newest_first_by_a_cursor_and_filters_by_status()
@@ -43,5 +43,39 @@ public sealed class WebhookDeliveryLogTests(InvoicingFixture platform)
         var badStatus = await customer.GetAsync($"{log}?status=Lost");
         Assert.Equal(HttpStatusCode.BadRequest, badStatus.StatusCode);
         Assert.Contains("status", await badStatus.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Registering_an_endpoint_or_setting_an_alert_again_with_its_idempotency_key_returns_the_first_and_another_body_is_refused()
+    {
+        await using var receiver = WebhookReceiver.Start(platform.Clock.GetUtcNow);
+        var (_, customer) = await platform.NewTenantAsync();
+        var (_, other) = await platform.NewTenantAsync();
+        async Task<(HttpStatusCode, JsonElement)> Post(HttpClient client, string path, object body, string key)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = JsonContent.Create(body) };
+            request.Headers.Add("Idempotency-Key", key);
+            using var answer = await client.SendAsync(request);
+            return (answer.StatusCode, await answer.Content.ReadFromJsonAsync<JsonElement>());
+        }
+        var endpoint = new { url = receiver.Url("again"), eventTypes = new[] { "deployment.purchased" } };
+        var (created, first) = await Post(customer, "/v1/webhooks/endpoints", endpoint, "register-1");
+        var (repeated, second) = await Post(customer, "/v1/webhooks/endpoints", endpoint, "register-1");
+        Assert.Equal((HttpStatusCode.Created, HttpStatusCode.Created), (created, repeated));
+        Assert.Equal((first.GetProperty("id").GetString(), first.GetProperty("secret").GetString()), (second.GetProperty("id").GetString(), second.GetProperty("secret").GetString()));
+        Assert.Single((await customer.GetFromJsonAsync<JsonElement>("/v1/webhooks/endpoints")).EnumerateArray());
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, (await Post(customer, "/v1/webhooks/endpoints", endpoint with { url = receiver.Url("elsewhere") }, "register-1")).Item1);
+        // Another tenant's same key is its own.
+        var (theirs, theirEndpoint) = await Post(other, "/v1/webhooks/endpoints", endpoint, "register-1");
+        Assert.Equal(HttpStatusCode.Created, theirs);
+        Assert.NotEqual(first.GetProperty("id").GetString(), theirEndpoint.GetProperty("id").GetString());
+
+        var alert = new { metric = "SpilloverSpend", threshold = 5.0 };
+        var (set, alertOnce) = await Post(customer, "/v1/alerts", alert, "alert-1");
+        var (setAgain, alertTwice) = await Post(customer, "/v1/alerts", alert, "alert-1");
+        Assert.Equal((HttpStatusCode.Created, HttpStatusCode.Created), (set, setAgain));
+        Assert.Equal(alertOnce.GetProperty("id").GetString(), alertTwice.GetProperty("id").GetString());
+        Assert.Single((await customer.GetFromJsonAsync<JsonElement>("/v1/alerts")).EnumerateArray());
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, (await Post(customer, "/v1/alerts", alert with { threshold = 6.0 }, "alert-1")).Item1);
     }
 }
