@@ -166,6 +166,13 @@ public static class Drafts
     public static Task<long> ProgressAsync(IDocumentStore store, CancellationToken ct) =>
         store.Advanced.ProjectionProgressFor(new ShardName(BillingAccountProjection.ProjectionName, ShardName.All, ReadModels.Version), token: ct);
 
+    /// <summary>Events in the log the drafts have not folded yet: two index lookups (the log's last sequence, the progress row).</summary>
+    public static async Task<long> BehindAsync(IDocumentStore store, CancellationToken ct)
+    {
+        var progress = await ProgressAsync(store, ct);
+        return Math.Max(0, await LastSequenceAsync(store, ct) - progress);
+    }
+
     static async Task<long> LastSequenceAsync(IDocumentStore store, CancellationToken ct)
     {
         await using var session = store.QuerySession();
