@@ -69,7 +69,7 @@ public sealed class TelemetryTests(PlatformFixture platform)
         "throughput_metering_messages_total", "throughput_metering_records_total", "throughput_metering_duplicate_batches_total",
         "throughput_deployments_throttled_total", "throughput_metering_quarantined_total", "throughput_metering_deliveries_released_total",
         "throughput_metering_commit_ms_sum", "throughput_metering_commit_ms_count",
-        "throughput_projection_lag_events", "throughput_pool_sold_ptu", "throughput_pool_month_served_weighted_tokens",
+        "throughput_projection_lag_events", "throughput_projection_lag_seconds", "throughput_pool_sold_ptu", "throughput_pool_month_served_weighted_tokens",
     ];
 
     [Fact]
@@ -80,7 +80,7 @@ public sealed class TelemetryTests(PlatformFixture platform)
         // The exporter writes an empty label set as {}: the same series as the bare name.
         foreach (var series in new[] { "throughput_metering_messages_total", "throughput_metering_records_total", "throughput_metering_duplicate_batches_total",
                      "throughput_deployments_throttled_total", "throughput_metering_deliveries_released_total", "throughput_metering_commit_ms_sum",
-                     "throughput_metering_commit_ms_count", "throughput_projection_lag_events" })
+                     "throughput_metering_commit_ms_count", "throughput_projection_lag_events", "throughput_projection_lag_seconds" })
             Assert.Matches(new Regex($"(?m)^{series}(\\{{\\}})? [0-9]"), scraped);
         Assert.Matches(new Regex("(?m)^throughput_metering_quarantined_total\\{reason=\"UnknownDeployment\"\\} [1-9]"), scraped);
         // The test's own pool: one PTU sold, and the record's weighted tokens served (10 prompt + 1 output at gpt-4o-mini's weight) this month.
@@ -104,6 +104,7 @@ public sealed class TelemetryTests(PlatformFixture platform)
             .ToHashSet(StringComparer.Ordinal);
 
         Assert.Contains("throughput_projection_lag_events", queried);
+        Assert.Contains("throughput_projection_lag_seconds", queried);
         Assert.Contains("throughput_pool_sold_ptu", queried);
         Assert.Empty(queried.Except(exposed));
     }

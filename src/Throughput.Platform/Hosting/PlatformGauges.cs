@@ -8,8 +8,9 @@ namespace Throughput.Hosting;
 
 /// <summary>
 /// Gauges of the platform's state (meter "Throughput.Platform"), exported beside the metering counters and read from the
-/// database when scraped: how far the read models are behind the log, and per pool the PTUs sold and the weighted tokens
-/// served this month. A scrape costs two index lookups and two reads of one row per pool, whatever the tenants.
+/// database when scraped: how far the read models are behind the log, in events and seconds, and per pool the PTUs sold
+/// and the weighted tokens served this month. A scrape costs four index lookups and two reads of one row per pool,
+/// whatever the tenants.
 /// </summary>
 public sealed class PlatformGauges : IDisposable
 {
@@ -27,6 +28,9 @@ public sealed class PlatformGauges : IDisposable
         _meter.CreateObservableGauge("throughput_projection_lag_events",
             () => Read("projection lag", async ct => (IEnumerable<Measurement<long>>)[new(await Drafts.BehindAsync(store, ct))]),
             unit: null, "Events in the log the read models have not folded yet");
+        _meter.CreateObservableGauge("throughput_projection_lag_seconds",
+            () => Read("projection lag", async ct => (IEnumerable<Measurement<double>>)[new(await Drafts.BehindSecondsAsync(store, ct))]),
+            unit: null, "Seconds the oldest event the read models have not folded has been in the log");
         _meter.CreateObservableGauge("throughput_pool_sold_ptu",
             () => Read("sold PTUs", ct => SoldAsync(store, ct)),
             unit: null, "PTUs sold in a model's region now");
