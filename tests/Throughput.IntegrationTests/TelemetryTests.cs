@@ -2,6 +2,7 @@ using Microsoft.Extensions.DependencyInjection;
 using System.Diagnostics;
 using System.Net.Http.Json;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using Throughput.Contracts;
 using Throughput.Serving;
 
@@ -62,21 +63,72 @@ public sealed class TelemetryTests(PlatformFixture platform)
         Assert.Contains(platform.Spans.Copy(), s => s.Source.Name == "Microsoft.AspNetCore" && s.DisplayName.Contains("usage/totals", StringComparison.Ordinal));
     }
 
+    /// <summary>Every series the hand-written exposition had (c2412be^ Hosting/Metrics.cs), and the platform's gauges.</summary>
+    static readonly string[] OperatorsSeries =
+    [
+        "throughput_metering_messages_total", "throughput_metering_records_total", "throughput_metering_duplicate_batches_total",
+        "throughput_deployments_throttled_total", "throughput_metering_quarantined_total", "throughput_metering_deliveries_released_total",
+        "throughput_metering_commit_ms_sum", "throughput_metering_commit_ms_count",
+        "throughput_projection_lag_events", "throughput_projection_lag_seconds", "throughput_pool_sold_ptu", "throughput_pool_month_served_weighted_tokens",
+    ];
+
     [Fact]
     public async Task Metrics_are_scraped_in_prometheus_text_with_the_series_names_operators_already_use()
+    {
+        var (customer, region, scraped) = await ScrapeAfterUsageAndAQuarantineAsync();
+
+        // The exporter writes an empty label set as {}: the same series as the bare name.
+        foreach (var series in new[] { "throughput_metering_messages_total", "throughput_metering_records_total", "throughput_metering_duplicate_batches_total",
+                     "throughput_deployments_throttled_total", "throughput_metering_deliveries_released_total", "throughput_metering_commit_ms_sum",
+                     "throughput_metering_commit_ms_count", "throughput_projection_lag_events", "throughput_projection_lag_seconds" })
+            Assert.Matches(new Regex($"(?m)^{series}(\\{{\\}})? [0-9]"), scraped);
+        Assert.Matches(new Regex("(?m)^throughput_metering_quarantined_total\\{reason=\"UnknownDeployment\"\\} [1-9]"), scraped);
+        // The test's own pool: one PTU sold, and the record's weighted tokens served (10 prompt + 1 output at gpt-4o-mini's weight) this month.
+        Assert.Matches(new Regex($"(?m)^throughput_pool_sold_ptu\\{{model=\"gpt-4o-mini\",region=\"{region}\"\\}} 1$"), scraped);
+        Assert.Matches(new Regex($"(?m)^throughput_pool_month_served_weighted_tokens\\{{model=\"gpt-4o-mini\",region=\"{region}\"\\}} [1-9]"), scraped);
+        Assert.Contains("# TYPE throughput_metering_records_total counter", scraped);
+        Assert.Contains("# TYPE throughput_projection_lag_events gauge", scraped);
+        Assert.Equal(System.Net.HttpStatusCode.Forbidden, (await customer.GetAsync("/metrics")).StatusCode);
+    }
+
+    [Fact]
+    public async Task Every_series_the_operators_dashboard_queries_is_one_the_platform_exposes()
+    {
+        var (_, _, scraped) = await ScrapeAfterUsageAndAQuarantineAsync();
+        var exposed = NamesIn(scraped);
+
+        using var dashboard = JsonDocument.Parse(await File.ReadAllTextAsync(Path.Combine(Tests.RepositoryRoot(), "infra", "grafana-dashboard.json")));
+        var queried = dashboard.RootElement.GetProperty("panels").EnumerateArray()
+            .SelectMany(p => p.GetProperty("targets").EnumerateArray())
+            .SelectMany(t => Regex.Matches(t.GetProperty("expr").GetString()!, "throughput_[a-z0-9_]+").Select(m => m.Value))
+            .ToHashSet(StringComparer.Ordinal);
+
+        Assert.Contains("throughput_projection_lag_events", queried);
+        Assert.Contains("throughput_projection_lag_seconds", queried);
+        Assert.Contains("throughput_pool_sold_ptu", queried);
+        Assert.Empty(queried.Except(exposed));
+    }
+
+    /// <summary>
+    /// A new pool with one PTU sold, one batch with a record counted and one for a deployment that does not exist, and the
+    /// scrape once every series operators use is in it (the served tokens once the read models counted the record).
+    /// </summary>
+    async Task<(HttpClient Customer, string Region, string Scraped)> ScrapeAfterUsageAndAQuarantineAsync()
     {
         var (_, customer) = await platform.NewTenantAsync();
         var region = await platform.NewPoolAsync("gpt-4o-mini", 10);
         var producer = await platform.NewServingNodeAsync(region);
         var deployment = await PlatformFixture.BuyAsync(customer, region, 1, "gpt-4o-mini");
         var now = DateTimeOffset.UtcNow;
-        await platform.PublishAsync(new MeteringBatch(1, producer, 1, now, [new MeteringRecord("m-1", deployment, "req", 10, 0, 1, false, 0, now.AddSeconds(-1), now)]));
+        await platform.PublishAsync(new MeteringBatch(1, producer, 1, now,
+            [new MeteringRecord("m-1", deployment, "req", 10, 0, 1, false, 0, now.AddSeconds(-1), now), new MeteringRecord("ghost", "dep-does-not-exist", "req", 10, 0, 1, false, 0, now.AddSeconds(-1), now)]));
 
-        var scraped = await Eventually.Until(() => platform.Operator().GetStringAsync("/metrics"), text => text.Contains("throughput_metering_commit_ms_count", StringComparison.Ordinal));
-        // The exporter writes an empty label set as {}: the same series as the bare name.
-        foreach (var series in new[] { "throughput_metering_messages_total", "throughput_metering_records_total", "throughput_metering_commit_ms_sum", "throughput_metering_commit_ms_count" })
-            Assert.Matches(new System.Text.RegularExpressions.Regex($"(?m)^{series}(\\{{\\}})? [0-9]"), scraped);
-        Assert.Contains("# TYPE throughput_metering_records_total counter", scraped);
-        Assert.Equal(System.Net.HttpStatusCode.Forbidden, (await customer.GetAsync("/metrics")).StatusCode);
+        var scraped = await Eventually.Until(() => platform.Operator().GetStringAsync("/metrics"),
+            text => OperatorsSeries.All(NamesIn(text).Contains) && text.Contains($"region=\"{region}\"", StringComparison.Ordinal)
+                && Regex.IsMatch(text, $"(?m)^throughput_pool_month_served_weighted_tokens\\{{model=\"gpt-4o-mini\",region=\"{region}\"\\}} [1-9]"));
+        return (customer, region, scraped);
     }
+
+    static HashSet<string> NamesIn(string scraped) =>
+        Regex.Matches(scraped, "(?m)^([a-zA-Z_:][a-zA-Z0-9_:]*)[{ ]").Select(m => m.Groups[1].Value).ToHashSet(StringComparer.Ordinal);
 }

@@ -37,12 +37,13 @@ public static class Telemetry
             o.Endpoint = protocol == OpenTelemetry.Exporter.OtlpExportProtocol.HttpProtobuf ? new Uri(otlp!.AbsoluteUri.TrimEnd('/') + "/" + httpPath) : otlp!;
             if (headers is { Length: > 0 }) o.Headers = headers;
         }
+        builder.Services.AddSingleton<PlatformGauges>();
         var telemetry = builder.Services.AddOpenTelemetry()
             .ConfigureResource(r => r.AddService("throughput-platform", serviceInstanceId: configuration["Host:Name"] ?? $"{Environment.MachineName}:{Environment.ProcessId}"))
             .WithMetrics(metrics =>
             {
                 // The series keep the names the hand-written exposition gave them: no scope labels, no response cache between scrapes.
-                metrics.AddMeter(MeteringMetrics.MeterName).AddPrometheusExporter(o =>
+                metrics.AddMeter(MeteringMetrics.MeterName, PlatformGauges.MeterName).AddPrometheusExporter(o =>
                 {
                     o.ScopeInfoEnabled = false;
                     o.ScrapeResponseCacheDurationMilliseconds = 0;
@@ -60,6 +61,10 @@ public static class Telemetry
         if (otlp is not null) telemetry.WithLogging(logs => logs.AddOtlpExporter(o => Export(o, "v1/logs")), options => options.IncludeScopes = true);
     }
 
-    public static void MapMetrics(this WebApplication app) =>
+    public static void MapMetrics(this WebApplication app)
+    {
+        // The gauges exist once their meter does: from start-up on, not from whoever first asks for them.
+        app.Services.GetRequiredService<PlatformGauges>();
         app.MapPrometheusScrapingEndpoint("/metrics").RequireAuthorization(Policies.Operator).ExcludeFromDescription();
+    }
 }

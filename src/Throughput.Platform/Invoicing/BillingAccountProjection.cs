@@ -166,6 +166,27 @@ public static class Drafts
     public static Task<long> ProgressAsync(IDocumentStore store, CancellationToken ct) =>
         store.Advanced.ProjectionProgressFor(new ShardName(BillingAccountProjection.ProjectionName, ShardName.All, ReadModels.Version), token: ct);
 
+    /// <summary>Events in the log the drafts have not folded yet: two index lookups (the log's last sequence, the progress row).</summary>
+    public static async Task<long> BehindAsync(IDocumentStore store, CancellationToken ct)
+    {
+        var progress = await ProgressAsync(store, ct);
+        return Math.Max(0, await LastSequenceAsync(store, ct) - progress);
+    }
+
+    /// <summary>
+    /// How long the first event the drafts have not folded has been in the log, by the database's clock (0 when current):
+    /// two index lookups (the progress row, the next sequence).
+    /// </summary>
+    public static async Task<double> BehindSecondsAsync(IDocumentStore store, CancellationToken ct)
+    {
+        var progress = await ProgressAsync(store, ct);
+        await using var session = store.QuerySession();
+        var schema = store.Options.Events.DatabaseSchemaName;
+        var age = await session.AdvancedSql.QueryAsync<double>(
+            $"select coalesce(extract(epoch from clock_timestamp() - (select timestamp from {schema}.mt_events where seq_id > ? order by seq_id limit 1)), 0)::float8", ct, progress);
+        return age.Count > 0 ? Math.Max(0, age[0]) : 0;
+    }
+
     static async Task<long> LastSequenceAsync(IDocumentStore store, CancellationToken ct)
     {
         await using var session = store.QuerySession();

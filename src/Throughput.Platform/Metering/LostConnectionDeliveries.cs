@@ -57,9 +57,10 @@ public sealed class LostConnectionDeliveries(MeteringMetrics metrics, ILogger<Lo
             var node = connection.Connection.Endpoint.ToString();
             released[node] = released.GetValueOrDefault(node) + 1;
         }
+        // Counted every tick, 0 too, so the series is there before the first loss: a dashboard's rate of an absent series is no data.
+        metrics.ReleasedOnLostConnection(released.Values.Sum());
         foreach (var (node, count) in released)
         {
-            metrics.ReleasedOnLostConnection(count);
             log.LogWarning("Connection to broker node {Node} lost: cancelled {Deliveries} deliveries in flight on it so their partitions can reconnect; the broker redelivers them", node, count);
         }
     }
