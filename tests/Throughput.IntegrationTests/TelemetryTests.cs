@@ -75,7 +75,7 @@ public sealed class TelemetryTests(PlatformFixture platform)
     [Fact]
     public async Task Metrics_are_scraped_in_prometheus_text_with_the_series_names_operators_already_use()
     {
-        var (customer, region, scraped) = await ScrapeAfterUsageAndAQuarantineAsync();
+        var (region, scraped) = await ScrapeAfterUsageAndAQuarantineAsync();
 
         // The exporter writes an empty label set as {}: the same series as the bare name.
         foreach (var series in new[] { "throughput_metering_messages_total", "throughput_metering_records_total", "throughput_metering_duplicate_batches_total",
@@ -88,13 +88,12 @@ public sealed class TelemetryTests(PlatformFixture platform)
         Assert.Matches(new Regex($"(?m)^throughput_pool_month_served_weighted_tokens\\{{model=\"gpt-4o-mini\",region=\"{region}\"\\}} [1-9]"), scraped);
         Assert.Contains("# TYPE throughput_metering_records_total counter", scraped);
         Assert.Contains("# TYPE throughput_projection_lag_events gauge", scraped);
-        Assert.Equal(System.Net.HttpStatusCode.Forbidden, (await customer.GetAsync("/metrics")).StatusCode);
     }
 
     [Fact]
     public async Task Every_series_the_operators_dashboard_queries_is_one_the_platform_exposes()
     {
-        var (_, _, scraped) = await ScrapeAfterUsageAndAQuarantineAsync();
+        var (_, scraped) = await ScrapeAfterUsageAndAQuarantineAsync();
         var exposed = NamesIn(scraped);
 
         using var dashboard = JsonDocument.Parse(await File.ReadAllTextAsync(Path.Combine(Tests.RepositoryRoot(), "infra", "grafana-dashboard.json")));
@@ -110,23 +109,35 @@ public sealed class TelemetryTests(PlatformFixture platform)
     }
 
     /// <summary>
-    /// A new pool with one PTU sold, one batch with a record counted and one for a deployment that does not exist, and the
-    /// scrape once every series operators use is in it (the served tokens once the read models counted the record).
+    /// A host of its own (an OS process: meters are process-wide, and this test process runs other hosts whose meters come and
+    /// go), a new pool with one PTU sold, a record counted and one for a deployment that does not exist, and the scrape once
+    /// every series operators use is in it (the served tokens once the read models counted the record).
     /// </summary>
-    async Task<(HttpClient Customer, string Region, string Scraped)> ScrapeAfterUsageAndAQuarantineAsync()
+    async Task<(string Region, string Scraped)> ScrapeAfterUsageAndAQuarantineAsync()
     {
-        var (_, customer) = await platform.NewTenantAsync();
+        var exchange = $"tests.metrics.{Guid.NewGuid():N}"[..26];
+        await using var host = new PlatformProcess(exchange, partitions: 1, roles: "Api,Metering");
+        await host.StartAsync();
+        var (_, fixtureCustomer) = await platform.NewTenantAsync();
         var region = await platform.NewPoolAsync("gpt-4o-mini", 10);
         var producer = await platform.NewServingNodeAsync(region);
-        var deployment = await PlatformFixture.BuyAsync(customer, region, 1, "gpt-4o-mini");
-        var now = DateTimeOffset.UtcNow;
-        await platform.PublishAsync(new MeteringBatch(1, producer, 1, now,
-            [new MeteringRecord("m-1", deployment, "req", 10, 0, 1, false, 0, now.AddSeconds(-1), now), new MeteringRecord("ghost", "dep-does-not-exist", "req", 10, 0, 1, false, 0, now.AddSeconds(-1), now)]));
-
-        var scraped = await Eventually.Until(() => platform.Operator().GetStringAsync("/metrics"),
+        var deployment = await PlatformFixture.BuyAsync(fixtureCustomer, region, 1, "gpt-4o-mini");
+        await using (var publisher = await MeteringPublisher.CreateAsync(new MeteringPublisherOptions(platform.BrokerOf(producer), producer) { Exchange = exchange }))
+        {
+            var now = DateTimeOffset.UtcNow;
+            await publisher.RecordAsync(new MeteringRecord("m-1", deployment, "req", 10, 0, 1, false, 0, now.AddSeconds(-1), now));
+            await publisher.RecordAsync(new MeteringRecord("ghost", "dep-does-not-exist", "req", 10, 0, 1, false, 0, now.AddSeconds(-1), now));
+            await publisher.FlushAsync();
+        }
+        using var op = new HttpClient { BaseAddress = host.Address };
+        op.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", PlatformFixture.OperatorKey);
+        var scraped = await Eventually.Until(() => op.GetStringAsync("/metrics"),
             text => OperatorsSeries.All(NamesIn(text).Contains) && text.Contains($"region=\"{region}\"", StringComparison.Ordinal)
                 && Regex.IsMatch(text, $"(?m)^throughput_pool_month_served_weighted_tokens\\{{model=\"gpt-4o-mini\",region=\"{region}\"\\}} [1-9]"));
-        return (customer, region, scraped);
+        using var customer = new HttpClient { BaseAddress = host.Address };
+        customer.DefaultRequestHeaders.Authorization = fixtureCustomer.DefaultRequestHeaders.Authorization;
+        Assert.Equal(System.Net.HttpStatusCode.Forbidden, (await customer.GetAsync("/metrics")).StatusCode);
+        return (region, scraped);
     }
 
     static HashSet<string> NamesIn(string scraped) =>

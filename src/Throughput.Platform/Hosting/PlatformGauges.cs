@@ -7,39 +7,67 @@ using Throughput.Invoicing;
 namespace Throughput.Hosting;
 
 /// <summary>
-/// Gauges of the platform's state (meter "Throughput.Platform"), exported beside the metering counters and read from the
-/// database when scraped: how far the read models are behind the log, in events and seconds, and per pool the PTUs sold
-/// and the weighted tokens served this month. A scrape costs four index lookups and two reads of one row per pool,
-/// whatever the tenants.
+/// Gauges of the platform's state (meter "Throughput.Platform"), exported beside the metering counters: how far the read
+/// models are behind the log, in events and seconds, and per pool the PTUs sold and the weighted tokens served this month.
+/// Read from the database every <see cref="Every"/> on a timer, never inside a scrape: an exporter collects synchronously,
+/// and a scrape that waited on the database (or on another host's in the same process, as in the tests) held every other
+/// series back with it. A reading costs four index lookups and two reads of one row per pool, whatever the tenants.
 /// </summary>
 public sealed class PlatformGauges : IDisposable
 {
     public const string MeterName = "Throughput.Platform";
 
-    static readonly TimeSpan ReadTimeout = TimeSpan.FromSeconds(5);
+    static readonly TimeSpan Every = TimeSpan.FromSeconds(5);
+
+    sealed record Reading(long LagEvents, double LagSeconds, IReadOnlyList<Measurement<double>> Sold, IReadOnlyList<Measurement<double>> Served);
 
     readonly Meter _meter = new(MeterName);
     readonly IDocumentStore _store;
+    readonly TimeProvider _clock;
     readonly ILogger<PlatformGauges> _log;
+    readonly ITimer _timer;
+    volatile Reading? _last;
+    int _reading;
 
     public PlatformGauges(IDocumentStore store, TimeProvider clock, ILogger<PlatformGauges> log)
     {
-        (_store, _log) = (store, log);
+        (_store, _clock, _log) = (store, clock, log);
         _meter.CreateObservableGauge("throughput_projection_lag_events",
-            () => Read("projection lag", async ct => (IEnumerable<Measurement<long>>)[new(await Drafts.BehindAsync(store, ct))]),
+            () => _last is { } r ? [new Measurement<long>(r.LagEvents)] : Array.Empty<Measurement<long>>(),
             unit: null, "Events in the log the read models have not folded yet");
         _meter.CreateObservableGauge("throughput_projection_lag_seconds",
-            () => Read("projection lag", async ct => (IEnumerable<Measurement<double>>)[new(await Drafts.BehindSecondsAsync(store, ct))]),
+            () => _last is { } r ? [new Measurement<double>(r.LagSeconds)] : Array.Empty<Measurement<double>>(),
             unit: null, "Seconds the oldest event the read models have not folded has been in the log");
-        _meter.CreateObservableGauge("throughput_pool_sold_ptu",
-            () => Read("sold PTUs", ct => SoldAsync(store, ct)),
+        _meter.CreateObservableGauge("throughput_pool_sold_ptu", () => _last?.Sold ?? [],
             unit: null, "PTUs sold in a model's region now");
-        _meter.CreateObservableGauge("throughput_pool_month_served_weighted_tokens",
-            () => Read("served tokens", ct => ServedAsync(store, BillingMonth.Of(clock.GetUtcNow()), ct)),
+        _meter.CreateObservableGauge("throughput_pool_month_served_weighted_tokens", () => _last?.Served ?? [],
             unit: null, "Weighted tokens a model's region served this month (UTC) to date, by record time, as the read models have counted them");
+        // The wall clock, not the platform's: a demo's or a test's standing clock must not stop the readings.
+        _timer = TimeProvider.System.CreateTimer(_ => _ = ReadAsync(), null, TimeSpan.Zero, Every);
     }
 
-    static async Task<IEnumerable<Measurement<double>>> SoldAsync(IDocumentStore store, CancellationToken ct)
+    /// <summary>One reading at a time; a failed one keeps the last (the dashboard shows it unchanged) and is logged.</summary>
+    async Task ReadAsync()
+    {
+        if (Interlocked.Exchange(ref _reading, 1) == 1) return;
+        try
+        {
+            using var timeout = new CancellationTokenSource(Every);
+            var ct = timeout.Token;
+            _last = new Reading(await Drafts.BehindAsync(_store, ct), await Drafts.BehindSecondsAsync(_store, ct),
+                await SoldAsync(_store, ct), await ServedAsync(_store, BillingMonth.Of(_clock.GetUtcNow()), ct));
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            _log.LogWarning(e, "Reading the platform gauges failed; /metrics keeps the last reading");
+        }
+        finally
+        {
+            Volatile.Write(ref _reading, 0);
+        }
+    }
+
+    static async Task<IReadOnlyList<Measurement<double>>> SoldAsync(IDocumentStore store, CancellationToken ct)
     {
         await using var session = store.QuerySession();
         var pools = await session.Query<CapacityPool>().ToListAsync(ct);
@@ -49,35 +77,22 @@ public sealed class PlatformGauges : IDisposable
             .ToList();
     }
 
-    static async Task<IEnumerable<Measurement<double>>> ServedAsync(IDocumentStore store, BillingMonth month, CancellationToken ct)
+    static async Task<IReadOnlyList<Measurement<double>>> ServedAsync(IDocumentStore store, BillingMonth month, CancellationToken ct)
     {
         await using var session = store.QuerySession();
         var months = await session.Query<PoolUtilization>().Where(m => m.Period == month.Index).ToListAsync(ct);
-        // Pool ids are pool:{model}:{region}, and a region has no colon.
-        return months.Select(m => (Pool: m.PoolId["pool:".Length..], m.Served))
-            .Select(m => new Measurement<double>((double)m.Served, Labels(m.Pool[..m.Pool.LastIndexOf(':')], m.Pool[(m.Pool.LastIndexOf(':') + 1)..])))
+        // Pool ids are pool:{model}:{region}[:{phase}]; a phase-split region counts, like sold PTUs, the most either of its pools holds.
+        return months.Select(m => (Pool: m.PoolId.Split(':'), m.Served)).Where(m => m.Pool.Length >= 3)
+            .GroupBy(m => (Model: m.Pool[1], Region: m.Pool[2]))
+            .Select(g => new Measurement<double>((double)g.Max(m => m.Served), Labels(g.Key.Model, g.Key.Region)))
             .ToList();
     }
 
     static KeyValuePair<string, object?>[] Labels(string model, string region) => [new("model", model), new("region", region)];
 
-    /// <summary>
-    /// The exporter collects synchronously: the read waits here, bounded. A failed read leaves the series out of this
-    /// scrape (a gap on the dashboard) rather than failing the scrape of every other series.
-    /// </summary>
-    IEnumerable<Measurement<T>> Read<T>(string what, Func<CancellationToken, Task<IEnumerable<Measurement<T>>>> read) where T : struct
+    public void Dispose()
     {
-        try
-        {
-            using var timeout = new CancellationTokenSource(ReadTimeout);
-            return Task.Run(() => read(timeout.Token), timeout.Token).GetAwaiter().GetResult();
-        }
-        catch (Exception e)
-        {
-            _log.LogWarning(e, "Reading {Gauge} for /metrics failed; the series is left out of this scrape", what);
-            return [];
-        }
+        _timer.Dispose();
+        _meter.Dispose();
     }
-
-    public void Dispose() => _meter.Dispose();
 }
