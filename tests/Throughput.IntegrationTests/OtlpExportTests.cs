@@ -52,6 +52,33 @@ public sealed class OtlpExportTests
         await listening;
     }
 
+    /// <summary>A caller's W3C trace context is continued by the host, and the host's log lines inside the request carry its trace id.</summary>
+    [Fact]
+    public async Task Log_lines_written_inside_a_request_carry_the_callers_trace_id()
+    {
+        await using var host = new PlatformProcess($"tests.logs.{Guid.NewGuid():N}"[..22], partitions: 1, roles: "Api", environment: new Dictionary<string, string>
+        {
+            ["Telemetry__Traces"] = "true",
+            ["Logging__LogLevel__Default"] = "Warning",
+            ["Logging__LogLevel__Microsoft.AspNetCore.Authorization"] = "Information",
+            ["Logging__Console__FormatterName"] = "json",
+            ["Logging__Console__FormatterOptions__IncludeScopes"] = "true",
+        });
+        await host.StartAsync();
+        var traceId = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
+        using (var http = new HttpClient { BaseAddress = host.Address })
+        using (var request = new HttpRequestMessage(HttpMethod.Get, "/v1/me"))
+        {
+            request.Headers.Add("traceparent", $"00-{traceId}-{Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8))}-01");
+            Assert.Equal(HttpStatusCode.Unauthorized, (await http.SendAsync(request)).StatusCode); // no key: the refusal is logged
+        }
+        var line = await Eventually.Until(() => Task.FromResult(host.Output.Split('\n').FirstOrDefault(l => l.Contains("Authorization failed", StringComparison.Ordinal))),
+            l => l is not null);
+        using var logged = System.Text.Json.JsonDocument.Parse(line!);
+        var scopes = logged.RootElement.GetProperty("Scopes").EnumerateArray();
+        Assert.Contains(scopes, scope => scope.TryGetProperty("TraceId", out var id) && id.GetString() == traceId);
+    }
+
     static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
