@@ -13,7 +13,7 @@ namespace Throughput.Hosting;
 /// and a scrape that waited on the database (or on another host's in the same process, as in the tests) held every other
 /// series back with it. A reading costs four index lookups and two reads of one row per pool, whatever the tenants.
 /// </summary>
-public sealed class PlatformGauges : IDisposable
+public sealed class PlatformGauges : BackgroundService
 {
     public const string MeterName = "Throughput.Platform";
 
@@ -25,9 +25,7 @@ public sealed class PlatformGauges : IDisposable
     readonly IDocumentStore _store;
     readonly TimeProvider _clock;
     readonly ILogger<PlatformGauges> _log;
-    readonly ITimer _timer;
     volatile Reading? _last;
-    int _reading;
 
     public PlatformGauges(IDocumentStore store, TimeProvider clock, ILogger<PlatformGauges> log)
     {
@@ -42,28 +40,33 @@ public sealed class PlatformGauges : IDisposable
             unit: null, "PTUs sold in a model's region now");
         _meter.CreateObservableGauge("throughput_pool_month_served_weighted_tokens", () => _last?.Served ?? [],
             unit: null, "Weighted tokens a model's region served this month (UTC) to date, by record time, as the read models have counted them");
-        // The wall clock, not the platform's: a demo's or a test's standing clock must not stop the readings.
-        _timer = TimeProvider.System.CreateTimer(_ => _ = ReadAsync(), null, TimeSpan.Zero, Every);
     }
 
-    /// <summary>One reading at a time; a failed one keeps the last (the dashboard shows it unchanged) and is logged.</summary>
-    async Task ReadAsync()
+    /// <summary>
+    /// Started with the host, after the schema is in place (reading before would race its creation). The wall clock, not the
+    /// platform's: a demo's or a test's standing clock must not stop the readings.
+    /// </summary>
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        if (Interlocked.Exchange(ref _reading, 1) == 1) return;
+        using var every = new PeriodicTimer(Every, TimeProvider.System);
+        do await ReadAsync(stoppingToken);
+        while (await every.WaitForNextTickAsync(stoppingToken));
+    }
+
+    /// <summary>A failed reading keeps the last (the dashboard shows it unchanged) and is logged.</summary>
+    async Task ReadAsync(CancellationToken stoppingToken)
+    {
         try
         {
-            using var timeout = new CancellationTokenSource(Every);
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+            timeout.CancelAfter(Every);
             var ct = timeout.Token;
             _last = new Reading(await Drafts.BehindAsync(_store, ct), await Drafts.BehindSecondsAsync(_store, ct),
                 await SoldAsync(_store, ct), await ServedAsync(_store, BillingMonth.Of(_clock.GetUtcNow()), ct));
         }
-        catch (Exception e) when (e is not OutOfMemoryException)
+        catch (Exception e) when (e is not OutOfMemoryException && !stoppingToken.IsCancellationRequested)
         {
             _log.LogWarning(e, "Reading the platform gauges failed; /metrics keeps the last reading");
-        }
-        finally
-        {
-            Volatile.Write(ref _reading, 0);
         }
     }
 
@@ -90,9 +93,9 @@ public sealed class PlatformGauges : IDisposable
 
     static KeyValuePair<string, object?>[] Labels(string model, string region) => [new("model", model), new("region", region)];
 
-    public void Dispose()
+    public override void Dispose()
     {
-        _timer.Dispose();
         _meter.Dispose();
+        base.Dispose();
     }
 }

@@ -38,6 +38,7 @@ public static class Telemetry
             if (headers is { Length: > 0 }) o.Headers = headers;
         }
         builder.Services.AddSingleton<PlatformGauges>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<PlatformGauges>());
         var telemetry = builder.Services.AddOpenTelemetry()
             .ConfigureResource(r => r.AddService("throughput-platform", serviceInstanceId: configuration["Host:Name"] ?? $"{Environment.MachineName}:{Environment.ProcessId}"))
             .WithMetrics(metrics =>
