@@ -33,7 +33,7 @@ public sealed record WebhookDelivery(
     DateTimeOffset NextAttemptAt,
     IReadOnlyList<DeliveryAttempt> Attempts)
 {
-    public static string IdOf(Guid eventId, string endpointId) => $"{endpointId}:{eventId:N}";
+    public static string IdOf(string messageKey, string endpointId) => $"{endpointId}:{messageKey}";
 
     /// <summary>
     /// The delivery after one attempt: delivered on any 2xx, else due again after the schedule's next wait lengthened by up to

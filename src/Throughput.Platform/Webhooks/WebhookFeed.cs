@@ -29,7 +29,20 @@ public static class WebhookEventTypes
         [typeof(CreditNoteIssued)] = "credit_note.issued",
     };
 
-    public static readonly IReadOnlySet<string> All = Names.Values.ToHashSet();
+    /// <summary>Also sent for a placement that leaves PTUs unplaced, so that a receiver can subscribe to degradation alone.</summary>
+    public const string Degraded = "deployment.degraded";
+
+    public static readonly IReadOnlySet<string> All = Names.Values.Append(Degraded).ToHashSet();
+
+    /// <summary>The types an event is sent as, each a message of its own: its name, and <see cref="Degraded"/> beside <c>deployment.placed</c> when PTUs are left unplaced.</summary>
+    public static IEnumerable<string> TypesOf(object data)
+    {
+        yield return Names[data.GetType()];
+        if (data is DeploymentPlaced { UnplacedPtu: > 0 }) yield return Degraded;
+    }
+
+    /// <summary>What a message's id and its deliveries' ids are derived from: the event's id, with the type beside it for a second type of the same event.</summary>
+    public static string MessageKey(IEvent e, string type) => type == Names[e.EventType] ? e.Id.ToString("N") : $"{e.Id:N}_{type}";
 
     /// <summary>Whose event it is, and the key its deliveries keep order by: a deployment's own, or the tenant's for billing documents.</summary>
     public static (string? TenantId, string OrderKey) OwnerOf(object data, IReadOnlyDictionary<string, string> deploymentTenants) => data switch
@@ -76,14 +89,17 @@ public sealed class WebhookFeed : SubscriptionBase
             : (await operations.LoadManyAsync<Deployment>(cancellationToken, deploymentIds)).ToDictionary(d => d.Id, d => d.TenantId);
         foreach (var e in page.Events)
         {
-            var type = WebhookEventTypes.Names[e.EventType];
             if (WebhookEventTypes.OwnerOf(e.Data, deploymentTenants) is not ({ } tenantId, var orderKey)) continue;
-            string? body = null;
-            foreach (var endpoint in endpoints.Where(x => x.Hears(type, tenantId) && x.RegisteredAt <= e.Timestamp))
+            foreach (var type in WebhookEventTypes.TypesOf(e.Data))
             {
-                body ??= WebhookEventTypes.Body(type, tenantId, e);
-                operations.Store(new WebhookDelivery(WebhookDelivery.IdOf(e.Id, endpoint.Id), endpoint.Id, "msg_" + e.Id.ToString("N"), type, orderKey,
-                    e.Sequence, body, e.Timestamp, DeliveryStatus.Pending, e.Timestamp, []));
+                var key = WebhookEventTypes.MessageKey(e, type);
+                string? body = null;
+                foreach (var endpoint in endpoints.Where(x => x.Hears(type, tenantId) && x.RegisteredAt <= e.Timestamp))
+                {
+                    body ??= WebhookEventTypes.Body(type, tenantId, e);
+                    operations.Store(new WebhookDelivery(WebhookDelivery.IdOf(key, endpoint.Id), endpoint.Id, "msg_" + key, type, orderKey,
+                        e.Sequence, body, e.Timestamp, DeliveryStatus.Pending, e.Timestamp, []));
+                }
             }
         }
         return NullChangeListener.Instance;

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Configuration;
+using Throughput.Capacity;
 using Throughput.Deployments;
 using Throughput.Invoicing;
 using Throughput.Webhooks;
@@ -139,6 +140,20 @@ public sealed class WebhookSpecs
         var invoice = new InvoiceIssued("inv-1", 1, "INV-1", "acme", "2026-11", "USD", Now, Now, [], 0, Now, "automatic");
         Assert.Equal(("acme", "acme"), WebhookEventTypes.OwnerOf(invoice, tenants));
         Assert.Equal("invoice.issued", WebhookEventTypes.Names[typeof(InvoiceIssued)]);
-        Assert.Equal(WebhookEventTypes.Names.Count, WebhookEventTypes.All.Count); // one wire name per event
+        Assert.Equal(WebhookEventTypes.Names.Count + 1, WebhookEventTypes.All.Count); // one wire name per event, and deployment.degraded
+    }
+
+    [Fact]
+    public void A_placement_that_leaves_ptus_unplaced_is_also_sent_as_degraded_and_a_full_one_is_not()
+    {
+        var degradedOnly = WebhookEndpoint.Create(new WebhookEndpointRegistered("whe_2", "acme", "https://hooks.example.com/in", [WebhookEventTypes.Degraded], null, "sealed-1", Now));
+        var degraded = new DeploymentPlaced("dep-1", [new PlacedPtu("eastus", 6)], 4, "drain of westus", Now);
+        var whole = degraded with { Shares = [new PlacedPtu("eastus", 10)], UnplacedPtu = 0, Reason = "capacity restored" };
+
+        Assert.Equal(["deployment.placed", "deployment.degraded"], WebhookEventTypes.TypesOf(degraded));
+        Assert.Equal(["deployment.degraded"], WebhookEventTypes.TypesOf(degraded).Where(t => degradedOnly.Hears(t, "acme")));
+        Assert.Equal(["deployment.placed"], WebhookEventTypes.TypesOf(whole));
+        Assert.DoesNotContain(WebhookEventTypes.TypesOf(whole), t => degradedOnly.Hears(t, "acme"));
+        Assert.Contains(WebhookEventTypes.Degraded, WebhookEventTypes.All);
     }
 }
