@@ -38,7 +38,7 @@ try {
     Invoicing__GracePeriod: '00:00:01', Invoicing__IssueEvery: '00:00:02',
     // Webhooks to a receiver the tests run on loopback, retried after a second.
     Webhooks__AllowedHosts: '127.0.0.1', Webhooks__AllowHttp: 'true', Webhooks__SecretKey: randomBytes(32).toString('base64'),
-    Webhooks__RetrySchedule: '00:00:01,00:00:02,00:00:04', Webhooks__PollInterval: '00:00:00.200',
+    Webhooks__RetrySchedule: '00:00:01,00:00:02,00:00:04', Webhooks__AllowShortRetrySchedule: 'true', Webhooks__PollInterval: '00:00:00.200',
   } });
 } catch (e) {
   console.error(e.message);

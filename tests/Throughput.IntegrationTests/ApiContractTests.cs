@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
+using Throughput.Http;
 
 namespace Throughput.IntegrationTests;
 
@@ -27,8 +28,11 @@ public sealed class ApiContractTests(PlatformFixture platform)
         var callers = new (string Name, HttpClient Client)[] { ("anonymous", platform.Client(null)), ("tenant", tenant), ("finance", finance), ("operator", platform.Operator()) };
 
         List<string> undocumented = [];
+        List<string> mismatched = [];
+        HashSet<string> problemTypes = [];
         var calls = 0;
         var exampled = 0;
+        var shaped = 0;
         foreach (var path in document.GetProperty("paths").EnumerateObject())
         foreach (var operation in path.Value.EnumerateObject())
         {
@@ -49,13 +53,53 @@ public sealed class ApiContractTests(PlatformFixture platform)
                 using var response = await client.SendAsync(request);
                 calls++;
                 var status = ((int)response.StatusCode).ToString(System.Globalization.CultureInfo.InvariantCulture);
+                var call = $"{operation.Name.ToUpperInvariant()} {path.Name} as {caller}{(body is null ? "" : $" with {System.Text.RegularExpressions.Regex.Replace(body, @"\s+", " ")}")}: {status}";
                 if (!documented.Contains(status))
-                    undocumented.Add($"{operation.Name.ToUpperInvariant()} {path.Name} as {caller}{(body is null ? "" : $" with {body}")}: {status}, documented {string.Join(", ", documented.Order())}");
+                {
+                    undocumented.Add($"{call}, documented {string.Join(", ", documented.Order())}");
+                    continue;
+                }
+                var answer = await DocumentedAnswer.ReadAsync(response);
+                if (answer.ProblemType is { } type) problemTypes.Add(type);
+                var wrong = answer.Mismatches(document, operation.Value.GetProperty("responses").GetProperty(status));
+                mismatched.AddRange(wrong.Select(w => $"{call}: {w}"));
+                if (answer.Shaped && wrong.Count == 0) shaped++;
             }
         }
         Assert.True(calls > 100, $"only {calls} calls");
         Assert.True(exampled >= 4, $"only {exampled} operations sent their example"); // resize, pool capacity, credit note, estimate
         Assert.True(undocumented.Count == 0, $"{undocumented.Count} answers not in the document:\n{string.Join("\n", undocumented)}");
+        Assert.True(mismatched.Count == 0, $"{mismatched.Count} answers unlike their documented response:\n{string.Join("\n", mismatched)}");
+        Assert.True(shaped >= 20, $"only {shaped} success bodies checked against their schema");
+        // The kinds these calls cannot miss: a refused key, a wrong role, a wrong body, an id that does not exist.
+        foreach (var kind in (ProblemTypes.Kind[])[ProblemTypes.Unauthenticated, ProblemTypes.Forbidden, ProblemTypes.InvalidFields, ProblemTypes.NotFound])
+            Assert.Contains(kind.Uri, problemTypes);
+    }
+
+    [Fact]
+    public async Task Every_problem_type_is_declared_with_its_meaning()
+    {
+        var document = await platform.OpenApiDocumentAsync();
+        var declared = document.GetProperty("paths").EnumerateObject()
+            .SelectMany(p => p.Value.EnumerateObject())
+            .SelectMany(o => o.Value.GetProperty("responses").EnumerateObject())
+            .Where(r => r.Value.TryGetProperty("content", out var c) && c.TryGetProperty("application/problem+json", out _))
+            .SelectMany(r => r.Value.GetProperty("content").GetProperty("application/problem+json").TryGetProperty("examples", out var examples)
+                ? examples.EnumerateObject().Select(e => (Status: r.Name, Example: e)) : [])
+            .ToList();
+        foreach (var kind in ProblemTypes.All)
+        {
+            var seen = declared.Where(d => d.Example.Value.GetProperty("value").GetProperty("type").GetString() == kind.Uri).ToList();
+            Assert.True(seen.Count > 0, $"{kind.Uri} is declared by no operation");
+            Assert.All(seen, d => Assert.Equal(kind.Meaning, d.Example.Value.GetProperty("description").GetString()));
+        }
+        // Every documented problem answer names its kinds (405 or 415 would be about:blank, and no operation documents those).
+        var unnamed = document.GetProperty("paths").EnumerateObject()
+            .SelectMany(p => p.Value.EnumerateObject().SelectMany(o => o.Value.GetProperty("responses").EnumerateObject()
+                .Where(r => r.Value.TryGetProperty("content", out var c) && c.TryGetProperty("application/problem+json", out var m) && !m.TryGetProperty("examples", out _))
+                .Select(r => $"{o.Name.ToUpperInvariant()} {p.Name} {r.Name}")))
+            .ToList();
+        Assert.True(unnamed.Count == 0, $"problem answers with no declared type:\n{string.Join("\n", unnamed)}");
     }
 
     [Fact]

@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
+using Throughput.Http;
 using Marten;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -75,6 +76,8 @@ public sealed class CustomerApiTests(PlatformFixture platform)
         var stale = await customer.SendAsync(WithIfMatch(HttpMethod.Post, $"/v1/deployments/{id}/resize", "\"7\"", new { ptu = 2 }));
         Assert.Equal(HttpStatusCode.PreconditionFailed, stale.StatusCode);
         Assert.Equal("application/problem+json", stale.Content.Headers.ContentType!.MediaType);
+        Assert.Equal(ProblemTypes.PreconditionFailed.Uri, (await Body(stale)).GetProperty("type").GetString());
+        Assert.Equal(ProblemTypes.PreconditionRequired.Uri, (await Body(missing)).GetProperty("type").GetString());
 
         var resized = await customer.SendAsync(WithIfMatch(HttpMethod.Post, $"/v1/deployments/{id}/resize", "\"1\"", new { ptu = 2.5m }));
         Assert.Equal(HttpStatusCode.OK, resized.StatusCode);
@@ -139,6 +142,7 @@ public sealed class CustomerApiTests(PlatformFixture platform)
         Assert.Single((await Task.WhenAll(attempts.Append(again).Select(async r => (await Body(r)).GetProperty("id").GetString()))).Distinct());
         Assert.Equal(1, (await Body(await customer.GetAsync("/v1/deployments"))).GetArrayLength());
         Assert.Equal((HttpStatusCode)422, different.StatusCode);
+        Assert.Equal(ProblemTypes.IdempotencyKeyReused.Uri, (await Body(different)).GetProperty("type").GetString());
         var pool = (await Body(await platform.Operator().GetAsync("/v1/operator/pools"))).EnumerateArray().Single(p => p.GetProperty("region").GetString() == region);
         Assert.Equal(2m, pool.GetProperty("soldPtu").GetDecimal());
     }

@@ -3,6 +3,7 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
+using Throughput.Http;
 
 namespace Throughput.IntegrationTests;
 
@@ -111,6 +112,9 @@ public sealed class HostileInputTests(PlatformFixture platform)
         Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
         var problem = await response.Content.ReadFromJsonAsync<JsonElement>();
         Assert.Equal((int)c.Expected, problem.GetProperty("status").GetInt32());
+        // The problem's kind is one the document declares for the status; a 415 has no kind of ours and says about:blank.
+        Assert.Contains(problem.GetProperty("type").GetString(), c.Expected == HttpStatusCode.UnsupportedMediaType
+            ? ["about:blank"] : ProblemTypes.Of((int)c.Expected, idempotent: true).Select(k => k.Uri));
         Assert.False(string.IsNullOrWhiteSpace(problem.GetProperty("title").GetString()));
 
         // Nothing changed: the customer still has exactly the one deployment, unchanged.
@@ -131,6 +135,7 @@ public sealed class HostileInputTests(PlatformFixture platform)
         Assert.NotEmpty(limited);
         Assert.True(limited[0].Headers.RetryAfter is not null);
         Assert.Equal("application/problem+json", limited[0].Content.Headers.ContentType?.MediaType);
+        Assert.Equal(ProblemTypes.RateLimited.Uri, (await limited[0].Content.ReadFromJsonAsync<JsonElement>()).GetProperty("type").GetString());
         Assert.All(responses, r => Assert.Contains(r.StatusCode, new[] { HttpStatusCode.OK, HttpStatusCode.TooManyRequests }));
         Assert.Equal(HttpStatusCode.OK, (await neighbour.GetAsync("/v1/models")).StatusCode);
     }

@@ -32,6 +32,7 @@ public sealed class WebhookTests(PlatformFixture platform)
             ["Webhooks__AllowHttp"] = "true",
             ["Webhooks__SecretKey"] = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)),
             ["Webhooks__RetrySchedule"] = TestSchedule,
+            ["Webhooks__AllowShortRetrySchedule"] = "true",
             ["Webhooks__PollInterval"] = "00:00:00.200",
         });
         await host.StartAsync();

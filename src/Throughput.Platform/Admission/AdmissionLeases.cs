@@ -125,7 +125,7 @@ public static class AdmissionLeasesApi
     {
         var group = app.MapGroup("/v1/admission/leases").RequireAuthorization(Policies.ServingNode).WithTags("Admission (serving nodes)");
 
-        group.MapPost("/", async (AdmissionLeaseRenewal renewal, ClaimsPrincipal user, IQuerySession session, AdmissionTable table,
+        group.MapPost("/", async (AdmissionLeaseRenewal renewal, HttpContext http, ClaimsPrincipal user, IQuerySession session, AdmissionTable table,
                 LeaseOwner owner, CancellationToken ct) =>
             {
                 if (await NodeOfAsync(user, session, ct) is not { } node) return NotANode();
@@ -137,29 +137,29 @@ public static class AdmissionLeasesApi
                     return Results.Problem(statusCode: StatusCodes.Status403Forbidden, title: "Outside the node's registration",
                         detail: $"Serving node '{node.ProducerId}' is not registered to serve {string.Join(", ", foreign)}.");
                 if (found.Count == 0) return Results.Ok(Array.Empty<AdmissionLease>());
-                return await OwnerAsync(owner, new LeaseAsk(node.ProducerId, [.. found.Select(f => new LeaseDemand(LeasedDeployment.Of(f.Deployment), f.Demand.TokensPerMinute, HeldOf(f.Demand)))]), ct);
+                return await OwnerAsync(http, owner, new LeaseAsk(node.ProducerId, [.. found.Select(f => new LeaseDemand(LeasedDeployment.Of(f.Deployment), f.Demand.TokensPerMinute, HeldOf(f.Demand)))]), ct);
             })
             .ValidateWith(new RenewalValidator())
             .WithName("RenewAdmissionLeases")
             .WithSummary("Renew this serving node's leases with its demand per deployment; the answer is its share of each (unknown ids are left out).")
             .Produces<IReadOnlyList<AdmissionLease>>().ProducesProblem(403).ProducesProblem(503);
 
-        group.MapDelete("/", async (ClaimsPrincipal user, IQuerySession session, LeaseOwner owner, CancellationToken ct) =>
+        group.MapDelete("/", async (HttpContext http, ClaimsPrincipal user, IQuerySession session, LeaseOwner owner, CancellationToken ct) =>
             {
                 if (await NodeOfAsync(user, session, ct) is not { } node) return NotANode();
-                return await OwnerAsync(owner, new LeaseAsk(node.ProducerId, Release: true), ct) is var answer && answer is IStatusCodeHttpResult { StatusCode: 200 }
+                return await OwnerAsync(http, owner, new LeaseAsk(node.ProducerId, Release: true), ct) is var answer && answer is IStatusCodeHttpResult { StatusCode: 200 }
                     ? Results.NoContent() : answer;
             })
             .WithName("ReleaseAdmissionLeases").WithSummary("Give back every lease of this serving node at once (when it stops), rather than after their TTL.")
             .Produces(204).ProducesProblem(403).ProducesProblem(503);
 
-        group.MapGet("/{deploymentId}", async (string deploymentId, ClaimsPrincipal user, IQuerySession session, AdmissionTable table,
+        group.MapGet("/{deploymentId}", async (string deploymentId, HttpContext http, ClaimsPrincipal user, IQuerySession session, AdmissionTable table,
                 LeaseOwner owner, CancellationToken ct) =>
             {
                 if (await table.FindAsync(deploymentId, ct) is not { } d)
                     return Results.Problem(statusCode: 404, title: "Not found", detail: $"No deployment '{deploymentId}'.");
                 if (!user.IsInRole(nameof(Role.Operator)) && (await NodeOfAsync(user, session, ct) is not { } node || !node.MayServe(d))) return NotANode();
-                return await OwnerAsync(owner, new LeaseAsk("", List: deploymentId), ct);
+                return await OwnerAsync(http, owner, new LeaseAsk("", List: deploymentId), ct);
             })
             .WithName("ListAdmissionLeases").WithSummary("A deployment's live leases: who holds which share of its rate and burst, for what demand.")
             .Produces<IReadOnlyList<AdmissionLease>>().ProducesProblem(403).ProducesProblem(404).ProducesProblem(503);
@@ -167,7 +167,7 @@ public static class AdmissionLeasesApi
     }
 
     /// <summary>The lease owner's answer, or 503 when no owner answered: the node keeps its leases and renews again.</summary>
-    static async Task<IResult> OwnerAsync(LeaseOwner owner, LeaseAsk ask, CancellationToken ct)
+    static async Task<IResult> OwnerAsync(HttpContext http, LeaseOwner owner, LeaseAsk ask, CancellationToken ct)
     {
         try
         {
@@ -175,6 +175,7 @@ public static class AdmissionLeasesApi
         }
         catch (Exception e) when (e is TimeoutException or RabbitMQ.Client.Exceptions.RabbitMQClientException)
         {
+            http.Response.Headers.RetryAfter = "1";
             return Results.Problem(statusCode: StatusCodes.Status503ServiceUnavailable, title: "Lease owner not reachable",
                 detail: "No host answered for the leases in time; keep admitting within the leases held and renew again.");
         }

@@ -22,7 +22,7 @@ public static class Api
         });
         // Binding failures throw so the problem mapper can name the offending field.
         services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
-        services.AddProblemDetails();
+        services.AddProblemDetails(o => o.CustomizeProblemDetails = c => ProblemTypes.Name(c.ProblemDetails));
         // Field errors name the JSON property the client sent, not the C# member.
         ValidatorOptions.Global.PropertyNameResolver = (_, member, _) => member is null ? null : JsonNamingPolicy.CamelCase.ConvertName(member.Name);
         ValidatorOptions.Global.DisplayNameResolver = (_, member, _) => member is null ? null : JsonNamingPolicy.CamelCase.ConvertName(member.Name);
@@ -47,6 +47,15 @@ public static class Api
             // A nullable field of a schema type is written oneOf [null, $ref] with its XML comment on the $ref: clients read
             // a field's description beside its name, so it is said there too.
             // The XML comments arrive with their entities (&amp;, &lt;) still escaped: they are decoded here.
+            // Every problem carries the request's trace id beside RFC 9457's fields (the framework adds it).
+            foreach (var name in (string[])["ProblemDetails", "HttpValidationProblemDetails"])
+                if (document.Components.Schemas is { } schemas && schemas.TryGetValue(name, out var found) && found is OpenApiSchema problem)
+                    (problem.Properties ??= new Dictionary<string, IOpenApiSchema>())["traceId"] = new OpenApiSchema
+                    {
+                        Type = JsonSchemaType.String,
+                        Description = "The W3C trace id of the request: the host's log lines and spans for it carry the same id.",
+                        Examples = ["00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"],
+                    };
             foreach (var schema in document.Components.Schemas?.Values ?? [])
             {
                 if (schema is OpenApiSchema { Description: { } text } described) described.Description = System.Net.WebUtility.HtmlDecode(text);
@@ -184,18 +193,42 @@ public static class Api
         // An endpoint's own 429 or 503 (the admission check's refusal, an unreachable broker) keeps its description.
         if (!anonymous)
             foreach (var (status, description) in KeyedProblems)
-                operation.Responses.TryAdd(status, new OpenApiResponse
-                {
-                    Description = description,
-                    Content = new Dictionary<string, OpenApiMediaType> { ["application/problem+json"] = new() { Schema = new OpenApiSchemaReference("ProblemDetails") } },
-                });
+                operation.Responses.TryAdd(status, Problem(description));
+        if (operation.RequestBody is not null)
+            operation.Responses.TryAdd("413", Problem("The body is over the host's limit (RequestLimits:MaxBodyBytes)."));
         foreach (var (status, response) in operation.Responses)
         {
+            if (response is OpenApiResponse { Content: { } content } refused && int.TryParse(status, out var code) && code >= 400
+                && content.TryGetValue("application/problem+json", out var problem))
+                DeclareProblemTypes(refused, problem, code, headers.Contains(ContractHeader.IdempotencyKey));
             if (headers.Contains(ContractHeader.ETag) && status.StartsWith('2') && response is OpenApiResponse success)
                 (success.Headers ??= new Dictionary<string, IOpenApiHeader>())["ETag"] = new OpenApiHeader { Description = "The revision: send it back in If-Match to change what you read.", Schema = Text() };
             if (status is "429" or "503" && response is OpenApiResponse comeBack)
                 (comeBack.Headers ??= new Dictionary<string, IOpenApiHeader>())["Retry-After"] = RetryAfter();
         }
+    }
+
+    static OpenApiResponse Problem(string description) => new()
+    {
+        Description = description,
+        Content = new Dictionary<string, OpenApiMediaType> { ["application/problem+json"] = new() { Schema = new OpenApiSchemaReference("ProblemDetails") } },
+    };
+
+    /// <summary>The kinds of problem an answer of this status can be, as an example of each and a list in its description.</summary>
+    static void DeclareProblemTypes(OpenApiResponse response, OpenApiMediaType problem, int status, bool idempotent)
+    {
+        var kinds = ProblemTypes.Of(status, idempotent).ToList();
+        if (kinds.Count == 0) return;
+        if (kinds.Contains(ProblemTypes.InvalidFields)) problem.Schema = new OpenApiSchemaReference("HttpValidationProblemDetails");
+        problem.Examples ??= new Dictionary<string, IOpenApiExample>();
+        foreach (var kind in kinds)
+            problem.Examples[kind.Name] = new OpenApiExample
+            {
+                Summary = kind.Title,
+                Description = kind.Meaning,
+                Value = new System.Text.Json.Nodes.JsonObject { ["type"] = kind.Uri, ["title"] = kind.Title, ["status"] = status },
+            };
+        response.Description = $"{response.Description} Problem types: {string.Join(", ", kinds.Select(k => $"{k.Uri} ({k.Meaning})"))}".TrimStart();
     }
 
     static readonly (string Status, string Description)[] KeyedProblems =

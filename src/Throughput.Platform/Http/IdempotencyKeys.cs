@@ -23,5 +23,6 @@ public static class IdempotencyKeys
 
     /// <summary>The answer to a key used before for another request.</summary>
     public static ProblemHttpResult Reused(string what) =>
-        TypedResults.Problem(statusCode: 422, title: "Idempotency-Key reused", detail: $"This Idempotency-Key was used for a different {what}.");
+        TypedResults.Problem(statusCode: 422, title: "Idempotency-Key reused", detail: $"This Idempotency-Key was used for a different {what}.",
+            type: ProblemTypes.IdempotencyKeyReused.Uri);
 }

@@ -22,7 +22,7 @@ public sealed class ProblemMapper(ILogger<ProblemMapper> log) : IExceptionHandle
             JasperFx.ConcurrencyException or Marten.Exceptions.ExistingStreamIdCollisionException when http.Request.Headers.IfMatch.Count > 0 =>
                 Results.Problem(statusCode: 412, title: "Precondition failed", detail: "The resource changed since the ETag you sent; read it again."),
             JasperFx.ConcurrencyException or Marten.Exceptions.ExistingStreamIdCollisionException or Marten.Exceptions.StreamLockedException =>
-                Results.Problem(statusCode: 409, title: "Conflict", detail: "Another change to the same resource won; retry the request."),
+                Results.Problem(statusCode: 409, title: "Conflict", detail: "Another change to the same resource won; retry the request.", type: ProblemTypes.ConcurrentChange.Uri),
             _ when DatabaseOutage.Covers(exception) => Unavailable(http),
             _ => null,
         };

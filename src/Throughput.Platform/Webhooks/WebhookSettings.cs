@@ -34,10 +34,24 @@ public sealed record WebhookSettings(
         if (hosts.Count > 0 && key is not { Length: 32 })
             throw new InvalidOperationException("Webhooks:AllowedHosts is set, so Webhooks:SecretKey must be 32 bytes in base64 (e.g. `openssl rand -base64 32`).");
         var schedule = List(configuration["Webhooks:RetrySchedule"]).Select(s => TimeSpan.Parse(s, CultureInfo.InvariantCulture)).ToList();
+        if (ScheduleProblem(schedule, string.Equals(configuration["Webhooks:AllowShortRetrySchedule"], "true", StringComparison.OrdinalIgnoreCase)) is { } problem)
+            throw new InvalidOperationException(problem);
         return new(hosts, string.Equals(configuration["Webhooks:AllowHttp"], "true", StringComparison.OrdinalIgnoreCase), key,
             schedule.Count > 0 ? schedule : DefaultRetrySchedule,
             Span(configuration["Webhooks:PollInterval"], TimeSpan.FromSeconds(1)),
             Span(configuration["Webhooks:Timeout"], TimeSpan.FromSeconds(10)));
+    }
+
+    /// <summary>Receivers are promised retries for at least a day (docs/webhooks.md); only a test or a demo may shorten them, and says so.</summary>
+    public static readonly TimeSpan PromisedRetrySpan = TimeSpan.FromHours(24);
+
+    static string? ScheduleProblem(List<TimeSpan> schedule, bool allowShort)
+    {
+        if (schedule.Any(wait => wait <= TimeSpan.Zero)) return "Webhooks:RetrySchedule: every wait must be longer than 0.";
+        var span = schedule.Aggregate(TimeSpan.Zero, (sum, wait) => sum + wait);
+        return schedule.Count > 0 && span < PromisedRetrySpan && !allowShort
+            ? $"Webhooks:RetrySchedule retries for {span} in all; receivers are promised at least {PromisedRetrySpan.TotalHours} h. Lengthen it, or set Webhooks:AllowShortRetrySchedule=true for a test or a demo."
+            : null;
     }
 
     static List<string> List(string? text) =>

@@ -130,6 +130,22 @@ public sealed class WebhookSpecs
             .AddInMemoryCollection(new Dictionary<string, string?> { ["Webhooks:AllowedHosts"] = "hooks.example.com" }).Build()));
     }
 
+    [Theory]
+    [InlineData("00:00:05,00:05:00,23:00:00", null, "retries for 23:05:05 in all")]
+    [InlineData("00:00:01,00:00:02", "true", null)]
+    [InlineData("12:00:00,12:00:00", null, null)]
+    [InlineData("00:00:05,00:00:00,24:00:00", null, "every wait must be longer than 0")]
+    public void A_retry_schedule_spans_the_promised_day_unless_a_test_says_otherwise(string schedule, string? allowShort, string? refusal)
+    {
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Webhooks:RetrySchedule"] = schedule,
+            ["Webhooks:AllowShortRetrySchedule"] = allowShort,
+        }).Build();
+        if (refusal is null) Assert.Equal(schedule.Split(',').Length, WebhookSettings.FromConfiguration(configuration).RetrySchedule.Count);
+        else Assert.Contains(refusal, Assert.Throws<InvalidOperationException>(() => WebhookSettings.FromConfiguration(configuration)).Message);
+    }
+
     [Fact]
     public void Deployment_events_belong_to_the_deployments_tenant_and_keep_its_order_billing_documents_the_tenants()
     {
