@@ -190,10 +190,13 @@ public static class Api
             });
         operation.Responses ??= [];
         // Authentication reads a key from PostgreSQL when it is not cached, so every operation that takes one can meet an outage.
-        // An endpoint's own 429 or 503 (the admission check's refusal, an unreachable broker) keeps its description.
+        // An endpoint's own 429 or 503 (the admission check's refusal, an unreachable broker) keeps its description, and
+        // gains the problem answer every keyed call can meet when its own is another media type.
         if (!anonymous)
             foreach (var (status, description) in KeyedProblems)
-                operation.Responses.TryAdd(status, Problem(description));
+                if (!operation.Responses.TryAdd(status, Problem(description)) && operation.Responses[status] is OpenApiResponse { Content: { } own } mine
+                    && own.TryAdd("application/problem+json", new OpenApiMediaType { Schema = new OpenApiSchemaReference("ProblemDetails") }))
+                    mine.Description = $"{mine.Description} Or, as application/problem+json: {description}";
         if (operation.RequestBody is not null)
             operation.Responses.TryAdd("413", Problem("The body is over the host's limit (RequestLimits:MaxBodyBytes)."));
         foreach (var (status, response) in operation.Responses)

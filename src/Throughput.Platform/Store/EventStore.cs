@@ -76,6 +76,10 @@ public static class EventStore
             foreach (var type in readModels.AllProjections().OfType<EventFilterable>().SelectMany(p => p.IncludedEventTypes).Distinct().ToList())
                 readModels.IncludeType(type);
             readModels.Options.BatchSize = settings.ProjectionPageSize;
+            // Live, one page in flight at a time: whatever arrived while a page was folding is folded next as one page. With
+            // more in flight the daemon queues a small range per high-water tick and folds them one after another, each
+            // writing every deployment it touches, and at 10,000 deployments fell behind for good (docs/metering.md).
+            if (layout == ProjectionLayout.Live) readModels.Options.MaximumHopperSize = 1;
             // A rebuild keeps documents in memory from page to page instead of reading them back for every page. Not live: a
             // host's daemon paused for a rebuild in the host would resume with documents cached from before it.
             if (layout == ProjectionLayout.SinglePassRebuild)
