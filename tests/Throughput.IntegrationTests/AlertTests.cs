@@ -75,9 +75,15 @@ public sealed class AlertTests(InvoicingFixture platform)
         await Eventually.Until(async () => await op.GetFromJsonAsync<JsonElement>($"/v1/operator/quarantine?reason=SpilloverCapReached&producerId={node}"),
             q => q.GetArrayLength() == 1);
         var march = await Eventually.Until(async () => await customer.GetFromJsonAsync<JsonElement>("/v1/invoices/draft?month=2032-03"),
-            d => d.GetProperty("lines").EnumerateArray().Any(l => l.GetProperty("kind").GetString() == "Spillover" && l.GetProperty("amount").GetDecimal() >= 1.10m));
-        // 110,000 spilled output tokens × 10.00 / 1M: the 20,000 past the cap are not on it
-        Assert.Equal([1.10m], march.GetProperty("lines").EnumerateArray().Where(l => l.GetProperty("kind").GetString() == "Spillover").Select(l => l.GetProperty("amount").GetDecimal()));
+            d => d.GetProperty("lines").EnumerateArray().Any(l => l.GetProperty("kind").GetString() == "SpilloverAboveCap"));
+        // Metered and billed: 110,000 spilled output tokens × 10.00 / 1M = 1.10 (the batch that crossed is billed whole; the
+        // 20,000 past the cap are not on it). Above the 1.00 cap: 1.10 − 1.00 = 0.10, not billed. The month's spillover: 1.00.
+        var spillover = march.GetProperty("lines").EnumerateArray()
+            .Where(l => l.GetProperty("kind").GetString() is "Spillover" or "SpilloverAboveCap")
+            .Select(l => (l.GetProperty("kind").GetString()!, l.GetProperty("deploymentId").GetString()!, l.GetProperty("serviceMonth").GetString()!, l.GetProperty("amount").GetDecimal()))
+            .ToList();
+        Assert.Equal([("Spillover", deployment, "2032-03", 1.10m), ("SpilloverAboveCap", deployment, "2032-03", -0.10m)], spillover);
+        Assert.Equal(1.00m, spillover.Sum(l => l.Item4));
 
         // A new month: spend starts again from 0, spillover is on again, and the warning crosses again at 0.60.
         platform.Clock.Set(At(4, 1, 0, 10));

@@ -31,15 +31,15 @@ public sealed class AlertWatch : SubscriptionBase
         var ct = cancellationToken;
         if (page.Events.Count == 0) return NullChangeListener.Instance;
         List<UsageMetered> usage = [];
-        List<string> changedAlerts = [];
+        List<(string AlertId, DateTimeOffset At)> changedAlerts = [];
         foreach (var e in page.Events)
         {
             switch (e.Data)
             {
                 case UsageBatchMetered b: usage.AddRange(b.Usage.Where(u => u.TenantId is not null)); break;
                 case UsageMetered u when u.TenantId is not null: usage.Add(u); break;
-                case AlertSet s: changedAlerts.Add(s.AlertId); break;
-                case AlertRemoved r: changedAlerts.Add(r.AlertId); break;
+                case AlertSet s: changedAlerts.Add((s.AlertId, s.At)); break;
+                case AlertRemoved r: changedAlerts.Add((r.AlertId, r.At)); break;
             }
         }
         var tenantIds = usage.Select(u => u.TenantId!).Distinct().ToArray();
@@ -76,15 +76,16 @@ public sealed class AlertWatch : SubscriptionBase
             foreach (var crossed in events.OfType<SpendAlertCrossed>().Where(c => c.CapsSpillover))
                 foreach (var d in await CappedAsync(crossed.DeploymentId is { } one ? [one] : null, alert.TenantId))
                     if (d.Status == DeploymentStatus.Active && d.SpilloverCappedIn != crossed.Month)
-                        session.Events.Append(d.Id, new SpilloverCapReached(d.Id, alert.Id, crossed.Month, crossed.Spend, now));
+                        session.Events.Append(d.Id, new SpilloverCapReached(d.Id, alert.Id, crossed.Month, crossed.Spend, now, crossed.Threshold, crossed.DeploymentId is null));
         }
 
         // A changed or removed alert lets go of the caps it set; a change is evaluated again with the next usage.
-        foreach (var alertId in changedAlerts.Distinct())
+        // Lifted as of the change itself (the host's clock), which decides whether the cap still clips its month's invoice.
+        foreach (var (alertId, at) in changedAlerts.GroupBy(c => c.AlertId).Select(g => g.Last()))
             if (await operations.LoadAsync<Alert>(alertId, ct) is { } changed)
                 foreach (var d in await CappedAsync(null, changed.TenantId))
                     if (d.SpilloverCappedBy == alertId && (changed.Removed || changed.CrossedIn is null))
-                        session.Events.Append(d.Id, new SpilloverCapLifted(d.Id, alertId, MonthEnded: false, page.Events[^1].Timestamp));
+                        session.Events.Append(d.Id, new SpilloverCapLifted(d.Id, alertId, MonthEnded: false, at));
 
         await session.SaveChangesAsync(ct);
         return NullChangeListener.Instance;

@@ -33,9 +33,15 @@ public sealed record SpilloverDisabled(string DeploymentId, DateTimeOffset At) :
 
 /// <summary>
 /// A spending cap (<see cref="AlertId"/>) was reached in <see cref="Month"/> (UTC, <c>yyyy-MM</c>): spilled records that
-/// finished in that month are no longer admitted nor billed. A later month is not capped (docs/alerts.md).
+/// finished in that month are no longer admitted nor billed, and the month's invoice bills spillover up to
+/// <see cref="Cap"/>. A later month is not capped (docs/alerts.md).
 /// </summary>
-public sealed record SpilloverCapReached(string DeploymentId, string AlertId, string Month, decimal Spend, DateTimeOffset At) : DeploymentEvent(DeploymentId);
+/// <param name="Spend">The month's spillover spend that crossed the cap.</param>
+/// <param name="Cap">The cap: the alert's threshold, in the tenant's currency; null in events recorded before caps carried it
+/// (their month is billed as it was).</param>
+/// <param name="TenantWide">The alert caps the tenant's deployments together (it has no deployment), not this one alone.</param>
+public sealed record SpilloverCapReached(string DeploymentId, string AlertId, string Month, decimal Spend, DateTimeOffset At, decimal? Cap = null, bool TenantWide = false)
+    : DeploymentEvent(DeploymentId);
 
 /// <summary>
 /// The cap no longer holds: its alert was changed or removed, or (<see cref="MonthEnded"/>) a later month began, which

@@ -21,7 +21,7 @@ namespace Throughput.Finance;
 /// <param name="Region">The region.</param>
 /// <param name="Provisioned">Billed for provisioned PTU-hours.</param>
 /// <param name="Reservations">Billed for reservations.</param>
-/// <param name="Spillover">Billed for spilled tokens of the month.</param>
+/// <param name="Spillover">Billed for spilled tokens of the month, net of spillover above a cap.</param>
 /// <param name="Adjustments">Billed as prior-period adjustments (spilled tokens of earlier months).</param>
 /// <param name="Credited">Taken back by credit notes issued in the month.</param>
 /// <param name="BilledPtuHours">PTU-hours billed (not covered by reservations).</param>
@@ -58,6 +58,7 @@ public sealed record RevenueRow(
 
     public RevenueRow Add(InvoiceLine line) => line.Kind switch
     {
+        InvoiceLineKind.SpilloverAboveCap when line.ServiceMonth == Month => this with { Spillover = Spillover + line.Amount },
         InvoiceLineKind.Provisioned => this with { Provisioned = Provisioned + line.Amount, BilledPtuHours = BilledPtuHours + line.Quantity },
         InvoiceLineKind.Reservation => this with { Reservations = Reservations + line.Amount },
         InvoiceLineKind.Spillover => this with { Spillover = Spillover + line.Amount },

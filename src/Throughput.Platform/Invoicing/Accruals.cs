@@ -102,6 +102,8 @@ public static class Accruals
             Deployments.UsageMetered u => u.MeteredAt,
             Deployments.UsageBatchMetered b when b.Usage.Count > 0 => b.Usage.Max(u => u.MeteredAt),
             InvoiceIssued i => i.IssuedAt,
+            Deployments.SpilloverCapReached c => c.At,
+            Deployments.SpilloverCapLifted l => l.At,
             _ => (DateTimeOffset?)null,
         }).Max() ?? events.Max(e => e.Timestamp);
 

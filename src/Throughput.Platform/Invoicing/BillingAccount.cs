@@ -69,6 +69,25 @@ public sealed record UsageEntry(string ServiceMonth, string DeploymentId, TokenC
 }
 
 /// <summary>
+/// A hard cap on a month's spillover, from <see cref="SpilloverCapReached"/>: a <c>SpilloverSpend</c> alert with
+/// <c>capsSpillover</c> crossed in <see cref="Month"/>. It covers one deployment, or (<see cref="DeploymentId"/> null) the
+/// tenant's deployments bought before it was reached, together; the invoice bills their spillover of the month up to
+/// <see cref="Amount"/> (docs/alerts.md, "The spillover cap").
+/// </summary>
+/// <param name="AlertId">The alert that set the cap.</param>
+/// <param name="Month">The month (yyyy-MM) it caps.</param>
+/// <param name="Amount">The alert's threshold, in the tenant's currency.</param>
+/// <param name="DeploymentId">The deployment capped; null for all the tenant's deployments together.</param>
+/// <param name="ReachedAt">When the alert crossed.</param>
+public sealed record SpilloverCap(string AlertId, string Month, decimal Amount, string? DeploymentId, DateTimeOffset ReachedAt)
+{
+    public static string KeyOf(string month, string alertId) => month + "|" + alertId;
+
+    // Deployments bought after a tenant-wide cap crossed are not capped that month (their spillover is neither refused nor clipped).
+    public bool Covers(BilledDeployment d) => DeploymentId is { } one ? one == d.Id : d.CreatedAt <= ReachedAt;
+}
+
+/// <summary>
 /// A tenant's billing facts, folded from the event log by <see cref="BillingAccountProjection"/>: its deployments' PTUs
 /// over time, its reservations, usage per invoice month not yet issued, and the months already issued. Invoice drafts
 /// are computed from it by <see cref="InvoiceCalculation"/>; issued months keep nothing here but their invoice id.
@@ -82,8 +101,17 @@ public sealed record BillingAccount(
     ImmutableDictionary<string, ImmutableDictionary<string, UsageEntry>> Usage,
     ImmutableDictionary<string, string> Issued,
     int? UnissuedSince,
-    long ProjectedThrough)
+    long ProjectedThrough,
+    ImmutableDictionary<string, SpilloverCap>? SpilloverCaps = null,
+    ImmutableDictionary<string, decimal>? SpilloverBilled = null)
 {
+    /// <summary>Caps in force, by month and alert (<see cref="SpilloverCap.KeyOf"/>); a cap lifted within its month is gone.</summary>
+    public ImmutableDictionary<string, SpilloverCap> Caps => SpilloverCaps ?? ImmutableDictionary<string, SpilloverCap>.Empty;
+
+    /// <summary>Spillover of a capped month (key: <c>yyyy-MM|deployment</c>) already billed, net of clips, on issued invoices.</summary>
+    public decimal BilledSpillover(string month, string deploymentId) =>
+        SpilloverBilled is { } billed ? billed.GetValueOrDefault(month + "|" + deploymentId) : 0;
+
     public static BillingAccount Open(string tenantId, string name, string currency) =>
         new(tenantId, name, currency, ImmutableDictionary<string, BilledDeployment>.Empty, ImmutableDictionary<string, BilledReservation>.Empty,
             ImmutableDictionary<string, ImmutableDictionary<string, UsageEntry>>.Empty, ImmutableDictionary<string, string>.Empty, null, 0);
@@ -108,6 +136,8 @@ public sealed record BillingAccount(
             UsageMetered u => account.Then(u),
             UsageBatchMetered b => b.Usage.Aggregate(account, (a, u) => a.Then(u)),
             InvoiceIssued i => account.Then(i),
+            SpilloverCapReached c => account.Then(c),
+            SpilloverCapLifted l => account.Then(l),
             _ => account,
         };
     }
@@ -240,7 +270,7 @@ public sealed record BillingAccount(
                 Cached: g.Where(l => l.TokenType == TokenType.Cached).Sum(l => l.Tokens!.Value),
                 Output: g.Where(l => l.TokenType == TokenType.Output).Sum(l => l.Tokens!.Value)));
         var carryTo = issued.FirstOpenFrom(month.Next);
-        var next = issued with { Usage = Usage.Remove(e.Month) };
+        var next = issued with { Usage = Usage.Remove(e.Month), SpilloverBilled = BilledOnCappedMonths(e) };
         foreach (var entry in UsageOn(month).Values.OrderBy(u => u.ServiceMonth, StringComparer.Ordinal).ThenBy(u => u.DeploymentId, StringComparer.Ordinal))
         {
             var (input, cached, output) = billed.GetValueOrDefault((entry.ServiceMonth, entry.DeploymentId));
@@ -248,6 +278,41 @@ public sealed record BillingAccount(
             if (unbilled.HasSpill) next = next.AddUsage(carryTo.ToString(), next.UsageOn(carryTo), BillingMonth.Parse(entry.ServiceMonth), entry.DeploymentId, unbilled);
         }
         return Recount(next);
+    }
+
+    /// <summary>
+    /// A tenant-wide cap comes once per deployment it stopped, the same each time. One recorded before caps carried their
+    /// amount clips nothing: its month bills as it did.
+    /// </summary>
+    public BillingAccount Then(SpilloverCapReached e) => e.Cap is { } amount
+        ? this with { SpilloverCaps = Caps.SetItem(SpilloverCap.KeyOf(e.Month, e.AlertId), new SpilloverCap(e.AlertId, e.Month, amount, e.TenantWide ? null : e.DeploymentId, e.At)) }
+        : this;
+
+    /// <summary>
+    /// The alert changed or removed lifts its cap of the month it happened in, which then clips nothing; a cap of an earlier
+    /// month was in force at that month's end and keeps clipping it, as does one lifted only because a new month began.
+    /// </summary>
+    public BillingAccount Then(SpilloverCapLifted e)
+    {
+        var key = SpilloverCap.KeyOf(BillingMonth.Of(e.At).ToString(), e.AlertId);
+        return !e.MonthEnded && Caps.ContainsKey(key) ? this with { SpilloverCaps = Caps.Remove(key) } : this;
+    }
+
+    /// <summary>Adds the invoice's spillover of capped months, net of clips, to what was billed of them, for later invoices' clips.</summary>
+    ImmutableDictionary<string, decimal>? BilledOnCappedMonths(InvoiceIssued e)
+    {
+        var capped = Caps.Values.Select(c => c.Month).ToHashSet(StringComparer.Ordinal);
+        var billed = SpilloverBilled;
+        foreach (var l in e.Lines)
+        {
+            if (l.DeploymentId is null || l.Kind is not (InvoiceLineKind.Spillover or InvoiceLineKind.PriorPeriodAdjustment or InvoiceLineKind.SpilloverAboveCap)) continue;
+            var service = l.ServiceMonth ?? e.Month;
+            if (!capped.Contains(service)) continue;
+            billed ??= ImmutableDictionary<string, decimal>.Empty;
+            var key = service + "|" + l.DeploymentId;
+            billed = billed.SetItem(key, billed.GetValueOrDefault(key) + l.Amount);
+        }
+        return billed;
     }
 
     public BillingAccount Projected(long sequence) => this with { ProjectedThrough = Math.Max(ProjectedThrough, sequence) };

@@ -31,6 +31,9 @@ public sealed class BillingAccountProjection : MultiStreamProjection<BillingAcco
         IncludeType<UsageMetered>();
         IncludeType<UsageBatchMetered>();
         IncludeType<InvoiceIssued>();
+        // A spillover cap bills its month up to its amount.
+        IncludeType<SpilloverCapReached>();
+        IncludeType<SpilloverCapLifted>();
         CustomGrouping(new ByTenant());
     }
 
@@ -125,6 +128,8 @@ public sealed class BillingAccountProjection : MultiStreamProjection<BillingAcco
         {
             DeploymentResized d => d.DeploymentId,
             DeploymentReleased d => d.DeploymentId,
+            SpilloverCapReached d => d.DeploymentId,
+            SpilloverCapLifted d => d.DeploymentId,
             _ => null,
         };
 

@@ -18,6 +18,12 @@ public enum InvoiceLineKind
 
     /// <summary>Adapter-hours hosted on an adapter deployment or set, at the model's price per adapter-hour.</summary>
     AdapterHosting,
+
+    /// <summary>
+    /// Spillover of a capped month above its hard cap (a SpilloverSpend alert with capsSpillover), not billed: a negative
+    /// amount that brings the month's spillover of the deployment (or its share of a tenant-wide cap) down to the cap.
+    /// </summary>
+    SpilloverAboveCap,
 }
 
 public enum TokenType
@@ -34,7 +40,7 @@ public enum TokenType
 /// tokens in millions); amounts are computed from exact seconds and token counts.
 /// </summary>
 /// <param name="Line">The line's number on the invoice, from 1.</param>
-/// <param name="Kind">Provisioned, Reservation, Spillover, PriorPeriodAdjustment or AdapterHosting.</param>
+/// <param name="Kind">Provisioned, Reservation, Spillover, PriorPeriodAdjustment, AdapterHosting or SpilloverAboveCap (negative).</param>
 /// <param name="Description">What is billed, in words.</param>
 /// <param name="Model">The catalog model.</param>
 /// <param name="Region">The region.</param>
@@ -44,7 +50,7 @@ public enum TokenType
 /// <param name="From">Start of the time billed (provisioned, hosting, reservation lines); null for tokens.</param>
 /// <param name="To">End of the time billed; null for tokens.</param>
 /// <param name="Quantity">How many units: PTU-hours, adapter-hours, installments or millions of tokens.</param>
-/// <param name="Unit">The unit: PTU-hour, adapter-hour, PTU-month, installment or 1M tokens.</param>
+/// <param name="Unit">The unit: PTU-hour, adapter-hour, PTU-month, installment, 1M tokens or cap (a SpilloverAboveCap line, quantity 1).</param>
 /// <param name="UnitPrice">The price per unit, in the invoice's currency.</param>
 /// <param name="Amount">Quantity × unit price, rounded half away from zero to the currency's minor unit.</param>
 /// <param name="Ptu">The PTUs deployed (or reserved) during the line.</param>
@@ -52,7 +58,7 @@ public enum TokenType
 /// <param name="CoveredPtuHours">The covered PTUs × hours.</param>
 /// <param name="TokenType">For token lines: Input (prompt less cached), Cached or Output.</param>
 /// <param name="Tokens">For token lines: the spilled tokens billed.</param>
-/// <param name="ServiceMonth">For token lines: the month (yyyy-MM) the tokens were served in; earlier than the invoice's for a prior-period adjustment.</param>
+/// <param name="ServiceMonth">For token and SpilloverAboveCap lines: the month (yyyy-MM) the tokens were served in; earlier than the invoice's for a prior-period adjustment.</param>
 public sealed record InvoiceLine(
     int Line,
     InvoiceLineKind Kind,

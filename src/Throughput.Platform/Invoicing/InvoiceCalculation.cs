@@ -29,6 +29,8 @@ public sealed record InvoiceFigures(IReadOnlyList<InvoiceLine> Lines, decimal To
 /// per adapter deployment or set and month, after its provisioned lines; reservations do not cover it.</item>
 /// <item>Spillover: per 1M tokens by type: input = prompt − cached, cached, output.</item>
 /// <item>Prior-period adjustments: spilled usage of issued months, priced as spillover of its deployment.</item>
+/// <item>Spillover caps: a cap in force at its month's end clips that month's spillover of what it covers to its amount
+/// (less what earlier invoices billed of it), one negative line per deployment after the token lines.</item>
 /// <item>Every amount is rounded half away from zero to the currency's minor unit; the total is the sum of the lines.</item>
 /// </list>
 /// </summary>
@@ -92,6 +94,8 @@ public static class InvoiceCalculation
                 if (tokens > 0) lines.Add(TokenLine(d, u.ServiceMonth, month, type, tokens, currency));
             }
         }
+
+        AddCapClips(account, month, lines, order, currency);
 
         var numbered = lines.Select((l, i) => l with { Line = i + 1 }).ToList();
         return new InvoiceFigures(numbered, numbered.Sum(l => l.Amount), coverage);
@@ -214,6 +218,55 @@ public static class InvoiceCalculation
             d.Model, d.Region, d.Type, d.Id, null, null, null,
             tokens / TokensPerMillion, "1M tokens", price, Money.Round(tokens * price / TokensPerMillion, currency),
             TokenType: type, Tokens: tokens, ServiceMonth: serviceMonth);
+    }
+
+    /// <summary>
+    /// For each cap on spillover this invoice bills (deployment caps first, so a tenant-wide one clips what they left), the
+    /// excess over the cap, less what earlier invoices billed of its month, as lines of its own: the scope's net is then
+    /// the cap to the cent. A tenant-wide excess is shared among the deployments in proportion to their spillover (each
+    /// line names one deployment, as revenue and credit notes count them), the last cent on the largest.
+    /// </summary>
+    static void AddCapClips(BillingAccount account, BillingMonth month, List<InvoiceLine> lines, Dictionary<string, int> order, string currency)
+    {
+        var caps = account.Caps.Values
+            .OrderBy(c => c.Month, StringComparer.Ordinal).ThenBy(c => c.DeploymentId is null).ThenBy(c => c.AlertId, StringComparer.Ordinal);
+        foreach (var cap in caps)
+        {
+            var covered = account.Deployments.Values.Where(cap.Covers).OrderBy(d => order[d.Id]).ToList();
+            var spilled = covered
+                .Select(d => (Deployment: d, Net: lines.Where(l => l.DeploymentId == d.Id && l.ServiceMonth == cap.Month && IsSpillover(l.Kind)).Sum(l => l.Amount)))
+                .Where(x => x.Net > 0)
+                .ToList();
+            if (spilled.Count == 0) continue;
+            var net = spilled.Sum(x => x.Net);
+            var billedBefore = covered.Sum(d => account.BilledSpillover(cap.Month, d.Id));
+            var excess = net - Math.Max(0, Floor(cap.Amount, currency) - billedBefore);
+            if (excess <= 0) continue;
+            var shares = spilled.Select(x => Money.Round(excess * x.Net / net, currency)).ToArray();
+            var largest = spilled.FindIndex(x => x.Net == spilled.Max(y => y.Net));
+            shares[largest] += excess - shares.Sum();
+            for (var i = 0; i < spilled.Count; i++)
+                if (shares[i] != 0) lines.Add(AboveCapLine(spilled[i].Deployment, cap, month, -shares[i], currency));
+        }
+    }
+
+    static bool IsSpillover(InvoiceLineKind kind) => kind is InvoiceLineKind.Spillover or InvoiceLineKind.PriorPeriodAdjustment or InvoiceLineKind.SpilloverAboveCap;
+
+    static InvoiceLine AboveCapLine(BilledDeployment d, SpilloverCap cap, BillingMonth month, decimal amount, string currency)
+    {
+        var scope = cap.DeploymentId is null ? "tenant-wide cap" : "cap";
+        var what = $"spillover above the {scope} of {Money.Text(Floor(cap.Amount, currency), currency)} {currency} for {cap.Month} (alert {cap.AlertId}), not billed, {d.Model} {d.Type} {d.Region} '{d.Name}' ({d.Id})";
+        var prior = cap.Month != month.ToString();
+        return new InvoiceLine(0, InvoiceLineKind.SpilloverAboveCap,
+            prior ? $"Prior-period adjustment for {cap.Month}: {what}" : char.ToUpperInvariant(what[0]) + what[1..],
+            d.Model, d.Region, d.Type, d.Id, null, null, null, 1, "cap", amount, amount, ServiceMonth: cap.Month);
+    }
+
+    /// <summary>A cap finer than the currency's minor unit bills at most the whole units under it: never more than the cap.</summary>
+    static decimal Floor(decimal amount, string currency)
+    {
+        var scale = (decimal)Math.Pow(10, Money.MinorUnitsOf(currency));
+        return Money.Round(decimal.Floor(amount * scale) / scale, currency);
     }
 
     static decimal Hours(decimal ptuSeconds) => decimal.Round(ptuSeconds / SecondsPerHour, 6, MidpointRounding.AwayFromZero);

@@ -260,6 +260,125 @@ public sealed class InvoiceSpecs
         Assert.Equal([(InvoiceLineKind.PriorPeriodAdjustment, 40_000L, 0.40m)], december.Lines.Select(l => (l.Kind, l.Tokens!.Value, l.Amount)));
     }
 
+    /// <summary>A deployment of 1 PTU bought at midnight of <paramref name="day"/> and released an hour later: 2.35 provisioned.</summary>
+    static object[] AnHour(string id, string day) => [Created(id, 1m, day + " 00:00:00"), new DeploymentReleased(id, 1m, At(day + " 01:00:00"))];
+
+    static SpilloverCapReached CapReached(string deployment, string alertId, decimal? cap, decimal spend, string at, bool tenantWide = false) =>
+        new(deployment, alertId, "2026-11", spend, At(at), cap, tenantWide);
+
+    /// <summary>The alert changed or removed (<paramref name="monthEnded"/> false), or a later month's first usage.</summary>
+    static SpilloverCapLifted CapLifted(string deployment, string alertId, string at, bool monthEnded = false) => new(deployment, alertId, monthEnded, At(at));
+
+    /// <summary>Spillover lines and spillover above a cap: (kind, deployment, amount).</summary>
+    static IEnumerable<(InvoiceLineKind, string, decimal)> SpilloverOf(InvoiceFigures invoice) => invoice.Lines
+        .Where(l => l.Kind is InvoiceLineKind.Spillover or InvoiceLineKind.PriorPeriodAdjustment or InvoiceLineKind.SpilloverAboveCap)
+        .Select(l => (l.Kind, l.DeploymentId!, l.Amount));
+
+    [Fact]
+    public void A_deployment_cap_bills_the_months_spillover_at_exactly_the_cap_and_a_later_adjustment_nothing_above_it()
+    {
+        object[] november =
+        [
+            Tenant(),
+            .. AnHour("dep-1", "2026-11-01"),
+            Spilled("dep-1", 0, 0, 60_000, "2026-11-20 10:00:00"),
+            // The batch that crossed the cap, and one metered in the watch's lag after it: billed whole, then clipped.
+            Spilled("dep-1", 0, 0, 40_000, "2026-11-20 10:01:00"),
+            CapReached("dep-1", "alr_cap", 1.00m, 1.00m, "2026-11-20 10:01:00"),
+            Spilled("dep-1", 0, 0, 10_000, "2026-11-20 10:01:00"),
+        ];
+        var invoice = Closed(Given(november), November);
+
+        // 110,000 output × 10 / 1M = 1.10 spilled; 1.10 − 1.00 = 0.10 above the cap, not billed
+        Assert.Equal([(InvoiceLineKind.Spillover, "dep-1", 1.10m), (InvoiceLineKind.SpilloverAboveCap, "dep-1", -0.10m)], SpilloverOf(invoice));
+        var clip = invoice.Lines[^1];
+        Assert.Equal((2, "2026-11", "cap", -0.10m), (invoice.Lines.Count - 1, clip.ServiceMonth, clip.Unit, clip.UnitPrice));
+        Assert.Contains("above the cap of 1.00 USD for 2026-11 (alert alr_cap), not billed", clip.Description);
+        // 1 PTU-hour × 2.35 + 1.00 of spillover
+        Assert.Equal(3.35m, invoice.Total);
+
+        // A November record metered after November was issued: the cap is already billed in full, so December bills none of it.
+        var issued = IssueNow(Given(november), November, At("2026-12-03 00:00:00"));
+        var log = Given([.. november, issued, Spilled("dep-1", 0, 0, 30_000, finishedAt: "2026-11-29 12:00:00", meteredAt: "2026-12-05 00:00:00")]);
+        Assert.Equal([(InvoiceLineKind.PriorPeriodAdjustment, "dep-1", 0.30m), (InvoiceLineKind.SpilloverAboveCap, "dep-1", -0.30m)], SpilloverOf(Closed(log, December)));
+        Assert.StartsWith("Prior-period adjustment for 2026-11: spillover above the cap", Closed(log, December).Lines[^1].Description);
+    }
+
+    [Fact]
+    public void A_tenant_wide_cap_bills_the_deployments_spillover_together_at_the_cap_shared_in_proportion()
+    {
+        object[] november =
+        [
+            Tenant(),
+            .. AnHour("dep-1", "2026-11-01"),
+            .. AnHour("dep-2", "2026-11-02"),
+            Spilled("dep-1", 0, 0, 80_000, "2026-11-20 10:00:00"),
+            Spilled("dep-2", 0, 0, 40_000, "2026-11-20 10:00:00"),
+            // Recorded on each deployment the watch stops (here dep-2 only): it caps every deployment bought before it crossed.
+            CapReached("dep-2", "alr_all", 1.00m, 1.20m, "2026-11-20 10:00:30", tenantWide: true),
+            // Bought after the cap crossed: not capped this month, billed in full.
+            .. AnHour("dep-3", "2026-11-21"),
+            Spilled("dep-3", 0, 0, 50_000, "2026-11-21 00:30:00"),
+        ];
+        var account = Given(november);
+
+        // dep-1 and dep-2, covered: 0.80 + 0.40 = 1.20, 0.20 above the cap, shared: dep-1 0.20 × 0.80 / 1.20 = 0.133… → 0.13,
+        // dep-2 0.20 × 0.40 / 1.20 = 0.066… → 0.07 (they sum to 0.20; a cent left by rounding would go on dep-1, the largest)
+        Assert.Equal(
+            [(InvoiceLineKind.Spillover, "dep-1", 0.80m), (InvoiceLineKind.Spillover, "dep-2", 0.40m), (InvoiceLineKind.Spillover, "dep-3", 0.50m),
+             (InvoiceLineKind.SpilloverAboveCap, "dep-1", -0.13m), (InvoiceLineKind.SpilloverAboveCap, "dep-2", -0.07m)],
+            SpilloverOf(Closed(account, November)));
+        Assert.Contains("above the tenant-wide cap of 1.00 USD", Closed(account, November).Lines[^1].Description);
+        // 3 PTU-hours × 2.35 = 7.05, spillover 1.00 + 0.50
+        Assert.Equal(8.55m, Closed(account, November).Total);
+
+        // A late November record of dep-2 alone: the cap was billed in full across dep-1 and dep-2, so none of it is billed.
+        var late = Given([.. november, IssueNow(account, November, At("2026-12-03 00:00:00")),
+            Spilled("dep-2", 0, 0, 10_000, finishedAt: "2026-11-29 12:00:00", meteredAt: "2026-12-05 00:00:00")]);
+        Assert.Equal([(InvoiceLineKind.PriorPeriodAdjustment, "dep-2", 0.10m), (InvoiceLineKind.SpilloverAboveCap, "dep-2", -0.10m)], SpilloverOf(Closed(late, December)));
+    }
+
+    [Fact]
+    public void A_cap_removed_or_changed_within_its_month_clips_nothing_and_one_changed_after_the_month_still_clips_it()
+    {
+        object[] crossed =
+        [
+            Tenant(),
+            .. AnHour("dep-1", "2026-11-01"),
+            Spilled("dep-1", 0, 0, 110_000, "2026-11-20 10:00:00"),
+            CapReached("dep-1", "alr_cap", 1.00m, 1.10m, "2026-11-20 10:00:01"),
+        ];
+        Assert.Equal(-0.10m, SpilloverOf(Closed(Given(crossed), November)).Single(l => l.Item1 == InvoiceLineKind.SpilloverAboveCap).Item3);
+
+        // Removed or changed on 25 November: not in force at the month's end, so it clips nothing.
+        Assert.Equal([(InvoiceLineKind.Spillover, "dep-1", 1.10m)], SpilloverOf(Closed(Given([.. crossed, CapLifted("dep-1", "alr_cap", "2026-11-25 00:00:00")]), November)));
+        // In force when November ended: lifted by December's first usage, or the alert removed in December's first days, November stays capped.
+        Assert.Equal([(InvoiceLineKind.Spillover, "dep-1", 1.10m), (InvoiceLineKind.SpilloverAboveCap, "dep-1", -0.10m)],
+            SpilloverOf(Closed(Given([.. crossed, CapLifted("dep-1", "alr_cap", "2026-12-01 08:00:00", monthEnded: true)]), November)));
+        Assert.Equal([(InvoiceLineKind.Spillover, "dep-1", 1.10m), (InvoiceLineKind.SpilloverAboveCap, "dep-1", -0.10m)],
+            SpilloverOf(Closed(Given([.. crossed, CapLifted("dep-1", "alr_cap", "2026-12-01 08:00:00")]), November)));
+        // Changed to 0.50, then crossed again within the month: the new amount clips.
+        Assert.Equal([(InvoiceLineKind.Spillover, "dep-1", 1.10m), (InvoiceLineKind.SpilloverAboveCap, "dep-1", -0.60m)],
+            SpilloverOf(Closed(Given([.. crossed, CapLifted("dep-1", "alr_cap", "2026-11-25 00:00:00"), CapReached("dep-1", "alr_cap", 0.50m, 1.10m, "2026-11-25 00:00:01")]), November)));
+    }
+
+    [Fact]
+    public void Without_a_cap_or_with_one_recorded_before_caps_carried_their_amount_the_spillover_is_billed_whole()
+    {
+        object[] log =
+        [
+            Tenant(),
+            Created("dep-1", 1m, "2026-11-01 00:00:00"),
+            Spilled("dep-1", 0, 0, 110_000, "2026-11-20 10:00:00"),
+        ];
+        Assert.Equal([(InvoiceLineKind.Spillover, "dep-1", 1.10m)], SpilloverOf(Closed(Given(log), November)));
+
+        // As stored before: no amount, so nothing to clip at, and the month bills as its invoice always did.
+        var stored = JsonSerializer.Deserialize<SpilloverCapReached>("""{"DeploymentId":"dep-1","AlertId":"alr_cap","Month":"2026-11","Spend":1.10,"At":"2026-11-20T10:00:01+00:00"}""")!;
+        Assert.Equal((null, false), (stored.Cap, stored.TenantWide));
+        Assert.Equal(JsonSerializer.Serialize(Closed(Given(log), November)), JsonSerializer.Serialize(Closed(Given([.. log, stored]), November)));
+    }
+
     [Fact]
     public void The_invoice_document_shows_bill_to_dates_lines_credits_and_balance_and_is_the_same_bytes_every_time()
     {
