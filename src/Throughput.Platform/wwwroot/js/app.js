@@ -145,6 +145,34 @@ export function table(rows, columns, empty, caption) {
       }))))));
 }
 
+/**
+ * The caller's webhook endpoints (a tenant's own; an operator's, the platform-wide ones), each with its latest
+ * deliveries: status, attempts, the receiver's last answer, the next try.
+ */
+export async function renderWebhooks(host) {
+  const listed = await api('/v1/webhooks/endpoints');
+  if (!listed.ok) {
+    host.replaceChildren(el('p', { class: 'error' }, `Could not load the webhook endpoints: ${await problemText(listed)}`));
+    return;
+  }
+  const endpoints = await listed.json();
+  if (!endpoints.length) {
+    host.replaceChildren(el('p', { class: 'empty' }, 'No webhook endpoints. POST /v1/webhooks/endpoints registers one (docs/webhooks.md).'));
+    return;
+  }
+  const logs = await Promise.all(endpoints.map((e) => api(`/v1/webhooks/endpoints/${encodeURIComponent(e.id)}/deliveries`).then((r) => (r.ok ? r.json() : []))));
+  const answer = (a) => (a ? (a.statusCode ? `${a.statusCode}` : a.error ?? '') : '–');
+  const badge = (status) => el('span', { class: `badge ${status}` }, status);
+  host.replaceChildren(...endpoints.map((e, i) => el('div', { class: 'spaced' },
+    el('h3', {}, e.url, ' ', badge(e.enabled ? 'Enabled' : 'Disabled')),
+    el('p', { class: 'meta' }, `${e.id} · ${e.eventTypes.join(', ')}`),
+    table(logs[i], [
+      ['eventType', 'Event'], ['messageId', 'Message id'], ['status', 'Status', badge],
+      [(d) => d.attempts.length, 'Attempts'], [(d) => d.attempts.at(-1), 'Last answer', answer],
+      ['nextAttemptAt', 'Next attempt', time],
+    ], 'Nothing delivered yet.', `Deliveries to ${e.url}`))));
+}
+
 /** Columns for rows of unknown shape (APIs built in parallel): every scalar property, in order. */
 export function columnsOf(rows) {
   const keys = [...new Set(rows.flatMap((r) => Object.keys(r)))].filter((k) => rows.every((r) => r[k] === null || typeof r[k] !== 'object'));

@@ -1,7 +1,7 @@
 // The customer's page: one deployment's last hour, minute by minute, refreshed every few seconds; resize, spillover and
 // release; buying a new deployment (calculator, regions with room, price in the account's currency); invoice draft;
-// the webhook endpoints' delivery logs.
-import { api, chartDefaults, download, el, fmt, frame, linesTable, monthOf, money, newKey, palette, pct, poll, problemText, table, text, time } from './app.js';
+// alerts (set and removed here); the webhook endpoints' delivery logs.
+import { api, chartDefaults, download, el, fmt, frame, linesTable, monthOf, money, newKey, palette, pct, poll, problemText, renderWebhooks, table, text, time } from './app.js';
 
 const REFRESH_MS = 3000;
 const WINDOWS = { 60: 'Last hour', 360: 'Last 6 hours', 1440: 'Last 24 hours' };
@@ -22,7 +22,8 @@ async function start() {
   const open = deployments.find((d) => d.id === wanted);
   const buy = setupBuy(modelList, open?.model);
   poll(loadAlerts, 10_000);
-  poll(loadWebhooks, 10_000);
+  poll(() => renderWebhooks(document.getElementById('webhooks')), 10_000);
+  setupAlertForm(deployments);
   if (!wanted) {
     host.replaceChildren(el('p', { class: 'empty' }, 'You have no deployments yet. Size your workload with the calculator below and buy one.'));
     return;
@@ -532,27 +533,56 @@ async function loadAlerts() {
     ['capsSpillover', 'Caps spillover', (c) => (c ? 'yes' : 'no')],
     ['crossedIn', 'Crossed', (m) => el('span', { class: `badge ${m ? 'Failed' : 'Delivered'}` }, m ? `crossed in ${m}` : 'armed')],
     ['lastCrossedAt', 'Last crossed', time], ['lastCrossedValue', 'Value then', (v, a) => (v == null ? '–' : threshold(v, a))],
-  ], 'No alerts. POST /v1/alerts sets one (docs/alerts.md).', 'Alerts'));
+    [(a) => a, 'Remove', (a) => el('button', { type: 'button', class: 'secondary', 'aria-label': `Remove alert ${a.name ?? a.id}`, onclick: () => removeAlert(a) }, 'Remove')],
+  ], 'No alerts yet: set one below.', 'Alerts'));
 }
 
-/** Each webhook endpoint with its latest deliveries: status, attempts, the receiver's last answer, the next try. */
-async function loadWebhooks() {
-  const host = document.getElementById('webhooks');
-  const endpoints = await loadList(host, '/v1/webhooks/endpoints', 'webhook endpoints');
-  if (!endpoints) return;
-  if (!endpoints.length) {
-    host.replaceChildren(el('p', { class: 'empty' }, 'No webhook endpoints. POST /v1/webhooks/endpoints registers one (docs/webhooks.md).'));
-    return;
-  }
-  const logs = await Promise.all(endpoints.map((e) => api(`/v1/webhooks/endpoints/${encodeURIComponent(e.id)}/deliveries`).then((r) => (r.ok ? r.json() : []))));
-  const answer = (a) => (a ? (a.statusCode ? `${a.statusCode}` : a.error ?? '') : '–');
-  const badge = (status) => el('span', { class: `badge ${status}` }, status);
-  host.replaceChildren(...endpoints.map((e, i) => el('div', { class: 'spaced' },
-    el('h3', {}, e.url, ' ', badge(e.enabled ? 'Enabled' : 'Disabled')),
-    el('p', { class: 'meta' }, `${e.id} · ${e.eventTypes.join(', ')}`),
-    table(logs[i], [
-      ['eventType', 'Event'], ['messageId', 'Message id'], ['status', 'Status', badge],
-      [(d) => d.attempts.length, 'Attempts'], [(d) => d.attempts.at(-1), 'Last answer', answer],
-      ['nextAttemptAt', 'Next attempt', time],
-    ], 'Nothing delivered yet.', `Deliveries to ${e.url}`))));
+async function removeAlert(alert) {
+  text('alert-error', '');
+  const response = await api(`/v1/alerts/${encodeURIComponent(alert.id)}`, { method: 'DELETE' });
+  if (!response.ok && response.status !== 404) text('alert-error', await problemText(response));
+  await loadAlerts();
+}
+
+/**
+ * The alert form. A utilization threshold is asked in percent (the API takes a ratio); capping spillover is offered
+ * only for spillover spend. One Idempotency-Key per filled-in form: a resent submission sets one alert.
+ */
+function setupAlertForm(deployments) {
+  const form = document.getElementById('alert-form');
+  const metric = document.getElementById('a-metric');
+  const caps = document.getElementById('a-caps');
+  const deployment = document.getElementById('a-deployment');
+  deployment.replaceChildren(el('option', { value: '' }, 'All my deployments'),
+    ...deployments.filter((d) => d.status !== 'Released').map((d) => el('option', { value: d.id }, `${d.name} (${d.id})`)));
+  const describe = () => {
+    const spend = metric.value !== 'Utilization';
+    text('a-threshold-label', spend ? 'Threshold (an amount in your currency)' : 'Threshold (% of the purchased rate)');
+    caps.disabled = metric.value !== 'SpilloverSpend';
+    if (caps.disabled) caps.checked = false;
+  };
+  let key = newKey();
+  form.addEventListener('input', () => { key = newKey(); describe(); });
+  describe();
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    text('alert-error', '');
+    const value = Number(document.getElementById('a-threshold').value);
+    const body = {
+      metric: metric.value,
+      threshold: metric.value === 'Utilization' ? value / 100 : value,
+      deploymentId: deployment.value || null,
+      capsSpillover: caps.checked,
+      name: document.getElementById('a-name').value || null,
+    };
+    const response = await api('/v1/alerts', { method: 'POST', body, headers: { 'Idempotency-Key': key } });
+    if (!response.ok) {
+      text('alert-error', await problemText(response));
+      return;
+    }
+    form.reset();
+    key = newKey();
+    describe();
+    await loadAlerts();
+  });
 }

@@ -1,7 +1,7 @@
 // The operator's page: pools (capacity, sold, free), Forge's global view (per geography and region: capacity, sold,
 // placed, served utilization), deployments by utilization from the admission query, throttled deployments and
-// quarantined metering, refreshed every few seconds.
-import { api, chartDefaults, el, fmt, frame, palette, pct, poll, table, text, time } from './app.js';
+// quarantined metering, refreshed every few seconds; the platform-wide webhook endpoints and their deliveries.
+import { api, chartDefaults, el, fmt, frame, palette, pct, poll, renderWebhooks, table, text, time } from './app.js';
 
 const REFRESH_MS = 4000;
 const TOP = 12;
@@ -39,6 +39,7 @@ function start() {
     document.getElementById('updated').hidden = false;
   };
   const { now } = poll(refresh, REFRESH_MS);
+  poll(() => renderWebhooks(document.getElementById('webhooks')), 10_000);
   regionSelect.addEventListener('change', now);
 }
 
