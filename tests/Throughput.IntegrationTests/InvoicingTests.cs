@@ -450,11 +450,14 @@ public sealed class InvoicingTests(InvoicingFixture platform)
         reserve.EnsureSuccessStatusCode();
         platform.Clock.Set(At(2030, 9, 30, 21, 17, 3));
         await ResizeAsync(usdClient, a, 4, etag: 1);
+        // A tenant-wide spillover cap the EUR tenant's spilled usage crosses: the cap's events on the deployment's stream and
+        // the line that clips its spillover are rebuilt like the rest.
+        (await eurClient.PostAsJsonAsync("/v1/alerts", new { metric = "SpilloverSpend", threshold = 0.01m, capsSpillover = true })).EnsureSuccessStatusCode();
         platform.Clock.Set(At(2030, 10, 1, 0, 1));
         await platform.PublishAsync(node, Record(a, 900_000, 120_000, 45_000, true, At(2030, 9, 30, 23, 59)), Record(a, 1_000, 0, 10, false, At(2030, 10, 1, 0, 0, 30)));
         await platform.PublishAsync(node, Record(b, 70_000, 7_000, 9_000, true, At(2030, 9, 30, 23, 58)));
         await DraftWhen(usdClient, "2030-09", d => d.GetProperty("lines").EnumerateArray().Any(l => l.GetProperty("kind").GetString() == "Spillover"));
-        await DraftWhen(eurClient, "2030-09", d => d.GetProperty("lines").EnumerateArray().Any(l => l.GetProperty("kind").GetString() == "Spillover"));
+        await DraftWhen(eurClient, "2030-09", d => d.GetProperty("lines").EnumerateArray().Any(l => l.GetProperty("kind").GetString() == "SpilloverAboveCap"));
 
         platform.Clock.Set(At(2030, 10, 3, 1));
         var ids = new List<string>();

@@ -49,7 +49,8 @@ public sealed class AlertWatch : SubscriptionBase
         var deploymentIds = usage.Where(u => watched.Contains(u.TenantId!)).Select(u => u.DeploymentId).Distinct().ToArray();
         var deployments = (await operations.LoadManyAsync<Deployment>(ct, deploymentIds)).ToDictionary(d => d.Id);
 
-        await using var session = operations.DocumentStore.LightweightSession();
+        List<(string AlertId, object[] Events)> toAlerts = [];
+        List<(string DeploymentId, DeploymentEvent Event)> toDeployments = [];
         var months = (await operations.LoadManyAsync<MonthToDate>(ct, [.. watched])).ToDictionary(m => m.Id);
         foreach (var u in usage)
         {
@@ -59,7 +60,7 @@ public sealed class AlertWatch : SubscriptionBase
             if (deployment is { SpilloverCappedIn: { } capped, SpilloverCappedBy: { } by } && string.CompareOrdinal(capped, Deployment.MonthOf(u.LastFinishedAt)) < 0)
             {
                 var lifted = new SpilloverCapLifted(deployment.Id, by, MonthEnded: true, u.MeteredAt);
-                session.Events.Append(deployment.Id, lifted);
+                toDeployments.Add((deployment.Id, lifted));
                 deployments[deployment.Id] = deployment.Then(lifted);
             }
         }
@@ -72,11 +73,11 @@ public sealed class AlertWatch : SubscriptionBase
             var currency = deployments.Values.FirstOrDefault(d => d.TenantId == alert.TenantId)?.Currency ?? "";
             var events = Alert.Decide(alert, month.ValueOf(alert.Metric, alert.DeploymentId), month.Month, currency, now);
             if (events.Length == 0) continue;
-            session.Events.Append(alert.Id, events);
+            toAlerts.Add((alert.Id, events));
             foreach (var crossed in events.OfType<SpendAlertCrossed>().Where(c => c.CapsSpillover))
                 foreach (var d in await CappedAsync(crossed.DeploymentId is { } one ? [one] : null, alert.TenantId))
                     if (d.Status == DeploymentStatus.Active && d.SpilloverCappedIn != crossed.Month)
-                        session.Events.Append(d.Id, new SpilloverCapReached(d.Id, alert.Id, crossed.Month, crossed.Spend, now, crossed.Threshold, crossed.DeploymentId is null));
+                        toDeployments.Add((d.Id, new SpilloverCapReached(d.Id, alert.Id, crossed.Month, crossed.Spend, now, crossed.Threshold, crossed.DeploymentId is null)));
         }
 
         // A changed or removed alert lets go of the caps it set; a change is evaluated again with the next usage.
@@ -85,13 +86,39 @@ public sealed class AlertWatch : SubscriptionBase
             if (await operations.LoadAsync<Alert>(alertId, ct) is { } changed)
                 foreach (var d in await CappedAsync(null, changed.TenantId))
                     if (d.SpilloverCappedBy == alertId && (changed.Removed || changed.CrossedIn is null))
-                        session.Events.Append(d.Id, new SpilloverCapLifted(d.Id, alertId, MonthEnded: false, at));
+                        toDeployments.Add((d.Id, new SpilloverCapLifted(d.Id, alertId, MonthEnded: false, at)));
 
-        await session.SaveChangesAsync(ct);
+        await AppendAsync(operations.DocumentStore, toAlerts, toDeployments, ct);
         return NullChangeListener.Instance;
 
         async Task<IReadOnlyList<Deployment>> CappedAsync(string[]? ids, string tenantId) => ids is not null
             ? ids.Select(id => deployments.GetValueOrDefault(id)).OfType<Deployment>().ToList() is { Count: > 0 } known ? known : await operations.LoadManyAsync<Deployment>(ct, ids)
             : await operations.Query<Deployment>().Where(d => d.TenantId == tenantId).ToListAsync(ct);
+    }
+
+    /// <summary>
+    /// Commits what the page decided in one transaction. A deployment's events go through <c>FetchForWriting</c>, as every
+    /// other writer of its stream does: with quick appends, only a known stream version gives its snapshot the right
+    /// version. A customer's change to the same deployment meanwhile fails the commit, which is then tried again.
+    /// </summary>
+    static async Task AppendAsync(IDocumentStore store, List<(string AlertId, object[] Events)> toAlerts,
+        List<(string DeploymentId, DeploymentEvent Event)> toDeployments, CancellationToken ct)
+    {
+        if (toAlerts.Count == 0 && toDeployments.Count == 0) return;
+        for (var attempt = 1; ; attempt++)
+        {
+            await using var session = store.LightweightSession();
+            foreach (var (alertId, events) in toAlerts) session.Events.Append(alertId, events);
+            foreach (var stream in toDeployments.GroupBy(x => x.DeploymentId))
+                (await session.Events.FetchForWriting<Deployment>(stream.Key, ct)).AppendMany(stream.Select(x => (object)x.Event));
+            try
+            {
+                await session.SaveChangesAsync(ct);
+                return;
+            }
+            catch (JasperFx.ConcurrencyException) when (attempt < 5)
+            {
+            }
+        }
     }
 }
