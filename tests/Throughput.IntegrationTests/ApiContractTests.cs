@@ -172,7 +172,7 @@ public sealed class ApiContractTests(PlatformFixture platform)
         if (requestBody.ValueKind != JsonValueKind.Object || !requestBody.TryGetProperty("content", out var content)
             || !content.TryGetProperty("application/json", out var json) || !json.GetProperty("schema").TryGetProperty("$ref", out var reference))
             return null;
-        var schema = document.GetProperty("components").GetProperty("schemas").GetProperty(reference.GetString()!.Split('/')[^1]);
+        var schema = DocumentedAnswer.Schema(document, reference.GetString()!);
         return schema.TryGetProperty("examples", out var examples) ? examples[0].GetRawText() : null;
     }
 

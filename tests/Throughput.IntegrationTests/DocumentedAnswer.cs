@@ -53,10 +53,14 @@ public sealed record DocumentedAnswer(int Status, string? MediaType, IReadOnlySe
         return wrong;
     }
 
+    /// <summary>The schema a <c>$ref</c> names in the document's components.</summary>
+    public static JsonElement Schema(JsonElement document, string reference) =>
+        document.GetProperty("components").GetProperty("schemas").GetProperty(reference.Split('/')[^1]);
+
     static void Shape(JsonElement document, JsonElement schema, JsonElement value, string at, List<string> wrong)
     {
         if (schema.TryGetProperty("$ref", out var reference))
-            schema = document.GetProperty("components").GetProperty("schemas").GetProperty(reference.GetString()!.Split('/')[^1]);
+            schema = Schema(document, reference.GetString()!);
         foreach (var choice in (string[])["oneOf", "anyOf"])
             if (schema.TryGetProperty(choice, out var branches))
             {

@@ -195,7 +195,7 @@ public static class Api
         if (!anonymous)
             foreach (var (status, description) in KeyedProblems)
                 if (!operation.Responses.TryAdd(status, Problem(description)) && operation.Responses[status] is OpenApiResponse { Content: { } own } mine
-                    && own.TryAdd("application/problem+json", new OpenApiMediaType { Schema = new OpenApiSchemaReference("ProblemDetails") }))
+                    && own.TryAdd("application/problem+json", ProblemContent()))
                     mine.Description = $"{mine.Description} Or, as application/problem+json: {description}";
         if (operation.RequestBody is not null)
             operation.Responses.TryAdd("413", Problem("The body is over the host's limit (RequestLimits:MaxBodyBytes)."));
@@ -214,8 +214,10 @@ public static class Api
     static OpenApiResponse Problem(string description) => new()
     {
         Description = description,
-        Content = new Dictionary<string, OpenApiMediaType> { ["application/problem+json"] = new() { Schema = new OpenApiSchemaReference("ProblemDetails") } },
+        Content = new Dictionary<string, OpenApiMediaType> { ["application/problem+json"] = ProblemContent() },
     };
+
+    static OpenApiMediaType ProblemContent() => new() { Schema = new OpenApiSchemaReference("ProblemDetails") };
 
     /// <summary>The kinds of problem an answer of this status can be, as an example of each and a list in its description.</summary>
     static void DeclareProblemTypes(OpenApiResponse response, OpenApiMediaType problem, int status, bool idempotent)

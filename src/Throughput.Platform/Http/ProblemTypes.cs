@@ -31,8 +31,9 @@ public static class ProblemTypes
     public static readonly Kind Unavailable = new("unavailable", 503, "Service unavailable",
         "A dependency (the database, the broker, the host owning a lease) is not reachable for now: retry after Retry-After seconds, with the same Idempotency-Key.");
 
+    /// <summary>Every kind; a status's first kind here is the one a problem of that status without field errors is.</summary>
     public static readonly IReadOnlyList<Kind> All =
-        [InvalidFields, BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, ConcurrentChange, PreconditionFailed, BodyTooLarge, RuleViolated,
+        [BadRequest, InvalidFields, Unauthenticated, Forbidden, NotFound, Conflict, ConcurrentChange, PreconditionFailed, BodyTooLarge, RuleViolated,
          IdempotencyKeyReused, PreconditionRequired, RateLimited, Unavailable];
 
     /// <summary>What a problem of this status can be: field errors where a body or parameters are read, and what only keyed writes meet.</summary>
@@ -48,12 +49,6 @@ public static class ProblemTypes
         if (problem.Type?.StartsWith(Prefix, StringComparison.Ordinal) == true) return;
         var status = problem.Status ?? 500;
         problem.Type = problem is Microsoft.AspNetCore.Http.HttpValidationProblemDetails { Errors.Count: > 0 } ? InvalidFields.Uri
-            : status switch
-            {
-                400 => BadRequest.Uri,
-                409 => Conflict.Uri,
-                422 => RuleViolated.Uri,
-                _ => All.FirstOrDefault(k => k.Status == status)?.Uri ?? "about:blank",
-            };
+            : All.FirstOrDefault(k => k.Status == status)?.Uri ?? "about:blank";
     }
 }

@@ -110,7 +110,9 @@ public sealed record BillingAccount(
 
     /// <summary>Spillover of a capped month (key: <c>yyyy-MM|deployment</c>) already billed, net of clips, on issued invoices.</summary>
     public decimal BilledSpillover(string month, string deploymentId) =>
-        SpilloverBilled is { } billed ? billed.GetValueOrDefault(month + "|" + deploymentId) : 0;
+        SpilloverBilled is { } billed ? billed.GetValueOrDefault(BilledKey(month, deploymentId)) : 0;
+
+    static string BilledKey(string month, string deploymentId) => month + "|" + deploymentId;
 
     public static BillingAccount Open(string tenantId, string name, string currency) =>
         new(tenantId, name, currency, ImmutableDictionary<string, BilledDeployment>.Empty, ImmutableDictionary<string, BilledReservation>.Empty,
@@ -305,11 +307,11 @@ public sealed record BillingAccount(
         var billed = SpilloverBilled;
         foreach (var l in e.Lines)
         {
-            if (l.DeploymentId is null || l.Kind is not (InvoiceLineKind.Spillover or InvoiceLineKind.PriorPeriodAdjustment or InvoiceLineKind.SpilloverAboveCap)) continue;
+            if (l.DeploymentId is null || !InvoiceCalculation.IsSpillover(l.Kind)) continue;
             var service = l.ServiceMonth ?? e.Month;
             if (!capped.Contains(service)) continue;
             billed ??= ImmutableDictionary<string, decimal>.Empty;
-            var key = service + "|" + l.DeploymentId;
+            var key = BilledKey(service, l.DeploymentId);
             billed = billed.SetItem(key, billed.GetValueOrDefault(key) + l.Amount);
         }
         return billed;

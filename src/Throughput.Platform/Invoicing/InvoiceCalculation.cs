@@ -239,23 +239,25 @@ public static class InvoiceCalculation
                 .ToList();
             if (spilled.Count == 0) continue;
             var net = spilled.Sum(x => x.Net);
+            var limit = Floor(cap.Amount, currency);
             var billedBefore = covered.Sum(d => account.BilledSpillover(cap.Month, d.Id));
-            var excess = net - Math.Max(0, Floor(cap.Amount, currency) - billedBefore);
+            var excess = net - Math.Max(0, limit - billedBefore);
             if (excess <= 0) continue;
             var shares = spilled.Select(x => Money.Round(excess * x.Net / net, currency)).ToArray();
-            var largest = spilled.FindIndex(x => x.Net == spilled.Max(y => y.Net));
-            shares[largest] += excess - shares.Sum();
+            var most = spilled.Max(x => x.Net);
+            shares[spilled.FindIndex(x => x.Net == most)] += excess - shares.Sum();
             for (var i = 0; i < spilled.Count; i++)
-                if (shares[i] != 0) lines.Add(AboveCapLine(spilled[i].Deployment, cap, month, -shares[i], currency));
+                if (shares[i] != 0) lines.Add(AboveCapLine(spilled[i].Deployment, cap, limit, month, -shares[i], currency));
         }
     }
 
-    static bool IsSpillover(InvoiceLineKind kind) => kind is InvoiceLineKind.Spillover or InvoiceLineKind.PriorPeriodAdjustment or InvoiceLineKind.SpilloverAboveCap;
+    /// <summary>The lines that bill a month's spillover, net: its tokens, late ones as adjustments, and what a cap took off.</summary>
+    internal static bool IsSpillover(InvoiceLineKind kind) => kind is InvoiceLineKind.Spillover or InvoiceLineKind.PriorPeriodAdjustment or InvoiceLineKind.SpilloverAboveCap;
 
-    static InvoiceLine AboveCapLine(BilledDeployment d, SpilloverCap cap, BillingMonth month, decimal amount, string currency)
+    static InvoiceLine AboveCapLine(BilledDeployment d, SpilloverCap cap, decimal limit, BillingMonth month, decimal amount, string currency)
     {
         var scope = cap.DeploymentId is null ? "tenant-wide cap" : "cap";
-        var what = $"spillover above the {scope} of {Money.Text(Floor(cap.Amount, currency), currency)} {currency} for {cap.Month} (alert {cap.AlertId}), not billed, {d.Model} {d.Type} {d.Region} '{d.Name}' ({d.Id})";
+        var what = $"spillover above the {scope} of {Money.Text(limit, currency)} {currency} for {cap.Month} (alert {cap.AlertId}), not billed, {d.Model} {d.Type} {d.Region} '{d.Name}' ({d.Id})";
         var prior = cap.Month != month.ToString();
         return new InvoiceLine(0, InvoiceLineKind.SpilloverAboveCap,
             prior ? $"Prior-period adjustment for {cap.Month}: {what}" : char.ToUpperInvariant(what[0]) + what[1..],
