@@ -94,8 +94,8 @@ public sealed class LeaseOwnerTests(PlatformFixture platform)
                 while (!sampling.IsCancellationRequested)
                 {
                     var now = DateTimeOffset.UtcNow;
-                    var held = new[] { a, b }.Where(r => r.Alive).Select(r => r.Cache.Lease(deployment)).Where(l => l?.ExpiresAt > now).ToList();
-                    lock (samples) samples.Add((held.Sum(l => l?.TokensPerMinute ?? 0), held.Sum(l => l?.BurstTokens ?? 0)));
+                    var held = new[] { a, b }.Where(r => r.Alive).Select(r => r.Cache.Lease(deployment)).OfType<AdmissionLease>().Where(l => l.ExpiresAt > now).ToList();
+                    lock (samples) samples.Add((held.Sum(l => l.TokensPerMinute), held.Sum(l => l.BurstTokens)));
                     await Task.Delay(2);
                 }
             });
