@@ -5,7 +5,7 @@ using Throughput.Access;
 using Throughput.Contracts;
 using Throughput.Deployments;
 using Throughput.Http;
-using Throughput.Metering;
+using Throughput.Nodes;
 
 namespace Throughput.Admission;
 

@@ -152,7 +152,7 @@ public static class Api
         [typeof(Reservations.PurchaseReservation)] = new Reservations.PurchaseReservation("gpt-4o", "eastus", Catalog.DeploymentType.Global, 2, Catalog.ReservationTerm.Year),
         [typeof(Invoicing.IssueCreditNote)] = new Invoicing.IssueCreditNote(12.50m, null, "Outage on 3 March, 40 minutes"),
         [typeof(IssueStaffKey)] = new IssueStaffKey(Role.Finance, "Dana, accounts receivable"),
-        [typeof(Metering.RegisterServingNode)] = new Metering.RegisterServingNode(["westus"], []),
+        [typeof(Nodes.RegisterServingNode)] = new Nodes.RegisterServingNode(["westus"], []),
         [typeof(Admission.AdmissionCheck)] = new Admission.AdmissionCheck(1200),
         [typeof(Contracts.AdmissionQuery)] = new Contracts.AdmissionQuery(["dep-3f9a1c", "dep-77b0e2"]),
         [typeof(Contracts.AdmissionLeaseRenewal)] = new Contracts.AdmissionLeaseRenewal([new Contracts.AdmissionDemand("dep-3f9a1c", 45_000, 30_000, 30_000, 1_764_849_600_123)]),

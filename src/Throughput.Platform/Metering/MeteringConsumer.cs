@@ -4,6 +4,7 @@ using Marten;
 using MassTransit;
 using Throughput.Contracts;
 using Throughput.Deployments;
+using Throughput.Nodes;
 
 namespace Throughput.Metering;
 
@@ -113,7 +114,7 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
                 else if (record.FinishedAt > now + FutureTolerance) quarantined.Add(Quarantine.Record(QuarantineReason.TimestampInFuture, $"finishedAt {record.FinishedAt:O} is in the future", piece.Frame, record, now));
                 else if (record.FinishedAt < now - BackdatingWindow)
                     quarantined.Add(Quarantine.Record(QuarantineReason.TimestampTooOld, $"finishedAt {record.FinishedAt:O} is more than {BackdatingWindow.TotalDays:0} days before it was metered", piece.Frame, record, now));
-                else if (nodes[ServingNode.StreamId(piece.Frame.ProducerId)].PhaseProblem(record) is { } wrongPhase)
+                else if (record.PhaseProblemFrom(nodes[ServingNode.StreamId(piece.Frame.ProducerId)]) is { } wrongPhase)
                     quarantined.Add(Quarantine.Record(QuarantineReason.WrongPhase, wrongPhase, piece.Frame, record, now));
                 else Add(piece.Frame, record);
             }

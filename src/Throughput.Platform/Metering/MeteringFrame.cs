@@ -3,6 +3,7 @@ using System.Text.Json.Serialization;
 using Throughput.Capacity;
 using Throughput.Contracts;
 using Throughput.Deployments;
+using Throughput.Nodes;
 
 namespace Throughput.Metering;
 
@@ -32,6 +33,26 @@ public readonly record struct MeteredRecord(
                 : new(requests, PromptTokens, CachedTokens, OutputTokens, 0, 0, 0, 0);
         }
     }
+
+    /// <summary>
+    /// Why the record is not the node's to meter, by phase; null when it is. A record names its node's phase, and each
+    /// half carries only its own tokens, so that each token of a phase-split request is counted by exactly one of its nodes.
+    /// </summary>
+    public string? PhaseProblemFrom(ServingNode sender) => (sender.Phase, Phase) switch
+    {
+        var (node, record) when node != record =>
+            $"serving node '{sender.ProducerId}' serves {Name(node)}; the record says {Name(record)}",
+        (ServingPhase.Prompt, _) when OutputTokens != 0 => $"a prompt server reported {OutputTokens} output tokens",
+        (ServingPhase.Generation, _) when PromptTokens != 0 => $"a generation server reported {PromptTokens} prompt tokens",
+        _ => null,
+    };
+
+    static string Name(ServingPhase phase) => phase switch
+    {
+        ServingPhase.Prompt => "the prompt phase",
+        ServingPhase.Generation => "the generation phase",
+        _ => "whole requests",
+    };
 }
 
 /// <summary>

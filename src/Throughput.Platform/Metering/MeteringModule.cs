@@ -6,19 +6,8 @@ namespace Throughput.Metering;
 
 public sealed class MeteringModule : FeatureModule
 {
-    public override IReadOnlyDictionary<Type, string> Events { get; } = new Dictionary<Type, string>
-    {
-        [typeof(ServingNodeRegistered)] = "serving_node_registered",
-        [typeof(ServingNodeCredentialsIssued)] = "serving_node_credentials_issued",
-        [typeof(ServingNodeRevoked)] = "serving_node_revoked",
-    };
-
-    public override IReadOnlyList<Type> Snapshots { get; } = [typeof(ServingNode)];
-
     public override void AddServices(IServiceCollection services, IConfiguration configuration, HostRoles roles)
     {
-        services.AddSingleton<BrokerAccounts>();
-        if (roles.Api) services.AddHostedService<BrokerAccountsReconciler>();
         if (!roles.Metering) return;
         services.AddSingleton<PartitionDeployments>();
         services.AddMeteringTransport(configuration);
@@ -46,7 +35,6 @@ public sealed class MeteringModule : FeatureModule
         app.MapUsage();
         app.MapUsageSeries();
         app.MapQuarantine();
-        app.MapServingNodes();
         app.MapPhaseUtilization(app.Services.GetRequiredService<Catalog.ModelCatalog>());
     }
 }

@@ -3,6 +3,7 @@ using Throughput.Capacity;
 using Throughput.Catalog;
 using Throughput.Deployments;
 using Throughput.Metering;
+using Throughput.Nodes;
 using Throughput.Reservations;
 using Throughput.Tenants;
 

@@ -1,5 +1,5 @@
-using Throughput.Metering;
 using Throughput.Http;
+using Throughput.Nodes;
 using static Throughput.Tests.Domain.Fixtures;
 
 namespace Throughput.Tests.Domain;

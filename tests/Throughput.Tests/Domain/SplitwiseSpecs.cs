@@ -1,8 +1,9 @@
-using System.Text;
 using System.Text.Json;
+using System.Text;
 using Throughput.Capacity;
 using Throughput.Deployments;
 using Throughput.Metering;
+using Throughput.Nodes;
 using static Throughput.Tests.Domain.Fixtures;
 
 namespace Throughput.Tests.Domain;
@@ -83,7 +84,7 @@ public sealed class SplitwiseSpecs
     [InlineData(ServingPhase.Generation, ServingPhase.Prompt, 100, 0, "serves the generation phase; the record says the prompt phase")]
     public void A_record_is_its_nodes_phase_and_carries_only_that_phases_tokens(ServingPhase node, ServingPhase record, long prompt, long output, string? problem)
     {
-        var found = Node(node).PhaseProblem(Half(record, prompt, 0, output));
+        var found = Half(record, prompt, 0, output).PhaseProblemFrom(Node(node));
         if (problem is null) Assert.Null(found);
         else Assert.Contains(problem, found);
     }

@@ -8,7 +8,7 @@ using Marten;
 using Throughput.Contracts;
 using Throughput.Configuration;
 
-namespace Throughput.Metering;
+namespace Throughput.Nodes;
 
 /// <summary>What a serving node's broker user may touch, as RabbitMQ permission patterns on the platform's vhost.</summary>
 /// <param name="Configure">Only the server-named queue its admission feed declares (clients cannot name a queue <c>amq.*</c>).</param>

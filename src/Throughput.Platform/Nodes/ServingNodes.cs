@@ -5,7 +5,7 @@ using Throughput.Capacity;
 using Throughput.Deployments;
 using Throughput.Http;
 
-namespace Throughput.Metering;
+namespace Throughput.Nodes;
 
 /// <summary>An event of a serving node's stream.</summary>
 public abstract record ServingNodeEvent(string ProducerId);
@@ -58,26 +58,6 @@ public sealed record ServingNode(string Id, IReadOnlyList<string> Regions, IRead
 
     public bool MayServe(Deployment d) =>
         (Regions.Count == 0 || Regions.Any(d.ServedFrom)) && (Tenants.Count == 0 || Tenants.Contains(d.TenantId));
-
-    /// <summary>
-    /// Why the record is not this node's to meter, by phase; null when it is. A record names its node's phase, and each
-    /// half carries only its own tokens, so that each token of a phase-split request is counted by exactly one of its nodes.
-    /// </summary>
-    public string? PhaseProblem(in MeteredRecord r) => (Phase, r.Phase) switch
-    {
-        var (node, record) when node != record =>
-            $"serving node '{ProducerId}' serves {Name(node)}; the record says {Name(record)}",
-        (ServingPhase.Prompt, _) when r.OutputTokens != 0 => $"a prompt server reported {r.OutputTokens} output tokens",
-        (ServingPhase.Generation, _) when r.PromptTokens != 0 => $"a generation server reported {r.PromptTokens} prompt tokens",
-        _ => null,
-    };
-
-    static string Name(ServingPhase phase) => phase switch
-    {
-        ServingPhase.Prompt => "the prompt phase",
-        ServingPhase.Generation => "the generation phase",
-        _ => "whole requests",
-    };
 }
 
 /// <summary>What a serving node may serve and meter; scope lists default to everything.</summary>
