@@ -32,7 +32,7 @@ public sealed class AdmissionFeedbackBenchmark : IBenchmark
     public IReadOnlyList<(string Option, string Meaning)> Options =>
     [
         ("deployments", "deployments measured, one throttle each; 100 makes p99 the second-slowest, not the slowest (100)"),
-        ("warmup-deployments", "deployments throttled first and not measured, for the host's JIT (10)"),
+        ("warmup-deployments", "deployments throttled first and not measured, so the host runs its optimized code rather than still compiling it (100)"),
         ("ptu", "PTU of each gpt-4o deployment; one batch of 400 prompt tokens must exceed its bucket (0.1)"),
         ("gap-ms", "pause between two deployments' batches (100)"),
         ("partitions", "host Metering:Partitions (4)"),
@@ -43,7 +43,7 @@ public sealed class AdmissionFeedbackBenchmark : IBenchmark
     public async Task<BenchmarkReport> RunAsync(BenchOptions options, CancellationToken cancellationToken)
     {
         var measuredCount = options.Count("deployments", 100);
-        var warmupCount = options.Count("warmup-deployments", 10);
+        var warmupCount = options.Count("warmup-deployments", 100);
         var ptu = decimal.Parse(options.Text("ptu", "0.1"), CultureInfo.InvariantCulture);
         var gap = options.Milliseconds("gap-ms", TimeSpan.FromMilliseconds(100));
         var runId = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4));

@@ -134,7 +134,14 @@ public static class DeploymentMeters
     public static async Task SaveAsync(NpgsqlConnection connection, string schema, IReadOnlyList<(DeploymentMeter Meter, long ReadAt)> meters, CancellationToken ct)
     {
         if (meters.Count == 0) return;
-        await using var command = new NpgsqlCommand(
+        await using var batch = new NpgsqlBatch(connection) { BatchCommands = { SaveCommand(schema, meters) } };
+        CheckSaved((long)(await batch.ExecuteScalarAsync(ct))!, meters.Count);
+    }
+
+    /// <summary>The write of <see cref="SaveAsync(NpgsqlConnection, string, IReadOnlyList{ValueTuple{DeploymentMeter, long}}, CancellationToken)"/>, to run in a batch with others; its one row is the count for <see cref="CheckSaved"/>.</summary>
+    public static NpgsqlBatchCommand SaveCommand(string schema, IReadOnlyList<(DeploymentMeter Meter, long ReadAt)> meters)
+    {
+        var command = new NpgsqlBatchCommand(
             $"""
             with u as (
                 select * from unnest(@ids, @levels, @ats, @records, @prompt, @cached, @output, @weighted, @spilled_records, @spilled_prompt,
@@ -155,7 +162,7 @@ public static class DeploymentMeters
                 on conflict do nothing
                 returning 1)
             select (select count(*) from changed) + (select count(*) from created)
-            """, connection);
+            """);
         Array("ids", NpgsqlDbType.Text, meters.Select(m => m.Meter.DeploymentId));
         Array("levels", NpgsqlDbType.Numeric, meters.Select(m => m.Meter.BucketLevel));
         Array("ats", NpgsqlDbType.TimestampTz, meters.Select(m => m.Meter.BucketAt));
@@ -169,11 +176,15 @@ public static class DeploymentMeters
         Array("spilled_cached", NpgsqlDbType.Bigint, meters.Select(m => m.Meter.Usage.SpilledCachedTokens));
         Array("spilled_output", NpgsqlDbType.Bigint, meters.Select(m => m.Meter.Usage.SpilledOutputTokens));
         Array("read_at", NpgsqlDbType.Bigint, meters.Select(m => m.ReadAt));
-        var written = (long)(await command.ExecuteScalarAsync(ct))!;
-        if (written != meters.Count)
-            throw new JasperFx.ConcurrencyException($"{meters.Count - written} of {meters.Count} deployment meters changed since they were read", typeof(DeploymentMeter), "");
+        return command;
 
         void Array<T>(string name, NpgsqlDbType type, IEnumerable<T> values) =>
             command.Parameters.Add(new NpgsqlParameter(name, NpgsqlDbType.Array | type) { Value = values.ToArray() });
+    }
+
+    public static void CheckSaved(long written, int count)
+    {
+        if (written != count)
+            throw new JasperFx.ConcurrencyException($"{count - written} of {count} deployment meters changed since they were read", typeof(DeploymentMeter), "");
     }
 }

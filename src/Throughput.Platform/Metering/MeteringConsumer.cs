@@ -2,9 +2,11 @@ using System.Text;
 using JasperFx.Events;
 using Marten;
 using MassTransit;
+using Throughput.Admission;
 using Throughput.Contracts;
 using Throughput.Deployments;
 using Throughput.Nodes;
+using Throughput.Tenants;
 
 namespace Throughput.Metering;
 
@@ -15,9 +17,11 @@ namespace Throughput.Metering;
 /// throttle or lift appended to the deployment's own stream, in one PostgreSQL transaction with the dedupe claims and
 /// the quarantine of whatever was refused. The partition's single active consumer makes this the deployments' only
 /// meter writer (the throttle lifter aside, which the meters' versions guard); the claims make redeliveries, duplicate
-/// publishes and out-of-order arrivals count once.
+/// publishes and out-of-order arrivals count once. A throttle or lift goes out to serving nodes straight after the commit,
+/// from the state this batch decided on (<see cref="PushAfterCommit"/> would read it back first).
 /// </summary>
-public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments partitions, MeteringOptions options, TimeProvider clock, MeteringMetrics metrics)
+public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments partitions, MeteringOptions options, TimeProvider clock, MeteringMetrics metrics,
+    AdmissionPush push, ILogger<MeteringConsumer> log)
     : IConsumer<Batch<MeteringFrame>>
 {
     /// <summary>Clock skew tolerated between serving nodes and the platform before a record's times are refused.</summary>
@@ -65,6 +69,7 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
         var partition = partitions.Of(Queue(context));
         using var entered = await partition.EnterAsync(ct);
         await using var session = store.LightweightSession();
+        if (session.Listeners.FirstOrDefault(l => l is PushAfterCommit) is { } reading) session.Listeners.Remove(reading); // pushed below, without reading back
         await session.BeginTransactionAsync(ct);
         var nodes = await LoadNodesAsync(session, frames, ct);
         foreach (var (frame, sentBy) in frames)
@@ -123,7 +128,7 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
         var (deployments, meters, versions) = await partition.ReadAsync(session, [.. byDeployment.Keys], ct);
         long counted = 0, throttles = 0;
         var throttling = false; // a throttled deployment in the batch: the lifter reads its meter, so this batch writes them
-        List<(Deployment Read, DeploymentEvent Transition)> transitioned = [];
+        List<(Deployment Read, DeploymentEvent Transition, Deployment Applied)> transitioned = [];
         List<UsageMetered> usage = [];
         List<(DeploymentMeter, long)> moved = [];
         foreach (var (deploymentId, batches) in byDeployment)
@@ -145,20 +150,22 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
             if (decision.Transition is { } transition)
             {
                 throttling = true;
-                transitioned.Add((snapshot, transition));
                 if (transition is DeploymentThrottled) throttles++;
             }
-            moved.Add((DeploymentMeter.Of(decision.Applied(deployment), 0), meter?.Version ?? 0));
+            var applied = decision.Applied(deployment);
+            if (decision.Transition is { } t) transitioned.Add((snapshot, t, applied));
+            moved.Add((DeploymentMeter.Of(applied, 0), meter?.Version ?? 0));
         }
         // A batch that changes nothing (all duplicates) leaves the checkpoint to the next: Marten commits only a unit of work that holds something.
         var checkpoint = partition.CheckpointDue(Backlogged(context, options.BacklogAfter ?? options.BatchTimeLimit + TimeSpan.FromMilliseconds(20)), throttling)
             && (usage.Count > 0 || quarantined.Count > 0);
         Guid? appended = null;
+        List<(AdmissionLimitChanged, IReadOnlyList<string>)> limits;
         try
         {
             // One event for the whole batch: what the log and its read models do per batch does not grow with the deployments in it.
             if (usage.Count > 0) appended = AppendUsage(session, partition.Stream, new UsageBatchMetered(usage));
-            await AppendTransitionsAsync(session, transitioned, ct);
+            limits = await AppendTransitionsAsync(session, transitioned, now, ct);
             if (checkpoint) await partition.CheckpointAsync(session.Connection!, store.Options.Events.DatabaseSchemaName, moved, appended, ct);
             if (quarantined.Count > 0) session.Store<QuarantinedMetering>(quarantined);
             await session.SaveChangesAsync(ct);
@@ -169,6 +176,7 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
             throw;
         }
         partition.Committed(deployments, versions, moved, transitioned.Select(t => t.Read.Id), checkpoint, appended);
+        if (limits.Count > 0) _ = Task.Run(() => PushAsync(limits), CancellationToken.None);
 
         metrics.Committed(context.Message.Length, counted, duplicates, throttles, quarantined, System.Diagnostics.Stopwatch.GetElapsedTime(started));
         span?.SetTag("throughput.records", counted).SetTag("throughput.usage_events", usage.Count).SetTag("throughput.usage_stream", DeploymentMeters.PartitionStream(Queue(context))).SetTag("throughput.usage_event_id", appended?.ToString())
@@ -292,20 +300,41 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
     /// <summary>
     /// Throttling and lifting change what a deployment admits: they go to its own stream, which its snapshot and the admission
     /// feed follow, over the version the decision read, so a release or resize committed since fails the batch (decided again
-    /// on redelivery) instead of being overtaken. Fetched for writing, in one round trip, only for these few deployments.
+    /// on redelivery) instead of being overtaken. Fetched for writing, with their tenants, in one round trip, only for these
+    /// few deployments. Returns the limits to push once committed: the decided state and the tenant read in this transaction,
+    /// so they carry the version a read after the commit would.
     /// </summary>
-    static async Task AppendTransitionsAsync(IDocumentSession session, List<(Deployment Read, DeploymentEvent Transition)> transitioned, CancellationToken ct)
+    static async Task<List<(AdmissionLimitChanged, IReadOnlyList<string>)>> AppendTransitionsAsync(IDocumentSession session,
+        List<(Deployment Read, DeploymentEvent Transition, Deployment Applied)> transitioned, DateTimeOffset now, CancellationToken ct)
     {
-        if (transitioned.Count == 0) return;
+        if (transitioned.Count == 0) return [];
         var batch = session.CreateBatchQuery();
-        var pending = transitioned.Select(t => (t.Read, t.Transition, Stream: batch.Events.FetchForWriting<Deployment>(t.Read.Id))).ToList();
+        var pending = transitioned.Select(t => (t.Read, t.Transition, t.Applied, Stream: batch.Events.FetchForWriting<Deployment>(t.Read.Id))).ToList();
+        var tenants = batch.LoadMany<Tenant>().ById([.. transitioned.Select(t => t.Read.TenantId).Distinct()]);
         await batch.Execute(ct);
-        foreach (var (read, transition, fetching) in pending)
+        var tenantOf = (await tenants).ToDictionary(t => t.Id);
+        List<(AdmissionLimitChanged, IReadOnlyList<string>)> limits = [];
+        foreach (var (read, transition, applied, fetching) in pending)
         {
             var stream = await fetching;
             if (stream.Aggregate?.AdmissionRevision != read.AdmissionRevision)
                 throw new JasperFx.ConcurrencyException($"deployment {read.Id} changed while its usage was decided", typeof(Deployment), read.Id);
             stream.AppendOne(transition);
+            limits.Add((AdmissionLimits.Of(applied, tenantOf.GetValueOrDefault(applied.TenantId), now), applied.ServedRegions()));
+        }
+        return limits;
+    }
+
+    /// <summary>Best effort, as <see cref="PushAfterCommit"/>: the admission forwarder delivers every change again from the log.</summary>
+    async Task PushAsync(List<(AdmissionLimitChanged, IReadOnlyList<string>)> limits)
+    {
+        try
+        {
+            await push.PublishAsync(limits, CancellationToken.None);
+        }
+        catch (Exception e)
+        {
+            log.LogWarning(e, "Pushing {Count} throttles and lifts after commit failed; the forwarder subscription will deliver them", limits.Count);
         }
     }
 
