@@ -147,13 +147,13 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
             if (Meter.Decide(deployment, allowed, now) is not { } decision) continue;
             usage.Add(decision.Usage);
             counted += decision.Usage.Tokens.Records;
+            var applied = decision.Applied(deployment);
             if (decision.Transition is { } transition)
             {
                 throttling = true;
+                transitioned.Add((snapshot, transition, applied));
                 if (transition is DeploymentThrottled) throttles++;
             }
-            var applied = decision.Applied(deployment);
-            if (decision.Transition is { } t) transitioned.Add((snapshot, t, applied));
             moved.Add((DeploymentMeter.Of(applied, 0), meter?.Version ?? 0));
         }
         // A batch that changes nothing (all duplicates) leaves the checkpoint to the next: Marten commits only a unit of work that holds something.
