@@ -112,7 +112,7 @@ public sealed class AdmissionTests(PlatformFixture platform)
 
         Assert.Equal(4, pushed.Version); // created and throttled (2) + suspended and reinstated (2)
         Assert.Equal(pulled! with { Utilization = 0, RetryAfterMs = 0, ChangedAt = default }, pushed with { Utilization = 0, RetryAfterMs = 0, ChangedAt = default });
-        Assert.True(pushed.Utilization >= 1.6m - 0.01m, $"pushed utilization {pushed.Utilization}"); // 400 of 250, drained a little since
+        Assert.True(pushed.Utilization >= 1.5m, $"pushed utilization {pushed.Utilization}"); // 400 of 250 (1.6) when decided; the forwarder's repeat, had it come first, drained since
         Assert.True(pushed.RetryAfterMs > 0);
     }
 
