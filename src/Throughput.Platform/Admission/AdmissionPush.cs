@@ -36,6 +36,23 @@ public sealed class AdmissionPush(ServiceSettings settings, TimeProvider clock, 
     }
 
     /// <summary>
+    /// Publishes after the caller's commit without holding it back. Best effort: the forwarder subscription delivers every
+    /// change again from the log.
+    /// </summary>
+    public void PublishInBackground(IReadOnlyCollection<(AdmissionLimitChanged Limit, IReadOnlyList<string> Regions)> limits) =>
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                await PublishAsync(limits, CancellationToken.None);
+            }
+            catch (Exception e)
+            {
+                log.LogWarning(e, "Pushing {Count} admission limits after commit failed; the forwarder subscription will deliver them", limits.Count);
+            }
+        }, CancellationToken.None);
+
+    /// <summary>
     /// How long one call may wait for the broker. Every push goes through one channel in turn: a confirm that never came
     /// would otherwise hold back every later push, the forwarder's included.
     /// </summary>

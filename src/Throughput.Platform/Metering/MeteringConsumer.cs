@@ -21,7 +21,7 @@ namespace Throughput.Metering;
 /// from the state this batch decided on (<see cref="PushAfterCommit"/> would read it back first).
 /// </summary>
 public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments partitions, MeteringOptions options, TimeProvider clock, MeteringMetrics metrics,
-    AdmissionPush push, ILogger<MeteringConsumer> log)
+    AdmissionPush push)
     : IConsumer<Batch<MeteringFrame>>
 {
     /// <summary>Clock skew tolerated between serving nodes and the platform before a record's times are refused.</summary>
@@ -176,7 +176,7 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
             throw;
         }
         partition.Committed(deployments, versions, moved, transitioned.Select(t => t.Read.Id), checkpoint, appended);
-        if (limits.Count > 0) _ = Task.Run(() => PushAsync(limits), CancellationToken.None);
+        if (limits.Count > 0) push.PublishInBackground(limits);
 
         metrics.Committed(context.Message.Length, counted, duplicates, throttles, quarantined, System.Diagnostics.Stopwatch.GetElapsedTime(started));
         span?.SetTag("throughput.records", counted).SetTag("throughput.usage_events", usage.Count).SetTag("throughput.usage_stream", DeploymentMeters.PartitionStream(Queue(context))).SetTag("throughput.usage_event_id", appended?.ToString())
@@ -323,19 +323,6 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
             limits.Add((AdmissionLimits.Of(applied, tenantOf.GetValueOrDefault(applied.TenantId), now), applied.ServedRegions()));
         }
         return limits;
-    }
-
-    /// <summary>Best effort, as <see cref="PushAfterCommit"/>: the admission forwarder delivers every change again from the log.</summary>
-    async Task PushAsync(List<(AdmissionLimitChanged, IReadOnlyList<string>)> limits)
-    {
-        try
-        {
-            await push.PublishAsync(limits, CancellationToken.None);
-        }
-        catch (Exception e)
-        {
-            log.LogWarning(e, "Pushing {Count} throttles and lifts after commit failed; the forwarder subscription will deliver them", limits.Count);
-        }
     }
 
     /// <summary>The partition queue the batch came from: its usage stream's name.</summary>
