@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using System.Runtime.InteropServices;
 using JasperFx.Events;
 using Marten;
 using Throughput.Capacity;
@@ -95,9 +96,11 @@ public sealed record UtilizationPage(
     public static UtilizationPage Fold(IEnumerable<object> events, IReadOnlyDictionary<string, PooledDeployment> knownDeployments, IReadOnlyDictionary<string, UsageHour> knownHours)
     {
         var deployments = new Dictionary<string, PooledDeployment>(StringComparer.Ordinal);
-        var hours = new Dictionary<string, UsageHour>(StringComparer.Ordinal);
+        var hours = new Dictionary<string, UsageHour.Tally>(StringComparer.Ordinal);
         var changes = new Dictionary<string, PoolUtilization>(StringComparer.Ordinal);
-        var minutes = new Dictionary<string, PoolMinute>(StringComparer.Ordinal);
+        // What usage served adds up, so it is summed per pool and month and per pool and minute, and applied once.
+        var served = new Dictionary<(string Pool, int Period), decimal>();
+        var servedByMinute = new Dictionary<(string Pool, DateTimeOffset Minute), decimal>();
         var hourIds = UsageHourIds.Create();
         var monthIds = new FormattedOnce<(string Pool, int Period)>(k => PoolUtilization.IdOf(k.Pool, k.Period));
         var minuteIds = new FormattedOnce<(string Pool, DateTimeOffset Minute)>(k => PoolMinute.IdOf(k.Pool, k.Minute));
@@ -134,28 +137,31 @@ public sealed record UtilizationPage(
         void Use(UsageMetered usage)
         {
             var id = hourIds.Of(usage);
-            var before = hours.GetValueOrDefault(id) ?? knownHours.GetValueOrDefault(id);
-            if (DeploymentOf(usage.DeploymentId) is not { } d)
+            var d = DeploymentOf(usage.DeploymentId);
+            string? beforeBand = null; // none for an hour that had no usage before this
+            if (hours.TryGetValue(id, out var hour)) beforeBand = UtilizationView.BandOf(hour.Utilization);
+            else
             {
-                hours[id] = (before ?? UsageHour.Empty(usage.DeploymentId, usage.LastFinishedAt)).Add(usage);
-                return;
+                var stored = knownHours.GetValueOrDefault(id);
+                if (stored is not null) beforeBand = UtilizationView.BandOf(stored.Utilization);
+                var start = stored ?? UsageHour.Empty(usage.DeploymentId, usage.LastFinishedAt);
+                hours[id] = hour = new UsageHour.Tally(stored is null && d is not null ? start with { CountedIn = d.CountsIn } : start);
             }
+            hour.Add(usage);
+            if (d is null) return;
             // An hour stays counted in the pools it was first counted in, so a later band change takes back what was counted.
-            var countedIn = before is null ? d.CountsIn : before.CountedIn ?? ImmutableDictionary<string, decimal>.Empty.Add(d.PoolId, 1);
-            var after = (before ?? UsageHour.Empty(usage.DeploymentId, usage.LastFinishedAt) with { CountedIn = countedIn }).Add(usage);
-            hours[id] = after;
+            var countedIn = hour.Before.CountedIn ?? ImmutableDictionary<string, decimal>.Empty.Add(d.PoolId, 1);
+            var period = hour.Before.Period;
             var minute = PoolMinute.MinuteOf(usage.LastFinishedAt);
             foreach (var (pool, share) in d.CountsIn)
             {
-                Change(pool, after.Period, m => m with { Served = m.Served + usage.WeightedTokens * share });
-                var slot = minuteIds.Of((pool, minute));
-                minutes[slot] = PoolMinute.Add(minutes.GetValueOrDefault(slot), pool, minute, usage.WeightedTokens * share);
+                CollectionsMarshal.GetValueRefOrAddDefault(served, (pool, period), out _) += usage.WeightedTokens * share;
+                CollectionsMarshal.GetValueRefOrAddDefault(servedByMinute, (pool, minute), out _) += usage.WeightedTokens * share;
             }
-            var beforeBand = before is null ? null : UtilizationView.BandOf(before.Utilization);
-            var afterBand = UtilizationView.BandOf(after.Utilization);
+            var afterBand = UtilizationView.BandOf(hour.Utilization);
             if (beforeBand == afterBand) return;
             foreach (var (pool, share) in countedIn)
-                Change(pool, after.Period, m => (beforeBand is null ? m : m.Count(beforeBand, -share)).Count(afterBand, share));
+                Change(pool, period, m => (beforeBand is null ? m : m.Count(beforeBand, -share)).Count(afterBand, share));
         }
 
         foreach (var e in events)
@@ -187,7 +193,14 @@ public sealed record UtilizationPage(
                     break;
             }
         }
-        return new UtilizationPage(deployments, hours, changes) { Minutes = minutes };
+        foreach (var ((pool, period), tokens) in served) Change(pool, period, m => m with { Served = m.Served + tokens });
+        var minutes = new Dictionary<string, PoolMinute>(StringComparer.Ordinal);
+        foreach (var ((pool, minute), tokens) in servedByMinute)
+        {
+            var slot = minuteIds.Of((pool, minute));
+            minutes[slot] = PoolMinute.Add(minutes.GetValueOrDefault(slot), pool, minute, tokens);
+        }
+        return new UtilizationPage(deployments, hours.ToDictionary(h => h.Key, h => h.Value.Summed, StringComparer.Ordinal), changes) { Minutes = minutes };
     }
 }
 

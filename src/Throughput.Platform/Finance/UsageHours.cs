@@ -36,17 +36,36 @@ public sealed record UsageHour(
     public System.Collections.Immutable.ImmutableDictionary<string, decimal>? CountedIn { get; init; }
 
     /// <summary>Weighted tokens over what the purchased rate admits in an hour; above 1 when spillover or bursts served more.</summary>
-    public decimal Utilization => TokensPerMinute == 0 ? 0 : WeightedTokens / (TokensPerMinute * 60m);
+    public decimal Utilization => UtilizationOf(WeightedTokens, TokensPerMinute);
+
+    static decimal UtilizationOf(decimal weightedTokens, long tokensPerMinute) => tokensPerMinute == 0 ? 0 : weightedTokens / (tokensPerMinute * 60m);
 
     public static UsageHour Empty(string deploymentId, DateTimeOffset at) =>
         new(IdOf(deploymentId, at), deploymentId, HourOf(at), BillingMonth.Of(at).Index, default, 0, 0);
 
-    public UsageHour Add(UsageMetered e) => this with
+    /// <summary>
+    /// An hour being summed within one fold, from how it was before: usage adds up and the rate is the highest it was
+    /// bought at. One per hour a page touches, where a new hour per usage entry was a twentieth of a rebuild's allocations.
+    /// </summary>
+    internal sealed class Tally(UsageHour before)
     {
-        Tokens = Tokens + e.Tokens,
-        WeightedTokens = WeightedTokens + e.WeightedTokens,
-        TokensPerMinute = Math.Max(TokensPerMinute, e.TokensPerMinute),
-    };
+        TokenCounts _tokens = before.Tokens;
+        decimal _weightedTokens = before.WeightedTokens;
+        long _tokensPerMinute = before.TokensPerMinute;
+
+        public UsageHour Before => before;
+
+        public decimal Utilization => UtilizationOf(_weightedTokens, _tokensPerMinute);
+
+        public void Add(UsageMetered e)
+        {
+            _tokens += e.Tokens;
+            _weightedTokens += e.WeightedTokens;
+            _tokensPerMinute = Math.Max(_tokensPerMinute, e.TokensPerMinute);
+        }
+
+        public UsageHour Summed => before with { Tokens = _tokens, WeightedTokens = _weightedTokens, TokensPerMinute = _tokensPerMinute };
+    }
 }
 
 /// <summary>

@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using System.Runtime.InteropServices;
 using Throughput.Catalog;
 using Throughput.Deployments;
 using Throughput.Reservations;
@@ -168,14 +169,15 @@ public sealed record BillingAccount(
     }
 
     /// <summary>
-    /// <see cref="Then(UsageMetered)"/> for many entries: the same target months and entries, written into builders. Usage
-    /// changes nothing <see cref="Recount"/> reads but which months hold spill, so one recount at the end, if a month got
-    /// its first spill, comes to what a recount at that entry would.
+    /// <see cref="Then(UsageMetered)"/> for many entries: the same target months and entries, each entry's tokens summed and
+    /// written once at the end. Usage changes nothing <see cref="Recount"/> reads but which months hold spill, so one recount
+    /// at the end, if a month got its first spill, comes to what a recount at that entry would.
     /// </summary>
     sealed class UsageRun(BillingAccount start)
     {
-        readonly Dictionary<string, ImmutableDictionary<string, UsageEntry>.Builder> _months = new(StringComparer.Ordinal);
-        readonly Dictionary<(BillingMonth, string), string> _entryKeys = new();
+        readonly Dictionary<(BillingMonth Target, BillingMonth Service, string Deployment), TokenCounts> _added = new();
+        readonly Dictionary<BillingMonth, BillingMonth> _targets = new();
+        readonly Dictionary<BillingMonth, bool> _spilled = new();
         readonly Dictionary<BillingMonth, string> _monthKeys = new();
         bool _recount;
 
@@ -187,15 +189,15 @@ public sealed record BillingAccount(
 
         void Record(BillingMonth service, string deploymentId, TokenCounts tokens)
         {
-            var target = start.IsIssued(service) ? start.FirstOpenFrom(service.Next) : service;
-            var key = MonthKey(target);
-            if (!_months.TryGetValue(key, out var entries))
-                _months[key] = entries = start.Usage.GetValueOrDefault(key, ImmutableDictionary<string, UsageEntry>.Empty).ToBuilder();
-            if (tokens.HasSpill && !entries.Values.Any(u => u.Tokens.HasSpill)) _recount = true;
-            if (!_entryKeys.TryGetValue((service, deploymentId), out var entryKey)) _entryKeys[(service, deploymentId)] = entryKey = MonthKey(service) + "|" + deploymentId;
-            entries[entryKey] = entries.TryGetValue(entryKey, out var existing)
-                ? existing with { Tokens = existing.Tokens + tokens }
-                : new UsageEntry(MonthKey(service), deploymentId, tokens);
+            ref var target = ref CollectionsMarshal.GetValueRefOrAddDefault(_targets, service, out var known);
+            if (!known) target = start.IsIssued(service) ? start.FirstOpenFrom(service.Next) : service;
+            if (tokens.HasSpill)
+            {
+                ref var spilled = ref CollectionsMarshal.GetValueRefOrAddDefault(_spilled, target, out var seen);
+                if (!seen) spilled = start.Usage.TryGetValue(MonthKey(target), out var entries) && entries.Values.Any(u => u.Tokens.HasSpill);
+                if (!spilled) (_recount, spilled) = (true, true);
+            }
+            CollectionsMarshal.GetValueRefOrAddDefault(_added, (target, service, deploymentId), out _) += tokens;
         }
 
         // Keys formatted once per run: the run's usage falls in a month or two.
@@ -208,7 +210,18 @@ public sealed record BillingAccount(
         public BillingAccount Finish()
         {
             var usage = start.Usage.ToBuilder();
-            foreach (var (key, entries) in _months) usage[key] = entries.ToImmutable();
+            var months = new Dictionary<string, ImmutableDictionary<string, UsageEntry>.Builder>(StringComparer.Ordinal);
+            foreach (var ((target, service, deploymentId), tokens) in _added)
+            {
+                var key = MonthKey(target);
+                if (!months.TryGetValue(key, out var entries))
+                    months[key] = entries = usage.GetValueOrDefault(key, ImmutableDictionary<string, UsageEntry>.Empty).ToBuilder();
+                var entryKey = MonthKey(service) + "|" + deploymentId;
+                entries[entryKey] = entries.TryGetValue(entryKey, out var existing)
+                    ? existing with { Tokens = existing.Tokens + tokens }
+                    : new UsageEntry(MonthKey(service), deploymentId, tokens);
+            }
+            foreach (var (key, entries) in months) usage[key] = entries.ToImmutable();
             var next = start with { Usage = usage.ToImmutable() };
             return _recount ? Recount(next) : next;
         }
