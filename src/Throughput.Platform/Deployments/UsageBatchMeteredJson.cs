@@ -19,50 +19,108 @@ public sealed class UsageBatchMeteredJson : JsonConverter<UsageBatchMetered>
     public override UsageBatchMetered Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
     {
         if (reader.TokenType != JsonTokenType.StartObject) throw new JsonException("A usage batch event is a JSON object.");
+        var c = Columns.ForThisThread();
         List<UsageMetered>? objects = null;
-        List<string>? deployments = null;
-        List<string?> tenants = [];
-        List<IReadOnlyList<ProducerRange>> producers = [];
-        var counts = new List<long>[TokenColumns.Length];
-        List<decimal> weighted = [], levels = [], utilizations = [];
-        List<DateTimeOffset> started = [], finished = [], metered = [];
-        List<long> rates = [];
-        List<IReadOnlyList<MonthlyUsage>?>? months = null;
-        List<IReadOnlyList<AdapterUsage>?>? adapters = null;
+        bool hasDeployments = false, hasMonths = false, hasAdapters = false;
         while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
         {
-            if (TokenColumn(ref reader) is >= 0 and var c) { reader.Read(); counts[c] = Column(ref reader, static (ref r) => r.GetInt64()); }
+            if (TokenColumn(ref reader) is >= 0 and var i) { reader.Read(); Column(ref reader, c.Counts[i], static (ref r) => r.GetInt64()); }
             else if (reader.ValueTextEquals("usage"u8)) { reader.Read(); objects = Objects(ref reader, options); }
-            else if (reader.ValueTextEquals("deploymentId"u8)) { reader.Read(); deployments = Column(ref reader, static (ref r) => r.GetString()!); }
-            else if (reader.ValueTextEquals("tenantId"u8)) { reader.Read(); tenants = Column(ref reader, static (ref r) => r.TokenType == JsonTokenType.Null ? null : r.GetString()); }
-            else if (reader.ValueTextEquals("producers"u8)) { reader.Read(); producers = Column(ref reader, ReadRanges); }
-            else if (reader.ValueTextEquals("weightedTokens"u8)) { reader.Read(); weighted = Column(ref reader, static (ref r) => r.GetDecimal()); }
-            else if (reader.ValueTextEquals("firstStartedAt"u8)) { reader.Read(); started = Column(ref reader, static (ref r) => r.GetDateTimeOffset()); }
-            else if (reader.ValueTextEquals("lastFinishedAt"u8)) { reader.Read(); finished = Column(ref reader, static (ref r) => r.GetDateTimeOffset()); }
-            else if (reader.ValueTextEquals("bucketLevel"u8)) { reader.Read(); levels = Column(ref reader, static (ref r) => r.GetDecimal()); }
-            else if (reader.ValueTextEquals("utilization"u8)) { reader.Read(); utilizations = Column(ref reader, static (ref r) => r.GetDecimal()); }
-            else if (reader.ValueTextEquals("tokensPerMinute"u8)) { reader.Read(); rates = Column(ref reader, static (ref r) => r.GetInt64()); }
-            else if (reader.ValueTextEquals("meteredAt"u8)) { reader.Read(); metered = Column(ref reader, static (ref r) => r.GetDateTimeOffset()); }
-            else if (reader.ValueTextEquals("months"u8)) { reader.Read(); months = Column(ref reader, static (ref r) => (IReadOnlyList<MonthlyUsage>?)UsageMeteredJson.ReadMonths(ref r)); }
-            else if (reader.ValueTextEquals("adapters"u8)) { reader.Read(); adapters = Column(ref reader, static (ref r) => (IReadOnlyList<AdapterUsage>?)UsageMeteredJson.ReadAdapters(ref r)); }
+            else if (reader.ValueTextEquals("deploymentId"u8)) { reader.Read(); Column(ref reader, c.Deployments, static (ref r) => r.GetString()!); hasDeployments = true; }
+            else if (reader.ValueTextEquals("tenantId"u8)) { reader.Read(); Column(ref reader, c.Tenants, static (ref r) => r.TokenType == JsonTokenType.Null ? null : r.GetString()); }
+            else if (reader.ValueTextEquals("producers"u8)) { reader.Read(); ReadProducers(ref reader, c); }
+            else if (reader.ValueTextEquals("weightedTokens"u8)) { reader.Read(); Column(ref reader, c.Weighted, static (ref r) => r.GetDecimal()); }
+            else if (reader.ValueTextEquals("firstStartedAt"u8)) { reader.Read(); Column(ref reader, c.Started, static (ref r) => r.GetDateTimeOffset()); }
+            else if (reader.ValueTextEquals("lastFinishedAt"u8)) { reader.Read(); Column(ref reader, c.Finished, static (ref r) => r.GetDateTimeOffset()); }
+            else if (reader.ValueTextEquals("bucketLevel"u8)) { reader.Read(); Column(ref reader, c.Levels, static (ref r) => r.GetDecimal()); }
+            else if (reader.ValueTextEquals("utilization"u8)) { reader.Read(); Column(ref reader, c.Utilizations, static (ref r) => r.GetDecimal()); }
+            else if (reader.ValueTextEquals("tokensPerMinute"u8)) { reader.Read(); Column(ref reader, c.Rates, static (ref r) => r.GetInt64()); }
+            else if (reader.ValueTextEquals("meteredAt"u8)) { reader.Read(); Column(ref reader, c.Metered, static (ref r) => r.GetDateTimeOffset()); }
+            else if (reader.ValueTextEquals("months"u8)) { reader.Read(); Column(ref reader, c.Months, static (ref r) => (IReadOnlyList<MonthlyUsage>?)UsageMeteredJson.ReadMonths(ref r)); hasMonths = true; }
+            else if (reader.ValueTextEquals("adapters"u8)) { reader.Read(); Column(ref reader, c.AdaptersUsed, static (ref r) => (IReadOnlyList<AdapterUsage>?)UsageMeteredJson.ReadAdapters(ref r)); hasAdapters = true; }
             else { reader.Read(); reader.Skip(); }
         }
         if (objects is not null) return new UsageBatchMetered(objects);
-        if (deployments is null) return new UsageBatchMetered([]);
+        if (!hasDeployments) return new UsageBatchMetered([]);
 
-        var n = deployments.Count;
-        if (tenants.Count != n || producers.Count != n || weighted.Count != n || levels.Count != n || utilizations.Count != n || started.Count != n
-            || finished.Count != n || metered.Count != n || rates.Count != n || counts.Any(c => c is null || c.Count != n)
-            || months is not null && months.Count != n || adapters is not null && adapters.Count != n)
+        var n = c.Deployments.Count;
+        if (c.Tenants.Count != n || c.Producers.Count != n || c.Weighted.Count != n || c.Levels.Count != n || c.Utilizations.Count != n
+            || c.Started.Count != n || c.Finished.Count != n || c.Metered.Count != n || c.Rates.Count != n || !c.CountsAre(n)
+            || hasMonths && c.Months.Count != n || hasAdapters && c.AdaptersUsed.Count != n)
             throw new JsonException("A usage batch event's columns differ in length.");
         var usage = new List<UsageMetered>(n);
+        var counts = c.Counts;
         for (var i = 0; i < n; i++)
         {
             var tokens = new TokenCounts(counts[0][i], counts[1][i], counts[2][i], counts[3][i], counts[4][i], counts[5][i], counts[6][i], counts[7][i]);
-            usage.Add(new UsageMetered(deployments[i], tenants[i], producers[i], tokens, weighted[i], started[i], finished[i], levels[i], utilizations[i],
-                rates[i], metered[i], months?[i], adapters?[i]));
+            usage.Add(new UsageMetered(c.Deployments[i], c.Tenants[i], c.Producers[i], tokens, c.Weighted[i], c.Started[i], c.Finished[i], c.Levels[i],
+                c.Utilizations[i], c.Rates[i], c.Metered[i], hasMonths ? c.Months[i] : null, hasAdapters ? c.AdaptersUsed[i] : null));
         }
+        c.Release();
         return new UsageBatchMetered(usage);
+    }
+
+    /// <summary>
+    /// The columns of one event as it is read, kept per thread from one event to the next: every usage event is read by
+    /// every host's admission table, alert watch and read models, and new lists per column per event were most of what
+    /// reading one allocated. A reader never yields in the middle of an event, so a thread reads one at a time.
+    /// </summary>
+    sealed class Columns
+    {
+        // Lists grown past this by one large event are let go rather than kept for the thread's life.
+        const int KeptCapacity = 4096;
+
+        [ThreadStatic] static Columns? _current;
+
+        public readonly List<long>[] Counts = [.. TokenColumns.Select(_ => new List<long>())];
+        public readonly List<string> Deployments = [];
+        public readonly List<string?> Tenants = [];
+        public readonly List<IReadOnlyList<ProducerRange>> Producers = [];
+        public readonly List<ProducerRange> Ranges = [];
+        public readonly List<decimal> Weighted = [], Levels = [], Utilizations = [];
+        public readonly List<DateTimeOffset> Started = [], Finished = [], Metered = [];
+        public readonly List<long> Rates = [];
+        public readonly List<IReadOnlyList<MonthlyUsage>?> Months = [];
+        public readonly List<IReadOnlyList<AdapterUsage>?> AdaptersUsed = [];
+
+        public static Columns ForThisThread()
+        {
+            var columns = _current ??= new Columns();
+            columns.Clear();
+            return columns;
+        }
+
+        public bool CountsAre(int n)
+        {
+            foreach (var column in Counts)
+                if (column.Count != n) return false;
+            return true;
+        }
+
+        /// <summary>Lets go of what the event's objects hold, and of lists one large event grew.</summary>
+        public void Release()
+        {
+            if (Deployments.Capacity > KeptCapacity) _current = null;
+            else Clear();
+        }
+
+        void Clear()
+        {
+            foreach (var column in Counts) column.Clear();
+            Deployments.Clear();
+            Tenants.Clear();
+            Producers.Clear();
+            Ranges.Clear();
+            Weighted.Clear();
+            Levels.Clear();
+            Utilizations.Clear();
+            Started.Clear();
+            Finished.Clear();
+            Metered.Clear();
+            Rates.Clear();
+            Months.Clear();
+            AdaptersUsed.Clear();
+        }
     }
 
     public override void Write(Utf8JsonWriter writer, UsageBatchMetered value, JsonSerializerOptions options)
@@ -130,12 +188,11 @@ public sealed class UsageBatchMeteredJson : JsonConverter<UsageBatchMetered>
 
     delegate T ReadValue<out T>(ref Utf8JsonReader reader);
 
-    static List<T> Column<T>(ref Utf8JsonReader reader, ReadValue<T> read)
+    static void Column<T>(ref Utf8JsonReader reader, List<T> values, ReadValue<T> read)
     {
         if (reader.TokenType != JsonTokenType.StartArray) throw new JsonException("A usage batch event's column is a JSON array.");
-        var values = new List<T>();
+        values.Clear();
         while (reader.Read() && reader.TokenType != JsonTokenType.EndArray) values.Add(read(ref reader));
-        return values;
     }
 
     static void Write(Utf8JsonWriter writer, ReadOnlySpan<byte> name, IReadOnlyList<UsageMetered> usage, Action<Utf8JsonWriter, UsageMetered> value)
@@ -153,18 +210,24 @@ public sealed class UsageBatchMeteredJson : JsonConverter<UsageBatchMetered>
         return usage;
     }
 
-    static IReadOnlyList<ProducerRange> ReadRanges(ref Utf8JsonReader reader)
+    /// <summary>Each deployment's producer ranges, as flat triples (producer, first, last), into an array of exactly its ranges.</summary>
+    static void ReadProducers(ref Utf8JsonReader reader, Columns c)
     {
-        if (reader.TokenType != JsonTokenType.StartArray) throw new JsonException("A usage batch event's producers are JSON arrays.");
-        var ranges = new List<ProducerRange>(2);
-        while (reader.Read() && reader.TokenType == JsonTokenType.String)
+        if (reader.TokenType != JsonTokenType.StartArray) throw new JsonException("A usage batch event's column is a JSON array.");
+        c.Producers.Clear();
+        while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
         {
-            var producer = reader.GetString()!;
-            reader.Read();
-            var first = reader.GetInt64();
-            reader.Read();
-            ranges.Add(new ProducerRange(producer, first, reader.GetInt64()));
+            if (reader.TokenType != JsonTokenType.StartArray) throw new JsonException("A usage batch event's producers are JSON arrays.");
+            c.Ranges.Clear();
+            while (reader.Read() && reader.TokenType == JsonTokenType.String)
+            {
+                var producer = reader.GetString()!;
+                reader.Read();
+                var first = reader.GetInt64();
+                reader.Read();
+                c.Ranges.Add(new ProducerRange(producer, first, reader.GetInt64()));
+            }
+            c.Producers.Add(c.Ranges.ToArray());
         }
-        return ranges;
     }
 }

@@ -80,6 +80,30 @@ public sealed class UsageMeteredJsonSpecs
     }
 
     [Fact]
+    public void Usage_batches_read_one_after_another_on_one_thread_each_read_back_as_written()
+    {
+        var at = new DateTimeOffset(2026, 11, 30, 23, 59, 59, TimeSpan.Zero);
+        UsageMetered Usage(int i) => new($"dep-{i}", i % 3 == 0 ? null : "acme", [new ProducerRange($"node-{i % 7}", i, i + 1)], new TokenCounts(i, 10 * i, i, 3 * i, 0, 0, 0, 0),
+            13 * i + 0.25m, at.AddSeconds(-i), at, i, i / 1000m, 2500, at);
+        var small = new UsageBatchMetered([Usage(1), Usage(2), Usage(3)]);
+        var withMonthsAndAdapters = new UsageBatchMetered([Usage(4) with
+        {
+            Months = [new MonthlyUsage("2026-11", new TokenCounts(4, 40, 4, 12, 0, 0, 0, 0))],
+            Adapters = [new AdapterUsage("ft-1", "2026-11", new TokenCounts(4, 40, 4, 12, 0, 0, 0, 0), 52.25m)],
+        }]);
+        var large = new UsageBatchMetered([.. Enumerable.Range(1, 5_000).Select(Usage)]); // more than a thread keeps between events
+        var empty = new UsageBatchMetered([]);
+
+        foreach (var batch in new[] { small, large, withMonthsAndAdapters, small, empty, large, small })
+        {
+            var json = JsonSerializer.Serialize(batch, Store);
+            var back = JsonSerializer.Deserialize<UsageBatchMetered>(json, Store)!;
+            Assert.Equal(json, JsonSerializer.Serialize(back, Store));
+            Assert.Equal(batch.Usage.Count, back.Usage.Count);
+        }
+    }
+
+    [Fact]
     public void A_usage_batch_written_as_an_object_per_deployment_still_reads()
     {
         var e = JsonSerializer.Deserialize<UsageBatchMetered>($$"""{"usage": [{{Stored}}]}""", Store)!;
