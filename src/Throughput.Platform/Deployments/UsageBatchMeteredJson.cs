@@ -26,8 +26,8 @@ public sealed class UsageBatchMeteredJson : JsonConverter<UsageBatchMetered>
         {
             if (TokenColumn(ref reader) is >= 0 and var i) { reader.Read(); Column(ref reader, c.Counts[i], static (ref r) => r.GetInt64()); }
             else if (reader.ValueTextEquals("usage"u8)) { reader.Read(); objects = Objects(ref reader, options); }
-            else if (reader.ValueTextEquals("deploymentId"u8)) { reader.Read(); Column(ref reader, c.Deployments, static (ref r) => r.GetString()!); hasDeployments = true; }
-            else if (reader.ValueTextEquals("tenantId"u8)) { reader.Read(); Column(ref reader, c.Tenants, static (ref r) => r.TokenType == JsonTokenType.Null ? null : r.GetString()); }
+            else if (reader.ValueTextEquals("deploymentId"u8)) { reader.Read(); IdColumn(ref reader, c, c.Deployments); hasDeployments = true; }
+            else if (reader.ValueTextEquals("tenantId"u8)) { reader.Read(); IdColumn(ref reader, c, c.Tenants); }
             else if (reader.ValueTextEquals("producers"u8)) { reader.Read(); ReadProducers(ref reader, c); }
             else if (reader.ValueTextEquals("weightedTokens"u8)) { reader.Read(); Column(ref reader, c.Weighted, static (ref r) => r.GetDecimal()); }
             else if (reader.ValueTextEquals("firstStartedAt"u8)) { reader.Read(); Column(ref reader, c.Started, static (ref r) => r.GetDateTimeOffset()); }
@@ -53,7 +53,7 @@ public sealed class UsageBatchMeteredJson : JsonConverter<UsageBatchMetered>
         for (var i = 0; i < n; i++)
         {
             var tokens = new TokenCounts(counts[0][i], counts[1][i], counts[2][i], counts[3][i], counts[4][i], counts[5][i], counts[6][i], counts[7][i]);
-            usage.Add(new UsageMetered(c.Deployments[i], c.Tenants[i], c.Producers[i], tokens, c.Weighted[i], c.Started[i], c.Finished[i], c.Levels[i],
+            usage.Add(new UsageMetered(c.Deployments[i]!, c.Tenants[i], c.Producers[i], tokens, c.Weighted[i], c.Started[i], c.Finished[i], c.Levels[i],
                 c.Utilizations[i], c.Rates[i], c.Metered[i], hasMonths ? c.Months[i] : null, hasAdapters ? c.AdaptersUsed[i] : null));
         }
         c.Release();
@@ -73,7 +73,7 @@ public sealed class UsageBatchMeteredJson : JsonConverter<UsageBatchMetered>
         [ThreadStatic] static Columns? _current;
 
         public readonly List<long>[] Counts = [.. TokenColumns.Select(_ => new List<long>())];
-        public readonly List<string> Deployments = [];
+        public readonly List<string?> Deployments = [];
         public readonly List<string?> Tenants = [];
         public readonly List<IReadOnlyList<ProducerRange>> Producers = [];
         public readonly List<ProducerRange> Ranges = [];
@@ -88,6 +88,24 @@ public sealed class UsageBatchMeteredJson : JsonConverter<UsageBatchMetered>
             var columns = _current ??= new Columns();
             columns.Clear();
             return columns;
+        }
+
+        // Ids repeat from event to event (a deployment, its tenant, its serving nodes), so each is one string per thread.
+        const int KeptIds = 16_384;
+        const int LongestKeptId = 128;
+        readonly Dictionary<string, string> _ids = new(StringComparer.Ordinal);
+
+        /// <summary>The string value the reader is on, the same instance as the last time this thread read the same id.</summary>
+        public string Id(ref Utf8JsonReader reader)
+        {
+            if (reader.HasValueSequence || reader.ValueSpan.Length > LongestKeptId) return reader.GetString()!;
+            Span<char> chars = stackalloc char[LongestKeptId];
+            var value = chars[..reader.CopyString(chars)];
+            if (_ids.GetAlternateLookup<ReadOnlySpan<char>>().TryGetValue(value, out var id)) return id;
+            if (_ids.Count >= KeptIds) _ids.Clear();
+            id = new string(value);
+            _ids[id] = id;
+            return id;
         }
 
         public bool CountsAre(int n)
@@ -188,6 +206,13 @@ public sealed class UsageBatchMeteredJson : JsonConverter<UsageBatchMetered>
 
     delegate T ReadValue<out T>(ref Utf8JsonReader reader);
 
+    static void IdColumn(ref Utf8JsonReader reader, Columns c, List<string?> values)
+    {
+        if (reader.TokenType != JsonTokenType.StartArray) throw new JsonException("A usage batch event's column is a JSON array.");
+        values.Clear();
+        while (reader.Read() && reader.TokenType != JsonTokenType.EndArray) values.Add(reader.TokenType == JsonTokenType.Null ? null : c.Id(ref reader));
+    }
+
     static void Column<T>(ref Utf8JsonReader reader, List<T> values, ReadValue<T> read)
     {
         if (reader.TokenType != JsonTokenType.StartArray) throw new JsonException("A usage batch event's column is a JSON array.");
@@ -221,7 +246,7 @@ public sealed class UsageBatchMeteredJson : JsonConverter<UsageBatchMetered>
             c.Ranges.Clear();
             while (reader.Read() && reader.TokenType == JsonTokenType.String)
             {
-                var producer = reader.GetString()!;
+                var producer = c.Id(ref reader);
                 reader.Read();
                 var first = reader.GetInt64();
                 reader.Read();

@@ -85,7 +85,8 @@ public sealed class UsageMeteredJsonSpecs
         var at = new DateTimeOffset(2026, 11, 30, 23, 59, 59, TimeSpan.Zero);
         UsageMetered Usage(int i) => new($"dep-{i}", i % 3 == 0 ? null : "acme", [new ProducerRange($"node-{i % 7}", i, i + 1)], new TokenCounts(i, 10 * i, i, 3 * i, 0, 0, 0, 0),
             13 * i + 0.25m, at.AddSeconds(-i), at, i, i / 1000m, 2500, at);
-        var small = new UsageBatchMetered([Usage(1), Usage(2), Usage(3)]);
+        // Ids escaped in JSON, and one longer than a thread keeps, read back as written.
+        var small = new UsageBatchMetered([Usage(1), Usage(2) with { DeploymentId = "dép-\"2\"" }, Usage(3) with { DeploymentId = new string('d', 200) }]);
         var withMonthsAndAdapters = new UsageBatchMetered([Usage(4) with
         {
             Months = [new MonthlyUsage("2026-11", new TokenCounts(4, 40, 4, 12, 0, 0, 0, 0))],
@@ -99,7 +100,7 @@ public sealed class UsageMeteredJsonSpecs
             var json = JsonSerializer.Serialize(batch, Store);
             var back = JsonSerializer.Deserialize<UsageBatchMetered>(json, Store)!;
             Assert.Equal(json, JsonSerializer.Serialize(back, Store));
-            Assert.Equal(batch.Usage.Count, back.Usage.Count);
+            Assert.Equal(batch.Usage.Select(u => (u.DeploymentId, u.TenantId)), back.Usage.Select(u => (u.DeploymentId, u.TenantId)));
         }
     }
 
