@@ -26,9 +26,18 @@ public sealed class AdapterUsageProjection : MultiStreamProjection<AdapterMonth,
 {
     public AdapterUsageProjection()
     {
-        FanOut<UsageBatchMetered, AdapterUsed>(b => b.Usage.Where(u => u.Adapters is not null).SelectMany(u => u.Adapters!.Select(a => new AdapterUsed(u.DeploymentId, a))),
-            FanoutMode.BeforeGrouping);
+        FanOut<UsageBatchMetered, AdapterUsed>(PartsOf, FanoutMode.BeforeGrouping);
         Identity<AdapterUsed>(e => AdapterMonth.IdOf(e.DeploymentId, e.Usage.AdapterId, e.Usage.Month));
+    }
+
+    /// <summary>The adapter parts of a usage event; most events have none, and then cost no allocation.</summary>
+    static IEnumerable<AdapterUsed> PartsOf(UsageBatchMetered batch)
+    {
+        List<AdapterUsed>? parts = null;
+        for (var i = 0; i < batch.Usage.Count; i++)
+            if (batch.Usage[i] is { Adapters: { } adapters } usage)
+                foreach (var adapter in adapters) (parts ??= []).Add(new AdapterUsed(usage.DeploymentId, adapter));
+        return parts ?? (IEnumerable<AdapterUsed>)[];
     }
 
     public static AdapterMonth Create(AdapterUsed e) =>

@@ -158,10 +158,14 @@ public sealed record UtilizationPage(
                 CollectionsMarshal.GetValueRefOrAddDefault(served, (pool, period), out _) += usage.WeightedTokens * share;
                 CollectionsMarshal.GetValueRefOrAddDefault(servedByMinute, (pool, minute), out _) += usage.WeightedTokens * share;
             }
-            var afterBand = UtilizationView.BandOf(hour.Utilization);
-            if (beforeBand == afterBand) return;
+            if (UtilizationView.BandOf(hour.Utilization) is var afterBand && afterBand != beforeBand) MoveBand(countedIn, period, beforeBand, afterBand);
+        }
+
+        // Apart from Use, so that its lambda's captures are allocated only when a band changes, not for every usage entry.
+        void MoveBand(ImmutableDictionary<string, decimal> countedIn, int period, string? from, string to)
+        {
             foreach (var (pool, share) in countedIn)
-                Change(pool, period, m => (beforeBand is null ? m : m.Count(beforeBand, -share)).Count(afterBand, share));
+                Change(pool, period, m => (from is null ? m : m.Count(from, -share)).Count(to, share));
         }
 
         foreach (var e in events)
@@ -186,7 +190,7 @@ public sealed record UtilizationPage(
                     Buy(r.DeploymentId, -r.Ptu, r.ReleasedAt);
                     break;
                 case UsageBatchMetered b:
-                    foreach (var usage in b.Usage) Use(usage);
+                    for (var i = 0; i < b.Usage.Count; i++) Use(b.Usage[i]);
                     break;
                 case UsageMetered usage:
                     Use(usage);
@@ -227,7 +231,7 @@ public sealed class PoolUtilizationProjection : Marten.Events.Projections.IProje
                 case DeploymentResized r: deploymentIds.Add(r.DeploymentId); break;
                 case DeploymentReleased r: deploymentIds.Add(r.DeploymentId); break;
                 case UsageBatchMetered b:
-                    foreach (var u in b.Usage) Touch(u);
+                    for (var i = 0; i < b.Usage.Count; i++) Touch(b.Usage[i]);
                     break;
                 case UsageMetered u: Touch(u); break;
             }

@@ -159,7 +159,7 @@ public sealed record BillingAccount(
             {
                 run ??= new UsageRun(account);
                 if (e is UsageMetered u) run.Add(u);
-                else foreach (var part in ((UsageBatchMetered)e).Usage) run.Add(part);
+                else if (e is UsageBatchMetered { Usage: var usage }) for (var i = 0; i < usage.Count; i++) run.Add(usage[i]);
                 continue;
             }
             if (run is not null) (account, run) = (run.Finish(), null);

@@ -71,7 +71,7 @@ public sealed class BillingAccountProjection : MultiStreamProjection<BillingAcco
             {
                 if (e.Data is DeploymentCreated created) tenants[created.DeploymentId] = created.TenantId;
                 else if (e.Data is UsageBatchMetered batch)
-                    foreach (var u in batch.Usage) Need(u);
+                    for (var i = 0; i < batch.Usage.Count; i++) Need(batch.Usage[i]);
                 else if (e.Data is UsageMetered u) Need(u);
                 else if (DeploymentOf(e.Data) is { } d) (unknown ??= new(StringComparer.Ordinal)).Add(d);
             }
@@ -116,8 +116,9 @@ public sealed class BillingAccountProjection : MultiStreamProjection<BillingAcco
         static string? OneTenantOf(UsageBatchMetered batch, Dictionary<string, string> tenants)
         {
             string? only = null;
-            foreach (var u in batch.Usage)
+            for (var i = 0; i < batch.Usage.Count; i++)
             {
+                var u = batch.Usage[i];
                 if (TenantOf(u, tenants) is not { } tenant || (only is not null && !string.Equals(only, tenant, StringComparison.Ordinal))) return null;
                 only = tenant;
             }
