@@ -26,8 +26,8 @@ public sealed class UsageBatchMeteredJson : JsonConverter<UsageBatchMetered>
         {
             if (TokenColumn(ref reader) is >= 0 and var i) { reader.Read(); Column(ref reader, c.Counts[i], static (ref r) => r.GetInt64()); }
             else if (reader.ValueTextEquals("usage"u8)) { reader.Read(); objects = Objects(ref reader, options); }
-            else if (reader.ValueTextEquals("deploymentId"u8)) { reader.Read(); IdColumn(ref reader, c, c.Deployments); hasDeployments = true; }
-            else if (reader.ValueTextEquals("tenantId"u8)) { reader.Read(); IdColumn(ref reader, c, c.Tenants); }
+            else if (reader.ValueTextEquals("deploymentId"u8)) { reader.Read(); Column(ref reader, c.Deployments, IdOrNull); hasDeployments = true; }
+            else if (reader.ValueTextEquals("tenantId"u8)) { reader.Read(); Column(ref reader, c.Tenants, IdOrNull); }
             else if (reader.ValueTextEquals("producers"u8)) { reader.Read(); ReadProducers(ref reader, c); }
             else if (reader.ValueTextEquals("weightedTokens"u8)) { reader.Read(); Column(ref reader, c.Weighted, static (ref r) => r.GetDecimal()); }
             else if (reader.ValueTextEquals("firstStartedAt"u8)) { reader.Read(); Column(ref reader, c.Started, static (ref r) => r.GetDateTimeOffset()); }
@@ -85,10 +85,13 @@ public sealed class UsageBatchMeteredJson : JsonConverter<UsageBatchMetered>
 
         public static Columns ForThisThread()
         {
-            var columns = _current ??= new Columns();
+            var columns = OfThisThread;
             columns.Clear();
             return columns;
         }
+
+        /// <summary>This thread's columns as they are, for a value read in the middle of an event.</summary>
+        public static Columns OfThisThread => _current ??= new Columns();
 
         // Ids repeat from event to event (a deployment, its tenant, its serving nodes), so each is one string per thread.
         const int KeptIds = 16_384;
@@ -206,12 +209,7 @@ public sealed class UsageBatchMeteredJson : JsonConverter<UsageBatchMetered>
 
     delegate T ReadValue<out T>(ref Utf8JsonReader reader);
 
-    static void IdColumn(ref Utf8JsonReader reader, Columns c, List<string?> values)
-    {
-        if (reader.TokenType != JsonTokenType.StartArray) throw new JsonException("A usage batch event's column is a JSON array.");
-        values.Clear();
-        while (reader.Read() && reader.TokenType != JsonTokenType.EndArray) values.Add(reader.TokenType == JsonTokenType.Null ? null : c.Id(ref reader));
-    }
+    static string? IdOrNull(ref Utf8JsonReader reader) => reader.TokenType == JsonTokenType.Null ? null : Columns.OfThisThread.Id(ref reader);
 
     static void Column<T>(ref Utf8JsonReader reader, List<T> values, ReadValue<T> read)
     {
