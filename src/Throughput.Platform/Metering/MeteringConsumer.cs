@@ -47,16 +47,25 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
         public long ContentHash { get; } = Refusal is null ? AppliedBatches.ContentHash(Frame.Records) : 0;
     }
 
-    public async Task Consume(ConsumeContext<Batch<MeteringFrame>> context)
+    public Task Consume(ConsumeContext<Batch<MeteringFrame>> context) =>
+        partitions.Of(Queue(context)).Batches.FoldAsync(new HandedBatch(context, System.Diagnostics.Activity.Current?.Context ?? default), FoldAsync);
+
+    /// <summary>A batch as MassTransit handed it over, with the trace context of its consume span (the group's span is the first batch's child).</summary>
+    public readonly record struct HandedBatch(ConsumeContext<Batch<MeteringFrame>> Batch, System.Diagnostics.ActivityContext Trace);
+
+    /// <summary>Folds the partition's batches that waited together (<see cref="GroupCommit{TBatch}"/>) as one.</summary>
+    async Task FoldAsync(IReadOnlyList<HandedBatch> group)
     {
-        using var span = StartSpan(context);
-        var ct = context.CancellationToken;
+        List<ConsumeContext<MeteringFrame>> messages = [.. group.SelectMany(b => b.Batch.Message)];
+        var queue = Queue(group[0].Batch);
+        using var span = StartSpan(messages, group[0].Trace);
+        var ct = group[0].Batch.CancellationToken;
         var now = clock.GetUtcNow();
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         List<QuarantinedMetering> quarantined = [];
         List<(MeteringFrame Frame, string? SentBy)> frames = [];
         List<Piece> pieces = [];
-        foreach (var message in context.Message)
+        foreach (var message in messages)
         {
             var frame = message.Message;
             var (reason, problem) = EnvelopeProblem(message) ?? (QuarantineReason.MalformedMessage, frame.Problem);
@@ -66,7 +75,7 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
             else quarantined.Add(Quarantine.Message(reason, problem, frame, Excerpt(message), now)); // nothing to dedupe by
         }
 
-        var partition = partitions.Of(Queue(context));
+        var partition = partitions.Of(queue);
         using var entered = await partition.EnterAsync(ct);
         await using var session = store.LightweightSession();
         if (session.Listeners.FirstOrDefault(l => l is PushAfterCommit) is { } reading) session.Listeners.Remove(reading); // pushed below, without reading back
@@ -157,7 +166,7 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
             moved.Add((DeploymentMeter.Of(applied, 0), meter?.Version ?? 0));
         }
         // A batch that changes nothing (all duplicates) leaves the checkpoint to the next: Marten commits only a unit of work that holds something.
-        var checkpoint = partition.CheckpointDue(Backlogged(context, options.BacklogAfter ?? options.BatchTimeLimit + TimeSpan.FromMilliseconds(20)), throttling)
+        var checkpoint = partition.CheckpointDue(Backlogged(messages, options.BacklogAfter ?? options.BatchTimeLimit + TimeSpan.FromMilliseconds(20)), throttling)
             && (usage.Count > 0 || quarantined.Count > 0);
         Guid? appended = null;
         List<(AdmissionLimitChanged, IReadOnlyList<string>)> limits;
@@ -178,8 +187,8 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
         partition.Committed(deployments, versions, moved, transitioned.Select(t => t.Read.Id), checkpoint, appended);
         if (limits.Count > 0) push.PublishInBackground(limits);
 
-        metrics.Committed(context.Message.Length, counted, duplicates, throttles, quarantined, System.Diagnostics.Stopwatch.GetElapsedTime(started));
-        span?.SetTag("throughput.records", counted).SetTag("throughput.usage_events", usage.Count).SetTag("throughput.usage_stream", DeploymentMeters.PartitionStream(Queue(context))).SetTag("throughput.usage_event_id", appended?.ToString())
+        metrics.Committed(messages.Count, counted, duplicates, throttles, quarantined, System.Diagnostics.Stopwatch.GetElapsedTime(started));
+        span?.SetTag("throughput.records", counted).SetTag("throughput.usage_events", usage.Count).SetTag("throughput.usage_stream", DeploymentMeters.PartitionStream(queue)).SetTag("throughput.usage_event_id", appended?.ToString())
             .SetTag("throughput.quarantined", quarantined.Count);
 
         // A message's records, grouped per deployment in its order: one producer batch per (message, deployment).
@@ -232,22 +241,23 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
     }
 
     /// <summary>
-    /// One span per consumer batch, linked to each message's publish (its <c>traceparent</c> header), because a batch folds
-    /// messages of many traces into one transaction: no single one of them is its parent.
+    /// One span per transaction (a consumer batch, or the batches folded together), a child of the first batch's consume span
+    /// and linked to each message's publish (its <c>traceparent</c> header): a transaction folds messages of many traces, so
+    /// no single publish is its parent.
     /// </summary>
-    static System.Diagnostics.Activity? StartSpan(ConsumeContext<Batch<MeteringFrame>> context)
+    static System.Diagnostics.Activity? StartSpan(List<ConsumeContext<MeteringFrame>> messages, System.Diagnostics.ActivityContext parent)
     {
         if (!MeteringMetrics.Tracing.HasListeners()) return null;
         List<System.Diagnostics.ActivityLink> links = [];
-        foreach (var message in context.Message)
+        foreach (var message in messages)
         {
             if (message.ReceiveContext.TryGetPayload<RabbitMqBasicConsumeContext>(out var delivery)
                 && delivery.Properties.Headers?.TryGetValue(MeteringTopology.TraceParentHeader, out var header) == true
                 && System.Diagnostics.ActivityContext.TryParse(header is byte[] bytes ? Encoding.UTF8.GetString(bytes) : header as string, null, out var publish))
                 links.Add(new System.Diagnostics.ActivityLink(publish));
         }
-        return MeteringMetrics.Tracing.StartActivity(System.Diagnostics.ActivityKind.Consumer, links: links, name: "metering consume")
-            ?.SetTag("messaging.system", "rabbitmq").SetTag("messaging.batch.message_count", context.Message.Length);
+        return MeteringMetrics.Tracing.StartActivity(System.Diagnostics.ActivityKind.Consumer, parentContext: parent, links: links, name: "metering consume")
+            ?.SetTag("messaging.system", "rabbitmq").SetTag("messaging.batch.message_count", messages.Count);
     }
 
     /// <summary>Metering is JSON with the contract's version header; anything else is refused whole, before its body counts.</summary>
@@ -286,8 +296,8 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
     /// and a margin for the host's own pauses) queued behind the previous batch: the partition is behind its queue.
     /// Measured on this host's clock from when the message was received, so no node's clock enters it.
     /// </summary>
-    static bool Backlogged(ConsumeContext<Batch<MeteringFrame>> context, TimeSpan after) =>
-        context.Message.Max(m => m.ReceiveContext.ElapsedTime) > after;
+    static bool Backlogged(List<ConsumeContext<MeteringFrame>> messages, TimeSpan after) =>
+        messages.Max(m => m.ReceiveContext.ElapsedTime) > after;
 
     /// <summary>Appends the batch's usage event under an id taken here, which a checkpoint in the same transaction names.</summary>
     static Guid AppendUsage(IDocumentSession session, string stream, UsageBatchMetered usage)

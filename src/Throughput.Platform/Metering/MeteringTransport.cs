@@ -15,14 +15,19 @@ public sealed class MeteringOptions
     public int Partitions { get; set; } = 4;
 
     /// <summary>
-    /// Messages folded into one PostgreSQL transaction (prefetch twice that). A batch's usage is one stream write whatever
-    /// it holds, so bigger batches pay, up to the host's memory: measured in docs/metering.md.
+    /// The most messages folded into one PostgreSQL transaction: a consumer batch, or the batches that waited while the
+    /// partition folded the previous ones (<see cref="GroupCommit{TBatch}"/>). A transaction's usage is one stream write
+    /// whatever it holds, so bigger ones pay, up to the host's memory: measured in docs/metering.md.
     /// </summary>
     public int BatchMessageLimit { get; set; } = 200;
 
+    /// <summary>Messages a partition's consumer holds unacknowledged: twice what one transaction takes, so the next group fills while one folds.</summary>
+    public int Prefetch => BatchMessageLimit * 2;
+
     /// <summary>
-    /// How long a partly filled batch waits for more messages. Under load batches fill by count long before this; when
-    /// usage trickles it is pure delay on the way to a throttle, so it is kept short (feedback latency target ≤ 100 ms).
+    /// How long a partly filled batch waits for more messages. When usage trickles it is pure delay on the way to a
+    /// throttle, so it is kept short (feedback latency target ≤ 50 ms); under load the batches that close while the
+    /// partition is busy are folded together, so the window does not bound a transaction's size.
     /// </summary>
     public TimeSpan BatchTimeLimit { get; set; } = TimeSpan.FromMilliseconds(5);
 
@@ -90,10 +95,15 @@ public static class MeteringTransport
         services.AddMassTransit(bus =>
         {
             bus.DisableUsageTelemetry(); // no call out of the machine that the operator did not configure
+            // Batches are handed over as soon as their window closes, however many the partition is still folding: those that
+            // wait are folded together (GroupCommit), so as many may wait as the prefetch can fill. MassTransit would size the
+            // endpoint for that many full batches (prefetch and concurrency of limit × batches, which RabbitMQ.Client turns into
+            // as many dispatch workers contending for one channel); ConfigurePartition sizes it instead.
             bus.AddConsumer<MeteringConsumer>(c => c.Options<BatchOptions>(o => o
                 .SetMessageLimit(metering.BatchMessageLimit)
                 .SetTimeLimit(metering.BatchTimeLimit)
-                .SetConcurrencyLimit(1)));
+                .SetConcurrencyLimit(metering.Prefetch)
+                .SetConfigurationCallback((_, _) => { })));
 
             bus.UsingRabbitMq((context, rabbit) =>
             {
@@ -137,7 +147,8 @@ public static class MeteringTransport
         endpoint.ConfigureConsumeTopology = false;
         endpoint.SingleActiveConsumer = true;
         if (metering.QuorumQueues) endpoint.SetQuorumQueue();
-        endpoint.PrefetchCount = metering.BatchMessageLimit * 2;
+        endpoint.PrefetchCount = metering.Prefetch;
+        endpoint.ConcurrentMessageLimit = metering.Prefetch; // every message prefetched may wait in a batch
         endpoint.UseRawJsonDeserializer(RawSerializerOptions.AnyMessageType, isDefault: true);
         endpoint.Bind(metering.Exchange, exchange =>
         {

@@ -31,7 +31,7 @@ public sealed class PartitionDeployments(MeteringOptions options) : IDisposable
 {
     readonly ConcurrentDictionary<string, Partition> _partitions = new(StringComparer.Ordinal);
 
-    public Partition Of(string queue) => _partitions.GetOrAdd(queue, q => new Partition(DeploymentMeters.PartitionStream(q), options.MeterCheckpointInterval));
+    public Partition Of(string queue) => _partitions.GetOrAdd(queue, q => new Partition(DeploymentMeters.PartitionStream(q), options.MeterCheckpointInterval, options.BatchMessageLimit));
 
     public IEnumerable<Partition> All => _partitions.Values;
 
@@ -41,7 +41,7 @@ public sealed class PartitionDeployments(MeteringOptions options) : IDisposable
     }
 
     /// <summary>One partition's memory; its consumer holds it for a whole batch (<see cref="EnterAsync"/>), the checkpointer only when it is free.</summary>
-    public sealed class Partition(string stream, TimeSpan interval) : IDisposable
+    public sealed class Partition(string stream, TimeSpan interval, int messageLimit) : IDisposable
     {
         readonly SemaphoreSlim _gate = new(1, 1);
         readonly Dictionary<string, (Deployment Snapshot, string Version)> _snapshots = new(StringComparer.Ordinal);
@@ -55,6 +55,9 @@ public sealed class PartitionDeployments(MeteringOptions options) : IDisposable
         long _lastBatchAt; // Stopwatch timestamp of the last batch's commit
 
         public string Stream => stream;
+
+        /// <summary>The partition's consumer batches, folded together while it is behind.</summary>
+        public GroupCommit<MeteringConsumer.HandedBatch> Batches { get; } = new(messageLimit, handed => handed.Batch.Message.Length);
 
         public void Dispose() => _gate.Dispose();
 
