@@ -14,7 +14,7 @@ namespace Throughput.Metering;
 public sealed class GroupCommit<TBatch>(int messageLimit, Func<TBatch, int> messagesOf)
 {
     readonly Lock _lock = new();
-    List<(TBatch Batch, TaskCompletionSource Folded)> _waiting = [];
+    readonly List<(TBatch Batch, TaskCompletionSource Folded)> _waiting = [];
     bool _folding;
 
     /// <summary>Completes when <paramref name="batch"/> is folded by <paramref name="fold"/>, in a group with whatever waited beside it.</summary>

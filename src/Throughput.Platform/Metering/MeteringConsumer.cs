@@ -11,7 +11,7 @@ using Throughput.Tenants;
 namespace Throughput.Metering;
 
 /// <summary>
-/// Folds a consumer batch of metering messages from one partition: one usage event for the batch (each deployment's
+/// Folds a consumer batch of metering messages from one partition (or the batches that waited together, <see cref="GroupCommit{TBatch}"/>): one usage event for the batch (each deployment's
 /// usage in it) appended to the partition's stream, each deployment's meter (bucket and totals) moved in the partition's
 /// memory and written in bulk at its checkpoint (<see cref="PartitionDeployments"/>), a
 /// throttle or lift appended to the deployment's own stream, in one PostgreSQL transaction with the dedupe claims and
@@ -292,8 +292,8 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
     }
 
     /// <summary>
-    /// A batch whose first message waited in this host longer than <paramref name="after"/> (by default the batch window
-    /// and a margin for the host's own pauses) queued behind the previous batch: the partition is behind its queue.
+    /// A batch (or group) whose oldest message waited in this host longer than <paramref name="after"/> (by default the batch
+    /// window and a margin for the host's own pauses) queued behind the previous one: the partition is behind its queue.
     /// Measured on this host's clock from when the message was received, so no node's clock enters it.
     /// </summary>
     static bool Backlogged(List<ConsumeContext<MeteringFrame>> messages, TimeSpan after) =>

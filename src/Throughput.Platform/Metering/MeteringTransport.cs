@@ -39,7 +39,7 @@ public sealed class MeteringOptions
     public TimeSpan MeterCheckpointInterval { get; set; } = TimeSpan.FromSeconds(1);
 
     /// <summary>
-    /// A batch whose first message waited in the host longer than this, queued behind the previous batch, finds its
+    /// A batch (or group) whose oldest message waited in the host longer than this, queued behind the previous one, finds its
     /// partition behind (see <see cref="MeterCheckpointInterval"/>). Default: the batch window and 20 ms.
     /// </summary>
     public TimeSpan? BacklogAfter { get; set; }
