@@ -44,6 +44,8 @@ bash infra/deploy/validate.sh 2>&1 | tee -a "$log"
 deploy_rc=${PIPESTATUS[0]}
 [ "$rc" -ne 0 ] || rc=$deploy_rc
 set -e
+# The failed tests' names and first error lines again at the end, where a truncated log still shows them.
+awk '/^  Failed [A-Za-z_]/ { print; n = 6; next } n > 0 { print; n-- }' "$log"
 # One closing line for all test assemblies, the browser tests, the fault and HA drills and the deployment check together.
 awk '/(Passed|Failed)! +- +Failed:/ {
        gsub(/,/, ""); for (i = 1; i <= NF; i++) { if ($i == "Failed:") f += $(i+1); if ($i == "Passed:") p += $(i+1); if ($i == "Skipped:") s += $(i+1) }

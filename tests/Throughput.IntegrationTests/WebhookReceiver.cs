@@ -61,6 +61,10 @@ public sealed class WebhookReceiver : IAsyncDisposable
 
     public Task<int> Refused(string path) => Task.FromResult(_arrivals.Count(a => a.Path == path && !a.Accepted));
 
+    /// <summary>The most times one message was refused.</summary>
+    public Task<int> MostRefusalsOfOne(string path) =>
+        Task.FromResult(_arrivals.Where(a => a.Path == path && !a.Accepted).GroupBy(a => a.Id).Select(g => g.Count()).DefaultIfEmpty().Max());
+
     async Task ServeAsync()
     {
         while (_listener.IsListening)
