@@ -35,6 +35,7 @@ public sealed class DurableObserver : IAsyncDisposable
     readonly Queue<(DateTimeOffset At, long MaxSeq)> _marks = new();
     readonly CancellationTokenSource _stop = new();
     long _startFloor;
+    long _countedBefore; // an earlier run on the same deployments (the scale benchmark meters each size twice)
     long _floor;
     long _maxSeq;
     long _records;
@@ -82,6 +83,7 @@ public sealed class DurableObserver : IAsyncDisposable
     {
         await using (var command = _database.CreateCommand($"select coalesce(max(seq_id), 0) from {_schema}.mt_events"))
             _startFloor = _floor = _maxSeq = (long)(await command.ExecuteScalarAsync(cancellationToken))!;
+        _countedBefore = await MeteredAsync(cancellationToken);
         _polling = Task.Run(PollLoopAsync, CancellationToken.None);
     }
 
@@ -96,20 +98,26 @@ public sealed class DurableObserver : IAsyncDisposable
     }
 
     /// <summary>
-    /// The records the deployments' meters hold: the platform's own count, which the API's usage totals read. A backlogged
+    /// The records the deployments' meters gained since this observer started: the platform's own count, which the API's usage totals read. A backlogged
     /// partition writes its meters about once a second, so this waits up to 10 s for them to reach <paramref name="expected"/>.
     /// </summary>
     public async Task<long> CountedRecordsAsync(long expected, CancellationToken cancellationToken)
     {
-        await using var command = _database.CreateCommand($"select coalesce(sum(records), 0)::bigint from {_schema}.deployment_meters where deployment_id = any(@streams)");
-        command.Parameters.AddWithValue("streams", _streams);
         var until = DateTimeOffset.UtcNow + TimeSpan.FromSeconds(10);
         while (true)
         {
-            var counted = (long)(await command.ExecuteScalarAsync(cancellationToken))!;
+            var counted = await MeteredAsync(cancellationToken) - _countedBefore;
             if (counted == expected || DateTimeOffset.UtcNow > until) return counted;
             await Task.Delay(100, cancellationToken);
         }
+    }
+
+    /// <summary>Every record the deployments' meters hold, this run's and any earlier run's on them.</summary>
+    async Task<long> MeteredAsync(CancellationToken cancellationToken)
+    {
+        await using var command = _database.CreateCommand($"select coalesce(sum(records), 0)::bigint from {_schema}.deployment_meters where deployment_id = any(@streams)");
+        command.Parameters.AddWithValue("streams", _streams);
+        return (long)(await command.ExecuteScalarAsync(cancellationToken))!;
     }
 
     /// <summary>Records of the given producers that the platform quarantined instead of counting.</summary>

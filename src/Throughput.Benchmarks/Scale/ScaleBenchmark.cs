@@ -17,6 +17,7 @@ public sealed class ScaleBenchmark : IBenchmark
 {
     const int BaselineDeployments = 16;
     const double TargetDraftLagMs = 5_000;
+    const double KeptUp = 0.95; // durable ÷ offered over the measured window: the load was carried, not queued
     static readonly string[] DefaultSweep = ["1000x1", "10000x1", "1000x10"];
     const string FullSize = "100000x1";
 
@@ -55,34 +56,50 @@ public sealed class ScaleBenchmark : IBenchmark
         List<Figure> figures = [];
         List<string> conditions =
         [
-            $"each size in a fresh schema bench_scale_{runId}_… and its own metering exchange (4 partitions), dropped after; {shape.Publishers} serving nodes publish for every tenant, SDK batches ≤ {shape.MaxBatchRecords} records / {shape.MaxLinger.TotalMilliseconds:0} ms linger, {(shape.Rate > 0 ? $"{Number(shape.Rate)} records/s offered" : $"closed loop, ≤ {Number(shape.InFlight)} records in flight")}",
+            $"each size in a fresh schema bench_scale_{runId}_… and its own metering exchange (4 partitions), dropped after; {shape.Publishers} serving nodes publish for every tenant, SDK batches ≤ {shape.MaxBatchRecords} records / {shape.MaxLinger.TotalMilliseconds:0} ms linger, {(shape.Rate > 0 ? $"{Number(shape.Rate)} records/s offered" : $"closed loop, ≤ {Number(shape.InFlight)} records in flight (its p99 is about that over the rate); at 10,000 deployments and more, then a run of its own offering the target share of the {BaselineDeployments} deployments' rate (open loop, the same in-flight bound), whose durable rate and p99 the targets are read from")}",
             $"metering {warmup.TotalSeconds:0} s warm-up + {duration.TotalSeconds:0} s measured; deployments sized so that nothing throttles (gpt-4o-mini, {nameof(MeteringFleet.PtuPerDeployment)})",
         ];
         Log($"run {runId}: baseline of {BaselineDeployments} deployments, then {string.Join(", ", sizes)}");
-        var baseline = await RunSizeAsync(new Size(1, BaselineDeployments), $"{runId}-base", onlyMetering: true, hostDll, hostEnvironment, shape, warmup, duration, concurrency, conditions, cancellationToken);
+        var baseline = await RunSizeAsync(new Size(1, BaselineDeployments), $"{runId}-base", onlyMetering: true, hostDll, hostEnvironment, shape, null, warmup, duration, concurrency, conditions, cancellationToken);
         figures.Add(new Figure($"{BaselineDeployments} deployments: metering records/s; publish→durable p99", $"{Number(baseline.Metering.DurablePerSecond)}; {Ms(baseline.Metering.PublishToDurable(99))}"));
         figures.Add(new Figure($"{BaselineDeployments} deployments: CPU cores while metering", CpuUse.Describe(baseline.Metering.Cpu)));
+        figures.Add(new Figure($"{BaselineDeployments} deployments: records per message; per usage event", $"{baseline.Metering.RecordsPerMessage}; {PerEvent(baseline.Metering)}"));
         foreach (var (size, i) in parsed.Select((s, i) => (s, i)))
         {
-            var result = await RunSizeAsync(size, $"{runId}-{i}", onlyMetering: meteringOnly, hostDll, hostEnvironment, shape, warmup, duration, concurrency, conditions, cancellationToken);
+            var targeted = size.Deployments >= 10_000;
+            var (targetRatio, targetP99) = size.Deployments >= 100_000 ? (0.3, 2_000.0) : (0.5, 1_000.0);
+            // The latency target holds at the target rate: in the closed loop the p99 is the records in flight over the rate, whatever the platform does.
+            int? offered = targeted && shape.Rate == 0 ? (int)(targetRatio * baseline.Metering.DurablePerSecond) : null;
+            var result = await RunSizeAsync(size, $"{runId}-{i}", onlyMetering: meteringOnly, hostDll, hostEnvironment, shape, offered, warmup, duration, concurrency, conditions, cancellationToken);
             var ratio = result.Metering.DurablePerSecond / baseline.Metering.DurablePerSecond;
             var p99 = result.Metering.PublishToDurable(99);
-            var (targetRatio, targetP99) = size.Deployments >= 100_000 ? (0.3, 2_000.0) : (0.5, 1_000.0);
             var label = size.ToString();
             figures.Add(new Figure($"{label}: metering records/s (÷ {BaselineDeployments} deployments)", $"{Number(result.Metering.DurablePerSecond)} ({ratio:0.00})",
-                size.Deployments >= 10_000 ? $"≥ {targetRatio:0.0}" : null, size.Deployments >= 10_000 ? ratio >= targetRatio : null));
-            figures.Add(new Figure($"{label}: publish→durable p99", Ms(p99), size.Deployments >= 10_000 ? $"≤ {Ms(targetP99)}" : null, size.Deployments >= 10_000 ? p99 <= targetP99 : null));
+                targeted ? $"≥ {targetRatio:0.0}" : null, targeted ? ratio >= targetRatio : null));
+            figures.Add(new Figure($"{label}: publish→durable p99{(shape.Rate == 0 ? ", closed loop" : "")}", Ms(p99),
+                targeted && offered is null ? $"≤ {Ms(targetP99)}" : null, targeted && offered is null ? p99 <= targetP99 : null));
             figures.Add(new Figure($"{label}: exactly once", result.Metering.Exactness(TimeSpan.FromSeconds(15)), "equal", result.Metering.Exact));
             figures.Add(new Figure($"{label}: CPU cores while metering", CpuUse.Describe(result.Metering.Cpu)));
+            figures.Add(new Figure($"{label}: records per message; per usage event", $"{result.Metering.RecordsPerMessage}; {PerEvent(result.Metering)}"));
+            if (result.AtTarget is { } atTarget)
+            {
+                var kept = atTarget.DurablePerSecond >= KeptUp * offered!.Value;
+                var atP99 = atTarget.PublishToDurable(99);
+                figures.Add(new Figure($"{label}: {Number(offered.Value)} records/s offered ({targetRatio:0.0} of {BaselineDeployments} deployments' rate): durable records/s; publish→durable p99",
+                    $"{Number(atTarget.DurablePerSecond)}; {Ms(atP99)}", $"≥ {KeptUp:0%} of offered; ≤ {Ms(targetP99)}", kept && atP99 <= targetP99));
+                figures.Add(new Figure($"{label}: at the offered rate: exactly once; CPU cores", $"{atTarget.Exactness(TimeSpan.FromSeconds(15))}; {CpuUse.Describe(atTarget.Cpu)}", "equal", atTarget.Exact));
+            }
             figures.AddRange(result.Figures.Select(f => f with { Name = $"{label}: {f.Name}" }));
         }
         return new BenchmarkReport(Name, figures, conditions);
     }
 
-    sealed record SizeResult(MeteringRun Metering, List<Figure> Figures);
+    /// <param name="AtTarget">The same size metered at the target rate (open loop), when one was offered.</param>
+    sealed record SizeResult(MeteringRun Metering, MeteringRun? AtTarget, List<Figure> Figures);
 
-    static async Task<SizeResult> RunSizeAsync(Size size, string runId, bool onlyMetering, string hostDll, IReadOnlyDictionary<string, string> hostEnvironment, LoadShape shape, TimeSpan warmup, TimeSpan duration,
-        int concurrency, List<string> conditions, CancellationToken ct)
+    /// <param name="offered">Records/s to offer after the closed loop, in a run of its own: the rate the targets name.</param>
+    static async Task<SizeResult> RunSizeAsync(Size size, string runId, bool onlyMetering, string hostDll, IReadOnlyDictionary<string, string> hostEnvironment, LoadShape shape, int? offered,
+        TimeSpan warmup, TimeSpan duration, int concurrency, List<string> conditions, CancellationToken ct)
     {
         var schema = $"bench_scale_{runId.Replace('-', '_')}";
         var topology = new BenchTopology($"scale.{runId}", 4);
@@ -97,6 +114,7 @@ public sealed class ScaleBenchmark : IBenchmark
         try
         {
             MeteringRun metering;
+            MeteringRun? atTarget = null;
             string draftTenant;
             Log($"{size}: onboarding in schema {schema}");
             await using (var host = await PlatformHost.StartAsync(hostDll, settings, ct))
@@ -116,11 +134,18 @@ public sealed class ScaleBenchmark : IBenchmark
                 if (!onlyMetering) drafts.Start();
                 draftTenant = onboarding.TenantIds[0];
                 metering = await MeteringBenchmark.MeasureAsync(host, fleet, topology, shape, warmup, duration, TimeSpan.FromMilliseconds(100), schema, ct);
-                if (onlyMetering) return new SizeResult(metering, figures);
+                if (offered is { } rate)
+                {
+                    Log($"{size}: {Number(rate)} records/s offered");
+                    atTarget = await MeteringBenchmark.MeasureAsync(host, fleet, topology, shape with { Rate = rate }, warmup, duration, TimeSpan.FromMilliseconds(100), schema, ct);
+                }
+                if (onlyMetering) return new SizeResult(metering, atTarget, figures);
 
-                var last = metering.All.Count == 0 ? 0 : metering.All.Max(b => b.SeqId);
+                // The draft's lag as the targets mean it: at the offered rate when there is one.
+                var lagged = atTarget ?? metering;
+                var last = lagged.All.Count == 0 ? 0 : lagged.All.Max(b => b.SeqId);
                 var caughtUp = await drafts.WaitForAsync(last, TimeSpan.FromSeconds(120), ct);
-                var lags = metering.Measured.Select(b => (drafts.FirstShowing(b.SeqId) is { } shown ? (shown - b.FirstStartedAt).TotalMilliseconds : double.PositiveInfinity, b.Records)).ToList();
+                var lags = lagged.Measured.Select(b => (drafts.FirstShowing(b.SeqId) is { } shown ? (shown - b.FirstStartedAt).TotalMilliseconds : double.PositiveInfinity, b.Records)).ToList();
                 var lagP99 = Percentiles.Weighted(lags, 99);
                 figures.Add(new Figure("usage in every tenant's draft: hand-over → draft p99", caughtUp ? Ms(lagP99) : "NO: drafts did not catch up within 120 s",
                     $"≤ {Ms(TargetDraftLagMs)}", caughtUp && lagP99 <= TargetDraftLagMs));
@@ -139,7 +164,7 @@ public sealed class ScaleBenchmark : IBenchmark
 
             figures.Add(new Figure("schema bytes per tenant (tables, indexes, TOAST)", Number(await SchemaBytesAsync(schema, ct) / (double)size.Tenants)));
             figures.Add(new Figure("rebuild of every projection, events/s", await RebuildAsync(hostDll, schema, ct)));
-            return new SizeResult(metering, figures);
+            return new SizeResult(metering, atTarget, figures);
         }
         finally
         {
@@ -147,6 +172,8 @@ public sealed class ScaleBenchmark : IBenchmark
             await topology.RemoveAsync();
         }
     }
+
+    static string PerEvent(MeteringRun run) => Number(run.Measured.Count == 0 ? 0 : run.Measured.Average(b => (double)b.Records));
 
     static async Task<long> SchemaBytesAsync(string schema, CancellationToken ct)
     {
