@@ -81,11 +81,11 @@ public sealed class ScaleBenchmark : IBenchmark
             figures.Add(new Figure($"{label}: exactly once", result.Metering.Exactness(TimeSpan.FromSeconds(15)), "equal", result.Metering.Exact));
             figures.Add(new Figure($"{label}: CPU cores while metering", CpuUse.Describe(result.Metering.Cpu)));
             figures.Add(new Figure($"{label}: records per message; per usage event", $"{result.Metering.RecordsPerMessage}; {PerEvent(result.Metering)}"));
-            if (result.AtTarget is { } atTarget)
+            if (result.AtTarget is { } atTarget && offered is { } rate)
             {
-                var kept = atTarget.DurablePerSecond >= KeptUp * offered!.Value;
+                var kept = atTarget.DurablePerSecond >= KeptUp * rate;
                 var atP99 = atTarget.PublishToDurable(99);
-                figures.Add(new Figure($"{label}: {Number(offered.Value)} records/s offered ({targetRatio:0.0} of {BaselineDeployments} deployments' rate): durable records/s; publish→durable p99",
+                figures.Add(new Figure($"{label}: {Number(rate)} records/s offered ({targetRatio:0.0} of {BaselineDeployments} deployments' rate): durable records/s; publish→durable p99",
                     $"{Number(atTarget.DurablePerSecond)}; {Ms(atP99)}", $"≥ {KeptUp:0%} of offered; ≤ {Ms(targetP99)}", kept && atP99 <= targetP99));
                 figures.Add(new Figure($"{label}: at the offered rate: exactly once; CPU cores", $"{atTarget.Exactness(TimeSpan.FromSeconds(15))}; {CpuUse.Describe(atTarget.Cpu)}", "equal", atTarget.Exact));
             }
