@@ -70,6 +70,9 @@ public sealed class MeteringCeiling : IAsyncDisposable
     {
         await using var ceiling = new MeteringCeiling(shape, Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(4)), Services.PlatformBroker());
         await ceiling.StartAsync(ct);
+        // The warm-up counts from the first commit: a cold broker or database can take longer than it to start.
+        for (var started = Stopwatch.GetTimestamp(); ceiling.Committed == 0; await Task.Delay(10, ct))
+            if (Stopwatch.GetElapsedTime(started) > TimeSpan.FromMinutes(1)) throw new TimeoutException("The ceiling committed nothing in a minute");
         await Task.Delay(warmup, ct);
         var from = ceiling.Take();
         await Task.Delay(duration, ct);

@@ -17,6 +17,15 @@ public sealed class PlatformGauges : BackgroundService
 {
     public const string MeterName = "Throughput.Platform";
 
+    public const string SoldPtu = "throughput_pool_sold_ptu";
+    public const string MonthServed = "throughput_pool_month_served_weighted_tokens";
+
+    /// <summary>
+    /// The (model, region) series each pool gauge keeps. OpenTelemetry's default of 2,000 per metric folded every pool past
+    /// the 2,000th into one unlabelled overflow series. The exporter allocates every point up front, so the limit is not unbounded.
+    /// </summary>
+    public const int MostPools = 20_000;
+
     static readonly TimeSpan Every = TimeSpan.FromSeconds(5);
 
     sealed record Reading(long LagEvents, double LagSeconds, IReadOnlyList<Measurement<double>> Sold, IReadOnlyList<Measurement<double>> Served);
@@ -36,9 +45,9 @@ public sealed class PlatformGauges : BackgroundService
         _meter.CreateObservableGauge("throughput_projection_lag_seconds",
             () => _last is { } r ? [new Measurement<double>(r.LagSeconds)] : Array.Empty<Measurement<double>>(),
             unit: null, "Seconds the oldest event the read models have not folded has been in the log");
-        _meter.CreateObservableGauge("throughput_pool_sold_ptu", () => _last?.Sold ?? [],
+        _meter.CreateObservableGauge(SoldPtu, () => _last?.Sold ?? [],
             unit: null, "PTUs sold in a model's region now");
-        _meter.CreateObservableGauge("throughput_pool_month_served_weighted_tokens", () => _last?.Served ?? [],
+        _meter.CreateObservableGauge(MonthServed, () => _last?.Served ?? [],
             unit: null, "Weighted tokens a model's region served this month (UTC) to date, by record time, as the read models have counted them");
     }
 

@@ -44,7 +44,10 @@ public static class Telemetry
             .WithMetrics(metrics =>
             {
                 // The series keep the names the hand-written exposition gave them: no scope labels, no response cache between scrapes.
-                metrics.AddMeter(MeteringMetrics.MeterName, PlatformGauges.MeterName).AddPrometheusExporter(o =>
+                metrics.AddMeter(MeteringMetrics.MeterName, PlatformGauges.MeterName)
+                    .AddView(PlatformGauges.SoldPtu, new MetricStreamConfiguration { CardinalityLimit = PlatformGauges.MostPools })
+                    .AddView(PlatformGauges.MonthServed, new MetricStreamConfiguration { CardinalityLimit = PlatformGauges.MostPools })
+                    .AddPrometheusExporter(o =>
                 {
                     o.ScopeInfoEnabled = false;
                     o.ScrapeResponseCacheDurationMilliseconds = 0;
