@@ -65,6 +65,16 @@ public sealed class WebhookReceiver : IAsyncDisposable
     public Task<int> MostRefusalsOfOne(string path) =>
         Task.FromResult(_arrivals.Where(a => a.Path == path && !a.Accepted).GroupBy(a => a.Id).Select(g => g.Count()).DefaultIfEmpty().Max());
 
+    /// <summary>A path whose requests get no answer until the receiver is disposed (the sender's timeout ends them first).</summary>
+    public string? Hanging { get; set; }
+
+    readonly TaskCompletionSource _disposed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    readonly ConcurrentDictionary<string, int> _open = new();
+    readonly ConcurrentBag<Task> _handlers = [];
+
+    /// <summary>Requests to the path that have arrived and not been answered.</summary>
+    public int Open(string path) => _open.GetValueOrDefault(path);
+
     async Task ServeAsync()
     {
         while (_listener.IsListening)
@@ -72,20 +82,42 @@ public sealed class WebhookReceiver : IAsyncDisposable
             HttpListenerContext context;
             try { context = await _listener.GetContextAsync(); }
             catch (Exception) when (!_listener.IsListening) { return; }
-            using var reader = new StreamReader(context.Request.InputStream, Encoding.UTF8);
-            var body = await reader.ReadToEndAsync();
-            var down = Down;
-            _arrivals.Enqueue(new Arrival(context.Request.Url!.AbsolutePath.Trim('/'), context.Request.Headers["webhook-id"]!,
-                context.Request.Headers["webhook-timestamp"]!, context.Request.Headers["webhook-signature"]!, body, !down, _clock().ToUnixTimeSeconds()));
+            _handlers.Add(Task.Run(() => AnswerAsync(context)));
+        }
+    }
+
+    async Task AnswerAsync(HttpListenerContext context)
+    {
+        using var reader = new StreamReader(context.Request.InputStream, Encoding.UTF8);
+        var body = await reader.ReadToEndAsync();
+        var path = context.Request.Url!.AbsolutePath.Trim('/');
+        var hanging = path == Hanging;
+        var down = Down || hanging;
+        _arrivals.Enqueue(new Arrival(path, context.Request.Headers["webhook-id"]!,
+            context.Request.Headers["webhook-timestamp"]!, context.Request.Headers["webhook-signature"]!, body, !down, _clock().ToUnixTimeSeconds()));
+        if (hanging)
+        {
+            _open.AddOrUpdate(path, 1, (_, n) => n + 1);
+            await _disposed.Task;
+            _open.AddOrUpdate(path, 0, (_, n) => n - 1);
+        }
+        try
+        {
             context.Response.StatusCode = down ? 503 : 204;
             context.Response.Close();
+        }
+        catch (Exception) when (!_listener.IsListening)
+        {
+            // Disposed: the listener closed the request.
         }
     }
 
     public async ValueTask DisposeAsync()
     {
+        _disposed.TrySetResult();
         _listener.Stop();
         await _loop;
+        await Task.WhenAll(_handlers);
         _listener.Close();
     }
 }

@@ -125,6 +125,51 @@ public sealed class WebhookTests(PlatformFixture platform)
         var delivered = (await Eventually.Until(() => Task.FromResult(receiver.Accepted("tenant")), a => a.Count == expected + 1, TimeSpan.FromSeconds(30)))[^1];
         Assert.Equal(later, delivered.Data.GetProperty("deploymentId").GetString());
         Assert.True(WebhookReceiver.Verifies(delivered, newSecret) && WebhookReceiver.Verifies(delivered, secret));
+
+        // The platform-wide endpoint hears every purchase in the suite's schema: once its receiver is gone it would collect them.
+        (await op.PostAsync($"/v1/webhooks/endpoints/{platformWide.GetProperty("id").GetString()}/disable", null)).EnsureSuccessStatusCode();
+    }
+
+    [Fact]
+    public async Task A_receiver_that_never_answers_holds_up_its_own_endpoint_only()
+    {
+        await using var receiver = WebhookReceiver.Start();
+        receiver.Hanging = "slow";
+        // An attempt waits five minutes for its answer: longer than this test, so the slow endpoint's attempts stay open throughout.
+        await using var host = new PlatformProcess($"tests.webhooks.{Guid.NewGuid():N}"[..26], partitions: 1, roles: "Api,Daemon", environment: new Dictionary<string, string>
+        {
+            ["Webhooks__AllowedHosts"] = "127.0.0.1",
+            ["Webhooks__AllowHttp"] = "true",
+            ["Webhooks__SecretKey"] = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)),
+            ["Webhooks__RetrySchedule"] = TestSchedule,
+            ["Webhooks__AllowShortRetrySchedule"] = "true",
+            ["Webhooks__PollInterval"] = "00:00:00.200",
+            ["Webhooks__Timeout"] = "00:05:00",
+        });
+        await host.StartAsync();
+        var (_, slowCustomer) = await platform.NewTenantAsync();
+        var (_, fastCustomer) = await platform.NewTenantAsync();
+        using (var slow = Through(host, slowCustomer)) await RegisterAsync(slow, receiver.Url("slow"), ["deployment.purchased"]);
+        using (var fastOwner = Through(host, fastCustomer)) await RegisterAsync(fastOwner, receiver.Url("fast"), ["deployment.purchased"]);
+        var region = await platform.NewPoolAsync("gpt-4o-mini", 1000);
+
+        // Six deployments, six order keys: more than the four attempts one endpoint may hold (docs/webhooks.md).
+        for (var i = 0; i < 6; i++) await PlatformFixture.BuyAsync(slowCustomer, region, 1, "gpt-4o-mini");
+        try { await Eventually.Until(() => Task.FromResult(receiver.Open("slow")), n => n >= 1, TimeSpan.FromSeconds(180)); }
+        catch (TimeoutException e) { throw new InvalidOperationException("The host's warnings:\n" + host.Output, e); }
+        var fast = await PlatformFixture.BuyAsync(fastCustomer, region, 1, "gpt-4o-mini");
+
+        // The feed is the schema's daemon, which the suite keeps busy: the wait is long, and still shorter than the slow attempts.
+        var delivered = await Eventually.Until(() => Task.FromResult(receiver.Accepted("fast")), a => a.Count == 1, TimeSpan.FromSeconds(180));
+        Assert.Equal(fast, delivered[0].Data.GetProperty("deploymentId").GetString());
+        Assert.InRange(receiver.Open("slow"), 1, 4);
+    }
+
+    static HttpClient Through(PlatformProcess host, HttpClient fixtureClient)
+    {
+        var client = new HttpClient { BaseAddress = host.Address };
+        client.DefaultRequestHeaders.Authorization = fixtureClient.DefaultRequestHeaders.Authorization;
+        return client;
     }
 
     static async Task<JsonElement> RegisterAsync(HttpClient client, string url, string[] eventTypes)

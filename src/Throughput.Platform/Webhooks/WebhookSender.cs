@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
@@ -11,14 +10,17 @@ namespace Throughput.Webhooks;
 /// <summary>
 /// Sends due deliveries, on one host of the schema at a time (a session advisory lock on a connection of its own, as the
 /// daemon's leadership holds its own): the earliest pending delivery of each endpoint and order key, never a later one
-/// while it waits, so a deployment's events arrive in the order of the log. Each attempt is recorded on the delivery;
-/// a crash between a receiver's answer and that record sends the same message id again, which receivers deduplicate.
+/// while it waits, so a deployment's events arrive in the order of the log. Each attempt is recorded on the delivery as it
+/// ends, and a free slot is filled at once, so a receiver that takes the whole timeout to answer holds up only its own
+/// endpoint (at most <see cref="PerEndpoint"/> of the <see cref="Parallel"/> attempts in flight), never the others'. A crash
+/// between a receiver's answer and that record sends the same message id again, which receivers deduplicate.
 /// </summary>
 public sealed class WebhookSender(IDocumentStore store, ServiceSettings service, WebhookSettings settings, SecretBox secrets, TimeProvider clock,
     ILogger<WebhookSender> log) : BackgroundService
 {
     static readonly TimeSpan LockCheck = TimeSpan.FromSeconds(2);
-    const int Parallel = 8;
+    const int Parallel = 16;
+    const int PerEndpoint = 4;
     const int Batch = 64;
 
     // No redirects: a redirect could lead past the operator's allowed hosts.
@@ -56,49 +58,93 @@ public sealed class WebhookSender(IDocumentStore store, ServiceSettings service,
         var lockId = BitConverter.ToInt32(SHA256.HashData(Encoding.UTF8.GetBytes("throughput-webhooks:" + store.Options.DatabaseSchemaName)));
         while (!await ScalarAsync<bool>(connection, $"select pg_try_advisory_lock({lockId})", ct)) await Task.Delay(LockCheck, ct);
         log.LogInformation("This host sends the webhooks of schema {Schema}", store.Options.DatabaseSchemaName);
-        var checkedAt = clock.GetUtcNow();
-        while (true)
+        var inFlight = new Dictionary<string, (string EndpointId, Task Attempt)>(); // by delivery id
+        try
         {
-            if (await SendDueAsync(ct) < Batch) await Task.Delay(settings.PollInterval, clock, ct);
-            if (clock.GetUtcNow() - checkedAt < LockCheck) continue;
-            await ScalarAsync<int>(connection, "select 1", ct); // a lost connection has lost the lock with it
-            checkedAt = clock.GetUtcNow();
+            var checkedAt = clock.GetUtcNow();
+            while (true)
+            {
+                foreach (var ended in inFlight.Where(a => a.Value.Attempt.IsCompleted).Select(a => a.Key).ToList()) inFlight.Remove(ended);
+                var started = inFlight.Count < Parallel ? await StartDueAsync(inFlight, ct) : 0;
+                // Whatever was due has started, or every slot is taken: wait for an attempt to end (its key's next delivery
+                // may be due, and its slot is free) or for the next poll.
+                if (started == 0 || inFlight.Count == Parallel)
+                    await Task.WhenAny([.. inFlight.Values.Select(a => a.Attempt), Task.Delay(settings.PollInterval, clock, ct)]);
+                if (clock.GetUtcNow() - checkedAt < LockCheck) continue;
+                await ScalarAsync<int>(connection, "select 1", ct); // a lost connection has lost the lock with it
+                checkedAt = clock.GetUtcNow();
+            }
+        }
+        finally
+        {
+            // Recorded before the lock goes, so the next holder does not send them again; each ends within the timeout.
+            await Task.WhenAll(inFlight.Values.Select(a => a.Attempt));
         }
     }
 
-    /// <summary>Attempts every due head of its order key once; returns how many.</summary>
-    public async Task<int> SendDueAsync(CancellationToken ct)
+    /// <summary>Starts an attempt at each due head not already in flight, within the limits; returns how many it started.</summary>
+    async Task<int> StartDueAsync(Dictionary<string, (string EndpointId, Task Attempt)> inFlight, CancellationToken ct)
     {
         IReadOnlyList<WebhookDelivery> due;
         Dictionary<string, WebhookEndpoint> endpoints;
         await using (var query = store.QuerySession())
         {
-            due = await query.AdvancedSql.QueryAsync<WebhookDelivery>(DueSql(), ct, clock.GetUtcNow());
+            due = await query.AdvancedSql.QueryAsync<WebhookDelivery>(DueSql(), ct, clock.GetUtcNow(), inFlight.Keys.ToArray());
             if (due.Count == 0) return 0;
             endpoints = (await query.LoadManyAsync<WebhookEndpoint>(ct, due.Select(d => d.EndpointId).Distinct())).ToDictionary(e => e.Id);
         }
-        var attempted = new ConcurrentBag<WebhookDelivery>();
-        await System.Threading.Tasks.Parallel.ForEachAsync(due, new ParallelOptions { MaxDegreeOfParallelism = Parallel, CancellationToken = ct },
-            async (delivery, token) => attempted.Add(await AttemptAsync(endpoints[delivery.EndpointId], delivery, token)));
-        await using var session = store.LightweightSession();
-        session.Store(attempted.ToArray());
-        await session.SaveChangesAsync(ct);
-        return due.Count;
+        var perEndpoint = inFlight.Values.CountBy(a => a.EndpointId).ToDictionary();
+        var started = 0;
+        foreach (var delivery in due)
+        {
+            if (inFlight.Count == Parallel) break;
+            var held = perEndpoint.GetValueOrDefault(delivery.EndpointId);
+            if (held == PerEndpoint || !endpoints.TryGetValue(delivery.EndpointId, out var endpoint)) continue;
+            perEndpoint[delivery.EndpointId] = held + 1;
+            inFlight[delivery.Id] = (delivery.EndpointId, AttemptAndRecordAsync(endpoint, delivery, ct));
+            started++;
+        }
+        return started;
+    }
+
+    async Task AttemptAndRecordAsync(WebhookEndpoint endpoint, WebhookDelivery delivery, CancellationToken ct)
+    {
+        try
+        {
+            var after = await AttemptAsync(endpoint, delivery, ct);
+            await using var session = store.LightweightSession();
+            session.Store(after);
+            await session.SaveChangesAsync(ct);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // Not recorded: the delivery is still due as it was and is attempted again.
+            if (!ct.IsCancellationRequested) log.LogWarning(e, "Recording webhook {MessageId}'s attempt failed", delivery.MessageId);
+        }
     }
 
     string? _dueSql;
 
-    /// <summary>The earliest pending delivery of each endpoint and order key, if it is due and its endpoint enabled.</summary>
+    /// <summary>
+    /// The earliest pending delivery of each endpoint and order key, if it is due, not in flight and its endpoint enabled: one
+    /// of each endpoint before a second of any, up to <see cref="PerEndpoint"/>, each endpoint's longest-waiting first, the
+    /// endpoints in random order rather than by how long they waited: the endpoints of receivers gone for hours have every
+    /// retry overdue, and would take every slot ahead of a delivery that has just become due.
+    /// </summary>
     string DueSql() => _dueSql ??= $"""
-        select h.data from (
-            select distinct on (d.data ->> 'endpointId', d.data ->> 'orderKey') d.data, (d.data ->> 'nextAttemptAt')::timestamptz as due
-            from {Table<WebhookDelivery>()} d
-            where d.data ->> 'status' = 'Pending'
-            order by d.data ->> 'endpointId', d.data ->> 'orderKey', (d.data ->> 'sequence')::bigint
-        ) h
-        join {Table<WebhookEndpoint>()} e on e.id = h.data ->> 'endpointId' and (e.data ->> 'enabled')::boolean
-        where h.due <= ?
-        order by h.due
+        select data from (
+            select h.data, h.due, row_number() over (partition by h.data ->> 'endpointId' order by h.due) as place
+            from (
+                select distinct on (d.data ->> 'endpointId', d.data ->> 'orderKey') d.id, d.data, (d.data ->> 'nextAttemptAt')::timestamptz as due
+                from {Table<WebhookDelivery>()} d
+                where d.data ->> 'status' = 'Pending'
+                order by d.data ->> 'endpointId', d.data ->> 'orderKey', (d.data ->> 'sequence')::bigint
+            ) h
+            join {Table<WebhookEndpoint>()} e on e.id = h.data ->> 'endpointId' and (e.data ->> 'enabled')::boolean
+            where h.due <= ? and h.id <> all(?)
+        ) ranked
+        where place <= {PerEndpoint}
+        order by place, random()
         limit {Batch}
         """;
 
