@@ -26,15 +26,7 @@ public sealed class WebhookTests(PlatformFixture platform)
     public async Task A_receiver_down_for_a_minute_across_a_host_kill_gets_every_event_once_signed_and_in_order_per_deployment()
     {
         await using var receiver = WebhookReceiver.Start();
-        await using var host = new PlatformProcess($"tests.webhooks.{Guid.NewGuid():N}"[..26], partitions: 1, roles: "Api,Daemon", environment: new Dictionary<string, string>
-        {
-            ["Webhooks__AllowedHosts"] = "127.0.0.1",
-            ["Webhooks__AllowHttp"] = "true",
-            ["Webhooks__SecretKey"] = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)),
-            ["Webhooks__RetrySchedule"] = TestSchedule,
-            ["Webhooks__AllowShortRetrySchedule"] = "true",
-            ["Webhooks__PollInterval"] = "00:00:00.200",
-        });
+        await using var host = SendingHost(timeout: null);
         await host.StartAsync();
         var (tenantId, fixtureCustomer) = await platform.NewTenantAsync();
         using var customer = new HttpClient { BaseAddress = host.Address };
@@ -136,16 +128,7 @@ public sealed class WebhookTests(PlatformFixture platform)
         await using var receiver = WebhookReceiver.Start();
         receiver.Hanging = "slow";
         // An attempt waits five minutes for its answer: longer than this test, so the slow endpoint's attempts stay open throughout.
-        await using var host = new PlatformProcess($"tests.webhooks.{Guid.NewGuid():N}"[..26], partitions: 1, roles: "Api,Daemon", environment: new Dictionary<string, string>
-        {
-            ["Webhooks__AllowedHosts"] = "127.0.0.1",
-            ["Webhooks__AllowHttp"] = "true",
-            ["Webhooks__SecretKey"] = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)),
-            ["Webhooks__RetrySchedule"] = TestSchedule,
-            ["Webhooks__AllowShortRetrySchedule"] = "true",
-            ["Webhooks__PollInterval"] = "00:00:00.200",
-            ["Webhooks__Timeout"] = "00:05:00",
-        });
+        await using var host = SendingHost(timeout: "00:05:00");
         await host.StartAsync();
         var (_, slowCustomer) = await platform.NewTenantAsync();
         var (_, fastCustomer) = await platform.NewTenantAsync();
@@ -163,6 +146,22 @@ public sealed class WebhookTests(PlatformFixture platform)
         var delivered = await Eventually.Until(() => Task.FromResult(receiver.Accepted("fast")), a => a.Count == 1, TimeSpan.FromSeconds(180));
         Assert.Equal(fast, delivered[0].Data.GetProperty("deploymentId").GetString());
         Assert.InRange(receiver.Open("slow"), 1, 4);
+    }
+
+    /// <summary>A host of its own that sends webhooks to loopback, on the test schedule (and the given attempt timeout).</summary>
+    static PlatformProcess SendingHost(string? timeout)
+    {
+        var environment = new Dictionary<string, string>
+        {
+            ["Webhooks__AllowedHosts"] = "127.0.0.1",
+            ["Webhooks__AllowHttp"] = "true",
+            ["Webhooks__SecretKey"] = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)),
+            ["Webhooks__RetrySchedule"] = TestSchedule,
+            ["Webhooks__AllowShortRetrySchedule"] = "true",
+            ["Webhooks__PollInterval"] = "00:00:00.200",
+        };
+        if (timeout is not null) environment["Webhooks__Timeout"] = timeout;
+        return new PlatformProcess($"tests.webhooks.{Guid.NewGuid():N}"[..26], partitions: 1, roles: "Api,Daemon", environment: environment);
     }
 
     static HttpClient Through(PlatformProcess host, HttpClient fixtureClient)
