@@ -125,8 +125,7 @@ public sealed class CrashTests(PlatformFixture platform)
         await using var host = new PlatformProcess($"tests.api503.{Guid.NewGuid():N}"[..26], partitions: 1, roles: "Api",
             environment: new Dictionary<string, string> { ["THROUGHPUT_PG_PORT"] = database.Port.ToString(System.Globalization.CultureInfo.InvariantCulture) });
         await host.StartAsync();
-        using var api = new HttpClient { BaseAddress = host.Address };
-        api.DefaultRequestHeaders.Authorization = customer.DefaultRequestHeaders.Authorization;
+        using var api = host.ClientAs(customer);
         Assert.Equal(System.Net.HttpStatusCode.OK, (await api.GetAsync($"/v1/deployments/{deployment}")).StatusCode);
 
         database.Cut();

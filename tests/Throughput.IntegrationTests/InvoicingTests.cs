@@ -289,8 +289,7 @@ public sealed class InvoicingTests(InvoicingFixture platform)
             ["Invoicing__AutoIssue"] = "false",
         });
         await host.StartAsync();
-        using var hostFinance = new HttpClient { BaseAddress = host.Address };
-        hostFinance.DefaultRequestHeaders.Authorization = finance.DefaultRequestHeaders.Authorization;
+        using var hostFinance = host.ClientAs(finance);
         Assert.Equal(HttpStatusCode.NotFound, (await hostFinance.GetAsync($"/v1/finance/closes/{month}")).StatusCode); // warm: the poll below must be quick
         Assert.Equal(HttpStatusCode.Accepted, (await hostFinance.PostAsync($"/v1/finance/closes/{month}", null)).StatusCode);
         await Eventually.Until(async () =>

@@ -13,6 +13,14 @@ public sealed class PlatformProcess : IAsyncDisposable
 
     public Uri Address { get; }
 
+    /// <summary>A client of this process with the key <paramref name="fixtureClient"/> calls the fixture's host with: they share the schema, so the key holds here.</summary>
+    public HttpClient ClientAs(HttpClient fixtureClient)
+    {
+        var client = new HttpClient { BaseAddress = Address };
+        client.DefaultRequestHeaders.Authorization = fixtureClient.DefaultRequestHeaders.Authorization;
+        return client;
+    }
+
     /// <summary>Where the process starts (default: beside its binary), to show it does not depend on it.</summary>
     public string? WorkingDirectory { get; init; }
 

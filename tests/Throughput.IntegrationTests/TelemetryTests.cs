@@ -134,8 +134,7 @@ public sealed class TelemetryTests(PlatformFixture platform)
         var scraped = await Eventually.Until(() => op.GetStringAsync("/metrics"),
             text => OperatorsSeries.All(NamesIn(text).Contains) && text.Contains($"region=\"{region}\"", StringComparison.Ordinal)
                 && Regex.IsMatch(text, $"(?m)^throughput_pool_month_served_weighted_tokens\\{{model=\"gpt-4o-mini\",region=\"{region}\"\\}} [1-9]"));
-        using var customer = new HttpClient { BaseAddress = host.Address };
-        customer.DefaultRequestHeaders.Authorization = fixtureCustomer.DefaultRequestHeaders.Authorization;
+        using var customer = host.ClientAs(fixtureCustomer);
         Assert.Equal(System.Net.HttpStatusCode.Forbidden, (await customer.GetAsync("/metrics")).StatusCode);
         return (region, scraped);
     }

@@ -29,8 +29,7 @@ public sealed class WebhookTests(PlatformFixture platform)
         await using var host = SendingHost(timeout: null);
         await host.StartAsync();
         var (tenantId, fixtureCustomer) = await platform.NewTenantAsync();
-        using var customer = new HttpClient { BaseAddress = host.Address };
-        customer.DefaultRequestHeaders.Authorization = fixtureCustomer.DefaultRequestHeaders.Authorization;
+        using var customer = host.ClientAs(fixtureCustomer);
         using var op = new HttpClient { BaseAddress = host.Address };
         op.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", PlatformFixture.OperatorKey);
 
@@ -132,8 +131,8 @@ public sealed class WebhookTests(PlatformFixture platform)
         await host.StartAsync();
         var (_, slowCustomer) = await platform.NewTenantAsync();
         var (_, fastCustomer) = await platform.NewTenantAsync();
-        using (var slow = Through(host, slowCustomer)) await RegisterAsync(slow, receiver.Url("slow"), ["deployment.purchased"]);
-        using (var fastOwner = Through(host, fastCustomer)) await RegisterAsync(fastOwner, receiver.Url("fast"), ["deployment.purchased"]);
+        using (var slow = host.ClientAs(slowCustomer)) await RegisterAsync(slow, receiver.Url("slow"), ["deployment.purchased"]);
+        using (var fastOwner = host.ClientAs(fastCustomer)) await RegisterAsync(fastOwner, receiver.Url("fast"), ["deployment.purchased"]);
         var region = await platform.NewPoolAsync("gpt-4o-mini", 1000);
 
         // Six deployments, six order keys: more than the four attempts one endpoint may hold (docs/webhooks.md).
@@ -162,13 +161,6 @@ public sealed class WebhookTests(PlatformFixture platform)
         };
         if (timeout is not null) environment["Webhooks__Timeout"] = timeout;
         return new PlatformProcess($"tests.webhooks.{Guid.NewGuid():N}"[..26], partitions: 1, roles: "Api,Daemon", environment: environment);
-    }
-
-    static HttpClient Through(PlatformProcess host, HttpClient fixtureClient)
-    {
-        var client = new HttpClient { BaseAddress = host.Address };
-        client.DefaultRequestHeaders.Authorization = fixtureClient.DefaultRequestHeaders.Authorization;
-        return client;
     }
 
     static async Task<JsonElement> RegisterAsync(HttpClient client, string url, string[] eventTypes)
