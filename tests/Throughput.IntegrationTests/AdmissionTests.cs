@@ -187,6 +187,11 @@ public sealed class AdmissionTests(PlatformFixture platform)
         var resize = new HttpRequestMessage(HttpMethod.Post, $"/v1/deployments/{id}/resize") { Content = JsonContent.Create(new { ptu = 2m }) };
         resize.Headers.IfMatch.Add(new EntityTagHeaderValue("\"1\""));
         (await customer.SendAsync(resize)).EnsureSuccessStatusCode();
+        // Usage moves the bucket: the table reads it from the partition's usage event, not from the deployment's stream.
+        var producer = await platform.NewServingNodeAsync(region);
+        var now = DateTimeOffset.UtcNow;
+        await platform.PublishAsync(new MeteringBatch(1, producer, 1, now, [new MeteringRecord("b1", id, "q", 100, 0, 0, false, 0, now, now)]));
+        await Eventually.Until(() => customer.GetFromJsonAsync<DeploymentView>($"/v1/deployments/{id}", PlatformFixture.Json), d => d!.Bucket.MeteredRecords == 1);
         (await platform.Operator().PostAsJsonAsync($"/v1/operator/tenants/{tenantId}/suspend", new { reason = "test" })).EnsureSuccessStatusCode();
 
         // pg_stat_xact_user_tables counts what this connection's transaction did, whatever the other hosts' work meanwhile.
@@ -205,6 +210,8 @@ public sealed class AdmissionTests(PlatformFixture platform)
 
         var deployment = table.Deployments.Single(d => d.Id == id);
         Assert.Equal((2m, 2L), (deployment.Ptu, deployment.Version));
+        Assert.Equal(100m, deployment.BucketLevel); // 100 weighted tokens into an empty bucket, as metered
+        Assert.True(deployment.BucketAt >= now, $"bucket at {deployment.BucketAt:O}, metered after {now:O}");
         Assert.Equal(Throughput.Tenants.TenantStatus.Suspended, table.TenantOf(deployment)!.Status);
         Assert.Equal(0, sequential);
         Assert.True(indexed >= 2, $"{indexed} index scans of the log for two refreshes");

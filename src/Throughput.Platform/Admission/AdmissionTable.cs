@@ -1,5 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Text;
+using System.Text.Json;
 using Marten;
 using Npgsql;
 using NpgsqlTypes;
@@ -142,6 +144,7 @@ public sealed class AdmissionTable(IDocumentStore store, ILogger<AdmissionTable>
         var serializer = store.Options.Serializer();
         var holes = new SortedDictionary<long, (long Last, long Since)>();
         List<string> reload = [];
+        List<(string DeploymentId, decimal BucketLevel, DateTimeOffset MeteredAt)> buckets = [];
         long after = _cursor, expected = _cursor + 1, cursor = _cursor;
         var blocked = false;
         int rows;
@@ -154,10 +157,12 @@ public sealed class AdmissionTable(IDocumentStore store, ILogger<AdmissionTable>
                 select seq_id, stream_id, version, type,
                        case when type = any(@types)
                              and (seq_id > @seen or exists (select 1 from unnest(@hole_firsts, @hole_lasts) h(f, l) where seq_id between h.f and h.l))
-                            then data end
+                            then case when type = @usage then data - @not_buckets else data end end
                 from {Schema}.mt_events where seq_id > @after order by seq_id limit {Page}
                 """, connection);
             command.Parameters.Add(new NpgsqlParameter("types", NpgsqlDbType.Array | NpgsqlDbType.Text) { Value = _followed.Keys.ToArray() });
+            command.Parameters.AddWithValue("usage", UsageEvent);
+            command.Parameters.Add(new NpgsqlParameter("not_buckets", NpgsqlDbType.Array | NpgsqlDbType.Text) { Value = UsageBatchMeteredJson.AllButBuckets });
             command.Parameters.AddWithValue("seen", _seen);
             command.Parameters.AddWithValue("after", after);
             command.Parameters.Add(new NpgsqlParameter("hole_firsts", NpgsqlDbType.Array | NpgsqlDbType.Bigint) { Value = _holes.Keys.ToArray() });
@@ -172,7 +177,20 @@ public sealed class AdmissionTable(IDocumentStore store, ILogger<AdmissionTable>
                 if (!blocked) cursor = sequence;
                 if (reader.IsDBNull(4)) continue;
                 var stream = reader.GetString(1);
-                var data = serializer.FromJson(_followed[reader.GetString(3)], reader, 4);
+                var type = reader.GetString(3);
+                if (type == UsageEvent)
+                {
+                    using var usage = reader.GetFieldValue<JsonDocument>(4);
+                    buckets.Clear();
+                    if (UsageBatchMeteredJson.ReadBuckets(usage.RootElement, buckets))
+                    {
+                        reload.AddRange(FoldBuckets(buckets));
+                        continue;
+                    }
+                }
+                var data = type == UsageEvent
+                    ? serializer.FromJson<UsageBatchMetered>(new MemoryStream(Encoding.UTF8.GetBytes(await reader.GetFieldValueAsync<string>(4, ct))))
+                    : serializer.FromJson(_followed[type], reader, 4);
                 if (DeploymentMeters.IsPartitionStream(stream)) reload.AddRange(FoldUsage(data));
                 else if (!Fold(stream, reader.GetInt64(2), data)) reload.Add(stream);
             }
@@ -250,9 +268,29 @@ public sealed class AdmissionTable(IDocumentStore store, ILogger<AdmissionTable>
         return missing;
     }
 
+    /// <summary>
+    /// Sets the buckets a usage event carries (absolute, so folding one twice changes nothing); returns the deployments it
+    /// names that this host does not hold. Only the bucket: admission reads nothing else of usage, and the API reads the
+    /// totals from the meters, so the table reads only these columns of the event (<see cref="UsageBatchMeteredJson.AllButBuckets"/>).
+    /// </summary>
+    List<string> FoldBuckets(List<(string DeploymentId, decimal BucketLevel, DateTimeOffset MeteredAt)> buckets)
+    {
+        List<string> missing = [];
+        foreach (var (id, level, at) in buckets)
+        {
+            if (!_deployments.TryGetValue(id, out var d)) missing.Add(id);
+            else _deployments.AddOrUpdate(id, Bucketed(d), (_, old) => Bucketed(old));
+
+            Deployment Bucketed(Deployment d) => d with { BucketLevel = level, BucketAt = d.BucketAt > at ? d.BucketAt : at };
+        }
+        return missing;
+    }
+
     Deployment Keep(Deployment d) => _deployments.AddOrUpdate(d.Id, d, (_, old) => old.Version >= d.Version ? old : d);
 
     Tenant Keep(Tenant t) => _tenants.AddOrUpdate(t.Id, t, (_, old) => old.Version >= t.Version ? old : t);
+
+    static readonly string UsageEvent = new DeploymentsModule().Events[typeof(UsageBatchMetered)];
 
     string Schema => store.Options.Events.DatabaseSchemaName;
 }

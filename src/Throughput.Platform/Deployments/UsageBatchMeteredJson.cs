@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
@@ -181,11 +182,42 @@ public sealed class UsageBatchMeteredJson : JsonConverter<UsageBatchMetered>
         writer.WriteEndObject();
     }
 
+    /// <summary>
+    /// Each deployment's bucket level and the time it was metered, from a columnar usage event (whole or without
+    /// <see cref="AllButBuckets"/>); false for an event of the earlier object form, which is read whole.
+    /// </summary>
+    public static bool ReadBuckets(JsonElement usageEvent, List<(string DeploymentId, decimal BucketLevel, DateTimeOffset MeteredAt)> buckets)
+    {
+        if (!usageEvent.TryGetProperty("deploymentId"u8, out var ids)) return !usageEvent.TryGetProperty("usage"u8, out _);
+        if (!usageEvent.TryGetProperty("bucketLevel"u8, out var levels) || !usageEvent.TryGetProperty("meteredAt"u8, out var times)
+            || levels.GetArrayLength() != ids.GetArrayLength() || times.GetArrayLength() != ids.GetArrayLength())
+            throw new JsonException("A usage batch event's columns differ in length.");
+        using var level = levels.EnumerateArray().GetEnumerator();
+        using var time = times.EnumerateArray().GetEnumerator();
+        foreach (var id in ids.EnumerateArray())
+        {
+            level.MoveNext();
+            time.MoveNext();
+            buckets.Add((id.GetString()!, level.Current.GetDecimal(), time.Current.GetDateTimeOffset()));
+        }
+        return true;
+    }
+
     /// <summary>The columns of <see cref="TokenCounts"/>, in its constructor's order, named as in every other usage JSON.</summary>
     static readonly byte[][] TokenColumns =
     [
         "records"u8.ToArray(), "promptTokens"u8.ToArray(), "cachedTokens"u8.ToArray(), "outputTokens"u8.ToArray(),
         "spilledRecords"u8.ToArray(), "spilledPromptTokens"u8.ToArray(), "spilledCachedTokens"u8.ToArray(), "spilledOutputTokens"u8.ToArray(),
+    ];
+
+    /// <summary>
+    /// Every column but the three a bucket follower keeps (<see cref="ReadBuckets"/>): what a query leaves out of the stored
+    /// event (<c>data - names</c>, one decompression of it) so that PostgreSQL neither formats nor sends the rest.
+    /// </summary>
+    public static readonly string[] AllButBuckets =
+    [
+        "tenantId", "producers", .. TokenColumns.Select(c => Encoding.UTF8.GetString(c)), "weightedTokens", "firstStartedAt", "lastFinishedAt",
+        "utilization", "tokensPerMinute", "months", "adapters",
     ];
 
     static long Count(in TokenCounts t, int column) => column switch

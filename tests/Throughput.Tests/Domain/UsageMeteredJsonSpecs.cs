@@ -122,4 +122,30 @@ public sealed class UsageMeteredJsonSpecs
 
         Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<UsageBatchMetered>(json.ToJsonString(), Store));
     }
+
+    [Fact]
+    public void A_usage_batch_reads_as_buckets_whole_or_without_the_other_columns_and_its_object_form_is_left_to_the_full_read()
+    {
+        var at = new DateTimeOffset(2026, 12, 6, 8, 0, 0, TimeSpan.Zero);
+        var batch = new UsageBatchMetered([
+            new UsageMetered("dep-1", "acme", [new ProducerRange("node-1", 1, 2)], new TokenCounts(1, 10, 0, 3, 0, 0, 0, 0), 13.5m, at, at, 13.123456789012345678m, 0.1m, 2500, at),
+            new UsageMetered("dep-2", null, [], new TokenCounts(2, 20, 0, 6, 0, 0, 0, 0), 27m, at, at, 27m, 0.2m, 2500, at.AddMilliseconds(1)),
+        ]);
+        var whole = JsonNode.Parse(JsonSerializer.Serialize(batch, Store))!.AsObject();
+        var narrowed = whole.DeepClone().AsObject();
+        foreach (var column in UsageBatchMeteredJson.AllButBuckets) narrowed.Remove(column);
+
+        Assert.Equal(new[] { "bucketLevel", "deploymentId", "meteredAt" }, narrowed.Select(p => p.Key).Order());
+        foreach (var form in new[] { whole, narrowed })
+        {
+            List<(string, decimal, DateTimeOffset)> buckets = [];
+            using var json = JsonDocument.Parse(form.ToJsonString());
+            Assert.True(UsageBatchMeteredJson.ReadBuckets(json.RootElement, buckets));
+            Assert.Equal(batch.Usage.Select(u => (u.DeploymentId, u.BucketLevel, u.MeteredAt)), buckets);
+        }
+        using (var objects = JsonDocument.Parse($$"""{"usage": [{{Stored}}]}"""))
+            Assert.False(UsageBatchMeteredJson.ReadBuckets(objects.RootElement, []));
+        using var empty = JsonDocument.Parse(JsonSerializer.Serialize(new UsageBatchMetered([]), Store));
+        Assert.True(UsageBatchMeteredJson.ReadBuckets(empty.RootElement, []));
+    }
 }
