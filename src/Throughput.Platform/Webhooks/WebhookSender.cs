@@ -132,19 +132,20 @@ public sealed class WebhookSender(IDocumentStore store, ServiceSettings service,
     /// retry overdue, and would take every slot ahead of a delivery that has just become due.
     /// </summary>
     string DueSql() => _dueSql ??= $"""
-        select data from (
-            select h.data, h.due, row_number() over (partition by h.data ->> 'endpointId' order by h.due) as place
+        select d.data from (
+            select h.id, row_number() over (partition by h.endpoint_id order by h.next_attempt_at) as place
             from (
-                select distinct on (d.data ->> 'endpointId', d.data ->> 'orderKey') d.id, d.data, (d.data ->> 'nextAttemptAt')::timestamptz as due
-                from {Table<WebhookDelivery>()} d
-                where d.data ->> 'status' = 'Pending'
-                order by d.data ->> 'endpointId', d.data ->> 'orderKey', (d.data ->> 'sequence')::bigint
+                select distinct on (p.endpoint_id, p.order_key) p.id, p.endpoint_id, p.next_attempt_at
+                from {Table<WebhookDelivery>()} p
+                where p.status = 'Pending'
+                order by p.endpoint_id, p.order_key, p.sequence
             ) h
-            join {Table<WebhookEndpoint>()} e on e.id = h.data ->> 'endpointId' and (e.data ->> 'enabled')::boolean
-            where h.due <= ? and h.id <> all(?)
+            join {Table<WebhookEndpoint>()} e on e.id = h.endpoint_id and (e.data ->> 'enabled')::boolean
+            where h.next_attempt_at <= ? and h.id <> all(?)
         ) ranked
-        where place <= {PerEndpoint}
-        order by place, random()
+        join {Table<WebhookDelivery>()} d on d.id = ranked.id
+        where ranked.place <= {PerEndpoint}
+        order by ranked.place, random()
         limit {Batch}
         """;
 

@@ -29,8 +29,25 @@ public sealed class WebhooksModule : FeatureModule
     public override void ConfigureStore(StoreOptions opts, ProjectionLayout layout)
     {
         opts.Schema.For<WebhookEndpoint>().Index(e => e.TenantId);
-        opts.Schema.For<WebhookDelivery>().Index(d => d.EndpointId).Index(d => d.Status).Index(d => new { d.EndpointId, d.Sequence });
+        // The sender's poll reads the head of every pending (endpoint, order key): as columns, with indexes of the pending
+        // deliveries only, it reads no document (a delivery holds its body) and nothing already delivered or failed.
+        opts.Schema.For<WebhookDelivery>()
+            .Duplicate(d => d.EndpointId)
+            .Duplicate(d => d.Status, configure: Pending)
+            .Duplicate(d => d.OrderKey, configure: Pending)
+            .Duplicate(d => d.Sequence, configure: Pending)
+            .Duplicate(d => d.NextAttemptAt, configure: Pending)
+            .Index(d => new { d.EndpointId, d.OrderKey, d.Sequence }, heads =>
+            {
+                heads.Predicate = PendingOnly;
+                heads.IncludeColumns = ["id", "next_attempt_at"]; // the poll's heads from the index alone
+            })
+            .Index(d => new { d.EndpointId, d.Sequence });
+
+        static void Pending(Marten.Schema.DocumentIndex index) => index.Predicate = PendingOnly;
     }
+
+    const string PendingOnly = "status = 'Pending'";
 
     public override void MapEndpoints(WebApplication app) => app.MapWebhooks(app.Services.GetRequiredService<WebhookSettings>());
 }
