@@ -182,15 +182,12 @@ public sealed class AdmissionTable(IDocumentStore store, ILogger<AdmissionTable>
                 {
                     using var usage = reader.GetFieldValue<JsonDocument>(4);
                     buckets.Clear();
-                    if (UsageBatchMeteredJson.ReadBuckets(usage.RootElement, buckets))
-                    {
-                        reload.AddRange(FoldBuckets(buckets));
-                        continue;
-                    }
+                    reload.AddRange(UsageBatchMeteredJson.ReadBuckets(usage.RootElement, buckets)
+                        ? FoldBuckets(buckets)
+                        : FoldUsage(serializer.FromJson<UsageBatchMetered>(new MemoryStream(Encoding.UTF8.GetBytes(usage.RootElement.GetRawText())))));
+                    continue;
                 }
-                var data = type == UsageEvent
-                    ? serializer.FromJson<UsageBatchMetered>(new MemoryStream(Encoding.UTF8.GetBytes(await reader.GetFieldValueAsync<string>(4, ct))))
-                    : serializer.FromJson(_followed[type], reader, 4);
+                var data = serializer.FromJson(_followed[type], reader, 4);
                 if (DeploymentMeters.IsPartitionStream(stream)) reload.AddRange(FoldUsage(data));
                 else if (!Fold(stream, reader.GetInt64(2), data)) reload.Add(stream);
             }
