@@ -247,27 +247,17 @@ public sealed class AdmissionTable(IDocumentStore store, ILogger<AdmissionTable>
         return false;
     }
 
-    /// <summary>
-    /// Folds usage from a partition's stream; returns the deployments it names that this host does not hold (to be loaded).
-    /// No version of the deployment's to follow, and the bucket a usage event carries is absolute, so folding one again (the
-    /// start's overlap) leaves the bucket as it was. The usage totals it adds may then count twice here: admission limits
-    /// never read them (the API reads totals from the meters).
-    /// </summary>
+    /// <summary>Usage read whole (the earlier object form, or a single event): its buckets, as <see cref="FoldBuckets"/> sets them.</summary>
     List<string> FoldUsage(object data)
     {
         IReadOnlyList<UsageMetered> usage = data switch { UsageBatchMetered batch => batch.Usage, UsageMetered one => [one], _ => [] };
-        List<string> missing = [];
-        foreach (var u in usage)
-        {
-            if (!_deployments.TryGetValue(u.DeploymentId, out var metered)) missing.Add(u.DeploymentId);
-            else _deployments.AddOrUpdate(u.DeploymentId, metered.Metered(u), (_, old) => old.Metered(u));
-        }
-        return missing;
+        return FoldBuckets([.. usage.Select(u => (u.DeploymentId, u.BucketLevel, u.MeteredAt))]);
     }
 
     /// <summary>
-    /// Sets the buckets a usage event carries (absolute, so folding one twice changes nothing); returns the deployments it
-    /// names that this host does not hold. Only the bucket: admission reads nothing else of usage, and the API reads the
+    /// Sets the buckets usage from a partition's stream carries; returns the deployments it names that this host does not
+    /// hold (to be loaded). No version of the deployment's to follow, and a bucket is absolute, so folding an event again
+    /// (the start's overlap) changes nothing. Only the bucket: admission reads nothing else of usage, and the API reads the
     /// totals from the meters, so the table reads only these columns of the event (<see cref="UsageBatchMeteredJson.AllButBuckets"/>).
     /// </summary>
     List<string> FoldBuckets(List<(string DeploymentId, decimal BucketLevel, DateTimeOffset MeteredAt)> buckets)
