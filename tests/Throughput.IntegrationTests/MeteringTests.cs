@@ -184,6 +184,38 @@ public sealed class MeteringTests(PlatformFixture platform)
     }
 
     [Fact]
+    public async Task A_deployment_changed_after_its_partition_metered_it_is_metered_as_it_is_now()
+    {
+        var (_, customer) = await platform.NewTenantAsync();
+        var region = await platform.NewPoolAsync("gpt-4o", 10);
+        var producer = await platform.NewServingNodeAsync(region);
+        var id = await PlatformFixture.BuyAsync(customer, region, 1);
+        (await customer.PutAsJsonAsync($"/v1/deployments/{id}/spillover", new { enabled = true })).EnsureSuccessStatusCode();
+        async Task<long> Records() => (await customer.GetFromJsonAsync<JsonElement>($"/v1/deployments/{id}/usage/totals")).GetProperty("records").GetInt64();
+        async Task<string?> Reason(string recordId) =>
+            (await platform.Operator().GetFromJsonAsync<JsonElement[]>($"/v1/operator/quarantine?producerId={producer}&limit=100"))!
+                .FirstOrDefault(e => e.GetProperty("recordId").GetString() == recordId) is { ValueKind: JsonValueKind.Object } e ? e.GetProperty("reason").GetString() : null;
+
+        // Metered once: the deployment's partition now holds its snapshot, spillover on.
+        await platform.PublishAsync(new MeteringBatch(1, producer, 1, DateTimeOffset.UtcNow, [Record("before", id), Record("spilled-before", id, spilled: true)]));
+        await Eventually.Until(Records, n => n == 2);
+
+        // Each change moves the deployment's stream under that snapshot; the next batch meters by the change.
+        (await customer.PutAsJsonAsync($"/v1/deployments/{id}/spillover", new { enabled = false })).EnsureSuccessStatusCode();
+        await platform.PublishAsync(new MeteringBatch(1, producer, 2, DateTimeOffset.UtcNow, [Record("spilled-after-off", id, spilled: true), Record("after-off", id)]));
+        Assert.Equal("SpilloverOff", await Eventually.Until(() => Reason("spilled-after-off"), r => r is not null));
+        await Eventually.Until(Records, n => n == 3);
+
+        var read = await customer.GetAsync($"/v1/deployments/{id}");
+        var release = new HttpRequestMessage(HttpMethod.Post, $"/v1/deployments/{id}/release");
+        release.Headers.IfMatch.Add(read.Headers.ETag!);
+        (await customer.SendAsync(release)).EnsureSuccessStatusCode();
+        await platform.PublishAsync(new MeteringBatch(1, producer, 3, DateTimeOffset.UtcNow, [Record("after-release", id)]));
+        Assert.Equal("ReleasedDeployment", await Eventually.Until(() => Reason("after-release"), r => r is not null));
+        Assert.Equal(3, await Records());
+    }
+
+    [Fact]
     public async Task A_producer_is_billed_only_from_its_own_broker_user()
     {
         var (_, customer) = await platform.NewTenantAsync();

@@ -15,7 +15,7 @@ public sealed partial class FeatureFolderTests(ITestOutputHelper output)
     /// <summary>The composition root and the store's plumbing: they may use features, features may not use them.</summary>
     static readonly string[] Infrastructure = ["Hosting", "Store"];
 
-    static readonly string[] Foundations = ["Configuration", "Http"];
+    static readonly string[] Foundations = ["Configuration", "EventLog", "Http"];
 
     [Fact]
     public void No_two_folders_depend_on_each_other_directly_or_through_others()

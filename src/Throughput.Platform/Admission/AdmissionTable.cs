@@ -1,11 +1,11 @@
 using System.Collections.Concurrent;
-using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
 using Marten;
 using Npgsql;
 using NpgsqlTypes;
 using Throughput.Deployments;
+using Throughput.EventLog;
 using Throughput.Tenants;
 
 namespace Throughput.Admission;
@@ -20,18 +20,8 @@ public sealed class AdmissionTable(IDocumentStore store, ILogger<AdmissionTable>
 {
     static readonly TimeSpan Tick = TimeSpan.FromMilliseconds(200);
 
-    /// <summary>
-    /// Sequence numbers are taken at insert and become visible at commit, so a number missing below visible ones is an
-    /// append still in flight, or one rolled back. The cursor waits at a hole this long before taking it for a rollback;
-    /// a later event of the same stream would still show the skipped one (its version would not follow on).
-    /// </summary>
-    static readonly TimeSpan HoleWait = TimeSpan.FromSeconds(5);
-
     /// <summary>Appends that may still be in flight when the table loads are looked for this far below the last sequence.</summary>
     const long StartOverlap = 1_000;
-
-    const int Page = 5_000;
-    const int MaxHoles = 64;
 
     readonly ConcurrentDictionary<string, Deployment> _deployments = new(StringComparer.Ordinal);
     readonly ConcurrentDictionary<string, Tenant> _tenants = new(StringComparer.Ordinal);
@@ -40,14 +30,11 @@ public sealed class AdmissionTable(IDocumentStore store, ILogger<AdmissionTable>
     /// <summary>Every deployment and tenant event, by stored name: what a table of their states folds.</summary>
     readonly Dictionary<string, Type> _followed = new DeploymentsModule().Events.Concat(new TenantsModule().Events).ToDictionary(e => e.Value, e => e.Key);
 
-    /// <summary>Every event at or below it is folded, or was a hole given up on.</summary>
-    long _cursor = -1;
-
-    /// <summary>The highest sequence whose event was folded: rows up to it are re-read (while a hole is open) without their bodies.</summary>
-    long _seen;
-
-    /// <summary>Holes above the cursor (first missing sequence, last missing sequence) and when this host first saw each.</summary>
-    readonly SortedDictionary<long, (long Last, long Since)> _holes = [];
+    /// <summary>
+    /// Where the table is in the log. A hole given up on is not read again: a later event of the same stream would still
+    /// show the skipped one (its version would not follow on), and the stream is loaded then.
+    /// </summary>
+    readonly LogCursor _cursor = new();
 
     public IEnumerable<Deployment> Deployments => _deployments.Values;
 
@@ -114,7 +101,7 @@ public sealed class AdmissionTable(IDocumentStore store, ILogger<AdmissionTable>
         try
         {
             await using var session = store.QuerySession();
-            if (_cursor < 0) await LoadAsync(session, connection, ct);
+            if (!_cursor.Started) await LoadAsync(session, connection, ct);
             await FollowAsync(session, connection, ct);
         }
         finally
@@ -129,9 +116,7 @@ public sealed class AdmissionTable(IDocumentStore store, ILogger<AdmissionTable>
     /// </summary>
     async Task LoadAsync(IQuerySession session, NpgsqlConnection connection, CancellationToken ct)
     {
-        await using (var last = new NpgsqlCommand($"select coalesce(max(seq_id), 0) from {Schema}.mt_events", connection))
-            _seen = (long)(await last.ExecuteScalarAsync(ct))!;
-        _cursor = Math.Max(0, _seen - StartOverlap);
+        _cursor.Start(await LogCursor.LastSequenceAsync(connection, Schema, ct), StartOverlap);
         await FollowAsync(session, connection, ct);
         foreach (var t in await session.Query<Tenant>().ToListAsync(ct)) Keep(t);
         var meters = await DeploymentMeters.LoadAllAsync(session, ct);
@@ -142,40 +127,23 @@ public sealed class AdmissionTable(IDocumentStore store, ILogger<AdmissionTable>
     async Task FollowAsync(IQuerySession session, NpgsqlConnection connection, CancellationToken ct)
     {
         var serializer = store.Options.Serializer();
-        var holes = new SortedDictionary<long, (long Last, long Since)>();
         List<string> reload = [];
         List<(string DeploymentId, decimal BucketLevel, DateTimeOffset MeteredAt)> buckets = [];
-        long after = _cursor, expected = _cursor + 1, cursor = _cursor;
-        var blocked = false;
-        int rows;
-        do
-        {
-            rows = 0;
-            // Bodies only of the followed types, and only of rows not folded before: new ones, or ones filling a hole.
-            await using var command = new NpgsqlCommand(
-                $"""
-                select seq_id, stream_id, version, type,
-                       case when type = any(@types)
-                             and (seq_id > @seen or exists (select 1 from unnest(@hole_firsts, @hole_lasts) h(f, l) where seq_id between h.f and h.l))
-                            then case when type = @usage then data - @not_buckets else data end end
-                from {Schema}.mt_events where seq_id > @after order by seq_id limit {Page}
-                """, connection);
-            command.Parameters.Add(new NpgsqlParameter("types", NpgsqlDbType.Array | NpgsqlDbType.Text) { Value = _followed.Keys.ToArray() });
-            command.Parameters.AddWithValue("usage", UsageEvent);
-            command.Parameters.Add(new NpgsqlParameter("not_buckets", NpgsqlDbType.Array | NpgsqlDbType.Text) { Value = UsageBatchMeteredJson.AllButBuckets });
-            command.Parameters.AddWithValue("seen", _seen);
-            command.Parameters.AddWithValue("after", after);
-            command.Parameters.Add(new NpgsqlParameter("hole_firsts", NpgsqlDbType.Array | NpgsqlDbType.Bigint) { Value = _holes.Keys.ToArray() });
-            command.Parameters.Add(new NpgsqlParameter("hole_lasts", NpgsqlDbType.Array | NpgsqlDbType.Bigint) { Value = _holes.Values.Select(h => h.Last).ToArray() });
-            await using var reader = await command.ExecuteReaderAsync(ct);
-            while (await reader.ReadAsync(ct))
+        // Bodies only of the followed types, and only of rows not folded before: new ones, or ones filling a hole.
+        await _cursor.FollowAsync(connection, Schema,
+            $"""
+            seq_id, stream_id, version, type,
+            case when type = any(@types) and {LogCursor.IsNew} then case when type = @usage then data - @not_buckets else data end end
+            """,
+            parameters =>
             {
-                rows++;
-                var sequence = after = reader.GetInt64(0);
-                if (sequence > expected) blocked |= Hole(holes, expected, sequence - 1);
-                expected = sequence + 1;
-                if (!blocked) cursor = sequence;
-                if (reader.IsDBNull(4)) continue;
+                parameters.Add(new NpgsqlParameter("types", NpgsqlDbType.Array | NpgsqlDbType.Text) { Value = _followed.Keys.ToArray() });
+                parameters.AddWithValue("usage", UsageEvent);
+                parameters.Add(new NpgsqlParameter("not_buckets", NpgsqlDbType.Array | NpgsqlDbType.Text) { Value = UsageBatchMeteredJson.AllButBuckets });
+            },
+            reader =>
+            {
+                if (reader.IsDBNull(4)) return;
                 var stream = reader.GetString(1);
                 var type = reader.GetString(3);
                 if (type == UsageEvent)
@@ -185,36 +153,18 @@ public sealed class AdmissionTable(IDocumentStore store, ILogger<AdmissionTable>
                     reload.AddRange(UsageBatchMeteredJson.ReadBuckets(usage.RootElement, buckets)
                         ? FoldBuckets(buckets)
                         : FoldUsage(serializer.FromJson<UsageBatchMetered>(new MemoryStream(Encoding.UTF8.GetBytes(usage.RootElement.GetRawText())))));
-                    continue;
+                    return;
                 }
                 var data = serializer.FromJson(_followed[type], reader, 4);
                 if (DeploymentMeters.IsPartitionStream(stream)) reload.AddRange(FoldUsage(data));
                 else if (!Fold(stream, reader.GetInt64(2), data)) reload.Add(stream);
-            }
-            _seen = Math.Max(_seen, after);
-        }
-        while (rows == Page);
-        _cursor = cursor;
-        _holes.Clear();
-        foreach (var (first, hole) in holes) _holes[first] = hole;
+            }, ct);
 
         foreach (var id in reload.Distinct())
         {
             if (id.StartsWith("dep-", StringComparison.Ordinal)) { if (await DeploymentMeters.LoadDeploymentAsync(session, id, ct) is { } d) Keep(d); }
             else if (await session.LoadAsync<Tenant>(id, ct) is { } t) Keep(t);
         }
-    }
-
-    /// <summary>
-    /// Notes a hole of missing sequences in this pass, keeping when it was first seen; true while the cursor must wait for it
-    /// (it is young), false once it is taken for a rollback.
-    /// </summary>
-    bool Hole(SortedDictionary<long, (long Last, long Since)> holes, long first, long last)
-    {
-        var since = _holes.TryGetValue(first, out var seen) ? seen.Since : Stopwatch.GetTimestamp();
-        if (Stopwatch.GetElapsedTime(since) >= HoleWait || holes.Count >= MaxHoles) return false;
-        holes[first] = (last, since);
-        return true;
     }
 
     /// <summary>Folds an event onto the state it follows; false when the state is missing a version before it (it must be loaded).</summary>

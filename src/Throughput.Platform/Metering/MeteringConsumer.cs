@@ -134,7 +134,7 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
             }
         }
 
-        var (deployments, meters, versions) = await partition.ReadAsync(session, [.. byDeployment.Keys], ct);
+        var (deployments, meters) = await partition.ReadAsync(session, [.. byDeployment.Keys], ct);
         long counted = 0, throttles = 0;
         var throttling = false; // a throttled deployment in the batch: the lifter reads its meter, so this batch writes them
         List<(Deployment Read, DeploymentEvent Transition, Deployment Applied)> transitioned = [];
@@ -184,7 +184,7 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
             partition.Forget();
             throw;
         }
-        partition.Committed(deployments, versions, moved, transitioned.Select(t => t.Read.Id), checkpoint, appended);
+        partition.Committed(deployments, moved, transitioned.Select(t => t.Read.Id), checkpoint, appended);
         if (limits.Count > 0) push.PublishInBackground(limits);
 
         metrics.Committed(messages.Count, counted, duplicates, throttles, quarantined, System.Diagnostics.Stopwatch.GetElapsedTime(started));
