@@ -15,7 +15,7 @@ namespace Throughput.Metering;
 /// Snapshots are kept until their deployment's stream moves: a batch first reads what the event log gained since the
 /// previous one (<see cref="LogCursor"/>: the rows above its position, a few per batch), forgets the snapshots of the
 /// deployment streams among them, and loads only the snapshots it does not hold. Checking each deployment of a batch
-/// against its stored version instead cost a read per deployment per batch: at 10,000 deployments a third of
+/// against its stored version instead cost a read per deployment per batch: at 10,000 deployments over a quarter of
 /// PostgreSQL's time while metering (2026-12-06, <c>pg_stat_statements</c>).
 /// </para>
 /// <para>

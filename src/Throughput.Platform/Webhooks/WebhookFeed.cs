@@ -69,7 +69,8 @@ public static class WebhookEventTypes
 /// <summary>
 /// Turns the log into deliveries: a Marten subscription (async daemon, leader only) that writes one
 /// <see cref="WebhookDelivery"/> per event and listening endpoint, committed with its own progress. A crash re-reads the
-/// page and writes nothing twice; a receiver that is down only makes deliveries wait (<see cref="WebhookSender"/>).
+/// page and writes nothing twice, and a delivery already written is never written again; a receiver that is down only
+/// makes deliveries wait (<see cref="WebhookSender"/>).
 /// </summary>
 public sealed class WebhookFeed : SubscriptionBase
 {
@@ -87,6 +88,7 @@ public sealed class WebhookFeed : SubscriptionBase
         var deploymentIds = page.Events.Select(e => e.Data).OfType<DeploymentEvent>().Where(d => d is not DeploymentCreated).Select(d => d.DeploymentId).Distinct().ToArray();
         var deploymentTenants = deploymentIds.Length == 0 ? new Dictionary<string, string>()
             : (await operations.LoadManyAsync<Deployment>(cancellationToken, deploymentIds)).ToDictionary(d => d.Id, d => d.TenantId);
+        List<WebhookDelivery> deliveries = [];
         foreach (var e in page.Events)
         {
             if (WebhookEventTypes.OwnerOf(e.Data, deploymentTenants) is not ({ } tenantId, var orderKey)) continue;
@@ -97,11 +99,17 @@ public sealed class WebhookFeed : SubscriptionBase
                 foreach (var endpoint in endpoints.Where(x => x.Hears(type, tenantId) && x.RegisteredAt <= e.Timestamp))
                 {
                     body ??= WebhookEventTypes.Body(type, tenantId, e);
-                    operations.Store(new WebhookDelivery(WebhookDelivery.IdOf(key, endpoint.Id), endpoint.Id, "msg_" + key, type, orderKey,
+                    deliveries.Add(new WebhookDelivery(WebhookDelivery.IdOf(key, endpoint.Id), endpoint.Id, "msg_" + key, type, orderKey,
                         e.Sequence, body, e.Timestamp, DeliveryStatus.Pending, e.Timestamp, []));
                 }
             }
         }
+        if (deliveries.Count == 0) return NullChangeListener.Instance;
+        // A page read again (a daemon leader replaced mid-page) must not store a delivery over the one the sender has since
+        // attempted or delivered: that would send it again.
+        var written = (await operations.LoadManyAsync<WebhookDelivery>(cancellationToken, deliveries.Select(d => d.Id))).Select(d => d.Id).ToHashSet();
+        foreach (var delivery in deliveries)
+            if (!written.Contains(delivery.Id)) operations.Store(delivery);
         return NullChangeListener.Instance;
     }
 }
