@@ -106,9 +106,9 @@ public sealed class WebhookReceiver : IAsyncDisposable
             context.Response.StatusCode = down ? 503 : 204;
             context.Response.Close();
         }
-        catch (Exception) when (!_listener.IsListening)
+        catch (Exception e) when (!_listener.IsListening || e is ObjectDisposedException or HttpListenerException)
         {
-            // Disposed: the listener closed the request.
+            // Disposed: the listener closed the request; or the sender is gone (its host stopped first) and took the response with it.
         }
     }
 
