@@ -20,9 +20,6 @@ public sealed class AdmissionTable(IDocumentStore store, ILogger<AdmissionTable>
 {
     static readonly TimeSpan Tick = TimeSpan.FromMilliseconds(200);
 
-    /// <summary>Appends that may still be in flight when the table loads are looked for this far below the last sequence.</summary>
-    const long StartOverlap = 1_000;
-
     readonly ConcurrentDictionary<string, Deployment> _deployments = new(StringComparer.Ordinal);
     readonly ConcurrentDictionary<string, Tenant> _tenants = new(StringComparer.Ordinal);
     readonly TaskCompletionSource _loaded = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -116,7 +113,7 @@ public sealed class AdmissionTable(IDocumentStore store, ILogger<AdmissionTable>
     /// </summary>
     async Task LoadAsync(IQuerySession session, NpgsqlConnection connection, CancellationToken ct)
     {
-        _cursor.Start(await LogCursor.LastSequenceAsync(connection, Schema, ct), StartOverlap);
+        _cursor.Start(await LogCursor.LastSequenceAsync(connection, Schema, ct), LogCursor.StartOverlap);
         await FollowAsync(session, connection, ct);
         foreach (var t in await session.Query<Tenant>().ToListAsync(ct)) Keep(t);
         var meters = await DeploymentMeters.LoadAllAsync(session, ct);

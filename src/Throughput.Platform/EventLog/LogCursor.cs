@@ -21,6 +21,9 @@ public sealed class LogCursor
     const int MaxHoles = 64;
     const int Page = 5_000;
 
+    /// <summary>How far below the last sequence a reader starting now looks for appends that may still be in flight.</summary>
+    public const long StartOverlap = 1_000;
+
     /// <summary>Holes above the cursor (first missing sequence, last missing sequence) and when this reader first saw each.</summary>
     SortedDictionary<long, (long Last, long Since)> _holes = [];
 

@@ -47,9 +47,6 @@ public sealed class PartitionDeployments(MeteringOptions options) : IDisposable
     /// <summary>One partition's memory; its consumer holds it for a whole batch (<see cref="EnterAsync"/>), the checkpointer only when it is free.</summary>
     public sealed class Partition(string stream, TimeSpan interval, int messageLimit) : IDisposable
     {
-        /// <summary>Appends that may still be in flight when the partition starts are looked for this far below the last sequence.</summary>
-        const long ChangesOverlap = 1_000;
-
         readonly SemaphoreSlim _gate = new(1, 1);
         readonly Dictionary<string, Deployment> _snapshots = new(StringComparer.Ordinal);
         readonly LogCursor _changes = new();
@@ -229,7 +226,7 @@ public sealed class PartitionDeployments(MeteringOptions options) : IDisposable
             var schema = session.DocumentStore.Options.Events.DatabaseSchemaName;
             // Before any snapshot is read: whatever commits after this is in the log above it.
             _snapshots.Clear();
-            _changes.Start(await LogCursor.LastSequenceAsync(session.Connection!, schema, ct), ChangesOverlap);
+            _changes.Start(await LogCursor.LastSequenceAsync(session.Connection!, schema, ct), LogCursor.StartOverlap);
             Guid? lastEvent = null;
             long version = 0, after = 0;
             await using (var command = new NpgsqlCommand(
