@@ -5,7 +5,7 @@ using Throughput.Store;
 
 if (args is ["rebuild-projections", .. var names])
 {
-    await ProjectionRebuild.RunCommandAsync(ServiceSettings.FromEnvironment(), Features.All, names);
+    Environment.ExitCode = await ProjectionRebuild.RunCommandAsync(ServiceSettings.FromEnvironment(), Features.All, names);
     return;
 }
 // appsettings.json and the catalog are found beside the binary, whatever the working directory.

@@ -34,9 +34,7 @@ public sealed class PlatformProcess : IAsyncDisposable
     {
         var port = FreePort();
         Address = new Uri($"http://127.0.0.1:{port}");
-        // Built with the solution, in the same configuration as this test assembly.
-        var configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Release" : "Debug";
-        _dll = Path.Combine(Tests.RepositoryRoot(), "src", "Throughput.Platform", "bin", configuration, "net10.0", "Throughput.Platform.dll");
+        _dll = Dll();
         _environment = new()
         {
             ["THROUGHPUT_PG_SCHEMA"] = PlatformFixture.Schema,
@@ -47,6 +45,25 @@ public sealed class PlatformProcess : IAsyncDisposable
             ["Host__Roles"] = roles,
         };
         foreach (var (name, value) in environment ?? new Dictionary<string, string>()) _environment[name] = value;
+    }
+
+    /// <summary>Built with the solution, in the same configuration as this test assembly.</summary>
+    static string Dll()
+    {
+        var configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Release" : "Debug";
+        return Path.Combine(Tests.RepositoryRoot(), "src", "Throughput.Platform", "bin", configuration, "net10.0", "Throughput.Platform.dll");
+    }
+
+    /// <summary>One of the platform's commands (e.g. <c>rebuild-projections</c>) run to its end: its exit code and everything it wrote.</summary>
+    public static async Task<(int ExitCode, string Output)> RunCommandAsync(IReadOnlyDictionary<string, string> environment, params string[] arguments)
+    {
+        var start = new ProcessStartInfo("dotnet", [Dll(), .. arguments]) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var (name, value) in environment) start.Environment[name] = value;
+        using var process = Process.Start(start)!;
+        var output = process.StandardOutput.ReadToEndAsync();
+        var errors = process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        return (process.ExitCode, await output + await errors);
     }
 
     public async Task StartAsync()

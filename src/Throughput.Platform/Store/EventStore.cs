@@ -21,6 +21,7 @@ public static class EventStore
             .UseLightweightSessions()
             .AddAsyncDaemon(DaemonMode.Disabled) // DaemonLeadership runs it, on one host at a time
             .ApplyAllDatabaseChangesOnStartup();
+        services.AddHostedService<RebuildGate>(); // after the schema is applied, before any feature's writer starts
         if (roles.Daemon)
         {
             services.AddSingleton<DaemonLeadership>();
@@ -42,6 +43,8 @@ public static class EventStore
         opts.DatabaseSchemaName = settings.PgSchema;
         opts.UseSystemTextJsonForSerialization(EnumStorage.AsString, Casing.CamelCase);
         opts.AutoCreateSchemaObjects = AutoCreate.CreateOrUpdate;
+
+        opts.Schema.For<UnfinishedRebuild>();
 
         opts.Events.StreamIdentity = StreamIdentity.AsString;
         opts.Events.AppendMode = EventAppendMode.Quick;

@@ -3,6 +3,7 @@ using JasperFx.Events.Daemon;
 using JasperFx.Events.Projections;
 using Marten;
 using Marten.Events.Projections;
+using Npgsql;
 using Throughput.Configuration;
 using Throughput.Metering;
 
@@ -41,6 +42,7 @@ public static class ProjectionRebuild
         var unknown = names.Where(n => !registered.Any(p => p.Name == n || MembersOf(p).Contains(n))).ToList();
         if (unknown.Count > 0)
             throw new ArgumentException($"No projection named {string.Join(", ", unknown)}; known: {string.Join(", ", registered.SelectMany(p => MembersOf(p).Prepend(p.Name)))}");
+        await UnfinishedRebuild.MarkAsync(store, names, ct);
         var results = new List<Rebuilt>();
         foreach (var projection in registered.Where(p => names.Count == 0 || names.Contains(p.Name) || MembersOf(p).Any(names.Contains)))
         {
@@ -52,6 +54,7 @@ public static class ProjectionRebuild
             report($"rebuilt {rebuilt.Projection} in {rebuilt.Took.TotalSeconds:0.0} s, {rebuilt.Cpu.TotalSeconds:0.0} s CPU"
                 + (rebuilt.Members.Count > 0 ? $" (one pass for {string.Join(", ", rebuilt.Members)})" : ""));
         }
+        await UnfinishedRebuild.ClearAsync(store, ct);
         return results;
     }
 
@@ -103,9 +106,22 @@ public static class ProjectionRebuild
         return await RunAsync(store, daemon, names, report, ct);
     }
 
-    /// <summary>The command-line mode: no host runs, so no consumer, issuer or daemon of its own competes.</summary>
-    public static async Task RunCommandAsync(ServiceSettings settings, IReadOnlyList<FeatureModule> modules, IReadOnlyList<string> names)
+    /// <summary>
+    /// The command-line mode: no host runs, so no consumer, issuer or daemon of its own competes. Refused (exit code 1) while
+    /// a host of the schema leads its daemon; the daemon's lock is held meanwhile, so none starts leading during the rebuild.
+    /// </summary>
+    public static async Task<int> RunCommandAsync(ServiceSettings settings, IReadOnlyList<FeatureModule> modules, IReadOnlyList<string> names)
     {
+        await using var daemonLock = new NpgsqlConnection(settings.PostgresConnectionString() + ";Pooling=false;Application Name=throughput-rebuild");
+        await daemonLock.OpenAsync();
+        await using (var take = new NpgsqlCommand($"select pg_try_advisory_lock({EventStore.DaemonLockId(settings.PgSchema)})", daemonLock))
+        {
+            if (await take.ExecuteScalarAsync() is not true)
+            {
+                await Console.Error.WriteLineAsync($"A host of schema {settings.PgSchema} leads its async daemon: stop every host of the schema, then rebuild.");
+                return 1;
+            }
+        }
         using var store = await SinglePassStoreAsync(settings, modules);
         using var daemon = await store.BuildProjectionDaemonAsync();
         var events = (await store.Advanced.FetchEventStoreStatistics()).EventCount;
@@ -115,6 +131,7 @@ public static class ProjectionRebuild
         await RunAsync(store, daemon, names, Console.WriteLine, CancellationToken.None);
         var took = Stopwatch.GetElapsedTime(started);
         Console.WriteLine($"rebuilt in {took.TotalSeconds:0.0} s, {(Environment.CpuUsage.TotalTime - cpu).TotalSeconds:0.0} s CPU: {events / Math.Max(took.TotalSeconds, 0.001):N0} events/s over the log");
+        return 0;
     }
 
     static async Task<DocumentStore> SinglePassStoreAsync(ServiceSettings settings, IReadOnlyList<FeatureModule> modules)
