@@ -212,10 +212,10 @@ public sealed class AdmissionTable(IDocumentStore store, ILogger<AdmissionTable>
         List<string> missing = [];
         foreach (var (id, level, at) in buckets)
         {
-            if (!_deployments.TryGetValue(id, out var d)) missing.Add(id);
-            else _deployments.AddOrUpdate(id, Bucketed(d), (_, old) => Bucketed(old));
-
-            Deployment Bucketed(Deployment d) => d with { BucketLevel = level, BucketAt = d.BucketAt > at ? d.BucketAt : at };
+            // One copy per entry, and no closure: a usage event names thousands of deployments when there are many.
+            Deployment? d;
+            while (_deployments.TryGetValue(id, out d) && !_deployments.TryUpdate(id, d with { BucketLevel = level, BucketAt = d.BucketAt > at ? d.BucketAt : at }, d)) { }
+            if (d is null) missing.Add(id);
         }
         return missing;
     }

@@ -13,6 +13,10 @@ public sealed record MeterDecision(UsageMetered Usage, DeploymentEvent? Transiti
         var metered = deployment.Metered(Usage);
         return Transition is null ? metered : metered.Then(Transition);
     }
+
+    /// <summary>The deployment's meter after this decision: <see cref="Applied"/>'s, without building the whole deployment when only usage moved it.</summary>
+    public DeploymentMeter MeterOf(Deployment deployment) =>
+        Transition is null ? DeploymentMeter.Of(deployment, 0).Then(Usage) : DeploymentMeter.Of(Applied(deployment), 0);
 }
 
 /// <summary>
@@ -28,7 +32,7 @@ public static class Meter
     /// <summary>Null when every batch was a duplicate within the consumer batch.</summary>
     public static MeterDecision? Decide(Deployment deployment, IReadOnlyList<ProducerBatch> batches, DateTimeOffset now)
     {
-        var fresh = batches.DistinctBy(b => (b.ProducerId, b.Sequence)).ToList();
+        var fresh = Distinct(batches);
         if (fresh.Count == 0) return null;
 
         TokenCounts tokens = default;
@@ -40,8 +44,11 @@ public static class Meter
         var lastFinished = DateTimeOffset.MinValue;
         foreach (var batch in fresh)
         {
-            foreach (var r in batch.Records)
+            // Indexed, not foreach: an enumerator over the interface is an allocation per producer batch, and there is one
+            // per deployment and message, thousands per consumer batch when the deployments are many.
+            for (var i = 0; i < batch.Records.Count; i++)
             {
+                var r = batch.Records[i];
                 var w = Weighted(deployment, r);
                 var counts = r.Counts;
                 tokens += counts;
@@ -64,9 +71,7 @@ public static class Meter
         var at = now > deployment.BucketAt ? now : deployment.BucketAt;
         var level = deployment.LevelAt(at) + bucketed;
         var utilization = deployment.UtilizationOf(level);
-        var producers = fresh.GroupBy(b => b.ProducerId)
-            .Select(g => new ProducerRange(g.Key, g.Min(b => b.Sequence), g.Max(b => b.Sequence)))
-            .ToList();
+        var producers = RangesOf(fresh);
         var usage = new UsageMetered(deployment.Id, deployment.TenantId, producers, tokens, weighted, firstStarted, lastFinished, level, utilization,
             deployment.Limit.TokensPerMinute, at, months is null ? null : [.. months.OrderBy(m => m.Key).Select(m => new MonthlyUsage(MonthName(m.Key), m.Value))],
             adapters is null ? null : [.. adapters.OrderBy(a => a.Key.Item1, StringComparer.Ordinal).ThenBy(a => a.Key.Item2)
@@ -79,13 +84,39 @@ public static class Meter
         return new(usage, null);
     }
 
+    /// <summary>The batches once each, in order: one delivered twice within the consumer batch counts once.</summary>
+    static IReadOnlyList<ProducerBatch> Distinct(IReadOnlyList<ProducerBatch> batches)
+    {
+        if (batches.Count < 2) return batches;
+        HashSet<(string, long)> seen = [];
+        List<ProducerBatch> fresh = new(batches.Count);
+        for (var i = 0; i < batches.Count; i++)
+            if (seen.Add((batches[i].ProducerId, batches[i].Sequence))) fresh.Add(batches[i]);
+        return fresh;
+    }
+
+    /// <summary>Each producer's lowest and highest sequence, in the order the producers first appear.</summary>
+    static List<ProducerRange> RangesOf(IReadOnlyList<ProducerBatch> batches)
+    {
+        List<ProducerRange> ranges = new(1);
+        for (var i = 0; i < batches.Count; i++)
+        {
+            var b = batches[i];
+            var at = 0;
+            while (at < ranges.Count && ranges[at].ProducerId != b.ProducerId) at++;
+            if (at == ranges.Count) ranges.Add(new ProducerRange(b.ProducerId, b.Sequence, b.Sequence));
+            else ranges[at] = new ProducerRange(b.ProducerId, Math.Min(ranges[at].FirstSequence, b.Sequence), Math.Max(ranges[at].LastSequence, b.Sequence));
+        }
+        return ranges;
+    }
+
     /// <summary>Months counted from year 0: the calendar month (UTC) a record finished in.</summary>
     static int MonthOf(in MeteredRecord r) => r.FinishedAt.UtcDateTime.Year * 12 + r.FinishedAt.UtcDateTime.Month - 1;
 
     static string MonthName(int month) => $"{month / 12:D4}-{month % 12 + 1:D2}";
 
     /// <summary>The first month's share of the records seen so far: all of them finished in it.</summary>
-    static Dictionary<int, TokenCounts> Split(List<ProducerBatch> batches, int firstMonth)
+    static Dictionary<int, TokenCounts> Split(IReadOnlyList<ProducerBatch> batches, int firstMonth)
     {
         TokenCounts first = default;
         foreach (var batch in batches)

@@ -83,7 +83,7 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
         var nodes = await LoadNodesAsync(session, frames, ct);
         foreach (var (frame, sentBy) in frames)
         {
-            if (!nodes.TryGetValue(ServingNode.StreamId(frame.ProducerId), out var node))
+            if (!nodes.TryGetValue(frame.ProducerId, out var node))
                 pieces.Add(new Piece(frame, Quarantine.Message(QuarantineReason.UnknownProducer, $"producer '{frame.ProducerId}' is not a registered serving node", frame, null, now)));
             else if (node.Revoked)
                 pieces.Add(new Piece(frame, Quarantine.Message(QuarantineReason.RevokedProducer, $"serving node '{frame.ProducerId}' was revoked", frame, null, now)));
@@ -128,7 +128,7 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
                 else if (record.FinishedAt > now + FutureTolerance) quarantined.Add(Quarantine.Record(QuarantineReason.TimestampInFuture, $"finishedAt {record.FinishedAt:O} is in the future", piece.Frame, record, now));
                 else if (record.FinishedAt < now - BackdatingWindow)
                     quarantined.Add(Quarantine.Record(QuarantineReason.TimestampTooOld, $"finishedAt {record.FinishedAt:O} is more than {BackdatingWindow.TotalDays:0} days before it was metered", piece.Frame, record, now));
-                else if (record.PhaseProblemFrom(nodes[ServingNode.StreamId(piece.Frame.ProducerId)]) is { } wrongPhase)
+                else if (record.PhaseProblemFrom(nodes[piece.Frame.ProducerId]) is { } wrongPhase)
                     quarantined.Add(Quarantine.Record(QuarantineReason.WrongPhase, wrongPhase, piece.Frame, record, now));
                 else Add(piece.Frame, record);
             }
@@ -149,21 +149,18 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
             }
             var meter = meters.GetValueOrDefault(deploymentId);
             var deployment = meter?.On(snapshot) ?? snapshot;
-            var allowed = batches.Where(b => nodes[ServingNode.StreamId(b.ProducerId)].MayServe(deployment)).ToList();
-            Refuse(batches.Except(allowed), QuarantineReason.NotServedByProducer, $"deployment '{deploymentId}' (tenant {deployment.TenantId}, region {deployment.Region}) is outside the producer's registered scope");
-            allowed = [.. allowed.Select(b => Admissible(b, deployment)).OfType<ProducerBatch>()];
+            var allowed = Allowed(batches, deployment);
             throttling |= deployment.Throttled;
             if (Meter.Decide(deployment, allowed, now) is not { } decision) continue;
             usage.Add(decision.Usage);
             counted += decision.Usage.Tokens.Records;
-            var applied = decision.Applied(deployment);
             if (decision.Transition is { } transition)
             {
                 throttling = true;
-                transitioned.Add((snapshot, transition, applied));
+                transitioned.Add((snapshot, transition, decision.Applied(deployment)));
                 if (transition is DeploymentThrottled) throttles++;
             }
-            moved.Add((DeploymentMeter.Of(applied, 0), meter?.Version ?? 0));
+            moved.Add((decision.MeterOf(deployment), meter?.Version ?? 0));
         }
         // A batch that changes nothing (all duplicates) leaves the checkpoint to the next: Marten commits only a unit of work that holds something.
         var checkpoint = partition.CheckpointDue(Backlogged(messages, options.BacklogAfter ?? options.BatchTimeLimit + TimeSpan.FromMilliseconds(20)), throttling)
@@ -206,6 +203,24 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
                 var frame = FrameOf(batch);
                 foreach (var record in batch.Records) quarantined.Add(Quarantine.Record(reason, detail, frame, record, now));
             }
+        }
+
+        // The batches the deployment may be metered from, each without the records it cannot be billed for; the rest
+        // quarantined. Copies nothing when nothing is refused, as nearly always: there is one call per deployment.
+        List<ProducerBatch> Allowed(List<ProducerBatch> batches, Deployment deployment)
+        {
+            List<ProducerBatch>? allowed = null; // a copy, once a batch is left out or trimmed
+            for (var i = 0; i < batches.Count; i++)
+            {
+                var batch = batches[i];
+                ProducerBatch? kept = null;
+                if (nodes[batch.ProducerId].MayServe(deployment)) kept = Admissible(batch, deployment);
+                else Refuse([batch], QuarantineReason.NotServedByProducer, $"deployment '{deployment.Id}' (tenant {deployment.TenantId}, region {deployment.Region}) is outside the producer's registered scope");
+                if (allowed is null && ReferenceEquals(kept, batch)) continue;
+                allowed ??= batches[..i];
+                if (kept is not null) allowed.Add(kept);
+            }
+            return allowed ?? batches;
         }
 
         MeteringFrame FrameOf(ProducerBatch batch) => frames.First(f => f.Frame.ProducerId == batch.ProducerId && f.Frame.Sequence == batch.Sequence).Frame;
@@ -285,10 +300,11 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
     static string? BrokerUser(ConsumeContext<MeteringFrame> message) =>
         message.ReceiveContext.TryGetPayload<RabbitMqBasicConsumeContext>(out var delivery) ? delivery.Properties.UserId : null;
 
+    /// <summary>The batch's serving nodes by producer id: looked up per record, so without building a stream id each time.</summary>
     static async Task<Dictionary<string, ServingNode>> LoadNodesAsync(IDocumentSession session, List<(MeteringFrame Frame, string? SentBy)> frames, CancellationToken ct)
     {
         var ids = frames.Select(f => ServingNode.StreamId(f.Frame.ProducerId)).Distinct().ToArray();
-        return ids.Length == 0 ? [] : (await session.LoadManyAsync<ServingNode>(ct, ids)).ToDictionary(n => n.Id);
+        return ids.Length == 0 ? [] : (await session.LoadManyAsync<ServingNode>(ct, ids)).ToDictionary(n => n.ProducerId);
     }
 
     /// <summary>

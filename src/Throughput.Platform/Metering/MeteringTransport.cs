@@ -149,7 +149,7 @@ public static class MeteringTransport
         if (metering.QuorumQueues) endpoint.SetQuorumQueue();
         endpoint.PrefetchCount = metering.Prefetch;
         endpoint.ConcurrentMessageLimit = metering.Prefetch; // every message prefetched may wait in a batch
-        endpoint.UseRawJsonDeserializer(RawSerializerOptions.AnyMessageType, isDefault: true);
+        endpoint.AddDeserializer(new MeteringDeserializer(), isDefault: true);
         endpoint.Bind(metering.Exchange, exchange =>
         {
             exchange.ExchangeType = MeteringTopology.ExchangeType;

@@ -33,6 +33,23 @@ public sealed class MeterSpecs
     }
 
     [Fact]
+    public void The_meter_after_a_decision_is_the_applied_deployment_s_with_or_without_a_transition()
+    {
+        var throttled = Metered(ActiveDeployment(), Now, Batch(1, R(2600)));
+        var d = throttled.Applied(ActiveDeployment());
+        var lifted = Metered(d, Now.AddSeconds(30), Batch(2, R(10), R(300, 100, 20, spilled: true)));
+        var plain = Metered(ActiveDeployment(), Now, Batch(3, R(1000, 200, 10)), Batch(4, R(5)), Batch(3, R(1000, 200, 10)));
+        Assert.NotNull(throttled.Transition);
+        Assert.NotNull(lifted.Transition);
+        Assert.Null(plain.Transition);
+        Assert.Equal(DeploymentMeter.Of(d, 0), throttled.MeterOf(ActiveDeployment()));
+        Assert.Equal(DeploymentMeter.Of(lifted.Applied(d), 0), lifted.MeterOf(d));
+        Assert.Equal(DeploymentMeter.Of(plain.Applied(ActiveDeployment()), 0), plain.MeterOf(ActiveDeployment()));
+        Assert.Equal([new ProducerRange("node", 3, 4)], plain.Usage.Producers);
+        Assert.Equal(2, plain.Usage.Tokens.Records); // batch 3 delivered twice counts once
+    }
+
+    [Fact]
     public void Given_usage_a_minute_ago_the_bucket_has_drained_at_the_purchased_rate()
     {
         var d = Metered(ActiveDeployment(), Now, Batch(1, R(2000))).Applied(ActiveDeployment());
