@@ -48,7 +48,7 @@ public sealed class MeteringDeserializer : IMessageDeserializer, ISerializerFact
         }
         catch (JsonException e)
         {
-            throw new SerializationException("An error occured while deserializing the message enveloper", e);
+            throw new SerializationException("The metering message is not valid JSON", e);
         }
         return new FrameContext(frame, headers, destinationAddress);
     }
