@@ -85,7 +85,6 @@ public sealed class RebuildGateTests(PlatformFixture platform)
     {
         await using var connection = new NpgsqlConnection(settings.PostgresConnectionString() + ";Pooling=false");
         await connection.OpenAsync();
-        await using var take = new NpgsqlCommand($"select pg_try_advisory_lock({EventStore.DaemonLockId(Schema)})", connection);
-        return await take.ExecuteScalarAsync() is false; // taken here, it is released when this unpooled connection closes
+        return !await DaemonLeadership.TryLockAsync(connection, Schema, CancellationToken.None); // taken here, it is released when this unpooled connection closes
     }
 }

@@ -74,8 +74,7 @@ public sealed class DaemonLeadership(IDocumentStore store, ServiceSettings setti
         await using var connection = new NpgsqlConnection(settings.PostgresConnectionString() + ";Pooling=false;Application Name=throughput-daemon-leader");
         await connection.OpenAsync(ct);
         var schema = store.Options.Events.DatabaseSchemaName;
-        var lockId = EventStore.DaemonLockId(schema);
-        while (!await ScalarAsync<bool>(connection, $"select pg_try_advisory_lock({lockId})", ct))
+        while (!await TryLockAsync(connection, schema, ct))
             await Task.Delay(Check, ct);
         _leading = true;
         log.LogInformation("This host leads the async daemon of schema {Schema}", schema);
@@ -117,6 +116,13 @@ public sealed class DaemonLeadership(IDocumentStore store, ServiceSettings setti
         daemon.Dispose();
         log.LogInformation("Async daemon of schema {Schema} stopped on this host", store.Options.Events.DatabaseSchemaName);
     }
+
+    /// <summary>
+    /// Takes the schema's daemon lock on this connection if no other holds it; held until the connection closes. The
+    /// rebuild command takes it too, so no host leads the daemon while it runs.
+    /// </summary>
+    public static Task<bool> TryLockAsync(NpgsqlConnection connection, string schema, CancellationToken ct) =>
+        ScalarAsync<bool>(connection, $"select pg_try_advisory_lock({EventStore.DaemonLockId(schema)})", ct);
 
     static async Task<T> ScalarAsync<T>(NpgsqlConnection connection, string sql, CancellationToken ct)
     {

@@ -114,13 +114,10 @@ public static class ProjectionRebuild
     {
         await using var daemonLock = new NpgsqlConnection(settings.PostgresConnectionString() + ";Pooling=false;Application Name=throughput-rebuild");
         await daemonLock.OpenAsync();
-        await using (var take = new NpgsqlCommand($"select pg_try_advisory_lock({EventStore.DaemonLockId(settings.PgSchema)})", daemonLock))
+        if (!await DaemonLeadership.TryLockAsync(daemonLock, settings.PgSchema, CancellationToken.None))
         {
-            if (await take.ExecuteScalarAsync() is not true)
-            {
-                await Console.Error.WriteLineAsync($"A host of schema {settings.PgSchema} leads its async daemon: stop every host of the schema, then rebuild.");
-                return 1;
-            }
+            await Console.Error.WriteLineAsync($"A host of schema {settings.PgSchema} leads its async daemon: stop every host of the schema, then rebuild.");
+            return 1;
         }
         using var store = await SinglePassStoreAsync(settings, modules);
         using var daemon = await store.BuildProjectionDaemonAsync();
