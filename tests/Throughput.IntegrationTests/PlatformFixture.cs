@@ -1,7 +1,10 @@
 using System.Net.Http.Json;
 using System.Text.Json;
+using Marten;
+using Npgsql;
 using Throughput.Configuration;
 using Throughput.Hosting;
+using Throughput.Store;
 
 namespace Throughput.IntegrationTests;
 
@@ -24,6 +27,18 @@ public sealed class PlatformFixture() : HostFixture(OperatorKey, $"tests.meterin
     {
         Environment.SetEnvironmentVariable("THROUGHPUT_PG_SCHEMA", Schema);
         return ServiceSettings.FromEnvironment();
+    }
+
+    /// <summary>A store of a schema of its own, emptied first and created as a host would: for tests that write the log directly.</summary>
+    public async Task<(ServiceSettings Settings, DocumentStore Store)> OwnSchemaAsync(string schema)
+    {
+        var settings = Settings with { PgSchema = schema };
+        await using (var database = NpgsqlDataSource.Create(settings.PostgresConnectionString()))
+        await using (var drop = database.CreateCommand($"drop schema if exists {schema} cascade"))
+            await drop.ExecuteNonQueryAsync();
+        var store = DocumentStore.For(options => EventStore.Configure(options, settings, ProjectionLayout.Live, Features.All));
+        await store.Storage.ApplyAllConfiguredChangesToDatabaseAsync();
+        return (settings, store);
     }
 
     public static async Task<string> BuyAsync(HttpClient customer, string region, decimal ptu, string model = "gpt-4o", string name = "d")

@@ -20,12 +20,8 @@ public sealed class RebuildGateTests(PlatformFixture platform)
     [Fact]
     public async Task A_rebuild_stopped_midway_keeps_every_host_from_starting_until_a_rebuild_finishes()
     {
-        var settings = platform.Settings with { PgSchema = Schema };
-        await using (var database = NpgsqlDataSource.Create(settings.PostgresConnectionString()))
-        await using (var drop = database.CreateCommand($"drop schema if exists {Schema} cascade"))
-            await drop.ExecuteNonQueryAsync();
-        using var store = DocumentStore.For(options => EventStore.Configure(options, settings, ProjectionLayout.Live, Features.All));
-        await store.Storage.ApplyAllConfiguredChangesToDatabaseAsync();
+        var (settings, store) = await platform.OwnSchemaAsync(Schema);
+        using var owned = store;
         // A register that has numbered 5,000 invoices: the snapshot a host takes its next number from.
         var at = DateTimeOffset.UtcNow;
         await using (var session = store.LightweightSession())

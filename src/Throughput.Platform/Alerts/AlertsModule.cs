@@ -1,4 +1,5 @@
 using Marten;
+using Marten.Events.Projections;
 using Throughput.Configuration;
 
 namespace Throughput.Alerts;
@@ -17,15 +18,25 @@ public sealed class AlertsModule : FeatureModule
 
     public override IReadOnlyList<Type> Snapshots { get; } = [typeof(Alert)];
 
-    /// <summary>The usage watch runs under the daemon's leader, as every subscription does; the invoice watch on every Daemon host.</summary>
+    /// <summary>The invoice watch runs on every Daemon host; the usage watch is a read model member (below).</summary>
     public override void AddServices(IServiceCollection services, IConfiguration configuration, HostRoles roles)
     {
-        services.ConfigureMarten(opts => opts.Events.Subscribe(new AlertWatch()));
         services.AddSingleton(InvoiceWatchSettings.FromConfiguration(configuration));
         if (roles.Daemon) services.AddHostedService<InvoiceWatch>();
     }
 
     public override void ConfigureStore(StoreOptions opts, ProjectionLayout layout) => opts.Schema.For<Alert>().Index(a => a.TenantId);
+
+    /// <summary>
+    /// The usage watch joins the live read models' pass, under the daemon's leader. Not a full rebuild's: alerts are decided
+    /// once, as usage arrives, never again from history.
+    /// </summary>
+    public override void AddReadModels(CompositeProjection readModels, StoreOptions opts, ProjectionLayout layout)
+    {
+        if (layout != ProjectionLayout.Live) return;
+        readModels.Add(new AlertWatch());
+        foreach (var type in AlertWatch.EventTypes) readModels.IncludeType(type);
+    }
 
     public override void MapEndpoints(WebApplication app) => app.MapAlerts();
 }
