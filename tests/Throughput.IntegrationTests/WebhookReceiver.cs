@@ -81,7 +81,8 @@ public sealed class WebhookReceiver : IAsyncDisposable
         {
             HttpListenerContext context;
             try { context = await _listener.GetContextAsync(); }
-            catch (Exception) when (!_listener.IsListening) { return; }
+            // Stopping fails the pending accept, on Linux sometimes before IsListening turns false: disposal started is the test.
+            catch (Exception) when (_disposed.Task.IsCompleted || !_listener.IsListening) { return; }
             _handlers.Add(Task.Run(() => AnswerAsync(context)));
         }
     }
