@@ -54,9 +54,22 @@ CONF
 )
   local changed=
   if [ "$(cat "$conf" 2>/dev/null)" != "$wanted" ]; then printf '%s\n' "$wanted" > "$conf"; changed=1; fi
+  # glibc's allocator in the server's processes (docs/operations.md, PostgreSQL's allocator): read at start only.
+  local environment="/etc/postgresql/$version/$name/environment" wanted_env restart=
+  wanted_env=$(cat <<ENV
+# Written by infra/services.sh.
+MALLOC_MMAP_THRESHOLD_ = 33554432
+MALLOC_TRIM_THRESHOLD_ = 67108864
+MALLOC_TOP_PAD_ = 16777216
+ENV
+)
+  if [ "$(cat "$environment" 2>/dev/null)" != "$wanted_env" ]; then printf '%s\n' "$wanted_env" > "$environment"; restart=1; fi
   if ! pg_ctlcluster "$version" "$name" status >/dev/null 2>&1; then
     log "starting PostgreSQL $version/$name"
     daemon pg_ctlcluster "$version" "$name" start
+  elif [ -n "$restart" ]; then
+    log "restarting PostgreSQL $version/$name for its changed environment"
+    daemon pg_ctlcluster "$version" "$name" restart
   elif [ -n "$changed" ]; then
     log "reloading PostgreSQL $version/$name for changed settings (a changed port or shared_buffers needs a restart)"
     pg_ctlcluster "$version" "$name" reload

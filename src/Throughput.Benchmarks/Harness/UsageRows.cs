@@ -21,9 +21,19 @@ public static class UsageRows
          from {schema}.mt_events e cross join lateral (
              select o.value as data from jsonb_array_elements(e.data->'usage') o
              union all
-             select jsonb_build_object({string.Join(", ", Fields.Select(f => $"'{f}', c.\"{f}\"->(i.n::int - 1)"))})
+             select jsonb_build_object({string.Join(", ", Fields.Select(f => $"'{f}', {Element(f)}"))})
              from (select {string.Join(", ", Fields.Select(f => $"e.data->'{f}' as \"{f}\""))} offset 0) c
              cross join lateral jsonb_array_elements(c."deploymentId") with ordinality i(id, n)) u
          where e.type = 'usage_batch_metered') usage
         """;
+
+    // meteredAt is one value when the whole batch was metered at one moment; a token count other than records that is 0
+    // for every deployment of the batch is left out.
+    static string Element(string field) => field switch
+    {
+        "meteredAt" => $"case when jsonb_typeof(c.\"{field}\") = 'array' then c.\"{field}\"->(i.n::int - 1) else c.\"{field}\" end",
+        "promptTokens" or "cachedTokens" or "outputTokens" or "spilledRecords" or "spilledPromptTokens" or "spilledCachedTokens" or "spilledOutputTokens"
+            => $"coalesce(c.\"{field}\"->(i.n::int - 1), '0')",
+        _ => $"c.\"{field}\"->(i.n::int - 1)",
+    };
 }

@@ -10,8 +10,11 @@ namespace Throughput.Deployments;
 /// thousands of deployments is then under half the text, and PostgreSQL parses it into <c>jsonb</c> about three times
 /// faster (2,270 deployments: 1.67 MB in 33 ms as objects, 0.66 MB in 9 ms as columns; psql on the 2-core VM,
 /// 2026-12-04), which is most of what appending the batch's event costs. <c>months</c> and <c>adapters</c> are present
-/// only when some deployment has them, aligned with the others (null where it has none). Events written before hold
-/// <c>{"usage": [ … ]}</c>, an object per deployment; both are read.
+/// only when some deployment has them, aligned with the others (null where it has none). A token count other than
+/// <c>records</c> that is 0 for every deployment (the spilled counts, nearly always) is left out and read as 0s.
+/// <c>meteredAt</c> is one string when every deployment was metered at the same moment, as a consumer's batch is, and a
+/// column otherwise. Events written before hold <c>{"usage": [ … ]}</c>, an object per deployment, or every column
+/// whole; all are read.
 /// </summary>
 public sealed class UsageBatchMeteredJson : JsonConverter<UsageBatchMetered>
 {
@@ -23,9 +26,11 @@ public sealed class UsageBatchMeteredJson : JsonConverter<UsageBatchMetered>
         var c = Columns.ForThisThread();
         List<UsageMetered>? objects = null;
         bool hasDeployments = false, hasMonths = false, hasAdapters = false;
+        DateTimeOffset? meteredOnce = null;
+        var present = 0; // the token columns the event holds, one bit each
         while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
         {
-            if (TokenColumn(ref reader) is >= 0 and var i) { reader.Read(); Column(ref reader, c.Counts[i], static (ref r) => r.GetInt64()); }
+            if (TokenColumn(ref reader) is >= 0 and var i) { reader.Read(); Column(ref reader, c.Counts[i], static (ref r) => r.GetInt64()); present |= 1 << i; }
             else if (reader.ValueTextEquals("usage"u8)) { reader.Read(); objects = Objects(ref reader, options); }
             else if (reader.ValueTextEquals("deploymentId"u8)) { reader.Read(); Column(ref reader, c.Deployments, IdOrNull); hasDeployments = true; }
             else if (reader.ValueTextEquals("tenantId"u8)) { reader.Read(); Column(ref reader, c.Tenants, IdOrNull); }
@@ -36,7 +41,12 @@ public sealed class UsageBatchMeteredJson : JsonConverter<UsageBatchMetered>
             else if (reader.ValueTextEquals("bucketLevel"u8)) { reader.Read(); Column(ref reader, c.Levels, static (ref r) => r.GetDecimal()); }
             else if (reader.ValueTextEquals("utilization"u8)) { reader.Read(); Column(ref reader, c.Utilizations, static (ref r) => r.GetDecimal()); }
             else if (reader.ValueTextEquals("tokensPerMinute"u8)) { reader.Read(); Column(ref reader, c.Rates, static (ref r) => r.GetInt64()); }
-            else if (reader.ValueTextEquals("meteredAt"u8)) { reader.Read(); Column(ref reader, c.Metered, static (ref r) => r.GetDateTimeOffset()); }
+            else if (reader.ValueTextEquals("meteredAt"u8))
+            {
+                reader.Read();
+                if (reader.TokenType == JsonTokenType.String) meteredOnce = reader.GetDateTimeOffset();
+                else Column(ref reader, c.Metered, static (ref r) => r.GetDateTimeOffset());
+            }
             else if (reader.ValueTextEquals("months"u8)) { reader.Read(); Column(ref reader, c.Months, static (ref r) => (IReadOnlyList<MonthlyUsage>?)UsageMeteredJson.ReadMonths(ref r)); hasMonths = true; }
             else if (reader.ValueTextEquals("adapters"u8)) { reader.Read(); Column(ref reader, c.AdaptersUsed, static (ref r) => (IReadOnlyList<AdapterUsage>?)UsageMeteredJson.ReadAdapters(ref r)); hasAdapters = true; }
             else { reader.Read(); reader.Skip(); }
@@ -46,16 +56,18 @@ public sealed class UsageBatchMeteredJson : JsonConverter<UsageBatchMetered>
 
         var n = c.Deployments.Count;
         if (c.Tenants.Count != n || c.Producers.Count != n || c.Weighted.Count != n || c.Levels.Count != n || c.Utilizations.Count != n
-            || c.Started.Count != n || c.Finished.Count != n || c.Metered.Count != n || c.Rates.Count != n || !c.CountsAre(n)
+            || c.Started.Count != n || c.Finished.Count != n || meteredOnce is null && c.Metered.Count != n || c.Rates.Count != n || (present & 1) == 0 || !c.CountsAre(n, present)
             || hasMonths && c.Months.Count != n || hasAdapters && c.AdaptersUsed.Count != n)
             throw new JsonException("A usage batch event's columns differ in length.");
         var usage = new List<UsageMetered>(n);
         var counts = c.Counts;
+        for (var column = 0; column < counts.Length; column++)
+            if ((present & 1 << column) == 0) c.Zeros(column, n);
         for (var i = 0; i < n; i++)
         {
             var tokens = new TokenCounts(counts[0][i], counts[1][i], counts[2][i], counts[3][i], counts[4][i], counts[5][i], counts[6][i], counts[7][i]);
             usage.Add(new UsageMetered(c.Deployments[i]!, c.Tenants[i], c.Producers[i], tokens, c.Weighted[i], c.Started[i], c.Finished[i], c.Levels[i],
-                c.Utilizations[i], c.Rates[i], c.Metered[i], hasMonths ? c.Months[i] : null, hasAdapters ? c.AdaptersUsed[i] : null));
+                c.Utilizations[i], c.Rates[i], meteredOnce ?? c.Metered[i], hasMonths ? c.Months[i] : null, hasAdapters ? c.AdaptersUsed[i] : null));
         }
         c.Release();
         return new UsageBatchMetered(usage);
@@ -112,11 +124,18 @@ public sealed class UsageBatchMeteredJson : JsonConverter<UsageBatchMetered>
             return id;
         }
 
-        public bool CountsAre(int n)
+        public bool CountsAre(int n, int present)
         {
-            foreach (var column in Counts)
-                if (column.Count != n) return false;
+            for (var column = 0; column < Counts.Length; column++)
+                if ((present & 1 << column) != 0 && Counts[column].Count != n) return false;
             return true;
+        }
+
+        /// <summary>A token column the event left out: 0 for each of its <paramref name="n"/> deployments.</summary>
+        public void Zeros(int column, int n)
+        {
+            Counts[column].Clear();
+            Counts[column].AddRange(Enumerable.Repeat(0L, n));
         }
 
         /// <summary>Lets go of what the event's objects hold, and of lists one large event grew.</summary>
@@ -164,6 +183,7 @@ public sealed class UsageBatchMeteredJson : JsonConverter<UsageBatchMetered>
         });
         for (var c = 0; c < TokenColumns.Length; c++)
         {
+            if (c > 0 && usage.All(u => Count(u.Tokens, c) == 0)) continue;
             writer.WriteStartArray(TokenColumns[c]);
             foreach (var u in usage) writer.WriteNumberValue(Count(u.Tokens, c));
             writer.WriteEndArray();
@@ -174,7 +194,9 @@ public sealed class UsageBatchMeteredJson : JsonConverter<UsageBatchMetered>
         Write(writer, "bucketLevel"u8, usage, static (w, u) => w.WriteNumberValue(u.BucketLevel));
         Write(writer, "utilization"u8, usage, static (w, u) => w.WriteNumberValue(u.Utilization));
         Write(writer, "tokensPerMinute"u8, usage, static (w, u) => w.WriteNumberValue(u.TokensPerMinute));
-        Write(writer, "meteredAt"u8, usage, static (w, u) => w.WriteStringValue(u.MeteredAt));
+        if (usage.Count > 0 && usage.All(u => u.MeteredAt == usage[0].MeteredAt && u.MeteredAt.Offset == usage[0].MeteredAt.Offset))
+            writer.WriteString("meteredAt"u8, usage[0].MeteredAt);
+        else Write(writer, "meteredAt"u8, usage, static (w, u) => w.WriteStringValue(u.MeteredAt));
         if (usage.Any(u => u.Months is not null))
             Write(writer, "months"u8, usage, static (w, u) => UsageMeteredJson.WriteMonths(w, u.Months));
         if (usage.Any(u => u.Adapters is not null))
@@ -190,9 +212,19 @@ public sealed class UsageBatchMeteredJson : JsonConverter<UsageBatchMetered>
     {
         if (!usageEvent.TryGetProperty("deploymentId"u8, out var ids)) return !usageEvent.TryGetProperty("usage"u8, out _);
         if (!usageEvent.TryGetProperty("bucketLevel"u8, out var levels) || !usageEvent.TryGetProperty("meteredAt"u8, out var times)
-            || levels.GetArrayLength() != ids.GetArrayLength() || times.GetArrayLength() != ids.GetArrayLength())
+            || levels.GetArrayLength() != ids.GetArrayLength() || times.ValueKind != JsonValueKind.String && times.GetArrayLength() != ids.GetArrayLength())
             throw new JsonException("A usage batch event's columns differ in length.");
         using var level = levels.EnumerateArray().GetEnumerator();
+        if (times.ValueKind == JsonValueKind.String)
+        {
+            var at = times.GetDateTimeOffset();
+            foreach (var id in ids.EnumerateArray())
+            {
+                level.MoveNext();
+                buckets.Add((id.GetString()!, level.Current.GetDecimal(), at));
+            }
+            return true;
+        }
         using var time = times.EnumerateArray().GetEnumerator();
         foreach (var id in ids.EnumerateArray())
         {

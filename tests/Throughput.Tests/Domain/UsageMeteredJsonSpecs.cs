@@ -105,6 +105,58 @@ public sealed class UsageMeteredJsonSpecs
     }
 
     [Fact]
+    public void A_batch_metered_at_one_moment_stores_that_moment_once_and_a_column_of_moments_still_reads()
+    {
+        var at = new DateTimeOffset(2026, 12, 6, 8, 0, 0, TimeSpan.Zero);
+        UsageMetered Usage(string id, DateTimeOffset meteredAt) =>
+            new(id, "acme", [new ProducerRange("node-1", 1, 2)], new TokenCounts(1, 10, 0, 3, 0, 0, 0, 0), 13.5m, at, at, 13.5m, 0.1m, 2500, meteredAt);
+        var together = new UsageBatchMetered([Usage("dep-1", at), Usage("dep-2", at)]);
+        var apart = new UsageBatchMetered([Usage("dep-1", at), Usage("dep-2", at.AddMilliseconds(1))]);
+
+        var once = JsonNode.Parse(JsonSerializer.Serialize(together, Store))!.AsObject();
+        Assert.Equal(JsonValueKind.String, once["meteredAt"]!.GetValueKind());
+        Assert.Equal(JsonValueKind.Array, JsonNode.Parse(JsonSerializer.Serialize(apart, Store))!["meteredAt"]!.GetValueKind());
+        var asColumn = once.DeepClone().AsObject();
+        asColumn["meteredAt"] = new JsonArray(JsonValue.Create(at), JsonValue.Create(at));
+
+        foreach (var form in new[] { once, asColumn })
+        {
+            Assert.Equal(together.Usage, JsonSerializer.Deserialize<UsageBatchMetered>(form.ToJsonString(), Store)!.Usage, UsageWithoutRanges.Instance);
+            List<(string, decimal, DateTimeOffset)> buckets = [];
+            using var json = JsonDocument.Parse(form.ToJsonString());
+            Assert.True(UsageBatchMeteredJson.ReadBuckets(json.RootElement, buckets));
+            Assert.Equal([("dep-1", 13.5m, at), ("dep-2", 13.5m, at)], buckets);
+        }
+    }
+
+    [Fact]
+    public void A_token_count_that_is_0_for_every_deployment_is_left_out_and_reads_as_0()
+    {
+        var at = new DateTimeOffset(2026, 12, 6, 8, 0, 0, TimeSpan.Zero);
+        UsageMetered Usage(string id, TokenCounts tokens) => new(id, "acme", [], tokens, 13.5m, at, at, 13.5m, 0.1m, 2500, at);
+        var unspilled = new UsageBatchMetered([Usage("dep-1", new TokenCounts(1, 10, 0, 3, 0, 0, 0, 0)), Usage("dep-2", new TokenCounts(2, 20, 0, 6, 0, 0, 0, 0))]);
+        var spilled = new UsageBatchMetered([Usage("dep-1", new TokenCounts(1, 10, 0, 3, 0, 0, 0, 0)), Usage("dep-2", new TokenCounts(2, 20, 4, 6, 1, 20, 4, 6))]);
+
+        string[] counts = ["records", "promptTokens", "cachedTokens", "outputTokens", "spilledRecords", "spilledPromptTokens", "spilledCachedTokens", "spilledOutputTokens"];
+        var left = JsonNode.Parse(JsonSerializer.Serialize(unspilled, Store))!.AsObject();
+        Assert.Equal(["outputTokens", "promptTokens", "records"], left.Select(p => p.Key).Intersect(counts).Order());
+        Assert.Equal(unspilled.Usage, JsonSerializer.Deserialize<UsageBatchMetered>(left.ToJsonString(), Store)!.Usage, UsageWithoutRanges.Instance);
+        var kept = JsonNode.Parse(JsonSerializer.Serialize(spilled, Store))!.AsObject();
+        Assert.Equal(counts.Order(), kept.Select(p => p.Key).Intersect(counts).Order());
+        Assert.Equal(spilled.Usage, JsonSerializer.Deserialize<UsageBatchMetered>(kept.ToJsonString(), Store)!.Usage, UsageWithoutRanges.Instance);
+
+        left.Remove("records");
+        Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<UsageBatchMetered>(left.ToJsonString(), Store));
+    }
+
+    sealed class UsageWithoutRanges : IEqualityComparer<UsageMetered>
+    {
+        public static readonly UsageWithoutRanges Instance = new();
+        public bool Equals(UsageMetered? x, UsageMetered? y) => x is not null && y is not null && x with { Producers = [] } == y with { Producers = [] } && x.Producers.SequenceEqual(y.Producers);
+        public int GetHashCode(UsageMetered u) => u.DeploymentId.GetHashCode(StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void A_usage_batch_written_as_an_object_per_deployment_still_reads()
     {
         var e = JsonSerializer.Deserialize<UsageBatchMetered>($$"""{"usage": [{{Stored}}]}""", Store)!;
