@@ -85,6 +85,8 @@ public sealed class AlertTests(InvoicingFixture platform)
         Assert.Equal([("Spillover", deployment, "2032-03", 1.10m), ("SpilloverAboveCap", deployment, "2032-03", -0.10m)], spillover);
         Assert.Equal(1.00m, spillover.Sum(l => l.Item4));
 
+        await receiver.ArrivedAsync("alerts", 2);
+
         // A new month: spend starts again from 0, spillover is on again, and the warning crosses again at 0.60.
         platform.Clock.Set(At(4, 1, 0, 10));
         await platform.PublishAsync(node, Spilled(deployment, 60_000, At(4, 1, 0, 5)));
@@ -133,6 +135,7 @@ public sealed class AlertTests(InvoicingFixture platform)
         platform.Clock.Set(At(7, 10, 10));
         await platform.PublishAsync(node, Served(deployment, 20_000, At(7, 10, 9, 50)));
         Assert.Equal(640m, (await AlertWhen(a => a.GetProperty("crossedIn").GetString() == "2032-07")).GetProperty("lastCrossedValue").GetDecimal());
+        await receiver.ArrivedAsync("utilization", 1); // before the clock jumps: see WebhookReceiver.ArrivedAsync
         // Two hours on, 4 more served against 300,125 allowed: 0.27, armed again.
         platform.Clock.Set(At(7, 10, 12));
         await platform.PublishAsync(node, Served(deployment, 1, At(7, 10, 11, 50)));
@@ -184,11 +187,13 @@ public sealed class AlertTests(InvoicingFixture platform)
         Assert.Equal(12.00m, draft.GetProperty("total").GetDecimal());
         Assert.Equal(12.00m, ten.GetProperty("lastCrossedValue").GetDecimal());
         Assert.Null((await customer.GetFromJsonAsync<JsonElement>($"/v1/alerts/{ofDeployment}")).GetProperty("crossedIn").GetString());
+        await receiver.ArrivedAsync("invoice", 1);
 
         // At 25.00 the deployment's alert crosses; the round that saw it saw the tenant-wide one still crossed, and left it.
         platform.Clock.Set(At(5, 2, 1));
         Assert.Equal(25.00m, (await AlertWhen(ofDeployment, a => a.GetProperty("crossedIn").GetString() == "2032-05")).GetProperty("lastCrossedValue").GetDecimal());
         Assert.Equal(12.00m, (await customer.GetFromJsonAsync<JsonElement>($"/v1/alerts/{tenantWide}")).GetProperty("lastCrossedValue").GetDecimal());
+        await receiver.ArrivedAsync("invoice", 2);
 
         // June's draft starts from nothing: the tenant-wide alert is armed again, and crosses again at 10.00 or more.
         platform.Clock.Set(At(6, 1, 11));
