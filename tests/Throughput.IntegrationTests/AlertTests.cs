@@ -97,7 +97,7 @@ public sealed class AlertTests(InvoicingFixture platform)
             d => d.GetProperty("lines").EnumerateArray().Any(l => l.GetProperty("kind").GetString() == "Spillover" && l.GetProperty("amount").GetDecimal() == 0.60m));
 
         // Once per crossing: the warning in March and in April, the cap in March; each signed, each id once.
-        var arrivals = await Eventually.Until(() => Task.FromResult(receiver.Accepted("alerts")), a => a.Count >= 3);
+        var arrivals = await receiver.ArrivedAsync("alerts", 3);
         // Each crossing has one delivery, and each arrived once.
         var deliveries = await customer.GetFromJsonAsync<JsonElement>($"/v1/webhooks/endpoints/{endpoint.GetProperty("id").GetString()}/deliveries");
         Assert.Equal(3, deliveries.GetArrayLength());
@@ -145,7 +145,7 @@ public sealed class AlertTests(InvoicingFixture platform)
         Assert.Equal(decimal.Round(160_004m / 302_625m, 6),
             (await AlertWhen(a => a.GetProperty("crossedIn").GetString() == "2032-07")).GetProperty("lastCrossedValue").GetDecimal());
 
-        var arrivals = await Eventually.Until(() => Task.FromResult(receiver.Accepted("utilization")), a => a.Count >= 2);
+        var arrivals = await receiver.ArrivedAsync("utilization", 2);
         var deliveries = await customer.GetFromJsonAsync<JsonElement>($"/v1/webhooks/endpoints/{endpoint.GetProperty("id").GetString()}/deliveries");
         Assert.Equal(2, deliveries.GetArrayLength());
         Assert.Equal(2, arrivals.Select(a => a.Id).Distinct().Count());
@@ -200,7 +200,7 @@ public sealed class AlertTests(InvoicingFixture platform)
         Assert.Equal(11.00m, (await AlertWhen(tenantWide, a => a.GetProperty("crossedIn").GetString() == "2032-06")).GetProperty("lastCrossedValue").GetDecimal());
 
         // One delivery per crossing, each arrived once, signed.
-        var arrivals = await Eventually.Until(() => Task.FromResult(receiver.Accepted("invoice")), a => a.Count >= 3);
+        var arrivals = await receiver.ArrivedAsync("invoice", 3);
         var deliveries = await customer.GetFromJsonAsync<JsonElement>($"/v1/webhooks/endpoints/{endpoint.GetProperty("id").GetString()}/deliveries");
         Assert.Equal(3, deliveries.GetArrayLength());
         Assert.Equal(3, arrivals.Count);

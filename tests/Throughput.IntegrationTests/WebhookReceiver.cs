@@ -60,11 +60,12 @@ public sealed class WebhookReceiver : IAsyncDisposable
     public List<Arrival> Accepted(string path) => _arrivals.Where(a => a.Path == path && a.Accepted).ToList();
 
     /// <summary>
-    /// Waits until <paramref name="count"/> deliveries to <paramref name="path"/> were accepted. A test that moves the
-    /// platform's clock waits for this first: a delivery signed before the jump and received after it fails
-    /// <see cref="Verifies"/>' five-minute window (seen in CI when the machine was busy).
+    /// Waits until at least <paramref name="count"/> deliveries to <paramref name="path"/> were accepted, and returns them.
+    /// A test that moves the platform's clock waits for this first: a delivery signed before the jump and received after
+    /// it fails <see cref="Verifies"/>' five-minute window (seen in CI when the machine was busy).
     /// </summary>
-    public Task<List<Arrival>> ArrivedAsync(string path, int count) => Eventually.Until(() => Task.FromResult(Accepted(path)), a => a.Count >= count);
+    public Task<List<Arrival>> ArrivedAsync(string path, int count, TimeSpan? timeout = null) =>
+        Eventually.Until(() => Task.FromResult(Accepted(path)), a => a.Count >= count, timeout);
 
     public Task<int> Refused(string path) => Task.FromResult(_arrivals.Count(a => a.Path == path && !a.Accepted));
 

@@ -75,8 +75,8 @@ public sealed class WebhookTests(PlatformFixture platform)
         receiver.Down = false;
 
         var expected = deployments.Count * events.Length;
-        await Eventually.Until(() => Task.FromResult(receiver.Accepted("tenant").Count), n => n >= expected, TimeSpan.FromSeconds(120));
-        await Eventually.Until(() => Task.FromResult(receiver.Accepted("operator").Count), n => n >= deployments.Count, TimeSpan.FromSeconds(60));
+        await receiver.ArrivedAsync("tenant", expected, TimeSpan.FromSeconds(120));
+        await receiver.ArrivedAsync("operator", deployments.Count, TimeSpan.FromSeconds(60));
         var accepted = receiver.Accepted("tenant");
         Assert.Equal(expected, accepted.Count);
         Assert.Equal(expected, accepted.Select(a => a.Id).Distinct().Count());
