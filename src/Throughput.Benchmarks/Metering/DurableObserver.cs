@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using Npgsql;
@@ -10,7 +11,12 @@ namespace Throughput.Benchmarks.Metering;
 /// <param name="AppendedAt">Marten's event timestamp: taken in the consumer when it appended, before its commit round trip.</param>
 /// <param name="ObservedAt">When a query first returned the event: its commit happened before this.</param>
 /// <param name="Late">Found only by the final sweep, not while polling: its <see cref="ObservedAt"/> is the sweep's.</param>
-public readonly record struct DurableBatch(long SeqId, long Records, DateTimeOffset FirstStartedAt, DateTimeOffset AppendedAt, DateTimeOffset ObservedAt, bool Late);
+/// <param name="Entries">Per deployment in the event, its records and their earliest startedAt; one entry for the whole event when the poll read only sums.</param>
+public readonly record struct DurableBatch(long SeqId, long Records, DateTimeOffset FirstStartedAt, DateTimeOffset AppendedAt, DateTimeOffset ObservedAt, bool Late,
+    UsageEntry[] Entries);
+
+/// <summary>One deployment's part of a usage event: its records, and the earliest moment one of them was handed to the SDK.</summary>
+public readonly record struct UsageEntry(DateTimeOffset FirstStartedAt, long Records);
 
 /// <summary>
 /// Watches throughput.mt_events for the usage events of the deployments by polling: the running count of durable
@@ -173,10 +179,11 @@ public sealed class DurableObserver : IAsyncDisposable
         long added = 0;
         while (await reader.ReadAsync(cancellationToken))
         {
-            var (records, firstStartedAt) = _columns
-                ? (Sum(reader.GetString(1)), Earliest(reader.GetString(2)))
-                : (reader.GetInt64(1), reader.GetFieldValue<DateTimeOffset>(2));
-            var batch = new DurableBatch(reader.GetInt64(0), records, firstStartedAt, reader.GetFieldValue<DateTimeOffset>(3), observedAt, late);
+            UsageEntry[] entries = _columns
+                ? EntriesOf(reader.GetString(1), reader.GetString(2))
+                : [new(reader.GetFieldValue<DateTimeOffset>(2), reader.GetInt64(1))];
+            var batch = new DurableBatch(reader.GetInt64(0), entries.Sum(e => e.Records), entries.Length == 0 ? observedAt : entries.Min(e => e.FirstStartedAt), reader.GetFieldValue<DateTimeOffset>(3),
+                observedAt, late, entries);
             if (!_seen.Add(batch.SeqId)) continue;
             _recent.Add(batch.SeqId);
             _maxSeq = Math.Max(_maxSeq, batch.SeqId);
@@ -187,22 +194,23 @@ public sealed class DurableObserver : IAsyncDisposable
         AdvanceFloor(observedAt);
     }
 
-    static long Sum(string numbers)
+    /// <summary>The event's records and firstStartedAt columns (JSON arrays, one element per deployment; or one scalar each), side by side.</summary>
+    public static UsageEntry[] EntriesOf(string records, string times)
     {
-        var reader = new Utf8JsonReader(Encoding.UTF8.GetBytes(numbers));
-        long sum = 0;
-        while (reader.Read())
-            if (reader.TokenType == JsonTokenType.Number) sum += reader.GetInt64();
-        return sum;
-    }
+        if (!records.StartsWith('[')) return [new(DateTimeOffset.Parse(times, CultureInfo.InvariantCulture), long.Parse(records, CultureInfo.InvariantCulture))];
+        var counts = new Utf8JsonReader(Encoding.UTF8.GetBytes(records));
+        var starts = new Utf8JsonReader(Encoding.UTF8.GetBytes(times));
+        List<UsageEntry> entries = [];
+        while (Next(ref counts, JsonTokenType.Number) && Next(ref starts, JsonTokenType.String))
+            entries.Add(new(starts.GetDateTimeOffset(), counts.GetInt64()));
+        return [.. entries];
 
-    static DateTimeOffset Earliest(string times)
-    {
-        var reader = new Utf8JsonReader(Encoding.UTF8.GetBytes(times));
-        var earliest = DateTimeOffset.MaxValue;
-        while (reader.Read())
-            if (reader.TokenType == JsonTokenType.String && reader.GetDateTimeOffset() is var at && at < earliest) earliest = at;
-        return earliest;
+        static bool Next(ref Utf8JsonReader reader, JsonTokenType type)
+        {
+            while (reader.Read())
+                if (reader.TokenType == type) return true;
+            return false;
+        }
     }
 
     /// <summary>Ids below the highest one seen a lookback ago are settled: no transaction stays open that long here.</summary>

@@ -113,6 +113,7 @@ public sealed class MeteringBenchmark : IBenchmark
             new("durable records/s (usage events in PostgreSQL)", Number(run.DurablePerSecond), "≥ 100,000", run.DurablePerSecond >= TargetRecordsPerSecond),
             new("publish→durable p50, upper bound", Ms(run.PublishToDurable(50))),
             new("publish→durable p99, upper bound", Ms(p99), "≤ 1,000 ms", p99 <= TargetP99.TotalMilliseconds),
+            new("publish→durable p50 / p99, each record at its event's oldest", $"{Ms(run.PublishToDurableByEvent(50))} / {Ms(run.PublishToDurableByEvent(99))}"),
             new("publish→consumer append p50 / p99 (before commit)", $"{Ms(run.PublishToAppend(50))} / {Ms(run.PublishToAppend(99))}"),
             new("SDK publish rate (broker-confirmed records/s)", Number(run.ConfirmedPerSecond)),
             new("host peak RSS (VmHWM)", $"{run.PeakRss / (1024 * 1024)} MB", "≤ 512 MB", run.PeakRss <= TargetPeakRss),
@@ -125,7 +126,7 @@ public sealed class MeteringBenchmark : IBenchmark
             $"{run.Seconds:0} s measured after {warmup.TotalSeconds:0} s warm-up on {Environment.ProcessorCount} cores",
             $"{fleet.Deployments.Count} deployments, {shape.Publishers} publishers, SDK batches of ≤ {shape.MaxBatchRecords} records / {shape.MaxLinger.TotalMilliseconds:0} ms linger, ≤ {Number(shape.InFlight)} records in flight{(shape.Rate > 0 ? $", offered {Number(shape.Rate)}/s" : ", closed loop")}",
             "host " + string.Join(" ", hostEnvironment.Where(e => !e.Key.StartsWith("Access", StringComparison.Ordinal)).Select(e => $"{e.Key}={e.Value}")),
-            $"durable = first seen by a poll of mt_events every {poll.TotalMilliseconds:0} ms; latency = that moment − the event's firstStartedAt (its oldest record's hand-over to the SDK): an upper bound for every record of the event, by up to the poll interval; percentiles weighted by records; {run.All.Count(b => b.Late)} events found only after the run",
+            $"durable = first seen by a poll of mt_events every {poll.TotalMilliseconds:0} ms; latency = that moment − the firstStartedAt of each deployment's part of the event (the hand-over to the SDK of that deployment's oldest record in it): an upper bound for each of those records, by up to the poll interval; percentiles weighted by records; {run.All.Count(b => b.Late)} events found only after the run",
             $"CPU cores used while measuring: {CpuUse.Describe(run.Cpu)} (other = anything else on the machine, e.g. builds)",
         ]);
     }
@@ -193,9 +194,15 @@ public sealed record MeteringRun(DateTimeOffset From, DateTimeOffset To, IReadOn
 
     public double DurablePerSecond => Measured.Sum(b => b.Records) / Seconds;
 
-    public double PublishToDurable(double percentile) => Percentiles.Weighted([.. Measured.Select(b => ((b.ObservedAt - b.FirstStartedAt).TotalMilliseconds, b.Records))], percentile);
+    /// <summary>Each deployment's records in an event counted from the earliest of them: an upper bound for each record, by up to the poll interval and the spread of that deployment's records in the event.</summary>
+    public double PublishToDurable(double percentile) =>
+        Percentiles.Weighted([.. Measured.SelectMany(b => b.Entries.Select(e => ((b.ObservedAt - e.FirstStartedAt).TotalMilliseconds, e.Records)))], percentile);
 
-    public double PublishToAppend(double percentile) => Percentiles.Weighted([.. Measured.Select(b => ((b.AppendedAt - b.FirstStartedAt).TotalMilliseconds, b.Records))], percentile);
+    /// <summary>Every record of an event counted from the event's earliest: the looser bound, as this benchmark reported it until 2026-12-06.</summary>
+    public double PublishToDurableByEvent(double percentile) => Percentiles.Weighted([.. Measured.Select(b => ((b.ObservedAt - b.FirstStartedAt).TotalMilliseconds, b.Records))], percentile);
+
+    public double PublishToAppend(double percentile) =>
+        Percentiles.Weighted([.. Measured.SelectMany(b => b.Entries.Select(e => ((b.AppendedAt - e.FirstStartedAt).TotalMilliseconds, e.Records)))], percentile);
 
     public string Exactness(TimeSpan drainTimeout) => Exact
         ? $"yes: {MeteringBenchmark.Number(Counted)} = {MeteringBenchmark.Number(Counted)}"
