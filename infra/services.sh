@@ -6,6 +6,8 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=env.sh
 . "$here/env.sh"
+# shellcheck source=pg-allocator.sh
+. "$here/pg-allocator.sh"
 
 log() { printf '[services] %s\n' "$*"; }
 
@@ -56,13 +58,7 @@ CONF
   if [ "$(cat "$conf" 2>/dev/null)" != "$wanted" ]; then printf '%s\n' "$wanted" > "$conf"; changed=1; fi
   # glibc's allocator in the server's processes (docs/operations.md, PostgreSQL's allocator): read at start only.
   local environment="/etc/postgresql/$version/$name/environment" wanted_env restart=
-  wanted_env=$(cat <<ENV
-# Written by infra/services.sh.
-MALLOC_MMAP_THRESHOLD_ = 33554432
-MALLOC_TRIM_THRESHOLD_ = 67108864
-MALLOC_TOP_PAD_ = 16777216
-ENV
-)
+  wanted_env=$(pg_allocator_environment)
   if [ "$(cat "$environment" 2>/dev/null)" != "$wanted_env" ]; then printf '%s\n' "$wanted_env" > "$environment"; restart=1; fi
   if ! pg_ctlcluster "$version" "$name" status >/dev/null 2>&1; then
     log "starting PostgreSQL $version/$name"

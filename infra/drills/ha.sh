@@ -18,6 +18,8 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=../env.sh
 . "$here/env.sh"
+# shellcheck source=../pg-allocator.sh
+. "$here/pg-allocator.sh"
 
 base=/var/lib/throughput-drills/ha
 declare -A ports=([monitor]=5450 [a]=5451 [b]=5452)
@@ -34,7 +36,7 @@ install() {
 # pg_autoctl keeps its configuration and state under XDG directories: ours, inside the scratch folder.
 autoctl() {
   runuser -u postgres -- env HOME="$base" XDG_CONFIG_HOME="$base/config" XDG_DATA_HOME="$base/share" XDG_RUNTIME_DIR="$base/run" \
-    PATH="/usr/lib/postgresql/15/bin:$PATH" PGCONNECT_TIMEOUT=3 pg_autoctl "$@"
+    PATH="/usr/lib/postgresql/15/bin:$PATH" PGCONNECT_TIMEOUT=3 "${pg_allocator[@]}" pg_autoctl "$@"
 }
 
 monitor_uri="postgres://autoctl_node@127.0.0.1:${ports[monitor]}/pg_auto_failover?sslmode=disable"
@@ -49,7 +51,7 @@ run_node() {
   # Its output goes to its log, not to this script's: a caller reading this script's output to the end would wait forever.
   # Every other descriptor closed: a caller's lock (flock) inherited by PostgreSQL would outlive the caller for good.
   setsid bash -c "for fd in /proc/\$\$/fd/*; do n=\${fd##*/}; [ \"\$n\" -gt 2 ] && eval \"exec \$n>&-\"; done 2>/dev/null
-    $(declare -f autoctl); base=$base; autoctl run --pgdata '$base/$name'" </dev/null >>"$base/$name.log" 2>&1 &
+    $(declare -p pg_allocator); $(declare -f autoctl); base=$base; autoctl run --pgdata '$base/$name'" </dev/null >>"$base/$name.log" 2>&1 &
   echo $! > "$(pidfile "$name")"
 }
 

@@ -16,6 +16,8 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=../env.sh
 . "$here/env.sh"
+# shellcheck source=../pg-allocator.sh
+. "$here/pg-allocator.sh"
 
 base=/var/lib/throughput-drills
 host=$(hostname -s)
@@ -109,6 +111,7 @@ max_connections = 200
 synchronous_commit = on
 CONF
   fi
+  pg_allocator_environment > "/etc/postgresql/$version/$name/environment"
   pg_ctlcluster "$version" "$name" status >/dev/null 2>&1 || daemon pg_ctlcluster "$version" "$name" start
   for _ in $(seq 1 60); do pg_isready -q -h 127.0.0.1 -p "$port" && break; sleep 0.5; done
   su postgres -c "psql -p $port -tAc \"SELECT 1 FROM pg_roles WHERE rolname='$THROUGHPUT_PG_USER'\"" | grep -q 1 ||
