@@ -2,7 +2,7 @@ using Throughput.Benchmarks.Metering;
 
 namespace Throughput.Tests.Benchmarks;
 
-/// <summary>The metering benchmarks' latency: each deployment's records in a usage event from that deployment's oldest record, never later than the truth.</summary>
+/// <summary>The metering benchmarks' latency: each deployment's records in a usage event counted from that deployment's oldest record there, so never below a record's own latency.</summary>
 public sealed class PublishToDurableTests
 {
     static readonly DateTimeOffset Observed = DateTimeOffset.Parse("2026-12-06T00:00:02Z");
