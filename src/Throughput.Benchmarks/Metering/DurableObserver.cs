@@ -7,13 +7,17 @@ using Throughput.Benchmarks.Harness;
 namespace Throughput.Benchmarks.Metering;
 
 /// <summary>A usage event of the benchmark's deployments, as the observer first saw it committed in PostgreSQL.</summary>
-/// <param name="FirstStartedAt">The earliest record's startedAt, which the benchmark sets to the moment it handed the record to the SDK.</param>
 /// <param name="AppendedAt">Marten's event timestamp: taken in the consumer when it appended, before its commit round trip.</param>
 /// <param name="ObservedAt">When a query first returned the event: its commit happened before this.</param>
 /// <param name="Late">Found only by the final sweep, not while polling: its <see cref="ObservedAt"/> is the sweep's.</param>
 /// <param name="Entries">Per deployment in the event, its records and their earliest startedAt; one entry for the whole event when the poll read only sums.</param>
-public readonly record struct DurableBatch(long SeqId, long Records, DateTimeOffset FirstStartedAt, DateTimeOffset AppendedAt, DateTimeOffset ObservedAt, bool Late,
-    UsageEntry[] Entries);
+public readonly record struct DurableBatch(long SeqId, DateTimeOffset AppendedAt, DateTimeOffset ObservedAt, bool Late, UsageEntry[] Entries)
+{
+    public long Records { get; } = Entries.Sum(e => e.Records);
+
+    /// <summary>The earliest record's startedAt, which the benchmark sets to the moment it handed the record to the SDK.</summary>
+    public DateTimeOffset FirstStartedAt { get; } = Entries.Length == 0 ? ObservedAt : Entries.Min(e => e.FirstStartedAt);
+}
 
 /// <summary>One deployment's part of a usage event: its records, and the earliest moment one of them was handed to the SDK.</summary>
 public readonly record struct UsageEntry(DateTimeOffset FirstStartedAt, long Records);
@@ -182,8 +186,7 @@ public sealed class DurableObserver : IAsyncDisposable
             UsageEntry[] entries = _columns
                 ? EntriesOf(reader.GetString(1), reader.GetString(2))
                 : [new(reader.GetFieldValue<DateTimeOffset>(2), reader.GetInt64(1))];
-            var batch = new DurableBatch(reader.GetInt64(0), entries.Sum(e => e.Records), entries.Length == 0 ? observedAt : entries.Min(e => e.FirstStartedAt), reader.GetFieldValue<DateTimeOffset>(3),
-                observedAt, late, entries);
+            var batch = new DurableBatch(reader.GetInt64(0), reader.GetFieldValue<DateTimeOffset>(3), observedAt, late, entries);
             if (!_seen.Add(batch.SeqId)) continue;
             _recent.Add(batch.SeqId);
             _maxSeq = Math.Max(_maxSeq, batch.SeqId);

@@ -195,14 +195,16 @@ public sealed record MeteringRun(DateTimeOffset From, DateTimeOffset To, IReadOn
     public double DurablePerSecond => Measured.Sum(b => b.Records) / Seconds;
 
     /// <summary>Each deployment's records in an event counted from the earliest of them: an upper bound for each record, by up to the poll interval and the spread of that deployment's records in the event.</summary>
-    public double PublishToDurable(double percentile) =>
-        Percentiles.Weighted([.. Measured.SelectMany(b => b.Entries.Select(e => ((b.ObservedAt - e.FirstStartedAt).TotalMilliseconds, e.Records)))], percentile);
+    public double PublishToDurable(double percentile) => PerEntry(b => b.ObservedAt, percentile);
 
     /// <summary>Every record of an event counted from the event's earliest: the looser bound, as this benchmark reported it until 2026-12-06.</summary>
     public double PublishToDurableByEvent(double percentile) => Percentiles.Weighted([.. Measured.Select(b => ((b.ObservedAt - b.FirstStartedAt).TotalMilliseconds, b.Records))], percentile);
 
-    public double PublishToAppend(double percentile) =>
-        Percentiles.Weighted([.. Measured.SelectMany(b => b.Entries.Select(e => ((b.AppendedAt - e.FirstStartedAt).TotalMilliseconds, e.Records)))], percentile);
+    public double PublishToAppend(double percentile) => PerEntry(b => b.AppendedAt, percentile);
+
+    /// <summary>Each deployment's records in an event, from that deployment's oldest there to the event's moment <paramref name="end"/>.</summary>
+    double PerEntry(Func<DurableBatch, DateTimeOffset> end, double percentile) =>
+        Percentiles.Weighted([.. Measured.SelectMany(b => b.Entries.Select(e => ((end(b) - e.FirstStartedAt).TotalMilliseconds, e.Records)))], percentile);
 
     public string Exactness(TimeSpan drainTimeout) => Exact
         ? $"yes: {MeteringBenchmark.Number(Counted)} = {MeteringBenchmark.Number(Counted)}"

@@ -27,7 +27,7 @@ public sealed class PublishToDurableTests
     public void Each_deployment_s_records_count_from_their_own_oldest_and_the_event_bound_from_the_event_s_oldest()
     {
         var entries = DurableObserver.EntriesOf("[3,1]", """["2026-12-06T00:00:01Z","2026-12-06T00:00:00.5Z"]""");
-        var run = RunOf(new DurableBatch(1, 4, entries.Min(e => e.FirstStartedAt), Observed, Observed, false, entries));
+        var run = RunOf(new DurableBatch(1, Observed, Observed, false, entries));
 
         Assert.Equal(1_000, run.PublishToDurable(50));
         Assert.Equal(1_500, run.PublishToDurable(99));
