@@ -3,7 +3,7 @@ using Throughput.Access;
 
 namespace Throughput.Tests;
 
-/// <summary>The budget of unknown key ids an address may have looked up, and its race with the limiter's cleanup of idle buckets.</summary>
+/// <summary>The budget of unknown key ids an address may have looked up, and the partitioned limiters' race with their cleanup of idle buckets.</summary>
 public sealed class UnknownKeyLookupsTests
 {
     [Fact]
@@ -11,24 +11,25 @@ public sealed class UnknownKeyLookupsTests
     {
         using var lookups = new UnknownKeyLookups();
 
-        var granted = Enumerable.Range(0, 100).Count(_ => { using var lease = lookups.AttemptAcquire("10.0.0.1", permitCount: 1); return lease.IsAcquired; });
+        var granted = Enumerable.Range(0, 100).Count(_ => { using var lease = lookups.Budget.AttemptAcquire("10.0.0.1", permitCount: 1); return lease.IsAcquired; });
 
         Assert.Equal(40, granted);
-        using var probe = lookups.AttemptAcquire("10.0.0.1", permitCount: 0);
+        using var probe = lookups.Budget.AttemptAcquire("10.0.0.1", permitCount: 0);
         Assert.False(probe.IsAcquired);
-        using var other = lookups.AttemptAcquire("10.0.0.2", permitCount: 0);
+        using var other = lookups.Budget.AttemptAcquire("10.0.0.2", permitCount: 0);
         Assert.True(other.IsAcquired);
     }
 
     [Fact]
     public void A_bucket_disposed_under_an_acquire_is_tried_again_not_thrown()
     {
-        using var budget = new DisposedOnce();
+        var disposedOnce = new DisposedOnce();
+        using var budget = new DisposedPartitionRetry<string>(disposedOnce);
 
-        using var lease = UnknownKeyLookups.AttemptAcquire(budget, "10.0.0.1", permitCount: 0);
+        using var lease = budget.AttemptAcquire("10.0.0.1", permitCount: 0);
 
         Assert.True(lease.IsAcquired);
-        Assert.Equal(2, budget.Attempts);
+        Assert.Equal(2, disposedOnce.Attempts);
     }
 
     /// <summary>The limiter as the race leaves it: its first acquire finds the address's bucket disposed, the next a new one.</summary>

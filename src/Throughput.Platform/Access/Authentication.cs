@@ -102,11 +102,11 @@ public sealed class ApiKeyAuthenticationHandler(
         var uncached = !cache.TryGetValue(cacheKey, out _);
         if (uncached)
         {
-            using var available = lookups.AttemptAcquire(address, permitCount: 0);
+            using var available = lookups.Budget.AttemptAcquire(address, permitCount: 0);
             if (!available.IsAcquired) return null; // this address has looked up enough unknown ids for now
         }
         var known = await LoadCachedAsync(cacheKey, keyId);
-        if (uncached && known is null) lookups.AttemptAcquire(address, permitCount: 1).Dispose(); // only ids that exist nowhere use up the budget
+        if (uncached && known is null) lookups.Budget.AttemptAcquire(address).Dispose(); // only ids that exist nowhere use up the budget
         return known;
     }
 
@@ -163,32 +163,13 @@ public sealed class UnknownKeyLookups : IDisposable
 {
     const int PerSecond = 20;
 
-    readonly PartitionedRateLimiter<string> _budget = PartitionedRateLimiter.Create<string, string>(address =>
+    public PartitionedRateLimiter<string> Budget { get; } = new DisposedPartitionRetry<string>(PartitionedRateLimiter.Create<string, string>(address =>
         RateLimitPartition.GetTokenBucketLimiter(address, _ => new TokenBucketRateLimiterOptions
         {
             TokenLimit = PerSecond * 2, TokensPerPeriod = PerSecond, ReplenishmentPeriod = TimeSpan.FromSeconds(1), QueueLimit = 0, AutoReplenishment = true,
-        }));
+        })));
 
-    public RateLimitLease AttemptAcquire(string address, int permitCount) => AttemptAcquire(_budget, address, permitCount);
-
-    /// <summary>
-    /// The limiter disposes an address's bucket once it has stayed full for a while, and an acquire that already holds
-    /// the bucket can race that (dotnet/runtime#99865): a 500 on a valid key, seen once in 100,000 onboardings. The
-    /// bucket has left the limiter's table by the time it is disposed, so the second attempt gets a new one.
-    /// </summary>
-    public static RateLimitLease AttemptAcquire(PartitionedRateLimiter<string> budget, string address, int permitCount)
-    {
-        try
-        {
-            return budget.AttemptAcquire(address, permitCount);
-        }
-        catch (ObjectDisposedException)
-        {
-            return budget.AttemptAcquire(address, permitCount);
-        }
-    }
-
-    public void Dispose() => _budget.Dispose();
+    public void Dispose() => Budget.Dispose();
 }
 
 /// <summary>

@@ -29,7 +29,7 @@ public static class RequestLimits
         services.AddSingleton(options);
         services.AddRateLimiter(limiter =>
         {
-            limiter.GlobalLimiter = PartitionedRateLimiter.Create<HttpContext, string>(http =>
+            limiter.GlobalLimiter = new DisposedPartitionRetry<HttpContext>(PartitionedRateLimiter.Create<HttpContext, string>(http =>
             {
                 if (http.User.Identity?.IsAuthenticated != true && http.Request.Path.StartsWithSegments("/health"))
                     return RateLimitPartition.GetNoLimiter("health"); // probes: orchestrators and load balancers poll them
@@ -53,7 +53,7 @@ public static class RequestLimits
                     QueueLimit = 0,
                     AutoReplenishment = true,
                 });
-            });
+            }));
             limiter.OnRejected = async (context, ct) =>
             {
                 var retryAfter = context.Lease.TryGetMetadata(MetadataName.RetryAfter, out var wait) ? wait : TimeSpan.FromSeconds(1);
