@@ -1,4 +1,7 @@
 using Marten;
+using Throughput.Catalog;
+using Throughput.Configuration;
+using Throughput.Deployments;
 using Microsoft.Extensions.DependencyInjection;
 using Throughput.Store;
 
@@ -41,5 +44,66 @@ public sealed class DaemonLeadershipTests(PlatformFixture platform)
               and state like 'idle in transaction%' and now() - state_change > interval '5 seconds'
             """, connection);
         Assert.Equal(0L, (long)(await pinned.ExecuteScalarAsync())!);
+    }
+
+    [Fact]
+    public async Task A_read_model_that_joined_the_composite_later_gets_the_composites_position_and_moves_with_it()
+    {
+        const string schema = "throughput_joined_member_tests";
+        var (_, store) = await platform.OwnSchemaAsync(schema);
+        using var owned = store;
+        await AppendAsync(store, "dep-joined-1");
+        await ProjectAsync(store, schema);
+        var members = await ProgressAsync(store, schema);
+        Assert.Contains("AlertWatch:V6:All", members.Keys);
+        var position = members[$"{ReadModels.Name}:V{ReadModels.Version}:All"];
+        Assert.All(members.Values, p => Assert.Equal(position, p));
+
+        // The store as it was before the usage watch joined the read models.
+        await using (var connection = store.Storage.Database.CreateConnection())
+        {
+            await connection.OpenAsync();
+            await using (var forget = new Npgsql.NpgsqlCommand($"delete from {schema}.mt_event_progression where name = 'AlertWatch:V6:All'", connection))
+                await forget.ExecuteNonQueryAsync();
+            await DaemonLeadership.ProgressJoinedMembersAsync(connection, store, CancellationToken.None);
+        }
+        Assert.Equal(position, (await ProgressAsync(store, schema))["AlertWatch:V6:All"]);
+
+        // Marten moves the row from there with the composite's next page.
+        await AppendAsync(store, "dep-joined-2");
+        await ProjectAsync(store, schema);
+        members = await ProgressAsync(store, schema);
+        Assert.True(members[$"{ReadModels.Name}:V{ReadModels.Version}:All"] > position);
+        Assert.Equal(members[$"{ReadModels.Name}:V{ReadModels.Version}:All"], members["AlertWatch:V6:All"]);
+    }
+
+    static async Task AppendAsync(DocumentStore store, string deploymentId)
+    {
+        await using var session = store.LightweightSession();
+        session.Events.StartStream<Deployment>(deploymentId, new DeploymentCreated(deploymentId, "ten-joined", "chat", "gpt-4o", "eastus", DeploymentType.Global, 1, 2_500, 4, 1, 60, true,
+            "USD", new PriceList(2m, 0, 0, 2.5m, 1.25m, 10m), DateTimeOffset.UtcNow));
+        await session.SaveChangesAsync();
+    }
+
+    /// <summary>Runs a daemon of the store until the read models' composite has the log's last event.</summary>
+    static async Task ProjectAsync(DocumentStore store, string schema)
+    {
+        using var daemon = await store.BuildProjectionDaemonAsync();
+        await daemon.StartAllAsync();
+        var last = (await store.Advanced.FetchEventStoreStatistics()).EventSequenceNumber;
+        await Eventually.Until(async () => (await ProgressAsync(store, schema)).GetValueOrDefault($"{ReadModels.Name}:V{ReadModels.Version}:All"), p => p >= last);
+        await daemon.StopAllAsync();
+    }
+
+    /// <summary>The progress rows of the read models' composite and of its members.</summary>
+    static async Task<Dictionary<string, long>> ProgressAsync(DocumentStore store, string schema)
+    {
+        await using var connection = store.Storage.Database.CreateConnection();
+        await connection.OpenAsync();
+        await using var command = new Npgsql.NpgsqlCommand($"select name, last_seq_id from {schema}.mt_event_progression where name like '%:V{ReadModels.Version}:All'", connection);
+        await using var reader = await command.ExecuteReaderAsync();
+        var progress = new Dictionary<string, long>();
+        while (await reader.ReadAsync()) progress[reader.GetString(0)] = reader.GetInt64(1);
+        return progress;
     }
 }
