@@ -60,11 +60,14 @@ public sealed class LoadDriver : IAsyncDisposable
     readonly StrongBox<long> _publishFailures;
     readonly RecordMaker _records;
     readonly Lock _tallyGate = new();
+    readonly ConfirmTimes _confirms;
     TokenTally _handedTokens;
     long _handedOver;
 
-    LoadDriver(LoadShape shape, IReadOnlyList<MeteringPublisher> publishers, IReadOnlyList<string> deployments, Func<long> durable, StrongBox<long> publishFailures, RecordMaker records)
+    LoadDriver(LoadShape shape, IReadOnlyList<MeteringPublisher> publishers, IReadOnlyList<string> deployments, Func<long> durable, StrongBox<long> publishFailures, RecordMaker records,
+        ConfirmTimes confirms)
     {
+        _confirms = confirms;
         _publishFailures = publishFailures;
         _records = records;
         _shape = shape;
@@ -72,6 +75,9 @@ public sealed class LoadDriver : IAsyncDisposable
         _deployments = [.. deployments];
         _durable = durable;
     }
+
+    /// <summary>The SDK's publish → broker confirm latency of the batches confirmed between two moments, in ms, at a percentile.</summary>
+    public double ConfirmLatency(DateTimeOffset from, DateTimeOffset to, double percentile) => _confirms.Percentile(from, to, percentile);
 
     /// <summary>Records given to the SDK so far.</summary>
     public long HandedOver => Interlocked.Read(ref _handedOver);
@@ -103,6 +109,7 @@ public sealed class LoadDriver : IAsyncDisposable
         broker ??= BrokerSettings.FromEnvironment();
         var publishers = new List<MeteringPublisher>();
         var failures = new StrongBox<long>();
+        var confirms = new ConfirmTimes();
         foreach (var producer in fleet.Producers)
         {
             publishers.Add(await MeteringPublisher.CreateAsync(new MeteringPublisherOptions(fleet.Credentials[producer].On(broker).Uri, producer)
@@ -113,9 +120,10 @@ public sealed class LoadDriver : IAsyncDisposable
                 MaxLinger = shape.MaxLinger,
                 BufferCapacity = Math.Max(shape.InFlight, shape.MaxBatchRecords),
                 PublishFailed = _ => Interlocked.Increment(ref failures.Value),
+                ConfirmLatency = confirms.Add,
             }, ct));
         }
-        return new LoadDriver(shape, publishers, fleet.Deployments, durable, failures, records ?? Uniform);
+        return new LoadDriver(shape, publishers, fleet.Deployments, durable, failures, records ?? Uniform, confirms);
     }
 
     public void Start()
@@ -187,5 +195,26 @@ public sealed class LoadDriver : IAsyncDisposable
     static async Task PaceAsync(long started, long sent, double rate, CancellationToken stop)
     {
         while (sent >= rate * Stopwatch.GetElapsedTime(started).TotalSeconds) await Task.Delay(1, stop);
+    }
+}
+
+/// <summary>Each confirmed batch's publish → confirm latency with the moment it came, from the publishers' threads.</summary>
+sealed class ConfirmTimes
+{
+    readonly Lock _gate = new();
+    readonly List<(DateTimeOffset At, double Ms)> _confirms = [];
+
+    public void Add(TimeSpan latency)
+    {
+        lock (_gate) _confirms.Add((DateTimeOffset.UtcNow, latency.TotalMilliseconds));
+    }
+
+    public double Percentile(DateTimeOffset from, DateTimeOffset to, double percentile)
+    {
+        List<double> window;
+        lock (_gate) window = [.. _confirms.Where(c => c.At >= from && c.At < to).Select(c => c.Ms)];
+        if (window.Count == 0) return 0;
+        window.Sort();
+        return window[Math.Min(window.Count - 1, (int)Math.Ceiling(percentile / 100 * window.Count) - 1)];
     }
 }

@@ -102,7 +102,8 @@ public sealed class MeteringBenchmark : IBenchmark
         var exact = drained && load.HandedOver == load.Confirmed && load.Confirmed == counted && batches.Sum(b => b.Records) == counted && quarantined == 0;
         return new MeteringRun(window.At, end.At, measured, batches, exact, counted, load.Confirmed, load.HandedOver, quarantined, drained,
             (end.Confirmed - window.Confirmed) / (end.At - window.At).TotalSeconds, maxQueued, load.Republishes, load.PublishFailures,
-            CpuUse.Between(window.Cpu, end.Cpu), host.PeakResidentBytes(), load.BatchesConfirmed);
+            CpuUse.Between(window.Cpu, end.Cpu), host.PeakResidentBytes(), load.BatchesConfirmed,
+            (load.ConfirmLatency(window.At, end.At, 50), load.ConfirmLatency(window.At, end.At, 99)));
     }
 
     static BenchmarkReport Report(MeteringRun run, MeteringFleet fleet, LoadShape shape, TimeSpan warmup, TimeSpan poll, IReadOnlyDictionary<string, string> hostEnvironment)
@@ -116,6 +117,7 @@ public sealed class MeteringBenchmark : IBenchmark
             new("publish→durable p50 / p99, each record at its event's oldest", $"{Ms(run.PublishToDurableByEvent(50))} / {Ms(run.PublishToDurableByEvent(99))}"),
             new("publish→consumer append p50 / p99 (before commit)", $"{Ms(run.PublishToAppend(50))} / {Ms(run.PublishToAppend(99))}"),
             new("SDK publish rate (broker-confirmed records/s)", Number(run.ConfirmedPerSecond)),
+            new("SDK publish→broker confirm p50 / p99; records per message", $"{Ms(run.Confirm.P50)} / {Ms(run.Confirm.P99)}; {Number(run.RecordsPerMessage)}"),
             new("host peak RSS (VmHWM)", $"{run.PeakRss / (1024 * 1024)} MB", "≤ 512 MB", run.PeakRss <= TargetPeakRss),
             new("exactly once: confirmed = counted", run.Exactness(DrainTimeout), "equal", run.Exact),
             new("usage events/s; records per event", $"{Number(run.Measured.Count / run.Seconds)}; {Number(run.Measured.Count == 0 ? 0 : run.Measured.Average(b => (double)b.Records))}"),
@@ -185,7 +187,7 @@ public sealed class MeteringBenchmark : IBenchmark
 /// <summary>What one metering measurement saw: the usage events durable inside its window (and all of them), and the exactness check.</summary>
 public sealed record MeteringRun(DateTimeOffset From, DateTimeOffset To, IReadOnlyList<DurableBatch> Measured, IReadOnlyList<DurableBatch> All, bool Exact,
     long Counted, long Confirmed, long HandedOver, long Quarantined, bool Drained, double ConfirmedPerSecond, long MaxQueued, long Republishes,
-    long PublishFailures, IReadOnlyList<(string Role, double Cores)> Cpu, long PeakRss, long BatchesConfirmed)
+    long PublishFailures, IReadOnlyList<(string Role, double Cores)> Cpu, long PeakRss, long BatchesConfirmed, (double P50, double P99) Confirm)
 {
     /// <summary>Records per published batch over the run: what the SDK's linger made of the load, for the raw ceiling to publish alike.</summary>
     public int RecordsPerMessage => BatchesConfirmed == 0 ? 1 : (int)Math.Max(1, Math.Round(Confirmed / (double)BatchesConfirmed));

@@ -35,5 +35,5 @@ public sealed class PublishToDurableTests
     }
 
     static MeteringRun RunOf(params DurableBatch[] batches) => new(Observed.AddSeconds(-10), Observed.AddSeconds(1), batches, batches, true, 4, 4, 4, 0, true, 1,
-        0, 0, 0, [], 0, 1);
+        0, 0, 0, [], 0, 1, (0, 0));
 }
