@@ -1,8 +1,9 @@
 using Marten;
+using Microsoft.Extensions.DependencyInjection;
+using Throughput.Alerts;
 using Throughput.Catalog;
 using Throughput.Configuration;
 using Throughput.Deployments;
-using Microsoft.Extensions.DependencyInjection;
 using Throughput.Store;
 
 namespace Throughput.IntegrationTests;
@@ -46,6 +47,9 @@ public sealed class DaemonLeadershipTests(PlatformFixture platform)
         Assert.Equal(0L, (long)(await pinned.ExecuteScalarAsync())!);
     }
 
+    static readonly string Composite = $"{ReadModels.Name}:V{ReadModels.Version}:All";
+    static readonly string Watch = $"{nameof(AlertWatch)}:V{ReadModels.Version}:All";
+
     [Fact]
     public async Task A_read_model_that_joined_the_composite_later_gets_the_composites_position_and_moves_with_it()
     {
@@ -55,26 +59,26 @@ public sealed class DaemonLeadershipTests(PlatformFixture platform)
         await AppendAsync(store, "dep-joined-1");
         await ProjectAsync(store, schema);
         var members = await ProgressAsync(store, schema);
-        Assert.Contains("AlertWatch:V6:All", members.Keys);
-        var position = members[$"{ReadModels.Name}:V{ReadModels.Version}:All"];
+        Assert.Contains(Watch, members.Keys);
+        var position = members[Composite];
         Assert.All(members.Values, p => Assert.Equal(position, p));
 
         // The store as it was before the usage watch joined the read models.
         await using (var connection = store.Storage.Database.CreateConnection())
         {
             await connection.OpenAsync();
-            await using (var forget = new Npgsql.NpgsqlCommand($"delete from {schema}.mt_event_progression where name = 'AlertWatch:V6:All'", connection))
+            await using (var forget = new Npgsql.NpgsqlCommand($"delete from {schema}.mt_event_progression where name = '{Watch}'", connection))
                 await forget.ExecuteNonQueryAsync();
             await DaemonLeadership.ProgressJoinedMembersAsync(connection, store, CancellationToken.None);
         }
-        Assert.Equal(position, (await ProgressAsync(store, schema))["AlertWatch:V6:All"]);
+        Assert.Equal(position, (await ProgressAsync(store, schema))[Watch]);
 
         // Marten moves the row from there with the composite's next page.
         await AppendAsync(store, "dep-joined-2");
         await ProjectAsync(store, schema);
         members = await ProgressAsync(store, schema);
-        Assert.True(members[$"{ReadModels.Name}:V{ReadModels.Version}:All"] > position);
-        Assert.Equal(members[$"{ReadModels.Name}:V{ReadModels.Version}:All"], members["AlertWatch:V6:All"]);
+        Assert.True(members[Composite] > position);
+        Assert.Equal(members[Composite], members[Watch]);
     }
 
     static async Task AppendAsync(DocumentStore store, string deploymentId)
@@ -91,7 +95,7 @@ public sealed class DaemonLeadershipTests(PlatformFixture platform)
         using var daemon = await store.BuildProjectionDaemonAsync();
         await daemon.StartAllAsync();
         var last = (await store.Advanced.FetchEventStoreStatistics()).EventSequenceNumber;
-        await Eventually.Until(async () => (await ProgressAsync(store, schema)).GetValueOrDefault($"{ReadModels.Name}:V{ReadModels.Version}:All"), p => p >= last);
+        await Eventually.Until(async () => (await ProgressAsync(store, schema)).GetValueOrDefault(Composite), p => p >= last);
         await daemon.StopAllAsync();
     }
 
