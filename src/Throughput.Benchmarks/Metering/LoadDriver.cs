@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.CompilerServices;
+using Throughput.Benchmarks.Harness;
 using Throughput.Contracts;
 using Throughput.Serving;
 
@@ -215,6 +216,6 @@ sealed class ConfirmTimes
         lock (_gate) window = [.. _confirms.Where(c => c.At >= from && c.At < to).Select(c => c.Ms)];
         if (window.Count == 0) return 0;
         window.Sort();
-        return window[Math.Min(window.Count - 1, (int)Math.Ceiling(percentile / 100 * window.Count) - 1)];
+        return Percentiles.Of(window, percentile);
     }
 }
