@@ -221,6 +221,43 @@ public sealed class InvoicingTests(InvoicingFixture platform)
     }
 
     [Fact]
+    public async Task Two_tenants_metered_in_one_message_each_see_only_their_own_usage_on_their_draft()
+    {
+        platform.Clock.Set(At(2031, 5, 31, 22));
+        var (firstId, first) = await platform.NewTenantAsync();
+        var (secondId, second) = await platform.NewTenantAsync();
+        var region = await platform.NewPoolAsync("gpt-4o", 10);
+        var node = await platform.NewServingNodeAsync(region);
+        var firsts = await BuyAsync(first, region, 1, "firsts");
+        var seconds = await BuyAsync(second, region, 1, "seconds");
+
+        // one message, so one usage event holding both tenants' usage, which the billing projection splits by tenant
+        platform.Clock.Set(At(2031, 5, 31, 23, 30));
+        await platform.PublishAsync(node,
+            Record(firsts, 0, 0, 10_000, spilled: true, At(2031, 5, 31, 23, 29)),
+            Record(seconds, 0, 0, 20_000, spilled: true, At(2031, 5, 31, 23, 29)),
+            Record(seconds, 0, 0, 30_000, spilled: true, At(2031, 5, 31, 23, 29)));
+
+        static (string?, decimal)[] Spill(JsonElement document) => [.. document.GetProperty("lines").EnumerateArray()
+            .Where(l => l.GetProperty("kind").GetString() != "Provisioned")
+            .Select(l => (l.GetProperty("deploymentId").GetString(), l.GetProperty("amount").GetDecimal()))];
+        // spilled output 10,000 × 10 / 1M = 0.10, and 50,000 × 10 / 1M = 0.50; 22:00 → 23:30 at 1 PTU = 1.50 each
+        var firstDraft = await DraftWhen(first, "2031-05", d => d.GetProperty("lines").GetArrayLength() == 2);
+        var secondDraft = await DraftWhen(second, "2031-05", d => d.GetProperty("lines").GetArrayLength() == 2);
+        Assert.Equal([(firsts, 0.10m)], Spill(firstDraft));
+        Assert.Equal([(seconds, 0.50m)], Spill(secondDraft));
+        Assert.Equal(1.60m, firstDraft.GetProperty("total").GetDecimal());
+        Assert.Equal(2.00m, secondDraft.GetProperty("total").GetDecimal());
+        // and each account holds only its own deployment's usage, which the drafts alone would not show
+        await using var session = platform.Store.QuerySession();
+        foreach (var (tenant, deployment) in new[] { (firstId, firsts), (secondId, seconds) })
+        {
+            var account = await session.LoadAsync<Throughput.Invoicing.BillingAccount>(tenant);
+            Assert.Equal([deployment], account!.Usage.Values.SelectMany(m => m.Values).Select(u => u.DeploymentId).Distinct());
+        }
+    }
+
+    [Fact]
     public async Task Issuing_the_same_invoices_concurrently_and_again_yields_one_invoice_each_and_numbers_without_gaps()
     {
         platform.Clock.Set(At(2030, 3, 10));

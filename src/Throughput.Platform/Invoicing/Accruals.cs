@@ -1,4 +1,3 @@
-using JasperFx.Events;
 using Marten;
 using Weasel.Postgresql;
 using Weasel.Postgresql.Tables;
@@ -89,7 +88,7 @@ public static class Accruals
     }
 
     /// <summary>Whether the events can change a draft: anything that bills but usage with nothing spilled.</summary>
-    public static bool MayChangeDrafts(IReadOnlyList<IEvent> events) => events.Any(e => e.Data switch
+    public static bool MayChangeDrafts(IEnumerable<object> events) => events.Any(e => e switch
     {
         Deployments.UsageMetered u => u.Tokens.HasSpill,
         Deployments.UsageBatchMetered b => b.Usage.Any(u => u.Tokens.HasSpill),
@@ -97,11 +96,11 @@ public static class Accruals
     });
 
     /// <summary>
-    /// The moment the events bring the account to: the latest time they carry (the host's clock, as the drafts use it), or
-    /// when they were stored if none carries one.
+    /// The moment the events bring the account to: the latest time they carry (the host's clock, as the drafts use it);
+    /// null if none carries one (the caller takes when they were stored).
     /// </summary>
-    public static DateTimeOffset MomentOf(IReadOnlyList<IEvent> events) =>
-        events.Select(e => e.Data switch
+    public static DateTimeOffset? MomentOf(IEnumerable<object> events) =>
+        events.Select(e => e switch
         {
             Tenants.TenantCreated t => t.CreatedAt,
             Deployments.DeploymentCreated d => d.CreatedAt,
@@ -113,7 +112,7 @@ public static class Accruals
             Deployments.SpilloverCapReached c => c.At,
             Deployments.SpilloverCapLifted l => l.At,
             _ => (DateTimeOffset?)null,
-        }).Max() ?? events.Max(e => e.Timestamp);
+        }).Max();
 
     /// <summary>Queues, in the projection's transaction, the statements that write the account's rows and move the totals by the difference.</summary>
     public static void Write(IDocumentOperations operations, BillingAccount account, IReadOnlyList<Accrual> accruals)
