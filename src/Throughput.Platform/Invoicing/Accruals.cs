@@ -31,7 +31,7 @@ public sealed record AccruedRevenue(string Month, string Currency, decimal Accru
 /// <remarks>
 /// A month's total is <see cref="Shards"/> rows, each account adding to the one its id hashes to. The daemon writes every
 /// account a page touched in one transaction, and a row updated again and again in one transaction is a chain of versions
-/// that each later update walks: with one row, a page of 10,000 accounts cost 50 million tuple visits.
+/// that each later update walks: in psql, 30,000 such updates in one transaction took 5.0 s on one row, 1.4 s over 64.
 /// </remarks>
 public static class Accruals
 {

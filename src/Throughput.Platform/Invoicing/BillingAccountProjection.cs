@@ -84,7 +84,7 @@ public sealed class BillingAccountProjection : MultiStreamProjection<BillingAcco
         public static UsageBatchMetered PartOf(UsageBatchMetered batch, string tenantId)
         {
             if (Parts.TryGetValue(batch, out var parts)) return parts.GetValueOrDefault(tenantId) ?? Empty;
-            // A batch of one tenant is not split. Usage written before it named its tenant has none here.
+            // Not split when grouped: the batch is this tenant's alone (usage stored before it named its tenant names none).
             var others = 0;
             foreach (var u in batch.Usage) if (u.TenantId is { } t && !string.Equals(t, tenantId, StringComparison.Ordinal)) others++;
             return others == 0 ? batch : new UsageBatchMetered([.. batch.Usage.Where(u => u.TenantId is null || u.TenantId == tenantId)]);
