@@ -26,6 +26,11 @@ public sealed class InvoicingTests(InvoicingFixture platform)
 
     static async Task<JsonElement> Body(HttpResponseMessage response) => await response.Content.ReadFromJsonAsync<JsonElement>();
 
+    /// <summary>A draft's or invoice's lines other than provisioned PTUs, by amount (deployments bought at the same moment are listed in no particular order).</summary>
+    static (string?, decimal)[] Spill(JsonElement document) => [.. document.GetProperty("lines").EnumerateArray()
+        .Where(l => l.GetProperty("kind").GetString() != "Provisioned")
+        .Select(l => (l.GetProperty("deploymentId").GetString(), l.GetProperty("amount").GetDecimal())).OrderBy(l => l.Item2)];
+
     static decimal[] Amounts(JsonElement document) => [.. document.GetProperty("lines").EnumerateArray().Select(l => l.GetProperty("amount").GetDecimal())];
 
     static async Task<string> BuyAsync(HttpClient customer, string region, decimal ptu, string name = "docs")
@@ -203,10 +208,6 @@ public sealed class InvoicingTests(InvoicingFixture platform)
             Record(summaries, 0, 0, 20_000, spilled: true, At(2031, 3, 31, 23, 29)));
 
         // spilled output 10,000 × 10 / 1M = 0.10 and 20,000 × 10 / 1M = 0.20; each deployment 22:00 → 23:30 so far at 1 PTU = 1.50
-        // deployments bought at the same moment are listed in no particular order
-        static (string?, decimal)[] Spill(JsonElement document) => [.. document.GetProperty("lines").EnumerateArray()
-            .Where(l => l.GetProperty("kind").GetString() != "Provisioned")
-            .Select(l => (l.GetProperty("deploymentId").GetString(), l.GetProperty("amount").GetDecimal())).OrderBy(l => l.Item2)];
         var draft = await DraftWhen(customer, "2031-03", d => d.GetProperty("lines").GetArrayLength() == 4);
         Assert.Equal([(chat, 0.10m), (summaries, 0.20m)], Spill(draft));
         Assert.Equal(3.30m, draft.GetProperty("total").GetDecimal());
@@ -238,9 +239,6 @@ public sealed class InvoicingTests(InvoicingFixture platform)
             Record(seconds, 0, 0, 20_000, spilled: true, At(2031, 5, 31, 23, 29)),
             Record(seconds, 0, 0, 30_000, spilled: true, At(2031, 5, 31, 23, 29)));
 
-        static (string?, decimal)[] Spill(JsonElement document) => [.. document.GetProperty("lines").EnumerateArray()
-            .Where(l => l.GetProperty("kind").GetString() != "Provisioned")
-            .Select(l => (l.GetProperty("deploymentId").GetString(), l.GetProperty("amount").GetDecimal()))];
         // spilled output 10,000 × 10 / 1M = 0.10, and 50,000 × 10 / 1M = 0.50; 22:00 → 23:30 at 1 PTU = 1.50 each
         var firstDraft = await DraftWhen(first, "2031-05", d => d.GetProperty("lines").GetArrayLength() == 2);
         var secondDraft = await DraftWhen(second, "2031-05", d => d.GetProperty("lines").GetArrayLength() == 2);
