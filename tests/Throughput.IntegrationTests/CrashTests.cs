@@ -233,7 +233,7 @@ public sealed class CrashTests(PlatformFixture platform)
     {
         await using var database = Npgsql.NpgsqlDataSource.Create(platform.Settings.PostgresConnectionString());
         await using var command = database.CreateCommand($"""
-            select coalesce(sum(r::bigint), 0)::bigint from {PlatformFixture.Schema}.mt_events e, jsonb_array_elements_text(e.data->'records') r
+            select coalesce(sum(r::bigint), 0)::bigint from {PlatformFixture.Schema}.mt_events e, jsonb_array_elements_text({Throughput.Deployments.UsageBatchMeteredBytes.BodySql("e")}->'records') r
             where e.type = 'usage_batch_metered' and e.stream_id like @streams
             """);
         command.Parameters.AddWithValue("streams", $"meter:{exchange}.p%");

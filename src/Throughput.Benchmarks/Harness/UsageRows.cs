@@ -1,3 +1,5 @@
+using Throughput.Deployments;
+
 namespace Throughput.Benchmarks.Harness;
 
 /// <summary>
@@ -18,11 +20,11 @@ public static class UsageRows
     // element's expression, which would decompress the whole event once per field per deployment).
     public static string Of(string schema) => $"""
         (select e.seq_id, e.stream_id, e."timestamp", u.data
-         from {schema}.mt_events e cross join lateral (
-             select o.value as data from jsonb_array_elements(e.data->'usage') o
+         from {schema}.mt_events e cross join lateral (select {UsageBatchMeteredBytes.BodySql("e")} as body offset 0) b cross join lateral (
+             select o.value as data from jsonb_array_elements(b.body->'usage') o
              union all
              select jsonb_build_object({string.Join(", ", Fields.Select(f => $"'{f}', {Element(f)}"))})
-             from (select {string.Join(", ", Fields.Select(f => $"e.data->'{f}' as \"{f}\""))} offset 0) c
+             from (select {string.Join(", ", Fields.Select(f => $"b.body->'{f}' as \"{f}\""))} offset 0) c
              cross join lateral jsonb_array_elements(c."deploymentId") with ordinality i(id, n)) u
          where e.type = 'usage_batch_metered') usage
         """;

@@ -96,7 +96,7 @@ public sealed partial class RebuildBenchmark : IBenchmark
         }
         figures.Add(new Ceiling(rate, raw.EventsPerSecond).AtLeast("rebuild events/s: platform / raw read + deserialize", TargetRebuildShareOfRaw, Number));
         figures.Add(new Ceiling(cpu > 0 ? events / cpu : 0, raw.Cpu > TimeSpan.Zero ? raw.Events / raw.Cpu.TotalSeconds : 0).Beside("  the same per CPU-second: platform / raw", Number));
-        conditions.Add($"rebuild ceiling: the same {Number(raw.Events)} rows of mt_events (type, data) read in order in this benchmark's process, each body deserialized to its CLR type by the platform's Marten serializer (its System.Text.Json options and converters), nothing else ({Number(raw.Unmapped)} rows of types no feature maps read but not deserialized); {raw.Took.TotalSeconds:0.0} s, {raw.Cpu.TotalSeconds:0.0} s CPU; no start-up in it, which the platform's figure includes");
+        conditions.Add($"rebuild ceiling: the same {Number(raw.Events)} rows of mt_events (type, data, bdata) read in order in this benchmark's process, each body deserialized to its CLR type by the platform's Marten serializer (its System.Text.Json options and converters), nothing else ({Number(raw.Unmapped)} rows of types no feature maps read but not deserialized); {raw.Took.TotalSeconds:0.0} s, {raw.Cpu.TotalSeconds:0.0} s CPU; no start-up in it, which the platform's figure includes");
     }
 
     static double Seconds(Group g) => double.Parse(g.Value, CultureInfo.InvariantCulture);

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Marten;
 using Npgsql;
+using Throughput.Deployments;
 using Throughput.Benchmarks.Harness;
 using Throughput.Configuration;
 using Throughput.Hosting;
@@ -30,7 +31,7 @@ public static class RebuildCeiling
         var types = Features.All.SelectMany(m => m.Events).ToDictionary(e => e.Value, e => e.Key, StringComparer.Ordinal);
 
         await using var database = NpgsqlDataSource.Create(Services.PostgresConnectionString());
-        await using var command = database.CreateCommand($"select type, data from {schema}.mt_events order by seq_id");
+        await using var command = database.CreateCommand($"select type, data, bdata from {schema}.mt_events order by seq_id");
         command.CommandTimeout = 0; // a million rows take longer than the default 30 s on a busy machine
         var started = Stopwatch.GetTimestamp();
         var cpu = Environment.CpuUsage.TotalTime;
@@ -45,7 +46,8 @@ public static class RebuildCeiling
                     unmapped++;
                     continue;
                 }
-                _ = serializer.FromJson(type, reader, 1) ?? throw new InvalidOperationException($"event {events} did not deserialize to {type.Name}");
+                _ = (reader.IsDBNull(2) ? serializer.FromJson(type, reader, 1) : UsageBatchMeteredBytes.Instance.Deserialize(type, reader.GetFieldValue<byte[]>(2)))
+                    ?? throw new InvalidOperationException($"event {events} did not deserialize to {type.Name}");
             }
         }
         return new RebuildCeilingRun(events, unmapped, Stopwatch.GetElapsedTime(started), Environment.CpuUsage.TotalTime - cpu);

@@ -1,4 +1,5 @@
 using Npgsql;
+using Throughput.Deployments;
 
 namespace Throughput.Benchmarks.Invoicing;
 
@@ -24,15 +25,16 @@ public static class SeedLog
             // Each copy goes to the stream its original is in (the partition's usage stream), after that stream's last version.
             await using var copy = new NpgsqlCommand($"""
                 with source as (
-                    select e.stream_id, e.data, e.type, e.mt_dotnet_type, row_number() over (partition by e.stream_id order by e.seq_id) as n
-                    from (select * from {schema}.mt_events where type = 'usage_batch_metered'
-                          and (exists (select 1 from jsonb_array_elements(data->'usage') u where u->>'deploymentId' = any(@deployments))
-                               or exists (select 1 from jsonb_array_elements_text(data->'deploymentId') d where d = any(@deployments)))
+                    select e.stream_id, e.data, e.bdata, e.type, e.mt_dotnet_type, row_number() over (partition by e.stream_id order by e.seq_id) as n
+                    from (select * from {schema}.mt_events m cross join lateral (select {UsageBatchMeteredBytes.BodySql("m")} as body offset 0) b
+                          where m.type = 'usage_batch_metered'
+                          and (exists (select 1 from jsonb_array_elements(b.body->'usage') u where u->>'deploymentId' = any(@deployments))
+                               or exists (select 1 from jsonb_array_elements_text(b.body->'deploymentId') d where d = any(@deployments)))
                           order by seq_id limit @take) e
                 ),
                 copied as (
-                    insert into {schema}.mt_events (seq_id, id, stream_id, version, data, type, timestamp, tenant_id, mt_dotnet_type, is_archived)
-                    select nextval('{schema}.mt_events_sequence'), gen_random_uuid(), s.stream_id, st.version + s.n, s.data, s.type, now(), '*DEFAULT*', s.mt_dotnet_type, false
+                    insert into {schema}.mt_events (seq_id, id, stream_id, version, data, bdata, type, timestamp, tenant_id, mt_dotnet_type, is_archived)
+                    select nextval('{schema}.mt_events_sequence'), gen_random_uuid(), s.stream_id, st.version + s.n, s.data, s.bdata, s.type, now(), '*DEFAULT*', s.mt_dotnet_type, false
                     from source s join {schema}.mt_streams st on st.id = s.stream_id
                     order by s.n, s.stream_id
                     returning stream_id, version

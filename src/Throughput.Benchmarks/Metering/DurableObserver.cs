@@ -75,9 +75,9 @@ public sealed class DurableObserver : IAsyncDisposable
               """
             : $"""
               select e.seq_id,
-                  coalesce(e.data->>'records', (select jsonb_agg(o->'records') from jsonb_array_elements(e.data->'usage') o)::text),
-                  coalesce(e.data->>'firstStartedAt', (select jsonb_agg(o->'firstStartedAt') from jsonb_array_elements(e.data->'usage') o)::text),
-                  e."timestamp"
+                  case when e.bdata is null then coalesce(e.data->>'records', (select jsonb_agg(o->'records') from jsonb_array_elements(e.data->'usage') o)::text) end,
+                  case when e.bdata is null then coalesce(e.data->>'firstStartedAt', (select jsonb_agg(o->'firstStartedAt') from jsonb_array_elements(e.data->'usage') o)::text) end,
+                  e."timestamp", e.bdata
               from {schema}.mt_events e
               where e.seq_id > @floor and e.stream_id = any(@usage) and e.type = 'usage_batch_metered' and not (e.seq_id = any(@seen))
               """;
@@ -183,9 +183,9 @@ public sealed class DurableObserver : IAsyncDisposable
         long added = 0;
         while (await reader.ReadAsync(cancellationToken))
         {
-            UsageEntry[] entries = _columns
-                ? EntriesOf(reader.GetString(1), reader.GetString(2))
-                : [new(reader.GetFieldValue<DateTimeOffset>(2), reader.GetInt64(1))];
+            UsageEntry[] entries = !_columns ? [new(reader.GetFieldValue<DateTimeOffset>(2), reader.GetInt64(1))]
+                : reader.IsDBNull(4) ? EntriesOf(reader.GetString(1), reader.GetString(2))
+                : EntriesOf(reader.GetFieldValue<byte[]>(4));
             var batch = new DurableBatch(reader.GetInt64(0), reader.GetFieldValue<DateTimeOffset>(3), observedAt, late, entries);
             if (!_seen.Add(batch.SeqId)) continue;
             _recent.Add(batch.SeqId);
@@ -214,6 +214,36 @@ public sealed class DurableObserver : IAsyncDisposable
                 if (reader.TokenType == type) return true;
             return false;
         }
+    }
+
+    /// <summary>
+    /// The records and firstStartedAt columns of a usage event stored as bytes (the platform's <c>UsageBatchMeteredBytes</c>:
+    /// its columnar JSON), side by side; read here, not in PostgreSQL, which would have to parse the whole event first.
+    /// </summary>
+    public static UsageEntry[] EntriesOf(ReadOnlySpan<byte> body)
+    {
+        List<long> counts = [];
+        List<DateTimeOffset> starts = [];
+        var reader = new Utf8JsonReader(body);
+        reader.Read();
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        {
+            var column = reader.ValueTextEquals("records"u8) ? counts : null;
+            var times = reader.ValueTextEquals("firstStartedAt"u8) ? starts : null;
+            reader.Read();
+            if (column is null && times is null)
+            {
+                reader.Skip();
+                continue;
+            }
+            while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
+                if (column is not null) column.Add(reader.GetInt64());
+                else times!.Add(reader.GetDateTimeOffset());
+        }
+        if (counts.Count != starts.Count) throw new InvalidDataException($"A usage event has {counts.Count} record counts and {starts.Count} start times.");
+        var entries = new UsageEntry[counts.Count];
+        for (var i = 0; i < entries.Length; i++) entries[i] = new(starts[i], counts[i]);
+        return entries;
     }
 
     /// <summary>Ids below the highest one seen a lookback ago are settled: no transaction stays open that long here.</summary>

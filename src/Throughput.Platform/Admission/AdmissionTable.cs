@@ -130,7 +130,8 @@ public sealed class AdmissionTable(IDocumentStore store, ILogger<AdmissionTable>
         await _cursor.FollowAsync(connection, Schema,
             $"""
             seq_id, stream_id, version, type,
-            case when type = any(@types) and {LogCursor.IsNew} then case when type = @usage then data - @not_buckets else data end end
+            case when type = any(@types) and {LogCursor.IsNew} then case when type = @usage then data - @not_buckets else data end end,
+            case when type = @usage and {LogCursor.IsNew} then bdata end
             """,
             parameters =>
             {
@@ -145,7 +146,8 @@ public sealed class AdmissionTable(IDocumentStore store, ILogger<AdmissionTable>
                 var type = reader.GetString(3);
                 if (type == UsageEvent)
                 {
-                    using var usage = reader.GetFieldValue<JsonDocument>(4);
+                    // Stored as bytes (UsageBatchMeteredBytes) the event comes whole, and only its bucket columns are read here.
+                    using var usage = reader.IsDBNull(5) ? reader.GetFieldValue<JsonDocument>(4) : JsonDocument.Parse(reader.GetStream(5));
                     buckets.Clear();
                     reload.AddRange(UsageBatchMeteredJson.ReadBuckets(usage.RootElement, buckets)
                         ? FoldBuckets(buckets)

@@ -32,6 +32,7 @@ public sealed class DeploymentsModule : FeatureModule
         // expression indexes on its JSON: an update that leaves those columns alone can then be a HOT update, without a new
         // entry in every index and the bloat that left a deployment's lookup slow.
         opts.Schema.For<Deployment>().Duplicate(d => d.Throttled).Duplicate(d => d.TenantId);
+        opts.Events.UseBinarySerializer<UsageBatchMetered>(UsageBatchMeteredBytes.Instance);
     }
 
     public override void MapEndpoints(WebApplication app) => app.MapDeployments(app.Services.GetRequiredService<ModelCatalog>());

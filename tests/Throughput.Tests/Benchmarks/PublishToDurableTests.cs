@@ -16,6 +16,14 @@ public sealed class PublishToDurableTests
     }
 
     [Fact]
+    public void An_event_stored_as_bytes_reads_its_records_and_start_times_from_its_columns()
+    {
+        var entries = DurableObserver.EntriesOf("""{"deploymentId":["a","b"],"producers":[["n",1,2],["n",3,3]],"records":[3,1],"firstStartedAt":["2026-12-06T00:00:01Z","2026-12-06T00:00:00.5Z"],"meteredAt":"2026-12-06T00:00:02Z"}"""u8);
+
+        Assert.Equal([new(DateTimeOffset.Parse("2026-12-06T00:00:01Z"), 3), new(DateTimeOffset.Parse("2026-12-06T00:00:00.5Z"), 1)], entries);
+    }
+
+    [Fact]
     public void A_single_usage_event_reads_as_one_entry()
     {
         var entries = DurableObserver.EntriesOf("7", "2026-12-06T00:00:01Z");

@@ -105,6 +105,21 @@ public sealed class UsageMeteredJsonSpecs
     }
 
     [Fact]
+    public void A_batch_stored_as_bytes_is_the_store_s_json_and_reads_back_the_same()
+    {
+        var at = new DateTimeOffset(2026, 12, 7, 8, 0, 0, TimeSpan.Zero);
+        var batch = new UsageBatchMetered([.. Enumerable.Range(1, 3).Select(i => new UsageMetered($"dep-{i}", "acme", [new ProducerRange("node-1", i, i)],
+            new TokenCounts(i, 10 * i, 0, 3 * i, 0, 0, 0, 0), 13 * i, at, at, i, i / 100m, 2500, at))]);
+
+        var bytes = UsageBatchMeteredBytes.Instance.Serialize(typeof(UsageBatchMetered), batch);
+        var back = (UsageBatchMetered)UsageBatchMeteredBytes.Instance.Deserialize(typeof(UsageBatchMetered), bytes);
+
+        // SQL reads the bytes as this JSON (convert_from(bdata, 'UTF8')::jsonb), so they must be exactly it.
+        Assert.Equal(JsonSerializer.Serialize(batch, Store), System.Text.Encoding.UTF8.GetString(bytes));
+        Assert.Equal(batch.Usage, back.Usage, UsageWithoutRanges.Instance);
+    }
+
+    [Fact]
     public void A_batch_metered_at_one_moment_stores_that_moment_once_and_a_column_of_moments_still_reads()
     {
         var at = new DateTimeOffset(2026, 12, 6, 8, 0, 0, TimeSpan.Zero);
