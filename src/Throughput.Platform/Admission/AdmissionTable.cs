@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Collections.Concurrent;
 using System.Text;
 using System.Text.Json;
@@ -144,10 +145,28 @@ public sealed class AdmissionTable(IDocumentStore store, ILogger<AdmissionTable>
                 if (reader.IsDBNull(4)) return;
                 var stream = reader.GetString(1);
                 var type = reader.GetString(3);
+                if (type == UsageEvent && !reader.IsDBNull(5))
+                {
+                    // Stored as bytes (UsageBatchMeteredBytes) the event comes whole; only its first columns, the buckets, are read.
+                    var length = (int)reader.GetBytes(5, 0, null, 0, 0);
+                    var body = ArrayPool<byte>.Shared.Rent(length);
+                    try
+                    {
+                        reader.GetBytes(5, 0, body, 0, length);
+                        buckets.Clear();
+                        reload.AddRange(UsageBatchMeteredJson.ReadBuckets(body.AsSpan(0, length), buckets)
+                            ? FoldBuckets(buckets)
+                            : FoldUsage(UsageBatchMeteredBytes.Instance.Deserialize(typeof(UsageBatchMetered), body[..length])));
+                    }
+                    finally
+                    {
+                        ArrayPool<byte>.Shared.Return(body);
+                    }
+                    return;
+                }
                 if (type == UsageEvent)
                 {
-                    // Stored as bytes (UsageBatchMeteredBytes) the event comes whole, and only its bucket columns are read here.
-                    using var usage = reader.IsDBNull(5) ? reader.GetFieldValue<JsonDocument>(4) : JsonDocument.Parse(reader.GetStream(5));
+                    using var usage = reader.GetFieldValue<JsonDocument>(4);
                     buckets.Clear();
                     reload.AddRange(UsageBatchMeteredJson.ReadBuckets(usage.RootElement, buckets)
                         ? FoldBuckets(buckets)

@@ -168,7 +168,12 @@ public sealed class UsageBatchMeteredJson : JsonConverter<UsageBatchMetered>
     {
         var usage = value.Usage;
         writer.WriteStartObject();
+        // The columns a bucket follower reads come first, so that it stops reading there (ReadBuckets).
         Write(writer, "deploymentId"u8, usage, static (w, u) => w.WriteStringValue(u.DeploymentId));
+        Write(writer, "bucketLevel"u8, usage, static (w, u) => w.WriteNumberValue(u.BucketLevel));
+        if (usage.Count > 0 && usage.All(u => u.MeteredAt == usage[0].MeteredAt && u.MeteredAt.Offset == usage[0].MeteredAt.Offset))
+            writer.WriteString("meteredAt"u8, usage[0].MeteredAt);
+        else Write(writer, "meteredAt"u8, usage, static (w, u) => w.WriteStringValue(u.MeteredAt));
         Write(writer, "tenantId"u8, usage, static (w, u) => { if (u.TenantId is null) w.WriteNullValue(); else w.WriteStringValue(u.TenantId); });
         Write(writer, "producers"u8, usage, static (w, u) =>
         {
@@ -191,12 +196,8 @@ public sealed class UsageBatchMeteredJson : JsonConverter<UsageBatchMetered>
         Write(writer, "weightedTokens"u8, usage, static (w, u) => w.WriteNumberValue(u.WeightedTokens));
         Write(writer, "firstStartedAt"u8, usage, static (w, u) => w.WriteStringValue(u.FirstStartedAt));
         Write(writer, "lastFinishedAt"u8, usage, static (w, u) => w.WriteStringValue(u.LastFinishedAt));
-        Write(writer, "bucketLevel"u8, usage, static (w, u) => w.WriteNumberValue(u.BucketLevel));
         Write(writer, "utilization"u8, usage, static (w, u) => w.WriteNumberValue(u.Utilization));
         Write(writer, "tokensPerMinute"u8, usage, static (w, u) => w.WriteNumberValue(u.TokensPerMinute));
-        if (usage.Count > 0 && usage.All(u => u.MeteredAt == usage[0].MeteredAt && u.MeteredAt.Offset == usage[0].MeteredAt.Offset))
-            writer.WriteString("meteredAt"u8, usage[0].MeteredAt);
-        else Write(writer, "meteredAt"u8, usage, static (w, u) => w.WriteStringValue(u.MeteredAt));
         if (usage.Any(u => u.Months is not null))
             Write(writer, "months"u8, usage, static (w, u) => UsageMeteredJson.WriteMonths(w, u.Months));
         if (usage.Any(u => u.Adapters is not null))
@@ -235,6 +236,39 @@ public sealed class UsageBatchMeteredJson : JsonConverter<UsageBatchMetered>
         return true;
     }
 
+    /// <summary>
+    /// <see cref="ReadBuckets(JsonElement, List{ValueTuple{string, decimal, DateTimeOffset}})"/> for an event's stored bytes
+    /// (<see cref="UsageBatchMeteredBytes"/>), reading only as far as the three columns, which it writes first; false for an
+    /// event of the earlier object form, which is read whole.
+    /// </summary>
+    public static bool ReadBuckets(ReadOnlySpan<byte> usageEvent, List<(string DeploymentId, decimal BucketLevel, DateTimeOffset MeteredAt)> buckets)
+    {
+        var reader = new Utf8JsonReader(usageEvent);
+        reader.Read();
+        List<string>? ids = null;
+        List<decimal>? levels = null;
+        List<DateTimeOffset>? times = null;
+        DateTimeOffset? once = null;
+        while ((ids is null || levels is null || times is null && once is null) && reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        {
+            if (reader.ValueTextEquals("usage"u8)) return false;
+            if (reader.ValueTextEquals("deploymentId"u8)) { reader.Read(); ids = []; while (reader.Read() && reader.TokenType != JsonTokenType.EndArray) ids.Add(reader.GetString()!); }
+            else if (reader.ValueTextEquals("bucketLevel"u8)) { reader.Read(); levels = []; while (reader.Read() && reader.TokenType != JsonTokenType.EndArray) levels.Add(reader.GetDecimal()); }
+            else if (reader.ValueTextEquals("meteredAt"u8))
+            {
+                reader.Read();
+                if (reader.TokenType == JsonTokenType.String) once = reader.GetDateTimeOffset();
+                else { times = []; while (reader.Read() && reader.TokenType != JsonTokenType.EndArray) times.Add(reader.GetDateTimeOffset()); }
+            }
+            else { reader.Read(); reader.Skip(); }
+        }
+        if (ids is null) return true;
+        if (levels is null || levels.Count != ids.Count || once is null && (times is null || times.Count != ids.Count))
+            throw new JsonException("A usage batch event's columns differ in length.");
+        for (var i = 0; i < ids.Count; i++) buckets.Add((ids[i], levels[i], once ?? times![i]));
+        return true;
+    }
+
     /// <summary>The columns of <see cref="TokenCounts"/>, in its constructor's order, named as in every other usage JSON.</summary>
     static readonly byte[][] TokenColumns =
     [
@@ -243,8 +277,8 @@ public sealed class UsageBatchMeteredJson : JsonConverter<UsageBatchMetered>
     ];
 
     /// <summary>
-    /// Every column but the three a bucket follower keeps (<see cref="ReadBuckets"/>): what a query leaves out of the stored
-    /// event (<c>data - names</c>, one decompression of it) so that PostgreSQL neither formats nor sends the rest.
+    /// Every column but the three a bucket follower keeps (<c>ReadBuckets</c>): what a query leaves out of an event stored
+    /// as <c>jsonb</c> (<c>data - names</c>, one decompression of it) so that PostgreSQL neither formats nor sends the rest.
     /// </summary>
     public static readonly string[] AllButBuckets =
     [

@@ -134,13 +134,17 @@ public sealed class UsageMeteredJsonSpecs
         var asColumn = once.DeepClone().AsObject();
         asColumn["meteredAt"] = new JsonArray(JsonValue.Create(at), JsonValue.Create(at));
 
-        foreach (var form in new[] { once, asColumn })
+        // Events written before had the bucket columns last: reading the stored bytes must not depend on the order.
+        var bucketsLast = new JsonObject(once.Reverse().Select(p => KeyValuePair.Create(p.Key, p.Value?.DeepClone())));
+        foreach (var form in new[] { once, asColumn, bucketsLast })
         {
             Assert.Equal(together.Usage, JsonSerializer.Deserialize<UsageBatchMetered>(form.ToJsonString(), Store)!.Usage, UsageWithoutRanges.Instance);
-            List<(string, decimal, DateTimeOffset)> buckets = [];
+            List<(string, decimal, DateTimeOffset)> buckets = [], fromBytes = [];
             using var json = JsonDocument.Parse(form.ToJsonString());
             Assert.True(UsageBatchMeteredJson.ReadBuckets(json.RootElement, buckets));
             Assert.Equal([("dep-1", 13.5m, at), ("dep-2", 13.5m, at)], buckets);
+            Assert.True(UsageBatchMeteredJson.ReadBuckets(System.Text.Encoding.UTF8.GetBytes(form.ToJsonString()), fromBytes));
+            Assert.Equal(buckets, fromBytes);
         }
     }
 
