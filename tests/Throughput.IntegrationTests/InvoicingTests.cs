@@ -222,6 +222,36 @@ public sealed class InvoicingTests(InvoicingFixture platform)
     }
 
     [Fact]
+    public async Task Usage_within_the_rate_is_on_the_draft_with_every_token_while_the_account_holds_only_what_spilled()
+    {
+        platform.Clock.Set(At(2031, 7, 31, 22));
+        var (tenantId, customer) = await platform.NewTenantAsync();
+        var region = await platform.NewPoolAsync("gpt-4o", 10);
+        var node = await platform.NewServingNodeAsync(region);
+        var chat = await BuyAsync(customer, region, 1, "chat");
+
+        platform.Clock.Set(At(2031, 7, 31, 23, 30));
+        await platform.PublishAsync(node,
+            Record(chat, 1_000, 200, 300, spilled: false, At(2031, 7, 31, 23, 28)),
+            Record(chat, 2_000, 0, 400, spilled: false, At(2031, 7, 31, 23, 29)));
+        await platform.PublishAsync(node, Record(chat, 0, 0, 10_000, spilled: true, At(2031, 7, 31, 23, 29)));
+
+        var draft = await DraftWhen(customer, "2031-07", d => d.GetProperty("usage").EnumerateArray().Sum(u => u.GetProperty("tokens").GetProperty("records").GetInt64()) == 3);
+        var usage = Assert.Single(draft.GetProperty("usage").EnumerateArray());
+        var tokens = usage.GetProperty("tokens");
+        Assert.Equal((chat, "2031-07"), (usage.GetProperty("deploymentId").GetString(), usage.GetProperty("serviceMonth").GetString()));
+        Assert.Equal((3_000L, 200L, 10_700L, 1L, 10_000L), (tokens.GetProperty("promptTokens").GetInt64(), tokens.GetProperty("cachedTokens").GetInt64(),
+            tokens.GetProperty("outputTokens").GetInt64(), tokens.GetProperty("spilledRecords").GetInt64(), tokens.GetProperty("spilledOutputTokens").GetInt64()));
+        // spilled output 10,000 × 10 / 1M = 0.10; only the spill is billed per token
+        Assert.Equal([(chat, 0.10m)], Spill(draft));
+
+        await using var session = platform.Store.QuerySession();
+        var account = await session.LoadAsync<Throughput.Invoicing.BillingAccount>(tenantId);
+        var spilled = Assert.Single(account!.SpilledUsage["2031-07"].Values);
+        Assert.Equal(new Throughput.Deployments.TokenCounts(0, 0, 0, 0, 1, 0, 0, 10_000), spilled.Tokens);
+    }
+
+    [Fact]
     public async Task Two_tenants_metered_in_one_message_each_see_only_their_own_usage_on_their_draft()
     {
         platform.Clock.Set(At(2031, 5, 31, 22));
@@ -251,7 +281,7 @@ public sealed class InvoicingTests(InvoicingFixture platform)
         foreach (var (tenant, deployment) in new[] { (firstId, firsts), (secondId, seconds) })
         {
             var account = await session.LoadAsync<Throughput.Invoicing.BillingAccount>(tenant);
-            Assert.Equal([deployment], account!.Usage.Values.SelectMany(m => m.Values).Select(u => u.DeploymentId).Distinct());
+            Assert.Equal([deployment], account!.SpilledUsage.Values.SelectMany(m => m.Values).Select(u => u.DeploymentId).Distinct());
         }
     }
 

@@ -4,26 +4,22 @@ using Npgsql;
 namespace Throughput.Benchmarks.Invoicing;
 
 /// <summary>
-/// Polls a tenant's billing account (the invoice drafts' source) for the last event sequence the projection folded
-/// into it, or the read models' progression for every tenant's; an event is in the draft from the first poll that
-/// shows that sequence or a later one.
+/// Polls the read models' progression, which commits with every draft's usage and billing account; an event is in the
+/// drafts from the first poll that shows that sequence or a later one.
 /// </summary>
-public sealed class DraftObserver(string connectionString, string query, string? tenantId, TimeSpan interval) : IAsyncDisposable
+public sealed class DraftObserver(string connectionString, string query, TimeSpan interval) : IAsyncDisposable
 {
-    public static DraftObserver ForTenant(string connectionString, string schema, string tenantId, TimeSpan interval) =>
-        new(connectionString, $"select coalesce((data->>'projectedThrough')::bigint, 0) from {schema}.{Accounts} where id = @tenant", tenantId, interval);
-
-    /// <summary>Every tenant's draft at once: how far the read models' daemon shard has folded the log.</summary>
+    /// <summary>
+    /// Every tenant's draft at once: how far the read models' daemon shard of the current version has folded the log (a
+    /// schema that ran an earlier version keeps that version's row, frozen).
+    /// </summary>
     public static DraftObserver ForEveryTenant(string connectionString, string schema, TimeSpan interval) =>
-        new(connectionString, $"select coalesce(max(last_seq_id), 0) from {schema}.mt_event_progression where name like 'ReadModels:%'", null, interval);
+        new(connectionString, $"select coalesce(max(last_seq_id), 0) from {schema}.mt_event_progression where name = '{Throughput.Configuration.ReadModels.Name}:V{Throughput.Configuration.ReadModels.Version}:All'", interval);
 
     readonly NpgsqlDataSource _database = NpgsqlDataSource.Create(connectionString);
     readonly List<(DateTimeOffset At, long Through)> _marks = [];
     readonly CancellationTokenSource _stop = new();
     Task? _polling;
-
-    /// <summary>Marten appends the version of the read models' composite projection to their tables' names.</summary>
-    static readonly string Accounts = $"mt_doc_billingaccount_{Throughput.Configuration.ReadModels.Version}";
 
     public long Through { get; private set; }
 
@@ -58,7 +54,6 @@ public sealed class DraftObserver(string connectionString, string query, string?
             while (await timer.WaitForNextTickAsync(_stop.Token))
             {
                 await using var command = _database.CreateCommand(query);
-                if (tenantId is not null) command.Parameters.AddWithValue("tenant", tenantId);
                 long through;
                 try
                 {
@@ -66,7 +61,7 @@ public sealed class DraftObserver(string connectionString, string query, string?
                 }
                 catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UndefinedTable)
                 {
-                    continue; // the daemon has not written its first account yet
+                    continue; // the daemon has not created its progression yet
                 }
                 var at = DateTimeOffset.UtcNow; // the row as read was committed before this
                 if (through <= Through) continue;

@@ -104,7 +104,7 @@ public sealed partial class InvoicingBenchmark : IBenchmark
         var connection = Services.PostgresConnectionString();
         await using var events = new DurableObserver(connection, fleet.Deployments, poll, schema, topology.UsageStreams);
         await events.StartAsync(ct);
-        await using var drafts = DraftObserver.ForTenant(connection, schema, fleet.TenantId, poll);
+        await using var drafts = DraftObserver.ForEveryTenant(connection, schema, poll);
         drafts.Start();
         await using var load = await LoadDriver.ConnectAsync(shape, fleet, topology.Exchange, () => events.Records, ct);
 
@@ -149,7 +149,7 @@ public sealed partial class InvoicingBenchmark : IBenchmark
         figures.Add(new("record hand-over → draft p50 / p99", $"{Ms(Percentiles.Weighted(handOverToDraft, 50))} / {Ms(Percentiles.Weighted(handOverToDraft, 99))}"));
         figures.Add(new("drafts caught up after the load", caughtUp ? $"yes, through event {last}" : $"NO: at {drafts.Through} of {last} {CatchUpTimeout.TotalSeconds:0} s after", "yes", caughtUp && never == 0));
         conditions.Add($"{seconds:0} s measured after the warm-up, {fleet.Deployments.Count} deployments of one tenant, {shape.Publishers} publishers, {(shape.Rate > 0 ? $"{Number(shape.Rate)} records/s offered" : "closed loop")}, ≤ {Number(shape.InFlight)} in flight");
-        conditions.Add($"lag = first poll ({poll.TotalMilliseconds:0} ms) of the tenant's billing account showing the event's sequence − first poll of mt_events showing the event committed; percentiles weighted by records; {never} events never seen in the draft while polling");
+        conditions.Add($"lag = first poll ({poll.TotalMilliseconds:0} ms) of the read models' progress (the drafts' usage and accounts commit with it) showing the event's sequence − first poll of mt_events showing the event committed; percentiles weighted by records; {never} events never seen in the draft while polling");
         conditions.Add($"CPU cores while measuring: {CpuUse.Describe(CpuUse.Between(cpuBefore, cpuAfter))}");
 
         var daemonRows = await ProjectionRowsCeiling.BetweenAsync(schema, rowsBefore, rowsAfter, ct);

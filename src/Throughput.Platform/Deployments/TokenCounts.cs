@@ -35,6 +35,17 @@ public readonly record struct TokenCounts(
     [JsonIgnore]
     public long SpilledInputTokens => SpilledPromptTokens - SpilledCachedTokens;
 
+    /// <summary>Only the spilled part: what an invoice bills per token.</summary>
+    [JsonIgnore]
+    public TokenCounts Spill => new(0, 0, 0, 0, SpilledRecords, SpilledPromptTokens, SpilledCachedTokens, SpilledOutputTokens);
+
+    /// <summary>These counts with the spilled part as <paramref name="spill"/>'s.</summary>
+    public TokenCounts WithSpill(TokenCounts spill) => this with
+    {
+        SpilledRecords = spill.SpilledRecords, SpilledPromptTokens = spill.SpilledPromptTokens,
+        SpilledCachedTokens = spill.SpilledCachedTokens, SpilledOutputTokens = spill.SpilledOutputTokens,
+    };
+
     /// <summary>Whether any tokens were spilled (and so billed per token).</summary>
     public bool HasSpill => SpilledPromptTokens != 0 || SpilledOutputTokens != 0 || SpilledCachedTokens != 0;
 }

@@ -90,8 +90,10 @@ public sealed record SpilloverCap(string AlertId, string Month, decimal Amount, 
 
 /// <summary>
 /// A tenant's billing facts, folded from the event log by <see cref="BillingAccountProjection"/>: its deployments' PTUs
-/// over time, its reservations, usage per invoice month not yet issued, and the months already issued. Invoice drafts
-/// are computed from it by <see cref="InvoiceCalculation"/>; issued months keep nothing here but their invoice id.
+/// over time, its reservations, spilled usage per invoice month not yet issued (the only usage billed per token), and the
+/// months already issued. Invoice drafts are computed from it by <see cref="InvoiceCalculation"/>; issued months keep
+/// nothing here but their invoice id. All usage, spilled or not, is in <see cref="UsageTotals"/>: usage within the purchased
+/// rate bills nothing, and rewriting every tenant's account for it was the drafts' lag at thousands of tenants.
 /// </summary>
 public sealed record BillingAccount(
     string Id,
@@ -99,7 +101,7 @@ public sealed record BillingAccount(
     string Currency,
     ImmutableDictionary<string, BilledDeployment> Deployments,
     ImmutableDictionary<string, BilledReservation> Reservations,
-    ImmutableDictionary<string, ImmutableDictionary<string, UsageEntry>> Usage,
+    ImmutableDictionary<string, ImmutableDictionary<string, UsageEntry>> SpilledUsage,
     ImmutableDictionary<string, string> Issued,
     int? UnissuedSince,
     long ProjectedThrough,
@@ -189,12 +191,13 @@ public sealed record BillingAccount(
 
         void Record(BillingMonth service, string deploymentId, TokenCounts tokens)
         {
+            if ((tokens = tokens.Spill) == default) return;
             ref var target = ref CollectionsMarshal.GetValueRefOrAddDefault(_targets, service, out var known);
-            if (!known) target = start.IsIssued(service) ? start.FirstOpenFrom(service.Next) : service;
+            if (!known) target = InvoiceMonthOf(service, start.IsIssued);
             if (tokens.HasSpill)
             {
                 ref var spilled = ref CollectionsMarshal.GetValueRefOrAddDefault(_spilled, target, out var seen);
-                if (!seen) spilled = start.Usage.TryGetValue(MonthKey(target), out var entries) && entries.Values.Any(u => u.Tokens.HasSpill);
+                if (!seen) spilled = start.SpilledUsage.TryGetValue(MonthKey(target), out var entries) && entries.Values.Any(u => u.Tokens.HasSpill);
                 if (!spilled) (_recount, spilled) = (true, true);
             }
             CollectionsMarshal.GetValueRefOrAddDefault(_added, (target, service, deploymentId), out _) += tokens;
@@ -209,7 +212,7 @@ public sealed record BillingAccount(
 
         public BillingAccount Finish()
         {
-            var usage = start.Usage.ToBuilder();
+            var usage = start.SpilledUsage.ToBuilder();
             var months = new Dictionary<string, ImmutableDictionary<string, UsageEntry>.Builder>(StringComparer.Ordinal);
             foreach (var ((target, service, deploymentId), tokens) in _added)
             {
@@ -222,15 +225,16 @@ public sealed record BillingAccount(
                     : new UsageEntry(MonthKey(service), deploymentId, tokens);
             }
             foreach (var (key, entries) in months) usage[key] = entries.ToImmutable();
-            var next = start with { Usage = usage.ToImmutable() };
+            var next = start with { SpilledUsage = usage.ToImmutable() };
             return _recount ? Recount(next) : next;
         }
     }
 
     public bool IsIssued(BillingMonth month) => Issued.Count > 0 && Issued.ContainsKey(month.ToString());
 
-    public ImmutableDictionary<string, UsageEntry> UsageOn(BillingMonth month) =>
-        Usage.TryGetValue(month.ToString(), out var entries) ? entries : ImmutableDictionary<string, UsageEntry>.Empty;
+    /// <summary>The spilled usage on the month's invoice: of the month itself, and carried from months issued before it was metered.</summary>
+    public ImmutableDictionary<string, UsageEntry> SpilledUsageOn(BillingMonth month) =>
+        SpilledUsage.TryGetValue(month.ToString(), out var entries) ? entries : ImmutableDictionary<string, UsageEntry>.Empty;
 
     public BillingAccount Then(DeploymentCreated e) => Recount(this with
     {
@@ -252,6 +256,14 @@ public sealed record BillingAccount(
     /// lands on the earliest later invoice still open as a prior-period adjustment, whenever it is metered: a November
     /// record metered on 2 January, with December still a draft, goes on December.
     /// </summary>
+    public static BillingMonth InvoiceMonthOf(BillingMonth service, Func<BillingMonth, bool> isIssued)
+    {
+        var month = service;
+        while (isIssued(month)) month = month.Next;
+        return month;
+    }
+
+    /// <summary>The usage's spilled part, on its invoice month (<see cref="InvoiceMonthOf"/>).</summary>
     public BillingAccount Then(UsageMetered e)
     {
         if (e.Months is not { Count: > 0 } parts) return Record(BillingMonth.Of(e.LastFinishedAt), e.DeploymentId, e.Tokens);
@@ -262,9 +274,10 @@ public sealed record BillingAccount(
 
     BillingAccount Record(BillingMonth service, string deploymentId, TokenCounts tokens)
     {
-        var target = IsIssued(service) ? FirstOpenFrom(service.Next) : service;
+        if ((tokens = tokens.Spill) == default) return this;
+        var target = InvoiceMonthOf(service, IsIssued);
         var key = target.ToString();
-        var before = Usage.GetValueOrDefault(key, ImmutableDictionary<string, UsageEntry>.Empty);
+        var before = SpilledUsage.GetValueOrDefault(key, ImmutableDictionary<string, UsageEntry>.Empty);
         var next = AddUsage(key, before, service, deploymentId, tokens);
         // The months that still need invoicing change only when spilled usage first lands on a month.
         return tokens.HasSpill && !before.Values.Any(u => u.Tokens.HasSpill) ? Recount(next) : next;
@@ -285,12 +298,12 @@ public sealed record BillingAccount(
                 Cached: g.Where(l => l.TokenType == TokenType.Cached).Sum(l => l.Tokens!.Value),
                 Output: g.Where(l => l.TokenType == TokenType.Output).Sum(l => l.Tokens!.Value)));
         var carryTo = issued.FirstOpenFrom(month.Next);
-        var next = issued with { Usage = Usage.Remove(e.Month), SpilloverBilled = BilledOnCappedMonths(e) };
-        foreach (var entry in UsageOn(month).Values.OrderBy(u => u.ServiceMonth, StringComparer.Ordinal).ThenBy(u => u.DeploymentId, StringComparer.Ordinal))
+        var next = issued with { SpilledUsage = SpilledUsage.Remove(e.Month), SpilloverBilled = BilledOnCappedMonths(e) };
+        foreach (var entry in SpilledUsageOn(month).Values.OrderBy(u => u.ServiceMonth, StringComparer.Ordinal).ThenBy(u => u.DeploymentId, StringComparer.Ordinal))
         {
             var (input, cached, output) = billed.GetValueOrDefault((entry.ServiceMonth, entry.DeploymentId));
             var unbilled = entry.UnbilledSpill(input, cached, output);
-            if (unbilled.HasSpill) next = next.AddUsage(carryTo.ToString(), next.UsageOn(carryTo), BillingMonth.Parse(entry.ServiceMonth), entry.DeploymentId, unbilled);
+            if (unbilled.HasSpill) next = next.AddUsage(carryTo.ToString(), next.SpilledUsageOn(carryTo), BillingMonth.Parse(entry.ServiceMonth), entry.DeploymentId, unbilled);
         }
         return Recount(next);
     }
@@ -333,12 +346,7 @@ public sealed record BillingAccount(
     public BillingAccount Projected(long sequence) => this with { ProjectedThrough = Math.Max(ProjectedThrough, sequence) };
 
     /// <summary>The first month from <paramref name="from"/> on whose invoice is not issued.</summary>
-    public BillingMonth FirstOpenFrom(BillingMonth from)
-    {
-        var month = from;
-        while (IsIssued(month)) month = month.Next;
-        return month;
-    }
+    public BillingMonth FirstOpenFrom(BillingMonth from) => InvoiceMonthOf(from, IsIssued);
 
     /// <summary>Months not issued that may have something to bill, from the earliest; open-ended deployments run to <paramref name="until"/>.</summary>
     public IEnumerable<BillingMonth> OpenMonthsThrough(BillingMonth until)
@@ -355,7 +363,7 @@ public sealed record BillingAccount(
     public bool MayBill(BillingMonth month) =>
         Deployments.Values.Any(d => d.CreatedAt < month.End && (d.ReleasedAt is not { } released || released > month.Start))
         || Reservations.Values.Any(r => r.Installments().Any(i => BillingMonth.Of(i.Due) == month))
-        || UsageOn(month).Values.Any(u => u.Tokens.HasSpill);
+        || SpilledUsageOn(month).Values.Any(u => u.Tokens.HasSpill);
 
     BillingAccount Change(string deploymentId, CapacityChange change) =>
         Deployments.TryGetValue(deploymentId, out var d)
@@ -369,7 +377,7 @@ public sealed record BillingAccount(
         var entry = entries.TryGetValue(entryKey, out var existing)
             ? existing with { Tokens = existing.Tokens + tokens }
             : new UsageEntry(service.ToString(), deploymentId, tokens);
-        return this with { Usage = Usage.SetItem(key, entries.SetItem(entryKey, entry)) };
+        return this with { SpilledUsage = SpilledUsage.SetItem(key, entries.SetItem(entryKey, entry)) };
     }
 
     /// <summary>Keeps <see cref="UnissuedSince"/>, the earliest month that may still need an invoice, for the issuer's query.</summary>
@@ -393,7 +401,7 @@ public sealed record BillingAccount(
         }
         foreach (var r in a.Reservations.Values)
             foreach (var (_, due) in r.Installments()) Consider(BillingMonth.Of(due).Index, BillingMonth.Of(due).Index);
-        foreach (var (month, entries) in a.Usage)
+        foreach (var (month, entries) in a.SpilledUsage)
             if (entries.Values.Any(u => u.Tokens.HasSpill)) Consider(BillingMonth.Parse(month).Index, BillingMonth.Parse(month).Index);
         return a.UnissuedSince == earliest ? a : a with { UnissuedSince = earliest };
     }

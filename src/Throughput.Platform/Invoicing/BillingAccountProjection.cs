@@ -65,32 +65,60 @@ public sealed class BillingAccountProjection : MultiStreamProjection<BillingAcco
     }
 
     /// <summary>
-    /// Usage names its tenant; a deployment's own events and usage written before it did name only the deployment, whose
-    /// tenant is read per page: from the page's own <see cref="DeploymentCreated"/>, else the deployment's snapshot, else
-    /// its first event (while snapshots are being rebuilt).
+    /// The tenants of the deployments a page names without their tenant: a deployment's own events, and usage written
+    /// before usage named its tenant. Read per page from the page's own <see cref="DeploymentCreated"/>, else the
+    /// deployment's snapshot, else its first event (while snapshots are being rebuilt).
+    /// </summary>
+    internal static async Task<Dictionary<string, string>> DeploymentTenantsAsync(IQuerySession session, IReadOnlyList<IEvent> events)
+    {
+        var tenants = new Dictionary<string, string>(StringComparer.Ordinal);
+        HashSet<string>? unknown = null;
+        foreach (var e in events)
+        {
+            if (e.Data is DeploymentCreated created) tenants[created.DeploymentId] = created.TenantId;
+            else if (e.Data is UsageBatchMetered batch)
+                for (var i = 0; i < batch.Usage.Count; i++) Need(batch.Usage[i]);
+            else if (e.Data is UsageMetered u) Need(u);
+            else if (ByTenant.DeploymentOf(e.Data) is { } d) (unknown ??= new(StringComparer.Ordinal)).Add(d);
+        }
+        if (unknown is not null) await LookUpAsync(session, [.. unknown.Where(d => !tenants.ContainsKey(d))], tenants);
+        return tenants;
+
+        void Need(UsageMetered u)
+        {
+            if (u.TenantId is null) (unknown ??= new(StringComparer.Ordinal)).Add(u.DeploymentId);
+        }
+    }
+
+    internal static string? TenantOf(UsageMetered u, Dictionary<string, string> tenants) => u.TenantId ?? tenants.GetValueOrDefault(u.DeploymentId);
+
+    static async Task LookUpAsync(IQuerySession session, List<string> deploymentIds, Dictionary<string, string> tenants)
+    {
+        if (deploymentIds.Count == 0) return;
+        foreach (var d in await session.LoadManyAsync<Deployment>(deploymentIds)) tenants[d.Id] = d.TenantId;
+        var missing = deploymentIds.Where(id => !tenants.ContainsKey(id)).ToArray();
+        if (missing.Length == 0) return;
+        var firsts = await session.Events.QueryAllRawEvents().Where(e => missing.Contains(e.StreamKey) && e.Version == 1).ToListAsync();
+        foreach (var first in firsts)
+            if (first.Data is DeploymentCreated created) tenants[created.DeploymentId] = created.TenantId;
+    }
+
+    /// <summary>
+    /// A page's events by tenant. Usage goes to an account only for what it spilled, the only usage billed per token
+    /// (<see cref="UsageTotals"/> keeps all of it).
     /// </summary>
     sealed class ByTenant : IJasperFxAggregateGrouper<string, IQuerySession>
     {
         public async Task Group(IQuerySession session, IReadOnlyList<IEvent> events, IEventGrouping<string> grouping)
         {
-            var tenants = new Dictionary<string, string>(StringComparer.Ordinal);
-            HashSet<string>? unknown = null;
-            foreach (var e in events)
-            {
-                if (e.Data is DeploymentCreated created) tenants[created.DeploymentId] = created.TenantId;
-                else if (e.Data is UsageBatchMetered batch)
-                    for (var i = 0; i < batch.Usage.Count; i++) Need(batch.Usage[i]);
-                else if (e.Data is UsageMetered u) Need(u);
-                else if (DeploymentOf(e.Data) is { } d) (unknown ??= new(StringComparer.Ordinal)).Add(d);
-            }
-            if (unknown is not null) await LookUpAsync(session, [.. unknown.Where(d => !tenants.ContainsKey(d))], tenants);
-
+            var tenants = await DeploymentTenantsAsync(session, events);
             foreach (var e in events)
             {
                 // A batch's usage goes to each tenant as one event holding that tenant's part, at the batch's sequence: one
                 // event per tenant and sequence, since a slice keeps an event once however often it is added.
                 if (e.Data is UsageBatchMetered usage)
                 {
+                    if (!usage.Usage.Any(Spilled)) continue;
                     // A batch of one tenant's usage goes to it as stored.
                     if (OneTenantOf(usage, tenants) is { } only)
                     {
@@ -106,17 +134,14 @@ public sealed class BillingAccountProjection : MultiStreamProjection<BillingAcco
                     DeploymentCreated d => d.TenantId,
                     ReservationPurchased r => r.TenantId,
                     InvoiceIssued i => i.TenantId,
-                    UsageMetered u => TenantOf(u, tenants),
+                    UsageMetered u => Spilled(u) ? TenantOf(u, tenants) : null,
                     _ => DeploymentOf(e.Data) is { } d ? tenants.GetValueOrDefault(d) : null,
                 };
                 if (tenant is not null) grouping.AddEvent(tenant, e);
             }
-
-            void Need(UsageMetered u)
-            {
-                if (u.TenantId is null) (unknown ??= new(StringComparer.Ordinal)).Add(u.DeploymentId);
-            }
         }
+
+        static bool Spilled(UsageMetered u) => u.Tokens.Spill != default;
 
         /// <summary>
         /// The stored event as one tenant's slice sees it: its own part of a batch of several tenants' usage as the data,
@@ -157,7 +182,7 @@ public sealed class BillingAccountProjection : MultiStreamProjection<BillingAcco
             for (var i = 0; i < batch.Usage.Count; i++)
             {
                 var u = batch.Usage[i];
-                if (TenantOf(u, tenants) is not { } tenant) continue;
+                if (!Spilled(u) || TenantOf(u, tenants) is not { } tenant) continue;
                 ref var own = ref CollectionsMarshal.GetValueRefOrAddDefault(usage, tenant, out _);
                 (own ??= new List<UsageMetered>(1)).Add(u);
             }
@@ -166,21 +191,20 @@ public sealed class BillingAccountProjection : MultiStreamProjection<BillingAcco
             return parts;
         }
 
-        static string? TenantOf(UsageMetered u, Dictionary<string, string> tenants) => u.TenantId ?? tenants.GetValueOrDefault(u.DeploymentId);
-
         static string? OneTenantOf(UsageBatchMetered batch, Dictionary<string, string> tenants)
         {
             string? only = null;
             for (var i = 0; i < batch.Usage.Count; i++)
             {
                 var u = batch.Usage[i];
+                if (!Spilled(u)) continue;
                 if (TenantOf(u, tenants) is not { } tenant || (only is not null && !string.Equals(only, tenant, StringComparison.Ordinal))) return null;
                 only = tenant;
             }
             return only;
         }
 
-        static string? DeploymentOf(object data) => data switch
+        internal static string? DeploymentOf(object data) => data switch
         {
             DeploymentResized d => d.DeploymentId,
             DeploymentReleased d => d.DeploymentId,
@@ -188,17 +212,6 @@ public sealed class BillingAccountProjection : MultiStreamProjection<BillingAcco
             SpilloverCapLifted d => d.DeploymentId,
             _ => null,
         };
-
-        static async Task LookUpAsync(IQuerySession session, List<string> deploymentIds, Dictionary<string, string> tenants)
-        {
-            if (deploymentIds.Count == 0) return;
-            foreach (var d in await session.LoadManyAsync<Deployment>(deploymentIds)) tenants[d.Id] = d.TenantId;
-            var missing = deploymentIds.Where(id => !tenants.ContainsKey(id)).ToArray();
-            if (missing.Length == 0) return;
-            var firsts = await session.Events.QueryAllRawEvents().Where(e => missing.Contains(e.StreamKey) && e.Version == 1).ToListAsync();
-            foreach (var first in firsts)
-                if (first.Data is DeploymentCreated created) tenants[created.DeploymentId] = created.TenantId;
-        }
     }
 }
 

@@ -80,7 +80,7 @@ public static class InvoiceCalculation
         }
 
         var order = deployments.Select((d, i) => (d.Id, i)).ToDictionary(x => x.Id, x => x.i, StringComparer.Ordinal);
-        var usage = account.UsageOn(month).Values
+        var usage = account.SpilledUsageOn(month).Values
             .Where(u => u.Tokens.HasSpill && account.Deployments.ContainsKey(u.DeploymentId))
             .OrderBy(u => u.ServiceMonth == month.ToString() ? 0 : 1)
             .ThenBy(u => u.ServiceMonth, StringComparer.Ordinal)

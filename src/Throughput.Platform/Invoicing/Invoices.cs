@@ -33,12 +33,11 @@ public sealed record InvoiceDraft(
     IReadOnlyList<UsageEntry> Usage,
     long ProjectedThrough)
 {
-    public static InvoiceDraft Of(BillingAccount account, BillingMonth month, DateTimeOffset now, TimeSpan grace)
+    public static InvoiceDraft Of(BillingAccount account, BillingMonth month, DateTimeOffset now, TimeSpan grace, IReadOnlyList<UsageEntry> usage, long projectedThrough)
     {
         var figures = InvoiceCalculation.Compute(account, month, now);
-        var usage = account.UsageOn(month).Values.OrderBy(u => u.ServiceMonth, StringComparer.Ordinal).ThenBy(u => u.DeploymentId, StringComparer.Ordinal).ToList();
         return new InvoiceDraft(account.Id, month.ToString(), account.Currency, month.Start, month.End, now < month.End ? now : month.End,
-            month.End + grace, figures.Lines, figures.Total, figures.Coverage, usage, account.ProjectedThrough);
+            month.End + grace, figures.Lines, figures.Total, figures.Coverage, usage, projectedThrough);
     }
 }
 
@@ -105,12 +104,14 @@ public static class Invoices
         // The invoice document is written with its event, the account a moment later by the daemon: ask the invoice first.
         if (await session.LoadAsync<Invoice>(Invoice.IdFor(tenantId, month), ct) is { } issued)
             throw RuleViolation.NotFound($"The invoice for {month} is issued: GET /v1/invoices/{issued.Id}.");
+        // Read first: the account and the usage totals are then at least this far.
+        var through = await Drafts.ProgressAsync(session.DocumentStore, ct);
         // A tenant the read models have not reached yet (they follow the log by a second or so) has billed nothing: an empty
         // draft, projected through nothing, rather than a 404 for an account that exists.
         var account = await session.LoadAsync<BillingAccount>(tenantId, ct)
             ?? (await session.LoadAsync<Tenant>(Tenant.StreamId(tenantId), ct) is { } tenant ? BillingAccount.Open(tenant.Id, tenant.Name, tenant.Currency) : null)
             ?? throw RuleViolation.NotFound($"No tenant '{tenantId}'.");
-        return InvoiceDraft.Of(account, month, now, settings.GracePeriod);
+        return InvoiceDraft.Of(account, month, now, settings.GracePeriod, await UsageTotals.OnInvoiceAsync(session, account, month, ct), through);
     }
 }
 

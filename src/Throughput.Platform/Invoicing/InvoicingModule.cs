@@ -41,11 +41,18 @@ public sealed class InvoicingModule : FeatureModule
         opts.Schema.For<CreditNote>().Index([c => c.Period, c => c.Number]).Index(c => c.InvoiceId);
         opts.Schema.For<MonthClose>();
         foreach (var table in Accruals.Definitions(opts.DatabaseSchemaName)) opts.Storage.ExtendedSchemaObjects.Add(table);
+        foreach (var table in UsageTotals.Definitions(opts.DatabaseSchemaName)) opts.Storage.ExtendedSchemaObjects.Add(table);
     }
 
     public override void AddReadModels(CompositeProjection readModels, StoreOptions opts, ProjectionLayout layout)
     {
         readModels.Add<BillingAccountProjection>();
+        readModels.Add(new UsageTotals(), options =>
+        {
+            options.DeleteDataInTableOnTeardown(UsageTotals.TableName(opts.DatabaseSchemaName));
+            options.DeleteDataInTableOnTeardown(UsageTotals.IssuedTableName(opts.DatabaseSchemaName));
+        });
+        foreach (var type in UsageTotals.EventTypes) readModels.IncludeType(type);
         readModels.Add<CreditNoteProjection>();
     }
 

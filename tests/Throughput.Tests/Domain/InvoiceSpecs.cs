@@ -198,7 +198,7 @@ public sealed class InvoiceSpecs
         Assert.Equal(1.13m, december.Total);
         // November itself is closed: the account keeps only its invoice id
         Assert.Equal("inv-acme-202611", after.Issued["2026-11"]);
-        Assert.Empty(after.UsageOn(November));
+        Assert.Empty(after.SpilledUsageOn(November));
     }
 
     [Fact]
