@@ -15,7 +15,7 @@ namespace Throughput.Invoicing;
 
 /// <summary>
 /// Folds every event that bills into its tenant's <see cref="BillingAccount"/>: async (Marten daemon), so metering
-/// never waits on invoicing. A page of usage events updates each tenant's account once.
+/// never waits on invoicing. Usage reaches an account only when it spilled, and a page of it updates each such account once.
 /// </summary>
 public sealed class BillingAccountProjection : MultiStreamProjection<BillingAccount, string>
 {
