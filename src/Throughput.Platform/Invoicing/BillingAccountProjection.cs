@@ -237,8 +237,10 @@ public static class Drafts
     /// The current version's progress only: a store upgraded from an earlier version keeps that version's progress row,
     /// frozen and possibly ahead while the new documents catch up.
     /// </summary>
-    public static Task<long> ProgressAsync(IDocumentStore store, CancellationToken ct) =>
-        store.Advanced.ProjectionProgressFor(new ShardName(BillingAccountProjection.ProjectionName, ShardName.All, ReadModels.Version), token: ct);
+    public static Task<long> ProgressAsync(IDocumentStore store, CancellationToken ct) => store.Advanced.ProjectionProgressFor(Progress, token: ct);
+
+    /// <summary>The billing accounts' progress row, which commits with every read model's page.</summary>
+    public static readonly ShardName Progress = new(BillingAccountProjection.ProjectionName, ShardName.All, ReadModels.Version);
 
     /// <summary>Events in the log the drafts have not folded yet: two index lookups (the log's last sequence, the progress row).</summary>
     public static async Task<long> BehindAsync(IDocumentStore store, CancellationToken ct)

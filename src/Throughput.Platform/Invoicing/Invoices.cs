@@ -104,14 +104,13 @@ public static class Invoices
         // The invoice document is written with its event, the account a moment later by the daemon: ask the invoice first.
         if (await session.LoadAsync<Invoice>(Invoice.IdFor(tenantId, month), ct) is { } issued)
             throw RuleViolation.NotFound($"The invoice for {month} is issued: GET /v1/invoices/{issued.Id}.");
-        // Read first: the account and the usage totals are then at least this far.
-        var through = await Drafts.ProgressAsync(session.DocumentStore, ct);
+        var source = await UsageTotals.DraftSourceAsync(session, tenantId, month, ct);
         // A tenant the read models have not reached yet (they follow the log by a second or so) has billed nothing: an empty
-        // draft, projected through nothing, rather than a 404 for an account that exists.
-        var account = await session.LoadAsync<BillingAccount>(tenantId, ct)
+        // draft rather than a 404 for an account that exists.
+        var account = source.Account
             ?? (await session.LoadAsync<Tenant>(Tenant.StreamId(tenantId), ct) is { } tenant ? BillingAccount.Open(tenant.Id, tenant.Name, tenant.Currency) : null)
             ?? throw RuleViolation.NotFound($"No tenant '{tenantId}'.");
-        return InvoiceDraft.Of(account, month, now, settings.GracePeriod, await UsageTotals.OnInvoiceAsync(session, account, month, ct), through);
+        return InvoiceDraft.Of(account, month, now, settings.GracePeriod, UsageTotals.Merge(source.Usage, account.SpilledUsageOn(month)), source.Through);
     }
 }
 

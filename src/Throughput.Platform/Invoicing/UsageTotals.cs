@@ -151,19 +151,33 @@ public sealed class UsageTotals : Marten.Events.Projections.IProjection
     sealed record IssuedMonths(string Tenant, string[] Months);
 
     /// <summary>
-    /// The usage on a tenant's invoice of the month, every token of it: the totals metered onto it, with the spilled part
-    /// as the account holds it, which also carries what earlier invoices did not bill (<see cref="BillingAccount.Then(InvoiceIssued)"/>).
+    /// What a tenant's draft of a month is computed from, as of one commit of the daemon: the billing account, the month's
+    /// usage totals and how far the read models are. One statement, so that a page committed between two reads cannot give
+    /// the draft usage without the spillover it bills.
     /// </summary>
-    public static async Task<IReadOnlyList<UsageEntry>> OnInvoiceAsync(IQuerySession session, BillingAccount account, BillingMonth month, CancellationToken ct)
+    public sealed record DraftSource(BillingAccount? Account, UsageEntry[] Usage, long Through);
+
+    public static async Task<DraftSource> DraftSourceAsync(IQuerySession session, string tenantId, BillingMonth month, CancellationToken ct)
     {
-        var schema = session.DocumentStore.Options.Events.DatabaseSchemaName;
-        var totals = await session.QueryAsync<UsageEntry>(
-            $"select json_build_object('serviceMonth', service_month, 'deploymentId', deployment_id, 'tokens', {TokenCountColumns.Json}) from {TableName(schema)} where tenant_id = ? and month = ?",
-            ct, account.Id, month.ToString());
-        return Merge(totals, account.SpilledUsageOn(month));
+        var options = session.DocumentStore.Options;
+        var schema = options.Events.DatabaseSchemaName;
+        var accounts = options.FindOrResolveDocumentType(typeof(BillingAccount)).TableName.QualifiedName;
+        var read = await session.QueryAsync<DraftSource>(
+            $"""
+            select json_build_object(
+                'account', (select data from {accounts} where id = ?),
+                'usage', coalesce((select json_agg(json_build_object('serviceMonth', service_month, 'deploymentId', deployment_id, 'tokens', {TokenCountColumns.Json}))
+                    from {TableName(schema)} where tenant_id = ? and month = ?), '[]'::json),
+                'through', coalesce((select last_seq_id from {schema}.mt_event_progression where name = ?), 0))
+            """, ct, tenantId, tenantId, month.ToString(), Drafts.Progress.Identity);
+        return read[0];
     }
 
-    /// <summary>An invoice's usage totals with the spilled part the account holds for each (service month, deployment), in that order.</summary>
+    /// <summary>
+    /// The usage on an invoice, every token of it: the totals metered onto its month, each with the spilled part as the account
+    /// holds it, which also carries what earlier invoices did not bill (<see cref="BillingAccount.Then(InvoiceIssued)"/>); by
+    /// service month, then deployment.
+    /// </summary>
     public static IReadOnlyList<UsageEntry> Merge(IEnumerable<UsageEntry> totals, IReadOnlyDictionary<string, UsageEntry> spilled)
     {
         var entries = totals.ToDictionary(t => t.ServiceMonth + "|" + t.DeploymentId, StringComparer.Ordinal);
