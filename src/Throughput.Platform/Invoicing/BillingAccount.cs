@@ -104,7 +104,6 @@ public sealed record BillingAccount(
     ImmutableDictionary<string, ImmutableDictionary<string, UsageEntry>> SpilledUsage,
     ImmutableDictionary<string, string> Issued,
     int? UnissuedSince,
-    long ProjectedThrough,
     ImmutableDictionary<string, SpilloverCap>? SpilloverCaps = null,
     ImmutableDictionary<string, decimal>? SpilloverBilled = null)
 {
@@ -119,7 +118,7 @@ public sealed record BillingAccount(
 
     public static BillingAccount Open(string tenantId, string name, string currency) =>
         new(tenantId, name, currency, ImmutableDictionary<string, BilledDeployment>.Empty, ImmutableDictionary<string, BilledReservation>.Empty,
-            ImmutableDictionary<string, ImmutableDictionary<string, UsageEntry>>.Empty, ImmutableDictionary<string, string>.Empty, null, 0);
+            ImmutableDictionary<string, ImmutableDictionary<string, UsageEntry>>.Empty, ImmutableDictionary<string, string>.Empty, null);
 
     public static BillingAccount Opened(TenantCreated e) => Open(e.TenantId, e.Name, e.Currency);
 
@@ -342,8 +341,6 @@ public sealed record BillingAccount(
         }
         return billed;
     }
-
-    public BillingAccount Projected(long sequence) => this with { ProjectedThrough = Math.Max(ProjectedThrough, sequence) };
 
     /// <summary>The first month from <paramref name="from"/> on whose invoice is not issued.</summary>
     public BillingMonth FirstOpenFrom(BillingMonth from) => InvoiceMonthOf(from, IsIssued);

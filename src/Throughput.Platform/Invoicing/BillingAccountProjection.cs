@@ -48,16 +48,15 @@ public sealed class BillingAccountProjection : MultiStreamProjection<BillingAcco
         string identity, IIdentitySetter<BillingAccount, string> identitySetter, IReadOnlyList<IEvent> events, CancellationToken cancellation)
     {
         if (events.Count == 0) return ValueTask.FromResult((snapshot, ActionType.Nothing));
-        var through = 0L;
         var stored = DateTimeOffset.MinValue;
         var data = new object[events.Count];
         for (var i = 0; i < events.Count; i++)
         {
             var e = events[i];
-            (through, stored) = (Math.Max(through, e.Sequence), e.Timestamp > stored ? e.Timestamp : stored);
+            if (e.Timestamp > stored) stored = e.Timestamp;
             data[i] = e.Data;
         }
-        var account = BillingAccount.FoldAll(snapshot, identity, data)!.Projected(through);
+        var account = BillingAccount.FoldAll(snapshot, identity, data)!;
         // The daemon hands its batch's operations in as the session.
         if (session is IDocumentOperations operations && Accruals.MayChangeDrafts(data))
             Accruals.Write(operations, account, Accruals.Of(account, Accruals.MomentOf(data) ?? stored));
