@@ -184,8 +184,7 @@ public sealed record BillingAccount(
 
         public void Add(UsageMetered e)
         {
-            if (e.Months is not { Count: > 0 } parts) Record(BillingMonth.Of(e.LastFinishedAt), e.DeploymentId, e.Tokens);
-            else foreach (var part in parts) Record(BillingMonth.Parse(part.Month), e.DeploymentId, part.Tokens);
+            foreach (var (service, tokens) in new ServiceMonths(e)) Record(service, e.DeploymentId, tokens);
         }
 
         void Record(BillingMonth service, string deploymentId, TokenCounts tokens)
@@ -265,9 +264,8 @@ public sealed record BillingAccount(
     /// <summary>The usage's spilled part, on its invoice month (<see cref="InvoiceMonthOf"/>).</summary>
     public BillingAccount Then(UsageMetered e)
     {
-        if (e.Months is not { Count: > 0 } parts) return Record(BillingMonth.Of(e.LastFinishedAt), e.DeploymentId, e.Tokens);
         var account = this;
-        foreach (var part in parts) account = account.Record(BillingMonth.Parse(part.Month), e.DeploymentId, part.Tokens);
+        foreach (var (service, tokens) in new ServiceMonths(e)) account = account.Record(service, e.DeploymentId, tokens);
         return account;
     }
 

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Throughput.Deployments;
 using Throughput.Http;
 
 namespace Throughput.Invoicing;
@@ -108,4 +109,34 @@ public static class Money
 
     /// <summary>Adding a zero of scale n lifts a decimal's scale to n: the sum takes the larger scale of the two.</summary>
     static readonly decimal[] ZeroAtScale = [0m, 0.0m, 0.00m, 0.000m, 0.0000m];
+}
+
+/// <summary>
+/// The months a usage event's records were served in, with their tokens: its own parts when it crossed a month's end,
+/// else the month its last record finished in. A struct enumerator: the daemon's folds walk one per usage entry.
+/// </summary>
+public readonly struct ServiceMonths(UsageMetered usage)
+{
+    public Enumerator GetEnumerator() => new(usage);
+
+    public struct Enumerator(UsageMetered usage)
+    {
+        int _next;
+
+        public (BillingMonth Month, TokenCounts Tokens) Current { get; private set; }
+
+        public bool MoveNext()
+        {
+            if (usage.Months is not { Count: > 0 } parts)
+            {
+                if (_next++ > 0) return false;
+                Current = (BillingMonth.Of(usage.LastFinishedAt), usage.Tokens);
+                return true;
+            }
+            if (_next >= parts.Count) return false;
+            var part = parts[_next++];
+            Current = (BillingMonth.Parse(part.Month), part.Tokens);
+            return true;
+        }
+    }
 }

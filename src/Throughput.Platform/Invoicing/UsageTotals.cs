@@ -88,8 +88,7 @@ public sealed class UsageTotals : Marten.Events.Projections.IProjection
         void Add(UsageMetered u)
         {
             if (tenantOf(u) is not { } tenant) return;
-            if (u.Months is not { Count: > 0 } parts) Record(tenant, BillingMonth.Of(u.LastFinishedAt), u.DeploymentId, u.Tokens);
-            else foreach (var part in parts) Record(tenant, BillingMonth.Parse(part.Month), u.DeploymentId, part.Tokens);
+            foreach (var (service, tokens) in new ServiceMonths(u)) Record(tenant, service, u.DeploymentId, tokens);
         }
 
         void Record(string tenant, BillingMonth service, string deploymentId, TokenCounts tokens)
