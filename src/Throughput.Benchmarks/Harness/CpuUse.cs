@@ -20,7 +20,8 @@ public sealed class CpuUse
         _total = total;
     }
 
-    public static CpuUse Now(int hostPid, string hostRole = "platform host")
+    /// <param name="daemonPid">A platform host running only the projection daemon beside <paramref name="hostPid"/>, if any.</param>
+    public static CpuUse Now(int hostPid, string hostRole = "platform host", int? daemonPid = null)
     {
         var self = Environment.ProcessId;
         var byProcess = new Dictionary<int, (string Role, long Ticks)>();
@@ -28,6 +29,7 @@ public sealed class CpuUse
         {
             if (!int.TryParse(Path.GetFileName(dir), out var pid) || ProcessTicks(pid) is not var (comm, used)) continue;
             var role = pid == hostPid ? hostRole
+                : pid == daemonPid ? "platform daemon"
                 : pid == self ? "benchmark"
                 : comm == "beam.smp" ? "rabbitmq"
                 : comm.StartsWith("postgres", StringComparison.Ordinal) ? "postgresql"

@@ -76,8 +76,9 @@ public sealed class MeteringBenchmark : IBenchmark
     }
 
     /// <summary>Drives the load into a started host's fleet: a warm-up, then the measured window, then a drain; the figures of the window.</summary>
+    /// <param name="daemon">The host running the projection daemon, when it is not <paramref name="host"/>: its CPU is shown apart.</param>
     public static async Task<MeteringRun> MeasureAsync(PlatformHost host, MeteringFleet fleet, BenchTopology topology, LoadShape shape,
-        TimeSpan warmup, TimeSpan duration, TimeSpan poll, string schema, CancellationToken ct)
+        TimeSpan warmup, TimeSpan duration, TimeSpan poll, string schema, CancellationToken ct, PlatformHost? daemon = null)
     {
         await using var observer = new DurableObserver(Services.PostgresConnectionString(), fleet.Deployments, poll, schema, topology.UsageStreams);
         await observer.StartAsync(ct);
@@ -87,10 +88,10 @@ public sealed class MeteringBenchmark : IBenchmark
         load.Start();
         Log($"warming up for {warmup.TotalSeconds:0} s");
         await WatchAsync(load, observer, queues, topology, warmup, ct);
-        var window = Snapshot.Take(load, host);
+        var window = Snapshot.Take(load, host, daemon);
         Log($"measuring for {duration.TotalSeconds:0} s");
         var maxQueued = await WatchAsync(load, observer, queues, topology, duration, ct);
-        var end = Snapshot.Take(load, host);
+        var end = Snapshot.Take(load, host, daemon);
 
         await load.StopAsync(DrainTimeout);
         var drained = await LoadProgress.DrainAsync(load, observer, DrainTimeout, ct);
@@ -180,7 +181,8 @@ public sealed class MeteringBenchmark : IBenchmark
 
     sealed record Snapshot(DateTimeOffset At, long Confirmed, CpuUse Cpu)
     {
-        public static Snapshot Take(LoadDriver load, PlatformHost host) => new(DateTimeOffset.UtcNow, load.Confirmed, CpuUse.Now(host.ProcessId));
+        public static Snapshot Take(LoadDriver load, PlatformHost host, PlatformHost? daemon) =>
+            new(DateTimeOffset.UtcNow, load.Confirmed, CpuUse.Now(host.ProcessId, daemonPid: daemon?.ProcessId));
     }
 }
 
