@@ -9,8 +9,8 @@ namespace Throughput.Benchmarks.Invoicing;
 
 /// <summary>
 /// Invoice drafts under metering load: how long after a usage event is durable it shows in its tenant's draft (the
-/// async BillingAccount projection), p50/p99; then the host is stopped and every projection is rebuilt from the event
-/// log with the platform's own <c>rebuild-projections</c> command, in events per second. The host runs in a schema of
+/// async read models), p50/p99; then the hosts are stopped and every projection is rebuilt from the event
+/// log with the platform's own <c>rebuild-projections</c> command, in events per second. The hosts run in a schema of
 /// the benchmark's own so no other daemon leader on the machine runs (or lacks) these projections.
 /// </summary>
 public sealed partial class InvoicingBenchmark : IBenchmark
@@ -38,7 +38,8 @@ public sealed partial class InvoicingBenchmark : IBenchmark
         ("schema", "PostgreSQL schema of the benchmark's host; its event log grows run after run (bench_invoicing)"),
         ("rebuild", "after the load: 'all' (every projection, one pass over the log, as infra/rebuild.sh does) or 'none' (all)"),
         ("rebuild-events", "grow the log to at least this many usage events before the rebuild, by copying the run's own (1000000)"),
-        ("host-env", "NAME=VALUE added to the host's environment; repeatable"),
+        PlatformHosts.OneHostOption,
+        ("host-env", "NAME=VALUE added to the hosts' environment; repeatable"),
         ("rebuild-env", "NAME=VALUE added to the rebuild's environment, e.g. DOTNET_gcServer=1 for the hosts' runtime settings; repeatable"),
         ("host-dll", "the platform host to start (this repository's Release build)"),
     ];
@@ -68,21 +69,24 @@ public sealed partial class InvoicingBenchmark : IBenchmark
         hostSettings["Invoicing__AutoIssue"] = "false";
         var hostEnvironment = options.HostEnvironment(hostSettings);
         var hostDll = Services.PlatformHostDll(options);
+        var oneHost = PlatformHosts.OneProcess(options);
         options.EnsureAllRead();
 
         try
         {
-            Log($"run {runId}: starting the platform host in schema {schema}");
+            Log($"run {runId}: starting the platform in schema {schema}");
             var figures = new List<Figure>();
             var conditions = new List<string>();
             IReadOnlyList<string> streams = [];
-            await using (var host = await PlatformHost.StartAsync(hostDll, hostEnvironment, cancellationToken))
+            conditions.Add($"while measuring, {PlatformHosts.Describe(oneHost)}");
+            await using (var hosts = await PlatformHosts.StartAsync(hostDll, hostEnvironment, oneHost, cancellationToken))
             {
-                Log($"host pid {host.ProcessId} ready on {host.BaseAddress} (log: {host.LogPath})");
+                var host = hosts.Host;
+                Log($"host pid {host.ProcessId} ready on {host.BaseAddress} (log: {host.LogPath}){(hosts.Daemon is { } d ? $", daemon pid {d.ProcessId} (log: {d.LogPath})" : "")}");
                 using var operatorApi = new PlatformApi(host.BaseAddress, host.OperatorKey);
                 var fleet = await MeteringFleet.SetUpAsync(operatorApi, runId, deployments, shape.Publishers, cancellationToken);
                 streams = fleet.Deployments;
-                await MeasureLagAsync(host, fleet, topology, shape, schema, warmup, duration, poll, figures, conditions, cancellationToken);
+                await MeasureLagAsync(hosts, fleet, topology, shape, schema, warmup, duration, poll, figures, conditions, cancellationToken);
             }
             if (rebuild)
             {
@@ -98,7 +102,7 @@ public sealed partial class InvoicingBenchmark : IBenchmark
         }
     }
 
-    static async Task MeasureLagAsync(PlatformHost host, MeteringFleet fleet, BenchTopology topology, LoadShape shape, string schema,
+    static async Task MeasureLagAsync(PlatformHosts hosts, MeteringFleet fleet, BenchTopology topology, LoadShape shape, string schema,
         TimeSpan warmup, TimeSpan duration, TimeSpan poll, List<Figure> figures, List<string> conditions, CancellationToken ct)
     {
         var connection = Services.PostgresConnectionString();
@@ -112,12 +116,12 @@ public sealed partial class InvoicingBenchmark : IBenchmark
         Log($"warming up for {warmup.TotalSeconds:0} s at {(shape.Rate > 0 ? Number(shape.Rate) + " records/s offered" : "the rate the path sustains")}");
         await ProgressAsync(load, events, drafts, warmup, ct);
         var from = DateTimeOffset.UtcNow;
-        var cpuBefore = CpuUse.Now(host.ProcessId);
+        var cpuBefore = hosts.Cpu();
         var rowsBefore = await ProjectionRowsCeiling.CountersAsync(schema, ct);
         Log($"measuring for {duration.TotalSeconds:0} s");
         await ProgressAsync(load, events, drafts, duration, ct);
         var to = DateTimeOffset.UtcNow;
-        var cpuAfter = CpuUse.Now(host.ProcessId);
+        var cpuAfter = hosts.Cpu();
         var rowsAfter = await ProjectionRowsCeiling.CountersAsync(schema, ct);
         await load.StopAsync(TimeSpan.FromSeconds(15));
 

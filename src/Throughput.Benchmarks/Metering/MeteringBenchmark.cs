@@ -60,7 +60,7 @@ public sealed class MeteringBenchmark : IBenchmark
             using var operatorApi = new PlatformApi(host.BaseAddress, host.OperatorKey);
             var fleet = await MeteringFleet.SetUpAsync(operatorApi, runId, deployments, shape.Publishers, cancellationToken);
             Log($"tenant {fleet.TenantId}: {fleet.Deployments.Count} deployments of {MeteringFleet.Model} at {MeteringFleet.PtuPerDeployment(fleet.Deployments.Count)} PTU, producers {string.Join(", ", fleet.Producers)}");
-            var run = await MeasureAsync(host, fleet, topology, shape, warmup, duration, poll, Services.PostgresSchema(), cancellationToken);
+            var run = await MeasureAsync(host, null, fleet, topology, shape, warmup, duration, poll, Services.PostgresSchema(), cancellationToken);
             await host.DisposeAsync(); // the raw path gets the machine to itself, as the platform had it
             var report = Report(run, fleet, shape, warmup, poll, hostEnvironment);
             if (ceilingDuration <= TimeSpan.Zero) return report;
@@ -77,8 +77,8 @@ public sealed class MeteringBenchmark : IBenchmark
 
     /// <summary>Drives the load into a started host's fleet: a warm-up, then the measured window, then a drain; the figures of the window.</summary>
     /// <param name="daemon">The host running the projection daemon, when it is not <paramref name="host"/>: its CPU is shown apart.</param>
-    public static async Task<MeteringRun> MeasureAsync(PlatformHost host, MeteringFleet fleet, BenchTopology topology, LoadShape shape,
-        TimeSpan warmup, TimeSpan duration, TimeSpan poll, string schema, CancellationToken ct, PlatformHost? daemon = null)
+    public static async Task<MeteringRun> MeasureAsync(PlatformHost host, PlatformHost? daemon, MeteringFleet fleet, BenchTopology topology, LoadShape shape,
+        TimeSpan warmup, TimeSpan duration, TimeSpan poll, string schema, CancellationToken ct)
     {
         await using var observer = new DurableObserver(Services.PostgresConnectionString(), fleet.Deployments, poll, schema, topology.UsageStreams);
         await observer.StartAsync(ct);

@@ -30,7 +30,7 @@ public sealed class ScaleBenchmark : IBenchmark
         ("size", $"a size NxD (tenants x deployments each); repeatable ({string.Join(", ", DefaultSweep)})"),
         ("full", $"flag: add {FullSize} to the sizes"),
         ("metering-only", "flag: per size only onboarding and metering, no draft lag, close, reads or rebuild"),
-        ("one-host", "flag: while metering, one host process runs every role; by default the projection daemon runs in a process of its own (Host__Roles=Daemon) beside one with Api,Metering, as the shipped deployments run them"),
+        PlatformHosts.OneHostOption,
         ("duration", "seconds of metering measured at each size (20)"),
         ("warmup", "seconds of metering before measuring; the host JIT-tiers for about 15 s (20)"),
         ("concurrency", "tenants onboarded at a time (8)"),
@@ -51,7 +51,7 @@ public sealed class ScaleBenchmark : IBenchmark
         var hostDll = Services.PlatformHostDll(options);
         var hostEnvironment = options.HostEnvironment(new Dictionary<string, string>());
         var meteringOnly = options.Text("metering-only", "false") == "true";
-        var daemonApart = options.Text("one-host", "false") != "true";
+        var oneHost = PlatformHosts.OneProcess(options);
         options.EnsureAllRead();
         var runId = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(3));
 
@@ -62,11 +62,9 @@ public sealed class ScaleBenchmark : IBenchmark
             $"metering {warmup.TotalSeconds:0} s warm-up + {duration.TotalSeconds:0} s measured; deployments sized so that nothing throttles (gpt-4o-mini, {nameof(MeteringFleet.PtuPerDeployment)})",
             "publish→durable: from the hand-over to the SDK of each deployment's oldest record in a usage event to the poll that first saw the event, weighted by that deployment's records in it (an upper bound per record)",
         ];
-        conditions.Add(daemonApart
-            ? "while metering, two host processes as infra/deploy runs the roles: Api,Metering (\"platform host\") and the projection daemon (Host__Roles=Daemon, \"platform daemon\"); --one-host runs all three in one"
-            : "while metering, one host process with every role (--one-host)");
+        conditions.Add($"while metering, {PlatformHosts.Describe(oneHost)}");
         Log($"run {runId}: baseline of {BaselineDeployments} deployments, then {string.Join(", ", sizes)}");
-        var baseline = await RunSizeAsync(new Size(1, BaselineDeployments), $"{runId}-base", onlyMetering: true, daemonApart, hostDll, hostEnvironment, shape, null, warmup, duration, concurrency, conditions, cancellationToken);
+        var baseline = await RunSizeAsync(new Size(1, BaselineDeployments), $"{runId}-base", onlyMetering: true, oneHost, hostDll, hostEnvironment, shape, null, warmup, duration, concurrency, conditions, cancellationToken);
         figures.Add(new Figure($"{BaselineDeployments} deployments: metering records/s; publish→durable p99", $"{Number(baseline.Metering.DurablePerSecond)}; {Ms(baseline.Metering.PublishToDurable(99))}"));
         figures.Add(new Figure($"{BaselineDeployments} deployments: CPU cores while metering", CpuUse.Describe(baseline.Metering.Cpu)));
         figures.Add(new Figure($"{BaselineDeployments} deployments: records per message; per usage event", $"{baseline.Metering.RecordsPerMessage}; {PerEvent(baseline.Metering)}"));
@@ -76,7 +74,7 @@ public sealed class ScaleBenchmark : IBenchmark
             var (targetRatio, targetP99) = size.Deployments >= 100_000 ? (0.3, 2_000.0) : (0.5, 1_000.0);
             // The latency target holds at the target rate: in the closed loop the p99 is the records in flight over the rate, whatever the platform does.
             int? offered = targeted && shape.Rate == 0 ? (int)(targetRatio * baseline.Metering.DurablePerSecond) : null;
-            var result = await RunSizeAsync(size, $"{runId}-{i}", onlyMetering: meteringOnly, daemonApart, hostDll, hostEnvironment, shape, offered, warmup, duration, concurrency, conditions, cancellationToken);
+            var result = await RunSizeAsync(size, $"{runId}-{i}", onlyMetering: meteringOnly, oneHost, hostDll, hostEnvironment, shape, offered, warmup, duration, concurrency, conditions, cancellationToken);
             var ratio = result.Metering.DurablePerSecond / baseline.Metering.DurablePerSecond;
             var p99 = result.Metering.PublishToDurable(99);
             var label = size.ToString();
@@ -105,7 +103,7 @@ public sealed class ScaleBenchmark : IBenchmark
     sealed record SizeResult(MeteringRun Metering, MeteringRun? AtTarget, List<Figure> Figures);
 
     /// <param name="offered">Records/s to offer after the closed loop, in a run of its own: the rate the targets name.</param>
-    static async Task<SizeResult> RunSizeAsync(Size size, string runId, bool onlyMetering, bool daemonApart, string hostDll, IReadOnlyDictionary<string, string> hostEnvironment, LoadShape shape, int? offered,
+    static async Task<SizeResult> RunSizeAsync(Size size, string runId, bool onlyMetering, bool oneHost, string hostDll, IReadOnlyDictionary<string, string> hostEnvironment, LoadShape shape, int? offered,
         TimeSpan warmup, TimeSpan duration, int concurrency, List<string> conditions, CancellationToken ct)
     {
         var schema = $"bench_scale_{runId.Replace('-', '_')}";
@@ -124,9 +122,9 @@ public sealed class ScaleBenchmark : IBenchmark
             MeteringRun? atTarget = null;
             string draftTenant;
             Log($"{size}: onboarding in schema {schema}");
-            await using (var host = await PlatformHost.StartAsync(hostDll, daemonApart ? new(settings) { ["Host__Roles"] = "Api,Metering" } : settings, ct))
-            await using (var daemon = daemonApart ? await PlatformHost.StartAsync(hostDll, new Dictionary<string, string>(settings) { ["Host__Roles"] = "Daemon" }, ct) : null)
+            await using (var hosts = await PlatformHosts.StartAsync(hostDll, settings, oneHost, ct))
             {
+                var host = hosts.Host;
                 using var operatorApi = new PlatformApi(host.BaseAddress, host.OperatorKey);
                 var region = $"bench-{runId}";
                 var onboarding = await Onboarding.RunAsync(operatorApi, runId, size.Tenants, size.Deployments / size.Tenants, MeteringFleet.Model, region,
@@ -141,11 +139,11 @@ public sealed class ScaleBenchmark : IBenchmark
                 await using var drafts = DraftObserver.ForEveryTenant(Services.PostgresConnectionString(), schema, TimeSpan.FromMilliseconds(100));
                 if (!onlyMetering) drafts.Start();
                 draftTenant = onboarding.TenantIds[0];
-                metering = await MeteringBenchmark.MeasureAsync(host, fleet, topology, shape, warmup, duration, TimeSpan.FromMilliseconds(100), schema, ct, daemon);
+                metering = await MeteringBenchmark.MeasureAsync(host, hosts.Daemon, fleet, topology, shape, warmup, duration, TimeSpan.FromMilliseconds(100), schema, ct);
                 if (offered is { } rate)
                 {
                     Log($"{size}: {Number(rate)} records/s offered");
-                    atTarget = await MeteringBenchmark.MeasureAsync(host, fleet, topology, shape with { Rate = rate }, warmup, duration, TimeSpan.FromMilliseconds(100), schema, ct, daemon);
+                    atTarget = await MeteringBenchmark.MeasureAsync(host, hosts.Daemon, fleet, topology, shape with { Rate = rate }, warmup, duration, TimeSpan.FromMilliseconds(100), schema, ct);
                 }
                 if (onlyMetering) return new SizeResult(metering, atTarget, figures);
 
