@@ -1,5 +1,6 @@
 using System.Collections.Immutable;
 using Throughput.Deployments;
+using Throughput.Invoicing;
 
 namespace Throughput.Alerts;
 
@@ -25,8 +26,11 @@ public sealed record MonthToDate(string Id, string Month, ImmutableDictionary<st
     public MonthToDate Add(UsageMetered usage, Deployment deployment)
     {
         var state = this;
-        foreach (var part in usage.Months ?? [new MonthlyUsage(Deployment.MonthOf(usage.LastFinishedAt), usage.Tokens)])
-            state = state.At(part.Month).Change(usage.DeploymentId, part.Month, m => m with { SpilloverSpend = m.SpilloverSpend + SpendOf(part.Tokens, deployment) });
+        foreach (var (service, tokens) in new ServiceMonths(usage))
+        {
+            var name = service.ToString();
+            state = state.At(name).Change(usage.DeploymentId, name, m => m with { SpilloverSpend = m.SpilloverSpend + SpendOf(tokens, deployment) });
+        }
         var month = Deployment.MonthOf(usage.LastFinishedAt);
         return state.At(month).Change(usage.DeploymentId, month, m =>
         {
