@@ -48,7 +48,9 @@ public sealed class DaemonLeadershipTests(PlatformFixture platform)
     }
 
     static readonly string Composite = $"{ReadModels.Name}:V{ReadModels.Version}:All";
+    static readonly string Series = $"{ReadModels.SeriesName}:V{ReadModels.Version}:All";
     static readonly string Watch = $"{nameof(AlertWatch)}:V{ReadModels.Version}:All";
+    static readonly string[] SeriesMembers = [$"{nameof(Throughput.Metering.UsageMinuteProjection)}:V{ReadModels.Version}:All", $"{nameof(Throughput.Finance.PoolUtilizationProjection)}:V{ReadModels.Version}:All"];
 
     [Fact]
     public async Task A_read_model_that_joined_the_composite_later_gets_the_composites_position_and_moves_with_it()
@@ -69,7 +71,7 @@ public sealed class DaemonLeadershipTests(PlatformFixture platform)
             await connection.OpenAsync();
             await using (var forget = new Npgsql.NpgsqlCommand($"delete from {schema}.mt_event_progression where name = '{Watch}'", connection))
                 await forget.ExecuteNonQueryAsync();
-            await DaemonLeadership.ProgressJoinedMembersAsync(connection, store, CancellationToken.None);
+            await DaemonLeadership.PositionNewShardsAsync(connection, store, CancellationToken.None);
         }
         Assert.Equal(position, (await ProgressAsync(store, schema))[Watch]);
 
@@ -81,6 +83,35 @@ public sealed class DaemonLeadershipTests(PlatformFixture platform)
         Assert.Equal(members[Composite], members[Watch]);
     }
 
+    [Fact]
+    public async Task The_usage_series_composite_without_a_position_takes_the_least_of_its_members()
+    {
+        const string schema = "throughput_series_position_tests";
+        var (_, store) = await platform.OwnSchemaAsync(schema);
+        using var owned = store;
+        await AppendAsync(store, "dep-series-1");
+        await ProjectAsync(store, schema);
+        var members = await ProgressAsync(store, schema);
+        Assert.All(SeriesMembers.Append(Series), name => Assert.Equal(members[Composite], members[name]));
+
+        // As a store whose series were members of the read models' composite (or folded there by a rebuild) finds it: the
+        // series' members at their positions, the composite of them without one.
+        await AppendAsync(store, "dep-series-2");
+        await ProjectAsync(store, schema);
+        await using (var connection = store.Storage.Database.CreateConnection())
+        {
+            await connection.OpenAsync();
+            await using (var forget = new Npgsql.NpgsqlCommand(
+                $"delete from {schema}.mt_event_progression where name = '{Series}'; update {schema}.mt_event_progression set last_seq_id = @least where name = '{SeriesMembers[1]}'", connection))
+            {
+                forget.Parameters.AddWithValue("least", members[Composite]);
+                await forget.ExecuteNonQueryAsync();
+            }
+            await DaemonLeadership.PositionNewShardsAsync(connection, store, CancellationToken.None);
+        }
+        Assert.Equal(members[Composite], (await ProgressAsync(store, schema))[Series]);
+    }
+
     static async Task AppendAsync(DocumentStore store, string deploymentId)
     {
         await using var session = store.LightweightSession();
@@ -89,13 +120,13 @@ public sealed class DaemonLeadershipTests(PlatformFixture platform)
         await session.SaveChangesAsync();
     }
 
-    /// <summary>Runs a daemon of the store until the read models' composite has the log's last event.</summary>
+    /// <summary>Runs a daemon of the store until both composites have the log's last event.</summary>
     static async Task ProjectAsync(DocumentStore store, string schema)
     {
         using var daemon = await store.BuildProjectionDaemonAsync();
         await daemon.StartAllAsync();
         var last = (await store.Advanced.FetchEventStoreStatistics()).EventSequenceNumber;
-        await Eventually.Until(async () => (await ProgressAsync(store, schema)).GetValueOrDefault(Composite), p => p >= last);
+        await Eventually.Until(async () => await ProgressAsync(store, schema), p => p.GetValueOrDefault(Composite) >= last && p.GetValueOrDefault(Series) >= last);
         await daemon.StopAllAsync();
     }
 

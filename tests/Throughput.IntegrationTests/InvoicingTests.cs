@@ -183,6 +183,8 @@ public sealed class InvoicingTests(InvoicingFixture platform)
         var pool = sell.EnumerateArray().Single(r => r.GetProperty("region").GetString() == region);
         // capacity 10 PTU × 2 h = 20 PTU-h; sold 1 PTU × 1.5 h + 2 PTU × 0.5 h = 2.5 PTU-h; 2.5 / 20 = 0.125
         Assert.Equal((20m, 2.5m, 0.125m), (pool.GetProperty("capacityPtuHours").GetDecimal(), pool.GetProperty("soldPtuHours").GetDecimal(), pool.GetProperty("sellThrough").GetDecimal()));
+        // The usage series (hours, so utilization) are a composite of their own, which the drafts do not wait for.
+        await platform.Store.WaitForNonStaleProjectionDataAsync(TimeSpan.FromSeconds(60));
         var utilization = (await Body(await finance.GetAsync("/v1/finance/utilization?month=2030-01"))).EnumerateArray()
             .Where(r => r.GetProperty("region").GetString() == region).ToDictionary(r => r.GetProperty("band").GetString()!, r => r.GetProperty("deploymentHours").GetDecimal());
         // 22:00 → 24:00 sold: 2 deployment-hours; usage only in 23:00 (the late record moved that hour's band, it did not add one)

@@ -32,8 +32,16 @@ public abstract class FeatureModule
     {
     }
 
-    /// <summary>The feature's members of the one composite projection every async read model belongs to.</summary>
+    /// <summary>The feature's members of the read models' composite projection (<see cref="ReadModels.Name"/>).</summary>
     public virtual void AddReadModels(CompositeProjection readModels, StoreOptions opts, ProjectionLayout layout)
+    {
+    }
+
+    /// <summary>
+    /// The feature's read models of usage over time, per deployment and minute or hour: members of the usage series'
+    /// composite live (<see cref="ReadModels.SeriesName"/>), of the read models' in a rebuild.
+    /// </summary>
+    public virtual void AddUsageSeries(CompositeProjection series, StoreOptions opts)
     {
     }
 

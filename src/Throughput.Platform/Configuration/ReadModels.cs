@@ -1,9 +1,15 @@
 namespace Throughput.Configuration;
 
-/// <summary>The composite projection that holds every async read model: its name and version.</summary>
+/// <summary>The composite projections that hold the async read models: their names and version.</summary>
 public static class ReadModels
 {
     public const string Name = "ReadModels";
+
+    /// <summary>
+    /// The composite of the usage series (minutes, hours, pool utilization), live; a rebuild folds them in <see cref="Name"/>'s
+    /// pass. Its members' tables and progress keep the names they had as members of <see cref="Name"/>, and so does its version.
+    /// </summary>
+    public const string SeriesName = "UsageSeries";
 
     /// <summary>
     /// Marten gives each version tables and progress of its own (<c>mt_doc_billingaccount_6</c>, <c>BillingAccount:V6:All</c>),

@@ -16,7 +16,12 @@ public sealed record ServiceSettings(
     /// The same variables read from a host's configuration, which holds the environment, so a host built in-process (the
     /// integration tests') can be given a schema of its own with <c>UseSetting("THROUGHPUT_PG_SCHEMA", …)</c>.
     /// </summary>
-    public static ServiceSettings FromConfiguration(IConfiguration configuration) => From(name => configuration[name]);
+    public static ServiceSettings FromConfiguration(IConfiguration configuration)
+    {
+        var settings = From(name => configuration[name]);
+        // A host setting, not a connection's: appsettings.json or Projections__UsageSeriesPace.
+        return configuration.GetValue<TimeSpan?>("Projections:UsageSeriesPace") is { } pace ? settings with { UsageSeriesPace = pace } : settings;
+    }
 
     static ServiceSettings From(Func<string, string?> read)
     {
@@ -48,6 +53,13 @@ public sealed record ServiceSettings(
     /// document, so large pages catch up fast; pages of 10,000 and 20,000 rebuilt slower here. Tests set small pages.
     /// </summary>
     public int ProjectionPageSize { get; init; } = 5000;
+
+    /// <summary>
+    /// The least time between the starts of two pages of the usage series (minutes, hours, pool utilization), so that a page
+    /// writes each deployment's rows once for the interval's usage rather than once a second (the usage series' pace, <c>SeriesPace</c>;
+    /// <c>Projections:UsageSeriesPace</c>, <c>00:00:00</c> for none).
+    /// </summary>
+    public TimeSpan UsageSeriesPace { get; init; } = TimeSpan.FromSeconds(5);
 
     /// <summary>
     /// Every PostgreSQL node of a failover group, <c>host[:port]</c> comma-separated (THROUGHPUT_PG_HOSTS): the host writes to

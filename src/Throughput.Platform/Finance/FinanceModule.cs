@@ -21,16 +21,20 @@ public sealed class FinanceModule : FeatureModule
         opts.Storage.ExtendedSchemaObjects.Add(UsageHours.Definition(opts.DatabaseSchemaName));
     }
 
-    public override void AddReadModels(CompositeProjection readModels, StoreOptions opts, ProjectionLayout layout)
+    public override void AddUsageSeries(CompositeProjection series, StoreOptions opts)
     {
-        readModels.Add(new PoolUtilizationProjection(), options =>
+        series.Add(new PoolUtilizationProjection(), options =>
         {
             options.DeleteDataInTableOnTeardown(UsageHours.TableName(opts.DatabaseSchemaName));
             options.DeleteViewTypeOnTeardown<PooledDeployment>();
             options.DeleteViewTypeOnTeardown<PoolUtilization>();
             options.DeleteViewTypeOnTeardown<PoolMinute>();
         });
-        foreach (var type in PoolUtilizationProjection.EventTypes) readModels.IncludeType(type);
+        foreach (var type in PoolUtilizationProjection.EventTypes) series.IncludeType(type);
+    }
+
+    public override void AddReadModels(CompositeProjection readModels, StoreOptions opts, ProjectionLayout layout)
+    {
         readModels.Add<RevenueProjection>();
         readModels.Add<PoolMonthProjection>();
     }

@@ -24,10 +24,10 @@ public sealed class MeteringModule : FeatureModule
         opts.Schema.For<QuarantinedMetering>().Index(q => q.QuarantinedAt).Index(q => q.ProducerId);
     }
 
-    public override void AddReadModels(CompositeProjection readModels, StoreOptions opts, ProjectionLayout layout)
+    public override void AddUsageSeries(CompositeProjection series, StoreOptions opts)
     {
-        readModels.Add(new UsageMinuteProjection(), options => options.DeleteDataInTableOnTeardown(UsageMinuteProjection.TableName(opts.DatabaseSchemaName)));
-        foreach (var type in UsageMinuteProjection.EventTypes) readModels.IncludeType(type);
+        series.Add(new UsageMinuteProjection(), options => options.DeleteDataInTableOnTeardown(UsageMinuteProjection.TableName(opts.DatabaseSchemaName)));
+        foreach (var type in UsageMinuteProjection.EventTypes) series.IncludeType(type);
     }
 
     public override void MapEndpoints(WebApplication app)

@@ -90,7 +90,7 @@ public sealed class DaemonLeadership(IDocumentStore store, ServiceSettings setti
                     {
                         if (_daemon is null)
                         {
-                            await ProgressJoinedMembersAsync(connection, store, ct);
+                            await PositionNewShardsAsync(connection, store, ct);
                             _daemon = await store.BuildProjectionDaemonAsync();
                             await _daemon.StartAllAsync();
                         }
@@ -128,28 +128,35 @@ public sealed class DaemonLeadership(IDocumentStore store, ServiceSettings setti
         ScalarAsync<bool>(connection, $"select pg_try_advisory_lock({EventStore.DaemonLockId(schema)})", ct);
 
     /// <summary>
-    /// Gives each member of the read models' composite that has no progress row one at the composite's position. Marten
-    /// writes a member's row first on the composite's first page, and later pages only move it; a member that joined a
+    /// Gives every composite projection, and each member of one, that has no progress row the position it has reached. Marten
+    /// writes a member's row first on its composite's first page, and later pages only move it; a member that joined a
     /// composite already under way (as the usage watch did, without a new version, so as not to rebuild every read model)
     /// would otherwise never get one, and every page's progress update for it would find no row: a warning per page
     /// today, a failed page once Marten makes that an error (JasperFx/marten#5502). The member has folded every page the
-    /// composite has, so the composite's position is its own.
+    /// composite has, so the composite's position is its own. A composite without a row whose members have them (the usage
+    /// series, formed from members of the read models' composite, or after a rebuild folded them in that one's pass) has
+    /// folded what the least of those has.
     /// </summary>
-    public static async Task ProgressJoinedMembersAsync(NpgsqlConnection connection, IDocumentStore store, CancellationToken ct)
+    public static async Task PositionNewShardsAsync(NpgsqlConnection connection, IDocumentStore store, CancellationToken ct)
     {
-        var composite = ((DocumentStore)store).Options.Projections.All.OfType<CompositeProjection>().SingleOrDefault(p => p.Name == ReadModels.Name);
-        if (composite is null) return;
         var schema = store.Options.Events.DatabaseSchemaName;
-        await using var command = new NpgsqlCommand(
-            $"""
-            insert into {schema}.mt_event_progression (name, last_seq_id)
-            select m.name, c.last_seq_id from {schema}.mt_event_progression c cross join unnest(@members) m(name)
-            where c.name = @composite
-            on conflict (name) do nothing
-            """, connection) { CommandTimeout = 10 };
-        command.Parameters.AddWithValue("composite", ShardIdentity(composite));
-        command.Parameters.AddWithValue("members", composite.AllProjections().OfType<ProjectionBase>().Select(ShardIdentity).ToArray());
-        await command.ExecuteNonQueryAsync(ct);
+        foreach (var composite in ((DocumentStore)store).Options.Projections.All.OfType<CompositeProjection>())
+        {
+            await using var command = new NpgsqlCommand(
+                $"""
+                insert into {schema}.mt_event_progression (name, last_seq_id)
+                select @composite, min(last_seq_id) from {schema}.mt_event_progression where name = any(@members)
+                having count(*) > 0
+                on conflict (name) do nothing;
+                insert into {schema}.mt_event_progression (name, last_seq_id)
+                select m.name, c.last_seq_id from {schema}.mt_event_progression c cross join unnest(@members) m(name)
+                where c.name = @composite
+                on conflict (name) do nothing
+                """, connection) { CommandTimeout = 10 };
+            command.Parameters.AddWithValue("composite", ShardIdentity(composite));
+            command.Parameters.AddWithValue("members", composite.AllProjections().OfType<ProjectionBase>().Select(ShardIdentity).ToArray());
+            await command.ExecuteNonQueryAsync(ct);
+        }
     }
 
     static string ShardIdentity(ProjectionBase projection) => new ShardName(projection.Name, ShardName.All, projection.Version).Identity;

@@ -54,6 +54,15 @@ public static class ProjectionRebuild
             report($"rebuilt {rebuilt.Projection} in {rebuilt.Took.TotalSeconds:0.0} s, {rebuilt.Cpu.TotalSeconds:0.0} s CPU"
                 + (rebuilt.Members.Count > 0 ? $" (one pass for {string.Join(", ", rebuilt.Members)})" : ""));
         }
+        // A rebuild in one pass folded the usage series in the read models' composite and moved their members: the live
+        // composite of them, left at its old position, takes theirs when the daemon next starts (DaemonLeadership).
+        if (!registered.Any(p => p.Name == ReadModels.SeriesName) && results.Any(r => r.Projection == ReadModels.Name))
+        {
+            await using var session = store.LightweightSession();
+            session.QueueSqlCommand($"delete from {store.Options.Events.DatabaseSchemaName}.mt_event_progression where name = ?",
+                new ShardName(ReadModels.SeriesName, ShardName.All, ReadModels.Version).Identity);
+            await session.SaveChangesAsync(ct);
+        }
         await UnfinishedRebuild.ClearAsync(store, ct);
         return results;
     }
