@@ -4,8 +4,8 @@ using Npgsql;
 namespace Throughput.Benchmarks.Invoicing;
 
 /// <summary>
-/// Polls the read models' progression, which commits with every draft's usage and billing account; an event is in the
-/// drafts from the first poll that shows that sequence or a later one.
+/// Polls a composite projection's progression, which commits with its members' documents (the read models': every draft's
+/// usage and billing account); an event is in them from the first poll that shows that sequence or a later one.
 /// </summary>
 public sealed class DraftObserver(string connectionString, string query, TimeSpan interval) : IAsyncDisposable
 {
@@ -13,8 +13,13 @@ public sealed class DraftObserver(string connectionString, string query, TimeSpa
     /// Every tenant's draft at once: how far the read models' daemon shard of the current version has folded the log (a
     /// schema that ran an earlier version keeps that version's row, frozen).
     /// </summary>
-    public static DraftObserver ForEveryTenant(string connectionString, string schema, TimeSpan interval) =>
-        new(connectionString, $"select coalesce(max(last_seq_id), 0) from {schema}.mt_event_progression where name = '{Throughput.Configuration.ReadModels.Name}:V{Throughput.Configuration.ReadModels.Version}:All'", interval);
+    public static DraftObserver ForEveryTenant(string connectionString, string schema, TimeSpan interval) => ForComposite(connectionString, schema, Throughput.Configuration.ReadModels.Name, interval);
+
+    /// <summary>The usage series (minutes, hours, pool utilization), which the daemon folds in a composite of their own.</summary>
+    public static DraftObserver ForUsageSeries(string connectionString, string schema, TimeSpan interval) => ForComposite(connectionString, schema, Throughput.Configuration.ReadModels.SeriesName, interval);
+
+    static DraftObserver ForComposite(string connectionString, string schema, string composite, TimeSpan interval) =>
+        new(connectionString, $"select coalesce(max(last_seq_id), 0) from {schema}.mt_event_progression where name = '{composite}:V{Throughput.Configuration.ReadModels.Version}:All'", interval);
 
     readonly NpgsqlDataSource _database = NpgsqlDataSource.Create(connectionString);
     readonly List<(DateTimeOffset At, long Through)> _marks = [];
