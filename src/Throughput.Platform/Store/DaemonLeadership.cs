@@ -134,8 +134,7 @@ public sealed class DaemonLeadership(IDocumentStore store, ServiceSettings setti
     /// would otherwise never get one, and every page's progress update for it would find no row: a warning per page
     /// today, a failed page once Marten makes that an error (JasperFx/marten#5502). The member has folded every page the
     /// composite has, so the composite's position is its own. A composite without a row whose members have them (the usage
-    /// series, formed from members of the read models' composite, or after a rebuild folded them in that one's pass) has
-    /// folded what the least of those has.
+    /// series, formed on 2026-12-07 from members of the read models' composite) has folded what the least of those has.
     /// </summary>
     public static async Task PositionNewShardsAsync(NpgsqlConnection connection, IDocumentStore store, CancellationToken ct)
     {

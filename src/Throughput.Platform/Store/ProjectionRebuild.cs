@@ -26,6 +26,8 @@ public static class ProjectionRebuild
         ((DocumentStore)store).Options.Projections.All.OfType<ProjectionBase>()
             .OrderBy(p => p.Lifecycle == ProjectionLifecycle.Inline ? 0 : 1);
 
+    static string Shard(string composite) => new ShardName(composite, ShardName.All, ReadModels.Version).Identity;
+
     static List<string> MembersOf(ProjectionBase projection) =>
         projection is CompositeProjection composite ? composite.AllProjections().OfType<ProjectionBase>().Select(p => p.Name).ToList() : [];
 
@@ -54,13 +56,18 @@ public static class ProjectionRebuild
             report($"rebuilt {rebuilt.Projection} in {rebuilt.Took.TotalSeconds:0.0} s, {rebuilt.Cpu.TotalSeconds:0.0} s CPU"
                 + (rebuilt.Members.Count > 0 ? $" (one pass for {string.Join(", ", rebuilt.Members)})" : ""));
         }
-        // A rebuild in one pass folded the usage series in the read models' composite and moved their members: the live
-        // composite of them, left at its old position, takes theirs when the daemon next starts (DaemonLeadership).
+        // A rebuild in one pass folded the usage series in the read models' composite: the live composite of them starts where
+        // that one stopped, not where it stood before (the series' rows now hold everything up to there).
         if (!registered.Any(p => p.Name == ReadModels.SeriesName) && results.Any(r => r.Projection == ReadModels.Name))
         {
             await using var session = store.LightweightSession();
-            session.QueueSqlCommand($"delete from {store.Options.Events.DatabaseSchemaName}.mt_event_progression where name = ?",
-                new ShardName(ReadModels.SeriesName, ShardName.All, ReadModels.Version).Identity);
+            session.QueueSqlCommand(
+                $"""
+                insert into {store.Options.Events.DatabaseSchemaName}.mt_event_progression (name, last_seq_id)
+                select ?, last_seq_id from {store.Options.Events.DatabaseSchemaName}.mt_event_progression where name = ?
+                on conflict (name) do update set last_seq_id = excluded.last_seq_id
+                """,
+                Shard(ReadModels.SeriesName), Shard(ReadModels.Name));
             await session.SaveChangesAsync(ct);
         }
         await UnfinishedRebuild.ClearAsync(store, ct);
