@@ -94,8 +94,8 @@ public sealed class DaemonLeadershipTests(PlatformFixture platform)
         var members = await ProgressAsync(store, schema);
         Assert.All(SeriesMembers.Append(Series), name => Assert.Equal(members[Composite], members[name]));
 
-        // As a store whose series were members of the read models' composite (or folded there by a rebuild) finds it: the
-        // series' members at their positions, the composite of them without one.
+        // As a store upgraded from one whose series were members of the read models' composite finds it: the series'
+        // members at their positions (one behind the other), the composite of them without one.
         await AppendAsync(store, "dep-series-2");
         await ProjectAsync(store, schema);
         await using (var connection = store.Storage.Database.CreateConnection())

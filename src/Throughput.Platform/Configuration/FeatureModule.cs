@@ -39,7 +39,7 @@ public abstract class FeatureModule
 
     /// <summary>
     /// The feature's read models of usage over time, per deployment and minute or hour: members of the usage series'
-    /// composite live (<see cref="ReadModels.SeriesName"/>), of the read models' in a rebuild.
+    /// composite live (<see cref="ReadModels.SeriesName"/>), of the read models' in the rebuild command's one pass.
     /// </summary>
     public virtual void AddUsageSeries(CompositeProjection series, StoreOptions opts)
     {

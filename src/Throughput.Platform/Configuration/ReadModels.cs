@@ -6,8 +6,9 @@ public static class ReadModels
     public const string Name = "ReadModels";
 
     /// <summary>
-    /// The composite of the usage series (minutes, hours, pool utilization), live; a rebuild folds them in <see cref="Name"/>'s
-    /// pass. Its members' tables and progress keep the names they had as members of <see cref="Name"/>, and so does its version.
+    /// The composite of the usage series (minutes, hours, pool utilization), live; the rebuild command folds them in
+    /// <see cref="Name"/>'s one pass. It carries <see cref="Version"/> too, so its members' tables and progress rows keep the
+    /// names they had as members of <see cref="Name"/>.
     /// </summary>
     public const string SeriesName = "UsageSeries";
 
