@@ -69,11 +69,9 @@ public static class EventStore
         // members of one and writes their changes in one batch. Live, the usage series (minutes, hours, pool utilization) are
         // a composite of their own: at thousands of deployments they were over half of every page's writes, and the drafts'
         // page waited on them. The rebuild command folds them in the read models' pass: one pass over the log, not two.
-        CompositeProjection? series = null;
         if (layout == ProjectionLayout.Live)
             opts.Projections.CompositeProjectionFor(ReadModels.SeriesName, composite =>
             {
-                series = composite;
                 composite.Version = ReadModels.Version;
                 foreach (var module in modules) module.AddUsageSeries(composite, opts);
                 if (settings.UsageSeriesPace > TimeSpan.Zero) composite.Add(new SeriesPace(settings.UsageSeriesPace, settings.ProjectionPageSize));
@@ -89,7 +87,7 @@ public static class EventStore
                 if (layout == ProjectionLayout.SinglePassRebuild)
                     foreach (var snapshot in module.Snapshots) RebuiltSnapshotOf.MakeGenericMethod(snapshot).Invoke(null, [readModels]);
                 module.AddReadModels(readModels, opts, layout);
-                if (series is null) module.AddUsageSeries(readModels, opts);
+                if (layout == ProjectionLayout.SinglePassRebuild) module.AddUsageSeries(readModels, opts);
             }
             Tune(readModels, settings, layout);
         });
