@@ -4,7 +4,7 @@
 # and queues) and stops it again.
 #   bash infra/bench.sh metering [--duration 60] [--warmup 10] …   one benchmark (list: bash infra/bench.sh list)
 #   bash infra/bench.sh admission-checks | admission-http [--rate 10000] | admission-feedback   the admission path
-#   bash infra/bench.sh scale [--size 1000x10] [--full]            N tenants × D deployments, end to end (≈ 15 min; not in all)
+#   bash infra/bench.sh scale [--size 1000x10] [--full]            N tenants × D deployments, end to end (≈ 20 min; not in all)
 #   bash infra/bench.sh all --results bench-results.md            every benchmark, one Markdown table
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

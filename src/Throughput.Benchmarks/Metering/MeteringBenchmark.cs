@@ -27,7 +27,7 @@ public sealed class MeteringBenchmark : IBenchmark
     public IReadOnlyList<(string Option, string Meaning)> Options =>
     [
         ("duration", "seconds measured after the warm-up (60)"),
-        ("warmup", "seconds of load before measuring; the host JIT-tiers for about 15 s (20)"),
+        ("warmup", "seconds of load before measuring; the host JIT-tiers for about 45 s (60)"),
         ("deployments", "deployments metered into (16)"),
         .. LoadShape.Options(0, MeteringInFlight),
         ("partitions", "host Metering:Partitions (4)"),
@@ -41,7 +41,7 @@ public sealed class MeteringBenchmark : IBenchmark
     public async Task<BenchmarkReport> RunAsync(BenchOptions options, CancellationToken cancellationToken)
     {
         var duration = options.Seconds("duration", TimeSpan.FromSeconds(60));
-        var warmup = options.Seconds("warmup", TimeSpan.FromSeconds(20));
+        var warmup = options.Seconds("warmup", TimeSpan.FromSeconds(60));
         var deployments = options.Count("deployments", 16);
         var shape = LoadShape.From(options, defaultRate: 0, defaultInFlight: MeteringInFlight);
         var poll = options.Milliseconds("poll-ms", TimeSpan.FromMilliseconds(100));

@@ -32,7 +32,7 @@ public sealed class ScaleBenchmark : IBenchmark
         ("metering-only", "flag: per size only onboarding and metering, no draft lag, close, reads or rebuild"),
         PlatformHosts.OneHostOption,
         ("duration", "seconds of metering measured at each size (20)"),
-        ("warmup", "seconds of metering before measuring; the host JIT-tiers for about 15 s (20)"),
+        ("warmup", "seconds of metering before measuring; the host JIT-tiers for about 45 s (60)"),
         ("concurrency", "tenants onboarded at a time (8)"),
         .. LoadShape.Options(0, 50_000),
         ("host-env", "NAME=VALUE added to the hosts' environment; repeatable"),
@@ -45,7 +45,7 @@ public sealed class ScaleBenchmark : IBenchmark
         if (options.Text("full", "false") == "true") sizes.Add(FullSize);
         var parsed = sizes.Select(Size.Parse).ToList();
         var duration = options.Seconds("duration", TimeSpan.FromSeconds(20));
-        var warmup = options.Seconds("warmup", TimeSpan.FromSeconds(20));
+        var warmup = options.Seconds("warmup", TimeSpan.FromSeconds(60));
         var concurrency = options.Count("concurrency", 8);
         var shape = LoadShape.From(options, defaultRate: 0, defaultInFlight: 50_000);
         var hostDll = Services.PlatformHostDll(options);

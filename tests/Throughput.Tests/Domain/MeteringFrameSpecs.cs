@@ -71,6 +71,20 @@ public sealed class MeteringFrameSpecs
     }
 
     [Fact]
+    public void Field_names_are_matched_whole_and_as_their_unescaped_text()
+    {
+        // Escaped names are legal JSON for the same field; a name of a field's length and first letter is another field.
+        var escaped = Read(Batch(Good.Replace("\"promptTokens\"", "\"prompt\\u0054okens\"").Replace("\"recordId\"", "\"\\u0072ecordId\"")));
+        Assert.Null(escaped.Records[0].Problem);
+        Assert.Equal(("r1", 100L), (escaped.Records[0].RecordId, escaped.Records[0].PromptTokens));
+
+        var lookalike = Read(Batch(Good.Replace("\"promptTokens\":100", "\"promptTokens\":100,\"pendingTokens\":5,\"startedAx\":\"x\",\"s\":1")));
+        Assert.Null(lookalike.Records[0].Problem);
+        Assert.Equal(100L, lookalike.Records[0].PromptTokens);
+        Assert.Contains("promptTokens is missing", Read(Batch(Good.Replace("\"promptTokens\"", "\"promptTokenz\""))).Records[0].Problem);
+    }
+
+    [Fact]
     public void A_frame_written_back_reads_the_same()
     {
         var frame = Read(Batch(Good));
