@@ -50,6 +50,28 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
     public Task Consume(ConsumeContext<Batch<MeteringFrame>> context) =>
         partitions.Of(Queue(context)).Batches.FoldAsync(new HandedBatch(context, System.Diagnostics.Activity.Current?.Context ?? default), FoldAsync);
 
+    /// <summary>
+    /// A message's records for one deployment, as their positions in the message: grouping a batch copies no record (copied
+    /// into a list per message and deployment, they were the largest part of what the consumer allocated per record).
+    /// </summary>
+    sealed class RecordsAt(IReadOnlyList<MeteredRecord> message, int first) : IReadOnlyList<MeteredRecord>
+    {
+        readonly List<int> _positions = [first];
+
+        public void Add(int position) => _positions.Add(position);
+
+        public MeteredRecord this[int index] => message[_positions[index]];
+
+        public int Count => _positions.Count;
+
+        public IEnumerator<MeteredRecord> GetEnumerator()
+        {
+            foreach (var position in _positions) yield return message[position];
+        }
+
+        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
+    }
+
     /// <summary>A batch as MassTransit handed it over, with the trace context of its consume span (the group's span is the first batch's child).</summary>
     public readonly record struct HandedBatch(ConsumeContext<Batch<MeteringFrame>> Batch, System.Diagnostics.ActivityContext Trace);
 
@@ -122,15 +144,17 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
                 quarantined.Add(piece.Refusal);
                 continue;
             }
-            foreach (var record in piece.Frame.Records)
+            var records = piece.Frame.Records;
+            for (var position = 0; position < records.Count; position++)
             {
+                var record = records[position];
                 if (record.Problem is not null) quarantined.Add(Quarantine.Record(QuarantineReason.InvalidRecord, record.Problem, piece.Frame, record, now));
                 else if (record.FinishedAt > now + FutureTolerance) quarantined.Add(Quarantine.Record(QuarantineReason.TimestampInFuture, $"finishedAt {record.FinishedAt:O} is in the future", piece.Frame, record, now));
                 else if (record.FinishedAt < now - BackdatingWindow)
                     quarantined.Add(Quarantine.Record(QuarantineReason.TimestampTooOld, $"finishedAt {record.FinishedAt:O} is more than {BackdatingWindow.TotalDays:0} days before it was metered", piece.Frame, record, now));
                 else if (record.PhaseProblemFrom(nodes[piece.Frame.ProducerId]) is { } wrongPhase)
                     quarantined.Add(Quarantine.Record(QuarantineReason.WrongPhase, wrongPhase, piece.Frame, record, now));
-                else Add(piece.Frame, record);
+                else Add(piece.Frame, record.DeploymentId, position);
             }
         }
 
@@ -189,11 +213,11 @@ public sealed class MeteringConsumer(IDocumentStore store, PartitionDeployments 
             .SetTag("throughput.quarantined", quarantined.Count);
 
         // A message's records, grouped per deployment in its order: one producer batch per (message, deployment).
-        void Add(MeteringFrame frame, MeteredRecord record)
+        void Add(MeteringFrame frame, string deploymentId, int position)
         {
-            if (!byDeployment.TryGetValue(record.DeploymentId, out var batches)) byDeployment[record.DeploymentId] = batches = [];
-            if (batches is [.., var last] && last.ProducerId == frame.ProducerId && last.Sequence == frame.Sequence) ((List<MeteredRecord>)last.Records).Add(record);
-            else batches.Add(new ProducerBatch(frame.ProducerId, frame.Sequence, new List<MeteredRecord> { record }));
+            if (!byDeployment.TryGetValue(deploymentId, out var batches)) byDeployment[deploymentId] = batches = [];
+            if (batches is [.., var last] && last.ProducerId == frame.ProducerId && last.Sequence == frame.Sequence) ((RecordsAt)last.Records).Add(position);
+            else batches.Add(new ProducerBatch(frame.ProducerId, frame.Sequence, new RecordsAt(frame.Records, position)));
         }
 
         void Refuse(IEnumerable<ProducerBatch> refused, QuarantineReason reason, string detail)
