@@ -99,7 +99,7 @@ public sealed class MeteringFrameReader : JsonConverter<MeteringFrame>
         // Grown once per thread and copied out at its size: a list grown from empty per message allocated about four times
         // what the records take, most of what reading a message allocated.
         var records = _records ??= new List<MeteredRecord>(256);
-        records.Clear();
+        records.Clear(); // a message that failed to parse left its records
         while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
         {
             if (reader.ValueTextEquals("version"u8)) { reader.Read(); version = reader.TokenType == JsonTokenType.Number && reader.TryGetInt32(out var v) ? v : -1; }
@@ -130,13 +130,15 @@ public sealed class MeteringFrameReader : JsonConverter<MeteringFrame>
         problem ??= sequence is null or < 1 ? "sequence is missing or not a positive integer" : null;
         problem ??= sentAt is null || sentAt == default ? "sentAt is missing or not an ISO 8601 time" : null;
         problem ??= records.Count == 0 ? "the batch has no records" : null;
+        var read = records.ToArray();
+        records.Clear(); // so that the thread's list keeps no record's strings alive until its next message
         return new MeteringFrame
         {
             Version = version ?? 0,
             ProducerId = producerId ?? "",
             Sequence = sequence ?? 0,
             SentAt = sentAt ?? default,
-            Records = records.ToArray(),
+            Records = read,
             Problem = problem,
         };
     }
@@ -161,7 +163,7 @@ public sealed class MeteringFrameReader : JsonConverter<MeteringFrame>
             {
                 case RecordField.RecordId: recordId = ReadId(ref reader); break;
                 case RecordField.DeploymentId:
-                    // Batches from the SDK hold one deployment: reuse its string instead of allocating one per record.
+                    // Consecutive records often name the same deployment: its string is reused instead of allocated per record.
                     deploymentId = lastDeployment is not null && reader is { TokenType: JsonTokenType.String, ValueIsEscaped: false, HasValueSequence: false }
                         && Ascii.Equals(reader.ValueSpan, lastDeployment) // ids are ASCII: compared without transcoding either
                         ? lastDeployment
